@@ -1,0 +1,178 @@
+"""The decision context: the feature snapshot a policy sees and the log keeps.
+
+Whatever a decision logs in its ``context`` column is exactly this record, as
+canonical JSON, so replaying a log reproduces what the model saw. The
+simulator fills it from its vectorized state; the service fills it from its
+event store; both use the same definitions of the history counts:
+
+- ``touches_{7,30,90}d[channel]``: touches (ours and external) on the HCP
+  in the ``N`` days before the decision day (days ``day-N .. day-1``).
+- ``engagements_30d[channel]``: outcomes of a type in
+  :data:`nba.domain.ENGAGEMENT_TYPES` in those 30 days, counted once per
+  (decision, type), by the channel of the decision's chosen action.
+- ``topic_engagements_90d[topic]``: the same over 90 days, by topic.
+- ``days_since_touch[channel]``: whole days since the last touch on that
+  channel (absent: none in the last 90 days).
+- ``last_content_id``: content of the most recent touch (any channel), or None.
+
+Channels or topics with a zero count are left out of the maps.
+
+>>> from datetime import date
+>>> from nba.domain import HCPProfile
+>>> hcp = HCPProfile("h1", "cardiology", 7, "US", "aware", frozenset({"email"}))
+>>> ctx = DecisionContext(hcp=hcp, day=date(2026, 1, 5))
+>>> DecisionContext.from_json(ctx.to_json()) == ctx
+True
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Any
+
+from nba.domain import HCPProfile, ValidationError
+
+CONTEXT_VERSION = 1
+HISTORY_WINDOWS = (7, 30, 90)
+
+Scalar = str | int | float | bool
+
+
+def _count_map(value: Any, where: str) -> dict[str, int]:
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise ValidationError(f"context: field '{where}': expected a mapping")
+    out: dict[str, int] = {}
+    for k, v in value.items():
+        iv = int(v)
+        if iv < 0:
+            raise ValidationError(f"context: field '{where}.{k}': negative count {v}")
+        if iv:
+            out[str(k)] = iv
+    return dict(sorted(out.items()))
+
+
+@dataclass(frozen=True)
+class History:
+    """Recent history of one HCP as of the decision day (see module docstring)."""
+
+    touches_7d: Mapping[str, int] = field(default_factory=dict)
+    touches_30d: Mapping[str, int] = field(default_factory=dict)
+    touches_90d: Mapping[str, int] = field(default_factory=dict)
+    engagements_30d: Mapping[str, int] = field(default_factory=dict)
+    topic_engagements_90d: Mapping[str, int] = field(default_factory=dict)
+    days_since_touch: Mapping[str, int] = field(default_factory=dict)
+    last_content_id: str | None = None
+
+    def __post_init__(self) -> None:
+        for name in (
+            "touches_7d",
+            "touches_30d",
+            "touches_90d",
+            "engagements_30d",
+            "topic_engagements_90d",
+        ):
+            object.__setattr__(self, name, _count_map(getattr(self, name), name))
+        dst: dict[str, int] = {}
+        for k, v in dict(self.days_since_touch or {}).items():
+            iv = int(v)
+            if iv < 0:
+                raise ValidationError(f"context: field 'days_since_touch.{k}': negative {v}")
+            dst[str(k)] = iv
+        object.__setattr__(self, "days_since_touch", dict(sorted(dst.items())))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "touches_7d": dict(self.touches_7d),
+            "touches_30d": dict(self.touches_30d),
+            "touches_90d": dict(self.touches_90d),
+            "engagements_30d": dict(self.engagements_30d),
+            "topic_engagements_90d": dict(self.topic_engagements_90d),
+            "days_since_touch": dict(self.days_since_touch),
+            "last_content_id": self.last_content_id,
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> History:
+        return cls(
+            touches_7d=d.get("touches_7d") or {},
+            touches_30d=d.get("touches_30d") or {},
+            touches_90d=d.get("touches_90d") or {},
+            engagements_30d=d.get("engagements_30d") or {},
+            topic_engagements_90d=d.get("topic_engagements_90d") or {},
+            days_since_touch=d.get("days_since_touch") or {},
+            last_content_id=d.get("last_content_id"),
+        )
+
+
+@dataclass(frozen=True)
+class DecisionContext:
+    """Everything a policy may condition on for one decision.
+
+    Attributes
+    ----------
+    hcp : HCPProfile
+        Observable profile (never the simulator's hidden state).
+    day : date
+        The decision's calendar day (UTC).
+    history : History
+        Recent touches and engagements.
+    request : Mapping[str, str | int | float | bool]
+        Flat request features supplied by the caller (requester, ...).
+    """
+
+    hcp: HCPProfile
+    day: date
+    history: History = field(default_factory=History)
+    request: Mapping[str, Scalar] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        req = dict(self.request or {})
+        for k, v in req.items():
+            if not isinstance(v, str | int | float | bool):
+                raise ValidationError(
+                    f"context: field 'request.{k}': must be a string, number or bool, "
+                    f"got {type(v).__name__}"
+                )
+        object.__setattr__(self, "request", dict(sorted(req.items())))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "v": CONTEXT_VERSION,
+            "hcp": self.hcp.to_dict(),
+            "day": self.day.isoformat(),
+            "history": self.history.to_dict(),
+            "request": dict(self.request),
+        }
+
+    def to_json(self) -> str:
+        """Canonical JSON (sorted keys, no spaces): the logged ``context``."""
+        return json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> DecisionContext:
+        if d.get("v", CONTEXT_VERSION) != CONTEXT_VERSION:
+            raise ValidationError(f"context: field 'v': unsupported version {d.get('v')!r}")
+        try:
+            return cls(
+                hcp=HCPProfile.from_dict(d["hcp"]),
+                day=date.fromisoformat(d["day"]),
+                history=History.from_dict(d.get("history") or {}),
+                request=d.get("request") or {},
+            )
+        except KeyError as exc:
+            raise ValidationError(f"context: missing field {exc.args[0]!r}") from None
+
+    @classmethod
+    def from_json(cls, text: str) -> DecisionContext:
+        try:
+            d = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ValidationError(f"context: not valid JSON: {exc}") from exc
+        if not isinstance(d, Mapping):
+            raise ValidationError("context: must be a JSON object")
+        return cls.from_dict(d)

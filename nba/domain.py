@@ -1,0 +1,346 @@
+"""Frozen, validated domain records shared by every layer.
+
+Every record validates itself once, where it is built; code that receives one
+may trust it. Errors are :class:`ValidationError` and name the record and the
+field that was wrong.
+
+>>> Action("cnt-001", "email").action_id
+'cnt-001@email'
+>>> Action.parse("cnt-001@email")
+Action(content_id='cnt-001', channel='email')
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from typing import Any
+
+#: The channels every deployment knows. A catalog may declare more.
+CHANNELS: tuple[str, ...] = ("rep_visit", "remote_call", "email", "webinar", "portal")
+
+#: Adoption stages, in the order engagement moves an HCP through them.
+ADOPTION_STAGES: tuple[str, ...] = (
+    "unaware",
+    "aware",
+    "considering",
+    "trialing",
+    "adopting",
+    "advocate",
+)
+
+#: Outcome types that describe how the HCP responded.
+HCP_RESPONSE_TYPES: frozenset[str] = frozenset(
+    {
+        "delivered",
+        "opened",
+        "clicked",
+        "unsubscribed",
+        "meeting_held",
+        "call_held",
+        "registered",
+        "attended",
+        "visited",
+        "downloaded",
+    }
+)
+
+#: Outcome types that a rep reports about a suggestion (not an HCP response).
+REP_FEEDBACK_TYPES: frozenset[str] = frozenset({"accepted", "dismissed", "snoozed"})
+
+OUTCOME_TYPES: frozenset[str] = HCP_RESPONSE_TYPES | REP_FEEDBACK_TYPES
+
+#: HCP responses that count as engagement in history features.
+ENGAGEMENT_TYPES: frozenset[str] = frozenset(
+    {"opened", "clicked", "meeting_held", "call_held", "attended", "visited", "downloaded"}
+)
+
+TOUCH_ORIGINS: frozenset[str] = frozenset({"ours", "external"})
+
+ACTION_SEPARATOR = "@"
+
+
+class ValidationError(ValueError):
+    """A record or file failed validation; the message names where and what."""
+
+
+def _fail(record: str, fieldname: str, problem: str) -> ValidationError:
+    return ValidationError(f"{record}: field '{fieldname}': {problem}")
+
+
+def ensure_utc(ts: datetime, record: str = "record", fieldname: str = "ts") -> datetime:
+    """Return ``ts`` as an aware UTC datetime; naive datetimes are refused."""
+    if not isinstance(ts, datetime):
+        raise _fail(record, fieldname, f"expected a datetime, got {type(ts).__name__}")
+    if ts.tzinfo is None or ts.utcoffset() is None:
+        raise _fail(record, fieldname, "timestamp must be timezone-aware (UTC)")
+    return ts.astimezone(UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class Approval:
+    """Approval of one content item in one market, valid on ``[start, expiry)``."""
+
+    market: str
+    start: date
+    expiry: date
+
+    def __post_init__(self) -> None:
+        if not self.market:
+            raise _fail("Approval", "market", "must not be empty")
+        if self.expiry <= self.start:
+            raise _fail(
+                "Approval", "expiry", f"expiry {self.expiry} is not after start {self.start}"
+            )
+
+    def covers(self, day: date) -> bool:
+        """True when ``day`` falls inside ``[start, expiry)``."""
+        return self.start <= day < self.expiry
+
+
+@dataclass(frozen=True, slots=True)
+class ContentItem:
+    """One approved piece of content that can travel on some channels."""
+
+    id: str
+    title: str
+    topic: str
+    format: str
+    channels: tuple[str, ...]
+    approvals: tuple[Approval, ...]
+
+    def __post_init__(self) -> None:
+        where = f"ContentItem '{self.id}'"
+        if not self.id or ACTION_SEPARATOR in self.id:
+            raise _fail(where, "id", f"must be non-empty and not contain '{ACTION_SEPARATOR}'")
+        if not self.title:
+            raise _fail(where, "title", "must not be empty")
+        if not self.topic:
+            raise _fail(where, "topic", "must not be empty")
+        if not self.channels:
+            raise _fail(where, "channels", "must list at least one channel")
+        if len(set(self.channels)) != len(self.channels):
+            raise _fail(where, "channels", "lists a channel twice")
+        if not self.approvals:
+            raise _fail(where, "approvals", "item is approved in no market")
+
+    @property
+    def markets(self) -> tuple[str, ...]:
+        return tuple(a.market for a in self.approvals)
+
+    def is_approved(self, market: str, day: date) -> bool:
+        """True when the item is approved in ``market`` on ``day``."""
+        return any(a.market == market and a.covers(day) for a in self.approvals)
+
+    def actions(self) -> tuple[Action, ...]:
+        return tuple(Action(self.id, ch) for ch in self.channels)
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class Action:
+    """One (content item, channel) pair; ``action_id`` is ``content@channel``."""
+
+    content_id: str
+    channel: str
+
+    def __post_init__(self) -> None:
+        if not self.content_id or ACTION_SEPARATOR in self.content_id:
+            raise _fail("Action", "content_id", f"invalid content id {self.content_id!r}")
+        if not self.channel or ACTION_SEPARATOR in self.channel:
+            raise _fail("Action", "channel", f"invalid channel {self.channel!r}")
+
+    @property
+    def action_id(self) -> str:
+        return f"{self.content_id}{ACTION_SEPARATOR}{self.channel}"
+
+    @classmethod
+    def parse(cls, action_id: str) -> Action:
+        content_id, sep, channel = action_id.rpartition(ACTION_SEPARATOR)
+        if not sep:
+            raise _fail("Action", "action_id", f"{action_id!r} is not 'content@channel'")
+        return cls(content_id, channel)
+
+
+@dataclass(frozen=True, slots=True)
+class HCPProfile:
+    """Observable profile of one healthcare professional."""
+
+    hcp_id: str
+    specialty: str
+    decile: int
+    market: str
+    adoption_stage: str
+    consents: frozenset[str]
+    no_see: bool = False
+    digital_affinity: float = 0.5
+
+    def __post_init__(self) -> None:
+        where = f"HCPProfile '{self.hcp_id}'"
+        if not self.hcp_id:
+            raise _fail("HCPProfile", "hcp_id", "must not be empty")
+        if not self.specialty:
+            raise _fail(where, "specialty", "must not be empty")
+        if not isinstance(self.decile, int) or not 1 <= self.decile <= 10:
+            raise _fail(where, "decile", f"must be an integer 1-10, got {self.decile!r}")
+        if not self.market:
+            raise _fail(where, "market", "must not be empty")
+        if self.adoption_stage not in ADOPTION_STAGES:
+            raise _fail(
+                where,
+                "adoption_stage",
+                f"{self.adoption_stage!r} is not one of {', '.join(ADOPTION_STAGES)}",
+            )
+        if not isinstance(self.consents, frozenset):
+            object.__setattr__(self, "consents", frozenset(self.consents))
+        if not (0.0 <= float(self.digital_affinity) <= 1.0):
+            raise _fail(where, "digital_affinity", f"must be in [0, 1], got {self.digital_affinity}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "hcp_id": self.hcp_id,
+            "specialty": self.specialty,
+            "decile": self.decile,
+            "market": self.market,
+            "adoption_stage": self.adoption_stage,
+            "consents": sorted(self.consents),
+            "no_see": self.no_see,
+            "digital_affinity": float(self.digital_affinity),
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> HCPProfile:
+        return cls(
+            hcp_id=str(d["hcp_id"]),
+            specialty=str(d["specialty"]),
+            decile=int(d["decile"]),
+            market=str(d["market"]),
+            adoption_stage=str(d["adoption_stage"]),
+            consents=frozenset(d.get("consents", ())),
+            no_see=bool(d.get("no_see", False)),
+            digital_affinity=float(d.get("digital_affinity", 0.5)),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Suppression:
+    """An action the contact policy removed, with the rule that removed it."""
+
+    action_id: str
+    rule: str
+
+
+PROBABILITY_TOLERANCE = 1e-6
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """One call to the policy, exactly as it is logged (DESIGN §4)."""
+
+    event_id: str
+    ts: datetime
+    hcp_id: str
+    requester: str
+    channels_requested: tuple[str, ...]
+    context: str
+    catalog_version: str
+    action_ids: tuple[str, ...]
+    probabilities: tuple[float, ...]
+    chosen_index: int
+    chosen_action_id: str
+    propensity: float
+    policy: str
+    model_version: str
+    suppressed: tuple[Suppression, ...] = ()
+    activated: bool = True
+
+    def __post_init__(self) -> None:
+        where = f"Decision '{self.event_id}'"
+        if not self.event_id:
+            raise _fail("Decision", "event_id", "must not be empty")
+        object.__setattr__(self, "ts", ensure_utc(self.ts, where))
+        if not self.hcp_id:
+            raise _fail(where, "hcp_id", "must not be empty")
+        n = len(self.action_ids)
+        if n == 0:
+            raise _fail(where, "action_ids", "a decision needs at least one eligible action")
+        if len(set(self.action_ids)) != n:
+            raise _fail(where, "action_ids", "lists an action twice")
+        if len(self.probabilities) != n:
+            raise _fail(
+                where,
+                "probabilities",
+                f"has {len(self.probabilities)} entries for {n} actions",
+            )
+        for i, p in enumerate(self.probabilities):
+            if not (math.isfinite(p) and 0.0 <= p <= 1.0):
+                raise _fail(where, "probabilities", f"entry {i} is {p}, outside [0, 1]")
+        total = math.fsum(self.probabilities)
+        if abs(total - 1.0) > PROBABILITY_TOLERANCE:
+            raise _fail(where, "probabilities", f"sum to {total}, not 1")
+        if not 0 <= self.chosen_index < n:
+            raise _fail(where, "chosen_index", f"{self.chosen_index} outside 0..{n - 1}")
+        if self.action_ids[self.chosen_index] != self.chosen_action_id:
+            raise _fail(
+                where,
+                "chosen_action_id",
+                f"{self.chosen_action_id!r} is not action_ids[{self.chosen_index}]",
+            )
+        if not 0.0 < self.propensity <= 1.0:
+            raise _fail(where, "propensity", f"{self.propensity} is outside (0, 1]")
+        if abs(self.propensity - self.probabilities[self.chosen_index]) > PROBABILITY_TOLERANCE:
+            raise _fail(
+                where,
+                "propensity",
+                f"{self.propensity} differs from the served probability "
+                f"{self.probabilities[self.chosen_index]} of the chosen action",
+            )
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """Something that happened after a decision, joined to it by ``event_id``."""
+
+    event_id: str
+    ts: datetime
+    type: str
+    value: float = 1.0
+    source: str = "hcp"
+    source_id: str = ""
+
+    def __post_init__(self) -> None:
+        where = f"Outcome for '{self.event_id}'"
+        if not self.event_id:
+            raise _fail("Outcome", "event_id", "must not be empty")
+        object.__setattr__(self, "ts", ensure_utc(self.ts, where))
+        if not self.type:
+            raise _fail(where, "type", "must not be empty")
+        if not math.isfinite(self.value):
+            raise _fail(where, "value", f"{self.value} is not finite")
+
+
+@dataclass(frozen=True, slots=True)
+class Touch:
+    """Anything that reached an HCP, suggested by us (``ours``) or not (``external``)."""
+
+    hcp_id: str
+    ts: datetime
+    channel: str
+    content_id: str
+    origin: str = "ours"
+
+    def __post_init__(self) -> None:
+        where = f"Touch for '{self.hcp_id}'"
+        if not self.hcp_id:
+            raise _fail("Touch", "hcp_id", "must not be empty")
+        object.__setattr__(self, "ts", ensure_utc(self.ts, where))
+        if not self.channel:
+            raise _fail(where, "channel", "must not be empty")
+        if self.origin not in TOUCH_ORIGINS:
+            raise _fail(where, "origin", f"{self.origin!r} is not one of {sorted(TOUCH_ORIGINS)}")
+
+
+def action_ids(actions: Sequence[Action]) -> tuple[str, ...]:
+    """The ``action_id`` of each action, in order."""
+    return tuple(a.action_id for a in actions)

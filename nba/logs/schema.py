@@ -1,0 +1,112 @@
+"""Arrow schemas of the event log (DESIGN §4), the one contract every layer shares.
+
+A log directory looks like::
+
+    DIR/decisions/date=YYYY-MM-DD/part-00000.parquet
+    DIR/outcomes/date=YYYY-MM-DD/part-00000.parquet
+    DIR/touches/date=YYYY-MM-DD/part-00000.parquet
+    DIR/catalog/<catalog_version>.json        one snapshot per catalog version
+    DIR/ground_truth/date=YYYY-MM-DD/...      simulator only
+    DIR/population.parquet                    simulator only: HCP profiles
+    DIR/manifest.json                         who wrote it, with which parameters
+
+The ``date`` partition key is derived from ``ts`` (UTC) and is not part of the
+schemas below: readers drop it.
+"""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+TS = pa.timestamp("us", tz="UTC")
+
+SUPPRESSION = pa.struct([pa.field("action_id", pa.string()), pa.field("rule", pa.string())])
+
+DECISIONS = pa.schema(
+    [
+        pa.field("event_id", pa.string(), nullable=False),
+        pa.field("ts", TS, nullable=False),
+        pa.field("hcp_id", pa.string(), nullable=False),
+        pa.field("requester", pa.string(), nullable=False),
+        pa.field("channels_requested", pa.list_(pa.string()), nullable=False),
+        pa.field("context", pa.string(), nullable=False),
+        pa.field("catalog_version", pa.string(), nullable=False),
+        pa.field("action_ids", pa.list_(pa.string()), nullable=False),
+        pa.field("probabilities", pa.list_(pa.float64()), nullable=False),
+        pa.field("chosen_index", pa.int32(), nullable=False),
+        pa.field("chosen_action_id", pa.string(), nullable=False),
+        pa.field("propensity", pa.float64(), nullable=False),
+        pa.field("policy", pa.string(), nullable=False),
+        pa.field("model_version", pa.string(), nullable=False),
+        pa.field("suppressed", pa.list_(SUPPRESSION), nullable=False),
+        pa.field("activated", pa.bool_(), nullable=False),
+    ]
+)
+
+OUTCOMES = pa.schema(
+    [
+        pa.field("event_id", pa.string(), nullable=False),
+        pa.field("ts", TS, nullable=False),
+        pa.field("type", pa.string(), nullable=False),
+        pa.field("value", pa.float64(), nullable=False),
+        pa.field("source", pa.string(), nullable=False),
+        # idempotency key: (event_id, type, source_id) is stored once
+        pa.field("source_id", pa.string(), nullable=False),
+    ]
+)
+
+TOUCHES = pa.schema(
+    [
+        pa.field("hcp_id", pa.string(), nullable=False),
+        pa.field("ts", TS, nullable=False),
+        pa.field("channel", pa.string(), nullable=False),
+        pa.field("content_id", pa.string(), nullable=False),
+        pa.field("origin", pa.string(), nullable=False),
+    ]
+)
+
+#: Simulator ground truth: the expected reward of every eligible action of a
+#: decision, aligned with that decision's ``action_ids``.
+GROUND_TRUTH = pa.schema(
+    [
+        pa.field("event_id", pa.string(), nullable=False),
+        pa.field("ts", TS, nullable=False),
+        pa.field("reward_definition", pa.string(), nullable=False),
+        pa.field("expected_rewards", pa.list_(pa.float64()), nullable=False),
+    ]
+)
+
+#: HCP profiles (simulator population, service import/export).
+HCPS = pa.schema(
+    [
+        pa.field("hcp_id", pa.string(), nullable=False),
+        pa.field("specialty", pa.string(), nullable=False),
+        pa.field("decile", pa.int8(), nullable=False),
+        pa.field("market", pa.string(), nullable=False),
+        pa.field("adoption_stage", pa.string(), nullable=False),
+        pa.field("consents", pa.list_(pa.string()), nullable=False),
+        pa.field("no_see", pa.bool_(), nullable=False),
+        pa.field("digital_affinity", pa.float64(), nullable=False),
+    ]
+)
+
+#: Decisions joined to their reward under one reward definition.
+JOINED = pa.schema(
+    [
+        *DECISIONS,
+        pa.field("reward", pa.float64(), nullable=False),
+        pa.field("n_outcomes", pa.int32(), nullable=False),
+        pa.field("n_late_outcomes", pa.int32(), nullable=False),
+        pa.field("reward_is_default", pa.bool_(), nullable=False),
+        pa.field("reward_definition", pa.string(), nullable=False),
+    ]
+)
+
+TABLES: dict[str, pa.Schema] = {
+    "decisions": DECISIONS,
+    "outcomes": OUTCOMES,
+    "touches": TOUCHES,
+    "ground_truth": GROUND_TRUTH,
+}
+
+PARTITION_KEY = "date"

@@ -1,0 +1,154 @@
+"""The one policy interface every policy (VW, baselines, oracle) implements.
+
+A policy maps (context, eligible actions) to a probability for every action and
+samples one. Sampling is seeded from ``(seed, event_id)``, so a logged decision
+can be replayed exactly, and the returned propensity is the sampled entry of
+the very vector that was returned.
+
+>>> import numpy as np
+>>> p = np.array([0.25, 0.25, 0.5])
+>>> sample_index(p, seed=3, event_id="01J0000000000000000000000A") == sample_index(
+...     p, seed=3, event_id="01J0000000000000000000000A")
+True
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import numpy.typing as npt
+
+from nba.context import DecisionContext
+from nba.domain import Action, ValidationError
+
+Probabilities = npt.NDArray[np.float64]
+
+
+class PolicyError(ValidationError):
+    """A policy was configured or called incorrectly."""
+
+
+def event_uniform(seed: int, event_id: str) -> float:
+    """A uniform number in [0, 1) determined by ``(seed, event_id)`` alone."""
+    digest = hashlib.blake2b(f"{seed}:{event_id}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") / 2.0**64
+
+
+def sample_index(probabilities: Probabilities, seed: int, event_id: str) -> int:
+    """Index drawn from ``probabilities`` with randomness fixed by ``(seed, event_id)``.
+
+    Parameters
+    ----------
+    probabilities : ndarray of float64, shape (n_actions,)
+        Must be non-negative and sum to 1.
+    """
+    u = event_uniform(seed, event_id)
+    cdf = np.cumsum(probabilities)
+    idx = int(np.searchsorted(cdf, u * cdf[-1], side="right"))
+    idx = min(idx, len(probabilities) - 1)
+    # never land on a zero-probability action because of rounding at the edge
+    while probabilities[idx] <= 0.0 and idx > 0:
+        idx -= 1
+    return idx
+
+
+def check_probabilities(p: Probabilities, n_actions: int, who: str) -> Probabilities:
+    """Validate a probability vector a policy produced; returns it as float64."""
+    arr = np.asarray(p, dtype=np.float64)
+    if arr.shape != (n_actions,):
+        raise PolicyError(f"{who}: returned {arr.shape} probabilities for {n_actions} actions")
+    if not np.all(np.isfinite(arr)) or np.any(arr < 0):
+        raise PolicyError(f"{who}: returned a negative or non-finite probability")
+    total = math.fsum(arr.tolist())
+    if abs(total - 1.0) > 1e-6:
+        raise PolicyError(f"{who}: probabilities sum to {total}, not 1")
+    return arr
+
+
+@dataclass(frozen=True)
+class PolicyDecision:
+    """What a policy returns: the full vector, the choice, its propensity.
+
+    Attributes
+    ----------
+    probabilities : ndarray of float64, shape (n_actions,)
+    chosen_index : int
+    propensity : float
+        Always ``probabilities[chosen_index]``.
+    """
+
+    probabilities: Probabilities
+    chosen_index: int
+    propensity: float
+    scores: npt.NDArray[np.float64] | None = None
+
+
+class Policy(ABC):
+    """Base class. Subclasses implement :meth:`probabilities` (and may learn).
+
+    Parameters are public attributes of the same name as in ``__init__``;
+    :attr:`params` collects them for MLflow.
+    """
+
+    #: short name logged in ``decisions.policy``
+    name: ClassVar[str] = "policy"
+    #: whether :meth:`learn` changes anything
+    learns: ClassVar[bool] = False
+
+    seed: int = 0
+
+    @property
+    def model_version(self) -> str:
+        """What decisions log as ``model_version``."""
+        return self.name
+
+    @abstractmethod
+    def probabilities(self, context: DecisionContext, actions: Sequence[Action]) -> Probabilities:
+        """Probability of each action.
+
+        Returns
+        -------
+        ndarray of float64, shape (len(actions),), summing to 1
+        """
+
+    def scores(
+        self, context: DecisionContext, actions: Sequence[Action]
+    ) -> npt.NDArray[np.float64] | None:
+        """Optional per-action scores (higher is better) used to rank the rest."""
+        return None
+
+    def decide(
+        self, context: DecisionContext, actions: Sequence[Action], event_id: str
+    ) -> PolicyDecision:
+        """Probabilities plus an action sampled with randomness fixed by ``event_id``."""
+        if not actions:
+            raise PolicyError(f"{self.name}: no eligible actions to choose from")
+        p = check_probabilities(self.probabilities(context, actions), len(actions), self.name)
+        i = sample_index(p, self.seed, event_id)
+        return PolicyDecision(p, i, float(p[i]), self.scores(context, actions))
+
+    def learn(
+        self,
+        context: DecisionContext,
+        actions: Sequence[Action],
+        chosen_index: int,
+        reward: float,
+        propensity: float,
+    ) -> None:
+        """Update from one logged decision. Baselines ignore it."""
+        return None
+
+    def save(self, path: str | Path) -> None:
+        raise PolicyError(f"{self.name}: save is not supported")
+
+    @property
+    def params(self) -> dict[str, Any]:
+        """Constructor parameters, for ``mlflow.log_params``."""
+        return {"policy": self.name, "seed": self.seed}
