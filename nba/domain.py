@@ -195,7 +195,9 @@ class HCPProfile:
         if not isinstance(self.consents, frozenset):
             object.__setattr__(self, "consents", frozenset(self.consents))
         if not (0.0 <= float(self.digital_affinity) <= 1.0):
-            raise _fail(where, "digital_affinity", f"must be in [0, 1], got {self.digital_affinity}")
+            raise _fail(
+                where, "digital_affinity", f"must be in [0, 1], got {self.digital_affinity}"
+            )
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -60,7 +60,7 @@ class RewardDefinition:
     weights: Mapping[str, float]
     window_days: float = 14.0
     aggregation: str = "sum"
-    default: float = 0.0
+    default_reward: float = 0.0
     clip: tuple[float, float] | None = None
     source: str = field(default="<memory>", compare=False)
 
@@ -86,8 +86,10 @@ class RewardDefinition:
             raise err("window_days", f"must be a positive number, got {self.window_days!r}")
         if self.aggregation not in AGGREGATIONS:
             raise err("aggregation", f"{self.aggregation!r} is not one of {AGGREGATIONS}")
-        if not (isinstance(self.default, int | float) and math.isfinite(self.default)):
-            raise err("default", f"must be a finite number, got {self.default!r}")
+        if not (
+            isinstance(self.default_reward, int | float) and math.isfinite(self.default_reward)
+        ):
+            raise err("default", f"must be a finite number, got {self.default_reward!r}")
         if self.clip is not None:
             lo, hi = self.clip
             if not lo < hi:
@@ -128,7 +130,7 @@ class RewardDefinition:
             weights=weights,
             window_days=data.get("window_days", 14.0),
             aggregation=str(data.get("aggregation", "sum")),
-            default=data.get("default", 0.0),
+            default_reward=data.get("default", 0.0),
             clip=None if clip is None else (float(clip[0]), float(clip[1])),
             source=source,
         )
@@ -140,7 +142,7 @@ class RewardDefinition:
             "weights": dict(self.weights),
             "window_days": float(self.window_days),
             "aggregation": self.aggregation,
-            "default": float(self.default),
+            "default": float(self.default_reward),
         }
         if self.clip is not None:
             d["clip"] = list(self.clip)
@@ -161,7 +163,7 @@ class RewardDefinition:
         """Reward of one decision whose in-window outcomes have these types."""
         types = set(outcome_types)
         if not types:
-            return float(self.default)
+            return float(self.default_reward)
         vals = [self.weights.get(t, 0.0) for t in sorted(types)]
         r = math.fsum(vals) if self.aggregation == "sum" else max(vals)
         return self._clip(r)
@@ -189,7 +191,7 @@ class RewardDefinition:
         -------
         ndarray of float64, same shape as the inputs
         """
-        if self.aggregation != "sum" or self.clip is not None or self.default != 0.0:
+        if self.aggregation != "sum" or self.clip is not None or self.default_reward != 0.0:
             raise RewardDefinitionError(
                 f"{self.source}: expected_reward needs aggregation 'sum', no clip, default 0"
             )

@@ -1,0 +1,196 @@
+"""Append and read the Parquet event log (layout in :mod:`nba.logs.schema`).
+
+Writes are atomic per file: each part is written to a hidden temporary name and
+renamed into place, and readers skip hidden files, so a crash mid-write never
+leaves a file that reads as data. Part names are sequence numbers, so the same
+appends in the same order give byte-identical directories.
+
+>>> import tempfile, pyarrow as pa
+>>> from datetime import datetime, UTC
+>>> root = tempfile.mkdtemp()
+>>> t = pa.Table.from_pylist([{"hcp_id": "h1", "ts": datetime(2026, 1, 5, tzinfo=UTC),
+...     "channel": "email", "content_id": "c1", "origin": "ours"}], schema=TOUCHES)
+>>> [p.name for p in append(root, "touches", t)]
+['part-00000.parquet']
+>>> read(root, "touches").num_rows
+1
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import re
+from collections.abc import Sequence
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from nba.domain import ValidationError
+from nba.logs.schema import PARTITION_KEY, TABLES, TOUCHES  # noqa: F401  (TOUCHES: doctest)
+
+_PART = re.compile(r"^part-(\d{5,})\.parquet$")
+
+
+class LogError(ValidationError):
+    """An event-log table or directory is not what the contract says."""
+
+
+def _schema(name: str) -> pa.Schema:
+    try:
+        return TABLES[name]
+    except KeyError:
+        raise LogError(f"unknown log table {name!r}; expected one of {sorted(TABLES)}") from None
+
+
+def conform(table: pa.Table, name: str) -> pa.Table:
+    """Cast ``table`` to the contract schema of ``name``, refusing missing columns or nulls."""
+    schema = _schema(name)
+    missing = [f.name for f in schema if f.name not in table.column_names]
+    if missing:
+        raise LogError(f"{name}: missing column(s) {', '.join(missing)}")
+    try:
+        out = table.select(schema.names).cast(schema, safe=True)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError) as exc:
+        raise LogError(f"{name}: columns do not match the contract schema: {exc}") from exc
+    for f in schema:
+        col = out.column(f.name)
+        if not f.nullable and col.null_count:
+            first = int(np.flatnonzero(col.is_null().to_numpy(zero_copy_only=False))[0])
+            raise LogError(f"{name}: column '{f.name}' has a null at row {first}")
+    return out
+
+
+def _partition_dir(root: Path, name: str, day: date) -> Path:
+    return root / name / f"{PARTITION_KEY}={day.isoformat()}"
+
+
+def _next_part(directory: Path) -> int:
+    if not directory.exists():
+        return 0
+    nums = [int(m.group(1)) for p in directory.iterdir() if (m := _PART.match(p.name))]
+    return max(nums) + 1 if nums else 0
+
+
+def _write_atomic(table: pa.Table, path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    pq.write_table(table, tmp, compression="zstd")
+    with open(tmp, "rb") as fh:
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def append(root: str | Path, name: str, table: pa.Table) -> list[Path]:
+    """Append rows to log table ``name`` under ``root``, one new part per UTC day.
+
+    Parameters
+    ----------
+    root : path
+        Log directory.
+    name : {"decisions", "outcomes", "touches", "ground_truth"}
+    table : pyarrow.Table
+        Rows conforming to the schema of ``name`` (extra columns are dropped).
+
+    Returns
+    -------
+    list of Path
+        The part files written, in date order.
+    """
+    table = conform(table, name)
+    if table.num_rows == 0:
+        return []
+    rootp = Path(root)
+    days = pc.cast(table.column("ts"), pa.timestamp("us", tz="UTC")).cast(pa.date32())
+    day_vals = days.to_numpy(zero_copy_only=False).astype("datetime64[D]")
+    order = np.argsort(day_vals, kind="stable")
+    sorted_days = day_vals[order]
+    bounds = np.flatnonzero(np.r_[True, sorted_days[1:] != sorted_days[:-1], True])
+    written: list[Path] = []
+    for lo, hi in itertools.pairwise(bounds):
+        day = sorted_days[lo].astype(object)
+        part = table.take(pa.array(order[lo:hi]))
+        directory = _partition_dir(rootp, name, day)
+        directory.mkdir(parents=True, exist_ok=True)
+        path = directory / f"part-{_next_part(directory):05d}.parquet"
+        _write_atomic(part, path)
+        written.append(path)
+    return written
+
+
+def _as_utc(value: date | datetime, end: bool) -> datetime:
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            raise LogError(f"date filter {value!r} must be timezone-aware")
+        return value.astimezone(UTC)
+    dt = datetime(value.year, value.month, value.day, tzinfo=UTC)
+    return dt + timedelta(days=1) if end else dt
+
+
+def part_files(root: str | Path, name: str) -> list[Path]:
+    """Committed part files of table ``name`` in date, then sequence order."""
+    _schema(name)
+    base = Path(root) / name
+    if not base.exists():
+        return []
+    files = []
+    for d in sorted(base.iterdir()):
+        if d.is_dir() and d.name.startswith(f"{PARTITION_KEY}="):
+            files.extend(sorted(p for p in d.iterdir() if _PART.match(p.name)))
+    return files
+
+
+def read(
+    root: str | Path,
+    name: str,
+    since: date | datetime | None = None,
+    until: date | datetime | None = None,
+    columns: Sequence[str] | None = None,
+) -> pa.Table:
+    """Read log table ``name``; ``since`` is inclusive, ``until`` exclusive for
+    datetimes and inclusive for whole dates. Hidden (in-flight) files are skipped.
+
+    Returns
+    -------
+    pyarrow.Table
+        With the contract schema (or the requested ``columns`` of it).
+    """
+    schema = _schema(name)
+    files = part_files(root, name)
+    lo = None if since is None else _as_utc(since, end=False)
+    hi = None if until is None else _as_utc(until, end=True)
+    keep = []
+    for f in files:
+        day = date.fromisoformat(f.parent.name.split("=", 1)[1])
+        day_start = datetime(day.year, day.month, day.day, tzinfo=UTC)
+        if lo is not None and day_start + timedelta(days=1) <= lo:
+            continue
+        if hi is not None and day_start >= hi:
+            continue
+        keep.append(f)
+    if not keep:
+        empty = schema.empty_table()
+        return empty.select(list(columns)) if columns else empty
+    tables = []
+    for f in keep:
+        try:
+            t = pq.read_table(f, schema=schema)
+        except (pa.ArrowInvalid, OSError) as exc:
+            raise LogError(f"{f}: cannot read log part: {exc}") from exc
+        tables.append(t)
+    out = pa.concat_tables(tables)
+    if lo is not None or hi is not None:
+        ts = out.column("ts")
+        mask = None
+        if lo is not None:
+            mask = pc.greater_equal(ts, pa.scalar(lo, type=schema.field("ts").type))
+        if hi is not None:
+            m2 = pc.less(ts, pa.scalar(hi, type=schema.field("ts").type))
+            mask = m2 if mask is None else pc.and_(mask, m2)
+        out = out.filter(mask)
+    if columns:
+        out = out.select(list(columns))
+    return out
