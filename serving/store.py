@@ -1,0 +1,1019 @@
+"""The service's embedded event store: one SQLite database in WAL mode.
+
+It holds HCP profiles, touches, decisions (every DESIGN §4 column plus the
+``deferred`` flag), outcomes, rep feedback and catalog snapshots, and exports
+them to the Parquet event log the training and evaluation commands read
+(:mod:`nba.logs.io`, schemas identical to the simulator's).
+
+Concurrency and durability
+--------------------------
+- Several worker processes (and threads) may share one database file. Each
+  process/thread gets its own connection (re-opened after a fork), waits on a
+  lock for up to ``busy_timeout_s`` and takes the write lock up front
+  (``BEGIN IMMEDIATE``) for every write, so writers queue instead of failing
+  half-way.
+- Every write method commits before it returns: what it acknowledged is in the
+  database. The default ``synchronous="FULL"`` also fsyncs the write-ahead log
+  at each commit, so an acknowledged decision survives a power loss or an OS
+  crash, not only a killed process. ``synchronous="NORMAL"`` is faster and
+  still survives a killed process (SIGKILL), but the last commits may be lost
+  if the machine itself goes down; choose it only if that is acceptable.
+- Timestamps are stored as integer microseconds since the Unix epoch (UTC).
+- Nothing here logs; error messages name events, never HCP identifiers.
+
+>>> import tempfile
+>>> from datetime import UTC, datetime
+>>> from nba.domain import Decision, Outcome
+>>> store = EventStore(tempfile.mkdtemp() + "/events.db")
+>>> d = Decision("E1", datetime(2026, 1, 5, 9, tzinfo=UTC), "h1", "rep_app", ("email",),
+...     "{}", "cat1", ("c1@email", "c2@email"), (0.5, 0.5), 1, "c2@email", 0.5, "uniform", "none")
+>>> store.add_decision(d)
+>>> store.add_outcome(Outcome("E1", datetime(2026, 1, 6, tzinfo=UTC), "opened"))
+True
+>>> store.add_outcome(Outcome("E1", datetime(2026, 1, 6, tzinfo=UTC), "opened"))
+False
+>>> store.counts()["outcomes"]
+1
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import threading
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+
+from nba.catalog import Catalog
+from nba.contact import Feedback
+from nba.context import HISTORY_WINDOWS, History
+from nba.domain import (
+    ENGAGEMENT_TYPES,
+    REP_FEEDBACK_TYPES,
+    Action,
+    Decision,
+    HCPProfile,
+    Outcome,
+    Suppression,
+    Touch,
+    ValidationError,
+    ensure_utc,
+)
+from nba.logs import io as logio
+from nba.logs.schema import DECISIONS, OUTCOMES, TOUCHES
+
+SCHEMA_VERSION = 1
+SYNCHRONOUS_MODES = ("FULL", "NORMAL", "EXTRA")
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_US = timedelta(microseconds=1)
+_EXPORT_CHUNK = 50_000
+
+_DDL = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS hcps (
+    hcp_id TEXT PRIMARY KEY,
+    specialty TEXT NOT NULL,
+    decile INTEGER NOT NULL,
+    market TEXT NOT NULL,
+    adoption_stage TEXT NOT NULL,
+    consents TEXT NOT NULL,
+    no_see INTEGER NOT NULL,
+    digital_affinity REAL NOT NULL,
+    updated_us INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS touches (
+    id INTEGER PRIMARY KEY,
+    hcp_id TEXT NOT NULL,
+    ts_us INTEGER NOT NULL,
+    channel TEXT NOT NULL,
+    content_id TEXT NOT NULL,
+    origin TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS touches_hcp_ts ON touches (hcp_id, ts_us);
+CREATE INDEX IF NOT EXISTS touches_ts ON touches (ts_us);
+CREATE TABLE IF NOT EXISTS decisions (
+    event_id TEXT PRIMARY KEY,
+    ts_us INTEGER NOT NULL,
+    hcp_id TEXT NOT NULL,
+    requester TEXT NOT NULL,
+    channels_requested TEXT NOT NULL,
+    context TEXT NOT NULL,
+    catalog_version TEXT NOT NULL,
+    action_ids TEXT NOT NULL,
+    probabilities TEXT NOT NULL,
+    chosen_index INTEGER NOT NULL,
+    chosen_action_id TEXT NOT NULL,
+    propensity REAL NOT NULL,
+    policy TEXT NOT NULL,
+    model_version TEXT NOT NULL,
+    suppressed TEXT NOT NULL,
+    activated INTEGER NOT NULL,
+    deferred INTEGER NOT NULL,
+    activated_us INTEGER
+);
+CREATE INDEX IF NOT EXISTS decisions_hcp_ts ON decisions (hcp_id, ts_us);
+CREATE INDEX IF NOT EXISTS decisions_ts ON decisions (ts_us);
+CREATE TABLE IF NOT EXISTS outcomes (
+    id INTEGER PRIMARY KEY,
+    event_id TEXT NOT NULL,
+    ts_us INTEGER NOT NULL,
+    type TEXT NOT NULL,
+    value REAL NOT NULL,
+    source TEXT NOT NULL,
+    source_id TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    late INTEGER NOT NULL,
+    received_us INTEGER NOT NULL,
+    UNIQUE (event_id, type, source_id)
+);
+CREATE INDEX IF NOT EXISTS outcomes_ts ON outcomes (ts_us);
+CREATE TABLE IF NOT EXISTS feedback (
+    outcome_id INTEGER PRIMARY KEY,
+    event_id TEXT NOT NULL,
+    hcp_id TEXT NOT NULL,
+    ts_us INTEGER NOT NULL,
+    type TEXT NOT NULL,
+    action_id TEXT NOT NULL,
+    content_id TEXT NOT NULL,
+    reason_code TEXT,
+    snooze_until_us INTEGER
+);
+CREATE INDEX IF NOT EXISTS feedback_hcp_ts ON feedback (hcp_id, ts_us);
+CREATE TABLE IF NOT EXISTS catalogs (version TEXT PRIMARY KEY, snapshot TEXT NOT NULL);
+"""
+
+
+class StoreError(ValidationError):
+    """A store call was refused; the message says why (never with an HCP id)."""
+
+
+class UnknownEventError(StoreError, LookupError):
+    """No decision with this ``event_id`` is in the store (HTTP 404)."""
+
+
+class DuplicateEventError(StoreError):
+    """A decision with this ``event_id`` is already in the store (HTTP 409)."""
+
+
+def _to_us(ts: datetime) -> int:
+    return (ts.astimezone(UTC) - _EPOCH) // _US
+
+
+def _from_us(us: int) -> datetime:
+    return _EPOCH + timedelta(microseconds=int(us))
+
+
+def _day_start_us(day: date) -> int:
+    return _to_us(datetime(day.year, day.month, day.day, tzinfo=UTC))
+
+
+def _bound_us(value: date | datetime, end: bool, name: str) -> int:
+    """``since`` inclusive; ``until`` exclusive for datetimes, inclusive for whole dates."""
+    if isinstance(value, datetime):
+        return _to_us(ensure_utc(value, "EventStore.export", name))
+    return _day_start_us(value + timedelta(days=1) if end else value)
+
+
+@dataclass(frozen=True, slots=True)
+class StoredOutcome:
+    """An outcome as the store keeps it.
+
+    Attributes
+    ----------
+    outcome : Outcome
+    kind : {"response", "feedback"}
+        Rep feedback (accepted, dismissed, snoozed) or anything else (HCP responses).
+    late : bool
+        True when it arrived after the reward window of its decision.
+    reason_code, snooze_until
+        Rep feedback details (``None`` for HCP responses).
+    """
+
+    outcome: Outcome
+    kind: str
+    late: bool
+    reason_code: str | None = None
+    snooze_until: datetime | None = None
+
+
+class EventStore:
+    """HCP profiles, touches, decisions and outcomes in one SQLite file (WAL mode).
+
+    Parameters
+    ----------
+    path : str or Path
+        Database file; created with its parent directory if missing.
+    reward_window_days : float, default 14
+        Outcomes later than ``decision.ts + reward_window_days`` are stored with
+        ``late=True`` (the window in force when the outcome is inserted).
+    synchronous : {"FULL", "NORMAL", "EXTRA"}, default "FULL"
+        SQLite ``synchronous`` pragma; see the module docstring.
+    busy_timeout_s : float, default 30
+        How long a write waits for another process's lock before failing.
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        reward_window_days: float = 14.0,
+        synchronous: str = "FULL",
+        busy_timeout_s: float = 30.0,
+    ) -> None:
+        if not (isinstance(reward_window_days, int | float) and reward_window_days > 0):
+            raise StoreError(
+                f"EventStore: reward_window_days must be positive, got {reward_window_days!r}"
+            )
+        if synchronous.upper() not in SYNCHRONOUS_MODES:
+            raise StoreError(
+                f"EventStore: synchronous must be one of {SYNCHRONOUS_MODES}, got {synchronous!r}"
+            )
+        if not busy_timeout_s > 0:
+            raise StoreError(f"EventStore: busy_timeout_s must be positive, got {busy_timeout_s}")
+        self.path = Path(path)
+        self.reward_window_days = float(reward_window_days)
+        self.synchronous = synchronous.upper()
+        self.busy_timeout_s = float(busy_timeout_s)
+        self._local = threading.local()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        con = self._conn()
+        mode = con.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+        if str(mode).lower() != "wal":
+            raise StoreError(f"EventStore: {self.path} cannot use WAL mode (got {mode!r})")
+        with self._write() as c:
+            for stmt in _DDL.split(";"):
+                if stmt.strip():
+                    c.execute(stmt)
+            row = c.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+            if row is None:
+                c.execute(
+                    "INSERT INTO meta (key, value) VALUES ('schema_version', ?)",
+                    (str(SCHEMA_VERSION),),
+                )
+            elif int(row[0]) != SCHEMA_VERSION:
+                raise StoreError(
+                    f"EventStore: {self.path} has schema version {row[0]}, "
+                    f"this code reads version {SCHEMA_VERSION}"
+                )
+
+    # ------------------------------------------------------------ plumbing
+    def _conn(self) -> sqlite3.Connection:
+        loc = self._local
+        con: sqlite3.Connection | None = getattr(loc, "con", None)
+        if con is None or getattr(loc, "pid", None) != os.getpid():
+            con = sqlite3.connect(str(self.path), timeout=self.busy_timeout_s, isolation_level=None)
+            con.execute(f"PRAGMA busy_timeout={int(self.busy_timeout_s * 1000)}")
+            con.execute(f"PRAGMA synchronous={self.synchronous}")
+            loc.con = con
+            loc.pid = os.getpid()
+        return con
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        con = self._conn()
+        con.execute("BEGIN IMMEDIATE")
+        try:
+            yield con
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+        con.execute("COMMIT")
+
+    def close(self) -> None:
+        """Close this thread's connection (others close when their thread ends)."""
+        con = getattr(self._local, "con", None)
+        if con is not None and getattr(self._local, "pid", None) == os.getpid():
+            con.close()
+        self._local.con = None
+
+    def __enter__(self) -> EventStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ---------------------------------------------------------------- HCPs
+    @staticmethod
+    def _hcp_row(h: HCPProfile, now_us: int) -> tuple[Any, ...]:
+        if not isinstance(h, HCPProfile):
+            raise StoreError(f"upsert_hcp: expected an HCPProfile, got {type(h).__name__}")
+        return (
+            h.hcp_id,
+            h.specialty,
+            h.decile,
+            h.market,
+            h.adoption_stage,
+            json.dumps(sorted(h.consents)),
+            int(h.no_see),
+            float(h.digital_affinity),
+            now_us,
+        )
+
+    _UPSERT_HCP = (
+        "INSERT INTO hcps (hcp_id, specialty, decile, market, adoption_stage, consents, no_see,"
+        " digital_affinity, updated_us) VALUES (?,?,?,?,?,?,?,?,?)"
+        " ON CONFLICT (hcp_id) DO UPDATE SET specialty=excluded.specialty,"
+        " decile=excluded.decile, market=excluded.market,"
+        " adoption_stage=excluded.adoption_stage, consents=excluded.consents,"
+        " no_see=excluded.no_see, digital_affinity=excluded.digital_affinity,"
+        " updated_us=excluded.updated_us"
+    )
+
+    def upsert_hcp(self, hcp: HCPProfile) -> None:
+        """Insert or replace one HCP profile (committed on return)."""
+        row = self._hcp_row(hcp, _to_us(datetime.now(UTC)))
+        with self._write() as c:
+            c.execute(self._UPSERT_HCP, row)
+
+    def upsert_hcps(self, hcps: Iterable[HCPProfile]) -> int:
+        """Insert or replace many profiles in one transaction; returns how many."""
+        now_us = _to_us(datetime.now(UTC))
+        rows = [self._hcp_row(h, now_us) for h in hcps]
+        with self._write() as c:
+            c.executemany(self._UPSERT_HCP, rows)
+        return len(rows)
+
+    def get_hcp(self, hcp_id: str) -> HCPProfile | None:
+        """The stored profile, or ``None``."""
+        row = (
+            self._conn()
+            .execute(
+                "SELECT hcp_id, specialty, decile, market, adoption_stage, consents, no_see,"
+                " digital_affinity FROM hcps WHERE hcp_id=?",
+                (hcp_id,),
+            )
+            .fetchone()
+        )
+        if row is None:
+            return None
+        return HCPProfile(
+            hcp_id=row[0],
+            specialty=row[1],
+            decile=int(row[2]),
+            market=row[3],
+            adoption_stage=row[4],
+            consents=frozenset(json.loads(row[5])),
+            no_see=bool(row[6]),
+            digital_affinity=float(row[7]),
+        )
+
+    # ------------------------------------------------------------- catalog
+    def add_catalog(self, catalog: Catalog) -> bool:
+        """Keep a snapshot of ``catalog`` under its version; False if already stored.
+        Exports write the snapshots their decisions refer to."""
+        with self._write() as c:
+            cur = c.execute(
+                "INSERT OR IGNORE INTO catalogs (version, snapshot) VALUES (?, ?)",
+                (catalog.version, catalog.snapshot_json()),
+            )
+            return cur.rowcount == 1
+
+    def get_catalog(self, version: str) -> Catalog | None:
+        """The stored catalog snapshot of ``version``, or ``None``."""
+        row = (
+            self._conn()
+            .execute("SELECT snapshot FROM catalogs WHERE version=?", (version,))
+            .fetchone()
+        )
+        if row is None:
+            return None
+        return Catalog.from_dict(json.loads(row[0]), source=f"{self.path}:catalog/{version}")
+
+    # ------------------------------------------------------------- touches
+    @staticmethod
+    def _touch_row(t: Touch) -> tuple[Any, ...]:
+        if not isinstance(t, Touch):
+            raise StoreError(f"add_touch: expected a Touch, got {type(t).__name__}")
+        return (t.hcp_id, _to_us(t.ts), t.channel, t.content_id, t.origin)
+
+    _INSERT_TOUCH = (
+        "INSERT INTO touches (hcp_id, ts_us, channel, content_id, origin) VALUES (?,?,?,?,?)"
+    )
+
+    def add_touch(self, touch: Touch) -> None:
+        """Record one touch (ours or external); committed on return."""
+        row = self._touch_row(touch)
+        with self._write() as c:
+            c.execute(self._INSERT_TOUCH, row)
+
+    def add_touches(self, touches: Iterable[Touch]) -> int:
+        """Record many touches in one transaction; returns how many."""
+        rows = [self._touch_row(t) for t in touches]
+        with self._write() as c:
+            c.executemany(self._INSERT_TOUCH, rows)
+        return len(rows)
+
+    def recent_touches(self, hcp_id: str, since: datetime) -> list[Touch]:
+        """Touches of the HCP with ``ts >= since``, oldest first."""
+        since_us = _to_us(ensure_utc(since, "recent_touches", "since"))
+        rows = (
+            self._conn()
+            .execute(
+                "SELECT hcp_id, ts_us, channel, content_id, origin FROM touches"
+                " WHERE hcp_id=? AND ts_us>=? ORDER BY ts_us, id",
+                (hcp_id, since_us),
+            )
+            .fetchall()
+        )
+        return [Touch(r[0], _from_us(r[1]), r[2], r[3], r[4]) for r in rows]
+
+    # ----------------------------------------------------------- decisions
+    @staticmethod
+    def _decision_row(d: Decision, deferred: bool) -> tuple[Any, ...]:
+        if not isinstance(d, Decision):
+            raise StoreError(f"add_decision: expected a Decision, got {type(d).__name__}")
+        if deferred and d.activated:
+            raise StoreError(
+                f"add_decision: decision '{d.event_id}' is deferred but marked activated"
+            )
+        return (
+            d.event_id,
+            _to_us(d.ts),
+            d.hcp_id,
+            d.requester,
+            json.dumps(list(d.channels_requested)),
+            d.context,
+            d.catalog_version,
+            json.dumps(list(d.action_ids)),
+            json.dumps([float(p) for p in d.probabilities]),
+            int(d.chosen_index),
+            d.chosen_action_id,
+            float(d.propensity),
+            d.policy,
+            d.model_version,
+            json.dumps([[s.action_id, s.rule] for s in d.suppressed]),
+            int(d.activated),
+            int(deferred),
+            _to_us(d.ts) if d.activated else None,
+        )
+
+    _INSERT_DECISION = (
+        "INSERT INTO decisions (event_id, ts_us, hcp_id, requester, channels_requested, context,"
+        " catalog_version, action_ids, probabilities, chosen_index, chosen_action_id, propensity,"
+        " policy, model_version, suppressed, activated, deferred, activated_us)"
+        " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+    )
+
+    def add_decision(self, decision: Decision, deferred: bool = False) -> None:
+        """Store one decision; durable when this returns.
+
+        Parameters
+        ----------
+        decision : Decision
+            With ``activated=False`` when ``deferred``.
+        deferred : bool
+            Made with ``defer_activation``: it does not teach the model until
+            :meth:`activate` is called.
+
+        Raises
+        ------
+        DuplicateEventError
+            When the ``event_id`` is already stored.
+        """
+        row = self._decision_row(decision, deferred)
+        try:
+            with self._write() as c:
+                c.execute(self._INSERT_DECISION, row)
+        except sqlite3.IntegrityError:
+            raise DuplicateEventError(f"decision '{decision.event_id}' is already stored") from None
+
+    def add_decisions(self, decisions: Sequence[Decision], deferred: bool = False) -> int:
+        """Store many decisions in one transaction (all or none); returns how many.
+
+        Raises
+        ------
+        DuplicateEventError
+            When any ``event_id`` is already stored or repeated; nothing is stored then.
+        """
+        rows = [self._decision_row(d, deferred) for d in decisions]
+        ids = [r[0] for r in rows]
+        if len(set(ids)) != len(ids):
+            dup = next(e for e in ids if ids.count(e) > 1)
+            raise DuplicateEventError(f"add_decisions: event '{dup}' appears twice in the batch")
+        try:
+            with self._write() as c:
+                c.executemany(self._INSERT_DECISION, rows)
+        except sqlite3.IntegrityError:
+            raise DuplicateEventError(
+                "add_decisions: a decision of the batch is already stored; nothing was stored"
+            ) from None
+        return len(rows)
+
+    _DECISION_COLS = (
+        "event_id, ts_us, hcp_id, requester, channels_requested, context, catalog_version,"
+        " action_ids, probabilities, chosen_index, chosen_action_id, propensity, policy,"
+        " model_version, suppressed, activated"
+    )
+
+    @staticmethod
+    def _decision_from_row(r: Sequence[Any]) -> Decision:
+        return Decision(
+            event_id=r[0],
+            ts=_from_us(r[1]),
+            hcp_id=r[2],
+            requester=r[3],
+            channels_requested=tuple(json.loads(r[4])),
+            context=r[5],
+            catalog_version=r[6],
+            action_ids=tuple(json.loads(r[7])),
+            probabilities=tuple(float(p) for p in json.loads(r[8])),
+            chosen_index=int(r[9]),
+            chosen_action_id=r[10],
+            propensity=float(r[11]),
+            policy=r[12],
+            model_version=r[13],
+            suppressed=tuple(Suppression(a, rule) for a, rule in json.loads(r[14])),
+            activated=bool(r[15]),
+        )
+
+    def get_decision(self, event_id: str) -> Decision | None:
+        """The stored decision (``activated`` as it is now), or ``None``."""
+        row = (
+            self._conn()
+            .execute(f"SELECT {self._DECISION_COLS} FROM decisions WHERE event_id=?", (event_id,))
+            .fetchone()
+        )
+        return None if row is None else self._decision_from_row(row)
+
+    def is_deferred(self, event_id: str) -> bool:
+        """Whether the decision was made with deferred activation.
+
+        Raises
+        ------
+        UnknownEventError
+        """
+        row = (
+            self._conn()
+            .execute("SELECT deferred FROM decisions WHERE event_id=?", (event_id,))
+            .fetchone()
+        )
+        if row is None:
+            raise UnknownEventError(f"no decision with event id '{event_id}'")
+        return bool(row[0])
+
+    def activate(self, event_id: str, at: datetime | None = None) -> bool:
+        """Mark a decision activated (it may now teach the model).
+
+        Returns
+        -------
+        bool
+            True when it was **already** activated (nothing changed), False when
+            this call activated it.
+
+        Raises
+        ------
+        UnknownEventError
+        """
+        at_us = _to_us(ensure_utc(at, "activate", "at") if at else datetime.now(UTC))
+        with self._write() as c:
+            cur = c.execute(
+                "UPDATE decisions SET activated=1, activated_us=? WHERE event_id=? AND activated=0",
+                (at_us, event_id),
+            )
+            if cur.rowcount == 1:
+                return False
+            if c.execute("SELECT 1 FROM decisions WHERE event_id=?", (event_id,)).fetchone():
+                return True
+        raise UnknownEventError(f"no decision with event id '{event_id}'")
+
+    # ------------------------------------------------------------ outcomes
+    def add_outcome(
+        self,
+        outcome: Outcome,
+        reason_code: str | None = None,
+        snooze_until: datetime | None = None,
+        action_id: str | None = None,
+    ) -> bool:
+        """Store an outcome of a stored decision; durable when this returns.
+
+        Idempotent on ``(event_id, type, source_id)``. Rep feedback types
+        (:data:`nba.domain.REP_FEEDBACK_TYPES`) are also kept apart, with their
+        reason code and snooze date, for :meth:`recent_feedback`.
+
+        Parameters
+        ----------
+        outcome : Outcome
+        reason_code : str, optional
+            Only for rep feedback (why a suggestion was dismissed).
+        snooze_until : datetime, optional
+            Only for ``snoozed``; must be after the outcome's ``ts``.
+        action_id : str, optional
+            For rep feedback: which of the decision's actions it is about
+            (default: the chosen action). Must be one of the decision's actions.
+
+        Returns
+        -------
+        bool
+            False when the same (event, type, source_id) was already stored.
+
+        Raises
+        ------
+        UnknownEventError
+            No such decision.
+        StoreError
+            The outcome precedes its decision, or feedback details are given for
+            an outcome that is not rep feedback.
+        """
+        if not isinstance(outcome, Outcome):
+            raise StoreError(f"add_outcome: expected an Outcome, got {type(outcome).__name__}")
+        is_feedback = outcome.type in REP_FEEDBACK_TYPES
+        where = f"outcome '{outcome.type}' of event '{outcome.event_id}'"
+        if not is_feedback and (reason_code is not None or snooze_until is not None):
+            raise StoreError(f"{where}: reason_code/snooze_until are only for rep feedback")
+        if action_id is not None and not is_feedback:
+            raise StoreError(f"{where}: action_id is only for rep feedback")
+        until_us: int | None = None
+        if snooze_until is not None:
+            if outcome.type != "snoozed":
+                raise StoreError(f"{where}: snooze_until is only for 'snoozed'")
+            snooze_until = ensure_utc(snooze_until, where, "snooze_until")
+            if snooze_until <= outcome.ts:
+                raise StoreError(f"{where}: snooze_until {snooze_until} is not after its ts")
+            until_us = _to_us(snooze_until)
+        ts_us = _to_us(outcome.ts)
+        window_us = int(self.reward_window_days * 86_400 * 1_000_000)
+        with self._write() as c:
+            row = c.execute(
+                "SELECT ts_us, hcp_id, chosen_action_id, action_ids FROM decisions"
+                " WHERE event_id=?",
+                (outcome.event_id,),
+            ).fetchone()
+            if row is None:
+                raise UnknownEventError(f"no decision with event id '{outcome.event_id}'")
+            d_us, hcp_id, chosen, action_ids = row
+            if ts_us < d_us:
+                raise StoreError(
+                    f"{where}: ts {outcome.ts.isoformat()} is before its decision "
+                    f"({_from_us(d_us).isoformat()})"
+                )
+            target = chosen if action_id is None else action_id
+            if is_feedback and target not in json.loads(action_ids):
+                raise StoreError(f"{where}: action '{target}' is not one of the decision's")
+            cur = c.execute(
+                "INSERT OR IGNORE INTO outcomes (event_id, ts_us, type, value, source, source_id,"
+                " kind, late, received_us) VALUES (?,?,?,?,?,?,?,?,?)",
+                (
+                    outcome.event_id,
+                    ts_us,
+                    outcome.type,
+                    float(outcome.value),
+                    outcome.source,
+                    outcome.source_id,
+                    "feedback" if is_feedback else "response",
+                    int(ts_us - d_us > window_us),
+                    _to_us(datetime.now(UTC)),
+                ),
+            )
+            if cur.rowcount != 1:
+                return False
+            if is_feedback:
+                c.execute(
+                    "INSERT INTO feedback (outcome_id, event_id, hcp_id, ts_us, type, action_id,"
+                    " content_id, reason_code, snooze_until_us) VALUES (?,?,?,?,?,?,?,?,?)",
+                    (
+                        cur.lastrowid,
+                        outcome.event_id,
+                        hcp_id,
+                        ts_us,
+                        outcome.type,
+                        target,
+                        Action.parse(target).content_id,
+                        reason_code,
+                        until_us,
+                    ),
+                )
+            return True
+
+    def outcomes_of(self, event_id: str) -> list[StoredOutcome]:
+        """Every stored outcome of one decision, in time order."""
+        return self._stored_outcomes("o.event_id=?", (event_id,))
+
+    def recent_outcomes(self, hcp_id: str, since: datetime) -> list[StoredOutcome]:
+        """Outcomes of the HCP's decisions with ``ts >= since``, in time order."""
+        since_us = _to_us(ensure_utc(since, "recent_outcomes", "since"))
+        return self._stored_outcomes("d.hcp_id=? AND o.ts_us>=?", (hcp_id, since_us))
+
+    def _stored_outcomes(self, where: str, args: tuple[Any, ...]) -> list[StoredOutcome]:
+        rows = (
+            self._conn()
+            .execute(
+                "SELECT o.event_id, o.ts_us, o.type, o.value, o.source, o.source_id, o.kind,"
+                " o.late, f.reason_code, f.snooze_until_us FROM outcomes o"
+                " JOIN decisions d ON d.event_id=o.event_id"
+                " LEFT JOIN feedback f ON f.outcome_id=o.id"
+                f" WHERE {where} ORDER BY o.ts_us, o.id",
+                args,
+            )
+            .fetchall()
+        )
+        return [
+            StoredOutcome(
+                outcome=Outcome(r[0], _from_us(r[1]), r[2], float(r[3]), r[4], r[5]),
+                kind=r[6],
+                late=bool(r[7]),
+                reason_code=r[8],
+                snooze_until=None if r[9] is None else _from_us(r[9]),
+            )
+            for r in rows
+        ]
+
+    def recent_feedback(
+        self, hcp_id: str, now: datetime, lookback_days: float = 365.0
+    ) -> list[Feedback]:
+        """Dismissals and snoozes of the HCP that may still matter at ``now``.
+
+        Returns those given in ``[now - lookback_days, now]`` plus any snooze with
+        an end date after ``now``; the contact policy decides which still apply.
+        Oldest first.
+        """
+        now_us = _to_us(ensure_utc(now, "recent_feedback", "now"))
+        lo_us = now_us - int(lookback_days * 86_400 * 1_000_000)
+        rows = (
+            self._conn()
+            .execute(
+                "SELECT hcp_id, content_id, type, ts_us, event_id, reason_code, snooze_until_us"
+                " FROM feedback WHERE hcp_id=? AND type IN ('dismissed', 'snoozed')"
+                " AND ts_us<=? AND (ts_us>=? OR snooze_until_us>?) ORDER BY ts_us, outcome_id",
+                (hcp_id, now_us, lo_us, now_us),
+            )
+            .fetchall()
+        )
+        return [
+            Feedback(
+                hcp_id=r[0],
+                content_id=r[1],
+                type=r[2],
+                ts=_from_us(r[3]),
+                event_id=r[4],
+                reason_code=r[5],
+                until=None if r[6] is None else _from_us(r[6]),
+            )
+            for r in rows
+        ]
+
+    # ------------------------------------------------------------- history
+    def history(self, hcp_id: str, day: date, catalog: Catalog) -> History:
+        """The HCP's :class:`nba.context.History` as of ``day``, exactly as
+        :mod:`nba.context` defines it: touches (ours and external) on days
+        ``day-N .. day-1``; engagement outcomes in those days counted once per
+        (decision, type), by the channel and topic of the decision's chosen
+        action (content unknown to ``catalog`` counts for its channel only);
+        whole days since the last touch per channel within 90 days; the content
+        of the latest touch within 90 days.
+        """
+        if isinstance(day, datetime) or not isinstance(day, date):
+            raise StoreError(f"history: 'day' must be a date, got {type(day).__name__}")
+        longest = max(HISTORY_WINDOWS)
+        end_us = _day_start_us(day)
+        lo_us = _day_start_us(day - timedelta(days=longest))
+        con = self._conn()
+        touches = con.execute(
+            "SELECT ts_us, channel, content_id FROM touches"
+            " WHERE hcp_id=? AND ts_us>=? AND ts_us<? ORDER BY ts_us, id",
+            (hcp_id, lo_us, end_us),
+        ).fetchall()
+        counts: dict[int, dict[str, int]] = {w: {} for w in HISTORY_WINDOWS}
+        last_day: dict[str, date] = {}
+        last_content: str | None = None
+        for ts_us, channel, content_id in touches:
+            tday = _from_us(ts_us).date()
+            age = (day - tday).days
+            for w in HISTORY_WINDOWS:
+                if age <= w:
+                    counts[w][channel] = counts[w].get(channel, 0) + 1
+            if channel not in last_day or tday > last_day[channel]:
+                last_day[channel] = tday
+            last_content = content_id
+        eng_ch: dict[str, int] = {}
+        for chosen in self._engaged(con, hcp_id, _day_start_us(day - timedelta(days=30)), end_us):
+            ch = Action.parse(chosen).channel
+            eng_ch[ch] = eng_ch.get(ch, 0) + 1
+        eng_topic: dict[str, int] = {}
+        for chosen in self._engaged(con, hcp_id, lo_us, end_us):
+            item = catalog.by_id.get(Action.parse(chosen).content_id)
+            if item is not None:
+                eng_topic[item.topic] = eng_topic.get(item.topic, 0) + 1
+        return History(
+            touches_7d=counts[7],
+            touches_30d=counts[30],
+            touches_90d=counts[90],
+            engagements_30d=eng_ch,
+            topic_engagements_90d=eng_topic,
+            days_since_touch={ch: (day - d).days for ch, d in last_day.items()},
+            last_content_id=last_content,
+        )
+
+    @staticmethod
+    def _engaged(con: sqlite3.Connection, hcp_id: str, lo_us: int, hi_us: int) -> list[str]:
+        """Chosen action of each distinct (decision, engagement type) of the HCP with an
+        outcome in ``[lo_us, hi_us)``."""
+        types = sorted(ENGAGEMENT_TYPES)
+        rows = con.execute(
+            "SELECT d.chosen_action_id FROM outcomes o JOIN decisions d ON d.event_id=o.event_id"
+            f" WHERE d.hcp_id=? AND o.type IN ({','.join('?' * len(types))})"
+            " AND o.ts_us>=? AND o.ts_us<? GROUP BY o.event_id, o.type",
+            (hcp_id, *types, lo_us, hi_us),
+        ).fetchall()
+        return [r[0] for r in rows]
+
+    # -------------------------------------------------------------- export
+    def export(
+        self,
+        out_dir: str | Path,
+        since: date | datetime | None = None,
+        until: date | datetime | None = None,
+    ) -> dict[str, int]:
+        """Write the Parquet event log (decisions, outcomes, touches, catalog
+        snapshots) under ``out_dir`` with :func:`nba.logs.io.append`.
+
+        Decisions and touches are selected by their ``ts`` (``since`` inclusive;
+        ``until`` exclusive for datetimes, inclusive for whole dates); outcomes
+        are those of the exported decisions, late ones included, so every
+        exported decision is joined completely. Export each range once: parts
+        are appended, so exporting the same range twice duplicates rows.
+
+        Returns
+        -------
+        dict
+            Rows written per table and the number of catalog snapshots written
+            (``catalogs``); ``missing_catalogs`` counts catalog versions referred
+            to by decisions that the store does not hold.
+        """
+        lo = None if since is None else _bound_us(since, end=False, name="since")
+        hi = None if until is None else _bound_us(until, end=True, name="until")
+        cond, args = self._range("d.ts_us", lo, hi)
+        con = self._conn()
+        # one read transaction: a consistent snapshot even while writers go on
+        con.execute("BEGIN")
+        try:
+            n_dec = self._export_decisions(con, out_dir, cond, args)
+            n_out = self._export_outcomes(con, out_dir, cond, args)
+            tcond, targs = self._range("t.ts_us", lo, hi)
+            n_tch = self._export_touches(con, out_dir, tcond, targs)
+            versions = [
+                r[0]
+                for r in con.execute(
+                    f"SELECT DISTINCT d.catalog_version FROM decisions d WHERE {cond}", args
+                )
+            ]
+            written = missing = 0
+            for v in versions:
+                snap = con.execute("SELECT snapshot FROM catalogs WHERE version=?", (v,)).fetchone()
+                if snap is None:
+                    missing += 1
+                    continue
+                cat = Catalog.from_dict(json.loads(snap[0]), source=f"{self.path}:catalog/{v}")
+                cat.write_snapshot(Path(out_dir) / "catalog")
+                written += 1
+        finally:
+            con.execute("COMMIT")
+        return {
+            "decisions": n_dec,
+            "outcomes": n_out,
+            "touches": n_tch,
+            "catalogs": written,
+            "missing_catalogs": missing,
+        }
+
+    @staticmethod
+    def _range(col: str, lo: int | None, hi: int | None) -> tuple[str, tuple[Any, ...]]:
+        parts, args = ["1=1"], []
+        if lo is not None:
+            parts.append(f"{col}>=?")
+            args.append(lo)
+        if hi is not None:
+            parts.append(f"{col}<?")
+            args.append(hi)
+        return " AND ".join(parts), tuple(args)
+
+    def _export_decisions(
+        self, con: sqlite3.Connection, out_dir: str | Path, cond: str, args: tuple[Any, ...]
+    ) -> int:
+        cur = con.execute(
+            f"SELECT {', '.join('d.' + c.strip() for c in self._DECISION_COLS.split(','))}"
+            f" FROM decisions d WHERE {cond} ORDER BY d.ts_us, d.event_id",
+            args,
+        )
+        total = 0
+        while rows := cur.fetchmany(_EXPORT_CHUNK):
+            cols: dict[str, list[Any]] = {f.name: [] for f in DECISIONS}
+            for r in rows:
+                cols["event_id"].append(r[0])
+                cols["ts"].append(r[1])
+                cols["hcp_id"].append(r[2])
+                cols["requester"].append(r[3])
+                cols["channels_requested"].append(json.loads(r[4]))
+                cols["context"].append(r[5])
+                cols["catalog_version"].append(r[6])
+                cols["action_ids"].append(json.loads(r[7]))
+                cols["probabilities"].append(json.loads(r[8]))
+                cols["chosen_index"].append(r[9])
+                cols["chosen_action_id"].append(r[10])
+                cols["propensity"].append(r[11])
+                cols["policy"].append(r[12])
+                cols["model_version"].append(r[13])
+                cols["suppressed"].append(
+                    [{"action_id": a, "rule": rule} for a, rule in json.loads(r[14])]
+                )
+                cols["activated"].append(bool(r[15]))
+            table = pa.Table.from_pydict(
+                {f.name: pa.array(cols[f.name], type=f.type) for f in DECISIONS},
+                schema=DECISIONS,
+            )
+            logio.append(out_dir, "decisions", table)
+            total += len(rows)
+        return total
+
+    def _export_outcomes(
+        self, con: sqlite3.Connection, out_dir: str | Path, cond: str, args: tuple[Any, ...]
+    ) -> int:
+        cur = con.execute(
+            "SELECT o.event_id, o.ts_us, o.type, o.value, o.source, o.source_id"
+            f" FROM outcomes o JOIN decisions d ON d.event_id=o.event_id WHERE {cond}"
+            " ORDER BY o.ts_us, o.id",
+            args,
+        )
+        total = 0
+        while rows := cur.fetchmany(_EXPORT_CHUNK):
+            data = list(zip(*rows, strict=True))
+            table = pa.Table.from_pydict(
+                {
+                    f.name: pa.array(list(col), type=f.type)
+                    for f, col in zip(OUTCOMES, data, strict=True)
+                },
+                schema=OUTCOMES,
+            )
+            logio.append(out_dir, "outcomes", table)
+            total += len(rows)
+        return total
+
+    def _export_touches(
+        self, con: sqlite3.Connection, out_dir: str | Path, cond: str, args: tuple[Any, ...]
+    ) -> int:
+        cur = con.execute(
+            "SELECT t.hcp_id, t.ts_us, t.channel, t.content_id, t.origin"
+            f" FROM touches t WHERE {cond} ORDER BY t.ts_us, t.id",
+            args,
+        )
+        total = 0
+        while rows := cur.fetchmany(_EXPORT_CHUNK):
+            data = list(zip(*rows, strict=True))
+            table = pa.Table.from_pydict(
+                {
+                    f.name: pa.array(list(col), type=f.type)
+                    for f, col in zip(TOUCHES, data, strict=True)
+                },
+                schema=TOUCHES,
+            )
+            logio.append(out_dir, "touches", table)
+            total += len(rows)
+        return total
+
+    # ----------------------------------------------------------- retention
+    def purge(self, older_than: datetime) -> dict[str, int]:
+        """Delete decisions (with their outcomes and feedback) and touches with
+        ``ts < older_than``; HCP profiles and catalog snapshots stay.
+
+        Returns
+        -------
+        dict
+            Rows deleted per table.
+        """
+        cut = _to_us(ensure_utc(older_than, "purge", "older_than"))
+        with self._write() as c:
+            n_fb = c.execute(
+                "DELETE FROM feedback WHERE event_id IN"
+                " (SELECT event_id FROM decisions WHERE ts_us<?)",
+                (cut,),
+            ).rowcount
+            n_out = c.execute(
+                "DELETE FROM outcomes WHERE event_id IN"
+                " (SELECT event_id FROM decisions WHERE ts_us<?)",
+                (cut,),
+            ).rowcount
+            n_dec = c.execute("DELETE FROM decisions WHERE ts_us<?", (cut,)).rowcount
+            n_tch = c.execute("DELETE FROM touches WHERE ts_us<?", (cut,)).rowcount
+        return {"decisions": n_dec, "outcomes": n_out, "feedback": n_fb, "touches": n_tch}
+
+    def counts(self) -> dict[str, int]:
+        """Rows per table, plus late outcomes and deferred decisions not yet activated."""
+        con = self._conn()
+        out = {
+            t: int(con.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0])
+            for t in ("hcps", "touches", "decisions", "outcomes", "feedback", "catalogs")
+        }
+        out["late_outcomes"] = int(
+            con.execute("SELECT COUNT(*) FROM outcomes WHERE late=1").fetchone()[0]
+        )
+        out["pending_activation"] = int(
+            con.execute(
+                "SELECT COUNT(*) FROM decisions WHERE deferred=1 AND activated=0"
+            ).fetchone()[0]
+        )
+        return out
