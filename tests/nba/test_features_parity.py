@@ -1,0 +1,172 @@
+"""The bulk (training) and one-at-a-time (serving) featurizer paths agree byte for byte."""
+
+from __future__ import annotations
+
+import json
+from datetime import date, timedelta
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from nba.catalog import Catalog
+from nba.context import DecisionContext, History
+from nba.domain import ADOPTION_STAGES, Action, HCPProfile
+from nba.features import Featurizer, FeaturizerConfig
+
+CATALOG = Catalog.default()
+SPECIALTIES = ("cardiology", "internal medicine", "endo|crine", "general:practice")
+
+
+def random_context(rng: np.random.Generator, i: int) -> DecisionContext:
+    chans = [*list(CATALOG.channels), "fax"]
+    topics = list(CATALOG.topics)
+
+    def counts(keys: list[str]) -> dict[str, int]:
+        return {k: int(rng.integers(0, 5)) for k in keys if rng.random() < 0.4}
+
+    hist = History(
+        touches_7d=counts(chans),
+        touches_30d=counts(chans),
+        touches_90d=counts(chans),
+        engagements_30d=counts(chans),
+        topic_engagements_90d=counts(topics),
+        days_since_touch={c: int(rng.integers(0, 90)) for c in chans if rng.random() < 0.3},
+        last_content_id=str(rng.choice([it.id for it in CATALOG.items]))
+        if rng.random() < 0.6
+        else None,
+    )
+    request: dict[str, str | int | float | bool] = {}
+    if rng.random() < 0.7:
+        request["requester"] = str(rng.choice(["rep app", "email_platform"]))
+    if rng.random() < 0.5:
+        request["k"] = int(rng.integers(1, 4))
+    if rng.random() < 0.5:
+        request["score"] = float(rng.normal())
+    if rng.random() < 0.5:
+        request["urgent"] = bool(rng.random() < 0.5)
+    hcp = HCPProfile(
+        hcp_id=f"h{i}",
+        specialty=str(rng.choice(SPECIALTIES)),
+        decile=int(rng.integers(1, 11)),
+        market=str(rng.choice(CATALOG.markets)),
+        adoption_stage=str(rng.choice(ADOPTION_STAGES)),
+        consents=frozenset(c for c in chans if rng.random() < 0.5),
+        no_see=bool(rng.random() < 0.3),
+        digital_affinity=float(rng.random()) if rng.random() < 0.9 else 1.0,
+    )
+    day = date(2026, 1, 1) + timedelta(days=int(rng.integers(0, 365)))
+    return DecisionContext(hcp=hcp, day=day, history=hist, request=request)
+
+
+def random_table(n: int, seed: int) -> tuple[pa.Table, list[DecisionContext], list[list[Action]]]:
+    rng = np.random.default_rng(seed)
+    ctxs, actions = [], []
+    for i in range(n):
+        ctx = random_context(rng, i)
+        k = int(rng.integers(1, 12))
+        picks = rng.choice(len(CATALOG.actions), size=k, replace=False)
+        ctxs.append(ctx)
+        actions.append([CATALOG.actions[j] for j in picks])
+    table = pa.table(
+        {
+            "event_id": [f"ev{i:05d}" for i in range(n)],
+            "context": [c.to_json() for c in ctxs],
+            "action_ids": [[a.action_id for a in acts] for acts in actions],
+        }
+    )
+    return table, ctxs, actions
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        FeaturizerConfig(),
+        FeaturizerConfig(namespaces=("p", "c", "K", "x"), interactions=("pK",)),
+        FeaturizerConfig(namespaces=("h", "r", "x"), interactions=()),
+    ],
+    ids=["default", "partial", "crosses-only"],
+)
+def test_bulk_lines_equal_one_at_a_time(config: FeaturizerConfig) -> None:
+    table, ctxs, actions = random_table(300, seed=11)
+    f = Featurizer(CATALOG, config)
+    batch = f.featurize_table(table)
+    assert len(batch) == 300
+    for i, (ctx, acts) in enumerate(zip(ctxs, actions, strict=True)):
+        one = f.featurize_one(ctx, acts)
+        assert batch.lines(i) == one, f"row {i}"
+        assert f.featurize_json(ctx.to_json(), [a.action_id for a in acts]) == one
+
+
+def test_text_is_the_examples_separated_by_blank_lines() -> None:
+    table, ctxs, actions = random_table(50, seed=3)
+    f = Featurizer(CATALOG)
+    text = f.featurize_table(table).text().decode()
+    expected = "".join(
+        "\n".join(f.featurize_one(c, a)) + "\n\n" for c, a in zip(ctxs, actions, strict=True)
+    )
+    assert text == expected
+
+
+def test_text_with_prefixes_labels_the_right_lines() -> None:
+    table, ctxs, actions = random_table(20, seed=5)
+    f = Featurizer(CATALOG)
+    batch = f.featurize_table(table)
+    n_lines = int(batch.offsets[-1])
+    prefix = [None] * n_lines
+    prefix[int(batch.offsets[1])] = "0:-1:0.5 "  # first action of the second decision
+    text = batch.text(pa.array(prefix, pa.string())).decode()
+    second = text.split("\n\n")[1].split("\n")
+    assert second[1] == "0:-1:0.5 " + f.featurize_one(ctxs[1], actions[1])[1]
+
+
+def test_unsorted_or_duplicate_consents_in_foreign_json_match_the_record() -> None:
+    table, _ctxs, _actions = random_table(5, seed=9)
+    raw = [json.loads(c) for c in table.column("context").to_pylist()]
+    for d in raw:
+        d["hcp"]["consents"] = ["portal", "email", "email"]
+    t2 = table.set_column(1, "context", pa.array([json.dumps(d) for d in raw]))
+    f = Featurizer(CATALOG)
+    batch = f.featurize_table(t2)
+    for i, d in enumerate(raw):
+        assert batch.lines(i) == f.featurize_json(json.dumps(d), table["action_ids"][i].as_py())
+
+
+def test_mixed_request_types_fall_back_to_row_by_row_with_same_output() -> None:
+    table, _ctxs, _actions = random_table(6, seed=2)
+    raw = [json.loads(c) for c in table.column("context").to_pylist()]
+    for j, d in enumerate(raw):
+        d["request"]["flag"] = "yes" if j % 2 else 3  # string in some rows, number in others
+    t2 = table.set_column(1, "context", pa.array([json.dumps(d) for d in raw]))
+    f = Featurizer(CATALOG)
+    batch = f.featurize_table(t2)
+    for i, d in enumerate(raw):
+        assert batch.lines(i) == f.featurize_json(json.dumps(d), table["action_ids"][i].as_py())
+
+
+def test_dsjson_contexts_pass_their_namespaces_through_in_bulk_and_one() -> None:
+    table, ctxs, actions = random_table(4, seed=4)
+    c = {"User": {"age": 31, "tier": "gold"}, "_multi": []}
+    n = len(table["action_ids"][2].as_py())
+    c["_multi"] = [{"Action": {"id": f"a{j}", "len": j + 0.5}} for j in range(n)]
+    contexts = table.column("context").to_pylist()
+    contexts[2] = json.dumps({"dsjson": c})
+    t2 = table.set_column(1, "context", pa.array(contexts))
+    f = Featurizer(CATALOG)
+    batch = f.featurize_table(t2)
+    lines = batch.lines(2)
+    assert lines[0] == "shared |User age:31.000 tier=gold"
+    assert lines[1] == "|Action id=a0 len:0.500"
+    assert len(lines) == n + 1
+    for i in (0, 1, 3):
+        assert batch.lines(i) == f.featurize_one(ctxs[i], actions[i])
+
+
+def test_dsjson_c_object_carries_the_same_features() -> None:
+    _table, ctxs, actions = random_table(3, seed=8)
+    f = Featurizer(CATALOG)
+    c = f.dsjson_c(ctxs[0], actions[0])
+    assert set(c) == {"p", "h", "r", "c", "_multi"}
+    assert len(c["_multi"]) == len(actions[0])
+    assert c["p"]["aff"] == pytest.approx(ctxs[0].hcp.digital_affinity, abs=5e-4)
+    assert c["_multi"][0]["K"] == {actions[0][0].channel: 1.0}
