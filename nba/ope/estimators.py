@@ -1,0 +1,594 @@
+"""Off-policy estimators with one interface, and their intervals.
+
+Every estimator writes its value in one form,
+
+    V = mean_i(a_i) + sum_i(c_i * y_i) / sum_i(c_i),
+
+a plain mean of per-decision terms ``a`` plus a self-normalised ratio with
+non-negative weights ``c`` and targets ``y`` (either part may be absent). This
+one form gives every estimator the same three intervals:
+
+* ``bootstrap``: percentile bootstrap over whole decisions. A (B, n) count
+  matrix is multiplied with the (n, k) term matrix, so the *denominator* of a
+  self-normalised estimator is recomputed on every resample, not just the
+  numerator. Seeded, chunked, and independent of the number of threads.
+* ``gaussian``: CLT interval from per-decision influence terms; for the ratio
+  part the delta method, ``psi_i = a_i - mean(a) + c_i (y_i - R) / mean(c)``.
+* ``bernstein``: empirical-Bernstein bound (Maurer & Pontil 2009, Thm. 4),
+  valid in finite samples for i.i.d. decisions with *bounded* terms. It uses an
+  a priori bound on the importance weight (``weight_bound``; by default the
+  largest ``action_dist / pscore_all`` over all eligible actions, which is a
+  true bound; without ``pscore_all`` the largest observed weight, which is not)
+  and on the reward (``LoggedData.reward_range``; by default the observed
+  range, again not a true bound). The ratio part is bounded by bounding its
+  numerator and denominator means separately (union bound).
+
+>>> import numpy as np
+>>> from nba.ope.data import LoggedData
+>>> data = LoggedData(offsets=np.array([0, 2, 4]),
+...                   action_dist=np.array([1.0, 0.0, 0.5, 0.5]),
+...                   reward=np.array([1.0, 0.0]), pscore=np.array([0.5, 0.5]),
+...                   action=np.array([0, 1]))
+>>> IPS().estimate_policy_value(data)
+1.0
+>>> SNIPS().estimate_policy_value(data)
+0.6666666666666666
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from abc import ABC, abstractmethod
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Literal
+
+import numpy as np
+from scipy import stats
+
+from nba.ope.data import FloatArray, LoggedData, OPEInputError, segment_sum
+
+IntervalMethod = Literal["bootstrap", "gaussian", "bernstein"]
+Resampling = Literal["multinomial", "poisson"]
+INTERVAL_METHODS: tuple[str, ...] = ("bootstrap", "gaussian", "bernstein")
+
+#: target number of count-matrix cells per bootstrap chunk (bounds memory)
+_CHUNK_CELLS = 1 << 23
+
+
+@dataclass(frozen=True)
+class Interval:
+    """A point estimate with a two-sided ``1 - alpha`` interval.
+
+    Attributes
+    ----------
+    estimate, low, high : float
+    method : str
+        ``bootstrap``, ``gaussian`` or ``bernstein``.
+    alpha : float
+    notes : tuple of str
+        Assumptions that were filled in (e.g. a weight bound taken from the data).
+    """
+
+    estimate: float
+    low: float
+    high: float
+    method: str
+    alpha: float
+    notes: tuple[str, ...] = field(default=())
+
+    @property
+    def width(self) -> float:
+        """``high - low``."""
+        return self.high - self.low
+
+    def covers(self, value: float) -> bool:
+        """Whether ``low <= value <= high``."""
+        return self.low <= value <= self.high
+
+
+@dataclass(frozen=True)
+class _Terms:
+    """Per-decision terms of ``V = mean(a) + sum(c y) / sum(c)``; shapes (n,)."""
+
+    plain: FloatArray | None
+    ratio_weight: FloatArray | None = None
+    ratio_target: FloatArray | None = None
+
+    def value(self) -> float:
+        v = 0.0
+        if self.plain is not None:
+            v += float(np.mean(self.plain))
+        if self.ratio_weight is not None and self.ratio_target is not None:
+            den = float(np.sum(self.ratio_weight))
+            if den <= 0.0:
+                raise OPEInputError(
+                    "self-normalised estimate undefined: the target policy gives zero "
+                    "probability to every logged action"
+                )
+            v += float(np.dot(self.ratio_weight, self.ratio_target)) / den
+        return v
+
+
+@dataclass(frozen=True)
+class _Bounds:
+    """A priori ranges for the empirical-Bernstein interval."""
+
+    plain: tuple[float, float] | None
+    target: tuple[float, float] | None
+    weight_max: float
+
+
+class BaseOffPolicyEstimator(ABC):
+    """Shared interface: ``estimate_policy_value`` and ``estimate_interval``.
+
+    Subclasses define ``name`` and ``_terms``; parameters are public attributes
+    named as in ``__init__`` and read back by :attr:`params`.
+    """
+
+    name: ClassVar[str] = "base"
+    needs_reward_model: ClassVar[bool] = False
+
+    @property
+    def params(self) -> dict[str, Any]:
+        """Constructor parameters, for logging (e.g. ``mlflow.log_params``)."""
+        return {}
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.params.items())
+        return f"{type(self).__name__}({args})"
+
+    @abstractmethod
+    def _terms(self, data: LoggedData) -> _Terms:
+        """Per-decision terms of this estimator."""
+
+    @abstractmethod
+    def _bounds(self, data: LoggedData, weight_max: float, rlo: float, rhi: float) -> _Bounds:
+        """A priori ranges of the terms, given weight and reward bounds."""
+
+    def estimate_policy_value(self, data: LoggedData) -> float:
+        """Estimated value of the target policy in ``data.action_dist``.
+
+        Parameters
+        ----------
+        data : LoggedData
+            ``n`` decisions; ragged arrays as documented there.
+
+        Returns
+        -------
+        float
+        """
+        return self._terms(data).value()
+
+    def estimate_interval(
+        self,
+        data: LoggedData,
+        alpha: float = 0.05,
+        method: IntervalMethod = "bootstrap",
+        n_bootstrap: int = 1000,
+        seed: int = 0,
+        *,
+        resampling: Resampling = "multinomial",
+        weight_bound: float | None = None,
+        n_jobs: int | None = None,
+    ) -> Interval:
+        """Point estimate and a two-sided ``1 - alpha`` interval.
+
+        Parameters
+        ----------
+        data : LoggedData
+        alpha : float
+            In (0, 1).
+        method : {"bootstrap", "gaussian", "bernstein"}
+            See the module docstring for what each assumes.
+        n_bootstrap : int
+            Resamples ``B`` for ``bootstrap``.
+        seed : int
+            Seed of the bootstrap; the same seed gives the same interval,
+            whatever ``n_jobs`` is.
+        resampling : {"multinomial", "poisson"}
+            ``multinomial``: the classic bootstrap, each resample draws ``n``
+            decisions with replacement. ``poisson``: each decision gets an
+            independent Poisson(1) count (Hanley & MacGibbon 2006; Chamandy
+            et al. 2012), an asymptotically equivalent approximation that
+            is about 3x faster on large logs; means are then taken over the
+            resample's own size.
+        weight_bound : float, optional
+            A priori bound on the importance weight, for ``bernstein``.
+        n_jobs : int, optional
+            Threads for the bootstrap (default ``min(4, os.cpu_count())``).
+
+        Returns
+        -------
+        Interval
+        """
+        if not (isinstance(alpha, float | int) and 0.0 < float(alpha) < 1.0):
+            raise OPEInputError(f"alpha: must be in (0, 1), got {alpha!r}")
+        alpha = float(alpha)
+        terms = self._terms(data)
+        est = terms.value()
+        if method == "bootstrap":
+            if not (isinstance(n_bootstrap, int) and n_bootstrap >= 10):
+                raise OPEInputError(f"n_bootstrap: need an integer >= 10, got {n_bootstrap!r}")
+            if resampling not in ("multinomial", "poisson"):
+                raise OPEInputError(
+                    f"resampling: expected 'multinomial' or 'poisson', got {resampling!r}"
+                )
+            reps = bootstrap_replicates(terms, n_bootstrap, seed, resampling, n_jobs)
+            ok = reps[np.isfinite(reps)]
+            notes: tuple[str, ...] = ()
+            if ok.size < reps.size:
+                notes = (f"{reps.size - ok.size} resample(s) had no weight and were dropped",)
+            low, high = np.quantile(ok, [alpha / 2.0, 1.0 - alpha / 2.0])
+            return Interval(est, float(low), float(high), method, alpha, notes)
+        if method == "gaussian":
+            half = stats.norm.ppf(1.0 - alpha / 2.0) * _influence_se(terms, est)
+            return Interval(est, est - half, est + half, method, alpha)
+        if method == "bernstein":
+            return self._bernstein(data, terms, est, alpha, weight_bound)
+        raise OPEInputError(f"method: expected one of {INTERVAL_METHODS}, got {method!r}")
+
+    # ------------------------------------------------------------- bernstein
+    def _bernstein(
+        self,
+        data: LoggedData,
+        terms: _Terms,
+        est: float,
+        alpha: float,
+        weight_bound: float | None,
+    ) -> Interval:
+        notes: list[str] = []
+        if weight_bound is not None:
+            if not (math.isfinite(weight_bound) and weight_bound > 0):
+                raise OPEInputError(f"weight_bound: must be positive, got {weight_bound!r}")
+            w_max = float(weight_bound)
+            if w_max < float(np.max(data.importance_weights)):
+                raise OPEInputError(
+                    f"weight_bound: {w_max} is below the largest observed weight "
+                    f"{float(np.max(data.importance_weights))}"
+                )
+        elif data.pscore_all is not None:
+            ok = data.pscore_all > 0
+            w_max = float(np.max(data.action_dist[ok] / data.pscore_all[ok]))
+        else:
+            w_max = float(np.max(data.importance_weights))
+            notes.append("weight bound taken from the observed weights (no pscore_all)")
+        if data.reward_range is not None:
+            rlo, rhi = data.reward_range
+        else:
+            rlo, rhi = float(np.min(data.reward)), float(np.max(data.reward))
+            notes.append("reward range taken from the observed rewards (no reward_range)")
+        b = self._bounds(data, w_max, rlo, rhi)
+        parts = (terms.plain is not None) + 2 * (terms.ratio_weight is not None)
+        delta = alpha / parts  # union bound over the means being bounded
+        low = high = 0.0
+        if terms.plain is not None and b.plain is not None:
+            lo_p, hi_p = _eb_mean(terms.plain, b.plain[1] - b.plain[0], delta)
+            low, high = max(lo_p, b.plain[0]), min(hi_p, b.plain[1])
+        if terms.ratio_weight is not None and terms.ratio_target is not None:
+            assert b.target is not None
+            ylo, yhi = b.target
+            c = terms.ratio_weight
+            z = c * (terms.ratio_target - ylo)
+            lz, uz = _eb_mean(z, b.weight_max * (yhi - ylo), delta)
+            lc, uc = _eb_mean(c, b.weight_max, delta)
+            lz, lc = max(lz, 0.0), max(lc, 0.0)
+            r_lo = ylo + (lz / uc if uc > 0 else 0.0)
+            r_hi = ylo + (uz / lc if lc > 0 else math.inf)
+            low += max(r_lo, ylo)
+            high += min(r_hi, yhi)
+        return Interval(est, low, high, "bernstein", alpha, tuple(notes))
+
+
+def _eb_mean(x: FloatArray, value_range: float, delta: float) -> tuple[float, float]:
+    """Two-sided empirical-Bernstein interval for the mean of i.i.d. ``x``.
+
+    Each side holds with probability ``1 - delta / 2`` when ``x`` lies in an
+    interval of length ``value_range`` (Maurer & Pontil 2009, Thm. 4):
+    ``sqrt(2 V log(4/delta) / n) + 7 R log(4/delta) / (3 (n - 1))``.
+    """
+    n = x.shape[0]
+    if n < 2:
+        return -math.inf, math.inf
+    log_term = math.log(4.0 / delta)
+    var = float(np.var(x, ddof=1))
+    half = math.sqrt(2.0 * var * log_term / n) + 7.0 * value_range * log_term / (3.0 * (n - 1))
+    m = float(np.mean(x))
+    return m - half, m + half
+
+
+def _influence_se(terms: _Terms, est: float) -> float:
+    """Standard error from per-decision influence terms (delta method for ratios)."""
+    parts = []
+    if terms.plain is not None:
+        parts.append(terms.plain - np.mean(terms.plain))
+    if terms.ratio_weight is not None and terms.ratio_target is not None:
+        c = terms.ratio_weight
+        ratio = float(np.dot(c, terms.ratio_target) / np.sum(c))
+        parts.append(c * (terms.ratio_target - ratio) / np.mean(c))
+    psi = parts[0] if len(parts) == 1 else parts[0] + parts[1]
+    n = psi.shape[0]
+    if n < 2:
+        return math.inf
+    return float(np.std(psi, ddof=1) / math.sqrt(n))
+
+
+def _term_matrix(terms: _Terms) -> np.ndarray:
+    cols = []
+    if terms.plain is not None:
+        cols.append(terms.plain)
+    if terms.ratio_weight is not None and terms.ratio_target is not None:
+        cols.append(terms.ratio_weight * terms.ratio_target)
+        cols.append(terms.ratio_weight)
+    return np.ascontiguousarray(np.column_stack(cols))
+
+
+def _poisson_table() -> np.ndarray:
+    """Map a uniform 16-bit integer to a Poisson(1) count (P quantised to 2^-16)."""
+    cdf = stats.poisson.cdf(np.arange(16), 1.0)
+    cuts = np.round(cdf * 65536.0)
+    return np.searchsorted(cuts, np.arange(65536), side="right").astype(np.uint8)
+
+
+_POISSON_TABLE = _poisson_table()
+
+
+def _counts(rng: np.random.Generator, rows: int, n: int, resampling: str) -> np.ndarray:
+    """Resampling counts, shape (rows, n), as float64."""
+    if resampling == "poisson":
+        raw = rng.bit_generator.random_raw((rows * n + 3) // 4)
+        assert isinstance(raw, np.ndarray)
+        u16 = raw.view(np.uint16)[: rows * n]
+        return np.take(_POISSON_TABLE, u16).reshape(rows, n).astype(np.float64)
+    # multinomial: n uniform draws per row, counted per decision
+    pos = rng.random((rows, n))
+    pos *= n
+    pos += (np.arange(rows, dtype=np.float64) * n)[:, None]
+    idx = pos.astype(np.int64).ravel()
+    return np.bincount(idx, minlength=rows * n).reshape(rows, n).astype(np.float64)
+
+
+def bootstrap_replicates(
+    terms: _Terms,
+    n_bootstrap: int,
+    seed: int,
+    resampling: str = "multinomial",
+    n_jobs: int | None = None,
+) -> np.ndarray:
+    """Bootstrap replicates of ``V = mean(a) + sum(c y) / sum(c)``.
+
+    Each chunk of resamples has its own child seed (``SeedSequence(seed).spawn``),
+    so the result depends on ``seed`` only, not on ``n_jobs``.
+
+    Returns
+    -------
+    ndarray of float64, shape (n_bootstrap,)
+        ``nan`` where a resample has ``sum(c) == 0``.
+    """
+    mat = _term_matrix(terms)
+    n = mat.shape[0]
+    rows = max(1, min(n_bootstrap, _CHUNK_CELLS // max(n, 1)))
+    starts = list(range(0, n_bootstrap, rows))
+    seeds = np.random.SeedSequence(seed).spawn(len(starts))
+    has_plain = terms.plain is not None
+    has_ratio = terms.ratio_weight is not None
+
+    def run(j: int) -> np.ndarray:
+        k = min(rows, n_bootstrap - starts[j])
+        rng = np.random.Generator(np.random.SFC64(seeds[j]))
+        cnt = _counts(rng, k, n, resampling)
+        sums = cnt @ mat  # (k, n_cols)
+        out = np.zeros(k)
+        col = 0
+        with np.errstate(invalid="ignore", divide="ignore"):
+            if has_plain:
+                size = cnt.sum(axis=1)
+                out += np.where(size > 0, sums[:, 0] / size, np.nan)
+                col = 1
+            if has_ratio:
+                den = sums[:, col + 1]
+                out += np.where(den > 0, sums[:, col] / den, np.nan)
+        return out
+
+    workers = n_jobs if n_jobs is not None else min(4, os.cpu_count() or 1)
+    if workers <= 1 or len(starts) == 1:
+        parts = [run(j) for j in range(len(starts))]
+    else:
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            parts = list(pool.map(run, range(len(starts))))
+    return np.concatenate(parts)
+
+
+# ------------------------------------------------------------------ estimators
+def _dm_terms(data: LoggedData, q: FloatArray) -> FloatArray:
+    return segment_sum(data.action_dist * q, data.offsets)
+
+
+def _q_range(q: FloatArray) -> tuple[float, float]:
+    return float(np.min(q)), float(np.max(q))
+
+
+class IPS(BaseOffPolicyEstimator):
+    r"""Inverse propensity scoring.
+
+    ``V = (1/n) sum_i w_i r_i`` with ``w_i = pi(a_i|x_i) / pscore_i``.
+    Unbiased when the logging policy covers the target's support and the
+    propensities are right.
+    """
+
+    name = "ips"
+
+    def _terms(self, data: LoggedData) -> _Terms:
+        return _Terms(plain=data.importance_weights * data.reward)
+
+    def _bounds(self, data: LoggedData, weight_max: float, rlo: float, rhi: float) -> _Bounds:
+        return _Bounds((weight_max * min(rlo, 0.0), weight_max * max(rhi, 0.0)), None, weight_max)
+
+
+class SNIPS(BaseOffPolicyEstimator):
+    r"""Self-normalised IPS.
+
+    ``V = sum_i w_i r_i / sum_i w_i``. Slightly biased, always inside the
+    range of observed rewards, much lower variance than IPS with heavy weights.
+    """
+
+    name = "snips"
+
+    def _terms(self, data: LoggedData) -> _Terms:
+        return _Terms(None, data.importance_weights, data.reward)
+
+    def _bounds(self, data: LoggedData, weight_max: float, rlo: float, rhi: float) -> _Bounds:
+        return _Bounds(None, (rlo, rhi), weight_max)
+
+
+class DM(BaseOffPolicyEstimator):
+    r"""Direct method.
+
+    ``V = (1/n) sum_i sum_a pi(a|x_i) q(x_i, a)`` with ``q = estimated_rewards``.
+    Its intervals cover only the sampling of contexts for a fixed reward model;
+    the model's bias is not in them.
+    """
+
+    name = "dm"
+    needs_reward_model = True
+
+    def _terms(self, data: LoggedData) -> _Terms:
+        q = data.require_estimated_rewards(self.name)
+        return _Terms(plain=_dm_terms(data, q))
+
+    def _bounds(self, data: LoggedData, weight_max: float, rlo: float, rhi: float) -> _Bounds:
+        q = data.require_estimated_rewards(self.name)
+        return _Bounds(_q_range(q), None, weight_max)
+
+
+class DR(BaseOffPolicyEstimator):
+    r"""Doubly robust.
+
+    ``V = (1/n) sum_i [ sum_a pi(a|x_i) q(x_i, a) + w_i (r_i - q(x_i, a_i)) ]``.
+    Unbiased if either the propensities or the reward model are right.
+    """
+
+    name = "dr"
+    needs_reward_model = True
+
+    def _correction_weights(self, data: LoggedData) -> FloatArray:
+        return data.importance_weights
+
+    def _weight_cap(self, weight_max: float) -> float:
+        return weight_max
+
+    def _terms(self, data: LoggedData) -> _Terms:
+        q = data.require_estimated_rewards(self.name)
+        resid = data.reward - q[data.chosen_flat]
+        return _Terms(plain=_dm_terms(data, q) + self._correction_weights(data) * resid)
+
+    def _bounds(self, data: LoggedData, weight_max: float, rlo: float, rhi: float) -> _Bounds:
+        q = data.require_estimated_rewards(self.name)
+        qlo, qhi = _q_range(q)
+        w = self._weight_cap(weight_max)
+        return _Bounds(
+            (qlo + w * min(0.0, rlo - qhi), qhi + w * max(0.0, rhi - qlo)), None, weight_max
+        )
+
+
+class SNDR(BaseOffPolicyEstimator):
+    r"""Self-normalised doubly robust.
+
+    ``V = (1/n) sum_i sum_a pi(a|x_i) q(x_i, a)
+    + sum_i w_i (r_i - q(x_i, a_i)) / sum_i w_i``.
+    """
+
+    name = "sndr"
+    needs_reward_model = True
+
+    def _terms(self, data: LoggedData) -> _Terms:
+        q = data.require_estimated_rewards(self.name)
+        resid = data.reward - q[data.chosen_flat]
+        return _Terms(_dm_terms(data, q), data.importance_weights, resid)
+
+    def _bounds(self, data: LoggedData, weight_max: float, rlo: float, rhi: float) -> _Bounds:
+        q = data.require_estimated_rewards(self.name)
+        qlo, qhi = _q_range(q)
+        return _Bounds((qlo, qhi), (rlo - qhi, rhi - qlo), weight_max)
+
+
+class SwitchDR(DR):
+    r"""SWITCH doubly robust (Wang, Agarwal & Dudik 2017, as in Open Bandit Pipeline).
+
+    ``V = (1/n) sum_i [ sum_a pi(a|x_i) q(x_i, a)
+    + 1{w_i <= threshold} w_i (r_i - q(x_i, a_i)) ]``.
+    ``threshold = inf`` is DR; ``threshold = 0`` is DM.
+
+    Parameters
+    ----------
+    threshold : float
+        Largest importance weight whose correction is kept; >= 0.
+    """
+
+    name = "switch_dr"
+
+    def __init__(self, threshold: float = 50.0) -> None:
+        if not (isinstance(threshold, float | int) and threshold >= 0):
+            raise OPEInputError(f"threshold: must be a number >= 0, got {threshold!r}")
+        self.threshold = float(threshold)
+
+    @property
+    def params(self) -> dict[str, Any]:
+        return {"threshold": self.threshold}
+
+    def _correction_weights(self, data: LoggedData) -> FloatArray:
+        w = data.importance_weights
+        return np.where(w <= self.threshold, w, 0.0)
+
+    def _weight_cap(self, weight_max: float) -> float:
+        return min(weight_max, self.threshold)
+
+
+class ClippedDR(DR):
+    r"""Doubly robust with clipped importance weights.
+
+    ``V = (1/n) sum_i [ sum_a pi(a|x_i) q(x_i, a) + min(w_i, clip) (r_i - q(x_i, a_i)) ]``.
+
+    Parameters
+    ----------
+    clip : float
+        Weight cap; > 0.
+    """
+
+    name = "clipped_dr"
+
+    def __init__(self, clip: float = 50.0) -> None:
+        if not (isinstance(clip, float | int) and clip > 0):
+            raise OPEInputError(f"clip: must be a number > 0, got {clip!r}")
+        self.clip = float(clip)
+
+    @property
+    def params(self) -> dict[str, Any]:
+        return {"clip": self.clip}
+
+    def _correction_weights(self, data: LoggedData) -> FloatArray:
+        return np.minimum(data.importance_weights, self.clip)
+
+    def _weight_cap(self, weight_max: float) -> float:
+        return min(weight_max, self.clip)
+
+
+ESTIMATORS: dict[str, type[BaseOffPolicyEstimator]] = {
+    cls.name: cls for cls in (IPS, SNIPS, DM, DR, SNDR, SwitchDR, ClippedDR)
+}
+
+
+def make_estimator(name: str, **params: Any) -> BaseOffPolicyEstimator:
+    """Build an estimator by its ``name`` (``ips``, ``snips``, ``dm``, ``dr``, ...).
+
+    >>> make_estimator("switch_dr", threshold=10).params
+    {'threshold': 10.0}
+    """
+    try:
+        cls = ESTIMATORS[name]
+    except KeyError:
+        raise OPEInputError(
+            f"estimator: unknown name {name!r}; known: {', '.join(ESTIMATORS)}"
+        ) from None
+    return cls(**params)
