@@ -35,7 +35,6 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from functools import cached_property
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -52,7 +51,9 @@ class CatalogError(ValidationError):
 
 
 def _default_path() -> Path:
-    return Path(str(resources.files("nba") / "data" / DEFAULT_CATALOG))
+    # from __file__, not importlib.resources: an editable install can expose `nba`
+    # as a namespace package, whose resources cannot be resolved
+    return Path(__file__).resolve().parent / "data" / DEFAULT_CATALOG
 
 
 def _as_date(value: Any, where: str) -> date:

@@ -34,7 +34,6 @@ import math
 import tomllib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -110,7 +109,8 @@ class RewardDefinition:
 
     @classmethod
     def default(cls) -> RewardDefinition:
-        return cls.load(Path(str(resources.files("nba") / "data" / DEFAULT_REWARD_FILE)))
+        # from __file__, not importlib.resources (see nba.catalog._default_path)
+        return cls.load(Path(__file__).resolve().parent / "data" / DEFAULT_REWARD_FILE)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], source: str = "<memory>") -> RewardDefinition:
