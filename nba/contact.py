@@ -67,7 +67,6 @@ import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -364,7 +363,7 @@ class ContactPolicy:
     @classmethod
     def default(cls) -> ContactPolicy:
         """The rules shipped with the package (``nba/data/rules.toml``)."""
-        return cls.load(Path(str(resources.files("nba") / "data" / DEFAULT_RULES_FILE)))
+        return cls.load(Path(__file__).resolve().parent / "data" / DEFAULT_RULES_FILE)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], source: str = "<memory>") -> ContactPolicy:
