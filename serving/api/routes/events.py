@@ -1,0 +1,62 @@
+"""``POST /v1/events/{event_id}/outcomes`` and ``POST /v1/events/{event_id}/activate``."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Response
+
+from serving import schemas
+from serving.api.deps import DecideKey, ReportKey, ServicesDep
+from serving.errors import ErrorBody
+
+router = APIRouter(prefix="/v1/events", tags=["events"])
+
+EventId = Annotated[str, Path(min_length=1, max_length=128)]
+
+ERRORS: dict[int | str, dict[str, object]] = {
+    401: {"model": ErrorBody},
+    403: {"model": ErrorBody},
+    404: {"model": ErrorBody, "description": "unknown event (`unknown_event`)"},
+    422: {"model": ErrorBody},
+}
+
+
+@router.post(
+    "/{event_id}/outcomes",
+    status_code=201,
+    response_model=schemas.OutcomeResponse,
+    responses={
+        200: {"model": schemas.OutcomeResponse, "description": "already stored (idempotent)"},
+        409: {"model": ErrorBody, "description": "same key, different value"},
+        **ERRORS,
+    },
+    summary="Report an HCP response or a rep's feedback on a decision",
+)
+def add_outcome(
+    event_id: EventId,
+    body: schemas.OutcomeRequest,
+    svc: ServicesDep,
+    who: ReportKey,
+    response: Response,
+) -> schemas.OutcomeResponse:
+    """Idempotent on (event, type, source_id): a repeat answers 200 with
+    ``stored: false``. Outcomes after the reward window are stored and flagged
+    ``late``. Rep feedback (``accepted``, ``dismissed`` with ``reason_code``,
+    ``snoozed`` with ``until``) is kept apart from HCP responses; dismissals and
+    snoozes change what the same HCP is offered next."""
+    status, out = svc.engine.record_outcome(event_id, body)
+    response.status_code = status
+    return out
+
+
+@router.post(
+    "/{event_id}/activate",
+    response_model=schemas.ActivateResponse,
+    responses=ERRORS,
+    summary="Activate a decision made with defer_activation",
+)
+def activate(event_id: EventId, svc: ServicesDep, who: DecideKey) -> schemas.ActivateResponse:
+    """A deferred decision teaches the model only once activated (the rep really
+    showed it). Activating twice is harmless (``already_active: true``)."""
+    return svc.engine.activate(event_id)

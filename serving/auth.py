@@ -1,0 +1,96 @@
+"""API keys with scopes.
+
+A request presents its key in ``Authorization: Bearer <key>``, ``X-API-Key``, or
+(for the Personalizer-compatible routes) ``Ocp-Apim-Subscription-Key``. The key
+is hashed with SHA-256 and looked up among the configured digests; the clear key
+is never stored or logged. ``admin`` holds every scope.
+
+>>> from serving.settings import Settings, hash_key
+>>> s = Settings(api_keys=[{"name": "rep-app", "sha256": hash_key("k-1"), "scopes": ["decide"]}])
+>>> Authenticator(s).identify("k-1").name
+'rep-app'
+>>> Authenticator(s).identify("nope") is None
+True
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from dataclasses import dataclass
+
+from serving.errors import ApiError
+from serving.settings import ApiKey, Settings, hash_key
+
+KEY_HEADERS: tuple[str, ...] = ("x-api-key", "ocp-apim-subscription-key")
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Who is calling: the key's configured name and its scopes."""
+
+    name: str
+    scopes: frozenset[str]
+
+    def allows(self, scope: str) -> bool:
+        return scope in self.scopes or "admin" in self.scopes
+
+
+ANONYMOUS_ADMIN = Principal("auth-disabled", frozenset({"decide", "report", "admin"}))
+
+
+class Authenticator:
+    """Maps presented keys to principals; constant-time digest comparison."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.disabled = settings.auth_disabled
+        self._keys: tuple[ApiKey, ...] = settings.api_keys
+
+    def identify(self, key: str) -> Principal | None:
+        digest = hash_key(key)
+        found: ApiKey | None = None
+        for k in self._keys:
+            if hmac.compare_digest(k.sha256, digest):
+                found = k
+        if found is None:
+            return None
+        return Principal(found.name, frozenset(found.scopes))
+
+    def check(
+        self, headers: dict[str, str] | None, authorization: str | None, scope: str | None
+    ) -> Principal:
+        """The principal for a request, or 401/403 as an :class:`ApiError`.
+
+        ``scope=None`` accepts any valid key.
+        """
+        if self.disabled:
+            return ANONYMOUS_ADMIN
+        key = None
+        if authorization:
+            kind, _, value = authorization.partition(" ")
+            if kind.lower() == "bearer" and value.strip():
+                key = value.strip()
+        if key is None and headers:
+            for h in KEY_HEADERS:
+                if headers.get(h):
+                    key = headers[h]
+                    break
+        if not key:
+            raise ApiError(401, "unauthenticated", "missing API key (Authorization: Bearer <key>)")
+        principal = self.identify(key)
+        if principal is None:
+            raise ApiError(401, "unauthenticated", "unknown API key")
+        if scope is not None and not principal.allows(scope):
+            raise ApiError(
+                403, "forbidden", f"key '{principal.name}' lacks the '{scope}' scope for this route"
+            )
+        return principal
+
+
+def pseudonym(value: str) -> str:
+    """A short stable pseudonym for logs, so HCP ids never appear in clear.
+
+    >>> pseudonym("hcp-123") == pseudonym("hcp-123") != pseudonym("hcp-124")
+    True
+    """
+    return "h:" + hashlib.sha256(b"nba-log:" + value.encode("utf-8")).hexdigest()[:10]

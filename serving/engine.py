@@ -1,0 +1,472 @@
+"""The decision engine behind the routes: context from the store, contact policy,
+policy, ranking, reasons, and the decision record that is stored.
+
+Routes only parse and format; everything a decision does happens here, in this
+order:
+
+1. the HCP profile, recent touches, engagements and rep feedback come from the
+   event store; the :class:`~nba.context.DecisionContext` is built from them and
+   from the request's own features -- its JSON is what the decision logs;
+2. the candidate actions are the catalog's actions on the requested channels,
+   minus the caller's ``exclude`` list; the contact policy removes the rest of
+   what may not be offered, each with its rule;
+3. the serving policy (or, for HCPs in the global holdout, the baseline) gives
+   a probability to every allowed action and samples one with randomness fixed
+   by ``(seed, event_id)``; the logged propensity is that action's served
+   probability;
+4. the chosen action is suggestion 1; the other allowed actions follow, ranked
+   by the policy's scores (or probabilities), up to ``k``;
+5. the decision is written to the store (durable) before the caller gets it.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import numpy as np
+
+from nba.catalog import Catalog
+from nba.contact import ContactPolicy
+from nba.context import DecisionContext
+from nba.domain import (
+    REP_FEEDBACK_TYPES,
+    Action,
+    Decision,
+    HCPProfile,
+    Outcome,
+    Suppression,
+    Touch,
+    ValidationError,
+)
+from nba.ids import new_event_id
+from nba.policies.base import Policy
+from nba.reward import RewardDefinition
+from serving import schemas
+from serving.errors import ApiError, invalid, unknown_event, unknown_hcp
+from serving.lifecycle import ModelManager, ServedModel, baseline_policy
+from serving.metrics import ServiceMetrics
+from serving.reasons import reasons_for
+from serving.store import DuplicateEventError, EventStore, StoreError, UnknownEventError
+
+log = logging.getLogger("nba.serving.engine")
+
+RULE_EXCLUDED = "excluded_by_request"
+
+#: outcomes that prove our suggestion reached the HCP: the first one records a touch
+CONTACT_TYPES: frozenset[str] = frozenset(
+    {
+        "delivered",
+        "opened",
+        "clicked",
+        "meeting_held",
+        "call_held",
+        "attended",
+        "visited",
+        "downloaded",
+        "registered",
+    }
+)
+HOLDOUT_PREFIX = "holdout:"
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """One decision computed but not yet stored (``decision`` is None when blocked)."""
+
+    hcp_id: str
+    decision: Decision | None
+    context: DecisionContext
+    suggestions: list[schemas.Suggestion]
+    suppressed: tuple[Suppression, ...]
+    model_version: str
+    policy: str
+
+
+class DecisionEngine:
+    """Everything the routes call; holds the long-lived objects opened at start.
+
+    Parameters
+    ----------
+    store : EventStore
+    catalog : Catalog
+    contact : ContactPolicy
+    models : ModelManager
+    reward : RewardDefinition
+    metrics : ServiceMetrics
+    seed : int
+        Sampling seed of the holdout baseline.
+    history_days : int
+        How far back touches and outcomes are read for a decision.
+    """
+
+    def __init__(
+        self,
+        store: EventStore,
+        catalog: Catalog,
+        contact: ContactPolicy,
+        models: ModelManager,
+        reward: RewardDefinition,
+        metrics: ServiceMetrics,
+        seed: int = 0,
+        history_days: int = 90,
+    ) -> None:
+        self.store = store
+        self.catalog = catalog
+        self.contact = contact
+        self.models = models
+        self.reward = reward
+        self.metrics = metrics
+        self.history_days = history_days
+        self.holdout_policy: Policy = baseline_policy(seed)
+        # event ids need uniqueness across workers, not reproducibility
+        self._rng = np.random.default_rng()
+        self._rng_lock = threading.Lock()
+        self._policy_lock = threading.Lock()
+
+    # ------------------------------------------------------------- helpers
+    def new_event_id(self, now: datetime) -> str:
+        with self._rng_lock:
+            return new_event_id(now, self._rng)
+
+    def _channels(self, channels: Sequence[str] | None) -> tuple[str, ...]:
+        if not channels:
+            return tuple(self.catalog.channels)
+        unknown = [c for c in channels if c not in self.catalog.channels]
+        if unknown:
+            known = ", ".join(self.catalog.channels)
+            raise invalid(f"channels: unknown channel {unknown[0]!r}; known: {known}")
+        return tuple(dict.fromkeys(channels))
+
+    def _parse_action_ids(self, ids: Sequence[str], field: str) -> list[Action]:
+        out = []
+        for i, aid in enumerate(ids):
+            try:
+                out.append(Action.parse(aid))
+            except ValidationError:
+                raise invalid(
+                    f"{field}[{i}]: {aid!r} is not an action id 'content@channel'"
+                ) from None
+        return out
+
+    def build_context(
+        self, hcp: HCPProfile, now: datetime, request: Mapping[str, Any]
+    ) -> DecisionContext:
+        """The exact context the policy featurizes and the decision logs."""
+        history = self.store.history(hcp.hcp_id, now.date(), self.catalog)
+        return DecisionContext(hcp=hcp, day=now.date(), history=history, request=dict(request))
+
+    # ------------------------------------------------------------ decisions
+    def prepare(
+        self,
+        hcp: HCPProfile,
+        *,
+        now: datetime,
+        channels: tuple[str, ...],
+        k: int,
+        request: Mapping[str, Any],
+        requester: str,
+        exclude: Sequence[Action] = (),
+        event_id: str | None = None,
+        defer_activation: bool = False,
+        explain: bool = True,
+        served: ServedModel | None = None,
+        candidates: Sequence[Action] | None = None,
+    ) -> Prepared:
+        """Compute one decision for ``hcp`` (not stored yet)."""
+        served = served or self.models.current
+        since = now - timedelta(days=self.history_days)
+        touches = self.store.recent_touches(hcp.hcp_id, since)
+        feedback = self.store.recent_feedback(hcp.hcp_id, now)
+        context = self.build_context(hcp, now, request)
+
+        if candidates is None:
+            candidates = [a for a in self.catalog.actions if a.channel in channels]
+        excluded = {a.action_id for a in exclude}
+        kept = [a for a in candidates if a.action_id not in excluded]
+        pre = tuple(
+            Suppression(a.action_id, RULE_EXCLUDED) for a in candidates if a.action_id in excluded
+        )
+        filtered = self.contact.filter(hcp, kept, now, touches, feedback, self.catalog)
+        suppressed = pre + filtered.suppressed
+        for rule, n in filtered.counts_by_rule().items():
+            self.metrics.suppressions.labels(rule=rule).inc(n)
+
+        if self.contact.is_holdout(hcp.hcp_id):
+            policy = self.holdout_policy
+            version = f"{HOLDOUT_PREFIX}baseline:{policy.name}"
+        else:
+            policy = served.policy
+            version = served.version
+        allowed = list(filtered.allowed)
+        if not allowed:
+            return Prepared(hcp.hcp_id, None, context, [], suppressed, version, policy.name)
+
+        eid = event_id or self.new_event_id(now)
+        with self._policy_lock:  # a VW workspace is not safe for concurrent calls
+            pd = policy.decide(context, allowed, eid)
+        p = pd.probabilities
+        order_key = pd.scores if pd.scores is not None else p
+        rest = sorted(
+            (i for i in range(len(allowed)) if i != pd.chosen_index),
+            key=lambda i: (-float(order_key[i]), i),
+        )
+        ranked = [pd.chosen_index, *rest][:k]
+        suggestions = []
+        for i in ranked:
+            a = allowed[i]
+            item = self.catalog.by_id[a.content_id]
+            suggestions.append(
+                schemas.Suggestion(
+                    action_id=a.action_id,
+                    content_id=a.content_id,
+                    title=item.title,
+                    topic=item.topic,
+                    channel=a.channel,
+                    probability=float(p[i]),
+                    reasons=reasons_for(context, a, item.topic) if explain else [],
+                )
+            )
+        decision = Decision(
+            event_id=eid,
+            ts=now,
+            hcp_id=hcp.hcp_id,
+            requester=requester,
+            channels_requested=channels,
+            context=context.to_json(),
+            catalog_version=self.catalog.version,
+            action_ids=tuple(a.action_id for a in allowed),
+            probabilities=tuple(float(x) for x in p),
+            chosen_index=pd.chosen_index,
+            chosen_action_id=allowed[pd.chosen_index].action_id,
+            propensity=pd.propensity,
+            policy=policy.name,
+            model_version=version,
+            suppressed=suppressed,
+            activated=not defer_activation,
+        )
+        return Prepared(
+            hcp.hcp_id, decision, context, suggestions, suppressed, version, policy.name
+        )
+
+    def _count(self, prepared: Sequence[Prepared]) -> None:
+        for pr in prepared:
+            if pr.decision is not None:
+                channel = Action.parse(pr.decision.chosen_action_id).channel
+                self.metrics.decisions.labels(channel=channel).inc()
+
+    def decide(
+        self, req: schemas.DecisionRequest, principal: str
+    ) -> tuple[int, schemas.DecisionResponse]:
+        """One decision; (status, body): 201 stored, 200 when nothing may be offered."""
+        channels = self._channels(req.channels)
+        exclude = self._parse_action_ids(req.exclude, "exclude")
+        hcp = self.store.get_hcp(req.hcp_id)
+        if hcp is None:
+            raise unknown_hcp(req.hcp_id)
+        request = dict(req.context or {})
+        requester = str(request.get("requester", principal))
+        now = datetime.now(UTC)
+        pr = self.prepare(
+            hcp,
+            now=now,
+            channels=channels,
+            k=req.k,
+            request=request,
+            requester=requester,
+            exclude=exclude,
+            event_id=req.event_id,
+            defer_activation=req.defer_activation,
+            explain=req.explain,
+        )
+        supp = [schemas.SuppressedAction(action_id=s.action_id, rule=s.rule) for s in pr.suppressed]
+        if pr.decision is None:
+            return 200, schemas.DecisionResponse(
+                event_id=None,
+                model_version=pr.model_version,
+                policy=pr.policy,
+                suggestions=[],
+                chosen_action_id=None,
+                suppressed=supp,
+                activated=False,
+            )
+        try:
+            self.store.add_decision(pr.decision, deferred=req.defer_activation)
+        except DuplicateEventError:
+            raise ApiError(
+                409, "event_id_conflict", f"event id {pr.decision.event_id!r} is already used"
+            ) from None
+        self._count([pr])
+        return 201, schemas.DecisionResponse(
+            event_id=pr.decision.event_id,
+            model_version=pr.model_version,
+            policy=pr.policy,
+            suggestions=pr.suggestions,
+            chosen_action_id=pr.decision.chosen_action_id,
+            suppressed=supp,
+            activated=pr.decision.activated,
+        )
+
+    def decide_batch(
+        self, req: schemas.BatchDecisionRequest, principal: str, max_batch: int
+    ) -> schemas.BatchResponse:
+        """One decision per HCP, all stored in one transaction."""
+        if len(req.hcp_ids) > max_batch:
+            raise invalid(f"hcp_ids: {len(req.hcp_ids)} HCPs; at most {max_batch} per batch")
+        if len(set(req.hcp_ids)) != len(req.hcp_ids):
+            seen: set[str] = set()
+            dup = next(h for h in req.hcp_ids if h in seen or seen.add(h))  # type: ignore[func-returns-value]
+            raise invalid(
+                f"hcp_ids: an HCP is listed twice (first repeat at {req.hcp_ids.index(dup)})"
+            )
+        channels = self._channels(req.channels)
+        request = dict(req.context or {})
+        requester = str(request.get("requester", principal))
+        now = datetime.now(UTC)
+        served = self.models.current
+        profiles = {h: self.store.get_hcp(h) for h in req.hcp_ids}
+        candidates = [a for a in self.catalog.actions if a.channel in channels]
+        prepared: list[Prepared] = []
+        unknown: list[str] = []
+        for hid in req.hcp_ids:
+            hcp = profiles.get(hid)
+            if hcp is None:
+                unknown.append(hid)
+                continue
+            prepared.append(
+                self.prepare(
+                    hcp,
+                    now=now,
+                    channels=channels,
+                    k=req.k,
+                    request=request,
+                    requester=requester,
+                    defer_activation=req.defer_activation,
+                    explain=req.explain,
+                    served=served,
+                    candidates=candidates,
+                )
+            )
+        decisions = [pr.decision for pr in prepared if pr.decision is not None]
+        if decisions:
+            self.store.add_decisions(decisions, deferred=req.defer_activation)
+        self._count(prepared)
+        items = [
+            schemas.BatchItem(
+                hcp_id=pr.hcp_id,
+                event_id=pr.decision.event_id if pr.decision else None,
+                chosen_action_id=pr.decision.chosen_action_id if pr.decision else None,
+                suggestions=pr.suggestions,
+                blocked_by=[] if pr.decision else sorted({s.rule for s in pr.suppressed}),
+            )
+            for pr in prepared
+        ]
+        return schemas.BatchResponse(
+            model_version=served.version,
+            decisions=items,
+            n_decisions=len(decisions),
+            n_blocked=len(prepared) - len(decisions),
+            unknown_hcp_ids=unknown,
+        )
+
+    # ------------------------------------------------------------- outcomes
+    def record_outcome(
+        self, event_id: str, req: schemas.OutcomeRequest
+    ) -> tuple[int, schemas.OutcomeResponse]:
+        """Store one outcome; (201, ...) when new, (200, ...) when already stored."""
+        decision = self.store.get_decision(event_id)
+        if decision is None:
+            raise unknown_event(event_id)
+        is_feedback = req.type in REP_FEEDBACK_TYPES
+        if not is_feedback and (
+            req.reason_code is not None or req.until is not None or req.action_id is not None
+        ):
+            raise invalid(
+                f"reason_code, until and action_id belong to rep feedback, not to {req.type!r}"
+            )
+        if req.type == "dismissed" and not req.reason_code:
+            raise invalid("reason_code: a dismissal needs a reason code")
+        if req.until is not None and req.type != "snoozed":
+            raise invalid("until: only a snooze has an end date")
+        now = datetime.now(UTC)
+        ts = (req.ts or now).astimezone(UTC)
+        if ts < decision.ts:
+            if req.ts is not None:
+                raise invalid(
+                    f"ts: {ts.isoformat()} is before its decision ({decision.ts.isoformat()})"
+                )
+            ts = decision.ts  # clock skew between workers: never before the decision
+        action_id = req.action_id or decision.chosen_action_id
+        if action_id not in decision.action_ids:
+            raise invalid(f"action_id: {action_id!r} was not offered in this event")
+        until_dt = None
+        if req.until is not None:
+            until_dt = datetime(req.until.year, req.until.month, req.until.day, tzinfo=UTC)
+            if until_dt <= ts:
+                raise invalid(f"until: {req.until.isoformat()} is not after the feedback time")
+        source_id = req.source_id
+        if is_feedback and action_id != decision.chosen_action_id:
+            # feedback on another suggestion of the same event is its own outcome
+            source_id = f"{source_id}|{action_id}"
+        outcome = Outcome(
+            event_id, ts, req.type, float(req.value), "rep" if is_feedback else "hcp", source_id
+        )
+        late = ts > decision.ts + timedelta(days=float(self.reward.window_days))
+        try:
+            stored = self.store.add_outcome(
+                outcome,
+                reason_code=req.reason_code if is_feedback else None,
+                snooze_until=until_dt,
+                action_id=action_id if is_feedback else None,
+            )
+        except UnknownEventError:
+            raise unknown_event(event_id) from None
+        except StoreError as exc:
+            raise invalid(str(exc)) from None
+        if stored:
+            self.metrics.outcomes.labels(type=req.type, late=str(late).lower()).inc()
+            if req.type in CONTACT_TYPES:
+                self._touch_from_outcome(decision, ts)
+        return (201 if stored else 200), schemas.OutcomeResponse(
+            event_id=event_id,
+            type=req.type,
+            kind="rep_feedback" if is_feedback else "hcp_response",
+            stored=stored,
+            late=late,
+        )
+
+    def _touch_from_outcome(self, decision: Decision, ts: datetime) -> None:
+        """The first outcome proving contact turns our decision into a touch ("ours")."""
+        contact = [
+            o for o in self.store.outcomes_of(decision.event_id) if o.outcome.type in CONTACT_TYPES
+        ]
+        if len(contact) != 1:
+            return
+        a = Action.parse(decision.chosen_action_id)
+        self.store.add_touch(Touch(decision.hcp_id, ts, a.channel, a.content_id, "ours"))
+
+    def activate(self, event_id: str) -> schemas.ActivateResponse:
+        """Activate a deferred decision; harmless when it is already active."""
+        try:
+            already = self.store.activate(event_id)
+        except UnknownEventError:
+            raise unknown_event(event_id) from None
+        return schemas.ActivateResponse(event_id=event_id, activated=True, already_active=already)
+
+    # -------------------------------------------------------------- touches
+    def record_touch(self, req: schemas.TouchRequest) -> schemas.TouchResponse:
+        if req.channel not in self.catalog.channels:
+            raise invalid(f"channel: unknown channel {req.channel!r}")
+        if req.content_id and req.content_id not in self.catalog.by_id:
+            # external content may be unknown to our catalog: keep it, it still counts
+            log.debug("touch with content outside the catalog")
+        if self.store.get_hcp(req.hcp_id) is None:
+            raise unknown_hcp(req.hcp_id)
+        ts = (req.ts or datetime.now(UTC)).astimezone(UTC)
+        touch = Touch(req.hcp_id, ts, req.channel, req.content_id, req.origin)
+        self.store.add_touch(touch)
+        return schemas.TouchResponse(hcp_id=req.hcp_id, channel=req.channel, ts=ts, stored=True)

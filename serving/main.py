@@ -1,0 +1,274 @@
+"""The FastAPI application: :func:`create_app` builds it and includes the routers.
+
+Nothing heavy happens at import or in :func:`create_app`: the catalog, the
+contact rules, the reward definition, the event store and the model are opened
+in ``lifespan`` (once per worker process), and a background task follows the
+model alias from there.
+
+``uvicorn --factory serving.main:create_app`` (what ``nba serve`` runs) reads
+every setting from the environment (``NBA_*``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from nba.catalog import Catalog
+from nba.contact import ContactPolicy
+from nba.paths import default_tracking_uri
+from nba.reward import RewardDefinition
+from serving import errors
+from serving.api.deps import Services
+from serving.api.routes import (
+    bench,
+    decisions,
+    events,
+    hcps,
+    health,
+    models,
+    personalizer,
+    touches,
+)
+from serving.auth import Authenticator
+from serving.engine import DecisionEngine
+from serving.lifecycle import ModelManager, PolicyLoader
+from serving.metrics import ServiceMetrics, multiprocess_dir
+from serving.settings import Settings
+from serving.store import EventStore
+
+log = logging.getLogger("nba.serving")
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+UPLOAD_PATHS = frozenset({"/v1/hcps:import"})
+
+DESCRIPTION = """\
+Next-best-action decisions for HCP engagement: per HCP, which approved content to
+offer next on which channel, chosen by a contextual bandit among the actions the
+contact policy allows. Every decision is stored (with its full probability vector
+and propensity) before it is answered, so its outcome can teach the model and
+evaluate it off-policy.
+
+Errors are JSON `{code, message}` with stable codes. Authenticate with
+`Authorization: Bearer <key>` (or `X-API-Key`); scopes `decide`, `report`, `admin`.
+"""
+
+
+class LimitsAndMetrics:
+    """Body-size limits (413), per-route latency histogram, access log by route template.
+
+    The access log names the route template (``/v1/hcps/{hcp_id}``), never the
+    raw path, so HCP ids are not written to logs.
+    """
+
+    def __init__(self, app: ASGIApp, get_state: Callable[[], Any]) -> None:
+        self.app = app
+        self.get_state = get_state
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        settings: Settings | None = getattr(self.get_state(), "settings", None)
+        upload = scope.get("path", "") in UPLOAD_PATHS
+        limit = (
+            (settings.max_upload_bytes if upload else settings.max_body_bytes)
+            if settings is not None
+            else 2_000_000
+        )
+        for name, value in scope.get("headers", ()):
+            if name == b"content-length":
+                try:
+                    size = int(value)
+                except ValueError:
+                    size = -1
+                if size > limit or size < 0:
+                    await _send_error(send, 413, "body_too_large", limit, size)
+                    return
+        seen = 0
+
+        async def limited_receive() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > limit:
+                    raise StarletteHTTPException(413, f"request body exceeds {limit} bytes")
+            return message
+
+        status = 500
+        start = time.perf_counter()
+
+        async def send_wrapper(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+            await send(message)
+
+        try:
+            await self.app(scope, limited_receive, send_wrapper)
+        finally:
+            elapsed = time.perf_counter() - start
+            route = scope.get("route")
+            template = getattr(route, "path", None) or "unmatched"
+            services: Services | None = getattr(self.get_state(), "services", None)
+            if services is not None:
+                services.metrics.latency.labels(
+                    route=template, method=scope.get("method", ""), status=str(status)
+                ).observe(elapsed)
+            log.info("%s %s %d %.1fms", scope.get("method"), template, status, elapsed * 1e3)
+
+
+async def _send_error(send: Send, status: int, code: str, limit: int, size: int) -> None:
+    import json
+
+    message = (
+        f"request body of {size} bytes exceeds the limit of {limit} bytes"
+        if size >= 0
+        else "invalid Content-Length header"
+    )
+    body = json.dumps({"code": code, "message": message}).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [(b"content-type", b"application/json"), (b"connection", b"close")],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+def open_services(settings: Settings, loader: PolicyLoader | None = None) -> Services:
+    """Open everything a worker needs (catalog, rules, reward, store, model)."""
+    catalog = Catalog.load(settings.catalog_path) if settings.catalog_path else Catalog.default()
+    contact = (
+        ContactPolicy.load(settings.rules_path) if settings.rules_path else ContactPolicy.default()
+    )
+    reward = (
+        RewardDefinition.load(settings.reward_path)
+        if settings.reward_path
+        else RewardDefinition.default()
+    )
+    store = EventStore(settings.store_path, reward_window_days=float(reward.window_days))
+    store.add_catalog(catalog)
+    metrics = ServiceMetrics()
+    tracking = settings.tracking_uri or default_tracking_uri()
+    models = ModelManager(
+        settings.model_uri,
+        catalog,
+        seed=settings.policy_seed,
+        canary_requests=settings.canary_requests,
+        tracking_uri=tracking,
+        loader=loader,
+        on_swap=lambda result, _v: metrics.model_swaps.labels(result=result).inc(),
+    )
+    if settings.tracking_uri:
+        os.environ.setdefault("MLFLOW_TRACKING_URI", settings.tracking_uri)
+    result = models.start()
+    metrics.set_model(models.current.version)
+    if models.current.is_baseline:
+        log.warning("%s", models.current.note)
+    else:
+        log.info("%s", result.message)
+    engine = DecisionEngine(
+        store=store,
+        catalog=catalog,
+        contact=contact,
+        models=models,
+        reward=reward,
+        metrics=metrics,
+        seed=settings.policy_seed,
+        history_days=settings.history_days,
+    )
+    return Services(
+        settings=settings,
+        store=store,
+        catalog=catalog,
+        contact=contact,
+        models=models,
+        metrics=metrics,
+        engine=engine,
+        auth=Authenticator(settings),
+    )
+
+
+async def _follow_alias(app: FastAPI, services: Services) -> None:
+    interval = services.settings.model_poll_seconds
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            result = await asyncio.to_thread(services.models.poll)
+        except Exception:  # the check must never stop
+            log.exception("model alias check failed")
+            continue
+        if result is not None and result.swapped:
+            services.metrics.set_model(result.version)
+
+
+def create_app(settings: Settings | None = None, loader: PolicyLoader | None = None) -> FastAPI:
+    """Build the app. ``settings`` default: read from the environment (``NBA_*``).
+
+    Parameters
+    ----------
+    settings : Settings, optional
+    loader : callable, optional
+        ``uri -> Policy`` used to load models (default: the MLflow registry loader).
+    """
+    cfg = settings if settings is not None else Settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if cfg.auth_disabled:
+            log.warning(
+                "AUTH IS DISABLED (NBA_AUTH_DISABLED=true): every caller has every scope; "
+                "use this for local demos only"
+            )
+        services = await asyncio.to_thread(open_services, cfg, loader)
+        app.state.services = services
+        follower = None
+        if cfg.model_poll_seconds > 0:
+            follower = asyncio.create_task(_follow_alias(app, services))
+        try:
+            yield
+        finally:
+            if follower is not None:
+                follower.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await follower
+            app.state.services = None
+            services.store.close()
+            if multiprocess_dir():
+                from prometheus_client import multiprocess
+
+                multiprocess.mark_process_dead(os.getpid())
+
+    app = FastAPI(
+        title="nba decision service",
+        version="1",
+        description=DESCRIPTION,
+        lifespan=lifespan,
+    )
+    app.state.settings = cfg
+    app.state.auth = Authenticator(cfg)
+    app.state.services = None
+    errors.install(app)
+    for module in (decisions, events, touches, hcps, models, personalizer, health):
+        app.include_router(module.router)
+    if cfg.bench_routes:
+        app.include_router(bench.router)
+    app.add_middleware(LimitsAndMetrics, get_state=lambda: app.state)
+    return app

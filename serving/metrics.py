@@ -1,0 +1,90 @@
+"""Prometheus metrics of the decision service.
+
+With one process the metrics live in a registry owned by the app. With several
+uvicorn workers, ``nba serve`` sets ``PROMETHEUS_MULTIPROC_DIR`` before the
+workers start; every worker then writes its samples there and ``/metrics``
+aggregates all of them (prometheus_client's multiprocess mode).
+
+Metrics: ``nba_request_seconds{route,method,status}`` (histogram per route
+template, never the raw path, which may hold an HCP id),
+``nba_decisions_total{channel}``, ``nba_suppressions_total{rule}``,
+``nba_outcomes_total{type,late}``, ``nba_model_info{version}`` (1 for the version
+serving now) and ``nba_model_swaps_total{result}``.
+"""
+
+from __future__ import annotations
+
+import os
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+
+BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+def multiprocess_dir() -> str | None:
+    return os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None
+
+
+class ServiceMetrics:
+    """The service's metric families, registered in their own registry."""
+
+    content_type = CONTENT_TYPE_LATEST
+
+    def __init__(self) -> None:
+        self.multiprocess = multiprocess_dir() is not None
+        # in multiprocess mode samples go to files; the registry is built per scrape
+        self.registry: CollectorRegistry | None = None if self.multiprocess else CollectorRegistry()
+        reg = self.registry
+        self.latency = Histogram(
+            "nba_request_seconds",
+            "Request latency per route template",
+            ["route", "method", "status"],
+            buckets=BUCKETS,
+            registry=reg,
+        )
+        self.decisions = Counter(
+            "nba_decisions", "Decisions served, by chosen channel", ["channel"], registry=reg
+        )
+        self.suppressions = Counter(
+            "nba_suppressions",
+            "Actions removed by the contact policy, by rule",
+            ["rule"],
+            registry=reg,
+        )
+        self.outcomes = Counter(
+            "nba_outcomes", "Outcomes stored, by type and lateness", ["type", "late"], registry=reg
+        )
+        self.model_swaps = Counter(
+            "nba_model_swaps", "Model load attempts by result", ["result"], registry=reg
+        )
+        gauge_kw = {"multiprocess_mode": "liveall"} if self.multiprocess else {}
+        self.model_info = Gauge(
+            "nba_model_info",
+            "1 for the model version serving now",
+            ["version"],
+            registry=reg,
+            **gauge_kw,  # type: ignore[arg-type]
+        )
+        self._version: str | None = None
+
+    def set_model(self, version: str) -> None:
+        if self._version is not None and self._version != version:
+            self.model_info.labels(version=self._version).set(0)
+        self.model_info.labels(version=version).set(1)
+        self._version = version
+
+    def render(self) -> bytes:
+        if self.registry is not None:
+            return generate_latest(self.registry)
+        from prometheus_client import multiprocess
+
+        reg = CollectorRegistry()
+        multiprocess.MultiProcessCollector(reg)
+        return generate_latest(reg)

@@ -1,0 +1,403 @@
+"""Request and public (response) models of the HTTP API.
+
+Three kinds of records are kept apart: *request* models (what callers send,
+validated here, with OpenAPI examples), *stored* records (``nba.domain``
+dataclasses that the event store keeps), and *public* models (what the API
+returns). Nothing is returned that was not meant to be public.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+
+from nba.domain import ADOPTION_STAGES, HCP_RESPONSE_TYPES, REP_FEEDBACK_TYPES
+
+Id = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=r"^[^\s/@]+$")]
+ActionIdStr = Annotated[str, StringConstraints(min_length=3, max_length=200)]
+Channel = Annotated[str, StringConstraints(min_length=1, max_length=64)]
+Scalar = str | int | float | bool
+
+STRICT = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+
+def _check_context(v: dict[str, Any] | None) -> dict[str, Any]:
+    out = dict(v or {})
+    if len(out) > 64:
+        raise ValueError("at most 64 context entries")
+    for k, x in out.items():
+        if not isinstance(x, str | int | float | bool) or not k or len(k) > 64:
+            raise ValueError(f"entry {k!r} must map a short name to a string, number or bool")
+        if isinstance(x, str) and len(x) > 256:
+            raise ValueError(f"entry {k!r} is longer than 256 characters")
+        if isinstance(x, float) and x != x:
+            raise ValueError(f"entry {k!r} is NaN")
+    return out
+
+
+def _check_aware(v: datetime | None) -> datetime | None:
+    if v is not None and (v.tzinfo is None or v.utcoffset() is None):
+        raise ValueError("timestamp must carry a timezone (e.g. 2026-01-05T09:30:00Z)")
+    return v
+
+
+# --------------------------------------------------------------- decisions
+class DecisionRequest(BaseModel):
+    """One decision for one HCP."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        str_strip_whitespace=True,
+        json_schema_extra={
+            "examples": [
+                {
+                    "hcp_id": "HCP-000123",
+                    "channels": ["rep_visit"],
+                    "k": 3,
+                    "context": {"requester": "rep_app", "territory": "NE-04"},
+                }
+            ]
+        },
+    )
+
+    hcp_id: Id
+    channels: list[Channel] | None = Field(
+        default=None, min_length=1, max_length=16, description="Default: every channel."
+    )
+    k: int = Field(default=1, ge=1, le=10, description="How many suggestions to return.")
+    context: dict[str, Scalar] | None = Field(default=None, description="Flat request features.")
+    exclude: list[ActionIdStr] = Field(default_factory=list, max_length=500)
+    event_id: Id | None = Field(
+        default=None, description="Caller-chosen id (unique); default: new."
+    )
+    defer_activation: bool = False
+    explain: bool = True
+
+    @field_validator("context")
+    @classmethod
+    def _ctx(cls, v: dict[str, Any] | None) -> dict[str, Any]:
+        return _check_context(v)
+
+
+class BatchDecisionRequest(BaseModel):
+    """One decision per HCP for one channel set (e.g. the nightly email run)."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        str_strip_whitespace=True,
+        json_schema_extra={
+            "examples": [
+                {
+                    "hcp_ids": ["HCP-000123", "HCP-000124"],
+                    "channels": ["email"],
+                    "context": {"requester": "email_platform"},
+                }
+            ]
+        },
+    )
+
+    hcp_ids: list[Id] = Field(min_length=1)
+    channels: list[Channel] | None = Field(default=None, min_length=1, max_length=16)
+    k: int = Field(default=1, ge=1, le=10)
+    context: dict[str, Scalar] | None = None
+    defer_activation: bool = False
+    explain: bool = False
+
+    @field_validator("context")
+    @classmethod
+    def _ctx(cls, v: dict[str, Any] | None) -> dict[str, Any]:
+        return _check_context(v)
+
+
+class Suggestion(BaseModel):
+    action_id: str
+    content_id: str
+    title: str
+    topic: str
+    channel: str
+    probability: float = Field(description="Probability with which the policy served it.")
+    reasons: list[str] = Field(default_factory=list)
+
+
+class SuppressedAction(BaseModel):
+    action_id: str
+    rule: str
+
+
+class DecisionResponse(BaseModel):
+    event_id: str | None = Field(description="None when nothing could be offered.")
+    model_version: str
+    policy: str
+    suggestions: list[Suggestion]
+    chosen_action_id: str | None
+    suppressed: list[SuppressedAction] = Field(default_factory=list)
+    activated: bool = True
+
+
+class BatchItem(BaseModel):
+    hcp_id: str
+    event_id: str | None
+    chosen_action_id: str | None
+    suggestions: list[Suggestion]
+    blocked_by: list[str] = Field(
+        default_factory=list, description="Rules that left nothing to offer."
+    )
+
+
+class BatchResponse(BaseModel):
+    model_version: str
+    decisions: list[BatchItem]
+    n_decisions: int
+    n_blocked: int
+    unknown_hcp_ids: list[str]
+
+
+# ---------------------------------------------------------------- outcomes
+class OutcomeRequest(BaseModel):
+    """An HCP response or a rep's feedback on a suggestion."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        str_strip_whitespace=True,
+        json_schema_extra={
+            "examples": [
+                {"type": "opened", "source_id": "esp-msg-8812"},
+                {"type": "dismissed", "reason_code": "not_relevant"},
+                {"type": "snoozed", "until": "2026-02-01"},
+            ]
+        },
+    )
+
+    type: str = Field(min_length=1, max_length=64)
+    value: float = Field(default=1.0, allow_inf_nan=False, ge=-1e6, le=1e6)
+    ts: datetime | None = None
+    source_id: str = Field(default="", max_length=200)
+    reason_code: str | None = Field(default=None, min_length=1, max_length=64)
+    until: date | None = None
+    action_id: ActionIdStr | None = Field(
+        default=None, description="Rep feedback: which suggestion (default: the chosen one)."
+    )
+
+    @field_validator("type")
+    @classmethod
+    def _known_type(cls, v: str) -> str:
+        known = HCP_RESPONSE_TYPES | REP_FEEDBACK_TYPES
+        if v not in known:
+            raise ValueError(f"unknown outcome type {v!r}; expected one of {sorted(known)}")
+        return v
+
+    @field_validator("ts")
+    @classmethod
+    def _aware(cls, v: datetime | None) -> datetime | None:
+        return _check_aware(v)
+
+
+class OutcomeResponse(BaseModel):
+    event_id: str
+    type: str
+    kind: Literal["hcp_response", "rep_feedback"]
+    stored: bool = Field(description="False when this (event, type, source_id) was already stored.")
+    late: bool = Field(description="Arrived after the reward window.")
+
+
+class ActivateResponse(BaseModel):
+    event_id: str
+    activated: bool
+    already_active: bool
+
+
+# ------------------------------------------------------------------ touches
+class TouchRequest(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        str_strip_whitespace=True,
+        json_schema_extra={
+            "examples": [
+                {
+                    "hcp_id": "HCP-000123",
+                    "channel": "rep_visit",
+                    "content_id": "VEL-EFF-01",
+                    "ts": "2026-01-05T10:00:00Z",
+                }
+            ]
+        },
+    )
+
+    hcp_id: Id
+    channel: Channel
+    content_id: str = Field(default="", max_length=128)
+    ts: datetime | None = None
+    origin: Literal["ours", "external"] = "external"
+
+    @field_validator("ts")
+    @classmethod
+    def _aware(cls, v: datetime | None) -> datetime | None:
+        return _check_aware(v)
+
+
+class TouchResponse(BaseModel):
+    hcp_id: str
+    channel: str
+    ts: datetime
+    stored: bool
+
+
+# --------------------------------------------------------------------- HCPs
+class HCPBody(BaseModel):
+    """An HCP profile as sent by a caller (the id is in the path)."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        str_strip_whitespace=True,
+        json_schema_extra={
+            "examples": [
+                {
+                    "specialty": "cardiology",
+                    "decile": 8,
+                    "market": "US",
+                    "adoption_stage": "aware",
+                    "consents": ["email", "rep_visit", "webinar"],
+                    "no_see": False,
+                    "digital_affinity": 0.6,
+                }
+            ]
+        },
+    )
+
+    specialty: str = Field(min_length=1, max_length=64)
+    decile: int = Field(ge=1, le=10)
+    market: str = Field(min_length=1, max_length=16)
+    adoption_stage: str
+    consents: list[Channel] = Field(default_factory=list, max_length=32)
+    no_see: bool = False
+    digital_affinity: float = Field(default=0.5, ge=0.0, le=1.0, allow_inf_nan=False)
+
+    @field_validator("adoption_stage")
+    @classmethod
+    def _stage(cls, v: str) -> str:
+        if v not in ADOPTION_STAGES:
+            raise ValueError(f"{v!r} is not one of {', '.join(ADOPTION_STAGES)}")
+        return v
+
+
+class HCPPublic(HCPBody):
+    model_config = ConfigDict(extra="forbid")
+    hcp_id: str
+
+
+class TouchPublic(BaseModel):
+    ts: datetime
+    channel: str
+    content_id: str
+    origin: str
+
+
+class OutcomePublic(BaseModel):
+    event_id: str
+    ts: datetime
+    type: str
+    value: float
+    source: str
+
+
+class HCPDetail(BaseModel):
+    profile: HCPPublic
+    recent_touches: list[TouchPublic]
+    recent_outcomes: list[OutcomePublic]
+
+
+class HCPUpsertResponse(BaseModel):
+    hcp_id: str
+    created: bool
+
+
+class ImportResponse(BaseModel):
+    imported: int
+    format: Literal["parquet", "csv"]
+
+
+# ------------------------------------------------------------------- models
+class ModelInfo(BaseModel):
+    model_version: str
+    policy: str
+    source: str
+    loaded_at: datetime
+    is_baseline: bool
+    note: str
+    following: str
+
+
+class ReloadRequest(BaseModel):
+    model_config = STRICT
+    uri: str | None = Field(default=None, min_length=1, max_length=500)
+
+
+class ReloadResponse(BaseModel):
+    swapped: bool
+    model_version: str
+    message: str
+
+
+# ------------------------------------------------------------- Personalizer
+class PzFeatureAction(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    id: str = Field(min_length=1, max_length=256)
+    features: list[dict[str, Any]] = Field(default_factory=list)
+
+
+class PzRankRequest(BaseModel):
+    """Azure AI Personalizer v1.0 ``RankRequest`` (same field names)."""
+
+    model_config = ConfigDict(
+        extra="ignore",
+        json_schema_extra={
+            "examples": [
+                {
+                    "contextFeatures": [{"hcp_id": "HCP-000123"}, {"requester": "portal"}],
+                    "actions": [
+                        {"id": "VEL-EFF-02@email", "features": [{"topic": "efficacy"}]},
+                        {"id": "VEL-SAF-01@email", "features": [{"topic": "safety"}]},
+                    ],
+                    "excludedActions": [],
+                    "eventId": "75269AD0-BFEE-4598-8196-C57383D38E10",
+                    "deferActivation": False,
+                }
+            ]
+        },
+    )
+
+    contextFeatures: list[dict[str, Any]] = Field(default_factory=list, max_length=64)
+    actions: list[PzFeatureAction] = Field(min_length=1, max_length=50)
+    excludedActions: list[str] = Field(default_factory=list, max_length=50)
+    eventId: str | None = Field(default=None, min_length=1, max_length=256)
+    deferActivation: bool = False
+
+
+class PzRankedAction(BaseModel):
+    id: str
+    probability: float
+
+
+class PzRankResponse(BaseModel):
+    ranking: list[PzRankedAction]
+    eventId: str
+    rewardActionId: str | None
+
+
+class PzRewardRequest(BaseModel):
+    model_config = ConfigDict(extra="ignore", json_schema_extra={"examples": [{"value": 1.0}]})
+    value: float = Field(allow_inf_nan=False, ge=-1e6, le=1e6)
+
+
+# ------------------------------------------------------------------- health
+class Health(BaseModel):
+    status: Literal["ok"]
+
+
+class Readiness(BaseModel):
+    ready: bool
+    model_version: str
+    store: str
+    checks: dict[str, str]

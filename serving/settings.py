@@ -1,0 +1,142 @@
+"""Service settings: one :class:`Settings` class, every field also read from the
+environment with the prefix ``NBA_`` (``NBA_STORE_PATH``, ``NBA_API_KEYS``, ...).
+
+API keys are never configured in clear: ``NBA_API_KEYS`` is a JSON list of
+``{"name": ..., "sha256": <hex digest of the key>, "scopes": [...]}``. The
+settings refuse to start with auth enabled and no keys, with a malformed
+digest, or with the digest of a well-known default secret ("changethis", ...).
+
+>>> s = Settings(auth_disabled=True)
+>>> s.model_uri
+'models:/nba@champion'
+>>> Settings(api_keys=[{"name": "x", "sha256": hash_key("changethis"), "scopes": ["decide"]}])
+Traceback (most recent call last):
+...
+pydantic_core._pydantic_core.ValidationError: 1 validation error for Settings
+...
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from nba.paths import data_dir
+
+Scope = Literal["decide", "report", "admin"]
+SCOPES: tuple[str, ...] = ("decide", "report", "admin")
+
+#: secrets nobody should deploy with; their digests are refused
+DEFAULT_SECRETS: tuple[str, ...] = (
+    "changethis",
+    "changeme",
+    "secret",
+    "password",
+    "admin",
+    "test",
+    "apikey",
+    "api-key",
+    "nba",
+    "",
+)
+
+
+def hash_key(key: str) -> str:
+    """The SHA-256 hex digest under which an API key is stored.
+
+    >>> hash_key("abc")[:12]
+    'ba7816bf8f01'
+    """
+    return hashlib.sha256(key.encode("utf-8")).hexdigest()
+
+
+_DEFAULT_DIGESTS = frozenset(hash_key(s) for s in DEFAULT_SECRETS)
+
+
+class ApiKey(BaseModel):
+    """One API key as configured: a name for logs, its digest, its scopes."""
+
+    name: str = Field(min_length=1, max_length=64)
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    scopes: tuple[Scope, ...] = Field(min_length=1)
+
+    @field_validator("sha256")
+    @classmethod
+    def _not_default(cls, v: str) -> str:
+        if v in _DEFAULT_DIGESTS:
+            raise ValueError("is the digest of a well-known default secret; choose a real key")
+        return v
+
+
+class Settings(BaseSettings):
+    """Every setting of the decision service (environment prefix ``NBA_``)."""
+
+    model_config = SettingsConfigDict(env_prefix="NBA_", extra="ignore", frozen=True)
+
+    # -------------------------------------------------------------- storage
+    store_path: Path = Field(
+        default_factory=lambda: data_dir() / "events.db",
+        description="SQLite event store (WAL mode) shared by all workers.",
+    )
+    catalog_path: Path | None = Field(default=None, description="Catalog TOML; default: packaged.")
+    rules_path: Path | None = Field(
+        default=None, description="Contact-policy rules; default: packaged."
+    )
+    reward_path: Path | None = Field(
+        default=None, description="Reward definition; default: packaged."
+    )
+
+    # ---------------------------------------------------------------- model
+    model_uri: str = Field(
+        default="models:/nba@champion",
+        description="MLflow model URI (alias or version) or a local model path.",
+    )
+    tracking_uri: str | None = Field(
+        default=None, description="MLflow tracking URI (default: embedded)."
+    )
+    model_poll_seconds: float = Field(
+        default=30.0, ge=0, description="How often to follow the alias; 0 switches the check off."
+    )
+    canary_requests: int = Field(default=8, ge=1, le=1000)
+    policy_seed: int = Field(
+        default=0, ge=0, description="Seed of the sampling (with the event id)."
+    )
+
+    # ----------------------------------------------------------------- auth
+    auth_disabled: bool = False
+    api_keys: tuple[ApiKey, ...] = ()
+
+    # --------------------------------------------------------------- limits
+    max_body_bytes: int = Field(default=2_000_000, ge=1024)
+    max_upload_bytes: int = Field(default=64_000_000, ge=1024)
+    max_batch: int = Field(default=10_000, ge=1, le=100_000)
+    history_days: int = Field(default=90, ge=1)
+
+    # ------------------------------------------------------------- benchmark
+    bench_routes: bool = Field(
+        default=False, description="Expose the hidden no-op route used by bench/serve.py."
+    )
+
+    @model_validator(mode="after")
+    def _auth_configured(self) -> Settings:
+        if not self.auth_disabled and not self.api_keys:
+            raise ValueError(
+                "no API keys configured: set NBA_API_KEYS (JSON list of "
+                '{"name", "sha256", "scopes"}) or switch auth off explicitly with '
+                "NBA_AUTH_DISABLED=true"
+            )
+        names = [k.name for k in self.api_keys]
+        if len(set(names)) != len(names):
+            raise ValueError("api_keys: two keys share a name")
+        digests = [k.sha256 for k in self.api_keys]
+        if len(set(digests)) != len(digests):
+            raise ValueError("api_keys: the same key is configured twice")
+        return self
+
+    def key_table(self) -> dict[str, ApiKey]:
+        """Configured keys by digest."""
+        return {k.sha256: k for k in self.api_keys}
