@@ -153,7 +153,7 @@ class LoggedData:
             i = int(bad[0])
             raise OPEInputError(
                 f"pscore: {bad.size} value(s) outside (0, 1]; first at {self.where(i)}: "
-                f"{pscore[i]!r}"
+                f"{float(pscore[i]):.8g}"
             )
         bad = np.flatnonzero((action < 0) | (action >= sizes))
         if bad.size:
@@ -178,7 +178,7 @@ class LoggedData:
                 i = int(mismatch[0])
                 raise OPEInputError(
                     f"pscore: disagrees with pscore_all for the logged action at "
-                    f"{self.where(i)}: {pscore[i]!r} vs {pscore_all[chosen[i]]!r}"
+                    f"{self.where(i)}: {float(pscore[i]):.8g} vs {float(pscore_all[chosen[i]]):.8g}"
                 )
             object.__setattr__(self, "pscore_all", _frozen(pscore_all))
         if self.estimated_rewards is not None:
@@ -206,7 +206,7 @@ class LoggedData:
             if outside.size:
                 i = int(outside[0])
                 raise OPEInputError(
-                    f"reward: {reward[i]!r} at {self.where(i)} is outside "
+                    f"reward: {float(reward[i]):.8g} at {self.where(i)} is outside "
                     f"reward_range [{lo}, {hi}]"
                 )
             object.__setattr__(self, "reward_range", (lo, hi))
@@ -254,7 +254,7 @@ class LoggedData:
             j = int(bad[0])
             i = self._decision_of(j, offsets)
             raise OPEInputError(
-                f"{name}: probability {p[j]!r} outside [0, 1] at {self.where(i)}"
+                f"{name}: probability {float(p[j]):.8g} outside [0, 1] at {self.where(i)}"
             )
         sums = segment_sum(p, offsets)
         bad = np.flatnonzero(np.abs(sums - 1.0) > SUM_TOL)
@@ -262,7 +262,7 @@ class LoggedData:
             i = int(bad[0])
             raise OPEInputError(
                 f"{name}: probabilities do not sum to 1 per decision ({bad.size} "
-                f"decision(s)); first at {self.where(i)}: sum {sums[i]!r}"
+                f"decision(s)); first at {self.where(i)}: sum {float(sums[i]):.8g}"
             )
 
     # ---------------------------------------------------------------- derived

@@ -37,6 +37,7 @@ one form gives every estimator the same three intervals:
 
 from __future__ import annotations
 
+import inspect
 import math
 import os
 from abc import ABC, abstractmethod
@@ -591,4 +592,16 @@ def make_estimator(name: str, **params: Any) -> BaseOffPolicyEstimator:
         raise OPEInputError(
             f"estimator: unknown name {name!r}; known: {', '.join(ESTIMATORS)}"
         ) from None
+    kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    accepted = [
+        p.name
+        for p in inspect.signature(cls.__init__).parameters.values()
+        if p.kind in kinds and p.name != "self"
+    ]
+    unknown = sorted(set(params) - set(accepted))
+    if unknown:
+        raise OPEInputError(
+            f"estimator {name!r}: unknown parameter(s) {', '.join(unknown)}; "
+            f"accepts: {', '.join(accepted) or 'none'}"
+        )
     return cls(**params)
