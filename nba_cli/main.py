@@ -13,6 +13,7 @@ import click
 SUBCOMMANDS: dict[str, str] = {
     "simulate": "simulators.cli:simulate",
     "logs": "nba_cli.logs:logs",
+    "serve": "serving.cli:serve",
 }
 
 
