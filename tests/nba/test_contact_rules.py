@@ -205,8 +205,17 @@ def test_first_rule_in_documented_order_wins(pol: ContactPolicy, cat: Catalog) -
     t_all = [touch(0.1, channel="rep_visit", content="VEL-EFF-01")]
     f_all = [fb("dismissed", 1, "VEL-EFF-01"), fb("snoozed", 1, "VEL-EFF-01")]
     act = "VEL-EFF-01@rep_visit"
-    assert run(pol, cat, act, h=hcp(market="JP", consents=frozenset(), no_see=True),
-               touches=t_all, feedback=f_all) == "approval"  # fmt: skip
+    assert (
+        run(
+            pol,
+            cat,
+            act,
+            h=hcp(market="JP", consents=frozenset(), no_see=True),
+            touches=t_all,
+            feedback=f_all,
+        )
+        == "approval"
+    )
     assert run(pol, cat, act, h=h_bad, touches=t_all, feedback=f_all) == "consent"
     h_ns = hcp(no_see=True)
     assert run(pol, cat, act, h=h_ns, touches=t_all, feedback=f_all) == "no_see"
@@ -223,8 +232,10 @@ def test_first_rule_in_documented_order_wins(pol: ContactPolicy, cat: Catalog) -
 
 
 def test_filter_keeps_input_order_and_counts(pol: ContactPolicy, cat: Catalog) -> None:
-    acts = [Action.parse(a) for a in ("VEL-EFF-02@email", "VEL-EFF-05@rep_visit",
-                                      "VEL-EFF-04@email", "VEL-NOPE@email")]  # fmt: skip
+    acts = [
+        Action.parse(a)
+        for a in ("VEL-EFF-02@email", "VEL-EFF-05@rep_visit", "VEL-EFF-04@email", "VEL-NOPE@email")
+    ]
     out = pol.filter(hcp(), acts, NOW, [], [], cat)
     assert isinstance(out, Filtered)
     assert [a.action_id for a in out.allowed] == ["VEL-EFF-02@email", "VEL-EFF-04@email"]

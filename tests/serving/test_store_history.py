@@ -1,0 +1,123 @@
+"""``EventStore.history`` equals a hand computation of the nba.context definitions."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from nba.catalog import Catalog
+from nba.context import History
+from nba.domain import Decision, Outcome, Touch
+from serving.store import EventStore, StoreError
+
+DAY = date(2026, 3, 10)
+
+
+def at(y: int, m: int, d: int, h: int = 0, mi: int = 0) -> datetime:
+    return datetime(y, m, d, h, mi, tzinfo=UTC)
+
+
+def dec(event_id: str, ts: datetime, chosen: str, hcp: str = "h1") -> Decision:
+    return Decision(
+        event_id,
+        ts,
+        hcp,
+        "rep_app",
+        ("email",),
+        "{}",
+        "v1",
+        (chosen,),
+        (1.0,),
+        0,
+        chosen,
+        1.0,
+        "uniform",
+        "none",
+    )
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> EventStore:
+    s = EventStore(tmp_path / "events.db")
+    s.add_touches(
+        [
+            Touch("h1", at(2026, 3, 9, 23, 59), "email", "c1"),  # age 1
+            Touch("h1", at(2026, 3, 3), "email", "c2", "external"),  # age 7: inside 7d
+            Touch("h1", at(2026, 3, 2, 10), "rep_visit", "c3"),  # age 8
+            Touch("h1", at(2025, 12, 10), "portal", "c4"),  # age 90: inside 90d
+            Touch("h1", at(2025, 12, 9, 23), "portal", "c5"),  # age 91: outside
+            Touch("h1", at(2026, 3, 10, 8), "email", "c6"),  # the decision day: outside
+            Touch("h2", at(2026, 3, 8), "email", "c7"),  # another HCP
+        ]
+    )
+    rows: list[tuple[Decision, list[tuple[datetime, str, str]]]] = [
+        # D1 efficacy by email: opened twice (two sources) and clicked -> 2 engagements
+        (
+            dec("D1", at(2026, 2, 20), "VEL-EFF-02@email"),
+            [
+                (at(2026, 2, 21), "opened", "a"),
+                (at(2026, 2, 22), "opened", "b"),
+                (at(2026, 2, 21), "clicked", "a"),
+                (at(2026, 2, 21), "delivered", "a"),  # not engagement
+            ],
+        ),
+        # D2 mechanism on portal, downloaded 85 days before: topic only
+        (dec("D2", at(2025, 12, 1), "VEL-MOA-01@portal"), [(at(2025, 12, 15), "downloaded", "")]),
+        # D3 outcome on the decision day itself: outside every window
+        (
+            dec("D3", at(2026, 3, 9), "VEL-DOS-02@rep_visit"),
+            [(at(2026, 3, 10, 10), "meeting_held", "")],
+        ),
+        # D4 content unknown to the catalog: counts for its channel, not for a topic
+        (dec("D4", at(2026, 3, 1), "UNKNOWN-1@email"), [(at(2026, 3, 2), "opened", "")]),
+        # D5 another HCP
+        (dec("D5", at(2026, 3, 1), "VEL-EFF-02@email", hcp="h2"), [(at(2026, 3, 2), "opened", "")]),
+        # D6 opened 37 days before (topic) and again 23 days before (channel and topic once)
+        (
+            dec("D6", at(2026, 1, 20), "VEL-EFF-04@email"),
+            [(at(2026, 2, 1), "opened", "a"), (at(2026, 2, 15), "opened", "b")],
+        ),
+        # D7 unsubscribed is not engagement
+        (dec("D7", at(2026, 3, 1), "VEL-GDL-01@email"), [(at(2026, 3, 2), "unsubscribed", "")]),
+    ]
+    for d, outs in rows:
+        s.add_decision(d)
+        for ts, kind, src in outs:
+            s.add_outcome(Outcome(d.event_id, ts, kind, source_id=src))
+    return s
+
+
+def test_history_equals_hand_computation(store: EventStore) -> None:
+    got = store.history("h1", DAY, Catalog.default())
+    expected = History(
+        touches_7d={"email": 2},
+        touches_30d={"email": 2, "rep_visit": 1},
+        touches_90d={"email": 2, "rep_visit": 1, "portal": 1},
+        engagements_30d={"email": 4},
+        topic_engagements_90d={"efficacy": 3, "mechanism": 1},
+        days_since_touch={"email": 1, "rep_visit": 8, "portal": 90},
+        last_content_id="c1",
+    )
+    assert got == expected
+
+
+def test_history_of_an_unknown_hcp_is_empty(store: EventStore) -> None:
+    assert store.history("nobody", DAY, Catalog.default()) == History()
+
+
+@pytest.mark.parametrize("bad", [datetime(2026, 3, 10, tzinfo=UTC), "2026-03-10"])
+def test_history_needs_a_date(store: EventStore, bad: Any) -> None:
+    with pytest.raises(StoreError, match="'day' must be a date"):
+        store.history("h1", bad, Catalog.default())
+
+
+def test_history_a_day_later_moves_the_windows(store: EventStore) -> None:
+    got = store.history("h1", DAY + timedelta(days=1), Catalog.default())
+    # c6 (the old decision day) now counts; c2 is 8 days old; c4 is 91 days old
+    assert got.touches_7d == {"email": 2}
+    assert got.touches_90d == {"email": 3, "rep_visit": 1}
+    assert got.days_since_touch == {"email": 1, "rep_visit": 9}
+    assert got.last_content_id == "c6"
