@@ -166,6 +166,11 @@ class DecisionContext:
             )
         except KeyError as exc:
             raise ValidationError(f"context: missing field {exc.args[0]!r}") from None
+        except ValidationError:
+            raise
+        except (TypeError, ValueError, AttributeError) as exc:
+            # e.g. "hcp": 3, "decile": "x", "day": "soon": a malformed snapshot
+            raise ValidationError(f"context: malformed field value: {exc}") from exc
 
     @classmethod
     def from_json(cls, text: str) -> DecisionContext:
