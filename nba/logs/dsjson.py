@@ -1,0 +1,682 @@
+"""DSJSON interop: export joined decisions for VW, import other VW-based systems' logs.
+
+DSJSON is Vowpal Wabbit's "decision service" JSON: one JSON object per line,
+read by ``vw --cb_explore_adf --dsjson`` as one multi-line ADF example.
+
+Export (one line per joined decision)
+-------------------------------------
+=========================  ==================================================
+DSJSON field               from the joined row
+=========================  ==================================================
+``_label_cost``            ``-reward`` (VW minimises cost)
+``_label_probability``     ``propensity``
+``_label_Action``          ``chosen_index + 1`` (1-based)
+``_labelIndex``            ``chosen_index`` (0-based, into ``c._multi``)
+``_skipLearn``             ``true`` only when ``activated`` is false
+``Timestamp``              ``ts`` as ``YYYY-MM-DDThh:mm:ss.ffffffZ``
+``Version``                ``"1"``
+``EventId``                ``event_id``
+``a``                      ``[1, 2, ..., n]``: the actions in logged order
+``p``                      ``probabilities`` in logged order
+``c``                      shared features, plus ``_multi``: one feature
+                           object per action, in logged order
+                           (both from :func:`dsjson_features`)
+``VWState.m``              ``model_version`` (VW reads it as the model id)
+``nba``                    our own fields VW ignores: ``action_ids``,
+                           ``hcp_id``, ``requester``, ``channels_requested``,
+                           ``catalog_version``, ``policy``,
+                           ``reward_definition``, ``reward_is_default``
+=========================  ==================================================
+
+Import (foreign or our own DSJSON into ``decisions`` + ``outcomes``)
+--------------------------------------------------------------------
+- ``event_id`` = ``EventId``; ``ts`` = ``Timestamp`` (ISO 8601 with ``Z`` or an
+  offset; up to 7 fractional digits, truncated to microseconds).
+- The eligible actions are the entries of ``c._multi``. Their ids: ``nba.action_ids``
+  when the line carries our block; else, per entry, the first string ``id``
+  feature found (a top-level ``"id"``, then an ``"id"`` inside a namespace
+  object, then ``_tag``); else ``"a<k>"`` with ``k`` the 1-based position.
+- The chosen index is ``_labelIndex``, else ``_label_Action - 1``, else
+  ``a[0] - 1`` (the decision service puts the chosen action first).
+- ``p`` gives the probabilities. With ``a`` present, ``p[i]`` belongs to action
+  ``a[i]`` (decision-service order); if that disagrees with
+  ``_label_probability`` but ``p`` read in ``_multi`` order agrees, the latter is
+  used. A vector whose sum is off 1 by more than 1e-6 but at most 1e-4
+  (float32 round-off in foreign logs) is renormalised; ``propensity`` is its
+  chosen entry and must agree with ``_label_probability`` to 1e-4.
+- ``context`` = canonical JSON of ``{"dsjson": <c without _multi>,
+  "dsjson_actions": {<action id>: <its _multi entry>}}``, so the features
+  survive and :func:`dsjson_features` can rebuild the same ``c``.
+- ``hcp_id`` ``"unknown"``, ``requester`` ``"imported"``, ``channels_requested``
+  ``[]``, ``catalog_version`` ``"external"`` (for these four, the values in our
+  ``nba`` block win when present); ``policy`` ``"imported"``;
+  ``model_version`` = ``VWState.m`` (else ``"unknown"``); ``suppressed`` ``[]``;
+  ``activated`` = not ``_skipLearn`` (deferred, never activated events).
+- Outcomes: each entry of ``o`` with a numeric ``v`` becomes an outcome of type
+  ``"reward"`` with value ``v`` (entries without ``v`` are activation markers
+  and are skipped); without ``o``, ``_label_cost`` becomes one ``"reward"``
+  outcome with value ``-cost``, except when our block says the reward was the
+  default (no outcome arrived). Outcomes carry the decision's timestamp (DSJSON
+  has no outcome time), ``source`` ``"dsjson"`` and ``source_id`` ``"o<i>"`` or
+  ``"label"``. Their reward lives in ``value``; a reward definition weighs
+  types, so re-joining imported logs needs ``reward = 1.0`` weighted by value,
+  which :class:`nba.reward.RewardDefinition` does not do today.
+
+Bad lines fail with ``FILE:LINE: field '...': problem``. :func:`import_dsjson`
+validates the whole file before writing anything, refuses event ids already in
+the target log, and only ever adds new Parquet parts, so nothing already
+written is lost.
+
+>>> from datetime import date
+>>> from nba.context import DecisionContext
+>>> from nba.domain import HCPProfile
+>>> ctx = DecisionContext(HCPProfile("h1", "cardiology", 7, "US", "aware", {"email"}),
+...                       date(2026, 1, 5))
+>>> shared, actions = dsjson_features(ctx.to_json(), ["VEL-EFF-02@email"], None)
+>>> shared["hcp"]["specialty"], actions[0]["action"]["channel"]
+('cardiology', 'email')
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+from tqdm import tqdm
+
+from nba.catalog import Catalog
+from nba.context import DecisionContext
+from nba.domain import (
+    ACTION_SEPARATOR,
+    PROBABILITY_TOLERANCE,
+    Decision,
+    Outcome,
+    ValidationError,
+)
+from nba.logs import io
+from nba.logs.io import LogError
+from nba.logs.schema import DECISIONS, JOINED, OUTCOMES
+
+#: The DSJSON format version VW expects.
+DSJSON_VERSION = "1"
+#: Top-level key of our own fields in exported lines (VW ignores it).
+NBA_KEY = "nba"
+#: Top-level key of an imported foreign context.
+FOREIGN_KEY = "dsjson"
+FOREIGN_ACTIONS_KEY = "dsjson_actions"
+PROBABILITY_SLACK = 1e-4
+
+
+class DsjsonError(LogError):
+    """A DSJSON line (or a row to export) is invalid; names file, line and field."""
+
+
+# ---------------------------------------------------------------- features
+def _context_dict(context_json: str) -> dict[str, Any]:
+    try:
+        d = json.loads(context_json)
+    except json.JSONDecodeError as exc:
+        raise ValidationError(f"context: not valid JSON: {exc.msg}") from exc
+    if not isinstance(d, dict):
+        raise ValidationError("context: must be a JSON object")
+    return d
+
+
+def _shared_features(ctx: DecisionContext) -> dict[str, Any]:
+    hcp = ctx.hcp
+    h: dict[str, Any] = {
+        "specialty": hcp.specialty,
+        "market": hcp.market,
+        "stage": hcp.adoption_stage,
+        "decile": hcp.decile,
+        "digital_affinity": float(hcp.digital_affinity),
+    }
+    if hcp.no_see:
+        h["no_see"] = True
+    for ch in sorted(hcp.consents):
+        h[f"consent_{ch}"] = True
+    hist = ctx.history
+    recent: dict[str, Any] = {}
+    for name, counts in (
+        ("t7", hist.touches_7d),
+        ("t30", hist.touches_30d),
+        ("t90", hist.touches_90d),
+        ("e30", hist.engagements_30d),
+        ("te90", hist.topic_engagements_90d),
+        ("dst", hist.days_since_touch),
+    ):
+        for k, v in counts.items():
+            recent[f"{name}_{k}"] = int(v)
+    if hist.last_content_id:
+        recent["last_content"] = hist.last_content_id
+    shared: dict[str, Any] = {"hcp": h, "calendar": {"weekday": ctx.day.strftime("%a")}}
+    if recent:
+        shared["recent"] = recent
+    if ctx.request:
+        shared["Request"] = {str(k): v for k, v in ctx.request.items()}
+    return shared
+
+
+def _action_features(action_id: str, catalog: Catalog | None) -> dict[str, Any]:
+    feats: dict[str, Any] = {"id": action_id}
+    content_id, sep, channel = action_id.rpartition(ACTION_SEPARATOR)
+    if sep:
+        feats["content"] = content_id
+        feats["channel"] = channel
+        item = catalog.by_id.get(content_id) if catalog is not None else None
+        if item is not None:
+            feats["topic"] = item.topic
+            feats["format"] = item.format
+    return {"action": feats}
+
+
+def dsjson_features(
+    context_json: str, action_ids: Sequence[str], catalog: Catalog | None
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The VW JSON features of one decision: the single featurizer of DSJSON export.
+
+    Parameters
+    ----------
+    context_json : str
+        The logged ``context``: a :class:`nba.context.DecisionContext` as JSON,
+        or an imported foreign context ``{"dsjson": {...}, "dsjson_actions": {...}}``.
+    action_ids : sequence of str, length n
+        The eligible actions in logged order.
+    catalog : Catalog or None
+        The catalog the decision used; adds each item's topic and format.
+
+    Returns
+    -------
+    shared : dict
+        Namespace name -> features (the shared example, ``c`` without ``_multi``).
+    actions : list of dict, length n
+        One feature object per action (the entries of ``c._multi``).
+
+    Raises
+    ------
+    ValidationError
+        When the context is neither form.
+    """
+    d = _context_dict(context_json)
+    if FOREIGN_KEY in d:
+        shared = d[FOREIGN_KEY]
+        per_action = d.get(FOREIGN_ACTIONS_KEY) or {}
+        if not isinstance(shared, dict) or not isinstance(per_action, dict):
+            raise ValidationError(f"context: field '{FOREIGN_KEY}': must be JSON objects")
+        actions = [
+            dict(per_action[a]) if isinstance(per_action.get(a), dict) else {"action": {"id": a}}
+            for a in action_ids
+        ]
+        return dict(shared), actions
+    ctx = DecisionContext.from_dict(d)
+    return _shared_features(ctx), [_action_features(a, catalog) for a in action_ids]
+
+
+# ------------------------------------------------------------------ export
+def _timestamp(ts: datetime) -> str:
+    return ts.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def dsjson_line(row: Mapping[str, Any], catalog: Catalog | None = None) -> str:
+    """One DSJSON line for one joined row (a dict with the :data:`JOINED` columns)."""
+    shared, actions = dsjson_features(row["context"], row["action_ids"], catalog)
+    if "_multi" in shared:
+        raise DsjsonError(f"event {row['event_id']}: shared features may not use '_multi'")
+    n = len(row["action_ids"])
+    ci = int(row["chosen_index"])
+    reward = float(row["reward"])
+    obj: dict[str, Any] = {
+        "_label_cost": -reward if reward != 0.0 else 0.0,
+        "_label_probability": float(row["propensity"]),
+        "_label_Action": ci + 1,
+        "_labelIndex": ci,
+    }
+    if not row["activated"]:
+        obj["_skipLearn"] = True
+    obj.update(
+        {
+            "Timestamp": _timestamp(row["ts"]),
+            "Version": DSJSON_VERSION,
+            "EventId": row["event_id"],
+            "a": list(range(1, n + 1)),
+            "c": {**shared, "_multi": actions},
+            "p": [float(p) for p in row["probabilities"]],
+            "VWState": {"m": row["model_version"]},
+            NBA_KEY: {
+                "action_ids": list(row["action_ids"]),
+                "hcp_id": row["hcp_id"],
+                "requester": row["requester"],
+                "channels_requested": list(row["channels_requested"]),
+                "catalog_version": row["catalog_version"],
+                "policy": row["policy"],
+                "reward_definition": row["reward_definition"],
+                "reward_is_default": bool(row["reward_is_default"]),
+            },
+        }
+    )
+    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
+
+
+def iter_dsjson(
+    joined: pa.Table, catalogs: Mapping[str, Catalog] | None = None, batch_size: int = 4096
+) -> Iterator[str]:
+    """DSJSON lines (without newline) for every row of a joined table, in order.
+
+    Parameters
+    ----------
+    joined : pyarrow.Table
+        Schema :data:`nba.logs.schema.JOINED`.
+    catalogs : mapping of catalog_version -> Catalog, optional
+        Catalog of each version, for item features; missing versions get none.
+    """
+    missing = [f.name for f in JOINED if f.name not in joined.column_names]
+    if missing:
+        raise DsjsonError(f"joined table: missing column(s) {', '.join(missing)}")
+    cats = dict(catalogs or {})
+    for batch in joined.select(JOINED.names).to_batches(max_chunksize=batch_size):
+        for row in batch.to_pylist():
+            try:
+                yield dsjson_line(row, cats.get(row["catalog_version"]))
+            except ValidationError as exc:
+                if isinstance(exc, DsjsonError):
+                    raise
+                raise DsjsonError(f"event {row['event_id']}: {exc}") from exc
+
+
+def export_dsjson(
+    joined: pa.Table,
+    path: str | Path,
+    catalogs: Mapping[str, Catalog] | None = None,
+    progress: bool = False,
+) -> int:
+    """Write ``joined`` as a DSJSON file (atomically: temp file, then rename).
+
+    Returns
+    -------
+    int
+        Lines written (one per row).
+    """
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp")
+    n = 0
+    try:
+        with (
+            open(tmp, "w", encoding="utf-8") as fh,
+            tqdm(
+                total=joined.num_rows,
+                disable=not progress,
+                file=sys.stderr,
+                unit="dec",
+                desc="dsjson",
+            ) as bar,
+        ):
+            for line in iter_dsjson(joined, catalogs):
+                fh.write(line)
+                fh.write("\n")
+                n += 1
+                if n % 4096 == 0:
+                    bar.update(4096)
+            bar.update(n % 4096)
+        tmp.replace(out)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return n
+
+
+def load_catalogs(logs_dir: str | Path, versions: Iterable[str]) -> dict[str, Catalog]:
+    """Catalog snapshots ``logs_dir/catalog/<version>.json`` that exist, by version."""
+    found: dict[str, Catalog] = {}
+    for v in sorted(set(versions)):
+        p = Path(logs_dir) / "catalog" / f"{v}.json"
+        if p.is_file():
+            found[v] = Catalog.read_snapshot(p)
+    return found
+
+
+# ------------------------------------------------------------------ import
+@dataclass(frozen=True)
+class DsjsonImport:
+    """Decisions and outcomes read from one DSJSON file.
+
+    Attributes
+    ----------
+    decisions : pyarrow.Table
+        Schema :data:`nba.logs.schema.DECISIONS`, one row per event, file order.
+    outcomes : pyarrow.Table
+        Schema :data:`nba.logs.schema.OUTCOMES`.
+    lines : int
+        Non-blank lines read.
+    not_activated : int
+        Events marked ``_skipLearn`` (imported with ``activated`` false).
+    """
+
+    decisions: pa.Table
+    outcomes: pa.Table
+    lines: int
+    not_activated: int
+
+
+def _parse_ts(value: Any, err: Any) -> datetime:
+    if not isinstance(value, str) or not value:
+        raise err("Timestamp", "must be an ISO 8601 string")
+    text = value.strip()
+    if text.endswith(("Z", "z")):
+        text = text[:-1] + "+00:00"
+    # at most 6 fractional digits for datetime.fromisoformat on every 3.11 patch level
+    head, dot, rest = text.partition(".")
+    if dot:
+        digits = len(rest) - len(rest.lstrip("0123456789"))
+        text = f"{head}.{rest[: min(digits, 6)]}{rest[digits:]}"
+    try:
+        ts = datetime.fromisoformat(text)
+    except ValueError:
+        raise err("Timestamp", f"{value!r} is not an ISO 8601 timestamp") from None
+    if ts.tzinfo is None:
+        raise err("Timestamp", f"{value!r} has no time zone (expected 'Z' or an offset)")
+    return ts.astimezone(UTC)
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _foreign_action_id(entry: Mapping[str, Any]) -> str | None:
+    v = entry.get("id")
+    if isinstance(v, str) and v:
+        return v
+    for key, ns in entry.items():
+        if key.startswith("_"):
+            continue
+        for obj in ns if isinstance(ns, list) else [ns]:
+            if isinstance(obj, dict):
+                v = obj.get("id")
+                if isinstance(v, str) and v:
+                    return v
+    tag = entry.get("_tag")
+    if isinstance(tag, str) and tag:
+        return tag
+    return None
+
+
+def _canonical_json(obj: Any) -> str:
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def _parse_line(obj: Any, err: Any) -> tuple[Decision, list[Outcome]]:
+    if not isinstance(obj, dict):
+        raise err("(line)", "must be a JSON object")
+    event_id = obj.get("EventId")
+    if not isinstance(event_id, str) or not event_id:
+        raise err("EventId", "must be a non-empty string")
+    ts = _parse_ts(obj.get("Timestamp"), err)
+    c = obj.get("c")
+    if not isinstance(c, dict):
+        raise err("c", "must be an object with the context and '_multi'")
+    multi = c.get("_multi")
+    if not isinstance(multi, list) or not multi:
+        raise err("c._multi", "must be a non-empty list of action objects")
+    for k, entry in enumerate(multi):
+        if not isinstance(entry, dict):
+            raise err(f"c._multi[{k}]", "must be an object")
+    n = len(multi)
+    nba = obj.get(NBA_KEY)
+    if nba is not None and not isinstance(nba, dict):
+        raise err(NBA_KEY, "must be an object")
+    nba = nba or {}
+
+    # --- chosen index
+    label_index = obj.get("_labelIndex")
+    label_action = obj.get("_label_Action")
+    a = obj.get("a")
+    if a is not None:
+        if (
+            not isinstance(a, list)
+            or not all(isinstance(x, int) and not isinstance(x, bool) for x in a)
+            or sorted(a) != list(range(1, n + 1))
+        ):
+            raise err("a", f"must be a permutation of 1..{n} (one entry per c._multi action)")
+    if label_index is not None:
+        if not isinstance(label_index, int) or isinstance(label_index, bool):
+            raise err("_labelIndex", f"must be an integer, got {label_index!r}")
+        chosen = label_index
+        if label_action is not None and label_action != label_index + 1:
+            raise err("_label_Action", f"{label_action!r} disagrees with _labelIndex {chosen}")
+    elif label_action is not None:
+        if not isinstance(label_action, int) or isinstance(label_action, bool):
+            raise err("_label_Action", f"must be an integer, got {label_action!r}")
+        chosen = label_action - 1
+    elif a is not None:
+        chosen = a[0] - 1
+    else:
+        raise err("_labelIndex", "no chosen action (_labelIndex, _label_Action or a)")
+    if not 0 <= chosen < n:
+        raise err("_labelIndex", f"chosen index {chosen} outside 0..{n - 1}")
+
+    # --- probabilities
+    p = obj.get("p")
+    if not isinstance(p, list) or len(p) != n or not all(_is_number(x) for x in p):
+        raise err("p", f"must be a list of {n} numbers (one per c._multi action)")
+    label_p = obj.get("_label_probability")
+    if label_p is not None and not _is_number(label_p):
+        raise err("_label_probability", f"must be a number, got {label_p!r}")
+    candidates: list[list[float]] = []
+    if a is not None:
+        by_a = [0.0] * n
+        for i, act in enumerate(a):
+            by_a[act - 1] = float(p[i])
+        candidates.append(by_a)
+    candidates.append([float(x) for x in p])
+    probs = candidates[0]
+    if label_p is not None:
+        for cand in candidates:
+            if abs(cand[chosen] - label_p) <= PROBABILITY_SLACK:
+                probs = cand
+                break
+        else:
+            raise err(
+                "_label_probability",
+                f"{label_p} is not the probability p gives action {chosen + 1} ({probs[chosen]})",
+            )
+    if any(x < 0 for x in probs):
+        raise err("p", "has a negative probability")
+    total = math.fsum(probs)
+    if abs(total - 1.0) > PROBABILITY_SLACK:
+        raise err("p", f"probabilities sum to {total}, not 1")
+    if abs(total - 1.0) > PROBABILITY_TOLERANCE:
+        probs = [x / total for x in probs]  # float32 round-off; exact vectors kept as is
+
+    # --- action ids
+    ids = nba.get("action_ids")
+    if ids is not None:
+        if (
+            not isinstance(ids, list)
+            or len(ids) != n
+            or not all(isinstance(x, str) and x for x in ids)
+        ):
+            raise err(f"{NBA_KEY}.action_ids", f"must be {n} non-empty strings")
+        action_ids = list(ids)
+    else:
+        action_ids = [_foreign_action_id(e) or f"a{k + 1}" for k, e in enumerate(multi)]
+    if len(set(action_ids)) != n:
+        dup = next(x for x in action_ids if action_ids.count(x) > 1)
+        raise err("c._multi", f"action id {dup!r} appears twice in one event")
+
+    def nba_str(key: str, default: str) -> str:
+        v = nba.get(key, default)
+        if not isinstance(v, str) or not v:
+            raise err(f"{NBA_KEY}.{key}", "must be a non-empty string")
+        return v
+
+    channels = nba.get("channels_requested", [])
+    if not isinstance(channels, list) or not all(isinstance(x, str) for x in channels):
+        raise err(f"{NBA_KEY}.channels_requested", "must be a list of strings")
+    vw_state = obj.get("VWState")
+    model = vw_state.get("m") if isinstance(vw_state, dict) else None
+    shared = {k: v for k, v in c.items() if k != "_multi"}
+    context = _canonical_json(
+        {FOREIGN_KEY: shared, FOREIGN_ACTIONS_KEY: dict(zip(action_ids, multi, strict=True))}
+    )
+    skip = obj.get("_skipLearn", False)
+    if not isinstance(skip, bool):
+        raise err("_skipLearn", f"must be true or false, got {skip!r}")
+    try:
+        decision = Decision(
+            event_id=event_id,
+            ts=ts,
+            hcp_id=nba_str("hcp_id", "unknown"),
+            requester=nba_str("requester", "imported"),
+            channels_requested=tuple(channels),
+            context=context,
+            catalog_version=nba_str("catalog_version", "external"),
+            action_ids=tuple(action_ids),
+            probabilities=tuple(probs),
+            chosen_index=chosen,
+            chosen_action_id=action_ids[chosen],
+            propensity=probs[chosen],
+            policy="imported",
+            model_version=model if isinstance(model, str) and model else "unknown",
+            activated=not skip,
+        )
+    except ValidationError as exc:
+        raise err("(event)", str(exc)) from exc
+
+    # --- outcomes
+    outcomes: list[Outcome] = []
+    o = obj.get("o")
+    cost = obj.get("_label_cost")
+    if cost is not None and not _is_number(cost):
+        raise err("_label_cost", f"must be a finite number, got {cost!r}")
+    if o is not None:
+        if not isinstance(o, list):
+            raise err("o", "must be a list of outcome objects")
+        for i, item in enumerate(o):
+            if not isinstance(item, dict):
+                raise err(f"o[{i}]", "must be an object")
+            if "v" not in item:
+                continue  # activation marker, not a reward
+            if not _is_number(item["v"]):
+                raise err(f"o[{i}].v", f"must be a finite number, got {item['v']!r}")
+            outcomes.append(Outcome(event_id, ts, "reward", float(item["v"]), "dsjson", f"o{i}"))
+    elif cost is not None and not nba.get("reward_is_default", False):
+        value = -float(cost) if cost != 0 else 0.0
+        outcomes.append(Outcome(event_id, ts, "reward", value, "dsjson", "label"))
+    return decision, outcomes
+
+
+def _decisions_table(decisions: Sequence[Decision]) -> pa.Table:
+    rows = [
+        {
+            "event_id": d.event_id,
+            "ts": d.ts,
+            "hcp_id": d.hcp_id,
+            "requester": d.requester,
+            "channels_requested": list(d.channels_requested),
+            "context": d.context,
+            "catalog_version": d.catalog_version,
+            "action_ids": list(d.action_ids),
+            "probabilities": list(d.probabilities),
+            "chosen_index": d.chosen_index,
+            "chosen_action_id": d.chosen_action_id,
+            "propensity": d.propensity,
+            "policy": d.policy,
+            "model_version": d.model_version,
+            "suppressed": [{"action_id": s.action_id, "rule": s.rule} for s in d.suppressed],
+            "activated": d.activated,
+        }
+        for d in decisions
+    ]
+    return pa.Table.from_pylist(rows, schema=DECISIONS)
+
+
+def _outcomes_table(outcomes: Sequence[Outcome]) -> pa.Table:
+    rows = [
+        {
+            "event_id": o.event_id,
+            "ts": o.ts,
+            "type": o.type,
+            "value": o.value,
+            "source": o.source,
+            "source_id": o.source_id,
+        }
+        for o in outcomes
+    ]
+    return pa.Table.from_pylist(rows, schema=OUTCOMES)
+
+
+def read_dsjson(path: str | Path) -> DsjsonImport:
+    """Parse and validate a whole DSJSON file (mapping in the module docstring).
+
+    Raises
+    ------
+    DsjsonError
+        At the first bad line: ``FILE:LINE: field '...': problem``.
+    """
+    src = Path(path)
+    try:
+        fh = open(src, encoding="utf-8")
+    except OSError as exc:
+        raise DsjsonError(f"{src}: cannot read: {exc.strerror or exc}") from exc
+    decisions: list[Decision] = []
+    outcomes: list[Outcome] = []
+    seen: dict[str, int] = {}
+    lines = 0
+    with fh:
+        for lineno, line in enumerate(fh, start=1):
+            if not line.strip():
+                continue
+            lines += 1
+
+            def err(fieldname: str, problem: str, _ln: int = lineno) -> DsjsonError:
+                return DsjsonError(f"{src}:{_ln}: field '{fieldname}': {problem}")
+
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise DsjsonError(
+                    f"{src}:{lineno}: not valid JSON: {exc.msg} at column {exc.colno}"
+                ) from exc
+            decision, outs = _parse_line(obj, err)
+            if decision.event_id in seen:
+                raise err(
+                    "EventId",
+                    f"{decision.event_id!r} already used on line {seen[decision.event_id]}",
+                )
+            seen[decision.event_id] = lineno
+            decisions.append(decision)
+            outcomes.extend(outs)
+    return DsjsonImport(
+        decisions=_decisions_table(decisions),
+        outcomes=_outcomes_table(outcomes),
+        lines=lines,
+        not_activated=sum(not d.activated for d in decisions),
+    )
+
+
+def import_dsjson(path: str | Path, out_dir: str | Path) -> DsjsonImport:
+    """Validate a whole DSJSON file, then append it to the log at ``out_dir``.
+
+    Nothing is written unless every line is valid and no event id is already
+    in the log's ``decisions``. Existing parts are never touched; decisions are
+    appended before outcomes.
+    """
+    result = read_dsjson(path)
+    existing = io.read(out_dir, "decisions", columns=["event_id"]).column("event_id")
+    if len(existing) and result.decisions.num_rows:
+        clash = pc.is_in(result.decisions.column("event_id"), value_set=existing.combine_chunks())
+        if pc.any(clash).as_py():
+            first = result.decisions.column("event_id").filter(clash)[0].as_py()
+            raise DsjsonError(
+                f"{path}: EventId {first!r} is already in the log at {out_dir}; nothing written"
+            )
+    io.append(out_dir, "decisions", result.decisions)
+    io.append(out_dir, "outcomes", result.outcomes)
+    return result
