@@ -59,10 +59,32 @@ class ModelRefused(Exception):
 
 
 def default_loader(uri: str) -> Policy:
-    """Load a policy through the MLflow registry loader of the training layer."""
-    from training.registry import load_policy
+    """Load a policy through the MLflow registry loader of the training layer
+    (``training.registry.load_policy``); without it, a local path is loaded as a
+    saved VW policy (predict-only)."""
+    try:
+        from training.registry import load_policy
+    except ModuleNotFoundError as exc:
+        if exc.name not in ("training.registry", "training"):
+            raise
+        if uri.startswith("models:/"):
+            raise ModelRefused(
+                "the MLflow registry loader (training.registry) is missing"
+            ) from None
+        from nba.policies.vw import VWPolicy
 
+        return VWPolicy.load(uri, predict_only=True)
     return load_policy(uri)
+
+
+def version_of(policy: Policy) -> str:
+    """The version decisions log: the policy's own, made unique by the model digest
+    when it is only the policy's generic name."""
+    version = str(policy.model_version)
+    digest = getattr(policy, "model_digest", None)
+    if version == policy.name and callable(digest):
+        version = f"{version}:{digest()}"
+    return version
 
 
 def baseline_policy(seed: int) -> Policy:
@@ -206,7 +228,7 @@ class ModelManager:
                 return self._refused(target, str(exc))
             new = ServedModel(
                 policy=policy,
-                version=str(policy.model_version),
+                version=version_of(policy),
                 source=target,
                 loaded_at=datetime.now(UTC),
                 is_baseline=False,
