@@ -1,0 +1,153 @@
+"""``nba logs``: export joined decisions (Parquet or DSJSON), import DSJSON logs.
+
+Thin entry point: parses options, calls :mod:`nba.logs.join` and
+:mod:`nba.logs.dsjson`, prints counts.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import click
+
+from nba.domain import ValidationError
+
+if TYPE_CHECKING:
+    from nba.logs.join import JoinResult
+    from nba.reward import RewardDefinition
+
+
+def _day(value: datetime | None) -> date | None:
+    return None if value is None else value.date()
+
+
+def _load_reward_def(path: Path | None) -> RewardDefinition:
+    from nba.reward import RewardDefinition
+
+    return RewardDefinition.default() if path is None else RewardDefinition.load(path)
+
+
+def _joined_from_source(
+    logs: Path | None,
+    reward_def: RewardDefinition,
+    since: date | None,
+    until: date | None,
+    activated_only: bool,
+) -> tuple[JoinResult, Path | None]:
+    """The joined decisions and the directory holding their catalog snapshots.
+
+    Each source (today: a Parquet log directory) is one branch here; a new
+    source (e.g. the service's event store) adds an option and a branch.
+    """
+    from nba.logs.join import load_joined
+
+    if logs is not None:
+        result = load_joined(
+            logs, reward_def, since=since, until=until, activated_only=activated_only
+        )
+        return result, logs
+    raise click.UsageError("give the source of the decisions: --logs DIR")
+
+
+@click.group()
+def logs() -> None:
+    """Event-log tools: reward join, Parquet and DSJSON export, DSJSON import."""
+
+
+@logs.command("export")
+@click.option(
+    "--logs",
+    "logs_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Log directory (decisions/, outcomes/, catalog/).",
+)
+@click.option(
+    "--reward-def",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Reward definition TOML (default: the packaged engagement definition).",
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["parquet", "dsjson"]),
+    required=True,
+    help="parquet: the joined table; dsjson: one VW DSJSON line per decision.",
+)
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True)
+@click.option(
+    "--since", type=click.DateTime(["%Y-%m-%d"]), default=None, help="First day (inclusive)."
+)
+@click.option(
+    "--until", type=click.DateTime(["%Y-%m-%d"]), default=None, help="Last day (inclusive)."
+)
+@click.option(
+    "--include-inactive",
+    is_flag=True,
+    help="Keep deferred decisions that were never activated (DSJSON marks them _skipLearn).",
+)
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def export_cmd(
+    logs_dir: Path | None,
+    reward_def: Path | None,
+    fmt: str,
+    out: Path,
+    since: datetime | None,
+    until: datetime | None,
+    include_inactive: bool,
+    quiet: bool,
+) -> None:
+    """Join decisions to their reward and write them as Parquet or DSJSON."""
+    import pyarrow.parquet as pq
+
+    from nba.logs.dsjson import export_dsjson, load_catalogs
+
+    try:
+        rd = _load_reward_def(reward_def)
+        result, catalog_dir = _joined_from_source(
+            logs_dir, rd, _day(since), _day(until), activated_only=not include_inactive
+        )
+        table = result.table
+        if fmt == "parquet":
+            out.parent.mkdir(parents=True, exist_ok=True)
+            tmp = out.with_name(f".{out.name}.tmp")
+            pq.write_table(table, tmp, compression="zstd")
+            tmp.replace(out)
+        else:
+            versions = table.column("catalog_version").unique().to_pylist()
+            catalogs = load_catalogs(catalog_dir, versions) if catalog_dir is not None else {}
+            missing = sorted(set(versions) - set(catalogs))
+            if missing:
+                click.echo(
+                    f"note: no catalog snapshot for {', '.join(missing)}; "
+                    "their actions get no topic/format features",
+                    err=True,
+                )
+            export_dsjson(table, out, catalogs, progress=not quiet)
+    except ValidationError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"reward definition: {result.reward_definition}")
+    for key, value in result.counts.as_dict().items():
+        click.echo(f"{key}: {value}")
+    click.echo(f"wrote {table.num_rows} decisions ({fmt}) to {out}")
+
+
+@logs.command("import")
+@click.option("--format", "fmt", type=click.Choice(["dsjson"]), default="dsjson", show_default=True)
+@click.argument("file", type=click.Path(dir_okay=False, exists=True, path_type=Path))
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True)
+def import_cmd(fmt: str, file: Path, out: Path) -> None:
+    """Import a DSJSON log (VW, Personalizer exports) into decisions + outcomes."""
+    from nba.logs.dsjson import import_dsjson
+
+    try:
+        res = import_dsjson(file, out)
+    except ValidationError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"lines: {res.lines}")
+    click.echo(f"decisions: {res.decisions.num_rows}")
+    click.echo(f"not_activated: {res.not_activated}")
+    click.echo(f"outcomes: {res.outcomes.num_rows}")
+    click.echo(f"wrote to {out}")
