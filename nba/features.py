@@ -454,7 +454,7 @@ class Featurizer:
         namespaces through.
         """
         if _DSJSON_PREFIX.match(context_json):
-            return dsjson_passthrough_lines(context_json, len(action_ids))
+            return dsjson_passthrough_lines(context_json, action_ids)
         ctx = DecisionContext.from_json(context_json)
         return self.featurize_one(ctx, [_parse_action(a) for a in action_ids])
 
@@ -532,7 +532,7 @@ class Featurizer:
         k = 0
         for i in range(table.num_rows):
             if is_ds[i]:
-                lines = dsjson_passthrough_lines(ctx[i], len(aids[i]))
+                lines = dsjson_passthrough_lines(ctx[i], aids[i])
             else:
                 assert native is not None
                 lines = native.lines(k)
@@ -1040,11 +1040,13 @@ def _dsjson_namespaces(obj: Mapping[str, Any]) -> str:
     return " ".join(parts)
 
 
-def dsjson_passthrough_lines(context_json: str, n_actions: int) -> list[str]:
-    """VW lines of an imported DSJSON context ``{"dsjson": {c object}}``.
+def dsjson_passthrough_lines(context_json: str, action_ids: Sequence[str]) -> list[str]:
+    """VW lines of an imported DSJSON context.
 
-    The ``c`` object's namespaces become the shared line and its ``_multi``
-    entries the action lines, in order; there must be ``n_actions`` of them.
+    Two forms are accepted: ``{"dsjson": {shared namespaces}, "dsjson_actions":
+    {action_id: {namespaces}}}`` (what :mod:`nba.logs.dsjson` imports; an action
+    without an entry gets ``{"action": {"id": action_id}}``), or ``{"dsjson": c}``
+    where ``c`` holds ``_multi`` with one entry per action, in order.
     """
     try:
         d = json.loads(context_json)
@@ -1052,13 +1054,24 @@ def dsjson_passthrough_lines(context_json: str, n_actions: int) -> list[str]:
         raise FeaturizeError(f"DSJSON context: not valid JSON: {exc}") from exc
     c = d.get("dsjson") if isinstance(d, Mapping) else None
     if not isinstance(c, Mapping):
-        raise FeaturizeError("DSJSON context: 'dsjson' must be an object (the DSJSON 'c')")
-    multi = c.get("_multi")
-    if not isinstance(multi, list) or not all(isinstance(m, Mapping) for m in multi):
-        raise FeaturizeError("DSJSON context: '_multi' must be a list of action objects")
-    if len(multi) != n_actions:
-        raise FeaturizeError(
-            f"DSJSON context: '_multi' has {len(multi)} actions but the decision lists {n_actions}"
-        )
+        raise FeaturizeError("DSJSON context: 'dsjson' must be an object (the shared features)")
+    n_actions = len(action_ids)
+    if "_multi" in c:
+        multi = c["_multi"]
+        if not isinstance(multi, list) or not all(isinstance(m, Mapping) for m in multi):
+            raise FeaturizeError("DSJSON context: '_multi' must be a list of action objects")
+        if len(multi) != n_actions:
+            raise FeaturizeError(
+                f"DSJSON context: '_multi' has {len(multi)} actions but the decision lists "
+                f"{n_actions}"
+            )
+    else:
+        per_action = d.get("dsjson_actions") or {}
+        if not isinstance(per_action, Mapping):
+            raise FeaturizeError("DSJSON context: 'dsjson_actions' must be an object")
+        multi = [
+            per_action[a] if isinstance(per_action.get(a), Mapping) else {"action": {"id": a}}
+            for a in action_ids
+        ]
     shared = _dsjson_namespaces(c)
     return [f"shared {shared}".rstrip(), *(_dsjson_namespaces(m) or "|" for m in multi)]

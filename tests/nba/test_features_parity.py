@@ -170,3 +170,12 @@ def test_dsjson_c_object_carries_the_same_features() -> None:
     assert len(c["_multi"]) == len(actions[0])
     assert c["p"]["aff"] == pytest.approx(ctxs[0].hcp.digital_affinity, abs=5e-4)
     assert c["_multi"][0]["K"] == {actions[0][0].channel: 1.0}
+
+
+def test_imported_dsjson_form_with_per_action_features() -> None:
+    f = Featurizer(CATALOG)
+    ctx = json.dumps(
+        {"dsjson": {"User": {"tier": "gold"}}, "dsjson_actions": {"x@email": {"A": {"n": 2}}}}
+    )
+    lines = f.featurize_json(ctx, ["x@email", "y@portal"])
+    assert lines == ["shared |User tier=gold", "|A n:2.000", "|action id=y@portal"]
