@@ -53,9 +53,24 @@ def conform(table: pa.Table, name: str) -> pa.Table:
     missing = [f.name for f in schema if f.name not in table.column_names]
     if missing:
         raise LogError(f"{name}: missing column(s) {', '.join(missing)}")
+    for f in schema:
+        col = table.column(f.name)
+        if not f.nullable and col.null_count:
+            first = int(np.flatnonzero(col.is_null().to_numpy(zero_copy_only=False))[0])
+            raise LogError(f"{name}: column '{f.name}' has a null at row {first}")
     try:
         out = table.select(schema.names).cast(schema, safe=True)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError) as exc:
+        # name the first column that does not cast, so the caller knows what to fix
+        for f in schema:
+            col = table.column(f.name)
+            try:
+                col.cast(f.type, safe=True)
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError) as cexc:
+                raise LogError(
+                    f"{name}: column '{f.name}' ({col.type}) does not match the contract "
+                    f"type {f.type}: {cexc}"
+                ) from exc
         raise LogError(f"{name}: columns do not match the contract schema: {exc}") from exc
     for f in schema:
         col = out.column(f.name)

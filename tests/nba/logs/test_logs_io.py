@@ -1,0 +1,246 @@
+"""Schema round trips through nba.logs.io: append, read, date filters, crash safety."""
+
+from __future__ import annotations
+
+import os
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pytest
+
+from nba.logs import io
+from nba.logs.io import LogError
+from nba.logs.schema import DECISIONS, GROUND_TRUTH, OUTCOMES, TABLES, TOUCHES
+
+T0 = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
+
+
+def _touches(n: int, start: datetime = T0, step: timedelta = timedelta(hours=7)) -> pa.Table:
+    return pa.Table.from_pylist(
+        [
+            {
+                "hcp_id": f"h{i}",
+                "ts": start + i * step,
+                "channel": "email",
+                "content_id": f"c{i}",
+                "origin": "ours" if i % 2 else "external",
+            }
+            for i in range(n)
+        ],
+        schema=TOUCHES,
+    )
+
+
+def _ground_truth(n: int) -> pa.Table:
+    return pa.Table.from_pylist(
+        [
+            {
+                "event_id": f"e{i:05d}",
+                "ts": T0 + i * timedelta(hours=9),
+                "reward_definition": "engagement@1#x",
+                "expected_rewards": [0.1 * i, 0.2],
+            }
+            for i in range(n)
+        ],
+        schema=GROUND_TRUTH,
+    )
+
+
+def _sorted(t: pa.Table, key: str) -> pa.Table:
+    return t.sort_by([(key, "ascending"), ("ts", "ascending")])
+
+
+def test_round_trip_every_table(tmp_path: Path, make_decisions: Any, make_outcomes: Any) -> None:
+    dec = make_decisions(25, step=timedelta(hours=5))
+    outs = make_outcomes(
+        [
+            (e, t + timedelta(hours=3), "opened")
+            for e, t in zip(
+                dec.column("event_id").to_pylist(), dec.column("ts").to_pylist(), strict=True
+            )
+        ]
+    )
+    tables = {
+        "decisions": dec,
+        "outcomes": outs,
+        "touches": _touches(20),
+        "ground_truth": _ground_truth(12),
+    }
+    assert set(tables) == set(TABLES)
+    for name, table in tables.items():
+        written = io.append(tmp_path, name, table)
+        days = {p.parent.name for p in written}
+        assert len(written) == len(days) > 1  # one part per UTC day
+        back = io.read(tmp_path, name)
+        assert back.schema == TABLES[name]
+        key = "hcp_id" if name == "touches" else "event_id"
+        assert _sorted(back, key).equals(_sorted(table, key)), name
+        # every row sits in the partition of its own UTC day
+        for p in written:
+            part = io.read(
+                tmp_path,
+                name,
+                since=date.fromisoformat(p.parent.name[5:]),
+                until=date.fromisoformat(p.parent.name[5:]),
+            )
+            assert {t.date().isoformat() for t in part.column("ts").to_pylist()} == {
+                p.parent.name[5:]
+            }
+
+
+def test_date_filters(tmp_path: Path) -> None:
+    t = _touches(30, step=timedelta(hours=5))  # 2026-01-05 09:00 .. 2026-01-11 10:00
+    io.append(tmp_path, "touches", t)
+    ts = t.column("ts").to_pylist()
+
+    def days(table: pa.Table) -> set[date]:
+        return {x.date() for x in table.column("ts").to_pylist()}
+
+    d6, d8 = date(2026, 1, 6), date(2026, 1, 8)
+    # whole dates: both ends inclusive
+    got = io.read(tmp_path, "touches", since=d6, until=d8)
+    assert days(got) == {d6, date(2026, 1, 7), d8}
+    assert got.num_rows == sum(d6 <= x.date() <= d8 for x in ts)
+    # datetimes: since inclusive, until exclusive, to the microsecond
+    lo, hi = ts[3], ts[10]
+    got = io.read(tmp_path, "touches", since=lo, until=hi)
+    assert got.column("ts").to_pylist() == ts[3:10]
+    assert io.read(tmp_path, "touches", since=date(2027, 1, 1)).num_rows == 0
+    assert io.read(tmp_path, "touches", until=date(2026, 1, 4)).num_rows == 0
+    # columns
+    got = io.read(tmp_path, "touches", columns=["hcp_id"], until=d6)
+    assert got.column_names == ["hcp_id"]
+    with pytest.raises(LogError, match="must be timezone-aware"):
+        io.read(tmp_path, "touches", since=datetime(2026, 1, 6))
+
+
+def test_append_twice_gives_two_parts(tmp_path: Path) -> None:
+    one = _touches(3, step=timedelta(minutes=1))
+    assert [p.name for p in io.append(tmp_path, "touches", one)] == ["part-00000.parquet"]
+    assert [p.name for p in io.append(tmp_path, "touches", one)] == ["part-00001.parquet"]
+    assert io.read(tmp_path, "touches").num_rows == 6
+    assert len(io.part_files(tmp_path, "touches")) == 2
+
+
+def test_same_appends_give_identical_bytes(tmp_path: Path, make_decisions: Any) -> None:
+    dec = make_decisions(12, step=timedelta(hours=9), seed=5)
+    for d in ("a", "b"):
+        io.append(tmp_path / d, "decisions", dec)
+        io.append(tmp_path / d, "decisions", dec.slice(0, 3))
+    fa = io.part_files(tmp_path / "a", "decisions")
+    fb = io.part_files(tmp_path / "b", "decisions")
+    assert [p.relative_to(tmp_path / "a") for p in fa] == [
+        p.relative_to(tmp_path / "b") for p in fb
+    ]
+    assert all(x.read_bytes() == y.read_bytes() for x, y in zip(fa, fb, strict=True))
+
+
+def test_crash_mid_write_leaves_nothing_readable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    io.append(tmp_path, "touches", _touches(2, step=timedelta(minutes=1)))
+
+    def crash(src: Any, dst: Any) -> None:
+        raise OSError("power cut")
+
+    monkeypatch.setattr(os, "replace", crash)
+    with pytest.raises(OSError, match="power cut"):
+        io.append(tmp_path, "touches", _touches(5, step=timedelta(minutes=1)))
+    monkeypatch.undo()
+    leftovers = [p for p in (tmp_path / "touches").rglob("*") if p.name.startswith(".")]
+    assert leftovers, "the crash should leave the hidden temporary file behind"
+    # the hidden temp file is not data
+    assert io.read(tmp_path, "touches").num_rows == 2
+    assert all(not p.name.startswith(".") for p in io.part_files(tmp_path, "touches"))
+    # and the next append works and is read
+    io.append(tmp_path, "touches", _touches(1))
+    assert io.read(tmp_path, "touches").num_rows == 3
+
+
+def test_corrupt_committed_part_is_named(tmp_path: Path) -> None:
+    (p,) = io.append(tmp_path, "touches", _touches(1))
+    p.write_bytes(b"not parquet")
+    with pytest.raises(LogError, match=rf"{p.name}: cannot read log part"):
+        io.read(tmp_path, "touches")
+
+
+def _decisions_with(make_decisions: Any, column: str, values: list[Any], typ: Any) -> pa.Table:
+    t = make_decisions(2)
+    i = t.schema.get_field_index(column)
+    return t.set_column(i, column, pa.array(values, typ))
+
+
+@pytest.mark.parametrize(
+    ("mutate", "match"),
+    [
+        (lambda t, m: t.drop_columns(["propensity"]), r"decisions: missing column\(s\) propensity"),
+        (
+            lambda t, m: t.drop_columns(["policy", "activated"]),
+            r"missing column\(s\) policy, activated",
+        ),
+        (
+            lambda t, m: t.set_column(
+                t.schema.get_field_index("propensity"), "propensity", pa.array(["high", "low"])
+            ),
+            r"column 'propensity' \(string\) does not match the contract type double",
+        ),
+        (
+            lambda t, m: t.set_column(
+                t.schema.get_field_index("ts"), "ts", pa.array(["soon", "later"])
+            ),
+            r"column 'ts' \(string\) does not match",
+        ),
+        (
+            lambda t, m: t.set_column(
+                t.schema.get_field_index("hcp_id"), "hcp_id", pa.array(["h1", None])
+            ),
+            r"column 'hcp_id' has a null at row 1",
+        ),
+        (
+            lambda t, m: t.set_column(
+                t.schema.get_field_index("action_ids"), "action_ids", pa.array([1.5, 2.5])
+            ),
+            r"column 'action_ids' \(double\) does not match",
+        ),
+    ],
+    ids=["missing column", "two missing", "wrong type", "bad timestamp", "null", "not a list"],
+)
+def test_wrong_schema_refused_with_the_column_named(
+    tmp_path: Path, make_decisions: Any, mutate: Any, match: str
+) -> None:
+    bad = mutate(make_decisions(2), None)
+    with pytest.raises(LogError, match=match):
+        io.append(tmp_path, "decisions", bad)
+    assert io.part_files(tmp_path, "decisions") == []
+
+
+def test_extra_columns_dropped_and_empty_append(tmp_path: Path) -> None:
+    t = _touches(2).append_column("note", pa.array(["x", "y"]))
+    io.append(tmp_path, "touches", t)
+    assert io.read(tmp_path, "touches").column_names == TOUCHES.names
+    assert io.append(tmp_path, "touches", TOUCHES.empty_table()) == []
+
+
+def test_unknown_table(tmp_path: Path) -> None:
+    with pytest.raises(LogError, match=r"unknown log table 'clicks'"):
+        io.append(tmp_path, "clicks", _touches(1))
+    with pytest.raises(LogError, match=r"unknown log table 'clicks'"):
+        io.read(tmp_path, "clicks")
+
+
+def test_read_missing_directory_is_empty_with_schema(tmp_path: Path) -> None:
+    t = io.read(tmp_path / "nothing", "outcomes")
+    assert t.num_rows == 0 and t.schema == OUTCOMES
+    assert io.read(tmp_path, "decisions").schema == DECISIONS
+
+
+def test_reads_in_date_then_part_order(tmp_path: Path) -> None:
+    late = _touches(2, start=T0 + timedelta(days=3), step=timedelta(minutes=1))
+    early = _touches(2, start=T0, step=timedelta(minutes=1))
+    io.append(tmp_path, "touches", late)
+    io.append(tmp_path, "touches", early)
+    ts = io.read(tmp_path, "touches").column("ts")
+    assert pc.all(pc.greater_equal(ts.slice(1), ts.slice(0, len(ts) - 1))).as_py()
