@@ -11,7 +11,8 @@ one form gives every estimator the same three intervals:
 * ``bootstrap``: percentile bootstrap over whole decisions. A (B, n) count
   matrix is multiplied with the (n, k) term matrix, so the *denominator* of a
   self-normalised estimator is recomputed on every resample, not just the
-  numerator. Seeded, chunked, and independent of the number of threads.
+  numerator. Seeded per block of resamples, chunked to bound memory; the result does not
+  depend on the number of threads or the chunk size.
 * ``gaussian``: CLT interval from per-decision influence terms; for the ratio
   part the delta method, ``psi_i = a_i - mean(a) + c_i (y_i - R) / mean(c)``.
 * ``bernstein``: empirical-Bernstein bound (Maurer & Pontil 2009, Thm. 4),
@@ -56,6 +57,8 @@ INTERVAL_METHODS: tuple[str, ...] = ("bootstrap", "gaussian", "bernstein")
 
 #: target number of count-matrix cells per bootstrap chunk (bounds memory)
 _CHUNK_CELLS = 1 << 23
+#: bootstrap resamples per seeded block (the unit of parallel work)
+_BLOCK = 64
 
 
 @dataclass(frozen=True)
@@ -224,7 +227,7 @@ class BaseOffPolicyEstimator(ABC):
             low, high = np.quantile(ok, [alpha / 2.0, 1.0 - alpha / 2.0])
             return Interval(est, float(low), float(high), method, alpha, notes)
         if method == "gaussian":
-            half = stats.norm.ppf(1.0 - alpha / 2.0) * _influence_se(terms, est)
+            half = float(stats.norm.ppf(1.0 - alpha / 2.0)) * _influence_se(terms, est)
             return Interval(est, est - half, est + half, method, alpha)
         if method == "bernstein":
             return self._bernstein(data, terms, est, alpha, weight_bound)
@@ -336,12 +339,17 @@ _POISSON_TABLE = _poisson_table()
 
 
 def _counts(rng: np.random.Generator, rows: int, n: int, resampling: str) -> np.ndarray:
-    """Resampling counts, shape (rows, n), as float64."""
+    """Next ``rows`` resamples' counts from ``rng``, shape (rows, n), float64.
+
+    Rows are drawn one after the other from the stream, so drawing 2 x 8 rows
+    gives the same counts as drawing 16 at once.
+    """
     if resampling == "poisson":
-        raw = rng.bit_generator.random_raw((rows * n + 3) // 4)
+        words = (n + 3) // 4  # 64-bit words per row, four 16-bit draws each
+        raw = rng.bit_generator.random_raw(rows * words)
         assert isinstance(raw, np.ndarray)
-        u16 = raw.view(np.uint16)[: rows * n]
-        return np.take(_POISSON_TABLE, u16).reshape(rows, n).astype(np.float64)
+        u16 = raw.view(np.uint16).reshape(rows, 4 * words)[:, :n]
+        return np.take(_POISSON_TABLE, u16).astype(np.float64)
     # multinomial: n uniform draws per row, counted per decision
     pos = rng.random((rows, n))
     pos *= n
@@ -359,28 +367,29 @@ def bootstrap_replicates(
 ) -> np.ndarray:
     """Bootstrap replicates of ``V = mean(a) + sum(c y) / sum(c)``.
 
-    Each chunk of resamples has its own child seed (``SeedSequence(seed).spawn``),
-    so the result depends on ``seed`` only, not on ``n_jobs``.
+    Resamples come in blocks of ``_BLOCK``; block ``j`` draws from its own
+    generator (child ``j`` of ``SeedSequence(seed)``), and inside a block rows
+    are generated in chunks of at most ``_CHUNK_CELLS`` counts, in order. So
+    the result depends on ``seed`` only, not on ``n_jobs`` or the chunk size.
+    Each chunk is a (rows, n) count matrix multiplied with the (n, k) term
+    matrix.
 
     Returns
     -------
     ndarray of float64, shape (n_bootstrap,)
-        ``nan`` where a resample has ``sum(c) == 0``.
+        ``nan`` where a resample has ``sum(c) == 0`` (or is empty).
     """
     mat = _term_matrix(terms)
     n = mat.shape[0]
-    rows = max(1, min(n_bootstrap, _CHUNK_CELLS // max(n, 1)))
-    starts = list(range(0, n_bootstrap, rows))
-    seeds = np.random.SeedSequence(seed).spawn(len(starts))
+    rows_per_chunk = max(1, min(_BLOCK, _CHUNK_CELLS // max(n, 1)))
+    n_blocks = -(-n_bootstrap // _BLOCK)
+    children = np.random.SeedSequence(seed).spawn(n_blocks)
     has_plain = terms.plain is not None
     has_ratio = terms.ratio_weight is not None
 
-    def run(j: int) -> np.ndarray:
-        k = min(rows, n_bootstrap - starts[j])
-        rng = np.random.Generator(np.random.SFC64(seeds[j]))
-        cnt = _counts(rng, k, n, resampling)
-        sums = cnt @ mat  # (k, n_cols)
-        out = np.zeros(k)
+    def replicate(cnt: np.ndarray) -> np.ndarray:
+        sums = cnt @ mat  # (rows, k)
+        out = np.zeros(cnt.shape[0])
         col = 0
         with np.errstate(invalid="ignore", divide="ignore"):
             if has_plain:
@@ -392,13 +401,25 @@ def bootstrap_replicates(
                 out += np.where(den > 0, sums[:, col] / den, np.nan)
         return out
 
+    def run(j: int) -> np.ndarray:
+        rng = np.random.Generator(np.random.SFC64(children[j]))
+        todo = min(_BLOCK, n_bootstrap - j * _BLOCK)
+        parts = []
+        while todo > 0:
+            rows = min(rows_per_chunk, todo)
+            parts.append(replicate(_counts(rng, rows, n, resampling)))
+            todo -= rows
+        return np.concatenate(parts)
+
     workers = n_jobs if n_jobs is not None else min(4, os.cpu_count() or 1)
-    if workers <= 1 or len(starts) == 1:
-        parts = [run(j) for j in range(len(starts))]
+    if n_jobs is None and n < 20_000:
+        workers = 1  # threads cost more than they save on small logs
+    if workers <= 1 or n_blocks == 1:
+        blocks = [run(j) for j in range(n_blocks)]
     else:
         with ThreadPoolExecutor(max_workers=workers) as pool:
-            parts = list(pool.map(run, range(len(starts))))
-    return np.concatenate(parts)
+            blocks = list(pool.map(run, range(n_blocks)))
+    return np.concatenate(blocks)
 
 
 # ------------------------------------------------------------------ estimators
