@@ -1,0 +1,116 @@
+"""``nba simulate``: run the simulated HCP world and write its event log."""
+
+from __future__ import annotations
+
+import time
+from datetime import date, datetime
+from pathlib import Path
+
+import click
+
+from nba.domain import ValidationError
+
+POLICIES = ("uniform", "campaign", "segment", "oracle")
+
+
+def _parse_date(ctx: click.Context, param: click.Parameter, value: str) -> date:
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not a date (YYYY-MM-DD)") from None
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--hcps",
+    type=click.IntRange(min=1),
+    default=1000,
+    show_default=True,
+    help="Number of simulated HCPs.",
+)
+@click.option(
+    "--days",
+    type=click.IntRange(min=1),
+    default=30,
+    show_default=True,
+    help="Number of simulated days.",
+)
+@click.option(
+    "--policy",
+    type=click.Choice(POLICIES),
+    default="campaign",
+    show_default=True,
+    help="Logging policy.",
+)
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    required=True,
+    help="Log directory to create (must not already hold logs).",
+)
+@click.option(
+    "--start",
+    default="2026-01-05",
+    show_default=True,
+    callback=_parse_date,
+    help="First simulated day (YYYY-MM-DD).",
+)
+@click.option(
+    "--epsilon",
+    type=click.FloatRange(0.0, 1.0),
+    default=None,
+    help="Uniform exploration share [default: campaign/segment 0.1, oracle 0].",
+)
+@click.option(
+    "--catalog",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Catalog TOML file [default: the shipped catalog].",
+)
+@click.option(
+    "--reward-def",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Reward definition TOML [default: the shipped definition].",
+)
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def simulate(
+    hcps: int,
+    days: int,
+    policy: str,
+    seed: int,
+    out: Path,
+    start: date,
+    epsilon: float | None,
+    catalog: Path | None,
+    reward_def: Path | None,
+    quiet: bool,
+) -> None:
+    """Simulate HCPs responding to a logging policy; write decisions, outcomes,
+    touches, ground truth, catalog snapshot, population and manifest to OUT."""
+    from simulators.hcp.world import simulate as run
+
+    t0 = time.perf_counter()
+    try:
+        summary = run(
+            hcps=hcps,
+            days=days,
+            policy=policy,
+            seed=seed,
+            out=out,
+            start=start,
+            epsilon=epsilon,
+            catalog=catalog,
+            reward_definition=reward_def,
+            progress=not quiet,
+        )
+    except ValidationError as exc:
+        raise click.ClickException(str(exc)) from exc
+    elapsed = time.perf_counter() - t0
+    click.echo(summary.format())
+    click.echo(
+        f"{summary.decisions} decisions in {elapsed:.1f} s "
+        f"({summary.decisions / max(elapsed, 1e-9):,.0f} decisions/s) "
+        f"at {datetime.now().astimezone().isoformat(timespec='seconds')}"
+    )

@@ -1,0 +1,253 @@
+"""Per-HCP history counters and the fast builder of logged context JSON.
+
+The counters follow :mod:`nba.context` exactly: touches in the 7/30/90 days
+before the decision day, engagements in the 30 days before by channel and in
+the 90 days before by topic (counted on the day each outcome happened), days
+since the last touch per channel (within 90 days), and the content of the most
+recent touch before the decision day.
+
+Counts are kept per day in ring buffers (one slot per day, long enough for the
+longest window plus the longest outcome delay), and rolling window sums are
+updated once a day: adding the day that just ended and subtracting the day
+that left each window.
+
+Context strings are assembled from fragments: the profile fragment of each HCP
+is cached until the profile changes, and each history map is rendered once per
+distinct row of counts in a batch, so no decision pays for ``json.dumps``; the
+result is byte-identical to :meth:`nba.context.DecisionContext.to_json`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from datetime import date
+
+import numpy as np
+import numpy.typing as npt
+
+from nba.context import CONTEXT_VERSION, HISTORY_WINDOWS
+
+I64 = npt.NDArray[np.int64]
+I32 = npt.NDArray[np.int32]
+
+LONGEST = max(HISTORY_WINDOWS)
+ENGAGEMENT_CHANNEL_WINDOW = 30
+ENGAGEMENT_TOPIC_WINDOW = 90
+
+
+class HistoryTracker:
+    """Day-indexed counters for ``n`` HCPs.
+
+    Parameters
+    ----------
+    n : int
+    n_channels, n_topics : int
+    horizon_days : int
+        Longest delay after which an outcome can still be recorded.
+    """
+
+    def __init__(self, n: int, n_channels: int, n_topics: int, horizon_days: int) -> None:
+        self.n = n
+        self.ring = LONGEST + horizon_days + 2
+        r = self.ring
+        self.touch_day = np.zeros((r, n, n_channels), dtype=np.int16)
+        self.eng_day = np.zeros((r, n, n_channels), dtype=np.int16)
+        self.topic_day = np.zeros((r, n, n_topics), dtype=np.int16)
+        self.touch_win = {w: np.zeros((n, n_channels), dtype=np.int32) for w in HISTORY_WINDOWS}
+        self.eng_win = np.zeros((n, n_channels), dtype=np.int32)
+        self.topic_win = np.zeros((n, n_topics), dtype=np.int32)
+        self.last_touch = np.full((n, n_channels), -(10**6), dtype=np.int64)
+        self.last_content = np.full(n, -1, dtype=np.int64)
+        # same-day state, folded into the fields above when the day ends
+        self._today_last_touch = np.full((n, n_channels), -(10**6), dtype=np.int64)
+        self._today_content = np.full(n, -1, dtype=np.int64)
+        self._today_content_ts = np.full(n, -1, dtype=np.int64)
+        self.day = 0
+
+    # ------------------------------------------------------------ recording
+    def record_touches(
+        self, day: int, hcp: I64, channel: I64, item: I64, ts_ms: npt.NDArray[np.int64]
+    ) -> None:
+        """Touches that happened on ``day`` (each HCP at most once per call)."""
+        np.add.at(self.touch_day[day % self.ring], (hcp, channel), 1)
+        self._today_last_touch[hcp, channel] = day
+        newer = ts_ms > self._today_content_ts[hcp]
+        self._today_content[hcp[newer]] = item[newer]
+        self._today_content_ts[hcp[newer]] = ts_ms[newer]
+
+    def record_engagements(self, day: I64, hcp: I64, channel: I64, topic: I64) -> None:
+        """Engagement outcomes that happen on ``day`` (absolute day numbers, may be future)."""
+        slot = day % self.ring
+        np.add.at(self.eng_day, (slot, hcp, channel), 1)
+        np.add.at(self.topic_day, (slot, hcp, topic), 1)
+
+    # ------------------------------------------------------------ day change
+    def advance(self, new_day: int) -> None:
+        """Move to ``new_day`` (= previous day + 1): fold in the day that ended."""
+        if new_day != self.day + 1:
+            raise ValueError(f"history: cannot move from day {self.day} to {new_day}")
+        ended = self.day
+        r = self.ring
+        s_end = ended % r
+        for w, win in self.touch_win.items():
+            win += self.touch_day[s_end]
+            old = ended - w
+            if old >= 0:
+                win -= self.touch_day[old % r]
+        self.eng_win += self.eng_day[s_end]
+        old = ended - ENGAGEMENT_CHANNEL_WINDOW
+        if old >= 0:
+            self.eng_win -= self.eng_day[old % r]
+        self.topic_win += self.topic_day[s_end]
+        old = ended - ENGAGEMENT_TOPIC_WINDOW
+        if old >= 0:
+            self.topic_win -= self.topic_day[old % r]
+        # the slot of the day that left the longest window is reused for a future day
+        gone = ended - LONGEST
+        if gone >= 0:
+            g = gone % r
+            self.touch_day[g] = 0
+            self.eng_day[g] = 0
+            self.topic_day[g] = 0
+        touched = self._today_last_touch > -(10**6)
+        self.last_touch[touched] = self._today_last_touch[touched]
+        self._today_last_touch[:] = -(10**6)
+        got = self._today_content >= 0
+        self.last_content[got] = self._today_content[got]
+        self._today_content[:] = -1
+        self._today_content_ts[:] = -1
+        self.day = new_day
+
+    def days_since_touch(self, hcp: I64) -> I64:
+        """Days since the last touch per channel, 0 where none in the last 90 days,
+        shape (len(hcp), n_channels)."""
+        ds = self.day - self.last_touch[hcp]
+        return np.where(ds <= LONGEST, ds, 0)
+
+
+class MapRenderer:
+    """Renders rows of counts as canonical JSON objects (``{"key":count,...}``).
+
+    Rows are packed into one integer key each (``bits`` per column) so a batch
+    is reduced to its distinct rows with one integer sort, and each distinct
+    row is rendered once per world (a cache keyed by the packed row). Rows
+    with a value that does not fit fall back to a row-wise unique.
+
+    Parameters
+    ----------
+    names : sequence of str
+        Column names; keys are written in sorted order, zero counts left out.
+
+    >>> MapRenderer(["email", "portal"]).render(np.array([[2, 0], [0, 0], [2, 0]]))
+    ['{"email":2}', '{}', '{"email":2}']
+    """
+
+    def __init__(self, names: Sequence[str]) -> None:
+        self.names = tuple(names)
+        k = len(self.names)
+        self.order = sorted(range(k), key=lambda i: self.names[i])
+        self.keys = [json.dumps(self.names[i]) for i in self.order]
+        self.bits = 62 // max(k, 1)
+        self.shifts = np.arange(k, dtype=np.int64) * self.bits
+        self.cache: dict[int, str] = {}
+
+    def _render_row(self, row: Sequence[int]) -> str:
+        return (
+            "{"
+            + ",".join(f"{self.keys[j]}:{row[i]}" for j, i in enumerate(self.order) if row[i])
+            + "}"
+        )
+
+    def render(self, rows: npt.NDArray[np.integer]) -> list[str]:
+        """Canonical JSON of each row of ``rows`` (shape (b, k)), as a list of b strings."""
+        b = rows.shape[0]
+        if b == 0:
+            return []
+        r = rows.astype(np.int64, copy=False)
+        if self.bits >= 4 and r.min() >= 0 and r.max() < (1 << self.bits):
+            packed = (r << self.shifts).sum(axis=1)
+            uniq, inverse = np.unique(packed, return_inverse=True)
+            frags = []
+            mask = (1 << self.bits) - 1
+            cache = self.cache
+            for key in uniq.tolist():
+                frag = cache.get(key)
+                if frag is None:
+                    row = [(key >> int(s)) & mask for s in self.shifts]
+                    frag = cache[key] = self._render_row(row)
+                frags.append(frag)
+        else:
+            uniq_rows, inverse = np.unique(r, axis=0, return_inverse=True)
+            frags = [self._render_row(row) for row in uniq_rows.tolist()]
+        table = np.array(frags, dtype=object)
+        out: list[str] = table[inverse.reshape(-1)].tolist()
+        return out
+
+
+class ContextBuilder:
+    """Builds ``DecisionContext.to_json()`` strings for batches of decisions.
+
+    Parameters
+    ----------
+    channels, topics : sequence of str
+        Names of the tracker's channel and topic columns.
+    item_ids : sequence of str
+        Content ids behind item indices (for ``last_content_id``).
+    """
+
+    def __init__(self, channels: Sequence[str], topics: Sequence[str], item_ids: Sequence[str]):
+        self.channels = tuple(channels)
+        self.topics = tuple(topics)
+        self._content = np.array([json.dumps(i) for i in item_ids] + ["null"], dtype=object)
+        self._channel_map = MapRenderer(self.channels)
+        self._topic_map = MapRenderer(self.topics)
+
+    def build(
+        self,
+        day: date,
+        profile_json: npt.NDArray[np.object_],
+        tracker: HistoryTracker,
+        hcp: I64,
+        request_json: str,
+    ) -> npt.NDArray[np.object_]:
+        """Context JSON of each decision.
+
+        Parameters
+        ----------
+        day : date
+        profile_json : ndarray of object (str), shape (n_hcps,)
+            Canonical JSON of every HCP's current profile.
+        tracker : HistoryTracker
+            Positioned on ``day``.
+        hcp : ndarray of int, shape (b,)
+        request_json : str
+            Canonical JSON of the request map (same for the whole batch).
+
+        Returns
+        -------
+        ndarray of object (str), shape (b,)
+        """
+        b = hcp.shape[0]
+        if b == 0:
+            return np.empty(0, dtype=object)
+        tr = tracker
+        dst = self._channel_map.render(tr.days_since_touch(hcp))
+        eng = self._channel_map.render(tr.eng_win[hcp])
+        teng = self._topic_map.render(tr.topic_win[hcp])
+        t7 = self._channel_map.render(tr.touch_win[7][hcp])
+        t30 = self._channel_map.render(tr.touch_win[30][hcp])
+        t90 = self._channel_map.render(tr.touch_win[90][hcp])
+        last = self._content[tr.last_content[hcp]].tolist()  # -1 -> "null" (last entry)
+        prof = profile_json[hcp].tolist()
+        head = f'{{"day":"{day.isoformat()}","hcp":'
+        tail = f'}},"request":{request_json},"v":{CONTEXT_VERSION}}}'
+        rows = [
+            f'{head}{p},"history":{{"days_since_touch":{a},"engagements_30d":{e},'
+            f'"last_content_id":{lc},"topic_engagements_90d":{te},"touches_30d":{b30},'
+            f'"touches_7d":{b7},"touches_90d":{b90}{tail}'
+            for p, a, e, lc, te, b30, b7, b90 in zip(
+                prof, dst, eng, last, teng, t30, t7, t90, strict=True
+            )
+        ]
+        return np.array(rows, dtype=object)

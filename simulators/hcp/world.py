@@ -1,0 +1,964 @@
+"""The simulated world's day loop: requesters, eligibility, decisions, outcomes,
+ground truth, and the event log it writes.
+
+>>> s = simulate(hcps=60, days=5, policy="uniform", seed=1)
+>>> s.decisions > 0 and s.decisions == simulate(hcps=60, days=5, policy="uniform", seed=1).decisions
+True
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import json
+import math
+import platform
+import sys
+from collections import defaultdict, deque
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import pyarrow as pa
+from tqdm import tqdm
+
+from nba.catalog import Catalog
+from nba.domain import ENGAGEMENT_TYPES, ValidationError
+from nba.ids import event_ids
+from nba.logs import io as logio
+from nba.logs.schema import DECISIONS, GROUND_TRUTH, OUTCOMES, SUPPRESSION, TOUCHES
+from nba.policies.base import PolicyError
+from nba.reward import RewardDefinition
+from simulators.hcp.config import SimulatorConfigError, WorldConfig
+from simulators.hcp.history import ContextBuilder, HistoryTracker
+from simulators.hcp.policies import (
+    WORLD_POLICIES,
+    BatchPolicy,
+    DecisionBatch,
+    LearnBatch,
+    make_policy,
+)
+from simulators.hcp.population import Population
+from simulators.hcp.response import BOTH, NEITHER, PRIMARY_ONLY, ResponseModel
+
+F64 = npt.NDArray[np.float64]
+I64 = npt.NDArray[np.int64]
+
+DEFAULT_START = date(2026, 1, 5)
+DAY_US = 86_400_000_000
+HOUR_US = 3_600_000_000
+
+
+class SimulationError(ValidationError):
+    """The simulation was asked for something impossible; the message says what."""
+
+
+@dataclass(frozen=True)
+class Requester:
+    """A system that asks for decisions.
+
+    Attributes
+    ----------
+    name : str
+        Logged in ``decisions.requester``.
+    channels : tuple of str
+        Channels it requests (those missing from the catalog are dropped).
+    weekdays_only : bool
+    hour : float
+        Start of its daily run (UTC hours); decisions spread over ``spread_hours``.
+    spread_hours : float
+    outcome_source : str
+    """
+
+    name: str
+    channels: tuple[str, ...]
+    weekdays_only: bool
+    hour: float
+    spread_hours: float
+
+
+#: in the order they run each day
+REQUESTERS: tuple[Requester, ...] = (
+    Requester("email_platform", ("email",), True, 6.0, 1.0),
+    Requester("rep_app", ("rep_visit", "remote_call", "email"), True, 8.0, 9.0),
+    Requester("digital", ("webinar", "portal"), False, 18.0, 5.0),
+)
+
+#: which system reports each channel's outcomes (``outcomes.source``)
+OUTCOME_SOURCE = {
+    "email": "email_platform",
+    "rep_visit": "rep_app",
+    "remote_call": "rep_app",
+    "webinar": "webinar_platform",
+    "portal": "portal",
+}
+
+
+@dataclass
+class Summary:
+    """What a simulation did, with rates per channel (see :meth:`format`)."""
+
+    policy: str
+    hcps: int
+    days: int
+    seed: int
+    decisions: int
+    skipped: int
+    mean_eligible: float
+    outcomes: int
+    late_outcomes: int
+    unsubscribes: int
+    reward_mean: float
+    expected_reward_mean: float
+    reward_definition: str
+    by_channel: dict[str, dict[str, float]] = field(default_factory=dict)
+    by_requester: dict[str, int] = field(default_factory=dict)
+    no_see_share: float = 0.0
+    out: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def format(self) -> str:
+        """Human-readable summary (what ``nba simulate`` prints)."""
+        lines = [
+            f"policy {self.policy}: {self.hcps} HCPs x {self.days} days, seed {self.seed}",
+            f"decisions {self.decisions} (skipped, no eligible action: {self.skipped}); "
+            f"mean eligible actions {self.mean_eligible:.1f}",
+            "by requester: " + ", ".join(f"{k} {v}" for k, v in sorted(self.by_requester.items())),
+            f"outcomes {self.outcomes} ({self.late_outcomes} after the reward window); "
+            f"unsubscribes {self.unsubscribes}; no-see HCPs {100 * self.no_see_share:.0f}%",
+            f"reward ({self.reward_definition}): mean {self.reward_mean:.4f} per decision; "
+            f"ground-truth mean of chosen actions {self.expected_reward_mean:.4f}",
+        ]
+        for ch, stats in sorted(self.by_channel.items()):
+            rates = ", ".join(f"{k} {100 * v:.2f}%" for k, v in stats.items() if k != "decisions")
+            lines.append(f"  {ch:<12} {int(stats['decisions']):>8} decisions  {rates}")
+        if self.out:
+            lines.append(f"logs written to {self.out}")
+        return "\n".join(lines)
+
+
+@dataclass
+class _Pending:
+    """Decisions waiting for their reward window to close (closed-loop learning)."""
+
+    day: int
+    batch: LearnBatch
+
+
+class _Buffer:
+    """Columns of one log table accumulated between flushes."""
+
+    def __init__(self) -> None:
+        self.parts: dict[str, list[Any]] = defaultdict(list)
+
+    def add(self, **cols: Any) -> None:
+        for k, v in cols.items():
+            self.parts[k].append(v)
+
+    def take(self) -> dict[str, list[Any]]:
+        out = dict(self.parts)
+        self.parts = defaultdict(list)
+        return out
+
+    def __len__(self) -> int:
+        first = next(iter(self.parts.values()), [])
+        return len(first)
+
+
+def _list_array(offsets: I64, values: pa.Array) -> pa.Array:
+    return pa.ListArray.from_arrays(pa.array(offsets.astype(np.int32), pa.int32()), values)
+
+
+class World:
+    """A seeded simulated HCP world.
+
+    Parameters
+    ----------
+    hcps : int
+        Population size.
+    catalog : Catalog, optional
+        Default: the shipped catalog.
+    config : WorldConfig, optional
+    reward_definition : RewardDefinition, optional
+        Default: the shipped definition. Ground truth uses it.
+    seed : int
+    start : date
+        First simulated day.
+    """
+
+    def __init__(
+        self,
+        hcps: int,
+        catalog: Catalog | None = None,
+        config: WorldConfig | None = None,
+        reward_definition: RewardDefinition | None = None,
+        seed: int = 0,
+        start: date = DEFAULT_START,
+    ) -> None:
+        if isinstance(hcps, bool) or not isinstance(hcps, int) or hcps < 1:
+            raise SimulationError(f"hcps must be a positive integer, got {hcps!r}")
+        if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+            raise SimulationError(f"seed must be a non-negative integer, got {seed!r}")
+        self.catalog = catalog or Catalog.default()
+        self.config = config or WorldConfig()
+        self.reward_definition = reward_definition or RewardDefinition.default()
+        self.seed = seed
+        self.start = start
+        seeds = np.random.SeedSequence(seed).spawn(5)
+        self._policy_seed = seeds[4]
+        self.population = Population.generate(hcps, self.catalog, seeds[0], self.config)
+        self.response = ResponseModel(self.catalog, self.config, self.reward_definition)
+        self.rng_requests = np.random.default_rng(seeds[1])
+        self.rng_outcomes = np.random.default_rng(seeds[2])
+        self.rng_ids = np.random.default_rng(seeds[3])
+        cat = self.catalog
+        self.channels = cat.channels
+        self.chan_pos = {c: i for i, c in enumerate(self.channels)}
+        self.history = HistoryTracker(
+            hcps, len(self.channels), len(cat.topics), self.config.max_delay_days + 1
+        )
+        self.builder = ContextBuilder(self.channels, cat.topics, [it.id for it in cat.items])
+        self.profile_json = np.array(self.population.profile_json(np.arange(hcps)), dtype=object)
+        self.initial_population = self.population.to_table()
+        n, c = hcps, len(self.channels)
+        self.last_sent = np.full((n, c), -(10**6), dtype=np.int64)
+        self.last_rep_request = np.full(n, -(10**6), dtype=np.int64)
+        self._effects: dict[int, list[tuple[I64, I64, npt.NDArray[np.bool_], I64]]] = defaultdict(
+            list
+        )
+        self._unsubs: dict[int, list[I64]] = defaultdict(list)
+        self._decay = np.array(
+            [0.5 ** (1.0 / self.config.fatigue_halflife.get(ch, 7.0)) for ch in self.channels]
+        )
+        self._action_ids = pa.array(cat.action_ids, pa.string())
+        self._item_ids = np.array([it.id for it in cat.items], dtype=object)
+        self._action_channel = cat.action_channel_index.astype(np.int64)
+        self._action_topic = cat.action_topic_index.astype(np.int64)
+        self._action_item = cat.action_item_index.astype(np.int64)
+        self._is_rep_visit = np.array([a.channel == "rep_visit" for a in cat.actions])
+        types = self.response.outcome_types
+        self._engagement_code = np.array([t in ENGAGEMENT_TYPES for t in types])
+        self._knowledge_code = self._engagement_code | np.array([t == "registered" for t in types])
+        self._unsub_code = np.array([t == "unsubscribed" for t in types])
+        self._type_names = pa.array(list(types), pa.string())
+        self._requesters = [
+            (r, tuple(ch for ch in r.channels if ch in self.chan_pos)) for r in REQUESTERS
+        ]
+        self._day_index = 0
+
+    # ------------------------------------------------------------- requesters
+    def due(self, requester: Requester, day: int, weekday: int) -> I64:
+        """HCPs the requester asks a decision for today, ascending."""
+        pop, cfg, rng = self.population, self.config, self.rng_requests
+        n = pop.n
+        if requester.weekdays_only and weekday >= 5:
+            return np.empty(0, dtype=np.int64)
+        if requester.name == "email_platform":
+            e = self.chan_pos.get("email")
+            if e is None:
+                return np.empty(0, dtype=np.int64)
+            cand = pop.consent[:, e] & (day - self.last_sent[:, e] >= cfg.email_min_gap_days)
+            due = np.flatnonzero(cand & (rng.random(n) < cfg.email_due_prob))
+            cap = max(1, int(cfg.email_cap_share * n))
+            if due.size > cap:
+                due = np.sort(rng.choice(due, size=cap, replace=False))
+            return due.astype(np.int64)
+        if requester.name == "rep_app":
+            ok = np.zeros(n, dtype=bool)
+            if "rep_visit" in self.chan_pos:
+                ok |= pop.consent[:, self.chan_pos["rep_visit"]] & ~pop.no_see
+            if "remote_call" in self.chan_pos:
+                ok |= pop.consent[:, self.chan_pos["remote_call"]]
+            cand = np.flatnonzero(ok & (day - self.last_rep_request >= cfg.rep_min_gap_days))
+            cap = self.rep_capacity
+            if cand.size > cap:
+                # weighted sampling without replacement (Gumbel top-k), higher deciles first
+                keys = np.log(pop.decile[cand].astype(np.float64)) + rng.gumbel(size=cand.size)
+                cand = np.sort(cand[np.argpartition(-keys, cap - 1)[:cap]])
+            else:
+                rng.gumbel(size=cand.size)  # same draws whatever the branch
+            self.last_rep_request[cand] = day
+            return cand.astype(np.int64)
+        if requester.name == "digital":
+            ok = np.zeros(n, dtype=bool)
+            for ch in ("webinar", "portal"):
+                if ch in self.chan_pos:
+                    ok |= pop.consent[:, self.chan_pos[ch]]
+            p = cfg.digital_due_prob * (0.5 + pop.digital_affinity)
+            return np.flatnonzero(ok & (rng.random(n) < p)).astype(np.int64)
+        raise SimulationError(f"unknown requester {requester.name!r}")
+
+    @property
+    def rep_capacity(self) -> int:
+        """Rep app decisions per weekday at most."""
+        return max(1, int(self.config.rep_capacity_share * self.population.n))
+
+    @property
+    def email_cap(self) -> int:
+        """Email platform decisions per weekday at most."""
+        return max(1, int(self.config.email_cap_share * self.population.n))
+
+    def eligible(
+        self, hcp: I64, channels: tuple[str, ...], approved: npt.NDArray[np.bool_]
+    ) -> npt.NDArray[np.bool_]:
+        """Eligible catalog actions per decision, shape (len(hcp), n_actions):
+        approved in the HCP's market today, on a requested and consented channel,
+        and no rep visit for no-see HCPs."""
+        pop = self.population
+        req = np.zeros(len(self.channels), dtype=bool)
+        for ch in channels:
+            req[self.chan_pos[ch]] = True
+        ac = self._action_channel
+        elig = approved[pop.market[hcp]] & req[ac][None, :] & pop.consent[hcp][:, ac]
+        elig &= ~(pop.no_see[hcp][:, None] & self._is_rep_visit[None, :])
+        return elig
+
+    # ------------------------------------------------------------------ run
+    def run(
+        self,
+        days: int,
+        policy: str | BatchPolicy = "campaign",
+        out: str | Path | None = None,
+        epsilon: float | None = None,
+        progress: bool = False,
+        flush_days: int = 7,
+    ) -> Summary:
+        """Simulate ``days`` days under ``policy``; write the logs to ``out`` if given.
+
+        Parameters
+        ----------
+        days : int
+        policy : str or BatchPolicy
+            One of ``uniform``, ``campaign``, ``segment``, ``oracle``, or an object.
+        out : path, optional
+            Log directory (must not already hold logs).
+        epsilon : float, optional
+            Exploration of the named policy (default per policy).
+        progress : bool
+            Show a progress bar over days on stderr.
+        """
+        if isinstance(days, bool) or not isinstance(days, int) or days < 1:
+            raise SimulationError(f"days must be a positive integer, got {days!r}")
+        if self._day_index != 0:
+            raise SimulationError("a World runs once; build a new one to simulate again")
+        if isinstance(policy, str):
+            if policy not in WORLD_POLICIES:
+                raise SimulationError(
+                    f"unknown policy {policy!r}; expected one of {', '.join(WORLD_POLICIES)}"
+                )
+            pol: BatchPolicy = make_policy(
+                policy, self.catalog, self._policy_seed, epsilon, campaign_anchor=self.start
+            )
+        else:
+            pol = policy
+        outp = None if out is None else Path(out)
+        if outp is not None:
+            for table in ("decisions", "outcomes", "touches", "ground_truth"):
+                if logio.part_files(outp, table):
+                    raise SimulationError(f"{outp}: already holds a '{table}' log; use a new --out")
+            outp.mkdir(parents=True, exist_ok=True)
+        learner = getattr(pol, "learn_batch", None)
+        self._stats = _Stats(len(self.channels), len(self.response.outcome_types))
+        self._bufs = {t: _Buffer() for t in ("decisions", "outcomes", "touches", "ground_truth")}
+        self._pending: deque[_Pending] = deque()
+        window = float(self.reward_definition.window_days)
+        release_lag = math.ceil(window) + 1
+        bar = tqdm(range(days), desc="simulate", unit="day", file=sys.stderr, disable=not progress)
+        for d in bar:
+            if d > 0:
+                self._next_day(d)
+            the_day = self.start + timedelta(days=d)
+            approved = self.catalog.approval_matrix(self.population.markets, the_day)
+            for requester, channels in self._requesters:
+                if not channels:
+                    continue
+                hcp = self.due(requester, d, the_day.weekday())
+                if hcp.size:
+                    self._decide(
+                        pol,
+                        requester,
+                        channels,
+                        hcp,
+                        d,
+                        the_day,
+                        approved,
+                        keep=learner is not None,
+                    )
+            if learner is not None:
+                ready = []
+                while self._pending and self._pending[0].day + release_lag <= d:
+                    ready.append(self._pending.popleft().batch)
+                for b in ready:
+                    learner(b)
+            if outp is not None and (d + 1) % flush_days == 0:
+                self._flush(outp, final=False, before_day=d + 1)
+        if outp is not None:
+            self._flush(outp, final=True, before_day=days)
+            self.catalog.write_snapshot(outp / "catalog")
+            self._write_population(outp)
+        summary = self._summary(pol, days, outp)
+        if outp is not None:
+            self._write_manifest(outp, pol, days, epsilon, summary)
+        return summary
+
+    # -------------------------------------------------------------- internals
+    def _next_day(self, d: int) -> None:
+        self.history.advance(d)
+        pop = self.population
+        pop.fatigue *= self._decay[None, :]
+        changed: list[I64] = []
+        for hcp, topic, advance, _day in self._effects.pop(d, []):
+            k = pop.knowledge[hcp, topic]
+            pop.knowledge[hcp, topic] = k + self.config.knowledge_gain * (1.0 - k)
+            adv = np.unique(hcp[advance])
+            if adv.size:
+                pop.stage[adv] = np.minimum(pop.stage[adv] + 1, 5)
+                changed.append(adv)
+        e = self.chan_pos.get("email")
+        for hcp in self._unsubs.pop(d, []):
+            if e is not None:
+                pop.consent[hcp, e] = False
+                changed.append(hcp)
+        if changed:
+            idx = np.unique(np.concatenate(changed))
+            self.profile_json[idx] = np.array(pop.profile_json(idx), dtype=object)
+        self._day_index = d
+
+    def _decide(
+        self,
+        pol: BatchPolicy,
+        requester: Requester,
+        channels: tuple[str, ...],
+        hcp: I64,
+        d: int,
+        the_day: date,
+        approved: npt.NDArray[np.bool_],
+        keep: bool,
+    ) -> None:
+        pop = self.population
+        elig = self.eligible(hcp, channels, approved)
+        counts = elig.sum(axis=1)
+        has = counts > 0
+        self._stats.skipped += int((~has).sum())
+        if not has.all():
+            hcp, elig, counts = hcp[has], elig[has], counts[has]
+        n = hcp.shape[0]
+        if n == 0:
+            return
+        _, action = np.nonzero(elig)
+        action = action.astype(np.int64)
+        offsets = np.zeros(n + 1, dtype=np.int64)
+        np.cumsum(counts, out=offsets[1:])
+        sizes = counts.astype(np.int64)
+        seg = np.repeat(np.arange(n), sizes)
+        start_us = (
+            int(datetime(the_day.year, the_day.month, the_day.day, tzinfo=UTC).timestamp())
+            * 1_000_000
+        )
+        spread = int(requester.spread_hours * HOUR_US)
+        ts_us = (
+            start_us
+            + int(requester.hour * HOUR_US)
+            + self.rng_ids.integers(0, spread // 1000, size=n) * 1000
+        )
+        eids = event_ids(ts_us // 1000, self.rng_ids)
+        request_json = json.dumps(
+            {"requester": requester.name}, sort_keys=True, separators=(",", ":")
+        )
+        contexts = self.builder.build(the_day, self.profile_json, self.history, hcp, request_json)
+        probs_all = self.response.probabilities(pop, hcp[seg], action)
+        truth = self.response.expected_reward(probs_all)
+        batch = DecisionBatch(
+            day=the_day,
+            day_index=d,
+            requester=requester.name,
+            event_ids=eids,
+            contexts=contexts,
+            offsets=offsets,
+            action_index=action,
+            catalog=self.catalog,
+            specialties=pop.specialties,
+            specialty=pop.specialty[hcp],
+            decile=pop.decile[hcp],
+            expected_rewards=truth if getattr(pol, "uses_ground_truth", False) else None,
+        )
+        p, chosen = pol.decide_batch(batch)
+        p = np.asarray(p, dtype=np.float64)
+        chosen = np.asarray(chosen, dtype=np.int64)
+        self._check_policy_output(pol, p, chosen, offsets, sizes)
+        flat = offsets[:-1] + chosen
+        chosen_action = action[flat]
+        propensity = p[flat]
+        # ----- outcomes of the executed actions
+        exec_probs = probs_all.take(flat)
+        sampled = self.response.sample(exec_probs, self.rng_outcomes)
+        ch = self._action_channel[chosen_action]
+        topic = self._action_topic[chosen_action]
+        item = self._action_item[chosen_action]
+        ev_entry = sampled.entry
+        ev_delay_us = np.rint(sampled.delay_days * DAY_US).astype(np.int64)
+        ev_ts = ts_us[ev_entry] + ev_delay_us
+        ev_day = (ev_ts - self._start_us) // DAY_US
+        window = float(self.reward_definition.window_days)
+        in_window = sampled.delay_days <= window
+        reward = self._rewards(n, ch, sampled.entry, sampled.type_code, in_window)
+        # ----- state changes: touches, fatigue, repeats, history
+        pop.fatigue[hcp, ch] += 1.0
+        np.add.at(pop.seen, (hcp, item), 1)
+        self.last_sent[hcp, ch] = d
+        self.history.record_touches(d, hcp, ch, item, ts_us)
+        eng = self._engagement_code[sampled.type_code]
+        if eng.any():
+            e_ent = ev_entry[eng]
+            self.history.record_engagements(ev_day[eng], hcp[e_ent], ch[e_ent], topic[e_ent])
+        know = self._knowledge_code[sampled.type_code]
+        if know.any():
+            k_ent = ev_entry[know]
+            first_day = np.full(n, np.iinfo(np.int64).max)
+            np.minimum.at(first_day, k_ent, ev_day[know])
+            engaged = np.flatnonzero(first_day < np.iinfo(np.int64).max)
+            match = self.response.stage_match[pop.stage[hcp[engaged]], topic[engaged]]
+            adv = self.rng_outcomes.random(engaged.size) < self.config.advance_prob * (1 + match)
+            eff_day = first_day[engaged] + 1
+            for dd in np.unique(eff_day):
+                sel = eff_day == dd
+                self._effects[int(dd)].append(
+                    (hcp[engaged[sel]], topic[engaged[sel]], adv[sel], np.int64(dd))
+                )
+        uns = self._unsub_code[sampled.type_code]
+        if uns.any():
+            for ent, dd in zip(ev_entry[uns], ev_day[uns], strict=True):
+                self._unsubs[int(dd) + 1].append(np.array([hcp[ent]], dtype=np.int64))
+        # ----- log rows
+        self._stats.add(
+            requester.name,
+            n,
+            int(sizes.sum()),
+            ch,
+            sampled.type_code,
+            ev_entry,
+            in_window,
+            reward,
+            truth[flat],
+        )
+        bufs = self._bufs
+        bufs["decisions"].add(
+            event_id=eids,
+            ts=ts_us,
+            hcp=hcp,
+            requester=requester.name,
+            channels=channels,
+            context=contexts,
+            sizes=sizes,
+            action=action,
+            probabilities=p,
+            chosen=chosen,
+            chosen_action=chosen_action,
+            propensity=propensity,
+            model_version=pol.model_version,
+            policy=pol.name,
+        )
+        bufs["touches"].add(hcp=hcp, ts=ts_us, channel=ch, item=item)
+        bufs["ground_truth"].add(event_id=eids, ts=ts_us, sizes=sizes, truth=truth)
+        bufs["outcomes"].add(
+            event_id=eids[ev_entry],
+            ts=ev_ts,
+            day=ev_day,
+            type_code=sampled.type_code,
+            channel=ch[ev_entry],
+        )
+        if keep:
+            self._pending.append(
+                _Pending(
+                    d,
+                    LearnBatch(
+                        event_ids=eids,
+                        contexts=contexts,
+                        offsets=offsets,
+                        action_index=action,
+                        probabilities=p,
+                        chosen=chosen,
+                        propensity=propensity,
+                        reward=reward,
+                    ),
+                )
+            )
+
+    @property
+    def _start_us(self) -> int:
+        s = self.start
+        return int(datetime(s.year, s.month, s.day, tzinfo=UTC).timestamp()) * 1_000_000
+
+    def _check_policy_output(
+        self, pol: BatchPolicy, p: F64, chosen: I64, offsets: I64, sizes: I64
+    ) -> None:
+        name = getattr(pol, "name", type(pol).__name__)
+        m = int(offsets[-1])
+        if p.shape != (m,) or chosen.shape != (sizes.shape[0],):
+            raise PolicyError(
+                f"{name}: decide_batch returned shapes {p.shape}, {chosen.shape}; "
+                f"expected ({m},), ({sizes.shape[0]},)"
+            )
+        if not np.all(np.isfinite(p)) or np.any(p < 0) or np.any(p > 1):
+            raise PolicyError(f"{name}: probabilities outside [0, 1]")
+        sums = np.add.reduceat(p, offsets[:-1])
+        if np.any(np.abs(sums - 1.0) > 1e-6):
+            bad = int(np.flatnonzero(np.abs(sums - 1.0) > 1e-6)[0])
+            raise PolicyError(f"{name}: probabilities of decision {bad} sum to {sums[bad]}")
+        if np.any(chosen < 0) or np.any(chosen >= sizes):
+            raise PolicyError(f"{name}: a chosen position is outside its decision")
+        if np.any(p[offsets[:-1] + chosen] <= 0):
+            raise PolicyError(f"{name}: chose an action it gave probability 0")
+
+    def _rewards(
+        self, n: int, ch: I64, entry: I64, code: I64, in_window: npt.NDArray[np.bool_]
+    ) -> F64:
+        """Reward of each executed decision from its in-window outcomes, shape (n,)."""
+        resp = self.response
+        gate = np.zeros(n, dtype=bool)
+        prim = np.zeros(n, dtype=bool)
+        sec = np.zeros(n, dtype=bool)
+        side = np.zeros(n, dtype=bool)
+        c_ev = ch[entry]
+        for arr, codes in (
+            (gate, resp.gate_code),
+            (prim, resp.primary_code),
+            (sec, resp.secondary_code),
+            (side, resp.side_code),
+        ):
+            hit = in_window & (code == codes[c_ev])
+            arr[entry[hit]] = True
+        gate |= ~resp.has_gate[ch]
+        state = np.where(sec, BOTH, np.where(prim, PRIMARY_ONLY, NEITHER))
+        return resp.reward_table[ch, gate.astype(np.int64), state, side.astype(np.int64)]
+
+    # ------------------------------------------------------------------ output
+    def _flush(self, out: Path, final: bool, before_day: int) -> None:
+        dec = self._bufs["decisions"].take()
+        if dec:
+            logio.append(out, "decisions", self._decisions_table(dec))
+        tch = self._bufs["touches"].take()
+        if tch:
+            hcp = np.concatenate(tch["hcp"])
+            table = pa.table(
+                {
+                    "hcp_id": pa.array(self.population.hcp_ids[hcp], pa.string()),
+                    "ts": pa.array(np.concatenate(tch["ts"]), TOUCHES.field("ts").type),
+                    "channel": pa.array(
+                        np.array(self.channels, dtype=object)[np.concatenate(tch["channel"])],
+                        pa.string(),
+                    ),
+                    "content_id": pa.array(
+                        self._item_ids[np.concatenate(tch["item"])], pa.string()
+                    ),
+                    "origin": pa.array(np.full(hcp.shape[0], "ours", dtype=object), pa.string()),
+                },
+                schema=TOUCHES,
+            )
+            logio.append(out, "touches", table)
+        gt = self._bufs["ground_truth"].take()
+        if gt:
+            sizes = np.concatenate(gt["sizes"])
+            offsets = np.zeros(sizes.shape[0] + 1, dtype=np.int64)
+            np.cumsum(sizes, out=offsets[1:])
+            table = pa.table(
+                {
+                    "event_id": pa.array(np.concatenate(gt["event_id"]), pa.string()),
+                    "ts": pa.array(np.concatenate(gt["ts"]), GROUND_TRUTH.field("ts").type),
+                    "reward_definition": pa.array(
+                        np.full(sizes.shape[0], self.reward_definition.id, dtype=object),
+                        pa.string(),
+                    ),
+                    "expected_rewards": _list_array(
+                        offsets, pa.array(np.concatenate(gt["truth"]), pa.float64())
+                    ),
+                },
+                schema=GROUND_TRUTH,
+            )
+            logio.append(out, "ground_truth", table)
+        oc = self._bufs["outcomes"].take()
+        if oc:
+            cols = {k: np.concatenate(v) for k, v in oc.items()}
+            if not final:
+                # outcomes of days still to come wait, so each day gets exactly one part
+                later = cols["day"] >= before_day
+                self._bufs["outcomes"].add(**{k: v[later] for k, v in cols.items()})
+                cols = {k: v[~later] for k, v in cols.items()}
+            n = cols["event_id"].shape[0]
+            if n:
+                order = np.lexsort((cols["type_code"], cols["event_id"], cols["ts"]))
+                cols = {k: v[order] for k, v in cols.items()}
+                sources = np.array(
+                    [OUTCOME_SOURCE.get(c, "simulator") for c in self.channels], dtype=object
+                )
+                table = pa.table(
+                    {
+                        "event_id": pa.array(cols["event_id"], pa.string()),
+                        "ts": pa.array(cols["ts"], OUTCOMES.field("ts").type),
+                        "type": self._type_names.take(pa.array(cols["type_code"])),
+                        "value": pa.array(np.ones(n), pa.float64()),
+                        "source": pa.array(sources[cols["channel"]], pa.string()),
+                        "source_id": pa.array(np.full(n, "sim", dtype=object), pa.string()),
+                    },
+                    schema=OUTCOMES,
+                )
+                logio.append(out, "outcomes", table)
+
+    def _decisions_table(self, dec: Mapping[str, list[Any]]) -> pa.Table:
+        sizes = np.concatenate(dec["sizes"])
+        nrows = sizes.shape[0]
+        offsets = np.zeros(nrows + 1, dtype=np.int64)
+        np.cumsum(sizes, out=offsets[1:])
+        per_batch = [len(e) for e in dec["event_id"]]
+        requester = np.repeat(np.array(dec["requester"], dtype=object), per_batch)
+        chan_lists = [list(c) for c in dec["channels"]]
+        chan_idx = np.repeat(np.arange(len(chan_lists)), per_batch)
+        chan_sizes = np.array([len(c) for c in chan_lists], dtype=np.int64)[chan_idx]
+        chan_off = np.zeros(nrows + 1, dtype=np.int64)
+        np.cumsum(chan_sizes, out=chan_off[1:])
+        chan_values = [c for i in chan_idx.tolist() for c in chan_lists[i]]
+        hcp = np.concatenate(dec["hcp"])
+        chosen_action = np.concatenate(dec["chosen_action"])
+        empty_supp = pa.ListArray.from_arrays(
+            pa.array(np.zeros(nrows + 1, dtype=np.int32)), pa.array([], SUPPRESSION)
+        )
+        return pa.table(
+            {
+                "event_id": pa.array(np.concatenate(dec["event_id"]), pa.string()),
+                "ts": pa.array(np.concatenate(dec["ts"]), DECISIONS.field("ts").type),
+                "hcp_id": pa.array(self.population.hcp_ids[hcp], pa.string()),
+                "requester": pa.array(requester, pa.string()),
+                "channels_requested": _list_array(chan_off, pa.array(chan_values, pa.string())),
+                "context": pa.array(np.concatenate(dec["context"]), pa.string()),
+                "catalog_version": pa.array(
+                    np.full(nrows, self.catalog.version, dtype=object), pa.string()
+                ),
+                "action_ids": _list_array(
+                    offsets, self._action_ids.take(pa.array(np.concatenate(dec["action"])))
+                ),
+                "probabilities": _list_array(
+                    offsets, pa.array(np.concatenate(dec["probabilities"]), pa.float64())
+                ),
+                "chosen_index": pa.array(np.concatenate(dec["chosen"]).astype(np.int32)),
+                "chosen_action_id": self._action_ids.take(pa.array(chosen_action)),
+                "propensity": pa.array(np.concatenate(dec["propensity"]), pa.float64()),
+                "policy": pa.array(
+                    np.repeat(np.array(dec["policy"], dtype=object), per_batch), pa.string()
+                ),
+                "model_version": pa.array(
+                    np.repeat(np.array(dec["model_version"], dtype=object), per_batch),
+                    pa.string(),
+                ),
+                "suppressed": empty_supp,
+                "activated": pa.array(np.ones(nrows, dtype=bool)),
+            },
+            schema=DECISIONS,
+        )
+
+    def _write_population(self, out: Path) -> None:
+        import pyarrow.parquet as pq
+
+        path = out / "population.parquet"
+        tmp = out / ".population.parquet.tmp"
+        pq.write_table(self.initial_population, tmp, compression="zstd")
+        tmp.replace(path)
+
+    def _write_manifest(
+        self, out: Path, pol: BatchPolicy, days: int, epsilon: float | None, summary: Summary
+    ) -> None:
+        def version(pkg: str) -> str:
+            try:
+                return importlib.metadata.version(pkg)
+            except importlib.metadata.PackageNotFoundError:
+                return "unknown"
+
+        pol_params = getattr(getattr(pol, "policy", None), "params", None)
+        manifest = {
+            "writer": "simulators.hcp",
+            "hcps": self.population.n,
+            "days": days,
+            "start": self.start.isoformat(),
+            "seed": self.seed,
+            "policy": pol.name,
+            "model_version": pol.model_version,
+            "epsilon": epsilon,
+            "policy_params": pol_params,
+            "catalog_version": self.catalog.version,
+            "reward_definition": self.reward_definition.id,
+            "world_params": self.config.params,
+            "requesters": [asdict(r) for r in REQUESTERS],
+            "rep_capacity_per_day": self.rep_capacity,
+            "email_cap_per_day": self.email_cap,
+            "versions": {
+                "nba": version("nba"),
+                "numpy": np.__version__,
+                "pyarrow": pa.__version__,
+                "python": platform.python_version(),
+            },
+            "summary": {k: v for k, v in summary.to_dict().items() if k not in ("out",)},
+        }
+        text = json.dumps(manifest, sort_keys=True, indent=1, default=str)
+        tmp = out / ".manifest.json.tmp"
+        tmp.write_text(text + "\n", encoding="utf-8")
+        tmp.replace(out / "manifest.json")
+
+    def _summary(self, pol: BatchPolicy, days: int, out: Path | None) -> Summary:
+        st = self._stats
+        types = self.response.outcome_types
+        by_channel: dict[str, dict[str, float]] = {}
+        code = {t: i for i, t in enumerate(types)}
+        for c, ch in enumerate(self.channels):
+            nd = int(st.decisions_by_channel[c])
+            if nd == 0:
+                continue
+            row: dict[str, float] = {"decisions": float(nd)}
+            counts = st.events[c]
+            if ch == "email":
+                delivered = counts[code["delivered"]]
+                opened = counts[code["opened"]]
+                row["delivery_rate"] = delivered / nd
+                row["open_rate"] = opened / delivered if delivered else 0.0
+                row["click_rate"] = counts[code["clicked"]] / delivered if delivered else 0.0
+                row["click_to_open"] = counts[code["clicked"]] / opened if opened else 0.0
+                row["unsubscribe_rate"] = (
+                    counts[code["unsubscribed"]] / delivered if delivered else 0.0
+                )
+            else:
+                model = self.response.models[c]
+                for t in (model.primary, model.secondary):
+                    if t is not None:
+                        row[f"{t}_rate"] = counts[code[t]] / nd
+            by_channel[ch] = row
+        unsub = int(st.events[:, code["unsubscribed"]].sum()) if "unsubscribed" in code else 0
+        return Summary(
+            policy=pol.name,
+            hcps=self.population.n,
+            days=days,
+            seed=self.seed,
+            decisions=st.decisions,
+            skipped=st.skipped,
+            mean_eligible=st.eligible / st.decisions if st.decisions else 0.0,
+            outcomes=int(st.events.sum()),
+            late_outcomes=st.late,
+            unsubscribes=unsub,
+            reward_mean=st.reward / st.decisions if st.decisions else 0.0,
+            expected_reward_mean=st.truth / st.decisions if st.decisions else 0.0,
+            reward_definition=self.reward_definition.id,
+            by_channel=by_channel,
+            by_requester=dict(st.by_requester),
+            no_see_share=float(self.population.no_see.mean()),
+            out=None if out is None else str(out),
+        )
+
+
+class _Stats:
+    def __init__(self, n_channels: int, n_types: int) -> None:
+        self.decisions = 0
+        self.skipped = 0
+        self.eligible = 0
+        self.late = 0
+        self.reward = 0.0
+        self.truth = 0.0
+        self.decisions_by_channel = np.zeros(n_channels, dtype=np.int64)
+        self.events = np.zeros((n_channels, n_types), dtype=np.int64)
+        self.by_requester: dict[str, int] = defaultdict(int)
+
+    def add(
+        self,
+        requester: str,
+        n: int,
+        m: int,
+        ch: I64,
+        code: I64,
+        entry: I64,
+        in_window: npt.NDArray[np.bool_],
+        reward: F64,
+        truth: F64,
+    ) -> None:
+        self.decisions += n
+        self.eligible += m
+        self.by_requester[requester] += n
+        self.decisions_by_channel += np.bincount(ch, minlength=self.decisions_by_channel.shape[0])
+        np.add.at(self.events, (ch[entry], code), 1)
+        self.late += int((~in_window).sum())
+        self.reward += float(reward.sum())
+        self.truth += float(truth.sum())
+
+
+def _load_catalog(catalog: Catalog | str | Path | None) -> Catalog:
+    if catalog is None or isinstance(catalog, Catalog):
+        return catalog or Catalog.default()
+    return Catalog.load(catalog)
+
+
+def _load_reward(rd: RewardDefinition | str | Path | None) -> RewardDefinition:
+    if rd is None or isinstance(rd, RewardDefinition):
+        return rd or RewardDefinition.default()
+    return RewardDefinition.load(rd)
+
+
+def simulate(
+    hcps: int,
+    days: int,
+    policy: str | BatchPolicy = "campaign",
+    seed: int = 0,
+    out: str | Path | None = None,
+    start: date = DEFAULT_START,
+    epsilon: float | None = None,
+    catalog: Catalog | str | Path | None = None,
+    reward_definition: RewardDefinition | str | Path | None = None,
+    config: WorldConfig | None = None,
+    progress: bool = False,
+) -> Summary:
+    """Build a world and run it: the Python API behind ``nba simulate``.
+
+    Parameters
+    ----------
+    hcps, days : int
+    policy : {"uniform", "campaign", "segment", "oracle"} or BatchPolicy
+    seed : int
+    out : path, optional
+        Where to write the event log, catalog snapshot, population and manifest.
+    start : date
+    epsilon : float, optional
+        Exploration of the named policy (defaults: campaign/segment 0.1, oracle 0).
+    catalog, reward_definition : object or path, optional
+    config : WorldConfig, optional
+    progress : bool
+
+    Returns
+    -------
+    Summary
+    """
+    if epsilon is not None and not (0.0 <= epsilon <= 1.0):
+        raise SimulationError(f"epsilon must be in [0, 1], got {epsilon!r}")
+    if isinstance(policy, str) and policy not in WORLD_POLICIES:
+        raise SimulationError(
+            f"unknown policy {policy!r}; expected one of {', '.join(WORLD_POLICIES)}"
+        )
+    world = World(
+        hcps,
+        catalog=_load_catalog(catalog),
+        config=config,
+        reward_definition=_load_reward(reward_definition),
+        seed=seed,
+        start=start,
+    )
+    return world.run(days, policy=policy, out=out, epsilon=epsilon, progress=progress)
+
+
+__all__ = [
+    "DEFAULT_START",
+    "REQUESTERS",
+    "Requester",
+    "SimulationError",
+    "SimulatorConfigError",
+    "Summary",
+    "World",
+    "simulate",
+]
