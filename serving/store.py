@@ -18,6 +18,9 @@ Concurrency and durability
   crash, not only a killed process. ``synchronous="NORMAL"`` is faster and
   still survives a killed process (SIGKILL), but the last commits may be lost
   if the machine itself goes down; choose it only if that is acceptable.
+- A connection must never cross a ``fork()`` (SQLite loses track of its locks
+  in the child and committed WAL frames can be lost): the store closes its
+  connections before any fork and reopens them lazily on either side.
 - Timestamps are stored as integer microseconds since the Unix epoch (UTC).
 - Nothing here logs; error messages name events, never HCP identifiers.
 
@@ -42,6 +45,7 @@ import json
 import os
 import sqlite3
 import threading
+import weakref
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -150,6 +154,35 @@ CREATE TABLE IF NOT EXISTS catalogs (version TEXT PRIMARY KEY, snapshot TEXT NOT
 """
 
 
+#: Stores of this process; their connections are closed before any fork(), because an
+#: SQLite connection carried across fork() corrupts the lock state of the child and
+#: can lose committed WAL frames (see https://sqlite.org/howtocorrupt.html, 2.6).
+_OPEN_STORES: weakref.WeakSet[EventStore] = weakref.WeakSet()
+
+
+def _close_connections(conns: list[sqlite3.Connection]) -> None:
+    for con in conns:
+        try:
+            con.close()
+        except sqlite3.Error:  # pragma: no cover - closing is best effort
+            pass
+    conns.clear()
+
+
+def _close_stores_before_fork() -> None:
+    for store in list(_OPEN_STORES):
+        store._close_all()
+
+
+def _reset_stores_in_child() -> None:
+    for store in list(_OPEN_STORES):
+        store._conns_lock = threading.Lock()
+        store._conns.clear()
+
+
+os.register_at_fork(before=_close_stores_before_fork, after_in_child=_reset_stores_in_child)
+
+
 class StoreError(ValidationError):
     """A store call was refused; the message says why (never with an HCP id)."""
 
@@ -241,6 +274,12 @@ class EventStore:
         self.synchronous = synchronous.upper()
         self.busy_timeout_s = float(busy_timeout_s)
         self._local = threading.local()
+        self._conns: list[sqlite3.Connection] = []
+        self._conns_lock = threading.Lock()
+        self._generation = 0
+        _OPEN_STORES.add(self)
+        # sqlite3 connections can sit in reference cycles; close them when the store goes
+        weakref.finalize(self, _close_connections, self._conns)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         con = self._conn()
         mode = con.execute("PRAGMA journal_mode=WAL").fetchone()[0]
@@ -266,13 +305,31 @@ class EventStore:
     def _conn(self) -> sqlite3.Connection:
         loc = self._local
         con: sqlite3.Connection | None = getattr(loc, "con", None)
-        if con is None or getattr(loc, "pid", None) != os.getpid():
-            con = sqlite3.connect(str(self.path), timeout=self.busy_timeout_s, isolation_level=None)
+        if (
+            con is None
+            or getattr(loc, "pid", None) != os.getpid()
+            or getattr(loc, "gen", None) != self._generation
+        ):
+            # check_same_thread=False only so that the fork hook may close it; each
+            # connection is still used by the one thread that opened it
+            con = sqlite3.connect(
+                str(self.path),
+                timeout=self.busy_timeout_s,
+                isolation_level=None,
+                check_same_thread=False,
+            )
             con.execute(f"PRAGMA busy_timeout={int(self.busy_timeout_s * 1000)}")
             con.execute(f"PRAGMA synchronous={self.synchronous}")
-            loc.con = con
-            loc.pid = os.getpid()
+            loc.con, loc.pid, loc.gen = con, os.getpid(), self._generation
+            with self._conns_lock:
+                self._conns.append(con)
         return con
+
+    def _close_all(self) -> None:
+        """Close every connection of this process (all threads); they reopen lazily."""
+        with self._conns_lock:
+            _close_connections(self._conns)
+            self._generation += 1
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
@@ -286,11 +343,8 @@ class EventStore:
         con.execute("COMMIT")
 
     def close(self) -> None:
-        """Close this thread's connection (others close when their thread ends)."""
-        con = getattr(self._local, "con", None)
-        if con is not None and getattr(self._local, "pid", None) == os.getpid():
-            con.close()
-        self._local.con = None
+        """Close this store's connections in this process (they reopen on next use)."""
+        self._close_all()
 
     def __enter__(self) -> EventStore:
         return self
