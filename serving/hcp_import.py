@@ -72,11 +72,16 @@ def _consents(v: Any, where: str) -> frozenset[str]:
 def read_table(data: bytes, fmt: Format) -> pa.Table:
     try:
         if fmt == "parquet":
-            return pq.read_table(io.BytesIO(data))
-        opts = pacsv.ConvertOptions(column_types={c: pa.string() for c in (*REQUIRED, *OPTIONAL)})
-        return pacsv.read_csv(io.BytesIO(data), convert_options=opts)
-    except (pa.ArrowInvalid, pa.ArrowTypeError, OSError) as exc:
-        raise ImportError_(f"cannot read the {fmt} upload: {exc}") from exc
+            table = pq.read_table(io.BytesIO(data))
+        else:
+            opts = pacsv.ConvertOptions(
+                column_types={c: pa.string() for c in (*REQUIRED, *OPTIONAL)}
+            )
+            table = pacsv.read_csv(io.BytesIO(data), convert_options=opts)
+        _ = table.column_names  # names must decode as UTF-8
+    except (pa.ArrowException, OSError, UnicodeDecodeError, ValueError) as exc:
+        raise ImportError_(f"cannot read the {fmt} upload: {type(exc).__name__}: {exc}") from None
+    return table
 
 
 def read_profiles(data: bytes, filename: str | None) -> list[HCPProfile]:
@@ -93,7 +98,11 @@ def read_profiles(data: bytes, filename: str | None) -> list[HCPProfile]:
     out: list[HCPProfile] = []
     seen: dict[str, int] = {}
     cols = [c for c in (*REQUIRED, *OPTIONAL) if c in table.column_names]
-    for i, row in enumerate(table.select(cols).to_pylist()):
+    try:
+        rows = table.select(cols).to_pylist()
+    except (pa.ArrowException, UnicodeDecodeError, ValueError) as exc:
+        raise ImportError_(f"{fmt} upload: cannot read its rows: {exc}") from None
+    for i, row in enumerate(rows):
         where = f"row {i + 1}"
         hid = row.get("hcp_id")
         if hid is None or not str(hid).strip():
