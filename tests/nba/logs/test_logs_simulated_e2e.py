@@ -14,17 +14,17 @@ from click.testing import CliRunner
 
 from nba.reward import RewardDefinition
 from nba_cli.main import main
-from simulators.hcp.world import simulate
+from simulators.hcp.world import Summary, simulate
 
 
 @pytest.fixture(scope="module")
-def sim_dir(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, object]:
+def sim_dir(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Summary]:
     out = tmp_path_factory.mktemp("sim")
     summary = simulate(hcps=300, days=21, policy="campaign", seed=7, out=out)
     return out, summary
 
 
-def test_join_agrees_with_the_simulator(tmp_path: Path, sim_dir: tuple[Path, object]) -> None:
+def test_join_agrees_with_the_simulator(tmp_path: Path, sim_dir: tuple[Path, Summary]) -> None:
     logs, summary = sim_dir
     out = tmp_path / "joined.parquet"
     res = CliRunner().invoke(
@@ -32,17 +32,17 @@ def test_join_agrees_with_the_simulator(tmp_path: Path, sim_dir: tuple[Path, obj
     )
     assert res.exit_code == 0, res.output
     t = pq.read_table(out)
-    assert t.num_rows == summary.decisions  # type: ignore[attr-defined]
+    assert t.num_rows == summary.decisions
     assert set(t.column("reward_definition").to_pylist()) == {RewardDefinition.default().id}
-    assert summary.reward_definition == RewardDefinition.default().id  # type: ignore[attr-defined]
+    assert summary.reward_definition == RewardDefinition.default().id
     assert pc.mean(t.column("reward")).as_py() == pytest.approx(
-        summary.reward_mean,  # type: ignore[attr-defined]
+        summary.reward_mean,
         abs=1e-9,
     )
-    assert f"late_outcomes: {summary.late_outcomes}" in res.output  # type: ignore[attr-defined]
+    assert f"late_outcomes: {summary.late_outcomes}" in res.output
 
 
-def test_vw_learns_from_simulated_export(tmp_path: Path, sim_dir: tuple[Path, object]) -> None:
+def test_vw_learns_from_simulated_export(tmp_path: Path, sim_dir: tuple[Path, Summary]) -> None:
     logs, _ = sim_dir
     out = tmp_path / "train.dsjson"
     res = CliRunner().invoke(
