@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import date, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -35,6 +35,7 @@ def _joined_from_source(
     since: date | None,
     until: date | None,
     activated_only: bool,
+    store: Path | None = None,
 ) -> tuple[JoinResult, Path | None]:
     """The joined decisions and the directory holding their catalog snapshots.
 
@@ -43,12 +44,37 @@ def _joined_from_source(
     """
     from nba.logs.join import load_joined
 
+    if logs is not None and store is not None:
+        raise click.UsageError("give either --logs DIR or --store DB, not both")
+    if store is not None:
+        # the store's decisions go through the same join as any log directory
+        logs = _store_to_log_dir(store, since, until)
     if logs is not None:
         result = load_joined(
             logs, reward_def, since=since, until=until, activated_only=activated_only
         )
         return result, logs
-    raise click.UsageError("give the source of the decisions: --logs DIR")
+    raise click.UsageError("give the source of the decisions: --logs DIR or --store DB")
+
+
+def _open_store(store: Path) -> Any:
+    from serving.store import EventStore
+
+    if not store.is_file():
+        raise click.UsageError(f"--store: no event store database at {store}")
+    return EventStore(store)
+
+
+def _store_to_log_dir(store: Path, since: date | None, until: date | None) -> Path:
+    """Export the service's event store into a temporary log directory (removed at exit)."""
+    import atexit
+    import shutil
+    import tempfile
+
+    tmp = Path(tempfile.mkdtemp(prefix="nba-store-export-"))
+    atexit.register(shutil.rmtree, tmp, ignore_errors=True)
+    _open_store(store).export(tmp, since=since, until=until)
+    return tmp
 
 
 @click.group()
@@ -64,6 +90,13 @@ def logs() -> None:
     help="Log directory (decisions/, outcomes/, catalog/).",
 )
 @click.option(
+    "--store",
+    "store_db",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="The service's event store (SQLite) as the source instead of --logs.",
+)
+@click.option(
     "--reward-def",
     type=click.Path(dir_okay=False, path_type=Path),
     default=None,
@@ -72,11 +105,17 @@ def logs() -> None:
 @click.option(
     "--format",
     "fmt",
-    type=click.Choice(["parquet", "dsjson"]),
-    required=True,
-    help="parquet: the joined table; dsjson: one VW DSJSON line per decision.",
+    type=click.Choice(["parquet", "dsjson", "log"]),
+    default=None,
+    help="parquet: the joined table; dsjson: one VW DSJSON line per decision; "
+    "log: the raw Parquet event log directory (with --store; the default then).",
 )
-@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True)
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    required=True,
+    help="Output file (parquet, dsjson) or log directory (log).",
+)
 @click.option(
     "--since", type=click.DateTime(["%Y-%m-%d"]), default=None, help="First day (inclusive)."
 )
@@ -91,23 +130,47 @@ def logs() -> None:
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def export_cmd(
     logs_dir: Path | None,
+    store_db: Path | None,
     reward_def: Path | None,
-    fmt: str,
+    fmt: str | None,
     out: Path,
     since: datetime | None,
     until: datetime | None,
     include_inactive: bool,
     quiet: bool,
 ) -> None:
-    """Join decisions to their reward and write them as Parquet or DSJSON."""
+    """Join decisions to their reward and write them as Parquet or DSJSON, or write
+    the service's event store (--store) out as a Parquet event log (--format log)."""
     import pyarrow.parquet as pq
 
     from nba.logs.dsjson import export_dsjson, load_catalogs
 
+    if fmt is None:
+        if store_db is None:
+            raise click.UsageError("missing option --format (parquet or dsjson)")
+        fmt = "log"
+    if fmt == "log":
+        if store_db is None or logs_dir is not None:
+            raise click.UsageError("--format log exports an event store: give --store DB only")
+        try:
+            counts = _open_store(store_db).export(out, since=_day(since), until=_day(until))
+        except ValidationError as exc:
+            raise click.ClickException(str(exc)) from exc
+        for key, value in counts.items():
+            click.echo(f"{key}: {value}")
+        click.echo(f"wrote the event log to {out}")
+        return
+    if out.is_dir():
+        raise click.UsageError(f"--out {out} is a directory; --format {fmt} writes a file")
     try:
         rd = _load_reward_def(reward_def)
         result, catalog_dir = _joined_from_source(
-            logs_dir, rd, _day(since), _day(until), activated_only=not include_inactive
+            logs_dir,
+            rd,
+            _day(since),
+            _day(until),
+            activated_only=not include_inactive,
+            store=store_db,
         )
         table = result.table
         if fmt == "parquet":
