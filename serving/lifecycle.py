@@ -58,7 +58,7 @@ class ModelRefused(Exception):
     """A candidate model failed to load or to score the canary requests."""
 
 
-def default_loader(uri: str) -> Policy:
+def default_loader(uri: str, tracking_uri: str | None = None) -> Policy:
     """Load a policy through the MLflow registry loader of the training layer
     (``training.registry.load_policy``); without it, a local path is loaded as a
     saved VW policy (predict-only)."""
@@ -74,7 +74,7 @@ def default_loader(uri: str) -> Policy:
         from nba.policies.vw import VWPolicy
 
         return VWPolicy.load(uri, predict_only=True)
-    return load_policy(uri)
+    return load_policy(uri, tracking_uri=tracking_uri)
 
 
 def version_of(policy: Policy) -> str:
@@ -119,15 +119,12 @@ def canary_contexts(catalog: Catalog, n: int, day: date) -> list[tuple[DecisionC
 def _fingerprint(uri: str, tracking_uri: str | None) -> str | None:
     """Something that changes when the model behind ``uri`` changes (None: unknown)."""
     if uri.startswith("models:/"):
-        name_ref = uri[len("models:/") :]
-        if "@" not in name_ref:
+        if "@" not in uri:
             return uri  # a fixed version never changes
-        name, alias = name_ref.split("@", 1)
-        from mlflow import MlflowClient
+        from training.registry import resolve_version
 
-        client = MlflowClient(tracking_uri=tracking_uri)
-        mv = client.get_model_version_by_alias(name, alias)
-        return f"{name}/{mv.version}"
+        name, version = resolve_version(uri, tracking_uri)
+        return f"{name}/{version}"
     p = Path(uri)
     if not p.exists():
         return None
@@ -169,7 +166,7 @@ class ModelManager:
         self.seed = seed
         self.canary_requests = canary_requests
         self.tracking_uri = tracking_uri
-        self.loader = loader or default_loader
+        self.loader: PolicyLoader = loader or (lambda u: default_loader(u, tracking_uri))
         self.on_swap = on_swap
         self._lock = threading.Lock()
         self._fingerprint: str | None = None

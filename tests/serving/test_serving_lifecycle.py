@@ -138,3 +138,29 @@ def test_reload_needs_admin(client: TestClient) -> None:
     assert r.status_code == 409 and r.json()["code"] == "model_refused"
     cur = client.get("/v1/models/current", headers=auth("admin")).json()
     assert cur["is_baseline"] is True
+
+
+@pytest.mark.slow
+def test_follows_the_mlflow_champion_alias(tmp_path: Path) -> None:
+    import mlflow
+
+    from training import mlflow_utils
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+
+    def register(policy: VWPolicy) -> str:
+        exp = mlflow_utils.experiment_id("serving-test", uri)
+        with mlflow.start_run(experiment_id=exp):
+            logged = mlflow_utils.log_policy_model(policy, alias="champion")
+        assert logged.version is not None
+        return logged.version
+
+    mm = ModelManager("models:/nba@champion", Catalog.default(), tracking_uri=uri)
+    assert not mm.start().swapped and mm.current.is_baseline  # nothing registered yet
+    v1 = register(_train("ignored", 0, 1))
+    res = mm.poll()
+    assert res is not None and res.swapped and mm.current.version == f"nba/{v1}"
+    assert mm.poll() is None
+    v2 = register(_train("ignored", 2, 3))
+    res = mm.poll()
+    assert res is not None and res.swapped and mm.current.version == f"nba/{v2}"
