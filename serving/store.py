@@ -778,16 +778,23 @@ class EventStore:
         ]
 
     def recent_feedback(
-        self, hcp_id: str, now: datetime, lookback_days: float = 365.0
+        self, hcp_id: str, now: datetime, lookback_days: float | None = None
     ) -> list[Feedback]:
-        """Dismissals and snoozes of the HCP that may still matter at ``now``.
+        """Dismissals and snoozes of the HCP given at or before ``now``, oldest first.
 
-        Returns those given in ``[now - lookback_days, now]`` plus any snooze with
-        an end date after ``now``; the contact policy decides which still apply.
-        Oldest first.
+        With ``lookback_days``, only those given in ``[now - lookback_days, now]``
+        plus any snooze still running at ``now``; by default all of them (they are
+        few per HCP). The contact policy decides which still apply.
         """
         now_us = _to_us(ensure_utc(now, "recent_feedback", "now"))
-        lo_us = now_us - int(lookback_days * 86_400 * 1_000_000)
+        if lookback_days is None:
+            lo_us = -(2**62)
+        else:
+            if not lookback_days >= 0:
+                raise StoreError(
+                    f"recent_feedback: lookback_days must be >= 0, not {lookback_days}"
+                )
+            lo_us = now_us - int(lookback_days * 86_400 * 1_000_000)
         rows = (
             self._conn()
             .execute(

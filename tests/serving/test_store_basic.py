@@ -217,6 +217,8 @@ def test_rep_feedback_kept_apart_and_read_back(store: EventStore) -> None:
     assert store.recent_feedback("h1", now=T0) == []
     assert [f.type for f in store.recent_feedback("h1", T0 + timedelta(days=3), 1)] == ["snoozed"]
     assert store.recent_feedback("h2", now=T0 + timedelta(days=1)) == []
+    with pytest.raises(StoreError, match="lookback_days must be >= 0"):
+        store.recent_feedback("h1", T0, lookback_days=-1)
 
 
 def test_feedback_from_the_store_drives_the_contact_policy(store: EventStore) -> None:
