@@ -316,7 +316,9 @@ class _Baseline(Policy):
         params = dict(blob["params"])
         params.pop("policy", None)
         cat = None if blob.get("catalog") is None else Catalog.from_dict(blob["catalog"], str(p))
-        return cls(catalog=cat, **params)
+        factory: Any = cls
+        built: _Baseline = factory(catalog=cat, **params)
+        return built
 
 
 def _check_epsilon(name: str, epsilon: float) -> float:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 import numpy.typing as npt
@@ -298,7 +298,7 @@ def make_policy(
     if name == "uniform":
         return UniformBatch(seed)
     if name == "campaign":
-        kw = {} if campaign_anchor is None else {"anchor": campaign_anchor}
+        kw: dict[str, Any] = {} if campaign_anchor is None else {"anchor": campaign_anchor}
         return CampaignBatch(CampaignPolicy(epsilon=eps, catalog=catalog, **kw), seed)
     if name == "segment":
         return SegmentBatch(SegmentPolicy(epsilon=eps, catalog=catalog), seed)

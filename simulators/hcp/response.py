@@ -317,9 +317,9 @@ class ResponseModel:
         self.fatigue_coef = np.array([cfg.fatigue_coef.get(c, 0.25) for c in self.channels])
         topics = catalog.topics
         self.stage_match = np.zeros((len(ADOPTION_STAGES), len(topics)))
-        for s, stage in enumerate(ADOPTION_STAGES):
-            for t, topic in enumerate(topics):
-                self.stage_match[s, t] = float(topic in cfg.stage_topics.get(stage, ()))
+        for si, stage in enumerate(ADOPTION_STAGES):
+            for ti, topic in enumerate(topics):
+                self.stage_match[si, ti] = float(topic in cfg.stage_topics.get(stage, ()))
         self.action_channel = catalog.action_channel_index.astype(np.int64)
         self.action_topic = catalog.action_topic_index.astype(np.int64)
         self.action_item = catalog.action_item_index.astype(np.int64)

@@ -228,7 +228,7 @@ class World:
         n, c = hcps, len(self.channels)
         self.last_sent = np.full((n, c), -(10**6), dtype=np.int64)
         self.last_rep_request = np.full(n, -(10**6), dtype=np.int64)
-        self._effects: dict[int, list[tuple[I64, I64, npt.NDArray[np.bool_], I64]]] = defaultdict(
+        self._effects: dict[int, list[tuple[I64, I64, npt.NDArray[np.bool_], int]]] = defaultdict(
             list
         )
         self._unsubs: dict[int, list[I64]] = defaultdict(list)
@@ -262,8 +262,8 @@ class World:
             e = self.chan_pos.get("email")
             if e is None:
                 return np.empty(0, dtype=np.int64)
-            cand = pop.consent[:, e] & (day - self.last_sent[:, e] >= cfg.email_min_gap_days)
-            due = np.flatnonzero(cand & (rng.random(n) < cfg.email_due_prob))
+            gap_ok = pop.consent[:, e] & (day - self.last_sent[:, e] >= cfg.email_min_gap_days)
+            due = np.flatnonzero(gap_ok & (rng.random(n) < cfg.email_due_prob))
             cap = max(1, int(cfg.email_cap_share * n))
             if due.size > cap:
                 due = np.sort(rng.choice(due, size=cap, replace=False))
@@ -461,10 +461,11 @@ class World:
             * 1_000_000
         )
         spread = int(requester.spread_hours * HOUR_US)
-        ts_us = (
+        ts_us: I64 = np.asarray(
             start_us
             + int(requester.hour * HOUR_US)
-            + self.rng_ids.integers(0, spread // 1000, size=n) * 1000
+            + self.rng_ids.integers(0, spread // 1000, size=n) * 1000,
+            dtype=np.int64,
         )
         eids = event_ids(ts_us // 1000, self.rng_ids)
         request_json = json.dumps(
@@ -528,7 +529,7 @@ class World:
             for dd in np.unique(eff_day):
                 sel = eff_day == dd
                 self._effects[int(dd)].append(
-                    (hcp[engaged[sel]], topic[engaged[sel]], adv[sel], np.int64(dd))
+                    (hcp[engaged[sel]], topic[engaged[sel]], adv[sel], int(dd))
                 )
         uns = self._unsub_code[sampled.type_code]
         if uns.any():
