@@ -826,7 +826,7 @@ class EventStore:
         (decision, type), by the channel and topic of the decision's chosen
         action (content unknown to ``catalog`` counts for its channel only);
         whole days since the last touch per channel within 90 days; the content
-        of the latest touch within 90 days.
+        of the latest touch before ``day``, however old (as the simulator does).
         """
         if isinstance(day, datetime) or not isinstance(day, date):
             raise StoreError(f"history: 'day' must be a date, got {type(day).__name__}")
@@ -841,8 +841,7 @@ class EventStore:
         ).fetchall()
         counts: dict[int, dict[str, int]] = {w: {} for w in HISTORY_WINDOWS}
         last_day: dict[str, date] = {}
-        last_content: str | None = None
-        for ts_us, channel, content_id in touches:
+        for ts_us, channel, _content_id in touches:
             tday = _from_us(ts_us).date()
             age = (day - tday).days
             for w in HISTORY_WINDOWS:
@@ -850,7 +849,12 @@ class EventStore:
                     counts[w][channel] = counts[w].get(channel, 0) + 1
             if channel not in last_day or tday > last_day[channel]:
                 last_day[channel] = tday
-            last_content = content_id
+        latest = con.execute(
+            "SELECT content_id FROM touches WHERE hcp_id=? AND ts_us<?"
+            " ORDER BY ts_us DESC, id DESC LIMIT 1",
+            (hcp_id, end_us),
+        ).fetchone()
+        last_content = None if latest is None else str(latest[0])
         eng_ch: dict[str, int] = {}
         for chosen in self._engaged(con, hcp_id, _day_start_us(day - timedelta(days=30)), end_us):
             ch = Action.parse(chosen).channel

@@ -108,6 +108,13 @@ def test_history_of_an_unknown_hcp_is_empty(store: EventStore) -> None:
     assert store.history("nobody", DAY, Catalog.default()) == History()
 
 
+def test_last_content_has_no_window(store: EventStore) -> None:
+    # like the simulator: the latest touch before the day, even when older than 90 days
+    old = store.history("h1", DAY + timedelta(days=200), Catalog.default())
+    assert old.touches_90d == {} and old.days_since_touch == {}
+    assert old.last_content_id == "c6"
+
+
 @pytest.mark.parametrize("bad", [datetime(2026, 3, 10, tzinfo=UTC), "2026-03-10"])
 def test_history_needs_a_date(store: EventStore, bad: Any) -> None:
     with pytest.raises(StoreError, match="'day' must be a date"):
