@@ -280,6 +280,27 @@ class _Checker:
         return float(value)
 
 
+_APPROVED_CACHE: dict[tuple[int, str, str, date], frozenset[str]] = {}
+_APPROVED_CACHE_MAX = 4096
+
+
+def _approved_actions(catalog: Catalog, market: str, day: date) -> frozenset[str]:
+    """Ids of the catalog's actions approved in ``market`` on ``day`` (memoized per
+    catalog version, market and day; a catalog never changes under its version)."""
+    key = (id(catalog), catalog.version, market, day)
+    found = _APPROVED_CACHE.get(key)
+    if found is None:
+        if len(_APPROVED_CACHE) >= _APPROVED_CACHE_MAX:
+            _APPROVED_CACHE.clear()
+        found = frozenset(
+            a.action_id
+            for a in catalog.actions
+            if catalog.by_id[a.content_id].is_approved(market, day)
+        )
+        _APPROVED_CACHE[key] = found
+    return found
+
+
 # -------------------------------------------------------------------- policy
 @dataclass(frozen=True)
 class ContactPolicy:
@@ -662,50 +683,45 @@ class ContactPolicy:
                 cap_full[cap.channel] = cap.rule
         gap_hit = self.min_gap_days > 0 and last_touch_age < self.min_gap_days
 
+        # per-channel verdicts of the rules that do not depend on the content
+        channel_rule: dict[str, str | None] = {}
+        for ch in {a.channel for a in actions}:
+            if ch not in self.consent_exempt and ch not in hcp.consents:
+                channel_rule[ch] = RULE_CONSENT
+            elif hcp.no_see and ch in self.no_see_channels:
+                channel_rule[ch] = RULE_NO_SEE
+            else:
+                channel_rule[ch] = None
+        approved = _approved_actions(catalog, hcp.market, day)
+        use_dismissed = self.dismissed_days > 0
+        use_repeat = self.repeat_days > 0
+        inf = math.inf
+
         allowed: list[Action] = []
         suppressed: list[Suppression] = []
         for a in actions:
-            rule = self._first_rule(
-                a, hcp, day, catalog, dismissed_age, snoozed, content_age, cap_full, gap_hit
-            )
+            # the rules in RULE_ORDER; the first that fires is recorded
+            aid = a.action_id
+            rule: str | None
+            if aid not in approved:
+                rule = RULE_APPROVAL
+            elif (rule := channel_rule[a.channel]) is not None:
+                pass
+            elif use_dismissed and dismissed_age.get(a.content_id, inf) < self.dismissed_days:
+                rule = RULE_DISMISSED
+            elif a.content_id in snoozed:
+                rule = RULE_SNOOZED
+            elif use_repeat and content_age.get(a.content_id, inf) < self.repeat_days:
+                rule = RULE_REPEAT
+            elif a.channel in cap_full:
+                rule = cap_full[a.channel]
+            elif gap_hit:
+                rule = RULE_MIN_GAP
             if rule is None:
                 allowed.append(a)
             else:
-                suppressed.append(Suppression(a.action_id, rule))
+                suppressed.append(Suppression(aid, rule))
         return Filtered(tuple(allowed), tuple(suppressed))
-
-    def _first_rule(
-        self,
-        a: Action,
-        hcp: HCPProfile,
-        day: date,
-        catalog: Catalog,
-        dismissed_age: Mapping[str, float],
-        snoozed: set[str],
-        content_age: Mapping[str, float],
-        cap_full: Mapping[str, str],
-        gap_hit: bool,
-    ) -> str | None:
-        item = catalog.by_id.get(a.content_id)
-        if item is None or a.channel not in item.channels or not item.is_approved(hcp.market, day):
-            return RULE_APPROVAL
-        if a.channel not in self.consent_exempt and a.channel not in hcp.consents:
-            return RULE_CONSENT
-        if hcp.no_see and a.channel in self.no_see_channels:
-            return RULE_NO_SEE
-        if self.dismissed_days > 0 and dismissed_age.get(a.content_id, math.inf) < (
-            self.dismissed_days
-        ):
-            return RULE_DISMISSED
-        if a.content_id in snoozed:
-            return RULE_SNOOZED
-        if self.repeat_days > 0 and content_age.get(a.content_id, math.inf) < self.repeat_days:
-            return RULE_REPEAT
-        if a.channel in cap_full:
-            return cap_full[a.channel]
-        if gap_hit:
-            return RULE_MIN_GAP
-        return None
 
     def snooze_end(self, feedback: Feedback) -> datetime:
         """When a snooze ends (its ``until``, or ``snooze_default_days`` after it was given)."""
