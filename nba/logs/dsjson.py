@@ -62,10 +62,11 @@ Import (foreign or our own DSJSON into ``decisions`` + ``outcomes``)
   types, so re-joining imported logs needs ``reward = 1.0`` weighted by value,
   which :class:`nba.reward.RewardDefinition` does not do today.
 
-Bad lines fail with ``FILE:LINE: field '...': problem``. :func:`import_dsjson`
-validates the whole file before writing anything, refuses event ids already in
-the target log, and only ever adds new Parquet parts, so nothing already
-written is lost.
+Only contextual-bandit events are read; CCB/slates events (``c._slots``,
+``_outcomes``) are refused. Bad lines fail with ``FILE:LINE: field '...': problem``.
+:func:`import_dsjson` validates the whole file before writing anything, refuses
+event ids already in the target log, and only ever adds new Parquet parts, so
+nothing already written is lost.
 
 >>> from datetime import date
 >>> from nba.context import DecisionContext
@@ -421,6 +422,9 @@ def _parse_line(obj: Any, err: Any) -> tuple[Decision, list[Outcome]]:
     c = obj.get("c")
     if not isinstance(c, dict):
         raise err("c", "must be an object with the context and '_multi'")
+    if "_slots" in c or "_outcomes" in obj:
+        field = "c._slots" if "_slots" in c else "_outcomes"
+        raise err(field, "CCB/slates events are not supported (only CB, cb_explore_adf events)")
     multi = c.get("_multi")
     if not isinstance(multi, list) or not multi:
         raise err("c._multi", "must be a non-empty list of action objects")

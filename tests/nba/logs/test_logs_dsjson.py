@@ -258,6 +258,11 @@ BAD_LINES = [
     ),
     (_event(EventId="ok"), r"field 'EventId': 'ok' already used on line 1"),
     (
+        _event(c={"_multi": [{}], "_slots": [{}]}),
+        r"field 'c\._slots': CCB/slates events are not supported",
+    ),
+    (_event(_outcomes=[{"_a": 0}]), r"field '_outcomes': CCB/slates"),
+    (
         _event(
             c={"_multi": [{"i": {"id": "x"}}, {"i": {"id": "x"}}, {}]},
         ),
