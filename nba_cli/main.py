@@ -14,6 +14,7 @@ SUBCOMMANDS: dict[str, str] = {
     "simulate": "simulators.cli:simulate",
     "logs": "nba_cli.logs:logs",
     "serve": "serving.cli:serve",
+    "train": "training.cli_train:train",
 }
 
 

@@ -520,7 +520,8 @@ class VWPolicy(Policy):
         self.predict_only_ = bool(_predict_only)
         args = self.vw_args()
         if _model_file is not None:
-            args += ["-i", str(_model_file)]
+            # the model file carries VW's own (possibly advanced) random seed
+            args = [*self.config.args(self.featurizer_config.interactions), "-i", str(_model_file)]
         if _predict_only:
             args += ["--testonly"]
         self._ws = _workspace(args)

@@ -1,0 +1,101 @@
+"""Offline training from Parquet logs: determinism, holdout estimates, bad inputs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from nba.policies.vw import VWConfig
+from nba.reward import RewardDefinition
+from training.synthetic import write_synthetic_logs
+from training.train import TrainingError, load_train_config, train
+
+
+@pytest.fixture(scope="module")
+def logs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("logs")
+    write_synthetic_logs(root, n_decisions=2500, n_hcps=250, days=12, seed=4)
+    return root
+
+
+def test_same_logs_and_seed_give_identical_model_bytes(logs: Path) -> None:
+    rd = RewardDefinition.default()
+    cfg = VWConfig(exploration="bag", bag=3, epsilon=0.05, cb_type="dr")
+    a = train(logs, rd, cfg, passes=2, seed=9)
+    b = train(logs, rd, cfg, passes=2, seed=9)
+    assert a.policy.model_bytes() == b.policy.model_bytes()
+    c = train(logs, rd, cfg, passes=2, seed=10)
+    assert c.policy.model_bytes() != a.policy.model_bytes()
+    assert a.n_examples == 2 * a.n_train == 2 * 2500
+
+
+def test_holdout_slice_is_the_last_days_and_gets_ips_and_snips(logs: Path) -> None:
+    r = train(logs, RewardDefinition.default(), holdout_days=3, seed=1)
+    assert r.n_train + r.n_holdout == 2500
+    assert r.holdout is not None and r.holdout.n == r.n_holdout > 0
+    assert r.holdout_since is not None and r.holdout_since > r.data_since
+    h = r.holdout
+    assert h.ips_low <= h.ips <= h.ips_high
+    assert h.snips_low <= h.snips <= h.snips_high
+    assert 0 < h.ess <= h.n
+    m = r.metrics
+    assert {"average_loss", "holdout_ips", "holdout_snips", "seconds_learn"} <= set(m)
+    p = r.params
+    assert p["reward_definition"].startswith("engagement@1#")
+    assert p["featurizer_hash"] and p["catalog_version"] and p["vw_args"].startswith("--cb_")
+    assert "IPS" in r.summary() and "SNIPS" in r.summary()
+
+
+def test_since_until_select_the_data_range(logs: Path) -> None:
+    r = train(logs, RewardDefinition.default(), since="2026-01-07", until="2026-01-09")
+    assert (r.data_since, r.data_until) == ("2026-01-07", "2026-01-09")
+    assert 0 < r.n_train < 2500
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"holdout_days": 40}, r"leaves no training data"),
+        ({"holdout_days": -1}, r"holdout_days must be a non-negative integer"),
+        ({"passes": 0}, r"passes must be a positive integer"),
+        ({"since": "2030-01-01"}, r"no activated decisions"),
+        ({"since": "yesterday"}, r"since: 'yesterday' is not a date"),
+    ],
+)
+def test_bad_training_arguments_are_refused(logs: Path, kwargs: dict, match: str) -> None:
+    with pytest.raises(TrainingError, match=match):
+        train(logs, RewardDefinition.default(), **kwargs)
+
+
+def test_not_a_log_directory_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(Exception, match="not a log directory"):
+        train(tmp_path, RewardDefinition.default())
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "match"),
+    [
+        ("c.toml", "[vw]\nexploration = 'greedy'\n", r"'greedy' is not one of"),
+        ("c.toml", "[vw]\nargs = '--passes 2'\n", r"'--passes' is not allowed"),
+        ("c.toml", "[other]\n", r"field 'other': unknown section"),
+        ("c.toml", "[featurizer]\ninteractions = ['pZ']\n", r"'pZ' names namespace 'Z'"),
+        ("c.json", "{", r"cannot parse config"),
+        ("c.ini", "", r"must be .toml, .json or .yaml"),
+    ],
+)
+def test_bad_config_files_are_refused(tmp_path: Path, name: str, text: str, match: str) -> None:
+    p = tmp_path / name
+    p.write_text(text)
+    with pytest.raises(TrainingError, match=match):
+        load_train_config(p)
+
+
+def test_config_file_sets_vw_and_featurizer(tmp_path: Path) -> None:
+    p = tmp_path / "c.yaml"
+    p.write_text(
+        "vw:\n  args: --squarecb --gamma_scale 30\n  bits: 16\nfeaturizer:\n  interactions: [pK]\n"
+    )
+    vw, fz = load_train_config(p)
+    assert (vw.exploration, vw.gamma_scale, vw.bits) == ("squarecb", 30.0, 16)
+    assert fz.interactions == ("pK",)

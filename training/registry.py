@@ -1,0 +1,85 @@
+"""Load a trained policy from the MLflow registry or from a path.
+
+``load_policy("models:/nba@champion")``, ``load_policy("models:/nba/3")``,
+``load_policy("runs:/<id>/model")`` or ``load_policy("/path/to/policy")`` (a
+directory written by :meth:`nba.policies.vw.VWPolicy.save`, or a downloaded
+MLflow model directory) return a predict-only
+:class:`nba.policies.vw.VWPolicy` whose ``model_version`` says where it came
+from (``nba/3`` for a registered version).
+"""
+
+from __future__ import annotations
+
+import re
+import tempfile
+from pathlib import Path
+
+from nba.policies.base import PolicyError
+from nba.policies.vw import META_FILE, VWPolicy
+from training import mlflow_utils
+from training.pyfunc_model import POLICY_ARTIFACT
+
+_MODELS = re.compile(r"^models:/(?P<name>[^/@]+)(?:@(?P<alias>[^/]+)|/(?P<version>\d+))$")
+
+
+def resolve_version(uri: str, tracking_uri: str | None = None) -> tuple[str, str]:
+    """``(name, version)`` of a ``models:/name@alias`` or ``models:/name/N`` URI."""
+    m = _MODELS.match(uri)
+    if not m:
+        raise PolicyError(f"{uri!r} is not 'models:/<name>@<alias>' or 'models:/<name>/<version>'")
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    client = MlflowClient(tracking_uri=mlflow_utils.configure(tracking_uri))
+    name = m.group("name")
+    try:
+        if m.group("alias"):
+            mv = client.get_model_version_by_alias(name, m.group("alias"))
+        else:
+            mv = client.get_model_version(name, m.group("version"))
+    except MlflowException as exc:
+        raise PolicyError(f"{uri}: no such registered model version ({exc.message})") from exc
+    return name, str(mv.version)
+
+
+def _policy_dir(root: Path) -> Path:
+    for cand in (root, root / "artifacts" / POLICY_ARTIFACT, root / POLICY_ARTIFACT):
+        if (cand / META_FILE).is_file():
+            return cand
+    raise PolicyError(f"{root}: neither a saved VW policy nor an nba MLflow model directory")
+
+
+def load_policy(uri_or_path: str | Path, tracking_uri: str | None = None) -> VWPolicy:
+    """A predict-only policy from a registry URI, a run URI or a local path."""
+    s = str(uri_or_path)
+    if s.startswith("models:/") or s.startswith("runs:/"):
+        import mlflow.artifacts
+        from mlflow.exceptions import MlflowException
+
+        uri = mlflow_utils.configure(tracking_uri)
+        if s.startswith("models:/"):
+            name, version = resolve_version(s, uri)
+            source, label = f"models:/{name}/{version}", f"{name}/{version}"
+        else:
+            source, label = s, s
+        with tempfile.TemporaryDirectory() as tmp:
+            try:
+                local = mlflow.artifacts.download_artifacts(
+                    artifact_uri=source, dst_path=tmp, tracking_uri=uri
+                )
+            except MlflowException as exc:
+                raise PolicyError(f"{s}: cannot download the model: {exc.message}") from exc
+            return VWPolicy.load(_policy_dir(Path(local)), predict_only=True, model_version=label)
+    path = Path(s)
+    if not path.exists():
+        raise PolicyError(f"{path}: no such model path")
+    return VWPolicy.load(_policy_dir(path), predict_only=True)
+
+
+def model_version(uri_or_path: str | Path, tracking_uri: str | None = None) -> str:
+    """The version string a policy loaded from ``uri_or_path`` would log."""
+    s = str(uri_or_path)
+    if s.startswith("models:/"):
+        name, version = resolve_version(s, tracking_uri)
+        return f"{name}/{version}"
+    return load_policy(s, tracking_uri).model_version

@@ -1,0 +1,359 @@
+"""Offline training from replayed logs: join -> featurize in bulk -> VW text file
+-> VW's native parser -> model, then an off-policy check on a later time slice.
+
+Nothing here calls VW once per decision: the joined table is featurized
+column-wise (:meth:`nba.features.Featurizer.featurize_table`), labelled
+column-wise (:func:`nba.policies.vw.labelled_text`), written once, and learned
+by VW's own parser (:func:`nba.policies.vw.train_from_file`). The same logs,
+configs and seed give byte-identical models.
+
+The held-out slice is the last ``holdout_days`` calendar days of the selected
+range; the new policy's value on it is estimated with IPS and SNIPS
+(:mod:`nba.ope`) against the logged propensities.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from nba.catalog import Catalog
+from nba.domain import ValidationError
+from nba.features import FeaturizerConfig
+from nba.logs.join import load_joined
+from nba.ope import IPS, SNIPS, LoggedData
+from nba.policies.vw import VWConfig, VWPolicy, labelled_text, train_from_file
+from nba.reward import RewardDefinition
+
+
+class TrainingError(ValidationError):
+    """Training could not run; the message says what was wrong with which input."""
+
+
+@dataclass(frozen=True)
+class HoldoutReport:
+    """Off-policy estimates of the trained policy on the held-out slice.
+
+    Attributes
+    ----------
+    n : int
+        Held-out decisions.
+    logged_value : float
+        Mean observed reward under the logging policy.
+    ips, snips : float
+        Estimated value of the new policy.
+    ips_low, ips_high, snips_low, snips_high : float
+        95 % Gaussian intervals.
+    ess : float
+        Effective sample size of the importance weights.
+    max_weight : float
+    """
+
+    n: int
+    logged_value: float
+    ips: float
+    snips: float
+    ips_low: float
+    ips_high: float
+    snips_low: float
+    snips_high: float
+    ess: float
+    max_weight: float
+
+    def metrics(self) -> dict[str, float]:
+        return {f"holdout_{k}": float(v) for k, v in self.__dict__.items()}
+
+
+@dataclass
+class TrainResult:
+    """Everything a training run produced and the facts a tracking run records."""
+
+    policy: VWPolicy
+    n_train: int
+    n_holdout: int
+    average_loss: float
+    n_examples: int
+    reward_definition: str
+    catalog_version: str
+    data_since: str
+    data_until: str
+    holdout_since: str | None
+    passes: int
+    seed: int
+    holdout: HoldoutReport | None
+    timings: dict[str, float] = field(default_factory=dict)
+    join_counts: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def params(self) -> dict[str, Any]:
+        p = dict(self.policy.params)
+        p.update(
+            {
+                "reward_definition": self.reward_definition,
+                "catalog_version": self.catalog_version,
+                "data_since": self.data_since,
+                "data_until": self.data_until,
+                "holdout_since": self.holdout_since or "",
+                "passes": self.passes,
+                "seed": self.seed,
+                "n_train": self.n_train,
+                "n_holdout": self.n_holdout,
+            }
+        )
+        return p
+
+    @property
+    def metrics(self) -> dict[str, float]:
+        m: dict[str, float] = {
+            "average_loss": self.average_loss,
+            "n_examples": float(self.n_examples),
+            "train_decisions": float(self.n_train),
+        }
+        for k, v in self.timings.items():
+            m[f"seconds_{k}"] = v
+        if self.holdout is not None:
+            m.update(self.holdout.metrics())
+        return m
+
+    def summary(self) -> str:
+        lines = [
+            f"trained on {self.n_train} decisions ({self.data_since} .. {self.data_until}), "
+            f"{self.passes} pass(es), seed {self.seed}",
+            f"reward definition {self.reward_definition}; catalog {self.catalog_version}",
+            f"VW: {self.policy.params['vw_args']}",
+            f"progressive-validation average loss: {self.average_loss:.6f}",
+        ]
+        h = self.holdout
+        if h is None:
+            lines.append("no held-out slice (use --holdout-days N)")
+        else:
+            lines.append(
+                f"held-out {h.n} decisions from {self.holdout_since}: logged value "
+                f"{h.logged_value:.4f}; new policy IPS {h.ips:.4f} "
+                f"[{h.ips_low:.4f}, {h.ips_high:.4f}], SNIPS {h.snips:.4f} "
+                f"[{h.snips_low:.4f}, {h.snips_high:.4f}]; ESS {h.ess:.0f}, "
+                f"max weight {h.max_weight:.2f}"
+            )
+        return "\n".join(lines)
+
+
+def load_train_config(path: str | Path) -> tuple[VWConfig, FeaturizerConfig]:
+    """Read a training config file (TOML, JSON or YAML) with optional tables
+    ``[vw]`` (:class:`VWConfig` fields or ``args = "..."``) and ``[featurizer]``."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise TrainingError(f"{p}: cannot read config: {exc.strerror or exc}") from exc
+    data: Any
+    try:
+        if p.suffix == ".toml":
+            import tomllib
+
+            data = tomllib.loads(text)
+        elif p.suffix == ".json":
+            data = json.loads(text)
+        elif p.suffix in (".yaml", ".yml"):
+            import yaml
+
+            data = yaml.safe_load(text)
+        else:
+            raise TrainingError(f"{p}: config must be .toml, .json or .yaml")
+    except TrainingError:
+        raise
+    except Exception as exc:
+        raise TrainingError(f"{p}: cannot parse config: {exc}") from exc
+    if not isinstance(data, Mapping):
+        raise TrainingError(f"{p}: config must be a table/object")
+    unknown = sorted(set(data) - {"vw", "featurizer"})
+    if unknown:
+        raise TrainingError(f"{p}: field '{unknown[0]}': unknown section (vw, featurizer)")
+    vw_d = dict(data.get("vw") or {})
+    try:
+        args = vw_d.pop("args", None)
+        vw = VWConfig.from_dict(vw_d, source=f"{p} [vw]")
+        if args:
+            vw = VWConfig.from_vw_args(str(args), base=vw)
+        fz = FeaturizerConfig.from_dict(data.get("featurizer") or {})
+    except ValidationError as exc:
+        raise TrainingError(f"{p}: {exc}") from exc
+    return vw, fz
+
+
+def _catalog_for(logs_dir: Path, table: pa.Table) -> Catalog:
+    """The catalog snapshot of the most recent decision (every action must be in it)."""
+    versions = table.column("catalog_version")
+    latest = str(versions[table.num_rows - 1].as_py())
+    snap = logs_dir / "catalog" / f"{latest}.json"
+    if snap.is_file():
+        return Catalog.read_snapshot(snap)
+    default = Catalog.default()
+    if default.version == latest:
+        return default
+    raise TrainingError(
+        f"{logs_dir}: no snapshot catalog/{latest}.json for catalog version {latest} "
+        "(and the shipped catalog has another version)"
+    )
+
+
+def _as_day(value: date | datetime | str | None, what: str) -> date | datetime | None:
+    if value is None or isinstance(value, date):
+        return value
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise TrainingError(f"{what}: {value!r} is not a date (YYYY-MM-DD)") from None
+
+
+def holdout_report(policy: VWPolicy, table: pa.Table) -> HoldoutReport:
+    """IPS/SNIPS of ``policy`` on logged decisions ``table`` (JOINED schema)."""
+    flat, offsets = policy.probabilities_table(table)
+    data = LoggedData(
+        offsets=offsets,
+        action_dist=flat,
+        reward=table.column("reward").to_numpy(),
+        pscore=table.column("propensity").to_numpy(),
+        action=table.column("chosen_index").to_numpy().astype(np.int64),
+    )
+    ips = IPS().estimate_interval(data, method="gaussian")
+    snips = SNIPS().estimate_interval(data, method="gaussian")
+    chosen = offsets[:-1] + data.action
+    w = flat[chosen] / data.pscore
+    ess = float(w.sum() ** 2 / (w * w).sum()) if np.any(w > 0) else 0.0
+    return HoldoutReport(
+        n=table.num_rows,
+        logged_value=float(np.mean(data.reward)),
+        ips=float(ips.estimate),
+        snips=float(snips.estimate),
+        ips_low=float(ips.low),
+        ips_high=float(ips.high),
+        snips_low=float(snips.low),
+        snips_high=float(snips.high),
+        ess=ess,
+        max_weight=float(w.max()),
+    )
+
+
+def train(
+    logs_dir: str | Path,
+    reward_def: RewardDefinition,
+    vw_config: VWConfig | None = None,
+    featurizer_config: FeaturizerConfig | None = None,
+    passes: int = 1,
+    since: date | datetime | str | None = None,
+    until: date | datetime | str | None = None,
+    holdout_days: int = 0,
+    seed: int = 0,
+    work_dir: str | Path | None = None,
+) -> TrainResult:
+    """Train a VW policy from a log directory.
+
+    Parameters
+    ----------
+    logs_dir : path
+        Event-log directory (decisions, outcomes, catalog snapshots).
+    reward_def : RewardDefinition
+    vw_config, featurizer_config : optional
+    passes : int
+        VW passes over the training file.
+    since, until : date, optional
+        Decision range (``until`` inclusive).
+    holdout_days : int
+        The last N days of the range are held out for the IPS/SNIPS check.
+    seed : int
+    work_dir : path, optional
+        Where the VW example file is written (default: a temporary directory).
+    """
+    if not isinstance(holdout_days, int) or holdout_days < 0:
+        raise TrainingError(f"holdout_days must be a non-negative integer, got {holdout_days!r}")
+    if not isinstance(passes, int) or passes < 1:
+        raise TrainingError(f"passes must be a positive integer, got {passes!r}")
+    root = Path(logs_dir)
+    timings: dict[str, float] = {}
+    t0 = time.perf_counter()
+    joined = load_joined(
+        root, reward_def, since=_as_day(since, "since"), until=_as_day(until, "until")
+    )
+    table = joined.table
+    if table.num_rows == 0:
+        raise TrainingError(f"{root}: no activated decisions in the selected range")
+    order = pc.sort_indices(table, sort_keys=[("ts", "ascending"), ("event_id", "ascending")])
+    table = table.take(order)
+    timings["join"] = time.perf_counter() - t0
+
+    ts = table.column("ts")
+    first = ts[0].as_py().astimezone(UTC)
+    last = ts[table.num_rows - 1].as_py().astimezone(UTC)
+    holdout_since: date | None = None
+    train_t, hold_t = table, None
+    if holdout_days:
+        holdout_since = last.date() - timedelta(days=holdout_days - 1)
+        cut = datetime(holdout_since.year, holdout_since.month, holdout_since.day, tzinfo=UTC)
+        is_hold = pc.greater_equal(ts, pa.scalar(cut, type=ts.type))
+        hold_t = table.filter(is_hold)
+        train_t = table.filter(pc.invert(is_hold))
+        if train_t.num_rows == 0:
+            raise TrainingError(
+                f"holdout of {holdout_days} day(s) from {holdout_since} leaves no training data "
+                f"(data spans {first.date()} .. {last.date()})"
+            )
+
+    catalog = _catalog_for(root, table)
+    policy = VWPolicy(vw_config, featurizer_config, catalog, seed)
+    t1 = time.perf_counter()
+    batch = policy.featurizer.featurize_table(train_t)
+    text = labelled_text(
+        batch,
+        train_t.column("chosen_index").to_numpy(),
+        train_t.column("reward").to_numpy(),
+        train_t.column("propensity").to_numpy(),
+        train_t.column("event_id").to_pylist(),
+    )
+    timings["featurize"] = time.perf_counter() - t1
+    policy.close()
+
+    with tempfile.TemporaryDirectory() as tmp:
+        wd = Path(work_dir) if work_dir is not None else Path(tmp)
+        wd.mkdir(parents=True, exist_ok=True)
+        data_file = wd / "train.vw.txt"
+        t2 = time.perf_counter()
+        data_file.write_bytes(text)
+        timings["write"] = time.perf_counter() - t2
+        t3 = time.perf_counter()
+        fit = train_from_file(
+            data_file, policy.config, policy.featurizer_config, catalog, seed, passes
+        )
+        timings["learn"] = time.perf_counter() - t3
+
+    report = None
+    if hold_t is not None and hold_t.num_rows:
+        t4 = time.perf_counter()
+        report = holdout_report(fit.policy, hold_t)
+        timings["holdout"] = time.perf_counter() - t4
+    return TrainResult(
+        policy=fit.policy,
+        n_train=train_t.num_rows,
+        n_holdout=0 if hold_t is None else hold_t.num_rows,
+        average_loss=fit.average_loss,
+        n_examples=fit.n_examples,
+        reward_definition=joined.reward_definition,
+        catalog_version=catalog.version,
+        data_since=first.date().isoformat(),
+        data_until=last.date().isoformat(),
+        holdout_since=None if holdout_since is None else holdout_since.isoformat(),
+        passes=passes,
+        seed=seed,
+        holdout=report,
+        timings=timings,
+        join_counts=joined.counts.as_dict(),
+    )
