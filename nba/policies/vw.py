@@ -608,6 +608,73 @@ class VWPolicy(Policy):
             out[lo:hi] = self._pmf([s, *acts[lo:hi]], hi - lo)
         return out
 
+    def _ragged_table(
+        self,
+        contexts: Sequence[str],
+        offsets: npt.NDArray[np.integer[Any]],
+        action_index: npt.NDArray[np.integer[Any]],
+        event_ids: Sequence[str] | None = None,
+    ) -> pa.Table:
+        off = np.asarray(offsets, dtype=np.int64)
+        idx = np.asarray(action_index, dtype=np.int64)
+        n = len(off) - 1
+        if len(contexts) != n or off[0] != 0 or int(off[-1]) != len(idx):
+            raise PolicyError(
+                f"vw: ragged batch is inconsistent ({len(contexts)} contexts, "
+                f"{n} decisions in offsets, {len(idx)} actions)"
+            )
+        n_cat = len(self.catalog.action_ids)
+        if len(idx) and (idx.min() < 0 or idx.max() >= n_cat):
+            raise PolicyError(f"vw: action_index must be in 0..{n_cat - 1}")
+        ids = pa.array(list(self.catalog.action_ids), pa.string()).take(pa.array(idx))
+        lists = pa.ListArray.from_arrays(pa.array(off.astype(np.int32)), ids)
+        cols: dict[str, Any] = {
+            "context": pa.array(list(contexts), pa.string()),
+            "action_ids": lists,
+        }
+        if event_ids is not None:
+            cols["event_id"] = pa.array([str(e) for e in event_ids], pa.string())
+        return pa.table(cols)
+
+    def probabilities_ragged(
+        self,
+        contexts: Sequence[str],
+        offsets: npt.NDArray[np.integer[Any]],
+        action_index: npt.NDArray[np.integer[Any]],
+    ) -> Probabilities:
+        """Probabilities for a ragged batch (what a simulator's batch policy needs).
+
+        Parameters
+        ----------
+        contexts : sequence of str, length n
+            Logged context JSON of each decision.
+        offsets : ndarray of int, shape (n + 1,)
+        action_index : ndarray of int, shape (m,)
+            Index into ``catalog.actions`` of each eligible action.
+
+        Returns
+        -------
+        ndarray of float64, shape (m,)
+        """
+        table = self._ragged_table(contexts, offsets, action_index)
+        return self.probabilities_featurized(self.featurizer.featurize_table(table))
+
+    def learn_ragged(
+        self,
+        contexts: Sequence[str],
+        offsets: npt.NDArray[np.integer[Any]],
+        action_index: npt.NDArray[np.integer[Any]],
+        chosen: npt.NDArray[np.integer[Any]],
+        reward: npt.NDArray[np.float64],
+        propensity: npt.NDArray[np.float64],
+        event_ids: Sequence[str] | None = None,
+    ) -> int:
+        """Learn from a ragged batch of logged decisions (featurized and labelled in
+        bulk, then one VW update per decision, in order); returns the count."""
+        table = self._ragged_table(contexts, offsets, action_index, event_ids)
+        batch = self.featurizer.featurize_table(table)
+        return self.learn_text(labelled_text(batch, chosen, reward, propensity, event_ids))
+
     # ------------------------------------------------------------ learning
     def learn(
         self,

@@ -192,3 +192,31 @@ def test_reward_regressor_ranks_rewarded_actions_higher(joined: pa.Table) -> Non
         reg.fit(batch, chosen + 10**9, r)
     with pytest.raises(PolicyError, match="call fit"):
         RewardRegressor(pol.featurizer).predict(batch)
+
+
+def test_ragged_batch_methods_match_one_at_a_time(joined: pa.Table) -> None:
+    part = joined.slice(0, 60)
+    pol_a = VWPolicy(VWConfig(epsilon=0.1), seed=4)
+    pol_b = VWPolicy(VWConfig(epsilon=0.1), seed=4)
+    cat_index = pol_a.catalog.action_index
+    contexts = part["context"].to_pylist()
+    aids = part["action_ids"].to_pylist()
+    offsets = np.concatenate([[0], np.cumsum([len(a) for a in aids])])
+    action_index = np.array([cat_index[a] for row in aids for a in row])
+    chosen = part["chosen_index"].to_numpy()
+    reward = part["reward"].to_numpy()
+    prop = part["propensity"].to_numpy()
+    assert pol_a.learn_ragged(contexts, offsets, action_index, chosen, reward, prop) == 60
+    for i in range(60):
+        ctx, acts = _row(part, i)
+        pol_b.learn(ctx, acts, int(chosen[i]), float(reward[i]), float(prop[i]))
+    flat = pol_a.probabilities_ragged(contexts, offsets, action_index)
+    for i in range(60):
+        ctx, acts = _row(part, i)
+        np.testing.assert_allclose(
+            flat[offsets[i] : offsets[i + 1]], pol_b.probabilities(ctx, acts), atol=1e-6
+        )
+    with pytest.raises(PolicyError, match="ragged batch is inconsistent"):
+        pol_a.probabilities_ragged(contexts[:-1], offsets, action_index)
+    with pytest.raises(PolicyError, match="action_index must be in"):
+        pol_a.probabilities_ragged(contexts, offsets, action_index + 10**6)
