@@ -62,6 +62,8 @@ def default_loader(uri: str, tracking_uri: str | None = None) -> Policy:
     """Load a policy through the MLflow registry loader of the training layer
     (``training.registry.load_policy``); without it, a local path is loaded as a
     saved VW policy (predict-only)."""
+    if not uri.startswith(("models:/", "runs:/")) and not Path(uri).exists():
+        raise ModelRefused(f"no model at {uri}")
     try:
         from training.registry import load_policy
     except ModuleNotFoundError as exc:

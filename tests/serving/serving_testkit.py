@@ -42,3 +42,99 @@ def make_settings(tmp: Path, **overrides: Any) -> Settings:
     }
     base.update(overrides)
     return Settings(**base)
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def server_env(tmp: Path, **extra: str) -> dict[str, str]:
+    """Environment for a real ``nba serve`` subprocess with the test keys."""
+    import json
+    import os
+
+    env = dict(os.environ)
+    env.update(
+        {
+            "NBA_API_KEYS": json.dumps(
+                [
+                    {"name": f"{scope}-client", "sha256": hash_key(key), "scopes": [scope]}
+                    for scope, key in KEYS.items()
+                ]
+            ),
+            "NBA_STORE_PATH": str(tmp / "events.db"),
+            "NBA_MODEL_URI": str(tmp / "no-model-yet"),
+            "NBA_TRACKING_URI": f"sqlite:///{tmp / 'mlflow.db'}",
+            "NBA_MODEL_POLL_SECONDS": "0",
+            "NBA_DATA_DIR": str(tmp / "data"),
+        }
+    )
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    env.update(extra)
+    return env
+
+
+def start_server(tmp: Path, workers: int = 1, **extra: str) -> tuple[Any, str]:
+    """Start ``nba serve`` on a free loopback port in its own process group; wait
+    until ``/readyz`` answers 200. Returns (process, base URL)."""
+    import subprocess
+    import sys
+    import time
+
+    import httpx
+
+    port = free_port()
+    log = open(tmp / f"server-{port}.log", "wb")
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "nba_cli.main",
+            "serve",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            str(workers),
+            "--log-level",
+            "warning",
+        ],
+        env=server_env(tmp, **extra),
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited: {(tmp / f'server-{port}.log').read_text()}")
+        try:
+            if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
+                return proc, base
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    stop_server(proc)
+    raise RuntimeError("server did not become ready in 90 s")
+
+
+def stop_server(proc: Any, kill: bool = False) -> None:
+    """Stop a server started by :func:`start_server` (its own process group)."""
+    import os
+    import signal
+    import subprocess
+
+    if proc.poll() is not None:
+        return
+    os.killpg(proc.pid, signal.SIGKILL if kill else signal.SIGTERM)
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
