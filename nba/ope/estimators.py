@@ -56,7 +56,7 @@ Resampling = Literal["multinomial", "poisson"]
 INTERVAL_METHODS: tuple[str, ...] = ("bootstrap", "gaussian", "bernstein")
 
 #: target number of count-matrix cells per bootstrap chunk (bounds memory)
-_CHUNK_CELLS = 1 << 23
+_CHUNK_CELLS = 1 << 22
 #: bootstrap resamples per seeded block (the unit of parallel work)
 _BLOCK = 64
 
@@ -219,6 +219,8 @@ class BaseOffPolicyEstimator(ABC):
                 raise OPEInputError(
                     f"resampling: expected 'multinomial' or 'poisson', got {resampling!r}"
                 )
+            if n_jobs is not None and not (isinstance(n_jobs, int) and n_jobs >= 1):
+                raise OPEInputError(f"n_jobs: need an integer >= 1, got {n_jobs!r}")
             reps = bootstrap_replicates(terms, n_bootstrap, seed, resampling, n_jobs)
             ok = reps[np.isfinite(reps)]
             notes: tuple[str, ...] = ()

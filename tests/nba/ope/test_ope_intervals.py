@@ -119,6 +119,23 @@ def test_bootstrap_recomputes_the_snips_denominator() -> None:
     assert ips.width > 0.05
 
 
+def test_multinomial_counts_and_exact_bootstrap_moments() -> None:
+    """Counts rows sum to n; over many resamples the bootstrap mean and variance of
+    IPS match their exact values (the sample mean and sigma^2 / n with ddof 0)."""
+    from nba.ope.estimators import _counts, _Terms, bootstrap_replicates
+
+    cnt = _counts(np.random.default_rng(0), 5, 7, "multinomial")
+    assert cnt.shape == (5, 7) and np.all(cnt.sum(axis=1) == 7) and np.all(cnt == np.round(cnt))
+    pois = _counts(np.random.default_rng(0), 50, 2001, "poisson")
+    assert pois.shape == (50, 2001)
+    assert pois.mean() == pytest.approx(1.0, abs=0.01) and pois.var() == pytest.approx(1, abs=0.02)
+
+    x = np.array([0.0, 1.0, 3.0, 0.5, 2.0])
+    reps = bootstrap_replicates(_Terms(plain=x), 40_000, seed=3)
+    assert reps.mean() == pytest.approx(x.mean(), abs=0.01)
+    assert reps.var() == pytest.approx(x.var() / 5, rel=0.03)
+
+
 def test_poisson_resampling_agrees_with_multinomial(simulate: Callable[..., Any]) -> None:
     d = simulate(n=5000, seed=4).data
     for est in (IPS(), SNIPS()):
@@ -135,6 +152,7 @@ BAD_CALLS = [
     ({"method": "magic"}, r"method: expected one of \('bootstrap', 'gaussian', 'bernstein'\)"),
     ({"n_bootstrap": 5}, r"n_bootstrap: need an integer >= 10, got 5"),
     ({"resampling": "jackknife"}, r"resampling: expected 'multinomial' or 'poisson'"),
+    ({"n_jobs": 0}, r"n_jobs: need an integer >= 1, got 0"),
     ({"method": "bernstein", "weight_bound": -1.0}, r"weight_bound: must be positive"),
     ({"method": "bernstein", "weight_bound": 1.2}, r"weight_bound: 1\.2 is below the largest"),
 ]
