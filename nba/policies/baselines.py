@@ -221,12 +221,12 @@ DEFAULT_SEGMENT_RULES: tuple[SegmentRule, ...] = (
         specialties=("general_practice", "internal_medicine", "nurse_practitioner"),
         topics=("dosing", "cost_savings", "access_coverage", "patient_support"),
     ),
+    SegmentRule("low deciles: digital self-service", max_decile=4, channels=("portal",)),
     SegmentRule(
-        "low deciles: served digitally",
-        max_decile=4,
-        channels=("email", "portal", "remote_call"),
+        "everyone: safety and guidelines, face to face where possible",
+        topics=("safety", "guidelines"),
+        channels=("rep_visit", "webinar"),
     ),
-    SegmentRule("everyone: safety and guidelines", topics=("safety", "guidelines")),
 )
 
 

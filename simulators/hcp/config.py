@@ -45,14 +45,14 @@ DEFAULT_SPECIALTY_SHARES: Mapping[str, float] = {
 
 #: specialty -> email open probability of a neutral HCP (before interest, fatigue, ...)
 DEFAULT_SPECIALTY_OPEN_RATE: Mapping[str, float] = {
-    "general_practice": 0.10,
-    "internal_medicine": 0.11,
-    "cardiology": 0.14,
-    "endocrinology": 0.16,
-    "lipidology": 0.19,
-    "nephrology": 0.07,
-    "nurse_practitioner": 0.035,
-    "pharmacist": 0.03,
+    "general_practice": 0.12,
+    "internal_medicine": 0.13,
+    "cardiology": 0.16,
+    "endocrinology": 0.18,
+    "lipidology": 0.21,
+    "nephrology": 0.08,
+    "nurse_practitioner": 0.034,
+    "pharmacist": 0.026,
 }
 
 #: specialty -> topic -> mean interest shift (logit)
@@ -191,9 +191,9 @@ class WorldConfig:
         default_factory=lambda: _frozen(DEFAULT_CONSENT_RATES)
     )
     digital_affinity_beta: tuple[float, float] = (2.0, 2.0)
-    channel_affinity_sd: float = 0.35
-    topic_interest_sd: float = 0.55
-    stage_match_bonus: float = 0.5
+    channel_affinity_sd: float = 0.3
+    topic_interest_sd: float = 0.35
+    stage_match_bonus: float = 0.4
     novelty_coef: float = 0.4
     repeat_coef: float = 0.35
     digital_affinity_coef: float = 1.0
@@ -208,7 +208,7 @@ class WorldConfig:
     fatigue_coef: Mapping[str, float] = field(default_factory=lambda: _frozen(DEFAULT_FATIGUE_COEF))
     unsubscribe_base: float = 0.0012
     unsubscribe_sd: float = 0.6
-    unsubscribe_fatigue: float = 0.45
+    unsubscribe_fatigue: float = 0.6
     knowledge_gain: float = 0.2
     advance_prob: float = 0.05
     email_due_prob: float = 0.45

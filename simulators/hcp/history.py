@@ -150,14 +150,20 @@ class MapRenderer:
         self.keys = [json.dumps(self.names[i]) for i in self.order]
         self.bits = 62 // max(k, 1)
         self.shifts = np.arange(k, dtype=np.int64) * self.bits
+        self._shift_list = [int(s) for s in self.shifts]
+        # '"key":value' pieces in output order, for small values
+        self._pieces = [[f"{key}:{v}" for v in range(128)] for key in self.keys]
         self.cache: dict[int, str] = {}
 
     def _render_row(self, row: Sequence[int]) -> str:
-        return (
-            "{"
-            + ",".join(f"{self.keys[j]}:{row[i]}" for j, i in enumerate(self.order) if row[i])
-            + "}"
-        )
+        pieces = self._pieces
+        keys = self.keys
+        parts = []
+        for j, i in enumerate(self.order):
+            v = row[i]
+            if v:
+                parts.append(pieces[j][v] if v < 128 else f"{keys[j]}:{v}")
+        return "{" + ",".join(parts) + "}"
 
     def render(self, rows: npt.NDArray[np.integer]) -> list[str]:
         """Canonical JSON of each row of ``rows`` (shape (b, k)), as a list of b strings."""
@@ -168,15 +174,18 @@ class MapRenderer:
         if self.bits >= 4 and r.min() >= 0 and r.max() < (1 << self.bits):
             packed = (r << self.shifts).sum(axis=1)
             uniq, inverse = np.unique(packed, return_inverse=True)
-            frags = []
-            mask = (1 << self.bits) - 1
             cache = self.cache
-            for key in uniq.tolist():
-                frag = cache.get(key)
-                if frag is None:
-                    row = [(key >> int(s)) & mask for s in self.shifts]
-                    frag = cache[key] = self._render_row(row)
-                frags.append(frag)
+            keys = uniq.tolist()
+            frags = [cache.get(key) for key in keys]
+            missing = [i for i, f in enumerate(frags) if f is None]
+            if missing:
+                mask = (1 << self.bits) - 1
+                shifts = self._shift_list
+                for i in missing:
+                    key = keys[i]
+                    frag = self._render_row([(key >> s) & mask for s in shifts])
+                    cache[key] = frag
+                    frags[i] = frag
         else:
             uniq_rows, inverse = np.unique(r, axis=0, return_inverse=True)
             frags = [self._render_row(row) for row in uniq_rows.tolist()]

@@ -351,35 +351,71 @@ class ResponseModel:
         action : ndarray of int, shape (m,)
             Indices into ``catalog.actions``.
         """
+        hcp = np.asarray(hcp, dtype=np.int64)
+        return self.batch_probabilities(pop, hcp, np.arange(hcp.shape[0]), action)
+
+    def batch_probabilities(
+        self, pop: Population, hcp: I64, seg: I64, action: I64
+    ) -> OutcomeProbabilities:
+        """As :meth:`probabilities` for a ragged batch: entry ``k`` pairs HCP
+        ``hcp[seg[k]]`` with ``action[k]``.
+
+        Parameters
+        ----------
+        hcp : ndarray of int, shape (n,)
+        seg : ndarray of int, shape (m,)
+        action : ndarray of int, shape (m,)
+
+        Notes
+        -----
+        The response logit of HCP ``h`` to action ``a`` (channel ``c``, topic
+        ``t``, content item ``i``) is::
+
+            base[specialty(h), c] + channel_affinity[h, c]
+            + digital_coef * sign(c) * (digital_affinity[h] - 0.5)
+            - fatigue_coef[c] * fatigue[h, c]
+            + topic_interest[h, t] + stage_bonus * match(stage(h), t)
+            + novelty_coef * (0.5 - knowledge[h, t])
+            - repeat_coef * seen[h, i]
+
+        The per-HCP channel part and topic part are computed once per decision
+        (shape (n, C) and (n, T)) and gathered per entry.
+        """
         cfg = self.config
         c = self.action_channel[action]
         t = self.action_topic[action]
         it = self.action_item[action]
         base = self.base_logit(pop.specialties)
-        interest = pop.topic_interest[hcp, t]
-        match = cfg.stage_match_bonus * self.stage_match[pop.stage[hcp], t]
-        fatigue = pop.fatigue[hcp, c]
-        z = (
-            base[pop.specialty[hcp], c]
-            + pop.channel_affinity[hcp, c]
-            + interest
-            + match
-            + cfg.novelty_coef * (0.5 - pop.knowledge[hcp, t])
-            - self.fatigue_coef[c] * fatigue
-            - cfg.repeat_coef * pop.seen[hcp, it]
-            + cfg.digital_affinity_coef * self.digital_sign[c] * (pop.digital_affinity[hcp] - 0.5)
+        fatigue = pop.fatigue[hcp]
+        chan_part = (
+            base[pop.specialty[hcp]]
+            + pop.channel_affinity[hcp]
+            + cfg.digital_affinity_coef
+            * self.digital_sign[None, :]
+            * (pop.digital_affinity[hcp] - 0.5)[:, None]
+            - self.fatigue_coef[None, :] * fatigue
         )
+        liking = pop.topic_interest[hcp] + cfg.stage_match_bonus * self.stage_match[pop.stage[hcp]]
+        topic_part = liking + cfg.novelty_coef * (0.5 - pop.knowledge[hcp])
+        z = chan_part[seg, c] + topic_part[seg, t]
+        if cfg.repeat_coef:
+            z -= cfg.repeat_coef * pop.seen[hcp[seg], it]
         p1 = special.expit(z)
-        z2 = self.secondary_logit[c] + 0.5 * (interest + match)
-        p2 = np.where(self.has_secondary[c], special.expit(z2), 0.0)
+        m = action.shape[0]
+        p2 = np.zeros(m)
+        sec = np.flatnonzero(self.has_secondary[c])
+        if sec.size:
+            p2[sec] = special.expit(self.secondary_logit[c[sec]] + 0.5 * liking[seg[sec], t[sec]])
         pg = np.where(self.has_gate[c], cfg.delivery_rate, 1.0)
-        ps = np.where(
-            self.has_side[c],
-            np.minimum(
-                pop.unsubscribe_hazard[hcp] * np.exp(cfg.unsubscribe_fatigue * fatigue), 0.5
-            ),
-            0.0,
-        )
+        ps = np.zeros(m)
+        side = np.flatnonzero(self.has_side[c])
+        if side.size:
+            h_side = seg[side]
+            ps[side] = np.minimum(
+                pop.unsubscribe_hazard[hcp[h_side]]
+                * np.exp(cfg.unsubscribe_fatigue * fatigue[h_side, c[side]]),
+                0.5,
+            )
         return OutcomeProbabilities(c, pg, p1, p2, ps)
 
     def expected_reward(self, probs: OutcomeProbabilities) -> F64:

@@ -472,7 +472,7 @@ class World:
             {"requester": requester.name}, sort_keys=True, separators=(",", ":")
         )
         contexts = self.builder.build(the_day, self.profile_json, self.history, hcp, request_json)
-        probs_all = self.response.probabilities(pop, hcp[seg], action)
+        probs_all = self.response.batch_probabilities(pop, hcp, seg, action)
         truth = self.response.expected_reward(probs_all)
         batch = DecisionBatch(
             day=the_day,

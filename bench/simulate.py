@@ -1,0 +1,94 @@
+"""Simulator throughput: decisions simulated per second for 10,000 HCPs x 90 days
+under the campaign policy (DESIGN §10: >= 100k decisions/s).
+
+Prints, for the same world and seed in the same run:
+
+- the day loop alone (requesters, eligibility, response model, ground truth,
+  policy, sampling, history and context JSON; logs kept in memory), and
+- the whole ``simulate`` call writing the Parquet logs, with the share of the
+  time spent inside ``nba.logs.io.append`` (Parquet encoding, zstd, fsync).
+
+Figures only, no assertions. Usage::
+
+    python bench/simulate.py [--hcps 10000] [--days 90] [--policy campaign] [--repeat 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import pandas  # noqa: F401  (imported up front: pyarrow loads it lazily on first use)
+import pyarrow.parquet  # noqa: F401
+
+from nba.logs import io as logio
+from simulators.hcp.world import World
+
+TARGET = 100_000
+
+
+def _timed_append():
+    spent = [0.0]
+    original = logio.append
+
+    def wrapper(*args, **kwargs):
+        t = time.perf_counter()
+        try:
+            return original(*args, **kwargs)
+        finally:
+            spent[0] += time.perf_counter() - t
+
+    return wrapper, spent, original
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--hcps", type=int, default=10_000)
+    ap.add_argument("--days", type=int, default=90)
+    ap.add_argument("--policy", default="campaign")
+    ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--repeat", type=int, default=2)
+    args = ap.parse_args()
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    print(f"cpu_count={os.cpu_count()} load_avg_1min={load:.2f}")
+    print(f"{args.hcps} HCPs x {args.days} days, policy {args.policy}, seed {args.seed}")
+    best_loop = best_total = 0.0
+    for rep in range(args.repeat):
+        t0 = time.perf_counter()
+        world = World(args.hcps, seed=args.seed)
+        t_init = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        s = world.run(args.days, policy=args.policy)
+        t_loop = time.perf_counter() - t0
+        loop_rate = s.decisions / t_loop
+        wrapper, spent, original = _timed_append()
+        logio.append = wrapper
+        try:
+            with tempfile.TemporaryDirectory() as tmp:
+                t0 = time.perf_counter()
+                world2 = World(args.hcps, seed=args.seed)
+                s2 = world2.run(args.days, policy=args.policy, out=Path(tmp) / "logs")
+                t_total = time.perf_counter() - t0
+        finally:
+            logio.append = original
+        total_rate = s2.decisions / t_total
+        best_loop, best_total = max(best_loop, loop_rate), max(best_total, total_rate)
+        print(
+            f"run {rep + 1}: {s.decisions} decisions | world build {t_init:.2f} s | "
+            f"day loop {t_loop:.2f} s = {loop_rate:,.0f} decisions/s | "
+            f"with logs {t_total:.2f} s = {total_rate:,.0f} decisions/s "
+            f"(nba.logs.io.append {spent[0]:.2f} s, {100 * spent[0] / t_total:.0f}%; "
+            f"without it {s2.decisions / (t_total - spent[0]):,.0f} decisions/s)"
+        )
+    print(
+        f"best: day loop {best_loop:,.0f} decisions/s ({best_loop / TARGET:.2f}x target), "
+        f"with logs {best_total:,.0f} decisions/s ({best_total / TARGET:.2f}x target); "
+        f"target {TARGET:,} decisions/s"
+    )
+
+
+if __name__ == "__main__":
+    main()
