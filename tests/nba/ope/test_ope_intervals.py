@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pytest
 from scipy import stats
 
 from nba.ope import DM, DR, IPS, SNDR, SNIPS, LoggedData, OPEInputError, make_estimator
+from nba.ope.estimators import IntervalMethod
 
 
 def tiny(**over: Any) -> LoggedData:
@@ -203,7 +204,7 @@ def test_every_interval_kind_covers_the_truth_at_about_its_nominal_rate(
                 if name == "dm" and method != "gaussian":
                     continue
                 iv = est.estimate_interval(
-                    log.data, method=method, n_bootstrap=300, seed=seed  # type: ignore[arg-type]
+                    log.data, method=cast(IntervalMethod, method), n_bootstrap=300, seed=seed
                 )
                 hits[(name, method)] = hits.get((name, method), 0) + iv.covers(truth)
     cover = {k: v / reps for k, v in hits.items()}
