@@ -188,7 +188,8 @@ def dsjson_features(
     ----------
     context_json : str
         The logged ``context``: a :class:`nba.context.DecisionContext` as JSON,
-        or an imported foreign context ``{"dsjson": {...}, "dsjson_actions": {...}}``.
+        or an imported foreign context ``{"dsjson": {...}, "dsjson_actions": {...}}``
+        (also accepted: ``{"dsjson": c}`` with ``c._multi`` listing the actions in order).
     action_ids : sequence of str, length n
         The eligible actions in logged order.
     catalog : Catalog or None
@@ -212,11 +213,24 @@ def dsjson_features(
         per_action = d.get(FOREIGN_ACTIONS_KEY) or {}
         if not isinstance(shared, dict) or not isinstance(per_action, dict):
             raise ValidationError(f"context: field '{FOREIGN_KEY}': must be JSON objects")
+        shared = dict(shared)
+        if "_multi" in shared:  # the other accepted form: {"dsjson": c} with c._multi in order
+            multi = shared.pop("_multi")
+            if (
+                not isinstance(multi, list)
+                or len(multi) != len(action_ids)
+                or not all(isinstance(m, dict) for m in multi)
+            ):
+                raise ValidationError(
+                    f"context: field '{FOREIGN_KEY}._multi': must be {len(action_ids)} objects, "
+                    "one per action"
+                )
+            return shared, [dict(m) for m in multi]
         actions = [
             dict(per_action[a]) if isinstance(per_action.get(a), dict) else {"action": {"id": a}}
             for a in action_ids
         ]
-        return dict(shared), actions
+        return shared, actions
     ctx = DecisionContext.from_dict(d)
     return _shared_features(ctx), [_action_features(a, catalog) for a in action_ids]
 

@@ -319,6 +319,14 @@ def test_features_without_catalog_or_separator() -> None:
     shared, actions = dsjson_features(ctx, ["x", "y"], None)
     assert shared == {"U": {"age": 3}}
     assert actions == [{"A": {"id": "x"}}, {"action": {"id": "y"}}]
+    # the other foreign form: {"dsjson": c} with c._multi in action order
+    ctx2 = '{"dsjson": {"U": {"age": 3}, "_multi": [{"A": {"k": 1}}, {"A": {"k": 2}}]}}'
+    assert dsjson_features(ctx2, ["x", "y"], None) == (
+        {"U": {"age": 3}},
+        [{"A": {"k": 1}}, {"A": {"k": 2}}],
+    )
+    with pytest.raises(ValueError, match=r"field 'dsjson\._multi': must be 3 objects"):
+        dsjson_features(ctx2, ["x", "y", "z"], None)
     with pytest.raises(ValueError, match="context: not valid JSON"):
         dsjson_features("{", ["x"], None)
     with pytest.raises(ValueError, match="must be a JSON object"):
