@@ -163,7 +163,11 @@ def open_services(settings: Settings, loader: PolicyLoader | None = None) -> Ser
         if settings.reward_path
         else RewardDefinition.default()
     )
-    store = EventStore(settings.store_path, reward_window_days=float(reward.window_days))
+    store = EventStore(
+        settings.store_path,
+        reward_window_days=float(reward.window_days),
+        synchronous=settings.store_synchronous,
+    )
     store.add_catalog(catalog)
     metrics = ServiceMetrics()
     tracking = settings.tracking_uri or default_tracking_uri()

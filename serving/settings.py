@@ -82,6 +82,12 @@ class Settings(BaseSettings):
         default_factory=lambda: data_dir() / "events.db",
         description="SQLite event store (WAL mode) shared by all workers.",
     )
+    store_synchronous: Literal["FULL", "NORMAL", "EXTRA"] = Field(
+        default="FULL",
+        description="SQLite synchronous mode: FULL fsyncs every commit (survives power "
+        "loss); NORMAL survives a killed process but may lose the last commits on an OS "
+        "crash.",
+    )
     catalog_path: Path | None = Field(default=None, description="Catalog TOML; default: packaged.")
     rules_path: Path | None = Field(
         default=None, description="Contact-policy rules; default: packaged."
