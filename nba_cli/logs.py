@@ -141,6 +141,7 @@ def export_cmd(
 ) -> None:
     """Join decisions to their reward and write them as Parquet or DSJSON, or write
     the service's event store (--store) out as a Parquet event log (--format log)."""
+    import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
     from nba.logs.dsjson import export_dsjson, load_catalogs
@@ -181,7 +182,10 @@ def export_cmd(
         else:
             versions = table.column("catalog_version").unique().to_pylist()
             catalogs = load_catalogs(catalog_dir, versions) if catalog_dir is not None else {}
-            missing = sorted(set(versions) - set(catalogs))
+            # imported decisions carry their own features ({"dsjson": ...}): no catalog needed
+            native = table.filter(pc.invert(pc.starts_with(table.column("context"), '{"dsjson"')))
+            needed = set(native.column("catalog_version").unique().to_pylist())
+            missing = sorted(needed - set(catalogs))
             if missing:
                 click.echo(
                     f"note: no catalog snapshot for {', '.join(missing)}; "

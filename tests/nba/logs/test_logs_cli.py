@@ -81,6 +81,16 @@ def test_import_then_export_again(tmp_path: Path, logs_dir: Path) -> None:
     c = _counts(res.output)
     assert (c["decisions"], c["not_activated"], c["outcomes"]) == ("30", "1", "15")
     assert io.read(out, "decisions").num_rows == 30
+    # the imported log exports again, with the same features and no catalog warning
+    again = tmp_path / "again.dsjson"
+    base2 = ["logs", "export", "--logs", str(out), "--format", "dsjson", "--quiet"]
+    res = runner.invoke(main, [*base2, "--include-inactive", "--out", str(again)])
+    assert res.exit_code == 0, res.output
+    assert "no catalog snapshot" not in res.output
+    first = [json.loads(x) for x in dsjson.read_text().splitlines()]
+    second = [json.loads(x) for x in again.read_text().splitlines()]
+    assert [x["c"] for x in first] == [x["c"] for x in second]
+    assert [x["p"] for x in first] == [x["p"] for x in second]
 
 
 @pytest.mark.parametrize(
@@ -121,3 +131,15 @@ def test_import_reports_bad_line(tmp_path: Path) -> None:
     res = CliRunner().invoke(main, ["logs", "import", str(f), "--out", str(tmp_path / "o")])
     assert res.exit_code == 1
     assert "f.dsjson:1: field 'Timestamp'" in res.output
+
+
+def test_export_notes_a_missing_catalog_snapshot(tmp_path: Path, logs_dir: Path) -> None:
+    for p in (logs_dir / "catalog").iterdir():
+        p.unlink()
+    out = tmp_path / "o.dsjson"
+    args = ["logs", "export", "--logs", str(logs_dir), "--format", "dsjson", "--out", str(out)]
+    res = CliRunner().invoke(main, [*args, "--quiet"])
+    assert res.exit_code == 0, res.output
+    assert f"no catalog snapshot for {Catalog.default().version}" in res.output
+    first = json.loads(out.read_text().splitlines()[0])
+    assert all("topic" not in a["action"] for a in first["c"]["_multi"])
