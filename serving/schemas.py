@@ -330,7 +330,11 @@ class ModelInfo(BaseModel):
 
 
 class ReloadRequest(BaseModel):
-    model_config = STRICT
+    model_config = ConfigDict(
+        extra="forbid",
+        str_strip_whitespace=True,
+        json_schema_extra={"examples": [{}, {"uri": "models:/nba@champion"}]},
+    )
     uri: str | None = Field(default=None, min_length=1, max_length=500)
 
 

@@ -516,3 +516,19 @@ def test_openapi_documents_every_route(client: TestClient) -> None:
     assert "/v1/_bench/noop" not in paths
     schemas = spec["components"]["schemas"]
     assert schemas["DecisionRequest"]["examples"]
+
+
+def test_holdout_hcps_always_get_the_baseline(
+    client: TestClient, put_hcp: Callable[..., str]
+) -> None:
+    contact = client.app.state.services.contact  # type: ignore[attr-defined]
+    ids = [f"HO{i}" for i in range(400)]
+    held = next(h for h in ids if contact.is_holdout(h))
+    free = next(h for h in ids if not contact.is_holdout(h))
+    put_hcp(held)
+    put_hcp(free)
+    r_held = decide(client, {"hcp_id": held}).json()
+    r_free = decide(client, {"hcp_id": free}).json()
+    assert r_held["model_version"] == "holdout:baseline:uniform"
+    assert r_free["model_version"] == "baseline:uniform"
+    assert store(client).get_decision(r_held["event_id"]).model_version.startswith("holdout:")
