@@ -151,6 +151,7 @@ def main() -> None:
     args = ap.parse_args()
 
     print(f"os.cpu_count() = {os.cpu_count()}")
+    print("load average at start (1, 5, 15 min): {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
     if importlib.util.find_spec("obp") is None:
         print(
             "Open Bandit Pipeline is not installed: the in-run references are a plain "
@@ -233,6 +234,7 @@ def main() -> None:
     print(
         f"(naive bootstrap timed on {args.naive_resamples} resamples; its figure is per resample)"
     )
+    print("load average at end (1, 5, 15 min): {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
 
 
 if __name__ == "__main__":

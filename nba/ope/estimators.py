@@ -11,8 +11,8 @@ one form gives every estimator the same three intervals:
 * ``bootstrap``: percentile bootstrap over whole decisions. A (B, n) count
   matrix is multiplied with the (n, k) term matrix, so the *denominator* of a
   self-normalised estimator is recomputed on every resample, not just the
-  numerator. Seeded per block of resamples, chunked to bound memory; the result does not
-  depend on the number of threads or the chunk size.
+  numerator. Seeded per block of resamples and chunked to bound memory; the
+  result does not depend on the number of threads or the chunk size.
 * ``gaussian``: CLT interval from per-decision influence terms; for the ratio
   part the delta method, ``psi_i = a_i - mean(a) + c_i (y_i - R) / mean(c)``.
 * ``bernstein``: empirical-Bernstein bound (Maurer & Pontil 2009, Thm. 4),
@@ -196,8 +196,8 @@ class BaseOffPolicyEstimator(ABC):
             decisions with replacement. ``poisson``: each decision gets an
             independent Poisson(1) count (Hanley & MacGibbon 2006; Chamandy
             et al. 2012), an asymptotically equivalent approximation that
-            is about 3x faster on large logs; means are then taken over the
-            resample's own size.
+            is several times faster on large logs (see ``bench/ope.py``);
+            means are then taken over the resample's own size.
         weight_bound : float, optional
             A priori bound on the importance weight, for ``bernstein``.
         n_jobs : int, optional
@@ -210,6 +210,8 @@ class BaseOffPolicyEstimator(ABC):
         if not (isinstance(alpha, float | int) and 0.0 < float(alpha) < 1.0):
             raise OPEInputError(f"alpha: must be in (0, 1), got {alpha!r}")
         alpha = float(alpha)
+        if method not in INTERVAL_METHODS:
+            raise OPEInputError(f"method: expected one of {INTERVAL_METHODS}, got {method!r}")
         terms = self._terms(data)
         est = terms.value()
         if method == "bootstrap":
@@ -231,9 +233,7 @@ class BaseOffPolicyEstimator(ABC):
         if method == "gaussian":
             half = float(stats.norm.ppf(1.0 - alpha / 2.0)) * _influence_se(terms, est)
             return Interval(est, est - half, est + half, method, alpha)
-        if method == "bernstein":
-            return self._bernstein(data, terms, est, alpha, weight_bound)
-        raise OPEInputError(f"method: expected one of {INTERVAL_METHODS}, got {method!r}")
+        return self._bernstein(data, terms, est, alpha, weight_bound)
 
     # ------------------------------------------------------------- bernstein
     def _bernstein(
@@ -352,12 +352,15 @@ def _counts(rng: np.random.Generator, rows: int, n: int, resampling: str) -> np.
         assert isinstance(raw, np.ndarray)
         u16 = raw.view(np.uint16).reshape(rows, 4 * words)[:, :n]
         return np.take(_POISSON_TABLE, u16).astype(np.float64)
-    # multinomial: n uniform draws per row, counted per decision
-    pos = rng.random((rows, n))
-    pos *= n
-    pos += (np.arange(rows, dtype=np.float64) * n)[:, None]
-    idx = pos.astype(np.int64).ravel()
-    return np.bincount(idx, minlength=rows * n).reshape(rows, n).astype(np.float64)
+    # multinomial: n uniform draws per row, counted per decision (row by row, so
+    # the scatter target stays cache-sized; same stream as one (rows, n) draw)
+    out = np.empty((rows, n))
+    pos = np.empty(n)
+    for row in range(rows):
+        rng.random(out=pos)
+        pos *= n
+        out[row] = np.bincount(pos.astype(np.intp), minlength=n)
+    return out
 
 
 def bootstrap_replicates(
