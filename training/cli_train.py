@@ -115,7 +115,7 @@ def train(
             register=not no_register,
             experiment=experiment,
             tracking_uri=tracking_uri,
-            extra_params={"logs": str(logs_dir.resolve())},
+            extra_params={"logs_dir": str(logs_dir.resolve())},
         )
         click.echo(f"MLflow run {logged.run_id}; model {logged.model_uri}")
         if logged.version is not None:

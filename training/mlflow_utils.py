@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import importlib.metadata
+import os
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -148,8 +149,13 @@ def log_training_run(
 ) -> LoggedModel:
     """Record a :class:`training.train.TrainResult`: params, metrics, the summary,
     the model (pyfunc), and the registry entry with alias ``challenger``."""
-    exp_id = experiment_id(experiment, tracking_uri)
-    with mlflow.start_run(experiment_id=exp_id):
+    if os.environ.get("MLFLOW_RUN_ID"):
+        # launched by ``mlflow run``: record into the run the project created
+        configure(tracking_uri)
+        ctx = mlflow.start_run()
+    else:
+        ctx = mlflow.start_run(experiment_id=experiment_id(experiment, tracking_uri))
+    with ctx:
         params = dict(result.params)
         params.update(extra_params or {})
         mlflow.log_params(_clean_params(params))

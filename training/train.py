@@ -130,7 +130,7 @@ class TrainResult:
             f"trained on {self.n_train} decisions ({self.data_since} .. {self.data_until}), "
             f"{self.passes} pass(es), seed {self.seed}",
             f"reward definition {self.reward_definition}; catalog {self.catalog_version}",
-            f"VW: {self.policy.params['vw_args']}",
+            f"VW: {self.policy.params['vw_command']}",
             f"progressive-validation average loss: {self.average_loss:.6f}",
         ]
         h = self.holdout

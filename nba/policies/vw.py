@@ -548,7 +548,7 @@ class VWPolicy(Policy):
                 if v is None and k == "interactions"
                 else (",".join(v) if isinstance(v, list) else v)
             )
-        out["vw_args"] = " ".join(self.config.args(self.featurizer_config.interactions))
+        out["vw_command"] = " ".join(self.config.args(self.featurizer_config.interactions))
         out["featurizer_hash"] = self.featurizer_config.content_hash
         out["featurizer_interactions"] = ",".join(self.featurizer_config.interactions)
         out["catalog_version"] = self.catalog.version

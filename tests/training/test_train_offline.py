@@ -43,7 +43,7 @@ def test_holdout_slice_is_the_last_days_and_gets_ips_and_snips(logs: Path) -> No
     assert {"average_loss", "holdout_ips", "holdout_snips", "seconds_learn"} <= set(m)
     p = r.params
     assert p["reward_definition"].startswith("engagement@1#")
-    assert p["featurizer_hash"] and p["catalog_version"] and p["vw_args"].startswith("--cb_")
+    assert p["featurizer_hash"] and p["catalog_version"] and p["vw_command"].startswith("--cb_")
     assert "IPS" in r.summary() and "SNIPS" in r.summary()
 
 
