@@ -21,7 +21,7 @@ are the flat positions ``offsets[i]:offsets[i + 1]``. Every estimator reads a
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cached_property
 from typing import Any
 
@@ -295,6 +295,22 @@ class LoggedData:
     def decision_of_flat(self) -> IntArray:
         """Decision index of each flat position, shape (m,)."""
         return _frozen(np.repeat(np.arange(self.n_decisions, dtype=np.int64), self.sizes))
+
+    def with_target(
+        self, action_dist: npt.ArrayLike, estimated_rewards: npt.ArrayLike | None = None
+    ) -> LoggedData:
+        """The same log with another target policy (and optionally reward predictions).
+
+        Parameters
+        ----------
+        action_dist : array of float, shape (m,)
+        estimated_rewards : array of float, shape (m,), optional
+            Kept from this log when not given.
+        """
+        est = self.estimated_rewards
+        if estimated_rewards is not None:
+            est = np.asarray(estimated_rewards)
+        return replace(self, action_dist=np.asarray(action_dist), estimated_rewards=est)
 
     def require_estimated_rewards(self, who: str) -> FloatArray:
         """Return ``estimated_rewards`` or fail naming the estimator that needs it."""

@@ -119,3 +119,13 @@ def test_segment_sum_matches_loop() -> None:
     values = rng.normal(size=int(offsets[-1]))
     expected = [values[offsets[i] : offsets[i + 1]].sum() for i in range(200)]
     np.testing.assert_allclose(segment_sum(values, offsets), expected)
+
+
+def test_with_target_swaps_the_policy_and_revalidates() -> None:
+    data = LoggedData(**_good())
+    other = data.with_target(np.array([0.5, 0.5, 0.0, 0.0, 1.0, 1.0]))
+    assert other.importance_weights.tolist() == pytest.approx([1.0, 2.0, 1.0])
+    np.testing.assert_array_equal(other.estimated_rewards, data.estimated_rewards)
+    assert data.importance_weights.tolist() == pytest.approx([1.4, 1.0, 1.0])
+    with pytest.raises(OPEInputError, match=r"action_dist: probabilities do not sum to 1"):
+        data.with_target(np.full(6, 0.5))
