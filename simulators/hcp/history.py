@@ -154,6 +154,7 @@ class MapRenderer:
         # '"key":value' pieces in output order, for small values
         self._pieces = [[f"{key}:{v}" for v in range(128)] for key in self.keys]
         self.cache: dict[int, str] = {}
+        self._comma_pieces: dict[int, list[npt.NDArray[np.object_]]] = {}
 
     def _render_row(self, row: Sequence[int]) -> str:
         pieces = self._pieces
@@ -164,6 +165,31 @@ class MapRenderer:
             if v:
                 parts.append(pieces[j][v] if v < 128 else f"{keys[j]}:{v}")
         return "{" + ",".join(parts) + "}"
+
+    def render_small(self, rows: npt.NDArray[np.integer], limit: int) -> list[str]:
+        """:meth:`render` for rows whose values are all below ``limit``, without
+        caching: per-column pieces are looked up and joined row by row (faster
+        for high-cardinality rows such as days since the last touch)."""
+        if rows.shape[0] == 0:
+            return []
+        if rows.min() < 0 or rows.max() >= limit:
+            return self.render(rows)
+        tables = self._comma_pieces.get(limit)
+        if tables is None:
+            tables = [
+                np.array([""] + [f",{key}:{v}" for v in range(1, limit)], dtype=object)
+                for key in self.keys
+            ]
+            self._comma_pieces[limit] = tables
+        cols = [tables[j].take(rows[:, i]).tolist() for j, i in enumerate(self.order)]
+        return ["{" + "".join(parts)[1:] + "}" for parts in zip(*cols, strict=True)]
+
+    def render_many(self, blocks: Sequence[npt.NDArray[np.integer]]) -> list[list[str]]:
+        """:meth:`render` of several (b, k) blocks at once (one sort, one cache pass)."""
+        b = blocks[0].shape[0]
+        rows = np.concatenate([np.asarray(x) for x in blocks], axis=0)
+        flat = self.render(rows)
+        return [flat[i * b : (i + 1) * b] for i in range(len(blocks))]
 
     def render(self, rows: npt.NDArray[np.integer]) -> list[str]:
         """Canonical JSON of each row of ``rows`` (shape (b, k)), as a list of b strings."""
@@ -241,12 +267,16 @@ class ContextBuilder:
         if b == 0:
             return np.empty(0, dtype=object)
         tr = tracker
-        dst = self._channel_map.render(tr.days_since_touch(hcp))
-        eng = self._channel_map.render(tr.eng_win[hcp])
+        dst = self._channel_map.render_small(tr.days_since_touch(hcp), LONGEST + 1)
+        eng, t7, t30, t90 = self._channel_map.render_many(
+            [
+                tr.eng_win[hcp],
+                tr.touch_win[7][hcp],
+                tr.touch_win[30][hcp],
+                tr.touch_win[90][hcp],
+            ]
+        )
         teng = self._topic_map.render(tr.topic_win[hcp])
-        t7 = self._channel_map.render(tr.touch_win[7][hcp])
-        t30 = self._channel_map.render(tr.touch_win[30][hcp])
-        t90 = self._channel_map.render(tr.touch_win[90][hcp])
         last = self._content[tr.last_content[hcp]].tolist()  # -1 -> "null" (last entry)
         prof = profile_json[hcp].tolist()
         head = f'{{"day":"{day.isoformat()}","hcp":'

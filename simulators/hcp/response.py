@@ -397,9 +397,11 @@ class ResponseModel:
         )
         liking = pop.topic_interest[hcp] + cfg.stage_match_bonus * self.stage_match[pop.stage[hcp]]
         topic_part = liking + cfg.novelty_coef * (0.5 - pop.knowledge[hcp])
-        z = chan_part[seg, c] + topic_part[seg, t]
+        n_c, n_t = chan_part.shape[1], topic_part.shape[1]
+        z = chan_part.ravel().take(seg * n_c + c) + topic_part.ravel().take(seg * n_t + t)
         if cfg.repeat_coef:
-            z -= cfg.repeat_coef * pop.seen[hcp[seg], it]
+            seen = pop.seen[hcp]  # (n, n_items): one row gather, then flat takes
+            z -= cfg.repeat_coef * seen.ravel().take(seg * seen.shape[1] + it)
         p1 = special.expit(z)
         m = action.shape[0]
         p2 = np.zeros(m)

@@ -250,6 +250,21 @@ class World:
             (r, tuple(ch for ch in r.channels if ch in self.chan_pos)) for r in REQUESTERS
         ]
         self._day_index = 0
+        markets = self.population.markets
+        self._approval_start = np.zeros((len(markets), len(cat.actions)), dtype=np.int64)
+        self._approval_expiry = np.zeros((len(markets), len(cat.actions)), dtype=np.int64)
+        for mi, market in enumerate(markets):
+            for j, a in enumerate(cat.actions):
+                for ap in cat.by_id[a.content_id].approvals:
+                    if ap.market == market:
+                        self._approval_start[mi, j] = ap.start.toordinal()
+                        self._approval_expiry[mi, j] = ap.expiry.toordinal()
+
+    def approved_on(self, day: date) -> npt.NDArray[np.bool_]:
+        """Same as ``catalog.approval_matrix(population.markets, day)``, vectorized,
+        shape (n_markets, n_actions)."""
+        o = day.toordinal()
+        return (self._approval_start <= o) & (o < self._approval_expiry)
 
     # ------------------------------------------------------------- requesters
     def due(self, requester: Requester, day: int, weekday: int) -> I64:
@@ -372,8 +387,12 @@ class World:
         for d in bar:
             if d > 0:
                 self._next_day(d)
+            if learner is not None:
+                # decisions whose reward window has closed, before today's decisions
+                while self._pending and self._pending[0].day + release_lag <= d:
+                    learner(self._pending.popleft().batch)
             the_day = self.start + timedelta(days=d)
-            approved = self.catalog.approval_matrix(self.population.markets, the_day)
+            approved = self.approved_on(the_day)
             for requester, channels in self._requesters:
                 if not channels:
                     continue
@@ -389,12 +408,6 @@ class World:
                         approved,
                         keep=learner is not None,
                     )
-            if learner is not None:
-                ready = []
-                while self._pending and self._pending[0].day + release_lag <= d:
-                    ready.append(self._pending.popleft().batch)
-                for b in ready:
-                    learner(b)
             if outp is not None and (d + 1) % flush_days == 0:
                 self._flush(outp, final=False, before_day=d + 1)
         if outp is not None:

@@ -182,3 +182,12 @@ def test_response_prefers_stage_matched_content_and_penalizes_repeats():
     assert np.all(pr < pm)
     for p in (pm, po, pr):
         assert np.all((p >= 0) & (p <= 1))
+
+
+def test_vectorized_approval_equals_the_catalog_on_every_day_of_a_year():
+    w = World(30, seed=1)
+    for k in range(0, 800, 3):
+        day = date(2025, 1, 1).fromordinal(date(2025, 1, 1).toordinal() + k)
+        assert np.array_equal(
+            w.approved_on(day), w.catalog.approval_matrix(w.population.markets, day)
+        ), day
