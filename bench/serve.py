@@ -9,8 +9,9 @@ the model cost is real). A separate load-generator process drives
 ``POST /v1/decisions`` and ``POST /v1/_bench/noop`` -- which validates the same
 body and key but touches neither store nor model -- with 16 concurrent
 clients (asyncio + httpx), alternating rounds so drift hits both alike; then it
-posts ``/v1/decisions:batch`` requests. It prints requests/s, p50 and p99 for
-both routes and their ratios, and batch decisions/s against single decisions/s.
+posts ``/v1/decisions:batch`` requests (as many in flight as there are workers,
+so both sides use the same workers). It prints requests/s, p50 and p99 for both
+routes and their ratios, and batch decisions/s against single decisions/s.
 Every decision is really stored: the store is counted before and after.
 
 Absolute figures on shared machines are noise; the ratios are the result.
@@ -248,17 +249,16 @@ def main(argv: list[str] | None = None) -> int:
             for r in runs:
                 acked_single.extend(r[4])
 
-        # batch: sequential requests of batch-size HCPs each
+        # batch: batch-size HCPs per request, as many requests in flight as workers
         batch_decisions = 0
         batch_events: list[str] = []
-        t0 = time.perf_counter()
-        with httpx.Client(base_url=base, timeout=600) as c:
-            for b in range(args.batches):
-                ids = [
-                    hcp_ids[(b * args.batch_size + j) % len(hcp_ids)]
-                    for j in range(args.batch_size)
-                ]
-                r = c.post(
+
+        def one_batch(b: int) -> dict[str, Any]:
+            ids = [
+                hcp_ids[(b * args.batch_size + j) % len(hcp_ids)] for j in range(args.batch_size)
+            ]
+            with httpx.Client(base_url=base, timeout=600) as bc:
+                r = bc.post(
                     "/v1/decisions:batch",
                     json={
                         "hcp_ids": ids,
@@ -269,8 +269,15 @@ def main(argv: list[str] | None = None) -> int:
                     headers=auth("decide"),
                 )
                 r.raise_for_status()
-                batch_decisions += int(r.json()["n_decisions"])
-                batch_events += [d["event_id"] for d in r.json()["decisions"] if d["event_id"]]
+                return dict(r.json())
+
+        from concurrent.futures import ThreadPoolExecutor
+
+        t0 = time.perf_counter()
+        with ThreadPoolExecutor(max_workers=args.workers) as pool:
+            for out in pool.map(one_batch, range(args.batches)):
+                batch_decisions += int(out["n_decisions"])
+                batch_events += [d["event_id"] for d in out["decisions"] if d["event_id"]]
         batch_seconds = time.perf_counter() - t0
     finally:
         stop_server(proc)

@@ -43,7 +43,7 @@ from nba.domain import (
     Touch,
     ValidationError,
 )
-from nba.ids import new_event_id
+from nba.ids import event_ids, new_event_id
 from nba.policies.base import Policy
 from nba.reward import RewardDefinition
 from serving import schemas
@@ -332,7 +332,10 @@ class DecisionEngine:
         candidates = [a for a in self.catalog.actions if a.channel in channels]
         prepared: list[Prepared] = []
         unknown: list[str] = []
-        for hid in req.hcp_ids:
+        with self._rng_lock:  # all ids of the batch in one vectorized call
+            ms = np.full(len(req.hcp_ids), int(now.timestamp() * 1000), dtype=np.int64)
+            ids = event_ids(ms, self._rng)
+        for hid, eid in zip(req.hcp_ids, ids, strict=True):
             hcp = profiles.get(hid)
             if hcp is None:
                 unknown.append(hid)
@@ -340,6 +343,7 @@ class DecisionEngine:
             prepared.append(
                 self.prepare(
                     hcp,
+                    event_id=str(eid),
                     now=now,
                     channels=channels,
                     k=req.k,
