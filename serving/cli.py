@@ -18,6 +18,7 @@ from pathlib import Path
 
 import click
 from pydantic import ValidationError
+from pydantic_settings import SettingsError
 
 
 @click.command("serve")
@@ -61,6 +62,8 @@ def serve(
             f"  {'.'.join(map(str, e['loc'])) or 'settings'}: {e['msg']}" for e in exc.errors()
         ]
         raise click.ClickException("invalid settings:\n" + "\n".join(lines)) from None
+    except SettingsError as exc:  # e.g. NBA_API_KEYS that is not JSON
+        raise click.ClickException(f"invalid settings: {exc}") from None
     if settings.auth_disabled:
         click.secho(
             "WARNING: auth is disabled (NBA_AUTH_DISABLED=true): every caller has every scope.",
