@@ -72,6 +72,7 @@ CONTACT_TYPES: frozenset[str] = frozenset(
     }
 )
 HOLDOUT_PREFIX = "holdout:"
+FALLBACK_PREFIX = "fallback:"
 
 
 @dataclass(frozen=True)
@@ -207,7 +208,16 @@ class DecisionEngine:
             return Prepared(hcp.hcp_id, None, context, [], suppressed, version, policy.name)
 
         eid = event_id or self.new_event_id(now)
-        with self._policy_lock:  # a VW workspace is not safe for concurrent calls
+        try:
+            with self._policy_lock:  # a VW workspace is not safe for concurrent calls
+                pd = policy.decide(context, allowed, eid)
+        except Exception as exc:
+            # a model that fails on one request must not fail the caller: this
+            # decision comes from the baseline and its log says so
+            log.error("policy %s failed (%s); baseline used for this decision", version, exc)
+            self.metrics.model_swaps.labels(result="fallback").inc()
+            policy = self.holdout_policy
+            version = f"{FALLBACK_PREFIX}baseline:{policy.name}"
             pd = policy.decide(context, allowed, eid)
         p = pd.probabilities
         order_key = pd.scores if pd.scores is not None else p

@@ -164,3 +164,27 @@ def test_follows_the_mlflow_champion_alias(tmp_path: Path) -> None:
     v2 = register(_train("ignored", 2, 3))
     res = mm.poll()
     assert res is not None and res.swapped and mm.current.version == f"nba/{v2}"
+
+
+class FlakyPolicy(Policy):
+    """Scores the canaries, then fails on HCPs whose id starts with 'BOOM'."""
+
+    name = "flaky"
+
+    def probabilities(self, context: DecisionContext, actions: Sequence[Action]) -> Probabilities:
+        if context.hcp.hcp_id.startswith("BOOM"):
+            raise RuntimeError("model crashed")
+        return np.full(len(actions), 1.0 / len(actions))
+
+
+def test_a_model_failing_on_one_request_falls_back_to_the_baseline(tmp_path: Path) -> None:
+    s = make_settings(tmp_path, model_uri="flaky")
+    with TestClient(create_app(s, loader=lambda uri: FlakyPolicy())) as c:
+        for h in ("BOOM1", "OK1"):
+            c.put(f"/v1/hcps/{h}", json=HCP_BODY, headers=auth("report"))
+        bad = c.post("/v1/decisions", json={"hcp_id": "BOOM1"}, headers=auth("decide"))
+        good = c.post("/v1/decisions", json={"hcp_id": "OK1"}, headers=auth("decide"))
+        assert bad.status_code == 201 and good.status_code == 201
+        assert bad.json()["model_version"] == "fallback:baseline:uniform"
+        assert bad.json()["policy"] == "uniform"
+        assert good.json()["model_version"] == "flaky"
