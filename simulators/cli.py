@@ -60,7 +60,7 @@ def _parse_date(ctx: click.Context, param: click.Parameter, value: str) -> date:
     "--epsilon",
     type=click.FloatRange(0.0, 1.0),
     default=None,
-    help="Uniform exploration share [default: campaign/segment 0.1, oracle 0].",
+    help="Uniform exploration share [default: campaign/segment 0.1, oracle 0; uniform ignores it].",
 )
 @click.option(
     "--catalog",
