@@ -13,7 +13,6 @@ unknown_event          404     the event id is not in the store
 not_found              404     no such route
 method_not_allowed     405     the route exists, the method does not
 event_id_conflict      409     an event id is reused
-outcome_conflict       409     same (event, type, source_id), different value
 model_refused          409     a model failed to load or to score canaries
 unauthenticated        401     no API key or an unknown one
 forbidden              403     the key lacks the route's scope

@@ -101,7 +101,7 @@ def test_sigkill_during_load_loses_no_acknowledged_write(tmp_path: Path) -> None
         time.sleep(0.1)
     # metrics from both workers are aggregated (prometheus multiprocess mode)
     metrics = httpx.get(f"{base}/metrics", timeout=30).text
-    assert "nba_decisions_total" in metrics and 'nba_model_info{' in metrics
+    assert "nba_decisions_total" in metrics and "nba_model_info{" in metrics
     stop_server(proc, kill=True)  # SIGKILL the whole server (master and workers)
     stop.set()
     for t in threads:
