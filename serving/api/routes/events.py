@@ -28,7 +28,6 @@ ERRORS: dict[int | str, dict[str, object]] = {
     response_model=schemas.OutcomeResponse,
     responses={
         200: {"model": schemas.OutcomeResponse, "description": "already stored (idempotent)"},
-        409: {"model": ErrorBody, "description": "same key, different value"},
         **ERRORS,
     },
     summary="Report an HCP response or a rep's feedback on a decision",
