@@ -141,6 +141,16 @@ def test_a_learning_batch_policy_runs_in_the_world_and_learns_only_closed_window
     assert max(released_days) <= 29 - (window + 1)
     assert n_learned == sum(1 for d in pol.decided.values() if d <= 29 - (window + 1))
     assert dec.model_version.str.startswith("greedy-").all()
+    # the rewards a learner gets are the ones the project's DuckDB join computes
+    from nba.logs.join import load_joined
+    from nba.reward import RewardDefinition
+
+    joined = load_joined(out, RewardDefinition.default()).table.to_pandas().set_index("event_id")
+    for b in pol.learned:
+        np.testing.assert_allclose(
+            b.reward, joined.loc[[str(e) for e in b.event_ids], "reward"].to_numpy(), atol=1e-9
+        )
+    assert abs(s.reward_mean - joined.reward.mean()) < 1e-9
 
 
 def test_a_policy_returning_bad_vectors_is_refused():
