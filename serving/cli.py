@@ -79,6 +79,17 @@ def serve(
     if workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         own_dir = tempfile.mkdtemp(prefix="nba-prom-")
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = own_dir
+    import copy
+
+    from uvicorn.config import LOGGING_CONFIG
+
+    log_config = copy.deepcopy(LOGGING_CONFIG)
+    # the service's own logs (access log by route template, model swaps, warnings)
+    log_config["loggers"]["nba"] = {
+        "handlers": ["default"],
+        "level": log_level.upper(),
+        "propagate": False,
+    }
     try:
         uvicorn.run(
             "serving.main:create_app",
@@ -88,6 +99,7 @@ def serve(
             workers=workers,
             access_log=False,  # the app logs route templates, never raw paths with HCP ids
             log_level=log_level,
+            log_config=log_config,
             timeout_graceful_shutdown=10,
         )
     finally:
