@@ -70,7 +70,6 @@ class Requester:
     hour : float
         Start of its daily run (UTC hours); decisions spread over ``spread_hours``.
     spread_hours : float
-    outcome_source : str
     """
 
     name: str
