@@ -74,6 +74,13 @@ def _parse_date(ctx: click.Context, param: click.Parameter, value: str) -> date:
     default=None,
     help="Reward definition TOML [default: the shipped definition].",
 )
+@click.option(
+    "--config",
+    "config_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="TOML file overriding WorldConfig fields (docs/simulator.md).",
+)
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def simulate(
     hcps: int,
@@ -85,15 +92,19 @@ def simulate(
     epsilon: float | None,
     catalog: Path | None,
     reward_def: Path | None,
+    config_file: Path | None,
     quiet: bool,
 ) -> None:
     """Simulate HCPs responding to a logging policy; write decisions, outcomes,
     touches, ground truth, catalog snapshot, population and manifest to OUT."""
+    from simulators.hcp.config import WorldConfig
     from simulators.hcp.world import simulate as run
 
     t0 = time.perf_counter()
     try:
+        config = None if config_file is None else WorldConfig.load(config_file)
         summary = run(
+            config=config,
             hcps=hcps,
             days=days,
             policy=policy,

@@ -16,8 +16,10 @@ WorldConfig: field 'no_see_rate': must be in [0, 1], got 1.5
 from __future__ import annotations
 
 import math
+import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
+from pathlib import Path
 from typing import Any
 
 from nba.domain import ADOPTION_STAGES, ValidationError
@@ -311,4 +313,23 @@ class WorldConfig:
         for k in overrides:
             if k not in names:
                 raise SimulatorConfigError(f"WorldConfig: unknown field {k!r}")
-        return cls(**dict(overrides))
+        tuples = {"stage_shares", "digital_affinity_beta"}
+        clean: dict[str, Any] = {
+            k: tuple(v) if k in tuples and isinstance(v, list) else v for k, v in overrides.items()
+        }
+        return cls(**clean)
+
+    @classmethod
+    def load(cls, path: str | Path) -> WorldConfig:
+        """Defaults overridden by the top-level fields of a TOML file; errors name the file."""
+        p = Path(path)
+        try:
+            data = tomllib.loads(p.read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise SimulatorConfigError(f"{p}: cannot read: {exc.strerror or exc}") from exc
+        except tomllib.TOMLDecodeError as exc:
+            raise SimulatorConfigError(f"{p}: not valid TOML: {exc}") from exc
+        try:
+            return cls.from_params(data)
+        except (SimulatorConfigError, TypeError, AttributeError) as exc:
+            raise SimulatorConfigError(f"{p}: {exc}") from exc

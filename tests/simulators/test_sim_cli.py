@@ -152,3 +152,58 @@ def test_unknown_config_field_and_too_short_delay_cap():
         WorldConfig.from_params({"fatigue": 1})
     with pytest.raises(SimulatorConfigError, match="max_delay_days"):
         World(10, config=WorldConfig(max_delay_days=10))
+
+
+def test_cli_config_file_overrides_world_parameters(tmp_path):
+    cfg = tmp_path / "world.toml"
+    cfg.write_text("no_see_rate = 0.0\nstage_shares = [1, 0, 0, 0, 0, 0]\n", encoding="utf-8")
+    out = tmp_path / "o"
+    res = CliRunner().invoke(
+        main,
+        [
+            "simulate",
+            "--hcps",
+            "80",
+            "--days",
+            "3",
+            "--out",
+            str(out),
+            "--quiet",
+            "--config",
+            str(cfg),
+        ],
+    )
+    assert res.exit_code == 0, res.output
+    assert "no-see HCPs 0%" in res.output
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["world_params"]["no_see_rate"] == 0.0
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("no_see_rate = 2.0\n", "world.toml: WorldConfig: field 'no_see_rate'"),
+        ("fatigue = 1\n", "world.toml: WorldConfig: unknown field 'fatigue'"),
+        ("no_see_rate = \n", "world.toml: not valid TOML"),
+    ],
+)
+def test_cli_bad_config_file(tmp_path, text, message):
+    cfg = tmp_path / "world.toml"
+    cfg.write_text(text, encoding="utf-8")
+    res = CliRunner().invoke(
+        main,
+        [
+            "simulate",
+            "--hcps",
+            "10",
+            "--days",
+            "1",
+            "--out",
+            str(tmp_path / "o"),
+            "--quiet",
+            "--config",
+            str(cfg),
+        ],
+    )
+    assert res.exit_code != 0
+    assert message in res.output
