@@ -47,6 +47,8 @@ from nba.ids import event_ids, new_event_id
 from nba.policies.base import Policy
 from nba.reward import RewardDefinition
 from serving import schemas
+from serving.auth import pseudonym
+from serving.commit import GroupCommitter
 from serving.errors import ApiError, invalid, unknown_event, unknown_hcp
 from serving.lifecycle import ModelManager, ServedModel, baseline_policy
 from serving.metrics import ServiceMetrics
@@ -128,6 +130,20 @@ class DecisionEngine:
         self._rng = np.random.default_rng()
         self._rng_lock = threading.Lock()
         self._policy_lock = threading.Lock()
+        self.committer: GroupCommitter | None = None
+
+    def store_decisions(self, decisions: list[Decision], deferred: bool) -> None:
+        """Commit decisions (all or none) before returning; group-committed with other
+        requests' decisions when a :class:`GroupCommitter` is attached.
+
+        Raises
+        ------
+        DuplicateEventError
+        """
+        if self.committer is not None:
+            self.committer.add_many(decisions, deferred)
+        else:
+            self.store.add_decisions(decisions, deferred=deferred)
 
     # ------------------------------------------------------------- helpers
     def new_event_id(self, now: datetime) -> str:
@@ -214,7 +230,12 @@ class DecisionEngine:
         except Exception as exc:
             # a model that fails on one request must not fail the caller: this
             # decision comes from the baseline and its log says so
-            log.error("policy %s failed (%s); baseline used for this decision", version, exc)
+            log.error(
+                "policy %s failed for %s (%s); baseline used for this decision",
+                version,
+                pseudonym(hcp.hcp_id),
+                type(exc).__name__,
+            )
             self.metrics.model_swaps.labels(result="fallback").inc()
             policy = self.holdout_policy
             version = f"{FALLBACK_PREFIX}baseline:{policy.name}"
@@ -305,7 +326,7 @@ class DecisionEngine:
                 activated=False,
             )
         try:
-            self.store.add_decision(pr.decision, deferred=req.defer_activation)
+            self.store_decisions([pr.decision], req.defer_activation)
         except DuplicateEventError:
             raise ApiError(
                 409, "event_id_conflict", f"event id {pr.decision.event_id!r} is already used"
@@ -367,7 +388,7 @@ class DecisionEngine:
             )
         decisions = [pr.decision for pr in prepared if pr.decision is not None]
         if decisions:
-            self.store.add_decisions(decisions, deferred=req.defer_activation)
+            self.store_decisions(decisions, req.defer_activation)
         self._count(prepared)
         items = [
             schemas.BatchItem(

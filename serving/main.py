@@ -40,6 +40,7 @@ from serving.api.routes import (
     touches,
 )
 from serving.auth import Authenticator
+from serving.commit import GroupCommitter
 from serving.engine import DecisionEngine
 from serving.lifecycle import ModelManager, PolicyLoader
 from serving.metrics import ServiceMetrics, multiprocess_dir
@@ -198,6 +199,8 @@ def open_services(settings: Settings, loader: PolicyLoader | None = None) -> Ser
         seed=settings.policy_seed,
         history_days=settings.history_days,
     )
+    if settings.group_commit:
+        engine.committer = GroupCommitter(store)
     return Services(
         settings=settings,
         store=store,
@@ -254,6 +257,8 @@ def create_app(settings: Settings | None = None, loader: PolicyLoader | None = N
                 with contextlib.suppress(asyncio.CancelledError):
                     await follower
             app.state.services = None
+            if services.engine.committer is not None:
+                services.engine.committer.close()
             services.store.close()
             if multiprocess_dir():
                 from prometheus_client import multiprocess

@@ -134,7 +134,7 @@ def rank(
             ranking=ranked, eventId=req.eventId or "", rewardActionId=None
         )
     try:
-        engine.store.add_decision(pr.decision, deferred=req.deferActivation)
+        engine.store_decisions([pr.decision], req.deferActivation)
     except DuplicateEventError:
         raise ApiError(
             409, "event_id_conflict", f"eventId {pr.decision.event_id!r} is already used"

@@ -88,6 +88,11 @@ class Settings(BaseSettings):
         "loss); NORMAL survives a killed process but may lose the last commits on an OS "
         "crash.",
     )
+    group_commit: bool = Field(
+        default=True,
+        description="Commit decisions of concurrent requests in one transaction (one fsync); "
+        "each request is still answered only after its decision is committed.",
+    )
     catalog_path: Path | None = Field(default=None, description="Catalog TOML; default: packaged.")
     rules_path: Path | None = Field(
         default=None, description="Contact-policy rules; default: packaged."

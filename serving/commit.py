@@ -1,0 +1,143 @@
+"""Group commit of decisions: concurrent requests share one transaction (one fsync).
+
+With ``synchronous=FULL`` every SQLite commit waits for an fsync, which costs more
+than the rest of a decision. :class:`GroupCommitter` has one writer thread per
+worker process: request threads hand their decision over and wait; the writer
+takes everything waiting, stores it with one ``add_decisions`` transaction, and
+only then releases the waiting requests. Each request is still answered only
+after its decision is committed -- durability is unchanged, the number of fsyncs
+under load drops.
+
+A duplicate ``event_id`` fails the shared transaction as a whole; the writer
+then stores the group one by one, so only the duplicate's request gets the
+error.
+
+>>> import tempfile
+>>> from datetime import UTC, datetime
+>>> from nba.domain import Decision
+>>> from serving.store import EventStore
+>>> store = EventStore(tempfile.mkdtemp() + "/e.db")
+>>> gc = GroupCommitter(store)
+>>> d = Decision("E1", datetime(2026, 1, 5, tzinfo=UTC), "h1", "r", ("email",), "{}", "c",
+...              ("a@email",), (1.0,), 0, "a@email", 1.0, "uniform", "v")
+>>> gc.add(d)
+>>> store.get_decision("E1").model_version
+'v'
+>>> gc.close()
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+
+from nba.domain import Decision
+from serving.store import DuplicateEventError, EventStore
+
+log = logging.getLogger("nba.serving.commit")
+
+MAX_GROUP = 512
+
+
+@dataclass
+class _Item:
+    decisions: list[Decision]
+    deferred: bool
+    done: Future[None] = field(default_factory=Future)
+
+
+class GroupCommitter:
+    """One writer thread that commits waiting decisions together.
+
+    Parameters
+    ----------
+    store : EventStore
+    max_group : int
+        Most decisions per shared transaction.
+    """
+
+    def __init__(self, store: EventStore, max_group: int = MAX_GROUP) -> None:
+        self.store = store
+        self.max_group = max_group
+        self._pending: list[_Item] = []
+        self._cond = threading.Condition()
+        self._closed = False
+        self._thread = threading.Thread(target=self._run, name="nba-group-commit", daemon=True)
+        self._thread.start()
+
+    def add(self, decision: Decision, deferred: bool = False) -> None:
+        """Store one decision; returns once it is committed.
+
+        Raises
+        ------
+        DuplicateEventError
+            Its ``event_id`` is already stored.
+        """
+        self.add_many([decision], deferred)
+
+    def add_many(self, decisions: list[Decision], deferred: bool = False) -> None:
+        """Store decisions all-or-none (a batch request); returns once committed."""
+        item = _Item(list(decisions), deferred)
+        with self._cond:
+            if self._closed:
+                raise RuntimeError("the group committer is closed")
+            self._pending.append(item)
+            self._cond.notify()
+        item.done.result()
+
+    def close(self) -> None:
+        """Commit what is waiting, then stop the writer thread."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify()
+        self._thread.join(timeout=30)
+
+    # ------------------------------------------------------------- writer
+    def _take(self) -> list[_Item] | None:
+        with self._cond:
+            while not self._pending and not self._closed:
+                self._cond.wait()
+            if not self._pending:
+                return None
+            group: list[_Item] = []
+            n = 0
+            while self._pending and (
+                not group or n + len(self._pending[0].decisions) <= self.max_group
+            ):
+                item = self._pending.pop(0)
+                group.append(item)
+                n += len(item.decisions)
+            return group
+
+    def _run(self) -> None:
+        try:
+            while True:
+                group = self._take()
+                if group is None:
+                    return
+                for deferred in (False, True):
+                    items = [i for i in group if i.deferred == deferred]
+                    if items:
+                        self._commit(items, deferred)
+        finally:
+            self.store.close()
+
+    def _commit(self, items: list[_Item], deferred: bool) -> None:
+        try:
+            self.store.add_decisions([d for i in items for d in i.decisions], deferred=deferred)
+        except DuplicateEventError as exc:
+            if len(items) > 1:  # find who: store each request's decisions on its own
+                for item in items:
+                    self._commit([item], deferred)
+                return
+            items[0].done.set_exception(exc)
+            return
+        except BaseException as exc:  # report to every waiting request, keep writing
+            log.error("group commit failed: %s", type(exc).__name__)
+            for item in items:
+                item.done.set_exception(exc)
+            return
+        for item in items:
+            item.done.set_result(None)
