@@ -91,15 +91,16 @@ def _next_part(directory: Path) -> int:
     return max(nums) + 1 if nums else 0
 
 
-def _write_atomic(table: pa.Table, path: Path) -> None:
+def _write_atomic(table: pa.Table, path: Path, fsync: bool) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     pq.write_table(table, tmp, compression="zstd")
-    with open(tmp, "rb") as fh:
-        os.fsync(fh.fileno())
+    if fsync:
+        with open(tmp, "rb") as fh:
+            os.fsync(fh.fileno())
     os.replace(tmp, path)
 
 
-def append(root: str | Path, name: str, table: pa.Table) -> list[Path]:
+def append(root: str | Path, name: str, table: pa.Table, *, fsync: bool = True) -> list[Path]:
     """Append rows to log table ``name`` under ``root``, one new part per UTC day.
 
     Parameters
@@ -109,6 +110,11 @@ def append(root: str | Path, name: str, table: pa.Table) -> list[Path]:
     name : {"decisions", "outcomes", "touches", "ground_truth"}
     table : pyarrow.Table
         Rows conforming to the schema of ``name`` (extra columns are dropped).
+    fsync : bool, default True
+        Flush each part to disk before it is renamed into place. Either way a
+        crash of the writing process never leaves a partial part that reads as
+        data (the rename is atomic); ``fsync`` adds durability across a power
+        loss. Writers of regenerable bulk data (the simulator) may turn it off.
 
     Returns
     -------
@@ -131,7 +137,7 @@ def append(root: str | Path, name: str, table: pa.Table) -> list[Path]:
         directory = _partition_dir(rootp, name, day)
         directory.mkdir(parents=True, exist_ok=True)
         path = directory / f"part-{_next_part(directory):05d}.parquet"
-        _write_atomic(part, path)
+        _write_atomic(part, path, fsync)
         written.append(path)
     return written
 
