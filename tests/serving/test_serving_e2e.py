@@ -49,7 +49,8 @@ def test_end_to_end_over_http(tmp_path: Path) -> None:
     finally:
         stop_server(proc)
     store = EventStore(tmp_path / "events.db")
-    assert store.get_decision(ev["event_id"]).chosen_action_id == ev["chosen_action_id"]
+    stored = store.get_decision(ev["event_id"])
+    assert stored is not None and stored.chosen_action_id == ev["chosen_action_id"]
     assert store.counts()["decisions"] == 2
 
 
@@ -119,5 +120,6 @@ def test_sigkill_during_load_loses_no_acknowledged_write(tmp_path: Path) -> None
     # and the store is consistent: decisions still read back with their propensities
     for e in acked_decisions[:20]:
         d = store.get_decision(e)
+        assert d is not None
         assert d.propensity == pytest.approx(d.probabilities[d.chosen_index])
         assert Action.parse(d.chosen_action_id).channel == "portal"

@@ -10,7 +10,7 @@ from fastapi.testclient import TestClient
 from serving_testkit import auth
 
 RANK = "/personalizer/v1.0/rank"
-ACTIONS = [
+ACTIONS: list[dict[str, Any]] = [
     {"id": "VEL-EFF-02@email", "features": [{"topic": "efficacy", "format": "video"}]},
     {"id": "VEL-EFF-04@email", "features": [{"topic": "efficacy"}]},
     {"id": "VEL-EFF-01@rep_visit", "features": [{"topic": "efficacy"}]},
