@@ -532,3 +532,21 @@ def test_holdout_hcps_always_get_the_baseline(
     assert r_held["model_version"] == "holdout:baseline:uniform"
     assert r_free["model_version"] == "baseline:uniform"
     assert store(client).get_decision(r_held["event_id"]).model_version.startswith("holdout:")
+
+
+def test_chunked_body_too_large(tmp_path: Any) -> None:
+    from serving.main import create_app
+
+    def chunks() -> Any:
+        yield b'{"hcp_id": "H1", "context": {"pad": "'
+        for _ in range(10):
+            yield b"x" * 200
+        yield b'"}}'
+
+    with TestClient(create_app(make_settings(tmp_path, max_body_bytes=1024))) as c:
+        r = c.post(
+            "/v1/decisions",
+            content=chunks(),
+            headers={**auth("decide"), "content-type": "application/json"},
+        )
+        assert r.status_code == 413 and r.json()["code"] == "body_too_large"
