@@ -550,3 +550,22 @@ def test_chunked_body_too_large(tmp_path: Any) -> None:
             headers={**auth("decide"), "content-type": "application/json"},
         )
         assert r.status_code == 413 and r.json()["code"] == "body_too_large"
+
+
+def test_requester_defaults_to_the_calling_key(
+    client: TestClient, put_hcp: Callable[..., str]
+) -> None:
+    from serving.api.deps import require_decide
+    from serving.auth import Principal
+
+    put_hcp("H1")
+    app = client.app
+    app.dependency_overrides[require_decide] = lambda: Principal(  # type: ignore[attr-defined]
+        "rep-app-7", frozenset({"decide"})
+    )
+    try:
+        r = client.post("/v1/decisions", json={"hcp_id": "H1"})  # no key: auth is overridden
+    finally:
+        app.dependency_overrides.clear()  # type: ignore[attr-defined]
+    assert r.status_code == 201
+    assert store(client).get_decision(r.json()["event_id"]).requester == "rep-app-7"
