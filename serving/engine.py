@@ -117,6 +117,7 @@ class DecisionEngine:
         metrics: ServiceMetrics,
         seed: int = 0,
         history_days: int = 90,
+        allow_client_time: bool = False,
     ) -> None:
         self.store = store
         self.catalog = catalog
@@ -125,6 +126,7 @@ class DecisionEngine:
         self.reward = reward
         self.metrics = metrics
         self.history_days = history_days
+        self.allow_client_time = allow_client_time
         self.holdout_policy: Policy = baseline_policy(seed)
         # event ids need uniqueness across workers, not reproducibility
         self._rng = np.random.default_rng()
@@ -146,6 +148,17 @@ class DecisionEngine:
             self.store.add_decisions(decisions, deferred=deferred)
 
     # ------------------------------------------------------------- helpers
+    def decision_time(self, as_of: datetime | None) -> datetime:
+        """The service's clock, or the request's ``as_of`` when client time is allowed."""
+        if as_of is None:
+            return datetime.now(UTC)
+        if not self.allow_client_time:
+            raise invalid(
+                "as_of: client-supplied decision time is switched off "
+                "(start the service with NBA_ALLOW_CLIENT_TIME=true to simulate or replay)"
+            )
+        return as_of.astimezone(UTC)
+
     def new_event_id(self, now: datetime) -> str:
         with self._rng_lock:
             return new_event_id(now, self._rng)
@@ -301,7 +314,7 @@ class DecisionEngine:
             raise unknown_hcp(req.hcp_id)
         request = dict(req.context or {})
         requester = str(request.get("requester", principal))
-        now = datetime.now(UTC)
+        now = self.decision_time(req.as_of)
         pr = self.prepare(
             hcp,
             now=now,
@@ -357,7 +370,7 @@ class DecisionEngine:
         channels = self._channels(req.channels)
         request = dict(req.context or {})
         requester = str(request.get("requester", principal))
-        now = datetime.now(UTC)
+        now = self.decision_time(req.as_of)
         served = self.models.current
         profiles = {h: self.store.get_hcp(h) for h in req.hcp_ids}
         candidates = [a for a in self.catalog.actions if a.channel in channels]

@@ -198,6 +198,7 @@ def open_services(settings: Settings, loader: PolicyLoader | None = None) -> Ser
         metrics=metrics,
         seed=settings.policy_seed,
         history_days=settings.history_days,
+        allow_client_time=settings.allow_client_time,
     )
     if settings.group_commit:
         engine.committer = GroupCommitter(store)
@@ -243,6 +244,11 @@ def create_app(settings: Settings | None = None, loader: PolicyLoader | None = N
             log.warning(
                 "AUTH IS DISABLED (NBA_AUTH_DISABLED=true): every caller has every scope; "
                 "use this for local demos only"
+            )
+        if cfg.allow_client_time:
+            log.warning(
+                "CLIENT TIME IS ALLOWED (NBA_ALLOW_CLIENT_TIME=true): decision requests may "
+                "set their own time with `as_of`; use this for simulation or replay only"
             )
         services = await asyncio.to_thread(open_services, cfg, loader)
         app.state.services = services

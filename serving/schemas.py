@@ -74,11 +74,21 @@ class DecisionRequest(BaseModel):
     )
     defer_activation: bool = False
     explain: bool = True
+    as_of: datetime | None = Field(
+        default=None,
+        description="Decision time to use instead of the service's clock; refused unless "
+        "the service runs with NBA_ALLOW_CLIENT_TIME=true (simulation, replay).",
+    )
 
     @field_validator("context")
     @classmethod
     def _ctx(cls, v: dict[str, Any] | None) -> dict[str, Any]:
         return _check_context(v)
+
+    @field_validator("as_of")
+    @classmethod
+    def _as_of_aware(cls, v: datetime | None) -> datetime | None:
+        return _check_aware(v)
 
 
 class BatchDecisionRequest(BaseModel):
@@ -104,11 +114,21 @@ class BatchDecisionRequest(BaseModel):
     context: dict[str, Scalar] | None = None
     defer_activation: bool = False
     explain: bool = False
+    as_of: datetime | None = Field(
+        default=None,
+        description="Decision time to use instead of the service's clock; refused unless "
+        "the service runs with NBA_ALLOW_CLIENT_TIME=true (simulation, replay).",
+    )
 
     @field_validator("context")
     @classmethod
     def _ctx(cls, v: dict[str, Any] | None) -> dict[str, Any]:
         return _check_context(v)
+
+    @field_validator("as_of")
+    @classmethod
+    def _as_of_aware(cls, v: datetime | None) -> datetime | None:
+        return _check_aware(v)
 
 
 class Suggestion(BaseModel):

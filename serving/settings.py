@@ -127,6 +127,14 @@ class Settings(BaseSettings):
     max_batch: int = Field(default=10_000, ge=1, le=100_000)
     history_days: int = Field(default=90, ge=1)
 
+    # ------------------------------------------------------------ simulation
+    allow_client_time: bool = Field(
+        default=False,
+        description="Accept a decision request's `as_of` as its decision time instead of "
+        "the service's clock (simulation and replay, e.g. `nba simulate --via`); off in "
+        "production.",
+    )
+
     # ------------------------------------------------------------- benchmark
     bench_routes: bool = Field(
         default=False, description="Expose the hidden no-op route used by bench/serve.py."
