@@ -8,6 +8,7 @@ A definition is a small TOML file::
     aggregation = "sum"       # sum | max
     default = 0.0             # reward of a decision with no outcome in the window
     clip = [-1.0, 1.0]        # optional: bounds applied after aggregation
+    value_types = ["reward"]  # optional: types weighed by their outcome value
 
     [weights]
     opened = 0.2
@@ -16,14 +17,20 @@ A definition is a small TOML file::
     unsubscribed = -1.0
 
 Each outcome type counts once per decision (duplicates are ignored); types
-without a weight contribute nothing. ``id`` is ``name@version#hash`` so every
-training and evaluation run can name exactly what it used.
+without a weight contribute nothing. A type listed in ``value_types``
+contributes ``weight * value`` of its earliest in-window outcome instead of
+``weight`` (this is how a numeric reward reported by another system, e.g. a
+Personalizer ``reward`` call or an imported DSJSON cost, enters the reward).
+``id`` is ``name@version#hash`` so every training and evaluation run can name
+exactly what it used.
 
 >>> rd = RewardDefinition.default()
 >>> rd.weights["clicked"] > rd.weights["opened"] > 0 > rd.weights["unsubscribed"]
 True
 >>> rd.reward_of({"opened", "clicked"})
 0.8
+>>> rd.reward_of({"reward": 0.5})
+0.5
 """
 
 from __future__ import annotations
@@ -61,6 +68,7 @@ class RewardDefinition:
     aggregation: str = "sum"
     default_reward: float = 0.0
     clip: tuple[float, float] | None = None
+    value_types: frozenset[str] = frozenset()
     source: str = field(default="<memory>", compare=False)
 
     def __post_init__(self) -> None:
@@ -89,6 +97,11 @@ class RewardDefinition:
             isinstance(self.default_reward, int | float) and math.isfinite(self.default_reward)
         ):
             raise err("default", f"must be a finite number, got {self.default_reward!r}")
+        vt = frozenset(str(t) for t in self.value_types)
+        for t in sorted(vt):
+            if t not in self.weights:
+                raise err("value_types", f"type {t!r} has no weight")
+        object.__setattr__(self, "value_types", vt)
         if self.clip is not None:
             lo, hi = self.clip
             if not lo < hi:
@@ -114,7 +127,16 @@ class RewardDefinition:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], source: str = "<memory>") -> RewardDefinition:
-        known = {"name", "version", "weights", "window_days", "aggregation", "default", "clip"}
+        known = {
+            "name",
+            "version",
+            "weights",
+            "window_days",
+            "aggregation",
+            "default",
+            "clip",
+            "value_types",
+        }
         unknown = sorted(set(data) - known)
         if unknown:
             raise RewardDefinitionError(f"{source}: field '{unknown[0]}': unknown field")
@@ -124,6 +146,9 @@ class RewardDefinition:
         clip = data.get("clip")
         if clip is not None and (not isinstance(clip, list) or len(clip) != 2):
             raise RewardDefinitionError(f"{source}: field 'clip': must be [low, high]")
+        value_types = data.get("value_types", [])
+        if not isinstance(value_types, list) or not all(isinstance(t, str) for t in value_types):
+            raise RewardDefinitionError(f"{source}: field 'value_types': must be a list of types")
         return cls(
             name=str(data.get("name", "")),
             version=str(data.get("version", "")),
@@ -132,6 +157,7 @@ class RewardDefinition:
             aggregation=str(data.get("aggregation", "sum")),
             default_reward=data.get("default", 0.0),
             clip=None if clip is None else (float(clip[0]), float(clip[1])),
+            value_types=frozenset(value_types),
             source=source,
         )
 
@@ -146,6 +172,8 @@ class RewardDefinition:
         }
         if self.clip is not None:
             d["clip"] = list(self.clip)
+        if self.value_types:
+            d["value_types"] = sorted(self.value_types)
         return d
 
     @property
@@ -159,12 +187,23 @@ class RewardDefinition:
         return f"{self.name}@{self.version}#{self.content_hash}"
 
     # ------------------------------------------------------------- computing
-    def reward_of(self, outcome_types: Iterable[str]) -> float:
-        """Reward of one decision whose in-window outcomes have these types."""
-        types = set(outcome_types)
-        if not types:
+    def reward_of(self, outcome_types: Iterable[str] | Mapping[str, float]) -> float:
+        """Reward of one decision whose in-window outcomes have these types.
+
+        Pass a mapping ``type -> value`` (the earliest in-window outcome's value)
+        when some types are in ``value_types``; an iterable of types means every
+        value is 1.
+        """
+        if isinstance(outcome_types, Mapping):
+            values = {str(t): float(v) for t, v in outcome_types.items()}
+        else:
+            values = dict.fromkeys(outcome_types, 1.0)
+        if not values:
             return float(self.default_reward)
-        vals = [self.weights.get(t, 0.0) for t in sorted(types)]
+        vals = [
+            self.weights.get(t, 0.0) * (values[t] if t in self.value_types else 1.0)
+            for t in sorted(values)
+        ]
         r = math.fsum(vals) if self.aggregation == "sum" else max(vals)
         return self._clip(r)
 

@@ -21,7 +21,9 @@ Semantics, for a reward definition with window ``W``:
    of the distinct types of its used outcomes: the sum (or max) of their
    weights (types without a weight weigh 0), clipped, rounded to 12 decimals;
    the definition's default when it has no used outcome. Outcome ``value`` is
-   not used (a reward definition weighs types, not values).
+   used only for the definition's ``value_types``: such a type contributes
+   ``weight * value`` of its earliest used outcome (ties broken by
+   ``source_id``).
 
 ``n_outcomes`` of a decision counts its used outcomes after de-duplication
 (two ``opened`` outcomes from different sources count 2 there, but their type
@@ -75,13 +77,18 @@ _US_PER_DAY = 86_400 * 1_000_000
 #: The join, parameterised by ``$window_us`` and ``$default_reward``; ``{reward}``
 #: is the aggregation and clip expression over ``agg.s`` / ``agg.m``.
 JOIN_SQL = """
-WITH dedup AS (
-    SELECT event_id, type, source_id, MIN(ts_us) AS ts_us
+WITH ranked AS (
+    SELECT event_id, type, source_id, ts_us, value,
+        ROW_NUMBER() OVER (
+            PARTITION BY event_id, type, source_id ORDER BY ts_us, value
+        ) AS copy_no
     FROM outcomes
-    GROUP BY event_id, type, source_id
+),
+dedup AS (
+    SELECT event_id, type, source_id, ts_us, value FROM ranked WHERE copy_no = 1
 ),
 classified AS (
-    SELECT o.event_id, o.type, d.row_id,
+    SELECT o.event_id, o.type, o.source_id, o.ts_us, o.value, d.row_id,
         CASE
             WHEN d.row_id IS NULL THEN 'unknown'
             WHEN o.ts_us < d.ts_us THEN 'early'
@@ -91,15 +98,26 @@ classified AS (
     FROM dedup AS o
     LEFT JOIN decisions AS d ON o.event_id = d.event_id
 ),
+used_ranked AS (
+    SELECT row_id, type, value,
+        ROW_NUMBER() OVER (PARTITION BY row_id, type ORDER BY ts_us, source_id) AS type_no
+    FROM classified
+    WHERE status = 'used'
+),
 used_types AS (
-    SELECT DISTINCT row_id, type FROM classified WHERE status = 'used'
+    SELECT row_id, type, value FROM used_ranked WHERE type_no = 1
+),
+contrib AS (
+    SELECT t.row_id,
+        COALESCE(w.weight, 0.0) * (CASE WHEN w.by_value THEN t.value ELSE 1.0 END) AS c
+    FROM used_types AS t
+    LEFT JOIN weights AS w ON t.type = w.type
 ),
 agg AS (
     SELECT t.row_id,
-        SUM(COALESCE(w.weight, 0.0)) AS s,
-        MAX(COALESCE(w.weight, 0.0)) AS m
-    FROM used_types AS t
-    LEFT JOIN weights AS w ON t.type = w.type
+        SUM(t.c) AS s,
+        MAX(t.c) AS m
+    FROM contrib AS t
     GROUP BY t.row_id
 ),
 per_decision AS (
@@ -262,12 +280,14 @@ def join_rewards(
             "type": outcomes.column("type"),
             "source_id": outcomes.column("source_id"),
             "ts_us": _ts_us(outcomes.column("ts")),
+            "value": outcomes.column("value"),
         }
     )
     w_in = pa.table(
         {
             "type": pa.array(list(reward_def.weights), pa.string()),
             "weight": pa.array(list(reward_def.weights.values()), pa.float64()),
+            "by_value": pa.array([t in reward_def.value_types for t in reward_def.weights]),
         }
     )
     params: dict[str, Any] = {

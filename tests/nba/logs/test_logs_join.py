@@ -321,3 +321,38 @@ def test_load_joined_date_range_reads_outcomes_after_until(log_dir: Path) -> Non
 def test_load_joined_not_a_log_dir(tmp_path: Path) -> None:
     with pytest.raises(LogError, match="not a log directory"):
         load_joined(tmp_path / "nothing", SUM)
+
+
+VALUED = rdef(weights={**WEIGHTS, "reward": 1.0}, value_types=frozenset({"reward"}))
+
+
+@pytest.mark.parametrize(
+    ("outs", "reward"),
+    [
+        ([(H, "reward", "r1", 0.5)], 0.5),
+        ([(H, "reward", "r1", 0.5), (2 * H, "reward", "r2", 0.9)], 0.5),  # earliest counts
+        ([(2 * H, "reward", "r2", 0.9), (H, "reward", "r1", -0.25)], -0.25),
+        ([(H, "reward", "r1", 0.5), (H, "opened", "o1", 7.0)], 0.7),  # opened ignores value
+        ([(20 * D, "reward", "r1", 0.5)], 0.0),  # late: default
+        ([(H, "reward", "r1", 0.5), (H, "reward", "r1", 0.9)], 0.5),  # duplicate copy
+    ],
+)
+def test_value_types_weigh_the_earliest_in_window_value(
+    make_decisions: Any, make_outcomes: Any, outs: list[tuple[Any, ...]], reward: float
+) -> None:
+    dec = make_decisions(1)
+    eid, ts = dec.column("event_id")[0].as_py(), dec.column("ts")[0].as_py()
+    o = make_outcomes([(eid, ts + off, typ, sid, val) for off, typ, sid, val in outs])
+    row = join_rewards(dec, o, VALUED).table.to_pylist()[0]
+    assert row["reward"] == pytest.approx(reward, abs=1e-12)
+    window = timedelta(days=VALUED.window_days)
+    first: dict[str, float] = {}
+    for off, typ, _, val in sorted(outs, key=lambda r: (r[0], r[2])):
+        if timedelta(0) <= off <= window:
+            first.setdefault(typ, val)
+    assert row["reward"] == pytest.approx(VALUED.reward_of(first), abs=1e-12)
+
+
+def test_value_type_without_weight_is_refused() -> None:
+    with pytest.raises(ValueError, match=r"value_types.*'reward' has no weight"):
+        rdef(value_types=frozenset({"reward"}))
