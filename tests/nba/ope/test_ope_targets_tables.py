@@ -111,8 +111,8 @@ def _bad_tables(log: LoggedLog) -> list[tuple[str, pa.Table, str]]:
     out = []
     unknown = pa.table(
         {
-            "event_id": ev + ["no-such-event"],
-            "action_id": act + [act[0]],
+            "event_id": [*ev, "no-such-event"],
+            "action_id": [*act, act[0]],
             "probability": np.append(p, 0.5),
         }
     )
@@ -151,8 +151,8 @@ def _bad_tables(log: LoggedLog) -> list[tuple[str, pa.Table, str]]:
     out.append(("duplicate", dup, rf"\(event_id {first}, action_id .*\) is listed more than once"))
     foreign = pa.table(
         {
-            "event_id": ev + [first],
-            "action_id": act + ["NOT-AN-ACTION@email"],
+            "event_id": [*ev, first],
+            "action_id": [*act, "NOT-AN-ACTION@email"],
             "probability": np.append(p, 0.0),
         }
     )
