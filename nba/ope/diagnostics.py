@@ -76,6 +76,11 @@ class Diagnostics:
         }
 
 
+def _plain(value: Any) -> Any:
+    """A numpy scalar as its Python value; anything else (e.g. a str id) as is."""
+    return value.item() if isinstance(value, np.generic) else value
+
+
 def diagnose(
     data: LoggedData,
     *,
@@ -137,8 +142,9 @@ def diagnose(
         never = ~logged
         unlogged = float(np.sum(mass[never]))
         order = np.argsort(-mass[never], kind="stable")[:10]
+        never_ids = uniq[never]
         unlogged_actions = tuple(
-            (uniq[never][j].item(), float(mass[never][j]))
+            (_plain(never_ids[j]), float(mass[never][j]))
             for j in order
             if mass[never][j] > 0
         )

@@ -121,3 +121,19 @@ def test_evaluate_policy_rows(simulate: Callable[..., Any]) -> None:
     assert row["n"] == 2000 and row["ess"] > 0
     again = evaluate_policy(log.data, [IPS(), SNIPS()], n_bootstrap=100, seed=1)
     assert [r.interval for r in again] == [r.interval for r in results]
+
+
+def test_string_action_ids_are_reported_as_strings() -> None:
+    import numpy as np
+
+    from nba.ope import LoggedData, diagnose
+
+    data = LoggedData(
+        offsets=np.array([0, 2, 4]),
+        action_dist=np.array([0.5, 0.5, 0.5, 0.5]),
+        reward=np.array([1.0, 0.0]),
+        pscore=np.array([0.5, 0.5]),
+        action=np.array([0, 0]),
+        action_ids=np.array(["a@email", "b@email", "a@email", "b@email"], dtype=object),
+    )
+    assert diagnose(data).unlogged_actions == (("b@email", 0.5),)
