@@ -46,8 +46,9 @@ def _parse_date(ctx: click.Context, param: click.Parameter, value: str) -> date:
 @click.option(
     "--out",
     type=click.Path(file_okay=False, path_type=Path),
-    required=True,
-    help="Log directory to create (must not already hold logs).",
+    default=None,
+    help="Log directory to create (must not already hold logs). Required unless --via; "
+    "with --via, where the driver's record (served.parquet, via_summary.json) goes.",
 )
 @click.option(
     "--start",
@@ -81,8 +82,24 @@ def _parse_date(ctx: click.Context, param: click.Parameter, value: str) -> date:
     default=None,
     help="TOML file overriding WorldConfig fields (docs/simulator.md).",
 )
+@click.option(
+    "--via",
+    metavar="URL",
+    default=None,
+    help="Drive a running decision service at URL as the rep app, the email platform "
+    "and the CRM would (decisions, outcomes, touches over HTTP); the log lives in its "
+    "store (nba logs export --store). The service must run with NBA_ALLOW_CLIENT_TIME=true.",
+)
+@click.option(
+    "--api-key",
+    envvar="NBA_API_KEY",
+    default=None,
+    help="API key for --via (scopes decide and report) [env: NBA_API_KEY].",
+)
 @click.option("--quiet", is_flag=True, help="No progress bar.")
+@click.pass_context
 def simulate(
+    ctx: click.Context,
     hcps: int,
     days: int,
     policy: str,
@@ -93,11 +110,20 @@ def simulate(
     catalog: Path | None,
     reward_def: Path | None,
     config_file: Path | None,
+    via: str | None,
+    api_key: str | None,
     quiet: bool,
 ) -> None:
     """Simulate HCPs responding to a logging policy; write decisions, outcomes,
-    touches, ground truth, catalog snapshot, population and manifest to OUT."""
+    touches, ground truth, catalog snapshot, population and manifest to OUT.
+    With --via URL, the running service at URL is the policy and keeps the log."""
     from simulators.hcp.config import WorldConfig
+
+    if via is not None:
+        _simulate_via(ctx, via, api_key, hcps, days, seed, out, start, catalog, config_file, quiet)
+        return
+    if out is None:
+        raise click.UsageError("Missing option '--out' (required unless --via).")
     from simulators.hcp.world import simulate as run
 
     t0 = time.perf_counter()
@@ -125,3 +151,50 @@ def simulate(
         f"({summary.decisions / max(elapsed, 1e-9):,.0f} decisions/s) "
         f"at {datetime.now().astimezone().isoformat(timespec='seconds')}"
     )
+
+
+def _simulate_via(
+    ctx: click.Context,
+    via: str,
+    api_key: str | None,
+    hcps: int,
+    days: int,
+    seed: int,
+    out: Path | None,
+    start: date,
+    catalog: Path | None,
+    config_file: Path | None,
+    quiet: bool,
+) -> None:
+    """``nba simulate --via URL``: the world drives the service over HTTP."""
+    from click.core import ParameterSource
+
+    from simulators.hcp.config import WorldConfig
+    from simulators.via_http import drive
+
+    for name in ("policy", "epsilon", "reward_def"):
+        if ctx.get_parameter_source(name) not in (ParameterSource.DEFAULT, None):
+            flag = "--" + name.replace("_", "-")
+            raise click.UsageError(
+                f"{flag} does not apply with --via: the service decides and its "
+                "reward definition scores the log"
+            )
+    try:
+        config = None if config_file is None else WorldConfig.load(config_file)
+        summary, _ = drive(
+            via,
+            hcps=hcps,
+            days=days,
+            seed=seed,
+            api_key=api_key,
+            start=start,
+            catalog=catalog,
+            config=config,
+            out=out,
+            progress=not quiet,
+        )
+    except ValidationError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(summary.format())
+    if out is not None:
+        click.echo(f"driver record written to {out}")

@@ -1,0 +1,164 @@
+"""The HTTP driver of ``nba simulate --via`` against the real app in process
+(FastAPI's TestClient, a real SQLite store in a tmp dir): what it acknowledges is
+what the service stored, reports land after their decisions, and bad setups
+fail with errors that say what to fix."""
+
+from __future__ import annotations
+
+import sqlite3
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pyarrow.parquet as pq
+import pytest
+from fastapi.testclient import TestClient
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from serving_testkit import KEYS, make_settings
+
+from serving.main import create_app
+from serving.settings import hash_key
+from simulators.hcp.world import SimulationError
+from simulators.via_http import HttpDriver, RepBehaviour, ServiceClient, ViaError, drive
+
+DRIVER_KEY = "test-key-driver-4c2e"
+
+
+def _settings(tmp: Path, **overrides: Any) -> Any:
+    keys = [
+        {"name": "driver", "sha256": hash_key(DRIVER_KEY), "scopes": ["decide", "report"]},
+        {"name": "decide-only", "sha256": hash_key(KEYS["decide"]), "scopes": ["decide"]},
+    ]
+    return make_settings(tmp, api_keys=keys, **overrides)
+
+
+@pytest.fixture
+def sim_app(tmp_path: Path) -> Iterator[tuple[TestClient, Path]]:
+    with TestClient(create_app(_settings(tmp_path, allow_client_time=True))) as c:
+        yield c, tmp_path / "events.db"
+
+
+def _rows(db: Path, sql: str) -> list[tuple[Any, ...]]:
+    con = sqlite3.connect(db)
+    try:
+        return con.execute(sql).fetchall()
+    finally:
+        con.close()
+
+
+def test_driver_acknowledges_what_the_service_stored(
+    sim_app: tuple[TestClient, Path], tmp_path: Path
+) -> None:
+    client, db = sim_app
+    summary, driver = drive(
+        "http://testserver",
+        hcps=200,
+        days=8,
+        seed=5,
+        api_key=DRIVER_KEY,
+        http=client,
+        out=tmp_path / "record",
+    )
+    assert summary.decisions == len(driver.served) > 0
+    assert set(summary.by_requester) == {"email_platform", "rep_app"}
+    stored = {
+        r[0]: r[1:]
+        for r in _rows(
+            db,
+            "SELECT event_id, chosen_action_id, propensity, requester, ts_us, probabilities,"
+            " chosen_index FROM decisions",
+        )
+    }
+    assert len(stored) == summary.decisions
+    import json
+
+    for s in driver.served:
+        chosen, propensity, requester, ts_us, probs, idx = stored[s.event_id]
+        assert (chosen, requester) == (s.chosen_action_id, s.requester)
+        assert propensity == s.probability == json.loads(probs)[idx]
+        assert ts_us == int(s.ts.timestamp() * 1_000_000)  # the simulated time, not the clock
+        assert s.ts.year == 2026 and s.ts.month == 1
+    # every report was stored once, and after its decision
+    outcomes = _rows(
+        db,
+        "SELECT o.type, o.kind, o.ts_us - d.ts_us FROM outcomes o"
+        " JOIN decisions d ON d.event_id = o.event_id",
+    )
+    assert len(outcomes) == summary.outcomes_posted + summary.feedback_posted
+    assert summary.outcomes_stored == summary.outcomes_posted
+    assert all(lag >= 0 for _, _, lag in outcomes)
+    kinds = {(t, k) for t, k, _ in outcomes}
+    assert ("accepted", "feedback") in kinds and ("delivered", "response") in kinds
+    n_feedback = sum(1 for _, k, _ in outcomes if k == "feedback")
+    assert n_feedback == summary.by_requester["rep_app"] == summary.feedback_posted
+    external = _rows(db, "SELECT count(*) FROM touches WHERE origin = 'external'")[0][0]
+    assert external == summary.touches_posted > 0
+    # the driver's record matches what it acknowledged
+    rec = pq.read_table(tmp_path / "record" / "served.parquet")
+    assert rec.column("event_id").to_pylist() == [s.event_id for s in driver.served]
+    assert (tmp_path / "record" / "via_summary.json").is_file()
+
+
+def test_service_without_client_time_is_refused(tmp_path: Path) -> None:
+    with TestClient(create_app(_settings(tmp_path))) as c:
+        with pytest.raises(ViaError, match="NBA_ALLOW_CLIENT_TIME=true"):
+            drive("http://testserver", hcps=20, days=1, api_key=DRIVER_KEY, http=c)
+        # nothing was decided
+        assert _rows(tmp_path / "events.db", "SELECT count(*) FROM decisions")[0][0] == 0
+
+
+@pytest.mark.parametrize(
+    ("key", "match"),
+    [
+        (None, r"HTTP 401 .*--api-key"),
+        ("not-a-configured-key", r"HTTP 401 .*--api-key"),
+        (KEYS["decide"], r"POST /v1/hcps:import: HTTP 403 .*report"),
+    ],
+)
+def test_bad_api_key(sim_app: tuple[TestClient, Path], key: str | None, match: str) -> None:
+    client, _ = sim_app
+    with pytest.raises(ViaError, match=match):
+        drive("http://testserver", hcps=20, days=1, api_key=key, http=client)
+
+
+def test_unreachable_service_names_the_call() -> None:
+    with pytest.raises(ViaError, match=r"POST http://127.0.0.1:9/v1/hcps:import: Connect"):
+        drive("http://127.0.0.1:9", hcps=10, days=1)
+
+
+@pytest.mark.parametrize(
+    ("make", "error", "match"),
+    [
+        (lambda: ServiceClient("127.0.0.1:8000"), ViaError, "not an http"),
+        (lambda: ServiceClient("ftp://host"), ViaError, "not an http"),
+        (lambda: RepBehaviour(accept_prob=-0.1), ViaError, "accept_prob must be in"),
+        (lambda: RepBehaviour(own_visit_prob=2), ViaError, "own_visit_prob must be in"),
+        (lambda: RepBehaviour(external_email_prob=True), ViaError, "external_email_prob"),
+        (lambda: drive("http://x", hcps=0, days=1), SimulationError, "hcps must be a positive"),
+    ],
+)
+def test_bad_parameters(make: Any, error: type[Exception], match: str) -> None:
+    with pytest.raises(error, match=match):
+        make()
+
+
+def test_bad_days_and_batch_size(tmp_path: Path) -> None:
+    from simulators.hcp.world import World
+
+    client = ServiceClient("http://127.0.0.1:9")
+    try:
+        with pytest.raises(ViaError, match="batch_size must be a positive integer"):
+            HttpDriver(World(10), client, batch_size=0)
+        with pytest.raises(ViaError, match="days must be a positive integer, got 0"):
+            HttpDriver(World(10), client).run(0)
+    finally:
+        client.close()
+
+
+def test_out_that_already_holds_a_record_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "served.parquet").write_bytes(b"")
+    with pytest.raises(ViaError, match=r"already holds served\.parquet"):
+        drive("http://127.0.0.1:9", hcps=10, days=1, out=tmp_path)
