@@ -289,56 +289,76 @@ class FeaturizedBatch:
         lo, hi = int(self.offsets[i]), int(self.offsets[i + 1])
         return [str(self.shared[i].as_py()), *(str(s) for s in self.actions[lo:hi].to_pylist())]
 
-    def text(self, action_prefix: pa.StringArray | None = None) -> bytes:
+    def text(
+        self,
+        action_prefix: pa.StringArray | None = None,
+        *,
+        label_positions: npt.NDArray[np.int64] | None = None,
+        label_prefixes: pa.StringArray | None = None,
+    ) -> bytes:
         """All examples as one VW text file (examples separated by a blank line).
 
         Parameters
         ----------
         action_prefix : pyarrow.StringArray, shape (n_action_lines,), optional
-            Written before each action line (labels: ``"0:cost:prob "``); nulls
-            and empty strings write nothing.
+            Written before each action line; nulls write nothing.
+        label_positions : ndarray of int64, shape (k,), optional
+            Action lines (flat indices) that get a prefix from ``label_prefixes``
+            (shape (k,)): the sparse, cheaper form used for labels.
         """
         acts = self.actions
+        m = int(self.offsets[-1])
         if action_prefix is not None:
             if len(action_prefix) != len(acts):
                 raise FeaturizeError(
                     f"text: {len(action_prefix)} prefixes for {len(acts)} action lines"
                 )
-            acts = pc.binary_join_element_wise(
-                action_prefix, acts, "", null_handling="replace", null_replacement=""
-            )
+            acts = _join(action_prefix, acts)
         n = len(self.shared)
         sizes = np.diff(self.offsets)
+        pieces: list[pa.Array] = [
+            _join(self.shared, "\n"),
+            _join(acts, "\n"),
+            pa.array(["\n"], pa.string()),
+        ]
+        act_src = n + np.arange(m, dtype=np.int64)
+        if label_positions is not None:
+            pos = np.asarray(label_positions, dtype=np.int64)
+            if label_prefixes is None or len(label_prefixes) != len(pos):
+                raise FeaturizeError("text: label_prefixes must match label_positions")
+            if len(pos) and (pos.min() < 0 or pos.max() >= m):
+                raise FeaturizeError(f"text: label positions must be in 0..{m - 1}")
+            pieces.append(_join(label_prefixes, acts.take(pa.array(pos)), "\n"))
+            act_src[pos] = n + m + 1 + np.arange(len(pos), dtype=np.int64)
         # each decision: shared, its actions, then an empty line
         starts = self.offsets[:-1] + np.arange(n, dtype=np.int64) * 2
-        total = int(self.offsets[-1]) + 2 * n
-        order = np.empty(total, dtype=np.int64)
-        # positions of pieces in the concatenation [shared..., actions..., ""]
+        order = np.empty(m + 2 * n, dtype=np.int64)
         order[starts] = np.arange(n, dtype=np.int64)
         act_pos = np.repeat(starts + 1, sizes) + (
-            np.arange(int(self.offsets[-1]), dtype=np.int64) - np.repeat(self.offsets[:-1], sizes)
+            np.arange(m, dtype=np.int64) - np.repeat(self.offsets[:-1], sizes)
         )
-        order[act_pos] = n + np.arange(int(self.offsets[-1]), dtype=np.int64)
-        order[starts + 1 + sizes] = n + int(self.offsets[-1])
-        pieces = pa.concat_arrays(
-            [self.shared.cast(pa.string()), acts.cast(pa.string()), pa.array([""], pa.string())]
-        )
-        lines = pieces.take(pa.array(order))
-        return _concat_lines(lines)
+        order[act_pos] = act_src
+        order[starts + 1 + sizes] = n + m
+        lines = pa.concat_arrays([p.cast(pa.string()) for p in pieces]).take(pa.array(order))
+        return _concat(lines)
+
+
+def _concat(arr: pa.Array) -> bytes:
+    """The strings of ``arr`` back to back, as one bytes object."""
+    if len(arr) == 0:
+        return b""
+    arr = pa.concat_arrays([arr])
+    bufs = arr.buffers()
+    width = np.int64 if pa.types.is_large_string(arr.type) else np.int32
+    offs = np.frombuffer(bufs[1], dtype=width)[arr.offset : arr.offset + len(arr) + 1]
+    return bytes(memoryview(bufs[2])[int(offs[0]) : int(offs[-1])])
 
 
 def _concat_lines(arr: pa.Array) -> bytes:
     """Every string of ``arr`` followed by a newline, as one bytes object."""
     if len(arr) == 0:
         return b""
-    with_nl = pc.binary_join_element_wise(arr, "\n", "")
-    with_nl = pa.concat_arrays([with_nl]).cast(pa.large_string())
-    bufs = with_nl.buffers()
-    offs = np.frombuffer(bufs[1], dtype=np.int64)[
-        with_nl.offset : with_nl.offset + len(with_nl) + 1
-    ]
-    data = bufs[2]
-    return bytes(memoryview(data)[int(offs[0]) : int(offs[-1])])
+    return _concat(pc.binary_join_element_wise(arr, "\n", ""))
 
 
 # ----------------------------------------------------------------- featurizer
@@ -419,15 +439,15 @@ class Featurizer:
         v = h.engagements_30d.get(ch, 0)
         if v:
             x += f" ch_e30:{v}"
-        v = h.topic_engagements_90d.get(topic, 0)
-        if v:
-            x += f" top_e90:{v}"
         d = h.days_since_touch.get(ch)
         x += " ch_dst_none" if d is None else f" ch_dst:{d}"
         x += f" aff_{clean(ch)}:{fixed3(context.hcp.digital_affinity)}"
-        x += f" st_top={context.hcp.adoption_stage}_{clean(topic)}"
         if ch not in context.hcp.consents:
             x += " nocons"
+        v = h.topic_engagements_90d.get(topic, 0)
+        if v:
+            x += f" top_e90:{v}"
+        x += f" st_top={context.hcp.adoption_stage}_{clean(topic)}"
         return f"{line} |x{x}" if line else f"|x{x}"
 
     def featurize_one(self, context: DecisionContext, actions: Sequence[Action]) -> list[str]:
@@ -595,8 +615,9 @@ class Featurizer:
         day = cols.req("day")
         day = _as_date32(day, cols)
 
-        shared_parts: list[pa.Array] = [pa.array(np.full(n, "shared"), pa.string())]
+        shared_parts: list[pa.Array | str] = ["shared"]
         cfg = set(self.config.namespaces)
+        consents = _Consents(cols.get("hcp", "consents"), n)
         if "p" in cfg:
             nosee_col = cols.get("hcp", "no_see")
             nosee = (
@@ -606,7 +627,7 @@ class Featurizer:
                     pc.fill_null(nosee_col, False), " nosee", pa.scalar(None, pa.string())
                 )
             )
-            cons = _consent_tokens(cols.get("hcp", "consents"), n)
+            cons = consents.tokens()
             p = _join(
                 " |p spec=",
                 _clean_arrow(spec),
@@ -628,10 +649,7 @@ class Featurizer:
         if "r" in cfg:
             shared_parts.append(_join(" |r", *_request_pieces(cols.get("request"), cols)))
         if "c" in cfg:
-            dow = pa.array(
-                np.array(_DOW, dtype=object)[pc.day_of_week(day).to_numpy(zero_copy_only=False)],
-                pa.string(),
-            )
+            dow = pa.array(list(_DOW), pa.string()).take(pc.day_of_week(day))
             mon = pc.cast(pc.month(day), pa.string())
             shared_parts.append(_join(" |c dow=", dow, " mon=", mon))
         shared = _join(*shared_parts)
@@ -660,7 +678,7 @@ class Featurizer:
         static = pa.array([self._static[a] for a in self.catalog.action_ids], pa.string())
         line = static.take(pa.array(aidx))
         if "x" in cfg:
-            x = self._cross_pieces(aidx, row_of, hist, cols, stage, aff_s)
+            x = self._cross_pieces(aidx, row_of, hist, consents, stage, aff_s)
             sep = " |x" if self.config.action != ("x",) else "|x"
             line = _join(line, sep, *x)
         return FeaturizedBatch(shared, line, list_offsets)
@@ -670,56 +688,67 @@ class Featurizer:
         aidx: npt.NDArray[np.int64],
         row_of: npt.NDArray[np.int64],
         hist: _HistoryColumns,
-        cols: _Columns,
+        consents: _Consents,
         stage: pa.Array,
         aff_s: pa.Array,
     ) -> list[pa.Array | str]:
+        """The ``x`` namespace of every action line. Channel-dependent pieces are
+        built once per (decision, channel) and topic-dependent ones once per
+        (decision, topic), then gathered per action line."""
         cat = self.catalog
+        n = len(stage)
         ch_of = cat.action_channel_index.astype(np.int64)[aidx]
         top_of = cat.action_topic_index.astype(np.int64)[aidx]
         item_of = cat.action_item_index.astype(np.int64)[aidx]
         channels = list(cat.channels)
         topics = list(cat.topics)
+        nch, ntop = len(channels), len(topics)
         none = pa.scalar(None, pa.string())
+        rows_c = np.repeat(np.arange(n, dtype=np.int64), nch)  # (n * nch,) row-major
 
-        def count_piece(
-            prefix: str, mat: npt.NDArray[np.int64], which: npt.NDArray[np.int64]
-        ) -> pa.Array:
-            vals = mat[row_of, which]
-            s = pc.cast(pa.array(vals), pa.string())
-            return pc.if_else(pa.array(vals != 0), pc.binary_join_element_wise(prefix, s, ""), none)
+        def count_piece(prefix: str, mat: npt.NDArray[np.int64]) -> pa.Array:
+            vals = mat.reshape(-1)
+            s = pc.binary_join_element_wise(prefix, pc.cast(pa.array(vals), pa.string()), "")
+            return pc.if_else(pa.array(vals != 0), s, none)
 
+        dst_m, dst_present = hist.matrix_present("days_since_touch", channels)
+        dst = pc.if_else(
+            pa.array(dst_present.reshape(-1)),
+            pc.binary_join_element_wise(
+                " ch_dst:", pc.cast(pa.array(dst_m.reshape(-1)), pa.string()), ""
+            ),
+            " ch_dst_none",
+        )
+        aff_prefix = pa.array([f" aff_{clean(c)}:" for c in channels], pa.string()).take(
+            pa.array(np.tile(np.arange(nch, dtype=np.int64), n))
+        )
+        cons_m = consents.matrix(channels)
+        per_channel = _join(
+            count_piece(" ch_t7:", hist.matrix("touches_7d", channels)),
+            count_piece(" ch_t30:", hist.matrix("touches_30d", channels)),
+            count_piece(" ch_e30:", hist.matrix("engagements_30d", channels)),
+            dst,
+            aff_prefix,
+            aff_s.take(pa.array(rows_c)),
+            pc.if_else(pa.array(~cons_m.reshape(-1)), " nocons", none),
+        )
+        topic_names = pa.array([f"_{clean(t)}" for t in topics], pa.string()).take(
+            pa.array(np.tile(np.arange(ntop, dtype=np.int64), n))
+        )
+        per_topic = _join(
+            count_piece(" top_e90:", hist.matrix("topic_engagements_90d", topics)),
+            " st_top=",
+            stage.take(pa.array(np.repeat(np.arange(n, dtype=np.int64), ntop))),
+            topic_names,
+        )
         pieces: list[pa.Array | str] = []
         last = hist.last_content
         if last is not None:
-            item_ids = np.array([it.id for it in cat.items], dtype=object)
-            last_np = np.asarray(last.to_numpy(zero_copy_only=False), dtype=object)
-            same = last_np[row_of] == item_ids[item_of]
-            pieces.append(pc.if_else(pa.array(same.astype(bool)), " same_last", none))
-        pieces.append(count_piece(" ch_t7:", hist.matrix("touches_7d", channels), ch_of))
-        pieces.append(count_piece(" ch_t30:", hist.matrix("touches_30d", channels), ch_of))
-        pieces.append(count_piece(" ch_e30:", hist.matrix("engagements_30d", channels), ch_of))
-        pieces.append(
-            count_piece(" top_e90:", hist.matrix("topic_engagements_90d", topics), top_of)
-        )
-        dst_m, dst_present = hist.matrix_present("days_since_touch", channels)
-        dvals = dst_m[row_of, ch_of]
-        dpres = dst_present[row_of, ch_of]
-        pieces.append(
-            pc.if_else(
-                pa.array(dpres),
-                pc.binary_join_element_wise(" ch_dst:", pc.cast(pa.array(dvals), pa.string()), ""),
-                " ch_dst_none",
-            )
-        )
-        aff_prefix = pa.array([f" aff_{clean(c)}:" for c in channels], pa.string()).take(
-            pa.array(ch_of)
-        )
-        pieces.append(pc.binary_join_element_wise(aff_prefix, aff_s.take(pa.array(row_of)), ""))
-        topic_names = pa.array([clean(t) for t in topics], pa.string()).take(pa.array(top_of))
-        pieces.append(_join(" st_top=", stage.take(pa.array(row_of)), "_", topic_names))
-        cons_m = _consent_matrix(cols.get("hcp", "consents"), len(stage), channels)
-        pieces.append(pc.if_else(pa.array(~cons_m[row_of, ch_of]), " nocons", none))
+            item_ids = pa.array([it.id for it in cat.items], pa.string())
+            same = pc.equal(last.take(pa.array(row_of)), item_ids.take(pa.array(item_of)))
+            pieces.append(pc.if_else(pc.fill_null(same, False), " same_last", none))
+        pieces.append(per_channel.take(pa.array(row_of * nch + ch_of)))
+        pieces.append(per_topic.take(pa.array(row_of * ntop + top_of)))
         return pieces
 
     def _rowwise(self, ctx: pa.Array, acts: pa.Array, event_ids: pa.Array) -> FeaturizedBatch:
@@ -777,48 +806,60 @@ def _as_date32(day: pa.Array, cols: _Columns) -> pa.Array:
         raise FeaturizeError(f"featurize_table: field 'day': not an ISO date: {exc}") from exc
 
 
-def _consent_tokens(consents: pa.Array | None, n: int) -> pa.Array:
-    if consents is None:
-        return pa.nulls(n, pa.string())
-    pairs = _consent_pairs(consents)
-    parents, values = pairs
-    tokens = pc.binary_join_element_wise(" cons=", _clean_arrow(pa.array(values, pa.string())), "")
-    counts = np.bincount(parents, minlength=n)
-    offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int32)
-    lists = pa.ListArray.from_arrays(pa.array(offsets), tokens)
-    return pc.binary_join(lists, "")
+class _Consents:
+    """Consent lists of a batch, deduplicated and sorted per row (like a frozenset)."""
 
+    def __init__(self, consents: pa.Array | None, n: int) -> None:
+        self.n = n
+        self.parents = np.zeros(0, dtype=np.int64)
+        self.codes = np.zeros(0, dtype=np.int64)
+        self.values: list[str] = []
+        if consents is None or len(consents) == 0:
+            return
+        filled = pc.fill_null(consents, pa.scalar([], consents.type))
+        parents = np.asarray(
+            pc.list_parent_indices(filled).to_numpy(zero_copy_only=False), dtype=np.int64
+        )
+        flat = pc.list_flatten(filled)
+        if len(flat) == 0:
+            return
+        enc = (
+            pc.dictionary_encode(flat).combine_chunks()
+            if isinstance(flat, pa.ChunkedArray)
+            else pc.dictionary_encode(flat)
+        )
+        values = [str(v) for v in enc.dictionary.to_pylist()]
+        rank = np.argsort(np.argsort(np.array(values, dtype=object)))  # sorted-string order
+        order_values = [values[i] for i in np.argsort(rank)]
+        codes = rank[np.asarray(enc.indices.to_numpy(zero_copy_only=False), dtype=np.int64)]
+        k = len(values)
+        key = np.sort(parents * k + codes)  # by row, then value
+        key = key[np.r_[True, key[1:] != key[:-1]]]  # duplicates gone
+        self.parents = key // k
+        self.codes = key % k
+        self.values = order_values
 
-def _consent_pairs(consents: pa.Array) -> tuple[npt.NDArray[np.int64], npt.NDArray[Any]]:
-    """(row, consent) pairs sorted by row then consent, duplicates removed."""
-    filled = pc.fill_null(consents, pa.scalar([], consents.type))
-    parents = np.asarray(
-        pc.list_parent_indices(filled).to_numpy(zero_copy_only=False), dtype=np.int64
-    )
-    values = np.asarray(pc.list_flatten(filled).to_numpy(zero_copy_only=False), dtype=object)
-    if len(values) == 0:
-        return parents, values
-    order = np.lexsort((values.astype(str), parents))
-    parents, values = parents[order], values[order]
-    keep = np.ones(len(values), dtype=bool)
-    keep[1:] = (parents[1:] != parents[:-1]) | (values[1:] != values[:-1])
-    return parents[keep], values[keep]
+    def tokens(self) -> pa.Array:
+        """`` cons=<value>`` tokens of each row, concatenated, shape (n,)."""
+        if not self.values:
+            return pa.nulls(self.n, pa.string())
+        toks = pa.array([f" cons={clean(v)}" for v in self.values], pa.string()).take(
+            pa.array(self.codes)
+        )
+        counts = np.bincount(self.parents, minlength=self.n)
+        offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int32)
+        return pc.binary_join(pa.ListArray.from_arrays(pa.array(offsets), toks), "")
 
-
-def _consent_matrix(
-    consents: pa.Array | None, n: int, channels: list[str]
-) -> npt.NDArray[np.bool_]:
-    out = np.zeros((n, len(channels)), dtype=bool)
-    if consents is None:
-        return out
-    parents, values = _consent_pairs(consents)
-    pos = {c: i for i, c in enumerate(channels)}
-    if len(values):
-        uniq, inv = np.unique(values.astype(str), return_inverse=True)
-        col = np.array([pos.get(str(v), -1) for v in uniq], dtype=np.int64)[inv]
+    def matrix(self, channels: list[str]) -> npt.NDArray[np.bool_]:
+        """Whether each row consents to each channel, shape (n, len(channels))."""
+        out = np.zeros((self.n, len(channels)), dtype=bool)
+        if not self.values:
+            return out
+        pos = {c: i for i, c in enumerate(channels)}
+        col = np.array([pos.get(v, -1) for v in self.values], dtype=np.int64)[self.codes]
         ok = col >= 0
-        out[parents[ok], col[ok]] = True
-    return out
+        out[self.parents[ok], col[ok]] = True
+        return out
 
 
 class _Columns:

@@ -74,7 +74,7 @@ def experiment_id(name: str, tracking_uri: str | None = None) -> str:
     """Id of experiment ``name``, created (with artifacts beside an SQLite store)
     if it does not exist."""
     uri = configure(tracking_uri)
-    client = MlflowClient(tracking_uri=uri)
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
     exp = client.get_experiment_by_name(name)
     if exp is not None:
         return str(exp.experiment_id)
@@ -135,7 +135,10 @@ def log_policy_model(
     if register:
         version = str(info.registered_model_version)
         if alias:
-            MlflowClient().set_registered_model_alias(registered_name, alias, version)
+            uri = mlflow.get_registry_uri()
+            MlflowClient(registry_uri=uri).set_registered_model_alias(
+                registered_name, alias, version
+            )
     return LoggedModel(run.info.run_id, f"runs:/{run.info.run_id}/model", version)
 
 

@@ -83,7 +83,7 @@ def main(
             experiment_name="train",
             synchronous=True,
         )
-        client = MlflowClient(tracking_uri=tracking_uri)
+        client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
         train_run = client.get_run(tr.run_id)
         metrics = train_run.data.metrics
         versions = client.search_model_versions(f"run_id = '{tr.run_id}'")

@@ -30,7 +30,8 @@ def resolve_version(uri: str, tracking_uri: str | None = None) -> tuple[str, str
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
 
-    client = MlflowClient(tracking_uri=mlflow_utils.configure(tracking_uri))
+    uri = mlflow_utils.configure(tracking_uri)
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
     name = m.group("name")
     try:
         if m.group("alias"):

@@ -14,6 +14,7 @@ range; the new policy's value on it is estimated with IPS and SNIPS
 
 from __future__ import annotations
 
+import itertools
 import json
 import tempfile
 import time
@@ -32,7 +33,7 @@ from nba.domain import ValidationError
 from nba.features import FeaturizerConfig
 from nba.logs.join import load_joined
 from nba.ope import IPS, SNIPS, LoggedData
-from nba.policies.vw import VWConfig, VWPolicy, labelled_text, train_from_file
+from nba.policies.vw import NativeLearner, VWConfig, VWPolicy, labelled_text
 from nba.reward import RewardDefinition
 
 
@@ -206,7 +207,9 @@ def _catalog_for(logs_dir: Path, table: pa.Table) -> Catalog:
     )
 
 
-def _as_day(value: date | datetime | str | None, what: str) -> date | datetime | None:
+def _as_day(value: date | str | None, what: str) -> date | None:
+    if isinstance(value, datetime):
+        raise TrainingError(f"{what}: give a whole day (date or YYYY-MM-DD), not {value!r}")
     if value is None or isinstance(value, date):
         return value
     try:
@@ -250,13 +253,20 @@ def train(
     vw_config: VWConfig | None = None,
     featurizer_config: FeaturizerConfig | None = None,
     passes: int = 1,
-    since: date | datetime | str | None = None,
-    until: date | datetime | str | None = None,
+    since: date | str | None = None,
+    until: date | str | None = None,
     holdout_days: int = 0,
     seed: int = 0,
     work_dir: str | Path | None = None,
+    chunk_decisions: int = 25_000,
 ) -> TrainResult:
     """Train a VW policy from a log directory.
+
+    The range is joined once; the training rows are then featurized and
+    labelled in chunks while VW (a child process reading the example stream
+    with its own parser) learns the previous chunks. The stream
+    is also written to ``work_dir/train.vw.txt``; VW sees exactly that file's
+    bytes, so the model equals learning that file, whatever the chunk size.
 
     Parameters
     ----------
@@ -265,7 +275,7 @@ def train(
     reward_def : RewardDefinition
     vw_config, featurizer_config : optional
     passes : int
-        VW passes over the training file.
+        VW passes over the training examples.
     since, until : date, optional
         Decision range (``until`` inclusive).
     holdout_days : int
@@ -273,83 +283,103 @@ def train(
     seed : int
     work_dir : path, optional
         Where the VW example file is written (default: a temporary directory).
+    chunk_decisions : int
+        Decisions per featurization chunk.
     """
     if not isinstance(holdout_days, int) or holdout_days < 0:
         raise TrainingError(f"holdout_days must be a non-negative integer, got {holdout_days!r}")
     if not isinstance(passes, int) or passes < 1:
         raise TrainingError(f"passes must be a positive integer, got {passes!r}")
+    if not isinstance(chunk_decisions, int) or chunk_decisions < 1:
+        raise TrainingError(f"chunk_decisions must be a positive integer, got {chunk_decisions!r}")
     root = Path(logs_dir)
+    if not (root / "decisions").is_dir():
+        raise TrainingError(f"{root}: not a log directory (no 'decisions' table)")
+    lo, hi = _as_day(since, "since"), _as_day(until, "until")
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
-    joined = load_joined(
-        root, reward_def, since=_as_day(since, "since"), until=_as_day(until, "until")
-    )
+    joined = load_joined(root, reward_def, since=lo, until=hi)
     table = joined.table
     if table.num_rows == 0:
         raise TrainingError(f"{root}: no activated decisions in the selected range")
-    order = pc.sort_indices(table, sort_keys=[("ts", "ascending"), ("event_id", "ascending")])
-    table = table.take(order)
+    table = table.take(
+        pc.sort_indices(table, sort_keys=[("ts", "ascending"), ("event_id", "ascending")])
+    )
     timings["join"] = time.perf_counter() - t0
-
     ts = table.column("ts")
-    first = ts[0].as_py().astimezone(UTC)
-    last = ts[table.num_rows - 1].as_py().astimezone(UTC)
+    first = ts[0].as_py().astimezone(UTC).date()
+    last = ts[table.num_rows - 1].as_py().astimezone(UTC).date()
     holdout_since: date | None = None
     train_t, hold_t = table, None
     if holdout_days:
-        holdout_since = last.date() - timedelta(days=holdout_days - 1)
+        holdout_since = last - timedelta(days=holdout_days - 1)
         cut = datetime(holdout_since.year, holdout_since.month, holdout_since.day, tzinfo=UTC)
         is_hold = pc.greater_equal(ts, pa.scalar(cut, type=ts.type))
         hold_t = table.filter(is_hold)
         train_t = table.filter(pc.invert(is_hold))
         if train_t.num_rows == 0:
             raise TrainingError(
-                f"holdout of {holdout_days} day(s) from {holdout_since} leaves no training data "
-                f"(data spans {first.date()} .. {last.date()})"
+                f"holdout of {holdout_days} day(s) from {holdout_since} leaves no training "
+                f"data (data spans {first} .. {last})"
             )
-
     catalog = _catalog_for(root, table)
     policy = VWPolicy(vw_config, featurizer_config, catalog, seed)
-    t1 = time.perf_counter()
-    batch = policy.featurizer.featurize_table(train_t)
-    text = labelled_text(
-        batch,
-        train_t.column("chosen_index").to_numpy(),
-        train_t.column("reward").to_numpy(),
-        train_t.column("propensity").to_numpy(),
-        train_t.column("event_id").to_pylist(),
-    )
-    timings["featurize"] = time.perf_counter() - t1
     policy.close()
-
+    timings["featurize"] = timings["write"] = 0.0
+    n_train = train_t.num_rows
     with tempfile.TemporaryDirectory() as tmp:
         wd = Path(work_dir) if work_dir is not None else Path(tmp)
         wd.mkdir(parents=True, exist_ok=True)
-        data_file = wd / "train.vw.txt"
-        t2 = time.perf_counter()
-        data_file.write_bytes(text)
-        timings["write"] = time.perf_counter() - t2
-        t3 = time.perf_counter()
-        fit = train_from_file(
-            data_file, policy.config, policy.featurizer_config, catalog, seed, passes
-        )
-        timings["learn"] = time.perf_counter() - t3
+        learner = NativeLearner(policy.config, policy.featurizer_config, catalog, seed, passes, wd)
+        t_start = time.perf_counter()
+        try:
+            with open(wd / "train.vw.txt", "wb") as fh:
+                # a small first chunk gets VW going early; then steady chunks
+                bounds = [0, min(n_train, max(1, min(chunk_decisions, 2000)))]
+                while bounds[-1] < n_train:
+                    bounds.append(min(n_train, bounds[-1] + chunk_decisions))
+                for a, b in itertools.pairwise(bounds):
+                    part = train_t.slice(a, b - a)
+                    t2 = time.perf_counter()
+                    batch = policy.featurizer.featurize_table(part)
+                    text = labelled_text(
+                        batch,
+                        part.column("chosen_index").to_numpy(),
+                        part.column("reward").to_numpy(),
+                        part.column("propensity").to_numpy(),
+                        part.column("event_id").to_pylist(),
+                    )
+                    t3 = time.perf_counter()
+                    timings["featurize"] += t3 - t2
+                    fh.write(text)
+                    learner.write(text)
+                    timings["write"] += time.perf_counter() - t3
+            t4 = time.perf_counter()
+            fit = learner.finish()
+            timings["learn_tail"] = time.perf_counter() - t4
+            timings["stream_total"] = time.perf_counter() - t_start
+        except BaseException:
+            learner.abort()
+            raise
 
     report = None
-    if hold_t is not None and hold_t.num_rows:
-        t4 = time.perf_counter()
-        report = holdout_report(fit.policy, hold_t)
-        timings["holdout"] = time.perf_counter() - t4
+    n_holdout = 0
+    if hold_t is not None:
+        t5 = time.perf_counter()
+        n_holdout = hold_t.num_rows
+        if n_holdout:
+            report = holdout_report(fit.policy, hold_t)
+        timings["holdout"] = time.perf_counter() - t5
     return TrainResult(
         policy=fit.policy,
-        n_train=train_t.num_rows,
-        n_holdout=0 if hold_t is None else hold_t.num_rows,
+        n_train=n_train,
+        n_holdout=n_holdout,
         average_loss=fit.average_loss,
         n_examples=fit.n_examples,
         reward_definition=joined.reward_definition,
         catalog_version=catalog.version,
-        data_since=first.date().isoformat(),
-        data_until=last.date().isoformat(),
+        data_since=first.isoformat(),
+        data_until=last.isoformat(),
         holdout_since=None if holdout_since is None else holdout_since.isoformat(),
         passes=passes,
         seed=seed,

@@ -37,6 +37,8 @@ import math
 import os
 import shlex
 import shutil
+import subprocess
+import sys
 import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, fields, replace
@@ -62,6 +64,7 @@ MODEL_FILE = "model.vw"
 META_FILE = "policy.json"
 CATALOG_FILE = "catalog.json"
 FORMAT_VERSION = 1
+_PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 
 class VWConfigError(PolicyError):
@@ -111,14 +114,15 @@ def _format_floats(x: npt.NDArray[np.float64]) -> pa.Array:
     return pc.cast(pa.array(np.asarray(x, dtype=np.float64) + 0.0), pa.string())
 
 
-def cb_label_prefixes(
+def cb_label_strings(
     offsets: npt.NDArray[np.int64],
     chosen_index: npt.NDArray[np.integer[Any]],
     reward: npt.NDArray[np.float64],
     propensity: npt.NDArray[np.float64],
     event_ids: Sequence[str] | None = None,
-) -> pa.Array:
-    """Label prefixes (``"0:cost:prob "``) for the action lines of a batch.
+) -> tuple[npt.NDArray[np.int64], pa.Array]:
+    """Vectorized :func:`cb_label`: which action line of each decision is labelled,
+    and its ``"0:cost:prob "`` prefix.
 
     Parameters
     ----------
@@ -128,14 +132,17 @@ def cb_label_prefixes(
 
     Returns
     -------
-    pyarrow.StringArray, shape (offsets[-1],)
-        The prefix on each chosen line, null elsewhere.
+    positions : ndarray of int64, shape (n,)
+        Flat index of each decision's chosen action line.
+    prefixes : pyarrow.StringArray, shape (n,)
     """
     offsets = np.asarray(offsets, dtype=np.int64)
     ci = np.asarray(chosen_index, dtype=np.int64)
     r = np.asarray(reward, dtype=np.float64)
     p = np.asarray(propensity, dtype=np.float64)
     n = len(offsets) - 1
+    if not len(ci) == len(r) == len(p) == n:
+        raise PolicyError("label: chosen_index, reward and propensity must have n entries")
     sizes = np.diff(offsets)
     for name, bad in (
         ("chosen_index", (ci < 0) | (ci >= sizes)),
@@ -147,13 +154,23 @@ def cb_label_prefixes(
             who = event_ids[i] if event_ids is not None else f"row {i}"
             val = {"chosen_index": ci, "propensity": p, "reward": r}[name][i]
             raise PolicyError(f"label: event {who!r}: {name} {val} is invalid")
-    if not len(ci) == len(r) == len(p) == n:
-        raise PolicyError("label: chosen_index, reward and propensity must have n entries")
     cost = -r  # the sign flip, vectorized (same as cb_label)
     text = pc.binary_join_element_wise("0:", _format_floats(cost), ":", _format_floats(p), " ", "")
-    positions = offsets[:-1] + ci
-    idx = np.full(int(offsets[-1]), -1, dtype=np.int64)
-    idx[positions] = np.arange(n)
+    return offsets[:-1] + ci, text
+
+
+def cb_label_prefixes(
+    offsets: npt.NDArray[np.int64],
+    chosen_index: npt.NDArray[np.integer[Any]],
+    reward: npt.NDArray[np.float64],
+    propensity: npt.NDArray[np.float64],
+    event_ids: Sequence[str] | None = None,
+) -> pa.Array:
+    """Label prefixes for every action line: ``"0:cost:prob "`` on each decision's
+    chosen line, null elsewhere; shape (offsets[-1],)."""
+    positions, text = cb_label_strings(offsets, chosen_index, reward, propensity, event_ids)
+    idx = np.full(int(np.asarray(offsets)[-1]), -1, dtype=np.int64)
+    idx[positions] = np.arange(len(positions))
     mask = pa.array(idx < 0)
     return pc.if_else(mask, pa.scalar(None, pa.string()), text.take(pa.array(np.maximum(idx, 0))))
 
@@ -166,8 +183,10 @@ def labelled_text(
     event_ids: Sequence[str] | None = None,
 ) -> bytes:
     """A VW ADF text file of labelled examples, one per row of ``batch``."""
-    prefixes = cb_label_prefixes(batch.offsets, chosen_index, reward, propensity, event_ids)
-    return batch.text(prefixes)
+    positions, prefixes = cb_label_strings(
+        batch.offsets, chosen_index, reward, propensity, event_ids
+    )
+    return batch.text(label_positions=positions, label_prefixes=prefixes)
 
 
 # ------------------------------------------------------------------- config
@@ -864,6 +883,131 @@ def train_from_file(
     return FileTrainResult(policy, int(n), loss)
 
 
+class NativeLearner:
+    """VW's native parser in a child process, fed labelled ADF text through a pipe.
+
+    The caller writes example text chunk by chunk (:meth:`write`) while VW parses
+    and learns in parallel; :meth:`finish` closes the stream and loads the model.
+    VW reads exactly the bytes it would read from a file of the concatenated
+    chunks, so the model is byte-identical to :func:`train_from_file` on that file.
+    (The child reads ``/dev/stdin``: Linux and macOS.)
+
+    Parameters
+    ----------
+    config, featurizer_config, catalog, seed, passes : as :func:`train_from_file`
+    work_dir : path
+        Where the VW cache (passes > 1), the model and the child's log go.
+    """
+
+    def __init__(
+        self,
+        config: VWConfig | None,
+        featurizer_config: FeaturizerConfig | None,
+        catalog: Catalog | None,
+        seed: int,
+        passes: int,
+        work_dir: str | Path,
+    ) -> None:
+        if not isinstance(passes, int) or passes < 1:
+            raise PolicyError(f"train: passes must be a positive integer, got {passes!r}")
+        self.config = config or VWConfig()
+        self.featurizer_config = featurizer_config or FeaturizerConfig()
+        self.catalog = catalog or Catalog.default()
+        self.seed = int(seed)
+        self.passes = passes
+        self.work_dir = Path(work_dir)
+        self.work_dir.mkdir(parents=True, exist_ok=True)
+        args = [
+            *self.config.args(self.featurizer_config.interactions),
+            "--random_seed",
+            str(self.seed),
+            "-d",
+            "/dev/stdin",
+            "--holdout_off",
+        ]
+        if passes > 1:
+            args += [
+                "--passes",
+                str(passes),
+                "--cache_file",
+                str(self.work_dir / "native.cache"),
+                "-k",
+            ]
+        self._model = self.work_dir / "native-model.vw"
+        self._stats = self.work_dir / "native-stats.json"
+        self._log = open(self.work_dir / "native-vw.log", "w+b")
+        spec = json.dumps({"args": args, "model": str(self._model), "stats": str(self._stats)})
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(
+            [str(_PROJECT_ROOT), *filter(None, [env.get("PYTHONPATH")])]
+        )
+        self._proc = subprocess.Popen(
+            [sys.executable, "-m", "nba.policies.vw", spec],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            stderr=self._log,
+            env=env,
+        )
+
+    def _child_error(self) -> str:
+        self._log.flush()
+        self._log.seek(0)
+        return self._log.read().decode(errors="replace").strip()[-2000:]
+
+    def write(self, text: bytes) -> None:
+        """Feed labelled examples (whole examples, each ending with a blank line)."""
+        assert self._proc.stdin is not None
+        try:
+            self._proc.stdin.write(text)
+        except BrokenPipeError:
+            self._proc.wait()
+            raise PolicyError(f"VW stopped reading its input: {self._child_error()}") from None
+
+    def abort(self) -> None:
+        """Stop the child without a model."""
+        if self._proc.poll() is None:
+            self._proc.kill()
+            self._proc.wait()
+        self._log.close()
+
+    def finish(self, model_version: str = "vw") -> FileTrainResult:
+        """Close the stream, wait for VW, and load the trained policy."""
+        assert self._proc.stdin is not None
+        try:
+            self._proc.stdin.close()
+        except BrokenPipeError:
+            pass
+        code = self._proc.wait()
+        if code != 0 or not self._model.is_file():
+            msg = self._child_error()
+            self._log.close()
+            raise PolicyError(f"VW learning failed (exit {code}): {msg}")
+        self._log.close()
+        stats = json.loads(self._stats.read_text())
+        policy = VWPolicy(
+            self.config,
+            self.featurizer_config,
+            self.catalog,
+            self.seed,
+            model_version,
+            _model_file=self._model,
+        )
+        n = float(stats["weighted_examples"])
+        loss = float(stats["sum_loss"]) / n if n else float("nan")
+        return FileTrainResult(policy, int(n), loss)
+
+
+def _native_child(spec_json: str) -> int:
+    """Child side of :class:`NativeLearner`: learn from ``-d``, save, report."""
+    spec = json.loads(spec_json)
+    ws = _workspace(spec["args"])
+    stats = {"weighted_examples": ws.get_weighted_examples(), "sum_loss": ws.get_sum_loss()}
+    ws.save(spec["model"])
+    ws.finish()
+    Path(spec["stats"]).write_text(json.dumps(stats))
+    return 0
+
+
 # --------------------------------------------------------- reward regression
 class RewardRegressor:
     """Squared-loss VW regression of reward on (context, action) features.
@@ -960,3 +1104,7 @@ class RewardRegressor:
             [float(ws.predict(line)) for line in self._pair_lines(batch).to_pylist()],
             dtype=np.float64,
         )
+
+
+if __name__ == "__main__":
+    sys.exit(_native_child(sys.argv[1]))

@@ -64,7 +64,7 @@ def test_registered_model_loads_and_predicts_like_the_in_memory_policy(
     result = train(logs, RewardDefinition.default(), holdout_days=2, seed=3)
     logged = log_training_run(result, tracking_uri=store)
     assert logged.version == "1"
-    client = MlflowClient(tracking_uri=store)
+    client = MlflowClient(tracking_uri=store, registry_uri=store)
     assert str(client.get_model_version_by_alias("nba", "challenger").version) == "1"
     run = client.get_run(logged.run_id)
     assert run.data.params["featurizer_hash"] == result.policy.featurizer_config.content_hash

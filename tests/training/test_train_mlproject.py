@@ -54,7 +54,7 @@ def test_mlproject_main_simulates_trains_registers_and_reports(tmp_path: Path) -
 
     from mlflow import MlflowClient
 
-    client = MlflowClient(tracking_uri=uri)
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
     mv = client.get_model_version_by_alias("nba", "challenger")
     train_run = client.get_run(mv.run_id)
     assert client.get_experiment(train_run.info.experiment_id).name == "train"
