@@ -15,6 +15,8 @@ SUBCOMMANDS: dict[str, str] = {
     "logs": "nba_cli.logs:logs",
     "serve": "serving.cli:serve",
     "train": "training.cli_train:train",
+    "evaluate": "training.cli_evaluate:evaluate",
+    "promote": "training.cli_evaluate:promote",
 }
 
 

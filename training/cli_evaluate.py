@@ -1,0 +1,227 @@
+"""``nba evaluate`` and ``nba promote``: thin wrappers over
+:mod:`training.evaluate` and :mod:`training.promote`."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import click
+
+from nba.domain import ValidationError
+
+if TYPE_CHECKING:
+    from nba.reward import RewardDefinition
+
+_ESTIMATORS = ("ips", "snips", "dm", "dr", "sndr", "switch-dr", "clipped-dr")
+_INTERVALS = ("bootstrap", "gaussian", "bernstein")
+
+
+def _reward_def(path: Path | None) -> RewardDefinition:
+    from nba.reward import RewardDefinition
+
+    return RewardDefinition.load(path) if path else RewardDefinition.default()
+
+
+_logs_option = click.option(
+    "--logs",
+    "logs_dir",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Event-log directory (ours, or one written by `nba logs import`).",
+)
+_reward_option = click.option(
+    "--reward-def",
+    "reward_def",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="Reward definition TOML (default: the shipped engagement definition).",
+)
+
+
+@click.command("evaluate")
+@_logs_option
+@_reward_option
+@click.option(
+    "--policy",
+    "policies",
+    multiple=True,
+    required=True,
+    help="Target policy: models:/nba@challenger, models:/nba/<version>, a model path, "
+    "uniform, campaign, segment, or table:PATH (Parquet/CSV of event_id, action_id, "
+    "probability). Repeat for several.",
+)
+@click.option(
+    "--estimator",
+    "estimators",
+    multiple=True,
+    type=click.Choice(_ESTIMATORS),
+    help="Repeat for several (default: ips, snips, dm, dr, sndr, switch-dr).",
+)
+@click.option(
+    "--interval",
+    "intervals",
+    multiple=True,
+    type=click.Choice(_INTERVALS),
+    help="Interval kind; repeat for several (default: bootstrap).",
+)
+@click.option("--alpha", type=float, default=0.05, show_default=True)
+@click.option("--since", default=None, help="First decision day (YYYY-MM-DD).")
+@click.option("--until", default=None, help="Last decision day, inclusive (YYYY-MM-DD).")
+@click.option("--folds", type=int, default=5, show_default=True, help="Reward-model folds.")
+@click.option("--fold-by", type=click.Choice(("hcp", "time")), default="hcp", show_default=True)
+@click.option("--bootstrap", "n_bootstrap", type=int, default=1000, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Write evaluation.csv/.md/.json and estimates.png here.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON only.")
+@click.option("--no-mlflow", is_flag=True, help="Do not record an MLflow run.")
+@click.option("--tracking-uri", default=None, help="MLflow tracking URI (default: project store).")
+def evaluate(
+    logs_dir: Path,
+    reward_def: Path | None,
+    policies: tuple[str, ...],
+    estimators: tuple[str, ...],
+    intervals: tuple[str, ...],
+    alpha: float,
+    since: str | None,
+    until: str | None,
+    folds: int,
+    fold_by: str,
+    n_bootstrap: int,
+    seed: int,
+    out_dir: Path | None,
+    as_json: bool,
+    no_mlflow: bool,
+    tracking_uri: str | None,
+) -> None:
+    """Off-policy estimates of target policies on logged decisions, with intervals."""
+    import tempfile
+
+    from training.evaluate import DEFAULT_ESTIMATORS, log_evaluation
+    from training.evaluate import evaluate as run_evaluate
+
+    try:
+        ev = run_evaluate(
+            logs_dir,
+            _reward_def(reward_def),
+            list(policies),
+            estimators=list(estimators) or list(DEFAULT_ESTIMATORS),
+            intervals=list(intervals) or ["bootstrap"],
+            alpha=alpha,
+            since=since,
+            until=until,
+            n_folds=folds,
+            fold_by=fold_by,
+            seed=seed,
+            n_bootstrap=n_bootstrap,
+            tracking_uri=tracking_uri,
+            progress=not as_json and sys.stderr.isatty(),
+        )
+    except ValidationError as exc:
+        raise click.ClickException(str(exc)) from exc
+    with tempfile.TemporaryDirectory() as tmp:
+        files = ev.write(out_dir if out_dir is not None else Path(tmp))
+        run_id = None
+        if not no_mlflow:
+            run_id = log_evaluation(ev, files, tracking_uri=tracking_uri)
+    if as_json:
+        blob = ev.to_dict()
+        blob["mlflow_run_id"] = run_id
+        blob["files"] = None if out_dir is None else {k: str(v) for k, v in files.items()}
+        click.echo(json.dumps(blob))
+        return
+    click.echo(ev.to_markdown(), nl=False)
+    if out_dir is not None:
+        click.echo(f"\nwrote {', '.join(str(p) for p in files.values())}")
+    if run_id is not None:
+        click.echo(f"MLflow run {run_id} (experiment 'evaluate')")
+
+
+@click.command("promote")
+@_logs_option
+@_reward_option
+@click.option(
+    "--estimator",
+    type=click.Choice(("snips", "dr", "sndr", "ips")),
+    default="snips",
+    show_default=True,
+)
+@click.option("--alpha", type=float, default=0.05, show_default=True)
+@click.option("--interval", type=click.Choice(_INTERVALS), default="bootstrap", show_default=True)
+@click.option("--since", default=None, help="First decision day (YYYY-MM-DD).")
+@click.option("--until", default=None, help="Last decision day, inclusive (YYYY-MM-DD).")
+@click.option("--folds", type=int, default=5, show_default=True, help="Reward-model folds (dr).")
+@click.option("--fold-by", type=click.Choice(("hcp", "time")), default="hcp", show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--dry-run", is_flag=True, help="Decide and record, but do not move the alias.")
+@click.option("--json", "as_json", is_flag=True, help="Print the decision as JSON.")
+@click.option("--tracking-uri", default=None, help="MLflow tracking URI (default: project store).")
+def promote(
+    logs_dir: Path,
+    reward_def: Path | None,
+    estimator: str,
+    alpha: float,
+    interval: str,
+    since: str | None,
+    until: str | None,
+    folds: int,
+    fold_by: str,
+    seed: int,
+    dry_run: bool,
+    as_json: bool,
+    tracking_uri: str | None,
+) -> None:
+    """Move the champion alias to the challenger only if its lower bound beats the champion.
+
+    Exits with status 1 and the reason when the gate refuses.
+    """
+    from training.promote import promote as run_promote
+
+    try:
+        d = run_promote(
+            logs_dir,
+            _reward_def(reward_def),
+            estimator=estimator,
+            alpha=alpha,
+            interval=interval,
+            since=since,
+            until=until,
+            n_folds=folds,
+            fold_by=fold_by,
+            seed=seed,
+            tracking_uri=tracking_uri,
+            dry_run=dry_run,
+            progress=not as_json and sys.stderr.isatty(),
+        )
+    except ValidationError as exc:
+        raise click.ClickException(str(exc)) from exc
+    if as_json:
+        click.echo(json.dumps(d.to_dict(), default=str))
+    else:
+        for who, row in (("challenger", d.challenger), ("champion", d.champion)):
+            if row is not None:
+                click.echo(
+                    f"{who} {row['version']}: {estimator} {row['estimate']:.5f} "
+                    f"[{row['low']:.5f}, {row['high']:.5f}] ({interval}, alpha {alpha}); "
+                    f"ESS {row['ess']:.0f}, max weight {row['max_weight']:.2f}"
+                    + (f"; warnings: {row['warnings']}" if row["warnings"] else "")
+                )
+        if d.logged_value is not None:
+            click.echo(f"logging policy observed value {d.logged_value:.5f}")
+        click.echo(f"MLflow run {d.run_id} (experiment 'promote')")
+    if d.promoted:
+        msg = f"promoted: champion -> version {d.challenger_version}"
+        click.echo(
+            msg + ("" if not dry_run else " (dry run: alias not moved)") + f"; {d.reason}",
+            err=as_json,
+        )
+        return
+    raise click.ClickException(f"refused: {d.reason}")
