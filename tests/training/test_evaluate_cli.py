@@ -243,4 +243,4 @@ def test_bad_inputs_fail_with_clear_messages(
         args = ["--logs", str(sim_logs), *args]
     code, _, stderr = _run(["evaluate", *args, "--estimator", "ips", "--no-mlflow"])
     assert code != 0
-    assert match in stderr, stderr
+    assert re.search(match, stderr), stderr
