@@ -150,6 +150,8 @@ class ViaSummary:
     requests: int = 0
     model_versions: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    executed: int = 0
+    expected_reward_mean: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -165,6 +167,8 @@ class ViaSummary:
                 f"late {self.late_outcomes}); rep feedback {self.feedback_posted}; "
                 f"external touches {self.touches_posted}; profile upserts "
                 f"{self.profiles_upserted}",
+                f"ground truth: mean expected reward {self.expected_reward_mean:.4f} over the "
+                f"{self.executed} chosen actions carried out",
                 f"model versions: {', '.join(self.model_versions) or 'none'}; "
                 f"{self.requests} HTTP requests in {self.seconds:.1f} s",
             ]
@@ -304,6 +308,8 @@ class HttpDriver:
         self._seq = 0
         self._synced: npt.NDArray[np.object_] | None = None
         self.served: list[Served] = []
+        #: event id -> the world's exact expected reward of the executed chosen action
+        self.truth: dict[str, float] = {}
 
     # ------------------------------------------------------------------ run
     def run(self, days: int, progress: bool = False) -> ViaSummary:
@@ -348,6 +354,10 @@ class HttpDriver:
         summary.by_requester = dict(by_req)
         summary.model_versions = list(self._versions)
         summary.requests = self.client.requests
+        summary.executed = len(self.truth)
+        summary.expected_reward_mean = (
+            float(np.mean(list(self.truth.values()))) if self.truth else 0.0
+        )
         summary.seconds = time.perf_counter() - t0
         return summary
 
@@ -565,6 +575,10 @@ class HttpDriver:
         w = self.world
         pop = w.population
         probs = w.response.probabilities(pop, hcp, action)
+        truth = w.response.expected_reward(probs)
+        for k, eid in enumerate(event_ids):
+            if eid is not None:
+                self.truth[eid] = float(truth[k])
         sampled = w.response.sample(probs, w.rng_outcomes)
         ch = self._action_channel[action]
         topic = self._action_topic[action]
@@ -646,7 +660,12 @@ class HttpDriver:
 
     # ---------------------------------------------------------------- record
     def served_table(self) -> pa.Table:
-        """The acknowledged decisions as an Arrow table (one row per decision)."""
+        """The acknowledged decisions as an Arrow table (one row per decision).
+
+        ``expected_reward`` is the world's exact expected reward (the driver's
+        reward definition, in its window) of the chosen action as it was carried
+        out; null when it was not (a rep dismissed it).
+        """
         rows = self.served
         return pa.table(
             {
@@ -657,6 +676,9 @@ class HttpDriver:
                 "chosen_action_id": pa.array([s.chosen_action_id for s in rows], pa.string()),
                 "probability": pa.array([s.probability for s in rows], pa.float64()),
                 "model_version": pa.array([s.model_version for s in rows], pa.string()),
+                "expected_reward": pa.array(
+                    [self.truth.get(s.event_id) for s in rows], pa.float64()
+                ),
             }
         )
 

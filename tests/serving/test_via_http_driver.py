@@ -100,6 +100,12 @@ def test_driver_acknowledges_what_the_service_stored(
     rec = pq.read_table(tmp_path / "record" / "served.parquet")
     assert rec.column("event_id").to_pylist() == [s.event_id for s in driver.served]
     assert (tmp_path / "record" / "via_summary.json").is_file()
+    # ground truth for every chosen action carried out; none for dismissed suggestions
+    truth = rec.column("expected_reward").to_pylist()
+    dismissed = _rows(db, "SELECT count(*) FROM outcomes WHERE type = 'dismissed'")[0][0]
+    assert sum(t is None for t in truth) == dismissed
+    assert summary.executed == len(truth) - dismissed > 0
+    assert all(t is None or -1.0 <= t <= 3.0 for t in truth)
 
 
 def test_service_without_client_time_is_refused(tmp_path: Path) -> None:
