@@ -1,0 +1,140 @@
+"""The README's commands, run as written (README sections stay true).
+
+- the data-scientist tour block runs verbatim in a scratch directory;
+- the service block: the README's `nba serve` line starts a real server on a
+  free loopback port, and every curl line runs against it, in order, with the
+  port substituted and ``EVENT_ID`` replaced by the event id the decision call
+  returned.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shlex
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from nba.paths import PROJECT_ROOT
+
+README = PROJECT_ROOT / "README.md"
+BIN = Path(sys.executable).parent
+
+
+def _blocks_after(heading: str) -> list[str]:
+    text = README.read_text(encoding="utf-8")
+    section = text.split(heading, 1)[1].split("\n## ", 1)[0]
+    return re.findall(r"```sh\n(.*?)```", section, flags=re.S)
+
+
+def _commands(block: str) -> list[str]:
+    """Shell commands of a block, continuation lines joined, comments dropped."""
+    joined = block.replace("\\\n", " ")
+    return [ln.strip() for ln in joined.splitlines() if ln.strip() and not ln.startswith("#")]
+
+
+def _env(tmp: Path) -> dict[str, str]:
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
+    env["NBA_DATA_DIR"] = str(tmp / "data")
+    env["MLFLOW_TRACKING_URI"] = f"sqlite:///{tmp / 'mlflow.db'}"
+    return env
+
+
+def test_two_commands_are_the_makefile_targets() -> None:
+    block = _blocks_after("## Two commands")[0]
+    assert [c.split("#")[0].strip() for c in _commands(block)] == ["make demo", "make test"]
+    ci = (PROJECT_ROOT / ".ci" / "run").read_text(encoding="utf-8")
+    assert "make test" in ci
+
+
+@pytest.mark.slow
+def test_data_scientist_tour_runs_verbatim(tmp_path: Path) -> None:
+    block = _blocks_after("## A tour for data scientists")[0]
+    script = "set -euo pipefail\n" + block
+    out = subprocess.run(
+        ["bash", "-c", script],
+        cwd=tmp_path,
+        env=_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=1200,
+        check=False,
+    )
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    assert (tmp_path / "logs" / "decisions").is_dir()
+    assert (tmp_path / "logs.dsjson").stat().st_size > 0
+    assert (tmp_path / "imported" / "decisions").is_dir()
+    assert (tmp_path / "report" / "estimates.png").is_file()
+    assert "registered nba version 1 as 'challenger'" in out.stdout
+    assert "| truth |" in out.stdout
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.mark.slow
+def test_service_calls_run_against_a_real_server(tmp_path: Path) -> None:
+    (serve_block, calls_block) = _blocks_after("## The decision service")[:2]
+    port = _free_port()
+    serve = _commands(serve_block)[0].replace("--port 8000", f"--port {port}")
+    env_part, _, cmd = serve.partition(" nba ")
+    env = _env(tmp_path)
+    env.update(dict(kv.split("=", 1) for kv in shlex.split(env_part)))
+    env["NBA_STORE_PATH"] = str(tmp_path / "store.db")
+    proc = subprocess.Popen(
+        ["nba", *shlex.split(cmd)],
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 240  # a fresh MLflow store is created on start
+        while True:
+            assert proc.poll() is None, proc.stdout.read().decode() if proc.stdout else ""
+            try:
+                if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline, "service not ready"
+            time.sleep(0.2)
+        answers = []
+        event_id = None
+        for line in _commands(calls_block):
+            assert line.startswith("curl ")
+            line = line.replace("127.0.0.1:8000", f"127.0.0.1:{port}")
+            if "EVENT_ID" in line:
+                assert event_id, "the decision call gave no event id"
+                line = line.replace("EVENT_ID", event_id)
+            args = shlex.split(line)
+            out = subprocess.run(
+                [*args, "-w", "\n%{http_code}"], capture_output=True, text=True, check=True
+            )
+            body, _, code = out.stdout.rpartition("\n")
+            answers.append((int(code), json.loads(body)))
+            if "/v1/decisions " in line + " " and event_id is None:
+                event_id = answers[-1][1]["event_id"]
+        codes = [c for c, _ in answers]
+        assert codes == [201, 201, 201, 201, 201], answers  # created, created, 3 x created
+        decision = answers[2][1]
+        assert 1 <= len(decision["suggestions"]) <= 3
+        assert all(s["channel"] == "rep_visit" and s["reasons"] for s in decision["suggestions"])
+        assert "uniform" in decision["model_version"]  # no model registered yet
+        batch = answers[3][1]
+        assert {d["hcp_id"] for d in batch["decisions"]} == {"hcp-000001", "hcp-000002"}
+        assert answers[4][1]["stored"] is True
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
