@@ -7,10 +7,20 @@ from datetime import date, datetime
 from pathlib import Path
 
 import click
+from click.core import ParameterSource
 
 from nba.domain import ValidationError
 
 POLICIES = ("uniform", "campaign", "segment", "oracle")
+
+
+def _parse_policy(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    if value in POLICIES or value == "vw" or value.startswith("vw:"):
+        return value
+    raise click.BadParameter(
+        f"{value!r} is not one of {', '.join(POLICIES)}, 'vw' or 'vw:CONFIG' "
+        "(a preset: epsilon, squarecb, bag, cover, softmax; or a .toml/.json VW config)"
+    )
 
 
 def _parse_date(ctx: click.Context, param: click.Parameter, value: str) -> date:
@@ -37,10 +47,12 @@ def _parse_date(ctx: click.Context, param: click.Parameter, value: str) -> date:
 )
 @click.option(
     "--policy",
-    type=click.Choice(POLICIES),
     default="campaign",
     show_default=True,
-    help="Logging policy.",
+    callback=_parse_policy,
+    help="Logging policy: uniform, campaign, segment, oracle, or vw[:CONFIG], a VW "
+    "contextual bandit learning online in the loop (CONFIG: a preset epsilon, squarecb, "
+    "bag, cover, softmax, or a .toml/.json VW config; docs/push_vs_pull.md).",
 )
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
 @click.option(
@@ -96,6 +108,14 @@ def _parse_date(ctx: click.Context, param: click.Parameter, value: str) -> date:
     default=None,
     help="API key for --via (scopes decide and report) [env: NBA_API_KEY].",
 )
+@click.option(
+    "--via-concurrency",
+    type=click.IntRange(1, 64),
+    default=1,
+    show_default=True,
+    help="With --via: threads posting the outcomes and touches due at the same simulated "
+    "time (1 posts them strictly in time order).",
+)
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @click.pass_context
 def simulate(
@@ -112,6 +132,7 @@ def simulate(
     config_file: Path | None,
     via: str | None,
     api_key: str | None,
+    via_concurrency: int,
     quiet: bool,
 ) -> None:
     """Simulate HCPs responding to a logging policy; write decisions, outcomes,
@@ -120,20 +141,46 @@ def simulate(
     from simulators.hcp.config import WorldConfig
 
     if via is not None:
-        _simulate_via(ctx, via, api_key, hcps, days, seed, out, start, catalog, config_file, quiet)
+        _simulate_via(
+            ctx,
+            via,
+            api_key,
+            hcps,
+            days,
+            seed,
+            out,
+            start,
+            catalog,
+            config_file,
+            via_concurrency,
+            quiet,
+        )
         return
+    if ctx.get_parameter_source("via_concurrency") is not ParameterSource.DEFAULT:
+        raise click.UsageError("--via-concurrency applies only with --via")
     if out is None:
         raise click.UsageError("Missing option '--out' (required unless --via).")
     from simulators.hcp.world import simulate as run
 
+    learner = None
+    if policy not in POLICIES and epsilon is not None:
+        raise click.UsageError(
+            "--epsilon does not apply to vw policies: set exploration in the VW config"
+        )
     t0 = time.perf_counter()
     try:
         config = None if config_file is None else WorldConfig.load(config_file)
+        if policy not in POLICIES:
+            from nba.catalog import Catalog
+            from simulators.hcp.learning import VWBatchPolicy
+
+            cat = Catalog.default() if catalog is None else Catalog.load(catalog)
+            learner = VWBatchPolicy.from_spec(policy, catalog=cat, seed=seed)
         summary = run(
             config=config,
             hcps=hcps,
             days=days,
-            policy=policy,
+            policy=learner or policy,
             seed=seed,
             out=out,
             start=start,
@@ -146,6 +193,9 @@ def simulate(
         raise click.ClickException(str(exc)) from exc
     elapsed = time.perf_counter() - t0
     click.echo(summary.format())
+    if learner is not None:
+        click.echo(learner.describe())
+        learner.close()
     click.echo(
         f"{summary.decisions} decisions in {elapsed:.1f} s "
         f"({summary.decisions / max(elapsed, 1e-9):,.0f} decisions/s) "
@@ -164,11 +214,10 @@ def _simulate_via(
     start: date,
     catalog: Path | None,
     config_file: Path | None,
+    concurrency: int,
     quiet: bool,
 ) -> None:
     """``nba simulate --via URL``: the world drives the service over HTTP."""
-    from click.core import ParameterSource
-
     from simulators.hcp.config import WorldConfig
     from simulators.via_http import drive
 
@@ -192,6 +241,7 @@ def _simulate_via(
             config=config,
             out=out,
             progress=not quiet,
+            concurrency=concurrency,
         )
     except ValidationError as exc:
         raise click.ClickException(str(exc)) from exc
