@@ -189,7 +189,7 @@ def export_cmd(
             if missing:
                 click.echo(
                     f"note: no catalog snapshot for {', '.join(missing)}; "
-                    "their actions get no topic/format features",
+                    "featurizing with the packaged catalog where its version matches",
                     err=True,
                 )
             export_dsjson(table, out, catalogs, progress=not quiet)

@@ -74,8 +74,8 @@ nothing already written is lost.
 >>> ctx = DecisionContext(HCPProfile("h1", "cardiology", 7, "US", "aware", {"email"}),
 ...                       date(2026, 1, 5))
 >>> shared, actions = dsjson_features(ctx.to_json(), ["VEL-EFF-02@email"], None)
->>> shared["hcp"]["specialty"], actions[0]["action"]["channel"]
-('cardiology', 'email')
+>>> sorted(actions[0]["K"])
+['email']
 """
 
 from __future__ import annotations
@@ -96,12 +96,13 @@ from tqdm import tqdm
 from nba.catalog import Catalog
 from nba.context import DecisionContext
 from nba.domain import (
-    ACTION_SEPARATOR,
     PROBABILITY_TOLERANCE,
+    Action,
     Decision,
     Outcome,
     ValidationError,
 )
+from nba.features import Featurizer
 from nba.logs import io
 from nba.logs.io import LogError
 from nba.logs.schema import DECISIONS, JOINED, OUTCOMES
@@ -131,56 +132,33 @@ def _context_dict(context_json: str) -> dict[str, Any]:
     return d
 
 
-def _shared_features(ctx: DecisionContext) -> dict[str, Any]:
-    hcp = ctx.hcp
-    h: dict[str, Any] = {
-        "specialty": hcp.specialty,
-        "market": hcp.market,
-        "stage": hcp.adoption_stage,
-        "decile": hcp.decile,
-        "digital_affinity": float(hcp.digital_affinity),
-    }
-    if hcp.no_see:
-        h["no_see"] = True
-    for ch in sorted(hcp.consents):
-        h[f"consent_{ch}"] = True
-    hist = ctx.history
-    recent: dict[str, Any] = {}
-    for name, counts in (
-        ("t7", hist.touches_7d),
-        ("t30", hist.touches_30d),
-        ("t90", hist.touches_90d),
-        ("e30", hist.engagements_30d),
-        ("te90", hist.topic_engagements_90d),
-        ("dst", hist.days_since_touch),
-    ):
-        for k, v in counts.items():
-            recent[f"{name}_{k}"] = int(v)
-    if hist.last_content_id:
-        recent["last_content"] = hist.last_content_id
-    shared: dict[str, Any] = {"hcp": h, "calendar": {"weekday": ctx.day.strftime("%a")}}
-    if recent:
-        shared["recent"] = recent
-    if ctx.request:
-        shared["Request"] = {str(k): v for k, v in ctx.request.items()}
-    return shared
+_FEATURIZERS: dict[str, Featurizer] = {}
 
 
-def _action_features(action_id: str, catalog: Catalog | None) -> dict[str, Any]:
-    feats: dict[str, Any] = {"id": action_id}
-    content_id, sep, channel = action_id.rpartition(ACTION_SEPARATOR)
-    if sep:
-        feats["content"] = content_id
-        feats["channel"] = channel
-        item = catalog.by_id.get(content_id) if catalog is not None else None
-        if item is not None:
-            feats["topic"] = item.topic
-            feats["format"] = item.format
-    return {"action": feats}
+def _featurizer(catalog: Catalog | None, version: str | None = None) -> Featurizer:
+    """The one featurizer (:mod:`nba.features`) for ``catalog``.
+
+    Without a catalog the packaged one is used, but only when ``version`` (the
+    decision's ``catalog_version``, if known) is the packaged catalog's version:
+    featurizing with another catalog would silently give other features.
+    """
+    cat = catalog if catalog is not None else Catalog.default()
+    if catalog is None and version is not None and version != cat.version:
+        raise ValidationError(
+            f"no catalog snapshot for catalog_version {version} (the packaged catalog is "
+            f"{cat.version}); store it under the log's catalog/ directory"
+        )
+    f = _FEATURIZERS.get(cat.version)
+    if f is None:
+        f = _FEATURIZERS[cat.version] = Featurizer(cat)
+    return f
 
 
 def dsjson_features(
-    context_json: str, action_ids: Sequence[str], catalog: Catalog | None
+    context_json: str,
+    action_ids: Sequence[str],
+    catalog: Catalog | None,
+    catalog_version: str | None = None,
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """The VW JSON features of one decision: the single featurizer of DSJSON export.
 
@@ -192,8 +170,14 @@ def dsjson_features(
         (also accepted: ``{"dsjson": c}`` with ``c._multi`` listing the actions in order).
     action_ids : sequence of str, length n
         The eligible actions in logged order.
+    catalog_version : str, optional
+        The decision's ``catalog_version``; without ``catalog`` it must be the
+        packaged catalog's version.
     catalog : Catalog or None
-        The catalog the decision used; adds each item's topic and format.
+        The catalog the decision used (default: the packaged catalog); our own
+        contexts are featurized by :class:`nba.features.Featurizer`, the same
+        featurizer training and serving use, so a model VW learns from this
+        export sees exactly the features of ``nba train``.
 
     Returns
     -------
@@ -232,7 +216,17 @@ def dsjson_features(
         ]
         return shared, actions
     ctx = DecisionContext.from_dict(d)
-    return _shared_features(ctx), [_action_features(a, catalog) for a in action_ids]
+    try:
+        actions_parsed = [Action.parse(a) for a in action_ids]
+        c = _featurizer(catalog, catalog_version).dsjson_c(ctx, actions_parsed)
+    except ValidationError:
+        raise
+    except (KeyError, ValueError) as exc:
+        raise ValidationError(
+            f"context: cannot featurize actions {list(action_ids)}: {exc}"
+        ) from exc
+    multi = c.pop("_multi")
+    return c, multi
 
 
 # ------------------------------------------------------------------ export
@@ -242,7 +236,9 @@ def _timestamp(ts: datetime) -> str:
 
 def dsjson_line(row: Mapping[str, Any], catalog: Catalog | None = None) -> str:
     """One DSJSON line for one joined row (a dict with the :data:`JOINED` columns)."""
-    shared, actions = dsjson_features(row["context"], row["action_ids"], catalog)
+    shared, actions = dsjson_features(
+        row["context"], row["action_ids"], catalog, row.get("catalog_version")
+    )
     if "_multi" in shared:
         raise DsjsonError(f"event {row['event_id']}: shared features may not use '_multi'")
     n = len(row["action_ids"])

@@ -66,9 +66,17 @@ def test_export_fields(make_decisions: Any, make_outcomes: Any) -> None:
         assert obj.get("_skipLearn", False) is (not row["activated"])
         assert obj["nba"]["action_ids"] == row["action_ids"]
         # item features come from the catalog of the decision's version
-        first = obj["c"]["_multi"][0]["action"]
+        first = obj["c"]["_multi"][0]
         item = cat.item_for(row["action_ids"][0])
-        assert (first["topic"], first["format"]) == (item.topic, item.format)
+        assert (list(first["T"]), list(first["F"])) == ([item.topic], [item.format])
+        # the one featurizer: the same namespaces and features as nba train's VW lines
+        from nba.context import DecisionContext
+        from nba.domain import Action
+        from nba.features import Featurizer
+
+        ctx = DecisionContext.from_json(row["context"])
+        acts = [Action.parse(a) for a in row["action_ids"]]
+        assert obj["c"] == Featurizer(cat).dsjson_c(ctx, acts)
 
 
 def test_round_trip_keeps_ids_probabilities_choice_and_reward(
@@ -339,3 +347,18 @@ def test_timestamps_keep_microseconds(tmp_path: Path) -> None:
     assert res.decisions.column("ts")[0].as_py() == datetime(
         2026, 1, 5, 8, 30, 0, 123456, tzinfo=UTC
     )
+
+
+def test_features_refuse_an_unknown_catalog_version_without_snapshot() -> None:
+    from datetime import date
+
+    from nba.context import DecisionContext
+    from nba.domain import HCPProfile
+
+    ctx = DecisionContext(
+        HCPProfile("h1", "cardiology", 7, "US", "aware", {"email"}), date(2026, 1, 5)
+    )
+    with pytest.raises(ValueError, match="no catalog snapshot for catalog_version deadbeef"):
+        dsjson_features(ctx.to_json(), ["VEL-EFF-02@email"], None, "deadbeef")
+    with pytest.raises(ValueError, match="'nope@email' is not in catalog"):
+        dsjson_features(ctx.to_json(), ["nope@email"], None)

@@ -62,4 +62,4 @@ def test_vw_learns_from_simulated_export(tmp_path: Path, sim_dir: tuple[Path, Su
     assert examples == len(lines) > 500
     # topic/format features from the simulator's catalog snapshot reached VW
     first = json.loads(lines[0])
-    assert all("topic" in a["action"] for a in first["c"]["_multi"])
+    assert all(len(a["T"]) == 1 for a in first["c"]["_multi"])
