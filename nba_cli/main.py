@@ -15,6 +15,7 @@ SUBCOMMANDS: dict[str, str] = {
     "logs": "nba_cli.logs:logs",
     "serve": "serving.cli:serve",
     "train": "training.cli_train:train",
+    "experiment": "experiments.cli:experiment",
     "evaluate": "training.cli_evaluate:evaluate",
     "promote": "training.cli_evaluate:promote",
 }

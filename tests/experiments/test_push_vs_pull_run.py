@@ -1,0 +1,171 @@
+"""The push-vs-pull experiment end to end at a tiny size: report, plot, CSV and
+JSON written; the MLflow run (tmp SQLite store) holds them as artifacts; the
+scores are anchored at uniform = 0 and oracle = 1; bad configurations refused."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from experiments.push_vs_pull import ExperimentConfig, ExperimentError, run
+from experiments.push_vs_pull.experiment import (
+    PNG,
+    REPORT,
+    RESULTS_JSON,
+    WEEKLY_CSV,
+    figures_of,
+    mean_sd,
+    normalized_score,
+)
+from experiments.push_vs_pull.measure import run_policy
+
+POLICIES = ("uniform", "campaign", "vw:epsilon", "oracle")
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    root = tmp_path_factory.mktemp("pvp")
+    uri = f"sqlite:///{root / 'mlflow.db'}"
+    cfg = ExperimentConfig(hcps=60, days=16, seeds=(1, 2), policies=POLICIES, last_weeks=1)
+    res = run(cfg, root / "out", log_mlflow=True, tracking_uri=uri)
+    return res, root / "out", uri
+
+
+def test_files_are_written(tiny):
+    res, out, _ = tiny
+    for name in (PNG, REPORT, WEEKLY_CSV, RESULTS_JSON):
+        assert (out / name).is_file() and (out / name).stat().st_size > 0
+    assert (out / PNG).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    md = (out / REPORT).read_text()
+    for p in POLICIES:
+        assert f"| `{p}` |" in md
+    assert "## Targets (issue 3)" in md and "best VW configuration: `vw:epsilon`" in md
+    rows = list(csv.DictReader((out / WEEKLY_CSV).open()))
+    assert len(rows) == len(POLICIES) * 2 * 3  # policies x seeds x weeks (16 days)
+    data = json.loads((out / RESULTS_JSON).read_text())
+    assert data["mlflow_run_id"] == res.mlflow_run_id
+    assert data["best_vw"] == "vw:epsilon" and "online" in data["learning"]
+
+
+def test_scores_are_anchored_and_ratios_are_relative_to_the_campaign(tiny):
+    res, _, _ = tiny
+    for r in res.runs_of("uniform"):
+        assert r.score_last == 0.0 and r.score_all == 0.0
+    for r in res.runs_of("oracle"):
+        assert r.score_last == 1.0 and r.score_all == 1.0
+    for r in res.runs_of("campaign"):
+        assert r.ratio_last == 1.0 and r.engagement_ratio_all == 1.0
+    for p in POLICIES:
+        runs = res.runs_of(p)
+        assert len(runs) == 2
+        assert res.summary[p]["score_last"] == mean_sd(r.score_last for r in runs)
+    t = res.targets
+    assert t["policy"] == "vw:epsilon"
+    assert t["score_met"] == (t["score_last"] >= 0.8)
+
+
+def test_the_mlflow_run_has_the_report_and_plot_as_artifacts(tiny):
+    res, _, uri = tiny
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=uri)
+    run_ = client.get_run(res.mlflow_run_id)
+    exp = client.get_experiment(run_.info.experiment_id)
+    assert exp.name == "experiments/push_vs_pull"
+    names = {a.path for a in client.list_artifacts(res.mlflow_run_id)}
+    assert {PNG, REPORT, WEEKLY_CSV, RESULTS_JSON} <= names
+    assert run_.data.params["hcps"] == "60" and run_.data.params["policies"] == ",".join(POLICIES)
+    m = run_.data.metrics
+    assert m["oracle.score_last"] == 1.0 and m["uniform.score_last"] == 0.0
+    assert m["vw_epsilon.total_reward"] == pytest.approx(
+        res.summary["vw:epsilon"]["total_reward"][0]
+    )
+    curve = client.get_metric_history(res.mlflow_run_id, "vw_epsilon.weekly_truth")
+    assert [x.step for x in curve] == [1, 2, 3]
+
+
+def test_weekly_figures_match_the_per_decision_measurements():
+    r = run_policy("segment", hcps=50, days=15, seed=3)
+    f = figures_of(r, weeks=3, last_from_day=8)
+    for w in range(3):
+        sel = r.day // 7 == w
+        assert f.weekly_decisions[w] == int(sel.sum())
+        assert f.weekly_reward[w] == pytest.approx(r.reward[sel].mean())
+        assert f.weekly_engagement[w] == pytest.approx(r.engaged[sel].mean())
+    assert f.total_reward == pytest.approx(r.reward.sum())
+    assert f.last_truth == pytest.approx(r.truth[r.day >= 8].mean())
+    # the logs agree with what the world counted while it ran
+    assert f.decisions == r.summary["decisions"]
+    assert f.mean_reward == pytest.approx(r.summary["reward_mean"], abs=1e-12)
+    assert f.mean_truth == pytest.approx(r.summary["expected_reward_mean"], abs=1e-12)
+    assert f.unsubscribes == r.summary["unsubscribes"]
+
+
+def test_normalized_score():
+    assert normalized_score(0.1, 0.1, 0.2) == 0.0
+    assert normalized_score(0.2, 0.1, 0.2) == 1.0
+    assert normalized_score(0.18, 0.1, 0.2) == pytest.approx(0.8)
+    assert np.isnan(normalized_score(0.18, 0.1, 0.1))
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"hcps": 0}, r"push-vs-pull: hcps: must be a positive integer, got 0"),
+        ({"days": 10, "last_weeks": 2}, r"last_weeks: 2 weeks do not fit in 10 days"),
+        ({"seeds": ()}, r"seeds: at least one seed is needed"),
+        ({"seeds": (1, 1)}, r"seeds: lists a seed twice"),
+        ({"seeds": (-1,)}, r"seeds: -1 is not a non-negative integer"),
+        ({"policies": ("uniform", "campaign")}, r"policies: must include 'oracle'"),
+        ({"policies": ("uniform", "oracle", "campaign", "greedy")}, r"unknown policy 'greedy'"),
+        ({"policies": ("uniform", "oracle", "campaign", "vw:nope")}, r"'nope' is neither a preset"),
+        ({"policies": ("uniform", "uniform")}, r"policies: lists a policy twice"),
+        ({"workers": 0}, r"workers: must be a positive integer"),
+    ],
+)
+def test_bad_configs_are_refused(kwargs, match):
+    from nba.domain import ValidationError
+
+    with pytest.raises((ExperimentError, ValidationError), match=match):
+        ExperimentConfig(**kwargs)
+
+
+def test_cli_runs_tiny_without_mlflow_and_refuses_bad_input(tmp_path):
+    from experiments.cli import experiment
+
+    out = tmp_path / "o"
+    res = CliRunner().invoke(
+        experiment,
+        [
+            "push-vs-pull",
+            "--hcps",
+            "40",
+            "--days",
+            "7",
+            "--seeds",
+            "3",
+            "--last-weeks",
+            "1",
+            "--policies",
+            "uniform,campaign,oracle",
+            "--out",
+            str(out),
+            "--no-mlflow",
+            "--quiet",
+        ],
+    )
+    assert res.exit_code == 0, res.output
+    assert f"report: {out / REPORT}" in res.output and (out / PNG).is_file()
+    bad = CliRunner().invoke(
+        experiment, ["push-vs-pull", "--seeds", "a,b", "--out", str(out), "--no-mlflow"]
+    )
+    assert bad.exit_code != 0 and "'a,b' is not a comma-separated list of integers" in bad.output
+    bad = CliRunner().invoke(
+        experiment,
+        ["push-vs-pull", "--policies", "uniform,oracle", "--out", str(out), "--no-mlflow"],
+    )
+    assert bad.exit_code != 0 and "must include 'campaign'" in bad.output
