@@ -48,10 +48,16 @@ _reward_option = click.option(
     "--policy",
     "policies",
     multiple=True,
-    required=True,
     help="Target policy: models:/nba@challenger, models:/nba/<version>, a model path, "
     "uniform, campaign, segment, or table:PATH (Parquet/CSV of event_id, action_id, "
     "probability). Repeat for several.",
+)
+@click.option(
+    "--policies",
+    "policy_list",
+    default=None,
+    help="Comma-separated target policies (an alternative to repeating --policy, e.g. for "
+    "the MLproject entry point).",
 )
 @click.option(
     "--estimator",
@@ -59,6 +65,12 @@ _reward_option = click.option(
     multiple=True,
     type=click.Choice(_ESTIMATORS),
     help="Repeat for several (default: ips, snips, dm, dr, sndr, switch-dr).",
+)
+@click.option(
+    "--estimators",
+    "estimator_list",
+    default=None,
+    help="Comma-separated estimators (an alternative to repeating --estimator).",
 )
 @click.option(
     "--interval",
@@ -88,7 +100,9 @@ def evaluate(
     logs_dir: Path,
     reward_def: Path | None,
     policies: tuple[str, ...],
+    policy_list: str | None,
     estimators: tuple[str, ...],
+    estimator_list: str | None,
     intervals: tuple[str, ...],
     alpha: float,
     since: str | None,
@@ -108,12 +122,16 @@ def evaluate(
     from training.evaluate import DEFAULT_ESTIMATORS, log_evaluation
     from training.evaluate import evaluate as run_evaluate
 
+    targets = [*policies, *(p.strip() for p in (policy_list or "").split(",") if p.strip())]
+    if not targets:
+        raise click.UsageError("give at least one target policy with --policy or --policies")
+    names = [*estimators, *(e.strip() for e in (estimator_list or "").split(",") if e.strip())]
     try:
         ev = run_evaluate(
             logs_dir,
             _reward_def(reward_def),
-            list(policies),
-            estimators=list(estimators) or list(DEFAULT_ESTIMATORS),
+            targets,
+            estimators=names or list(DEFAULT_ESTIMATORS),
             intervals=list(intervals) or ["bootstrap"],
             alpha=alpha,
             since=since,
