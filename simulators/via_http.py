@@ -49,9 +49,11 @@ from __future__ import annotations
 import heapq
 import io
 import sys
+import threading
 import time
 from collections import defaultdict
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -215,6 +217,7 @@ class ServiceClient:
         http.headers.update(headers)
         self._http = http
         self.requests = 0
+        self._lock = threading.Lock()
 
     def close(self) -> None:
         self._http.close()
@@ -227,7 +230,8 @@ class ServiceClient:
         **kwargs: Any,
     ) -> tuple[int, Any]:
         """One request; (status, JSON body); any other status raises :class:`ViaError`."""
-        self.requests += 1
+        with self._lock:
+            self.requests += 1
         try:
             r = self._http.request(method, path, **kwargs)
         except httpx.HTTPError as exc:
@@ -272,6 +276,10 @@ class HttpDriver:
     reps : RepBehaviour, optional
     batch_size : int
         HCPs per ``/v1/decisions:batch`` call.
+    concurrency : int
+        Reports (outcomes, feedback, touches) due at the same point of simulated
+        time are posted by this many threads; the reports of one event stay in
+        order. 1 posts everything in time order.
     """
 
     def __init__(
@@ -281,9 +289,13 @@ class HttpDriver:
         seed: int = 0,
         reps: RepBehaviour | None = None,
         batch_size: int = 1000,
+        concurrency: int = 1,
     ) -> None:
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise ViaError(f"batch_size must be a positive integer, got {batch_size!r}")
+        for name, v in (("batch_size", batch_size), ("concurrency", concurrency)):
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ViaError(f"{name} must be a positive integer, got {v!r}")
+        self.concurrency = concurrency
+        self._executor: ThreadPoolExecutor | None = None
         self.world = world
         self.client = client
         self.seed = seed
@@ -328,7 +340,26 @@ class HttpDriver:
         by_req: dict[str, int] = defaultdict(int)
         self._by_req = by_req
         self._versions: dict[str, None] = {}
-        self._check_service()
+        try:
+            self._check_service()
+            self._run_days(days, progress)
+            self._deliver(until_us=None)  # what happens after the last day is still reported
+        finally:
+            if self._executor is not None:
+                self._executor.shutdown()
+                self._executor = None
+        summary.by_requester = dict(by_req)
+        summary.model_versions = list(self._versions)
+        summary.requests = self.client.requests
+        summary.executed = len(self.truth)
+        summary.expected_reward_mean = (
+            float(np.mean(list(self.truth.values()))) if self.truth else 0.0
+        )
+        summary.seconds = time.perf_counter() - t0
+        return summary
+
+    def _run_days(self, days: int, progress: bool) -> None:
+        w = self.world
         requesters = {r.name: r for r in REQUESTERS}
         email_req, rep_req = requesters["email_platform"], requesters["rep_app"]
         bar = tqdm(
@@ -349,17 +380,7 @@ class HttpDriver:
                 self._rep_run(rep_hcps, d, the_day, rep_req)
             if the_day.weekday() < 5:
                 self._external_emails(d, the_day)
-            bar.set_postfix(decisions=summary.decisions, refresh=False)
-        self._deliver(until_us=None)  # what happens after the last day is still reported
-        summary.by_requester = dict(by_req)
-        summary.model_versions = list(self._versions)
-        summary.requests = self.client.requests
-        summary.executed = len(self.truth)
-        summary.expected_reward_mean = (
-            float(np.mean(list(self.truth.values()))) if self.truth else 0.0
-        )
-        summary.seconds = time.perf_counter() - t0
-        return summary
+            bar.set_postfix(decisions=self._summary.decisions, refresh=False)
 
     # ------------------------------------------------------------- service
     def _check_service(self) -> None:
@@ -645,10 +666,35 @@ class HttpDriver:
     def _deliver(self, until_us: int | None) -> None:
         """Post every queued report with ``ts < until_us`` (all when None), oldest first."""
         q = self._queue
-        sm = self._summary
+        due: list[_Post] = []
         while q and (until_us is None or q[0].ts_us < until_us):
-            p = heapq.heappop(q)
-            _, body = self.client.call("POST", p.path, json=p.body)
+            due.append(heapq.heappop(q))
+        if not due:
+            return
+        if self.concurrency == 1 or len(due) == 1:
+            results = [self._post_group([p]) for p in due]
+        else:
+            # reports of one event stay in order in one task; events and touches are
+            # independent of each other, so they go out in parallel
+            groups: dict[str, list[_Post]] = {}
+            for p in due:
+                groups.setdefault(p.path if p.kind != "touch" else f"touch:{p.seq}", []).append(p)
+            pool = self._pool()
+            results = list(pool.map(self._post_group, groups.values()))
+        for res in results:
+            self._count(res)
+
+    def _pool(self) -> ThreadPoolExecutor:
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(self.concurrency, thread_name_prefix="via")
+        return self._executor
+
+    def _post_group(self, group: list[_Post]) -> list[tuple[_Post, Any]]:
+        return [(p, self.client.call("POST", p.path, json=p.body)[1]) for p in group]
+
+    def _count(self, results: list[tuple[_Post, Any]]) -> None:
+        sm = self._summary
+        for p, body in results:
             if p.kind == "touch":
                 sm.touches_posted += 1
             elif p.kind == "feedback":
@@ -696,6 +742,7 @@ def drive(
     out: str | Path | None = None,
     progress: bool = False,
     http: httpx.Client | None = None,
+    concurrency: int = 1,
 ) -> tuple[ViaSummary, HttpDriver]:
     """Build a world and drive the service at ``url`` with it: the Python API behind
     ``nba simulate --via``.
@@ -716,6 +763,8 @@ def drive(
         Where to write the driver's record: ``served.parquet`` (every acknowledged
         decision with the probability it was served with) and ``via_summary.json``.
     progress : bool
+    concurrency : int
+        Threads posting the reports due at the same simulated time (see :class:`HttpDriver`).
     http : httpx.Client, optional
         See :class:`ServiceClient` (the caller keeps ownership of it).
 
@@ -741,7 +790,7 @@ def drive(
         raise ViaError(f"{outp}: already holds served.parquet; use a new --out")
     client = ServiceClient(url, api_key=api_key, http=http)
     try:
-        driver = HttpDriver(world, client, seed=seed, reps=reps)
+        driver = HttpDriver(world, client, seed=seed, reps=reps, concurrency=concurrency)
         summary = driver.run(days, progress=progress)
     finally:
         if http is None:

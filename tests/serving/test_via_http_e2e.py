@@ -58,6 +58,8 @@ def test_simulate_via_service_export_train_serve(tmp_path: Path) -> None:
                 "--out",
                 str(tmp_path / "record"),
                 "--quiet",
+                "--via-concurrency",
+                "4",
             ],
             env={"NBA_API_KEY": DRIVER_KEY},
         )

@@ -15,6 +15,8 @@ DEAD = "http://127.0.0.1:9"  # the discard port: nothing listens there
     ("args", "match"),
     [
         ([], "Missing option '--out' (required unless --via)"),
+        (["--out", "x", "--via-concurrency", "2"], "--via-concurrency applies only with --via"),
+        (["--via", DEAD, "--via-concurrency", "0"], "--via-concurrency"),
         (["--via", DEAD, "--policy", "oracle"], "--policy does not apply with --via"),
         (["--via", DEAD, "--epsilon", "0.2"], "--epsilon does not apply with --via"),
         (["--via", DEAD, "--reward-def", "r.toml"], "--reward-def does not apply with --via"),
