@@ -20,10 +20,10 @@ Figures (per policy, mean ± sd over seeds):
 - the ratio of mean reward per decision (and of engagement rate) to the
   campaign's, over the last weeks and the whole run.
 
->>> cfg = ExperimentConfig(hcps=50, days=14, seeds=(1,), policies=("uniform", "oracle"),
-...                        last_weeks=1)
+>>> cfg = ExperimentConfig(hcps=50, days=14, seeds=(1,), last_weeks=1,
+...                        policies=("uniform", "campaign", "oracle"))
 >>> cfg.weeks, cfg.params["policies"]
-(2, 'uniform,oracle')
+(2, 'uniform,campaign,oracle')
 """
 
 from __future__ import annotations
@@ -129,7 +129,7 @@ class ExperimentConfig:
             check_policy_spec(p)
         for anchor in ("uniform", "oracle", "campaign"):
             if anchor not in pols:
-                raise err("policies", f"must include {anchor!r} (the normalization needs it)")
+                raise err("policies", f"must include {anchor!r} (the scores are relative to it)")
         object.__setattr__(self, "seeds", seeds)
         object.__setattr__(self, "policies", pols)
 
@@ -352,6 +352,10 @@ def summarize(config: ExperimentConfig, figs: list[RunFigures]) -> ExperimentRes
             "ratio_last_sd": s["ratio_last"][1],
             "ratio_target": TARGET_RATIO,
             "ratio_met": bool(s["ratio_last"][0] >= TARGET_RATIO),
+            "score_all": s["score_all"][0],
+            "score_all_sd": s["score_all"][1],
+            "ratio_all": s["ratio_all"][0],
+            "ratio_all_sd": s["ratio_all"][1],
         }
     return res
 

@@ -86,6 +86,9 @@ def markdown(res: ExperimentResult) -> str:
             f"{t['ratio_last']:.2f} ± {t['ratio_last_sd']:.2f} × "
             f"(target ≥ {t['ratio_target']:.2f} ×): "
             f"**{'met' if t['ratio_met'] else 'not met'}**",
+            f"- over the whole run: score {100 * t['score_all']:.1f} ± "
+            f"{100 * t['score_all_sd']:.1f} %, {t['ratio_all']:.2f} ± {t['ratio_all_sd']:.2f} × "
+            "the campaign's reward per decision",
             "",
         ]
     lines += ["## Weekly mean reward per decision (realized; mean over seeds)", ""]
@@ -119,6 +122,7 @@ def plot(res: ExperimentResult, path: Path) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     cfg = res.config
     weeks = np.arange(1, cfg.weeks + 1)
@@ -135,6 +139,7 @@ def plot(res: ExperimentResult, path: Path) -> None:
             (line,) = ax.plot(weeks, m, style, marker="o", ms=3, label=p)
             ax.fill_between(weeks, m - s, m + s, color=line.get_color(), alpha=0.15)
         ax.set_xlabel("week")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_title(title)
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=8)

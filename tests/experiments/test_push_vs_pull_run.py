@@ -169,3 +169,16 @@ def test_cli_runs_tiny_without_mlflow_and_refuses_bad_input(tmp_path):
         ["push-vs-pull", "--policies", "uniform,oracle", "--out", str(out), "--no-mlflow"],
     )
     assert bad.exit_code != 0 and "must include 'campaign'" in bad.output
+
+
+def test_observable_ceiling_is_between_uniform_and_oracle_on_the_same_decisions():
+    from experiments.push_vs_pull.ceiling import observable_ceiling
+
+    c = observable_ceiling(hcps=120, days=12, seed=2, train_days=8, passes=2)
+    assert c["n_train"] > 0 and c["n_test"] > 0
+    assert c["v_uniform"] <= c["v_oracle"] and c["v_ceiling"] <= c["v_oracle"]
+    assert c["score"] == pytest.approx(
+        (c["v_ceiling"] - c["v_uniform"]) / (c["v_oracle"] - c["v_uniform"])
+    )
+    with pytest.raises(ExperimentError, match=r"ceiling: train_days must be in 1\.\.11, got 12"):
+        observable_ceiling(hcps=20, days=12, train_days=12)
