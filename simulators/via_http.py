@@ -67,9 +67,9 @@ import pyarrow.parquet as pq
 from tqdm import tqdm
 
 from nba.catalog import Catalog
-from nba.domain import ENGAGEMENT_TYPES, ValidationError
+from nba.domain import ValidationError
 from simulators.hcp.config import WorldConfig
-from simulators.hcp.world import DAY_US, HOUR_US, REQUESTERS, Requester, World
+from simulators.hcp.world import HOUR_US, REQUESTERS, Requester, World
 
 I64 = npt.NDArray[np.int64]
 
@@ -304,15 +304,9 @@ class HttpDriver:
         self.rng = np.random.default_rng(np.random.SeedSequence([seed, 0x5EED_F00D]))
         cat = world.catalog
         self._action_index = cat.action_index
-        self._action_channel = np.asarray(cat.action_channel_index, dtype=np.int64)
-        self._action_topic = np.asarray(cat.action_topic_index, dtype=np.int64)
-        self._action_item = np.asarray(cat.action_item_index, dtype=np.int64)
         self._hcp_index = {str(h): i for i, h in enumerate(world.population.hcp_ids)}
         types = world.response.outcome_types
         self._types = list(types)
-        self._engagement = np.array([t in ENGAGEMENT_TYPES for t in types])
-        self._knowledge = self._engagement | np.array([t == "registered" for t in types])
-        self._unsub = np.array([t == "unsubscribed" for t in types])
         self._email_actions = np.flatnonzero(
             np.array([a.channel == "email" for a in cat.actions])
         ).astype(np.int64)
@@ -367,7 +361,7 @@ class HttpDriver:
         )
         for d in bar:
             if d > 0:
-                w._next_day(d)  # the world's own day change: decay, effects, unsubscribes
+                w.next_day(d)  # the world's own day change: decay, effects, unsubscribes
             the_day = w.start + timedelta(days=d)
             self._sync_profiles()
             email_at = _day_us(the_day) + int(email_req.hour * HOUR_US)
@@ -589,55 +583,19 @@ class HttpDriver:
     def _execute(
         self, hcp: I64, action: I64, ts_us: I64, d: int, event_ids: list[str | None]
     ) -> None:
-        """Carry out catalog actions (one per HCP, shape (n,)) at ``ts_us``: sample
-        what each HCP does with the world's response model, update the world's
-        state as its own day loop does, and queue the outcomes of actions that
-        came from a decision (``event_ids[k]`` not None) for reporting."""
+        """Carry out catalog actions (one per HCP, shape (n,)) at ``ts_us`` with the
+        world's own :meth:`~simulators.hcp.world.World.execute` (response model and
+        state updates), and queue the outcomes of actions that came from a decision
+        (``event_ids[k]`` not None) for reporting."""
         w = self.world
-        pop = w.population
-        probs = w.response.probabilities(pop, hcp, action)
-        truth = w.response.expected_reward(probs)
+        ex = w.execute(hcp, action, ts_us, d)
+        truth = w.response.expected_reward(ex.probs)
         for k, eid in enumerate(event_ids):
             if eid is not None:
                 self.truth[eid] = float(truth[k])
-        sampled = w.response.sample(probs, w.rng_outcomes)
-        ch = self._action_channel[action]
-        topic = self._action_topic[action]
-        item = self._action_item[action]
-        ent = sampled.entry
-        ev_ts = ts_us[ent] + np.rint(sampled.delay_days * DAY_US).astype(np.int64)
-        ev_day = (ev_ts - _day_us(w.start)) // DAY_US
-        # ---- state changes, as World._decide makes them
-        pop.fatigue[hcp, ch] += 1.0
-        np.add.at(pop.seen, (hcp, item), 1)
-        w.last_sent[hcp, ch] = d
-        w.history.record_touches(d, hcp, ch, item, ts_us)
-        eng = self._engagement[sampled.type_code]
-        if eng.any():
-            e_ent = ent[eng]
-            w.history.record_engagements(ev_day[eng], hcp[e_ent], ch[e_ent], topic[e_ent])
-        know = self._knowledge[sampled.type_code]
-        if know.any():
-            k_ent = ent[know]
-            big = np.iinfo(np.int64).max
-            first_day = np.full(hcp.size, big)
-            np.minimum.at(first_day, k_ent, ev_day[know])
-            engaged = np.flatnonzero(first_day < big)
-            match = w.response.stage_match[pop.stage[hcp[engaged]], topic[engaged]]
-            adv = w.rng_outcomes.random(engaged.size) < w.config.advance_prob * (1 + match)
-            eff_day = first_day[engaged] + 1
-            for dd in np.unique(eff_day):
-                sel = eff_day == dd
-                w._effects[int(dd)].append(
-                    (hcp[engaged[sel]], topic[engaged[sel]], adv[sel], int(dd))
-                )
-        uns = self._unsub[sampled.type_code]
-        if uns.any():
-            for k, dd in zip(ent[uns].tolist(), ev_day[uns].tolist(), strict=True):
-                w._unsubs[int(dd) + 1].append(np.array([hcp[k]], dtype=np.int64))
-        # ---- reports of what happened after our decisions
+        sampled = ex.sampled
         for k, code, t in zip(
-            ent.tolist(), sampled.type_code.tolist(), ev_ts.tolist(), strict=True
+            sampled.entry.tolist(), sampled.type_code.tolist(), ex.ts_us.tolist(), strict=True
         ):
             eid = event_ids[k]
             if eid is not None:

@@ -42,7 +42,14 @@ from simulators.hcp.policies import (
     make_policy,
 )
 from simulators.hcp.population import Population
-from simulators.hcp.response import BOTH, NEITHER, PRIMARY_ONLY, ResponseModel
+from simulators.hcp.response import (
+    BOTH,
+    NEITHER,
+    PRIMARY_ONLY,
+    OutcomeProbabilities,
+    ResponseModel,
+    SampledOutcomes,
+)
 
 F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
@@ -139,6 +146,32 @@ class Summary:
         if self.out:
             lines.append(f"logs written to {self.out}")
         return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class Executed:
+    """Actions carried out by :meth:`World.execute`.
+
+    Attributes
+    ----------
+    probs : OutcomeProbabilities
+        Outcome probabilities of each action, shape (n,).
+    sampled : SampledOutcomes
+        The events drawn, shape (k,), ``entry`` indexing the actions.
+    channel, item : ndarray of int64, shape (n,)
+        Channel and content item index of each action.
+    ts_us : ndarray of int64, shape (k,)
+        When each event happens (action time + delay).
+    day : ndarray of int64, shape (k,)
+        Simulated day index of each event.
+    """
+
+    probs: OutcomeProbabilities
+    sampled: SampledOutcomes
+    channel: I64
+    item: I64
+    ts_us: I64
+    day: I64
 
 
 @dataclass
@@ -418,6 +451,88 @@ class World:
             self._write_manifest(outp, pol, days, epsilon, summary)
         return summary
 
+    def next_day(self, d: int) -> None:
+        """Move the world from day ``d - 1`` to day ``d``: due effects (knowledge,
+        stage, consent withdrawal) apply, fatigue decays, history windows move.
+        For drivers that run their own day loop (``run`` calls it itself)."""
+        if isinstance(d, bool) or not isinstance(d, int) or d != self._day_index + 1:
+            raise SimulationError(f"next_day: the world is on day {self._day_index}, not {d!r} - 1")
+        self._next_day(d)
+
+    def execute(
+        self,
+        hcp: I64,
+        action: I64,
+        ts_us: I64,
+        day: int,
+        probs: OutcomeProbabilities | None = None,
+    ) -> Executed:
+        """Carry out catalog actions on HCPs on simulated day ``day``: draw what each
+        HCP does with the response model and update the world's state (fatigue,
+        repeats, last contact, history, knowledge and stage effects, unsubscribes).
+
+        The day loop uses it for the chosen actions; drivers that get their choices
+        elsewhere (``simulators.via_http``) use it the same way.
+
+        Parameters
+        ----------
+        hcp : ndarray of int64, shape (n,)
+            HCP indices, each at most once per call.
+        action : ndarray of int64, shape (n,)
+            Indices into ``catalog.actions``.
+        ts_us : ndarray of int64, shape (n,)
+            When each action happens (microseconds since the epoch, UTC).
+        day : int
+            The current simulated day index.
+        probs : OutcomeProbabilities, optional
+            The entries' outcome probabilities if already computed (shape (n,)).
+
+        Returns
+        -------
+        Executed
+        """
+        pop = self.population
+        if probs is None:
+            probs = self.response.probabilities(pop, hcp, action)
+        sampled = self.response.sample(probs, self.rng_outcomes)
+        n = hcp.shape[0]
+        d = day
+        ch = self._action_channel[action]
+        topic = self._action_topic[action]
+        item = self._action_item[action]
+        ev_entry = sampled.entry
+        ev_delay_us = np.rint(sampled.delay_days * DAY_US).astype(np.int64)
+        ev_ts = ts_us[ev_entry] + ev_delay_us
+        ev_day = (ev_ts - self._start_us) // DAY_US
+        # ----- state changes: touches, fatigue, repeats, history
+        pop.fatigue[hcp, ch] += 1.0
+        np.add.at(pop.seen, (hcp, item), 1)
+        self.last_sent[hcp, ch] = d
+        self.history.record_touches(d, hcp, ch, item, ts_us)
+        eng = self._engagement_code[sampled.type_code]
+        if eng.any():
+            e_ent = ev_entry[eng]
+            self.history.record_engagements(ev_day[eng], hcp[e_ent], ch[e_ent], topic[e_ent])
+        know = self._knowledge_code[sampled.type_code]
+        if know.any():
+            k_ent = ev_entry[know]
+            first_day = np.full(n, np.iinfo(np.int64).max)
+            np.minimum.at(first_day, k_ent, ev_day[know])
+            engaged = np.flatnonzero(first_day < np.iinfo(np.int64).max)
+            match = self.response.stage_match[pop.stage[hcp[engaged]], topic[engaged]]
+            adv = self.rng_outcomes.random(engaged.size) < self.config.advance_prob * (1 + match)
+            eff_day = first_day[engaged] + 1
+            for dd in np.unique(eff_day):
+                sel = eff_day == dd
+                self._effects[int(dd)].append(
+                    (hcp[engaged[sel]], topic[engaged[sel]], adv[sel], int(dd))
+                )
+        uns = self._unsub_code[sampled.type_code]
+        if uns.any():
+            for ent, dd in zip(ev_entry[uns], ev_day[uns], strict=True):
+                self._unsubs[int(dd) + 1].append(np.array([hcp[ent]], dtype=np.int64))
+        return Executed(probs, sampled, ch, item, ev_ts, ev_day)
+
     # -------------------------------------------------------------- internals
     def _next_day(self, d: int) -> None:
         self.history.advance(d)
@@ -508,45 +623,12 @@ class World:
         chosen_action = action[flat]
         propensity = p[flat]
         # ----- outcomes of the executed actions
-        exec_probs = probs_all.take(flat)
-        sampled = self.response.sample(exec_probs, self.rng_outcomes)
-        ch = self._action_channel[chosen_action]
-        topic = self._action_topic[chosen_action]
-        item = self._action_item[chosen_action]
-        ev_entry = sampled.entry
-        ev_delay_us = np.rint(sampled.delay_days * DAY_US).astype(np.int64)
-        ev_ts = ts_us[ev_entry] + ev_delay_us
-        ev_day = (ev_ts - self._start_us) // DAY_US
+        ex = self.execute(hcp, chosen_action, ts_us, d, probs=probs_all.take(flat))
+        sampled, ch, item = ex.sampled, ex.channel, ex.item
+        ev_entry, ev_ts, ev_day = sampled.entry, ex.ts_us, ex.day
         window = float(self.reward_definition.window_days)
         in_window = sampled.delay_days <= window
         reward = self._rewards(n, ch, sampled.entry, sampled.type_code, in_window)
-        # ----- state changes: touches, fatigue, repeats, history
-        pop.fatigue[hcp, ch] += 1.0
-        np.add.at(pop.seen, (hcp, item), 1)
-        self.last_sent[hcp, ch] = d
-        self.history.record_touches(d, hcp, ch, item, ts_us)
-        eng = self._engagement_code[sampled.type_code]
-        if eng.any():
-            e_ent = ev_entry[eng]
-            self.history.record_engagements(ev_day[eng], hcp[e_ent], ch[e_ent], topic[e_ent])
-        know = self._knowledge_code[sampled.type_code]
-        if know.any():
-            k_ent = ev_entry[know]
-            first_day = np.full(n, np.iinfo(np.int64).max)
-            np.minimum.at(first_day, k_ent, ev_day[know])
-            engaged = np.flatnonzero(first_day < np.iinfo(np.int64).max)
-            match = self.response.stage_match[pop.stage[hcp[engaged]], topic[engaged]]
-            adv = self.rng_outcomes.random(engaged.size) < self.config.advance_prob * (1 + match)
-            eff_day = first_day[engaged] + 1
-            for dd in np.unique(eff_day):
-                sel = eff_day == dd
-                self._effects[int(dd)].append(
-                    (hcp[engaged[sel]], topic[engaged[sel]], adv[sel], int(dd))
-                )
-        uns = self._unsub_code[sampled.type_code]
-        if uns.any():
-            for ent, dd in zip(ev_entry[uns], ev_day[uns], strict=True):
-                self._unsubs[int(dd) + 1].append(np.array([hcp[ent]], dtype=np.int64))
         # ----- log rows
         self._stats.add(
             requester.name,
@@ -971,6 +1053,7 @@ def simulate(
 __all__ = [
     "DEFAULT_START",
     "REQUESTERS",
+    "Executed",
     "Requester",
     "SimulationError",
     "SimulatorConfigError",
