@@ -34,7 +34,7 @@ import math
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -485,10 +485,25 @@ def log_to_mlflow(res: ExperimentResult, tracking_uri: str | None = None) -> str
         return str(active.info.run_id)
 
 
-def load_result(path: str | Path) -> Mapping[str, Any]:
-    """Read a ``results.json`` written by :func:`run`."""
+def load_result(path: str | Path) -> ExperimentResult:
+    """Rebuild the result of a ``results.json`` written by :func:`run` (to re-render
+    its report and plot without re-running the simulations)."""
     data: Mapping[str, Any] = json.loads(Path(path).read_text(encoding="utf-8"))
-    return data
+    c = dict(data["config"])
+    cfg = ExperimentConfig(
+        hcps=c["hcps"],
+        days=c["days"],
+        seeds=tuple(c["seeds"]),
+        policies=tuple(c["policies"]),
+        last_weeks=c["last_weeks"],
+        workers=c["workers"],
+        start=date.fromisoformat(c["start"]),
+    )
+    names = {f.name for f in fields(RunFigures)}
+    runs = [RunFigures(**{k: v for k, v in r.items() if k in names}) for r in data["runs"]]
+    res = summarize(cfg, runs)
+    res.mlflow_run_id = data.get("mlflow_run_id")
+    return res
 
 
 def write_weekly_csv(res: ExperimentResult, path: Path) -> None:

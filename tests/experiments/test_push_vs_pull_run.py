@@ -182,3 +182,13 @@ def test_observable_ceiling_is_between_uniform_and_oracle_on_the_same_decisions(
     )
     with pytest.raises(ExperimentError, match=r"ceiling: train_days must be in 1\.\.11, got 12"):
         observable_ceiling(hcps=20, days=12, train_days=12)
+
+
+def test_results_json_rebuilds_the_same_result(tiny, tmp_path):
+    from experiments.push_vs_pull.experiment import load_result
+    from experiments.push_vs_pull.report import markdown
+
+    res, out, _ = tiny
+    again = load_result(out / RESULTS_JSON)
+    assert again.summary == res.summary and again.targets == res.targets
+    assert markdown(again) == (out / REPORT).read_text()
