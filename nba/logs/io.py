@@ -33,6 +33,24 @@ import pyarrow.parquet as pq
 from nba.domain import ValidationError
 from nba.logs.schema import PARTITION_KEY, TABLES, TOUCHES  # noqa: F401  (TOUCHES: doctest)
 
+#: columns worth dictionary-encoding; ids, JSON and numbers are not (it costs
+#: time and, for them, space)
+_LOW_CARDINALITY = frozenset(
+    {
+        "requester",
+        "catalog_version",
+        "policy",
+        "model_version",
+        "type",
+        "source",
+        "channel",
+        "origin",
+        "reward_definition",
+        "content_id",
+        "chosen_action_id",
+    }
+)
+
 _PART = re.compile(r"^part-(\d{5,})\.parquet$")
 
 
@@ -93,7 +111,8 @@ def _next_part(directory: Path) -> int:
 
 def _write_atomic(table: pa.Table, path: Path, fsync: bool) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
-    pq.write_table(table, tmp, compression="zstd")
+    dictionary = [c for c in table.column_names if c in _LOW_CARDINALITY]
+    pq.write_table(table, tmp, compression="zstd", use_dictionary=dictionary)
     if fsync:
         with open(tmp, "rb") as fh:
             os.fsync(fh.fileno())
