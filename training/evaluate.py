@@ -202,10 +202,6 @@ class Evaluation:
                     lines.append(f"- {pol}: {w}")
         return "\n".join(lines) + "\n"
 
-    def to_text(self) -> str:
-        """A console table (the markdown without the pipes' noise is fine for a terminal)."""
-        return self.to_markdown()
-
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict (NaN and inf become None)."""
         rm = self.reward_model
