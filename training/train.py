@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import itertools
 import json
+import queue
 import tempfile
+import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -332,13 +334,38 @@ def train(
         wd.mkdir(parents=True, exist_ok=True)
         learner = NativeLearner(policy.config, policy.featurizer_config, catalog, seed, passes, wd)
         t_start = time.perf_counter()
+        # A writer thread feeds VW (and the example file) chunk k while this
+        # thread featurizes chunk k + 1: pipe and file writes release the GIL,
+        # so featurizing overlaps with VW's parsing and learning.
+        chunks: queue.Queue[bytes | None] = queue.Queue(maxsize=2)
+        failure: list[BaseException] = []
+
+        def feed() -> None:
+            try:
+                with open(wd / "train.vw.txt", "wb") as fh:
+                    while (text := chunks.get()) is not None:
+                        if failure:
+                            continue
+                        t3 = time.perf_counter()
+                        fh.write(text)
+                        learner.write(text)
+                        timings["write"] += time.perf_counter() - t3
+            except BaseException as exc:  # re-raised in the main thread
+                failure.append(exc)
+                while chunks.get() is not None:
+                    pass
+
+        writer = threading.Thread(target=feed, name="vw-feed", daemon=True)
         try:
-            with open(wd / "train.vw.txt", "wb") as fh:
-                # a small first chunk gets VW going early; then steady chunks
-                bounds = [0, min(n_train, max(1, min(chunk_decisions, 2000)))]
-                while bounds[-1] < n_train:
-                    bounds.append(min(n_train, bounds[-1] + chunk_decisions))
+            writer.start()
+            # a small first chunk gets VW going early; then steady chunks
+            bounds = [0, min(n_train, max(1, min(chunk_decisions, 2000)))]
+            while bounds[-1] < n_train:
+                bounds.append(min(n_train, bounds[-1] + chunk_decisions))
+            try:
                 for a, b in itertools.pairwise(bounds):
+                    if failure:
+                        break
                     part = train_t.slice(a, b - a)
                     t2 = time.perf_counter()
                     batch = policy.featurizer.featurize_table(part)
@@ -349,11 +376,13 @@ def train(
                         part.column("propensity").to_numpy(),
                         part.column("event_id").to_pylist(),
                     )
-                    t3 = time.perf_counter()
-                    timings["featurize"] += t3 - t2
-                    fh.write(text)
-                    learner.write(text)
-                    timings["write"] += time.perf_counter() - t3
+                    timings["featurize"] += time.perf_counter() - t2
+                    chunks.put(text)
+            finally:
+                chunks.put(None)
+                writer.join()
+            if failure:
+                raise failure[0]
             t4 = time.perf_counter()
             fit = learner.finish()
             timings["learn_tail"] = time.perf_counter() - t4

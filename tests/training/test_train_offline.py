@@ -116,3 +116,18 @@ def test_chunk_size_does_not_change_the_model(logs: Path, tmp_path: Path) -> Non
     ref = train_from_file(tmp_path / "a" / "train.vw.txt", seed=2, catalog=small.policy.catalog)
     assert ref.policy.model_bytes() == small.policy.model_bytes()
     assert ref.n_examples == small.n_examples
+
+
+def test_a_failing_vw_stream_stops_training_with_its_error(
+    logs: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # isolate the streaming loop: the child's pipe breaking mid-stream
+    from nba.policies import vw as vw_module
+    from nba.policies.base import PolicyError
+
+    def broken(self: object, text: bytes) -> None:
+        raise PolicyError("VW stopped reading its input: simulated")
+
+    monkeypatch.setattr(vw_module.NativeLearner, "write", broken)
+    with pytest.raises(PolicyError, match="VW stopped reading its input: simulated"):
+        train(logs, RewardDefinition.default(), seed=1, chunk_decisions=50)
