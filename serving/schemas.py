@@ -44,7 +44,29 @@ def _check_aware(v: datetime | None) -> datetime | None:
 
 
 # --------------------------------------------------------------- decisions
-class DecisionRequest(BaseModel):
+class _DecisionRequestBase(BaseModel):
+    """Fields and checks shared by single and batch decision requests."""
+
+    context: dict[str, Scalar] | None = Field(default=None, description="Flat request features.")
+    defer_activation: bool = False
+    as_of: datetime | None = Field(
+        default=None,
+        description="Decision time to use instead of the service's clock; refused unless "
+        "the service runs with NBA_ALLOW_CLIENT_TIME=true (simulation, replay).",
+    )
+
+    @field_validator("context")
+    @classmethod
+    def _ctx(cls, v: dict[str, Any] | None) -> dict[str, Any]:
+        return _check_context(v)
+
+    @field_validator("as_of")
+    @classmethod
+    def _as_of_aware(cls, v: datetime | None) -> datetime | None:
+        return _check_aware(v)
+
+
+class DecisionRequest(_DecisionRequestBase):
     """One decision for one HCP."""
 
     model_config = ConfigDict(
@@ -67,31 +89,14 @@ class DecisionRequest(BaseModel):
         default=None, min_length=1, max_length=16, description="Default: every channel."
     )
     k: int = Field(default=1, ge=1, le=10, description="How many suggestions to return.")
-    context: dict[str, Scalar] | None = Field(default=None, description="Flat request features.")
     exclude: list[ActionIdStr] = Field(default_factory=list, max_length=500)
     event_id: Id | None = Field(
         default=None, description="Caller-chosen id (unique); default: new."
     )
-    defer_activation: bool = False
     explain: bool = True
-    as_of: datetime | None = Field(
-        default=None,
-        description="Decision time to use instead of the service's clock; refused unless "
-        "the service runs with NBA_ALLOW_CLIENT_TIME=true (simulation, replay).",
-    )
-
-    @field_validator("context")
-    @classmethod
-    def _ctx(cls, v: dict[str, Any] | None) -> dict[str, Any]:
-        return _check_context(v)
-
-    @field_validator("as_of")
-    @classmethod
-    def _as_of_aware(cls, v: datetime | None) -> datetime | None:
-        return _check_aware(v)
 
 
-class BatchDecisionRequest(BaseModel):
+class BatchDecisionRequest(_DecisionRequestBase):
     """One decision per HCP for one channel set (e.g. the nightly email run)."""
 
     model_config = ConfigDict(
@@ -111,24 +116,7 @@ class BatchDecisionRequest(BaseModel):
     hcp_ids: list[Id] = Field(min_length=1)
     channels: list[Channel] | None = Field(default=None, min_length=1, max_length=16)
     k: int = Field(default=1, ge=1, le=10)
-    context: dict[str, Scalar] | None = None
-    defer_activation: bool = False
     explain: bool = False
-    as_of: datetime | None = Field(
-        default=None,
-        description="Decision time to use instead of the service's clock; refused unless "
-        "the service runs with NBA_ALLOW_CLIENT_TIME=true (simulation, replay).",
-    )
-
-    @field_validator("context")
-    @classmethod
-    def _ctx(cls, v: dict[str, Any] | None) -> dict[str, Any]:
-        return _check_context(v)
-
-    @field_validator("as_of")
-    @classmethod
-    def _as_of_aware(cls, v: datetime | None) -> datetime | None:
-        return _check_aware(v)
 
 
 class Suggestion(BaseModel):
