@@ -58,9 +58,9 @@ Import (foreign or our own DSJSON into ``decisions`` + ``outcomes``)
   outcome with value ``-cost``, except when our block says the reward was the
   default (no outcome arrived). Outcomes carry the decision's timestamp (DSJSON
   has no outcome time), ``source`` ``"dsjson"`` and ``source_id`` ``"o<i>"`` or
-  ``"label"``. Their reward lives in ``value``; a reward definition weighs
-  types, so re-joining imported logs needs ``reward = 1.0`` weighted by value,
-  which :class:`nba.reward.RewardDefinition` does not do today.
+  ``"label"``. Their reward lives in ``value``; the default reward definition
+  weighs type ``reward`` by its value (``value_types``), so re-joining an
+  imported log gives back its rewards.
 
 Only contextual-bandit events are read; CCB/slates events (``c._slots``,
 ``_outcomes``) are refused. Bad lines fail with ``FILE:LINE: field '...': problem``.

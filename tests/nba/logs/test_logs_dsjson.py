@@ -108,6 +108,12 @@ def test_round_trip_keeps_ids_probabilities_choice_and_reward(
     assert got == rewards and rewards
     assert set(back.outcomes.column("type").to_pylist()) == {"reward"}
     assert back.not_activated == sum(not a for a in joined.column("activated").to_pylist())
+    # and joining the imported log again under the default definition gives them back
+    from nba.logs.join import join_rewards
+    from nba.reward import RewardDefinition
+
+    again = join_rewards(d, back.outcomes, RewardDefinition.default()).table
+    assert again.column("reward").to_pylist() == pytest.approx(joined.column("reward").to_pylist())
     # the imported context carries the features: exporting it again gives the same c
     for before, row in zip(joined.to_pylist(), d.to_pylist(), strict=True):
         s0, a0 = dsjson_features(before["context"], before["action_ids"], None)
