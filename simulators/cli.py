@@ -116,6 +116,14 @@ def _parse_date(ctx: click.Context, param: click.Parameter, value: str) -> date:
     help="With --via: threads posting the outcomes and touches due at the same simulated "
     "time (1 posts them strictly in time order).",
 )
+@click.option(
+    "--rules",
+    "rules_file",
+    metavar="FILE|default",
+    default=None,
+    help="Apply contact rules (nba.contact) to every decision, as serving does: a rules "
+    "TOML/YAML file, or 'default' for the shipped nba/data/rules.toml [default: none].",
+)
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @click.pass_context
 def simulate(
@@ -133,6 +141,7 @@ def simulate(
     via: str | None,
     api_key: str | None,
     via_concurrency: int,
+    rules_file: str | None,
     quiet: bool,
 ) -> None:
     """Simulate HCPs responding to a logging policy; write decisions, outcomes,
@@ -141,6 +150,10 @@ def simulate(
     from simulators.hcp.config import WorldConfig
 
     if via is not None:
+        if rules_file is not None:
+            raise click.UsageError(
+                "--rules does not apply with --via: the service applies its own rules"
+            )
         _simulate_via(
             ctx,
             via,
@@ -170,6 +183,15 @@ def simulate(
     t0 = time.perf_counter()
     try:
         config = None if config_file is None else WorldConfig.load(config_file)
+        rules = None
+        if rules_file is not None:
+            from nba.contact import ContactPolicy
+
+            rules = (
+                ContactPolicy.default()
+                if rules_file == "default"
+                else ContactPolicy.load(rules_file)
+            )
         if policy not in POLICIES:
             from nba.catalog import Catalog
             from simulators.hcp.learning import VWBatchPolicy
@@ -188,6 +210,7 @@ def simulate(
             catalog=catalog,
             reward_definition=reward_def,
             progress=not quiet,
+            rules=rules,
         )
     except ValidationError as exc:
         raise click.ClickException(str(exc)) from exc

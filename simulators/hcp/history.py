@@ -30,6 +30,9 @@ from nba.context import CONTEXT_VERSION, HISTORY_WINDOWS
 
 I64 = npt.NDArray[np.int64]
 I32 = npt.NDArray[np.int32]
+F64 = npt.NDArray[np.float64]
+
+DAY_US = 86_400_000_000
 
 LONGEST = max(HISTORY_WINDOWS)
 ENGAGEMENT_CHANNEL_WINDOW = 30
@@ -290,3 +293,81 @@ class ContextBuilder:
             )
         ]
         return np.array(rows, dtype=object)
+
+
+NEVER_US = -(1 << 60)
+
+
+class ContactState:
+    """Exact touch times the contact rules look at, for ``n`` HCPs (only kept when
+    a world runs with rules).
+
+    Per HCP: the time of the latest touch, the time each content item last reached
+    it, and per channel the times of its ``depth`` latest touches -- enough to tell
+    whether any frequency cap (at most ``max <= depth`` touches in a window) is full.
+
+    Parameters
+    ----------
+    n, n_channels, n_items : int
+    depth : int
+        How many recent touches to keep per channel (the largest cap ``max``; >= 1).
+
+    >>> st = ContactState(1, 2, 3, depth=2)
+    >>> st.record(np.array([0]), np.array([1]), np.array([2]), np.array([0]))
+    >>> st.inputs(np.array([0]), np.array([DAY_US]), (7.0,))[0][0, :, 0].tolist()
+    [0, 1]
+    """
+
+    def __init__(self, n: int, n_channels: int, n_items: int, depth: int) -> None:
+        self.depth = max(1, int(depth))
+        self.last_ts = np.full(n, NEVER_US, dtype=np.int64)
+        self.content_ts = np.full((n, n_items), NEVER_US, dtype=np.int64)
+        # oldest first along the last axis
+        self.recent = np.full((n, n_channels, self.depth), NEVER_US, dtype=np.int64)
+
+    def record(self, hcp: I64, channel: I64, item: I64, ts_us: I64) -> None:
+        """Touches at ``ts_us`` (each HCP at most once per call), shape (k,) each."""
+        if hcp.shape[0] == 0:
+            return
+        self.last_ts[hcp] = np.maximum(self.last_ts[hcp], ts_us)
+        self.content_ts[hcp, item] = np.maximum(self.content_ts[hcp, item], ts_us)
+        rows = self.recent[hcp, channel]  # (k, depth)
+        rows = np.concatenate([rows, ts_us[:, None]], axis=1)
+        rows.sort(axis=1)
+        self.recent[hcp, channel] = rows[:, 1:]
+
+    def inputs(self, hcp: I64, now_us: I64, windows: Sequence[float]) -> tuple[I64, F64, F64]:
+        """Touch counts and ages for :meth:`nba.contact.ContactPolicy.mask_batch`.
+
+        Parameters
+        ----------
+        hcp : ndarray of int64, shape (b,)
+        now_us : ndarray of int64, shape (b,)
+            Decision times (microseconds since the epoch).
+        windows : sequence of float, length w
+            Cap window lengths in days.
+
+        Returns
+        -------
+        touch_counts : ndarray of int64, shape (b, n_channels, w)
+            Touches with ``0 <= now - ts < window`` (counted up to ``depth``).
+        days_since_touch : ndarray of float64, shape (b,)
+            ``inf`` where the HCP was never touched (or only after ``now``).
+        days_since_content : ndarray of float64, shape (b, n_items)
+        """
+        now = now_us[:, None]
+        rec = self.recent[hcp]  # (b, c, depth)
+        age_us = now[:, :, None] - rec
+        past = (rec > NEVER_US) & (age_us >= 0)
+        counts = np.zeros((hcp.shape[0], rec.shape[1], len(windows)), dtype=np.int64)
+        for w, days in enumerate(windows):
+            counts[:, :, w] = (past & (age_us < days * DAY_US)).sum(axis=2)
+        return counts, _age_days(self.last_ts[hcp], now_us), _age_days(self.content_ts[hcp], now)
+
+
+def _age_days(ts: I64, now: npt.NDArray[np.int64]) -> F64:
+    """Age in days of ``ts`` at ``now`` (broadcast); ``inf`` for never or the future."""
+    age = now - ts
+    out = age / DAY_US
+    out[(ts == NEVER_US) | (age < 0)] = np.inf
+    return out

@@ -15,7 +15,7 @@ import platform
 import sys
 from collections import defaultdict, deque
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -26,6 +26,7 @@ import pyarrow as pa
 from tqdm import tqdm
 
 from nba.catalog import Catalog
+from nba.contact import ContactPolicy
 from nba.domain import ENGAGEMENT_TYPES, ValidationError
 from nba.ids import event_ids
 from nba.logs import io as logio
@@ -33,7 +34,7 @@ from nba.logs.schema import DECISIONS, GROUND_TRUTH, OUTCOMES, SUPPRESSION, TOUC
 from nba.policies.base import PolicyError
 from nba.reward import RewardDefinition
 from simulators.hcp.config import SimulatorConfigError, WorldConfig
-from simulators.hcp.history import ContextBuilder, HistoryTracker
+from simulators.hcp.history import ContactState, ContextBuilder, HistoryTracker
 from simulators.hcp.policies import (
     WORLD_POLICIES,
     BatchPolicy,
@@ -57,6 +58,10 @@ I64 = npt.NDArray[np.int64]
 DEFAULT_START = date(2026, 1, 5)
 DAY_US = 86_400_000_000
 HOUR_US = 3_600_000_000
+#: how serving marks holdout decisions in ``model_version`` (serving.engine.HOLDOUT_PREFIX)
+HOLDOUT_PREFIX = "holdout:"
+#: the baseline holdout HCPs get (serving.lifecycle.BASELINE_POLICY)
+HOLDOUT_BASELINE = "uniform"
 
 
 class SimulationError(ValidationError):
@@ -124,9 +129,17 @@ class Summary:
     by_requester: dict[str, int] = field(default_factory=dict)
     no_see_share: float = 0.0
     out: str | None = None
+    rules: str | None = None
+    suppressed_by_rule: dict[str, int] = field(default_factory=dict)
+    skipped_by_rule: dict[str, int] = field(default_factory=dict)
+    holdout_decisions: int = 0
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        d = asdict(self)
+        if self.rules is None:  # runs without contact rules report what they always did
+            for k in ("rules", "suppressed_by_rule", "skipped_by_rule", "holdout_decisions"):
+                del d[k]
+        return d
 
     def format(self) -> str:
         """Human-readable summary (what ``nba simulate`` prints)."""
@@ -143,6 +156,17 @@ class Summary:
         for ch, stats in sorted(self.by_channel.items()):
             rates = ", ".join(f"{k} {100 * v:.2f}%" for k, v in stats.items() if k != "decisions")
             lines.append(f"  {ch:<12} {int(stats['decisions']):>8} decisions  {rates}")
+        if self.rules is not None:
+            lines.append(
+                f"contact rules {self.rules}: {self.holdout_decisions} decisions for holdout "
+                f"HCPs ({HOLDOUT_BASELINE} baseline); suppressed actions "
+                + (", ".join(f"{k} {v}" for k, v in self.suppressed_by_rule.items()) or "none")
+            )
+            lines.append(
+                "  skipped decisions by rule (a decision counts under every rule that removed "
+                "one of its actions): "
+                + (", ".join(f"{k} {v}" for k, v in self.skipped_by_rule.items()) or "none")
+            )
         if self.out:
             lines.append(f"logs written to {self.out}")
         return "\n".join(lines)
@@ -221,6 +245,12 @@ class World:
     seed : int
     start : date
         First simulated day.
+    rules : ContactPolicy, optional
+        Contact rules applied to every decision (as serving applies them): removed
+        actions are logged in ``suppressed``, policies see only what is left,
+        decisions with nothing left are skipped, and HCPs in the rules' holdout get
+        the uniform baseline (``model_version`` ``holdout:baseline:uniform``).
+        Default: none (the world's own eligibility only).
     """
 
     def __init__(
@@ -231,11 +261,15 @@ class World:
         reward_definition: RewardDefinition | None = None,
         seed: int = 0,
         start: date = DEFAULT_START,
+        rules: ContactPolicy | None = None,
     ) -> None:
         if isinstance(hcps, bool) or not isinstance(hcps, int) or hcps < 1:
             raise SimulationError(f"hcps must be a positive integer, got {hcps!r}")
         if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
             raise SimulationError(f"seed must be a non-negative integer, got {seed!r}")
+        if rules is not None and not isinstance(rules, ContactPolicy):
+            raise SimulationError(f"rules must be a ContactPolicy, got {type(rules).__name__}")
+        self.rules = rules
         self.catalog = catalog or Catalog.default()
         self.config = config or WorldConfig()
         self.reward_definition = reward_definition or RewardDefinition.default()
@@ -291,6 +325,16 @@ class World:
                     if ap.market == market:
                         self._approval_start[mi, j] = ap.start.toordinal()
                         self._approval_expiry[mi, j] = ap.expiry.toordinal()
+        self._contact: ContactState | None = None
+        if rules is not None:
+            depth = max((cap.max for cap in rules.frequency_caps), default=1)
+            self._contact = ContactState(n, c, len(cat.items), depth)
+            self._rule_names = np.array(rules.rule_names, dtype=object)
+            self._holdout = rules.holdout_mask(self.population.hcp_ids.tolist())
+            # the sixth child of the world's seed: the five above are unchanged
+            self._holdout_pol = make_policy(
+                HOLDOUT_BASELINE, cat, np.random.SeedSequence(seed, spawn_key=(5,))
+            )
 
     def approved_on(self, day: date) -> npt.NDArray[np.bool_]:
         """Same as ``catalog.approval_matrix(population.markets, day)``, vectorized,
@@ -509,6 +553,8 @@ class World:
         np.add.at(pop.seen, (hcp, item), 1)
         self.last_sent[hcp, ch] = d
         self.history.record_touches(d, hcp, ch, item, ts_us)
+        if self._contact is not None:
+            self._contact.record(hcp, ch, item, ts_us)
         eng = self._engagement_code[sampled.type_code]
         if eng.any():
             e_ent = ev_entry[eng]
@@ -568,12 +614,27 @@ class World:
         keep: bool,
     ) -> None:
         pop = self.population
-        elig = self.eligible(hcp, channels, approved)
+        start_us = (
+            int(datetime(the_day.year, the_day.month, the_day.day, tzinfo=UTC).timestamp())
+            * 1_000_000
+        )
+        spread = int(requester.spread_hours * HOUR_US)
+        supp_rule: npt.NDArray[np.int16] | None = None
+        if self.rules is None:
+            elig = self.eligible(hcp, channels, approved)
+        else:
+            # decision times first: the rules' windows are measured back from them
+            ts_all = self._decision_times(start_us, requester, spread, hcp.shape[0])
+            elig, supp_rule = self._apply_rules(hcp, channels, approved, ts_all)
         counts = elig.sum(axis=1)
         has = counts > 0
         self._stats.skipped += int((~has).sum())
+        if supp_rule is not None:
+            self._stats.add_suppressed(supp_rule, ~has, len(self._rule_names))
         if not has.all():
             hcp, elig, counts = hcp[has], elig[has], counts[has]
+            if supp_rule is not None:
+                supp_rule, ts_all = supp_rule[has], ts_all[has]
         n = hcp.shape[0]
         if n == 0:
             return
@@ -583,17 +644,10 @@ class World:
         np.cumsum(counts, out=offsets[1:])
         sizes = counts.astype(np.int64)
         seg = np.repeat(np.arange(n), sizes)
-        start_us = (
-            int(datetime(the_day.year, the_day.month, the_day.day, tzinfo=UTC).timestamp())
-            * 1_000_000
-        )
-        spread = int(requester.spread_hours * HOUR_US)
-        ts_us: I64 = np.asarray(
-            start_us
-            + int(requester.hour * HOUR_US)
-            + self.rng_ids.integers(0, spread // 1000, size=n) * 1000,
-            dtype=np.int64,
-        )
+        if supp_rule is None:
+            ts_us = self._decision_times(start_us, requester, spread, n)
+        else:
+            ts_us = ts_all
         eids = event_ids(ts_us // 1000, self.rng_ids)
         request_json = json.dumps(
             {"requester": requester.name}, sort_keys=True, separators=(",", ":")
@@ -615,10 +669,14 @@ class World:
             decile=pop.decile[hcp],
             expected_rewards=truth if getattr(pol, "uses_ground_truth", False) else None,
         )
-        p, chosen = pol.decide_batch(batch)
-        p = np.asarray(p, dtype=np.float64)
-        chosen = np.asarray(chosen, dtype=np.int64)
-        self._check_policy_output(pol, p, chosen, offsets, sizes)
+        hold = None if supp_rule is None else self._holdout[hcp]
+        if hold is not None and hold.any():
+            p, chosen = self._decide_split(pol, batch, hold, sizes, truth)
+        else:
+            p, chosen = pol.decide_batch(batch)
+            p = np.asarray(p, dtype=np.float64)
+            chosen = np.asarray(chosen, dtype=np.int64)
+            self._check_policy_output(pol, p, chosen, offsets, sizes)
         flat = offsets[:-1] + chosen
         chosen_action = action[flat]
         propensity = p[flat]
@@ -658,6 +716,19 @@ class World:
             model_version=pol.model_version,
             policy=pol.name,
         )
+        if supp_rule is not None and hold is not None:
+            rows, cols = np.nonzero(supp_rule >= 0)
+            hp = self._holdout_pol
+            self._stats.holdout += int(hold.sum())
+            bufs["decisions"].add(
+                policy_rows=np.where(hold, hp.name, pol.name).astype(object),
+                model_version_rows=np.where(
+                    hold, f"{HOLDOUT_PREFIX}baseline:{hp.name}", pol.model_version
+                ).astype(object),
+                supp_sizes=np.bincount(rows, minlength=n).astype(np.int64),
+                supp_action=cols.astype(np.int64),
+                supp_rule=supp_rule[rows, cols].astype(np.int64),
+            )
         bufs["touches"].add(hcp=hcp, ts=ts_us, channel=ch, item=item)
         bufs["ground_truth"].add(event_id=eids, ts=ts_us, sizes=sizes, truth=truth)
         bufs["outcomes"].add(
@@ -683,6 +754,93 @@ class World:
                     ),
                 )
             )
+
+    def _decide_split(
+        self,
+        pol: BatchPolicy,
+        batch: DecisionBatch,
+        hold: npt.NDArray[np.bool_],
+        sizes: I64,
+        truth: F64,
+    ) -> tuple[F64, I64]:
+        """Decisions of holdout HCPs (``hold``, shape (n,)) from the baseline, the others
+        from ``pol``; returns probabilities (m,) and chosen positions (n,)."""
+        p = np.empty(int(sizes.sum()), dtype=np.float64)
+        chosen = np.empty(sizes.shape[0], dtype=np.int64)
+        for sel, bp in ((~hold, pol), (hold, self._holdout_pol)):
+            if not sel.any():
+                continue
+            ent = np.repeat(sel, sizes)
+            sub_sizes = sizes[sel]
+            sub_off = np.zeros(sub_sizes.shape[0] + 1, dtype=np.int64)
+            np.cumsum(sub_sizes, out=sub_off[1:])
+            sub = replace(
+                batch,
+                event_ids=batch.event_ids[sel],
+                contexts=batch.contexts[sel],
+                offsets=sub_off,
+                action_index=batch.action_index[ent],
+                specialty=batch.specialty[sel],
+                decile=batch.decile[sel],
+                expected_rewards=truth[ent] if getattr(bp, "uses_ground_truth", False) else None,
+            )
+            sp, sc = bp.decide_batch(sub)
+            sp = np.asarray(sp, dtype=np.float64)
+            sc = np.asarray(sc, dtype=np.int64)
+            self._check_policy_output(bp, sp, sc, sub_off, sub_sizes)
+            p[ent] = sp
+            chosen[sel] = sc
+        return p, chosen
+
+    def _decision_times(self, start_us: int, requester: Requester, spread: int, n: int) -> I64:
+        """When each of ``n`` decisions is made (microseconds, ms resolution), shape (n,)."""
+        return np.asarray(
+            start_us
+            + int(requester.hour * HOUR_US)
+            + self.rng_ids.integers(0, spread // 1000, size=n) * 1000,
+            dtype=np.int64,
+        )
+
+    def _apply_rules(
+        self,
+        hcp: I64,
+        channels: tuple[str, ...],
+        approved: npt.NDArray[np.bool_],
+        ts_us: I64,
+    ) -> tuple[npt.NDArray[np.bool_], npt.NDArray[np.int16]]:
+        """The contact rules over the actions on the requested channels.
+
+        Returns
+        -------
+        allowed : ndarray of bool, shape (b, n_actions)
+        rule : ndarray of int16, shape (b, n_actions)
+            Index into ``rules.rule_names`` of the rule that removed each requested
+            action, -1 where allowed or not requested.
+        """
+        rules, st, pop = self.rules, self._contact, self.population
+        assert rules is not None and st is not None
+        req = np.zeros(len(self.channels), dtype=bool)
+        for ch in channels:
+            req[self.chan_pos[ch]] = True
+        cand = np.flatnonzero(req[self._action_channel])
+        counts, since_touch, since_content = st.inputs(hcp, ts_us, rules.cap_windows)
+        mask = rules.mask_batch(
+            action_channel=self._action_channel[cand],
+            action_content=self._action_item[cand],
+            channels=self.channels,
+            approved=approved[pop.market[hcp]][:, cand],
+            consents=pop.consent[hcp],
+            no_see=pop.no_see[hcp],
+            touch_counts=counts,
+            days_since_touch=since_touch,
+            days_since_content=since_content,
+        )
+        b, n_act = hcp.shape[0], self._action_channel.shape[0]
+        allowed = np.zeros((b, n_act), dtype=bool)
+        allowed[:, cand] = mask.allowed
+        rule = np.full((b, n_act), -1, dtype=np.int16)
+        rule[:, cand] = mask.rule
+        return allowed, rule
 
     @property
     def _start_us(self) -> int:
@@ -822,9 +980,28 @@ class World:
         chan_values = [c for i in chan_idx.tolist() for c in chan_lists[i]]
         hcp = np.concatenate(dec["hcp"])
         chosen_action = np.concatenate(dec["chosen_action"])
-        empty_supp = pa.ListArray.from_arrays(
-            pa.array(np.zeros(nrows + 1, dtype=np.int32)), pa.array([], SUPPRESSION)
-        )
+        if "policy_rows" in dec:  # per decision (holdout HCPs get the baseline)
+            policy = np.concatenate(dec["policy_rows"])
+            model_version = np.concatenate(dec["model_version_rows"])
+        else:
+            policy = np.repeat(np.array(dec["policy"], dtype=object), per_batch)
+            model_version = np.repeat(np.array(dec["model_version"], dtype=object), per_batch)
+        if "supp_sizes" in dec:
+            s_off = np.zeros(nrows + 1, dtype=np.int64)
+            np.cumsum(np.concatenate(dec["supp_sizes"]), out=s_off[1:])
+            names = self._rule_names[np.concatenate(dec["supp_rule"])]
+            s_values = pa.StructArray.from_arrays(
+                [
+                    self._action_ids.take(pa.array(np.concatenate(dec["supp_action"]))),
+                    pa.array(names, pa.string()),
+                ],
+                fields=list(SUPPRESSION),
+            )
+            suppressed = _list_array(s_off, s_values)
+        else:
+            suppressed = pa.ListArray.from_arrays(
+                pa.array(np.zeros(nrows + 1, dtype=np.int32)), pa.array([], SUPPRESSION)
+            )
         return pa.table(
             {
                 "event_id": pa.array(np.concatenate(dec["event_id"]), pa.string()),
@@ -845,14 +1022,9 @@ class World:
                 "chosen_index": pa.array(np.concatenate(dec["chosen"]).astype(np.int32)),
                 "chosen_action_id": self._action_ids.take(pa.array(chosen_action)),
                 "propensity": pa.array(np.concatenate(dec["propensity"]), pa.float64()),
-                "policy": pa.array(
-                    np.repeat(np.array(dec["policy"], dtype=object), per_batch), pa.string()
-                ),
-                "model_version": pa.array(
-                    np.repeat(np.array(dec["model_version"], dtype=object), per_batch),
-                    pa.string(),
-                ),
-                "suppressed": empty_supp,
+                "policy": pa.array(policy, pa.string()),
+                "model_version": pa.array(model_version, pa.string()),
+                "suppressed": suppressed,
                 "activated": pa.array(np.ones(nrows, dtype=bool)),
             },
             schema=DECISIONS,
@@ -900,6 +1072,14 @@ class World:
             },
             "summary": {k: v for k, v in summary.to_dict().items() if k not in ("out",)},
         }
+        if self.rules is not None:
+            manifest["contact_rules"] = {
+                "name": self.rules.name,
+                "version": self.rules.version,
+                "source": self.rules.source,
+                "holdout_share": self.rules.holdout_share,
+                "holdout_baseline": HOLDOUT_BASELINE,
+            }
         text = json.dumps(manifest, sort_keys=True, indent=1, default=str)
         tmp = out / ".manifest.json.tmp"
         tmp.write_text(text + "\n", encoding="utf-8")
@@ -951,7 +1131,15 @@ class World:
             by_requester=dict(st.by_requester),
             no_see_share=float(self.population.no_see.mean()),
             out=None if out is None else str(out),
+            rules=None if self.rules is None else self.rules.version,
+            suppressed_by_rule=self._stats.by_rule(self._stats.supp_counts, self._rule_names_t),
+            skipped_by_rule=self._stats.by_rule(self._stats.skip_counts, self._rule_names_t),
+            holdout_decisions=st.holdout,
         )
+
+    @property
+    def _rule_names_t(self) -> tuple[str, ...]:
+        return () if self.rules is None else self.rules.rule_names
 
 
 class _Stats:
@@ -965,6 +1153,31 @@ class _Stats:
         self.decisions_by_channel = np.zeros(n_channels, dtype=np.int64)
         self.events = np.zeros((n_channels, n_types), dtype=np.int64)
         self.by_requester: dict[str, int] = defaultdict(int)
+        self.supp_counts: I64 | None = None
+        self.holdout = 0
+        self.skip_counts: I64 | None = None
+
+    def add_suppressed(
+        self, rule: npt.NDArray[np.int16], skipped: npt.NDArray[np.bool_], n_rules: int
+    ) -> None:
+        """Count removed actions per rule (``rule`` shape (b, n_actions), -1 = kept) and,
+        for the ``skipped`` decisions (shape (b,)), each rule that removed any action."""
+        if self.supp_counts is None or self.skip_counts is None:
+            self.supp_counts = np.zeros(n_rules, dtype=np.int64)
+            self.skip_counts = np.zeros(n_rules, dtype=np.int64)
+        r = rule[rule >= 0].astype(np.int64)
+        self.supp_counts += np.bincount(r, minlength=n_rules)
+        if skipped.any():
+            rs = rule[skipped]
+            hit = np.zeros((rs.shape[0], n_rules + 1), dtype=bool)
+            hit[np.arange(rs.shape[0])[:, None], rs.astype(np.int64) + 1] = True
+            self.skip_counts += hit[:, 1:].sum(axis=0)
+
+    @staticmethod
+    def by_rule(counts: I64 | None, names: tuple[str, ...]) -> dict[str, int]:
+        if counts is None:
+            return {}
+        return {name: int(c) for name, c in zip(names, counts, strict=True) if c}
 
     def add(
         self,
@@ -1000,6 +1213,14 @@ def _load_reward(rd: RewardDefinition | str | Path | None) -> RewardDefinition:
     return RewardDefinition.load(rd)
 
 
+def _load_rules(rules: ContactPolicy | str | Path | None) -> ContactPolicy | None:
+    if rules is None or isinstance(rules, ContactPolicy):
+        return rules
+    if str(rules) == "default":
+        return ContactPolicy.default()
+    return ContactPolicy.load(rules)
+
+
 def simulate(
     hcps: int,
     days: int,
@@ -1012,6 +1233,7 @@ def simulate(
     reward_definition: RewardDefinition | str | Path | None = None,
     config: WorldConfig | None = None,
     progress: bool = False,
+    rules: ContactPolicy | str | Path | None = None,
 ) -> Summary:
     """Build a world and run it: the Python API behind ``nba simulate``.
 
@@ -1028,6 +1250,8 @@ def simulate(
     catalog, reward_definition : object or path, optional
     config : WorldConfig, optional
     progress : bool
+    rules : ContactPolicy, path or "default", optional
+        Contact rules to apply (``"default"``: ``nba/data/rules.toml``); none by default.
 
     Returns
     -------
@@ -1046,6 +1270,7 @@ def simulate(
         reward_definition=_load_reward(reward_definition),
         seed=seed,
         start=start,
+        rules=_load_rules(rules),
     )
     return world.run(days, policy=policy, out=out, epsilon=epsilon, progress=progress)
 
