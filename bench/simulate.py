@@ -11,9 +11,15 @@ Prints, for the same world and seed in the same run:
 Wall-clock and CPU time are both printed: on a machine shared with other jobs
 the CPU figure shows what the code costs, the wall figure what a user waits.
 
+With ``--rules FILE|default`` each repetition also runs the day loop with the
+contact rules applied (``World(..., rules=...)``) and prints its time and cost
+per decision as ratios to the rule-free day loop of the same repetition (the
+rules leave fewer decisions, so both the time per run and per decision are shown).
+
 Figures only, no assertions. Usage::
 
     python bench/simulate.py [--hcps 10000] [--days 90] [--policy campaign] [--repeat 2]
+                             [--rules default]
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ from pathlib import Path
 import pandas  # noqa: F401  (imported up front: pyarrow loads it lazily on first use)
 import pyarrow.parquet  # noqa: F401
 
+from nba.contact import ContactPolicy
 from nba.logs import io as logio
 from simulators.hcp.world import World
 
@@ -54,7 +61,13 @@ def main() -> None:
     ap.add_argument("--policy", default="campaign")
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--repeat", type=int, default=2)
+    ap.add_argument("--rules", default=None, help="contact rules file, or 'default'")
     args = ap.parse_args()
+    rules = None
+    if args.rules is not None:
+        rules = (
+            ContactPolicy.default() if args.rules == "default" else ContactPolicy.load(args.rules)
+        )
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(f"cpu_count={os.cpu_count()} load_avg_1min={load:.2f}")
     print(f"{args.hcps} HCPs x {args.days} days, policy {args.policy}, seed {args.seed}")
@@ -88,6 +101,19 @@ def main() -> None:
             f"(nba.logs.io.append {spent[0]:.2f} s, {100 * spent[0] / t_total:.0f}%; "
             f"without it {s2.decisions / (t_total - spent[0]):,.0f} decisions/s)"
         )
+        if rules is not None:
+            world3 = World(args.hcps, seed=args.seed, rules=rules)
+            t0, c0 = time.perf_counter(), time.process_time()
+            s3 = world3.run(args.days, policy=args.policy)
+            t_rules, c_rules = time.perf_counter() - t0, time.process_time() - c0
+            print(
+                f"run {rep + 1} with rules {rules.name} ({rules.version}): "
+                f"{s3.decisions} decisions ({s3.skipped} skipped) | day loop {t_rules:.2f} s "
+                f"= {s3.decisions / t_rules:,.0f} decisions/s (CPU {c_rules:.2f} s) | "
+                f"time x{t_rules / t_loop:.2f} (CPU x{c_rules / c_loop:.2f}) of the run "
+                f"without rules, cost per decision x"
+                f"{(c_rules / s3.decisions) / (c_loop / s.decisions):.2f} (CPU)"
+            )
     print(
         f"best: day loop {best_loop:,.0f} decisions/s ({best_loop / TARGET:.2f}x target), "
         f"with logs {best_total:,.0f} decisions/s ({best_total / TARGET:.2f}x target); "
