@@ -2,10 +2,10 @@
 
 1. simulate a population under the push campaign (with exploration) and write
    the event log;
-2. train a VW policy from that log and register it in the MLflow store as
-   ``models:/nba@challenger``;
-3. evaluate it off-policy against the baselines on the same log (with the
-   simulator's ground truth beside every estimate);
+2. train a VW policy on the first three quarters of that log and register it
+   in the MLflow store as ``models:/nba@challenger``;
+3. evaluate it off-policy against the baselines on the last quarter, which
+   it never saw (with the simulator's ground truth beside every estimate);
 4. run the promotion gate (``champion`` moves only if the challenger's lower
    bound beats the champion);
 5. start the decision service on loopback, import the HCPs, ask for a rep-app
@@ -28,6 +28,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Sequence
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -189,26 +190,97 @@ def main() -> None:
     tracking = default_tracking_uri()
     env = {**os.environ, "MLFLOW_TRACKING_URI": tracking}
     print(f"nba demo: {hcps} HCPs x {days} days, seed {seed}; data in {root}")
-    print(f"MLflow tracking store: {tracking}  (browse with: .venv/bin/mlflow ui "
-          f"--backend-store-uri {tracking})")
+    print(
+        f"MLflow tracking store: {tracking}  (browse with: .venv/bin/mlflow ui "
+        f"--backend-store-uri {tracking})"
+    )
 
     _banner(1, "simulate the push campaign (10 % exploration) and write the event log")
-    _nba(["simulate", "--hcps", str(hcps), "--days", str(days), "--policy", "campaign",
-          "--seed", str(seed), "--out", str(logs), "--quiet"], env)
+    _nba(
+        [
+            "simulate",
+            "--hcps",
+            str(hcps),
+            "--days",
+            str(days),
+            "--policy",
+            "campaign",
+            "--seed",
+            str(seed),
+            "--out",
+            str(logs),
+            "--quiet",
+        ],
+        env,
+    )
 
-    _banner(2, "train a VW contextual bandit from the log; register models:/nba@challenger")
-    holdout = str(max(1, days // 6))
-    _nba(["train", "--logs", str(logs), "--vw-args", DEMO_VW_ARGS, "--holdout-days", holdout,
-          "--seed", str(seed)], env)
+    # train on the first days; evaluate and gate on the later days the model never saw
+    start = date(2026, 1, 5)  # the simulator's default first day
+    eval_days = max(2, days // 4)
+    train_until = start + timedelta(days=days - eval_days - 1)
+    eval_since = (train_until + timedelta(days=1)).isoformat()
 
-    _banner(3, "evaluate the challenger off-policy against the baselines (truth known)")
-    _nba(["evaluate", "--logs", str(logs), "--policy", "models:/nba@challenger",
-          "--policy", "segment", "--policy", "uniform", "--estimator", "snips",
-          "--estimator", "dr", "--interval", "bootstrap", "--out", str(root / "evaluation"),
-          "--seed", str(seed)], env)
+    _banner(
+        2,
+        f"train a VW contextual bandit on {start} .. {train_until}; register "
+        "models:/nba@challenger",
+    )
+    holdout = str(max(1, (days - eval_days) // 6))
+    _nba(
+        [
+            "train",
+            "--logs",
+            str(logs),
+            "--until",
+            train_until.isoformat(),
+            "--vw-args",
+            DEMO_VW_ARGS,
+            "--holdout-days",
+            holdout,
+            "--seed",
+            str(seed),
+        ],
+        env,
+    )
+
+    _banner(
+        3,
+        f"evaluate it off-policy on the unseen days from {eval_since}, against the "
+        "baselines (truth known)",
+    )
+    _nba(
+        [
+            "evaluate",
+            "--logs",
+            str(logs),
+            "--since",
+            eval_since,
+            "--policy",
+            "models:/nba@challenger",
+            "--policy",
+            "segment",
+            "--policy",
+            "uniform",
+            "--estimator",
+            "snips",
+            "--estimator",
+            "dr",
+            "--interval",
+            "bootstrap",
+            "--out",
+            str(root / "evaluation"),
+            "--seed",
+            str(seed),
+        ],
+        env,
+    )
 
     _banner(4, "promotion gate: move champion only if the challenger's lower bound wins")
-    rc = _nba(["promote", "--logs", str(logs), "--estimator", "snips"], env, check=False)
+    rc = _nba(
+        ["promote", "--logs", str(logs), "--since", eval_since, "--estimator", "snips"],
+        env,
+        check=False,
+    )
     model_uri = "models:/nba@champion" if rc == 0 else "models:/nba@challenger"
     if rc != 0:
         print("the gate refused the challenger (reason above); the service demo uses it anyway")

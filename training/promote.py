@@ -14,7 +14,7 @@ import json
 import os
 import tempfile
 from dataclasses import asdict, dataclass
-from datetime import date
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -77,6 +77,32 @@ def _version(name: str, alias: str, tracking_uri: str | None) -> str | None:
         return str(client.get_model_version_by_alias(name, alias).version)
     except MlflowException:
         return None
+
+
+def training_last_day(name: str, version: str, tracking_uri: str | None) -> date | None:
+    """Last decision day model ``name/version`` learned from, read from the
+    training run that logged it (``data_until``, or the day before
+    ``holdout_since`` when a holdout was kept); None when the run does not say.
+    """
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    from training import mlflow_utils
+
+    client = MlflowClient(tracking_uri=mlflow_utils.configure(tracking_uri))
+    try:
+        run_id = client.get_model_version(name, version).run_id
+        params = client.get_run(run_id).data.params if run_id else {}
+    except MlflowException:
+        return None
+    try:
+        if params.get("holdout_since"):
+            return date.fromisoformat(params["holdout_since"]) - timedelta(days=1)
+        if params.get("data_until"):
+            return date.fromisoformat(params["data_until"])
+    except ValueError:
+        return None
+    return None
 
 
 def decide(
@@ -194,6 +220,20 @@ def promote(
     chal_row = ev.row(chal_uri, estimator)
     champ_row = None if champ_uri is None else ev.row(champ_uri, estimator)
     ok, thr, reason = decide(chal_row, champ_row, ev.logged_value)
+    # An off-policy estimate of a model on the very decisions it learned from
+    # is optimistic (it has fitted their noise): such a gate decision is void.
+    trained_until = training_last_day(registered_name, chal_v, tracking_uri)
+    first_logged = ev.params.get("data_since")
+    if trained_until is not None and first_logged:
+        first_day = datetime.fromisoformat(str(first_logged).replace("Z", "+00:00")).date()
+        if first_day <= trained_until:
+            ok = False
+            reason = (
+                f"refused: the evaluation logs start on {first_day} but challenger version "
+                f"{chal_v} was trained on decisions up to {trained_until}; an estimate on its "
+                f"own training data is optimistic. Evaluate on later decisions, e.g. "
+                f"--since {trained_until + timedelta(days=1)}"
+            )
     decision = GateDecision(
         ok,
         reason,
