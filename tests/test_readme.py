@@ -138,3 +138,41 @@ def test_service_calls_run_against_a_real_server(tmp_path: Path) -> None:
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+@pytest.mark.slow
+def test_mlflow_ui_command_serves_the_tracking_store(tmp_path: Path) -> None:
+    text = README.read_text(encoding="utf-8")
+    m = re.search(r"`(\.venv/bin/mlflow ui --backend-store-uri sqlite:///data/mlflow\.db)`", text)
+    assert m, "the README's mlflow ui command moved"
+    port = _free_port()
+    args = shlex.split(m.group(1))
+    args[0] = str(BIN / "mlflow")
+    args[-1] = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    env = _env(tmp_path)
+    proc = subprocess.Popen(
+        [*args, "--host", "127.0.0.1", "--port", str(port)],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            assert proc.poll() is None, "mlflow ui exited"
+            try:
+                r = httpx.get(f"http://127.0.0.1:{port}/health", timeout=2)
+                if r.status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline, "mlflow ui not serving"
+            time.sleep(0.5)
+        assert r.text.strip() == "OK"
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()

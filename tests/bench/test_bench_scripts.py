@@ -1,0 +1,73 @@
+"""The README's benchmark commands run and print their figures (tiny sizes).
+
+Figures are not asserted (benchmarks measure, tests do not time); what is
+checked is that each script runs to the end and prints the ratio it exists for.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from nba.paths import PROJECT_ROOT
+
+
+def _run(args: list[str], tmp_env: dict[str, str]) -> str:
+    out = subprocess.run(
+        [sys.executable, *args],
+        cwd=PROJECT_ROOT,
+        env=tmp_env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    return out.stdout
+
+
+@pytest.fixture
+def env(tmp_path):  # type: ignore[no-untyped-def]
+    e = {**os.environ, "NBA_DATA_DIR": str(tmp_path / "data")}
+    e["MLFLOW_TRACKING_URI"] = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    return e
+
+
+@pytest.mark.slow
+def test_bench_simulate(env: dict[str, str]) -> None:
+    text = _run(["bench/simulate.py", "--hcps", "300", "--days", "5", "--repeat", "1"], env)
+    assert "cpu_count=" in text and "decisions/s" in text and "target" in text
+
+
+@pytest.mark.slow
+def test_bench_train(env: dict[str, str]) -> None:
+    text = _run(["bench/train.py", "--hcps", "300", "--days", "8", "--repeat", "1"], env)
+    assert "ratio (nba / VW native):" in text
+    assert "identical models: True" in text
+
+
+@pytest.mark.slow
+def test_bench_serve(env: dict[str, str]) -> None:
+    text = _run(
+        [
+            "bench/serve.py",
+            "--workers",
+            "1",
+            "--seconds",
+            "1",
+            "--rounds",
+            "1",
+            "--hcps",
+            "200",
+            "--batch-size",
+            "100",
+            "--batches",
+            "2",
+        ],
+        env,
+    )
+    assert "decisions/noop requests/s ratio:" in text
+    assert "acknowledged but missing from the store: 0" in text
