@@ -343,6 +343,27 @@ class Touch:
             raise _fail(where, "origin", f"{self.origin!r} is not one of {sorted(TOUCH_ORIGINS)}")
 
 
+def parse_day(
+    value: date | str | None, what: str, error: type[ValidationError] = ValidationError
+) -> date | None:
+    """A whole day from a ``date`` or ``YYYY-MM-DD`` (None passes through).
+
+    ``error`` is the exception class raised (callers keep their own), naming
+    ``what`` was wrong.
+
+    >>> parse_day("2026-01-05", "since")
+    datetime.date(2026, 1, 5)
+    """
+    if isinstance(value, datetime):
+        raise error(f"{what}: give a whole day (date or YYYY-MM-DD), not {value!r}")
+    if value is None or isinstance(value, date):
+        return value
+    try:
+        return date.fromisoformat(str(value))
+    except ValueError:
+        raise error(f"{what}: {value!r} is not a date (YYYY-MM-DD)") from None
+
+
 def action_ids(actions: Sequence[Action]) -> tuple[str, ...]:
     """The ``action_id`` of each action, in order."""
     return tuple(a.action_id for a in actions)

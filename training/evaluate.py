@@ -28,6 +28,7 @@ import pandas as pd
 from tqdm import tqdm
 
 from nba.catalog import Catalog
+from nba.domain import parse_day
 from nba.features import Featurizer
 from nba.logs.join import load_joined
 from nba.ope import INTERVAL_METHODS, OPEInputError, evaluate_policy, make_estimator
@@ -81,15 +82,6 @@ COLUMNS: tuple[str, ...] = (
 
 class EvaluationError(OPEInputError):
     """``nba evaluate`` / ``nba promote`` could not run; the message says why."""
-
-
-def _day(value: date | str | None, what: str) -> date | None:
-    if value is None or isinstance(value, date):
-        return value
-    try:
-        return date.fromisoformat(str(value))
-    except ValueError:
-        raise EvaluationError(f"{what}: {value!r} is not a date (YYYY-MM-DD)") from None
 
 
 def make_estimators(names: Sequence[str]) -> list[BaseOffPolicyEstimator]:
@@ -328,7 +320,7 @@ def load_log(
         raise EvaluationError(f"--logs {root}: no such directory")
     if not (root / "decisions").is_dir():
         raise EvaluationError(f"--logs {root}: not a log directory (no 'decisions' table)")
-    lo, hi = _day(since, "since"), _day(until, "until")
+    lo, hi = parse_day(since, "since", EvaluationError), parse_day(until, "until", EvaluationError)
     joined = load_joined(root, reward_def, since=lo, until=hi)
     if joined.table.num_rows == 0:
         raise EvaluationError(f"--logs {root}: no activated decisions in the selected range")

@@ -31,7 +31,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from nba.catalog import Catalog
-from nba.domain import ValidationError
+from nba.domain import ValidationError, parse_day
 from nba.features import FeaturizerConfig
 from nba.logs.join import load_joined
 from nba.ope import IPS, SNIPS, LoggedData
@@ -209,17 +209,6 @@ def _catalog_for(logs_dir: Path, table: pa.Table) -> Catalog:
     )
 
 
-def _as_day(value: date | str | None, what: str) -> date | None:
-    if isinstance(value, datetime):
-        raise TrainingError(f"{what}: give a whole day (date or YYYY-MM-DD), not {value!r}")
-    if value is None or isinstance(value, date):
-        return value
-    try:
-        return date.fromisoformat(value)
-    except ValueError:
-        raise TrainingError(f"{what}: {value!r} is not a date (YYYY-MM-DD)") from None
-
-
 def holdout_report(policy: VWPolicy, table: pa.Table) -> HoldoutReport:
     """IPS/SNIPS of ``policy`` on logged decisions ``table`` (JOINED schema)."""
     flat, offsets = policy.probabilities_table(table)
@@ -297,7 +286,7 @@ def train(
     root = Path(logs_dir)
     if not (root / "decisions").is_dir():
         raise TrainingError(f"{root}: not a log directory (no 'decisions' table)")
-    lo, hi = _as_day(since, "since"), _as_day(until, "until")
+    lo, hi = parse_day(since, "since", TrainingError), parse_day(until, "until", TrainingError)
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     joined = load_joined(root, reward_def, since=lo, until=hi)
