@@ -995,6 +995,25 @@ class EventStore:
             total += len(rows)
         return total
 
+    @staticmethod
+    def _export_plain(
+        cur: sqlite3.Cursor, out_dir: str | Path, name: str, schema: pa.Schema
+    ) -> int:
+        """Append the rows of ``cur`` (columns in ``schema`` order) to log ``name``."""
+        total = 0
+        while rows := cur.fetchmany(_EXPORT_CHUNK):
+            columns = zip(*rows, strict=True)
+            table = pa.Table.from_pydict(
+                {
+                    f.name: pa.array(list(col), type=f.type)
+                    for f, col in zip(schema, columns, strict=True)
+                },
+                schema=schema,
+            )
+            logio.append(out_dir, name, table)
+            total += len(rows)
+        return total
+
     def _export_outcomes(
         self, con: sqlite3.Connection, out_dir: str | Path, cond: str, args: tuple[Any, ...]
     ) -> int:
@@ -1004,19 +1023,7 @@ class EventStore:
             " ORDER BY o.ts_us, o.id",
             args,
         )
-        total = 0
-        while rows := cur.fetchmany(_EXPORT_CHUNK):
-            data = list(zip(*rows, strict=True))
-            table = pa.Table.from_pydict(
-                {
-                    f.name: pa.array(list(col), type=f.type)
-                    for f, col in zip(OUTCOMES, data, strict=True)
-                },
-                schema=OUTCOMES,
-            )
-            logio.append(out_dir, "outcomes", table)
-            total += len(rows)
-        return total
+        return self._export_plain(cur, out_dir, "outcomes", OUTCOMES)
 
     def _export_touches(
         self, con: sqlite3.Connection, out_dir: str | Path, cond: str, args: tuple[Any, ...]
@@ -1026,19 +1033,7 @@ class EventStore:
             f" FROM touches t WHERE {cond} ORDER BY t.ts_us, t.id",
             args,
         )
-        total = 0
-        while rows := cur.fetchmany(_EXPORT_CHUNK):
-            data = list(zip(*rows, strict=True))
-            table = pa.Table.from_pydict(
-                {
-                    f.name: pa.array(list(col), type=f.type)
-                    for f, col in zip(TOUCHES, data, strict=True)
-                },
-                schema=TOUCHES,
-            )
-            logio.append(out_dir, "touches", table)
-            total += len(rows)
-        return total
+        return self._export_plain(cur, out_dir, "touches", TOUCHES)
 
     # ----------------------------------------------------------- retention
     def purge(self, older_than: datetime) -> dict[str, int]:
