@@ -31,6 +31,11 @@ def resolve_version(uri: str, tracking_uri: str | None = None) -> tuple[str, str
     from mlflow.exceptions import MlflowException
 
     uri = mlflow_utils.configure(tracking_uri)
+    if uri.startswith("sqlite:///"):
+        db = Path(uri[len("sqlite:///") :])
+        if not db.is_file():
+            # looking a model up must not create (and migrate) an empty store
+            raise PolicyError(f"{uri}: no MLflow tracking store there yet, so no {m.group(0)}")
     client = MlflowClient(tracking_uri=uri, registry_uri=uri)
     name = m.group("name")
     try:
