@@ -1,5 +1,5 @@
 """Simulator throughput: decisions simulated per second for 10,000 HCPs x 90 days
-under the campaign policy (DESIGN §10: >= 100k decisions/s).
+under the campaign policy (docs/DESIGN.md, "Performance budgets": >= 100k decisions/s).
 
 Prints, for the same world and seed in the same run:
 

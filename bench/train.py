@@ -1,6 +1,6 @@
 """Training throughput: ``nba train``'s path from Parquet logs (join + featurize +
 write + learn) against VW's native parser learning the very same prepared
-example file, same machine, same run (DESIGN §10: ratio >= 0.8).
+example file, same machine, same run (docs/DESIGN.md, "Performance budgets": ratio >= 0.8).
 
 1. Simulate ~200k decisions with the simulator (campaign policy with uniform
    exploration) into a temporary log directory, or reuse ``--logs DIR``.

@@ -238,7 +238,7 @@ PROBABILITY_TOLERANCE = 1e-6
 
 @dataclass(frozen=True, slots=True)
 class Decision:
-    """One call to the policy, exactly as it is logged (DESIGN §4)."""
+    """One call to the policy, exactly as it is logged (docs/DESIGN.md, "Data contracts")."""
 
     event_id: str
     ts: datetime

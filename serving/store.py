@@ -1,6 +1,6 @@
 """The service's embedded event store: one SQLite database in WAL mode.
 
-It holds HCP profiles, touches, decisions (every DESIGN §4 column plus the
+It holds HCP profiles, touches, decisions (every column of the decisions log plus the
 ``deferred`` flag), outcomes, rep feedback and catalog snapshots, and exports
 them to the Parquet event log the training and evaluation commands read
 (:mod:`nba.logs.io`, schemas identical to the simulator's).

@@ -1,4 +1,4 @@
-"""MLflow tracking and registry for training runs (DESIGN §9).
+"""MLflow tracking and registry for training runs (docs/DESIGN.md, "MLflow").
 
 - One tracking store: :func:`nba.paths.default_tracking_uri` (an SQLite file in
   the data directory) unless ``MLFLOW_TRACKING_URI`` says otherwise.

@@ -63,7 +63,7 @@ DEFAULT_POLICIES: tuple[str, ...] = (
     "vw:bag",
     "oracle",
 )
-#: targets of issue 3 (reported, never enforced by tuning the world)
+#: targets of docs/push_vs_pull.md (reported, never enforced by tuning the world)
 TARGET_SCORE = 0.80
 TARGET_RATIO = 1.44
 

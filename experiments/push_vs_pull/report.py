@@ -75,7 +75,7 @@ def markdown(res: ExperimentResult) -> str:
     t = res.targets
     if t:
         lines += [
-            "## Targets (issue 3), best VW configuration by score over the last weeks",
+            "## Targets, best VW configuration by score over the last weeks",
             "",
             f"- best VW configuration: `{t['policy']}`",
             f"- normalized score after {cfg.days} days (last {lw} weeks): "

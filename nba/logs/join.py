@@ -1,4 +1,4 @@
-"""Join decisions to their outcomes: one reward per decision (DESIGN §4, "Reward").
+"""Join decisions to their outcomes: one reward per decision (docs/DESIGN.md, "Data contracts").
 
 The join runs in DuckDB (embedded). Its SQL uses only ANSI constructs (CTEs,
 ``GROUP BY``, ``LEFT JOIN``, ``CASE``, ``COALESCE``, ``LEAST``/``GREATEST``,

@@ -1,4 +1,4 @@
-"""Arrow schemas of the event log (DESIGN §4), the one contract every layer shares.
+"""Arrow schemas of the event log (docs/DESIGN.md, "Data contracts"), the one contract every layer shares.
 
 A log directory looks like::
 

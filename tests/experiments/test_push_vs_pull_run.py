@@ -43,7 +43,7 @@ def test_files_are_written(tiny):
     md = (out / REPORT).read_text()
     for p in POLICIES:
         assert f"| `{p}` |" in md
-    assert "## Targets (issue 3)" in md and "best VW configuration: `vw:epsilon`" in md
+    assert "## Targets, best VW" in md and "best VW configuration: `vw:epsilon`" in md
     rows = list(csv.DictReader((out / WEEKLY_CSV).open()))
     assert len(rows) == len(POLICIES) * 2 * 3  # policies x seeds x weeks (16 days)
     data = json.loads((out / RESULTS_JSON).read_text())

@@ -1,4 +1,4 @@
-"""`make demo` itself, at a small size, on a fresh data directory (issue 2 §6)."""
+"""`make demo` itself, at a small size, on a fresh data directory."""
 
 from __future__ import annotations
 

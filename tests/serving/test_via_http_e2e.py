@@ -1,4 +1,4 @@
-"""End to end through the decision service (issue 5 section 8): a real ``nba serve``
+"""End to end through the decision service: a real ``nba serve``
 on loopback is driven by ``nba simulate --via``; the log exported from its store
 passes the contract, joins its outcomes, and trains a VW model with ``nba train``,
 which the same service then loads and serves."""
