@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import shutil
 import socket
 import subprocess
@@ -38,6 +39,10 @@ from nba.paths import data_dir, default_tracking_uri
 
 #: exploration the demo's VW policy is trained with
 DEMO_VW_ARGS = "--squarecb --gamma_scale 100"
+#: what the demo's service loads: always the champion, as production would
+SERVED_MODEL = "models:/nba@champion"
+#: the service settings the demo sets, printed with the serve command
+SERVE_ENV = ("NBA_STORE_PATH", "NBA_AUTH_DISABLED", "NBA_MODEL_URI", "NBA_TRACKING_URI")
 STEPS = 5
 
 
@@ -45,12 +50,35 @@ def _banner(step: int, text: str) -> None:
     print(f"\n=== [{step}/{STEPS}] {text}", flush=True)
 
 
+def nba_program() -> str:
+    """How a user types ``nba`` here: the venv's entry point, relative to the
+    current directory when it lies below it (``.venv/bin/nba``), else ``nba``."""
+    exe = Path(sys.executable).parent / "nba"
+    if not exe.exists():
+        return "nba"
+    try:
+        return str(exe.relative_to(Path.cwd()))
+    except ValueError:
+        return str(exe)
+
+
+def shell_command(args: Sequence[str], env: dict[str, str] | None = None) -> str:
+    """``nba ARGS`` quoted for a POSIX shell, so a printed command runs when pasted.
+
+    >>> shell_command(["train", "--vw-args", "--squarecb --gamma_scale 100"]).split(" ", 1)[1]
+    "train --vw-args '--squarecb --gamma_scale 100'"
+    """
+    prefix = "".join(f"{k}={shlex.quote(v)} " for k, v in (env or {}).items())
+    return prefix + shlex.join([nba_program(), *args])
+
+
 def _nba(args: Sequence[str], env: dict[str, str], check: bool = True) -> int:
     cmd = [sys.executable, "-m", "nba_cli.main", *args]
-    print("$ nba " + " ".join(args), flush=True)
+    printed = shell_command(args)
+    print("$ " + printed, flush=True)
     rc = subprocess.run(cmd, env=env, check=False).returncode
     if check and rc != 0:
-        raise SystemExit(f"demo: `nba {' '.join(args)}` failed with exit code {rc}")
+        raise SystemExit(f"demo: `{printed}` failed with exit code {rc}")
     return rc
 
 
@@ -90,7 +118,12 @@ def _serve_and_call(env: dict[str, str], logs: Path, store: Path, model_uri: str
         "NBA_TRACKING_URI": env["MLFLOW_TRACKING_URI"],
     }
     cmd = [sys.executable, "-m", "nba_cli.main", "serve", "--host", "127.0.0.1"]
-    print(f"$ nba serve --host 127.0.0.1 --port {port}   (auth disabled for the demo)")
+    served_env = {k: senv[k] for k in SERVE_ENV}
+    print(
+        "$ "
+        + shell_command(["serve", "--host", "127.0.0.1", "--port", str(port)], served_env)
+        + "   (auth disabled for the demo)"
+    )
     proc = subprocess.Popen([*cmd, "--port", str(port)], env=senv)
     try:
         _wait_ready(url, proc)
@@ -156,11 +189,9 @@ def _serve_and_call(env: dict[str, str], logs: Path, store: Path, model_uri: str
         except subprocess.TimeoutExpired:
             proc.kill()
     print(
-        "\nThe service stopped with the demo. Start it for good with:\n"
-        f"  NBA_STORE_PATH={store} NBA_AUTH_DISABLED=true NBA_MODEL_URI={model_uri} \\\n"
-        f"  NBA_TRACKING_URI={env['MLFLOW_TRACKING_URI']} \\\n"
-        "  .venv/bin/nba serve --host 127.0.0.1 --port 8000\n"
-        "(without NBA_AUTH_DISABLED it needs NBA_API_KEYS; see serving/README.md)"
+        "\nThe service stopped with the demo. Start it for good with:\n  "
+        + shell_command(["serve", "--host", "127.0.0.1", "--port", "8000"], served_env)
+        + "\n(without NBA_AUTH_DISABLED it needs NBA_API_KEYS; see serving/README.md)"
     )
 
 
@@ -190,10 +221,9 @@ def main() -> None:
     tracking = default_tracking_uri()
     env = {**os.environ, "MLFLOW_TRACKING_URI": tracking}
     print(f"nba demo: {hcps} HCPs x {days} days, seed {seed}; data in {root}")
-    print(
-        f"MLflow tracking store: {tracking}  (browse with: .venv/bin/mlflow ui "
-        f"--backend-store-uri {tracking})"
-    )
+    mlflow_exe = str(Path(nba_program()).with_name("mlflow"))
+    browse = shlex.join([mlflow_exe, "ui", "--backend-store-uri", tracking])
+    print(f"MLflow tracking store: {tracking}  (browse with: {browse})")
 
     _banner(1, "simulate the push campaign (10 % exploration) and write the event log")
     _nba(
@@ -281,9 +311,17 @@ def main() -> None:
         env,
         check=False,
     )
-    model_uri = "models:/nba@champion" if rc == 0 else "models:/nba@challenger"
-    if rc != 0:
-        print("the gate refused the challenger (reason above); the service demo uses it anyway")
+    # Serve what production would: the champion. A refused challenger is never
+    # served; with no champion at all the service falls back to the uniform
+    # baseline and says so in /v1/models/current and every model_version.
+    model_uri = SERVED_MODEL
+    if rc == 0:
+        print(f"the gate promoted the challenger: the service runs {model_uri}")
+    else:
+        print(
+            f"the gate refused the challenger (reason above): the service runs {model_uri}, "
+            "the model that was champion before, or the uniform baseline if there is none"
+        )
 
     _banner(5, "serve decisions over HTTP on loopback")
     _serve_and_call(env, logs, store, model_uri)

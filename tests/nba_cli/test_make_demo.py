@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
 import subprocess
 from pathlib import Path
 
@@ -55,3 +56,35 @@ def test_make_demo_runs_every_step(tmp_path: Path) -> None:
     assert all(s["channel"] == "rep_visit" for s in decision["suggestions"])
     assert "nba serve --host 127.0.0.1 --port 8000" in text
     assert "nba demo finished." in text
+    # what is served is what production would serve: never a refused challenger
+    block = text.split("--- GET /v1/models/current\n", 1)[1]
+    current = json.JSONDecoder().raw_decode(block)[0]
+    assert current["following"] == "models:/nba@champion"
+    if "the gate refused the challenger" in text:
+        assert current["is_baseline"], current  # fresh store: no champion before
+    else:
+        assert "the gate promoted the challenger" in text
+        assert not current["is_baseline"] and current["model_version"] == "1", current
+
+    # every printed command runs when pasted: quoted for the shell, and the
+    # evaluation command, pasted into bash from the same directory, succeeds
+    commands = [line[2:] for line in text.splitlines() if line.startswith("$ ")]
+    assert len(commands) == 5, commands
+    train = shlex.split(next(c for c in commands if " train " in c))
+    assert train[train.index("--vw-args") + 1] == "--squarecb --gamma_scale 100"
+    evaluate = next(c for c in commands if " evaluate " in c)
+    pasted = evaluate.replace(
+        str(tmp_path / "data" / "demo" / "evaluation"), str(tmp_path / "again")
+    )
+    assert pasted != evaluate
+    again = subprocess.run(
+        ["bash", "-c", pasted],
+        cwd=PROJECT_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert again.returncode == 0, again.stdout[-2000:] + again.stderr[-2000:]
+    assert (tmp_path / "again" / "estimates.png").is_file()
