@@ -57,12 +57,13 @@ def check_policy_spec(spec: str) -> str:
     if spec in WORLD_POLICIES:
         return spec
     if isinstance(spec, str) and (spec == "vw" or spec.startswith("vw:")):
-        from simulators.hcp.learning import load_vw_spec
+        from simulators.hcp.learning import load_vw_spec, split_release
 
-        load_vw_spec(spec)  # raises LearningConfigError naming what is wrong
+        load_vw_spec(split_release(spec)[0])  # raises LearningConfigError naming what is wrong
         return spec
     raise ExperimentError(
-        f"unknown policy {spec!r}; expected one of {', '.join(WORLD_POLICIES)} or vw[:CONFIG]"
+        f"unknown policy {spec!r}; expected one of {', '.join(WORLD_POLICIES)} "
+        "or vw[:CONFIG][@Nd]"
     )
 
 

@@ -15,10 +15,17 @@ that wraps :class:`nba.policies.vw.VWPolicy`:
   example, cost = -reward, probability = the logged propensity), in decision
   order. The model is never retrained from scratch and never sees an outcome
   before its window closed.
+- **learning as outcomes arrive** (``vw:CONFIG@Nd``, ``release_after_days=N``):
+  each decision is learned once, ``N`` days after its day, with the
+  delay-corrected label of :class:`nba.delay.DelayCorrection` (the expected
+  final reward given its channel and the reward observed by then, estimated
+  from the decisions whose windows have closed). At window close the world's
+  batch only updates that estimate (and the measured label error); VW does
+  not learn the decision a second time.
 
 Configurations come from :data:`PRESETS` (``epsilon``, ``squarecb``, ``bag``,
 ``cover``, ``softmax``) or from a TOML/JSON file (:func:`load_vw_spec`): the
-``CONFIG`` of ``nba simulate --policy vw:CONFIG``.
+``CONFIG`` of ``nba simulate --policy vw:CONFIG[@Nd]``.
 
 >>> pol = VWBatchPolicy.from_spec("vw:squarecb", seed=3)
 >>> pol.name, pol.config.exploration, pol.learned_
@@ -37,6 +44,7 @@ import numpy as np
 import numpy.typing as npt
 
 from nba.catalog import Catalog
+from nba.delay import DelayCorrection
 from nba.domain import ValidationError
 from nba.features import FeaturizerConfig
 from nba.policies.base import PolicyError
@@ -73,6 +81,13 @@ PRESETS: Mapping[str, VWConfig] = {
 }
 
 DEFAULT_PRESET = "epsilon"
+
+#: how the learner learns with early release (``@Nd``)
+EARLY_LEARNING_MODE = (
+    "as outcomes arrive: one VW update per decision {days} day(s) after it, with the "
+    "delay-corrected label E[final reward | channel, reward observed by then] estimated "
+    "from closed windows"
+)
 
 
 class LearningConfigError(ValidationError):
@@ -117,6 +132,28 @@ def load_vw_spec(spec: str) -> tuple[str, VWConfig]:
     if not path.is_file():
         raise LearningConfigError(f"--policy {spec}: config file {path} does not exist")
     return f"vw:{path.stem}", load_vw_config(path)
+
+
+def split_release(spec: str) -> tuple[str, int | None]:
+    """Split ``vw[:CONFIG]@Nd`` into ``vw[:CONFIG]`` and ``N`` (None without ``@``).
+
+    >>> split_release("vw:squarecb@1d"), split_release("vw")
+    (('vw:squarecb', 1), ('vw', None))
+    >>> split_release("vw@0d")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    simulators.hcp.learning.LearningConfigError: policy spec 'vw@0d': ...
+    """
+    if not isinstance(spec, str) or "@" not in spec:
+        return spec, None
+    base, _, rel = spec.rpartition("@")
+    days = rel[:-1] if rel.endswith("d") else ""
+    if not days.isdigit() or int(days) < 1:
+        raise LearningConfigError(
+            f"policy spec {spec!r}: early release must be written @Nd with N >= 1 whole days "
+            f"(e.g. @1d), got @{rel}"
+        )
+    return base, int(days)
 
 
 def load_vw_config(path: str | Path) -> VWConfig:
@@ -176,6 +213,11 @@ class VWBatchPolicy:
         Seeds both VW (``--random_seed``) and this object's sampling generator.
     name : str
         Logged in ``decisions.policy``.
+    release_after_days : int, optional
+        Learn each decision this many days after its day, with a delay-corrected
+        label, instead of when its window closes.
+    delay_prior_weight : float
+        Shrinkage of the delay correction (:class:`nba.delay.DelayCorrection`).
 
     Attributes
     ----------
@@ -187,6 +229,15 @@ class VWBatchPolicy:
         Batches of closed windows the world fed (one per requester and day).
     decided_ : int
         Decisions made so far.
+    delay_ : DelayCorrection or None
+        The label correction (early release only).
+    label_error_ : dict
+        Early release only, over the decisions whose windows have closed and
+        that were labelled once the correction had closed windows to learn
+        from: ``n`` and the sums of (label - final reward) and of (partial
+        reward - final reward), i.e. the bias of the labels learned and of the
+        partial rewards they corrected; ``n_cold`` counts decisions labelled
+        before any window had closed (their label is the partial reward).
     """
 
     uses_ground_truth = False
@@ -199,9 +250,20 @@ class VWBatchPolicy:
         catalog: Catalog | None = None,
         seed: int = 0,
         name: str = "vw",
+        release_after_days: int | None = None,
+        delay_prior_weight: float = 1.0,
     ) -> None:
         if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
             raise PolicyError(f"vw batch policy: seed must be a non-negative integer, got {seed!r}")
+        if release_after_days is not None and (
+            isinstance(release_after_days, bool)
+            or not isinstance(release_after_days, int)
+            or release_after_days < 1
+        ):
+            raise PolicyError(
+                "vw batch policy: release_after_days must be an integer >= 1 or None, "
+                f"got {release_after_days!r}"
+            )
         self.config = config or PRESETS[DEFAULT_PRESET]
         self.featurizer_config = featurizer_config or FeaturizerConfig()
         self.catalog = catalog or Catalog.default()
@@ -209,10 +271,22 @@ class VWBatchPolicy:
         self.name = name
         self.policy = VWPolicy(self.config, self.featurizer_config, self.catalog, seed, name)
         self.rng = np.random.default_rng(np.random.SeedSequence([seed, 0x5EED]))
+        self.release_after_days = release_after_days
+        self.delay_prior_weight = delay_prior_weight
         self.learned_ = 0
         self.learn_calls_ = 0
         self.decided_ = 0
         self.reward_learned_ = 0.0
+        self.delay_: DelayCorrection | None = None
+        if release_after_days is not None:
+            self.delay_ = DelayCorrection(self.catalog.channels, delay_prior_weight)
+        self._labels: dict[str, float] = {}
+        self.label_error_: dict[str, float] = {
+            "n": 0,
+            "label_minus_final": 0.0,
+            "partial_minus_final": 0.0,
+            "n_cold": 0,
+        }
 
     @classmethod
     def from_spec(
@@ -222,9 +296,14 @@ class VWBatchPolicy:
         seed: int = 0,
         featurizer_config: FeaturizerConfig | None = None,
     ) -> VWBatchPolicy:
-        """Build from ``vw``, ``vw:PRESET`` or ``vw:PATH`` (see :func:`load_vw_spec`)."""
-        name, cfg = load_vw_spec(spec)
-        return cls(cfg, featurizer_config, catalog, seed, name)
+        """Build from ``vw``, ``vw:PRESET`` or ``vw:PATH`` (see :func:`load_vw_spec`),
+        each optionally followed by ``@Nd`` (learn as outcomes arrive, ``N`` days
+        after each decision)."""
+        base, days = split_release(spec)
+        name, cfg = load_vw_spec(base)
+        if days is not None:
+            name = f"{name}@{days}d"
+        return cls(cfg, featurizer_config, catalog, seed, name, release_after_days=days)
 
     @property
     def model_version(self) -> str:
@@ -236,7 +315,10 @@ class VWBatchPolicy:
         """Flat parameters for ``mlflow.log_params`` and the manifest."""
         out = dict(self.policy.params)
         out["policy"] = self.name
-        out["learning"] = "online"
+        out["learning"] = "online" if self.release_after_days is None else "online-early"
+        if self.delay_ is not None:
+            out["release_after_days"] = self.release_after_days
+            out.update(self.delay_.params)
         return out
 
     def _check_catalog(self, catalog: Catalog) -> None:
@@ -268,28 +350,80 @@ class VWBatchPolicy:
         return p, chosen
 
     def learn_batch(self, batch: LearnBatch) -> None:
-        """One incremental VW update per decision of ``batch``, in order."""
+        """Decisions whose window closed: one incremental VW update per decision,
+        in order; with early release, only the delay correction learns from them
+        (VW learned each of them once already, in :meth:`learn_early`)."""
         if batch.n == 0:
             return
+        if self.delay_ is not None:
+            self._observe_closed(batch)
+            return
+        self._learn(batch, batch.reward)
+
+    def learn_early(self, batch: LearnBatch) -> None:
+        """Decisions ``release_after_days`` old: learn each once with its
+        delay-corrected label (``batch.partial_reward`` is what was observed)."""
+        if self.delay_ is None:
+            raise PolicyError(f"{self.name}: learn_early needs release_after_days")
+        if batch.n == 0:
+            return
+        if batch.partial_reward is None or batch.channel is None:
+            raise PolicyError(f"{self.name}: an early batch needs partial_reward and channel")
+        labels = self.delay_.label(batch.channel, batch.partial_reward)
+        if self.delay_.n_observed_ == 0:
+            self.label_error_["n_cold"] += batch.n
+        else:
+            for e, lab in zip(batch.event_ids, labels, strict=True):
+                self._labels[str(e)] = float(lab)
+        self._learn(batch, labels)
+
+    def _observe_closed(self, batch: LearnBatch) -> None:
+        assert self.delay_ is not None
+        if batch.partial_reward is None or batch.channel is None:
+            raise PolicyError(f"{self.name}: a closed batch needs partial_reward and channel")
+        self.delay_.observe(batch.channel, batch.partial_reward, batch.reward)
+        labels = np.array([self._labels.pop(str(e), np.nan) for e in batch.event_ids])
+        known = ~np.isnan(labels)
+        err = self.label_error_
+        err["n"] += int(known.sum())
+        err["label_minus_final"] += float(np.sum(labels[known] - batch.reward[known]))
+        err["partial_minus_final"] += float(
+            np.sum(batch.partial_reward[known] - batch.reward[known])
+        )
+
+    def _learn(self, batch: LearnBatch, reward: F64) -> None:
         n = self.policy.learn_ragged(
             list(batch.contexts),
             batch.offsets,
             batch.action_index,
             batch.chosen,
-            batch.reward,
+            reward,
             batch.propensity,
             event_ids=[str(e) for e in batch.event_ids],
         )
         self.learned_ += n
         self.learn_calls_ += 1
-        self.reward_learned_ += float(np.sum(batch.reward))
+        self.reward_learned_ += float(np.sum(reward))
 
     def describe(self) -> str:
         """One line for summaries: name, VW command line and how it learns."""
-        return (
-            f"{self.name}: vw {' '.join(self.policy.vw_args())}; learning {LEARNING_MODE}; "
+        mode = (
+            LEARNING_MODE
+            if self.release_after_days is None
+            else EARLY_LEARNING_MODE.format(days=self.release_after_days)
+        )
+        text = (
+            f"{self.name}: vw {' '.join(self.policy.vw_args())}; learning {mode}; "
             f"learned {self.learned_} decisions from {self.learn_calls_} released batches"
         )
+        n = int(self.label_error_["n"])
+        if self.delay_ is not None and n:
+            text += (
+                f"; label bias over {n} closed decisions: "
+                f"{self.label_error_['label_minus_final'] / n:+.4f} "
+                f"(partial reward alone: {self.label_error_['partial_minus_final'] / n:+.4f})"
+            )
+        return text
 
     def close(self) -> None:
         """Release the VW workspace."""
@@ -298,6 +432,7 @@ class VWBatchPolicy:
 
 __all__ = [
     "DEFAULT_PRESET",
+    "EARLY_LEARNING_MODE",
     "LEARNING_MODE",
     "PRESETS",
     "PRESET_INTERACTIONS",
@@ -306,4 +441,5 @@ __all__ = [
     "config_from_mapping",
     "load_vw_config",
     "load_vw_spec",
+    "split_release",
 ]

@@ -106,6 +106,15 @@ class LearnBatch:
     propensity : ndarray of float64, shape (n,)
     reward : ndarray of float64, shape (n,)
         Under the world's reward definition, from in-window outcomes only.
+        In a batch released early (:attr:`partial_reward` set, see
+        ``release_after_days`` of :class:`BatchPolicy`) this is still the final
+        reward, which the world hands over only once the window has closed.
+    channel : ndarray of int64, shape (n,), optional
+        Index into the world's channels of each chosen action.
+    partial_reward : ndarray of float64, shape (n,), optional
+        Reward from the outcomes stamped before the decision's early release
+        (midnight ``release_after_days`` days after its day); set only for
+        learners that ask for early release.
     """
 
     event_ids: npt.NDArray[np.str_]
@@ -116,6 +125,8 @@ class LearnBatch:
     chosen: I64
     propensity: F64
     reward: F64
+    channel: I64 | None = None
+    partial_reward: F64 | None = None
 
     @property
     def n(self) -> int:

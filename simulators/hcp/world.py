@@ -198,6 +198,23 @@ class Executed:
     day: I64
 
 
+def _early_release_days(pol: Any) -> int | None:
+    """A learner's ``release_after_days`` (None: learn only at window close)."""
+    days = getattr(pol, "release_after_days", None)
+    if days is None:
+        return None
+    if isinstance(days, bool) or not isinstance(days, int) or days < 1:
+        raise SimulationError(
+            f"{getattr(pol, 'name', pol)!s}: release_after_days must be an integer >= 1, "
+            f"got {days!r}"
+        )
+    if not callable(getattr(pol, "learn_early", None)):
+        raise SimulationError(
+            f"{getattr(pol, 'name', pol)!s}: release_after_days is set but it has no learn_early"
+        )
+    return days
+
+
 @dataclass
 class _Pending:
     """Decisions waiting for their reward window to close (closed-loop learning)."""
@@ -454,11 +471,19 @@ class World:
                     raise SimulationError(f"{outp}: already holds a '{table}' log; use a new --out")
             outp.mkdir(parents=True, exist_ok=True)
         learner = getattr(pol, "learn_batch", None)
+        early = _early_release_days(pol) if learner is not None else None
         self._stats = _Stats(len(self.channels), len(self.response.outcome_types))
         self._bufs = {t: _Buffer() for t in ("decisions", "outcomes", "touches", "ground_truth")}
         self._pending: deque[_Pending] = deque()
+        self._early: deque[_Pending] = deque()
         window = float(self.reward_definition.window_days)
         release_lag = math.ceil(window) + 1
+        if early is not None and early >= release_lag:
+            raise SimulationError(
+                f"{pol.name}: release_after_days {early} is not before the window closes "
+                f"({release_lag} days)"
+            )
+        self._early_days = early
         bar = tqdm(range(days), desc="simulate", unit="day", file=sys.stderr, disable=not progress)
         for d in bar:
             if d > 0:
@@ -467,6 +492,10 @@ class World:
                 # decisions whose reward window has closed, before today's decisions
                 while self._pending and self._pending[0].day + release_lag <= d:
                     learner(self._pending.popleft().batch)
+                if early is not None:
+                    # decisions old enough for an early label: what was observed by now
+                    while self._early and self._early[0].day + early <= d:
+                        pol.learn_early(self._early.popleft().batch)  # type: ignore[attr-defined]
             the_day = self.start + timedelta(days=d)
             approved = self.approved_on(the_day)
             for requester, channels in self._requesters:
@@ -739,21 +768,29 @@ class World:
             channel=ch[ev_entry],
         )
         if keep:
-            self._pending.append(
-                _Pending(
-                    d,
-                    LearnBatch(
-                        event_ids=eids,
-                        contexts=contexts,
-                        offsets=offsets,
-                        action_index=action,
-                        probabilities=p,
-                        chosen=chosen,
-                        propensity=propensity,
-                        reward=reward,
-                    ),
-                )
+            partial = None
+            early_days = getattr(self, "_early_days", None)
+            if early_days is not None:
+                # outcomes stamped before midnight `early` days after the decision day
+                cut = start_us + early_days * DAY_US
+                seen = in_window & (ev_ts < cut)
+                partial = self._rewards(n, ch, sampled.entry, sampled.type_code, seen)
+            lb = LearnBatch(
+                event_ids=eids,
+                contexts=contexts,
+                offsets=offsets,
+                action_index=action,
+                probabilities=p,
+                chosen=chosen,
+                propensity=propensity,
+                reward=reward,
+                channel=ch.astype(np.int64),
+                partial_reward=partial,
             )
+            self._pending.append(_Pending(d, lb))
+            if partial is not None:
+                # the early batch carries no final reward: it is not known yet
+                self._early.append(_Pending(d, replace(lb, reward=partial)))
 
     def _decide_split(
         self,

@@ -161,3 +161,78 @@ def test_same_seed_same_decisions(tmp_path):
     assert all(np.array_equal(x, y) for x, y in zip(a.probabilities, b.probabilities, strict=True))
     c = logs(3)
     assert list(c.event_id) != list(a.event_id)
+
+
+# ---------------------------------------------------------------- early release
+@pytest.fixture(scope="module")
+def early_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("vw-early") / "logs"
+    world = World(150, seed=4)
+    pol = VWBatchPolicy.from_spec("vw:epsilon@2d", catalog=world.catalog, seed=4)
+    summary = world.run(30, policy=pol, out=out)
+    return out, pol, summary
+
+
+def test_early_release_learns_each_decision_once_two_days_after_it(early_run):
+    out, pol, _ = early_run
+    assert pol.name == "vw:epsilon@2d" and pol.release_after_days == 2
+    assert pol.params["learning"] == "online-early" and pol.params["release_after_days"] == 2
+    dec = logio.read(out, "decisions").to_pandas()
+    day = (dec.ts - dec.ts.min().normalize()).dt.days
+    learned = dec.model_version.str.split("+").str[1].astype(int)
+    # nothing before day 2; from day 3 on the model has learned (not from day 16)
+    assert (learned[day < 2] == 0).all()
+    assert learned[day >= 3].min() > 0
+    # decisions of days 0..27 were released by day 29 (d + 2 <= 29), each once,
+    # although those of days 0..14 also came back when their windows closed
+    assert pol.learned_ == int((day <= 27).sum())
+    assert pol.delay_ is not None and pol.delay_.n_observed_ == int((day <= 14).sum())
+
+
+def test_early_labels_are_less_biased_than_partial_rewards(early_run):
+    _, pol, _ = early_run
+    err = pol.label_error_
+    assert err["n_cold"] > 0  # labelled before any window closed: nothing to correct with
+    n = err["n"]
+    assert n > 0
+    label_bias = err["label_minus_final"] / n
+    partial_bias = err["partial_minus_final"] / n
+    assert partial_bias < 0  # outcomes after day 2 are missing from partial rewards
+    assert abs(label_bias) < abs(partial_bias)
+    text = pol.describe()
+    assert "label bias over" in text and "delay-corrected label" in text
+
+
+def test_early_release_is_deterministic_for_a_seed():
+    def run() -> tuple[float, int]:
+        world = World(60, seed=9)
+        pol = VWBatchPolicy.from_spec("vw:epsilon@1d", catalog=world.catalog, seed=9)
+        s = world.run(20, policy=pol)
+        return s.expected_reward_mean, pol.learned_
+
+    assert run() == run()
+
+
+@pytest.mark.parametrize(
+    ("spec", "match"),
+    [
+        ("vw:epsilon@0d", r"'vw:epsilon@0d': early release must be written @Nd with N >= 1"),
+        ("vw@2", r"'vw@2': early release must be written @Nd"),
+        ("vw@xd", r"'vw@xd': early release"),
+        ("vw:nope@1d", r"--policy vw:nope: 'nope' is neither a preset"),
+    ],
+)
+def test_bad_early_release_specs_are_refused(spec, match):
+    with pytest.raises(LearningConfigError, match=match):
+        VWBatchPolicy.from_spec(spec)
+
+
+def test_release_at_or_after_the_window_close_is_refused():
+    from simulators.hcp.world import SimulationError
+
+    world = World(20, seed=1)
+    pol = VWBatchPolicy(seed=1, release_after_days=15)  # window 14 days: closes at lag 15
+    with pytest.raises(SimulationError, match=r"release_after_days 15 is not before the window"):
+        world.run(2, policy=pol)
+    with pytest.raises(PolicyError, match=r"release_after_days must be an integer >= 1"):
+        VWBatchPolicy(seed=1, release_after_days=0)
