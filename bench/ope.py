@@ -13,7 +13,8 @@ each, about 24M (decision, action) pairs), then times, in the same run:
   is seconds per resample, so the ratio is per resample too).
 
 Run: ``.venv/bin/python bench/ope.py [--n 1000000] [--bootstrap 1000]``.
-Targets (docs/DESIGN.md, "Performance budgets"): >= 5M decisions/s for IPS/SNIPS point estimates; 1,000
+Targets (docs/DESIGN.md, "Performance budgets"): >= 5M decisions/s for IPS/SNIPS
+point estimates; 1,000
 bootstrap resamples of SNIPS on 1M decisions in <= 10 s on 2 cores.
 """
 

@@ -15,7 +15,8 @@ routes and their ratios, and batch decisions/s against single decisions/s.
 Every decision is really stored: the store is counted before and after.
 
 Absolute figures on shared machines are noise; the ratios are the result.
-Targets (docs/DESIGN.md, "Performance budgets"): decisions >= 0.6x the no-op's requests/s, p99 <= 2x the
+Targets (docs/DESIGN.md, "Performance budgets"): decisions >= 0.6x the no-op's
+requests/s, p99 <= 2x the
 no-op's p99, batch >= 5x single decisions/s.
 
 Usage::

@@ -1,4 +1,5 @@
-"""Arrow schemas of the event log (docs/DESIGN.md, "Data contracts"), the one contract every layer shares.
+"""Arrow schemas of the event log, the one contract every layer shares
+(docs/DESIGN.md, "Data contracts").
 
 A log directory looks like::
 
