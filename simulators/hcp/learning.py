@@ -199,6 +199,26 @@ def config_from_mapping(raw: Mapping[str, Any], source: str = "config") -> VWCon
         raise LearningConfigError(f"{source}: {exc}") from exc
 
 
+def _subset(batch: LearnBatch, keep: npt.NDArray[np.bool_]) -> LearnBatch:
+    """The decisions of ``batch`` where ``keep`` (shape (n,)) is true, in order."""
+    sizes = np.diff(batch.offsets)
+    ent = np.repeat(keep, sizes)
+    offsets = np.zeros(int(keep.sum()) + 1, dtype=np.int64)
+    np.cumsum(sizes[keep], out=offsets[1:])
+    return LearnBatch(
+        event_ids=batch.event_ids[keep],
+        contexts=batch.contexts[keep],
+        offsets=offsets,
+        action_index=batch.action_index[ent],
+        probabilities=batch.probabilities[ent],
+        chosen=batch.chosen[keep],
+        propensity=batch.propensity[keep],
+        reward=batch.reward[keep],
+        channel=None if batch.channel is None else batch.channel[keep],
+        partial_reward=None if batch.partial_reward is None else batch.partial_reward[keep],
+    )
+
+
 class VWBatchPolicy:
     """A VW contextual bandit deciding and learning inside the world.
 
@@ -218,6 +238,10 @@ class VWBatchPolicy:
         label, instead of when its window closes.
     delay_prior_weight : float
         Shrinkage of the delay correction (:class:`nba.delay.DelayCorrection`).
+    delay_warmup : int
+        Closed decisions the correction must have seen before early labels are
+        used; decisions released earlier are learned at window close instead,
+        with their final reward.
 
     Attributes
     ----------
@@ -236,8 +260,8 @@ class VWBatchPolicy:
         that were labelled once the correction had closed windows to learn
         from: ``n`` and the sums of (label - final reward) and of (partial
         reward - final reward), i.e. the bias of the labels learned and of the
-        partial rewards they corrected; ``n_cold`` counts decisions labelled
-        before any window had closed (their label is the partial reward).
+        partial rewards they corrected; ``n_cold`` counts decisions released
+        during the warm-up (learned at window close with their final reward).
     """
 
     uses_ground_truth = False
@@ -252,6 +276,7 @@ class VWBatchPolicy:
         name: str = "vw",
         release_after_days: int | None = None,
         delay_prior_weight: float = 1.0,
+        delay_warmup: int = 1000,
     ) -> None:
         if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
             raise PolicyError(f"vw batch policy: seed must be a non-negative integer, got {seed!r}")
@@ -273,6 +298,12 @@ class VWBatchPolicy:
         self.rng = np.random.default_rng(np.random.SeedSequence([seed, 0x5EED]))
         self.release_after_days = release_after_days
         self.delay_prior_weight = delay_prior_weight
+        if isinstance(delay_warmup, bool) or not isinstance(delay_warmup, int) or delay_warmup < 0:
+            raise PolicyError(
+                f"vw batch policy: delay_warmup must be an integer >= 0, got {delay_warmup!r}"
+            )
+        self.delay_warmup = delay_warmup
+        self._deferred: set[str] = set()
         self.learned_ = 0
         self.learn_calls_ = 0
         self.decided_ = 0
@@ -318,8 +349,14 @@ class VWBatchPolicy:
         out["learning"] = "online" if self.release_after_days is None else "online-early"
         if self.delay_ is not None:
             out["release_after_days"] = self.release_after_days
+            out["delay_warmup"] = self.delay_warmup
             out.update(self.delay_.params)
         return out
+
+    @property
+    def deferred_(self) -> int:
+        """Decisions released during the warm-up, waiting for their window to close."""
+        return len(self._deferred)
 
     def _check_catalog(self, catalog: Catalog) -> None:
         if catalog.version != self.catalog.version:
@@ -369,12 +406,14 @@ class VWBatchPolicy:
             return
         if batch.partial_reward is None or batch.channel is None:
             raise PolicyError(f"{self.name}: an early batch needs partial_reward and channel")
-        labels = self.delay_.label(batch.channel, batch.partial_reward)
-        if self.delay_.n_observed_ == 0:
+        if self.delay_.n_observed_ < self.delay_warmup:
+            # too few closed windows to correct with: learn these at window close
             self.label_error_["n_cold"] += batch.n
-        else:
-            for e, lab in zip(batch.event_ids, labels, strict=True):
-                self._labels[str(e)] = float(lab)
+            self._deferred.update(str(e) for e in batch.event_ids)
+            return
+        labels = self.delay_.label(batch.channel, batch.partial_reward)
+        for e, lab in zip(batch.event_ids, labels, strict=True):
+            self._labels[str(e)] = float(lab)
         self._learn(batch, labels)
 
     def _observe_closed(self, batch: LearnBatch) -> None:
@@ -382,6 +421,12 @@ class VWBatchPolicy:
         if batch.partial_reward is None or batch.channel is None:
             raise PolicyError(f"{self.name}: a closed batch needs partial_reward and channel")
         self.delay_.observe(batch.channel, batch.partial_reward, batch.reward)
+        if self._deferred:
+            late = np.array([str(e) in self._deferred for e in batch.event_ids], dtype=bool)
+            if late.any():
+                self._deferred.difference_update(str(e) for e in batch.event_ids[late])
+                sub = _subset(batch, late)
+                self._learn(sub, sub.reward)
         labels = np.array([self._labels.pop(str(e), np.nan) for e in batch.event_ids])
         known = ~np.isnan(labels)
         err = self.label_error_

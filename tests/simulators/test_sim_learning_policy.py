@@ -168,25 +168,36 @@ def test_same_seed_same_decisions(tmp_path):
 def early_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("vw-early") / "logs"
     world = World(150, seed=4)
-    pol = VWBatchPolicy.from_spec("vw:epsilon@2d", catalog=world.catalog, seed=4)
+    _, cfg = load_vw_spec("vw:epsilon")
+    pol = VWBatchPolicy(
+        cfg,
+        catalog=world.catalog,
+        seed=4,
+        name="vw:epsilon@2d",
+        release_after_days=2,
+        delay_warmup=60,
+    )
     summary = world.run(30, policy=pol, out=out)
     return out, pol, summary
 
 
-def test_early_release_learns_each_decision_once_two_days_after_it(early_run):
+def test_early_release_learns_each_decision_once_after_a_warm_up(early_run):
     out, pol, _ = early_run
-    assert pol.name == "vw:epsilon@2d" and pol.release_after_days == 2
+    assert pol.release_after_days == 2
     assert pol.params["learning"] == "online-early" and pol.params["release_after_days"] == 2
     dec = logio.read(out, "decisions").to_pandas()
     day = (dec.ts - dec.ts.min().normalize()).dt.days
     learned = dec.model_version.str.split("+").str[1].astype(int)
-    # nothing before day 2; from day 3 on the model has learned (not from day 16)
-    assert (learned[day < 2] == 0).all()
-    assert learned[day >= 3].min() > 0
-    # decisions of days 0..27 were released by day 29 (d + 2 <= 29), each once,
-    # although those of days 0..14 also came back when their windows closed
-    assert pol.learned_ == int((day <= 27).sum())
+    # the warm-up: nothing is learned before the first windows close (day 15)...
+    assert (learned[day < 15] == 0).all()
+    # ... then decisions two days old are learned at once, not 15 days later
+    closed_by_day_16 = int((day <= 1).sum())
+    assert learned[day >= 17].min() > closed_by_day_16
+    # decisions of days 0..27 were released by day 29 (d + 2 <= 29), each learned
+    # once: early with a corrected label, or at close if released in the warm-up
+    assert pol.learned_ + pol.deferred_ == int((day <= 27).sum())
     assert pol.delay_ is not None and pol.delay_.n_observed_ == int((day <= 14).sum())
+    assert pol.delay_.n_observed_ >= pol.delay_warmup
 
 
 def test_early_labels_are_less_biased_than_partial_rewards(early_run):
