@@ -181,8 +181,10 @@ def test_bad_batches(tmp_path: Any, hcp_ids: list[str], match: str) -> None:
 
 # ------------------------------------------------------------------- outcomes
 def _event(client: TestClient, put_hcp: Callable[..., str], **kw: Any) -> dict[str, Any]:
+    """A decision for H1; on the email channel unless ``channels`` says otherwise (the
+    outcome tests report email responses, which only an email action can have)."""
     put_hcp("H1")
-    r = decide(client, {"hcp_id": "H1", "k": 3, **kw})
+    r = decide(client, {"hcp_id": "H1", "k": 3, "channels": ["email"], **kw})
     assert r.status_code == 201
     return dict(r.json())
 
