@@ -249,6 +249,9 @@ def test_rep_feedback_is_kept_apart_and_changes_later_offers(
         ({"type": "opened", "ts": "2000-01-05T10:00:00Z"}, "before its decision"),
         ({"type": "opened", "value": "NaN"}, "value"),
         ({"type": "accepted", "action_id": "VEL-NOPE@email"}, "was not offered"),
+        ({"type": "clicked", "action_id": "VEL-EFF-01@rep_visit"}, "was not offered"),
+        ({"type": "meeting_held"}, "type 'meeting_held' cannot happen on channel 'email'"),
+        ({"type": "visited"}, "(only on: portal)"),
     ],
 )
 def test_bad_outcomes(
@@ -571,3 +574,38 @@ def test_requester_defaults_to_the_calling_key(
         app.dependency_overrides.clear()  # type: ignore[attr-defined]
     assert r.status_code == 201
     assert store(client).get_decision(r.json()["event_id"]).requester == "rep-app-7"
+
+
+def test_outcomes_about_another_suggestion(client: TestClient, put_hcp: Callable[..., str]) -> None:
+    """Any outcome may name the suggestion it concerns; it is stored with that action,
+    kept apart from the same report about the chosen action, and contact with it
+    records a touch of that suggestion, not of the chosen one."""
+    ev = _event(client, put_hcp, channels=["email"], k=3)
+    eid = ev["event_id"]
+    chosen, second = ev["suggestions"][0]["action_id"], ev["suggestions"][1]["action_id"]
+    r = post_outcome(client, eid, {"type": "delivered", "source_id": "m", "action_id": second})
+    assert r.status_code == 201 and r.json()["action_id"] == second
+    assert r.json()["kind"] == "hcp_response"
+    # the same type and source about the chosen action is another outcome
+    r = post_outcome(client, eid, {"type": "delivered", "source_id": "m"})
+    assert r.status_code == 201 and r.json()["action_id"] is None
+    stored = {o.outcome.action_id: o.outcome for o in store(client).outcomes_of(eid)}
+    assert set(stored) == {second, None}
+    touches = client.get("/v1/hcps/H1", headers=auth("report")).json()["recent_touches"]
+    assert sorted(t["content_id"] for t in touches) == sorted(
+        Action.parse(a).content_id for a in (chosen, second)
+    )
+
+
+def test_unknown_action_message_names_the_action_and_the_decision(
+    client: TestClient, put_hcp: Callable[..., str]
+) -> None:
+    eid = _event(client, put_hcp)["event_id"]
+    r = post_outcome(client, eid, {"type": "dismissed", "reason_code": "x", "action_id": "Z@email"})
+    assert r.status_code == 422
+    assert r.json()["message"] == (
+        f"outcome 'dismissed' of event '{eid}': action_id 'Z@email' was not offered in this "
+        f"decision (not one of its {len(store(client).get_decision(eid).action_ids)} "
+        "eligible actions)"
+    )
+    assert store(client).counts()["outcomes"] == 0
