@@ -317,6 +317,9 @@ class OutcomePublic(BaseModel):
     type: str
     value: float
     source: str
+    action_id: str | None = Field(
+        default=None, description="The suggestion it concerns (null: the chosen action)."
+    )
 
 
 class HCPDetail(BaseModel):

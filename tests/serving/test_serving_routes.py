@@ -591,10 +591,11 @@ def test_outcomes_about_another_suggestion(client: TestClient, put_hcp: Callable
     assert r.status_code == 201 and r.json()["action_id"] is None
     stored = {o.outcome.action_id: o.outcome for o in store(client).outcomes_of(eid)}
     assert set(stored) == {second, None}
-    touches = client.get("/v1/hcps/H1", headers=auth("report")).json()["recent_touches"]
-    assert sorted(t["content_id"] for t in touches) == sorted(
+    detail = client.get("/v1/hcps/H1", headers=auth("report")).json()
+    assert sorted(t["content_id"] for t in detail["recent_touches"]) == sorted(
         Action.parse(a).content_id for a in (chosen, second)
     )
+    assert sorted(o["action_id"] or "" for o in detail["recent_outcomes"]) == ["", second]
 
 
 def test_unknown_action_message_names_the_action_and_the_decision(
