@@ -10,6 +10,9 @@ Semantics, for a reward definition with window ``W``:
 
 1. Outcomes are de-duplicated on ``(event_id, type, source_id)``; of the copies
    the earliest is kept. Removed copies are counted (``duplicate_outcomes``).
+   The key does not include ``action_id``: a writer reporting the same type
+   about two suggestions gives them distinct ``source_id`` values (the service
+   appends ``|<action_id>`` for a suggestion other than the chosen one).
 2. Each remaining outcome is classified against its decision:
 
    - ``unknown``: no decision with that ``event_id`` (``unknown_event_outcomes``),
