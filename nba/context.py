@@ -9,7 +9,9 @@ event store; both use the same definitions of the history counts:
   in the ``N`` days before the decision day (days ``day-N .. day-1``).
 - ``engagements_30d[channel]``: outcomes of a type in
   :data:`nba.domain.ENGAGEMENT_TYPES` in those 30 days, counted once per
-  (decision, type), by the channel of the decision's chosen action.
+  (decision, action, type), by the channel of the action the outcome concerns
+  (its ``action_id``, else the decision's chosen action; the simulator's
+  outcomes all concern the chosen action).
 - ``topic_engagements_90d[topic]``: the same over 90 days, by topic.
 - ``days_since_touch[channel]``: whole days since the last touch on that
   channel (absent: none in the last 90 days).

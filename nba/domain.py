@@ -52,6 +52,32 @@ REP_FEEDBACK_TYPES: frozenset[str] = frozenset({"accepted", "dismissed", "snooze
 
 OUTCOME_TYPES: frozenset[str] = HCP_RESPONSE_TYPES | REP_FEEDBACK_TYPES
 
+#: The numeric reward of the Personalizer-compatible routes and of imported DSJSON
+#: (its ``value`` is the reward).
+REWARD_TYPE = "reward"
+
+#: Outcome types that can only happen on some channels: type -> those channels.
+#: Taken from what the simulator's channel models emit (``simulators/hcp/response.py``)
+#: and what the service documents per channel: an email is delivered, opened,
+#: clicked; a visit or a call is held; a webinar is registered for and attended;
+#: the portal is visited and downloaded from.
+OUTCOME_CHANNELS: Mapping[str, frozenset[str]] = {
+    "delivered": frozenset({"email"}),
+    "opened": frozenset({"email"}),
+    "clicked": frozenset({"email"}),
+    "meeting_held": frozenset({"rep_visit"}),
+    "call_held": frozenset({"remote_call"}),
+    "registered": frozenset({"webinar"}),
+    "attended": frozenset({"webinar"}),
+    "visited": frozenset({"portal"}),
+    "downloaded": frozenset({"portal"}),
+}
+
+#: Outcome types that can concern an action on any channel: rep feedback (a rep
+#: judges a suggestion whatever its channel), ``unsubscribed`` (consent is given
+#: and withdrawn per channel, on every channel) and the numeric ``reward``.
+ANY_CHANNEL_TYPES: frozenset[str] = REP_FEEDBACK_TYPES | {"unsubscribed", REWARD_TYPE}
+
 #: HCP responses that count as engagement in history features.
 ENGAGEMENT_TYPES: frozenset[str] = frozenset(
     {"opened", "clicked", "meeting_held", "call_held", "attended", "visited", "downloaded"}
@@ -300,9 +326,38 @@ class Decision:
             )
 
 
+def outcome_channel_problem(type_: str, channel: str) -> str | None:
+    """Why an outcome of ``type_`` cannot concern an action on ``channel`` (None: it can).
+
+    Only the built-in :data:`CHANNELS` are checked: a channel a catalog adds is
+    not in the table, so any type is accepted there, as is a type outside
+    :data:`OUTCOME_CHANNELS` (types are validated where they are read).
+
+    >>> outcome_channel_problem("opened", "email") is None
+    True
+    >>> outcome_channel_problem("opened", "rep_visit")
+    "outcome type 'opened' cannot happen on channel 'rep_visit' (only on: email)"
+    >>> outcome_channel_problem("accepted", "rep_visit") is None
+    True
+    """
+    allowed = OUTCOME_CHANNELS.get(type_)
+    if allowed is None or channel not in CHANNELS or channel in allowed:
+        return None
+    return (
+        f"outcome type {type_!r} cannot happen on channel {channel!r} "
+        f"(only on: {', '.join(sorted(allowed))})"
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class Outcome:
-    """Something that happened after a decision, joined to it by ``event_id``."""
+    """Something that happened after a decision, joined to it by ``event_id``.
+
+    ``action_id`` names the action of the decision the outcome concerns (a rep's
+    feedback or an HCP's response about another of its suggestions); ``None``
+    means the decision's chosen action. Only outcomes about the chosen action
+    enter the decision's reward (:mod:`nba.logs.join`).
+    """
 
     event_id: str
     ts: datetime
@@ -310,6 +365,7 @@ class Outcome:
     value: float = 1.0
     source: str = "hcp"
     source_id: str = ""
+    action_id: str | None = None
 
     def __post_init__(self) -> None:
         where = f"Outcome for '{self.event_id}'"
@@ -320,6 +376,10 @@ class Outcome:
             raise _fail(where, "type", "must not be empty")
         if not math.isfinite(self.value):
             raise _fail(where, "value", f"{self.value} is not finite")
+        if self.action_id is not None and (
+            not isinstance(self.action_id, str) or not self.action_id
+        ):
+            raise _fail(where, "action_id", "must be a non-empty string or None")
 
 
 @dataclass(frozen=True, slots=True)

@@ -144,6 +144,7 @@ def export_cmd(
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
+    from nba.logs import io
     from nba.logs.dsjson import export_dsjson, load_catalogs
 
     if fmt is None:
@@ -192,7 +193,9 @@ def export_cmd(
                     "featurizing with the packaged catalog where its version matches",
                     err=True,
                 )
-            export_dsjson(table, out, catalogs, progress=not quiet)
+            # outcomes about other suggestions than the chosen one travel in each line
+            outcomes = io.read(catalog_dir, "outcomes", since=_day(since)) if catalog_dir else None
+            export_dsjson(table, out, catalogs, progress=not quiet, outcomes=outcomes)
     except ValidationError as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(f"reward definition: {result.reward_definition}")

@@ -430,12 +430,8 @@ class DecisionEngine:
         if decision is None:
             raise unknown_event(event_id)
         is_feedback = req.type in REP_FEEDBACK_TYPES
-        if not is_feedback and (
-            req.reason_code is not None or req.until is not None or req.action_id is not None
-        ):
-            raise invalid(
-                f"reason_code, until and action_id belong to rep feedback, not to {req.type!r}"
-            )
+        if not is_feedback and (req.reason_code is not None or req.until is not None):
+            raise invalid(f"reason_code and until belong to rep feedback, not to {req.type!r}")
         if req.type == "dismissed" and not req.reason_code:
             raise invalid("reason_code: a dismissal needs a reason code")
         if req.until is not None and req.type != "snoozed":
@@ -448,28 +444,34 @@ class DecisionEngine:
                     f"ts: {ts.isoformat()} is before its decision ({decision.ts.isoformat()})"
                 )
             ts = decision.ts  # clock skew between workers: never before the decision
-        action_id = req.action_id or decision.chosen_action_id
-        if action_id not in decision.action_ids:
-            raise invalid(f"action_id: {action_id!r} was not offered in this event")
         until_dt = None
         if req.until is not None:
             until_dt = datetime(req.until.year, req.until.month, req.until.day, tzinfo=UTC)
             if until_dt <= ts:
                 raise invalid(f"until: {req.until.isoformat()} is not after the feedback time")
         source_id = req.source_id
-        if is_feedback and action_id != decision.chosen_action_id:
-            # feedback on another suggestion of the same event is its own outcome
-            source_id = f"{source_id}|{action_id}"
+        if req.action_id is not None and req.action_id != decision.chosen_action_id:
+            # an outcome about another suggestion of the same event is its own outcome:
+            # the idempotency key (event, type, source_id) must not merge it with the
+            # same report about the chosen action
+            source_id = f"{source_id}|{req.action_id}"
         outcome = Outcome(
-            event_id, ts, req.type, float(req.value), "rep" if is_feedback else "hcp", source_id
+            event_id,
+            ts,
+            req.type,
+            float(req.value),
+            "rep" if is_feedback else "hcp",
+            source_id,
+            req.action_id,
         )
         late = ts > decision.ts + timedelta(days=float(self.reward.window_days))
         try:
+            # the store refuses an action the decision did not offer and a type that
+            # cannot happen on the action's channel, naming both
             stored = self.store.add_outcome(
                 outcome,
                 reason_code=req.reason_code if is_feedback else None,
                 snooze_until=until_dt,
-                action_id=action_id if is_feedback else None,
             )
         except UnknownEventError:
             raise unknown_event(event_id) from None
@@ -478,23 +480,29 @@ class DecisionEngine:
         if stored:
             self.metrics.outcomes.labels(type=req.type, late=str(late).lower()).inc()
             if req.type in CONTACT_TYPES:
-                self._touch_from_outcome(decision, ts)
+                self._touch_from_outcome(decision, req.action_id, ts)
         return (201 if stored else 200), schemas.OutcomeResponse(
             event_id=event_id,
             type=req.type,
+            action_id=req.action_id,
             kind="rep_feedback" if is_feedback else "hcp_response",
             stored=stored,
             late=late,
         )
 
-    def _touch_from_outcome(self, decision: Decision, ts: datetime) -> None:
-        """The first outcome proving contact turns our decision into a touch ("ours")."""
+    def _touch_from_outcome(self, decision: Decision, action_id: str | None, ts: datetime) -> None:
+        """The first outcome proving contact with one of the decision's actions (``None``:
+        the chosen one) turns that action into a touch ("ours")."""
+        concerned = action_id or decision.chosen_action_id
         contact = [
-            o for o in self.store.outcomes_of(decision.event_id) if o.outcome.type in CONTACT_TYPES
+            o
+            for o in self.store.outcomes_of(decision.event_id)
+            if o.outcome.type in CONTACT_TYPES
+            and (o.outcome.action_id or decision.chosen_action_id) == concerned
         ]
         if len(contact) != 1:
             return
-        a = Action.parse(decision.chosen_action_id)
+        a = Action.parse(concerned)
         self.store.add_touch(Touch(decision.hcp_id, ts, a.channel, a.content_id, "ours"))
 
     def activate(self, event_id: str) -> schemas.ActivateResponse:

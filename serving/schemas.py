@@ -174,6 +174,7 @@ class OutcomeRequest(BaseModel):
                 {"type": "opened", "source_id": "esp-msg-8812"},
                 {"type": "dismissed", "reason_code": "not_relevant"},
                 {"type": "snoozed", "until": "2026-02-01"},
+                {"type": "accepted", "action_id": "VEL-EFF-03@rep_visit"},
             ]
         },
     )
@@ -185,7 +186,12 @@ class OutcomeRequest(BaseModel):
     reason_code: str | None = Field(default=None, min_length=1, max_length=64)
     until: date | None = None
     action_id: ActionIdStr | None = Field(
-        default=None, description="Rep feedback: which suggestion (default: the chosen one)."
+        default=None,
+        description=(
+            "The suggestion (one of the decision's action ids) this outcome concerns; "
+            "default: the chosen action. Only outcomes about the chosen action enter "
+            "its reward; the others are kept."
+        ),
     )
 
     @field_validator("type")
@@ -206,6 +212,9 @@ class OutcomeResponse(BaseModel):
     event_id: str
     type: str
     kind: Literal["hcp_response", "rep_feedback"]
+    action_id: str | None = Field(
+        default=None, description="The suggestion it concerns (null: the chosen action)."
+    )
     stored: bool = Field(description="False when this (event, type, source_id) was already stored.")
     late: bool = Field(description="Arrived after the reward window.")
 
@@ -308,6 +317,9 @@ class OutcomePublic(BaseModel):
     type: str
     value: float
     source: str
+    action_id: str | None = Field(
+        default=None, description="The suggestion it concerns (null: the chosen action)."
+    )
 
 
 class HCPDetail(BaseModel):

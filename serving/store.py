@@ -69,11 +69,13 @@ from nba.domain import (
     Touch,
     ValidationError,
     ensure_utc,
+    outcome_channel_problem,
 )
 from nba.logs import io as logio
 from nba.logs.schema import DECISIONS, OUTCOMES, TOUCHES
 
-SCHEMA_VERSION = 1
+#: Version 2 added ``outcomes.action_id``; a version-1 file is migrated when opened.
+SCHEMA_VERSION = 2
 SYNCHRONOUS_MODES = ("FULL", "NORMAL", "EXTRA")
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _US = timedelta(microseconds=1)
@@ -135,6 +137,7 @@ CREATE TABLE IF NOT EXISTS outcomes (
     kind TEXT NOT NULL,
     late INTEGER NOT NULL,
     received_us INTEGER NOT NULL,
+    action_id TEXT,
     UNIQUE (event_id, type, source_id)
 );
 CREATE INDEX IF NOT EXISTS outcomes_ts ON outcomes (ts_us);
@@ -295,11 +298,30 @@ class EventStore:
                     "INSERT INTO meta (key, value) VALUES ('schema_version', ?)",
                     (str(SCHEMA_VERSION),),
                 )
+            elif int(row[0]) == 1:
+                self._migrate_1_to_2(c)
             elif int(row[0]) != SCHEMA_VERSION:
                 raise StoreError(
                     f"EventStore: {self.path} has schema version {row[0]}, "
                     f"this code reads version {SCHEMA_VERSION}"
                 )
+
+    @staticmethod
+    def _migrate_1_to_2(c: sqlite3.Connection) -> None:
+        """Add ``outcomes.action_id`` (in the caller's write transaction).
+
+        Version 1 kept the suggestion a rep's feedback concerned only in the
+        ``feedback`` table; feedback about another action than the chosen one
+        gets that action id, every other outcome stays null (the chosen action).
+        """
+        c.execute("ALTER TABLE outcomes ADD COLUMN action_id TEXT")
+        c.execute(
+            "UPDATE outcomes SET action_id = (SELECT f.action_id FROM feedback f"
+            " WHERE f.outcome_id = outcomes.id) WHERE id IN (SELECT f.outcome_id"
+            " FROM feedback f JOIN decisions d ON d.event_id = f.event_id"
+            " WHERE f.action_id <> d.chosen_action_id)"
+        )
+        c.execute("UPDATE meta SET value='2' WHERE key='schema_version'")
 
     # ------------------------------------------------------------ plumbing
     def _conn(self) -> sqlite3.Connection:
@@ -642,11 +664,13 @@ class EventStore:
         outcome: Outcome,
         reason_code: str | None = None,
         snooze_until: datetime | None = None,
-        action_id: str | None = None,
     ) -> bool:
         """Store an outcome of a stored decision; durable when this returns.
 
-        Idempotent on ``(event_id, type, source_id)``. Rep feedback types
+        Idempotent on ``(event_id, type, source_id)``. ``outcome.action_id``
+        (default: the chosen action) must be one of the decision's actions, and
+        the outcome's type must be able to happen on that action's channel
+        (:func:`nba.domain.outcome_channel_problem`). Rep feedback types
         (:data:`nba.domain.REP_FEEDBACK_TYPES`) are also kept apart, with their
         reason code and snooze date, for :meth:`recent_feedback`.
 
@@ -657,9 +681,6 @@ class EventStore:
             Only for rep feedback (why a suggestion was dismissed).
         snooze_until : datetime, optional
             Only for ``snoozed``; must be after the outcome's ``ts``.
-        action_id : str, optional
-            For rep feedback: which of the decision's actions it is about
-            (default: the chosen action). Must be one of the decision's actions.
 
         Returns
         -------
@@ -671,8 +692,9 @@ class EventStore:
         UnknownEventError
             No such decision.
         StoreError
-            The outcome precedes its decision, or feedback details are given for
-            an outcome that is not rep feedback.
+            The outcome precedes its decision, names an action the decision did
+            not offer, cannot happen on that action's channel, or feedback
+            details are given for an outcome that is not rep feedback.
         """
         if not isinstance(outcome, Outcome):
             raise StoreError(f"add_outcome: expected an Outcome, got {type(outcome).__name__}")
@@ -680,8 +702,6 @@ class EventStore:
         where = f"outcome '{outcome.type}' of event '{outcome.event_id}'"
         if not is_feedback and (reason_code is not None or snooze_until is not None):
             raise StoreError(f"{where}: reason_code/snooze_until are only for rep feedback")
-        if action_id is not None and not is_feedback:
-            raise StoreError(f"{where}: action_id is only for rep feedback")
         until_us: int | None = None
         if snooze_until is not None:
             if outcome.type != "snoozed":
@@ -706,12 +726,20 @@ class EventStore:
                     f"{where}: ts {outcome.ts.isoformat()} is before its decision "
                     f"({_from_us(d_us).isoformat()})"
                 )
-            target = chosen if action_id is None else action_id
-            if is_feedback and target not in json.loads(action_ids):
-                raise StoreError(f"{where}: action '{target}' is not one of the decision's")
+            target = chosen if outcome.action_id is None else outcome.action_id
+            offered = json.loads(action_ids)
+            if target not in offered:
+                raise StoreError(
+                    f"{where}: action_id '{target}' was not offered in this decision "
+                    f"(not one of its {len(offered)} eligible actions)"
+                )
+            _, sep, channel = target.rpartition("@")
+            problem = outcome_channel_problem(outcome.type, channel) if sep else None
+            if problem is not None:
+                raise StoreError(f"{where}: action '{target}': {problem}")
             cur = c.execute(
                 "INSERT OR IGNORE INTO outcomes (event_id, ts_us, type, value, source, source_id,"
-                " kind, late, received_us) VALUES (?,?,?,?,?,?,?,?,?)",
+                " kind, late, received_us, action_id) VALUES (?,?,?,?,?,?,?,?,?,?)",
                 (
                     outcome.event_id,
                     ts_us,
@@ -722,6 +750,7 @@ class EventStore:
                     "feedback" if is_feedback else "response",
                     int(ts_us - d_us > window_us),
                     _to_us(datetime.now(UTC)),
+                    outcome.action_id,
                 ),
             )
             if cur.rowcount != 1:
@@ -758,7 +787,7 @@ class EventStore:
             self._conn()
             .execute(
                 "SELECT o.event_id, o.ts_us, o.type, o.value, o.source, o.source_id, o.kind,"
-                " o.late, f.reason_code, f.snooze_until_us FROM outcomes o"
+                " o.late, f.reason_code, f.snooze_until_us, o.action_id FROM outcomes o"
                 " JOIN decisions d ON d.event_id=o.event_id"
                 " LEFT JOIN feedback f ON f.outcome_id=o.id"
                 f" WHERE {where} ORDER BY o.ts_us, o.id",
@@ -768,7 +797,7 @@ class EventStore:
         )
         return [
             StoredOutcome(
-                outcome=Outcome(r[0], _from_us(r[1]), r[2], float(r[3]), r[4], r[5]),
+                outcome=Outcome(r[0], _from_us(r[1]), r[2], float(r[3]), r[4], r[5], r[10]),
                 kind=r[6],
                 late=bool(r[7]),
                 reason_code=r[8],
@@ -876,13 +905,15 @@ class EventStore:
 
     @staticmethod
     def _engaged(con: sqlite3.Connection, hcp_id: str, lo_us: int, hi_us: int) -> list[str]:
-        """Chosen action of each distinct (decision, engagement type) of the HCP with an
+        """The action engaged with (the outcome's ``action_id``, else the decision's chosen
+        action) of each distinct (decision, action, engagement type) of the HCP with an
         outcome in ``[lo_us, hi_us)``."""
         types = sorted(ENGAGEMENT_TYPES)
         rows = con.execute(
-            "SELECT d.chosen_action_id FROM outcomes o JOIN decisions d ON d.event_id=o.event_id"
+            "SELECT COALESCE(o.action_id, d.chosen_action_id) AS a FROM outcomes o"
+            " JOIN decisions d ON d.event_id=o.event_id"
             f" WHERE d.hcp_id=? AND o.type IN ({','.join('?' * len(types))})"
-            " AND o.ts_us>=? AND o.ts_us<? GROUP BY o.event_id, o.type",
+            " AND o.ts_us>=? AND o.ts_us<? GROUP BY o.event_id, a, o.type",
             (hcp_id, *types, lo_us, hi_us),
         ).fetchall()
         return [r[0] for r in rows]
@@ -1018,7 +1049,7 @@ class EventStore:
         self, con: sqlite3.Connection, out_dir: str | Path, cond: str, args: tuple[Any, ...]
     ) -> int:
         cur = con.execute(
-            "SELECT o.event_id, o.ts_us, o.type, o.value, o.source, o.source_id"
+            "SELECT o.event_id, o.ts_us, o.type, o.value, o.source, o.source_id, o.action_id"
             f" FROM outcomes o JOIN decisions d ON d.event_id=o.event_id WHERE {cond}"
             " ORDER BY o.ts_us, o.id",
             args,

@@ -3,8 +3,8 @@
 - the data-scientist tour block runs verbatim in a scratch directory;
 - the service block: the README's `nba serve` line starts a real server on a
   free loopback port, and every curl line runs against it, in order, with the
-  port substituted and ``EVENT_ID`` replaced by the event id the decision call
-  returned.
+  port substituted, ``EVENT_ID`` replaced by the event id the decision call
+  returned and ``SECOND_ACTION_ID`` by the action id of its second suggestion.
 """
 
 from __future__ import annotations
@@ -111,13 +111,16 @@ def test_service_calls_run_against_a_real_server(tmp_path: Path) -> None:
             assert time.monotonic() < deadline, "service not ready"
             time.sleep(0.2)
         answers = []
-        event_id = None
+        event_id = second = None
         for line in _commands(calls_block):
             assert line.startswith("curl ")
             line = line.replace("127.0.0.1:8000", f"127.0.0.1:{port}")
             if "EVENT_ID" in line:
                 assert event_id, "the decision call gave no event id"
                 line = line.replace("EVENT_ID", event_id)
+            if "SECOND_ACTION_ID" in line:
+                assert second, "the decision call gave no second suggestion"
+                line = line.replace("SECOND_ACTION_ID", second)
             args = shlex.split(line)
             out = subprocess.run(
                 [*args, "-w", "\n%{http_code}"], capture_output=True, text=True, check=True
@@ -126,15 +129,17 @@ def test_service_calls_run_against_a_real_server(tmp_path: Path) -> None:
             answers.append((int(code), json.loads(body)))
             if "/v1/decisions " in line + " " and event_id is None:
                 event_id = answers[-1][1]["event_id"]
+                second = answers[-1][1]["suggestions"][1]["action_id"]
         codes = [c for c, _ in answers]
-        assert codes == [201, 201, 201, 201, 201], answers  # created, created, 3 x created
+        assert codes == [201] * 6, answers  # 2 HCPs, 2 decision calls, 2 outcomes: created
         decision = answers[2][1]
-        assert 1 <= len(decision["suggestions"]) <= 3
+        assert 2 <= len(decision["suggestions"]) <= 3
         assert all(s["channel"] == "rep_visit" and s["reasons"] for s in decision["suggestions"])
         assert "uniform" in decision["model_version"]  # no model registered yet
         batch = answers[3][1]
         assert {d["hcp_id"] for d in batch["decisions"]} == {"hcp-000001", "hcp-000002"}
-        assert answers[4][1]["stored"] is True
+        assert answers[4][1]["stored"] is True and answers[4][1]["action_id"] is None
+        assert answers[5][1]["action_id"] == second != decision["chosen_action_id"]
     finally:
         proc.terminate()
         proc.wait(timeout=30)

@@ -25,8 +25,18 @@ DSJSON field               from the joined row
 ``nba``                    our own fields VW ignores: ``action_ids``,
                            ``hcp_id``, ``requester``, ``channels_requested``,
                            ``catalog_version``, ``policy``,
-                           ``reward_definition``, ``reward_is_default``
+                           ``reward_definition``, ``reward_is_default``, and
+                           ``other_action_outcomes`` when there are any
 =========================  ==================================================
+
+Outcomes about another suggestion than the chosen one (an outcome ``action_id``
+that is not the decision's ``chosen_action_id``) are not part of the reward, so
+they cannot travel in ``_label_cost``; VW's label has room for the chosen
+action only. They travel in ``nba.other_action_outcomes``, a list of objects
+``{"action_id", "type", "value", "ts", "source", "source_id"}`` (``ts`` written
+like ``Timestamp``), de-duplicated on ``(type, source_id)`` (earliest kept) and
+ordered by time, whatever their time (late ones included). VW ignores the
+``nba`` block, so it reads every line exactly as it would without them.
 
 Import (foreign or our own DSJSON into ``decisions`` + ``outcomes``)
 --------------------------------------------------------------------
@@ -61,6 +71,13 @@ Import (foreign or our own DSJSON into ``decisions`` + ``outcomes``)
   ``"label"``. Their reward lives in ``value``; the default reward definition
   weighs type ``reward`` by its value (``value_types``), so re-joining an
   imported log gives back its rewards.
+- Each entry of ``nba.other_action_outcomes`` becomes an outcome with its own
+  ``action_id``, ``type``, ``value``, ``ts``, ``source`` and ``source_id``. The
+  action must be one of the event's actions other than the chosen one, the
+  type a known outcome type (:data:`nba.domain.OUTCOME_TYPES` or ``reward``)
+  that can happen on the action's channel
+  (:func:`nba.domain.outcome_channel_problem`). Re-joining counts them as
+  ``other_action_outcomes``, as before the export.
 
 Only contextual-bandit events are read; CCB/slates events (``c._slots``,
 ``_outcomes``) are refused. Bad lines fail with ``FILE:LINE: field '...': problem``.
@@ -96,11 +113,14 @@ from tqdm import tqdm
 from nba.catalog import Catalog
 from nba.context import DecisionContext
 from nba.domain import (
+    OUTCOME_TYPES,
     PROBABILITY_TOLERANCE,
+    REWARD_TYPE,
     Action,
     Decision,
     Outcome,
     ValidationError,
+    outcome_channel_problem,
 )
 from nba.features import Featurizer
 from nba.logs import io
@@ -114,6 +134,8 @@ NBA_KEY = "nba"
 #: Top-level key of an imported foreign context.
 FOREIGN_KEY = "dsjson"
 FOREIGN_ACTIONS_KEY = "dsjson_actions"
+#: Key, inside our block, of the outcomes about other suggestions than the chosen one.
+OTHER_OUTCOMES_KEY = "other_action_outcomes"
 PROBABILITY_SLACK = 1e-4
 
 
@@ -234,8 +256,17 @@ def _timestamp(ts: datetime) -> str:
     return ts.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def dsjson_line(row: Mapping[str, Any], catalog: Catalog | None = None) -> str:
-    """One DSJSON line for one joined row (a dict with the :data:`JOINED` columns)."""
+def dsjson_line(
+    row: Mapping[str, Any],
+    catalog: Catalog | None = None,
+    other_outcomes: Sequence[Mapping[str, Any]] = (),
+) -> str:
+    """One DSJSON line for one joined row (a dict with the :data:`JOINED` columns).
+
+    ``other_outcomes`` are this decision's outcomes about other actions than the
+    chosen one (dicts with the :data:`OUTCOMES` columns), written to
+    ``nba.other_action_outcomes`` in the order given.
+    """
     shared, actions = dsjson_features(
         row["context"], row["action_ids"], catalog, row.get("catalog_version")
     )
@@ -273,11 +304,68 @@ def dsjson_line(row: Mapping[str, Any], catalog: Catalog | None = None) -> str:
             },
         }
     )
+    if other_outcomes:
+        obj[NBA_KEY][OTHER_OUTCOMES_KEY] = [
+            {
+                "action_id": o["action_id"],
+                "type": o["type"],
+                "value": float(o["value"]),
+                "ts": _timestamp(o["ts"]),
+                "source": o["source"],
+                "source_id": o["source_id"],
+            }
+            for o in other_outcomes
+        ]
     return json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
 
 
+def other_action_outcomes(outcomes: pa.Table, joined: pa.Table) -> dict[str, list[dict[str, Any]]]:
+    """The outcomes about another action than the chosen one, per joined decision.
+
+    Parameters
+    ----------
+    outcomes : pyarrow.Table
+        Conforming to :data:`OUTCOMES` (any rows; others are ignored).
+    joined : pyarrow.Table
+        With ``event_id`` and ``chosen_action_id``.
+
+    Returns
+    -------
+    dict
+        ``event_id`` -> outcome rows (dicts), de-duplicated on ``(type,
+        source_id)`` keeping the earliest (as the join does), in time order.
+    """
+    outcomes = io.conform(outcomes, "outcomes")
+    aid = outcomes.column("action_id")
+    if aid.null_count == len(aid):
+        return {}
+    chosen = dict(
+        zip(
+            joined.column("event_id").to_pylist(),
+            joined.column("chosen_action_id").to_pylist(),
+            strict=True,
+        )
+    )
+    rows = outcomes.filter(pc.is_valid(aid)).to_pylist()
+    rows.sort(key=lambda o: (o["ts"], o["value"]))
+    out: dict[str, list[dict[str, Any]]] = {}
+    seen: set[tuple[str, str, str]] = set()
+    for o in rows:
+        key = (o["event_id"], o["type"], o["source_id"])
+        c = chosen.get(o["event_id"])
+        if c is None or key in seen:
+            continue
+        seen.add(key)
+        if o["action_id"] != c:
+            out.setdefault(o["event_id"], []).append(o)
+    return out
+
+
 def iter_dsjson(
-    joined: pa.Table, catalogs: Mapping[str, Catalog] | None = None, batch_size: int = 4096
+    joined: pa.Table,
+    catalogs: Mapping[str, Catalog] | None = None,
+    batch_size: int = 4096,
+    outcomes: pa.Table | None = None,
 ) -> Iterator[str]:
     """DSJSON lines (without newline) for every row of a joined table, in order.
 
@@ -287,15 +375,22 @@ def iter_dsjson(
         Schema :data:`nba.logs.schema.JOINED`.
     catalogs : mapping of catalog_version -> Catalog, optional
         Catalog of each version, for item features; missing versions get none.
+    outcomes : pyarrow.Table, optional
+        The log's outcomes (:data:`OUTCOMES`); those about another action than
+        a decision's chosen one go to its ``nba.other_action_outcomes``.
+        Without it no line carries any.
     """
     missing = [f.name for f in JOINED if f.name not in joined.column_names]
     if missing:
         raise DsjsonError(f"joined table: missing column(s) {', '.join(missing)}")
     cats = dict(catalogs or {})
+    others = {} if outcomes is None else other_action_outcomes(outcomes, joined)
     for batch in joined.select(JOINED.names).to_batches(max_chunksize=batch_size):
         for row in batch.to_pylist():
             try:
-                yield dsjson_line(row, cats.get(row["catalog_version"]))
+                yield dsjson_line(
+                    row, cats.get(row["catalog_version"]), others.get(row["event_id"], ())
+                )
             except ValidationError as exc:
                 if isinstance(exc, DsjsonError):
                     raise
@@ -307,8 +402,12 @@ def export_dsjson(
     path: str | Path,
     catalogs: Mapping[str, Catalog] | None = None,
     progress: bool = False,
+    outcomes: pa.Table | None = None,
 ) -> int:
     """Write ``joined`` as a DSJSON file (atomically: temp file, then rename).
+
+    ``outcomes`` (optional) supplies each decision's outcomes about other
+    actions than the chosen one, as for :func:`iter_dsjson`.
 
     Returns
     -------
@@ -330,7 +429,7 @@ def export_dsjson(
                 desc="dsjson",
             ) as bar,
         ):
-            for line in iter_dsjson(joined, catalogs):
+            for line in iter_dsjson(joined, catalogs, outcomes=outcomes):
                 fh.write(line)
                 fh.write("\n")
                 n += 1
@@ -583,7 +682,51 @@ def _parse_line(obj: Any, err: Any) -> tuple[Decision, list[Outcome]]:
     elif cost is not None and not nba.get("reward_is_default", False):
         value = -float(cost) if cost != 0 else 0.0
         outcomes.append(Outcome(event_id, ts, "reward", value, "dsjson", "label"))
+    outcomes.extend(_other_outcomes(nba.get(OTHER_OUTCOMES_KEY), decision, err))
     return decision, outcomes
+
+
+_KNOWN_TYPES = OUTCOME_TYPES | {REWARD_TYPE}
+
+
+def _other_outcomes(entries: Any, decision: Decision, err: Any) -> list[Outcome]:
+    """The outcomes of ``nba.other_action_outcomes`` (see the module docstring)."""
+    if entries is None:
+        return []
+    where = f"{NBA_KEY}.{OTHER_OUTCOMES_KEY}"
+    if not isinstance(entries, list):
+        raise err(where, "must be a list of outcome objects")
+    out = []
+    for i, e in enumerate(entries):
+        at = f"{where}[{i}]"
+        if not isinstance(e, dict):
+            raise err(at, "must be an object")
+        aid = e.get("action_id")
+        if not isinstance(aid, str) or aid not in decision.action_ids:
+            raise err(f"{at}.action_id", f"{aid!r} is not one of the event's actions")
+        if aid == decision.chosen_action_id:
+            raise err(
+                f"{at}.action_id",
+                f"{aid!r} is the chosen action; its outcomes travel in the label",
+            )
+        typ = e.get("type")
+        if typ not in _KNOWN_TYPES:
+            raise err(f"{at}.type", f"unknown outcome type {typ!r}")
+        _, sep, channel = aid.rpartition("@")
+        problem = outcome_channel_problem(typ, channel) if sep else None
+        if problem is not None:
+            raise err(f"{at}.type", problem)
+        value = e.get("value", 1.0)
+        if not _is_number(value):
+            raise err(f"{at}.value", f"must be a finite number, got {value!r}")
+        for key in ("source", "source_id"):
+            if not isinstance(e.get(key), str):
+                raise err(f"{at}.{key}", "must be a string")
+        ts = _parse_ts(e.get("ts"), lambda _f, problem, _at=at: err(f"{_at}.ts", problem))
+        out.append(
+            Outcome(decision.event_id, ts, typ, float(value), e["source"], e["source_id"], aid)
+        )
+    return out
 
 
 def _decisions_table(decisions: Sequence[Decision]) -> pa.Table:
@@ -620,6 +763,7 @@ def _outcomes_table(outcomes: Sequence[Outcome]) -> pa.Table:
             "value": o.value,
             "source": o.source,
             "source_id": o.source_id,
+            "action_id": o.action_id,
         }
         for o in outcomes
     ]

@@ -66,8 +66,15 @@ def _schema(name: str) -> pa.Schema:
 
 
 def conform(table: pa.Table, name: str) -> pa.Table:
-    """Cast ``table`` to the contract schema of ``name``, refusing missing columns or nulls."""
+    """Cast ``table`` to the contract schema of ``name``, refusing missing columns or nulls.
+
+    A missing nullable column (one a later contract version added, such as the
+    outcomes' ``action_id``) is filled with nulls, so older writers still conform.
+    """
     schema = _schema(name)
+    for f in schema:
+        if f.nullable and f.name not in table.column_names:
+            table = table.append_column(f, pa.nulls(table.num_rows, f.type))
     missing = [f.name for f in schema if f.name not in table.column_names]
     if missing:
         raise LogError(f"{name}: missing column(s) {', '.join(missing)}")

@@ -10,12 +10,22 @@ Semantics, for a reward definition with window ``W``:
 
 1. Outcomes are de-duplicated on ``(event_id, type, source_id)``; of the copies
    the earliest is kept. Removed copies are counted (``duplicate_outcomes``).
+   The key does not include ``action_id``: a writer reporting the same type
+   about two suggestions gives them distinct ``source_id`` values (the service
+   appends ``|<action_id>`` for a suggestion other than the chosen one).
 2. Each remaining outcome is classified against its decision:
 
    - ``unknown``: no decision with that ``event_id`` (``unknown_event_outcomes``),
+   - ``other_action``: its ``action_id`` names an action other than the
+     decision's ``chosen_action_id`` (``other_action_outcomes``): a rep's
+     feedback or an HCP's response about another suggestion of the same
+     decision. It is kept in the log but never credited to the chosen action,
+     whatever its time,
    - ``early``: ``outcome.ts < decision.ts`` (``early_outcomes``),
    - ``late``: ``outcome.ts > decision.ts + W`` (``late_outcomes``),
    - ``used``: ``decision.ts <= outcome.ts <= decision.ts + W``.
+
+   An outcome with a null ``action_id`` concerns the chosen action.
 
 3. The reward of a decision is :meth:`nba.reward.RewardDefinition.reward_of`
    of the distinct types of its used outcomes: the sum (or max) of their
@@ -39,8 +49,9 @@ differ in the 12th decimal, where both round.
 >>> from nba.logs.schema import DECISIONS, OUTCOMES
 >>> t0 = datetime(2026, 1, 5, 9, tzinfo=UTC)
 >>> d = pa.Table.from_pylist([dict(event_id="e1", ts=t0, hcp_id="h1", requester="sim",
-...     channels_requested=["email"], context="{}", catalog_version="v", action_ids=["a@email"],
-...     probabilities=[1.0], chosen_index=0, chosen_action_id="a@email", propensity=1.0,
+...     channels_requested=["email"], context="{}", catalog_version="v",
+...     action_ids=["a@email", "b@email"], probabilities=[0.5, 0.5], chosen_index=0,
+...     chosen_action_id="a@email", propensity=0.5,
 ...     policy="uniform", model_version="none", suppressed=[], activated=True)], schema=DECISIONS)
 >>> o = pa.Table.from_pylist([
 ...     dict(event_id="e1", ts=t0 + timedelta(hours=1), type="opened", value=1.0,
@@ -48,10 +59,14 @@ differ in the 12th decimal, where both round.
 ...     dict(event_id="e1", ts=t0 + timedelta(hours=1), type="opened", value=1.0,
 ...          source="hcp", source_id="s1"),
 ...     dict(event_id="e1", ts=t0 + timedelta(days=30), type="clicked", value=1.0,
-...          source="hcp", source_id="s2")], schema=OUTCOMES)
+...          source="hcp", source_id="s2"),
+...     dict(event_id="e1", ts=t0 + timedelta(hours=2), type="clicked", value=1.0,
+...          source="hcp", source_id="s3", action_id="b@email")], schema=OUTCOMES)
 >>> res = join_rewards(d, o, RewardDefinition.default())
 >>> res.table.column("reward").to_pylist(), res.counts.late_outcomes, res.counts.duplicate_outcomes
 ([0.2], 1, 1)
+>>> res.counts.other_action_outcomes
+1
 """
 
 from __future__ import annotations
@@ -78,19 +93,21 @@ _US_PER_DAY = 86_400 * 1_000_000
 #: is the aggregation and clip expression over ``agg.s`` / ``agg.m``.
 JOIN_SQL = """
 WITH ranked AS (
-    SELECT event_id, type, source_id, ts_us, value,
+    SELECT event_id, type, source_id, ts_us, value, action_id,
         ROW_NUMBER() OVER (
             PARTITION BY event_id, type, source_id ORDER BY ts_us, value
         ) AS copy_no
     FROM outcomes
 ),
 dedup AS (
-    SELECT event_id, type, source_id, ts_us, value FROM ranked WHERE copy_no = 1
+    SELECT event_id, type, source_id, ts_us, value, action_id FROM ranked WHERE copy_no = 1
 ),
 classified AS (
     SELECT o.event_id, o.type, o.source_id, o.ts_us, o.value, d.row_id,
         CASE
             WHEN d.row_id IS NULL THEN 'unknown'
+            WHEN o.action_id IS NOT NULL AND o.action_id <> d.chosen_action_id
+                THEN 'other_action'
             WHEN o.ts_us < d.ts_us THEN 'early'
             WHEN o.ts_us > d.ts_us + $window_us THEN 'late'
             ELSE 'used'
@@ -139,16 +156,23 @@ LEFT JOIN per_decision AS p ON p.row_id = d.row_id
 ORDER BY d.row_id
 """
 
-#: Outcome counts by status, same CTEs as :data:`JOIN_SQL`.
+#: Outcome counts by status, same de-duplication and classification as :data:`JOIN_SQL`.
 COUNTS_SQL = """
-WITH dedup AS (
-    SELECT event_id, type, source_id, MIN(ts_us) AS ts_us
+WITH ranked AS (
+    SELECT event_id, ts_us, action_id,
+        ROW_NUMBER() OVER (
+            PARTITION BY event_id, type, source_id ORDER BY ts_us, value
+        ) AS copy_no
     FROM outcomes
-    GROUP BY event_id, type, source_id
+),
+dedup AS (
+    SELECT event_id, ts_us, action_id FROM ranked WHERE copy_no = 1
 )
 SELECT
     CASE
         WHEN d.row_id IS NULL THEN 'unknown'
+        WHEN o.action_id IS NOT NULL AND o.action_id <> d.chosen_action_id
+            THEN 'other_action'
         WHEN o.ts_us < d.ts_us THEN 'early'
         WHEN o.ts_us > d.ts_us + $window_us THEN 'late'
         ELSE 'used'
@@ -165,7 +189,8 @@ class JoinCounts:
     """What the join did with its inputs.
 
     ``outcomes == outcomes_used + late_outcomes + early_outcomes
-    + unknown_event_outcomes + duplicate_outcomes + unselected_outcomes``.
+    + unknown_event_outcomes + duplicate_outcomes + unselected_outcomes
+    + other_action_outcomes``.
 
     Attributes
     ----------
@@ -185,6 +210,9 @@ class JoinCounts:
         Outcomes stamped before their decision (ignored).
     default_decisions : int
         Decisions without a used outcome, given the default reward.
+    other_action_outcomes : int
+        De-duplicated outcomes about another action of their decision than the
+        chosen one (kept, never credited).
     unselected_outcomes : int
         :func:`load_joined` only: outcomes of logged decisions that were not
         selected (outside ``since``/``until`` or not activated).
@@ -199,6 +227,7 @@ class JoinCounts:
     early_outcomes: int = 0
     default_decisions: int = 0
     unselected_outcomes: int = 0
+    other_action_outcomes: int = 0
 
     def as_dict(self) -> dict[str, int]:
         return dataclasses.asdict(self)
@@ -272,6 +301,7 @@ def join_rewards(
             "row_id": pa.array(np.arange(n, dtype=np.int64)),
             "event_id": ids,
             "ts_us": _ts_us(decisions.column("ts")),
+            "chosen_action_id": decisions.column("chosen_action_id"),
         }
     )
     o_in = pa.table(
@@ -281,6 +311,7 @@ def join_rewards(
             "source_id": outcomes.column("source_id"),
             "ts_us": _ts_us(outcomes.column("ts")),
             "value": outcomes.column("value"),
+            "action_id": outcomes.column("action_id"),
         }
     )
     w_in = pa.table(
@@ -324,6 +355,7 @@ def join_rewards(
         unknown_event_outcomes=by_status.get("unknown", 0),
         early_outcomes=by_status.get("early", 0),
         default_decisions=n_default,
+        other_action_outcomes=by_status.get("other_action", 0),
     )
     return JoinResult(table=table.cast(JOINED), counts=counts, reward_definition=reward_def.id)
 

@@ -53,6 +53,8 @@ OUTCOMES = pa.schema(
         pa.field("source", pa.string(), nullable=False),
         # idempotency key: (event_id, type, source_id) is stored once
         pa.field("source_id", pa.string(), nullable=False),
+        # the decision's action the outcome concerns; null: its chosen action
+        pa.field("action_id", pa.string(), nullable=True),
     ]
 )
 

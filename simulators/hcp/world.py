@@ -997,6 +997,8 @@ class World:
                         "value": pa.array(np.ones(n), pa.float64()),
                         "source": pa.array(sources[cols["channel"]], pa.string()),
                         "source_id": pa.array(np.full(n, "sim", dtype=object), pa.string()),
+                        # the simulated HCP responds to the action it received: the chosen one
+                        "action_id": pa.nulls(n, pa.string()),
                     },
                     schema=OUTCOMES,
                 )

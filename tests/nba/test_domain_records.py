@@ -140,6 +140,10 @@ BAD_OTHERS = [
     (lambda: Outcome("e", datetime(2026, 1, 5), "opened"), "field 'ts': timestamp must be"),
     (lambda: Outcome("e", TS, ""), "Outcome for 'e': field 'type'"),
     (lambda: Outcome("e", TS, "opened", float("inf")), "field 'value': inf is not finite"),
+    (
+        lambda: Outcome("e", TS, "accepted", action_id=""),
+        "Outcome for 'e': field 'action_id': must be a non-empty string or None",
+    ),
     (lambda: Touch("", TS, "email", "c"), "Touch: field 'hcp_id'"),
     (lambda: Touch("h", datetime(2026, 1, 5), "email", "c"), "field 'ts'"),
     (lambda: Touch("h", TS, "", "c"), "field 'channel'"),

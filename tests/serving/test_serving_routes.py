@@ -181,8 +181,10 @@ def test_bad_batches(tmp_path: Any, hcp_ids: list[str], match: str) -> None:
 
 # ------------------------------------------------------------------- outcomes
 def _event(client: TestClient, put_hcp: Callable[..., str], **kw: Any) -> dict[str, Any]:
+    """A decision for H1; on the email channel unless ``channels`` says otherwise (the
+    outcome tests report email responses, which only an email action can have)."""
     put_hcp("H1")
-    r = decide(client, {"hcp_id": "H1", "k": 3, **kw})
+    r = decide(client, {"hcp_id": "H1", "k": 3, "channels": ["email"], **kw})
     assert r.status_code == 201
     return dict(r.json())
 
@@ -247,6 +249,9 @@ def test_rep_feedback_is_kept_apart_and_changes_later_offers(
         ({"type": "opened", "ts": "2000-01-05T10:00:00Z"}, "before its decision"),
         ({"type": "opened", "value": "NaN"}, "value"),
         ({"type": "accepted", "action_id": "VEL-NOPE@email"}, "was not offered"),
+        ({"type": "clicked", "action_id": "VEL-EFF-01@rep_visit"}, "was not offered"),
+        ({"type": "meeting_held"}, "type 'meeting_held' cannot happen on channel 'email'"),
+        ({"type": "visited"}, "(only on: portal)"),
     ],
 )
 def test_bad_outcomes(
@@ -569,3 +574,39 @@ def test_requester_defaults_to_the_calling_key(
         app.dependency_overrides.clear()  # type: ignore[attr-defined]
     assert r.status_code == 201
     assert store(client).get_decision(r.json()["event_id"]).requester == "rep-app-7"
+
+
+def test_outcomes_about_another_suggestion(client: TestClient, put_hcp: Callable[..., str]) -> None:
+    """Any outcome may name the suggestion it concerns; it is stored with that action,
+    kept apart from the same report about the chosen action, and contact with it
+    records a touch of that suggestion, not of the chosen one."""
+    ev = _event(client, put_hcp, channels=["email"], k=3)
+    eid = ev["event_id"]
+    chosen, second = ev["suggestions"][0]["action_id"], ev["suggestions"][1]["action_id"]
+    r = post_outcome(client, eid, {"type": "delivered", "source_id": "m", "action_id": second})
+    assert r.status_code == 201 and r.json()["action_id"] == second
+    assert r.json()["kind"] == "hcp_response"
+    # the same type and source about the chosen action is another outcome
+    r = post_outcome(client, eid, {"type": "delivered", "source_id": "m"})
+    assert r.status_code == 201 and r.json()["action_id"] is None
+    stored = {o.outcome.action_id: o.outcome for o in store(client).outcomes_of(eid)}
+    assert set(stored) == {second, None}
+    detail = client.get("/v1/hcps/H1", headers=auth("report")).json()
+    assert sorted(t["content_id"] for t in detail["recent_touches"]) == sorted(
+        Action.parse(a).content_id for a in (chosen, second)
+    )
+    assert sorted(o["action_id"] or "" for o in detail["recent_outcomes"]) == ["", second]
+
+
+def test_unknown_action_message_names_the_action_and_the_decision(
+    client: TestClient, put_hcp: Callable[..., str]
+) -> None:
+    eid = _event(client, put_hcp)["event_id"]
+    r = post_outcome(client, eid, {"type": "dismissed", "reason_code": "x", "action_id": "Z@email"})
+    assert r.status_code == 422
+    assert r.json()["message"] == (
+        f"outcome 'dismissed' of event '{eid}': action_id 'Z@email' was not offered in this "
+        f"decision (not one of its {len(store(client).get_decision(eid).action_ids)} "
+        "eligible actions)"
+    )
+    assert store(client).counts()["outcomes"] == 0

@@ -107,29 +107,31 @@ def test_deferred_activation(store: EventStore) -> None:
 
 def test_outcomes_idempotent_on_event_type_source(store: EventStore) -> None:
     store.add_decision(decision("E1"))
-    o = Outcome("E1", T0 + timedelta(hours=2), "opened", 1.0, "email_platform", "msg-1")
+    o = Outcome("E1", T0 + timedelta(hours=2), "visited", 1.0, "portal", "msg-1")
     assert store.add_outcome(o) is True
     assert store.add_outcome(o) is False
-    later_copy = Outcome("E1", T0 + timedelta(hours=5), "opened", 1.0, "email_platform", "msg-1")
+    later_copy = Outcome("E1", T0 + timedelta(hours=5), "visited", 1.0, "portal", "msg-1")
     assert store.add_outcome(later_copy) is False
-    assert store.add_outcome(Outcome("E1", T0 + timedelta(hours=3), "opened", 1.0, "x", "m2"))
-    assert store.add_outcome(Outcome("E1", T0 + timedelta(hours=3), "clicked", 1.0, "x", "msg-1"))
+    assert store.add_outcome(Outcome("E1", T0 + timedelta(hours=3), "visited", 1.0, "x", "m2"))
+    assert store.add_outcome(
+        Outcome("E1", T0 + timedelta(hours=3), "downloaded", 1.0, "x", "msg-1")
+    )
     assert store.counts()["outcomes"] == 3
     stored = store.outcomes_of("E1")
-    assert [s.outcome.type for s in stored] == ["opened", "opened", "clicked"]
+    assert [s.outcome.type for s in stored] == ["visited", "visited", "downloaded"]
     assert stored[0].outcome == o and stored[0].kind == "response" and not stored[0].late
 
 
 def test_late_flag_relative_to_reward_window(store: EventStore) -> None:
     store.add_decision(decision("E1"))
-    store.add_outcome(Outcome("E1", T0 + timedelta(days=14), "opened"))
-    store.add_outcome(Outcome("E1", T0 + timedelta(days=14, microseconds=1), "clicked"))
+    store.add_outcome(Outcome("E1", T0 + timedelta(days=14), "visited"))
+    store.add_outcome(Outcome("E1", T0 + timedelta(days=14, microseconds=1), "downloaded"))
     late = {s.outcome.type: s.late for s in store.outcomes_of("E1")}
-    assert late == {"opened": False, "clicked": True}
+    assert late == {"visited": False, "downloaded": True}
     assert store.counts()["late_outcomes"] == 1
     short = EventStore(store.path, reward_window_days=1)
-    short.add_outcome(Outcome("E1", T0 + timedelta(days=2), "meeting_held"))
-    assert {s.outcome.type: s.late for s in short.outcomes_of("E1")}["meeting_held"] is True
+    short.add_outcome(Outcome("E1", T0 + timedelta(days=2), "unsubscribed"))
+    assert {s.outcome.type: s.late for s in short.outcomes_of("E1")}["unsubscribed"] is True
 
 
 @pytest.mark.parametrize(
@@ -152,16 +154,30 @@ def test_late_flag_relative_to_reward_window(store: EventStore) -> None:
             "timezone-aware",
         ),
         (
-            Outcome("E1", T0, "dismissed"),
-            {"action_id": "X@email"},
+            Outcome("E1", T0, "dismissed", action_id="X@email"),
+            {},
             StoreError,
-            "'X@email' is not one of the decision's",
+            "event 'E1': action_id 'X@email' was not offered in this decision",
         ),
         (
-            Outcome("E1", T0, "opened"),
-            {"action_id": "VEL-EFF-02@email"},
+            Outcome("E1", T0, "opened", action_id="VEL-EFF-02@rep_visit"),
+            {},
             StoreError,
-            "action_id is only for rep feedback",
+            "action_id 'VEL-EFF-02@rep_visit' was not offered",
+        ),
+        # the chosen action is VEL-MOA-01@portal: an email response cannot concern it
+        (
+            Outcome("E1", T0, "opened"),
+            {},
+            StoreError,
+            "event 'E1': action 'VEL-MOA-01@portal': outcome type 'opened' cannot happen "
+            "on channel 'portal' \\(only on: email\\)",
+        ),
+        (
+            Outcome("E1", T0, "visited", action_id="VEL-EFF-02@email"),
+            {},
+            StoreError,
+            "outcome type 'visited' cannot happen on channel 'email' \\(only on: portal\\)",
         ),
     ],
 )
@@ -192,12 +208,11 @@ def test_rep_feedback_kept_apart_and_read_back(store: EventStore) -> None:
     )
     until = T0 + timedelta(days=5)
     assert store.add_outcome(
-        Outcome("E2", t1, "snoozed", source="rep"),
+        Outcome("E2", t1, "snoozed", source="rep", action_id="VEL-EFF-04@email"),
         snooze_until=until,
-        action_id="VEL-EFF-04@email",
     )
     assert store.add_outcome(Outcome("E2", t1, "accepted", source="rep"))
-    assert store.add_outcome(Outcome("E2", t1, "opened"))
+    assert store.add_outcome(Outcome("E2", t1, "visited"))
     assert store.counts()["feedback"] == 3
     fb = store.recent_feedback("h1", now=T0 + timedelta(days=1))
     assert fb == [
@@ -209,7 +224,7 @@ def test_rep_feedback_kept_apart_and_read_back(store: EventStore) -> None:
         ("E1", "dismissed"): "feedback",
         ("E2", "snoozed"): "feedback",
         ("E2", "accepted"): "feedback",
-        ("E2", "opened"): "response",
+        ("E2", "visited"): "response",
     }
     snoozed = next(s for s in store.outcomes_of("E2") if s.outcome.type == "snoozed")
     assert snoozed.snooze_until == until and snoozed.reason_code is None
@@ -258,9 +273,9 @@ def test_purge_removes_old_events_with_their_outcomes(store: EventStore) -> None
     old, new = T0 - timedelta(days=400), T0
     store.add_decision(decision("OLD", ts=old))
     store.add_decision(decision("NEW", ts=new))
-    store.add_outcome(Outcome("OLD", old + timedelta(days=1), "opened"))
+    store.add_outcome(Outcome("OLD", old + timedelta(days=1), "visited"))
     store.add_outcome(Outcome("OLD", old + timedelta(days=1), "dismissed"))
-    store.add_outcome(Outcome("NEW", new + timedelta(days=1), "opened"))
+    store.add_outcome(Outcome("NEW", new + timedelta(days=1), "visited"))
     store.add_touches([Touch("h1", old, "email", "c"), Touch("h1", new, "email", "c")])
     store.upsert_hcp(HCPProfile("h1", "gp", 1, "US", "aware", frozenset()))
     gone = store.purge(older_than=T0 - timedelta(days=365))

@@ -43,7 +43,11 @@ def add_outcome(
     ``stored: false``. Outcomes after the reward window are stored and flagged
     ``late``. Rep feedback (``accepted``, ``dismissed`` with ``reason_code``,
     ``snoozed`` with ``until``) is kept apart from HCP responses; dismissals and
-    snoozes change what the same HCP is offered next."""
+    snoozes change what the same HCP is offered next. ``action_id`` names the
+    suggestion the outcome concerns (default: the chosen one); only outcomes
+    about the chosen action count toward its reward. 422 when ``action_id`` is
+    not one of the decision's actions, or when the type cannot happen on that
+    action's channel (an email ``opened`` on a ``rep_visit``)."""
     status, out = svc.engine.record_outcome(event_id, body)
     response.status_code = status
     return out

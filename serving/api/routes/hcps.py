@@ -102,6 +102,7 @@ def get_hcp(hcp_id: HcpId, svc: ServicesDep, who: ReportKey) -> schemas.HCPDetai
                 type=o.outcome.type,
                 value=o.outcome.value,
                 source=o.outcome.source,
+                action_id=o.outcome.action_id,
             )
             for o in outcomes
         ],

@@ -88,7 +88,7 @@ def make_decisions() -> MakeDecisions:
 
 @pytest.fixture
 def make_outcomes() -> MakeOutcomes:
-    """``make_outcomes([(event_id, ts, type[, source_id[, value]]), ...])``."""
+    """``make_outcomes([(event_id, ts, type[, source_id[, value[, action_id]]]), ...])``."""
 
     def make(rows: Sequence[tuple[Any, ...]]) -> pa.Table:
         out = []
@@ -96,6 +96,7 @@ def make_outcomes() -> MakeOutcomes:
             event_id, ts, typ = r[0], r[1], r[2]
             source_id = r[3] if len(r) > 3 else f"{event_id}:{typ}"
             value = r[4] if len(r) > 4 else 1.0
+            action_id = r[5] if len(r) > 5 else None
             out.append(
                 {
                     "event_id": event_id,
@@ -104,6 +105,7 @@ def make_outcomes() -> MakeOutcomes:
                     "value": value,
                     "source": "hcp",
                     "source_id": source_id,
+                    "action_id": action_id,
                 }
             )
         return pa.Table.from_pylist(out, schema=OUTCOMES)

@@ -1,0 +1,189 @@
+"""An event store file made by the previous schema (version 1, outcomes without
+``action_id``) still opens: it is migrated in place, and feedback the old service
+recorded about another suggestion keeps concerning that suggestion."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from nba.domain import Outcome
+from nba.logs import io as logio
+from nba.logs.join import load_joined
+from nba.reward import RewardDefinition
+from serving.store import SCHEMA_VERSION, EventStore
+
+T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+US = 1_000_000
+ACTIONS = ["VEL-EFF-02@email", "VEL-EFF-04@email", "VEL-MOA-01@portal"]
+
+#: the DDL of schema version 1, as the previous release created it
+V1_DDL = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS hcps (
+    hcp_id TEXT PRIMARY KEY,
+    specialty TEXT NOT NULL,
+    decile INTEGER NOT NULL,
+    market TEXT NOT NULL,
+    adoption_stage TEXT NOT NULL,
+    consents TEXT NOT NULL,
+    no_see INTEGER NOT NULL,
+    digital_affinity REAL NOT NULL,
+    updated_us INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS touches (
+    id INTEGER PRIMARY KEY,
+    hcp_id TEXT NOT NULL,
+    ts_us INTEGER NOT NULL,
+    channel TEXT NOT NULL,
+    content_id TEXT NOT NULL,
+    origin TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS touches_hcp_ts ON touches (hcp_id, ts_us);
+CREATE INDEX IF NOT EXISTS touches_ts ON touches (ts_us);
+CREATE TABLE IF NOT EXISTS decisions (
+    event_id TEXT PRIMARY KEY,
+    ts_us INTEGER NOT NULL,
+    hcp_id TEXT NOT NULL,
+    requester TEXT NOT NULL,
+    channels_requested TEXT NOT NULL,
+    context TEXT NOT NULL,
+    catalog_version TEXT NOT NULL,
+    action_ids TEXT NOT NULL,
+    probabilities TEXT NOT NULL,
+    chosen_index INTEGER NOT NULL,
+    chosen_action_id TEXT NOT NULL,
+    propensity REAL NOT NULL,
+    policy TEXT NOT NULL,
+    model_version TEXT NOT NULL,
+    suppressed TEXT NOT NULL,
+    activated INTEGER NOT NULL,
+    deferred INTEGER NOT NULL,
+    activated_us INTEGER
+);
+CREATE INDEX IF NOT EXISTS decisions_hcp_ts ON decisions (hcp_id, ts_us);
+CREATE INDEX IF NOT EXISTS decisions_ts ON decisions (ts_us);
+CREATE TABLE IF NOT EXISTS outcomes (
+    id INTEGER PRIMARY KEY,
+    event_id TEXT NOT NULL,
+    ts_us INTEGER NOT NULL,
+    type TEXT NOT NULL,
+    value REAL NOT NULL,
+    source TEXT NOT NULL,
+    source_id TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    late INTEGER NOT NULL,
+    received_us INTEGER NOT NULL,
+    UNIQUE (event_id, type, source_id)
+);
+CREATE INDEX IF NOT EXISTS outcomes_ts ON outcomes (ts_us);
+CREATE TABLE IF NOT EXISTS feedback (
+    outcome_id INTEGER PRIMARY KEY,
+    event_id TEXT NOT NULL,
+    hcp_id TEXT NOT NULL,
+    ts_us INTEGER NOT NULL,
+    type TEXT NOT NULL,
+    action_id TEXT NOT NULL,
+    content_id TEXT NOT NULL,
+    reason_code TEXT,
+    snooze_until_us INTEGER
+);
+CREATE INDEX IF NOT EXISTS feedback_hcp_ts ON feedback (hcp_id, ts_us);
+CREATE TABLE IF NOT EXISTS catalogs (version TEXT PRIMARY KEY, snapshot TEXT NOT NULL);
+"""
+
+
+def _us(ts: datetime) -> int:
+    return int(ts.timestamp() * US)
+
+
+def _old_database(path: Path) -> None:
+    """A version-1 file with one decision (chosen: ACTIONS[0]), an HCP response, and the
+    rep's feedback on the chosen and on another suggestion, written as the old service
+    wrote them (feedback on another suggestion: source_id suffixed with its action)."""
+    con = sqlite3.connect(path)
+    con.executescript(V1_DDL)
+    con.execute("INSERT INTO meta VALUES ('schema_version', '1')")
+    con.execute(
+        "INSERT INTO decisions VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+        (
+            "E1",
+            _us(T0),
+            "h1",
+            "rep_app",
+            json.dumps(["email", "portal"]),
+            "{}",
+            "cat",
+            json.dumps(ACTIONS),
+            json.dumps([0.5, 0.3, 0.2]),
+            0,
+            ACTIONS[0],
+            0.5,
+            "vw",
+            "nba/1",
+            "[]",
+            1,
+            0,
+            None,
+        ),
+    )
+    rows = [
+        (1, "opened", "msg-1", "response", None),
+        (2, "accepted", "rep-7", "feedback", ACTIONS[0]),
+        (3, "accepted", f"rep-7|{ACTIONS[1]}", "feedback", ACTIONS[1]),
+    ]
+    for oid, typ, sid, kind, fb_action in rows:
+        ts = _us(T0 + timedelta(hours=oid))
+        con.execute(
+            "INSERT INTO outcomes (id, event_id, ts_us, type, value, source, source_id, kind,"
+            " late, received_us) VALUES (?,?,?,?,?,?,?,?,?,?)",
+            (oid, "E1", ts, typ, 1.0, "rep" if fb_action else "hcp", sid, kind, 0, ts),
+        )
+        if fb_action is not None:
+            con.execute(
+                "INSERT INTO feedback VALUES (?,?,?,?,?,?,?,?,?)",
+                (oid, "E1", "h1", ts, typ, fb_action, fb_action.split("@")[0], None, None),
+            )
+    con.commit()
+    con.close()
+
+
+def test_version_1_file_is_migrated_and_keeps_every_outcome(tmp_path: Path) -> None:
+    path = tmp_path / "events.db"
+    _old_database(path)
+    store = EventStore(path)
+    con = sqlite3.connect(path)
+    assert con.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone() == (
+        str(SCHEMA_VERSION),
+    )
+    by_sid = {o.outcome.source_id: o.outcome for o in store.outcomes_of("E1")}
+    assert {sid: o.action_id for sid, o in by_sid.items()} == {
+        "msg-1": None,
+        "rep-7": None,  # feedback on the chosen action stays null: the chosen action
+        f"rep-7|{ACTIONS[1]}": ACTIONS[1],
+    }
+    # the migrated file takes new outcomes, with their action, and reopens unchanged
+    assert store.add_outcome(
+        Outcome("E1", T0 + timedelta(hours=5), "visited", 1.0, "portal", "p-1", ACTIONS[2])
+    )
+    store.close()
+    again = EventStore(path)
+    assert again.counts()["outcomes"] == 4
+    # export and join: only the outcomes about the chosen action are credited
+    out = tmp_path / "log"
+    again.export(out)
+    exported = logio.read(out, "outcomes")
+    assert sorted(exported.column("action_id").to_pylist(), key=str) == [
+        None,
+        None,
+        ACTIONS[1],
+        ACTIONS[2],
+    ]
+    rd = RewardDefinition(
+        name="t", version="1", weights={"opened": 0.2, "accepted": 1.0, "visited": 0.5}
+    )
+    res = load_joined(out, rd)
+    assert res.table.column("reward").to_pylist() == [1.2]
+    assert res.counts.other_action_outcomes == 2 and res.counts.outcomes_used == 2
