@@ -200,8 +200,8 @@ def gate_findings(summary: pd.DataFrame, alpha: float, lift: float) -> tuple[boo
 
 def gate_headline(summary: pd.DataFrame) -> str:
     """The largest false-promotion rate and the range of the power, in one line."""
-    null = summary[summary["scenario"] != "lift"]
-    worst = null.loc[null["promotion_rate"].idxmax()]
+    null = summary[summary["scenario"] != "lift"].to_dict("records")
+    worst = max(null, key=lambda r: float(r["promotion_rate"]))
     power = summary[summary["scenario"] == "lift"]["promotion_rate"]
     return (
         f"largest false-promotion rate {float(worst['promotion_rate']):.1%} "
