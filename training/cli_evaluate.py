@@ -40,6 +40,14 @@ _reward_option = click.option(
     help="Reward definition TOML (default: the shipped engagement definition).",
 )
 
+_ess_option = click.option(
+    "--min-ess-share",
+    type=float,
+    default=0.1,
+    show_default=True,
+    help="Warn when a policy's effective sample size is below this share of the decisions.",
+)
+
 
 @click.command("evaluate")
 @_logs_option
@@ -86,6 +94,7 @@ _reward_option = click.option(
 @click.option("--fold-by", type=click.Choice(("hcp", "time")), default="hcp", show_default=True)
 @click.option("--bootstrap", "n_bootstrap", type=int, default=1000, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
+@_ess_option
 @click.option(
     "--out",
     "out_dir",
@@ -111,6 +120,7 @@ def evaluate(
     fold_by: str,
     n_bootstrap: int,
     seed: int,
+    min_ess_share: float,
     out_dir: Path | None,
     as_json: bool,
     no_mlflow: bool,
@@ -142,6 +152,7 @@ def evaluate(
             n_bootstrap=n_bootstrap,
             tracking_uri=tracking_uri,
             progress=not as_json and sys.stderr.isatty(),
+            min_ess_share=min_ess_share,
         )
     except ValidationError as exc:
         raise click.ClickException(str(exc)) from exc
@@ -179,6 +190,15 @@ def evaluate(
 @click.option("--folds", type=int, default=5, show_default=True, help="Reward-model folds (dr).")
 @click.option("--fold-by", type=click.Choice(("hcp", "time")), default="hcp", show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
+@click.option(
+    "--min-lift",
+    type=float,
+    default=0.0,
+    show_default=True,
+    help="Promote only when the lower bound of the paired difference (challenger - champion, "
+    "reward units) exceeds this.",
+)
+@_ess_option
 @click.option("--dry-run", is_flag=True, help="Decide and record, but do not move the alias.")
 @click.option("--json", "as_json", is_flag=True, help="Print the decision as JSON.")
 @click.option("--tracking-uri", default=None, help="MLflow tracking URI (default: project store).")
@@ -193,11 +213,14 @@ def promote(
     folds: int,
     fold_by: str,
     seed: int,
+    min_lift: float,
+    min_ess_share: float,
     dry_run: bool,
     as_json: bool,
     tracking_uri: str | None,
 ) -> None:
-    """Move the champion alias to the challenger only if its lower bound beats the champion.
+    """Move the champion alias to the challenger only if the paired difference's lower bound
+    (challenger - champion on the same decisions) exceeds --min-lift.
 
     Exits with status 1 and the reason when the gate refuses.
     """
@@ -215,6 +238,8 @@ def promote(
             n_folds=folds,
             fold_by=fold_by,
             seed=seed,
+            min_lift=min_lift,
+            min_ess_share=min_ess_share,
             tracking_uri=tracking_uri,
             dry_run=dry_run,
             progress=not as_json and sys.stderr.isatty(),
@@ -234,6 +259,15 @@ def promote(
                 )
         if d.logged_value is not None:
             click.echo(f"logging policy observed value {d.logged_value:.5f}")
+        if d.difference is not None:
+            click.echo(
+                f"paired difference challenger - {d.baseline}: {d.difference:.5f} "
+                f"[{d.difference_low:.5f}, {d.difference_high:.5f}] ({interval}, alpha {alpha}); "
+                f"minimum lift {d.min_lift:.5f}"
+            )
+        for w in d.warnings:
+            who = f"{w['policy']}: " if w.get("policy") else ""
+            click.echo(f"warning: {who}{w['message']}")
         click.echo(f"MLflow run {d.run_id} (experiment 'promote')")
     if d.promoted:
         msg = f"promoted: champion -> version {d.challenger_version}"

@@ -31,7 +31,23 @@ from nba.catalog import Catalog
 from nba.domain import parse_day
 from nba.features import Featurizer
 from nba.logs.join import load_joined
-from nba.ope import INTERVAL_METHODS, OPEInputError, evaluate_policy, make_estimator
+from nba.ope import (
+    INTERVAL_METHODS,
+    LoggedData,
+    OPEInputError,
+    diagnose,
+    evaluate_policy,
+    make_estimator,
+)
+from nba.ope.checks import (
+    DEFAULT_MIN_ESS_SHARE,
+    OPEWarning,
+    check_min_ess_share,
+    disagreement_checks,
+    ess_check,
+    reward_model_check,
+    warning_tags,
+)
 from nba.ope.estimators import BaseOffPolicyEstimator, IntervalMethod
 from nba.ope.logs import (
     LoggedLog,
@@ -76,6 +92,7 @@ COLUMNS: tuple[str, ...] = (
     "unsupported_share",
     "unlogged_share",
     "default_reward_share",
+    "unreliable",
     "warnings",
 )
 
@@ -125,6 +142,13 @@ class Evaluation:
         Things the reader must know (e.g. ground truth under another reward
         definition, so no truth column).
     join_counts : dict
+    warnings : tuple of OPEWarning
+        Reward model no better than a constant, estimators disagreeing beyond
+        their intervals, low effective sample size (:mod:`nba.ope.checks`).
+    data : dict of str to LoggedData
+        Per policy label, the logged decisions with that policy's
+        probabilities (and the reward model's predictions), for paired
+        comparisons such as the promotion gate's; not serialised.
     """
 
     rows: list[dict[str, Any]]
@@ -138,6 +162,8 @@ class Evaluation:
     params: dict[str, Any]
     notes: tuple[str, ...] = ()
     join_counts: dict[str, int] = field(default_factory=dict)
+    warnings: tuple[OPEWarning, ...] = ()
+    data: dict[str, LoggedData] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def has_truth(self) -> bool:
@@ -175,11 +201,19 @@ class Evaluation:
                 f"{rm.mean_heldout_mse:.6f} (constant predictor {rm.mean_constant_mse:.6f})"
             )
         out.extend(f"note: {n}" for n in self.notes)
+        out.extend(w.line() for w in self.warnings)
         return out
 
     def to_markdown(self) -> str:
         """The summary and the table as GitHub markdown."""
-        cols = [c for c in COLUMNS if c != "warnings" and (c != "truth" or self.has_truth)]
+        any_unreliable = any(r["unreliable"] for r in self.rows)
+        cols = [
+            c
+            for c in COLUMNS
+            if c != "warnings"
+            and (c != "truth" or self.has_truth)
+            and (c != "unreliable" or any_unreliable)
+        ]
         lines = [f"- {s}" for s in self.summary_lines()]
         lines += ["", "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
         for r in self.rows:
@@ -218,6 +252,7 @@ class Evaluation:
                 "params": self.params,
                 "notes": list(self.notes),
                 "join_counts": self.join_counts,
+                "warnings": [w.to_dict() for w in self.warnings],
                 "rows": self.rows,
             }
         )
@@ -353,6 +388,7 @@ def evaluate(
     n_bootstrap: int = 1000,
     tracking_uri: str | None = None,
     progress: bool = False,
+    min_ess_share: float = DEFAULT_MIN_ESS_SHARE,
 ) -> Evaluation:
     """Evaluate target policies on a log directory (see the module docstring).
 
@@ -378,6 +414,9 @@ def evaluate(
         Where ``models:/`` URIs are resolved.
     progress : bool
         Progress bars on stderr.
+    min_ess_share : float
+        Warn when a policy's effective sample size is below this share of
+        the decisions (in [0, 1]).
 
     Returns
     -------
@@ -396,6 +435,7 @@ def evaluate(
         raise EvaluationError(f"alpha: must be in (0, 1), got {alpha!r}")
     if fold_by not in FOLD_BY:
         raise EvaluationError(f"fold_by: expected one of {', '.join(FOLD_BY)}, got {fold_by!r}")
+    min_ess_share = check_min_ess_share(min_ess_share)
     root = Path(logs_dir)
     log, counts = load_log(root, reward_def, since, until)
     catalog = _catalog(root, log)
@@ -423,23 +463,49 @@ def evaluate(
             seed=seed,
             progress=progress,
         )
+    warns: list[OPEWarning] = []
+    rm_warning = None
+    if rm is not None:
+        rm_warning = reward_model_check(
+            rm.mean_heldout_mse, rm.mean_constant_mse, [e.name for e in ests]
+        )
+        if rm_warning is not None:
+            warns.append(rm_warning)
+    unreliable = set() if rm_warning is None else set(rm_warning.estimators)
     rows: list[dict[str, Any]] = []
+    per_policy: dict[str, LoggedData] = {}
     for spec, target in zip(specs, targets, strict=True):
         data = log.data(target.action_dist, None if rm is None else rm.estimated_rewards)
+        per_policy[spec.label] = data
         tv = (
             None
             if truth is None
             else true_value(truth.expected_rewards, data.action_dist, log.offsets)
         )
+        diag = diagnose(data)
+        ess_warning = ess_check(spec.label, diag.ess, diag.n, min_ess_share)
+        if ess_warning is not None:
+            warns.append(ess_warning)
         for method in intervals:
-            for res in evaluate_policy(
+            results = evaluate_policy(
                 data,
                 ests,
                 method=cast(IntervalMethod, method),
                 alpha=float(alpha),
                 n_bootstrap=n_bootstrap,
                 seed=seed,
-            ):
+            )
+            warns.extend(
+                disagreement_checks(
+                    spec.label,
+                    method,
+                    [
+                        (r.estimator, r.interval.estimate, r.interval.low, r.interval.high)
+                        for r in results
+                    ],
+                )
+            )
+            for res in results:
                 row = res.as_row()
                 rows.append(
                     {
@@ -459,6 +525,7 @@ def evaluate(
                         "unsupported_share": row["unsupported_share"],
                         "unlogged_share": row["unlogged_share"],
                         "default_reward_share": row["default_reward_share"],
+                        "unreliable": res.estimator in unreliable,
                         "warnings": "; ".join(x for x in (row["warnings"], row["notes"]) if x),
                     }
                 )
@@ -478,6 +545,7 @@ def evaluate(
         "fold_by": fold_by,
         "seed": seed,
         "n_bootstrap": n_bootstrap,
+        "min_ess_share": min_ess_share,
     }
     lo, hi = log.data_range()
     params["data_since"], params["data_until"] = lo, hi
@@ -493,6 +561,8 @@ def evaluate(
         params=params,
         notes=tuple(notes),
         join_counts=counts,
+        warnings=tuple(warns),
+        data=per_policy,
     )
 
 
@@ -537,6 +607,7 @@ def log_evaluation(
         mlflow.set_tags(
             {_metric_key("version", r["policy"]): r["version"] for r in evaluation.rows}
         )
+        mlflow.set_tags(warning_tags(evaluation.warnings))
         for path in files.values():
             mlflow.log_artifact(str(path))
         return str(run.info.run_id)

@@ -164,6 +164,12 @@ def log_training_run(
         mlflow.log_params(_clean_params(params))
         mlflow.log_metrics({k: float(v) for k, v in result.metrics.items()})
         mlflow.log_text(result.summary() + "\n", "summary.txt")
+        if result.holdout is not None:
+            from nba.ope.checks import warning_tags
+
+            mlflow.set_tags(
+                {f"holdout_{k}": v for k, v in warning_tags(result.holdout.warnings).items()}
+            )
         mlflow.log_dict(result.join_counts, "join_counts.json")
         for name, path in (artifacts or {}).items():
             mlflow.log_artifact(str(path), artifact_path=name)

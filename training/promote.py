@@ -1,25 +1,32 @@
 """The promotion gate: move ``champion`` to the challenger only when the logs say so.
 
-Both registered versions are evaluated on the same logs with the same
-estimator and interval. The challenger is promoted when the lower bound of
-its interval exceeds the champion's point estimate; with no champion yet,
-when it exceeds the logging policy's observed mean reward. Every decision
-(promoted or refused), with both estimates, intervals and diagnostics, is
-recorded as an MLflow run in experiment ``promote``.
+Both registered versions are evaluated on the same logged decisions with the
+same estimator, and the gate is a *paired* test: an interval on the
+difference ``challenger - champion`` computed from the same decisions
+(:meth:`nba.ope.BaseOffPolicyEstimator.estimate_difference`: the same
+bootstrap resamples, or differenced per-decision influence terms). The
+challenger is promoted only when the lower bound of that interval exceeds
+``min_lift`` (default 0, in reward units). With no champion yet the baseline
+is the logging policy's observed value on the same decisions, paired the same
+way (its per-decision term is the observed reward). Every decision (promoted
+or refused), with both estimates, the difference and its interval, and the
+evaluation's warnings, is recorded as an MLflow run in experiment ``promote``.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from nba.ope.checks import DEFAULT_MIN_ESS_SHARE, warning_tags
 from nba.reward import RewardDefinition
-from training.evaluate import Evaluation, EvaluationError, evaluate
+from training.evaluate import Evaluation, EvaluationError, evaluate, make_estimators
 
 PROMOTE_EXPERIMENT = "promote"
 GATE_ESTIMATORS: tuple[str, ...] = ("snips", "dr", "sndr", "ips")
@@ -43,8 +50,16 @@ class GateDecision:
         The challenger's evaluation row (estimate, low, high, diagnostics).
     champion : dict or None
     logged_value : float or None
-    threshold : float or None
-        What the challenger's lower bound had to exceed.
+    baseline : str
+        What the challenger was compared with: ``champion`` or ``logging``
+        (the logging policy's observed value, when there is no champion).
+    difference, difference_low, difference_high : float or None
+        Paired estimate of ``challenger - baseline`` on the same decisions and
+        its ``1 - alpha`` interval (same estimator and interval kind).
+    min_lift : float
+        What ``difference_low`` had to exceed (reward units).
+    warnings : list of dict
+        The evaluation's structured warnings (see :mod:`nba.ope.checks`).
     run_id : str or None
         The MLflow run that records the decision.
     """
@@ -59,7 +74,12 @@ class GateDecision:
     challenger: dict[str, Any] | None = None
     champion: dict[str, Any] | None = None
     logged_value: float | None = None
-    threshold: float | None = None
+    baseline: str = "champion"
+    difference: float | None = None
+    difference_low: float | None = None
+    difference_high: float | None = None
+    min_lift: float = 0.0
+    warnings: list[dict[str, Any]] = field(default_factory=list)
     run_id: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
@@ -105,28 +125,46 @@ def training_last_day(name: str, version: str, tracking_uri: str | None) -> date
     return None
 
 
-def decide(
-    challenger: dict[str, Any], champion: dict[str, Any] | None, logged_value: float
-) -> tuple[bool, float, str]:
-    """The rule itself: ``(promote?, threshold, reason)``.
+def check_min_lift(min_lift: object) -> float:
+    """``min_lift`` as a float, or a one-line error naming it.
 
-    >>> decide({"low": 0.12, "estimate": 0.13}, {"estimate": 0.10}, 0.08)[0]
-    True
-    >>> decide({"low": 0.09, "estimate": 0.13}, {"estimate": 0.10}, 0.08)[2]
-    'challenger lower bound 0.09000 does not exceed the champion estimate 0.10000'
-    >>> decide({"low": 0.09, "estimate": 0.13}, None, 0.08)[0]
-    True
+    >>> check_min_lift(0.01)
+    0.01
     """
-    low = float(challenger["low"])
-    if champion is not None:
-        thr = float(champion["estimate"])
-        what = "the champion estimate"
-    else:
-        thr = float(logged_value)
-        what = "the logging policy's observed value (no champion yet)"
-    if low > thr:
-        return True, thr, f"challenger lower bound {low:.5f} exceeds {what} {thr:.5f}"
-    return False, thr, f"challenger lower bound {low:.5f} does not exceed {what} {thr:.5f}"
+    if (
+        isinstance(min_lift, bool)
+        or not isinstance(min_lift, int | float)
+        or not math.isfinite(min_lift)
+        or min_lift < 0
+    ):
+        raise EvaluationError(
+            f"--min-lift: must be a finite number >= 0 (reward units), got {min_lift!r}"
+        )
+    return float(min_lift)
+
+
+def decide(
+    difference: float, low: float, high: float, min_lift: float, baseline: str
+) -> tuple[bool, str]:
+    """The rule itself: promote iff the paired difference's lower bound exceeds
+    ``min_lift``; returns ``(promote?, reason)``.
+
+    >>> decide(0.02, 0.005, 0.035, 0.0, "champion")[0]
+    True
+    >>> decide(0.0, 0.0, 0.0, 0.0, "champion")[1]
+    'challenger - champion = 0.00000 [0.00000, 0.00000]: lower bound 0.00000 does not exceed the minimum lift 0.00000'
+    >>> decide(0.02, 0.005, 0.035, 0.01, "logging")[0]
+    False
+    """  # noqa: E501
+    what = (
+        "champion"
+        if baseline == "champion"
+        else "logging policy (observed value on the same decisions; no champion yet)"
+    )
+    head = f"challenger - {what} = {difference:.5f} [{low:.5f}, {high:.5f}]: lower bound {low:.5f}"
+    if low > min_lift:
+        return True, f"{head} exceeds the minimum lift {min_lift:.5f}"
+    return False, f"{head} does not exceed the minimum lift {min_lift:.5f}"
 
 
 def promote(
@@ -141,6 +179,8 @@ def promote(
     fold_by: str = "hcp",
     seed: int = 0,
     n_bootstrap: int = 1000,
+    min_lift: float = 0.0,
+    min_ess_share: float = DEFAULT_MIN_ESS_SHARE,
     tracking_uri: str | None = None,
     registered_name: str = "nba",
     dry_run: bool = False,
@@ -156,6 +196,10 @@ def promote(
     alpha : float
     interval : {"bootstrap", "gaussian", "bernstein"}
     since, until, n_folds, fold_by, seed, n_bootstrap : see :func:`training.evaluate.evaluate`
+    min_lift : float
+        The paired difference's lower bound must exceed this (>= 0, reward units).
+    min_ess_share : float
+        Warn when a policy's effective sample size is below this share of n.
     tracking_uri : str, optional
     registered_name : str
     dry_run : bool
@@ -174,9 +218,15 @@ def promote(
         raise EvaluationError(
             f"--estimator {estimator!r}: the gate uses one of {', '.join(GATE_ESTIMATORS)}"
         )
+    min_lift = check_min_lift(min_lift)
     chal_v = _version(registered_name, mlflow_utils.CHALLENGER, tracking_uri)
     champ_v = _version(registered_name, mlflow_utils.CHAMPION, tracking_uri)
-    base: dict[str, Any] = {"estimator": estimator, "interval": interval, "alpha": float(alpha)}
+    base: dict[str, Any] = {
+        "estimator": estimator,
+        "interval": interval,
+        "alpha": float(alpha),
+        "min_lift": min_lift,
+    }
     if chal_v is None:
         decision = GateDecision(
             False,
@@ -216,10 +266,22 @@ def promote(
         n_bootstrap=n_bootstrap,
         tracking_uri=tracking_uri,
         progress=progress,
+        min_ess_share=min_ess_share,
     )
     chal_row = ev.row(chal_uri, estimator)
     champ_row = None if champ_uri is None else ev.row(champ_uri, estimator)
-    ok, thr, reason = decide(chal_row, champ_row, ev.logged_value)
+    # the paired test: both policies on the same decisions, one interval on the difference
+    est = make_estimators([estimator])[0]
+    diff = est.estimate_difference(
+        ev.data[chal_uri],
+        None if champ_uri is None else ev.data[champ_uri],
+        alpha=float(alpha),
+        method=interval,  # type: ignore[arg-type]
+        n_bootstrap=n_bootstrap,
+        seed=seed,
+    )
+    against = "champion" if champ_uri is not None else "logging"
+    ok, reason = decide(diff.estimate, diff.low, diff.high, min_lift, against)
     # An off-policy estimate of a model on the very decisions it learned from
     # is optimistic (it has fitted their noise): such a gate decision is void.
     trained_until = training_last_day(registered_name, chal_v, tracking_uri)
@@ -243,7 +305,11 @@ def promote(
         challenger=chal_row,
         champion=champ_row,
         logged_value=ev.logged_value,
-        threshold=thr,
+        baseline=against,
+        difference=diff.estimate,
+        difference_low=diff.low,
+        difference_high=diff.high,
+        warnings=[w.to_dict() for w in ev.warnings],
     )
     if ok and not dry_run:
         from mlflow import MlflowClient
@@ -279,6 +345,8 @@ def _record(
             "estimator": decision.estimator,
             "interval": decision.interval,
             "alpha": decision.alpha,
+            "min_lift": decision.min_lift,
+            "baseline": decision.baseline,
             "reward_definition": reward_def.id,
             "dry_run": dry_run,
         }
@@ -291,13 +359,16 @@ def _record(
             {
                 "decision": "promoted" if decision.promoted else "refused",
                 "reason": decision.reason[:5000],
+                **warning_tags(decision.warnings),
             }
         )
         metrics: dict[str, float] = {"promoted": float(decision.promoted)}
         if decision.logged_value is not None:
             metrics["logged_value"] = decision.logged_value
-        if decision.threshold is not None:
-            metrics["threshold"] = decision.threshold
+        for k in ("difference", "difference_low", "difference_high"):
+            v = getattr(decision, k)
+            if v is not None:
+                metrics[k] = float(v)
         for who, row in (("challenger", decision.challenger), ("champion", decision.champion)):
             if row is None:
                 continue
@@ -327,4 +398,4 @@ def _record(
     return GateDecision(**{**decision.to_dict(), "run_id": run_id})
 
 
-__all__ = ["GateDecision", "decide", "promote"]
+__all__ = ["GateDecision", "check_min_lift", "decide", "promote"]

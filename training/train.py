@@ -35,6 +35,7 @@ from nba.domain import ValidationError, parse_day
 from nba.features import FeaturizerConfig
 from nba.logs.join import load_joined
 from nba.ope import IPS, SNIPS, LoggedData
+from nba.ope.checks import DEFAULT_MIN_ESS_SHARE, OPEWarning, disagreement_checks, ess_check
 from nba.policies.vw import NativeLearner, VWConfig, VWPolicy, labelled_text
 from nba.reward import RewardDefinition
 
@@ -60,6 +61,9 @@ class HoldoutReport:
     ess : float
         Effective sample size of the importance weights.
     max_weight : float
+    warnings : tuple of OPEWarning
+        IPS and SNIPS disagreeing beyond their intervals, low effective
+        sample size (:mod:`nba.ope.checks`).
     """
 
     n: int
@@ -72,9 +76,10 @@ class HoldoutReport:
     snips_high: float
     ess: float
     max_weight: float
+    warnings: tuple[OPEWarning, ...] = ()
 
     def metrics(self) -> dict[str, float]:
-        return {f"holdout_{k}": float(v) for k, v in self.__dict__.items()}
+        return {f"holdout_{k}": float(v) for k, v in self.__dict__.items() if k != "warnings"}
 
 
 @dataclass
@@ -91,6 +96,7 @@ class TrainResult:
     data_since: str
     data_until: str
     holdout_since: str | None
+    train_until: str
     passes: int
     seed: int
     holdout: HoldoutReport | None
@@ -129,9 +135,13 @@ class TrainResult:
         return m
 
     def summary(self) -> str:
+        days = f"trained on {self.n_train} decisions ({self.data_since} .. {self.train_until})"
+        if self.holdout_since is not None:
+            days += (
+                f"; held out {self.n_holdout} decisions ({self.holdout_since} .. {self.data_until})"
+            )
         lines = [
-            f"trained on {self.n_train} decisions ({self.data_since} .. {self.data_until}), "
-            f"{self.passes} pass(es), seed {self.seed}",
+            f"{days}, {self.passes} pass(es), seed {self.seed}",
             f"reward definition {self.reward_definition}; catalog {self.catalog_version}",
             f"VW: {self.policy.params['vw_command']}",
             f"progressive-validation average loss: {self.average_loss:.6f}",
@@ -147,6 +157,7 @@ class TrainResult:
                 f"[{h.snips_low:.4f}, {h.snips_high:.4f}]; ESS {h.ess:.0f}, "
                 f"max weight {h.max_weight:.2f}"
             )
+            lines.extend(w.line() for w in h.warnings)
         return "\n".join(lines)
 
 
@@ -209,8 +220,12 @@ def _catalog_for(logs_dir: Path, table: pa.Table) -> Catalog:
     )
 
 
-def holdout_report(policy: VWPolicy, table: pa.Table) -> HoldoutReport:
-    """IPS/SNIPS of ``policy`` on logged decisions ``table`` (JOINED schema)."""
+def holdout_report(
+    policy: VWPolicy, table: pa.Table, min_ess_share: float = DEFAULT_MIN_ESS_SHARE
+) -> HoldoutReport:
+    """IPS/SNIPS of ``policy`` on logged decisions ``table`` (JOINED schema), with
+    warnings when they disagree beyond their intervals or the effective sample
+    size is below ``min_ess_share`` of the decisions."""
     flat, offsets = policy.probabilities_table(table)
     data = LoggedData(
         offsets=offsets,
@@ -224,6 +239,17 @@ def holdout_report(policy: VWPolicy, table: pa.Table) -> HoldoutReport:
     chosen = offsets[:-1] + data.action
     w = flat[chosen] / data.pscore
     ess = float(w.sum() ** 2 / (w * w).sum()) if np.any(w > 0) else 0.0
+    warns = disagreement_checks(
+        "held-out",
+        "gaussian",
+        [
+            ("ips", ips.estimate, ips.low, ips.high),
+            ("snips", snips.estimate, snips.low, snips.high),
+        ],
+    )
+    low_ess = ess_check("held-out", ess, table.num_rows, min_ess_share)
+    if low_ess is not None:
+        warns.append(low_ess)
     return HoldoutReport(
         n=table.num_rows,
         logged_value=float(np.mean(data.reward)),
@@ -235,6 +261,7 @@ def holdout_report(policy: VWPolicy, table: pa.Table) -> HoldoutReport:
         snips_high=float(snips.high),
         ess=ess,
         max_weight=float(w.max()),
+        warnings=tuple(warns),
     )
 
 
@@ -399,6 +426,7 @@ def train(
         data_since=first.isoformat(),
         data_until=last.isoformat(),
         holdout_since=None if holdout_since is None else holdout_since.isoformat(),
+        train_until=train_t.column("ts")[n_train - 1].as_py().astimezone(UTC).date().isoformat(),
         passes=passes,
         seed=seed,
         holdout=report,

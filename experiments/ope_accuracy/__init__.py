@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from experiments.ope_accuracy.gate import gate_findings, gate_headline, summarize_gate
 from experiments.ope_accuracy.report import (
     log_to_mlflow,
     markdown_report,
@@ -23,7 +24,7 @@ from experiments.ope_accuracy.study import (
     StudyConfig,
     TargetCheck,
     check_targets,
-    run_study,
+    run_study_and_gate,
     summarize,
 )
 
@@ -40,6 +41,9 @@ class StudyResult:
     files: dict[str, Path]
     seconds: float
     run_id: str | None
+    gate: pd.DataFrame
+    gate_summary: pd.DataFrame
+    gate_lines: list[str]
 
 
 def run(
@@ -50,14 +54,29 @@ def run(
     progress: bool = False,
 ) -> StudyResult:
     """Run the study; write ``raw.csv``, ``summary.csv``, ``report.md``,
-    ``error.png`` and ``coverage.png`` to ``out_dir``; log them to MLflow."""
+    ``error.png`` and ``coverage.png`` (and, with ``config.gate_reps``,
+    ``gate.csv`` and ``gate_summary.csv``) to ``out_dir``; log them to MLflow."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    raw = run_study(config, progress=progress)
+    raw, gate = run_study_and_gate(config, progress=progress)
     seconds = time.perf_counter() - t0
     summary = summarize(raw, config.alpha)
     checks = check_targets(summary, raw, config.sizes)
+    gate_summary = pd.DataFrame()
+    gate_lines: list[str] = []
+    if not gate.empty:
+        gate_summary = summarize_gate(gate)
+        ok, gate_lines = gate_findings(gate_summary, config.alpha, config.gate_lift)
+        checks.append(
+            TargetCheck(
+                f"promotion gate: false-promotion rate <= alpha ({config.alpha}) for a "
+                "challenger equal to the champion (identical, and different with equal value), "
+                "every estimator, interval, overlap and size",
+                ok,
+                gate_headline(gate_summary),
+            )
+        )
     truths = (
         raw.groupby(["overlap", "target"], sort=False)["truth"]
         .agg(["mean", "min", "max"])
@@ -70,12 +89,18 @@ def run(
         "error_plot": out / "error.png",
         "coverage_plot": out / "coverage.png",
     }
+    if not gate.empty:
+        files["gate"] = out / "gate.csv"
+        files["gate_summary"] = out / "gate_summary.csv"
+        gate.to_csv(files["gate"], index=False)
+        gate_summary.to_csv(files["gate_summary"], index=False)
     raw.to_csv(files["raw"], index=False)
     summary.to_csv(files["summary"], index=False)
     files["report"].write_text(
-        markdown_report(config, summary, raw, checks, seconds, truths), encoding="utf-8"
+        markdown_report(config, summary, raw, checks, seconds, truths, gate_summary),
+        encoding="utf-8",
     )
     plot_error(summary, files["error_plot"])
     plot_coverage(raw, files["coverage_plot"], config.alpha)
     run_id = log_to_mlflow(config, checks, files, seconds, tracking_uri) if mlflow else None
-    return StudyResult(raw, summary, checks, files, seconds, run_id)
+    return StudyResult(raw, summary, checks, files, seconds, run_id, gate, gate_summary, gate_lines)

@@ -7,7 +7,12 @@ from pathlib import Path
 
 import click
 
-from experiments.ope_accuracy.study import ESTIMATOR_FACTORIES, INTERVALS, TARGETS
+from experiments.ope_accuracy.study import (
+    ESTIMATOR_FACTORIES,
+    GATE_ESTIMATORS,
+    INTERVALS,
+    TARGETS,
+)
 
 
 def _ints(text: str) -> tuple[int, ...]:
@@ -48,6 +53,20 @@ def _names(text: str, known: tuple[str, ...] | list[str], what: str) -> tuple[st
 @click.option("--bootstrap-estimators", default="ips,snips,dr,sndr", show_default=True)
 @click.option("--folds", type=int, default=2, show_default=True)
 @click.option("--seed", "base_seed", type=int, default=0, show_default=True)
+@click.option(
+    "--gate-reps",
+    type=int,
+    default=0,
+    show_default=True,
+    help="Repetitions per (overlap, gate size) of the promotion-gate measurement (0: off).",
+)
+@click.option("--gate-sizes", default="20000", show_default=True)
+@click.option("--gate-estimators", default=",".join(GATE_ESTIMATORS), show_default=True)
+@click.option("--gate-intervals", default="gaussian,bootstrap", show_default=True)
+@click.option(
+    "--gate-lift", type=float, default=0.05, show_default=True, help="True relative lift."
+)
+@click.option("--gate-min-lift", type=float, default=0.0, show_default=True)
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), required=True)
 @click.option("--no-mlflow", is_flag=True)
 @click.option("--tracking-uri", default=None)
@@ -68,6 +87,12 @@ def main(
     bootstrap_estimators: str,
     folds: int,
     base_seed: int,
+    gate_reps: int,
+    gate_sizes: str,
+    gate_estimators: str,
+    gate_intervals: str,
+    gate_lift: float,
+    gate_min_lift: float,
     out_dir: Path,
     no_mlflow: bool,
     tracking_uri: str | None,
@@ -96,6 +121,12 @@ def main(
             ),
             n_folds=folds,
             base_seed=base_seed,
+            gate_reps=gate_reps,
+            gate_sizes=_ints(gate_sizes),
+            gate_estimators=_names(gate_estimators, GATE_ESTIMATORS, "gate estimator"),
+            gate_intervals=_names(gate_intervals, INTERVALS, "gate interval"),
+            gate_lift=gate_lift,
+            gate_min_lift=gate_min_lift,
         )
     except ValueError as exc:
         raise click.ClickException(str(exc)) from exc
@@ -109,6 +140,8 @@ def main(
     for c in res.checks:
         status = "not measured" if c.met is None else ("MET" if c.met else "NOT MET")
         click.echo(f"[{status}] {c.name}: {c.detail}")
+    for line in res.gate_lines:
+        click.echo(f"gate: {line}")
     click.echo(f"{len(res.raw)} estimates in {res.seconds:.0f} s; report {res.files['report']}")
     if res.run_id:
         click.echo(f"MLflow run {res.run_id} (experiment 'experiments/ope_accuracy')")

@@ -93,7 +93,7 @@ def _table(df: pd.DataFrame, cols: list[str]) -> str:
         cells = []
         for c in cols:
             v = r[c]
-            if c in ("coverage", "median_rel_error"):
+            if c in ("coverage", "median_rel_error", "promotion_rate", "promotion_se"):
                 cells.append(fmt_pct(float(v)))
             elif isinstance(v, float | np.floating):
                 cells.append(f"{float(v):.5f}")
@@ -110,8 +110,9 @@ def markdown_report(
     checks: list[TargetCheck],
     seconds: float,
     truths: pd.DataFrame,
+    gate_summary: pd.DataFrame | None = None,
 ) -> str:
-    from experiments.ope_accuracy import study
+    from experiments.ope_accuracy import gate, study
 
     lines = [
         "# OPE accuracy study",
@@ -165,6 +166,34 @@ def markdown_report(
         ),
         "",
     ]
+    if gate_summary is not None and not gate_summary.empty:
+        lines += [
+            "## Promotion gate",
+            "",
+            f"{config.gate_reps} repetitions per (overlap, size), sizes "
+            f"{', '.join(f'{s:,}' for s in config.gate_sizes)}; minimum lift "
+            f"{config.gate_min_lift}; true relative lift {config.gate_lift:.0%}.",
+            "",
+            (gate.__doc__ or "").split("\n\n", 1)[1].strip(),
+            "",
+            _table(
+                gate_summary,
+                [
+                    "overlap",
+                    "size",
+                    "scenario",
+                    "estimator",
+                    "interval",
+                    "reps",
+                    "true_difference",
+                    "promotion_rate",
+                    "promotion_se",
+                    "coverage",
+                    "mean_width",
+                ],
+            ),
+            "",
+        ]
     return "\n".join(lines)
 
 

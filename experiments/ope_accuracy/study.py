@@ -97,6 +97,8 @@ ESTIMATOR_FACTORIES: dict[str, Callable[[], BaseOffPolicyEstimator]] = {
     "switch_dr": SwitchDR,
 }
 INTERVALS: tuple[str, ...] = ("gaussian", "bernstein", "bootstrap")
+#: the estimators ``nba promote`` accepts
+GATE_ESTIMATORS: tuple[str, ...] = ("ips", "snips", "dr", "sndr")
 #: seven in-window outcome cells: gate failed, then (state, side) with the gate passed
 _CELLS: tuple[tuple[int, int, int], ...] = (
     (0, NEITHER, 0),
@@ -137,6 +139,17 @@ class StudyConfig:
     n_folds : int
         Cross-fitting folds of the reward model.
     base_seed : int
+    gate_reps : int
+        Repetitions per (overlap, gate size) of the promotion-gate measurement
+        (:mod:`experiments.ope_accuracy.gate`); 0 turns it off.
+    gate_sizes : tuple of int
+        Logged decisions per gate repetition.
+    gate_estimators, gate_intervals : tuple of str
+        What the gate is run with (each estimator x interval kind).
+    gate_lift : float
+        True relative lift of the ``lift`` challenger over the champion.
+    gate_min_lift : float
+        The gate's minimum lift (reward units).
     """
 
     seeds: int = 20
@@ -155,6 +168,12 @@ class StudyConfig:
     n_folds: int = 2
     base_seed: int = 0
     targets: tuple[str, ...] = TARGETS
+    gate_reps: int = 0
+    gate_sizes: tuple[int, ...] = (20_000,)
+    gate_estimators: tuple[str, ...] = ("ips", "snips", "dr", "sndr")
+    gate_intervals: tuple[str, ...] = ("gaussian", "bootstrap")
+    gate_lift: float = 0.05
+    gate_min_lift: float = 0.0
 
     def __post_init__(self) -> None:
         for name in ("seeds", "reps", "hcps", "days", "train_hcps", "train_days", "n_folds"):
@@ -180,6 +199,27 @@ class StudyConfig:
             raise ValueError("bootstrap_reps: give one number or one per size")
         if not 0 < self.alpha < 1:
             raise ValueError(f"alpha: must be in (0, 1), got {self.alpha}")
+        if isinstance(self.gate_reps, bool) or not isinstance(self.gate_reps, int):
+            raise ValueError(f"gate_reps: must be an integer >= 0, got {self.gate_reps!r}")
+        if self.gate_reps < 0:
+            raise ValueError(f"gate_reps: must be an integer >= 0, got {self.gate_reps!r}")
+        if self.gate_reps:
+            if not self.gate_sizes or any(int(s) < 10 for s in self.gate_sizes):
+                raise ValueError(f"gate_sizes: need sizes >= 10, got {self.gate_sizes!r}")
+            for e in self.gate_estimators:
+                if e not in GATE_ESTIMATORS:
+                    raise ValueError(
+                        f"gate estimator {e!r}: expected one of {', '.join(GATE_ESTIMATORS)}"
+                    )
+            for i in self.gate_intervals:
+                if i not in INTERVALS:
+                    raise ValueError(f"gate interval {i!r}: expected one of {', '.join(INTERVALS)}")
+            if not (math.isfinite(self.gate_lift) and self.gate_lift > 0):
+                raise ValueError(f"gate_lift: must be a number > 0, got {self.gate_lift!r}")
+            if not (math.isfinite(self.gate_min_lift) and self.gate_min_lift >= 0):
+                raise ValueError(
+                    f"gate_min_lift: must be a finite number >= 0, got {self.gate_min_lift!r}"
+                )
 
     def bootstrap_reps_for(self, size_index: int) -> int:
         k = self.bootstrap_reps[0 if len(self.bootstrap_reps) == 1 else size_index]
@@ -556,6 +596,21 @@ def run_study(
 ) -> pd.DataFrame:
     """All repetitions of the study; one row per (overlap, size, seed, rep, target,
     estimator, interval) with the estimate, the interval and the truth."""
+    return run_study_and_gate(config, catalog, reward_def, progress)[0]
+
+
+def run_study_and_gate(
+    config: StudyConfig,
+    catalog: Catalog | None = None,
+    reward_def: RewardDefinition | None = None,
+    progress: bool = False,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The study's estimates (as :func:`run_study`) and, when ``config.gate_reps``,
+    the promotion gate's decisions: one row per (overlap, size, seed, rep,
+    scenario, estimator, interval) with the paired difference, its interval,
+    the true difference and whether the gate promoted."""
+    from experiments.ope_accuracy.gate import evaluate_gate, gate_policies
+
     catalog = catalog or Catalog.default()
     reward_def = reward_def or RewardDefinition.default()
     bounds = reward_bounds(reward_def)
@@ -564,16 +619,21 @@ def run_study(
         vw_policy = train_vw_target(
             10_000 + config.base_seed, config.train_hcps, config.train_days, catalog, reward_def
         )
-    per_seed = [
-        config.reps // config.seeds + (s < config.reps % config.seeds) for s in range(config.seeds)
-    ]
+
+    def spread(total: int) -> list[int]:
+        return [total // config.seeds + (s < total % config.seeds) for s in range(config.seeds)]
+
+    per_seed, gate_per_seed = spread(config.reps), spread(config.gate_reps)
+    gate_ests = [ESTIMATOR_FACTORIES[e]() for e in config.gate_estimators]
     rows: list[dict[str, Any]] = []
+    gate_rows: list[dict[str, Any]] = []
     total = len(OVERLAPS) * config.seeds
     bar = tqdm(
         total=total, desc="ope_accuracy", unit="world", file=sys.stderr, disable=not progress
     )
     for overlap in OVERLAPS:
-        rep_base = 0
+        flag = 1 if overlap == "poor" else 0
+        rep_base = gate_base = 0
         for s in range(config.seeds):
             seed = config.base_seed + s
             t0 = time.perf_counter()
@@ -583,22 +643,57 @@ def run_study(
                 n_boot = config.bootstrap_reps_for(si)
                 for r in range(per_seed[s]):
                     rep = rep_base + r
-                    rng = np.random.default_rng(
-                        [config.base_seed, s, si, rep, 1 if overlap == "poor" else 0]
-                    )
+                    rng = np.random.default_rng([config.base_seed, s, si, rep, flag])
                     d = draw_log(pool, int(size), rng)
                     for row in evaluate_draw(pool, d, config, rep < n_boot, rng, bounds, seed=rep):
                         row.update(
                             overlap=overlap, size=int(size), seed=seed, rep=rep, pool_n=pool.n
                         )
                         rows.append(row)
+            if gate_per_seed[s]:
+                missing = [t for t in ("segment", "oracle", "uniform") if t not in pool.targets]
+                add_targets(pool, catalog, None, missing)
+                policies = gate_policies(pool, config.gate_lift)
+                for si, size in enumerate(config.gate_sizes):
+                    for r in range(gate_per_seed[s]):
+                        rep = gate_base + r
+                        rng = np.random.default_rng([config.base_seed, s, si, rep, flag, 2])
+                        d = draw_log(pool, int(size), rng)
+                        q = None
+                        if any(e.needs_reward_model for e in gate_ests):
+                            q = cross_fitted_rewards(pool, d, config.n_folds, rng)
+                        pscore_all = pool.logging_p[d.flat]
+                        base = LoggedData(
+                            offsets=d.offsets,
+                            action_dist=pscore_all,
+                            reward=d.reward,
+                            pscore=pscore_all[d.offsets[:-1] + d.action],
+                            action=d.action,
+                            pscore_all=pscore_all,
+                            estimated_rewards=q,
+                            reward_range=bounds,
+                        )
+                        for row in evaluate_gate(
+                            policies,
+                            base,
+                            d.flat,
+                            gate_ests,
+                            config.gate_intervals,
+                            config.alpha,
+                            config.gate_min_lift,
+                            config.n_bootstrap,
+                            seed=rep,
+                        ):
+                            row.update(overlap=overlap, size=int(size), seed=seed, rep=rep)
+                            gate_rows.append(row)
             rep_base += per_seed[s]
+            gate_base += gate_per_seed[s]
             bar.set_postfix(pool=pool.n, s=f"{time.perf_counter() - t0:.0f}")
             bar.update(1)
     bar.close()
     if vw_policy is not None:
         vw_policy.close()
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows), pd.DataFrame(gate_rows)
 
 
 # ----------------------------------------------------------------- summary

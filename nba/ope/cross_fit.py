@@ -117,19 +117,32 @@ class CrossFitResult:
     heldout_mse : tuple of float, or None
         Per fold, mean squared error of the prediction for the logged action
         against the observed reward (when ``action`` and ``reward`` were given).
+    constant_mse : tuple of float, or None
+        Per fold, the same error for the constant predictor: the mean reward
+        of the training folds.
     """
 
     estimated_rewards: FloatArray
     folds: IntArray
     heldout_mse: tuple[float, ...] | None
+    constant_mse: tuple[float, ...] | None = None
+
+    def _pooled(self, values: tuple[float, ...] | None) -> float | None:
+        if values is None:
+            return None
+        sizes = np.bincount(self.folds)
+        return float(np.average(values, weights=sizes[sizes > 0]))
 
     @property
     def mean_heldout_mse(self) -> float | None:
         """Held-out MSE pooled over folds (weighted by fold size)."""
-        if self.heldout_mse is None:
-            return None
-        sizes = np.bincount(self.folds)
-        return float(np.average(self.heldout_mse, weights=sizes[sizes > 0]))
+        return self._pooled(self.heldout_mse)
+
+    @property
+    def mean_constant_mse(self) -> float | None:
+        """Held-out MSE of the constant predictor (each fold's training mean
+        reward), pooled the same way; compare with :attr:`mean_heldout_mse`."""
+        return self._pooled(self.constant_mse)
 
 
 def cross_fit(
@@ -172,6 +185,7 @@ def cross_fit(
         raise OPEInputError("folds: need at least two distinct folds to cross-fit")
     out = np.full(int(off[-1]), np.nan)
     mse: list[float] = []
+    const: list[float] = []
     for k in fold_ids:
         test = np.flatnonzero(f == k)
         train = np.flatnonzero(f != k)
@@ -190,7 +204,11 @@ def cross_fit(
             a = np.asarray(action, dtype=np.int64)[test]
             r = np.asarray(reward, dtype=np.float64)[test]
             mse.append(float(np.mean((out[off[test] + a] - r) ** 2)))
-    return CrossFitResult(out, f.astype(np.int64), tuple(mse) if mse else None)
+            rbar = float(np.mean(np.asarray(reward, dtype=np.float64)[train]))
+            const.append(float(np.mean((rbar - r) ** 2)))
+    return CrossFitResult(
+        out, f.astype(np.int64), tuple(mse) if mse else None, tuple(const) if const else None
+    )
 
 
 class PerActionMean:

@@ -46,6 +46,7 @@ import inspect
 import math
 import os
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
@@ -211,22 +212,11 @@ class BaseOffPolicyEstimator(ABC):
         -------
         Interval
         """
-        if not (isinstance(alpha, float | int) and 0.0 < float(alpha) < 1.0):
-            raise OPEInputError(f"alpha: must be in (0, 1), got {alpha!r}")
-        alpha = float(alpha)
-        if method not in INTERVAL_METHODS:
-            raise OPEInputError(f"method: expected one of {INTERVAL_METHODS}, got {method!r}")
+        alpha = _check_alpha_method(alpha, method)
         terms = self._terms(data)
         est = terms.value()
         if method == "bootstrap":
-            if not (isinstance(n_bootstrap, int) and n_bootstrap >= 10):
-                raise OPEInputError(f"n_bootstrap: need an integer >= 10, got {n_bootstrap!r}")
-            if resampling not in ("multinomial", "poisson"):
-                raise OPEInputError(
-                    f"resampling: expected 'multinomial' or 'poisson', got {resampling!r}"
-                )
-            if n_jobs is not None and not (isinstance(n_jobs, int) and n_jobs >= 1):
-                raise OPEInputError(f"n_jobs: need an integer >= 1, got {n_jobs!r}")
+            _check_bootstrap(n_bootstrap, resampling, n_jobs)
             reps = bootstrap_replicates(terms, n_bootstrap, seed, resampling, n_jobs)
             ok = reps[np.isfinite(reps)]
             notes: tuple[str, ...] = ()
@@ -239,6 +229,95 @@ class BaseOffPolicyEstimator(ABC):
             return Interval(est, est - half, est + half, method, alpha)
         return self._bernstein(data, terms, est, alpha, weight_bound)
 
+    def estimate_difference(
+        self,
+        data: LoggedData,
+        baseline: LoggedData | None = None,
+        alpha: float = 0.05,
+        method: IntervalMethod = "bootstrap",
+        n_bootstrap: int = 1000,
+        seed: int = 0,
+        *,
+        resampling: Resampling = "multinomial",
+        weight_bound: float | None = None,
+        n_jobs: int | None = None,
+    ) -> Interval:
+        """Paired estimate and ``1 - alpha`` interval of ``V(data) - V(baseline)``.
+
+        Both policies are evaluated by this estimator on the *same* logged
+        decisions (``data`` and ``baseline`` differ only in ``action_dist``), so
+        the interval is on the difference itself, not on two separate values:
+
+        * ``bootstrap``: both estimates are recomputed on the same resamples
+          (one count matrix) and the percentile interval is taken of their
+          difference;
+        * ``gaussian``: the per-decision influence terms are subtracted,
+          ``psi_i = psi_i(data) - psi_i(baseline)``, and the CLT interval is
+          ``D +- z sqrt(var(psi) / n)``;
+        * ``bernstein``: an empirical-Bernstein bound on the mean of the
+          differences of the plain terms (paired), plus separate bounds on the
+          numerator and denominator of each self-normalised part, with a union
+          bound over all of them (valid in finite samples, conservative).
+
+        When both policies give identical per-decision terms the difference is
+        exactly 0 on every resample and the interval is ``[0, 0]``.
+
+        Parameters
+        ----------
+        data : LoggedData
+            The challenger's probabilities in ``action_dist``.
+        baseline : LoggedData, optional
+            The same decisions with the baseline's probabilities. ``None``: the
+            logging policy's observed value ``mean(reward)``, whose
+            per-decision term is ``r_i`` (its weight is 1 by definition).
+        alpha, method, n_bootstrap, seed, resampling, weight_bound, n_jobs
+            As in :meth:`estimate_interval`; ``weight_bound`` bounds the
+            weights of both policies.
+
+        Returns
+        -------
+        Interval
+            ``estimate`` is the difference ``V(data) - V(baseline)``.
+
+        >>> import numpy as np
+        >>> log = dict(offsets=np.array([0, 2, 4]), reward=np.array([1.0, 0.0]),
+        ...            pscore=np.array([0.5, 0.5]), action=np.array([0, 1]))
+        >>> a = LoggedData(action_dist=np.array([1.0, 0.0, 1.0, 0.0]), **log)
+        >>> iv = IPS().estimate_difference(a, a, method="gaussian")
+        >>> iv.estimate, iv.low, iv.high
+        (0.0, 0.0, 0.0)
+        >>> IPS().estimate_difference(a, None, method="gaussian").estimate
+        0.5
+        """
+        alpha = _check_alpha_method(alpha, method)
+        if baseline is not None:
+            _check_same_log(data, baseline, self.needs_reward_model)
+        terms_a = self._terms(data)
+        terms_b = self._terms(baseline) if baseline is not None else _Terms(plain=data.reward)
+        est = terms_a.value() - terms_b.value()
+        if _same_terms(terms_a, terms_b):
+            note = "identical per-decision terms: the difference is 0 on every resample"
+            return Interval(0.0, 0.0, 0.0, method, alpha, (note,))
+        if method == "bootstrap":
+            _check_bootstrap(n_bootstrap, resampling, n_jobs)
+            reps = bootstrap_replicates_joint(
+                [terms_a, terms_b], n_bootstrap, seed, resampling, n_jobs
+            )
+            diff = reps[:, 0] - reps[:, 1]
+            ok = diff[np.isfinite(diff)]
+            notes: tuple[str, ...] = ()
+            if ok.size < diff.size:
+                notes = (f"{diff.size - ok.size} resample(s) had no weight and were dropped",)
+            low, high = np.quantile(ok, [alpha / 2.0, 1.0 - alpha / 2.0])
+            return Interval(est, float(low), float(high), method, alpha, notes)
+        if method == "gaussian":
+            psi = _influence(terms_a) - _influence(terms_b)
+            half = float(stats.norm.ppf(1.0 - alpha / 2.0)) * _se(psi)
+            return Interval(est, est - half, est + half, method, alpha)
+        return self._bernstein_difference(
+            data, baseline, terms_a, terms_b, est, alpha, weight_bound
+        )
+
     # ------------------------------------------------------------- bernstein
     def _bernstein(
         self,
@@ -249,26 +328,8 @@ class BaseOffPolicyEstimator(ABC):
         weight_bound: float | None,
     ) -> Interval:
         notes: list[str] = []
-        if weight_bound is not None:
-            if not (math.isfinite(weight_bound) and weight_bound > 0):
-                raise OPEInputError(f"weight_bound: must be positive, got {weight_bound!r}")
-            w_max = float(weight_bound)
-            if w_max < float(np.max(data.importance_weights)):
-                raise OPEInputError(
-                    f"weight_bound: {w_max} is below the largest observed weight "
-                    f"{float(np.max(data.importance_weights))}"
-                )
-        elif data.pscore_all is not None:
-            ok = data.pscore_all > 0
-            w_max = float(np.max(data.action_dist[ok] / data.pscore_all[ok]))
-        else:
-            w_max = float(np.max(data.importance_weights))
-            notes.append("weight bound taken from the observed weights (no pscore_all)")
-        if data.reward_range is not None:
-            rlo, rhi = data.reward_range
-        else:
-            rlo, rhi = float(np.min(data.reward)), float(np.max(data.reward))
-            notes.append("reward range taken from the observed rewards (no reward_range)")
+        w_max = _weight_max(data, weight_bound, notes)
+        rlo, rhi = _reward_range(data, notes)
         b = self._bounds(data, w_max, rlo, rhi)
         parts = (terms.plain is not None) + 2 * (terms.ratio_weight is not None)
         delta = alpha / parts  # union bound over the means being bounded
@@ -277,18 +338,138 @@ class BaseOffPolicyEstimator(ABC):
             lo_p, hi_p = _eb_mean(terms.plain, b.plain[1] - b.plain[0], delta)
             low, high = max(lo_p, b.plain[0]), min(hi_p, b.plain[1])
         if terms.ratio_weight is not None and terms.ratio_target is not None:
-            assert b.target is not None
-            ylo, yhi = b.target
-            c = terms.ratio_weight
-            z = c * (terms.ratio_target - ylo)
-            lz, uz = _eb_mean(z, b.weight_max * (yhi - ylo), delta)
-            lc, uc = _eb_mean(c, b.weight_max, delta)
-            lz, lc = max(lz, 0.0), max(lc, 0.0)
-            r_lo = ylo + (lz / uc if uc > 0 else 0.0)
-            r_hi = ylo + (uz / lc if lc > 0 else math.inf)
-            low += max(r_lo, ylo)
-            high += min(r_hi, yhi)
+            r_lo, r_hi = _eb_ratio(terms, b, delta)
+            low += r_lo
+            high += r_hi
         return Interval(est, low, high, "bernstein", alpha, tuple(notes))
+
+    def _bernstein_difference(
+        self,
+        data: LoggedData,
+        baseline: LoggedData | None,
+        terms_a: _Terms,
+        terms_b: _Terms,
+        est: float,
+        alpha: float,
+        weight_bound: float | None,
+    ) -> Interval:
+        notes: list[str] = []
+        rlo, rhi = _reward_range(data, notes)
+        ba = self._bounds(data, _weight_max(data, weight_bound, notes), rlo, rhi)
+        if baseline is None:
+            bb = _Bounds((rlo, rhi), None, 1.0)
+        else:
+            bb = self._bounds(baseline, _weight_max(baseline, weight_bound, notes), rlo, rhi)
+        has_plain = terms_a.plain is not None or terms_b.plain is not None
+        ratios = [(t, b, sign) for t, b, sign in ((terms_a, ba, 1.0), (terms_b, bb, -1.0))
+                  if t.ratio_weight is not None]  # fmt: skip
+        delta = alpha / (int(has_plain) + 2 * len(ratios))
+        low = high = 0.0
+        if has_plain:
+            n = data.n_decisions
+            pa = terms_a.plain if terms_a.plain is not None else np.zeros(n)
+            pb = terms_b.plain if terms_b.plain is not None else np.zeros(n)
+            la, ha = ba.plain if terms_a.plain is not None and ba.plain else (0.0, 0.0)
+            lb, hb = bb.plain if terms_b.plain is not None and bb.plain else (0.0, 0.0)
+            d_lo, d_hi = la - hb, ha - lb
+            lo_p, hi_p = _eb_mean(pa - pb, d_hi - d_lo, delta)
+            low, high = max(lo_p, d_lo), min(hi_p, d_hi)
+        for terms, b, sign in ratios:
+            r_lo, r_hi = _eb_ratio(terms, b, delta)
+            if sign > 0:
+                low, high = low + r_lo, high + r_hi
+            else:
+                low, high = low - r_hi, high - r_lo
+        return Interval(est, low, high, "bernstein", alpha, tuple(dict.fromkeys(notes)))
+
+
+def _check_alpha_method(alpha: Any, method: Any) -> float:
+    if not (isinstance(alpha, float | int) and 0.0 < float(alpha) < 1.0):
+        raise OPEInputError(f"alpha: must be in (0, 1), got {alpha!r}")
+    if method not in INTERVAL_METHODS:
+        raise OPEInputError(f"method: expected one of {INTERVAL_METHODS}, got {method!r}")
+    return float(alpha)
+
+
+def _check_bootstrap(n_bootstrap: Any, resampling: Any, n_jobs: Any) -> None:
+    if not (isinstance(n_bootstrap, int) and n_bootstrap >= 10):
+        raise OPEInputError(f"n_bootstrap: need an integer >= 10, got {n_bootstrap!r}")
+    if resampling not in ("multinomial", "poisson"):
+        raise OPEInputError(f"resampling: expected 'multinomial' or 'poisson', got {resampling!r}")
+    if n_jobs is not None and not (isinstance(n_jobs, int) and n_jobs >= 1):
+        raise OPEInputError(f"n_jobs: need an integer >= 1, got {n_jobs!r}")
+
+
+def _check_same_log(data: LoggedData, baseline: LoggedData, needs_q: bool) -> None:
+    """Refuse a baseline that is not the same logged decisions as ``data``."""
+    fields = ["offsets", "reward", "pscore", "action"]
+    if needs_q:
+        fields.append("estimated_rewards")
+    for name in fields:
+        a, b = getattr(data, name), getattr(baseline, name)
+        if a is None or b is None:
+            if a is not b:
+                raise OPEInputError(f"baseline: {name} is set on one side only")
+            continue
+        if a.shape != b.shape or not np.array_equal(a, b):
+            raise OPEInputError(
+                f"baseline: not the same logged decisions as data ({name} differ); a paired "
+                "difference needs both policies evaluated on one log"
+            )
+
+
+def _same_terms(a: _Terms, b: _Terms) -> bool:
+    def eq(x: FloatArray | None, y: FloatArray | None) -> bool:
+        return (x is None and y is None) or (
+            x is not None and y is not None and np.array_equal(x, y)
+        )
+
+    return (
+        eq(a.plain, b.plain)
+        and eq(a.ratio_weight, b.ratio_weight)
+        and eq(a.ratio_target, b.ratio_target)
+    )
+
+
+def _weight_max(data: LoggedData, weight_bound: float | None, notes: list[str]) -> float:
+    """A priori bound on the importance weight of ``data``'s target policy."""
+    if weight_bound is not None:
+        if not (math.isfinite(weight_bound) and weight_bound > 0):
+            raise OPEInputError(f"weight_bound: must be positive, got {weight_bound!r}")
+        if weight_bound < float(np.max(data.importance_weights)):
+            raise OPEInputError(
+                f"weight_bound: {float(weight_bound)} is below the largest observed weight "
+                f"{float(np.max(data.importance_weights))}"
+            )
+        return float(weight_bound)
+    if data.pscore_all is not None:
+        ok = data.pscore_all > 0
+        return float(np.max(data.action_dist[ok] / data.pscore_all[ok]))
+    notes.append("weight bound taken from the observed weights (no pscore_all)")
+    return float(np.max(data.importance_weights))
+
+
+def _reward_range(data: LoggedData, notes: list[str]) -> tuple[float, float]:
+    if data.reward_range is not None:
+        return data.reward_range
+    notes.append("reward range taken from the observed rewards (no reward_range)")
+    return float(np.min(data.reward)), float(np.max(data.reward))
+
+
+def _eb_ratio(terms: _Terms, b: _Bounds, delta: float) -> tuple[float, float]:
+    """Bounds on ``sum(c y) / sum(c)`` from separate empirical-Bernstein bounds on the
+    means of ``c (y - ylo)`` and ``c`` (each at ``delta``), clipped to the target range."""
+    assert b.target is not None and terms.ratio_weight is not None
+    assert terms.ratio_target is not None
+    ylo, yhi = b.target
+    c = terms.ratio_weight
+    z = c * (terms.ratio_target - ylo)
+    lz, uz = _eb_mean(z, b.weight_max * (yhi - ylo), delta)
+    lc, uc = _eb_mean(c, b.weight_max, delta)
+    lz, lc = max(lz, 0.0), max(lc, 0.0)
+    r_lo = ylo + (lz / uc if uc > 0 else 0.0)
+    r_hi = ylo + (uz / lc if lc > 0 else math.inf)
+    return max(r_lo, ylo), min(r_hi, yhi)
 
 
 def _eb_mean(x: FloatArray, value_range: float, delta: float) -> tuple[float, float]:
@@ -308,8 +489,12 @@ def _eb_mean(x: FloatArray, value_range: float, delta: float) -> tuple[float, fl
     return m - half, m + half
 
 
-def _influence_se(terms: _Terms, est: float) -> float:
-    """Standard error from per-decision influence terms (delta method for ratios)."""
+def _influence(terms: _Terms) -> FloatArray:
+    """Per-decision influence terms, shape (n,) (delta method for the ratio part).
+
+    ``psi_i = a_i - mean(a) + c_i (y_i - R) / mean(c)``; their mean is 0 and
+    ``std(psi) / sqrt(n)`` is the estimate's standard error.
+    """
     parts = []
     if terms.plain is not None:
         parts.append(terms.plain - np.mean(terms.plain))
@@ -317,11 +502,19 @@ def _influence_se(terms: _Terms, est: float) -> float:
         c = terms.ratio_weight
         ratio = float(np.dot(c, terms.ratio_target) / np.sum(c))
         parts.append(c * (terms.ratio_target - ratio) / np.mean(c))
-    psi = parts[0] if len(parts) == 1 else parts[0] + parts[1]
+    return parts[0] if len(parts) == 1 else parts[0] + parts[1]
+
+
+def _se(psi: FloatArray) -> float:
     n = psi.shape[0]
     if n < 2:
         return math.inf
     return float(np.std(psi, ddof=1) / math.sqrt(n))
+
+
+def _influence_se(terms: _Terms, est: float) -> float:
+    """Standard error from per-decision influence terms (delta method for ratios)."""
+    return _se(_influence(terms))
 
 
 def _term_matrix(terms: _Terms) -> np.ndarray:
@@ -390,26 +583,55 @@ def bootstrap_replicates(
     ndarray of float64, shape (n_bootstrap,)
         ``nan`` where a resample has ``sum(c) == 0`` (or is empty).
     """
-    mat = _term_matrix(terms)
-    n = mat.shape[0]
+    return bootstrap_replicates_joint([terms], n_bootstrap, seed, resampling, n_jobs)[:, 0]
+
+
+def bootstrap_replicates_joint(
+    terms: Sequence[_Terms],
+    n_bootstrap: int,
+    seed: int,
+    resampling: str = "multinomial",
+    n_jobs: int | None = None,
+) -> np.ndarray:
+    """Bootstrap replicates of several estimators on the *same* resamples.
+
+    Every entry of ``terms`` is one estimator's per-decision terms on the same
+    ``n`` decisions; each resample's counts are drawn once and applied to all
+    of them, so column differences are paired bootstrap replicates of the
+    difference. Seeding as in :func:`bootstrap_replicates` (whose result is
+    the single-column case).
+
+    Returns
+    -------
+    ndarray of float64, shape (n_bootstrap, len(terms))
+    """
+    mats = [_term_matrix(t) for t in terms]
+    n = mats[0].shape[0]
+    if any(m.shape[0] != n for m in mats):
+        raise OPEInputError("paired bootstrap: the estimators' terms cover different decisions")
+    mat = np.ascontiguousarray(np.hstack(mats))
+    layout = []  # (first column, has plain, has ratio) per estimator
+    col = 0
+    for t, m in zip(terms, mats, strict=True):
+        layout.append((col, t.plain is not None, t.ratio_weight is not None))
+        col += m.shape[1]
     rows_per_chunk = max(1, min(_BLOCK, _CHUNK_CELLS // max(n, 1)))
     n_blocks = -(-n_bootstrap // _BLOCK)
     children = np.random.SeedSequence(seed).spawn(n_blocks)
-    has_plain = terms.plain is not None
-    has_ratio = terms.ratio_weight is not None
 
     def replicate(cnt: np.ndarray) -> np.ndarray:
         sums = cnt @ mat  # (rows, k)
-        out = np.zeros(cnt.shape[0])
-        col = 0
+        out = np.zeros((cnt.shape[0], len(layout)))
+        size = cnt.sum(axis=1)
         with np.errstate(invalid="ignore", divide="ignore"):
-            if has_plain:
-                size = cnt.sum(axis=1)
-                out += np.where(size > 0, sums[:, 0] / size, np.nan)
-                col = 1
-            if has_ratio:
-                den = sums[:, col + 1]
-                out += np.where(den > 0, sums[:, col] / den, np.nan)
+            for j, (first, has_plain, has_ratio) in enumerate(layout):
+                c = first
+                if has_plain:
+                    out[:, j] += np.where(size > 0, sums[:, c] / size, np.nan)
+                    c += 1
+                if has_ratio:
+                    den = sums[:, c + 1]
+                    out[:, j] += np.where(den > 0, sums[:, c] / den, np.nan)
         return out
 
     def run(j: int) -> np.ndarray:

@@ -138,8 +138,54 @@ def test_summary_arithmetic() -> None:
         (["--estimators", "ips,magic"], "unknown estimator 'magic'"),
         (["--seeds", "0"], "seeds: must be a positive integer"),
         (["--bootstrap-reps", "1,2,3"], "bootstrap_reps: give one number or one per size"),
+        (["--gate-estimators", "dm"], "unknown gate estimator 'dm'"),
+        (["--gate-reps", "5", "--gate-lift", "-1"], "gate_lift: must be a number > 0"),
     ],
 )
 def test_cli_refuses_bad_parameters(tmp_path: Path, args: list[str], match: str) -> None:
     res = CliRunner().invoke(study_main, [*args, "--out", str(tmp_path), "--no-mlflow"])
     assert res.exit_code != 0 and match in res.output
+
+
+def test_tiny_gate_run_measures_false_promotion_and_power(tmp_path: Path) -> None:
+    cfg = StudyConfig(
+        seeds=2, reps=2, sizes=(300,), hcps=150, days=6, targets=("segment",),
+        estimators=("snips",), intervals=("gaussian",), gate_reps=4, gate_sizes=(800,),
+        n_bootstrap=20,
+    )  # fmt: skip
+    res = run(cfg, tmp_path / "out", mlflow=False)
+    gate = res.gate
+    assert len(gate) == 2 * 4 * 3 * 4 * 2  # overlaps x reps x scenarios x estimators x intervals
+    assert set(gate["scenario"]) == {"identical", "equal_value", "lift"}
+    assert set(gate["estimator"]) == {"ips", "snips", "dr", "sndr"}
+    same = gate[gate["scenario"] == "identical"]
+    assert (same[["difference", "low", "high"]] == 0.0).all().all()
+    assert not same["promoted"].any()
+    equal = gate[gate["scenario"] == "equal_value"]
+    np.testing.assert_allclose(equal["true_difference"], 0.0, atol=1e-12)
+    lift = gate[gate["scenario"] == "lift"]
+    np.testing.assert_allclose(lift["true_difference"], 0.05 * lift["champion_value"], rtol=1e-9)
+    assert (gate["promoted"] == (gate["low"] > 0.0)).all()
+    s = res.gate_summary
+    assert {"promotion_rate", "promotion_se", "coverage"} <= set(s.columns)
+    assert len(res.checks) == 4 and res.checks[-1].name.startswith("promotion gate")
+    assert len(res.gate_lines) == 2 * 4 * 2
+    assert "## Promotion gate" in (tmp_path / "out" / "report.md").read_text()
+    assert len(pd.read_csv(tmp_path / "out" / "gate.csv")) == len(gate)
+    again = run(cfg, tmp_path / "again", mlflow=False)
+    pd.testing.assert_frame_equal(again.gate, gate)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"gate_reps": -1}, "gate_reps: must be an integer >= 0"),
+        ({"gate_reps": 2, "gate_estimators": ("dm",)}, "gate estimator 'dm'"),
+        ({"gate_reps": 2, "gate_lift": 0.0}, "gate_lift: must be a number > 0"),
+        ({"gate_reps": 2, "gate_min_lift": -0.1}, "gate_min_lift: must be a finite number >= 0"),
+        ({"gate_reps": 2, "gate_sizes": (5,)}, "gate_sizes: need sizes >= 10"),
+    ],
+)
+def test_bad_gate_settings(kwargs: dict[str, object], match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        StudyConfig(**kwargs)  # type: ignore[arg-type]

@@ -234,6 +234,14 @@ def test_bad_target_tables_are_refused(
         (["--policy", "uniform", "--alpha", "1.5"], r"alpha: must be in \(0, 1\)"),
         (["--policy", "uniform", "--since", "yesterday"], "since: 'yesterday' is not a date"),
         (["--policy", "models:/nba@nobody"], "policy 'models:/nba@nobody'"),
+        (
+            ["--policy", "uniform", "--min-ess-share", "2"],
+            r"--min-ess-share: must be a number in \[0, 1\], got 2.0",
+        ),
+        (
+            ["--policy", "uniform", "--min-ess-share", "-0.5"],
+            r"--min-ess-share: must be a number in \[0, 1\], got -0.5",
+        ),
     ],
 )
 def test_bad_inputs_fail_with_clear_messages(
@@ -244,3 +252,54 @@ def test_bad_inputs_fail_with_clear_messages(
     code, _, stderr = _run(["evaluate", *args, "--estimator", "ips", "--no-mlflow"])
     assert code != 0
     assert re.search(match, stderr), stderr
+
+
+def test_warnings_are_structured_printed_and_logged(
+    sim_logs: Path, store: str, tmp_path: Path
+) -> None:
+    """Uniform logging: the uniform target has weights exactly 1 (ESS = n, never
+    flagged, even at a threshold of 100 %); the segment rules put most weight on one
+    action, so their ESS is below n and is flagged at 100 %."""
+    from mlflow import MlflowClient
+
+    args = [
+        "evaluate", "--logs", str(sim_logs), "--policy", "uniform", "--policy", "segment",
+        "--estimator", "snips", "--estimator", "dm", "--estimator", "dr",
+        "--interval", "gaussian", "--folds", "3", "--min-ess-share", "1.0",
+    ]  # fmt: skip
+    code, stdout, stderr = _run([*args, "--json", "--no-mlflow"])
+    assert code == 0, stderr
+    blob = json.loads(stdout)
+    warns = blob["warnings"]
+    low_ess = [w for w in warns if w["code"] == "low_ess"]
+    assert [w["policy"] for w in low_ess] == ["segment"]
+    assert low_ess[0]["values"]["min_ess_share"] == 1.0
+    assert low_ess[0]["values"]["ess"] < low_ess[0]["values"]["n"]
+    rm = blob["reward_model"]
+    flagged = [w for w in warns if w["code"] == "reward_model_no_better_than_constant"]
+    assert bool(flagged) == (rm["heldout_mse"] >= rm["constant_mse"])
+    for r in blob["rows"]:
+        assert r["unreliable"] == (bool(flagged) and r["estimator"] in ("dm", "dr"))
+    for w in (w for w in warns if w["code"] == "estimators_disagree"):
+        a, b = (
+            next(r for r in blob["rows"] if r["policy"] == w["policy"] and r["estimator"] == e)
+            for e in w["estimators"]
+        )
+        assert not (
+            b["low"] <= a["estimate"] <= b["high"] and a["low"] <= b["estimate"] <= a["high"]
+        )
+
+    out = tmp_path / "report"
+    code, stdout, stderr = _run([*args, "--out", str(out)])
+    assert code == 0, stderr
+    md = (out / "evaluation.md").read_text()
+    for w in warns:
+        line = f"warning: {w['policy'] + ': ' if w['policy'] else ''}{w['message']}"
+        assert line in stdout and line in md
+    assert json.loads((out / "evaluation.json").read_text())["warnings"] == warns
+    client = MlflowClient(tracking_uri=store)
+    exp = client.get_experiment_by_name("evaluate")
+    assert exp is not None
+    run = client.search_runs([exp.experiment_id], order_by=["attributes.start_time DESC"])[0]
+    assert json.loads(run.data.tags["warnings"]) == [w["code"] for w in warns]
+    assert run.data.params["min_ess_share"] == "1.0"

@@ -123,12 +123,27 @@ def test_gate_accepts_a_better_challenger_and_refuses_a_worse_one(
     good = _full_information_policy(sim_logs, +1.0, seed=1)
     bad = _full_information_policy(sim_logs, -1.0, seed=2)
 
-    # no champion yet: the good challenger must beat the logging policy's observed value
+    # no champion yet: the good challenger must beat the logging policy's observed value on
+    # the same decisions, paired; an unreachable minimum lift refuses it first
     v_good = _register(good)
+    code, out, err = _promote(sim_logs, "--min-lift", "0.5")
+    assert code == 1
+    assert "refused: challenger - logging policy (observed value on the same decisions" in err
+    assert "does not exceed the minimum lift 0.50000" in err
+    assert _alias(store, "champion") is None
     code, out, err = _promote(sim_logs)
     assert code == 0, out + err
     assert f"promoted: champion -> version {v_good}" in out
-    assert "exceeds the logging policy's observed value (no champion yet)" in out
+    assert "challenger - logging policy (observed value on the same decisions" in out
+    assert "exceeds the minimum lift 0.00000" in out
+    assert "paired difference challenger - logging:" in out
+    assert _alias(store, "champion") == v_good
+
+    # an identical copy of the champion: the paired difference is exactly 0, never promoted
+    v_same = _register(good)
+    code, out, err = _promote(sim_logs)
+    assert code == 1
+    assert "challenger - champion = 0.00000 [0.00000, 0.00000]" in err
     assert _alias(store, "champion") == v_good
 
     # a clearly worse challenger is refused and the champion stays
@@ -136,8 +151,8 @@ def test_gate_accepts_a_better_challenger_and_refuses_a_worse_one(
     assert _alias(store, "challenger") == v_bad
     code, out, err = _promote(sim_logs)
     assert code == 1
-    assert "refused: challenger lower bound" in err
-    assert "does not exceed the champion estimate" in err
+    assert "refused: challenger - champion = -" in err
+    assert "does not exceed the minimum lift 0.00000" in err
     assert _alias(store, "champion") == v_good
 
     # the challenger already being the champion is refused too
@@ -149,14 +164,30 @@ def test_gate_accepts_a_better_challenger_and_refuses_a_worse_one(
     exp = client.get_experiment_by_name("promote")
     assert exp is not None
     runs = client.search_runs([exp.experiment_id], order_by=["attributes.start_time ASC"])
-    assert [r.data.tags["decision"] for r in runs] == ["promoted", "refused", "refused"]
-    first, second = runs[0], runs[1]
+    assert [r.data.tags["decision"] for r in runs] == [
+        "refused",
+        "promoted",
+        "refused",
+        "refused",
+        "refused",
+    ]
+    first, same, second = runs[1], runs[2], runs[3]
     assert first.data.params["challenger_version"] == v_good
     assert first.data.params["champion_version_before"] == ""
+    assert first.data.params["baseline"] == "logging"
+    assert first.data.metrics["difference_low"] > 0.0
+    assert runs[0].data.params["min_lift"] == "0.5"
+    assert same.data.params["challenger_version"] == v_same
+    assert same.data.metrics["difference"] == 0.0
+    assert same.data.metrics["difference_high"] == 0.0
     m = second.data.metrics
     assert m["promoted"] == 0.0
     assert m["challenger_high"] < m["champion_low"]  # clearly worse, not a coin flip
-    assert m["threshold"] == pytest.approx(m["champion_estimate"])
+    assert m["difference"] == pytest.approx(m["challenger_estimate"] - m["champion_estimate"])
+    assert m["difference_high"] < 0.0
+    assert second.data.params["baseline"] == "champion"
+    assert second.data.params["min_lift"] == "0.0"
+    assert "warnings" in second.data.tags  # the evaluation's warnings travel with the decision
     arts = {a.path for a in client.list_artifacts(second.info.run_id)}
     assert "decision.json" in arts and "evaluation" in arts
 
@@ -178,9 +209,14 @@ def test_gate_without_champion_refuses_a_challenger_below_the_logging_policy(
     )
     assert not decision.promoted
     assert decision.challenger_version == version and decision.champion_version is None
-    assert "does not exceed the logging policy's observed value" in decision.reason
+    assert decision.baseline == "logging"
+    assert "does not exceed the minimum lift" in decision.reason
     assert decision.challenger is not None and decision.logged_value is not None
-    assert decision.challenger["high"] < decision.logged_value
+    assert decision.difference is not None and decision.difference_high is not None
+    assert decision.difference == pytest.approx(
+        decision.challenger["estimate"] - decision.logged_value
+    )
+    assert decision.difference_high < 0.0
     assert decision.run_id is not None
     assert _alias(store, "champion", "nba_other") is None
 
@@ -199,8 +235,44 @@ def test_gate_without_a_challenger_is_refused(sim_logs: Path, store: str) -> Non
     [
         (["--estimator", "dm"], "Invalid value for '--estimator'"),
         (["--interval", "wild"], "Invalid value for '--interval'"),
+        (["--min-lift", "abc"], "Invalid value for '--min-lift'"),
     ],
 )
 def test_promote_refuses_bad_options(sim_logs: Path, args: list[str], match: str) -> None:
     res = CliRunner().invoke(nba_main, ["promote", "--logs", str(sim_logs), *args])
     assert res.exit_code == 2 and match in res.stderr
+
+
+@pytest.mark.parametrize(
+    ("value", "match"),
+    [
+        ("-0.01", "--min-lift: must be a finite number >= 0 \\(reward units\\), got -0.01"),
+        ("nan", "--min-lift: must be a finite number >= 0 \\(reward units\\), got nan"),
+        ("inf", "--min-lift: must be a finite number >= 0 \\(reward units\\), got inf"),
+    ],
+)
+def test_promote_refuses_a_bad_min_lift(sim_logs: Path, store: str, value: str, match: str) -> None:
+    import re
+
+    res = CliRunner().invoke(nba_main, ["promote", "--logs", str(sim_logs), "--min-lift", value])
+    assert res.exit_code == 1
+    assert re.search(match, res.stderr)
+    assert res.stderr.count("\n") == 1  # one line
+    # refused before anything was evaluated or recorded
+    from mlflow import MlflowClient
+
+    exp = MlflowClient(tracking_uri=store).get_experiment_by_name("promote")
+    runs = [] if exp is None else MlflowClient(tracking_uri=store).search_runs([exp.experiment_id])
+    assert all(r.data.params.get("min_lift") != value for r in runs)
+
+
+@pytest.mark.parametrize(
+    ("value", "match"),
+    [(-1.0, "got -1.0"), (float("nan"), "got nan"), (True, "got True"), ("0.1", "got '0.1'")],
+)
+def test_check_min_lift_refuses(value: object, match: str) -> None:
+    from training.evaluate import EvaluationError
+    from training.promote import check_min_lift
+
+    with pytest.raises(EvaluationError, match=f"--min-lift: must be a finite number >= 0.*{match}"):
+        check_min_lift(value)

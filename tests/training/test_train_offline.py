@@ -131,3 +131,39 @@ def test_a_failing_vw_stream_stops_training_with_its_error(
     monkeypatch.setattr(vw_module.NativeLearner, "write", broken)
     with pytest.raises(PolicyError, match="VW stopped reading its input: simulated"):
         train(logs, RewardDefinition.default(), seed=1, chunk_decisions=50)
+
+
+def test_summary_states_the_training_and_held_out_days(logs: Path) -> None:
+    from datetime import date, timedelta
+
+    r = train(logs, RewardDefinition.default(), holdout_days=3, seed=1)
+    assert r.holdout_since is not None
+    hold = date.fromisoformat(r.holdout_since)
+    assert hold == date.fromisoformat(r.data_until) - timedelta(days=2)
+    # the synthetic log has decisions every day, so training ends the day before the holdout
+    assert r.train_until == (hold - timedelta(days=1)).isoformat()
+    first = r.summary().splitlines()[0]
+    assert first.startswith(
+        f"trained on {r.n_train} decisions ({r.data_since} .. {r.train_until}); "
+        f"held out {r.n_holdout} decisions ({r.holdout_since} .. {r.data_until}), "
+    )
+    whole = train(logs, RewardDefinition.default(), seed=1)
+    assert whole.train_until == whole.data_until
+    line = whole.summary().splitlines()[0]
+    assert line.startswith(f"trained on 2500 decisions ({whole.data_since} .. {whole.data_until}),")
+    assert "held out" not in line
+
+
+def test_holdout_warnings_follow_the_rules_and_are_printed(logs: Path) -> None:
+    from nba.ope.checks import DISAGREE_CODE, LOW_ESS_CODE
+
+    r = train(logs, RewardDefinition.default(), holdout_days=3, seed=1)
+    h = r.holdout
+    assert h is not None
+    codes = {w.code for w in h.warnings}
+    assert (LOW_ESS_CODE in codes) == (h.ess < 0.1 * h.n)
+    apart = not (h.snips_low <= h.ips <= h.snips_high and h.ips_low <= h.snips <= h.ips_high)
+    assert (DISAGREE_CODE in codes) == apart
+    for w in h.warnings:
+        assert w.line() in r.summary()
+    assert "holdout_warnings" not in r.metrics  # structured, not a metric
