@@ -47,6 +47,8 @@ class GateDecision:
         What the challenger's lower bound had to exceed.
     run_id : str or None
         The MLflow run that records the decision.
+    notes : tuple of str
+        The evaluation's notes; the first ones state its outcome horizon.
     """
 
     promoted: bool
@@ -61,6 +63,7 @@ class GateDecision:
     logged_value: float | None = None
     threshold: float | None = None
     run_id: str | None = None
+    notes: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -145,6 +148,7 @@ def promote(
     registered_name: str = "nba",
     dry_run: bool = False,
     progress: bool = False,
+    as_of: date | datetime | str | None = None,
 ) -> GateDecision:
     """Evaluate challenger and champion on the same logs and apply the gate.
 
@@ -161,6 +165,8 @@ def promote(
     dry_run : bool
         Decide and record, but do not move the alias.
     progress : bool
+    as_of : date, aware datetime or str, optional
+        The outcome horizon of the evaluation (see :func:`training.evaluate.evaluate`).
 
     Returns
     -------
@@ -216,6 +222,7 @@ def promote(
         n_bootstrap=n_bootstrap,
         tracking_uri=tracking_uri,
         progress=progress,
+        as_of=as_of,
     )
     chal_row = ev.row(chal_uri, estimator)
     champ_row = None if champ_uri is None else ev.row(champ_uri, estimator)
@@ -244,6 +251,7 @@ def promote(
         champion=champ_row,
         logged_value=ev.logged_value,
         threshold=thr,
+        notes=ev.notes,
     )
     if ok and not dry_run:
         from mlflow import MlflowClient
