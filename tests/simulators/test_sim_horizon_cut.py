@@ -116,3 +116,38 @@ def test_open_windows_bias_the_estimate_low_and_the_rule_removes_it(tmp_path: Pa
     # the bias is largest on the most recent days
     assert naive_recent["truth"] - naive_recent["estimate"] > naive["truth"] - naive["estimate"]
     assert abs(rule["estimate"] - rule["truth"]) < naive["truth"] - naive["estimate"]
+
+
+def test_train_evaluate_promote_print_the_horizon(pair, tmp_path, monkeypatch) -> None:
+    _, cut, _, _ = pair
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    monkeypatch.setenv("NBA_DATA_DIR", str(tmp_path / "data"))
+    n_open = load_joined(cut, RD).counts.open_window_decisions
+    last = DEFAULT_START + timedelta(days=DAYS - 1)
+    line = f"{n_open} decisions with open reward windows left out (as of {last}T23:59:59Z)"
+    basis = f"reward windows as of {last}T23:59:59Z (simulator --horizon-cut"
+    runner = CliRunner()
+    res = runner.invoke(main, ["train", "--logs", str(cut), "--seed", "1"])
+    assert res.exit_code == 0, res.output
+    assert basis in res.output and line in res.output
+    assert "registered nba version 1 as 'challenger'" in res.output
+    args = ["--logs", str(cut), "--estimator", "snips", "--interval", "gaussian"]
+    res = runner.invoke(main, ["evaluate", *args, "--policy", "uniform", "--no-mlflow"])
+    assert res.exit_code == 0, res.output
+    assert f"note: {line}" in res.output
+    res = runner.invoke(main, ["evaluate", *args, "--policy", "uniform", "--no-mlflow", "--json"])
+    assert res.exit_code == 0, res.output
+    assert f"note: {line}" in res.stderr and line in json.loads(res.stdout)["notes"]
+    # promote's evaluation has the same horizon (it then refuses: the logs overlap training)
+    res = runner.invoke(main, ["promote", *args, "--dry-run"])
+    assert f"note: {line}" in res.stdout, res.output
+    early = f"{DEFAULT_START + timedelta(days=3)}"
+    # with a horizon before any window closed, nothing is left to judge: a clear refusal
+    res = runner.invoke(main, ["promote", *args, "--dry-run", "--as-of", early])
+    assert res.exit_code == 1
+    assert (
+        "no activated decisions in the selected range whose reward window has closed: "
+        f"{load_joined(cut, RD, as_of=early).counts.open_window_decisions} decisions with open "
+        f"reward windows left out (as of {early}T23:59:59Z); select earlier days or give a "
+        "later --as-of"
+    ) in res.stderr
