@@ -922,7 +922,8 @@ class EventStore:
         con = self._conn()
         # one read transaction: a consistent snapshot even while writers go on
         con.execute("BEGIN")
-        # taken before the snapshot's first read: nothing committed later is in it
+        # taken before the snapshot's first read, so the horizon never runs ahead of
+        # what the snapshot holds (an outcome stamped later is ignored by the join)
         as_of = datetime.now(UTC)
         try:
             n_dec = self._export_decisions(con, out_dir, cond, args)

@@ -83,3 +83,12 @@ def test_cli_prints_the_export_time_and_uses_it(tmp_path: Path) -> None:
     assert "(store export time, from manifest.json)" in res.output
     assert "2 decisions with open reward windows left out (as of " in res.output
     assert "wrote 2 decisions (parquet)" in res.output
+
+
+def test_format_log_takes_no_as_of(tmp_path: Path) -> None:
+    _store(tmp_path / "events.db")
+    args = ["logs", "export", "--store", str(tmp_path / "events.db"), "--out", str(tmp_path / "l")]
+    res = CliRunner().invoke(main, [*args, "--as-of", "2026-01-01"])
+    assert res.exit_code == 2
+    assert "--as-of does not apply to --format log: the export records its own time" in res.output
+    assert not (tmp_path / "l").exists()
