@@ -34,7 +34,7 @@ partial reward is not its reward. Such decisions are left out
 stamped after ``as_of`` are ignored and counted (``outcomes_after_as_of``,
 whatever else they are). A window closing exactly at ``as_of`` is closed.
 :attr:`OpenWindows.PARTIAL` keeps them with their partial reward instead, which
-is biased toward the default reward; :func:`horizon_lines` says so.
+is biased toward the default reward; :meth:`JoinResult.horizon_lines` says so.
 
 ``n_outcomes`` of a decision counts its used outcomes after de-duplication
 (two ``opened`` outcomes from different sources count 2 there, but their type
@@ -209,7 +209,8 @@ class JoinCounts:
     open_window_outcomes : int
         Outcomes (up to ``as_of``) of the decisions left out for an open window.
     outcomes_after_as_of : int
-        Outcomes stamped after ``as_of`` (ignored, whatever their decision).
+        Outcomes stamped after ``as_of`` (ignored, whatever else they are;
+        :func:`load_joined` counts those of unselected decisions as unselected).
     """
 
     decisions: int = 0
@@ -306,7 +307,8 @@ class JoinResult:
     as_of : datetime or None
         The horizon (UTC); None when the caller declared the outcomes complete.
     as_of_basis : str
-        Where ``as_of`` came from (e.g. ``"--as-of"``, ``"store export time"``).
+        Where ``as_of`` came from (e.g. ``"given with --as-of"``,
+        ``"store export time, from manifest.json"``).
     open_windows : OpenWindows
         What was done with decisions whose window is open at ``as_of``.
     """
@@ -319,7 +321,7 @@ class JoinResult:
     open_windows: OpenWindows = OpenWindows.EXCLUDE
 
     def horizon_lines(self) -> list[str]:
-        """What the commands print about the horizon: one or two lines."""
+        """What the commands print about the horizon: one to three lines."""
         if self.as_of is None:
             return [f"reward windows: no as_of horizon ({self.as_of_basis})"]
         at = format_as_of(self.as_of)
