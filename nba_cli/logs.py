@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from nba.domain import ValidationError
+from nba_cli.options import as_of_option
 
 if TYPE_CHECKING:
     from nba.logs.join import JoinResult
@@ -36,11 +37,13 @@ def _joined_from_source(
     until: date | None,
     activated_only: bool,
     store: Path | None = None,
+    as_of: datetime | None = None,
 ) -> tuple[JoinResult, Path | None]:
     """The joined decisions and the directory holding their catalog snapshots.
 
     Each source (today: a Parquet log directory) is one branch here; a new
-    source (e.g. the service's event store) adds an option and a branch.
+    source (e.g. the service's event store) adds an option and a branch. A
+    store is exported first; its manifest's export time is the default ``as_of``.
     """
     from nba.logs.join import load_joined
 
@@ -51,7 +54,12 @@ def _joined_from_source(
         logs = _store_to_log_dir(store, since, until)
     if logs is not None:
         result = load_joined(
-            logs, reward_def, since=since, until=until, activated_only=activated_only
+            logs,
+            reward_def,
+            since=since,
+            until=until,
+            activated_only=activated_only,
+            as_of=as_of,
         )
         return result, logs
     raise click.UsageError("give the source of the decisions: --logs DIR or --store DB")
@@ -122,6 +130,7 @@ def logs() -> None:
 @click.option(
     "--until", type=click.DateTime(["%Y-%m-%d"]), default=None, help="Last day (inclusive)."
 )
+@as_of_option
 @click.option(
     "--include-inactive",
     is_flag=True,
@@ -136,6 +145,7 @@ def export_cmd(
     out: Path,
     since: datetime | None,
     until: datetime | None,
+    as_of: datetime | None,
     include_inactive: bool,
     quiet: bool,
 ) -> None:
@@ -154,12 +164,21 @@ def export_cmd(
     if fmt == "log":
         if store_db is None or logs_dir is not None:
             raise click.UsageError("--format log exports an event store: give --store DB only")
+        if as_of is not None:
+            raise click.UsageError(
+                "--as-of does not apply to --format log: the export records its own time"
+            )
+        from nba.logs.join import format_as_of, manifest_as_of
+
         try:
             counts = _open_store(store_db).export(out, since=_day(since), until=_day(until))
+            recorded = manifest_as_of(out)
         except ValidationError as exc:
             raise click.ClickException(str(exc)) from exc
         for key, value in counts.items():
             click.echo(f"{key}: {value}")
+        if recorded is not None:
+            click.echo(f"as_of {format_as_of(recorded)} (store export time, in manifest.json)")
         click.echo(f"wrote the event log to {out}")
         return
     if out.is_dir():
@@ -173,6 +192,7 @@ def export_cmd(
             _day(until),
             activated_only=not include_inactive,
             store=store_db,
+            as_of=as_of,
         )
         table = result.table
         if fmt == "parquet":
@@ -199,6 +219,8 @@ def export_cmd(
     except ValidationError as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(f"reward definition: {result.reward_definition}")
+    for line in result.horizon_lines():
+        click.echo(line)
     for key, value in result.counts.as_dict().items():
         click.echo(f"{key}: {value}")
     click.echo(f"wrote {table.num_rows} decisions ({fmt}) to {out}")

@@ -934,6 +934,12 @@ class EventStore:
         exported decision is joined completely. Export each range once: parts
         are appended, so exporting the same range twice duplicates rows.
 
+        ``out_dir/manifest.json`` records the export time as ``as_of`` (with
+        ``as_of_basis``): the outcomes known then. A later
+        :func:`nba.logs.join.load_joined` of ``out_dir`` uses it, so decisions
+        whose reward window was still open at export are not taken as final.
+        Exporting again into the same directory keeps the earlier time.
+
         Returns
         -------
         dict
@@ -947,6 +953,9 @@ class EventStore:
         con = self._conn()
         # one read transaction: a consistent snapshot even while writers go on
         con.execute("BEGIN")
+        # taken before the snapshot's first read, so the horizon never runs ahead of
+        # what the snapshot holds (an outcome stamped later is ignored by the join)
+        as_of = datetime.now(UTC)
         try:
             n_dec = self._export_decisions(con, out_dir, cond, args)
             n_out = self._export_outcomes(con, out_dir, cond, args)
@@ -969,6 +978,7 @@ class EventStore:
                 written += 1
         finally:
             con.execute("COMMIT")
+        self._record_export_time(Path(out_dir), as_of)
         return {
             "decisions": n_dec,
             "outcomes": n_out,
@@ -976,6 +986,27 @@ class EventStore:
             "catalogs": written,
             "missing_catalogs": missing,
         }
+
+    @staticmethod
+    def _record_export_time(out: Path, as_of: datetime) -> None:
+        from nba.logs.join import (
+            MANIFEST_AS_OF,
+            MANIFEST_AS_OF_BASIS,
+            manifest_as_of,
+            update_manifest,
+        )
+
+        earlier = manifest_as_of(out)
+        if earlier is not None and earlier < as_of:
+            as_of = earlier
+        update_manifest(
+            out,
+            {
+                "writer": "serving.store",
+                MANIFEST_AS_OF: as_of.isoformat(),
+                MANIFEST_AS_OF_BASIS: "store export time",
+            },
+        )
 
     @staticmethod
     def _range(col: str, lo: int | None, hi: int | None) -> tuple[str, tuple[Any, ...]]:

@@ -124,6 +124,13 @@ def _parse_date(ctx: click.Context, param: click.Parameter, value: str) -> date:
     help="Apply contact rules (nba.contact) to every decision, as serving does: a rules "
     "TOML/YAML file, or 'default' for the shipped nba/data/rules.toml [default: none].",
 )
+@click.option(
+    "--horizon-cut",
+    is_flag=True,
+    help="Write the log as a store export at the end of the last simulated day would "
+    "hold it: outcomes after that time withheld, manifest as_of set to it (ground "
+    "truth still covers every decision).",
+)
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @click.pass_context
 def simulate(
@@ -142,6 +149,7 @@ def simulate(
     api_key: str | None,
     via_concurrency: int,
     rules_file: str | None,
+    horizon_cut: bool,
     quiet: bool,
 ) -> None:
     """Simulate HCPs responding to a logging policy; write decisions, outcomes,
@@ -153,6 +161,11 @@ def simulate(
         if rules_file is not None:
             raise click.UsageError(
                 "--rules does not apply with --via: the service applies its own rules"
+            )
+        if horizon_cut:
+            raise click.UsageError(
+                "--horizon-cut does not apply with --via: the log lives in the service's "
+                "store; nba logs export --store records its export time"
             )
         _simulate_via(
             ctx,
@@ -211,11 +224,13 @@ def simulate(
             reward_definition=reward_def,
             progress=not quiet,
             rules=rules,
+            horizon_cut=horizon_cut,
         )
     except ValidationError as exc:
         raise click.ClickException(str(exc)) from exc
     elapsed = time.perf_counter() - t0
     click.echo(summary.format())
+    click.echo(_horizon_line(out))
     if learner is not None:
         click.echo(learner.describe())
         learner.close()
@@ -224,6 +239,21 @@ def simulate(
         f"({summary.decisions / max(elapsed, 1e-9):,.0f} decisions/s) "
         f"at {datetime.now().astimezone().isoformat(timespec='seconds')}"
     )
+
+
+def _horizon_line(out: Path) -> str:
+    """What the manifest says about the reward horizon of the log just written."""
+    from nba.logs.join import format_as_of, manifest_as_of, read_manifest
+
+    m = read_manifest(out)
+    as_of = manifest_as_of(out)
+    at = "?" if as_of is None else format_as_of(as_of)
+    if m.get("horizon_cut"):
+        return (
+            f"horizon cut: {m.get('outcomes_withheld', 0)} outcomes after {at} withheld; "
+            f"manifest as_of {at}"
+        )
+    return f"outcomes complete: manifest as_of {at} (every reward window closed by then)"
 
 
 def _simulate_via(

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import json
 import sys
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
 
 from nba.domain import ValidationError
+from nba_cli.options import as_of_option
 
 if TYPE_CHECKING:
     from nba.reward import RewardDefinition
@@ -90,6 +92,7 @@ _ess_option = click.option(
 @click.option("--alpha", type=float, default=0.05, show_default=True)
 @click.option("--since", default=None, help="First decision day (YYYY-MM-DD).")
 @click.option("--until", default=None, help="Last decision day, inclusive (YYYY-MM-DD).")
+@as_of_option
 @click.option("--folds", type=int, default=5, show_default=True, help="Reward-model folds.")
 @click.option("--fold-by", type=click.Choice(("hcp", "time")), default="hcp", show_default=True)
 @click.option("--bootstrap", "n_bootstrap", type=int, default=1000, show_default=True)
@@ -116,6 +119,7 @@ def evaluate(
     alpha: float,
     since: str | None,
     until: str | None,
+    as_of: datetime | None,
     folds: int,
     fold_by: str,
     n_bootstrap: int,
@@ -153,9 +157,13 @@ def evaluate(
             tracking_uri=tracking_uri,
             progress=not as_json and sys.stderr.isatty(),
             min_ess_share=min_ess_share,
+            as_of=as_of,
         )
     except ValidationError as exc:
         raise click.ClickException(str(exc)) from exc
+    if as_json:  # the horizon is always printed: on stderr when stdout is JSON
+        for line in ev.notes:
+            click.echo(f"note: {line}", err=True)
     with tempfile.TemporaryDirectory() as tmp:
         files = ev.write(out_dir if out_dir is not None else Path(tmp))
         run_id = None
@@ -187,6 +195,7 @@ def evaluate(
 @click.option("--interval", type=click.Choice(_INTERVALS), default="bootstrap", show_default=True)
 @click.option("--since", default=None, help="First decision day (YYYY-MM-DD).")
 @click.option("--until", default=None, help="Last decision day, inclusive (YYYY-MM-DD).")
+@as_of_option
 @click.option("--folds", type=int, default=5, show_default=True, help="Reward-model folds (dr).")
 @click.option("--fold-by", type=click.Choice(("hcp", "time")), default="hcp", show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
@@ -210,6 +219,7 @@ def promote(
     interval: str,
     since: str | None,
     until: str | None,
+    as_of: datetime | None,
     folds: int,
     fold_by: str,
     seed: int,
@@ -243,9 +253,12 @@ def promote(
             tracking_uri=tracking_uri,
             dry_run=dry_run,
             progress=not as_json and sys.stderr.isatty(),
+            as_of=as_of,
         )
     except ValidationError as exc:
         raise click.ClickException(str(exc)) from exc
+    for line in d.notes:
+        click.echo(f"note: {line}", err=as_json)
     if as_json:
         click.echo(json.dumps(d.to_dict(), default=str))
     else:

@@ -6,11 +6,13 @@ Thin: parses options, calls :func:`training.train.train` and
 
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
 
 import click
 
 from nba.domain import ValidationError
+from nba_cli.options import as_of_option
 
 
 @click.command("train")
@@ -39,6 +41,7 @@ from nba.domain import ValidationError
 @click.option("--passes", type=click.IntRange(min=1), default=1, show_default=True)
 @click.option("--since", default=None, help="First decision day (YYYY-MM-DD).")
 @click.option("--until", default=None, help="Last decision day, inclusive (YYYY-MM-DD).")
+@as_of_option
 @click.option(
     "--holdout-days",
     type=click.IntRange(min=0),
@@ -65,6 +68,7 @@ def train(
     passes: int,
     since: str | None,
     until: str | None,
+    as_of: datetime | None,
     holdout_days: int,
     seed: int,
     model_out: Path | None,
@@ -100,6 +104,7 @@ def train(
             until=until,
             holdout_days=holdout_days,
             seed=seed,
+            as_of=as_of,
         )
     except ValidationError as exc:
         raise click.ClickException(str(exc)) from exc

@@ -19,7 +19,7 @@ import os
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any, cast
 
@@ -30,7 +30,7 @@ from tqdm import tqdm
 from nba.catalog import Catalog
 from nba.domain import parse_day
 from nba.features import Featurizer
-from nba.logs.join import load_joined
+from nba.logs.join import JoinResult, load_joined, open_windows_hint
 from nba.ope import (
     INTERVAL_METHODS,
     LoggedData,
@@ -348,19 +348,24 @@ def load_log(
     reward_def: RewardDefinition,
     since: date | str | None = None,
     until: date | str | None = None,
-) -> tuple[LoggedLog, dict[str, int]]:
-    """Join and validate a log directory; returns the ragged log and join counts."""
+    as_of: date | datetime | str | None = None,
+) -> tuple[LoggedLog, JoinResult]:
+    """Join and validate a log directory; returns the ragged log and the join
+    (its counts and horizon; the table is the log's)."""
     root = Path(logs_dir)
     if not root.is_dir():
         raise EvaluationError(f"--logs {root}: no such directory")
     if not (root / "decisions").is_dir():
         raise EvaluationError(f"--logs {root}: not a log directory (no 'decisions' table)")
     lo, hi = parse_day(since, "since", EvaluationError), parse_day(until, "until", EvaluationError)
-    joined = load_joined(root, reward_def, since=lo, until=hi)
+    joined = load_joined(root, reward_def, since=lo, until=hi, as_of=as_of)
     if joined.table.num_rows == 0:
-        raise EvaluationError(f"--logs {root}: no activated decisions in the selected range")
+        raise EvaluationError(
+            f"--logs {root}: no activated decisions in the selected range"
+            + open_windows_hint(joined.counts.open_window_decisions, joined.as_of)
+        )
     log = LoggedLog.from_table(joined.table, reward_range=reward_bounds(reward_def))
-    return log, joined.counts.as_dict()
+    return log, joined
 
 
 def _catalog(logs_dir: Path, log: LoggedLog) -> Catalog:
@@ -389,6 +394,7 @@ def evaluate(
     tracking_uri: str | None = None,
     progress: bool = False,
     min_ess_share: float = DEFAULT_MIN_ESS_SHARE,
+    as_of: date | datetime | str | None = None,
 ) -> Evaluation:
     """Evaluate target policies on a log directory (see the module docstring).
 
@@ -417,6 +423,10 @@ def evaluate(
     min_ess_share : float
         Warn when a policy's effective sample size is below this share of
         the decisions (in [0, 1]).
+    as_of : date, aware datetime or str, optional
+        The outcome horizon (default: :func:`nba.logs.join.default_as_of`);
+        decisions whose reward window is open then are left out, and the
+        first note says so.
 
     Returns
     -------
@@ -437,9 +447,10 @@ def evaluate(
         raise EvaluationError(f"fold_by: expected one of {', '.join(FOLD_BY)}, got {fold_by!r}")
     min_ess_share = check_min_ess_share(min_ess_share)
     root = Path(logs_dir)
-    log, counts = load_log(root, reward_def, since, until)
+    log, joined = load_log(root, reward_def, since, until, as_of)
+    counts = joined.counts.as_dict()
     catalog = _catalog(root, log)
-    notes: list[str] = []
+    notes: list[str] = joined.horizon_lines()
     truth = ground_truth_for(root, log)
     if truth is not None and truth.reward_definition != reward_def.id:
         notes.append(
@@ -546,6 +557,7 @@ def evaluate(
         "seed": seed,
         "n_bootstrap": n_bootstrap,
         "min_ess_share": min_ess_share,
+        "as_of": None if joined.as_of is None else joined.as_of.isoformat(),
     }
     lo, hi = log.data_range()
     params["data_since"], params["data_until"] = lo, hi

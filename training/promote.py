@@ -62,6 +62,8 @@ class GateDecision:
         The evaluation's structured warnings (see :mod:`nba.ope.checks`).
     run_id : str or None
         The MLflow run that records the decision.
+    notes : tuple of str
+        The evaluation's notes; the first ones state its outcome horizon.
     """
 
     promoted: bool
@@ -81,6 +83,7 @@ class GateDecision:
     min_lift: float = 0.0
     warnings: list[dict[str, Any]] = field(default_factory=list)
     run_id: str | None = None
+    notes: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -185,6 +188,7 @@ def promote(
     registered_name: str = "nba",
     dry_run: bool = False,
     progress: bool = False,
+    as_of: date | datetime | str | None = None,
 ) -> GateDecision:
     """Evaluate challenger and champion on the same logs and apply the gate.
 
@@ -205,6 +209,8 @@ def promote(
     dry_run : bool
         Decide and record, but do not move the alias.
     progress : bool
+    as_of : date, aware datetime or str, optional
+        The outcome horizon of the evaluation (see :func:`training.evaluate.evaluate`).
 
     Returns
     -------
@@ -267,6 +273,7 @@ def promote(
         tracking_uri=tracking_uri,
         progress=progress,
         min_ess_share=min_ess_share,
+        as_of=as_of,
     )
     chal_row = ev.row(chal_uri, estimator)
     champ_row = None if champ_uri is None else ev.row(champ_uri, estimator)
@@ -310,6 +317,7 @@ def promote(
         difference_low=diff.low,
         difference_high=diff.high,
         warnings=[w.to_dict() for w in ev.warnings],
+        notes=ev.notes,
     )
     if ok and not dry_run:
         from mlflow import MlflowClient

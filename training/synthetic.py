@@ -29,6 +29,7 @@ from nba.context import DecisionContext, History
 from nba.domain import ADOPTION_STAGES, HCPProfile
 from nba.ids import event_ids
 from nba.logs import io
+from nba.logs.join import MANIFEST_OUTCOMES_COMPLETE, update_manifest
 from nba.logs.schema import DECISIONS, OUTCOMES
 
 DIGITAL = frozenset({"email", "webinar", "portal"})
@@ -71,7 +72,8 @@ def write_synthetic_logs(
     """Write decisions, outcomes and the catalog snapshot of a synthetic log.
 
     Decisions are spread evenly over ``days`` days; each picks an HCP at
-    random and logs uniform probabilities over its eligible actions.
+    random and logs uniform probabilities over its eligible actions. Every
+    outcome is written, so ``manifest.json`` declares ``outcomes_complete``.
     """
     if n_decisions < 1 or n_hcps < 1 or days < 1:
         raise ValueError("n_decisions, n_hcps and days must be positive")
@@ -171,4 +173,6 @@ def write_synthetic_logs(
     io.append(root, "decisions", pa.Table.from_pylist(rows, schema=DECISIONS))
     if outcome_rows:
         io.append(root, "outcomes", pa.Table.from_pylist(outcome_rows, schema=OUTCOMES))
+    # every outcome of every decision is written: no reward window is open
+    update_manifest(root, {"writer": "training.synthetic", MANIFEST_OUTCOMES_COMPLETE: True})
     return SyntheticLogs(root, n_decisions, start, days)

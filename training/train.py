@@ -33,7 +33,7 @@ import pyarrow.compute as pc
 from nba.catalog import Catalog
 from nba.domain import ValidationError, parse_day
 from nba.features import FeaturizerConfig
-from nba.logs.join import load_joined
+from nba.logs.join import load_joined, open_windows_hint
 from nba.ope import IPS, SNIPS, LoggedData
 from nba.ope.checks import DEFAULT_MIN_ESS_SHARE, OPEWarning, disagreement_checks, ess_check
 from nba.policies.vw import NativeLearner, VWConfig, VWPolicy, labelled_text
@@ -102,6 +102,9 @@ class TrainResult:
     holdout: HoldoutReport | None
     timings: dict[str, float] = field(default_factory=dict)
     join_counts: dict[str, int] = field(default_factory=dict)
+    #: the join's horizon: ISO ``as_of`` ("" when none) and the lines printed about it
+    as_of: str = ""
+    horizon: tuple[str, ...] = ()
 
     @property
     def params(self) -> dict[str, Any]:
@@ -117,6 +120,7 @@ class TrainResult:
                 "seed": self.seed,
                 "n_train": self.n_train,
                 "n_holdout": self.n_holdout,
+                "as_of": self.as_of,
             }
         )
         return p
@@ -141,6 +145,7 @@ class TrainResult:
                 f"; held out {self.n_holdout} decisions ({self.holdout_since} .. {self.data_until})"
             )
         lines = [
+            *self.horizon,
             f"{days}, {self.passes} pass(es), seed {self.seed}",
             f"reward definition {self.reward_definition}; catalog {self.catalog_version}",
             f"VW: {self.policy.params['vw_command']}",
@@ -277,6 +282,7 @@ def train(
     seed: int = 0,
     work_dir: str | Path | None = None,
     chunk_decisions: int = 25_000,
+    as_of: str | date | datetime | None = None,
 ) -> TrainResult:
     """Train a VW policy from a log directory.
 
@@ -303,6 +309,9 @@ def train(
         Where the VW example file is written (default: a temporary directory).
     chunk_decisions : int
         Decisions per featurization chunk.
+    as_of : date, aware datetime or str, optional
+        The outcome horizon (default: :func:`nba.logs.join.default_as_of`);
+        decisions whose reward window is open then are left out.
     """
     if not isinstance(holdout_days, int) or holdout_days < 0:
         raise TrainingError(f"holdout_days must be a non-negative integer, got {holdout_days!r}")
@@ -316,10 +325,13 @@ def train(
     lo, hi = parse_day(since, "since", TrainingError), parse_day(until, "until", TrainingError)
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
-    joined = load_joined(root, reward_def, since=lo, until=hi)
+    joined = load_joined(root, reward_def, since=lo, until=hi, as_of=as_of)
     table = joined.table
     if table.num_rows == 0:
-        raise TrainingError(f"{root}: no activated decisions in the selected range")
+        raise TrainingError(
+            f"{root}: no activated decisions in the selected range"
+            + open_windows_hint(joined.counts.open_window_decisions, joined.as_of)
+        )
     table = table.take(
         pc.sort_indices(table, sort_keys=[("ts", "ascending"), ("event_id", "ascending")])
     )
@@ -432,4 +444,6 @@ def train(
         holdout=report,
         timings=timings,
         join_counts=joined.counts.as_dict(),
+        as_of="" if joined.as_of is None else joined.as_of.isoformat(),
+        horizon=tuple(joined.horizon_lines()),
     )

@@ -824,7 +824,9 @@ def import_dsjson(path: str | Path, out_dir: str | Path) -> DsjsonImport:
 
     Nothing is written unless every line is valid and no event id is already
     in the log's ``decisions``. Existing parts are never touched; decisions are
-    appended before outcomes.
+    appended before outcomes. Into a log without decisions, ``manifest.json``
+    gets ``outcomes_complete: true``: a DSJSON label is final, so no reward
+    window of these decisions is open (docs/DESIGN.md, "Decisions taken here").
     """
     result = read_dsjson(path)
     existing = io.read(out_dir, "decisions", columns=["event_id"]).column("event_id")
@@ -837,4 +839,8 @@ def import_dsjson(path: str | Path, out_dir: str | Path) -> DsjsonImport:
             )
     io.append(out_dir, "decisions", result.decisions)
     io.append(out_dir, "outcomes", result.outcomes)
+    if not len(existing):
+        from nba.logs.join import MANIFEST_OUTCOMES_COMPLETE, update_manifest
+
+        update_manifest(out_dir, {"writer": "nba.logs.dsjson", MANIFEST_OUTCOMES_COMPLETE: True})
     return result

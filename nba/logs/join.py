@@ -35,6 +35,17 @@ Semantics, for a reward definition with window ``W``:
    ``weight * value`` of its earliest used outcome (ties broken by
    ``source_id``).
 
+Open reward windows (right-censoring). Every join has an ``as_of`` horizon:
+the time up to which outcomes are known. A decision whose window is still open
+at ``as_of`` (``decision.ts + W > as_of``) may still receive outcomes; its
+partial reward is not its reward. Such decisions are left out
+(:attr:`OpenWindows.EXCLUDE`, the default) and counted
+(``open_window_decisions``, their outcomes ``open_window_outcomes``); outcomes
+stamped after ``as_of`` are ignored and counted (``outcomes_after_as_of``,
+whatever else they are). A window closing exactly at ``as_of`` is closed.
+:attr:`OpenWindows.PARTIAL` keeps them with their partial reward instead, which
+is biased toward the default reward; :meth:`JoinResult.horizon_lines` says so.
+
 ``n_outcomes`` of a decision counts its used outcomes after de-duplication
 (two ``opened`` outcomes from different sources count 2 there, but their type
 counts once in the reward); ``n_late_outcomes`` counts its late ones.
@@ -72,6 +83,8 @@ differ in the 12th decimal, where both round.
 from __future__ import annotations
 
 import dataclasses
+import enum
+import json
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -190,7 +203,7 @@ class JoinCounts:
 
     ``outcomes == outcomes_used + late_outcomes + early_outcomes
     + unknown_event_outcomes + duplicate_outcomes + unselected_outcomes
-    + other_action_outcomes``.
+    + other_action_outcomes + outcomes_after_as_of + open_window_outcomes``.
 
     Attributes
     ----------
@@ -216,6 +229,15 @@ class JoinCounts:
     unselected_outcomes : int
         :func:`load_joined` only: outcomes of logged decisions that were not
         selected (outside ``since``/``until`` or not activated).
+    open_window_decisions : int
+        Decisions whose reward window is still open at ``as_of``: left out
+        (:attr:`OpenWindows.EXCLUDE`, not in ``decisions``) or kept with a
+        partial reward (:attr:`OpenWindows.PARTIAL`, also in ``decisions``).
+    open_window_outcomes : int
+        Outcomes (up to ``as_of``) of the decisions left out for an open window.
+    outcomes_after_as_of : int
+        Outcomes stamped after ``as_of`` (ignored, whatever else they are;
+        :func:`load_joined` counts those of unselected decisions as unselected).
     """
 
     decisions: int = 0
@@ -228,9 +250,75 @@ class JoinCounts:
     default_decisions: int = 0
     unselected_outcomes: int = 0
     other_action_outcomes: int = 0
+    open_window_decisions: int = 0
+    open_window_outcomes: int = 0
+    outcomes_after_as_of: int = 0
 
     def as_dict(self) -> dict[str, int]:
         return dataclasses.asdict(self)
+
+
+class OpenWindows(enum.Enum):
+    """What a join does with decisions whose reward window is open at ``as_of``.
+
+    A delay-aware label (e.g. a reward estimated from the outcomes seen so far
+    and the outcome delay distribution) would be a further member here.
+    """
+
+    #: Leave them out of the result and count them (the default).
+    EXCLUDE = "exclude"
+    #: Keep them with the reward of the outcomes seen up to ``as_of``: biased
+    #: toward the default reward (low for engagement rewards). Explicit only.
+    PARTIAL = "partial"
+
+
+#: Manifest keys (``DIR/manifest.json``) a writer sets to say up to when its
+#: outcomes are known: ``as_of`` (ISO 8601, UTC) and ``as_of_basis`` (why), or
+#: ``outcomes_complete`` (true: every outcome its decisions will have is there,
+#: e.g. imported DSJSON, whose labels are final).
+MANIFEST_AS_OF = "as_of"
+MANIFEST_AS_OF_BASIS = "as_of_basis"
+MANIFEST_OUTCOMES_COMPLETE = "outcomes_complete"
+
+
+def read_manifest(logs_dir: str | Path) -> dict[str, Any]:
+    """``logs_dir/manifest.json`` as a dict (empty when there is none).
+
+    Raises
+    ------
+    LogError
+        When it exists but is not a JSON object.
+    """
+    path = Path(logs_dir) / "manifest.json"
+    if not path.is_file():
+        return {}
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise LogError(f"{path}: not readable JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise LogError(f"{path}: expected a JSON object, got {type(data).__name__}")
+    return data
+
+
+def manifest_as_of(logs_dir: str | Path) -> datetime | None:
+    """The ``as_of`` recorded in ``logs_dir/manifest.json``, if any (validated)."""
+    value = read_manifest(logs_dir).get(MANIFEST_AS_OF)
+    if value is None:
+        return None
+    where = f"{Path(logs_dir) / 'manifest.json'}: field '{MANIFEST_AS_OF}'"
+    return parse_as_of(str(value), where)
+
+
+def update_manifest(logs_dir: str | Path, fields: dict[str, Any]) -> None:
+    """Merge ``fields`` into ``logs_dir/manifest.json`` (written whole, then renamed)."""
+    root = Path(logs_dir)
+    data = read_manifest(root)
+    data.update(fields)
+    root.mkdir(parents=True, exist_ok=True)
+    tmp = root / ".manifest.json.tmp"
+    tmp.write_text(json.dumps(data, sort_keys=True, indent=1, default=str) + "\n", "utf-8")
+    tmp.replace(root / "manifest.json")
 
 
 @dataclass(frozen=True)
@@ -244,11 +332,103 @@ class JoinResult:
     counts : JoinCounts
     reward_definition : str
         ``RewardDefinition.id`` of the definition used.
+    as_of : datetime or None
+        The horizon (UTC); None when the caller declared the outcomes complete.
+    as_of_basis : str
+        Where ``as_of`` came from (e.g. ``"given with --as-of"``,
+        ``"store export time, from manifest.json"``).
+    open_windows : OpenWindows
+        What was done with decisions whose window is open at ``as_of``.
     """
 
     table: pa.Table
     counts: JoinCounts
     reward_definition: str
+    as_of: datetime | None = None
+    as_of_basis: str = "outcomes complete"
+    open_windows: OpenWindows = OpenWindows.EXCLUDE
+
+    def horizon_lines(self) -> list[str]:
+        """What the commands print about the horizon: one to three lines."""
+        if self.as_of is None:
+            return [f"reward windows: no as_of horizon ({self.as_of_basis})"]
+        at = format_as_of(self.as_of)
+        c = self.counts
+        lines = [f"reward windows as of {at} ({self.as_of_basis})"]
+        if self.open_windows is OpenWindows.EXCLUDE:
+            lines.append(
+                f"{c.open_window_decisions} decisions with open reward windows left out "
+                f"(as of {at})"
+            )
+        else:
+            lines.append(
+                f"BIASED: {c.open_window_decisions} decisions with open reward windows kept "
+                f"with partial rewards (as of {at}); their rewards lean toward the default"
+            )
+        if c.outcomes_after_as_of:
+            lines.append(f"{c.outcomes_after_as_of} outcomes stamped after {at} ignored")
+        return lines
+
+
+def open_windows_hint(n_open: int, as_of: datetime | None) -> str:
+    """Suffix for "no decisions" errors when open windows emptied the selection."""
+    if not n_open or as_of is None:
+        return ""
+    return (
+        f" whose reward window has closed: {n_open} decisions with open reward windows "
+        f"left out (as of {format_as_of(as_of)}); select earlier days or give a later --as-of"
+    )
+
+
+def format_as_of(ts: datetime) -> str:
+    """``YYYY-MM-DDThh:mm:ssZ`` (UTC, whole seconds) for messages."""
+    return ts.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _end_of_day(day: date) -> datetime:
+    return datetime(day.year, day.month, day.day, tzinfo=UTC) + timedelta(days=1, microseconds=-1)
+
+
+def parse_as_of(value: str | date | datetime, where: str | None = "--as-of") -> datetime:
+    """An ``as_of`` horizon from a day (its last microsecond, UTC) or an aware datetime.
+
+    >>> format_as_of(parse_as_of("2026-01-25"))
+    '2026-01-25T23:59:59Z'
+    >>> parse_as_of("2026-01-25T12:00:00+01:00").isoformat()
+    '2026-01-25T11:00:00+00:00'
+
+    Raises
+    ------
+    LogError
+        When ``value`` is neither ``YYYY-MM-DD`` nor an ISO 8601 datetime with
+        a time zone; the message starts with ``where`` (when given).
+    """
+    pre = "" if not where else f"{where}: "
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            raise LogError(f"{pre}{value.isoformat()!r} has no time zone (add Z or an offset)")
+        return value.astimezone(UTC)
+    if isinstance(value, date):
+        return _end_of_day(value)
+    text = str(value).strip()
+    if len(text) == 10:
+        try:
+            return _end_of_day(date.fromisoformat(text))
+        except ValueError:
+            pass
+    else:
+        try:
+            ts = datetime.fromisoformat(text.replace("z", "Z").replace("Z", "+00:00"))
+        except ValueError:
+            pass
+        else:
+            if ts.tzinfo is None:
+                raise LogError(f"{pre}{text!r} has no time zone (add Z or an offset, e.g. {text}Z)")
+            return ts.astimezone(UTC)
+    raise LogError(
+        f"{pre}{text!r} is not a date (YYYY-MM-DD) or an ISO 8601 datetime "
+        "(e.g. 2026-01-25T18:00:00Z)"
+    )
 
 
 def _ts_us(col: pa.ChunkedArray | pa.Array) -> pa.Array | pa.ChunkedArray:
@@ -263,8 +443,19 @@ def _reward_expr(reward_def: RewardDefinition) -> str:
     return f"ROUND({agg}, 12)"
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _count(mask: pa.Array | pa.ChunkedArray) -> int:
+    return int(pc.sum(mask.cast(pa.int64())).as_py() or 0)
+
+
 def join_rewards(
-    decisions: pa.Table, outcomes: pa.Table, reward_def: RewardDefinition
+    decisions: pa.Table,
+    outcomes: pa.Table,
+    reward_def: RewardDefinition,
+    as_of: datetime | None = None,
+    open_windows: OpenWindows = OpenWindows.EXCLUDE,
 ) -> JoinResult:
     """One reward per decision from its outcomes (semantics in the module docstring).
 
@@ -275,11 +466,18 @@ def join_rewards(
     outcomes : pyarrow.Table
         Conforming to :data:`nba.logs.schema.OUTCOMES`; any number of rows.
     reward_def : RewardDefinition
+    as_of : aware datetime, optional
+        The horizon up to which outcomes are known. None declares the given
+        outcomes complete (no window is open); :func:`load_joined` always
+        resolves one.
+    open_windows : OpenWindows
+        What to do with decisions whose window is open at ``as_of``.
 
     Returns
     -------
     JoinResult
-        ``table`` has schema :data:`nba.logs.schema.JOINED` and n rows, in the
+        ``table`` has schema :data:`nba.logs.schema.JOINED` and one row per
+        decision kept (n rows unless open windows were left out), in the
         order of ``decisions``.
 
     Raises
@@ -295,6 +493,28 @@ def join_rewards(
         vc = pc.value_counts(ids)
         dup = vc.filter(pc.greater(vc.field("counts"), 1))[0]["values"].as_py()
         raise LogError(f"decisions: column 'event_id': {dup!r} appears more than once")
+    if not isinstance(open_windows, OpenWindows):
+        raise LogError(f"open_windows: expected an OpenWindows member, got {open_windows!r}")
+    window_us = round(float(reward_def.window_days) * _US_PER_DAY)
+    n_given = outcomes.num_rows
+    n_after = n_open = n_open_out = 0
+    if as_of is not None:
+        as_of = parse_as_of(as_of, "as_of")
+        as_of_us = (as_of - _EPOCH) // timedelta(microseconds=1)
+        after = pc.greater(_ts_us(outcomes.column("ts")), pa.scalar(as_of_us, pa.int64()))
+        n_after = _count(after)
+        outcomes = outcomes.filter(pc.invert(after))
+        d_end = pc.add(_ts_us(decisions.column("ts")), pa.scalar(window_us, pa.int64()))
+        is_open = pc.greater(d_end, pa.scalar(as_of_us, pa.int64()))
+        n_open = _count(is_open)
+        if open_windows is OpenWindows.EXCLUDE and n_open:
+            open_ids = decisions.filter(is_open).column("event_id").combine_chunks()
+            of_open = pc.is_in(outcomes.column("event_id"), value_set=open_ids)
+            n_open_out = _count(of_open)
+            outcomes = outcomes.filter(pc.invert(of_open))
+            decisions = decisions.filter(pc.invert(is_open))
+            n = decisions.num_rows
+            ids = decisions.column("event_id")
 
     d_in = pa.table(
         {
@@ -322,7 +542,7 @@ def join_rewards(
         }
     )
     params: dict[str, Any] = {
-        "window_us": round(float(reward_def.window_days) * _US_PER_DAY),
+        "window_us": window_us,
         "default_reward": float(reward_def.default_reward),
     }
     con = duckdb.connect(":memory:")
@@ -348,7 +568,7 @@ def join_rewards(
     )
     counts = JoinCounts(
         decisions=n,
-        outcomes=outcomes.num_rows,
+        outcomes=n_given,
         outcomes_used=by_status.get("used", 0),
         late_outcomes=by_status.get("late", 0),
         duplicate_outcomes=outcomes.num_rows - n_dedup,
@@ -356,8 +576,18 @@ def join_rewards(
         early_outcomes=by_status.get("early", 0),
         default_decisions=n_default,
         other_action_outcomes=by_status.get("other_action", 0),
+        open_window_decisions=n_open,
+        open_window_outcomes=n_open_out,
+        outcomes_after_as_of=n_after,
     )
-    return JoinResult(table=table.cast(JOINED), counts=counts, reward_definition=reward_def.id)
+    return JoinResult(
+        table=table.cast(JOINED),
+        counts=counts,
+        reward_definition=reward_def.id,
+        as_of=as_of,
+        as_of_basis="as_of given" if as_of is not None else "outcomes complete",
+        open_windows=open_windows,
+    )
 
 
 def _upper_bound(until: date | datetime) -> datetime:
@@ -368,12 +598,56 @@ def _upper_bound(until: date | datetime) -> datetime:
     return datetime(until.year, until.month, until.day, tzinfo=UTC) + timedelta(days=1)
 
 
+def _max_ts(root: Path, table: str) -> datetime | None:
+    if not io.part_files(root, table):
+        return None
+    ts = io.read(root, table, columns=["ts"]).column("ts")
+    value = pc.max(ts).as_py() if len(ts) else None
+    return None if value is None else value.astimezone(UTC)
+
+
+def default_as_of(logs_dir: str | Path) -> tuple[datetime | None, str]:
+    """The horizon a join of ``logs_dir`` uses when none is given, and its basis.
+
+    1. ``manifest.json``'s ``as_of`` when the writer recorded one (a store
+       export: its export time; the simulator: the end of its last day with
+       ``--horizon-cut``, else the time by which every window it wrote has
+       closed, its outcomes being complete);
+    2. else the latest outcome time the directory holds;
+    3. else (no outcomes at all) the latest decision time.
+
+    ``(None, basis)`` means no horizon: the manifest declares
+    ``outcomes_complete`` (or the directory holds no events at all).
+
+    Raises
+    ------
+    LogError
+        When ``manifest.json`` is not JSON or its ``as_of`` is not an aware
+        ISO 8601 datetime.
+    """
+    root = Path(logs_dir)
+    data = read_manifest(root)
+    if data.get(MANIFEST_OUTCOMES_COMPLETE) is True:
+        return None, f"outcomes complete ({data.get('writer', 'writer')}), from manifest.json"
+    recorded = manifest_as_of(root)
+    if recorded is not None:
+        basis = str(data.get(MANIFEST_AS_OF_BASIS) or "recorded")
+        return recorded, f"{basis}, from manifest.json"
+    last = _max_ts(root, "outcomes")
+    if last is not None:
+        return last, "latest outcome in the log"
+    last = _max_ts(root, "decisions")
+    return last, "latest decision in the log; it holds no outcomes"
+
+
 def load_joined(
     logs_dir: str | Path,
     reward_def: RewardDefinition,
     since: date | datetime | None = None,
     until: date | datetime | None = None,
     activated_only: bool = True,
+    as_of: str | date | datetime | None = None,
+    open_windows: OpenWindows = OpenWindows.EXCLUDE,
 ) -> JoinResult:
     """Read decisions and outcomes from a log directory and join them.
 
@@ -390,6 +664,11 @@ def load_joined(
     activated_only : bool
         Keep only decisions with ``activated`` true (deferred decisions that
         were never activated did not reach the HCP).
+    as_of : date, aware datetime or str, optional
+        The horizon (see :func:`parse_as_of`; a date means its last
+        microsecond); default :func:`default_as_of`.
+    open_windows : OpenWindows
+        What to do with decisions whose window is open at ``as_of``.
 
     Returns
     -------
@@ -400,6 +679,11 @@ def load_joined(
     root = Path(logs_dir)
     if not (root / "decisions").is_dir():
         raise LogError(f"{root}: not a log directory (no 'decisions' table)")
+    if as_of is not None:
+        horizon: datetime | None = parse_as_of(as_of)
+        basis = "given with --as-of"
+    else:
+        horizon, basis = default_as_of(root)
     decisions = io.read(root, "decisions", since=since, until=until)
     if activated_only:
         decisions = decisions.filter(decisions.column("activated"))
@@ -414,8 +698,14 @@ def load_joined(
     )
     unselected = pc.and_(logged, pc.invert(selected))
     n_unselected = int(pc.sum(unselected.cast(pa.int64())).as_py() or 0)
-    result = join_rewards(decisions, outcomes.filter(pc.invert(unselected)), reward_def)
+    result = join_rewards(
+        decisions,
+        outcomes.filter(pc.invert(unselected)),
+        reward_def,
+        as_of=horizon,
+        open_windows=open_windows,
+    )
     counts = dataclasses.replace(
         result.counts, outcomes=outcomes.num_rows, unselected_outcomes=n_unselected
     )
-    return dataclasses.replace(result, counts=counts)
+    return dataclasses.replace(result, counts=counts, as_of_basis=basis)

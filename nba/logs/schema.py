@@ -9,7 +9,7 @@ A log directory looks like::
     DIR/catalog/<catalog_version>.json        one snapshot per catalog version
     DIR/ground_truth/date=YYYY-MM-DD/...      simulator only
     DIR/population.parquet                    simulator only: HCP profiles
-    DIR/manifest.json                         who wrote it, with which parameters
+    DIR/manifest.json                         who wrote it, how; its outcome horizon (as_of)
 
 The ``date`` partition key is derived from ``ts`` (UTC) and is not part of the
 schemas below: readers drop it.

@@ -243,6 +243,14 @@ class _Buffer:
         return len(first)
 
 
+_US_PER_DAY = 86_400 * 1_000_000
+
+
+def _iso_us(ts_us: int) -> str:
+    """ISO 8601 (UTC, microseconds) of an integer microsecond timestamp."""
+    return (datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=ts_us)).isoformat()
+
+
 def _list_array(offsets: I64, values: pa.Array) -> pa.Array:
     return pa.ListArray.from_arrays(pa.array(offsets.astype(np.int32), pa.int32()), values)
 
@@ -435,6 +443,7 @@ class World:
         epsilon: float | None = None,
         progress: bool = False,
         flush_days: int = 7,
+        horizon_cut: bool = False,
     ) -> Summary:
         """Simulate ``days`` days under ``policy``; write the logs to ``out`` if given.
 
@@ -449,6 +458,13 @@ class World:
             Exploration of the named policy (default per policy).
         progress : bool
             Show a progress bar over days on stderr.
+        flush_days : int
+            Write the buffered logs every this many days.
+        horizon_cut : bool
+            Write the logs as a store export at the end of the last simulated
+            day would hold them: outcomes stamped after that time are withheld
+            and the manifest's ``as_of`` is that time. Ground truth and the
+            summary still cover every decision and outcome.
         """
         if isinstance(days, bool) or not isinstance(days, int) or days < 1:
             raise SimulationError(f"days must be a positive integer, got {days!r}")
@@ -476,6 +492,9 @@ class World:
         self._bufs = {t: _Buffer() for t in ("decisions", "outcomes", "touches", "ground_truth")}
         self._pending: deque[_Pending] = deque()
         self._early: deque[_Pending] = deque()
+        self._cut_us = self._start_us + days * _US_PER_DAY - 1 if horizon_cut else None
+        self._last_outcome_us = -1
+        self._withheld = 0
         window = float(self.reward_definition.window_days)
         release_lag = math.ceil(window) + 1
         if early is not None and early >= release_lag:
@@ -521,8 +540,30 @@ class World:
             self._write_population(outp)
         summary = self._summary(pol, days, outp)
         if outp is not None:
-            self._write_manifest(outp, pol, days, epsilon, summary)
+            self._write_manifest(outp, pol, days, epsilon, summary, self._horizon(days))
         return summary
+
+    def _horizon(self, days: int) -> dict[str, Any]:
+        """The manifest's horizon fields (docs/DESIGN.md, "Decisions taken here")."""
+        from nba.logs.join import MANIFEST_AS_OF, MANIFEST_AS_OF_BASIS
+
+        if self._cut_us is not None:
+            return {
+                MANIFEST_AS_OF: _iso_us(self._cut_us),
+                MANIFEST_AS_OF_BASIS: "simulator --horizon-cut: outcomes after the last "
+                "simulated day withheld",
+                "horizon_cut": True,
+                "outcomes_withheld": self._withheld,
+            }
+        # every outcome of every decision is written: complete until all windows close
+        window_us = round(float(self.reward_definition.window_days) * _US_PER_DAY)
+        closed = self._start_us + days * _US_PER_DAY - 1 + window_us
+        return {
+            MANIFEST_AS_OF: _iso_us(max(closed, self._last_outcome_us)),
+            MANIFEST_AS_OF_BASIS: "simulator: every outcome of every decision written",
+            "horizon_cut": False,
+            "outcomes_withheld": 0,
+        }
 
     def next_day(self, d: int) -> None:
         """Move the world from day ``d - 1`` to day ``d``: due effects (knowledge,
@@ -982,8 +1023,13 @@ class World:
                 later = cols["day"] >= before_day
                 self._bufs["outcomes"].add(**{k: v[later] for k, v in cols.items()})
                 cols = {k: v[~later] for k, v in cols.items()}
+            if final and self._cut_us is not None:
+                keep = cols["ts"] <= self._cut_us
+                self._withheld += int((~keep).sum())
+                cols = {k: v[keep] for k, v in cols.items()}
             n = cols["event_id"].shape[0]
             if n:
+                self._last_outcome_us = max(self._last_outcome_us, int(cols["ts"].max()))
                 order = np.lexsort((cols["type_code"], cols["event_id"], cols["ts"]))
                 cols = {k: v[order] for k, v in cols.items()}
                 sources = np.array(
@@ -1078,7 +1124,13 @@ class World:
         tmp.replace(path)
 
     def _write_manifest(
-        self, out: Path, pol: BatchPolicy, days: int, epsilon: float | None, summary: Summary
+        self,
+        out: Path,
+        pol: BatchPolicy,
+        days: int,
+        epsilon: float | None,
+        summary: Summary,
+        horizon: Mapping[str, Any],
     ) -> None:
         def version(pkg: str) -> str:
             try:
@@ -1110,6 +1162,7 @@ class World:
                 "python": platform.python_version(),
             },
             "summary": {k: v for k, v in summary.to_dict().items() if k not in ("out",)},
+            **horizon,
         }
         if self.rules is not None:
             manifest["contact_rules"] = {
@@ -1273,6 +1326,7 @@ def simulate(
     config: WorldConfig | None = None,
     progress: bool = False,
     rules: ContactPolicy | str | Path | None = None,
+    horizon_cut: bool = False,
 ) -> Summary:
     """Build a world and run it: the Python API behind ``nba simulate``.
 
@@ -1291,6 +1345,8 @@ def simulate(
     progress : bool
     rules : ContactPolicy, path or "default", optional
         Contact rules to apply (``"default"``: ``nba/data/rules.toml``); none by default.
+    horizon_cut : bool
+        Withhold outcomes after the last simulated day (see :meth:`World.run`).
 
     Returns
     -------
@@ -1311,7 +1367,9 @@ def simulate(
         start=start,
         rules=_load_rules(rules),
     )
-    return world.run(days, policy=policy, out=out, epsilon=epsilon, progress=progress)
+    return world.run(
+        days, policy=policy, out=out, epsilon=epsilon, progress=progress, horizon_cut=horizon_cut
+    )
 
 
 __all__ = [
