@@ -15,11 +15,12 @@ POLICIES = ("uniform", "campaign", "segment", "oracle")
 
 
 def _parse_policy(ctx: click.Context, param: click.Parameter, value: str) -> str:
-    if value in POLICIES or value == "vw" or value.startswith("vw:"):
+    if value in POLICIES or value == "vw" or value.startswith(("vw:", "vw@")):
         return value
     raise click.BadParameter(
         f"{value!r} is not one of {', '.join(POLICIES)}, 'vw' or 'vw:CONFIG' "
-        "(a preset: epsilon, squarecb, bag, cover, softmax; or a .toml/.json VW config)"
+        "(a preset: epsilon, squarecb, bag, cover, softmax; or a .toml/.json VW config), "
+        "optionally followed by @Nd"
     )
 
 
@@ -52,7 +53,8 @@ def _parse_date(ctx: click.Context, param: click.Parameter, value: str) -> date:
     callback=_parse_policy,
     help="Logging policy: uniform, campaign, segment, oracle, or vw[:CONFIG], a VW "
     "contextual bandit learning online in the loop (CONFIG: a preset epsilon, squarecb, "
-    "bag, cover, softmax, or a .toml/.json VW config; docs/push_vs_pull.md).",
+    "bag, cover, softmax, or a .toml/.json VW config; docs/push_vs_pull.md); append @Nd "
+    "to learn each decision N days after it with a delay-corrected label.",
 )
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
 @click.option(

@@ -1138,7 +1138,10 @@ class World:
             except importlib.metadata.PackageNotFoundError:
                 return "unknown"
 
-        pol_params = getattr(getattr(pol, "policy", None), "params", None)
+        # a learner's own params (its model's, plus how it learns), else its model's
+        pol_params = getattr(pol, "params", None)
+        if pol_params is None:
+            pol_params = getattr(getattr(pol, "policy", None), "params", None)
         manifest = {
             "writer": "simulators.hcp",
             "hcps": self.population.n,

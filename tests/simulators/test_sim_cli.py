@@ -207,3 +207,19 @@ def test_cli_bad_config_file(tmp_path, text, message):
     )
     assert res.exit_code != 0
     assert message in res.output
+
+
+def test_cli_runs_an_early_release_learner_and_refuses_a_bad_release(tmp_path):
+    out = tmp_path / "logs"
+    args = ["simulate", "--hcps", "40", "--days", "4", "--seed", "1", "--quiet"]
+    res = CliRunner().invoke(main, [*args, "--policy", "vw:epsilon@1d", "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    assert set(logio.read(out, "decisions").column("policy").to_pylist()) == {"vw:epsilon@1d"}
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert "release_after_days" in json.dumps(manifest)
+    bad = CliRunner().invoke(
+        main, [*args, "--policy", "vw:epsilon@0d", "--out", str(tmp_path / "b")]
+    )
+    assert bad.exit_code != 0
+    assert "early release must be written @Nd with N >= 1" in bad.output
+    assert not (tmp_path / "b" / "decisions").exists()  # nothing half-written
