@@ -266,8 +266,7 @@ class Catalog:
         for v in values:
             if v not in allowed:
                 raise CatalogError(
-                    f"{where}: {v!r} is not one of the catalog's {vocabulary}: "
-                    f"{', '.join(allowed)}"
+                    f"{where}: {v!r} is not one of the catalog's {vocabulary}: {', '.join(allowed)}"
                 )
 
     def check_touch(self, touch: Touch) -> None:

@@ -394,6 +394,40 @@ def _strings(values: Any, where: str, fieldname: str) -> tuple[str, ...]:
     return out
 
 
+@dataclass(frozen=True, slots=True)
+class StatedPreference:
+    """What an HCP told someone they want: topics of interest and preferred channels.
+
+    A statement, not behaviour: it is kept apart from touches (what reached the
+    HCP or what the HCP pulled), so learning from behaviour never mistakes what
+    was said for what was done. Checking the topics and channels against a
+    catalog is :meth:`nba.catalog.Catalog.check_terms`.
+
+    >>> from datetime import UTC, datetime
+    >>> StatedPreference("h1", datetime(2026, 1, 5, tzinfo=UTC), "rep-0042",
+    ...                  topics=["dosing"], channels=["email"]).channels
+    ('email',)
+    """
+
+    hcp_id: str
+    ts: datetime
+    recorded_by: str
+    topics: tuple[str, ...] = ()
+    channels: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        where = f"StatedPreference for '{self.hcp_id}'"
+        if not self.hcp_id:
+            raise _fail("StatedPreference", "hcp_id", "must not be empty")
+        object.__setattr__(self, "ts", ensure_utc(self.ts, where))
+        if not isinstance(self.recorded_by, str) or not self.recorded_by.strip():
+            raise _fail(where, "recorded_by", "must name who recorded it")
+        object.__setattr__(self, "topics", _strings(self.topics, where, "topics"))
+        object.__setattr__(self, "channels", _strings(self.channels, where, "channels"))
+        if not self.topics and not self.channels:
+            raise _fail(where, "topics", "give at least one topic or channel")
+
+
 def parse_day(
     value: date | str | None, what: str, error: type[ValidationError] = ValidationError
 ) -> date | None:
