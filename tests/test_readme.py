@@ -127,7 +127,7 @@ def test_service_calls_run_against_a_real_server(tmp_path: Path) -> None:
             if "/v1/decisions " in line + " " and event_id is None:
                 event_id = answers[-1][1]["event_id"]
         codes = [c for c, _ in answers]
-        assert codes == [201, 201, 201, 201, 201], answers  # created, created, 3 x created
+        assert codes == [201] * 7, answers  # 2 HCPs, decision, batch, outcome, touch, statement
         decision = answers[2][1]
         assert 1 <= len(decision["suggestions"]) <= 3
         assert all(s["channel"] == "rep_visit" and s["reasons"] for s in decision["suggestions"])
@@ -135,6 +135,8 @@ def test_service_calls_run_against_a_real_server(tmp_path: Path) -> None:
         batch = answers[3][1]
         assert {d["hcp_id"] for d in batch["decisions"]} == {"hcp-000001", "hcp-000002"}
         assert answers[4][1]["stored"] is True
+        assert answers[5][1]["kind"] == "detail_pull" and answers[5][1]["stored"] is True
+        assert answers[6][1]["topics"] == ["dosing"] and answers[6][1]["channels"] == ["email"]
     finally:
         proc.terminate()
         proc.wait(timeout=30)
