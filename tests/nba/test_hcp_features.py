@@ -38,7 +38,9 @@ def test_default_config_declares_the_examples() -> None:
         "stated_topic_interest",
     } <= names
     # every specialty the simulator draws and every market of the catalog is known
-    assert {"general_practice", "cardiology", "lipidology", "pharmacist"} <= set(CFG.specialties)
+    from simulators.hcp.config import DEFAULT_SPECIALTY_SHARES
+
+    assert set(DEFAULT_SPECIALTY_SHARES) <= set(CFG.specialties)
     assert set(CAT.markets) <= set(CFG.markets)
     assert CFG.by_name["stated_channel_preference"].allowed(CAT) == CAT.channels
 
