@@ -1,7 +1,8 @@
 """The service's embedded event store: one SQLite database in WAL mode.
 
-It holds HCP profiles, touches, decisions (every column of the decisions log plus the
-``deferred`` flag), outcomes, rep feedback and catalog snapshots, and exports
+It holds HCP profiles (with their declared attributes as JSON), touches (contacts
+and interest signals), stated preferences, decisions (every column of the decisions
+log plus the ``deferred`` flag), outcomes, rep feedback and catalog snapshots, and exports
 them to the Parquet event log the training and evaluation commands read
 (:mod:`nba.logs.io`, schemas identical to the simulator's).
 
