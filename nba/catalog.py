@@ -41,7 +41,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from nba.domain import Action, Approval, ContentItem, ValidationError
+from nba.domain import Action, Approval, ContentItem, Touch, ValidationError
 
 DEFAULT_CATALOG = "catalog.toml"
 
@@ -241,6 +241,42 @@ class Catalog:
     @cached_property
     def action_index(self) -> dict[str, int]:
         return {aid: i for i, aid in enumerate(self.action_ids)}
+
+    def check_terms(self, vocabulary: str, values: Iterable[str], where: str) -> None:
+        """Refuse any of ``values`` that is not in this catalog's ``vocabulary``.
+
+        Parameters
+        ----------
+        vocabulary : {"channels", "topics", "formats"}
+        values : iterable of str
+        where : str
+            What the values are (a field, a column), named in the error.
+
+        Raises
+        ------
+        CatalogError
+            Naming the first unknown value and every allowed one.
+
+        >>> Catalog.default().check_terms("topics", ["dosing", "dosng"], "touch.topics")
+        Traceback (most recent call last):
+        ...
+        nba.catalog.CatalogError: touch.topics: 'dosng' is not one of the catalog's topics: ...
+        """
+        allowed: tuple[str, ...] = getattr(self, vocabulary)
+        for v in values:
+            if v not in allowed:
+                raise CatalogError(
+                    f"{where}: {v!r} is not one of the catalog's {vocabulary}: {', '.join(allowed)}"
+                )
+
+    def check_touch(self, touch: Touch) -> None:
+        """Refuse a touch whose channel or topics this catalog does not know.
+
+        Its ``content_id`` may be unknown: external content and portal pages
+        are not catalog items, and they still count as touches.
+        """
+        self.check_terms("channels", [touch.channel], "channel")
+        self.check_terms("topics", touch.topics, "topics")
 
     def item_for(self, action: Action | str) -> ContentItem:
         """The content item behind an action (or action id)."""

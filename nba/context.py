@@ -5,7 +5,8 @@ canonical JSON, so replaying a log reproduces what the model saw. The
 simulator fills it from its vectorized state; the service fills it from its
 event store; both use the same definitions of the history counts:
 
-- ``touches_{7,30,90}d[channel]``: touches (ours and external) on the HCP
+- ``touches_{7,30,90}d[channel]``: contacts (touches of kind ``contact``, ours
+  and external; pulls such as a portal page view are not contacts) on the HCP
   in the ``N`` days before the decision day (days ``day-N .. day-1``).
 - ``engagements_30d[channel]``: outcomes of a type in
   :data:`nba.domain.ENGAGEMENT_TYPES` in those 30 days, counted once per
@@ -13,9 +14,9 @@ event store; both use the same definitions of the history counts:
   (its ``action_id``, else the decision's chosen action; the simulator's
   outcomes all concern the chosen action).
 - ``topic_engagements_90d[topic]``: the same over 90 days, by topic.
-- ``days_since_touch[channel]``: whole days since the last touch on that
+- ``days_since_touch[channel]``: whole days since the last contact on that
   channel (absent: none in the last 90 days).
-- ``last_content_id``: content of the most recent touch (any channel), or None.
+- ``last_content_id``: content of the most recent contact (any channel), or None.
 
 Channels or topics with a zero count are left out of the maps.
 

@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
 
+from nba.logs.schema import TOUCH_KINDS
+
 #: The channels every deployment knows. A catalog may declare more.
 CHANNELS: tuple[str, ...] = ("rep_visit", "remote_call", "email", "webinar", "portal")
 
@@ -384,13 +386,31 @@ class Outcome:
 
 @dataclass(frozen=True, slots=True)
 class Touch:
-    """Anything that reached an HCP, suggested by us (``ours``) or not (``external``)."""
+    """Something that reached an HCP, or that the HCP pulled.
+
+    ``origin`` says who caused it: us (``ours``) or another system (``external``).
+    ``kind`` says what it was (:data:`TOUCH_KINDS`): a ``contact`` (a message or
+    visit that reached the HCP) or a pull (``detail_pull``, ``email_click``,
+    ``portal_view``, ``webinar_question``) with the ``topics`` the HCP asked
+    for. Checking the topics and the channel against a catalog's vocabularies
+    is :meth:`nba.catalog.Catalog.check_touch`: this record does not know the
+    catalog.
+
+    >>> from datetime import UTC, datetime
+    >>> Touch("h1", datetime(2026, 1, 5, tzinfo=UTC), "portal", "page-42", "external",
+    ...       "portal_view", topics=["dosing"], dwell_s=31.5).topics
+    ('dosing',)
+    """
 
     hcp_id: str
     ts: datetime
     channel: str
     content_id: str
     origin: str = "ours"
+    kind: str = "contact"
+    topics: tuple[str, ...] = ()
+    content_ids: tuple[str, ...] = ()
+    dwell_s: float | None = None
 
     def __post_init__(self) -> None:
         where = f"Touch for '{self.hcp_id}'"
@@ -399,8 +419,73 @@ class Touch:
         object.__setattr__(self, "ts", ensure_utc(self.ts, where))
         if not self.channel:
             raise _fail(where, "channel", "must not be empty")
+        if not isinstance(self.content_id, str) or not self.content_id:
+            raise _fail(where, "content_id", "must not be empty (the item or page id)")
         if self.origin not in TOUCH_ORIGINS:
             raise _fail(where, "origin", f"{self.origin!r} is not one of {sorted(TOUCH_ORIGINS)}")
+        if self.kind not in TOUCH_KINDS:
+            raise _fail(where, "kind", f"{self.kind!r} is not one of {', '.join(TOUCH_KINDS)}")
+        topics = _strings(self.topics, where, "topics")
+        if self.kind == "contact" and topics:
+            raise _fail(
+                where, "topics", "a plain contact carries no topics; topics are what a pull asked"
+            )
+        object.__setattr__(self, "topics", topics)
+        object.__setattr__(self, "content_ids", _strings(self.content_ids, where, "content_ids"))
+        if self.dwell_s is not None:
+            if isinstance(self.dwell_s, bool) or not isinstance(self.dwell_s, int | float):
+                raise _fail(where, "dwell_s", f"must be a number of seconds, got {self.dwell_s!r}")
+            if not (math.isfinite(self.dwell_s) and self.dwell_s >= 0):
+                raise _fail(where, "dwell_s", f"must be a finite number >= 0, got {self.dwell_s}")
+            object.__setattr__(self, "dwell_s", float(self.dwell_s))
+
+
+def _strings(values: Any, where: str, fieldname: str) -> tuple[str, ...]:
+    """``values`` as a tuple of distinct non-empty strings, in the given order."""
+    if isinstance(values, str) or not isinstance(values, Sequence | frozenset | set):
+        raise _fail(where, fieldname, f"must be a list of strings, got {values!r}")
+    out = tuple(values)
+    for v in out:
+        if not isinstance(v, str) or not v:
+            raise _fail(where, fieldname, f"entries must be non-empty strings, got {v!r}")
+    if len(set(out)) != len(out):
+        dup = next(v for v in out if out.count(v) > 1)
+        raise _fail(where, fieldname, f"lists {dup!r} twice")
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class StatedPreference:
+    """What an HCP told someone they want: topics of interest and preferred channels.
+
+    A statement, not behaviour: it is kept apart from touches (what reached the
+    HCP or what the HCP pulled), so learning from behaviour never mistakes what
+    was said for what was done. Checking the topics and channels against a
+    catalog is :meth:`nba.catalog.Catalog.check_terms`.
+
+    >>> from datetime import UTC, datetime
+    >>> StatedPreference("h1", datetime(2026, 1, 5, tzinfo=UTC), "rep-0042",
+    ...                  topics=["dosing"], channels=["email"]).channels
+    ('email',)
+    """
+
+    hcp_id: str
+    ts: datetime
+    recorded_by: str
+    topics: tuple[str, ...] = ()
+    channels: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        where = f"StatedPreference for '{self.hcp_id}'"
+        if not self.hcp_id:
+            raise _fail("StatedPreference", "hcp_id", "must not be empty")
+        object.__setattr__(self, "ts", ensure_utc(self.ts, where))
+        if not isinstance(self.recorded_by, str) or not self.recorded_by.strip():
+            raise _fail(where, "recorded_by", "must name who recorded it")
+        object.__setattr__(self, "topics", _strings(self.topics, where, "topics"))
+        object.__setattr__(self, "channels", _strings(self.channels, where, "channels"))
+        if not self.topics and not self.channels:
+            raise _fail(where, "topics", "give at least one topic or channel")
 
 
 def parse_day(

@@ -14,6 +14,7 @@ SUBCOMMANDS: dict[str, str] = {
     "simulate": "simulators.cli:simulate",
     "logs": "nba_cli.logs:logs",
     "serve": "serving.cli:serve",
+    "touches": "serving.cli_touches:touches",
     "train": "training.cli_train:train",
     "experiment": "experiments.cli:experiment",
     "evaluate": "training.cli_evaluate:evaluate",

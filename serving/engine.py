@@ -210,7 +210,10 @@ class DecisionEngine:
         """Compute one decision for ``hcp`` (not stored yet)."""
         served = served or self.models.current
         since = now - timedelta(days=self.history_days)
-        touches = self.store.recent_touches(hcp.hcp_id, since)
+        # caps and gaps count contacts; an HCP pulling information was not contacted
+        touches = [
+            t for t in self.store.recent_touches(hcp.hcp_id, since) if t.kind == "contact"
+        ]
         feedback = self.store.recent_feedback(hcp.hcp_id, now)
         context = self.build_context(hcp, now, request)
 
@@ -515,14 +518,27 @@ class DecisionEngine:
 
     # -------------------------------------------------------------- touches
     def record_touch(self, req: schemas.TouchRequest) -> schemas.TouchResponse:
-        if req.channel not in self.catalog.channels:
-            raise invalid(f"channel: unknown channel {req.channel!r}")
-        if req.content_id and req.content_id not in self.catalog.by_id:
-            # external content may be unknown to our catalog: keep it, it still counts
-            log.debug("touch with content outside the catalog")
+        ts = (req.ts or datetime.now(UTC)).astimezone(UTC)
+        try:
+            touch = Touch(
+                req.hcp_id,
+                ts,
+                req.channel,
+                req.content_id,
+                req.origin,
+                req.kind,
+                tuple(req.topics),
+                tuple(req.content_ids),
+                req.dwell_s,
+            )
+            # external content and portal pages may be unknown to the catalog: they still
+            # count; the channel and the topics must be the catalog's
+            self.catalog.check_touch(touch)
+        except ValidationError as exc:
+            raise invalid(str(exc)) from None
         if self.store.get_hcp(req.hcp_id) is None:
             raise unknown_hcp(req.hcp_id)
-        ts = (req.ts or datetime.now(UTC)).astimezone(UTC)
-        touch = Touch(req.hcp_id, ts, req.channel, req.content_id, req.origin)
         self.store.add_touch(touch)
-        return schemas.TouchResponse(hcp_id=req.hcp_id, channel=req.channel, ts=ts, stored=True)
+        return schemas.TouchResponse(
+            hcp_id=req.hcp_id, channel=req.channel, kind=req.kind, ts=ts, stored=True
+        )

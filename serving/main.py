@@ -25,6 +25,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from nba.catalog import Catalog
 from nba.contact import ContactPolicy
+from nba.hcp_features import HCPFeatures
 from nba.paths import default_tracking_uri
 from nba.reward import RewardDefinition
 from serving import errors
@@ -55,7 +56,7 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
-UPLOAD_PATHS = frozenset({"/v1/hcps:import"})
+UPLOAD_PATHS = frozenset({"/v1/hcps:import", "/v1/touches:import"})
 
 DESCRIPTION = """\
 Next-best-action decisions for HCP engagement: per HCP, which approved content to
@@ -159,6 +160,11 @@ def open_services(settings: Settings, loader: PolicyLoader | None = None) -> Ser
     contact = (
         ContactPolicy.load(settings.rules_path) if settings.rules_path else ContactPolicy.default()
     )
+    features = (
+        HCPFeatures.load(settings.features_path)
+        if settings.features_path
+        else HCPFeatures.default()
+    )
     reward = (
         RewardDefinition.load(settings.reward_path)
         if settings.reward_path
@@ -211,6 +217,7 @@ def open_services(settings: Settings, loader: PolicyLoader | None = None) -> Ser
         metrics=metrics,
         engine=engine,
         auth=Authenticator(settings),
+        features=features,
     )
 
 

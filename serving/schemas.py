@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
-from nba.domain import ADOPTION_STAGES, HCP_RESPONSE_TYPES, REP_FEEDBACK_TYPES
+from nba.domain import ADOPTION_STAGES, HCP_RESPONSE_TYPES, REP_FEEDBACK_TYPES, TOUCH_KINDS
 
 Id = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=r"^[^\s/@]+$")]
 ActionIdStr = Annotated[str, StringConstraints(min_length=3, max_length=200)]
@@ -226,7 +226,13 @@ class ActivateResponse(BaseModel):
 
 
 # ------------------------------------------------------------------ touches
+Term = Annotated[str, StringConstraints(min_length=1, max_length=64)]
+ItemId = Annotated[str, StringConstraints(min_length=1, max_length=128)]
+
+
 class TouchRequest(BaseModel):
+    """A contact that reached the HCP, or something the HCP pulled (interest signal)."""
+
     model_config = ConfigDict(
         extra="forbid",
         str_strip_whitespace=True,
@@ -237,28 +243,79 @@ class TouchRequest(BaseModel):
                     "channel": "rep_visit",
                     "content_id": "VEL-EFF-01",
                     "ts": "2026-01-05T10:00:00Z",
-                }
+                },
+                {
+                    "hcp_id": "HCP-000123",
+                    "channel": "rep_visit",
+                    "content_id": "VEL-EFF-01",
+                    "ts": "2026-01-05T10:20:00Z",
+                    "origin": "ours",
+                    "kind": "detail_pull",
+                    "topics": ["dosing", "safety"],
+                    "content_ids": ["VEL-EFF-01/slide-4", "VEL-EFF-01/slide-9"],
+                    "dwell_s": 240,
+                },
+                {
+                    "hcp_id": "HCP-000123",
+                    "channel": "portal",
+                    "content_id": "portal/access/coverage-checker",
+                    "kind": "portal_view",
+                    "topics": ["access_coverage"],
+                    "dwell_s": 75.5,
+                },
             ]
         },
     )
 
     hcp_id: Id
     channel: Channel
-    content_id: str = Field(default="", max_length=128)
+    content_id: ItemId = Field(
+        description="The content item, or for a pull the page or item id the source gives."
+    )
     ts: datetime | None = None
     origin: Literal["ours", "external"] = "external"
+    kind: str = Field(
+        default="contact",
+        description="contact (reached the HCP) or a pull: " + ", ".join(TOUCH_KINDS[1:]) + ".",
+    )
+    topics: list[Term] = Field(
+        default_factory=list,
+        max_length=32,
+        description="Catalog topics the HCP pulled; empty for a contact.",
+    )
+    content_ids: list[ItemId] = Field(
+        default_factory=list,
+        max_length=200,
+        description="Further items or slides shown or viewed in the same touch.",
+    )
+    dwell_s: float | None = Field(
+        default=None, ge=0, le=86_400, allow_inf_nan=False, description="Seconds spent."
+    )
 
     @field_validator("ts")
     @classmethod
     def _aware(cls, v: datetime | None) -> datetime | None:
         return _check_aware(v)
 
+    @field_validator("kind")
+    @classmethod
+    def _kind(cls, v: str) -> str:
+        if v not in TOUCH_KINDS:
+            raise ValueError(f"{v!r} is not one of {', '.join(TOUCH_KINDS)}")
+        return v
+
 
 class TouchResponse(BaseModel):
     hcp_id: str
     channel: str
+    kind: str
     ts: datetime
     stored: bool
+
+
+class TouchImportResponse(BaseModel):
+    imported: int
+    format: Literal["parquet", "csv"]
 
 
 # --------------------------------------------------------------------- HCPs
@@ -278,7 +335,21 @@ class HCPBody(BaseModel):
                     "consents": ["email", "rep_visit", "webinar"],
                     "no_see": False,
                     "digital_affinity": 0.6,
-                }
+                },
+                {
+                    "specialty": "cardiology",
+                    "decile": 9,
+                    "market": "DE",
+                    "adoption_stage": "considering",
+                    "consents": ["email", "rep_visit"],
+                    "attributes": {
+                        "rx_volume_decile": 9,
+                        "affiliations": ["academic_medical_center"],
+                        "payer_mix_commercial": 0.62,
+                        "sub_specialty": "preventive_cardiology",
+                        "stated_channel_preference": ["email"],
+                    },
+                },
             ]
         },
     )
@@ -290,6 +361,12 @@ class HCPBody(BaseModel):
     consents: list[Channel] = Field(default_factory=list, max_length=32)
     no_see: bool = False
     digital_affinity: float = Field(default=0.5, ge=0.0, le=1.0, allow_inf_nan=False)
+    attributes: dict[str, Any] = Field(
+        default_factory=dict,
+        max_length=64,
+        description="Declared syndicated and CRM attributes (the service's features config, "
+        "NBA_FEATURES_PATH); an undeclared name or a bad value is refused.",
+    )
 
     @field_validator("adoption_stage")
     @classmethod
@@ -309,6 +386,49 @@ class TouchPublic(BaseModel):
     channel: str
     content_id: str
     origin: str
+    kind: str
+    topics: list[str]
+    content_ids: list[str]
+    dwell_s: float | None
+
+
+class StatedPreferenceRequest(BaseModel):
+    """What the HCP said they want, as a rep (or another person) recorded it."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        str_strip_whitespace=True,
+        json_schema_extra={
+            "examples": [
+                {
+                    "recorded_by": "rep-0042",
+                    "topics": ["dosing", "patient_support"],
+                    "channels": ["email", "remote_call"],
+                    "ts": "2026-01-05T10:30:00Z",
+                }
+            ]
+        },
+    )
+
+    recorded_by: str = Field(
+        min_length=1, max_length=128, description="Who recorded it (a rep or user id)."
+    )
+    topics: list[Term] = Field(default_factory=list, max_length=32)
+    channels: list[Channel] = Field(default_factory=list, max_length=16)
+    ts: datetime | None = Field(default=None, description="When it was said; default: now.")
+
+    @field_validator("ts")
+    @classmethod
+    def _aware(cls, v: datetime | None) -> datetime | None:
+        return _check_aware(v)
+
+
+class StatedPreferencePublic(BaseModel):
+    hcp_id: str
+    ts: datetime
+    recorded_by: str
+    topics: list[str]
+    channels: list[str]
 
 
 class OutcomePublic(BaseModel):
@@ -326,6 +446,9 @@ class HCPDetail(BaseModel):
     profile: HCPPublic
     recent_touches: list[TouchPublic]
     recent_outcomes: list[OutcomePublic]
+    stated_preferences: list[StatedPreferencePublic] = Field(
+        description="What the HCP said they want, oldest first (not behaviour: no touch)."
+    )
 
 
 class HCPUpsertResponse(BaseModel):

@@ -100,6 +100,11 @@ class Settings(BaseSettings):
     reward_path: Path | None = Field(
         default=None, description="Reward definition; default: packaged."
     )
+    features_path: Path | None = Field(
+        default=None,
+        description="HCP features config (specialties, markets, declared attributes); "
+        "default: packaged nba/data/hcp_features.toml.",
+    )
 
     # ---------------------------------------------------------------- model
     model_uri: str = Field(

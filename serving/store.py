@@ -1,7 +1,8 @@
 """The service's embedded event store: one SQLite database in WAL mode.
 
-It holds HCP profiles, touches, decisions (every column of the decisions log plus the
-``deferred`` flag), outcomes, rep feedback and catalog snapshots, and exports
+It holds HCP profiles (with their declared attributes as JSON), touches (contacts
+and interest signals), stated preferences, decisions (every column of the decisions
+log plus the ``deferred`` flag), outcomes, rep feedback and catalog snapshots, and exports
 them to the Parquet event log the training and evaluation commands read
 (:mod:`nba.logs.io`, schemas identical to the simulator's).
 
@@ -46,7 +47,7 @@ import os
 import sqlite3
 import threading
 import weakref
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -65,6 +66,7 @@ from nba.domain import (
     Decision,
     HCPProfile,
     Outcome,
+    StatedPreference,
     Suppression,
     Touch,
     ValidationError,
@@ -74,8 +76,12 @@ from nba.domain import (
 from nba.logs import io as logio
 from nba.logs.schema import DECISIONS, OUTCOMES, TOUCHES
 
-#: Version 2 added ``outcomes.action_id``; a version-1 file is migrated when opened.
-SCHEMA_VERSION = 2
+#: Version 2 added ``outcomes.action_id`` (the suggestion an outcome concerns);
+#: version 3 interest signals on touches, declared attributes on HCPs and stated
+#: preferences. Older files are migrated when opened.
+SCHEMA_VERSION = 3
+#: older schema versions this code migrates in place when it opens their file
+MIGRATES_FROM = (1, 2)
 SYNCHRONOUS_MODES = ("FULL", "NORMAL", "EXTRA")
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _US = timedelta(microseconds=1)
@@ -92,7 +98,8 @@ CREATE TABLE IF NOT EXISTS hcps (
     consents TEXT NOT NULL,
     no_see INTEGER NOT NULL,
     digital_affinity REAL NOT NULL,
-    updated_us INTEGER NOT NULL
+    updated_us INTEGER NOT NULL,
+    attributes TEXT NOT NULL DEFAULT '{}'
 );
 CREATE TABLE IF NOT EXISTS touches (
     id INTEGER PRIMARY KEY,
@@ -100,7 +107,11 @@ CREATE TABLE IF NOT EXISTS touches (
     ts_us INTEGER NOT NULL,
     channel TEXT NOT NULL,
     content_id TEXT NOT NULL,
-    origin TEXT NOT NULL
+    origin TEXT NOT NULL,
+    kind TEXT NOT NULL DEFAULT 'contact',
+    topics TEXT NOT NULL DEFAULT '[]',
+    content_ids TEXT NOT NULL DEFAULT '[]',
+    dwell_s REAL
 );
 CREATE INDEX IF NOT EXISTS touches_hcp_ts ON touches (hcp_id, ts_us);
 CREATE INDEX IF NOT EXISTS touches_ts ON touches (ts_us);
@@ -154,7 +165,28 @@ CREATE TABLE IF NOT EXISTS feedback (
 );
 CREATE INDEX IF NOT EXISTS feedback_hcp_ts ON feedback (hcp_id, ts_us);
 CREATE TABLE IF NOT EXISTS catalogs (version TEXT PRIMARY KEY, snapshot TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS stated_preferences (
+    id INTEGER PRIMARY KEY,
+    hcp_id TEXT NOT NULL,
+    ts_us INTEGER NOT NULL,
+    recorded_by TEXT NOT NULL,
+    topics TEXT NOT NULL,
+    channels TEXT NOT NULL,
+    received_us INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS stated_preferences_hcp_ts ON stated_preferences (hcp_id, ts_us);
 """
+
+#: Columns added to tables of an older schema version, with their declaration: a
+#: database file made by older code gains them (with these defaults) when opened.
+#: Version 3: interest signals on touches, declared attributes on HCPs.
+_ADDED_COLUMNS: tuple[tuple[str, str, str], ...] = (
+    ("hcps", "attributes", "TEXT NOT NULL DEFAULT '{}'"),
+    ("touches", "kind", "TEXT NOT NULL DEFAULT 'contact'"),
+    ("touches", "topics", "TEXT NOT NULL DEFAULT '[]'"),
+    ("touches", "content_ids", "TEXT NOT NULL DEFAULT '[]'"),
+    ("touches", "dwell_s", "REAL"),
+)
 
 
 #: Stores of this process; their connections are closed before any fork(), because an
@@ -192,6 +224,10 @@ class StoreError(ValidationError):
 
 class UnknownEventError(StoreError, LookupError):
     """No decision with this ``event_id`` is in the store (HTTP 404)."""
+
+
+class UnknownHCPError(StoreError, LookupError):
+    """The HCP is not in the store (HTTP 404 or, in a bulk import, 422)."""
 
 
 class DuplicateEventError(StoreError):
@@ -289,22 +325,45 @@ class EventStore:
         if str(mode).lower() != "wal":
             raise StoreError(f"EventStore: {self.path} cannot use WAL mode (got {mode!r})")
         with self._write() as c:
+            # the version is checked before any DDL runs: a newer file is left untouched
+            has_meta = c.execute(
+                "SELECT 1 FROM sqlite_master WHERE type='table' AND name='meta'"
+            ).fetchone()
+            row = (
+                c.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+                if has_meta
+                else None
+            )
+            if row is not None and int(row[0]) != SCHEMA_VERSION:
+                if int(row[0]) not in MIGRATES_FROM:
+                    raise StoreError(
+                        f"EventStore: {self.path} has schema version {row[0]}, "
+                        f"this code reads version {SCHEMA_VERSION}"
+                    )
+                self._migrate(c)
+                c.execute(
+                    "UPDATE meta SET value=? WHERE key='schema_version'", (str(SCHEMA_VERSION),)
+                )
             for stmt in _DDL.split(";"):
                 if stmt.strip():
                     c.execute(stmt)
-            row = c.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
             if row is None:
                 c.execute(
                     "INSERT INTO meta (key, value) VALUES ('schema_version', ?)",
                     (str(SCHEMA_VERSION),),
                 )
-            elif int(row[0]) == 1:
-                self._migrate_1_to_2(c)
-            elif int(row[0]) != SCHEMA_VERSION:
-                raise StoreError(
-                    f"EventStore: {self.path} has schema version {row[0]}, "
-                    f"this code reads version {SCHEMA_VERSION}"
-                )
+
+    @staticmethod
+    def _migrate(c: sqlite3.Connection) -> None:
+        """Add the columns of :data:`_ADDED_COLUMNS` a file of an older version lacks
+        (inside the opening transaction: all of them or none)."""
+        outcome_cols = {r[1] for r in c.execute("PRAGMA table_info(outcomes)")}
+        if "action_id" not in outcome_cols:
+            EventStore._migrate_1_to_2(c)
+        for table, column, decl in _ADDED_COLUMNS:
+            have = {r[1] for r in c.execute(f"PRAGMA table_info({table})")}
+            if column not in have:
+                c.execute(f"ALTER TABLE {table} ADD COLUMN {column} {decl}")
 
     @staticmethod
     def _migrate_1_to_2(c: sqlite3.Connection) -> None:
@@ -321,7 +380,6 @@ class EventStore:
             " FROM feedback f JOIN decisions d ON d.event_id = f.event_id"
             " WHERE f.action_id <> d.chosen_action_id)"
         )
-        c.execute("UPDATE meta SET value='2' WHERE key='schema_version'")
 
     # ------------------------------------------------------------ plumbing
     def _conn(self) -> sqlite3.Connection:
@@ -376,9 +434,18 @@ class EventStore:
 
     # ---------------------------------------------------------------- HCPs
     @staticmethod
-    def _hcp_row(h: HCPProfile, now_us: int) -> tuple[Any, ...]:
+    def _hcp_row(
+        h: HCPProfile, now_us: int, attributes: Mapping[str, Any] | None
+    ) -> tuple[Any, ...]:
         if not isinstance(h, HCPProfile):
             raise StoreError(f"upsert_hcp: expected an HCPProfile, got {type(h).__name__}")
+        attrs = dict(attributes or {})
+        if not all(isinstance(k, str) and k for k in attrs):
+            raise StoreError("upsert_hcp: attribute names must be non-empty strings")
+        try:
+            attrs_json = json.dumps(attrs, sort_keys=True, allow_nan=False)
+        except (TypeError, ValueError) as exc:
+            raise StoreError(f"upsert_hcp: attributes are not plain JSON values: {exc}") from None
         return (
             h.hcp_id,
             h.specialty,
@@ -389,31 +456,102 @@ class EventStore:
             int(h.no_see),
             float(h.digital_affinity),
             now_us,
+            attrs_json,
         )
 
     _UPSERT_HCP = (
         "INSERT INTO hcps (hcp_id, specialty, decile, market, adoption_stage, consents, no_see,"
-        " digital_affinity, updated_us) VALUES (?,?,?,?,?,?,?,?,?)"
+        " digital_affinity, updated_us, attributes) VALUES (?,?,?,?,?,?,?,?,?,?)"
         " ON CONFLICT (hcp_id) DO UPDATE SET specialty=excluded.specialty,"
         " decile=excluded.decile, market=excluded.market,"
         " adoption_stage=excluded.adoption_stage, consents=excluded.consents,"
         " no_see=excluded.no_see, digital_affinity=excluded.digital_affinity,"
-        " updated_us=excluded.updated_us"
+        " updated_us=excluded.updated_us, attributes=excluded.attributes"
     )
 
-    def upsert_hcp(self, hcp: HCPProfile) -> None:
-        """Insert or replace one HCP profile (committed on return)."""
-        row = self._hcp_row(hcp, _to_us(datetime.now(UTC)))
+    def upsert_hcp(self, hcp: HCPProfile, attributes: Mapping[str, Any] | None = None) -> None:
+        """Insert or replace one HCP profile and its declared attributes (committed on
+        return). The attributes replace the stored ones (none given: none kept); the
+        service checks them against its features config, the store only keeps JSON."""
+        row = self._hcp_row(hcp, _to_us(datetime.now(UTC)), attributes)
         with self._write() as c:
             c.execute(self._UPSERT_HCP, row)
 
-    def upsert_hcps(self, hcps: Iterable[HCPProfile]) -> int:
-        """Insert or replace many profiles in one transaction; returns how many."""
+    def upsert_hcps(
+        self,
+        hcps: Iterable[HCPProfile],
+        attributes: Sequence[Mapping[str, Any] | None] | None = None,
+    ) -> int:
+        """Insert or replace many profiles in one transaction (all or none); returns how
+        many. ``attributes``, when given, is aligned with ``hcps``."""
         now_us = _to_us(datetime.now(UTC))
-        rows = [self._hcp_row(h, now_us) for h in hcps]
+        profiles = list(hcps)
+        attrs: Sequence[Mapping[str, Any] | None] = (
+            [None] * len(profiles) if attributes is None else attributes
+        )
+        if len(attrs) != len(profiles):
+            raise StoreError(
+                f"upsert_hcps: {len(attrs)} attribute sets for {len(profiles)} profiles"
+            )
+        rows = [self._hcp_row(h, now_us, a) for h, a in zip(profiles, attrs, strict=True)]
         with self._write() as c:
             c.executemany(self._UPSERT_HCP, rows)
         return len(rows)
+
+    def get_hcp_attributes(self, hcp_id: str) -> dict[str, Any] | None:
+        """The declared attributes stored with the HCP (``{}`` when none), or ``None``
+        when the HCP is not in the store."""
+        row = (
+            self._conn().execute("SELECT attributes FROM hcps WHERE hcp_id=?", (hcp_id,)).fetchone()
+        )
+        return None if row is None else dict(json.loads(row[0]))
+
+    # --------------------------------------------------- stated preferences
+    def add_stated_preference(self, pref: StatedPreference) -> None:
+        """Keep what an HCP said they want (apart from touches); committed on return.
+
+        Raises
+        ------
+        StoreError
+            When the HCP is not in the store.
+        """
+        if not isinstance(pref, StatedPreference):
+            raise StoreError(
+                f"add_stated_preference: expected a StatedPreference, got {type(pref).__name__}"
+            )
+        with self._write() as c:
+            if c.execute("SELECT 1 FROM hcps WHERE hcp_id=?", (pref.hcp_id,)).fetchone() is None:
+                raise UnknownHCPError("add_stated_preference: the HCP is not in the store")
+            c.execute(
+                "INSERT INTO stated_preferences (hcp_id, ts_us, recorded_by, topics, channels,"
+                " received_us) VALUES (?,?,?,?,?,?)",
+                (
+                    pref.hcp_id,
+                    _to_us(pref.ts),
+                    pref.recorded_by,
+                    json.dumps(list(pref.topics)),
+                    json.dumps(list(pref.channels)),
+                    _to_us(datetime.now(UTC)),
+                ),
+            )
+
+    def stated_preferences(self, hcp_id: str) -> list[StatedPreference]:
+        """Every stated preference recorded for the HCP, oldest first."""
+        rows = (
+            self._conn()
+            .execute(
+                "SELECT hcp_id, ts_us, recorded_by, topics, channels FROM stated_preferences"
+                " WHERE hcp_id=? ORDER BY ts_us, id",
+                (hcp_id,),
+            )
+            .fetchall()
+        )
+        return [
+            StatedPreference(
+                r[0], _from_us(r[1]), r[2], tuple(json.loads(r[3])), tuple(json.loads(r[4]))
+            )
+            for r in rows
+        ]
 
     def get_hcp(self, hcp_id: str) -> HCPProfile | None:
         """The stored profile, or ``None``."""
@@ -466,11 +604,34 @@ class EventStore:
     def _touch_row(t: Touch) -> tuple[Any, ...]:
         if not isinstance(t, Touch):
             raise StoreError(f"add_touch: expected a Touch, got {type(t).__name__}")
-        return (t.hcp_id, _to_us(t.ts), t.channel, t.content_id, t.origin)
+        return (
+            t.hcp_id,
+            _to_us(t.ts),
+            t.channel,
+            t.content_id,
+            t.origin,
+            t.kind,
+            json.dumps(list(t.topics)),
+            json.dumps(list(t.content_ids)),
+            t.dwell_s,
+        )
 
-    _INSERT_TOUCH = (
-        "INSERT INTO touches (hcp_id, ts_us, channel, content_id, origin) VALUES (?,?,?,?,?)"
-    )
+    _TOUCH_COLS = "hcp_id, ts_us, channel, content_id, origin, kind, topics, content_ids, dwell_s"
+    _INSERT_TOUCH = f"INSERT INTO touches ({_TOUCH_COLS}) VALUES (?,?,?,?,?,?,?,?,?)"
+
+    @staticmethod
+    def _touch_from_row(r: Sequence[Any]) -> Touch:
+        return Touch(
+            r[0],
+            _from_us(r[1]),
+            r[2],
+            r[3],
+            r[4],
+            r[5],
+            tuple(json.loads(r[6])),
+            tuple(json.loads(r[7])),
+            None if r[8] is None else float(r[8]),
+        )
 
     def add_touch(self, touch: Touch) -> None:
         """Record one touch (ours or external); committed on return."""
@@ -478,10 +639,37 @@ class EventStore:
         with self._write() as c:
             c.execute(self._INSERT_TOUCH, row)
 
-    def add_touches(self, touches: Iterable[Touch]) -> int:
-        """Record many touches in one transaction; returns how many."""
+    def add_touches(self, touches: Iterable[Touch], known_hcps_only: bool = False) -> int:
+        """Record many touches in one transaction (all or none); returns how many.
+
+        Parameters
+        ----------
+        touches : iterable of Touch
+        known_hcps_only : bool, default False
+            Refuse the whole batch when any touch is of an HCP the store does not
+            hold (checked inside the writing transaction).
+
+        Raises
+        ------
+        UnknownHCPError
+            With ``known_hcps_only``: names the first such touch by its position
+            (1-based), never by HCP id; nothing is stored.
+        """
         rows = [self._touch_row(t) for t in touches]
         with self._write() as c:
+            if known_hcps_only and rows:
+                ids = sorted({r[0] for r in rows})
+                known: set[str] = set()
+                for lo in range(0, len(ids), 500):
+                    chunk = ids[lo : lo + 500]
+                    marks = ",".join("?" * len(chunk))
+                    sql = f"SELECT hcp_id FROM hcps WHERE hcp_id IN ({marks})"
+                    known.update(r[0] for r in c.execute(sql, chunk))
+                for i, r in enumerate(rows):
+                    if r[0] not in known:
+                        raise UnknownHCPError(
+                            f"touch {i + 1}: its HCP is not in the store; nothing was stored"
+                        )
             c.executemany(self._INSERT_TOUCH, rows)
         return len(rows)
 
@@ -491,13 +679,13 @@ class EventStore:
         rows = (
             self._conn()
             .execute(
-                "SELECT hcp_id, ts_us, channel, content_id, origin FROM touches"
+                f"SELECT {self._TOUCH_COLS} FROM touches"
                 " WHERE hcp_id=? AND ts_us>=? ORDER BY ts_us, id",
                 (hcp_id, since_us),
             )
             .fetchall()
         )
-        return [Touch(r[0], _from_us(r[1]), r[2], r[3], r[4]) for r in rows]
+        return [self._touch_from_row(r) for r in rows]
 
     # ----------------------------------------------------------- decisions
     @staticmethod
@@ -850,7 +1038,8 @@ class EventStore:
     # ------------------------------------------------------------- history
     def history(self, hcp_id: str, day: date, catalog: Catalog) -> History:
         """The HCP's :class:`nba.context.History` as of ``day``, exactly as
-        :mod:`nba.context` defines it: touches (ours and external) on days
+        :mod:`nba.context` defines it: contacts (touches of kind ``contact``, ours
+        and external; an HCP pulling information is not a contact) on days
         ``day-N .. day-1``; engagement outcomes in those days counted once per
         (decision, type), by the channel and topic of the decision's chosen
         action (content unknown to ``catalog`` counts for its channel only);
@@ -865,7 +1054,7 @@ class EventStore:
         con = self._conn()
         touches = con.execute(
             "SELECT ts_us, channel, content_id FROM touches"
-            " WHERE hcp_id=? AND ts_us>=? AND ts_us<? ORDER BY ts_us, id",
+            " WHERE hcp_id=? AND kind='contact' AND ts_us>=? AND ts_us<? ORDER BY ts_us, id",
             (hcp_id, lo_us, end_us),
         ).fetchall()
         counts: dict[int, dict[str, int]] = {w: {} for w in HISTORY_WINDOWS}
@@ -879,7 +1068,7 @@ class EventStore:
             if channel not in last_day or tday > last_day[channel]:
                 last_day[channel] = tday
         latest = con.execute(
-            "SELECT content_id FROM touches WHERE hcp_id=? AND ts_us<?"
+            "SELECT content_id FROM touches WHERE hcp_id=? AND kind='contact' AND ts_us<?"
             " ORDER BY ts_us DESC, id DESC LIMIT 1",
             (hcp_id, end_us),
         ).fetchone()
@@ -1091,11 +1280,22 @@ class EventStore:
         self, con: sqlite3.Connection, out_dir: str | Path, cond: str, args: tuple[Any, ...]
     ) -> int:
         cur = con.execute(
-            "SELECT t.hcp_id, t.ts_us, t.channel, t.content_id, t.origin"
-            f" FROM touches t WHERE {cond} ORDER BY t.ts_us, t.id",
+            "SELECT t.hcp_id, t.ts_us, t.channel, t.content_id, t.origin, t.kind, t.topics,"
+            f" t.content_ids, t.dwell_s FROM touches t WHERE {cond} ORDER BY t.ts_us, t.id",
             args,
         )
-        return self._export_plain(cur, out_dir, "touches", TOUCHES)
+        total = 0
+        while rows := cur.fetchmany(_EXPORT_CHUNK):
+            cols = [list(col) for col in zip(*rows, strict=True)]
+            cols[6] = [json.loads(v) for v in cols[6]]
+            cols[7] = [json.loads(v) for v in cols[7]]
+            table = pa.Table.from_pydict(
+                {f.name: pa.array(col, type=f.type) for f, col in zip(TOUCHES, cols, strict=True)},
+                schema=TOUCHES,
+            )
+            logio.append(out_dir, "touches", table)
+            total += len(rows)
+        return total
 
     # ----------------------------------------------------------- retention
     def purge(self, older_than: datetime) -> dict[str, int]:
@@ -1128,7 +1328,15 @@ class EventStore:
         con = self._conn()
         out = {
             t: int(con.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0])
-            for t in ("hcps", "touches", "decisions", "outcomes", "feedback", "catalogs")
+            for t in (
+                "hcps",
+                "touches",
+                "decisions",
+                "outcomes",
+                "feedback",
+                "catalogs",
+                "stated_preferences",
+            )
         }
         out["late_outcomes"] = int(
             con.execute("SELECT COUNT(*) FROM outcomes WHERE late=1").fetchone()[0]

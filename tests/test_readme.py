@@ -131,7 +131,7 @@ def test_service_calls_run_against_a_real_server(tmp_path: Path) -> None:
                 event_id = answers[-1][1]["event_id"]
                 second = answers[-1][1]["suggestions"][1]["action_id"]
         codes = [c for c, _ in answers]
-        assert codes == [201] * 6, answers  # 2 HCPs, 2 decision calls, 2 outcomes: created
+        assert codes == [201] * 8, answers  # 2 HCPs, decision, batch, 2 outcomes, touch, statement
         decision = answers[2][1]
         assert 2 <= len(decision["suggestions"]) <= 3
         assert all(s["channel"] == "rep_visit" and s["reasons"] for s in decision["suggestions"])
@@ -140,6 +140,8 @@ def test_service_calls_run_against_a_real_server(tmp_path: Path) -> None:
         assert {d["hcp_id"] for d in batch["decisions"]} == {"hcp-000001", "hcp-000002"}
         assert answers[4][1]["stored"] is True and answers[4][1]["action_id"] is None
         assert answers[5][1]["action_id"] == second != decision["chosen_action_id"]
+        assert answers[6][1]["kind"] == "detail_pull" and answers[6][1]["stored"] is True
+        assert answers[7][1]["topics"] == ["dosing"] and answers[7][1]["channels"] == ["email"]
     finally:
         proc.terminate()
         proc.wait(timeout=30)

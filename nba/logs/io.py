@@ -9,7 +9,8 @@ appends in the same order give byte-identical directories.
 >>> from datetime import datetime, UTC
 >>> root = tempfile.mkdtemp()
 >>> t = pa.Table.from_pylist([{"hcp_id": "h1", "ts": datetime(2026, 1, 5, tzinfo=UTC),
-...     "channel": "email", "content_id": "c1", "origin": "ours"}], schema=TOUCHES)
+...     "channel": "email", "content_id": "c1", "origin": "ours", "kind": "contact",
+...     "topics": [], "content_ids": [], "dwell_s": None}], schema=TOUCHES)
 >>> [p.name for p in append(root, "touches", t)]
 ['part-00000.parquet']
 >>> read(root, "touches").num_rows
@@ -65,13 +66,42 @@ def _schema(name: str) -> pa.Schema:
         raise LogError(f"unknown log table {name!r}; expected one of {sorted(TABLES)}") from None
 
 
+#: Columns added to a table's contract after logs were written without them, with the
+#: value an old row reads as (docs/DESIGN.md, "Decisions taken here"): touches logged
+#: before interest signals were plain contacts.
+ADDED_COLUMNS: dict[str, dict[str, object]] = {
+    "touches": {"kind": "contact", "topics": [], "content_ids": [], "dwell_s": None},
+}
+
+
+def fill_added_columns(table: pa.Table, name: str) -> pa.Table:
+    """``table`` with every column of :data:`ADDED_COLUMNS` it lacks set to its default.
+
+    >>> t = pa.table({"hcp_id": ["h1"]})
+    >>> fill_added_columns(t, "touches").column("kind").to_pylist()
+    ['contact']
+    """
+    defaults = ADDED_COLUMNS.get(name, {})
+    schema = _schema(name)
+    for col, value in defaults.items():
+        if col in table.column_names:
+            continue
+        field = schema.field(col)
+        arr = pa.array([value] * table.num_rows, type=field.type)
+        table = table.append_column(pa.field(col, field.type, field.nullable), arr)
+    return table
+
+
 def conform(table: pa.Table, name: str) -> pa.Table:
     """Cast ``table`` to the contract schema of ``name``, refusing missing columns or nulls.
 
-    A missing nullable column (one a later contract version added, such as the
-    outcomes' ``action_id``) is filled with nulls, so older writers still conform.
+    Columns added to the contract later (:data:`ADDED_COLUMNS`) are filled with
+    their defaults when absent, and any other missing nullable column (such as
+    the outcomes' ``action_id``) with nulls, so tables written by older code
+    still conform.
     """
     schema = _schema(name)
+    table = fill_added_columns(table, name)
     for f in schema:
         if f.nullable and f.name not in table.column_names:
             table = table.append_column(f, pa.nulls(table.num_rows, f.type))
@@ -224,9 +254,18 @@ def read(
     tables = []
     for f in keep:
         try:
+            present = set(pq.read_schema(f).names)
             t = pq.read_table(f, schema=schema)
         except (pa.ArrowInvalid, OSError) as exc:
             raise LogError(f"{f}: cannot read log part: {exc}") from exc
+        absent = [c for c in schema.names if c not in present]
+        if absent:
+            # a part written before columns were added to the contract: those read as
+            # their defaults; any other missing column is an error
+            unknown = [c for c in absent if c not in ADDED_COLUMNS.get(name, {})]
+            if unknown:
+                raise LogError(f"{f}: missing column(s) {', '.join(unknown)}")
+            t = conform(t.drop_columns(absent), name)
         tables.append(t)
     out = pa.concat_tables(tables)
     if lo is not None or hi is not None:

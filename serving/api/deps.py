@@ -17,6 +17,7 @@ from fastapi import Depends, Request
 
 from nba.catalog import Catalog
 from nba.contact import ContactPolicy
+from nba.hcp_features import HCPFeatures
 from serving.auth import KEY_HEADERS, Authenticator, Principal
 from serving.engine import DecisionEngine
 from serving.errors import ApiError
@@ -38,6 +39,7 @@ class Services:
     metrics: ServiceMetrics
     engine: DecisionEngine
     auth: Authenticator
+    features: HCPFeatures
 
 
 def get_services(request: Request) -> Services:

@@ -148,6 +148,30 @@ BAD_OTHERS = [
     (lambda: Touch("h", datetime(2026, 1, 5), "email", "c"), "field 'ts'"),
     (lambda: Touch("h", TS, "", "c"), "field 'channel'"),
     (lambda: Touch("h", TS, "email", "c", origin="theirs"), "field 'origin': 'theirs'"),
+    (lambda: Touch("h", TS, "email", ""), "field 'content_id': must not be empty"),
+    (
+        lambda: Touch("h", TS, "email", "c", kind="fax_reply"),
+        "field 'kind': 'fax_reply' is not one of contact, detail_pull, email_click",
+    ),
+    (
+        lambda: Touch("h", TS, "email", "c", kind="contact", topics=("dosing",)),
+        "field 'topics': a plain contact carries no topics",
+    ),
+    (
+        lambda: Touch("h", TS, "email", "c", kind="email_click", topics="dosing"),  # type: ignore[arg-type]
+        "field 'topics': must be a list of strings",
+    ),
+    (
+        lambda: Touch("h", TS, "email", "c", kind="email_click", topics=("dosing", "dosing")),
+        "field 'topics': lists 'dosing' twice",
+    ),
+    (
+        lambda: Touch("h", TS, "portal", "c", kind="portal_view", content_ids=("",)),
+        "field 'content_ids': entries must be non-empty strings",
+    ),
+    (lambda: Touch("h", TS, "email", "c", dwell_s=-1.0), "field 'dwell_s': must be a finite"),
+    (lambda: Touch("h", TS, "email", "c", dwell_s=float("nan")), "field 'dwell_s': must be"),
+    (lambda: Touch("h", TS, "email", "c", dwell_s="9"), "field 'dwell_s': must be a number"),  # type: ignore[arg-type]
     (lambda: Approval("", date(2026, 1, 1), date(2027, 1, 1)), "Approval: field 'market'"),
     (
         lambda: Approval("US", date(2026, 1, 1), date(2026, 1, 1)),
@@ -196,3 +220,14 @@ def test_actions_and_items() -> None:
     assert sorted([Action("b", "x"), Action("a", "y")])[0].content_id == "a"
     o = Outcome("e", datetime(2026, 1, 5, 12, tzinfo=timezone(timedelta(hours=2))), "opened")
     assert o.ts == datetime(2026, 1, 5, 10, tzinfo=UTC)
+
+
+def test_touch_pull_fields_are_normalised() -> None:
+    t = Touch(
+        "h", TS, "rep_visit", "VEL-EFF-01", "ours", "detail_pull",
+        topics=["dosing", "safety"], content_ids=["slide-3", "slide-7"], dwell_s=95,
+    )  # fmt: skip
+    assert t.topics == ("dosing", "safety") and t.content_ids == ("slide-3", "slide-7")
+    assert t.dwell_s == 95.0 and isinstance(t.dwell_s, float)
+    plain = Touch("h", TS, "email", "c")
+    assert (plain.kind, plain.topics, plain.content_ids, plain.dwell_s) == ("contact", (), (), None)

@@ -28,6 +28,14 @@ ROUTES: list[tuple[str, str, Any, Any, str]] = [
     ("put", "/v1/hcps/H1", HCP_BODY, None, "report"),
     ("get", "/v1/hcps/H1", None, None, "report"),
     ("post", "/v1/hcps:import", None, {"file": ("h.csv", b"hcp_id\n")}, "report"),
+    ("post", "/v1/touches:import", None, {"file": ("t.csv", b"hcp_id\n")}, "report"),
+    (
+        "post",
+        "/v1/hcps/H1/stated-preferences",
+        {"recorded_by": "rep-1", "topics": ["dosing"]},
+        None,
+        "report",
+    ),
     ("post", "/v1/models/reload", None, None, "admin"),
     (
         "post",

@@ -19,6 +19,7 @@ TARGETS: list[tuple[str, str, str]] = [
     ("post", f"/v1/events/{EID}/activate", "decide"),
     ("post", "/v1/touches", "report"),
     ("put", "/v1/hcps/F1", "report"),
+    ("post", "/v1/hcps/F1/stated-preferences", "report"),
     ("post", "/v1/models/reload", "admin"),
     ("post", "/personalizer/v1.0/rank", "decide"),
     ("post", f"/personalizer/v1.0/events/{EID}/reward", "report"),
@@ -89,6 +90,12 @@ def _random_json(rng: np.random.Generator, depth: int = 0) -> Any:
         "reason_code",
         "channel",
         "decile",
+        "kind",
+        "topics",
+        "content_ids",
+        "dwell_s",
+        "attributes",
+        "recorded_by",
     ]
     return {
         str(rng.choice(keys)): _random_json(rng, depth + 1) for _ in range(int(rng.integers(0, 6)))
@@ -118,7 +125,9 @@ def test_malformed_uploads_never_500(client: TestClient) -> None:
         name = ["x.csv", "x.parquet", "x", "x.bin"][i % 4]
         if i % 4 == 1:
             blob = b"PAR1" + blob
-        r = client.post("/v1/hcps:import", files={"file": (name, blob)}, headers=auth("report"))
-        assert r.status_code < 500, (name, r.text)
-    r = client.post("/v1/hcps:import", content=b"no multipart", headers=auth("report"))
-    assert r.status_code == 422
+        for route in ("/v1/hcps:import", "/v1/touches:import"):
+            r = client.post(route, files={"file": (name, blob)}, headers=auth("report"))
+            assert r.status_code < 500, (route, name, r.text)
+    for route in ("/v1/hcps:import", "/v1/touches:import"):
+        r = client.post(route, content=b"no multipart", headers=auth("report"))
+        assert r.status_code == 422

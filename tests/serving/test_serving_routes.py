@@ -323,11 +323,65 @@ def test_external_touches_count_for_caps(client: TestClient, put_hcp: Callable[.
 @pytest.mark.parametrize(
     ("body", "status", "match"),
     [
-        ({"hcp_id": "GHOST", "channel": "email"}, 404, "GHOST"),
-        ({"hcp_id": "H1", "channel": "pigeon"}, 422, "unknown channel"),
-        ({"hcp_id": "H1", "channel": "email", "ts": "2026-01-01T00:00:00"}, 422, "timezone"),
-        ({"hcp_id": "H1", "channel": "email", "origin": "alien"}, 422, "origin"),
-        ({"channel": "email"}, 422, "hcp_id"),
+        ({"hcp_id": "GHOST", "channel": "email", "content_id": "c"}, 404, "GHOST"),
+        (
+            {"hcp_id": "H1", "channel": "pigeon", "content_id": "c"},
+            422,
+            "channel: 'pigeon' is not one of the catalog's channels: rep_visit, remote_call",
+        ),
+        (
+            {"hcp_id": "H1", "channel": "email", "content_id": "c", "ts": "2026-01-01T00:00:00"},
+            422,
+            "timezone",
+        ),
+        ({"hcp_id": "H1", "channel": "email", "content_id": "c", "origin": "alien"}, 422, "origin"),
+        ({"channel": "email", "content_id": "c"}, 422, "hcp_id"),
+        ({"hcp_id": "H1", "channel": "email"}, 422, "content_id: Field required"),
+        ({"hcp_id": "H1", "channel": "email", "content_id": ""}, 422, "content_id: String should"),
+        (
+            {"hcp_id": "H1", "channel": "email", "content_id": "c", "kind": "like"},
+            422,
+            "kind: Value error, 'like' is not one of contact, detail_pull, email_click, "
+            "portal_view, webinar_question",
+        ),
+        (
+            {
+                "hcp_id": "H1",
+                "channel": "email",
+                "content_id": "c",
+                "kind": "email_click",
+                "topics": ["dosng"],
+            },
+            422,
+            "topics: 'dosng' is not one of the catalog's topics: efficacy, safety",
+        ),
+        (
+            {"hcp_id": "H1", "channel": "email", "content_id": "c", "topics": ["dosing"]},
+            422,
+            "field 'topics': a plain contact carries no topics",
+        ),
+        (
+            {
+                "hcp_id": "H1",
+                "channel": "portal",
+                "content_id": "p",
+                "kind": "portal_view",
+                "dwell_s": -3,
+            },
+            422,
+            "dwell_s: Input should be greater than or equal to 0",
+        ),
+        (
+            {
+                "hcp_id": "H1",
+                "channel": "portal",
+                "content_id": "p",
+                "kind": "portal_view",
+                "topics": ["dosing", "dosing"],
+            },
+            422,
+            "field 'topics': lists 'dosing' twice",
+        ),
     ],
 )
 def test_bad_touches(
@@ -337,6 +391,7 @@ def test_bad_touches(
     r = client.post("/v1/touches", json=body, headers=auth("report"))
     assert r.status_code == status, r.text
     assert match in r.json()["message"]
+    assert store(client).counts()["touches"] == 0
 
 
 # ----------------------------------------------------------------------- HCPs
@@ -426,7 +481,7 @@ def test_import_csv_and_parquet(client: TestClient) -> None:
         ),
         (
             b"hcp_id,specialty,decile,market,adoption_stage,consents\n"
-            b"X,c,2,US,aware,email\nX,c,2,US,aware,email\n",
+            b"X,cardiology,2,US,aware,email\nX,cardiology,2,US,aware,email\n",
             "h.csv",
             422,
             "repeats row 1",

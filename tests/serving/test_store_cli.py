@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from nba.catalog import Catalog
-from nba.domain import Decision, Outcome, Touch
+from nba.domain import Decision, HCPProfile, Outcome, Touch
 from nba.logs import io as logio
 from nba.logs.schema import DECISIONS
 from nba_cli.main import main
@@ -113,3 +113,37 @@ def test_export_store_bad_usage(db: Path, tmp_path: Path, args: list[str], match
     res = CliRunner().invoke(main, ["logs", "export", *[a.format(**values) for a in args]])
     assert res.exit_code != 0
     assert match in res.output
+
+
+# ------------------------------------------------------------ nba touches import
+def test_touches_import_cli(tmp_path: Path) -> None:
+    db = tmp_path / "events.db"
+    with EventStore(db) as s:
+        s.upsert_hcp(HCPProfile("H1", "cardiology", 7, "US", "aware", frozenset({"email"})))
+    good = tmp_path / "clm.csv"
+    good.write_text(
+        "hcp_id,ts,channel,content_id,kind,topics,dwell_s\n"
+        "H1,2026-02-03T10:00:00Z,rep_visit,VEL-EFF-01,detail_pull,dosing;safety,120\n"
+        "H1,2026-02-04T08:00:00+01:00,email,VEL-EFF-02,,,\n"
+    )
+    res = CliRunner().invoke(main, ["touches", "import", str(good), "--store", str(db)])
+    assert res.exit_code == 0, res.output
+    assert "imported 2 touches" in res.output
+    bad = tmp_path / "bad.csv"
+    bad.write_text(good.read_text() + "H9,2026-02-05T10:00:00Z,email,VEL-EFF-02,,,\n")
+    res = CliRunner().invoke(main, ["touches", "import", str(bad), "--store", str(db)])
+    assert res.exit_code == 1
+    assert "row 3: its HCP is not in the store; nothing was stored" in res.output
+    bad.write_text(good.read_text().replace("detail_pull", "detail_push"))
+    res = CliRunner().invoke(main, ["touches", "import", str(bad), "--store", str(db)])
+    assert res.exit_code == 1 and "row 1: column 'kind': 'detail_push' is not one of" in res.output
+    res = CliRunner().invoke(
+        main, ["touches", "import", str(good), "--store", str(tmp_path / "none.db")]
+    )
+    assert res.exit_code == 2 and "no event store database" in res.output
+    with EventStore(db) as s:
+        got = s.recent_touches("H1", datetime(2026, 1, 1, tzinfo=UTC))
+    assert [(t.kind, t.topics, t.dwell_s) for t in got] == [
+        ("detail_pull", ("dosing", "safety"), 120.0),
+        ("contact", (), None),
+    ]

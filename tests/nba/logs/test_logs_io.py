@@ -27,6 +27,10 @@ def _touches(n: int, start: datetime = T0, step: timedelta = timedelta(hours=7))
                 "channel": "email",
                 "content_id": f"c{i}",
                 "origin": "ours" if i % 2 else "external",
+                "kind": "contact" if i % 3 else "portal_view",
+                "topics": [] if i % 3 else ["dosing", "safety"],
+                "content_ids": [] if i % 3 else [f"slide-{i}"],
+                "dwell_s": None if i % 3 else 12.5,
             }
             for i in range(n)
         ],
@@ -244,3 +248,64 @@ def test_reads_in_date_then_part_order(tmp_path: Path) -> None:
     io.append(tmp_path, "touches", early)
     ts = io.read(tmp_path, "touches").column("ts")
     assert pc.all(pc.greater_equal(ts.slice(1), ts.slice(0, len(ts) - 1))).as_py()
+
+
+# ------------------------------------------------- touches from before interest signals
+OLD_TOUCH_COLUMNS = ["hcp_id", "ts", "channel", "content_id", "origin"]
+
+
+def test_old_five_column_touch_parts_read_as_contacts(tmp_path: Path) -> None:
+    """A part written before kind/topics/content_ids/dwell_s existed reads as plain
+    contacts, and concatenates with new parts."""
+    import pyarrow.parquet as pq
+
+    old = _touches(3).select(OLD_TOUCH_COLUMNS)
+    part = tmp_path / "touches" / "date=2026-01-05" / "part-00000.parquet"
+    part.parent.mkdir(parents=True)
+    pq.write_table(old, part)
+    io.append(tmp_path, "touches", _touches(1, start=T0 + timedelta(days=1)))
+    got = io.read(tmp_path, "touches")
+    assert got.schema.equals(TOUCHES)
+    assert got.num_rows == 4
+    rows = got.slice(0, 3).to_pylist()
+    assert [r["kind"] for r in rows] == ["contact"] * 3
+    assert [r["topics"] for r in rows] == [[]] * 3
+    assert [r["content_ids"] for r in rows] == [[]] * 3
+    assert [r["dwell_s"] for r in rows] == [None] * 3
+    assert got.column("content_id").to_pylist()[:3] == ["c0", "c1", "c2"]
+    # the new part keeps what it says
+    assert got.slice(3).to_pylist()[0]["kind"] == "portal_view"
+
+
+def test_old_five_column_touch_table_appends_with_defaults(tmp_path: Path) -> None:
+    io.append(tmp_path, "touches", _touches(2).select(OLD_TOUCH_COLUMNS))
+    got = io.read(tmp_path, "touches")
+    assert got.column("kind").to_pylist() == ["contact", "contact"]
+    assert got.column("topics").to_pylist() == [[], []]
+
+
+def test_old_part_missing_a_column_that_was_always_required(tmp_path: Path) -> None:
+    import pyarrow.parquet as pq
+
+    part = tmp_path / "touches" / "date=2026-01-05" / "part-00000.parquet"
+    part.parent.mkdir(parents=True)
+    pq.write_table(_touches(1).select(["hcp_id", "ts", "channel", "content_id"]), part)
+    with pytest.raises(LogError, match=r"part-00000.parquet: missing column\(s\) origin"):
+        io.read(tmp_path, "touches")
+
+
+@pytest.mark.parametrize(
+    ("column", "values", "typ", "match"),
+    [
+        ("kind", [None, "contact"], pa.string(), r"column 'kind' has a null at row 0"),
+        ("topics", [["a"], None], pa.list_(pa.string()), r"column 'topics' has a null at row 1"),
+        ("dwell_s", ["long", "short"], pa.string(), r"column 'dwell_s' \(string\) does not"),
+    ],
+)
+def test_new_touch_columns_checked(
+    tmp_path: Path, column: str, values: list[Any], typ: Any, match: str
+) -> None:
+    t = _touches(2)
+    t = t.set_column(t.schema.get_field_index(column), column, pa.array(values, typ))
+    with pytest.raises(LogError, match=match):
+        io.append(tmp_path, "touches", t)
