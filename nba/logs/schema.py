@@ -55,6 +55,18 @@ OUTCOMES = pa.schema(
     ]
 )
 
+#: How a touch came about: ``contact`` is a message or visit that reached the HCP (the
+#: meaning every touch had before interest signals); the others are the HCP pulling
+#: information: topics or slides asked for during a rep detail (CLM), the link
+#: clicked in an email, a portal page viewed, a question asked in a webinar.
+TOUCH_KINDS: tuple[str, ...] = (
+    "contact",
+    "detail_pull",
+    "email_click",
+    "portal_view",
+    "webinar_question",
+)
+
 TOUCHES = pa.schema(
     [
         pa.field("hcp_id", pa.string(), nullable=False),
@@ -62,6 +74,13 @@ TOUCHES = pa.schema(
         pa.field("channel", pa.string(), nullable=False),
         pa.field("content_id", pa.string(), nullable=False),
         pa.field("origin", pa.string(), nullable=False),
+        pa.field("kind", pa.string(), nullable=False),
+        # topics the HCP pulled (asked about, clicked, viewed); empty for a plain contact
+        pa.field("topics", pa.list_(pa.string()), nullable=False),
+        # further content or slide ids shown or viewed in the same touch (CLM slides)
+        pa.field("content_ids", pa.list_(pa.string()), nullable=False),
+        # seconds the HCP spent on it, when the source measures it
+        pa.field("dwell_s", pa.float64(), nullable=True),
     ]
 )
 

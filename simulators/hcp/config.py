@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from nba.domain import ADOPTION_STAGES, ValidationError
+from nba.topics import STAGE_TOPICS
 
 
 class SimulatorConfigError(ValidationError):
@@ -69,15 +70,9 @@ DEFAULT_SPECIALTY_TOPIC_BIAS: Mapping[str, Mapping[str, float]] = {
     "pharmacist": {"access_coverage": 0.5, "cost_savings": 0.4, "safety": 0.3},
 }
 
-#: adoption stage -> topics that match it (content at the right stage works better)
-DEFAULT_STAGE_TOPICS: Mapping[str, tuple[str, ...]] = {
-    "unaware": ("mechanism", "efficacy", "clinical_data"),
-    "aware": ("efficacy", "clinical_data", "guidelines"),
-    "considering": ("safety", "access_coverage", "guidelines", "real_world_evidence"),
-    "trialing": ("dosing", "patient_support", "safety"),
-    "adopting": ("patient_support", "cost_savings", "real_world_evidence", "access_coverage"),
-    "advocate": ("real_world_evidence", "clinical_data", "guidelines"),
-}
+#: adoption stage -> topics that match it (content at the right stage works better):
+#: the table the rep-facing reasons use too (:data:`nba.topics.STAGE_TOPICS`)
+DEFAULT_STAGE_TOPICS: Mapping[str, tuple[str, ...]] = STAGE_TOPICS
 
 DEFAULT_CONSENT_RATES: Mapping[str, float] = {
     "rep_visit": 0.92,
