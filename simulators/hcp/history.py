@@ -45,17 +45,32 @@ ENGAGEMENT_CHANNEL_WINDOW = 30
 ENGAGEMENT_TOPIC_WINDOW = 90
 
 
-def add_counts(arr: npt.NDArray[np.integer], index: tuple[I64, ...]) -> None:
-    """``np.add.at(arr, index, 1)`` for a C-contiguous integer array, about 4x faster
-    for the few thousand entries of a batch: duplicates are counted with one sort."""
+def add_counts(
+    arr: npt.NDArray[np.integer], index: tuple[I64, ...], distinct: bool = False
+) -> None:
+    """``np.add.at(arr, index, 1)`` for a C-contiguous integer array, several times
+    faster for the few thousand entries of a batch.
+
+    Parameters
+    ----------
+    arr : ndarray of int, any shape, C-contiguous
+    index : tuple of ndarray of int64, one per axis of ``arr``, each shape (k,)
+    distinct : bool
+        The caller guarantees no cell appears twice (then no sort is needed).
+    """
     if index[0].shape[0] == 0:
         return
-    if not arr.flags.c_contiguous:  # pragma: no cover - never for the world's arrays
+    if not arr.flags.c_contiguous or len(index) != arr.ndim:  # pragma: no cover - never here
         np.add.at(arr, index, 1)
         return
-    flat = np.ravel_multi_index(index, arr.shape)
-    cell, times = np.unique(flat, return_counts=True)
+    flat = index[0].astype(np.int64, copy=False)
+    for axis in range(1, arr.ndim):
+        flat = flat * arr.shape[axis] + index[axis]
     view = arr.reshape(-1)  # a view, as arr is C-contiguous
+    if distinct:
+        view[flat] += 1
+        return
+    cell, times = np.unique(flat, return_counts=True)
     view[cell] += times.astype(arr.dtype)
 
 
@@ -95,7 +110,7 @@ class HistoryTracker:
         self, day: int, hcp: I64, channel: I64, item: I64, ts_ms: npt.NDArray[np.int64]
     ) -> None:
         """Touches that happened on ``day`` (each HCP at most once per call)."""
-        add_counts(self.touch_day[day % self.ring], (hcp, channel))
+        add_counts(self.touch_day[day % self.ring], (hcp, channel), distinct=True)
         self._today_last_touch[hcp, channel] = day
         newer = ts_ms > self._today_content_ts[hcp]
         self._today_content[hcp[newer]] = item[newer]

@@ -202,6 +202,7 @@ class PullModel:
         self.population = population
         #: exp(pull_interest_coef * topic_interest), shape (n, n_topics)
         self.interest_weight = np.exp(config.pull_interest_coef * population.topic_interest)
+        self._portal_bound: tuple[npt.NDArray[np.bool_], F64, F64] | None = None
         self.topics = catalog.topics
         self.channels = catalog.channels
         items = catalog.items
@@ -384,15 +385,30 @@ class PullModel:
         if self.portal < 0 or self.config.portal_view_rate == 0:
             return Touches.empty()
         cfg, pop = self.config, self.population
-        w = self.weights()
-        lam = cfg.portal_view_rate * (0.5 + pop.digital_affinity) * w.mean(axis=1)
-        lam[~pop.consent[:, self.portal]] = 0.0  # only portal-registered HCPs
-        views = rng.poisson(lam)
-        hcp = np.repeat(np.arange(pop.n, dtype=np.int64), views)
+        # Each HCP's views are Poisson(rate * (0.5 + affinity) * mean_t weight). Drawn by
+        # thinning: views at the upper bound rate (knowledge 0), each kept with probability
+        # mean weight / its bound, so only the few viewing HCPs' weights are computed.
+        reg = pop.consent[:, self.portal]
+        bound = self._portal_bound
+        if bound is None or not np.array_equal(bound[0], reg):
+            top = cfg.portal_view_rate * (0.5 + pop.digital_affinity)
+            top = np.where(reg, top * self.interest_weight.mean(axis=1), 0.0)
+            bound = (reg.copy(), np.cumsum(top), self.interest_weight.mean(axis=1))
+            self._portal_bound = bound
+        cum, iw_mean = bound[1], bound[2]
+        total = float(cum[-1])
+        if total <= 0:
+            return Touches.empty()
+        cand = np.searchsorted(cum, rng.random(rng.poisson(total)) * total, side="right")
+        cand = np.minimum(cand, pop.n - 1).astype(np.int64)
+        w_cand = self.weights(cand)
+        keep = rng.random(cand.size) * iw_mean[cand] < w_cand.mean(axis=1)
+        hcp = np.sort(cand[keep])
         r = hcp.size
         if r == 0:
             return Touches.empty()
-        topic = self._one_each(rng, w[hcp])
+        w = self.weights(hcp)
+        topic = self._one_each(rng, w)
         ts = day_start_us + 6 * HOUR_US + rng.integers(0, 17 * HOUR_US, size=r)
         ts = ts - ts % 1000  # millisecond resolution, as decisions
         allowed = approved[pop.market[hcp]] & self.item_on_portal[None, :]

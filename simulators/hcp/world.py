@@ -581,7 +581,7 @@ class World:
         ev_day = (ev_ts - self._start_us) // DAY_US
         # ----- state changes: touches, fatigue, repeats, history
         pop.fatigue[hcp, ch] += 1.0
-        add_counts(pop.seen, (hcp, item))
+        add_counts(pop.seen, (hcp, item), distinct=True)  # each HCP once per call
         self.last_sent[hcp, ch] = d
         self.history.record_touches(d, hcp, ch, item, ts_us)
         if self._contact is not None:
