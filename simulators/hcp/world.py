@@ -324,7 +324,6 @@ class World:
             [0.5 ** (1.0 / self.config.fatigue_halflife.get(ch, 7.0)) for ch in self.channels]
         )
         self._action_ids = pa.array(cat.action_ids, pa.string())
-        self._item_ids = np.array([it.id for it in cat.items], dtype=object)
         self._action_channel = cat.action_channel_index.astype(np.int64)
         self._action_topic = cat.action_topic_index.astype(np.int64)
         self._action_item = cat.action_item_index.astype(np.int64)
