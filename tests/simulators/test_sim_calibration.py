@@ -1,5 +1,5 @@
-"""Calibration regression: the default world stays inside the calibration ranges of docs/simulator.md
-(docs/simulator.md gives the figures of a larger run)."""
+"""Calibration regression: the default world stays inside the calibration ranges of
+docs/simulator.md (docs/simulator.md gives the figures of a larger run)."""
 
 from __future__ import annotations
 
