@@ -31,6 +31,7 @@ from dataclasses import dataclass
 
 from nba.context import DecisionContext
 from nba.domain import Action
+from nba.topics import suits_stage
 
 #: how a rep would say each channel, singular and plural
 CHANNEL_WORDS: dict[str, tuple[str, str]] = {
@@ -42,16 +43,6 @@ CHANNEL_WORDS: dict[str, tuple[str, str]] = {
 }
 
 DIGITAL_CHANNELS = frozenset({"email", "webinar", "portal", "remote_call"})
-
-#: topics that suit each adoption stage (what moves an HCP to the next stage)
-STAGE_TOPICS: dict[str, frozenset[str]] = {
-    "unaware": frozenset({"mechanism", "efficacy", "guidelines"}),
-    "aware": frozenset({"efficacy", "clinical_data", "mechanism", "guidelines"}),
-    "considering": frozenset({"safety", "dosing", "clinical_data", "access_coverage"}),
-    "trialing": frozenset({"dosing", "patient_support", "access_coverage", "cost_savings"}),
-    "adopting": frozenset({"real_world_evidence", "patient_support", "cost_savings"}),
-    "advocate": frozenset({"real_world_evidence", "clinical_data", "guidelines"}),
-}
 
 MAX_REASONS = 3
 
@@ -108,8 +99,7 @@ def candidate_reasons(context: DecisionContext, action: Action, topic: str) -> l
     if not h.touches_30d:
         out.append(Reason("No contact of any kind in the last 30 days", 1.2, ("touches30",)))
 
-    stage_topics = STAGE_TOPICS.get(hcp.adoption_stage, frozenset())
-    if topic in stage_topics:
+    if suits_stage(hcp.adoption_stage, topic):  # the simulator's table too (nba.topics)
         label = topic.replace("_", " ")
         out.append(
             Reason(

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from nba.domain import ADOPTION_STAGES, ValidationError
+from nba.topics import STAGE_TOPICS
 
 
 class SimulatorConfigError(ValidationError):
@@ -69,15 +70,9 @@ DEFAULT_SPECIALTY_TOPIC_BIAS: Mapping[str, Mapping[str, float]] = {
     "pharmacist": {"access_coverage": 0.5, "cost_savings": 0.4, "safety": 0.3},
 }
 
-#: adoption stage -> topics that match it (content at the right stage works better)
-DEFAULT_STAGE_TOPICS: Mapping[str, tuple[str, ...]] = {
-    "unaware": ("mechanism", "efficacy", "clinical_data"),
-    "aware": ("efficacy", "clinical_data", "guidelines"),
-    "considering": ("safety", "access_coverage", "guidelines", "real_world_evidence"),
-    "trialing": ("dosing", "patient_support", "safety"),
-    "adopting": ("patient_support", "cost_savings", "real_world_evidence", "access_coverage"),
-    "advocate": ("real_world_evidence", "clinical_data", "guidelines"),
-}
+#: adoption stage -> topics that match it (content at the right stage works better):
+#: the table the rep-facing reasons use too (:data:`nba.topics.STAGE_TOPICS`)
+DEFAULT_STAGE_TOPICS: Mapping[str, tuple[str, ...]] = STAGE_TOPICS
 
 DEFAULT_CONSENT_RATES: Mapping[str, float] = {
     "rep_visit": 0.92,
@@ -172,6 +167,26 @@ class WorldConfig:
         platform asks for a decision.
     max_delay_days : int
         Outcome delays are capped here (must exceed any reward window used).
+
+    Pull signals (``simulators.hcp.pulls``; docs/simulator.md, "Pull signals")
+    ------------
+    pull_interest_coef : float
+        How sharply pulls follow interest: HCP ``h`` pulls topic ``t`` with weight
+        ``exp(pull_interest_coef * topic_interest[h, t]) * (1 - knowledge[h, t])``.
+    pull_knowledge_gain : float
+        Each pulled topic moves knowledge of it ``gain`` of the way to 1 (the day
+        after), so pulls on a topic fade as the HCP learns it.
+    detail_extra_topics : float
+        Topics pulled in a held rep visit or remote call: ``1 + Poisson(extra * w)``,
+        ``w`` the HCP's mean pull weight.
+    detail_dwell_median_s, portal_dwell_median_s, dwell_sigma : float
+        Seconds spent per pulled topic in a detail / per portal view: log-normal
+        around ``median * (0.5 + (1 - knowledge))``.
+    portal_view_rate : float
+        Daily portal views (Poisson) of a portal-registered HCP with mean pull weight
+        1 and digital affinity 0.5; scales with ``0.5 + digital_affinity`` and ``w``.
+    webinar_question_rate : float
+        Questions asked per attended webinar (Poisson mean, times ``w``).
     """
 
     specialty_shares: Mapping[str, float] = field(
@@ -220,6 +235,14 @@ class WorldConfig:
     rep_min_gap_days: int = 10
     digital_due_prob: float = 0.06
     max_delay_days: int = 45
+    pull_interest_coef: float = 1.5
+    pull_knowledge_gain: float = 0.05
+    detail_extra_topics: float = 0.8
+    detail_dwell_median_s: float = 40.0
+    portal_dwell_median_s: float = 70.0
+    dwell_sigma: float = 0.6
+    portal_view_rate: float = 0.02
+    webinar_question_rate: float = 0.5
 
     def __post_init__(self) -> None:
         def err(name: str, problem: str) -> SimulatorConfigError:
@@ -243,6 +266,7 @@ class WorldConfig:
             "email_cap_share",
             "rep_capacity_share",
             "digital_due_prob",
+            "pull_knowledge_gain",
         ):
             unit(name, getattr(self, name))
         for name in ("specialty_open_rate", "consent_rates", "primary_rate", "secondary_rate"):
@@ -275,10 +299,17 @@ class WorldConfig:
             "stage_match_bonus",
             "unsubscribe_fatigue",
             "digital_affinity_coef",
+            "pull_interest_coef",
+            "detail_extra_topics",
+            "dwell_sigma",
+            "portal_view_rate",
+            "webinar_question_rate",
         ):
             v = getattr(self, name)
             if not (isinstance(v, int | float) and math.isfinite(v) and v >= 0):
                 raise err(name, f"must be a finite number >= 0, got {v!r}")
+        positive("detail_dwell_median_s", self.detail_dwell_median_s)
+        positive("portal_dwell_median_s", self.portal_dwell_median_s)
         a, b = self.digital_affinity_beta
         positive("digital_affinity_beta", a)
         positive("digital_affinity_beta", b)

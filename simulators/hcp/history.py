@@ -6,6 +6,12 @@ the 90 days before by topic (counted on the day each outcome happened), days
 since the last touch per channel (within 90 days), and the content of the most
 recent touch before the decision day.
 
+The tracker also counts, per HCP, day and topic, the topics the HCP pulled
+(``detail_pull``, ``email_click``, ``portal_view``, ``webinar_question``
+touches; see :mod:`simulators.hcp.pulls`). Contexts do not use these counts
+yet; :meth:`HistoryTracker.pull_profile` reads them as a decayed interest
+profile, the way a featurizer built on the touches log would.
+
 Counts are kept per day in ring buffers (one slot per day, long enough for the
 longest window plus the longest outcome delay), and rolling window sums are
 updated once a day: adding the day that just ended and subtracting the day
@@ -39,6 +45,35 @@ ENGAGEMENT_CHANNEL_WINDOW = 30
 ENGAGEMENT_TOPIC_WINDOW = 90
 
 
+def add_counts(
+    arr: npt.NDArray[np.integer], index: tuple[I64, ...], distinct: bool = False
+) -> None:
+    """``np.add.at(arr, index, 1)`` for a C-contiguous integer array, several times
+    faster for the few thousand entries of a batch.
+
+    Parameters
+    ----------
+    arr : ndarray of int, any shape, C-contiguous
+    index : tuple of ndarray of int64, one per axis of ``arr``, each shape (k,)
+    distinct : bool
+        The caller guarantees no cell appears twice (then no sort is needed).
+    """
+    if index[0].shape[0] == 0:
+        return
+    if not arr.flags.c_contiguous or len(index) != arr.ndim:  # pragma: no cover - never here
+        np.add.at(arr, index, 1)
+        return
+    flat = index[0].astype(np.int64, copy=False)
+    for axis in range(1, arr.ndim):
+        flat = flat * arr.shape[axis] + index[axis]
+    view = arr.reshape(-1)  # a view, as arr is C-contiguous
+    if distinct:
+        view[flat] += 1
+        return
+    cell, times = np.unique(flat, return_counts=True)
+    view[cell] += times.astype(arr.dtype)
+
+
 class HistoryTracker:
     """Day-indexed counters for ``n`` HCPs.
 
@@ -57,6 +92,8 @@ class HistoryTracker:
         self.touch_day = np.zeros((r, n, n_channels), dtype=np.int16)
         self.eng_day = np.zeros((r, n, n_channels), dtype=np.int16)
         self.topic_day = np.zeros((r, n, n_topics), dtype=np.int16)
+        #: topics pulled per day (not used by contexts): (ring, n, n_topics)
+        self.pull_day = np.zeros((r, n, n_topics), dtype=np.int16)
         self.touch_win = {w: np.zeros((n, n_channels), dtype=np.int32) for w in HISTORY_WINDOWS}
         self.eng_win = np.zeros((n, n_channels), dtype=np.int32)
         self.topic_win = np.zeros((n, n_topics), dtype=np.int32)
@@ -73,7 +110,7 @@ class HistoryTracker:
         self, day: int, hcp: I64, channel: I64, item: I64, ts_ms: npt.NDArray[np.int64]
     ) -> None:
         """Touches that happened on ``day`` (each HCP at most once per call)."""
-        np.add.at(self.touch_day[day % self.ring], (hcp, channel), 1)
+        add_counts(self.touch_day[day % self.ring], (hcp, channel), distinct=True)
         self._today_last_touch[hcp, channel] = day
         newer = ts_ms > self._today_content_ts[hcp]
         self._today_content[hcp[newer]] = item[newer]
@@ -82,8 +119,53 @@ class HistoryTracker:
     def record_engagements(self, day: I64, hcp: I64, channel: I64, topic: I64) -> None:
         """Engagement outcomes that happen on ``day`` (absolute day numbers, may be future)."""
         slot = day % self.ring
-        np.add.at(self.eng_day, (slot, hcp, channel), 1)
-        np.add.at(self.topic_day, (slot, hcp, topic), 1)
+        add_counts(self.eng_day, (slot, hcp, channel))
+        add_counts(self.topic_day, (slot, hcp, topic))
+
+    def record_pulls(self, day: I64, hcp: I64, topic: I64) -> None:
+        """Topics pulled on ``day`` (absolute day numbers, may be future), one entry
+        per (touch, topic), each shape (k,)."""
+        if day.shape[0] == 0:
+            return
+        ahead = int(day.max()) - self.day
+        if ahead >= self.ring - LONGEST - 1 or int(day.min()) < self.day:
+            raise ValueError(
+                f"history: pulls on days {int(day.min())}..{int(day.max())} are outside the "
+                f"recordable range {self.day}..{self.day + self.ring - LONGEST - 2}"
+            )
+        add_counts(self.pull_day, (day % self.ring, hcp, topic))
+
+    def pull_profile(self, hcp: I64, halflife_days: float, window: int = LONGEST) -> F64:
+        """Decayed count of the topics each HCP pulled before the current day.
+
+        ``profile[i, t] = sum over pulls of topic t by hcp[i] on day d' in
+        [day - window, day - 1] of 0.5 ** ((day - d') / halflife_days)`` -- the
+        same "days before the decision day" convention as the context's counts.
+
+        Parameters
+        ----------
+        hcp : ndarray of int64, shape (b,)
+        halflife_days : float
+            > 0.
+        window : int
+            1..90 days back (older days are no longer kept).
+
+        Returns
+        -------
+        ndarray of float64, shape (b, n_topics)
+        """
+        if not (halflife_days > 0):
+            raise ValueError(f"history: halflife_days must be > 0, got {halflife_days!r}")
+        if not (1 <= window <= LONGEST):
+            raise ValueError(f"history: window must be in 1..{LONGEST}, got {window!r}")
+        ages = np.arange(1, min(window, self.day) + 1)
+        out = np.zeros((hcp.shape[0], self.pull_day.shape[2]))
+        if ages.size == 0:
+            return out
+        slots = (self.day - ages) % self.ring
+        weights = 0.5 ** (ages / float(halflife_days))
+        counts = self.pull_day[slots][:, hcp, :]  # (ages, b, n_topics)
+        return np.tensordot(weights, counts, axes=(0, 0))
 
     # ------------------------------------------------------------ day change
     def advance(self, new_day: int) -> None:
@@ -113,6 +195,7 @@ class HistoryTracker:
             self.touch_day[g] = 0
             self.eng_day[g] = 0
             self.topic_day[g] = 0
+            self.pull_day[g] = 0
         touched = self._today_last_touch > -(10**6)
         self.last_touch[touched] = self._today_last_touch[touched]
         self._today_last_touch[:] = -(10**6)

@@ -32,8 +32,8 @@ import numpy.typing as npt
 from scipy import integrate, special
 
 from nba.catalog import Catalog
-from nba.domain import ADOPTION_STAGES
 from nba.reward import RewardDefinition
+from nba.topics import stage_topic_matrix
 from simulators.hcp.config import SimulatorConfigError, WorldConfig
 from simulators.hcp.population import Population
 
@@ -316,10 +316,8 @@ class ResponseModel:
         self.has_side = np.array([m.side is not None for m in self.models])
         self.fatigue_coef = np.array([cfg.fatigue_coef.get(c, 0.25) for c in self.channels])
         topics = catalog.topics
-        self.stage_match = np.zeros((len(ADOPTION_STAGES), len(topics)))
-        for si, stage in enumerate(ADOPTION_STAGES):
-            for ti, topic in enumerate(topics):
-                self.stage_match[si, ti] = float(topic in cfg.stage_topics.get(stage, ()))
+        #: 1 where a topic suits an adoption stage (nba.topics), shape (n_stages, n_topics)
+        self.stage_match = stage_topic_matrix(topics, cfg.stage_topics)
         self.action_channel = catalog.action_channel_index.astype(np.int64)
         self.action_topic = catalog.action_topic_index.astype(np.int64)
         self.action_item = catalog.action_item_index.astype(np.int64)

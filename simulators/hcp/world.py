@@ -30,11 +30,18 @@ from nba.contact import ContactPolicy
 from nba.domain import ENGAGEMENT_TYPES, ValidationError
 from nba.ids import event_ids
 from nba.logs import io as logio
-from nba.logs.schema import DECISIONS, GROUND_TRUTH, OUTCOMES, SUPPRESSION, TOUCHES
+from nba.logs.schema import (
+    DECISIONS,
+    GROUND_TRUTH,
+    OUTCOMES,
+    SUPPRESSION,
+    TOUCH_KINDS,
+    TOUCHES,
+)
 from nba.policies.base import PolicyError
 from nba.reward import RewardDefinition
 from simulators.hcp.config import SimulatorConfigError, WorldConfig
-from simulators.hcp.history import ContactState, ContextBuilder, HistoryTracker
+from simulators.hcp.history import ContactState, ContextBuilder, HistoryTracker, add_counts
 from simulators.hcp.policies import (
     WORLD_POLICIES,
     BatchPolicy,
@@ -43,6 +50,7 @@ from simulators.hcp.policies import (
     make_policy,
 )
 from simulators.hcp.population import Population
+from simulators.hcp.pulls import EXTERNAL_KINDS, KIND_CODE, PULL_OF_OUTCOME, PullModel, Touches
 from simulators.hcp.response import (
     BOTH,
     NEITHER,
@@ -133,6 +141,7 @@ class Summary:
     suppressed_by_rule: dict[str, int] = field(default_factory=dict)
     skipped_by_rule: dict[str, int] = field(default_factory=dict)
     holdout_decisions: int = 0
+    pulls_by_kind: dict[str, int] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -156,6 +165,11 @@ class Summary:
         for ch, stats in sorted(self.by_channel.items()):
             rates = ", ".join(f"{k} {100 * v:.2f}%" for k, v in stats.items() if k != "decisions")
             lines.append(f"  {ch:<12} {int(stats['decisions']):>8} decisions  {rates}")
+        if self.pulls_by_kind:
+            lines.append(
+                "pull signals (touches the HCPs pulled): "
+                + ", ".join(f"{k} {v}" for k, v in self.pulls_by_kind.items())
+            )
         if self.rules is not None:
             lines.append(
                 f"contact rules {self.rules}: {self.holdout_decisions} decisions for holdout "
@@ -188,6 +202,9 @@ class Executed:
         When each event happens (action time + delay).
     day : ndarray of int64, shape (k,)
         Simulated day index of each event.
+    pulls : Touches
+        What the HCPs pulled in these actions (details in held visits and calls,
+        email clicks, webinar questions), at the time of the outcome revealing it.
     """
 
     probs: OutcomeProbabilities
@@ -196,6 +213,7 @@ class Executed:
     item: I64
     ts_us: I64
     day: I64
+    pulls: Touches = field(default_factory=Touches.empty)
 
 
 def _early_release_days(pol: Any) -> int | None:
@@ -307,6 +325,10 @@ class World:
         self.rng_requests = np.random.default_rng(seeds[1])
         self.rng_outcomes = np.random.default_rng(seeds[2])
         self.rng_ids = np.random.default_rng(seeds[3])
+        # pull signals draw from their own child of the seed (the seventh; the sixth is
+        # the holdout baseline's), so the outcome, request and id draws above are unchanged
+        self.rng_pulls = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(6,)))
+        self.pulls = PullModel(self.catalog, self.config, self.population)
         cat = self.catalog
         self.channels = cat.channels
         self.chan_pos = {c: i for i, c in enumerate(self.channels)}
@@ -327,7 +349,6 @@ class World:
             [0.5 ** (1.0 / self.config.fatigue_halflife.get(ch, 7.0)) for ch in self.channels]
         )
         self._action_ids = pa.array(cat.action_ids, pa.string())
-        self._item_ids = np.array([it.id for it in cat.items], dtype=object)
         self._action_channel = cat.action_channel_index.astype(np.int64)
         self._action_topic = cat.action_topic_index.astype(np.int64)
         self._action_item = cat.action_item_index.astype(np.int64)
@@ -336,6 +357,12 @@ class World:
         self._engagement_code = np.array([t in ENGAGEMENT_TYPES for t in types])
         self._knowledge_code = self._engagement_code | np.array([t == "registered" for t in types])
         self._unsub_code = np.array([t == "unsubscribed" for t in types])
+        self._pull_kind_code = np.array(
+            [KIND_CODE[PULL_OF_OUTCOME[t]] if t in PULL_OF_OUTCOME else -1 for t in types]
+        )
+        # knowledge gains of pulls waiting for their day: (effective day, hcp * n_topics + topic)
+        self._pull_queue: list[tuple[I64, I64]] = []
+        self._pull_counts = np.zeros(len(TOUCH_KINDS), dtype=np.int64)
         self._type_names = pa.array(list(types), pa.string())
         self._requesters = [
             (r, tuple(ch for ch in r.channels if ch in self.chan_pos)) for r in REQUESTERS
@@ -532,6 +559,9 @@ class World:
                         approved,
                         keep=learner is not None,
                     )
+            views = self.portal_views(d)
+            if views.n:
+                self._bufs["touches"].add(rows=views)
             if outp is not None and (d + 1) % flush_days == 0:
                 self._flush(outp, final=False, before_day=d + 1)
         if outp is not None:
@@ -620,7 +650,7 @@ class World:
         ev_day = (ev_ts - self._start_us) // DAY_US
         # ----- state changes: touches, fatigue, repeats, history
         pop.fatigue[hcp, ch] += 1.0
-        np.add.at(pop.seen, (hcp, item), 1)
+        add_counts(pop.seen, (hcp, item), distinct=True)  # each HCP once per call
         self.last_sent[hcp, ch] = d
         self.history.record_touches(d, hcp, ch, item, ts_us)
         if self._contact is not None:
@@ -647,7 +677,56 @@ class World:
         if uns.any():
             for ent, dd in zip(ev_entry[uns], ev_day[uns], strict=True):
                 self._unsubs[int(dd) + 1].append(np.array([hcp[ent]], dtype=np.int64))
-        return Executed(probs, sampled, ch, item, ev_ts, ev_day)
+        # ----- what the HCPs pulled, revealed by their outcomes
+        pk = self._pull_kind_code[sampled.type_code]
+        parts: list[Touches] = []
+        if (pk >= 0).any():
+            approved = self.pulls.approved_items(
+                self.population.markets, self.start + timedelta(days=d)
+            )
+            for kind in ("detail_pull", "email_click", "webinar_question"):
+                sel = np.flatnonzero(pk == KIND_CODE[kind])
+                if sel.size:
+                    ent = ev_entry[sel]
+                    parts.append(
+                        self.pulls.from_outcomes(
+                            self.rng_pulls, kind, hcp[ent], ch[ent], item[ent], ev_ts[sel], approved
+                        )
+                    )
+        pulls = Touches.concat(parts)
+        self._record_pulls(pulls)
+        return Executed(probs, sampled, ch, item, ev_ts, ev_day, pulls)
+
+    def portal_views(self, d: int) -> Touches:
+        """Draw the HCP-initiated portal views of simulated day ``d`` (the current
+        day) and record them (history, knowledge). ``run`` calls it once a day after
+        the requesters; drivers with their own day loop may call it the same way."""
+        if isinstance(d, bool) or not isinstance(d, int) or d != self._day_index:
+            raise SimulationError(f"portal_views: the world is on day {self._day_index}, not {d!r}")
+        the_day = self.start + timedelta(days=d)
+        views = self.pulls.portal_views(
+            self.rng_pulls,
+            self._start_us + d * DAY_US,
+            self.pulls.approved_items(self.population.markets, the_day),
+        )
+        self._record_pulls(views)
+        return views
+
+    def _record_pulls(self, pulls: Touches) -> None:
+        """Count pulls per topic in the history (on the day they happen) and queue
+        their knowledge gain for the day after (email clicks gain through the
+        click outcome already)."""
+        if pulls.n == 0:
+            return
+        self._pull_counts += np.bincount(pulls.kind, minlength=len(TOUCH_KINDS))
+        rows = pulls.topic_rows()
+        hcp = pulls.hcp[rows]
+        day = (pulls.ts_us[rows] - self._start_us) // DAY_US
+        self.history.record_pulls(day, hcp, pulls.topics)
+        learn = pulls.kind[rows] != KIND_CODE["email_click"]
+        if self.config.pull_knowledge_gain > 0 and learn.any():
+            n_t = self.population.knowledge.shape[1]
+            self._pull_queue.append((day[learn] + 1, hcp[learn] * n_t + pulls.topics[learn]))
 
     # -------------------------------------------------------------- internals
     def _next_day(self, d: int) -> None:
@@ -662,6 +741,17 @@ class World:
             if adv.size:
                 pop.stage[adv] = np.minimum(pop.stage[adv] + 1, 5)
                 changed.append(adv)
+        if self._pull_queue:
+            eff = np.concatenate([q[0] for q in self._pull_queue])
+            cells = np.concatenate([q[1] for q in self._pull_queue])
+            now = eff <= d
+            self._pull_queue = [(eff[~now], cells[~now])] if not now.all() else []
+            if now.any():
+                # each pull moves knowledge `gain` of the way to 1: (1 - k) shrinks per pull
+                cell, times = np.unique(cells[now], return_counts=True)
+                h, t = np.divmod(cell, pop.knowledge.shape[1])
+                keep = (1.0 - self.config.pull_knowledge_gain) ** times
+                pop.knowledge[h, t] = 1.0 - (1.0 - pop.knowledge[h, t]) * keep
         e = self.chan_pos.get("email")
         for hcp in self._unsubs.pop(d, []):
             if e is not None:
@@ -799,7 +889,9 @@ class World:
                 supp_action=cols.astype(np.int64),
                 supp_rule=supp_rule[rows, cols].astype(np.int64),
             )
-        bufs["touches"].add(hcp=hcp, ts=ts_us, channel=ch, item=item)
+        bufs["touches"].add(rows=Touches.contacts(hcp, ts_us, ch, item))
+        if ex.pulls.n:
+            bufs["touches"].add(rows=ex.pulls)
         bufs["ground_truth"].add(event_id=eids, ts=ts_us, sizes=sizes, truth=truth)
         bufs["outcomes"].add(
             event_id=eids[ev_entry],
@@ -978,23 +1070,15 @@ class World:
             logio.append(out, "decisions", self._decisions_table(dec), fsync=False)
         tch = self._bufs["touches"].take()
         if tch:
-            hcp = np.concatenate(tch["hcp"])
-            table = pa.table(
-                {
-                    "hcp_id": pa.array(self.population.hcp_ids[hcp], pa.string()),
-                    "ts": pa.array(np.concatenate(tch["ts"]), TOUCHES.field("ts").type),
-                    "channel": pa.array(
-                        np.array(self.channels, dtype=object)[np.concatenate(tch["channel"])],
-                        pa.string(),
-                    ),
-                    "content_id": pa.array(
-                        self._item_ids[np.concatenate(tch["item"])], pa.string()
-                    ),
-                    "origin": pa.array(np.full(hcp.shape[0], "ours", dtype=object), pa.string()),
-                },
-                schema=TOUCHES,
-            )
-            logio.append(out, "touches", table, fsync=False)
+            rows = Touches.concat(tch["rows"])
+            if not final:
+                # pulls revealed by outcomes still to come wait, so each day gets one part
+                later = (rows.ts_us - self._start_us) // DAY_US >= before_day
+                if later.any():
+                    self._bufs["touches"].add(rows=rows.take(np.flatnonzero(later)))
+                    rows = rows.take(np.flatnonzero(~later))
+            if rows.n:
+                logio.append(out, "touches", self._touches_table(rows), fsync=False)
         gt = self._bufs["ground_truth"].take()
         if gt:
             sizes = np.concatenate(gt["sizes"])
@@ -1049,6 +1133,34 @@ class World:
                     schema=OUTCOMES,
                 )
                 logio.append(out, "outcomes", table, fsync=False)
+
+    def _touches_table(self, rows: Touches) -> pa.Table:
+        """Touch rows as a table of schema TOUCHES, in time order (then HCP, kind)."""
+        order = np.lexsort((rows.kind, rows.hcp, rows.ts_us))
+        r = rows.take(order)
+        kinds = np.array(TOUCH_KINDS, dtype=object)
+        origin = np.array(["external" if k in EXTERNAL_KINDS else "ours" for k in TOUCH_KINDS])
+        content = pa.array(self.pulls.content_ids, pa.string())
+        t_off = np.zeros(r.n + 1, dtype=np.int64)
+        np.cumsum(r.topic_sizes, out=t_off[1:])
+        s_off = np.zeros(r.n + 1, dtype=np.int64)
+        np.cumsum(r.slide_sizes, out=s_off[1:])
+        return pa.table(
+            {
+                "hcp_id": pa.array(self.population.hcp_ids[r.hcp], pa.string()),
+                "ts": pa.array(r.ts_us, TOUCHES.field("ts").type),
+                "channel": pa.array(np.array(self.channels, dtype=object)[r.channel], pa.string()),
+                "content_id": content.take(pa.array(r.content)),
+                "origin": pa.array(origin[r.kind].astype(object), pa.string()),
+                "kind": pa.array(kinds[r.kind], pa.string()),
+                "topics": _list_array(
+                    t_off, pa.array(self.catalog.topics, pa.string()).take(pa.array(r.topics))
+                ),
+                "content_ids": _list_array(s_off, content.take(pa.array(r.slides))),
+                "dwell_s": pa.array(r.dwell_s, pa.float64(), mask=np.isnan(r.dwell_s)),
+            },
+            schema=TOUCHES,
+        )
 
     def _decisions_table(self, dec: Mapping[str, list[Any]]) -> pa.Table:
         sizes = np.concatenate(dec["sizes"])
@@ -1230,6 +1342,11 @@ class World:
             suppressed_by_rule=self._stats.by_rule(self._stats.supp_counts, self._rule_names_t),
             skipped_by_rule=self._stats.by_rule(self._stats.skip_counts, self._rule_names_t),
             holdout_decisions=st.holdout,
+            pulls_by_kind={
+                k: int(c)
+                for k, c in zip(TOUCH_KINDS, self._pull_counts, strict=True)
+                if k != "contact"
+            },
         )
 
     @property
@@ -1290,7 +1407,8 @@ class _Stats:
         self.eligible += m
         self.by_requester[requester] += n
         self.decisions_by_channel += np.bincount(ch, minlength=self.decisions_by_channel.shape[0])
-        np.add.at(self.events, (ch[entry], code), 1)
+        flat = ch[entry] * self.events.shape[1] + code
+        self.events += np.bincount(flat, minlength=self.events.size).reshape(self.events.shape)
         self.late += int((~in_window).sum())
         self.reward += float(reward.sum())
         self.truth += float(truth.sum())

@@ -63,7 +63,10 @@ def _recompute(dec, tch, out, cat: Catalog):
 def test_history_in_context_matches_recomputation_from_the_logs(run, request):
     sim = request.getfixturevalue(run)
     dec = sim.table("decisions")
-    expected = _recompute(dec, sim.table("touches"), sim.table("outcomes"), Catalog.default())
+    tch = sim.table("touches")
+    # contexts count contacts only, as before pull signals (docs/simulator.md, "Pull signals")
+    tch = tch[tch.kind == "contact"]
+    expected = _recompute(dec, tch, sim.table("outcomes"), Catalog.default())
     nonempty = 0
     for r in dec.itertuples():
         ctx = DecisionContext.from_json(r.context)
