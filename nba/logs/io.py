@@ -261,8 +261,10 @@ def read(
         absent = [c for c in schema.names if c not in present]
         if absent:
             # a part written before columns were added to the contract: those read as
-            # their defaults; any other missing column is an error
-            unknown = [c for c in absent if c not in ADDED_COLUMNS.get(name, {})]
+            # their defaults (nullable ones without a default as null); any other
+            # missing column is an error
+            added = ADDED_COLUMNS.get(name, {})
+            unknown = [c for c in absent if c not in added and not schema.field(c).nullable]
             if unknown:
                 raise LogError(f"{f}: missing column(s) {', '.join(unknown)}")
             t = conform(t.drop_columns(absent), name)

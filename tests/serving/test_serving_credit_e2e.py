@@ -6,6 +6,7 @@ that cannot happen on the action's channel, are refused naming what was wrong.""
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -93,7 +94,11 @@ def test_feedback_on_suggestion_two_over_http(tmp_path: Path) -> None:
     assert (row["type"], row["action_id"]) == ("accepted", second)
 
     out = tmp_path / "x.dsjson"
+    # the decision is seconds old, its window open at the export time: name a horizon
+    # past its window so the join credits it (a test of credit, not of censoring)
+    later = (datetime.now(UTC) + timedelta(days=15)).isoformat()
     args = ["logs", "export", "--store", str(db), "--format", "dsjson", "--reward-def", str(rd)]
+    args += ["--as-of", later]
     res = CliRunner().invoke(main, [*args, "--out", str(out), "--quiet"])
     assert res.exit_code == 0, res.output
     assert "other_action_outcomes: 1" in res.output and "default_decisions: 1" in res.output

@@ -142,14 +142,14 @@ def test_summary_states_the_training_and_held_out_days(logs: Path) -> None:
     assert hold == date.fromisoformat(r.data_until) - timedelta(days=2)
     # the synthetic log has decisions every day, so training ends the day before the holdout
     assert r.train_until == (hold - timedelta(days=1)).isoformat()
-    first = r.summary().splitlines()[0]
+    first = next(x for x in r.summary().splitlines() if x.startswith("trained on"))
     assert first.startswith(
         f"trained on {r.n_train} decisions ({r.data_since} .. {r.train_until}); "
         f"held out {r.n_holdout} decisions ({r.holdout_since} .. {r.data_until}), "
     )
     whole = train(logs, RewardDefinition.default(), seed=1)
     assert whole.train_until == whole.data_until
-    line = whole.summary().splitlines()[0]
+    line = next(x for x in whole.summary().splitlines() if x.startswith("trained on"))
     assert line.startswith(f"trained on 2500 decisions ({whole.data_since} .. {whole.data_until}),")
     assert "held out" not in line
 

@@ -147,7 +147,8 @@ def test_outcome_action_id_round_trips_through_parquet(
     back = io.read(tmp_path, "outcomes")
     assert back.schema == OUTCOMES
     assert sorted(back.column("action_id").to_pylist(), key=str) == [None, other]
-    res = load_joined(tmp_path, ACCEPTING)
+    # every window closed: the log holds no manifest, so the horizon is given
+    res = load_joined(tmp_path, ACCEPTING, as_of=ts + timedelta(days=30))
     assert res.counts.other_action_outcomes == 1
     assert res.table.column("reward").to_pylist()[0] == 0.2
 
@@ -165,7 +166,8 @@ def test_parts_written_before_action_id_read_as_the_chosen_action(
     pq.write_table(old, part)
     back = io.read(tmp_path, "outcomes")
     assert back.schema == OUTCOMES and back.column("action_id").to_pylist() == [None]
-    assert load_joined(tmp_path, ACCEPTING).table.column("reward").to_pylist() == [0.2]
+    joined = load_joined(tmp_path, ACCEPTING, as_of=ts + timedelta(days=30))
+    assert joined.table.column("reward").to_pylist() == [0.2]
     # an old writer's table (without the column) still conforms
     assert io.conform(old, "outcomes").column("action_id").null_count == 1
 
