@@ -17,8 +17,8 @@ Namespaces (the first letter is what VW's ``-q`` interactions refer to):
 ``p``     HCP profile: specialty, market, adoption stage, decile, digital
           affinity, no-see flag, consents
 ``h``     history: touches per channel over 7/30/90 days, engagements per
-          channel (30 days) and per topic (90 days), days since the last touch
-          per channel, last content seen
+          channel (30 days), per topic and per topic x channel (90 days),
+          days since the last touch per channel, last content seen
 ``r``     request features supplied by the caller (strings are categorical,
           numbers numeric, booleans ``true``/``false``)
 ``c``     calendar: day of week, month
@@ -28,9 +28,35 @@ Namespaces (the first letter is what VW's ``-q`` interactions refer to):
 ``I``     action content id
 ``x``     crosses of the action with the context: touches and engagements on
           this action's channel, engagements on its topic, days since a touch
-          on its channel, repeat of the last content, channel x digital
-          affinity, stage x topic, missing consent
+          on its channel (value and age bucket), repeat of the last content,
+          channel x digital affinity, stage x topic, missing consent,
+          engagements on this topic *on this channel*, and how long ago this
+          action's content item last reached the HCP (age bucket)
 ========  =====================================================================
+
+History features from context version 2 (see :mod:`nba.context`):
+
+========================  =================================================
+``h tce90_<t>@<c>:n``     engagements on topic ``t`` via channel ``c`` in
+                          90 days (one token per non-zero key)
+``x ch_dstb=<bucket>``    age bucket of the last touch on the action's
+                          channel (beside the raw ``ch_dst:<days>``)
+``x tc_e90:n``            engagements on the action's topic via its
+                          channel in 90 days (left out when 0)
+``x it_ago=<bucket>``     the action's content item last reached the HCP
+                          that long ago; left out when not within 90 days
+                          (so "never" is the baseline every bucket is
+                          learned against)
+========================  =================================================
+
+Age buckets (:data:`~nba.features.config.AGE_BUCKETS`) are named by their
+upper bound in days: ``0d``, ``1d``, ``3d`` (2-3), ``1w`` (4-7), ``2w``
+(8-14), ``1m`` (15-30), ``3m`` (31-90), ``old``. Ages are categorical
+because what they stand for (fatigue that wears off, a repeat that still
+annoys) is not linear in days; counts stay numeric because they are small.
+A context of version 1 lacks both new maps and gets no ``tce90``, ``tc_e90``
+or ``it_ago`` token; the new tokens only add features, so a model trained
+before them scores the same lines as before (bar hash collisions).
 
 Numbers are written as integers (counts) or with exactly three decimals
 (affinity, numeric request values), so both paths format them identically.

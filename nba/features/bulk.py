@@ -19,10 +19,21 @@ import pyarrow.compute as pc
 import pyarrow.json as pj
 
 from nba.catalog import Catalog
-from nba.context import HISTORY_WINDOWS
-from nba.domain import ADOPTION_STAGES
+from nba.context import (
+    CONTENT_WINDOW,
+    HISTORY_WINDOWS,
+    READABLE_CONTEXT_VERSIONS,
+    topic_channel_key,
+)
+from nba.domain import ACTION_SEPARATOR, ADOPTION_STAGES
 from nba.features.batch import FeaturizedBatch, concat_lines, join
-from nba.features.config import CLEAN_PATTERN, FeaturizeError, clean
+from nba.features.config import (
+    AGE_BUCKET_OLDER,
+    AGE_BUCKETS,
+    CLEAN_PATTERN,
+    FeaturizeError,
+    clean,
+)
 from nba.features.tokens import DOW
 
 if TYPE_CHECKING:
@@ -63,8 +74,10 @@ def featurize_bulk(
         raise FeaturizeError(f"featurize_table: parsed {parsed.num_rows} contexts from {n} rows")
     cols = _Columns(parsed, event_ids)
     ver = cols.get("v")
-    if ver is not None:
-        bad = pc.not_equal(ver, 1)
+    if ver is not None and not pa.types.is_null(ver.type):
+        if not pa.types.is_integer(ver.type):
+            raise FeaturizeError(f"featurize_table: field 'v' is {ver.type}, not an integer")
+        bad = pc.invert(pc.is_in(ver, pa.array(READABLE_CONTEXT_VERSIONS, ver.type)))
         cols.fail_if(bad, "v", "unsupported context version")
     spec = cols.req_str("hcp", "specialty")
     market = cols.req_str("hcp", "market")
@@ -169,8 +182,10 @@ def _cross_pieces(
     aff_s: pa.Array,
 ) -> list[pa.Array | str]:
     """The ``x`` namespace of every action line. Channel-dependent pieces are
-    built once per (decision, channel) and topic-dependent ones once per
-    (decision, topic), then gathered per action line."""
+    built once per (decision, channel), topic-dependent ones once per
+    (decision, topic), the topic x channel one once per (decision, topic,
+    channel) and the item one once per (decision, item), then gathered per
+    action line."""
     n = len(stage)
     ch_of = cat.action_channel_index.astype(np.int64)[aidx]
     top_of = cat.action_topic_index.astype(np.int64)[aidx]
@@ -194,6 +209,11 @@ def _cross_pieces(
         ),
         " ch_dst_none",
     )
+    dstb = pc.if_else(
+        pa.array(dst_present.reshape(-1)),
+        pc.binary_join_element_wise(" ch_dstb=", _age_bucket_arrow(dst_m.reshape(-1)), ""),
+        none,
+    )
     aff_prefix = pa.array([f" aff_{clean(c)}:" for c in channels], pa.string()).take(
         pa.array(np.tile(np.arange(nch, dtype=np.int64), n))
     )
@@ -203,6 +223,7 @@ def _cross_pieces(
         count_piece(" ch_t30:", hist.matrix("touches_30d", channels)),
         count_piece(" ch_e30:", hist.matrix("engagements_30d", channels)),
         dst,
+        dstb,
         aff_prefix,
         aff_s.take(pa.array(rows_c)),
         pc.if_else(pa.array(~cons_m.reshape(-1)), " nocons", none),
@@ -224,7 +245,30 @@ def _cross_pieces(
         pieces.append(pc.if_else(pc.fill_null(same, False), " same_last", none))
     pieces.append(per_channel.take(pa.array(row_of * nch + ch_of)))
     pieces.append(per_topic.take(pa.array(row_of * ntop + top_of)))
+    # topic x channel: key index t * nch + c, as in the catalog's vocabularies
+    tc_keys = [topic_channel_key(t, c) for t in topics for c in channels]
+    tc_m = hist.matrix("topic_channel_engagements_90d", tc_keys).reshape(-1)
+    tc_at = row_of * (ntop * nch) + top_of * nch + ch_of
+    pieces.append(count_piece(" tc_e90:", tc_m[tc_at]))
+    # this action's content item: how long ago it last reached the HCP
+    item_ids = [it.id for it in cat.items]
+    seen_m, seen_present = hist.matrix_present("days_since_content", item_ids)
+    at = row_of * len(item_ids) + item_of
+    pieces.append(
+        pc.if_else(
+            pa.array(seen_present.reshape(-1)[at]),
+            pc.binary_join_element_wise(" it_ago=", _age_bucket_arrow(seen_m.reshape(-1)[at]), ""),
+            none,
+        )
+    )
     return pieces
+
+
+def _age_bucket_arrow(days: npt.NDArray[np.int64]) -> pa.Array:
+    """:func:`nba.features.config.age_bucket` of each value, shape (k,) -> (k,)."""
+    uppers = np.array([u for u, _ in AGE_BUCKETS], dtype=np.int64)
+    names = pa.array([name for _, name in AGE_BUCKETS] + [AGE_BUCKET_OLDER], pa.string())
+    return names.take(pa.array(np.searchsorted(uppers, days, side="left")))
 
 
 def _clean_arrow(arr: pa.Array) -> pa.Array:
@@ -385,7 +429,22 @@ class _HistoryColumns:
                     f"featurize_table: field 'history.{name}.{key}' is {child.type}, "
                     "not a whole-number count"
                 )
-            self.cols.fail_if(pc.less(child, 0), f"history.{name}.{key}", "negative count")
+            where = f"history.{name}.{key}"
+            if name == "days_since_content":
+                self.cols.fail_if(
+                    pc.or_(pc.less(child, 1), pc.greater(child, CONTENT_WINDOW)),
+                    where,
+                    f"days must be in 1..{CONTENT_WINDOW}",
+                )
+            else:
+                self.cols.fail_if(pc.less(child, 0), where, "negative count")
+            if name == "topic_channel_engagements_90d":
+                topic, sep, channel = key.rpartition(ACTION_SEPARATOR)
+                if not sep or not topic or not channel:
+                    raise FeaturizeError(
+                        f"featurize_table: field '{where}': key must be "
+                        f"'topic{ACTION_SEPARATOR}channel'"
+                    )
             out.append((key, child))
         return sorted(out, key=lambda kv: kv[0])
 
@@ -430,6 +489,11 @@ class _HistoryColumns:
                     none,
                 )
             )
+        for key, child in self._fields("topic_channel_engagements_90d"):
+            s = pc.binary_join_element_wise(
+                f" tce90_{clean(key)}:", pc.cast(child, pa.string()), ""
+            )
+            out.append(pc.if_else(pc.fill_null(pc.not_equal(child, 0), False), s, none))
         return out
 
 

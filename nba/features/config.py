@@ -69,6 +69,32 @@ def fixed3(x: float) -> str:
     return f"{sign}{m // 1000}.{m % 1000:03d}"
 
 
+#: upper bounds (days, inclusive) and names of the age buckets of "days since"
+#: features; older than the last bound is :data:`AGE_BUCKET_OLDER`
+AGE_BUCKETS: tuple[tuple[int, str], ...] = (
+    (0, "0d"),
+    (1, "1d"),
+    (3, "3d"),
+    (7, "1w"),
+    (14, "2w"),
+    (30, "1m"),
+    (90, "3m"),
+)
+AGE_BUCKET_OLDER = "old"
+
+
+def age_bucket(days: int) -> str:
+    """The bucket name of an age in whole days (see :data:`AGE_BUCKETS`).
+
+    >>> [age_bucket(d) for d in (0, 1, 2, 7, 8, 90, 91)]
+    ['0d', '1d', '3d', '1w', '2w', '3m', 'old']
+    """
+    for upper, name in AGE_BUCKETS:
+        if days <= upper:
+            return name
+    return AGE_BUCKET_OLDER
+
+
 @dataclass(frozen=True)
 class FeaturizerConfig:
     """Which namespaces are written and which pairs VW crosses (``-q``).

@@ -12,9 +12,9 @@ from collections.abc import Mapping
 from datetime import date
 from typing import Any
 
-from nba.context import HISTORY_WINDOWS, DecisionContext, History
+from nba.context import HISTORY_WINDOWS, DecisionContext, History, topic_channel_key
 from nba.domain import HCPProfile
-from nba.features.config import clean, fixed3
+from nba.features.config import age_bucket, clean, fixed3
 
 #: day-of-week names, Monday first (``date.weekday()`` order)
 DOW = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -45,6 +45,8 @@ def history_tokens(h: History) -> str:
         out += f" dst_{clean(k)}:{v}"
     if h.last_content_id:
         out += f" last={clean(h.last_content_id)}"
+    for k, v in h.topic_channel_engagements_90d.items():
+        out += f" tce90_{clean(k)}:{v}"
     return out
 
 
@@ -82,7 +84,7 @@ def cross_tokens(context: DecisionContext, channel: str, topic: str, content_id:
     if v:
         x += f" ch_e30:{v}"
     d = h.days_since_touch.get(ch)
-    x += " ch_dst_none" if d is None else f" ch_dst:{d}"
+    x += " ch_dst_none" if d is None else f" ch_dst:{d} ch_dstb={age_bucket(d)}"
     x += f" aff_{clean(ch)}:{fixed3(context.hcp.digital_affinity)}"
     if ch not in context.hcp.consents:
         x += " nocons"
@@ -90,4 +92,10 @@ def cross_tokens(context: DecisionContext, channel: str, topic: str, content_id:
     if v:
         x += f" top_e90:{v}"
     x += f" st_top={context.hcp.adoption_stage}_{clean(topic)}"
+    v = h.topic_channel_engagements_90d.get(topic_channel_key(topic, ch), 0)
+    if v:
+        x += f" tc_e90:{v}"
+    d = h.days_since_content.get(content_id)
+    if d is not None:
+        x += f" it_ago={age_bucket(d)}"
     return x

@@ -35,6 +35,13 @@ def random_context(rng: np.random.Generator, i: int) -> DecisionContext:
         last_content_id=str(rng.choice([it.id for it in CATALOG.items]))
         if rng.random() < 0.6
         else None,
+        topic_channel_engagements_90d=counts(
+            [f"{t}@{c}" for t in [*topics, "gossip"] for c in chans if rng.random() < 0.3]
+        ),
+        days_since_content={
+            it.id: int(rng.integers(1, 91)) for it in CATALOG.items if rng.random() < 0.3
+        }
+        | ({"EXTERNAL-9": 4} if rng.random() < 0.2 else {}),
     )
     request: dict[str, str | int | float | bool] = {}
     if rng.random() < 0.7:
@@ -179,3 +186,53 @@ def test_imported_dsjson_form_with_per_action_features() -> None:
     )
     lines = f.featurize_json(ctx, ["x@email", "y@portal"])
     assert lines == ["shared |User tier=gold", "|A n:2.000", "|action id=y@portal"]
+
+
+def test_history_crosses_reach_the_action_lines_of_both_paths() -> None:
+    hcp = HCPProfile("h1", "cardiology", 7, "US", "aware", frozenset({"email"}), False, 0.65)
+    hist = History(
+        days_since_touch={"email": 3},
+        topic_channel_engagements_90d={"efficacy@email": 2, "safety@portal": 1},
+        days_since_content={"VEL-EFF-02": 5, "EXTERNAL-9": 40},
+    )
+    ctx = DecisionContext(hcp, date(2026, 1, 5), hist)
+    seen, other = Action("VEL-EFF-02", "email"), Action("VEL-EFF-02", "portal")
+    assert CATALOG.by_id["VEL-EFF-02"].topic == "efficacy"
+    f = Featurizer(CATALOG)
+    lines = f.featurize_one(ctx, [seen, other])
+    assert " tce90_efficacy@email:2 tce90_safety@portal:1" in lines[0]
+    assert " ch_dst:3 ch_dstb=3d " in lines[1]
+    assert lines[1].endswith(" tc_e90:2 it_ago=1w")
+    # same item on another channel: seen all the same; no touch or engagement there
+    assert " ch_dst_none " in lines[2] and "ch_dstb" not in lines[2]
+    assert "tc_e90" not in lines[2] and lines[2].endswith(" it_ago=1w")
+    table = pa.table(
+        {"context": [ctx.to_json()], "action_ids": [[seen.action_id, other.action_id]]}
+    )
+    assert f.featurize_table(table).lines(0) == lines
+
+
+def test_random_contexts_exercise_every_history_cross() -> None:
+    table, _ctxs, _actions = random_table(300, seed=11)
+    text = Featurizer(CATALOG).featurize_table(table).text().decode()
+    for token in (" tce90_", " ch_dstb=", " tc_e90:", " it_ago="):
+        assert token in text, token
+
+
+def test_version_1_contexts_featurize_like_the_same_history_in_version_2() -> None:
+    table, ctxs, _actions = random_table(40, seed=8)
+    raw = [json.loads(c) for c in table.column("context").to_pylist()]
+    for d in raw:
+        d["v"] = 1
+        del d["history"]["topic_channel_engagements_90d"], d["history"]["days_since_content"]
+    v1 = table.set_column(1, "context", pa.array([json.dumps(d) for d in raw]))
+    f = Featurizer(CATALOG)
+    got = f.featurize_table(v1)
+    for i, ctx in enumerate(ctxs):
+        hist = ctx.history.to_dict()
+        hist.update(topic_channel_engagements_90d={}, days_since_content={})
+        same = DecisionContext(ctx.hcp, ctx.day, History.from_dict(hist), ctx.request)
+        aids = table["action_ids"][i].as_py()
+        expected = f.featurize_json(same.to_json(), aids)
+        assert got.lines(i) == expected == f.featurize_json(json.dumps(raw[i]), aids)
+        assert " it_ago=" not in "".join(expected) and " tce90_" not in expected[0]
