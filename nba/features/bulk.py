@@ -248,27 +248,42 @@ def _cross_pieces(
     # topic x channel: key index t * nch + c, as in the catalog's vocabularies
     tc_keys = [topic_channel_key(t, c) for t in topics for c in channels]
     tc_m = hist.matrix("topic_channel_engagements_90d", tc_keys).reshape(-1)
-    tc_at = row_of * (ntop * nch) + top_of * nch + ch_of
-    pieces.append(count_piece(" tc_e90:", tc_m[tc_at]))
+    tc = tc_m[row_of * (ntop * nch) + top_of * nch + ch_of]
     # this action's content item: how long ago it last reached the HCP
     item_ids = [it.id for it in cat.items]
     seen_m, seen_present = hist.matrix_present("days_since_content", item_ids)
     at = row_of * len(item_ids) + item_of
-    pieces.append(
-        pc.if_else(
-            pa.array(seen_present.reshape(-1)[at]),
-            pc.binary_join_element_wise(" it_ago=", _age_bucket_arrow(seen_m.reshape(-1)[at]), ""),
-            none,
-        )
+    age = np.where(seen_present.reshape(-1)[at], _age_bucket_code(seen_m.reshape(-1)[at]) + 1, 0)
+    # both tokens come from one small table of strings, indexed by (count, bucket):
+    # one take over the action lines instead of casts and joins
+    names = [""] + [f" it_ago={name}" for _, name in AGE_BUCKETS] + [f" it_ago={AGE_BUCKET_OLDER}"]
+    top = int(tc.max()) if tc.size else 0
+    if top > _MAX_TABLED_COUNT:  # an implausible count: no table that large
+        ago = pa.array(names, pa.string()).take(pa.array(age))
+        return [*pieces, count_piece(" tc_e90:", tc), pc.if_else(pa.array(age > 0), ago, none)]
+    table = pa.array(
+        [(f" tc_e90:{v}" if v else "") + name or None for v in range(top + 1) for name in names],
+        pa.string(),
     )
+    pieces.append(table.take(pa.array(tc * len(names) + age)))
     return pieces
+
+
+#: largest topic x channel count the bulk path writes through its lookup table
+_MAX_TABLED_COUNT = 1000
+
+
+def _age_bucket_code(days: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
+    """Index into :data:`~nba.features.config.AGE_BUCKETS` (its length: older) of
+    each age, shape (k,) -> (k,)."""
+    uppers = np.array([u for u, _ in AGE_BUCKETS], dtype=np.int64)
+    return np.searchsorted(uppers, days, side="left").astype(np.int64)
 
 
 def _age_bucket_arrow(days: npt.NDArray[np.int64]) -> pa.Array:
     """:func:`nba.features.config.age_bucket` of each value, shape (k,) -> (k,)."""
-    uppers = np.array([u for u, _ in AGE_BUCKETS], dtype=np.int64)
     names = pa.array([name for _, name in AGE_BUCKETS] + [AGE_BUCKET_OLDER], pa.string())
-    return names.take(pa.array(np.searchsorted(uppers, days, side="left")))
+    return names.take(pa.array(_age_bucket_code(days)))
 
 
 def _clean_arrow(arr: pa.Array) -> pa.Array:
@@ -355,11 +370,15 @@ class _Columns:
         self.parsed = parsed
         self.event_ids = event_ids
         self.n = parsed.num_rows
+        self._combined: dict[str, pa.Array] = {}
 
     def get(self, *path: str) -> pa.Array | None:
         if path[0] not in self.parsed.column_names:
             return None
-        arr: pa.Array = self.parsed.column(path[0]).combine_chunks()
+        arr: pa.Array | None = self._combined.get(path[0])
+        if arr is None:
+            # combined once: the history struct is wide, and read many times
+            arr = self._combined[path[0]] = self.parsed.column(path[0]).combine_chunks()
         for name in path[1:]:
             if not pa.types.is_struct(arr.type) or arr.type.get_field_index(name) < 0:
                 return None
@@ -405,6 +424,7 @@ class _HistoryColumns:
     def __init__(self, cols: _Columns, n: int) -> None:
         self.cols = cols
         self.n = n
+        self._field_cache: dict[str, list[tuple[str, pa.Array]]] = {}
         self.last_content = cols.get("history", "last_content_id")
         if self.last_content is not None and not pa.types.is_string(self.last_content.type):
             if self.last_content.null_count == len(self.last_content):
@@ -415,6 +435,13 @@ class _HistoryColumns:
                 )
 
     def _fields(self, name: str) -> list[tuple[str, pa.Array]]:
+        """The checked integer fields of history map ``name``, sorted by key (cached)."""
+        got = self._field_cache.get(name)
+        if got is None:
+            got = self._field_cache[name] = self._read_fields(name)
+        return got
+
+    def _read_fields(self, name: str) -> list[tuple[str, pa.Array]]:
         arr = self.cols.get("history", name)
         if arr is None or not pa.types.is_struct(arr.type):
             return []

@@ -236,3 +236,20 @@ def test_version_1_contexts_featurize_like_the_same_history_in_version_2() -> No
         expected = f.featurize_json(same.to_json(), aids)
         assert got.lines(i) == expected == f.featurize_json(json.dumps(raw[i]), aids)
         assert " it_ago=" not in "".join(expected) and " tce90_" not in expected[0]
+
+
+def test_huge_topic_channel_counts_take_the_plain_path_with_the_same_lines() -> None:
+    table, ctxs, actions = random_table(20, seed=6)
+    big = []
+    for ctx, acts in zip(ctxs, actions, strict=True):
+        topic = CATALOG.by_id[acts[0].content_id].topic
+        hist = ctx.history.to_dict()
+        hist["topic_channel_engagements_90d"] = {f"{topic}@{acts[0].channel}": 123_456}
+        big.append(DecisionContext(ctx.hcp, ctx.day, History.from_dict(hist), ctx.request))
+    t2 = table.set_column(1, "context", pa.array([c.to_json() for c in big]))
+    f = Featurizer(CATALOG)
+    batch = f.featurize_table(t2)
+    for i, (ctx, acts) in enumerate(zip(big, actions, strict=True)):
+        lines = f.featurize_one(ctx, acts)
+        assert batch.lines(i) == lines
+        assert " tc_e90:123456" in lines[1]
