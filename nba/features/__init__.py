@@ -17,8 +17,8 @@ Namespaces (the first letter is what VW's ``-q`` interactions refer to):
 ``p``     HCP profile: specialty, market, adoption stage, decile, digital
           affinity, no-see flag, consents
 ``h``     history: touches per channel over 7/30/90 days, engagements per
-          channel (30 days), per topic and per topic x channel (90 days),
-          days since the last touch per channel, last content seen
+          channel (30 days) and per topic (90 days), days since the last touch
+          per channel, last content seen
 ``r``     request features supplied by the caller (strings are categorical,
           numbers numeric, booleans ``true``/``false``)
 ``c``     calendar: day of week, month
@@ -37,8 +37,6 @@ Namespaces (the first letter is what VW's ``-q`` interactions refer to):
 History features from context version 2 (see :mod:`nba.context`):
 
 ========================  =================================================
-``h tce90_<t>@<c>:n``     engagements on topic ``t`` via channel ``c`` in
-                          90 days (one token per non-zero key)
 ``x ch_dstb=<bucket>``    age bucket of the last touch on the action's
                           channel (beside the raw ``ch_dst:<days>``)
 ``x tc_e90:n``            engagements on the action's topic via its
@@ -54,9 +52,12 @@ upper bound in days: ``0d``, ``1d``, ``3d`` (2-3), ``1w`` (4-7), ``2w``
 (8-14), ``1m`` (15-30), ``3m`` (31-90), ``old``. Ages are categorical
 because what they stand for (fatigue that wears off, a repeat that still
 annoys) is not linear in days; counts stay numeric because they are small.
-A context of version 1 lacks both new maps and gets no ``tce90``, ``tc_e90``
-or ``it_ago`` token; the new tokens only add features, so a model trained
-before them scores the same lines as before (bar hash collisions).
+The topic x channel map is featurized per action only: writing all of it
+into ``h`` as well (crossed with ``T`` and ``K``) gained 0.7 points of the
+observable ceiling (one seed) for a quarter more featurizing CPU. A context
+of version 1 lacks both new maps and gets no ``tc_e90`` or ``it_ago`` token;
+the new tokens only add features, so a model trained before them scores the
+same lines as before (bar hash collisions).
 
 Numbers are written as integers (counts) or with exactly three decimals
 (affinity, numeric request values), so both paths format them identically.

@@ -516,11 +516,6 @@ class _HistoryColumns:
                     none,
                 )
             )
-        for key, child in self._fields("topic_channel_engagements_90d"):
-            s = pc.binary_join_element_wise(
-                f" tce90_{clean(key)}:", pc.cast(child, pa.string()), ""
-            )
-            out.append(pc.if_else(pc.fill_null(pc.not_equal(child, 0), False), s, none))
         return out
 
 

@@ -45,8 +45,6 @@ def history_tokens(h: History) -> str:
         out += f" dst_{clean(k)}:{v}"
     if h.last_content_id:
         out += f" last={clean(h.last_content_id)}"
-    for k, v in h.topic_channel_engagements_90d.items():
-        out += f" tce90_{clean(k)}:{v}"
     return out
 
 
