@@ -135,7 +135,11 @@ def featurize_bulk(
     if "h" in cfg:
         shared_parts.append(join(" |h", *hist.tokens()))
     if "r" in cfg:
-        shared_parts.append(join(" |r", *_request_pieces(cols.get("request"), cols)))
+        try:
+            request = _request_pieces(cols.get("request"), cols)
+        except pa.ArrowInvalid:
+            return None  # a request value Arrow read as a timestamp: row by row
+        shared_parts.append(join(" |r", *request))
     if "c" in cfg:
         dow = pa.array(list(DOW), pa.string()).take(pc.day_of_week(day))
         mon = pc.cast(pc.month(day), pa.string())

@@ -253,3 +253,19 @@ def test_huge_topic_channel_counts_take_the_plain_path_with_the_same_lines() -> 
         lines = f.featurize_one(ctx, acts)
         assert batch.lines(i) == lines
         assert " tc_e90:123456" in lines[1]
+
+
+def test_date_like_request_values_go_row_by_row_with_the_same_output() -> None:
+    # Arrow's JSON reader reads ISO-looking strings as timestamps; their text is
+    # not recoverable, so such tables are featurized row by row
+    table, _ctxs, _actions = random_table(6, seed=12)
+    raw = [json.loads(c) for c in table.column("context").to_pylist()]
+    for d in raw:
+        d["request"]["due"] = "2026-01-09"
+    t2 = table.set_column(1, "context", pa.array([json.dumps(d) for d in raw]))
+    f = Featurizer(CATALOG)
+    batch = f.featurize_table(t2)
+    for i, d in enumerate(raw):
+        lines = f.featurize_json(json.dumps(d), table["action_ids"][i].as_py())
+        assert batch.lines(i) == lines
+        assert " due=2026-01-09" in lines[0]
