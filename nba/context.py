@@ -14,11 +14,20 @@ event store; both use the same definitions of the history counts:
   (its ``action_id``, else the decision's chosen action; the simulator's
   outcomes all concern the chosen action).
 - ``topic_engagements_90d[topic]``: the same over 90 days, by topic.
+- ``topic_channel_engagements_90d["topic@channel"]``: the same 90-day
+  engagements, by the chosen action's topic and channel together (key: topic,
+  ``@``, channel, like an action id).
 - ``days_since_touch[channel]``: whole days since the last contact on that
   channel (absent: none in the last 90 days).
+- ``days_since_content[content_id]``: whole days since the HCP last received
+  that content item in a contact (any channel), for items contacted in the 90 days before the
+  decision day, so always 1..90 (absent: not in those days).
 - ``last_content_id``: content of the most recent contact (any channel), or None.
 
 Channels or topics with a zero count are left out of the maps.
+
+Context version 2 added ``topic_channel_engagements_90d`` and
+``days_since_content``; version 1 snapshots are still read (both maps empty).
 
 >>> from datetime import date
 >>> from nba.domain import HCPProfile
@@ -36,10 +45,14 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
-from nba.domain import HCPProfile, ValidationError
+from nba.domain import ACTION_SEPARATOR, HCPProfile, ValidationError
 
-CONTEXT_VERSION = 1
+CONTEXT_VERSION = 2
+#: versions :meth:`DecisionContext.from_dict` reads (older ones lack newer maps)
+READABLE_CONTEXT_VERSIONS = (1, 2)
 HISTORY_WINDOWS = (7, 30, 90)
+#: window of ``days_since_content`` (and of every 90-day map)
+CONTENT_WINDOW = max(HISTORY_WINDOWS)
 
 Scalar = str | int | float | bool
 
@@ -59,6 +72,43 @@ def _count_map(value: Any, where: str) -> dict[str, int]:
     return dict(sorted(out.items()))
 
 
+def topic_channel_key(topic: str, channel: str) -> str:
+    """The key of ``topic_channel_engagements_90d`` for ``topic`` on ``channel``.
+
+    >>> topic_channel_key("efficacy", "email")
+    'efficacy@email'
+    """
+    return f"{topic}{ACTION_SEPARATOR}{channel}"
+
+
+def _topic_channel_map(value: Any, where: str) -> dict[str, int]:
+    out = _count_map(value, where)
+    for k in out:
+        topic, sep, channel = k.rpartition(ACTION_SEPARATOR)
+        if not sep or not topic or not channel:
+            raise ValidationError(
+                f"context: field '{where}.{k}': key must be 'topic{ACTION_SEPARATOR}channel'"
+            )
+    return out
+
+
+def _days_map(value: Any, where: str, lo: int, hi: int | None) -> dict[str, int]:
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise ValidationError(f"context: field '{where}': expected a mapping")
+    out: dict[str, int] = {}
+    for k, v in value.items():
+        if isinstance(v, bool) or not isinstance(v, int | float) or v != int(v):
+            raise ValidationError(f"context: field '{where}.{k}': {v!r} is not a whole number")
+        iv = int(v)
+        if iv < lo or (hi is not None and iv > hi):
+            span = f"{lo}..{hi}" if hi is not None else f">= {lo}"
+            raise ValidationError(f"context: field '{where}.{k}': {iv} days is not in {span}")
+        out[str(k)] = iv
+    return dict(sorted(out.items()))
+
+
 @dataclass(frozen=True)
 class History:
     """Recent history of one HCP as of the decision day (see module docstring)."""
@@ -70,6 +120,8 @@ class History:
     topic_engagements_90d: Mapping[str, int] = field(default_factory=dict)
     days_since_touch: Mapping[str, int] = field(default_factory=dict)
     last_content_id: str | None = None
+    topic_channel_engagements_90d: Mapping[str, int] = field(default_factory=dict)
+    days_since_content: Mapping[str, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         for name in (
@@ -87,6 +139,16 @@ class History:
                 raise ValidationError(f"context: field 'days_since_touch.{k}': negative {v}")
             dst[str(k)] = iv
         object.__setattr__(self, "days_since_touch", dict(sorted(dst.items())))
+        object.__setattr__(
+            self,
+            "topic_channel_engagements_90d",
+            _topic_channel_map(self.topic_channel_engagements_90d, "topic_channel_engagements_90d"),
+        )
+        object.__setattr__(
+            self,
+            "days_since_content",
+            _days_map(self.days_since_content, "days_since_content", 1, CONTENT_WINDOW),
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -97,6 +159,8 @@ class History:
             "topic_engagements_90d": dict(self.topic_engagements_90d),
             "days_since_touch": dict(self.days_since_touch),
             "last_content_id": self.last_content_id,
+            "topic_channel_engagements_90d": dict(self.topic_channel_engagements_90d),
+            "days_since_content": dict(self.days_since_content),
         }
 
     @classmethod
@@ -109,6 +173,8 @@ class History:
             topic_engagements_90d=d.get("topic_engagements_90d") or {},
             days_since_touch=d.get("days_since_touch") or {},
             last_content_id=d.get("last_content_id"),
+            topic_channel_engagements_90d=d.get("topic_channel_engagements_90d") or {},
+            days_since_content=d.get("days_since_content") or {},
         )
 
 
@@ -158,8 +224,12 @@ class DecisionContext:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> DecisionContext:
-        if d.get("v", CONTEXT_VERSION) != CONTEXT_VERSION:
-            raise ValidationError(f"context: field 'v': unsupported version {d.get('v')!r}")
+        v = d.get("v", CONTEXT_VERSION)
+        if isinstance(v, bool) or v not in READABLE_CONTEXT_VERSIONS:
+            raise ValidationError(
+                f"context: field 'v': unsupported version {v!r} "
+                f"(readable: {', '.join(map(str, READABLE_CONTEXT_VERSIONS))})"
+            )
         try:
             return cls(
                 hcp=HCPProfile.from_dict(d["hcp"]),

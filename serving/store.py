@@ -58,7 +58,7 @@ import pyarrow as pa
 
 from nba.catalog import Catalog
 from nba.contact import Feedback
-from nba.context import HISTORY_WINDOWS, History
+from nba.context import HISTORY_WINDOWS, History, topic_channel_key
 from nba.domain import (
     ENGAGEMENT_TYPES,
     REP_FEEDBACK_TYPES,
@@ -1044,7 +1044,9 @@ class EventStore:
         (decision, type), by the channel and topic of the decision's chosen
         action (content unknown to ``catalog`` counts for its channel only);
         whole days since the last touch per channel within 90 days; the content
-        of the latest touch before ``day``, however old (as the simulator does).
+        of the latest touch before ``day``, however old (as the simulator does);
+        engagements by (topic, channel) over 90 days; whole days since each content
+        item last reached the HCP, within 90 days.
         """
         if isinstance(day, datetime) or not isinstance(day, date):
             raise StoreError(f"history: 'day' must be a date, got {type(day).__name__}")
@@ -1059,7 +1061,8 @@ class EventStore:
         ).fetchall()
         counts: dict[int, dict[str, int]] = {w: {} for w in HISTORY_WINDOWS}
         last_day: dict[str, date] = {}
-        for ts_us, channel, _content_id in touches:
+        content_day: dict[str, date] = {}
+        for ts_us, channel, content_id in touches:
             tday = _from_us(ts_us).date()
             age = (day - tday).days
             for w in HISTORY_WINDOWS:
@@ -1067,6 +1070,7 @@ class EventStore:
                     counts[w][channel] = counts[w].get(channel, 0) + 1
             if channel not in last_day or tday > last_day[channel]:
                 last_day[channel] = tday
+            content_day[content_id] = max(tday, content_day.get(content_id, tday))
         latest = con.execute(
             "SELECT content_id FROM touches WHERE hcp_id=? AND kind='contact' AND ts_us<?"
             " ORDER BY ts_us DESC, id DESC LIMIT 1",
@@ -1078,10 +1082,14 @@ class EventStore:
             ch = Action.parse(chosen).channel
             eng_ch[ch] = eng_ch.get(ch, 0) + 1
         eng_topic: dict[str, int] = {}
+        eng_tc: dict[str, int] = {}
         for chosen in self._engaged(con, hcp_id, lo_us, end_us):
-            item = catalog.by_id.get(Action.parse(chosen).content_id)
+            action = Action.parse(chosen)
+            item = catalog.by_id.get(action.content_id)
             if item is not None:
                 eng_topic[item.topic] = eng_topic.get(item.topic, 0) + 1
+                key = topic_channel_key(item.topic, action.channel)
+                eng_tc[key] = eng_tc.get(key, 0) + 1
         return History(
             touches_7d=counts[7],
             touches_30d=counts[30],
@@ -1090,6 +1098,8 @@ class EventStore:
             topic_engagements_90d=eng_topic,
             days_since_touch={ch: (day - d).days for ch, d in last_day.items()},
             last_content_id=last_content,
+            topic_channel_engagements_90d=eng_tc,
+            days_since_content={c: (day - d).days for c, d in content_day.items()},
         )
 
     @staticmethod

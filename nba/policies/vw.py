@@ -54,7 +54,8 @@ import vowpalwabbit
 from nba.catalog import Catalog
 from nba.context import DecisionContext
 from nba.domain import Action, ValidationError
-from nba.features import FeaturizedBatch, Featurizer, FeaturizerConfig, _concat_lines
+from nba.features import FeaturizedBatch, Featurizer, FeaturizerConfig
+from nba.features.batch import concat_lines
 from nba.policies.base import Policy, PolicyError, Probabilities
 from nba.policies.registry import register
 
@@ -1081,7 +1082,7 @@ class RewardRegressor:
         if not np.all(np.isfinite(r)):
             raise PolicyError("reward model: targets must be finite")
         pairs = self._pair_lines(batch).take(pa.array(idx))
-        text = _concat_lines(pc.binary_join_element_wise(_format_floats(r), " ", pairs, ""))
+        text = concat_lines(pc.binary_join_element_wise(_format_floats(r), " ", pairs, ""))
         with tempfile.TemporaryDirectory() as d:
             data = Path(d) / "reg.txt"
             data.write_bytes(text)

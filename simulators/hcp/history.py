@@ -4,7 +4,9 @@ The counters follow :mod:`nba.context` exactly: touches in the 7/30/90 days
 before the decision day, engagements in the 30 days before by channel and in
 the 90 days before by topic (counted on the day each outcome happened), days
 since the last touch per channel (within 90 days), and the content of the most
-recent touch before the decision day.
+recent touch before the decision day; and (context version 2) engagements in
+the 90 days before by topic and channel together, and days since each content
+item last reached the HCP (within 90 days).
 
 The tracker also counts, per HCP, day and topic, the topics the HCP pulled
 (``detail_pull``, ``email_click``, ``portal_view``, ``webinar_question``
@@ -32,7 +34,7 @@ from datetime import date
 import numpy as np
 import numpy.typing as npt
 
-from nba.context import CONTEXT_VERSION, HISTORY_WINDOWS
+from nba.context import CONTEXT_VERSION, HISTORY_WINDOWS, topic_channel_key
 
 I64 = npt.NDArray[np.int64]
 I32 = npt.NDArray[np.int32]
@@ -83,9 +85,13 @@ class HistoryTracker:
     n_channels, n_topics : int
     horizon_days : int
         Longest delay after which an outcome can still be recorded.
+    n_items : int, optional
+        Content items (for days since each item last reached the HCP).
     """
 
-    def __init__(self, n: int, n_channels: int, n_topics: int, horizon_days: int) -> None:
+    def __init__(
+        self, n: int, n_channels: int, n_topics: int, horizon_days: int, n_items: int = 0
+    ) -> None:
         self.n = n
         self.ring = LONGEST + horizon_days + 2
         r = self.ring
@@ -104,6 +110,15 @@ class HistoryTracker:
         self._today_content = np.full(n, -1, dtype=np.int64)
         self._today_content_ts = np.full(n, -1, dtype=np.int64)
         self.day = 0
+        # ---- topic x channel engagements (90 days) and days since each content item.
+        # Kept apart from the counters above: engagements as sparse per-day event
+        # lists (a dense (ring, n, topics * channels) buffer would be large), the
+        # day each item last reached each HCP as one (n, n_items) array.
+        self.n_channels = n_channels
+        self.tc_win = np.zeros((n, n_topics * n_channels), dtype=np.int32)
+        self._tc_events: dict[int, list[tuple[I64, I64]]] = {}
+        self.item_last_day = np.full((n, n_items), -(10**6), dtype=np.int32)
+        self._today_items: list[tuple[I64, I64]] = []
 
     # ------------------------------------------------------------ recording
     def record_touches(
@@ -115,12 +130,14 @@ class HistoryTracker:
         newer = ts_ms > self._today_content_ts[hcp]
         self._today_content[hcp[newer]] = item[newer]
         self._today_content_ts[hcp[newer]] = ts_ms[newer]
+        self._record_items_seen(hcp, item)
 
     def record_engagements(self, day: I64, hcp: I64, channel: I64, topic: I64) -> None:
         """Engagement outcomes that happen on ``day`` (absolute day numbers, may be future)."""
         slot = day % self.ring
         add_counts(self.eng_day, (slot, hcp, channel))
         add_counts(self.topic_day, (slot, hcp, topic))
+        self._record_topic_channel_engagements(day, hcp, channel, topic)
 
     def record_pulls(self, day: I64, hcp: I64, topic: I64) -> None:
         """Topics pulled on ``day`` (absolute day numbers, may be future), one entry
@@ -203,7 +220,48 @@ class HistoryTracker:
         self.last_content[got] = self._today_content[got]
         self._today_content[:] = -1
         self._today_content_ts[:] = -1
+        self._advance_items_and_topic_channel(ended)
         self.day = new_day
+
+    # ------------------------------- topic x channel engagements, items seen
+    def _record_items_seen(self, hcp: I64, item: I64) -> None:
+        """Content items that reached ``hcp`` today (visible from tomorrow)."""
+        self._today_items.append((np.asarray(hcp, dtype=np.int64), np.asarray(item, np.int64)))
+
+    def _record_topic_channel_engagements(
+        self, day: I64, hcp: I64, channel: I64, topic: I64
+    ) -> None:
+        """Engagements by (topic, channel) on ``day`` (absolute days, may be future)."""
+        tc = np.asarray(topic, dtype=np.int64) * self.n_channels + channel
+        day = np.asarray(day, dtype=np.int64)
+        hcp = np.asarray(hcp, dtype=np.int64)
+        for d in np.unique(day).tolist():
+            sel = day == d
+            self._tc_events.setdefault(int(d), []).append((hcp[sel], tc[sel]))
+
+    def _advance_items_and_topic_channel(self, ended: int) -> None:
+        """Fold the day that ended into ``tc_win`` and ``item_last_day``; drop the
+        engagements of the day that left the 90-day window."""
+        for hcp, tc in self._tc_events.get(ended, []):
+            np.add.at(self.tc_win, (hcp, tc), 1)
+        for hcp, tc in self._tc_events.pop(ended - ENGAGEMENT_TOPIC_WINDOW, []):
+            np.subtract.at(self.tc_win, (hcp, tc), 1)
+        if self._today_items:
+            hcp = np.concatenate([h for h, _ in self._today_items])
+            item = np.concatenate([i for _, i in self._today_items])
+            self.item_last_day[hcp, item] = ended
+            self._today_items = []
+
+    def days_since_content(self, hcp: I64) -> I64:
+        """Days since each content item last reached each HCP, 0 where not in the
+        last 90 days, shape (len(hcp), n_items)."""
+        ds = self.day - self.item_last_day[hcp].astype(np.int64)
+        return np.where(ds <= LONGEST, ds, 0)
+
+    def topic_channel_engagements(self, hcp: I64) -> I64:
+        """Engagements in the 90 days before, by topic and channel, shape
+        (len(hcp), n_topics * n_channels) (column ``topic * n_channels + channel``)."""
+        return self.tc_win[hcp].astype(np.int64)
 
     def days_since_touch(self, hcp: I64) -> I64:
         """Days since the last touch per channel, 0 where none in the last 90 days,
@@ -323,6 +381,11 @@ class ContextBuilder:
         self._content = np.array([json.dumps(i) for i in item_ids] + ["null"], dtype=object)
         self._channel_map = MapRenderer(self.channels)
         self._topic_map = MapRenderer(self.topics)
+        # context version 2: topic x channel engagements, days since each item
+        self._topic_channel_map = MapRenderer(
+            [topic_channel_key(t, c) for t in self.topics for c in self.channels]
+        )
+        self._item_map = MapRenderer(list(item_ids))
 
     def build(
         self,
@@ -363,16 +426,19 @@ class ContextBuilder:
             ]
         )
         teng = self._topic_map.render(tr.topic_win[hcp])
+        tceng = self._topic_channel_map.render(tr.topic_channel_engagements(hcp))
+        dsc = self._item_map.render_small(tr.days_since_content(hcp), LONGEST + 1)
         last = self._content[tr.last_content[hcp]].tolist()  # -1 -> "null" (last entry)
         prof = profile_json[hcp].tolist()
         head = f'{{"day":"{day.isoformat()}","hcp":'
         tail = f'}},"request":{request_json},"v":{CONTEXT_VERSION}}}'
         rows = [
-            f'{head}{p},"history":{{"days_since_touch":{a},"engagements_30d":{e},'
-            f'"last_content_id":{lc},"topic_engagements_90d":{te},"touches_30d":{b30},'
-            f'"touches_7d":{b7},"touches_90d":{b90}{tail}'
-            for p, a, e, lc, te, b30, b7, b90 in zip(
-                prof, dst, eng, last, teng, t30, t7, t90, strict=True
+            f'{head}{p},"history":{{"days_since_content":{sc},"days_since_touch":{a},'
+            f'"engagements_30d":{e},"last_content_id":{lc},'
+            f'"topic_channel_engagements_90d":{tce},"topic_engagements_90d":{te},'
+            f'"touches_30d":{b30},"touches_7d":{b7},"touches_90d":{b90}{tail}'
+            for p, sc, a, e, lc, tce, te, b30, b7, b90 in zip(
+                prof, dsc, dst, eng, last, tceng, teng, t30, t7, t90, strict=True
             )
         ]
         return np.array(rows, dtype=object)

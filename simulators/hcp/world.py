@@ -333,7 +333,11 @@ class World:
         self.channels = cat.channels
         self.chan_pos = {c: i for i, c in enumerate(self.channels)}
         self.history = HistoryTracker(
-            hcps, len(self.channels), len(cat.topics), self.config.max_delay_days + 1
+            hcps,
+            len(self.channels),
+            len(cat.topics),
+            self.config.max_delay_days + 1,
+            n_items=len(cat.items),
         )
         self.builder = ContextBuilder(self.channels, cat.topics, [it.id for it in cat.items])
         self.profile_json = np.array(self.population.profile_json(np.arange(hcps)), dtype=object)

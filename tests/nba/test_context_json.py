@@ -25,6 +25,8 @@ def full_context() -> DecisionContext:
         topic_engagements_90d={"safety": 1, "efficacy": 4},
         days_since_touch={"email": 2, "rep_visit": 40},
         last_content_id="VEL-EFF-01",
+        topic_channel_engagements_90d={"safety@email": 1, "efficacy@rep_visit": 4},
+        days_since_content={"VEL-EFF-01": 2, "VEL-SAF-01": 90},
     )
     return DecisionContext(
         hcp=HCP,
@@ -95,6 +97,43 @@ BAD = [
         json.dumps(_ctx_dict(history={"days_since_touch": {"email": -3}})),
         "field 'days_since_touch.email'",
     ),
+    (json.dumps(_ctx_dict(v=3)), "context: field 'v': unsupported version 3 (readable: 1, 2)"),
+    (
+        json.dumps(_ctx_dict(history={"topic_channel_engagements_90d": {"efficacy": 2}})),
+        "field 'topic_channel_engagements_90d.efficacy': key must be 'topic@channel'",
+    ),
+    (
+        json.dumps(_ctx_dict(history={"topic_channel_engagements_90d": {"@email": 2}})),
+        "field 'topic_channel_engagements_90d.@email': key must be 'topic@channel'",
+    ),
+    (
+        json.dumps(_ctx_dict(history={"topic_channel_engagements_90d": {"safety@email": -1}})),
+        "field 'topic_channel_engagements_90d.safety@email': negative count",
+    ),
+    (
+        json.dumps(_ctx_dict(history={"days_since_content": ["c1"]})),
+        "field 'days_since_content': expected a mapping",
+    ),
+    (
+        json.dumps(_ctx_dict(history={"days_since_content": {"c1": 0}})),
+        "field 'days_since_content.c1': 0 days is not in 1..90",
+    ),
+    (
+        json.dumps(_ctx_dict(history={"days_since_content": {"c1": 91}})),
+        "field 'days_since_content.c1': 91 days is not in 1..90",
+    ),
+    (
+        json.dumps(_ctx_dict(history={"days_since_content": {"c1": 2.5}})),
+        "field 'days_since_content.c1': 2.5 is not a whole number",
+    ),
+    (
+        json.dumps(_ctx_dict(history={"days_since_content": {"c1": "3"}})),
+        "field 'days_since_content.c1': '3' is not a whole number",
+    ),
+    (
+        json.dumps(_ctx_dict(history={"days_since_content": {"c1": True}})),
+        "field 'days_since_content.c1': True is not a whole number",
+    ),
     (
         json.dumps(_ctx_dict(request={"nested": {"a": 1}})),
         "field 'request.nested': must be a string",
@@ -111,3 +150,28 @@ def test_bad_context_json(text: str, match: str) -> None:
     with pytest.raises(ValidationError) as info:
         DecisionContext.from_json(text)
     assert match in str(info.value)
+
+
+#: a context logged before version 2, byte for byte as the service and the
+#: simulator wrote it
+V1_CONTEXT = (
+    '{"day":"2026-01-05","hcp":{"adoption_stage":"considering","consents":["email"],'
+    '"decile":7,"digital_affinity":0.3,"hcp_id":"h1","market":"US","no_see":false,'
+    '"specialty":"cardiology"},"history":{"days_since_touch":{"email":2},'
+    '"engagements_30d":{"email":2},"last_content_id":"VEL-EFF-01",'
+    '"topic_engagements_90d":{"efficacy":4},"touches_30d":{"email":3},'
+    '"touches_7d":{"email":1},"touches_90d":{"email":9}},"request":{},"v":1}'
+)
+
+
+def test_version_1_contexts_are_read_with_the_newer_maps_empty() -> None:
+    ctx = DecisionContext.from_json(V1_CONTEXT)
+    assert ctx.history.topic_channel_engagements_90d == {}
+    assert ctx.history.days_since_content == {}
+    assert ctx.history.days_since_touch == {"email": 2}
+    assert ctx.history.last_content_id == "VEL-EFF-01"
+    # written back as the current version, with the maps present and empty
+    d = json.loads(ctx.to_json())
+    assert d["v"] == CONTEXT_VERSION == 2
+    assert d["history"]["days_since_content"] == {}
+    assert DecisionContext.from_json(ctx.to_json()) == ctx

@@ -35,6 +35,13 @@ def random_context(rng: np.random.Generator, i: int) -> DecisionContext:
         last_content_id=str(rng.choice([it.id for it in CATALOG.items]))
         if rng.random() < 0.6
         else None,
+        topic_channel_engagements_90d=counts(
+            [f"{t}@{c}" for t in [*topics, "gossip"] for c in chans if rng.random() < 0.3]
+        ),
+        days_since_content={
+            it.id: int(rng.integers(1, 91)) for it in CATALOG.items if rng.random() < 0.3
+        }
+        | ({"EXTERNAL-9": 4} if rng.random() < 0.2 else {}),
     )
     request: dict[str, str | int | float | bool] = {}
     if rng.random() < 0.7:
@@ -179,3 +186,86 @@ def test_imported_dsjson_form_with_per_action_features() -> None:
     )
     lines = f.featurize_json(ctx, ["x@email", "y@portal"])
     assert lines == ["shared |User tier=gold", "|A n:2.000", "|action id=y@portal"]
+
+
+def test_history_crosses_reach_the_action_lines_of_both_paths() -> None:
+    hcp = HCPProfile("h1", "cardiology", 7, "US", "aware", frozenset({"email"}), False, 0.65)
+    hist = History(
+        days_since_touch={"email": 3},
+        topic_channel_engagements_90d={"efficacy@email": 2, "safety@portal": 1},
+        days_since_content={"VEL-EFF-02": 5, "EXTERNAL-9": 40},
+    )
+    ctx = DecisionContext(hcp, date(2026, 1, 5), hist)
+    seen, other = Action("VEL-EFF-02", "email"), Action("VEL-EFF-02", "portal")
+    assert CATALOG.by_id["VEL-EFF-02"].topic == "efficacy"
+    f = Featurizer(CATALOG)
+    lines = f.featurize_one(ctx, [seen, other])
+    assert "efficacy@email" not in lines[0]  # the map is featurized per action only
+    assert " ch_dst:3 ch_dstb=3d " in lines[1]
+    assert lines[1].endswith(" tc_e90:2 it_ago=1w")
+    # same item on another channel: seen all the same; no touch or engagement there
+    assert " ch_dst_none " in lines[2] and "ch_dstb" not in lines[2]
+    assert "tc_e90" not in lines[2] and lines[2].endswith(" it_ago=1w")
+    table = pa.table(
+        {"context": [ctx.to_json()], "action_ids": [[seen.action_id, other.action_id]]}
+    )
+    assert f.featurize_table(table).lines(0) == lines
+
+
+def test_random_contexts_exercise_every_history_cross() -> None:
+    table, _ctxs, _actions = random_table(300, seed=11)
+    text = Featurizer(CATALOG).featurize_table(table).text().decode()
+    for token in (" ch_dstb=", " tc_e90:", " it_ago="):
+        assert token in text, token
+
+
+def test_version_1_contexts_featurize_like_the_same_history_in_version_2() -> None:
+    table, ctxs, _actions = random_table(40, seed=8)
+    raw = [json.loads(c) for c in table.column("context").to_pylist()]
+    for d in raw:
+        d["v"] = 1
+        del d["history"]["topic_channel_engagements_90d"], d["history"]["days_since_content"]
+    v1 = table.set_column(1, "context", pa.array([json.dumps(d) for d in raw]))
+    f = Featurizer(CATALOG)
+    got = f.featurize_table(v1)
+    for i, ctx in enumerate(ctxs):
+        hist = ctx.history.to_dict()
+        hist.update(topic_channel_engagements_90d={}, days_since_content={})
+        same = DecisionContext(ctx.hcp, ctx.day, History.from_dict(hist), ctx.request)
+        aids = table["action_ids"][i].as_py()
+        expected = f.featurize_json(same.to_json(), aids)
+        assert got.lines(i) == expected == f.featurize_json(json.dumps(raw[i]), aids)
+        assert " it_ago=" not in "".join(expected) and " tc_e90:" not in "".join(expected)
+
+
+def test_huge_topic_channel_counts_take_the_plain_path_with_the_same_lines() -> None:
+    table, ctxs, actions = random_table(20, seed=6)
+    big = []
+    for ctx, acts in zip(ctxs, actions, strict=True):
+        topic = CATALOG.by_id[acts[0].content_id].topic
+        hist = ctx.history.to_dict()
+        hist["topic_channel_engagements_90d"] = {f"{topic}@{acts[0].channel}": 123_456}
+        big.append(DecisionContext(ctx.hcp, ctx.day, History.from_dict(hist), ctx.request))
+    t2 = table.set_column(1, "context", pa.array([c.to_json() for c in big]))
+    f = Featurizer(CATALOG)
+    batch = f.featurize_table(t2)
+    for i, (ctx, acts) in enumerate(zip(big, actions, strict=True)):
+        lines = f.featurize_one(ctx, acts)
+        assert batch.lines(i) == lines
+        assert " tc_e90:123456" in lines[1]
+
+
+def test_date_like_request_values_go_row_by_row_with_the_same_output() -> None:
+    # Arrow's JSON reader reads ISO-looking strings as timestamps; their text is
+    # not recoverable, so such tables are featurized row by row
+    table, _ctxs, _actions = random_table(6, seed=12)
+    raw = [json.loads(c) for c in table.column("context").to_pylist()]
+    for d in raw:
+        d["request"]["due"] = "2026-01-09"
+    t2 = table.set_column(1, "context", pa.array([json.dumps(d) for d in raw]))
+    f = Featurizer(CATALOG)
+    batch = f.featurize_table(t2)
+    for i, d in enumerate(raw):
+        lines = f.featurize_json(json.dumps(d), table["action_ids"][i].as_py())
+        assert batch.lines(i) == lines
+        assert " due=2026-01-09" in lines[0]

@@ -100,6 +100,10 @@ def test_history_equals_hand_computation(store: EventStore) -> None:
         topic_engagements_90d={"efficacy": 3, "mechanism": 1},
         days_since_touch={"email": 1, "rep_visit": 8, "portal": 90},
         last_content_id="c1",
+        # D1 (opened, clicked) and D6 (opened) by email on efficacy; D2 on the portal
+        topic_channel_engagements_90d={"efficacy@email": 3, "mechanism@portal": 1},
+        # c5 is 91 days old, c6 from the decision day itself: neither counts
+        days_since_content={"c1": 1, "c2": 7, "c3": 8, "c4": 90},
     )
     assert got == expected
 
@@ -128,3 +132,25 @@ def test_history_a_day_later_moves_the_windows(store: EventStore) -> None:
     assert got.touches_90d == {"email": 3, "rep_visit": 1}
     assert got.days_since_touch == {"email": 1, "rep_visit": 9}
     assert got.last_content_id == "c6"
+    assert got.days_since_content == {"c6": 1, "c1": 2, "c2": 8, "c3": 9}
+    # D3's meeting on the old decision day now counts too
+    assert got.topic_channel_engagements_90d == {
+        "dosing@rep_visit": 1,
+        "efficacy@email": 3,
+        "mechanism@portal": 1,
+    }
+
+
+def test_days_since_content_is_the_latest_receipt_on_any_channel(tmp_path: Path) -> None:
+    s = EventStore(tmp_path / "events.db")
+    s.add_touches(
+        [
+            Touch("h1", at(2026, 3, 7, 9), "rep_visit", "c1"),  # age 3, the latest
+            Touch("h1", at(2026, 2, 28), "email", "c1"),  # age 10
+            Touch("h1", at(2026, 3, 1), "email", "c2"),  # age 9
+            Touch("h1", at(2026, 3, 8), "email", "c2", "external"),  # age 2, external counts
+        ]
+    )
+    got = s.history("h1", DAY, Catalog.default())
+    assert got.days_since_content == {"c1": 3, "c2": 2}
+    s.close()

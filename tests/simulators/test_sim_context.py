@@ -36,6 +36,8 @@ def _recompute(dec, tch, out, cat: Catalog):
             "topic_engagements_90d": {},
             "days_since_touch": {},
             "last_content_id": None,
+            "topic_channel_engagements_90d": {},
+            "days_since_content": {},
         }
         last_ts = None
         for tday, ts, ch, content in touches[r.hcp_id]:
@@ -50,11 +52,16 @@ def _recompute(dec, tch, out, cat: Catalog):
                 h["days_since_touch"][ch] = ago
             if last_ts is None or ts > last_ts:
                 last_ts, h["last_content_id"] = ts, content
+            seen = h["days_since_content"]
+            if ago <= 90 and (content not in seen or ago < seen[content]):
+                seen[content] = ago
         for _eid, _t, eday, ch, topic in engagements[r.hcp_id]:
             if day - timedelta(days=30) <= eday < day:
                 h["engagements_30d"][ch] = h["engagements_30d"].get(ch, 0) + 1
             if day - timedelta(days=90) <= eday < day:
                 h["topic_engagements_90d"][topic] = h["topic_engagements_90d"].get(topic, 0) + 1
+                tc = h["topic_channel_engagements_90d"]
+                tc[f"{topic}@{ch}"] = tc.get(f"{topic}@{ch}", 0) + 1
         expected[r.event_id] = h
     return expected
 
@@ -67,7 +74,7 @@ def test_history_in_context_matches_recomputation_from_the_logs(run, request):
     # contexts count contacts only, as before pull signals (docs/simulator.md, "Pull signals")
     tch = tch[tch.kind == "contact"]
     expected = _recompute(dec, tch, sim.table("outcomes"), Catalog.default())
-    nonempty = 0
+    nonempty = seen = engaged = 0
     for r in dec.itertuples():
         ctx = DecisionContext.from_json(r.context)
         got = ctx.history.to_dict()
@@ -77,10 +84,13 @@ def test_history_in_context_matches_recomputation_from_the_logs(run, request):
         }
         assert got == exp, r.event_id
         nonempty += bool(got["touches_90d"])
+        seen += bool(got["days_since_content"])
+        engaged += bool(got["topic_channel_engagements_90d"])
         assert ctx.hcp.hcp_id == r.hcp_id
         assert ctx.day == r.ts.date()
         assert ctx.request == {"requester": r.requester}
     assert nonempty > len(dec) / 3  # the history is exercised, not empty
+    assert seen > len(dec) / 3 and engaged > 0
 
 
 def test_context_strings_are_byte_identical_to_to_json(campaign_run):

@@ -1,0 +1,561 @@
+"""The bulk path: a whole Arrow table of logged decisions -> VW lines, column-wise.
+
+The logged context JSON of every decision is parsed at once by Arrow's JSON
+reader; each namespace is then assembled with Arrow string kernels, and the
+action crosses are built once per (decision, channel) and once per (decision,
+topic) and gathered per action line. The output is byte-identical to the
+per-decision path (:mod:`nba.features.tokens`) row by row.
+"""
+
+from __future__ import annotations
+
+import io
+from typing import TYPE_CHECKING
+
+import numpy as np
+import numpy.typing as npt
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.json as pj
+
+from nba.catalog import Catalog
+from nba.context import (
+    CONTENT_WINDOW,
+    HISTORY_WINDOWS,
+    READABLE_CONTEXT_VERSIONS,
+    topic_channel_key,
+)
+from nba.domain import ACTION_SEPARATOR, ADOPTION_STAGES
+from nba.features.batch import FeaturizedBatch, concat_lines, join
+from nba.features.config import (
+    AGE_BUCKET_OLDER,
+    AGE_BUCKETS,
+    CLEAN_PATTERN,
+    FeaturizeError,
+    clean,
+)
+from nba.features.tokens import DOW
+
+if TYPE_CHECKING:
+    from nba.features.featurizer import Featurizer
+
+
+def featurize_bulk(
+    f: Featurizer, ctx: pa.Array, acts: pa.Array, event_ids: pa.Array
+) -> FeaturizedBatch | None:
+    """The lines of native contexts, column-wise (see :meth:`Featurizer.featurize_table`).
+
+    Parameters
+    ----------
+    f : Featurizer
+    ctx : pyarrow.StringArray, shape (n,)
+        Logged context JSON, no nulls, no foreign DSJSON.
+    acts : pyarrow.ListArray of string, shape (n,)
+        Eligible action ids of each decision, in scoring order.
+    event_ids : pyarrow.StringArray, shape (n,)
+        Named in error messages.
+
+    Returns
+    -------
+    FeaturizedBatch or None
+        None when Arrow cannot read the contexts as one table (a field whose JSON
+        type changes between rows): the caller then goes row by row.
+    """
+    n = len(ctx)
+    blob = concat_lines(ctx)
+    opts = pj.ParseOptions(newlines_in_values=bool(pc.any(pc.match_substring(ctx, "\n")).as_py()))
+    try:
+        parsed = pj.read_json(io.BytesIO(blob), parse_options=opts)
+    except pa.ArrowInvalid:
+        # columns whose JSON type changes between rows (e.g. a request value
+        # that is a number in one row and a string in another): row by row
+        return None
+    if parsed.num_rows != n:
+        raise FeaturizeError(f"featurize_table: parsed {parsed.num_rows} contexts from {n} rows")
+    cols = _Columns(parsed, event_ids)
+    ver = cols.get("v")
+    if ver is not None and not pa.types.is_null(ver.type):
+        if not pa.types.is_integer(ver.type):
+            raise FeaturizeError(f"featurize_table: field 'v' is {ver.type}, not an integer")
+        bad = pc.invert(pc.is_in(ver, pa.array(READABLE_CONTEXT_VERSIONS, ver.type)))
+        cols.fail_if(bad, "v", "unsupported context version")
+    spec = cols.req_str("hcp", "specialty")
+    market = cols.req_str("hcp", "market")
+    stage = cols.req_str("hcp", "adoption_stage")
+    cols.fail_if(
+        pc.invert(pc.is_in(stage, pa.array(ADOPTION_STAGES))),
+        "hcp.adoption_stage",
+        f"not one of {', '.join(ADOPTION_STAGES)}",
+    )
+    decile = cols.req_num("hcp", "decile")
+    cols.fail_if(pc.or_(pc.less(decile, 1), pc.greater(decile, 10)), "hcp.decile", "must be 1-10")
+    aff_col = cols.get("hcp", "digital_affinity")
+    aff = (
+        np.full(n, 0.5)
+        if aff_col is None
+        else pc.fill_null(aff_col.cast(pa.float64()), 0.5).to_numpy(zero_copy_only=False)
+    )
+    if np.any((aff < 0) | (aff > 1)) or not np.all(np.isfinite(aff)):
+        cols.fail_if(
+            pa.array((aff < 0) | (aff > 1) | ~np.isfinite(aff)),
+            "hcp.digital_affinity",
+            "must be in [0, 1]",
+        )
+    aff_s = _fixed3_arrow(aff)
+    day = cols.req("day")
+    day = _as_date32(day, cols)
+
+    shared_parts: list[pa.Array | str] = ["shared"]
+    cfg = set(f.config.namespaces)
+    consents = _Consents(cols.get("hcp", "consents"), n)
+    if "p" in cfg:
+        nosee_col = cols.get("hcp", "no_see")
+        nosee = (
+            pa.nulls(n, pa.string())
+            if nosee_col is None
+            else pc.if_else(pc.fill_null(nosee_col, False), " nosee", pa.scalar(None, pa.string()))
+        )
+        cons = consents.tokens()
+        p = join(
+            " |p spec=",
+            _clean_arrow(spec),
+            " mkt=",
+            _clean_arrow(market),
+            " stage=",
+            stage,
+            " dec=",
+            pc.cast(decile.cast(pa.int64()), pa.string()),
+            " aff:",
+            aff_s,
+            nosee,
+            cons,
+        )
+        shared_parts.append(p)
+    hist = _HistoryColumns(cols, n)
+    if "h" in cfg:
+        shared_parts.append(join(" |h", *hist.tokens()))
+    if "r" in cfg:
+        try:
+            request = _request_pieces(cols.get("request"), cols)
+        except pa.ArrowInvalid:
+            return None  # a request value Arrow read as a timestamp: row by row
+        shared_parts.append(join(" |r", *request))
+    if "c" in cfg:
+        dow = pa.array(list(DOW), pa.string()).take(pc.day_of_week(day))
+        mon = pc.cast(pc.month(day), pa.string())
+        shared_parts.append(join(" |c dow=", dow, " mon=", mon))
+    shared = join(*shared_parts)
+
+    # ---- actions
+    flat_ids = acts.flatten()
+    list_offsets = np.asarray(acts.offsets.to_numpy(zero_copy_only=False), dtype=np.int64)
+    list_offsets = list_offsets - list_offsets[0]
+    sizes = np.diff(list_offsets)
+    if np.any(sizes == 0):
+        bad = int(np.flatnonzero(sizes == 0)[0])
+        raise FeaturizeError(
+            f"featurize_table: event {event_ids[bad].as_py()!r}: no eligible actions"
+        )
+    cat_ids = pa.array(list(f.catalog.action_ids), pa.string())
+    idx_arr = pc.index_in(flat_ids, value_set=cat_ids)
+    if idx_arr.null_count:
+        bad_flat = int(np.flatnonzero(idx_arr.is_null().to_numpy(zero_copy_only=False))[0])
+        row = int(np.searchsorted(list_offsets, bad_flat, side="right") - 1)
+        raise FeaturizeError(
+            f"featurize_table: event {event_ids[row].as_py()!r}: action "
+            f"{flat_ids[bad_flat].as_py()!r} is not in catalog {f.catalog.version}"
+        )
+    aidx = idx_arr.to_numpy(zero_copy_only=False).astype(np.int64)
+    row_of = np.repeat(np.arange(n, dtype=np.int64), sizes)
+    static = pa.array([f._static[a] for a in f.catalog.action_ids], pa.string())
+    line = static.take(pa.array(aidx))
+    if "x" in cfg:
+        x = _cross_pieces(f.catalog, aidx, row_of, hist, consents, stage, aff_s)
+        sep = " |x" if f.config.action != ("x",) else "|x"
+        line = join(line, sep, *x)
+    return FeaturizedBatch(shared, line, list_offsets)
+
+
+def _cross_pieces(
+    cat: Catalog,
+    aidx: npt.NDArray[np.int64],
+    row_of: npt.NDArray[np.int64],
+    hist: _HistoryColumns,
+    consents: _Consents,
+    stage: pa.Array,
+    aff_s: pa.Array,
+) -> list[pa.Array | str]:
+    """The ``x`` namespace of every action line. Channel-dependent pieces are
+    built once per (decision, channel), topic-dependent ones once per
+    (decision, topic), the topic x channel one once per (decision, topic,
+    channel) and the item one once per (decision, item), then gathered per
+    action line."""
+    n = len(stage)
+    ch_of = cat.action_channel_index.astype(np.int64)[aidx]
+    top_of = cat.action_topic_index.astype(np.int64)[aidx]
+    item_of = cat.action_item_index.astype(np.int64)[aidx]
+    channels = list(cat.channels)
+    topics = list(cat.topics)
+    nch, ntop = len(channels), len(topics)
+    none = pa.scalar(None, pa.string())
+    rows_c = np.repeat(np.arange(n, dtype=np.int64), nch)  # (n * nch,) row-major
+
+    def count_piece(prefix: str, mat: npt.NDArray[np.int64]) -> pa.Array:
+        vals = mat.reshape(-1)
+        s = pc.binary_join_element_wise(prefix, pc.cast(pa.array(vals), pa.string()), "")
+        return pc.if_else(pa.array(vals != 0), s, none)
+
+    dst_m, dst_present = hist.matrix_present("days_since_touch", channels)
+    dst = pc.if_else(
+        pa.array(dst_present.reshape(-1)),
+        pc.binary_join_element_wise(
+            " ch_dst:", pc.cast(pa.array(dst_m.reshape(-1)), pa.string()), ""
+        ),
+        " ch_dst_none",
+    )
+    dstb = pc.if_else(
+        pa.array(dst_present.reshape(-1)),
+        pc.binary_join_element_wise(" ch_dstb=", _age_bucket_arrow(dst_m.reshape(-1)), ""),
+        none,
+    )
+    aff_prefix = pa.array([f" aff_{clean(c)}:" for c in channels], pa.string()).take(
+        pa.array(np.tile(np.arange(nch, dtype=np.int64), n))
+    )
+    cons_m = consents.matrix(channels)
+    per_channel = join(
+        count_piece(" ch_t7:", hist.matrix("touches_7d", channels)),
+        count_piece(" ch_t30:", hist.matrix("touches_30d", channels)),
+        count_piece(" ch_e30:", hist.matrix("engagements_30d", channels)),
+        dst,
+        dstb,
+        aff_prefix,
+        aff_s.take(pa.array(rows_c)),
+        pc.if_else(pa.array(~cons_m.reshape(-1)), " nocons", none),
+    )
+    topic_names = pa.array([f"_{clean(t)}" for t in topics], pa.string()).take(
+        pa.array(np.tile(np.arange(ntop, dtype=np.int64), n))
+    )
+    per_topic = join(
+        count_piece(" top_e90:", hist.matrix("topic_engagements_90d", topics)),
+        " st_top=",
+        stage.take(pa.array(np.repeat(np.arange(n, dtype=np.int64), ntop))),
+        topic_names,
+    )
+    pieces: list[pa.Array | str] = []
+    last = hist.last_content
+    if last is not None:
+        item_ids = pa.array([it.id for it in cat.items], pa.string())
+        same = pc.equal(last.take(pa.array(row_of)), item_ids.take(pa.array(item_of)))
+        pieces.append(pc.if_else(pc.fill_null(same, False), " same_last", none))
+    pieces.append(per_channel.take(pa.array(row_of * nch + ch_of)))
+    pieces.append(per_topic.take(pa.array(row_of * ntop + top_of)))
+    # topic x channel: key index t * nch + c, as in the catalog's vocabularies
+    tc_keys = [topic_channel_key(t, c) for t in topics for c in channels]
+    tc_m = hist.matrix("topic_channel_engagements_90d", tc_keys).reshape(-1)
+    tc = tc_m[row_of * (ntop * nch) + top_of * nch + ch_of]
+    # this action's content item: how long ago it last reached the HCP
+    item_ids = [it.id for it in cat.items]
+    seen_m, seen_present = hist.matrix_present("days_since_content", item_ids)
+    at = row_of * len(item_ids) + item_of
+    age = np.where(seen_present.reshape(-1)[at], _age_bucket_code(seen_m.reshape(-1)[at]) + 1, 0)
+    # both tokens come from one small table of strings, indexed by (count, bucket):
+    # one take over the action lines instead of casts and joins
+    names = [""] + [f" it_ago={name}" for _, name in AGE_BUCKETS] + [f" it_ago={AGE_BUCKET_OLDER}"]
+    top = int(tc.max()) if tc.size else 0
+    if top > _MAX_TABLED_COUNT:  # an implausible count: no table that large
+        ago = pa.array(names, pa.string()).take(pa.array(age))
+        return [*pieces, count_piece(" tc_e90:", tc), pc.if_else(pa.array(age > 0), ago, none)]
+    table = pa.array(
+        [(f" tc_e90:{v}" if v else "") + name or None for v in range(top + 1) for name in names],
+        pa.string(),
+    )
+    pieces.append(table.take(pa.array(tc * len(names) + age)))
+    return pieces
+
+
+#: largest topic x channel count the bulk path writes through its lookup table
+_MAX_TABLED_COUNT = 1000
+
+
+def _age_bucket_code(days: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
+    """Index into :data:`~nba.features.config.AGE_BUCKETS` (its length: older) of
+    each age, shape (k,) -> (k,)."""
+    uppers = np.array([u for u, _ in AGE_BUCKETS], dtype=np.int64)
+    return np.searchsorted(uppers, days, side="left").astype(np.int64)
+
+
+def _age_bucket_arrow(days: npt.NDArray[np.int64]) -> pa.Array:
+    """:func:`nba.features.config.age_bucket` of each value, shape (k,) -> (k,)."""
+    names = pa.array([name for _, name in AGE_BUCKETS] + [AGE_BUCKET_OLDER], pa.string())
+    return names.take(pa.array(_age_bucket_code(days)))
+
+
+def _clean_arrow(arr: pa.Array) -> pa.Array:
+    return pc.replace_substring_regex(arr, CLEAN_PATTERN, "_")
+
+
+def _fixed3_arrow(x: npt.NDArray[np.float64]) -> pa.Array:
+    m = np.rint(np.asarray(x, dtype=np.float64) * 1000.0).astype(np.int64)
+    neg = m < 0
+    m = np.abs(m)
+    ip = pc.cast(pa.array(m // 1000), pa.string())
+    fp = pc.utf8_lpad(pc.cast(pa.array(m % 1000), pa.string()), 3, "0")
+    sign = pc.if_else(pa.array(neg), "-", "")
+    return join(sign, ip, ".", fp)
+
+
+def _as_date32(day: pa.Array, cols: _Columns) -> pa.Array:
+    try:
+        return pc.cast(day, pa.date32())
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+        raise FeaturizeError(f"featurize_table: field 'day': not an ISO date: {exc}") from exc
+
+
+class _Consents:
+    """Consent lists of a batch, deduplicated and sorted per row (like a frozenset)."""
+
+    def __init__(self, consents: pa.Array | None, n: int) -> None:
+        self.n = n
+        self.parents = np.zeros(0, dtype=np.int64)
+        self.codes = np.zeros(0, dtype=np.int64)
+        self.values: list[str] = []
+        if consents is None or len(consents) == 0:
+            return
+        filled = pc.fill_null(consents, pa.scalar([], consents.type))
+        parents = np.asarray(
+            pc.list_parent_indices(filled).to_numpy(zero_copy_only=False), dtype=np.int64
+        )
+        flat = pc.list_flatten(filled)
+        if len(flat) == 0:
+            return
+        enc = (
+            pc.dictionary_encode(flat).combine_chunks()
+            if isinstance(flat, pa.ChunkedArray)
+            else pc.dictionary_encode(flat)
+        )
+        values = [str(v) for v in enc.dictionary.to_pylist()]
+        rank = np.argsort(np.argsort(np.array(values, dtype=object)))  # sorted-string order
+        order_values = [values[i] for i in np.argsort(rank)]
+        codes = rank[np.asarray(enc.indices.to_numpy(zero_copy_only=False), dtype=np.int64)]
+        k = len(values)
+        key = np.sort(parents * k + codes)  # by row, then value
+        key = key[np.r_[True, key[1:] != key[:-1]]]  # duplicates gone
+        self.parents = key // k
+        self.codes = key % k
+        self.values = order_values
+
+    def tokens(self) -> pa.Array:
+        """`` cons=<value>`` tokens of each row, concatenated, shape (n,)."""
+        if not self.values:
+            return pa.nulls(self.n, pa.string())
+        toks = pa.array([f" cons={clean(v)}" for v in self.values], pa.string()).take(
+            pa.array(self.codes)
+        )
+        counts = np.bincount(self.parents, minlength=self.n)
+        offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int32)
+        return pc.binary_join(pa.ListArray.from_arrays(pa.array(offsets), toks), "")
+
+    def matrix(self, channels: list[str]) -> npt.NDArray[np.bool_]:
+        """Whether each row consents to each channel, shape (n, len(channels))."""
+        out = np.zeros((self.n, len(channels)), dtype=bool)
+        if not self.values:
+            return out
+        pos = {c: i for i, c in enumerate(channels)}
+        col = np.array([pos.get(v, -1) for v in self.values], dtype=np.int64)[self.codes]
+        ok = col >= 0
+        out[self.parents[ok], col[ok]] = True
+        return out
+
+
+class _Columns:
+    """Typed access to the parsed context table with errors naming the event."""
+
+    def __init__(self, parsed: pa.Table, event_ids: pa.Array) -> None:
+        self.parsed = parsed
+        self.event_ids = event_ids
+        self.n = parsed.num_rows
+        self._combined: dict[str, pa.Array] = {}
+
+    def get(self, *path: str) -> pa.Array | None:
+        if path[0] not in self.parsed.column_names:
+            return None
+        arr: pa.Array | None = self._combined.get(path[0])
+        if arr is None:
+            # combined once: the history struct is wide, and read many times
+            arr = self._combined[path[0]] = self.parsed.column(path[0]).combine_chunks()
+        for name in path[1:]:
+            if not pa.types.is_struct(arr.type) or arr.type.get_field_index(name) < 0:
+                return None
+            arr = pc.struct_field(arr, name)
+        return arr
+
+    def fail_if(self, mask: pa.Array, fieldname: str, problem: str) -> None:
+        m = pc.fill_null(mask, False).to_numpy(zero_copy_only=False)
+        if m.any():
+            i = int(np.flatnonzero(m)[0])
+            raise FeaturizeError(
+                f"featurize_table: event {self.event_ids[i].as_py()!r}: field "
+                f"'{fieldname}': {problem}"
+            )
+
+    def req(self, *path: str) -> pa.Array:
+        arr = self.get(*path)
+        name = ".".join(path)
+        if arr is None:
+            raise FeaturizeError(f"featurize_table: field '{name}' is missing from every context")
+        self.fail_if(arr.is_null(), name, "missing")
+        return arr
+
+    def req_str(self, *path: str) -> pa.Array:
+        arr = self.req(*path)
+        name = ".".join(path)
+        if not pa.types.is_string(arr.type):
+            raise FeaturizeError(f"featurize_table: field '{name}' is {arr.type}, not a string")
+        self.fail_if(pc.equal(pc.utf8_length(arr), 0), name, "must not be empty")
+        return arr
+
+    def req_num(self, *path: str) -> pa.Array:
+        arr = self.req(*path)
+        name = ".".join(path)
+        if not pa.types.is_integer(arr.type):
+            raise FeaturizeError(f"featurize_table: field '{name}' is {arr.type}, not an integer")
+        return arr
+
+
+class _HistoryColumns:
+    """History maps as dense (n, k) matrices over a vocabulary, and as tokens."""
+
+    def __init__(self, cols: _Columns, n: int) -> None:
+        self.cols = cols
+        self.n = n
+        self._field_cache: dict[str, list[tuple[str, pa.Array]]] = {}
+        self.last_content = cols.get("history", "last_content_id")
+        if self.last_content is not None and not pa.types.is_string(self.last_content.type):
+            if self.last_content.null_count == len(self.last_content):
+                self.last_content = None
+            else:
+                raise FeaturizeError(
+                    "featurize_table: field 'history.last_content_id' is not a string"
+                )
+
+    def _fields(self, name: str) -> list[tuple[str, pa.Array]]:
+        """The checked integer fields of history map ``name``, sorted by key (cached)."""
+        got = self._field_cache.get(name)
+        if got is None:
+            got = self._field_cache[name] = self._read_fields(name)
+        return got
+
+    def _read_fields(self, name: str) -> list[tuple[str, pa.Array]]:
+        arr = self.cols.get("history", name)
+        if arr is None or not pa.types.is_struct(arr.type):
+            return []
+        out = []
+        for i in range(arr.type.num_fields):
+            key = arr.type.field(i).name
+            child = pc.struct_field(arr, [i])
+            if pa.types.is_null(child.type):
+                continue
+            if not pa.types.is_integer(child.type):
+                raise FeaturizeError(
+                    f"featurize_table: field 'history.{name}.{key}' is {child.type}, "
+                    "not a whole-number count"
+                )
+            where = f"history.{name}.{key}"
+            if name == "days_since_content":
+                self.cols.fail_if(
+                    pc.or_(pc.less(child, 1), pc.greater(child, CONTENT_WINDOW)),
+                    where,
+                    f"days must be in 1..{CONTENT_WINDOW}",
+                )
+            else:
+                self.cols.fail_if(pc.less(child, 0), where, "negative count")
+            if name == "topic_channel_engagements_90d":
+                topic, sep, channel = key.rpartition(ACTION_SEPARATOR)
+                if not sep or not topic or not channel:
+                    raise FeaturizeError(
+                        f"featurize_table: field '{where}': key must be "
+                        f"'topic{ACTION_SEPARATOR}channel'"
+                    )
+            out.append((key, child))
+        return sorted(out, key=lambda kv: kv[0])
+
+    def matrix(self, name: str, vocab: list[str]) -> npt.NDArray[np.int64]:
+        return self.matrix_present(name, vocab)[0]
+
+    def matrix_present(
+        self, name: str, vocab: list[str]
+    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.bool_]]:
+        vals = np.zeros((self.n, len(vocab)), dtype=np.int64)
+        present = np.zeros((self.n, len(vocab)), dtype=bool)
+        pos = {v: i for i, v in enumerate(vocab)}
+        for key, child in self._fields(name):
+            j = pos.get(key)
+            if j is None:
+                continue
+            present[:, j] = child.is_valid().to_numpy(zero_copy_only=False)
+            vals[:, j] = pc.fill_null(child, 0).to_numpy(zero_copy_only=False)
+        return vals, present
+
+    def tokens(self) -> list[pa.Array]:
+        none = pa.scalar(None, pa.string())
+        out: list[pa.Array] = []
+        spec = [(f"touches_{w}d", f"t{w}_", True) for w in HISTORY_WINDOWS] + [
+            ("engagements_30d", "e30_", True),
+            ("topic_engagements_90d", "te90_", True),
+            ("days_since_touch", "dst_", False),
+        ]
+        for name, prefix, drop_zero in spec:
+            for key, child in self._fields(name):
+                s = pc.binary_join_element_wise(
+                    f" {prefix}{clean(key)}:", pc.cast(child, pa.string()), ""
+                )
+                if drop_zero:
+                    s = pc.if_else(pc.fill_null(pc.not_equal(child, 0), False), s, none)
+                out.append(s)
+        if self.last_content is not None:
+            out.append(
+                pc.if_else(
+                    pc.fill_null(pc.greater(pc.utf8_length(self.last_content), 0), False),
+                    pc.binary_join_element_wise(" last=", _clean_arrow(self.last_content), ""),
+                    none,
+                )
+            )
+        return out
+
+
+def _request_pieces(req: pa.Array | None, cols: _Columns) -> list[pa.Array]:
+    if req is None or not pa.types.is_struct(req.type):
+        return []
+    fields = sorted(
+        ((req.type.field(i).name, pc.struct_field(req, [i])) for i in range(req.type.num_fields)),
+        key=lambda kv: kv[0],
+    )
+    out: list[pa.Array] = []
+    for key, child in fields:
+        k = clean(key)
+        t = child.type
+        if pa.types.is_null(t):
+            continue
+        if pa.types.is_boolean(t):
+            s = pc.if_else(child, f" {k}=true", f" {k}=false")
+        elif pa.types.is_integer(t) or pa.types.is_floating(t):
+            vals = child.cast(pa.float64())
+            num = _fixed3_arrow(pc.fill_null(vals, 0.0).to_numpy(zero_copy_only=False))
+            s = pc.if_else(
+                child.is_valid(),
+                pc.binary_join_element_wise(f" {k}:", num, ""),
+                pa.scalar(None, pa.string()),
+            )
+        elif pa.types.is_string(t):
+            s = pc.binary_join_element_wise(f" {k}=", _clean_arrow(child), "")
+        elif pa.types.is_timestamp(t):
+            # the JSON reader guesses timestamps from ISO-looking strings; not
+            # recoverable exactly, so such requests go row by row
+            raise pa.ArrowInvalid("timestamp-like request value")
+        else:
+            raise FeaturizeError(
+                f"featurize_table: field 'request.{key}' is {t}; request values must be "
+                "strings, numbers or booleans"
+            )
+        out.append(s)
+    return out

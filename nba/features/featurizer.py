@@ -1,0 +1,245 @@
+"""The :class:`Featurizer`: one decision (serving) or a whole log table (training).
+
+The per-decision methods assemble lines from :mod:`nba.features.tokens`;
+:meth:`Featurizer.featurize_table` hands native contexts to the bulk Arrow path
+(:mod:`nba.features.bulk`) and foreign DSJSON contexts to
+:mod:`nba.features.dsjson`, and merges them back in order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from nba.catalog import Catalog
+from nba.context import DecisionContext
+from nba.domain import Action, ValidationError
+from nba.features.batch import FeaturizedBatch
+from nba.features.bulk import featurize_bulk
+from nba.features.config import FeaturizeError, FeaturizerConfig, clean
+from nba.features.dsjson import (
+    DSJSON_PREFIX,
+    DSJSON_PREFIX_PATTERN,
+    dsjson_passthrough_lines,
+    line_to_namespaces,
+)
+from nba.features.tokens import (
+    calendar_tokens,
+    cross_tokens,
+    history_tokens,
+    profile_tokens,
+    request_tokens,
+)
+
+
+class Featurizer:
+    """Turns contexts and actions into VW ADF lines (one decision or a table).
+
+    Parameters
+    ----------
+    catalog : Catalog
+        Where action topics and formats come from.
+    config : FeaturizerConfig, optional
+    """
+
+    def __init__(self, catalog: Catalog, config: FeaturizerConfig | None = None) -> None:
+        self.catalog = catalog
+        self.config = config or FeaturizerConfig()
+        ns = set(self.config.namespaces)
+        self._static: dict[str, str] = {}
+        for a in catalog.actions:
+            item = catalog.by_id[a.content_id]
+            parts = []
+            if "T" in ns:
+                parts.append(f"|T {clean(item.topic)}")
+            if "K" in ns:
+                parts.append(f"|K {clean(a.channel)}")
+            if "F" in ns:
+                parts.append(f"|F {clean(item.format)}")
+            if "I" in ns:
+                parts.append(f"|I {clean(a.content_id)}")
+            self._static[a.action_id] = " ".join(parts)
+        self._topic = {a.action_id: catalog.by_id[a.content_id].topic for a in catalog.actions}
+
+    @property
+    def interactions(self) -> tuple[str, ...]:
+        return self.config.interactions
+
+    # ------------------------------------------------------------ one decision
+    def shared_line(self, context: DecisionContext) -> str:
+        """The ``shared`` line of one decision."""
+        parts = ["shared"]
+        for ns in self.config.shared:
+            if ns == "p":
+                parts.append("|p" + profile_tokens(context.hcp))
+            elif ns == "h":
+                parts.append("|h" + history_tokens(context.history))
+            elif ns == "r":
+                parts.append("|r" + request_tokens(context.request))
+            else:
+                parts.append("|c" + calendar_tokens(context.day))
+        return " ".join(parts)
+
+    def _static_of(self, action: Action) -> str:
+        try:
+            return self._static[action.action_id]
+        except KeyError:
+            raise FeaturizeError(
+                f"action {action.action_id!r} is not in catalog {self.catalog.version} "
+                f"({self.catalog.source})"
+            ) from None
+
+    def action_line(self, context: DecisionContext, action: Action) -> str:
+        """The line of one action in the context of one decision."""
+        line = self._static_of(action)
+        if "x" not in self.config.namespaces:
+            return line
+        x = cross_tokens(context, action.channel, self._topic[action.action_id], action.content_id)
+        return f"{line} |x{x}" if line else f"|x{x}"
+
+    def featurize_one(self, context: DecisionContext, actions: Sequence[Action]) -> list[str]:
+        """VW lines of one ADF example (no labels): ``shared`` then one per action.
+
+        Parameters
+        ----------
+        context : DecisionContext
+        actions : sequence of Action, length n_actions
+            The eligible actions in scoring order.
+
+        Returns
+        -------
+        list of str, length n_actions + 1
+        """
+        if not actions:
+            raise FeaturizeError("featurize_one: no actions given")
+        return [self.shared_line(context), *(self.action_line(context, a) for a in actions)]
+
+    def featurize_json(self, context_json: str, action_ids: Sequence[str]) -> list[str]:
+        """Like :meth:`featurize_one` for a logged ``context`` column value.
+
+        Handles foreign DSJSON contexts (``{"dsjson": {...}}``) by passing their
+        namespaces through.
+        """
+        if DSJSON_PREFIX.match(context_json):
+            return dsjson_passthrough_lines(context_json, action_ids)
+        ctx = DecisionContext.from_json(context_json)
+        return self.featurize_one(ctx, [_parse_action(a) for a in action_ids])
+
+    def dsjson_c(self, context: DecisionContext, actions: Sequence[Action]) -> dict[str, Any]:
+        """The DSJSON ``c`` object of one decision: the same features as
+        :meth:`featurize_one`, as namespaces of ``{feature: value}`` and ``_multi``.
+
+        Returns
+        -------
+        dict
+            ``{"p": {...}, "h": {...}, ..., "_multi": [{"T": {...}, ...}, ...]}``
+        """
+        lines = self.featurize_one(context, actions)
+        c: dict[str, Any] = dict(line_to_namespaces(lines[0][len("shared ") :]))
+        c["_multi"] = [line_to_namespaces(line) for line in lines[1:]]
+        return c
+
+    # ----------------------------------------------------------------- bulk
+    def featurize_table(self, table: pa.Table) -> FeaturizedBatch:
+        """VW lines of every decision of a log table, built column-wise.
+
+        Parameters
+        ----------
+        table : pyarrow.Table
+            Needs columns ``context`` (string, the logged JSON) and ``action_ids``
+            (list of string); ``event_id`` is used in error messages if present.
+
+        Returns
+        -------
+        FeaturizedBatch
+            Identical lines to :meth:`featurize_json` row by row.
+        """
+        for col in ("context", "action_ids"):
+            if col not in table.column_names:
+                raise FeaturizeError(f"featurize_table: missing column {col!r}")
+        n = table.num_rows
+        ctx = table.column("context").combine_chunks()
+        if not pa.types.is_string(ctx.type) and not pa.types.is_large_string(ctx.type):
+            raise FeaturizeError(f"featurize_table: column 'context' is {ctx.type}, not string")
+        acts = table.column("action_ids").combine_chunks()
+        event_ids = (
+            table.column("event_id").combine_chunks()
+            if "event_id" in table.column_names
+            else pa.array([f"row {i}" for i in range(n)])
+        )
+        if n == 0:
+            return FeaturizedBatch(
+                pa.array([], pa.string()), pa.array([], pa.string()), np.zeros(1, np.int64)
+            )
+        if ctx.null_count or acts.null_count:
+            bad = int(
+                np.flatnonzero(
+                    pc.or_(ctx.is_null(), acts.is_null()).to_numpy(zero_copy_only=False)
+                )[0]
+            )
+            raise FeaturizeError(
+                f"featurize_table: event {event_ids[bad].as_py()!r}: context or action_ids is null"
+            )
+        is_ds = pc.match_substring_regex(ctx, DSJSON_PREFIX_PATTERN).to_numpy(zero_copy_only=False)
+        if is_ds.any():
+            return self._mixed(table, is_ds)
+        batch = featurize_bulk(self, ctx, acts, event_ids)
+        return self._rowwise(ctx, acts, event_ids) if batch is None else batch
+
+    def _mixed(self, table: pa.Table, is_ds: npt.NDArray[np.bool_]) -> FeaturizedBatch:
+        """Foreign DSJSON rows one by one, native rows in bulk, merged in order."""
+        native_idx = np.flatnonzero(~is_ds)
+        native = self.featurize_table(table.take(pa.array(native_idx))) if len(native_idx) else None
+        shared: list[str] = []
+        actions: list[str] = []
+        offsets = [0]
+        ctx = table.column("context").to_pylist()
+        aids = table.column("action_ids").to_pylist()
+        k = 0
+        for i in range(table.num_rows):
+            if is_ds[i]:
+                lines = dsjson_passthrough_lines(ctx[i], aids[i])
+            else:
+                assert native is not None
+                lines = native.lines(k)
+                k += 1
+            shared.append(lines[0])
+            actions.extend(lines[1:])
+            offsets.append(len(actions))
+        return FeaturizedBatch(
+            pa.array(shared, pa.string()),
+            pa.array(actions, pa.string()),
+            np.asarray(offsets, dtype=np.int64),
+        )
+
+    def _rowwise(self, ctx: pa.Array, acts: pa.Array, event_ids: pa.Array) -> FeaturizedBatch:
+        shared: list[str] = []
+        actions: list[str] = []
+        offsets = [0]
+        for i, (c, a) in enumerate(zip(ctx.to_pylist(), acts.to_pylist(), strict=True)):
+            try:
+                lines = self.featurize_json(c, a)
+            except ValidationError as exc:
+                raise FeaturizeError(
+                    f"featurize_table: event {event_ids[i].as_py()!r}: {exc}"
+                ) from exc
+            shared.append(lines[0])
+            actions.extend(lines[1:])
+            offsets.append(len(actions))
+        return FeaturizedBatch(
+            pa.array(shared, pa.string()),
+            pa.array(actions, pa.string()),
+            np.asarray(offsets, dtype=np.int64),
+        )
+
+
+def _parse_action(action_id: str) -> Action:
+    try:
+        return Action.parse(action_id)
+    except ValidationError as exc:
+        raise FeaturizeError(f"action id {action_id!r}: {exc}") from exc
