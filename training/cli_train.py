@@ -43,6 +43,15 @@ from nba_cli.options import as_of_option
 @click.option("--until", default=None, help="Last decision day, inclusive (YYYY-MM-DD).")
 @as_of_option
 @click.option(
+    "--open-windows",
+    type=click.Choice(["exclude", "delay-corrected"]),
+    default="exclude",
+    show_default=True,
+    help="Decisions whose reward window is open at the horizon: leave them out, or keep "
+    "them with E[final reward | channel, reward so far at their age] estimated from the "
+    "closed decisions (docs/push_vs_pull.md, 'Learning as outcomes arrive').",
+)
+@click.option(
     "--holdout-days",
     type=click.IntRange(min=0),
     default=0,
@@ -69,6 +78,7 @@ def train(
     since: str | None,
     until: str | None,
     as_of: datetime | None,
+    open_windows: str,
     holdout_days: int,
     seed: int,
     model_out: Path | None,
@@ -105,6 +115,7 @@ def train(
             holdout_days=holdout_days,
             seed=seed,
             as_of=as_of,
+            open_windows=open_windows,
         )
     except ValidationError as exc:
         raise click.ClickException(str(exc)) from exc

@@ -33,11 +33,14 @@ import pyarrow.compute as pc
 from nba.catalog import Catalog
 from nba.domain import ValidationError, parse_day
 from nba.features import FeaturizerConfig
-from nba.logs.join import load_joined, open_windows_hint
+from nba.logs.join import OpenWindows, load_joined, open_windows_hint
 from nba.ope import IPS, SNIPS, LoggedData
 from nba.ope.checks import DEFAULT_MIN_ESS_SHARE, OPEWarning, disagreement_checks, ess_check
 from nba.policies.vw import NativeLearner, VWConfig, VWPolicy, labelled_text
 from nba.reward import RewardDefinition
+
+#: what ``nba train`` may do with decisions whose reward window is open
+TRAIN_OPEN_WINDOWS = (OpenWindows.EXCLUDE.value, OpenWindows.DELAY_CORRECTED.value)
 
 
 class TrainingError(ValidationError):
@@ -283,6 +286,7 @@ def train(
     work_dir: str | Path | None = None,
     chunk_decisions: int = 25_000,
     as_of: str | date | datetime | None = None,
+    open_windows: OpenWindows | str = OpenWindows.EXCLUDE,
 ) -> TrainResult:
     """Train a VW policy from a log directory.
 
@@ -312,7 +316,23 @@ def train(
     as_of : date, aware datetime or str, optional
         The outcome horizon (default: :func:`nba.logs.join.default_as_of`);
         decisions whose reward window is open then are left out.
+    open_windows : OpenWindows or str
+        ``exclude`` (default) or ``delay-corrected``: keep decisions whose
+        window is open with E[final reward | channel, reward so far at their
+        age], estimated from the closed decisions of the same range
+        (:class:`nba.logs.join.OpenWindows`). The held-out check then also
+        uses those rewards for open decisions of its days.
     """
+    try:
+        ow = OpenWindows(open_windows)
+    except ValueError:
+        raise TrainingError(
+            f"open_windows must be one of {', '.join(TRAIN_OPEN_WINDOWS)}, got {open_windows!r}"
+        ) from None
+    if ow.value not in TRAIN_OPEN_WINDOWS:
+        raise TrainingError(
+            f"open_windows must be one of {', '.join(TRAIN_OPEN_WINDOWS)}, got {ow.value!r}"
+        )
     if not isinstance(holdout_days, int) or holdout_days < 0:
         raise TrainingError(f"holdout_days must be a non-negative integer, got {holdout_days!r}")
     if not isinstance(passes, int) or passes < 1:
@@ -325,7 +345,7 @@ def train(
     lo, hi = parse_day(since, "since", TrainingError), parse_day(until, "until", TrainingError)
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
-    joined = load_joined(root, reward_def, since=lo, until=hi, as_of=as_of)
+    joined = load_joined(root, reward_def, since=lo, until=hi, as_of=as_of, open_windows=ow)
     table = joined.table
     if table.num_rows == 0:
         raise TrainingError(

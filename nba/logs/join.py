@@ -45,6 +45,13 @@ stamped after ``as_of`` are ignored and counted (``outcomes_after_as_of``,
 whatever else they are). A window closing exactly at ``as_of`` is closed.
 :attr:`OpenWindows.PARTIAL` keeps them with their partial reward instead, which
 is biased toward the default reward; :meth:`JoinResult.horizon_lines` says so.
+:attr:`OpenWindows.DELAY_CORRECTED` keeps them with a delay-corrected reward:
+the expected final reward given the chosen action's channel and the reward
+observed by the decision's age (whole days from ``ts`` to ``as_of``), estimated
+by :class:`nba.delay.DelayCorrection` from the closed decisions of the same
+join, whose partial reward at that same age is computed from their outcomes
+stamped before ``ts + age``. It is unbiased per (channel, partial reward) cell,
+not per HCP (docs/push_vs_pull.md, "Learning as outcomes arrive").
 
 ``n_outcomes`` of a decision counts its used outcomes after de-duplication
 (two ``opened`` outcomes from different sources count 2 there, but their type
@@ -97,10 +104,11 @@ import pyarrow.compute as pc
 
 from nba.logs import io
 from nba.logs.io import LogError
-from nba.logs.schema import JOINED
+from nba.logs.schema import DECISIONS, JOINED
 from nba.reward import RewardDefinition
 
 _US_PER_DAY = 86_400 * 1_000_000
+DECISIONS_NAMES = tuple(DECISIONS.names)
 
 #: The join, parameterised by ``$window_us`` and ``$default_reward``; ``{reward}``
 #: is the aggregation and clip expression over ``agg.s`` / ``agg.m``.
@@ -238,6 +246,9 @@ class JoinCounts:
     outcomes_after_as_of : int
         Outcomes stamped after ``as_of`` (ignored, whatever else they are;
         :func:`load_joined` counts those of unselected decisions as unselected).
+    delay_closed_decisions : int
+        :attr:`OpenWindows.DELAY_CORRECTED` only: closed decisions the
+        correction of open ones was estimated from.
     """
 
     decisions: int = 0
@@ -253,6 +264,7 @@ class JoinCounts:
     open_window_decisions: int = 0
     open_window_outcomes: int = 0
     outcomes_after_as_of: int = 0
+    delay_closed_decisions: int = 0
 
     def as_dict(self) -> dict[str, int]:
         return dataclasses.asdict(self)
@@ -270,6 +282,9 @@ class OpenWindows(enum.Enum):
     #: Keep them with the reward of the outcomes seen up to ``as_of``: biased
     #: toward the default reward (low for engagement rewards). Explicit only.
     PARTIAL = "partial"
+    #: Keep them with E[final reward | channel, reward observed by their age],
+    #: estimated from the closed decisions of the same join. Explicit only.
+    DELAY_CORRECTED = "delay-corrected"
 
 
 #: Manifest keys (``DIR/manifest.json``) a writer sets to say up to when its
@@ -359,6 +374,12 @@ class JoinResult:
             lines.append(
                 f"{c.open_window_decisions} decisions with open reward windows left out "
                 f"(as of {at})"
+            )
+        elif self.open_windows is OpenWindows.DELAY_CORRECTED:
+            lines.append(
+                f"{c.open_window_decisions} decisions with open reward windows kept with "
+                f"delay-corrected rewards (as of {at}): E[final reward | channel, reward so "
+                f"far at their age] from {c.delay_closed_decisions} closed decisions"
             )
         else:
             lines.append(
@@ -580,6 +601,9 @@ def join_rewards(
         open_window_outcomes=n_open_out,
         outcomes_after_as_of=n_after,
     )
+    if open_windows is OpenWindows.DELAY_CORRECTED and as_of is not None and n_open:
+        table, n_closed = _delay_correct(table, outcomes, reward_def, is_open, as_of_us, window_us)
+        counts = dataclasses.replace(counts, delay_closed_decisions=n_closed)
     return JoinResult(
         table=table.cast(JOINED),
         counts=counts,
@@ -588,6 +612,53 @@ def join_rewards(
         as_of_basis="as_of given" if as_of is not None else "outcomes complete",
         open_windows=open_windows,
     )
+
+
+def _delay_correct(
+    table: pa.Table,
+    outcomes: pa.Table,
+    reward_def: RewardDefinition,
+    is_open: pa.ChunkedArray | pa.Array,
+    as_of_us: int,
+    window_us: int,
+) -> tuple[pa.Table, int]:
+    """Replace the partial rewards of the open rows of ``table`` (JOINED, n rows;
+    ``is_open`` shape (n,)) by delay-corrected ones; returns the table and the
+    number of closed decisions the correction was estimated from."""
+    from nba.delay import DelayCorrection
+
+    open_np = np.asarray(pc.fill_null(is_open, False).to_numpy(zero_copy_only=False), dtype=bool)
+    ts = np.asarray(_ts_us(table.column("ts")).to_numpy(), dtype=np.int64)
+    reward = np.asarray(table.column("reward").to_numpy(), dtype=np.float64).copy()
+    channel_names = [a.rpartition("@")[2] for a in table.column("chosen_action_id").to_pylist()]
+    channels = sorted(set(channel_names))
+    ch = np.array([channels.index(c) for c in channel_names], dtype=np.int64)
+    age = (as_of_us - ts) // _US_PER_DAY  # whole days the open decisions have been out
+    closed_idx = np.flatnonzero(~open_np)
+    closed = table.take(pa.array(closed_idx)).select(list(DECISIONS_NAMES))
+    c_ids = closed.column("event_id").combine_chunks()
+    mine = pc.is_in(outcomes.column("event_id"), value_set=c_ids)
+    c_out = outcomes.filter(mine)
+    d_ts = dict(zip(c_ids.to_pylist(), ts[closed_idx].tolist(), strict=True))
+    o_age = np.asarray(_ts_us(c_out.column("ts")).to_numpy(), dtype=np.int64) - np.array(
+        [d_ts[e] for e in c_out.column("event_id").to_pylist()], dtype=np.int64
+    )
+    for a in np.unique(age[open_np]):
+        cut = int(a) * _US_PER_DAY
+        partial_closed = join_rewards(
+            closed, c_out.filter(pa.array(o_age < cut)), reward_def
+        ).table.column("reward")
+        corr = DelayCorrection(channels)
+        corr.observe(
+            ch[closed_idx],
+            np.asarray(partial_closed.to_numpy(), dtype=np.float64),
+            reward[closed_idx],
+        )
+        rows = np.flatnonzero(open_np & (age == a))
+        reward[rows] = np.round(corr.label(ch[rows], reward[rows]), 12)
+    field = JOINED.field("reward")
+    i = table.schema.get_field_index("reward")
+    return table.set_column(i, field, pa.array(reward, field.type)), int(closed_idx.size)
 
 
 def _upper_bound(until: date | datetime) -> datetime:

@@ -48,3 +48,36 @@ def test_console_script_runs() -> None:
         [sys.executable, "-m", "nba_cli.main", "--help"], capture_output=True, text=True, check=True
     )
     assert "simulate" in out.stdout
+
+
+def test_short_help_matches_each_command_and_listing_imports_no_layer() -> None:
+    from nba_cli.main import SHORT_HELP
+
+    ctx = click.Context(main)
+    assert set(SHORT_HELP) == set(SUBCOMMANDS)
+    for name in SUBCOMMANDS:
+        cmd = main.get_command(ctx, name)
+        assert cmd is not None
+        assert SHORT_HELP[name] == cmd.get_short_help_str(limit=80), name
+    # `nba --help` in a fresh interpreter lists every command without importing them
+    code = (
+        "import sys, io, contextlib\n"
+        "from nba_cli.main import main\n"
+        "buf = io.StringIO()\n"
+        "with contextlib.redirect_stdout(buf):\n"
+        "    try:\n"
+        "        main(['--help'])\n"
+        "    except SystemExit:\n"
+        "        pass\n"
+        "from nba_cli.main import SUBCOMMANDS\n"
+        "mods = [t.split(':')[0] for t in SUBCOMMANDS.values()]\n"
+        "heavy = [m for m in (*mods, 'mlflow', 'vowpalwabbit', 'duckdb', 'pyarrow', 'fastapi')\n"
+        "         if m in sys.modules]\n"
+        "print(heavy)\n"
+        "print(buf.getvalue())\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    first, _, text = out.stdout.partition("\n")
+    assert first == "[]", first
+    for name, line in SHORT_HELP.items():
+        assert name in text and line[:40] in text

@@ -151,3 +151,72 @@ def test_train_evaluate_promote_print_the_horizon(pair, tmp_path, monkeypatch) -
         f"reward windows left out (as of {early}T23:59:59Z); select earlier days or give a "
         "later --as-of"
     ) in res.stderr
+
+
+def test_delay_corrected_rewards_of_open_windows_are_closer_to_the_final_ones(pair) -> None:
+    from nba.logs.join import OpenWindows
+
+    full, cut, _, _ = pair
+    final = load_joined(full, RD)  # the same decisions once every window has closed
+    partial = load_joined(cut, RD, open_windows=OpenWindows.PARTIAL)
+    corrected = load_joined(cut, RD, open_windows=OpenWindows.DELAY_CORRECTED)
+    n_open = corrected.counts.open_window_decisions
+    assert n_open > 0 and corrected.counts.delay_closed_decisions > 0
+    assert corrected.table.num_rows == partial.table.num_rows == final.table.num_rows
+    ids = final.table.column("event_id")
+    assert corrected.table.column("event_id").equals(ids)
+    # the rows whose window is open at the cut's horizon
+    as_of = manifest_as_of(cut)
+    assert as_of is not None
+    is_open = pc.greater(
+        pc.add(corrected.table.column("ts"), pa_duration(RD.window_days)), pa_scalar(as_of)
+    )
+    n = pc.sum(is_open.cast("int64")).as_py()
+    assert n == n_open
+
+    def mean_open(res) -> float:  # type: ignore[no-untyped-def]
+        return pc.mean(res.table.column("reward").filter(is_open)).as_py()
+
+    truth, got_partial, got_corrected = mean_open(final), mean_open(partial), mean_open(corrected)
+    assert got_partial < truth  # the partial rewards miss the later outcomes
+    assert abs(got_corrected - truth) < 0.5 * abs(got_partial - truth)
+    # closed decisions keep their exact reward
+    closed = pc.invert(is_open)
+    assert (
+        corrected.table.column("reward")
+        .filter(closed)
+        .equals(final.table.column("reward").filter(closed))
+    )
+    line = corrected.horizon_lines()[1]
+    assert line.startswith(f"{n_open} decisions with open reward windows kept with delay-corrected")
+
+
+def test_train_takes_delay_corrected_open_windows_and_refuses_other_modes(pair, tmp_path) -> None:
+    _, cut, _, _ = pair
+    base = ["train", "--logs", str(cut), "--no-mlflow", "--seed", "1"]
+    res = CliRunner().invoke(main, [*base, "--open-windows", "delay-corrected"])
+    assert res.exit_code == 0, res.output
+    assert "decisions with open reward windows kept with delay-corrected rewards" in res.output
+    excl = CliRunner().invoke(main, base)
+    assert excl.exit_code == 0, excl.output
+    assert "decisions with open reward windows left out" in excl.output
+    bad = CliRunner().invoke(main, [*base, "--open-windows", "partial"])
+    assert bad.exit_code == 2 and "Invalid value for '--open-windows'" in bad.output
+    from training.train import TrainingError, train
+
+    with pytest.raises(
+        TrainingError, match=r"open_windows must be one of exclude, delay-corrected"
+    ):
+        train(cut, RD, open_windows="partial")
+
+
+def pa_duration(days: float):  # type: ignore[no-untyped-def]
+    import pyarrow as pa
+
+    return pa.scalar(timedelta(days=days), pa.duration("us"))
+
+
+def pa_scalar(ts: datetime):  # type: ignore[no-untyped-def]
+    import pyarrow as pa
+
+    return pa.scalar(ts, pa.timestamp("us", tz="UTC"))
