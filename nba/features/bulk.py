@@ -272,15 +272,17 @@ def _cross_pieces(
     # one take over the action lines instead of casts and joins
     names = [""] + [f" it_ago={name}" for _, name in AGE_BUCKETS] + [f" it_ago={AGE_BUCKET_OLDER}"]
     top = int(tc.max()) if tc.size else 0
+    v3 = _interest_stated_pieces(cat, row_of, top_of, ch_of, hist, stated)
     if top > _MAX_TABLED_COUNT:  # an implausible count: no table that large
         ago = pa.array(names, pa.string()).take(pa.array(age))
-        return [*pieces, count_piece(" tc_e90:", tc), pc.if_else(pa.array(age > 0), ago, none)]
+        tail = [count_piece(" tc_e90:", tc), pc.if_else(pa.array(age > 0), ago, none)]
+        return [*pieces, *tail, *v3]
     table = pa.array(
         [(f" tc_e90:{v}" if v else "") + name or None for v in range(top + 1) for name in names],
         pa.string(),
     )
     pieces.append(table.take(pa.array(tc * len(names) + age)))
-    return [*pieces, *_interest_stated_pieces(cat, row_of, top_of, ch_of, hist, stated)]
+    return [*pieces, *v3]
 
 
 def _interest_stated_pieces(
