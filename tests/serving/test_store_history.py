@@ -240,3 +240,34 @@ def test_interest_adds_pulls_each_topic_once_per_touch(tmp_path: Path) -> None:
     # the pulls are no contacts
     assert got.touches_7d == {"email": 1}
     s.close()
+
+
+def test_context_extras_latest_statements_in_the_window_and_attributes(tmp_path: Path) -> None:
+    from nba.domain import HCPProfile, StatedPreference
+    from nba.hcp_features import HCPFeatures
+
+    s = EventStore(tmp_path / "events.db")
+    s.upsert_hcp(
+        HCPProfile("h1", "cardiology", 7, "US", "aware", frozenset({"email"})),
+        {"rx_volume_decile": 9, "payer_mix_commercial": 0.4, "affiliations": ["idn", "aco"]},
+    )
+    s.upsert_hcp(HCPProfile("h2", "cardiology", 7, "US", "aware", frozenset({"email"})))
+    for ts, topics, channels in [
+        (at(2025, 3, 9), ("mechanism",), ("webinar",)),  # 366 days before: outside
+        (at(2026, 1, 5), ("efficacy", "dosing"), ("email",)),
+        (at(2026, 2, 1), (), ("portal",)),  # the latest naming channels
+        (at(2026, 3, 10, 6), ("safety",), ("rep_visit",)),  # the decision day: not yet
+    ]:
+        s.add_stated_preference(StatedPreference("h1", ts, "rep-1", topics, channels))
+    attrs, topics, channels = s.context_extras("h1", DAY) or ({}, (), ())
+    assert topics == ("efficacy", "dosing") and channels == ("portal",)
+    assert HCPFeatures.default().context_attributes(attrs) == {
+        "affiliations": ["aco", "idn"],
+        "payer_mix_commercial": 0.4,
+        "rx_volume_decile": "ge8",
+    }
+    assert s.context_extras("h2", DAY) == ({}, (), ())
+    assert s.context_extras("nobody", DAY) is None
+    with pytest.raises(StoreError, match="context_extras: 'day' must be a date"):
+        s.context_extras("h1", at(2026, 3, 10))  # type: ignore[arg-type]
+    s.close()
