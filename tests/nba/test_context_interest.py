@@ -143,7 +143,7 @@ def test_bad_v3_fields_are_refused(text: str, match: str) -> None:
 
 
 def test_non_finite_interest_is_refused() -> None:
-    with pytest.raises(ValidationError, match="'interest.safety': nan is not a finite"):
+    with pytest.raises(ValidationError, match=r"'interest\.safety': nan is not a finite"):
         History(interest={"safety": float("nan")})
-    with pytest.raises(ValidationError, match="'attributes.x': inf is not a finite"):
+    with pytest.raises(ValidationError, match=r"'attributes\.x': inf is not a finite"):
         DecisionContext(HCP, date(2026, 1, 1), attributes={"x": float("inf")})

@@ -323,7 +323,7 @@ def test_bad_v3_fields_are_refused_by_the_bulk_path(patch: dict, match: str) -> 
 
 
 def test_interest_with_more_than_three_decimals_goes_row_by_row_alike() -> None:
-    table, ctxs, actions = random_table(5, seed=7)
+    table, _ctxs, _actions = random_table(5, seed=7)
     raw = [json.loads(c) for c in table.column("context").to_pylist()]
     raw[2]["history"]["interest"] = {"safety": 0.12351, "dosing": 0.0004}
     texts = [json.dumps(d) for d in raw]
