@@ -156,7 +156,7 @@ def interest_profile(counts_by_age: Mapping[int, Mapping[str, int]]) -> dict[str
         Rounded to three decimals, zeros left out, sorted by topic.
 
     >>> interest_profile({1: {"dosing": 1}, 14: {"dosing": 2, "safety": 1}})
-    {'dosing': 1.951, 'safety': 0.5}
+    {'dosing': 1.952, 'safety': 0.5}
     """
     topics = sorted({t for c in counts_by_age.values() for t, v in c.items() if v})
     out: dict[str, float] = {}
