@@ -23,11 +23,30 @@ event store; both use the same definitions of the history counts:
   that content item in a contact (any channel), for items contacted in the 90 days before the
   decision day, so always 1..90 (absent: not in those days).
 - ``last_content_id``: content of the most recent contact (any channel), or None.
+- ``interest[topic]`` (version 3): the HCP's decayed interest in each topic,
+  ``sum 0.5 ** (age / INTEREST_HALFLIFE_DAYS)`` over the signals of the 90 days
+  before the decision day (``age`` = decision day minus the signal's day, 1..90):
+  each topic a pull touch (any ``kind`` but ``contact``) names counts once per
+  touch on the day of the touch, and each engagement counted in
+  ``topic_engagements_90d`` counts once on the day of the outcome. The sum runs
+  over ages in ascending order (:func:`interest_profile`) and is rounded to three
+  decimals, so the simulator, the service and both featurizer paths agree to the
+  byte; topics that round to 0 are left out.
 
 Channels or topics with a zero count are left out of the maps.
 
+Besides the history, a version 3 context may carry what the HCP **said**
+(``stated``: the topics of the latest statement within
+:data:`STATED_WINDOW_DAYS` days before the decision day that names topics, the
+channels of the latest one that names channels) and the HCP's **declared
+attributes** as the featurizer is to use them (``attributes``: only those whose
+``featurize`` rule is not ``none``, already in featurizable form: see
+:meth:`nba.hcp_features.HCPFeatures.context_attributes`). Both are left out of
+the JSON when empty; the simulator has neither.
+
 Context version 2 added ``topic_channel_engagements_90d`` and
-``days_since_content``; version 1 snapshots are still read (both maps empty).
+``days_since_content``; version 3 added ``interest``, ``stated`` and
+``attributes``. Version 1 and 2 snapshots are still read (the newer fields empty).
 
 >>> from datetime import date
 >>> from nba.domain import HCPProfile
@@ -40,6 +59,8 @@ True
 from __future__ import annotations
 
 import json
+import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date
@@ -47,12 +68,23 @@ from typing import Any
 
 from nba.domain import ACTION_SEPARATOR, HCPProfile, ValidationError
 
-CONTEXT_VERSION = 2
+CONTEXT_VERSION = 3
 #: versions :meth:`DecisionContext.from_dict` reads (older ones lack newer maps)
-READABLE_CONTEXT_VERSIONS = (1, 2)
+READABLE_CONTEXT_VERSIONS = (1, 2, 3)
 HISTORY_WINDOWS = (7, 30, 90)
-#: window of ``days_since_content`` (and of every 90-day map)
+#: window of ``days_since_content`` (and of every 90-day map, ``interest`` included)
 CONTENT_WINDOW = max(HISTORY_WINDOWS)
+#: half-life of a signal in ``History.interest``: two weeks, so a pull of last
+#: week still weighs ~0.7 and one of three months ago ~0.01 (the window's end)
+INTEREST_HALFLIFE_DAYS = 14.0
+#: weight of a signal ``age`` days old (index ``age``, 1..90; index 0 unused)
+INTEREST_WEIGHTS: tuple[float, ...] = tuple(
+    0.5 ** (age / INTEREST_HALFLIFE_DAYS) for age in range(CONTENT_WINDOW + 1)
+)
+#: how far back a statement of the HCP still counts for ``stated``
+STATED_WINDOW_DAYS = 365
+#: an attribute name in ``attributes`` (as :mod:`nba.hcp_features` declares them)
+ATTRIBUTE_NAME = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 
 Scalar = str | int | float | bool
 
@@ -109,6 +141,98 @@ def _days_map(value: Any, where: str, lo: int, hi: int | None) -> dict[str, int]
     return dict(sorted(out.items()))
 
 
+def interest_profile(counts_by_age: Mapping[int, Mapping[str, int]]) -> dict[str, float]:
+    """``History.interest`` from signal counts by age (days before the decision day).
+
+    Parameters
+    ----------
+    counts_by_age : mapping of int to mapping of str to int
+        ``counts_by_age[age][topic]``: pulls and engagements of ``topic`` ``age``
+        days before the decision day; ages outside 1..90 are ignored.
+
+    Returns
+    -------
+    dict of str to float
+        Rounded to three decimals, zeros left out, sorted by topic.
+
+    >>> interest_profile({1: {"dosing": 1}, 14: {"dosing": 2, "safety": 1}})
+    {'dosing': 1.952, 'safety': 0.5}
+    """
+    topics = sorted({t for c in counts_by_age.values() for t, v in c.items() if v})
+    out: dict[str, float] = {}
+    for t in topics:
+        total = 0.0
+        for age in range(1, CONTENT_WINDOW + 1):  # ascending ages: one summation order
+            c = counts_by_age.get(age, {}).get(t, 0)
+            total += c * INTEREST_WEIGHTS[age]
+        v = round(total, 3)
+        if v:
+            out[t] = v
+    return out
+
+
+def _interest_map(value: Any, where: str) -> dict[str, float]:
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise ValidationError(f"context: field '{where}': expected a mapping")
+    out: dict[str, float] = {}
+    for k, v in value.items():
+        if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
+            raise ValidationError(f"context: field '{where}.{k}': {v!r} is not a finite number")
+        if v < 0:
+            raise ValidationError(f"context: field '{where}.{k}': negative interest {v}")
+        if not k:
+            raise ValidationError(f"context: field '{where}': empty topic name")
+        fv = round(float(v), 3)
+        if fv:
+            out[str(k)] = fv
+    return dict(sorted(out.items()))
+
+
+def _name_list(value: Any, where: str) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if isinstance(value, str) or not isinstance(value, list | tuple | set | frozenset):
+        raise ValidationError(f"context: field '{where}': expected a list of names")
+    for v in value:
+        if not isinstance(v, str) or not v:
+            raise ValidationError(f"context: field '{where}': {v!r} is not a non-empty name")
+    return tuple(sorted(set(value)))
+
+
+def _attributes(value: Any, where: str) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise ValidationError(f"context: field '{where}': expected a mapping")
+    out: dict[str, Any] = {}
+    for k, v in value.items():
+        if not isinstance(k, str) or not ATTRIBUTE_NAME.match(k):
+            raise ValidationError(f"context: field '{where}': {k!r} is not an attribute name")
+        w = f"{where}.{k}"
+        if isinstance(v, bool):
+            out[k] = v
+        elif isinstance(v, int | float):
+            if not math.isfinite(v):
+                raise ValidationError(f"context: field '{w}': {v!r} is not a finite number")
+            out[k] = float(v)
+        elif isinstance(v, str):
+            if not v:
+                raise ValidationError(f"context: field '{w}': empty value")
+            out[k] = v
+        elif isinstance(v, list | tuple):
+            names = _name_list(v, w)
+            if names:
+                out[k] = list(names)
+        else:
+            raise ValidationError(
+                f"context: field '{w}': {type(v).__name__} is not a string, number, bool "
+                "or list of strings"
+            )
+    return dict(sorted(out.items()))
+
+
 @dataclass(frozen=True)
 class History:
     """Recent history of one HCP as of the decision day (see module docstring)."""
@@ -122,6 +246,7 @@ class History:
     last_content_id: str | None = None
     topic_channel_engagements_90d: Mapping[str, int] = field(default_factory=dict)
     days_since_content: Mapping[str, int] = field(default_factory=dict)
+    interest: Mapping[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         for name in (
@@ -149,6 +274,7 @@ class History:
             "days_since_content",
             _days_map(self.days_since_content, "days_since_content", 1, CONTENT_WINDOW),
         )
+        object.__setattr__(self, "interest", _interest_map(self.interest, "interest"))
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -161,6 +287,7 @@ class History:
             "last_content_id": self.last_content_id,
             "topic_channel_engagements_90d": dict(self.topic_channel_engagements_90d),
             "days_since_content": dict(self.days_since_content),
+            "interest": dict(self.interest),
         }
 
     @classmethod
@@ -175,6 +302,7 @@ class History:
             last_content_id=d.get("last_content_id"),
             topic_channel_engagements_90d=d.get("topic_channel_engagements_90d") or {},
             days_since_content=d.get("days_since_content") or {},
+            interest=d.get("interest") or {},
         )
 
 
@@ -192,14 +320,26 @@ class DecisionContext:
         Recent touches and engagements.
     request : Mapping[str, str | int | float | bool]
         Flat request features supplied by the caller (requester, ...).
+    stated_topics, stated_channels : tuple of str
+        What the HCP said it wants (see the module docstring), sorted, distinct.
+    attributes : Mapping[str, str | float | bool | list of str]
+        Declared attributes in featurizable form (numbers as floats).
     """
 
     hcp: HCPProfile
     day: date
     history: History = field(default_factory=History)
     request: Mapping[str, Scalar] = field(default_factory=dict)
+    stated_topics: tuple[str, ...] = ()
+    stated_channels: tuple[str, ...] = ()
+    attributes: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "stated_topics", _name_list(self.stated_topics, "stated.topics"))
+        object.__setattr__(
+            self, "stated_channels", _name_list(self.stated_channels, "stated.channels")
+        )
+        object.__setattr__(self, "attributes", _attributes(self.attributes, "attributes"))
         req = dict(self.request or {})
         for k, v in req.items():
             if not isinstance(v, str | int | float | bool):
@@ -210,13 +350,23 @@ class DecisionContext:
         object.__setattr__(self, "request", dict(sorted(req.items())))
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "v": CONTEXT_VERSION,
             "hcp": self.hcp.to_dict(),
             "day": self.day.isoformat(),
             "history": self.history.to_dict(),
             "request": dict(self.request),
         }
+        if self.stated_topics or self.stated_channels:
+            out["stated"] = {
+                "topics": list(self.stated_topics),
+                "channels": list(self.stated_channels),
+            }
+        if self.attributes:
+            out["attributes"] = {
+                k: list(v) if isinstance(v, list | tuple) else v for k, v in self.attributes.items()
+            }
+        return out
 
     def to_json(self) -> str:
         """Canonical JSON (sorted keys, no spaces): the logged ``context``."""
@@ -230,12 +380,21 @@ class DecisionContext:
                 f"context: field 'v': unsupported version {v!r} "
                 f"(readable: {', '.join(map(str, READABLE_CONTEXT_VERSIONS))})"
             )
+        stated = d.get("stated") or {}
+        if not isinstance(stated, Mapping):
+            raise ValidationError("context: field 'stated': expected a mapping")
+        unknown = sorted(set(stated) - {"topics", "channels"})
+        if unknown:
+            raise ValidationError(f"context: field 'stated.{unknown[0]}': unknown field")
         try:
             return cls(
                 hcp=HCPProfile.from_dict(d["hcp"]),
                 day=date.fromisoformat(d["day"]),
                 history=History.from_dict(d.get("history") or {}),
                 request=d.get("request") or {},
+                stated_topics=stated.get("topics") or (),
+                stated_channels=stated.get("channels") or (),
+                attributes=d.get("attributes") or {},
             )
         except KeyError as exc:
             raise ValidationError(f"context: missing field {exc.args[0]!r}") from None

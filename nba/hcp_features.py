@@ -22,8 +22,10 @@ A features config is a TOML file (default ``nba/data/hcp_features.toml``)::
     featurize = "category"
 
 Consents are channels: they are checked against the catalog's channels, not this
-file. ``featurize`` declares how a later featurizer step is to use the attribute;
-nothing here featurizes.
+file. ``featurize`` declares how the featurizer uses the attribute:
+:meth:`HCPFeatures.context_attributes` puts the stored values into the decision
+context in the form the featurizer reads (a category or list of categories as is,
+a number as a float, a bucketed number as its bucket's name, ``none`` left out).
 
 >>> from nba.catalog import Catalog
 >>> cfg = HCPFeatures.default()
@@ -139,6 +141,34 @@ class AttributeSpec:
     buckets: tuple[float, ...] = ()
     description: str = ""
     source: str = ""
+
+    def bucket_name(self, value: float) -> str:
+        """The name of the bucket ``value`` falls in: ``lt<e0>``, ``<e_i>to<e_i+1>``
+        (``e_i <= value < e_i+1``) or ``ge<e_last>`` (edges written with ``:g``).
+
+        >>> AttributeSpec("x", "numeric", "bucket", buckets=(4.0, 8.0)).bucket_name(5)
+        '4to8'
+        """
+        edges = self.buckets
+        if value < edges[0]:
+            return f"lt{edges[0]:g}"
+        for lo, hi in itertools.pairwise(edges):
+            if value < hi:
+                return f"{lo:g}to{hi:g}"
+        return f"ge{edges[-1]:g}"
+
+    def context_value(self, value: Any) -> Any:
+        """A stored value as the decision context carries it (see the module docstring);
+        None for ``featurize = "none"``."""
+        if self.featurize == "none":
+            return None
+        if self.featurize == "bucket":
+            return self.bucket_name(float(value))
+        if self.featurize == "numeric":
+            return float(value)
+        if self.type == "list":
+            return sorted({str(v) for v in value})
+        return value
 
     def allowed(self, catalog: Catalog) -> tuple[str, ...]:
         """The categories this attribute accepts (categorical and list types)."""
@@ -414,6 +444,25 @@ class HCPFeatures:
                     f"consents: {ch!r} is not one of the catalog's channels: "
                     f"{_join(catalog.channels)}"
                 )
+
+    def context_attributes(self, stored: Mapping[str, Any]) -> dict[str, Any]:
+        """The stored attributes of one HCP as its decision context carries them:
+        declared ones whose rule is not ``none``, by :meth:`AttributeSpec.context_value`
+        (an attribute this config no longer declares is left out, as is an empty list).
+
+        >>> HCPFeatures.default().context_attributes(
+        ...     {"rx_volume_decile": 9, "payer_mix_commercial": 0.4, "gone": 1})
+        {'payer_mix_commercial': 0.4, 'rx_volume_decile': 'ge8'}
+        """
+        out: dict[str, Any] = {}
+        for name, value in stored.items():
+            spec = self.by_name.get(name)
+            if spec is None or value is None:
+                continue
+            v = spec.context_value(value)
+            if v is not None and v != []:
+                out[name] = v
+        return dict(sorted(out.items()))
 
     def check_attributes(self, values: Mapping[str, Any], catalog: Catalog) -> dict[str, Any]:
         """Declared attributes as stored: each value checked by its declaration, nulls

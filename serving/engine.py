@@ -43,6 +43,7 @@ from nba.domain import (
     Touch,
     ValidationError,
 )
+from nba.hcp_features import HCPFeatures
 from nba.ids import event_ids, new_event_id
 from nba.policies.base import Policy
 from nba.reward import RewardDefinition
@@ -105,6 +106,10 @@ class DecisionEngine:
         Sampling seed of the holdout baseline.
     history_days : int
         How far back touches and outcomes are read for a decision.
+    allow_client_time : bool
+    features : HCPFeatures, optional
+        Declared attributes and their featurize rules (default: the packaged
+        config); decides which stored attributes a context carries.
     """
 
     def __init__(
@@ -118,8 +123,10 @@ class DecisionEngine:
         seed: int = 0,
         history_days: int = 90,
         allow_client_time: bool = False,
+        features: HCPFeatures | None = None,
     ) -> None:
         self.store = store
+        self.features = features if features is not None else HCPFeatures.default()
         self.catalog = catalog
         self.contact = contact
         self.models = models
@@ -187,8 +194,19 @@ class DecisionEngine:
         self, hcp: HCPProfile, now: datetime, request: Mapping[str, Any]
     ) -> DecisionContext:
         """The exact context the policy featurizes and the decision logs."""
-        history = self.store.history(hcp.hcp_id, now.date(), self.catalog)
-        return DecisionContext(hcp=hcp, day=now.date(), history=history, request=dict(request))
+        day = now.date()
+        history = self.store.history(hcp.hcp_id, day, self.catalog)
+        extras = self.store.context_extras(hcp.hcp_id, day)
+        attributes, topics, channels = extras if extras is not None else ({}, (), ())
+        return DecisionContext(
+            hcp=hcp,
+            day=day,
+            history=history,
+            request=dict(request),
+            stated_topics=topics,
+            stated_channels=channels,
+            attributes=self.features.context_attributes(attributes),
+        )
 
     # ------------------------------------------------------------ decisions
     def prepare(
@@ -211,9 +229,7 @@ class DecisionEngine:
         served = served or self.models.current
         since = now - timedelta(days=self.history_days)
         # caps and gaps count contacts; an HCP pulling information was not contacted
-        touches = [
-            t for t in self.store.recent_touches(hcp.hcp_id, since) if t.kind == "contact"
-        ]
+        touches = [t for t in self.store.recent_touches(hcp.hcp_id, since) if t.kind == "contact"]
         feedback = self.store.recent_feedback(hcp.hcp_id, now)
         context = self.build_context(hcp, now, request)
 

@@ -205,6 +205,7 @@ def open_services(settings: Settings, loader: PolicyLoader | None = None) -> Ser
         seed=settings.policy_seed,
         history_days=settings.history_days,
         allow_client_time=settings.allow_client_time,
+        features=features,
     )
     if settings.group_commit:
         engine.committer = GroupCommitter(store)

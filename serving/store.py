@@ -58,7 +58,13 @@ import pyarrow as pa
 
 from nba.catalog import Catalog
 from nba.contact import Feedback
-from nba.context import HISTORY_WINDOWS, History, topic_channel_key
+from nba.context import (
+    HISTORY_WINDOWS,
+    STATED_WINDOW_DAYS,
+    History,
+    interest_profile,
+    topic_channel_key,
+)
 from nba.domain import (
     ENGAGEMENT_TYPES,
     REP_FEEDBACK_TYPES,
@@ -1046,7 +1052,10 @@ class EventStore:
         whole days since the last touch per channel within 90 days; the content
         of the latest touch before ``day``, however old (as the simulator does);
         engagements by (topic, channel) over 90 days; whole days since each content
-        item last reached the HCP, within 90 days.
+        item last reached the HCP, within 90 days; the decayed interest per topic
+        (:func:`nba.context.interest_profile`) of the pull touches (each topic once
+        per touch, on the touch's day) and of those 90-day engagements (on the day
+        of the earliest outcome of each (decision, action, type)).
         """
         if isinstance(day, datetime) or not isinstance(day, date):
             raise StoreError(f"history: 'day' must be a date, got {type(day).__name__}")
@@ -1083,13 +1092,29 @@ class EventStore:
             eng_ch[ch] = eng_ch.get(ch, 0) + 1
         eng_topic: dict[str, int] = {}
         eng_tc: dict[str, int] = {}
-        for chosen in self._engaged(con, hcp_id, lo_us, end_us):
+        # interest: signal counts by age (days before ``day``) and topic
+        signals: dict[int, dict[str, int]] = {}
+
+        def signal(ts_us: int, topic: str) -> None:
+            by_topic = signals.setdefault((day - _from_us(ts_us).date()).days, {})
+            by_topic[topic] = by_topic.get(topic, 0) + 1
+
+        for chosen, first_us in self._engaged_at(con, hcp_id, lo_us, end_us):
             action = Action.parse(chosen)
             item = catalog.by_id.get(action.content_id)
             if item is not None:
                 eng_topic[item.topic] = eng_topic.get(item.topic, 0) + 1
                 key = topic_channel_key(item.topic, action.channel)
                 eng_tc[key] = eng_tc.get(key, 0) + 1
+                signal(first_us, item.topic)
+        pulls = con.execute(
+            "SELECT ts_us, topics FROM touches"
+            " WHERE hcp_id=? AND kind!='contact' AND ts_us>=? AND ts_us<?",
+            (hcp_id, lo_us, end_us),
+        ).fetchall()
+        for ts_us, topics in pulls:
+            for topic in sorted(set(json.loads(topics))):  # each topic once per touch
+                signal(ts_us, topic)
         return History(
             touches_7d=counts[7],
             touches_30d=counts[30],
@@ -1100,7 +1125,68 @@ class EventStore:
             last_content_id=last_content,
             topic_channel_engagements_90d=eng_tc,
             days_since_content={c: (day - d).days for c, d in content_day.items()},
+            interest=interest_profile(signals),
         )
+
+    @staticmethod
+    def _engaged_at(
+        con: sqlite3.Connection, hcp_id: str, lo_us: int, hi_us: int
+    ) -> list[tuple[str, int]]:
+        """:meth:`_engaged` with the time of the earliest such outcome in the range."""
+        types = sorted(ENGAGEMENT_TYPES)
+        rows = con.execute(
+            "SELECT COALESCE(o.action_id, d.chosen_action_id) AS a, MIN(o.ts_us) FROM outcomes o"
+            " JOIN decisions d ON d.event_id=o.event_id"
+            f" WHERE d.hcp_id=? AND o.type IN ({','.join('?' * len(types))})"
+            " AND o.ts_us>=? AND o.ts_us<? GROUP BY o.event_id, a, o.type",
+            (hcp_id, *types, lo_us, hi_us),
+        ).fetchall()
+        return [(r[0], int(r[1])) for r in rows]
+
+    def context_extras(
+        self, hcp_id: str, day: date
+    ) -> tuple[dict[str, Any], tuple[str, ...], tuple[str, ...]] | None:
+        """What a decision context carries besides the profile and the history, in one
+        query: the HCP's stored attributes, and the topics of its latest statement
+        that names topics and the channels of its latest one that names channels,
+        among statements stamped in the :data:`nba.context.STATED_WINDOW_DAYS` days
+        before ``day``. None when the HCP is not in the store.
+
+        Returns
+        -------
+        (attributes, stated_topics, stated_channels) or None
+        """
+        if isinstance(day, datetime) or not isinstance(day, date):
+            raise StoreError(f"context_extras: 'day' must be a date, got {type(day).__name__}")
+        rows = (
+            self._conn()
+            .execute(
+                "SELECT h.attributes, s.topics, s.channels FROM hcps h"
+                " LEFT JOIN stated_preferences s ON s.hcp_id=h.hcp_id"
+                " AND s.ts_us>=? AND s.ts_us<?"
+                " WHERE h.hcp_id=? ORDER BY s.ts_us DESC, s.id DESC",
+                (
+                    _day_start_us(day - timedelta(days=STATED_WINDOW_DAYS)),
+                    _day_start_us(day),
+                    hcp_id,
+                ),
+            )
+            .fetchall()
+        )
+        if not rows:
+            return None
+        topics: tuple[str, ...] = ()
+        channels: tuple[str, ...] = ()
+        for _attrs, t_json, c_json in rows:
+            if t_json is None:
+                break  # no statement in the window
+            if not topics:
+                topics = tuple(json.loads(t_json))
+            if not channels:
+                channels = tuple(json.loads(c_json))
+            if topics and channels:
+                break
+        return dict(json.loads(rows[0][0])), topics, channels
 
     @staticmethod
     def _engaged(con: sqlite3.Connection, hcp_id: str, lo_us: int, hi_us: int) -> list[str]:

@@ -59,6 +59,21 @@ of version 1 lacks both new maps and gets no ``tc_e90`` or ``it_ago`` token;
 the new tokens only add features, so a model trained before them scores the
 same lines as before (bar hash collisions).
 
+Features from context version 3 (interest, stated preferences, declared
+attributes; see :mod:`nba.context`):
+
+==========================  ===============================================
+``p a_<name>=<value>``      a declared attribute (category, bucket name,
+                            ``true``/``false``; one token per list value);
+                            ``a_<name>:<number>`` for numeric ones
+``h int_<topic>:<value>``   decayed interest per topic (crossed with ``T``
+                            and ``K`` by the ``hT``/``hK`` interactions)
+``h top_int=<topic>``       the topic of highest interest (the first in
+                            name order among equals)
+``x it_int:<value>``        interest in the action's own topic
+``x sp_top``, ``x sp_ch``   the HCP stated the action's topic, its channel
+==========================  ===============================================
+
 Numbers are written as integers (counts) or with exactly three decimals
 (affinity, numeric request values), so both paths format them identically.
 Names are cleaned: whitespace, ``:`` and ``|`` become ``_``.

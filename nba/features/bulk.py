@@ -20,6 +20,7 @@ import pyarrow.json as pj
 
 from nba.catalog import Catalog
 from nba.context import (
+    ATTRIBUTE_NAME,
     CONTENT_WINDOW,
     HISTORY_WINDOWS,
     READABLE_CONTEXT_VERSIONS,
@@ -116,6 +117,7 @@ def featurize_bulk(
             else pc.if_else(pc.fill_null(nosee_col, False), " nosee", pa.scalar(None, pa.string()))
         )
         cons = consents.tokens()
+        attrs = _attribute_pieces(cols.get("attributes"), cols)
         p = join(
             " |p spec=",
             _clean_arrow(spec),
@@ -129,9 +131,12 @@ def featurize_bulk(
             aff_s,
             nosee,
             cons,
+            *attrs,
         )
         shared_parts.append(p)
     hist = _HistoryColumns(cols, n)
+    if hist.interest_noncanonical:
+        return None  # interest values with more than three decimals: rounded row by row
     if "h" in cfg:
         shared_parts.append(join(" |h", *hist.tokens()))
     if "r" in cfg:
@@ -170,7 +175,11 @@ def featurize_bulk(
     static = pa.array([f._static[a] for a in f.catalog.action_ids], pa.string())
     line = static.take(pa.array(aidx))
     if "x" in cfg:
-        x = _cross_pieces(f.catalog, aidx, row_of, hist, consents, stage, aff_s)
+        stated = (
+            _Consents(_name_list_column(cols, "stated", "topics"), n),
+            _Consents(_name_list_column(cols, "stated", "channels"), n),
+        )
+        x = _cross_pieces(f.catalog, aidx, row_of, hist, consents, stage, aff_s, stated)
         sep = " |x" if f.config.action != ("x",) else "|x"
         line = join(line, sep, *x)
     return FeaturizedBatch(shared, line, list_offsets)
@@ -184,6 +193,7 @@ def _cross_pieces(
     consents: _Consents,
     stage: pa.Array,
     aff_s: pa.Array,
+    stated: tuple[_Consents, _Consents],
 ) -> list[pa.Array | str]:
     """The ``x`` namespace of every action line. Channel-dependent pieces are
     built once per (decision, channel), topic-dependent ones once per
@@ -262,15 +272,124 @@ def _cross_pieces(
     # one take over the action lines instead of casts and joins
     names = [""] + [f" it_ago={name}" for _, name in AGE_BUCKETS] + [f" it_ago={AGE_BUCKET_OLDER}"]
     top = int(tc.max()) if tc.size else 0
+    v3 = _interest_stated_pieces(cat, row_of, top_of, ch_of, hist, stated)
     if top > _MAX_TABLED_COUNT:  # an implausible count: no table that large
         ago = pa.array(names, pa.string()).take(pa.array(age))
-        return [*pieces, count_piece(" tc_e90:", tc), pc.if_else(pa.array(age > 0), ago, none)]
+        tail = [count_piece(" tc_e90:", tc), pc.if_else(pa.array(age > 0), ago, none)]
+        return [*pieces, *tail, *v3]
     table = pa.array(
         [(f" tc_e90:{v}" if v else "") + name or None for v in range(top + 1) for name in names],
         pa.string(),
     )
     pieces.append(table.take(pa.array(tc * len(names) + age)))
-    return pieces
+    return [*pieces, *v3]
+
+
+def _interest_stated_pieces(
+    cat: Catalog,
+    row_of: npt.NDArray[np.int64],
+    top_of: npt.NDArray[np.int64],
+    ch_of: npt.NDArray[np.int64],
+    hist: _HistoryColumns,
+    stated: tuple[_Consents, _Consents],
+) -> list[pa.Array]:
+    """The context version 3 tokens of the ``x`` namespace, per action line: interest
+    in its topic (``it_int``), stated topic (``sp_top``) and channel (``sp_ch``)."""
+    topics = list(cat.topics)
+    channels = list(cat.channels)
+    none = pa.scalar(None, pa.string())
+    out: list[pa.Array] = []
+    vals, present = hist.interest_matrix(topics)
+    at = row_of * len(topics) + top_of
+    if present.any():
+        v = vals.reshape(-1)[at]
+        out.append(
+            pc.if_else(
+                pa.array(present.reshape(-1)[at]),
+                pc.binary_join_element_wise(" it_int:", _fixed3_arrow(v), ""),
+                none,
+            )
+        )
+    st_top = stated[0].matrix(topics).reshape(-1)[at]
+    if st_top.any():
+        out.append(pc.if_else(pa.array(st_top), " sp_top", none))
+    st_ch = stated[1].matrix(channels).reshape(-1)[row_of * len(channels) + ch_of]
+    if st_ch.any():
+        out.append(pc.if_else(pa.array(st_ch), " sp_ch", none))
+    return out
+
+
+def _name_list_column(cols: _Columns, *path: str) -> pa.Array | None:
+    """A list-of-names field of the contexts (``None`` when absent or always empty);
+    refuses anything but lists of non-empty strings."""
+    arr = cols.get(*path)
+    name = ".".join(path)
+    if arr is None or pa.types.is_null(arr.type):
+        return None
+    if not pa.types.is_list(arr.type):
+        raise FeaturizeError(f"featurize_table: field '{name}' is {arr.type}, not a list")
+    vt = arr.type.value_type
+    if pa.types.is_null(vt):
+        return None
+    if not pa.types.is_string(vt):
+        raise FeaturizeError(f"featurize_table: field '{name}' lists {vt}, not names")
+    flat = pc.list_flatten(arr)
+    parents = pc.list_parent_indices(arr)
+    bad = pc.or_(pc.is_null(flat), pc.equal(pc.utf8_length(pc.fill_null(flat, "x")), 0))
+    if pc.any(bad).as_py():
+        row = parents[int(np.flatnonzero(bad.to_numpy(zero_copy_only=False))[0])].as_py()
+        raise FeaturizeError(
+            f"featurize_table: event {cols.event_ids[row].as_py()!r}: field '{name}': "
+            "empty or null name"
+        )
+    return arr
+
+
+def _attribute_pieces(attrs: pa.Array | None, cols: _Columns) -> list[pa.Array]:
+    """Tokens of the declared attributes (see :func:`nba.features.tokens.attribute_tokens`),
+    one array per attribute, in name order."""
+    if attrs is None or not pa.types.is_struct(attrs.type):
+        if attrs is not None and not pa.types.is_null(attrs.type):
+            raise FeaturizeError(f"featurize_table: field 'attributes' is {attrs.type}")
+        return []
+    none = pa.scalar(None, pa.string())
+    fields = sorted((attrs.type.field(i).name, i) for i in range(attrs.type.num_fields))
+    out: list[pa.Array] = []
+    for key, i in fields:
+        if not ATTRIBUTE_NAME.match(key):
+            raise FeaturizeError(
+                f"featurize_table: field 'attributes': {key!r} is not an attribute name"
+            )
+        child = pc.struct_field(attrs, [i])
+        t = child.type
+        name = f" a_{clean(key)}"
+        where = f"attributes.{key}"
+        if pa.types.is_null(t):
+            continue
+        if pa.types.is_boolean(t):
+            s = pc.if_else(child, f"{name}=true", f"{name}=false")
+        elif pa.types.is_integer(t) or pa.types.is_floating(t):
+            vals = pc.fill_null(child.cast(pa.float64()), 0.0).to_numpy(zero_copy_only=False)
+            s = pc.if_else(
+                child.is_valid(),
+                pc.binary_join_element_wise(f"{name}:", _fixed3_arrow(vals), ""),
+                none,
+            )
+        elif pa.types.is_string(t):
+            cols.fail_if(pc.equal(pc.utf8_length(child), 0), where, "empty value")
+            s = pc.binary_join_element_wise(f"{name}=", _clean_arrow(child), "")
+        elif pa.types.is_list(t):
+            lists = _name_list_column(cols, "attributes", key)
+            if lists is None:
+                continue
+            s = _Consents(lists, len(child)).tokens(f"{name}=")
+        else:
+            raise FeaturizeError(
+                f"featurize_table: field '{where}' is {t}; attribute values must be "
+                "strings, numbers, booleans or lists of strings"
+            )
+        out.append(s)
+    return out
 
 
 #: largest topic x channel count the bulk path writes through its lookup table
@@ -312,7 +431,8 @@ def _as_date32(day: pa.Array, cols: _Columns) -> pa.Array:
 
 
 class _Consents:
-    """Consent lists of a batch, deduplicated and sorted per row (like a frozenset)."""
+    """Lists of names of a batch (consents, stated topics or channels, list
+    attributes), deduplicated and sorted per row (like a frozenset)."""
 
     def __init__(self, consents: pa.Array | None, n: int) -> None:
         self.n = n
@@ -344,11 +464,12 @@ class _Consents:
         self.codes = key % k
         self.values = order_values
 
-    def tokens(self) -> pa.Array:
-        """`` cons=<value>`` tokens of each row, concatenated, shape (n,)."""
+    def tokens(self, prefix: str = " cons=") -> pa.Array:
+        """``<prefix><value>`` tokens of each row (sorted, distinct), concatenated,
+        shape (n,)."""
         if not self.values:
             return pa.nulls(self.n, pa.string())
-        toks = pa.array([f" cons={clean(v)}" for v in self.values], pa.string()).take(
+        toks = pa.array([f"{prefix}{clean(v)}" for v in self.values], pa.string()).take(
             pa.array(self.codes)
         )
         counts = np.bincount(self.parents, minlength=self.n)
@@ -429,6 +550,11 @@ class _HistoryColumns:
         self.cols = cols
         self.n = n
         self._field_cache: dict[str, list[tuple[str, pa.Array]]] = {}
+        self.interest_keys, self.interest = self._read_interest()
+        #: some value has more than three decimals (the caller goes row by row)
+        self.interest_noncanonical = bool(
+            np.any(np.rint(self.interest * 1000.0) / 1000.0 != self.interest)
+        )
         self.last_content = cols.get("history", "last_content_id")
         if self.last_content is not None and not pa.types.is_string(self.last_content.type):
             if self.last_content.null_count == len(self.last_content):
@@ -479,6 +605,68 @@ class _HistoryColumns:
             out.append((key, child))
         return sorted(out, key=lambda kv: kv[0])
 
+    def _read_interest(self) -> tuple[list[str], npt.NDArray[np.float64]]:
+        """Keys (sorted) and values of ``history.interest``, shape (n, k); 0 where
+        absent (a topic whose interest is 0 is written nowhere)."""
+        arr = self.cols.get("history", "interest")
+        if arr is None or not pa.types.is_struct(arr.type):
+            if arr is not None and not pa.types.is_null(arr.type):
+                raise FeaturizeError(
+                    f"featurize_table: field 'history.interest' is {arr.type}, not a mapping"
+                )
+            return [], np.zeros((self.n, 0))
+        keys: list[str] = []
+        vals: list[npt.NDArray[np.float64]] = []
+        for key, i in sorted((arr.type.field(i).name, i) for i in range(arr.type.num_fields)):
+            child = pc.struct_field(arr, [i])
+            if pa.types.is_null(child.type):
+                continue
+            where = f"history.interest.{key}"
+            if not (pa.types.is_integer(child.type) or pa.types.is_floating(child.type)):
+                raise FeaturizeError(
+                    f"featurize_table: field '{where}' is {child.type}, not a number"
+                )
+            if not key:
+                raise FeaturizeError("featurize_table: field 'history.interest': empty topic name")
+            v = pc.fill_null(child.cast(pa.float64()), 0.0).to_numpy(zero_copy_only=False)
+            self.cols.fail_if(pa.array(v < 0), where, "negative interest")
+            keys.append(key)
+            vals.append(v)
+        if not keys:
+            return [], np.zeros((self.n, 0))
+        return keys, np.stack(vals, axis=1)
+
+    def interest_matrix(
+        self, vocab: list[str]
+    ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.bool_]]:
+        """Interest per topic of ``vocab`` and whether it is written (non-zero after
+        rounding), each shape (n, len(vocab))."""
+        vals = np.zeros((self.n, len(vocab)))
+        pos = {k: j for j, k in enumerate(self.interest_keys)}
+        for i, t in enumerate(vocab):
+            j = pos.get(t)
+            if j is not None:
+                vals[:, i] = self.interest[:, j]
+        return vals, np.rint(vals * 1000.0) != 0
+
+    def interest_tokens(self) -> list[pa.Array]:
+        """`` int_<topic>:<value>`` per written topic, then `` top_int=<topic>``."""
+        if not self.interest_keys:
+            return []
+        none = pa.scalar(None, pa.string())
+        written = np.rint(self.interest * 1000.0) != 0  # (n, k)
+        out: list[pa.Array] = []
+        for j, key in enumerate(self.interest_keys):
+            s = pc.binary_join_element_wise(
+                f" int_{clean(key)}:", _fixed3_arrow(self.interest[:, j]), ""
+            )
+            out.append(pc.if_else(pa.array(written[:, j]), s, none))
+        masked = np.where(written, self.interest, -np.inf)
+        best = np.argmax(masked, axis=1)  # the first key among equals, as tokens.py
+        names = pa.array([f" top_int={clean(k)}" for k in self.interest_keys], pa.string())
+        out.append(pc.if_else(pa.array(written.any(axis=1)), names.take(pa.array(best)), none))
+        return out
+
     def matrix(self, name: str, vocab: list[str]) -> npt.NDArray[np.int64]:
         return self.matrix_present(name, vocab)[0]
 
@@ -520,7 +708,7 @@ class _HistoryColumns:
                     none,
                 )
             )
-        return out
+        return out + self.interest_tokens()
 
 
 def _request_pieces(req: pa.Array | None, cols: _Columns) -> list[pa.Array]:

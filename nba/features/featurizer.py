@@ -29,6 +29,7 @@ from nba.features.dsjson import (
     line_to_namespaces,
 )
 from nba.features.tokens import (
+    attribute_tokens,
     calendar_tokens,
     cross_tokens,
     history_tokens,
@@ -76,7 +77,9 @@ class Featurizer:
         parts = ["shared"]
         for ns in self.config.shared:
             if ns == "p":
-                parts.append("|p" + profile_tokens(context.hcp))
+                parts.append(
+                    "|p" + profile_tokens(context.hcp) + attribute_tokens(context.attributes)
+                )
             elif ns == "h":
                 parts.append("|h" + history_tokens(context.history))
             elif ns == "r":

@@ -32,6 +32,34 @@ def profile_tokens(hcp: HCPProfile) -> str:
     return out
 
 
+def attribute_tokens(attributes: Mapping[str, Any]) -> str:
+    """Declared attributes (context version 3), in key order, after the profile in ``p``:
+    strings ``a_<name>=<value>``, booleans ``a_<name>=true|false``, numbers
+    ``a_<name>:<fixed3>``, lists one ``a_<name>=<value>`` per (sorted) value."""
+    out = ""
+    for k, v in attributes.items():
+        name = f" a_{clean(k)}"
+        if isinstance(v, bool):
+            out += f"{name}={'true' if v else 'false'}"
+        elif isinstance(v, int | float):
+            out += f"{name}:{fixed3(v)}"
+        elif isinstance(v, str):
+            out += f"{name}={clean(v)}"
+        else:
+            for item in v:
+                out += f"{name}={clean(item)}"
+    return out
+
+
+def top_interest(interest: Mapping[str, float]) -> str | None:
+    """The topic of highest interest (the first in key order among equals), or None."""
+    best: str | None = None
+    for k, v in interest.items():
+        if best is None or v > interest[best]:
+            best = k
+    return best
+
+
 def history_tokens(h: History) -> str:
     out = ""
     for w in HISTORY_WINDOWS:
@@ -45,6 +73,11 @@ def history_tokens(h: History) -> str:
         out += f" dst_{clean(k)}:{v}"
     if h.last_content_id:
         out += f" last={clean(h.last_content_id)}"
+    for k, v in h.interest.items():
+        out += f" int_{clean(k)}:{fixed3(v)}"
+    top = top_interest(h.interest)
+    if top is not None:
+        out += f" top_int={clean(top)}"
     return out
 
 
@@ -96,4 +129,11 @@ def cross_tokens(context: DecisionContext, channel: str, topic: str, content_id:
     d = h.days_since_content.get(content_id)
     if d is not None:
         x += f" it_ago={age_bucket(d)}"
+    i = h.interest.get(topic)
+    if i is not None:
+        x += f" it_int:{fixed3(i)}"
+    if topic in context.stated_topics:
+        x += " sp_top"
+    if ch in context.stated_channels:
+        x += " sp_ch"
     return x

@@ -10,9 +10,12 @@ item last reached the HCP (within 90 days).
 
 The tracker also counts, per HCP, day and topic, the topics the HCP pulled
 (``detail_pull``, ``email_click``, ``portal_view``, ``webinar_question``
-touches; see :mod:`simulators.hcp.pulls`). Contexts do not use these counts
-yet; :meth:`HistoryTracker.pull_profile` reads them as a decayed interest
-profile, the way a featurizer built on the touches log would.
+touches; see :mod:`simulators.hcp.pulls`). :meth:`HistoryTracker.pull_profile`
+reads them as a decayed profile; :meth:`HistoryTracker.interest` adds the
+engagements by topic and gives the context's ``interest`` map (version 3),
+summed in the same order as :func:`nba.context.interest_profile`. The simulator
+has no stated preferences and no declared attributes: its contexts leave both
+out.
 
 Counts are kept per day in ring buffers (one slot per day, long enough for the
 longest window plus the longest outcome delay), and rolling window sums are
@@ -34,7 +37,7 @@ from datetime import date
 import numpy as np
 import numpy.typing as npt
 
-from nba.context import CONTEXT_VERSION, HISTORY_WINDOWS, topic_channel_key
+from nba.context import CONTEXT_VERSION, HISTORY_WINDOWS, INTEREST_WEIGHTS, topic_channel_key
 
 I64 = npt.NDArray[np.int64]
 I32 = npt.NDArray[np.int32]
@@ -183,6 +186,26 @@ class HistoryTracker:
         weights = 0.5 ** (ages / float(halflife_days))
         counts = self.pull_day[slots][:, hcp, :]  # (ages, b, n_topics)
         return np.tensordot(weights, counts, axes=(0, 0))
+
+    def interest(self, hcp: I64) -> F64:
+        """The context's ``interest`` (before rounding) of each HCP as of the current
+        day: pulls and engagements by topic on each of the 90 days before, weighted by
+        :data:`nba.context.INTEREST_WEIGHTS`, summed over ages in ascending order.
+
+        Parameters
+        ----------
+        hcp : ndarray of int64, shape (b,)
+
+        Returns
+        -------
+        ndarray of float64, shape (b, n_topics)
+        """
+        out = np.zeros((hcp.shape[0], self.pull_day.shape[2]))
+        for age in range(1, min(LONGEST, self.day) + 1):
+            slot = (self.day - age) % self.ring
+            counts = self.pull_day[slot, hcp].astype(np.float64) + self.topic_day[slot, hcp]
+            out += counts * INTEREST_WEIGHTS[age]
+        return out
 
     # ------------------------------------------------------------ day change
     def advance(self, new_day: int) -> None:
@@ -386,6 +409,22 @@ class ContextBuilder:
             [topic_channel_key(t, c) for t in self.topics for c in self.channels]
         )
         self._item_map = MapRenderer(list(item_ids))
+        # context version 3: interest per topic, three decimals
+        self._topic_keys = [json.dumps(t) for t in self.topics]
+        self._topic_order = sorted(range(len(self.topics)), key=lambda i: self.topics[i])
+
+    def _interest_json(self, values: F64) -> list[str]:
+        """``History.interest`` as canonical JSON, shape (b, n_topics) -> b strings."""
+        out = []
+        keys = self._topic_keys
+        for row in values.tolist():
+            parts = []
+            for i in self._topic_order:
+                v = round(row[i], 3)  # as nba.context.History rounds it
+                if v:
+                    parts.append(f"{keys[i]}:{v!r}")
+            out.append("{" + ",".join(parts) + "}")
+        return out
 
     def build(
         self,
@@ -428,17 +467,18 @@ class ContextBuilder:
         teng = self._topic_map.render(tr.topic_win[hcp])
         tceng = self._topic_channel_map.render(tr.topic_channel_engagements(hcp))
         dsc = self._item_map.render_small(tr.days_since_content(hcp), LONGEST + 1)
+        inter = self._interest_json(tr.interest(hcp))
         last = self._content[tr.last_content[hcp]].tolist()  # -1 -> "null" (last entry)
         prof = profile_json[hcp].tolist()
         head = f'{{"day":"{day.isoformat()}","hcp":'
         tail = f'}},"request":{request_json},"v":{CONTEXT_VERSION}}}'
         rows = [
             f'{head}{p},"history":{{"days_since_content":{sc},"days_since_touch":{a},'
-            f'"engagements_30d":{e},"last_content_id":{lc},'
+            f'"engagements_30d":{e},"interest":{it},"last_content_id":{lc},'
             f'"topic_channel_engagements_90d":{tce},"topic_engagements_90d":{te},'
             f'"touches_30d":{b30},"touches_7d":{b7},"touches_90d":{b90}{tail}'
-            for p, sc, a, e, lc, tce, te, b30, b7, b90 in zip(
-                prof, dsc, dst, eng, last, tceng, teng, t30, t7, t90, strict=True
+            for p, sc, a, e, it, lc, tce, te, b30, b7, b90 in zip(
+                prof, dsc, dst, eng, inter, last, tceng, teng, t30, t7, t90, strict=True
             )
         ]
         return np.array(rows, dtype=object)

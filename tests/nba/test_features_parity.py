@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from datetime import date, timedelta
 
 import numpy as np
@@ -12,7 +13,7 @@ import pytest
 from nba.catalog import Catalog
 from nba.context import DecisionContext, History
 from nba.domain import ADOPTION_STAGES, Action, HCPProfile
-from nba.features import Featurizer, FeaturizerConfig
+from nba.features import FeaturizeError, Featurizer, FeaturizerConfig
 
 CATALOG = Catalog.default()
 SPECIALTIES = ("cardiology", "internal medicine", "endo|crine", "general:practice")
@@ -63,7 +64,36 @@ def random_context(rng: np.random.Generator, i: int) -> DecisionContext:
         digital_affinity=float(rng.random()) if rng.random() < 0.9 else 1.0,
     )
     day = date(2026, 1, 1) + timedelta(days=int(rng.integers(0, 365)))
-    return DecisionContext(hcp=hcp, day=day, history=hist, request=request)
+    # context version 3: interest (ties, values that round to 0, a topic outside the
+    # catalog), stated topics and channels, declared attributes of every value type
+    interest = {
+        t: float(rng.choice([0.0004, 0.5, 0.5, 1.2345, float(rng.exponential(2.0))]))
+        for t in [*topics, "gossip"]
+        if rng.random() < 0.4
+    }
+    hist = History.from_dict({**hist.to_dict(), "interest": interest})
+    stated_t = [str(t) for t in topics if rng.random() < 0.2]
+    stated_c = [str(c) for c in chans if rng.random() < 0.2]
+    attrs: dict[str, object] = {}
+    if rng.random() < 0.6:
+        attrs["rx_volume_decile"] = str(rng.choice(["lt4", "4to8", "ge8"]))
+    if rng.random() < 0.6:
+        attrs["payer_mix_commercial"] = float(rng.random())
+    if rng.random() < 0.5:
+        attrs["kol"] = bool(rng.random() < 0.5)
+    if rng.random() < 0.5:
+        attrs["affiliations"] = [
+            str(a) for a in ["idn", "aco", "academic center"] if rng.random() < 0.6
+        ]
+    return DecisionContext(
+        hcp=hcp,
+        day=day,
+        history=hist,
+        request=request,
+        stated_topics=tuple(stated_t),
+        stated_channels=tuple(stated_c),
+        attributes=attrs,
+    )
 
 
 def random_table(n: int, seed: int) -> tuple[pa.Table, list[DecisionContext], list[list[Action]]]:
@@ -217,6 +247,92 @@ def test_random_contexts_exercise_every_history_cross() -> None:
     text = Featurizer(CATALOG).featurize_table(table).text().decode()
     for token in (" ch_dstb=", " tc_e90:", " it_ago="):
         assert token in text, token
+    # context version 3
+    for token in (
+        " int_gossip:",
+        " top_int=",
+        " it_int:",
+        " sp_top",
+        " sp_ch",
+        " a_rx_volume_decile=4to8",
+        " a_payer_mix_commercial:",
+        " a_kol=false",
+        " a_affiliations=academic_center",
+    ):
+        assert token in text, token
+    # an interest that rounds to 0 (0.0004 here) is written nowhere
+    assert re.search(r" (int_\w+|it_int):0\.000", text) is None
+
+
+def test_interest_stated_and_attributes_reach_both_paths() -> None:
+    hcp = HCPProfile("h1", "cardiology", 7, "US", "aware", frozenset({"email"}), False, 0.65)
+    hist = History(interest={"safety": 0.5, "efficacy": 1.25, "dosing": 1.25, "gossip": 0.0004})
+    ctx = DecisionContext(
+        hcp,
+        date(2026, 1, 5),
+        hist,
+        stated_topics=("efficacy",),
+        stated_channels=("portal",),
+        attributes={"rx_volume_decile": "ge8", "kol": True, "share": 0.25, "aff": ["b", "a"]},
+    )
+    eff_email, eff_portal = Action("VEL-EFF-02", "email"), Action("VEL-EFF-02", "portal")
+    f = Featurizer(CATALOG)
+    lines = f.featurize_one(ctx, [eff_email, eff_portal])
+    # profile: attributes in name order after the consents
+    assert lines[0].startswith(
+        "shared |p spec=cardiology mkt=US stage=aware dec=7 aff:0.650 cons=email"
+        " a_aff=a a_aff=b a_kol=true a_rx_volume_decile=ge8 a_share:0.250 |h"
+    )
+    # history: interest per topic (0.0004 rounds to 0: left out), the first top among ties
+    assert lines[0].endswith(
+        "|h int_dosing:1.250 int_efficacy:1.250 int_safety:0.500 top_int=dosing |r |c dow=mon mon=1"
+    )
+    assert lines[1].endswith(" it_int:1.250 sp_top")
+    assert lines[2].endswith(" it_int:1.250 sp_top sp_ch")
+    table = pa.table(
+        {"context": [ctx.to_json()], "action_ids": [[eff_email.action_id, eff_portal.action_id]]}
+    )
+    assert f.featurize_table(table).lines(0) == lines
+
+
+BAD_V3 = [
+    ({"history": {"interest": {"safety": -1.0}}}, "'history.interest.safety': negative interest"),
+    ({"history": {"interest": {"safety": "x"}}}, "'history.interest.safety' is string, not a"),
+    ({"stated": {"topics": [""]}}, "field 'stated.topics': empty or null name"),
+    # types that change between rows go row by row: the per-decision message
+    ({"stated": {"topics": "safety"}}, "field 'stated.topics': expected a list of names"),
+    ({"attributes": {"kol": ""}}, "field 'attributes.kol': empty value"),
+    ({"attributes": {"kol": {"a": 1}}}, "field 'attributes.kol': dict is not a string"),
+    ({"attributes": {"Kol": 1}}, "'Kol' is not an attribute name"),
+]
+
+
+@pytest.mark.parametrize(("patch", "match"), BAD_V3, ids=[m for _, m in BAD_V3])
+def test_bad_v3_fields_are_refused_by_the_bulk_path(patch: dict, match: str) -> None:
+    table, _ctxs, _actions = random_table(3, seed=6)
+    raw = [json.loads(c) for c in table.column("context").to_pylist()]
+    for k, v in patch.items():
+        if k == "history":
+            raw[1]["history"].update(v)
+        else:
+            raw[1][k] = v
+    bad = table.set_column(1, "context", pa.array([json.dumps(d) for d in raw]))
+    with pytest.raises(FeaturizeError, match="featurize_table: ") as info:
+        Featurizer(CATALOG).featurize_table(bad)
+    assert match in str(info.value)
+
+
+def test_interest_with_more_than_three_decimals_goes_row_by_row_alike() -> None:
+    table, _ctxs, _actions = random_table(5, seed=7)
+    raw = [json.loads(c) for c in table.column("context").to_pylist()]
+    raw[2]["history"]["interest"] = {"safety": 0.12351, "dosing": 0.0004}
+    texts = [json.dumps(d) for d in raw]
+    f = Featurizer(CATALOG)
+    got = f.featurize_table(table.set_column(1, "context", pa.array(texts)))
+    for i in range(5):
+        aids = table["action_ids"][i].as_py()
+        assert got.lines(i) == f.featurize_json(texts[i], aids)
+    assert " int_safety:0.124" in got.lines(2)[0] and "int_dosing" not in got.lines(2)[0]
 
 
 def test_version_1_contexts_featurize_like_the_same_history_in_version_2() -> None:
@@ -225,12 +341,14 @@ def test_version_1_contexts_featurize_like_the_same_history_in_version_2() -> No
     for d in raw:
         d["v"] = 1
         del d["history"]["topic_channel_engagements_90d"], d["history"]["days_since_content"]
+        del d["history"]["interest"]
+        d.pop("stated", None), d.pop("attributes", None)
     v1 = table.set_column(1, "context", pa.array([json.dumps(d) for d in raw]))
     f = Featurizer(CATALOG)
     got = f.featurize_table(v1)
     for i, ctx in enumerate(ctxs):
         hist = ctx.history.to_dict()
-        hist.update(topic_channel_engagements_90d={}, days_since_content={})
+        hist.update(topic_channel_engagements_90d={}, days_since_content={}, interest={})
         same = DecisionContext(ctx.hcp, ctx.day, History.from_dict(hist), ctx.request)
         aids = table["action_ids"][i].as_py()
         expected = f.featurize_json(same.to_json(), aids)

@@ -5,6 +5,7 @@ real SQLite store (TestClient) and, for the imports, a real ``nba serve``."""
 from __future__ import annotations
 
 import io
+import json
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -418,3 +419,39 @@ def test_imports_and_export_over_http(tmp_path: Path) -> None:
     touches = logio.read(out, "touches").sort_by("ts").to_pylist()
     assert [t["kind"] for t in touches] == ["detail_pull", "email_click", "contact"]
     assert touches[0]["content_ids"] == ["slide-4", "slide-9"] and touches[0]["dwell_s"] == 240.0
+
+
+# ------------------------------------------------- what a decision's context carries
+def test_decision_context_carries_interest_stated_and_attributes(client: TestClient) -> None:
+    r = client.put("/v1/hcps/C1", json={**HCP_BODY, "attributes": ATTRS}, headers=auth("report"))
+    assert r.status_code == 201, r.text
+    pull = {
+        "hcp_id": "C1",
+        "channel": "portal",
+        "content_id": "portal/faq",
+        "ts": iso(2),
+        "kind": "portal_view",
+        "topics": ["dosing"],
+    }
+    assert client.post("/v1/touches", json=pull, headers=auth("report")).status_code == 201
+    said = {"recorded_by": "rep-1", "topics": ["safety"], "channels": ["email"], "ts": iso(1)}
+    r = client.post("/v1/hcps/C1/stated-preferences", json=said, headers=auth("report"))
+    assert r.status_code == 201, r.text
+    r = client.post("/v1/decisions", json={"hcp_id": "C1", "k": 1}, headers=auth("decide"))
+    assert r.status_code == 201, r.text
+    ctx = store(client).get_decision(r.json()["event_id"]).context  # type: ignore[union-attr]
+    d = json.loads(ctx)
+    assert d["v"] == 3
+    # a page view two (calendar) days before the decision day, or one when it was late
+    age = (NOW.date() - (NOW - timedelta(days=2)).date()).days
+    assert d["history"]["interest"] == {"dosing": round(0.5 ** (age / 14), 3)}
+    assert d["stated"] == {"channels": ["email"], "topics": ["safety"]}
+    assert d["attributes"] == {
+        "affiliations": ["academic_medical_center", "idn"],
+        "key_opinion_leader": True,
+        "payer_mix_commercial": 0.62,
+        "rx_volume_decile": "ge8",
+        "stated_channel_preference": ["email"],
+        "stated_topic_interest": ["clinical_data"],
+        "sub_specialty": "preventive_cardiology",
+    }

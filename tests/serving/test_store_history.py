@@ -104,8 +104,15 @@ def test_history_equals_hand_computation(store: EventStore) -> None:
         topic_channel_engagements_90d={"efficacy@email": 3, "mechanism@portal": 1},
         # c5 is 91 days old, c6 from the decision day itself: neither counts
         days_since_content={"c1": 1, "c2": 7, "c3": 8, "c4": 90},
+        # each engagement on the day of its earliest outcome: D1 opened and clicked
+        # 17 days before, D6 opened 37 days before (efficacy); D2 85 days before
+        interest={
+            "efficacy": round(2 * 0.5 ** (17 / 14) + 0.5 ** (37 / 14), 3),
+            "mechanism": round(0.5 ** (85 / 14), 3),
+        },
     )
     assert got == expected
+    assert got.interest == {"efficacy": 1.022, "mechanism": 0.015}
 
 
 def test_history_of_an_unknown_hcp_is_empty(store: EventStore) -> None:
@@ -153,4 +160,114 @@ def test_days_since_content_is_the_latest_receipt_on_any_channel(tmp_path: Path)
     )
     got = s.history("h1", DAY, Catalog.default())
     assert got.days_since_content == {"c1": 3, "c2": 2}
+    s.close()
+
+
+def test_interest_adds_pulls_each_topic_once_per_touch(tmp_path: Path) -> None:
+    s = EventStore(tmp_path / "events.db")
+    s.add_touches(
+        [
+            # a detail 1 day before on two topics
+            Touch(
+                "h1",
+                at(2026, 3, 9, 15),
+                "rep_visit",
+                "VEL-DOS-01",
+                "ours",
+                "detail_pull",
+                topics=("dosing", "safety"),
+            ),
+            # a portal page 14 days before
+            Touch(
+                "h1",
+                at(2026, 2, 24, 8),
+                "portal",
+                "page-1",
+                "external",
+                "portal_view",
+                topics=("dosing",),
+            ),
+            # a webinar question 90 days before: inside; 91 days before: outside
+            Touch(
+                "h1",
+                at(2025, 12, 10),
+                "webinar",
+                "web-1",
+                "ours",
+                "webinar_question",
+                topics=("safety",),
+            ),
+            Touch(
+                "h1",
+                at(2025, 12, 9, 23),
+                "webinar",
+                "web-1",
+                "ours",
+                "webinar_question",
+                topics=("efficacy",),
+            ),
+            # the decision day itself, another HCP, a contact: none count
+            Touch(
+                "h1",
+                at(2026, 3, 10, 7),
+                "portal",
+                "page-2",
+                "external",
+                "portal_view",
+                topics=("efficacy",),
+            ),
+            Touch(
+                "h2",
+                at(2026, 3, 9),
+                "portal",
+                "page-2",
+                "external",
+                "portal_view",
+                topics=("efficacy",),
+            ),
+            Touch("h1", at(2026, 3, 9), "email", "VEL-EFF-02"),
+        ]
+    )
+    s.add_decision(dec("E1", at(2026, 3, 2), "VEL-SAF-01@email"))
+    s.add_outcome(Outcome("E1", at(2026, 3, 3), "opened", source_id="x"))  # 7 days before
+    got = s.history("h1", DAY, Catalog.default())
+    w1, w7, w14, w90 = (0.5 ** (a / 14) for a in (1, 7, 14, 90))
+    assert got.interest == {
+        "dosing": round(w1 + w14, 3),  # 0.952 + 0.5
+        "safety": round(w1 + w7 + w90, 3),  # 0.952 + 0.707 + 0.012 (1.6705)
+    }
+    assert got.interest == {"dosing": 1.452, "safety": 1.67}
+    # the pulls are no contacts
+    assert got.touches_7d == {"email": 1}
+    s.close()
+
+
+def test_context_extras_latest_statements_in_the_window_and_attributes(tmp_path: Path) -> None:
+    from nba.domain import HCPProfile, StatedPreference
+    from nba.hcp_features import HCPFeatures
+
+    s = EventStore(tmp_path / "events.db")
+    s.upsert_hcp(
+        HCPProfile("h1", "cardiology", 7, "US", "aware", frozenset({"email"})),
+        {"rx_volume_decile": 9, "payer_mix_commercial": 0.4, "affiliations": ["idn", "aco"]},
+    )
+    s.upsert_hcp(HCPProfile("h2", "cardiology", 7, "US", "aware", frozenset({"email"})))
+    for ts, topics, channels in [
+        (at(2025, 3, 9), ("mechanism",), ("webinar",)),  # 366 days before: outside
+        (at(2026, 1, 5), ("efficacy", "dosing"), ("email",)),
+        (at(2026, 2, 1), (), ("portal",)),  # the latest naming channels
+        (at(2026, 3, 10, 6), ("safety",), ("rep_visit",)),  # the decision day: not yet
+    ]:
+        s.add_stated_preference(StatedPreference("h1", ts, "rep-1", topics, channels))
+    attrs, topics, channels = s.context_extras("h1", DAY) or ({}, (), ())
+    assert topics == ("efficacy", "dosing") and channels == ("portal",)
+    assert HCPFeatures.default().context_attributes(attrs) == {
+        "affiliations": ["aco", "idn"],
+        "payer_mix_commercial": 0.4,
+        "rx_volume_decile": "ge8",
+    }
+    assert s.context_extras("h2", DAY) == ({}, (), ())
+    assert s.context_extras("nobody", DAY) is None
+    with pytest.raises(StoreError, match="context_extras: 'day' must be a date"):
+        s.context_extras("h1", at(2026, 3, 10))  # type: ignore[arg-type]
     s.close()

@@ -10,11 +10,16 @@ import pyarrow.parquet as pq
 import pytest
 
 from nba.catalog import Catalog
-from nba.context import DecisionContext
+from nba.context import DecisionContext, interest_profile
 from nba.domain import ENGAGEMENT_TYPES, Action
 
 
-def _recompute(dec, tch, out, cat: Catalog):
+def _recompute(dec, tch, out, cat: Catalog, pulls=None):
+    pulled = defaultdict(list)  # hcp -> [(day, topic)], each topic once per pull touch
+    if pulls is not None:
+        for r in pulls.itertuples():
+            for topic in sorted(set(r.topics)):
+                pulled[r.hcp_id].append((r.ts.date(), topic))
     touches = defaultdict(list)  # hcp -> [(day, ts, channel, content)]
     for r in tch.itertuples():
         touches[r.hcp_id].append((r.ts.date(), r.ts, r.channel, r.content_id))
@@ -38,7 +43,12 @@ def _recompute(dec, tch, out, cat: Catalog):
             "last_content_id": None,
             "topic_channel_engagements_90d": {},
             "days_since_content": {},
+            "interest": {},
         }
+        signals: dict[int, dict[str, int]] = defaultdict(dict)  # age -> topic -> count
+        for pday, topic in pulled[r.hcp_id]:
+            ago = (day - pday).days
+            signals[ago][topic] = signals[ago].get(topic, 0) + 1
         last_ts = None
         for tday, ts, ch, content in touches[r.hcp_id]:
             if tday >= day:
@@ -62,6 +72,9 @@ def _recompute(dec, tch, out, cat: Catalog):
                 h["topic_engagements_90d"][topic] = h["topic_engagements_90d"].get(topic, 0) + 1
                 tc = h["topic_channel_engagements_90d"]
                 tc[f"{topic}@{ch}"] = tc.get(f"{topic}@{ch}", 0) + 1
+                ago = (day - eday).days
+                signals[ago][topic] = signals[ago].get(topic, 0) + 1
+        h["interest"] = interest_profile(signals)
         expected[r.event_id] = h
     return expected
 
@@ -70,11 +83,14 @@ def _recompute(dec, tch, out, cat: Catalog):
 def test_history_in_context_matches_recomputation_from_the_logs(run, request):
     sim = request.getfixturevalue(run)
     dec = sim.table("decisions")
-    tch = sim.table("touches")
-    # contexts count contacts only, as before pull signals (docs/simulator.md, "Pull signals")
-    tch = tch[tch.kind == "contact"]
-    expected = _recompute(dec, tch, sim.table("outcomes"), Catalog.default())
-    nonempty = seen = engaged = 0
+    everything = sim.table("touches")
+    # contexts count contacts only, as before pull signals (docs/simulator.md, "Pull signals");
+    # the interest profile reads the pulls
+    tch = everything[everything.kind == "contact"]
+    pulls = everything[everything.kind != "contact"]
+    assert len(pulls) > 0
+    expected = _recompute(dec, tch, sim.table("outcomes"), Catalog.default(), pulls)
+    nonempty = seen = engaged = interested = 0
     for r in dec.itertuples():
         ctx = DecisionContext.from_json(r.context)
         got = ctx.history.to_dict()
@@ -86,11 +102,13 @@ def test_history_in_context_matches_recomputation_from_the_logs(run, request):
         nonempty += bool(got["touches_90d"])
         seen += bool(got["days_since_content"])
         engaged += bool(got["topic_channel_engagements_90d"])
+        interested += bool(got["interest"])
         assert ctx.hcp.hcp_id == r.hcp_id
         assert ctx.day == r.ts.date()
         assert ctx.request == {"requester": r.requester}
     assert nonempty > len(dec) / 3  # the history is exercised, not empty
     assert seen > len(dec) / 3 and engaged > 0
+    assert interested > len(dec) / 10  # the interest profile is exercised
 
 
 def test_context_strings_are_byte_identical_to_to_json(campaign_run):
