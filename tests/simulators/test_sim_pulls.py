@@ -158,13 +158,18 @@ def test_same_seed_same_touches_and_pulls_leave_outcome_draws_alone(tmp_path: Pa
     assert ta.equals(tb)
     assert (ta.to_pandas().kind != "contact").sum() > 50
     assert not ta.equals(logio.read(c, "touches"))
-    # without the knowledge they bring, pulls change nothing else: decisions, outcomes and
-    # ground truth are identical whether the world emits many pull signals or few
+    # without the knowledge they bring, pulls change nothing in the world: outcomes and
+    # ground truth are identical whether the world emits many pull signals or few, and
+    # so are the decisions of a policy that ignores the context; only the logged
+    # context differs (its interest profile is built from the pulls)
     quiet = {"pull_knowledge_gain": 0.0}
     d = run(8, "d", **quiet)
     e = run(8, "e", **quiet, portal_view_rate=0.0, webinar_question_rate=0.0)
-    for table in ("decisions", "outcomes", "ground_truth"):
+    for table in ("outcomes", "ground_truth"):
         assert logio.read(d, table).equals(logio.read(e, table)), table
+    dec_d, dec_e = logio.read(d, "decisions"), logio.read(e, "decisions")
+    assert dec_d.drop_columns(["context"]).equals(dec_e.drop_columns(["context"]))
+    assert dec_d.column("context") != dec_e.column("context")
     pulls_d = (logio.read(d, "touches").to_pandas().kind == "portal_view").sum()
     assert pulls_d > 0 and (logio.read(e, "touches").to_pandas().kind == "portal_view").sum() == 0
 
