@@ -100,12 +100,20 @@ def push_vs_pull(
         raise click.ClickException(str(exc)) from exc
     t = res.targets
     if t:
+
+        def met(key: str) -> str:
+            return "met" if t[key] else "not met"
+
         click.echo(
-            f"best VW: {t['policy']}: score (last {last_weeks} weeks) "
-            f"{100 * t['score_last']:.1f} ± {100 * t['score_last_sd']:.1f} % "
-            f"(target {100 * t['score_target']:.0f} %, {'met' if t['score_met'] else 'not met'}); "
-            f"{t['ratio_last']:.2f} ± {t['ratio_last_sd']:.2f} x campaign "
-            f"(target {t['ratio_target']:.2f}, {'met' if t['ratio_met'] else 'not met'})"
+            f"best VW: {t['policy']}: {t['baseline_ratio_last']:.2f} ± "
+            f"{t['baseline_ratio_last_sd']:.2f} x the best non-learning policy's reward "
+            f"(last {last_weeks} weeks; target {t['baseline_ratio_target']:.2f}, "
+            f"{met('baseline_ratio_met')}); score {100 * t['score_last']:.1f} ± "
+            f"{100 * t['score_last_sd']:.1f} % (target {100 * t['score_target']:.0f} %, "
+            f"{met('score_met')}), whole run {100 * t['score_all']:.1f} % (target "
+            f"{100 * t['score_all_target']:.0f} %, {met('score_all_met')}); engagement "
+            f"{t['engagement_ratio_last']:.2f} x campaign (target "
+            f"{t['engagement_ratio_target']:.2f}, {met('engagement_ratio_met')})"
         )
     click.echo(f"report: {res.files['report']}")
     click.echo(f"plot: {res.files['plot']}")

@@ -62,8 +62,7 @@ def check_policy_spec(spec: str) -> str:
         load_vw_spec(split_release(spec)[0])  # raises LearningConfigError naming what is wrong
         return spec
     raise ExperimentError(
-        f"unknown policy {spec!r}; expected one of {', '.join(WORLD_POLICIES)} "
-        "or vw[:CONFIG][@Nd]"
+        f"unknown policy {spec!r}; expected one of {', '.join(WORLD_POLICIES)} or vw[:CONFIG][@Nd]"
     )
 
 

@@ -13,6 +13,7 @@ from click.testing import CliRunner
 
 from experiments.push_vs_pull import ExperimentConfig, ExperimentError, run
 from experiments.push_vs_pull.experiment import (
+    NON_LEARNING,
     PNG,
     REPORT,
     RESULTS_JSON,
@@ -44,6 +45,9 @@ def test_files_are_written(tiny):
     for p in POLICIES:
         assert f"| `{p}` |" in md
     assert "## Targets, best VW" in md and "best VW configuration: `vw:epsilon`" in md
+    # the table leads with the ratio to the best non-learning policy
+    header = next(line for line in md.splitlines() if line.startswith("| policy |"))
+    assert header.split(" | ")[1].startswith("× best non-learning")
     rows = list(csv.DictReader((out / WEEKLY_CSV).open()))
     assert len(rows) == len(POLICIES) * 2 * 3  # policies x seeds x weeks (16 days)
     data = json.loads((out / RESULTS_JSON).read_text())
@@ -63,9 +67,19 @@ def test_scores_are_anchored_and_ratios_are_relative_to_the_campaign(tiny):
         runs = res.runs_of(p)
         assert len(runs) == 2
         assert res.summary[p]["score_last"] == mean_sd(r.score_last for r in runs)
+    for p in POLICIES:  # ratio to the best of uniform, campaign, segment in each seed
+        for r in res.runs_of(p):
+            base = max(
+                x.last_reward for q in NON_LEARNING for x in res.runs_of(q) if x.seed == r.seed
+            )
+            assert r.baseline_ratio_last == pytest.approx(r.last_reward / base)
+    assert max(r.baseline_ratio_last for q in NON_LEARNING for r in res.runs_of(q)) == 1.0
     t = res.targets
     assert t["policy"] == "vw:epsilon"
-    assert t["score_met"] == (t["score_last"] >= 0.8)
+    assert t["score_met"] == (t["score_last"] >= 0.6)
+    assert t["score_all_met"] == (t["score_all"] >= 0.4)
+    assert t["baseline_ratio_met"] == (t["baseline_ratio_last"] >= 1.25)
+    assert t["engagement_ratio_met"] == (t["engagement_ratio_last"] >= 1.3)
 
 
 def test_the_mlflow_run_has_the_report_and_plot_as_artifacts(tiny):
