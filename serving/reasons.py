@@ -81,17 +81,20 @@ EVIDENCE_DAYS = 90
 TOPIC, CHANNEL, OTHER = 0, 1, 2
 
 #: channel -> (outcome types that show our action reached the HCP, types that show they
-#: engaged, sentence with {a} engaged of {b} reached); channels with a denominator
-RATE_TEXTS: dict[str, tuple[frozenset[str], frozenset[str], str]] = {
+#: engaged, sentence with {a} engaged of {b} reached, noun for {b}); channels with a
+#: denominator. An engaged action counts as reached (an email clicked was delivered).
+RATE_TEXTS: dict[str, tuple[frozenset[str], frozenset[str], str, tuple[str, str]]] = {
     "email": (
         frozenset({"delivered", "opened", "clicked"}),
         frozenset({"opened", "clicked"}),
-        "Opened {a} of {b} emails on {t}",
+        "Opened {a} of {b} {noun} on {t}",
+        ("email", "emails"),
     ),
     "webinar": (
         frozenset({"registered", "attended"}),
         frozenset({"attended"}),
-        "Attended {a} of {b} webinars on {t}",
+        "Attended {a} of {b} {noun} on {t}",
+        ("webinar", "webinars"),
     ),
 }
 
@@ -280,13 +283,18 @@ class Evidence:
                 continue
             same = 1.0 if ch == channel else 0.0
             if ch in RATE_TEXTS:
-                reached_types, engaged_types, fmt = RATE_TEXTS[ch]
+                reached_types, engaged_types, fmt, noun = RATE_TEXTS[ch]
                 # distinct actions: an email both opened and clicked counts once
                 a = len(_union(by_type, engaged_types))
-                b = len(_union(by_type, reached_types))
+                b = len(_union(by_type, reached_types | engaged_types))
                 if a:
                     out.append(
-                        Reason(fmt.format(a=a, b=b, t=t), 3.0 + a / b + 0.3 * a + same, (), TOPIC)
+                        Reason(
+                            fmt.format(a=a, b=b, noun=_plural(b, noun), t=t),
+                            3.0 + a / b + 0.3 * a + same,
+                            (),
+                            TOPIC,
+                        )
                     )
             elif ch in COUNT_TEXTS:
                 types, fmt, noun = COUNT_TEXTS[ch]
@@ -491,6 +499,11 @@ def reasons_for_list(
     -------
     list of list of str, length k; each of length 1..max_reasons
     """
+    if contributions is not None and len(contributions) != len(suggestions):
+        raise ValueError(
+            f"reasons_for_list: {len(contributions)} contribution mappings"
+            f" for {len(suggestions)} suggestions"
+        )
     leads: set[str] = set()
     out: list[list[str]] = []
     for i, (action, topic) in enumerate(suggestions):
