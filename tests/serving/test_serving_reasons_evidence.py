@@ -112,14 +112,16 @@ def store(tmp_path: Path) -> EventStore:
             [(at(11, 26), "registered", "w", "VEL-CLN-01@webinar"),
              (at(12, 2), "attended", "w", "VEL-CLN-01@webinar")],
         ),
-        (dec("D6", at(11, 30), ("VEL-DOS-02@rep_visit",)), [(at(11, 30, 15), "meeting_held", "m", None)]),
+        (dec("D6", at(11, 30), ("VEL-DOS-02@rep_visit",)),
+         [(at(11, 30, 15), "meeting_held", "m", None)]),
         (dec("D7", at(11, 2), ("VEL-MOA-01@portal",)), [(at(11, 3), "downloaded", "p", None)]),
         (dec("D8", at(11, 9), ("VEL-MOA-01@portal",)), [(at(11, 9, 12), "visited", "p", None)]),
         # rep feedback is not a response of the HCP
         (dec("D9", at(12, 4), ("VEL-ACC-02@email",)), [(at(12, 4, 12), "accepted", "r", None)]),
         # older than 90 days, and another HCP's
         (dec("D10", at(9, 1), ("VEL-GDL-01@email",)), [(at(9, 1, 12), "opened", "o", None)]),
-        (dec("D11", at(12, 1), ("VEL-GDL-01@email",), hcp="h2"), [(at(12, 1, 12), "opened", "o", None)]),
+        (dec("D11", at(12, 1), ("VEL-GDL-01@email",), hcp="h2"),
+         [(at(12, 1, 12), "opened", "o", None)]),
     ]  # fmt: skip
     for d, outs in rows:
         s.add_decision(d)
