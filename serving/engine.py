@@ -15,7 +15,10 @@ order:
    by ``(seed, event_id)``; the logged propensity is that action's served
    probability;
 4. the chosen action is suggestion 1; the other allowed actions follow, ranked
-   by the policy's scores (or probabilities), up to ``k``;
+   by the policy's scores (or probabilities), up to ``k``; when reasons are
+   asked for, they come from the context and the HCP's record (pulls from the
+   touches read in step 1, responses to our actions, stated preferences), no two
+   suggestions leading alike (:mod:`serving.reasons`);
 5. the decision is written to the store (durable) before the caller gets it.
 """
 
