@@ -258,7 +258,12 @@ class Evidence:
         return cls(day, pulls, responses, st_topics, st_channels)
 
     def topic_reasons(self, topic: str, channel: str) -> list[Reason]:
-        """What the HCP did or said about ``topic`` (group :data:`TOPIC`)."""
+        """What the HCP pulled, said or did with our actions about ``topic`` (group
+        :data:`TOPIC`), for a suggestion on ``channel`` (evidence there is stronger)."""
+        return self.pull_reasons(topic, channel) + self.response_reasons(topic, channel)
+
+    def pull_reasons(self, topic: str, channel: str) -> list[Reason]:
+        """What the HCP asked for or said they want about ``topic``."""
         out: list[Reason] = []
         t = _label(topic)
         for kind, hits in self.pulls.get(topic, {}).items():
@@ -278,6 +283,12 @@ class Evidence:
                     f"Told {who} on {day_text(d, self.day)} they want {t} content", 4.8, (), TOPIC
                 )
             )
+        return out
+
+    def response_reasons(self, topic: str, channel: str) -> list[Reason]:
+        """How the HCP responded to our actions on ``topic``, per channel."""
+        out: list[Reason] = []
+        t = _label(topic)
         for (rtopic, ch), by_type in self.responses.items():
             if rtopic != topic:
                 continue
@@ -347,10 +358,11 @@ def candidate_reasons(
     ch = action.channel
     one, many = _words(ch)
     out: list[Reason] = []
+    responses: list[Reason] = []
     if evidence is not None:
-        out.extend(evidence.topic_reasons(topic, ch))
+        responses = evidence.response_reasons(topic, ch)
+        out.extend(evidence.pull_reasons(topic, ch) + responses)
         out.extend(evidence.channel_reasons(ch))
-    record_topic = any(r.group == TOPIC for r in out)
 
     n_ch = h.engagements_30d.get(ch, 0)
     if n_ch:
@@ -370,7 +382,7 @@ def candidate_reasons(
         )
 
     n_topic = h.topic_engagements_90d.get(topic, 0)
-    if n_topic and not record_topic:  # the record says the same thing more precisely
+    if n_topic and not responses:  # the record says the same thing more precisely
         noun = "piece" if n_topic == 1 else "pieces"
         out.append(
             Reason(

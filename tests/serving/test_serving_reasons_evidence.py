@@ -272,6 +272,73 @@ def test_record_replaces_the_vaguer_topic_count(store: EventStore) -> None:
         ctx(history=h), Action("VEL-RWE-02", "email"), "real_world_evidence", evidence=ev
     )
     assert "Engaged with 2 real world evidence pieces in the last 90 days" in rwe
+    # a pull is not a response: the count of responses still has its place
+    h = History(topic_engagements_90d={"guidelines": 2})
+    gdl = candidate_reasons(ctx(history=h), Action("VEL-GDL-01", "email"), "guidelines", ev)
+    assert {r.text for r in gdl} >= {
+        "Asked about guidelines in 2 details, last on 5 Nov",
+        "Engaged with 2 guidelines pieces in the last 90 days",
+    }
+
+
+def o(eid: str, action: str, typ: str, ts: datetime) -> ActionOutcome:
+    return ActionOutcome(eid, action, typ, ts)
+
+
+@pytest.mark.parametrize(
+    ("touches", "outcomes", "topic", "expected"),
+    [
+        (
+            [pull(at(11, 2), "webinar_question", "webinar", "dosing"),
+             pull(at(12, 1), "webinar_question", "webinar", "dosing")],
+            [], "dosing", {"Asked 2 questions on dosing in webinars, last on 1 Dec"},
+        ),
+        (
+            [pull(at(11, 2), "email_click", "email", "access_coverage"),
+             pull(at(11, 4), "email_click", "email", "access_coverage")],
+            [], "access_coverage", {"Clicked 2 access coverage links in emails, last on 4 Nov"},
+        ),
+        (
+            [pull(at(12, 20, y=2025), "portal_view", "portal", "safety"),
+             pull(at(12, 1), "portal_view", "portal", "safety")],
+            [], "safety", {"Viewed a portal page on safety on 1 Dec"},  # the first is too old
+        ),
+        (
+            [pull(at(9, 20), "portal_view", "portal", "safety"),
+             pull(at(12, 1), "portal_view", "portal", "safety")],
+            [], "safety", {"Viewed 2 portal pages on safety since 20 Sep"},
+        ),
+        (
+            [],
+            [o("A", "VEL-CLN-01@webinar", "registered", at(11, 1)),
+             o("B", "VEL-CLN-02@webinar", "registered", at(11, 2)),
+             o("B", "VEL-CLN-02@webinar", "attended", at(11, 9))],
+            "clinical_data", {"Attended 1 of 2 webinars on clinical data"},
+        ),
+        (
+            [],
+            [o("A", "VEL-SAF-01@email", "delivered", at(11, 1)),
+             o("B", "VEL-SAF-02@email", "delivered", at(11, 2))],
+            "safety", set(),  # nothing opened: not a reason to send more
+        ),
+        (
+            [],
+            [o("A", "VEL-GDL-03@remote_call", "call_held", at(11, 1)),
+             o("B", "VEL-GDL-03@remote_call", "call_held", at(11, 20))],
+            "guidelines", {"Held 2 remote calls on guidelines in the last 90 days"},
+        ),
+        (
+            [],
+            [o("A", "NOT-IN-CATALOG@email", "opened", at(11, 1))],
+            "safety", set(),  # content the catalog does not know has no topic
+        ),
+    ],
+)  # fmt: skip
+def test_counted_sentences(
+    touches: list[Touch], outcomes: list[ActionOutcome], topic: str, expected: set[str]
+) -> None:
+    ev = Evidence.build(DAY, touches, outcomes, [], TOPIC_OF, now=NOW)
+    assert texts(ev, topic) == expected
 
 
 def test_list_of_three_never_leads_alike(store: EventStore) -> None:
