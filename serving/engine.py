@@ -15,7 +15,10 @@ order:
    by ``(seed, event_id)``; the logged propensity is that action's served
    probability;
 4. the chosen action is suggestion 1; the other allowed actions follow, ranked
-   by the policy's scores (or probabilities), up to ``k``;
+   by the policy's scores (or probabilities), up to ``k``; when reasons are
+   asked for, they come from the context and the HCP's record (pulls from the
+   touches read in step 1, responses to our actions, stated preferences), no two
+   suggestions leading alike (:mod:`serving.reasons`);
 5. the decision is written to the store (durable) before the caller gets it.
 """
 
@@ -53,7 +56,7 @@ from serving.commit import GroupCommitter
 from serving.errors import ApiError, invalid, unknown_event, unknown_hcp
 from serving.lifecycle import ModelManager, ServedModel, baseline_policy
 from serving.metrics import ServiceMetrics
-from serving.reasons import reasons_for
+from serving.reasons import Evidence, reasons_for_list
 from serving.store import DuplicateEventError, EventStore, StoreError, UnknownEventError
 
 log = logging.getLogger("nba.serving.engine")
@@ -140,6 +143,7 @@ class DecisionEngine:
         self._rng_lock = threading.Lock()
         self._policy_lock = threading.Lock()
         self.committer: GroupCommitter | None = None
+        self._topics_cache: tuple[str, dict[str, str]] | None = None
 
     def store_decisions(self, decisions: list[Decision], deferred: bool) -> None:
         """Commit decisions (all or none) before returning; group-committed with other
@@ -169,6 +173,14 @@ class DecisionEngine:
     def new_event_id(self, now: datetime) -> str:
         with self._rng_lock:
             return new_event_id(now, self._rng)
+
+    def _topic_of(self) -> dict[str, str]:
+        """Content id -> topic of the current catalog (cached per catalog version)."""
+        cached = self._topics_cache
+        if cached is None or cached[0] != self.catalog.version:
+            cached = (self.catalog.version, {c: it.topic for c, it in self.catalog.by_id.items()})
+            self._topics_cache = cached
+        return cached[1]
 
     def _channels(self, channels: Sequence[str] | None) -> tuple[str, ...]:
         if not channels:
@@ -228,8 +240,9 @@ class DecisionEngine:
         """Compute one decision for ``hcp`` (not stored yet)."""
         served = served or self.models.current
         since = now - timedelta(days=self.history_days)
+        recent = self.store.recent_touches(hcp.hcp_id, since)
         # caps and gaps count contacts; an HCP pulling information was not contacted
-        touches = [t for t in self.store.recent_touches(hcp.hcp_id, since) if t.kind == "contact"]
+        touches = [t for t in recent if t.kind == "contact"]
         feedback = self.store.recent_feedback(hcp.hcp_id, now)
         context = self.build_context(hcp, now, request)
 
@@ -279,21 +292,32 @@ class DecisionEngine:
             key=lambda i: (-float(order_key[i]), i),
         )
         ranked = [pd.chosen_index, *rest][:k]
-        suggestions = []
-        for i in ranked:
-            a = allowed[i]
-            item = self.catalog.by_id[a.content_id]
-            suggestions.append(
-                schemas.Suggestion(
-                    action_id=a.action_id,
-                    content_id=a.content_id,
-                    title=item.title,
-                    topic=item.topic,
-                    channel=a.channel,
-                    probability=float(p[i]),
-                    reasons=reasons_for(context, a, item.topic) if explain else [],
-                )
+        shown = [(allowed[i], self.catalog.by_id[allowed[i].content_id]) for i in ranked]
+        reasons: list[list[str]] = [[] for _ in shown]
+        if explain:
+            # the HCP's own record: the pulls come from the touches read above; responses
+            # to our actions and stated preferences are two more queries
+            evidence = Evidence.build(
+                now.date(),
+                recent,
+                self.store.action_outcomes(hcp.hcp_id, since, now),
+                self.store.stated_preferences(hcp.hcp_id),
+                self._topic_of(),
+                now=now,
             )
+            reasons = reasons_for_list(context, [(a, it.topic) for a, it in shown], evidence)
+        suggestions = [
+            schemas.Suggestion(
+                action_id=a.action_id,
+                content_id=a.content_id,
+                title=item.title,
+                topic=item.topic,
+                channel=a.channel,
+                probability=float(p[i]),
+                reasons=why,
+            )
+            for i, (a, item), why in zip(ranked, shown, reasons, strict=True)
+        ]
         decision = Decision(
             event_id=eid,
             ts=now,

@@ -67,6 +67,7 @@ from nba.context import (
 )
 from nba.domain import (
     ENGAGEMENT_TYPES,
+    OUTCOME_CHANNELS,
     REP_FEEDBACK_TYPES,
     Action,
     Decision,
@@ -279,6 +280,27 @@ class StoredOutcome:
     late: bool
     reason_code: str | None = None
     snooze_until: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ActionOutcome:
+    """An HCP's response to one action of one decision, as the reasons read it.
+
+    Attributes
+    ----------
+    event_id : str
+    action_id : str
+        The action the outcome concerns: its ``action_id``, else the decision's chosen one.
+    type : str
+        A channel-bound outcome type (:data:`nba.domain.OUTCOME_CHANNELS`).
+    ts : datetime
+        The earliest such outcome of that (decision, action, type).
+    """
+
+    event_id: str
+    action_id: str
+    type: str
+    ts: datetime
 
 
 class EventStore:
@@ -976,6 +998,33 @@ class EventStore:
         since_us = _to_us(ensure_utc(since, "recent_outcomes", "since"))
         return self._stored_outcomes("d.hcp_id=? AND o.ts_us>=?", (hcp_id, since_us))
 
+    def action_outcomes(self, hcp_id: str, since: datetime, until: datetime) -> list[ActionOutcome]:
+        """The HCP's responses (channel-bound outcome types: delivered, opened, attended...)
+        stamped in ``[since, until]``, one per (decision, action concerned, type), joined
+        to the action they concern; in time order. One query.
+
+        Raises
+        ------
+        ValidationError
+            When ``since`` or ``until`` is not a timezone-aware datetime.
+        """
+        lo = _to_us(ensure_utc(since, "action_outcomes", "since"))
+        hi = _to_us(ensure_utc(until, "action_outcomes", "until"))
+        types = sorted(OUTCOME_CHANNELS)
+        rows = (
+            self._conn()
+            .execute(
+                "SELECT o.event_id, COALESCE(o.action_id, d.chosen_action_id) AS a, o.type,"
+                " MIN(o.ts_us) AS t FROM outcomes o JOIN decisions d ON d.event_id=o.event_id"
+                f" WHERE d.hcp_id=? AND o.type IN ({','.join('?' * len(types))})"
+                " AND o.ts_us>=? AND o.ts_us<=? GROUP BY o.event_id, a, o.type"
+                " ORDER BY t, a, o.type",
+                (hcp_id, *types, lo, hi),
+            )
+            .fetchall()
+        )
+        return [ActionOutcome(r[0], r[1], r[2], _from_us(r[3])) for r in rows]
+
     def _stored_outcomes(self, where: str, args: tuple[Any, ...]) -> list[StoredOutcome]:
         rows = (
             self._conn()
@@ -1198,7 +1247,7 @@ class EventStore:
             "SELECT COALESCE(o.action_id, d.chosen_action_id) AS a FROM outcomes o"
             " JOIN decisions d ON d.event_id=o.event_id"
             f" WHERE d.hcp_id=? AND o.type IN ({','.join('?' * len(types))})"
-            " AND o.ts_us>=? AND o.ts_us<? GROUP BY o.event_id, a, o.type",
+            " AND o.ts_us>=? AND o.ts_us<=? GROUP BY o.event_id, a, o.type",
             (hcp_id, *types, lo_us, hi_us),
         ).fetchall()
         return [r[0] for r in rows]
