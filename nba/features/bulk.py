@@ -313,7 +313,16 @@ def _interest_stated_pieces(
         )
     # context version 4: pulls of this topic in 90 days, also keyed by the channel
     pulls = hist.matrix("topic_pulls_90d", topics).reshape(-1)[at]
-    if pulls.any():
+    top = int(pulls.max()) if pulls.size else 0
+    if 0 < top <= _MAX_TABLED_COUNT:
+        # one small table of strings indexed by (count, channel): a single take
+        names = [clean(c) for c in channels]
+        table = pa.array(
+            [f" it_pull:{v} it_pull_{c}:{v}" if v else None for v in range(top + 1) for c in names],
+            pa.string(),
+        )
+        out.append(table.take(pa.array(pulls * len(channels) + ch_of)))
+    elif top:  # an implausible count: no table that large
         v = pc.cast(pa.array(pulls), pa.string())
         ch_names = pa.array([f" it_pull_{clean(c)}:" for c in channels], pa.string())
         out.append(

@@ -418,6 +418,7 @@ def test_huge_topic_channel_counts_take_the_plain_path_with_the_same_lines() -> 
         topic = CATALOG.by_id[acts[0].content_id].topic
         hist = ctx.history.to_dict()
         hist["topic_channel_engagements_90d"] = {f"{topic}@{acts[0].channel}": 123_456}
+        hist["topic_pulls_90d"] = {topic: 654_321}
         big.append(DecisionContext(ctx.hcp, ctx.day, History.from_dict(hist), ctx.request))
     t2 = table.set_column(1, "context", pa.array([c.to_json() for c in big]))
     f = Featurizer(CATALOG)
@@ -426,6 +427,7 @@ def test_huge_topic_channel_counts_take_the_plain_path_with_the_same_lines() -> 
         lines = f.featurize_one(ctx, acts)
         assert batch.lines(i) == lines
         assert " tc_e90:123456" in lines[1]
+        assert f" it_pull:654321 it_pull_{acts[0].channel}:654321" in lines[1]
 
 
 def test_date_like_request_values_go_row_by_row_with_the_same_output() -> None:
