@@ -92,7 +92,7 @@ class _HiddenRecorder:
     """Wraps a world's ``ResponseModel.batch_probabilities`` to keep, for every
     (decision, eligible action) entry, the hidden values behind its response.
 
-    Entries are kept in call order; :meth:`table` checks them against the
+    Entries are kept in call order; :meth:`features` checks them against the
     decision log (HCP of each decision, ground truth of each entry) so that a
     change in how the world calls its response model fails loudly instead of
     misaligning the features.
