@@ -33,6 +33,13 @@ event store; both use the same definitions of the history counts:
   decimals, so the simulator, the service and both featurizer paths agree to the
   byte; topics that round to 0 are left out.
 
+- ``topic_pulls_90d[topic]`` (version 4): how many pull touches (any ``kind``
+  but ``contact``) in the 90 days before the decision day name the topic (each
+  topic once per touch), undecayed: the same signals as ``interest`` without the
+  two-week half-life, so a topic an HCP asked about two months ago still counts
+  in full (the simulated HCP's topic interest does not fade, and with a few
+  decisions per HCP per quarter the decayed profile forgets most of it).
+
 Channels or topics with a zero count are left out of the maps.
 
 Besides the history, a version 3 context may carry what the HCP **said**
@@ -46,7 +53,8 @@ the JSON when empty; the simulator has neither.
 
 Context version 2 added ``topic_channel_engagements_90d`` and
 ``days_since_content``; version 3 added ``interest``, ``stated`` and
-``attributes``. Version 1 and 2 snapshots are still read (the newer fields empty).
+``attributes``; version 4 added ``topic_pulls_90d``. Version 1, 2 and 3 snapshots
+are still read (the newer fields empty).
 
 >>> from datetime import date
 >>> from nba.domain import HCPProfile
@@ -68,9 +76,9 @@ from typing import Any
 
 from nba.domain import ACTION_SEPARATOR, HCPProfile, ValidationError
 
-CONTEXT_VERSION = 3
+CONTEXT_VERSION = 4
 #: versions :meth:`DecisionContext.from_dict` reads (older ones lack newer maps)
-READABLE_CONTEXT_VERSIONS = (1, 2, 3)
+READABLE_CONTEXT_VERSIONS = (1, 2, 3, 4)
 HISTORY_WINDOWS = (7, 30, 90)
 #: window of ``days_since_content`` (and of every 90-day map, ``interest`` included)
 CONTENT_WINDOW = max(HISTORY_WINDOWS)
@@ -247,6 +255,7 @@ class History:
     topic_channel_engagements_90d: Mapping[str, int] = field(default_factory=dict)
     days_since_content: Mapping[str, int] = field(default_factory=dict)
     interest: Mapping[str, float] = field(default_factory=dict)
+    topic_pulls_90d: Mapping[str, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         for name in (
@@ -255,6 +264,7 @@ class History:
             "touches_90d",
             "engagements_30d",
             "topic_engagements_90d",
+            "topic_pulls_90d",
         ):
             object.__setattr__(self, name, _count_map(getattr(self, name), name))
         dst: dict[str, int] = {}
@@ -288,6 +298,7 @@ class History:
             "topic_channel_engagements_90d": dict(self.topic_channel_engagements_90d),
             "days_since_content": dict(self.days_since_content),
             "interest": dict(self.interest),
+            "topic_pulls_90d": dict(self.topic_pulls_90d),
         }
 
     @classmethod
@@ -303,6 +314,7 @@ class History:
             topic_channel_engagements_90d=d.get("topic_channel_engagements_90d") or {},
             days_since_content=d.get("days_since_content") or {},
             interest=d.get("interest") or {},
+            topic_pulls_90d=d.get("topic_pulls_90d") or {},
         )
 
 

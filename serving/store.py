@@ -1104,7 +1104,8 @@ class EventStore:
         item last reached the HCP, within 90 days; the decayed interest per topic
         (:func:`nba.context.interest_profile`) of the pull touches (each topic once
         per touch, on the touch's day) and of those 90-day engagements (on the day
-        of the earliest outcome of each (decision, action, type)).
+        of the earliest outcome of each (decision, action, type)); and the undecayed
+        90-day count of those pull touches per topic (``topic_pulls_90d``).
         """
         if isinstance(day, datetime) or not isinstance(day, date):
             raise StoreError(f"history: 'day' must be a date, got {type(day).__name__}")
@@ -1161,9 +1162,11 @@ class EventStore:
             " WHERE hcp_id=? AND kind!='contact' AND ts_us>=? AND ts_us<?",
             (hcp_id, lo_us, end_us),
         ).fetchall()
+        pulled: dict[str, int] = {}
         for ts_us, topics in pulls:
             for topic in sorted(set(json.loads(topics))):  # each topic once per touch
                 signal(ts_us, topic)
+                pulled[topic] = pulled.get(topic, 0) + 1
         return History(
             touches_7d=counts[7],
             touches_30d=counts[30],
@@ -1175,6 +1178,7 @@ class EventStore:
             topic_channel_engagements_90d=eng_tc,
             days_since_content={c: (day - d).days for c, d in content_day.items()},
             interest=interest_profile(signals),
+            topic_pulls_90d=pulled,
         )
 
     @staticmethod

@@ -74,6 +74,13 @@ attributes; see :mod:`nba.context`):
 ``x sp_top``, ``x sp_ch``   the HCP stated the action's topic, its channel
 ==========================  ===============================================
 
+Features from context version 4 (see :mod:`nba.context`):
+
+==============================  ===========================================
+``x it_pull:<n>``               pulls of the action's topic in 90 days
+``x it_pull_<channel>:<n>``     the same count, keyed by the action's channel
+==============================  ===========================================
+
 Numbers are written as integers (counts) or with exactly three decimals
 (affinity, numeric request values), so both paths format them identically.
 Names are cleaned: whitespace, ``:`` and ``|`` become ``_``.

@@ -293,8 +293,9 @@ def _interest_stated_pieces(
     hist: _HistoryColumns,
     stated: tuple[_Consents, _Consents],
 ) -> list[pa.Array]:
-    """The context version 3 tokens of the ``x`` namespace, per action line: interest
-    in its topic (``it_int``), stated topic (``sp_top``) and channel (``sp_ch``)."""
+    """The context version 3 and 4 tokens of the ``x`` namespace, per action line:
+    interest in its topic (``it_int``), pulls of its topic (``it_pull``, and keyed by
+    its channel), stated topic (``sp_top``) and channel (``sp_ch``)."""
     topics = list(cat.topics)
     channels = list(cat.channels)
     none = pa.scalar(None, pa.string())
@@ -307,6 +308,27 @@ def _interest_stated_pieces(
             pc.if_else(
                 pa.array(present.reshape(-1)[at]),
                 pc.binary_join_element_wise(" it_int:", _fixed3_arrow(v), ""),
+                none,
+            )
+        )
+    # context version 4: pulls of this topic in 90 days, also keyed by the channel
+    pulls = hist.matrix("topic_pulls_90d", topics).reshape(-1)[at]
+    top = int(pulls.max()) if pulls.size else 0
+    if 0 < top <= _MAX_TABLED_COUNT:
+        # one small table of strings indexed by (count, channel): a single take
+        names = [clean(c) for c in channels]
+        table = pa.array(
+            [f" it_pull:{v} it_pull_{c}:{v}" if v else None for v in range(top + 1) for c in names],
+            pa.string(),
+        )
+        out.append(table.take(pa.array(pulls * len(channels) + ch_of)))
+    elif top:  # an implausible count: no table that large
+        v = pc.cast(pa.array(pulls), pa.string())
+        ch_names = pa.array([f" it_pull_{clean(c)}:" for c in channels], pa.string())
+        out.append(
+            pc.if_else(
+                pa.array(pulls != 0),
+                join(" it_pull:", v, ch_names.take(pa.array(ch_of)), v),
                 none,
             )
         )

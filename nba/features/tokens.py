@@ -132,6 +132,9 @@ def cross_tokens(context: DecisionContext, channel: str, topic: str, content_id:
     i = h.interest.get(topic)
     if i is not None:
         x += f" it_int:{fixed3(i)}"
+    v = h.topic_pulls_90d.get(topic, 0)
+    if v:
+        x += f" it_pull:{v} it_pull_{clean(ch)}:{v}"
     if topic in context.stated_topics:
         x += " sp_top"
     if ch in context.stated_channels:

@@ -13,7 +13,9 @@ The tracker also counts, per HCP, day and topic, the topics the HCP pulled
 touches; see :mod:`simulators.hcp.pulls`). :meth:`HistoryTracker.pull_profile`
 reads them as a decayed profile; :meth:`HistoryTracker.interest` adds the
 engagements by topic and gives the context's ``interest`` map (version 3),
-summed in the same order as :func:`nba.context.interest_profile`. The simulator
+summed in the same order as :func:`nba.context.interest_profile`;
+:meth:`HistoryTracker.topic_pulls` gives their undecayed 90-day counts, the
+context's ``topic_pulls_90d`` (version 4). The simulator
 has no stated preferences and no declared attributes: its contexts leave both
 out.
 
@@ -101,7 +103,7 @@ class HistoryTracker:
         self.touch_day = np.zeros((r, n, n_channels), dtype=np.int16)
         self.eng_day = np.zeros((r, n, n_channels), dtype=np.int16)
         self.topic_day = np.zeros((r, n, n_topics), dtype=np.int16)
-        #: topics pulled per day (not used by contexts): (ring, n, n_topics)
+        #: topics pulled per day (``interest``, ``topic_pulls_90d``): (ring, n, n_topics)
         self.pull_day = np.zeros((r, n, n_topics), dtype=np.int16)
         self.touch_win = {w: np.zeros((n, n_channels), dtype=np.int32) for w in HISTORY_WINDOWS}
         self.eng_win = np.zeros((n, n_channels), dtype=np.int32)
@@ -206,6 +208,24 @@ class HistoryTracker:
             counts = self.pull_day[slot, hcp].astype(np.float64) + self.topic_day[slot, hcp]
             out += counts * INTEREST_WEIGHTS[age]
         return out
+
+    def topic_pulls(self, hcp: I64) -> I64:
+        """The context's ``topic_pulls_90d`` (version 4): topics pulled on each of the
+        90 days before the current day, undecayed.
+
+        Parameters
+        ----------
+        hcp : ndarray of int64, shape (b,)
+
+        Returns
+        -------
+        ndarray of int64, shape (b, n_topics)
+        """
+        ages = np.arange(1, min(LONGEST, self.day) + 1)
+        if ages.size == 0:
+            return np.zeros((hcp.shape[0], self.pull_day.shape[2]), dtype=np.int64)
+        slots = (self.day - ages) % self.ring
+        return self.pull_day[slots][:, hcp, :].sum(axis=0, dtype=np.int64)
 
     # ------------------------------------------------------------ day change
     def advance(self, new_day: int) -> None:
@@ -468,6 +488,7 @@ class ContextBuilder:
         tceng = self._topic_channel_map.render(tr.topic_channel_engagements(hcp))
         dsc = self._item_map.render_small(tr.days_since_content(hcp), LONGEST + 1)
         inter = self._interest_json(tr.interest(hcp))
+        tpull = self._topic_map.render(tr.topic_pulls(hcp))
         last = self._content[tr.last_content[hcp]].tolist()  # -1 -> "null" (last entry)
         prof = profile_json[hcp].tolist()
         head = f'{{"day":"{day.isoformat()}","hcp":'
@@ -476,9 +497,10 @@ class ContextBuilder:
             f'{head}{p},"history":{{"days_since_content":{sc},"days_since_touch":{a},'
             f'"engagements_30d":{e},"interest":{it},"last_content_id":{lc},'
             f'"topic_channel_engagements_90d":{tce},"topic_engagements_90d":{te},'
-            f'"touches_30d":{b30},"touches_7d":{b7},"touches_90d":{b90}{tail}'
-            for p, sc, a, e, it, lc, tce, te, b30, b7, b90 in zip(
-                prof, dsc, dst, eng, inter, last, tceng, teng, t30, t7, t90, strict=True
+            f'"topic_pulls_90d":{tp},"touches_30d":{b30},"touches_7d":{b7},"touches_90d":{b90}'
+            f"{tail}"
+            for p, sc, a, e, it, lc, tce, te, tp, b30, b7, b90 in zip(
+                prof, dsc, dst, eng, inter, last, tceng, teng, tpull, t30, t7, t90, strict=True
             )
         ]
         return np.array(rows, dtype=object)

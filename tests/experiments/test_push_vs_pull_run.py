@@ -198,6 +198,57 @@ def test_observable_ceiling_is_between_uniform_and_oracle_on_the_same_decisions(
         observable_ceiling(hcps=20, days=12, train_days=12)
 
 
+def test_ceiling_reveal_scores_each_set_on_the_same_decisions():
+    from experiments.push_vs_pull.ceiling import REVEALABLE, reveal_study
+
+    sets = [(), ("seen",), ("channel_affinity", "interest", "knowledge"), ("primary",)]
+    res = reveal_study(hcps=120, days=12, seed=2, train_days=8, passes=2, reveals=sets)
+    assert [r["reveal"] for r in res] == [
+        "",
+        "seen",
+        "channel_affinity,interest,knowledge",
+        "primary",
+    ]
+    # one simulation: the same decisions, so the same uniform and oracle values
+    assert len({(r["n_test"], r["v_uniform"], r["v_oracle"]) for r in res}) == 1
+    for r in res:
+        assert r["v_uniform"] <= r["v_oracle"] and r["v_ceiling"] <= r["v_oracle"]
+    # the honest set is the plain ceiling
+    from experiments.push_vs_pull.ceiling import observable_ceiling
+
+    plain = observable_ceiling(hcps=120, days=12, seed=2, train_days=8, passes=2)
+    assert plain["score"] == res[0]["score"] and plain["reveal"] == ""
+    # the exact primary response lifts even this tiny regressor well above the honest one
+    assert res[3]["score"] > res[0]["score"]
+    assert "primary" in REVEALABLE
+
+
+@pytest.mark.parametrize(
+    ("text", "match"),
+    [
+        ("fatigue,mood", r"ceiling: --reveal: unknown hidden quantity 'mood' \(known: channel_"),
+        ("all,seen", r"unknown hidden quantity 'all'"),
+        ("Seen", r"unknown hidden quantity 'Seen'"),
+    ],
+)
+def test_ceiling_reveal_refuses_unknown_names(text, match):
+    from experiments.push_vs_pull.ceiling import observable_ceiling, parse_reveal
+
+    with pytest.raises(ExperimentError, match=match):
+        parse_reveal(text)
+    with pytest.raises(ExperimentError, match=match):
+        observable_ceiling(hcps=20, days=4, train_days=2, reveal=tuple(text.split(",")))
+
+
+def test_ceiling_cli_reveal_bad_name_is_a_one_line_error():
+    from experiments.push_vs_pull.ceiling import cli
+
+    args = ["--hcps", "20", "--days", "4", "--train-days", "2", "--reveal", "seen,x"]
+    out = CliRunner().invoke(cli, args)
+    assert out.exit_code != 0
+    assert "Error: ceiling: --reveal: unknown hidden quantity 'x'" in out.output
+
+
 def test_results_json_rebuilds_the_same_result(tiny, tmp_path):
     from experiments.push_vs_pull.experiment import load_result
     from experiments.push_vs_pull.report import markdown

@@ -97,7 +97,18 @@ BAD = [
         json.dumps(_ctx_dict(history={"days_since_touch": {"email": -3}})),
         "field 'days_since_touch.email'",
     ),
-    (json.dumps(_ctx_dict(v=4)), "context: field 'v': unsupported version 4 (readable: 1, 2, 3)"),
+    (
+        json.dumps(_ctx_dict(v=5)),
+        "context: field 'v': unsupported version 5 (readable: 1, 2, 3, 4)",
+    ),
+    (
+        json.dumps(_ctx_dict(history={"topic_pulls_90d": {"safety": -2}})),
+        "context: field 'topic_pulls_90d.safety': negative count -2",
+    ),
+    (
+        json.dumps(_ctx_dict(history={"topic_pulls_90d": ["safety"]})),
+        "context: field 'topic_pulls_90d': expected a mapping",
+    ),
     (
         json.dumps(_ctx_dict(history={"topic_channel_engagements_90d": {"efficacy": 2}})),
         "field 'topic_channel_engagements_90d.efficacy': key must be 'topic@channel'",
@@ -172,6 +183,6 @@ def test_version_1_contexts_are_read_with_the_newer_maps_empty() -> None:
     assert ctx.history.last_content_id == "VEL-EFF-01"
     # written back as the current version, with the maps present and empty
     d = json.loads(ctx.to_json())
-    assert d["v"] == CONTEXT_VERSION == 3
+    assert d["v"] == CONTEXT_VERSION == 4
     assert d["history"]["days_since_content"] == {}
     assert DecisionContext.from_json(ctx.to_json()) == ctx

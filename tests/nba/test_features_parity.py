@@ -71,7 +71,9 @@ def random_context(rng: np.random.Generator, i: int) -> DecisionContext:
         for t in [*topics, "gossip"]
         if rng.random() < 0.4
     }
-    hist = History.from_dict({**hist.to_dict(), "interest": interest})
+    # context version 4: pulls per topic (one outside the catalog)
+    pulls = counts([*topics, "gossip"])
+    hist = History.from_dict({**hist.to_dict(), "interest": interest, "topic_pulls_90d": pulls})
     stated_t = [str(t) for t in topics if rng.random() < 0.2]
     stated_c = [str(c) for c in chans if rng.random() < 0.2]
     attrs: dict[str, object] = {}
@@ -295,7 +297,58 @@ def test_interest_stated_and_attributes_reach_both_paths() -> None:
     assert f.featurize_table(table).lines(0) == lines
 
 
+def test_topic_pulls_reach_both_paths_for_the_action_topic_and_channel() -> None:
+    hcp = HCPProfile("h1", "cardiology", 7, "US", "aware", frozenset({"email"}), False, 0.65)
+    hist = History(topic_pulls_90d={"efficacy": 3, "safety": 0, "gossip": 2})
+    ctx = DecisionContext(hcp, date(2026, 1, 5), hist)
+    acts = [Action("VEL-EFF-02", "email"), Action("VEL-EFF-02", "portal")]
+    acts.append(Action("VEL-SAF-01", "email"))
+    f = Featurizer(CATALOG)
+    lines = f.featurize_one(ctx, acts)
+    assert lines[1].endswith(" it_pull:3 it_pull_email:3")
+    assert lines[2].endswith(" it_pull:3 it_pull_portal:3")
+    assert "it_pull" not in lines[3]  # a zero count is written nowhere
+    assert ctx.to_dict()["history"]["topic_pulls_90d"] == {"efficacy": 3, "gossip": 2}
+    assert ctx.to_dict()["v"] == 4
+    table = pa.table({"context": [ctx.to_json()], "action_ids": [[a.action_id for a in acts]]})
+    assert f.featurize_table(table).lines(0) == lines
+
+
+def test_version_3_contexts_featurize_like_version_4_without_pulls() -> None:
+    table, ctxs, _actions = random_table(40, seed=9)
+    raw = [json.loads(c) for c in table.column("context").to_pylist()]
+    for d in raw:
+        d["v"] = 3
+        del d["history"]["topic_pulls_90d"]
+    v3 = table.set_column(1, "context", pa.array([json.dumps(d) for d in raw]))
+    f = Featurizer(CATALOG)
+    got = f.featurize_table(v3)
+    for i, ctx in enumerate(ctxs):
+        hist = {**ctx.history.to_dict(), "topic_pulls_90d": {}}
+        same = DecisionContext(
+            ctx.hcp,
+            ctx.day,
+            History.from_dict(hist),
+            ctx.request,
+            ctx.stated_topics,
+            ctx.stated_channels,
+            ctx.attributes,
+        )
+        aids = table["action_ids"][i].as_py()
+        expected = f.featurize_json(same.to_json(), aids)
+        assert got.lines(i) == expected == f.featurize_json(json.dumps(raw[i]), aids)
+        assert " it_pull" not in "".join(expected)
+
+
 BAD_V3 = [
+    (
+        {"history": {"topic_pulls_90d": {"safety": -1}}},
+        "'history.topic_pulls_90d.safety': negative count",
+    ),
+    (
+        {"history": {"topic_pulls_90d": {"safety": 1.5}}},
+        "'history.topic_pulls_90d.safety' is double, not a whole-number count",
+    ),
     ({"history": {"interest": {"safety": -1.0}}}, "'history.interest.safety': negative interest"),
     ({"history": {"interest": {"safety": "x"}}}, "'history.interest.safety' is string, not a"),
     ({"stated": {"topics": [""]}}, "field 'stated.topics': empty or null name"),
@@ -341,14 +394,16 @@ def test_version_1_contexts_featurize_like_the_same_history_in_version_2() -> No
     for d in raw:
         d["v"] = 1
         del d["history"]["topic_channel_engagements_90d"], d["history"]["days_since_content"]
-        del d["history"]["interest"]
+        del d["history"]["interest"], d["history"]["topic_pulls_90d"]
         d.pop("stated", None), d.pop("attributes", None)
     v1 = table.set_column(1, "context", pa.array([json.dumps(d) for d in raw]))
     f = Featurizer(CATALOG)
     got = f.featurize_table(v1)
     for i, ctx in enumerate(ctxs):
         hist = ctx.history.to_dict()
-        hist.update(topic_channel_engagements_90d={}, days_since_content={}, interest={})
+        hist.update(
+            topic_channel_engagements_90d={}, days_since_content={}, interest={}, topic_pulls_90d={}
+        )
         same = DecisionContext(ctx.hcp, ctx.day, History.from_dict(hist), ctx.request)
         aids = table["action_ids"][i].as_py()
         expected = f.featurize_json(same.to_json(), aids)
@@ -363,6 +418,7 @@ def test_huge_topic_channel_counts_take_the_plain_path_with_the_same_lines() -> 
         topic = CATALOG.by_id[acts[0].content_id].topic
         hist = ctx.history.to_dict()
         hist["topic_channel_engagements_90d"] = {f"{topic}@{acts[0].channel}": 123_456}
+        hist["topic_pulls_90d"] = {topic: 654_321}
         big.append(DecisionContext(ctx.hcp, ctx.day, History.from_dict(hist), ctx.request))
     t2 = table.set_column(1, "context", pa.array([c.to_json() for c in big]))
     f = Featurizer(CATALOG)
@@ -371,6 +427,7 @@ def test_huge_topic_channel_counts_take_the_plain_path_with_the_same_lines() -> 
         lines = f.featurize_one(ctx, acts)
         assert batch.lines(i) == lines
         assert " tc_e90:123456" in lines[1]
+        assert f" it_pull:654321 it_pull_{acts[0].channel}:654321" in lines[1]
 
 
 def test_date_like_request_values_go_row_by_row_with_the_same_output() -> None:

@@ -237,6 +237,9 @@ def test_interest_adds_pulls_each_topic_once_per_touch(tmp_path: Path) -> None:
         "safety": round(w1 + w7 + w90, 3),  # 0.952 + 0.707 + 0.012 (1.6705)
     }
     assert got.interest == {"dosing": 1.452, "safety": 1.67}
+    # the same pull touches undecayed (engagements are not pulls): dosing 1 and 14 days
+    # before, safety 1 and 90 days before
+    assert got.topic_pulls_90d == {"dosing": 2, "safety": 2}
     # the pulls are no contacts
     assert got.touches_7d == {"email": 1}
     s.close()

@@ -44,11 +44,14 @@ def _recompute(dec, tch, out, cat: Catalog, pulls=None):
             "topic_channel_engagements_90d": {},
             "days_since_content": {},
             "interest": {},
+            "topic_pulls_90d": {},
         }
         signals: dict[int, dict[str, int]] = defaultdict(dict)  # age -> topic -> count
         for pday, topic in pulled[r.hcp_id]:
             ago = (day - pday).days
             signals[ago][topic] = signals[ago].get(topic, 0) + 1
+            if 1 <= ago <= 90:
+                h["topic_pulls_90d"][topic] = h["topic_pulls_90d"].get(topic, 0) + 1
         last_ts = None
         for tday, ts, ch, content in touches[r.hcp_id]:
             if tday >= day:
@@ -90,7 +93,7 @@ def test_history_in_context_matches_recomputation_from_the_logs(run, request):
     pulls = everything[everything.kind != "contact"]
     assert len(pulls) > 0
     expected = _recompute(dec, tch, sim.table("outcomes"), Catalog.default(), pulls)
-    nonempty = seen = engaged = interested = 0
+    nonempty = seen = engaged = interested = pulled = 0
     for r in dec.itertuples():
         ctx = DecisionContext.from_json(r.context)
         got = ctx.history.to_dict()
@@ -103,12 +106,14 @@ def test_history_in_context_matches_recomputation_from_the_logs(run, request):
         seen += bool(got["days_since_content"])
         engaged += bool(got["topic_channel_engagements_90d"])
         interested += bool(got["interest"])
+        pulled += bool(got["topic_pulls_90d"])
         assert ctx.hcp.hcp_id == r.hcp_id
         assert ctx.day == r.ts.date()
         assert ctx.request == {"requester": r.requester}
     assert nonempty > len(dec) / 3  # the history is exercised, not empty
     assert seen > len(dec) / 3 and engaged > 0
     assert interested > len(dec) / 10  # the interest profile is exercised
+    assert pulled > len(dec) / 20  # and the pull counts
 
 
 def test_context_strings_are_byte_identical_to_to_json(campaign_run):
