@@ -19,6 +19,7 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(BIN)/mypy nba nba_cli simulators training serving experiments bench
 	$(BIN)/python -m pytest -q
 

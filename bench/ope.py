@@ -171,8 +171,13 @@ def main() -> None:
     )
     t_val, _ = best_of(
         lambda: LoggedData(
-            data.offsets, data.action_dist, data.reward, data.pscore, data.action,
-            pscore_all=data.pscore_all, estimated_rewards=data.estimated_rewards,
+            data.offsets,
+            data.action_dist,
+            data.reward,
+            data.pscore,
+            data.action,
+            pscore_all=data.pscore_all,
+            estimated_rewards=data.estimated_rewards,
         ),
         1,
     )

@@ -228,9 +228,7 @@ class LoggedData:
             raise OPEInputError(f"{name}: expected integers, got dtype {arr.dtype}")
         return arr.astype(np.int64, copy=False)
 
-    def _float_array(
-        self, name: str, value: Any, shape: tuple[int], kind: str
-    ) -> FloatArray:
+    def _float_array(self, name: str, value: Any, shape: tuple[int], kind: str) -> FloatArray:
         arr = np.asarray(value)
         if arr.dtype.kind not in "fiub":
             raise OPEInputError(f"{name}: expected numbers, got dtype {arr.dtype}")

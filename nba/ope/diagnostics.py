@@ -144,9 +144,7 @@ def diagnose(
         order = np.argsort(-mass[never], kind="stable")[:10]
         never_ids = uniq[never]
         unlogged_actions = tuple(
-            (_plain(never_ids[j]), float(mass[never][j]))
-            for j in order
-            if mass[never][j] > 0
+            (_plain(never_ids[j]), float(mass[never][j])) for j in order if mass[never][j] > 0
         )
         if unlogged > max_unsupported_share:
             top = ", ".join(f"{a} ({s:.1%})" for a, s in unlogged_actions[:3])

@@ -75,9 +75,7 @@ def evaluate_policy(
         OPEResult(
             est.name,
             dict(est.params),
-            est.estimate_interval(
-                data, alpha, method, n_bootstrap, seed, **interval_kwargs
-            ),
+            est.estimate_interval(data, alpha, method, n_bootstrap, seed, **interval_kwargs),
             diag,
         )
         for est in estimators

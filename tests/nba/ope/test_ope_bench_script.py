@@ -12,7 +12,10 @@ BENCH = Path(__file__).resolve().parents[3] / "bench" / "ope.py"
 def test_bench_runs_small_and_agrees() -> None:
     out = subprocess.run(
         [sys.executable, str(BENCH), "--n", "3000", "--bootstrap", "50", "--naive-resamples", "2"],
-        capture_output=True, text=True, check=True, timeout=300,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=300,
     ).stdout
     assert "os.cpu_count() = " in out
     rows = [line for line in out.splitlines() if line.split()[:1] in (["ips"], ["snips"], ["dr"])]

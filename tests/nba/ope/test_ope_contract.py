@@ -20,8 +20,14 @@ def name(request: pytest.FixtureRequest) -> str:
 
 @pytest.fixture
 def data(simulate: Callable[..., Any]) -> LoggedData:
-    return simulate(n=600, seed=21, min_actions=1, max_actions=8, estimated_rewards="noisy",
-                    reward_range=(0.0, 1.0)).data
+    return simulate(
+        n=600,
+        seed=21,
+        min_actions=1,
+        max_actions=8,
+        estimated_rewards="noisy",
+        reward_range=(0.0, 1.0),
+    ).data
 
 
 def _permute_actions(d: LoggedData, seed: int) -> LoggedData:
@@ -34,8 +40,13 @@ def _permute_actions(d: LoggedData, seed: int) -> LoggedData:
     action = new_pos[d.chosen_flat] - d.offsets[:-1]
     assert d.pscore_all is not None and d.estimated_rewards is not None
     return LoggedData(
-        d.offsets, d.action_dist[perm], d.reward, d.pscore, action,
-        pscore_all=d.pscore_all[perm], estimated_rewards=d.estimated_rewards[perm],
+        d.offsets,
+        d.action_dist[perm],
+        d.reward,
+        d.pscore,
+        action,
+        pscore_all=d.pscore_all[perm],
+        estimated_rewards=d.estimated_rewards[perm],
     )
 
 
@@ -47,8 +58,13 @@ def _permute_decisions(d: LoggedData, seed: int) -> LoggedData:
     flat = np.repeat(starts - (offsets[:-1]), sizes) + np.arange(int(offsets[-1]))
     assert d.pscore_all is not None and d.estimated_rewards is not None
     return LoggedData(
-        offsets, d.action_dist[flat], d.reward[order], d.pscore[order], d.action[order],
-        pscore_all=d.pscore_all[flat], estimated_rewards=d.estimated_rewards[flat],
+        offsets,
+        d.action_dist[flat],
+        d.reward[order],
+        d.pscore[order],
+        d.action[order],
+        pscore_all=d.pscore_all[flat],
+        estimated_rewards=d.estimated_rewards[flat],
     )
 
 

@@ -93,7 +93,11 @@ def test_heldout_mse_and_cross_fitted_dr(simulate: Callable[..., Any]) -> None:
         pred = m.predict(codes[d.chosen_flat[test]])
         assert res.heldout_mse[k] == pytest.approx(np.mean((pred - d.reward[test]) ** 2))
     with_model = LoggedData(
-        d.offsets, d.action_dist, d.reward, d.pscore, d.action,
+        d.offsets,
+        d.action_dist,
+        d.reward,
+        d.pscore,
+        d.action,
         estimated_rewards=res.estimated_rewards,
     )
     dr = DR().estimate_policy_value(with_model)

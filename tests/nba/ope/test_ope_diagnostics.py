@@ -71,7 +71,9 @@ def test_unlogged_share_per_action_id() -> None:
 
 def test_integer_action_ids_and_default_share() -> None:
     d = two_action_log(
-        10, (0.5, 0.5), action_ids=np.tile([7, 8], 10),
+        10,
+        (0.5, 0.5),
+        action_ids=np.tile([7, 8], 10),
         default_reward=np.array([True] * 3 + [False] * 7),
     )
     diag = diagnose(d)
@@ -93,8 +95,11 @@ def test_tiny_ess_warns() -> None:
     n = 5000
     action = (np.random.default_rng(0).random(n) < 0.003).astype(np.int64)
     rare = LoggedData(
-        offsets=np.arange(0, 2 * n + 1, 2), action_dist=np.tile([0.0, 1.0], n),
-        reward=np.zeros(n), pscore=np.where(action == 1, 0.003, 0.997), action=action,
+        offsets=np.arange(0, 2 * n + 1, 2),
+        action_dist=np.tile([0.0, 1.0], n),
+        reward=np.zeros(n),
+        pscore=np.where(action == 1, 0.003, 0.997),
+        action=action,
     )
     diag = diagnose(rare)
     assert diag.ess == pytest.approx(action.sum())
@@ -104,8 +109,11 @@ def test_tiny_ess_warns() -> None:
 def test_mean_weight_far_from_one_warns() -> None:
     # every logged action has target probability 0.1 at pscore 0.5: mean weight 0.2
     d = LoggedData(
-        offsets=np.arange(0, 401, 2), action_dist=np.tile([0.1, 0.9], 200),
-        reward=np.zeros(200), pscore=np.full(200, 0.5), action=np.zeros(200, dtype=np.int64),
+        offsets=np.arange(0, 401, 2),
+        action_dist=np.tile([0.1, 0.9], 200),
+        reward=np.zeros(200),
+        pscore=np.full(200, 0.5),
+        action=np.zeros(200, dtype=np.int64),
     )
     assert any("mean importance weight is 0.200" in w for w in diagnose(d).warnings)
 

@@ -100,8 +100,11 @@ def test_reward_model_estimators_need_estimated_rewards(name: str) -> None:
 
 def test_snips_undefined_when_no_logged_action_has_target_probability() -> None:
     data = LoggedData(
-        offsets=np.array([0, 2]), action_dist=np.array([0.0, 1.0]), reward=np.array([1.0]),
-        pscore=np.array([0.5]), action=np.array([0]),
+        offsets=np.array([0, 2]),
+        action_dist=np.array([0.0, 1.0]),
+        reward=np.array([1.0]),
+        pscore=np.array([0.5]),
+        action=np.array([0]),
     )
     assert IPS().estimate_policy_value(data) == 0.0
     with pytest.raises(OPEInputError, match="self-normalised estimate undefined"):
@@ -133,8 +136,13 @@ def reference_values(data: LoggedData, threshold: float, clip: float) -> dict[st
         cl += dmi + min(w, clip) * (r - qi[a])
         sw_sum += w * (r - qi[a])
     return {
-        "ips": ips / n, "snips": num / den, "dm": dm / n, "dr": dr / n,
-        "sndr": dm / n + sw_sum / den, "switch_dr": sw / n, "clipped_dr": cl / n,
+        "ips": ips / n,
+        "snips": num / den,
+        "dm": dm / n,
+        "dr": dr / n,
+        "sndr": dm / n + sw_sum / den,
+        "switch_dr": sw / n,
+        "clipped_dr": cl / n,
     }
 
 

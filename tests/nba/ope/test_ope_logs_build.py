@@ -65,8 +65,14 @@ def test_ragged_layout_and_fields() -> None:
         ),
     ]
     outcomes = [
-        dict(event_id="e2", ts=T0 + timedelta(hours=2), type="opened", value=1.0,
-             source="hcp", source_id="s1"),
+        dict(
+            event_id="e2",
+            ts=T0 + timedelta(hours=2),
+            type="opened",
+            value=1.0,
+            source="hcp",
+            source_id="s1",
+        ),
     ]
     log = LoggedLog.from_table(_joined(rows, outcomes), reward_range=(-1.0, 4.7))
     assert log.offsets.tolist() == [0, 3, 4]
