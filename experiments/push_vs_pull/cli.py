@@ -105,14 +105,14 @@ def push_vs_pull(
             return "met" if t[key] else "not met"
 
         click.echo(
-            f"best VW: {t['policy']}: {t['baseline_ratio_last']:.2f} ± "
-            f"{t['baseline_ratio_last_sd']:.2f} x the best non-learning policy's reward "
+            f"best VW: {t['policy']}: {t['baseline_ratio_last']:.3f} ± "
+            f"{t['baseline_ratio_last_sd']:.3f} x the best non-learning policy's reward "
             f"(last {last_weeks} weeks; target {t['baseline_ratio_target']:.2f}, "
             f"{met('baseline_ratio_met')}); score {100 * t['score_last']:.1f} ± "
             f"{100 * t['score_last_sd']:.1f} % (target {100 * t['score_target']:.0f} %, "
             f"{met('score_met')}), whole run {100 * t['score_all']:.1f} % (target "
             f"{100 * t['score_all_target']:.0f} %, {met('score_all_met')}); engagement "
-            f"{t['engagement_ratio_last']:.2f} x campaign (target "
+            f"{t['engagement_ratio_last']:.3f} x campaign (target "
             f"{t['engagement_ratio_target']:.2f}, {met('engagement_ratio_met')})"
         )
     click.echo(f"report: {res.files['report']}")

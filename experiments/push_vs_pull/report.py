@@ -88,7 +88,7 @@ def markdown(res: ExperimentResult) -> str:
             "",
             f"- best VW configuration: `{t['policy']}`",
             f"- reward per decision vs the best non-learning policy (last {lw} weeks): "
-            f"{t['baseline_ratio_last']:.2f} ± {t['baseline_ratio_last_sd']:.2f} × "
+            f"{t['baseline_ratio_last']:.3f} ± {t['baseline_ratio_last_sd']:.3f} × "
             f"(target ≥ {t['baseline_ratio_target']:.2f} ×): {met('baseline_ratio_met')}; "
             f"whole run {t['baseline_ratio_all']:.2f} ± {t['baseline_ratio_all_sd']:.2f} ×",
             f"- normalized score (last {lw} weeks): "
@@ -98,7 +98,7 @@ def markdown(res: ExperimentResult) -> str:
             f"{100 * t['score_all']:.1f} ± {100 * t['score_all_sd']:.1f} % "
             f"(target ≥ {100 * t['score_all_target']:.0f} %): {met('score_all_met')}",
             f"- engagement rate vs the campaign (last {lw} weeks): "
-            f"{t['engagement_ratio_last']:.2f} ± {t['engagement_ratio_last_sd']:.2f} × "
+            f"{t['engagement_ratio_last']:.3f} ± {t['engagement_ratio_last_sd']:.3f} × "
             f"(target ≥ {t['engagement_ratio_target']:.2f} ×): {met('engagement_ratio_met')}",
             f"- for reference, reward per decision vs the campaign alone: "
             f"{t['ratio_last']:.2f} ± {t['ratio_last_sd']:.2f} × (last {lw} weeks), "
