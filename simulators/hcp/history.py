@@ -38,6 +38,7 @@ from datetime import date
 
 import numpy as np
 import numpy.typing as npt
+import pandas as pd
 
 from nba.context import CONTEXT_VERSION, HISTORY_WINDOWS, INTEREST_WEIGHTS, topic_channel_key
 
@@ -108,6 +109,8 @@ class HistoryTracker:
         self.touch_win = {w: np.zeros((n, n_channels), dtype=np.int32) for w in HISTORY_WINDOWS}
         self.eng_win = np.zeros((n, n_channels), dtype=np.int32)
         self.topic_win = np.zeros((n, n_topics), dtype=np.int32)
+        # pulls by topic over the 90 days before the current day (topic_pulls_90d)
+        self.pull_win = np.zeros((n, n_topics), dtype=np.int32)
         self.last_touch = np.full((n, n_channels), -(10**6), dtype=np.int64)
         self.last_content = np.full(n, -1, dtype=np.int64)
         # same-day state, folded into the fields above when the day ends
@@ -221,11 +224,8 @@ class HistoryTracker:
         -------
         ndarray of int64, shape (b, n_topics)
         """
-        ages = np.arange(1, min(LONGEST, self.day) + 1)
-        if ages.size == 0:
-            return np.zeros((hcp.shape[0], self.pull_day.shape[2]), dtype=np.int64)
-        slots = (self.day - ages) % self.ring
-        return self.pull_day[slots][:, hcp, :].sum(axis=0, dtype=np.int64)
+        # kept as a rolling window (see advance), like the other windows
+        return self.pull_win[hcp].astype(np.int64)
 
     # ------------------------------------------------------------ day change
     def advance(self, new_day: int) -> None:
@@ -248,6 +248,10 @@ class HistoryTracker:
         old = ended - ENGAGEMENT_TOPIC_WINDOW
         if old >= 0:
             self.topic_win -= self.topic_day[old % r]
+        self.pull_win += self.pull_day[s_end]
+        old = ended - LONGEST
+        if old >= 0:
+            self.pull_win -= self.pull_day[old % r]
         # the slot of the day that left the longest window is reused for a future day
         gone = ended - LONGEST
         if gone >= 0:
@@ -386,7 +390,8 @@ class MapRenderer:
         r = rows.astype(np.int64, copy=False)
         if self.bits >= 4 and r.min() >= 0 and r.max() < (1 << self.bits):
             packed = (r << self.shifts).sum(axis=1)
-            uniq, inverse = np.unique(packed, return_inverse=True)
+            # exact hash-based dedup (no sort): codes index the distinct keys
+            inverse, uniq = pd.factorize(packed)
             cache = self.cache
             keys = uniq.tolist()
             frags = [cache.get(key) for key in keys]
@@ -400,8 +405,11 @@ class MapRenderer:
                     cache[key] = frag
                     frags[i] = frag
         else:
-            uniq_rows, inverse = np.unique(r, axis=0, return_inverse=True)
-            frags = [self._render_row(row) for row in uniq_rows.tolist()]
+            # rows too wide to pack into one integer: dedup exact tuples in a dict
+            seen: dict[tuple[int, ...], int] = {}
+            codes = [seen.setdefault(tuple(row), len(seen)) for row in r.tolist()]
+            inverse = np.asarray(codes, dtype=np.int64)
+            frags = [self._render_row(row) for row in seen]
         table = np.array(frags, dtype=object)
         out: list[str] = table[inverse.reshape(-1)].tolist()
         return out
@@ -437,10 +445,14 @@ class ContextBuilder:
         """``History.interest`` as canonical JSON, shape (b, n_topics) -> b strings."""
         out = []
         keys = self._topic_keys
+        order = self._topic_order
         for row in values.tolist():
             parts = []
-            for i in self._topic_order:
-                v = round(row[i], 3)  # as nba.context.History rounds it
+            for i in order:
+                x = row[i]
+                if x == 0.0:  # most topics of most HCPs: nothing to round or write
+                    continue
+                v = round(x, 3)  # as nba.context.History rounds it
                 if v:
                     parts.append(f"{keys[i]}:{v!r}")
             out.append("{" + ",".join(parts) + "}")
