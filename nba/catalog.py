@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import tomllib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
@@ -41,7 +40,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from nba.domain import Action, Approval, ContentItem, Touch, ValidationError
+from nba.domain import Action, Approval, ContentItem, Touch, ValidationError, read_toml
 
 DEFAULT_CATALOG = "catalog.toml"
 
@@ -108,14 +107,7 @@ class Catalog:
     def load(cls, path: str | Path) -> Catalog:
         """Load and validate a catalog file."""
         p = Path(path)
-        try:
-            text = p.read_text(encoding="utf-8")
-        except OSError as exc:
-            raise CatalogError(f"{p}: cannot read catalog: {exc.strerror or exc}") from exc
-        try:
-            data = tomllib.loads(text)
-        except tomllib.TOMLDecodeError as exc:
-            raise CatalogError(f"{p}: not valid TOML: {exc}") from exc
+        data = read_toml(p, CatalogError, "catalog")
         return cls.from_dict(data, source=str(p))
 
     @classmethod

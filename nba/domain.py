@@ -13,9 +13,11 @@ Action(content_id='cnt-001', channel='email')
 from __future__ import annotations
 
 import math
+import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
+from pathlib import Path
 from typing import Any
 
 from nba.logs.schema import TOUCH_KINDS
@@ -486,6 +488,28 @@ class StatedPreference:
         object.__setattr__(self, "channels", _strings(self.channels, where, "channels"))
         if not self.topics and not self.channels:
             raise _fail(where, "topics", "give at least one topic or channel")
+
+
+def read_toml(path: str | Path, error: type[ValidationError], what: str = "") -> dict[str, Any]:
+    """Parse a TOML file; an unreadable or malformed file raises ``error`` naming it.
+
+    Messages: ``PATH: cannot read[ WHAT]: REASON`` and ``PATH: not valid TOML: ...``.
+
+    >>> read_toml("/no/such.toml", ValidationError, "catalog")
+    Traceback (most recent call last):
+    ...
+    nba.domain.ValidationError: /no/such.toml: cannot read catalog: No such file or directory
+    """
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as exc:
+        label = f" {what}" if what else ""
+        raise error(f"{p}: cannot read{label}: {exc.strerror or exc}") from exc
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise error(f"{p}: not valid TOML: {exc}") from exc
 
 
 def parse_day(

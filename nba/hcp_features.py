@@ -42,7 +42,6 @@ from __future__ import annotations
 import itertools
 import math
 import re
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -50,7 +49,7 @@ from pathlib import Path
 from typing import Any
 
 from nba.catalog import Catalog
-from nba.domain import HCPProfile, ValidationError
+from nba.domain import HCPProfile, ValidationError, read_toml
 
 DEFAULT_FEATURES = "hcp_features.toml"
 
@@ -277,16 +276,7 @@ class HCPFeatures:
     def load(cls, path: str | Path) -> HCPFeatures:
         """Load and validate a features config file."""
         p = Path(path)
-        try:
-            text = p.read_text(encoding="utf-8")
-        except OSError as exc:
-            raise HCPFeaturesError(
-                f"{p}: cannot read features config: {exc.strerror or exc}"
-            ) from exc
-        try:
-            data = tomllib.loads(text)
-        except tomllib.TOMLDecodeError as exc:
-            raise HCPFeaturesError(f"{p}: not valid TOML: {exc}") from exc
+        data = read_toml(p, HCPFeaturesError, "features config")
         return cls.from_dict(data, source=str(p))
 
     @classmethod

@@ -38,7 +38,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import tomllib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,7 +46,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from nba.domain import ValidationError
+from nba.domain import ValidationError, read_toml
 
 AGGREGATIONS = ("sum", "max")
 DEFAULT_REWARD_FILE = "reward.toml"
@@ -112,12 +111,7 @@ class RewardDefinition:
     @classmethod
     def load(cls, path: str | Path) -> RewardDefinition:
         p = Path(path)
-        try:
-            data = tomllib.loads(p.read_text(encoding="utf-8"))
-        except OSError as exc:
-            raise RewardDefinitionError(f"{p}: cannot read: {exc.strerror or exc}") from exc
-        except tomllib.TOMLDecodeError as exc:
-            raise RewardDefinitionError(f"{p}: not valid TOML: {exc}") from exc
+        data = read_toml(p, RewardDefinitionError)
         return cls.from_dict(data, source=str(p))
 
     @classmethod

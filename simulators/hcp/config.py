@@ -16,13 +16,12 @@ WorldConfig: field 'no_see_rate': must be in [0, 1], got 1.5
 from __future__ import annotations
 
 import math
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from nba.domain import ADOPTION_STAGES, ValidationError
+from nba.domain import ADOPTION_STAGES, ValidationError, read_toml
 from nba.topics import STAGE_TOPICS
 
 
@@ -354,12 +353,7 @@ class WorldConfig:
     def load(cls, path: str | Path) -> WorldConfig:
         """Defaults overridden by the top-level fields of a TOML file; errors name the file."""
         p = Path(path)
-        try:
-            data = tomllib.loads(p.read_text(encoding="utf-8"))
-        except OSError as exc:
-            raise SimulatorConfigError(f"{p}: cannot read: {exc.strerror or exc}") from exc
-        except tomllib.TOMLDecodeError as exc:
-            raise SimulatorConfigError(f"{p}: not valid TOML: {exc}") from exc
+        data = read_toml(p, SimulatorConfigError)
         try:
             return cls.from_params(data)
         except (SimulatorConfigError, TypeError, AttributeError) as exc:
