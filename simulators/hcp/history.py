@@ -10,9 +10,8 @@ item last reached the HCP (within 90 days).
 
 The tracker also counts, per HCP, day and topic, the topics the HCP pulled
 (``detail_pull``, ``email_click``, ``portal_view``, ``webinar_question``
-touches; see :mod:`simulators.hcp.pulls`). :meth:`HistoryTracker.pull_profile`
-reads them as a decayed profile; :meth:`HistoryTracker.interest` adds the
-engagements by topic and gives the context's ``interest`` map (version 3),
+touches; see :mod:`simulators.hcp.pulls`). :meth:`HistoryTracker.interest` weighs them
+with the engagements by topic and gives the context's ``interest`` map (version 3),
 summed in the same order as :func:`nba.context.interest_profile`;
 :meth:`HistoryTracker.topic_pulls` gives their undecayed 90-day counts, the
 context's ``topic_pulls_90d`` (version 4). The simulator
@@ -159,38 +158,6 @@ class HistoryTracker:
                 f"recordable range {self.day}..{self.day + self.ring - LONGEST - 2}"
             )
         add_counts(self.pull_day, (day % self.ring, hcp, topic))
-
-    def pull_profile(self, hcp: I64, halflife_days: float, window: int = LONGEST) -> F64:
-        """Decayed count of the topics each HCP pulled before the current day.
-
-        ``profile[i, t] = sum over pulls of topic t by hcp[i] on day d' in
-        [day - window, day - 1] of 0.5 ** ((day - d') / halflife_days)`` -- the
-        same "days before the decision day" convention as the context's counts.
-
-        Parameters
-        ----------
-        hcp : ndarray of int64, shape (b,)
-        halflife_days : float
-            > 0.
-        window : int
-            1..90 days back (older days are no longer kept).
-
-        Returns
-        -------
-        ndarray of float64, shape (b, n_topics)
-        """
-        if not (halflife_days > 0):
-            raise ValueError(f"history: halflife_days must be > 0, got {halflife_days!r}")
-        if not (1 <= window <= LONGEST):
-            raise ValueError(f"history: window must be in 1..{LONGEST}, got {window!r}")
-        ages = np.arange(1, min(window, self.day) + 1)
-        out = np.zeros((hcp.shape[0], self.pull_day.shape[2]))
-        if ages.size == 0:
-            return out
-        slots = (self.day - ages) % self.ring
-        weights = 0.5 ** (ages / float(halflife_days))
-        counts = self.pull_day[slots][:, hcp, :]  # (ages, b, n_topics)
-        return np.tensordot(weights, counts, axes=(0, 0))
 
     def interest(self, hcp: I64) -> F64:
         """The context's ``interest`` (before rounding) of each HCP as of the current

@@ -174,7 +174,7 @@ def test_same_seed_same_touches_and_pulls_leave_outcome_draws_alone(tmp_path: Pa
     assert pulls_d > 0 and (logio.read(e, "touches").to_pandas().kind == "portal_view").sum() == 0
 
 
-def test_pull_profile_reads_the_decayed_pulls_of_the_touch_log(seeded):
+def test_topic_pulls_count_the_pulls_of_the_touch_log(seeded):
     world, _, _, out = seeded
     t = logio.read(out, "touches").to_pandas()
     p = t[t.kind != "contact"].explode("topics")
@@ -184,22 +184,16 @@ def test_pull_profile_reads_the_decayed_pulls_of_the_touch_log(seeded):
     keep = (day < today) & (day >= today - 90)
     h = _hcp_index(p.hcp_id)[keep]
     topic = p.topics[keep].map({x: i for i, x in enumerate(world.catalog.topics)}).to_numpy()
-    halflife = 10.0
-    expected = np.zeros((world.population.n, len(world.catalog.topics)))
-    np.add.at(expected, (h, topic), 0.5 ** ((today - day[keep]) / halflife))
-    got = world.history.pull_profile(np.arange(world.population.n), halflife)
+    expected = np.zeros((world.population.n, len(world.catalog.topics)), dtype=np.int64)
+    np.add.at(expected, (h, topic), 1)
+    got = world.history.topic_pulls(np.arange(world.population.n))
     assert expected.sum() > 100
-    np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-12)
-    short = world.history.pull_profile(np.arange(world.population.n), halflife, window=7)
-    assert 0 < short.sum() < got.sum()
+    np.testing.assert_array_equal(got, expected)
 
 
 @pytest.mark.parametrize(
     ("call", "match"),
     [
-        (lambda tr: tr.pull_profile(np.array([0]), 0.0), "halflife_days must be > 0"),
-        (lambda tr: tr.pull_profile(np.array([0]), 7.0, window=0), "window must be in 1..90"),
-        (lambda tr: tr.pull_profile(np.array([0]), 7.0, window=91), "window must be in 1..90"),
         (
             lambda tr: tr.record_pulls(np.array([60]), np.array([0]), np.array([0])),
             "outside the recordable range",
