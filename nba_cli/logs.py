@@ -155,7 +155,7 @@ def export_cmd(
     import pyarrow.parquet as pq
 
     from nba.logs import io
-    from nba.logs.dsjson import export_dsjson, load_catalogs
+    from nba.logs.dsjson import export_dsjson, load_catalogs, window_pulls
 
     if fmt is None:
         if store_db is None:
@@ -215,7 +215,12 @@ def export_cmd(
                 )
             # outcomes about other suggestions than the chosen one travel in each line
             outcomes = io.read(catalog_dir, "outcomes", since=_day(since)) if catalog_dir else None
-            export_dsjson(table, out, catalogs, progress=not quiet, outcomes=outcomes)
+            # and so do the HCP's pull touches of each reward window (nba.pulls)
+            pulls = None
+            if catalog_dir is not None:
+                touches = io.read(catalog_dir, "touches", since=_day(since))
+                pulls = window_pulls(touches, table, rd.window_days, result.as_of)
+            export_dsjson(table, out, catalogs, progress=not quiet, outcomes=outcomes, pulls=pulls)
     except ValidationError as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(f"reward definition: {result.reward_definition}")
@@ -242,4 +247,5 @@ def import_cmd(fmt: str, file: Path, out: Path) -> None:
     click.echo(f"decisions: {res.decisions.num_rows}")
     click.echo(f"not_activated: {res.not_activated}")
     click.echo(f"outcomes: {res.outcomes.num_rows}")
+    click.echo(f"touches: {res.touches.num_rows}")
     click.echo(f"wrote to {out}")

@@ -26,8 +26,23 @@ DSJSON field               from the joined row
                            ``hcp_id``, ``requester``, ``channels_requested``,
                            ``catalog_version``, ``policy``,
                            ``reward_definition``, ``reward_is_default``, and
-                           ``other_action_outcomes`` when there are any
+                           ``other_action_outcomes`` and ``pulls`` when
+                           there are any
 =========================  ==================================================
+
+What the HCP pulls travels two ways. Before the decision, as the context's
+features: ``c`` is the featurizer's output, so it holds what nba train and
+serving see of the HCP's interest (``h int_<topic>``, ``h top_int``, and per
+action ``x it_int``, ``x it_pull``, ``x it_pull_<channel>``, ``x sp_top``,
+``x sp_ch``, the declared attributes ``p a_<name>``; see
+:mod:`nba.features`). After the decision, as raw records: ``nba.pulls`` lists
+the HCP's pull touches (any ``kind`` but ``contact``, ours or external)
+stamped inside the decision's reward window (``ts <= touch.ts <= ts +
+window``, the join's rule for outcomes) and not after the join's ``as_of``, as
+objects ``{"ts", "channel", "content_id", "origin", "kind", "topics",
+"content_ids", "dwell_s"}`` (``dwell_s`` null when not measured) in time
+order. Windows of one HCP's decisions overlap, so one touch may be listed by
+several lines. VW ignores the block.
 
 Outcomes about another suggestion than the chosen one (an outcome ``action_id``
 that is not the decision's ``chosen_action_id``) are not part of the reward, so
@@ -78,6 +93,10 @@ Import (foreign or our own DSJSON into ``decisions`` + ``outcomes``)
   that can happen on the action's channel
   (:func:`nba.domain.outcome_channel_problem`). Re-joining counts them as
   ``other_action_outcomes``, as before the export.
+- Each entry of ``nba.pulls`` becomes a touch of the line's ``nba.hcp_id``
+  (:class:`nba.domain.Touch` checks it: a pull ``kind``, a non-empty
+  ``content_id``, ``dwell_s`` null or >= 0); it may not be stamped before its
+  decision. A touch listed by several lines is kept once.
 
 Only contextual-bandit events are read; CCB/slates events (``c._slots``,
 ``_outcomes``) are refused. Bad lines fail with ``FILE:LINE: field '...': problem``.
@@ -100,8 +119,9 @@ from __future__ import annotations
 import json
 import math
 import sys
+from bisect import bisect_left, bisect_right
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -119,13 +139,14 @@ from nba.domain import (
     Action,
     Decision,
     Outcome,
+    Touch,
     ValidationError,
     outcome_channel_problem,
 )
 from nba.features import Featurizer
 from nba.logs import io
 from nba.logs.io import LogError
-from nba.logs.schema import DECISIONS, JOINED, OUTCOMES
+from nba.logs.schema import DECISIONS, JOINED, OUTCOMES, TOUCHES
 
 #: The DSJSON format version VW expects.
 DSJSON_VERSION = "1"
@@ -136,7 +157,12 @@ FOREIGN_KEY = "dsjson"
 FOREIGN_ACTIONS_KEY = "dsjson_actions"
 #: Key, inside our block, of the outcomes about other suggestions than the chosen one.
 OTHER_OUTCOMES_KEY = "other_action_outcomes"
+#: Key, inside our block, of the HCP's pull touches inside the decision's reward window.
+PULLS_KEY = "pulls"
+_PULL_FIELDS = ("ts", "channel", "content_id", "origin", "kind", "topics", "content_ids", "dwell_s")
+_US_PER_DAY = 86_400 * 1_000_000
 PROBABILITY_SLACK = 1e-4
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 class DsjsonError(LogError):
@@ -260,12 +286,16 @@ def dsjson_line(
     row: Mapping[str, Any],
     catalog: Catalog | None = None,
     other_outcomes: Sequence[Mapping[str, Any]] = (),
+    pulls: Sequence[Mapping[str, Any]] = (),
 ) -> str:
     """One DSJSON line for one joined row (a dict with the :data:`JOINED` columns).
 
     ``other_outcomes`` are this decision's outcomes about other actions than the
     chosen one (dicts with the :data:`OUTCOMES` columns), written to
-    ``nba.other_action_outcomes`` in the order given.
+    ``nba.other_action_outcomes`` in the order given. ``pulls`` are the HCP's
+    pull touches of the decision's reward window (dicts with the :data:`TOUCHES`
+    columns, as :func:`window_pulls` gives them), written to ``nba.pulls`` in
+    the order given.
     """
     shared, actions = dsjson_features(
         row["context"], row["action_ids"], catalog, row.get("catalog_version")
@@ -316,7 +346,103 @@ def dsjson_line(
             }
             for o in other_outcomes
         ]
+    if pulls:
+        obj[NBA_KEY][PULLS_KEY] = [
+            {
+                "ts": _timestamp(t["ts"]),
+                "channel": t["channel"],
+                "content_id": t["content_id"],
+                "origin": t["origin"],
+                "kind": t["kind"],
+                "topics": list(t["topics"]),
+                "content_ids": list(t["content_ids"]),
+                "dwell_s": None if t["dwell_s"] is None else float(t["dwell_s"]),
+            }
+            for t in pulls
+        ]
     return json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
+
+
+def window_pulls(
+    touches: pa.Table,
+    joined: pa.Table,
+    window_days: float,
+    as_of: datetime | None = None,
+) -> dict[str, list[dict[str, Any]]]:
+    """The pull touches of each decision's HCP inside the decision's reward window.
+
+    Parameters
+    ----------
+    touches : pyarrow.Table
+        Conforming to :data:`TOUCHES` (any rows; contacts and other HCPs' are ignored).
+    joined : pyarrow.Table
+        With ``event_id``, ``ts`` and ``hcp_id``, shape (n rows,).
+    window_days : float
+        The reward definition's window: touches with ``ts <= touch.ts <= ts +
+        window`` (microseconds, rounded as the join rounds them) belong to a decision.
+    as_of : datetime, optional
+        The join's horizon (timezone-aware): touches stamped after it are left out.
+
+    Returns
+    -------
+    dict
+        ``event_id`` -> touch rows (dicts with the :data:`TOUCHES` columns), in
+        time order (ties by kind, channel, content id); decisions without any are absent.
+
+    Raises
+    ------
+    DsjsonError
+        On a window that is not a positive number or a naive ``as_of``.
+    """
+    if (
+        isinstance(window_days, bool)
+        or not isinstance(window_days, int | float)
+        or not (math.isfinite(window_days) and window_days > 0)
+    ):
+        raise DsjsonError(
+            f"window_pulls: window_days must be a positive number, got {window_days!r}"
+        )
+    if as_of is not None and (as_of.tzinfo is None or as_of.utcoffset() is None):
+        raise DsjsonError(f"window_pulls: as_of {as_of!r} must be timezone-aware")
+    missing = [c for c in ("event_id", "ts", "hcp_id") if c not in joined.column_names]
+    if missing:
+        raise DsjsonError(f"joined table: missing column(s) {', '.join(missing)}")
+    touches = io.conform(touches, "touches")
+    pulls = touches.filter(pc.not_equal(touches.column("kind"), "contact"))
+    if as_of is not None:
+        horizon = pa.scalar(as_of.astimezone(UTC), type=TOUCHES.field("ts").type)
+        pulls = pulls.filter(pc.less_equal(pulls.column("ts"), horizon))
+    if pulls.num_rows == 0 or joined.num_rows == 0:
+        return {}
+    rows = pulls.to_pylist()
+    rows.sort(key=lambda t: (t["ts"], t["kind"], t["channel"], t["content_id"]))
+    by_hcp: dict[str, tuple[list[int], list[dict[str, Any]]]] = {}
+    for t in rows:
+        us, kept = by_hcp.setdefault(t["hcp_id"], ([], []))
+        us.append(_us(t["ts"]))
+        kept.append(t)
+    window_us = round(float(window_days) * _US_PER_DAY)
+    out: dict[str, list[dict[str, Any]]] = {}
+    for eid, ts, hcp in zip(
+        joined.column("event_id").to_pylist(),
+        joined.column("ts").to_pylist(),
+        joined.column("hcp_id").to_pylist(),
+        strict=True,
+    ):
+        hit = by_hcp.get(hcp)
+        if hit is None:
+            continue
+        lo = _us(ts)
+        i, j = bisect_left(hit[0], lo), bisect_right(hit[0], lo + window_us)
+        if i < j:
+            out[eid] = hit[1][i:j]
+    return out
+
+
+def _us(ts: datetime) -> int:
+    """Microseconds since the epoch of an aware datetime, exactly."""
+    delta = ts - _EPOCH
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
 
 
 def other_action_outcomes(outcomes: pa.Table, joined: pa.Table) -> dict[str, list[dict[str, Any]]]:
@@ -366,6 +492,7 @@ def iter_dsjson(
     catalogs: Mapping[str, Catalog] | None = None,
     batch_size: int = 4096,
     outcomes: pa.Table | None = None,
+    pulls: Mapping[str, Sequence[Mapping[str, Any]]] | None = None,
 ) -> Iterator[str]:
     """DSJSON lines (without newline) for every row of a joined table, in order.
 
@@ -379,17 +506,24 @@ def iter_dsjson(
         The log's outcomes (:data:`OUTCOMES`); those about another action than
         a decision's chosen one go to its ``nba.other_action_outcomes``.
         Without it no line carries any.
+    pulls : mapping of event_id -> touch rows, optional
+        Each decision's pull touches of its reward window (:func:`window_pulls`),
+        written to its ``nba.pulls``. Without it no line carries any.
     """
     missing = [f.name for f in JOINED if f.name not in joined.column_names]
     if missing:
         raise DsjsonError(f"joined table: missing column(s) {', '.join(missing)}")
     cats = dict(catalogs or {})
     others = {} if outcomes is None else other_action_outcomes(outcomes, joined)
+    window = pulls or {}
     for batch in joined.select(JOINED.names).to_batches(max_chunksize=batch_size):
         for row in batch.to_pylist():
             try:
                 yield dsjson_line(
-                    row, cats.get(row["catalog_version"]), others.get(row["event_id"], ())
+                    row,
+                    cats.get(row["catalog_version"]),
+                    others.get(row["event_id"], ()),
+                    window.get(row["event_id"], ()),
                 )
             except ValidationError as exc:
                 if isinstance(exc, DsjsonError):
@@ -403,11 +537,13 @@ def export_dsjson(
     catalogs: Mapping[str, Catalog] | None = None,
     progress: bool = False,
     outcomes: pa.Table | None = None,
+    pulls: Mapping[str, Sequence[Mapping[str, Any]]] | None = None,
 ) -> int:
     """Write ``joined`` as a DSJSON file (atomically: temp file, then rename).
 
     ``outcomes`` (optional) supplies each decision's outcomes about other
-    actions than the chosen one, as for :func:`iter_dsjson`.
+    actions than the chosen one, ``pulls`` (optional) each decision's pull
+    touches of its reward window, as for :func:`iter_dsjson`.
 
     Returns
     -------
@@ -429,7 +565,7 @@ def export_dsjson(
                 desc="dsjson",
             ) as bar,
         ):
-            for line in iter_dsjson(joined, catalogs, outcomes=outcomes):
+            for line in iter_dsjson(joined, catalogs, outcomes=outcomes, pulls=pulls):
                 fh.write(line)
                 fh.write("\n")
                 n += 1
@@ -467,12 +603,16 @@ class DsjsonImport:
         Non-blank lines read.
     not_activated : int
         Events marked ``_skipLearn`` (imported with ``activated`` false).
+    touches : pyarrow.Table
+        Schema :data:`nba.logs.schema.TOUCHES`: the pull touches of the lines'
+        ``nba.pulls``, each once, in time order.
     """
 
     decisions: pa.Table
     outcomes: pa.Table
     lines: int
     not_activated: int
+    touches: pa.Table = field(default_factory=TOUCHES.empty_table)
 
 
 def _parse_ts(value: Any, err: Any) -> datetime:
@@ -521,7 +661,7 @@ def _canonical_json(obj: Any) -> str:
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
-def _parse_line(obj: Any, err: Any) -> tuple[Decision, list[Outcome]]:
+def _parse_line(obj: Any, err: Any) -> tuple[Decision, list[Outcome], list[Touch]]:
     if not isinstance(obj, dict):
         raise err("(line)", "must be a JSON object")
     event_id = obj.get("EventId")
@@ -683,7 +823,56 @@ def _parse_line(obj: Any, err: Any) -> tuple[Decision, list[Outcome]]:
         value = -float(cost) if cost != 0 else 0.0
         outcomes.append(Outcome(event_id, ts, "reward", value, "dsjson", "label"))
     outcomes.extend(_other_outcomes(nba.get(OTHER_OUTCOMES_KEY), decision, err))
-    return decision, outcomes
+    return decision, outcomes, _pull_touches(nba.get(PULLS_KEY), decision, err)
+
+
+def _pull_touches(entries: Any, decision: Decision, err: Any) -> list[Touch]:
+    """The touches of ``nba.pulls`` (see the module docstring)."""
+    if entries is None:
+        return []
+    where = f"{NBA_KEY}.{PULLS_KEY}"
+    if not isinstance(entries, list):
+        raise err(where, "must be a list of touch objects")
+    out = []
+    for i, e in enumerate(entries):
+        at = f"{where}[{i}]"
+        if not isinstance(e, dict):
+            raise err(at, "must be an object")
+        unknown = sorted(set(e) - set(_PULL_FIELDS))
+        if unknown:
+            raise err(f"{at}.{unknown[0]}", f"unknown field; expected {', '.join(_PULL_FIELDS)}")
+        ts = _parse_ts(e.get("ts"), lambda _f, problem, _at=at: err(f"{_at}.ts", problem))
+        if ts < decision.ts:
+            raise err(f"{at}.ts", f"{e['ts']!r} is before its decision ({_timestamp(decision.ts)})")
+        for key in ("channel", "content_id", "origin", "kind"):
+            if not isinstance(e.get(key), str):
+                raise err(f"{at}.{key}", "must be a string")
+        if e["kind"] == "contact":
+            raise err(f"{at}.kind", "'contact' is not a pull (the block lists pulls only)")
+        for key in ("topics", "content_ids"):
+            v = e.get(key, [])
+            if not isinstance(v, list) or not all(isinstance(x, str) for x in v):
+                raise err(f"{at}.{key}", "must be a list of strings")
+        dwell = e.get("dwell_s")
+        if dwell is not None and not _is_number(dwell):
+            raise err(f"{at}.dwell_s", f"must be null or a finite number, got {dwell!r}")
+        try:
+            out.append(
+                Touch(
+                    decision.hcp_id,
+                    ts,
+                    e["channel"],
+                    e["content_id"],
+                    e["origin"],
+                    e["kind"],
+                    tuple(e.get("topics", [])),
+                    tuple(e.get("content_ids", [])),
+                    None if dwell is None else float(dwell),
+                )
+            )
+        except ValidationError as exc:
+            raise err(at, str(exc)) from exc
+    return out
 
 
 _KNOWN_TYPES = OUTCOME_TYPES | {REWARD_TYPE}
@@ -770,6 +959,29 @@ def _outcomes_table(outcomes: Sequence[Outcome]) -> pa.Table:
     return pa.Table.from_pylist(rows, schema=OUTCOMES)
 
 
+def _touches_table(touches: Sequence[Touch]) -> pa.Table:
+    """Each distinct touch once, in time order (then kind, channel, content)."""
+    unique = sorted(
+        set(touches),
+        key=lambda t: (t.ts, t.kind, t.channel, t.content_id, t.topics, t.content_ids),
+    )
+    rows = [
+        {
+            "hcp_id": t.hcp_id,
+            "ts": t.ts,
+            "channel": t.channel,
+            "content_id": t.content_id,
+            "origin": t.origin,
+            "kind": t.kind,
+            "topics": list(t.topics),
+            "content_ids": list(t.content_ids),
+            "dwell_s": t.dwell_s,
+        }
+        for t in unique
+    ]
+    return pa.Table.from_pylist(rows, schema=TOUCHES)
+
+
 def read_dsjson(path: str | Path) -> DsjsonImport:
     """Parse and validate a whole DSJSON file (mapping in the module docstring).
 
@@ -785,6 +997,7 @@ def read_dsjson(path: str | Path) -> DsjsonImport:
         raise DsjsonError(f"{src}: cannot read: {exc.strerror or exc}") from exc
     decisions: list[Decision] = []
     outcomes: list[Outcome] = []
+    touches: list[Touch] = []
     seen: dict[str, int] = {}
     lines = 0
     with fh:
@@ -802,7 +1015,7 @@ def read_dsjson(path: str | Path) -> DsjsonImport:
                 raise DsjsonError(
                     f"{src}:{lineno}: not valid JSON: {exc.msg} at column {exc.colno}"
                 ) from exc
-            decision, outs = _parse_line(obj, err)
+            decision, outs, pulled = _parse_line(obj, err)
             if decision.event_id in seen:
                 raise err(
                     "EventId",
@@ -811,11 +1024,13 @@ def read_dsjson(path: str | Path) -> DsjsonImport:
             seen[decision.event_id] = lineno
             decisions.append(decision)
             outcomes.extend(outs)
+            touches.extend(pulled)
     return DsjsonImport(
         decisions=_decisions_table(decisions),
         outcomes=_outcomes_table(outcomes),
         lines=lines,
         not_activated=sum(not d.activated for d in decisions),
+        touches=_touches_table(touches),
     )
 
 
@@ -839,6 +1054,7 @@ def import_dsjson(path: str | Path, out_dir: str | Path) -> DsjsonImport:
             )
     io.append(out_dir, "decisions", result.decisions)
     io.append(out_dir, "outcomes", result.outcomes)
+    io.append(out_dir, "touches", result.touches)
     if not len(existing):
         from nba.logs.join import MANIFEST_OUTCOMES_COMPLETE, update_manifest
 
