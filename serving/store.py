@@ -81,7 +81,7 @@ from nba.domain import (
     outcome_channel_problem,
 )
 from nba.logs import io as logio
-from nba.logs.schema import DECISIONS, OUTCOMES, TOUCHES
+from nba.logs.schema import DECISIONS, OUTCOMES, STATED_PREFERENCES, TOUCHES
 
 #: Version 2 added ``outcomes.action_id`` (the suggestion an outcome concerns);
 #: version 3 interest signals on touches, declared attributes on HCPs and stated
@@ -1263,10 +1263,11 @@ class EventStore:
         since: date | datetime | None = None,
         until: date | datetime | None = None,
     ) -> dict[str, int]:
-        """Write the Parquet event log (decisions, outcomes, touches, catalog
-        snapshots) under ``out_dir`` with :func:`nba.logs.io.append`.
+        """Write the Parquet event log (decisions, outcomes, touches, stated
+        preferences, catalog snapshots) under ``out_dir`` with :func:`nba.logs.io.append`.
 
-        Decisions and touches are selected by their ``ts`` (``since`` inclusive;
+        Decisions, touches and stated preferences are selected by their ``ts``
+        (``since`` inclusive;
         ``until`` exclusive for datetimes, inclusive for whole dates); outcomes
         are those of the exported decisions, late ones included, so every
         exported decision is joined completely. Export each range once: parts
@@ -1299,6 +1300,8 @@ class EventStore:
             n_out = self._export_outcomes(con, out_dir, cond, args)
             tcond, targs = self._range("t.ts_us", lo, hi)
             n_tch = self._export_touches(con, out_dir, tcond, targs)
+            scond, sargs = self._range("s.ts_us", lo, hi)
+            n_st = self._export_stated(con, out_dir, scond, sargs)
             versions = [
                 r[0]
                 for r in con.execute(
@@ -1321,6 +1324,7 @@ class EventStore:
             "decisions": n_dec,
             "outcomes": n_out,
             "touches": n_tch,
+            "stated_preferences": n_st,
             "catalogs": written,
             "missing_catalogs": missing,
         }
@@ -1443,6 +1447,31 @@ class EventStore:
                 schema=TOUCHES,
             )
             logio.append(out_dir, "touches", table)
+            total += len(rows)
+        return total
+
+    @staticmethod
+    def _export_stated(
+        con: sqlite3.Connection, out_dir: str | Path, cond: str, args: tuple[Any, ...]
+    ) -> int:
+        cur = con.execute(
+            "SELECT s.hcp_id, s.ts_us, s.recorded_by, s.topics, s.channels"
+            f" FROM stated_preferences s WHERE {cond} ORDER BY s.ts_us, s.id",
+            args,
+        )
+        total = 0
+        while rows := cur.fetchmany(_EXPORT_CHUNK):
+            cols = [list(col) for col in zip(*rows, strict=True)]
+            cols[3] = [json.loads(v) for v in cols[3]]
+            cols[4] = [json.loads(v) for v in cols[4]]
+            table = pa.Table.from_pydict(
+                {
+                    f.name: pa.array(col, type=f.type)
+                    for f, col in zip(STATED_PREFERENCES, cols, strict=True)
+                },
+                schema=STATED_PREFERENCES,
+            )
+            logio.append(out_dir, "stated_preferences", table)
             total += len(rows)
         return total
 

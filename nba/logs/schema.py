@@ -6,6 +6,7 @@ A log directory looks like::
     DIR/decisions/date=YYYY-MM-DD/part-00000.parquet
     DIR/outcomes/date=YYYY-MM-DD/part-00000.parquet
     DIR/touches/date=YYYY-MM-DD/part-00000.parquet
+    DIR/stated_preferences/date=YYYY-MM-DD/...  service only: what HCPs said they want
     DIR/catalog/<catalog_version>.json        one snapshot per catalog version
     DIR/ground_truth/date=YYYY-MM-DD/...      simulator only
     DIR/population.parquet                    simulator only: HCP profiles
@@ -87,6 +88,21 @@ TOUCHES = pa.schema(
     ]
 )
 
+#: What an HCP told someone they want (:class:`nba.domain.StatedPreference`): a
+#: statement, not behaviour, so a table of its own, never touches. Written by the
+#: service's store export; a decision's context already carries the statements it
+#: used (``stated``), so featurizing never reads this table.
+STATED_PREFERENCES = pa.schema(
+    [
+        pa.field("hcp_id", pa.string(), nullable=False),
+        pa.field("ts", TS, nullable=False),
+        # who recorded it (a rep id, a CRM import)
+        pa.field("recorded_by", pa.string(), nullable=False),
+        pa.field("topics", pa.list_(pa.string()), nullable=False),
+        pa.field("channels", pa.list_(pa.string()), nullable=False),
+    ]
+)
+
 #: Simulator ground truth: the expected reward of every eligible action of a
 #: decision, aligned with that decision's ``action_ids``.
 GROUND_TRUTH = pa.schema(
@@ -129,6 +145,7 @@ TABLES: dict[str, pa.Schema] = {
     "outcomes": OUTCOMES,
     "touches": TOUCHES,
     "ground_truth": GROUND_TRUTH,
+    "stated_preferences": STATED_PREFERENCES,
 }
 
 PARTITION_KEY = "date"

@@ -70,6 +70,7 @@ def test_export_round_trip_with_contract_schemas(
         "decisions": 9,
         "outcomes": 10,
         "touches": 6,
+        "stated_preferences": 0,
         "catalogs": 1,
         "missing_catalogs": 1,
     }
@@ -121,6 +122,7 @@ def test_export_of_an_empty_store_writes_nothing(tmp_path: Path) -> None:
     store = EventStore(tmp_path / "events.db")
     counts = store.export(tmp_path / "log")
     assert counts == dict.fromkeys(
-        ("decisions", "outcomes", "touches", "catalogs", "missing_catalogs"), 0
+        ("decisions", "outcomes", "touches", "stated_preferences", "catalogs", "missing_catalogs"),
+        0,
     )
     assert logio.read(tmp_path / "log", "decisions").num_rows == 0

@@ -13,7 +13,14 @@ import pytest
 
 from nba.logs import io
 from nba.logs.io import LogError
-from nba.logs.schema import DECISIONS, GROUND_TRUTH, OUTCOMES, TABLES, TOUCHES
+from nba.logs.schema import (
+    DECISIONS,
+    GROUND_TRUTH,
+    OUTCOMES,
+    STATED_PREFERENCES,
+    TABLES,
+    TOUCHES,
+)
 
 T0 = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
 
@@ -53,6 +60,22 @@ def _ground_truth(n: int) -> pa.Table:
     )
 
 
+def _stated(n: int) -> pa.Table:
+    return pa.Table.from_pylist(
+        [
+            {
+                "hcp_id": f"h{i % 4}",
+                "ts": T0 + i * timedelta(hours=11),
+                "recorded_by": f"rep-{i}",
+                "topics": ["dosing"] if i % 2 else [],
+                "channels": [] if i % 3 == 1 else ["email", "portal"],
+            }
+            for i in range(n)
+        ],
+        schema=STATED_PREFERENCES,
+    )
+
+
 def _sorted(t: pa.Table, key: str) -> pa.Table:
     return t.sort_by([(key, "ascending"), ("ts", "ascending")])
 
@@ -72,6 +95,7 @@ def test_round_trip_every_table(tmp_path: Path, make_decisions: Any, make_outcom
         "outcomes": outs,
         "touches": _touches(20),
         "ground_truth": _ground_truth(12),
+        "stated_preferences": _stated(9),
     }
     assert set(tables) == set(TABLES)
     for name, table in tables.items():
@@ -80,7 +104,7 @@ def test_round_trip_every_table(tmp_path: Path, make_decisions: Any, make_outcom
         assert len(written) == len(days) > 1  # one part per UTC day
         back = io.read(tmp_path, name)
         assert back.schema == TABLES[name]
-        key = "hcp_id" if name == "touches" else "event_id"
+        key = "hcp_id" if name in ("touches", "stated_preferences") else "event_id"
         assert _sorted(back, key).equals(_sorted(table, key)), name
         # every row sits in the partition of its own UTC day
         for p in written:
