@@ -18,7 +18,18 @@ The world plays every party around the service, over HTTP only:
   topic of their own choosing among the other suggestions -- a touch outside
   nba, reported with ``POST /v1/touches``;
 - **other systems**: now and then an email from another system reaches an HCP
-  (``POST /v1/touches``, origin ``external``).
+  (``POST /v1/touches``, origin ``external``);
+- the **CLM, email platform, portal and webinar systems** report what the HCPs
+  pulled (``POST /v1/touches`` with ``kind`` ``detail_pull``, ``email_click``,
+  ``portal_view`` or ``webinar_question``, and their ``topics``,
+  ``content_ids`` and ``dwell_s``): the pulls the world's own pull model
+  draws (docs/simulator.md, "Pull signals") from every action carried out --
+  chosen, a rep's own visit, another system's email -- and the portal views
+  it draws once a day after the requesters, as ``nba simulate`` does. Each
+  is the row the in-process run would log (``World.touches_table``), posted
+  once simulated time has passed its ``ts``. The world states no
+  preferences (its HCPs tell no rep what they want), so the driver posts no
+  stated preferences.
 
 What an HCP does with an action comes from the world's own response model and
 state (fatigue, repeats, knowledge, stage, unsubscribes), exactly as in
@@ -69,6 +80,7 @@ from tqdm import tqdm
 from nba.catalog import Catalog
 from nba.domain import ValidationError
 from simulators.hcp.config import WorldConfig
+from simulators.hcp.pulls import Touches
 from simulators.hcp.world import HOUR_US, REQUESTERS, Requester, World
 
 I64 = npt.NDArray[np.int64]
@@ -79,6 +91,8 @@ REP_K = 3
 #: HCP responses are reported by the system that saw them
 RESPONSE_SOURCE = "sim"
 DISMISS_REASON = "not_relevant"
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_US = timedelta(microseconds=1)
 
 
 class ViaError(ValidationError):
@@ -148,6 +162,7 @@ class ViaSummary:
     late_outcomes: int = 0
     feedback_posted: int = 0
     touches_posted: int = 0
+    pulls_posted: int = 0
     profiles_upserted: int = 0
     requests: int = 0
     model_versions: list[str] = field(default_factory=list)
@@ -167,8 +182,8 @@ class ViaSummary:
                 f"blocked by its contact policy {self.blocked}",
                 f"outcomes posted {self.outcomes_posted} (newly stored {self.outcomes_stored}, "
                 f"late {self.late_outcomes}); rep feedback {self.feedback_posted}; "
-                f"external touches {self.touches_posted}; profile upserts "
-                f"{self.profiles_upserted}",
+                f"external touches {self.touches_posted}; pull signals {self.pulls_posted}; "
+                f"profile upserts {self.profiles_upserted}",
                 f"ground truth: mean expected reward {self.expected_reward_mean:.4f} over the "
                 f"{self.executed} chosen actions carried out",
                 f"model versions: {', '.join(self.model_versions) or 'none'}; "
@@ -374,6 +389,8 @@ class HttpDriver:
                 self._rep_run(rep_hcps, d, the_day, rep_req)
             if the_day.weekday() < 5:
                 self._external_emails(d, the_day)
+            # the HCPs' own portal visits, drawn after the requesters as in World.run
+            self._pulls(w.portal_views(d))
             bar.set_postfix(decisions=self._summary.decisions, refresh=False)
 
     # ------------------------------------------------------------- service
@@ -589,6 +606,7 @@ class HttpDriver:
         (``event_ids[k]`` not None) for reporting."""
         w = self.world
         ex = w.execute(hcp, action, ts_us, d)
+        self._pulls(ex.pulls)
         truth = w.response.expected_reward(ex.probs)
         for k, eid in enumerate(event_ids):
             if eid is not None:
@@ -621,6 +639,27 @@ class HttpDriver:
         }
         self._push(ts_us, "/v1/touches", body, "touch")
 
+    def _pulls(self, pulls: Touches) -> None:
+        """Queue what the HCPs pulled, one ``POST /v1/touches`` each at its own time,
+        with exactly the fields the in-process run logs for it."""
+        if pulls.n == 0:
+            return
+        for row in self.world.touches_table(pulls).to_pylist():
+            ts = row["ts"]
+            body = {
+                "hcp_id": row["hcp_id"],
+                "channel": row["channel"],
+                "content_id": row["content_id"],
+                "ts": ts.isoformat().replace("+00:00", "Z"),
+                "origin": row["origin"],
+                "kind": row["kind"],
+                "topics": row["topics"],
+                "content_ids": row["content_ids"],
+            }
+            if row["dwell_s"] is not None:
+                body["dwell_s"] = row["dwell_s"]
+            self._push((ts - _EPOCH) // _US, "/v1/touches", body, "pull")
+
     def _deliver(self, until_us: int | None) -> None:
         """Post every queued report with ``ts < until_us`` (all when None), oldest first."""
         q = self._queue
@@ -636,7 +675,8 @@ class HttpDriver:
             # independent of each other, so they go out in parallel
             groups: dict[str, list[_Post]] = {}
             for p in due:
-                groups.setdefault(p.path if p.kind != "touch" else f"touch:{p.seq}", []).append(p)
+                key = f"touch:{p.seq}" if p.kind in ("touch", "pull") else p.path
+                groups.setdefault(key, []).append(p)
             pool = self._pool()
             results = list(pool.map(self._post_group, groups.values()))
         for res in results:
@@ -655,6 +695,8 @@ class HttpDriver:
         for p, body in results:
             if p.kind == "touch":
                 sm.touches_posted += 1
+            elif p.kind == "pull":
+                sm.pulls_posted += 1
             elif p.kind == "feedback":
                 sm.feedback_posted += 1
             else:

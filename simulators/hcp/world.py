@@ -1082,7 +1082,7 @@ class World:
                     self._bufs["touches"].add(rows=rows.take(np.flatnonzero(later)))
                     rows = rows.take(np.flatnonzero(~later))
             if rows.n:
-                logio.append(out, "touches", self._touches_table(rows), fsync=False)
+                logio.append(out, "touches", self.touches_table(rows), fsync=False)
         gt = self._bufs["ground_truth"].take()
         if gt:
             sizes = np.concatenate(gt["sizes"])
@@ -1138,8 +1138,9 @@ class World:
                 )
                 logio.append(out, "outcomes", table, fsync=False)
 
-    def _touches_table(self, rows: Touches) -> pa.Table:
-        """Touch rows as a table of schema TOUCHES, in time order (then HCP, kind)."""
+    def touches_table(self, rows: Touches) -> pa.Table:
+        """Touch rows as a table of schema TOUCHES, in time order (then HCP, kind): what
+        the world logs, and what the HTTP driver (``simulators.via_http``) posts."""
         order = np.lexsort((rows.kind, rows.hcp, rows.ts_us))
         r = rows.take(order)
         kinds = np.array(TOUCH_KINDS, dtype=object)

@@ -5,6 +5,7 @@ fail with errors that say what to fix."""
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import sys
 from collections.abc import Iterator
@@ -94,8 +95,12 @@ def test_driver_acknowledges_what_the_service_stored(
     assert ("accepted", "feedback") in kinds and ("delivered", "response") in kinds
     n_feedback = sum(1 for _, k, _ in outcomes if k == "feedback")
     assert n_feedback == summary.by_requester["rep_app"] == summary.feedback_posted
-    external = _rows(db, "SELECT count(*) FROM touches WHERE origin = 'external'")[0][0]
+    external = _rows(
+        db, "SELECT count(*) FROM touches WHERE origin = 'external' AND kind = 'contact'"
+    )[0][0]
     assert external == summary.touches_posted > 0
+    pulls = _rows(db, "SELECT count(*) FROM touches WHERE kind != 'contact'")[0][0]
+    assert pulls == summary.pulls_posted > 0
     # the driver's record matches what it acknowledged
     rec = pq.read_table(tmp_path / "record" / "served.parquet")
     assert rec.column("event_id").to_pylist() == [s.event_id for s in driver.served]
@@ -168,3 +173,63 @@ def test_out_that_already_holds_a_record_is_refused(tmp_path: Path) -> None:
     (tmp_path / "served.parquet").write_bytes(b"")
     with pytest.raises(ViaError, match=r"already holds served\.parquet"):
         drive("http://127.0.0.1:9", hcps=10, days=1, out=tmp_path)
+
+
+def test_pulls_of_every_kind_reach_the_store_as_the_world_logs_them(
+    sim_app: tuple[TestClient, Path],
+) -> None:
+    """Webinar questions too (the driven requesters decide no webinars, so the world is
+    asked for some directly), and a pull the service refuses stops the run naming it."""
+    from datetime import UTC, datetime, timedelta
+
+    import numpy as np
+
+    from nba.catalog import Catalog
+    from simulators.hcp.pulls import Touches
+    from simulators.hcp.world import World
+
+    client, db = sim_app
+    world = World(60, seed=2)
+    driver = HttpDriver(world, ServiceClient("http://testserver", DRIVER_KEY, http=client), seed=2)
+    summary = driver.run(days=2)
+    before = summary.pulls_posted
+    cat = Catalog.default()
+    a = next(x for x in cat.actions if x.channel == "webinar")
+    hcp = np.arange(60, dtype=np.int64)
+    approved = np.ones((len(world.population.markets), len(cat.items)), dtype=bool)
+    item = world.pulls.content_ids.index(a.content_id)
+    questions = world.pulls.from_outcomes(
+        np.random.default_rng(0),
+        "webinar_question",
+        hcp,
+        np.full(60, cat.channels.index("webinar"), dtype=np.int64),
+        np.full(60, item, dtype=np.int64),
+        np.full(60, world._start_us + 3 * 86_400_000_000, dtype=np.int64),
+        approved,
+    )
+    assert questions.n > 0
+    driver._pulls(Touches.concat([questions]))
+    driver._deliver(until_us=None)
+    assert summary.pulls_posted == before + questions.n
+    stored = _rows(
+        db,
+        "SELECT hcp_id, ts_us, channel, content_id, origin, topics, content_ids, dwell_s"
+        " FROM touches WHERE kind = 'webinar_question' ORDER BY ts_us, hcp_id",
+    )
+    want = world.touches_table(questions).to_pylist()
+    us = timedelta(microseconds=1)
+    epoch = datetime(1970, 1, 1, tzinfo=UTC)
+    cols = ("channel", "content_id", "origin", "topics", "content_ids", "dwell_s")
+    assert [(r["hcp_id"], (r["ts"] - epoch) // us, *(r[c] for c in cols)) for r in want] == [
+        (*s[:5], json.loads(s[5]), json.loads(s[6]), s[7]) for s in stored
+    ]
+    # a pull the service refuses: the driver stops and names the call and the reason
+    driver._push(
+        world._start_us,
+        "/v1/touches",
+        {"hcp_id": "hcp-000001", "channel": "portal", "content_id": "p", "kind": "portal_view",
+         "topics": ["astrology"]},
+        "pull",
+    )  # fmt: skip
+    with pytest.raises(ViaError, match=r"POST /v1/touches: HTTP 422 .*'astrology'"):
+        driver._deliver(until_us=None)
