@@ -18,10 +18,12 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 from nba.domain import ADOPTION_STAGES, ValidationError, read_toml
+from nba.hcp_features import HCPFeatures
 from nba.topics import STAGE_TOPICS
 
 
@@ -33,7 +35,16 @@ def _frozen(d: Mapping[str, Any]) -> Mapping[str, Any]:
     return dict(d)
 
 
-#: specialty -> share of the population
+@lru_cache(maxsize=1)
+def specialty_vocabulary() -> tuple[str, ...]:
+    """The specialties an HCP profile may name, in their file order: the service's
+    vocabulary (``nba/data/hcp_features.toml``, :class:`nba.hcp_features.HCPFeatures`).
+    The simulated population's specialty names are this list; the tables below give
+    numbers to some of its names (a specialty without a share is never drawn)."""
+    return HCPFeatures.default().specialties
+
+
+#: specialty -> share of the population (names from :func:`specialty_vocabulary`)
 DEFAULT_SPECIALTY_SHARES: Mapping[str, float] = {
     "general_practice": 0.28,
     "internal_medicine": 0.18,
@@ -277,6 +288,15 @@ class WorldConfig:
             raise err("specialty_shares", "must give non-negative shares to >= 1 specialty")
         if sum(self.specialty_shares.values()) <= 0:
             raise err("specialty_shares", "shares sum to 0")
+        vocabulary = specialty_vocabulary()
+        for name in ("specialty_shares", "specialty_open_rate", "specialty_topic_bias"):
+            unknown = [s for s in getattr(self, name) if s not in vocabulary]
+            if unknown:
+                raise err(
+                    f"{name}.{unknown[0]}",
+                    "not a specialty of the HCP vocabulary (nba/data/hcp_features.toml): "
+                    + ", ".join(vocabulary),
+                )
         missing = sorted(set(self.specialty_shares) - set(self.specialty_open_rate))
         if missing:
             raise err("specialty_open_rate", f"no open rate for specialty {missing[0]!r}")
@@ -315,7 +335,9 @@ class WorldConfig:
 
     @property
     def specialties(self) -> tuple[str, ...]:
-        return tuple(self.specialty_shares)
+        """Names behind the population's specialty codes: the HCP vocabulary
+        (:func:`specialty_vocabulary`), whether or not a specialty has a share."""
+        return specialty_vocabulary()
 
     @property
     def params(self) -> dict[str, Any]:

@@ -31,7 +31,7 @@ class Population:
     ----------
     hcp_ids : ndarray of str, shape (n,)
     specialties : tuple of str
-        Names behind ``specialty``.
+        Names behind ``specialty``: the HCP vocabulary (``nba/data/hcp_features.toml``).
     specialty : ndarray of int16, shape (n,)
     decile : ndarray of int8, shape (n,)
         1..10.
@@ -106,8 +106,8 @@ class Population:
             raise SimulatorConfigError(f"Population: n must be a positive integer, got {n!r}")
         cfg = config or WorldConfig()
         rng = np.random.default_rng(seed)
-        specs = cfg.specialties
-        shares = np.array([cfg.specialty_shares[s] for s in specs], dtype=np.float64)
+        specs = cfg.specialties  # the HCP vocabulary; those without a share get none
+        shares = np.array([cfg.specialty_shares.get(s, 0.0) for s in specs], dtype=np.float64)
         specialty = rng.choice(len(specs), size=n, p=shares / shares.sum()).astype(np.int16)
         dec_w = np.arange(1, 11, dtype=np.float64) ** -cfg.decile_skew
         decile = (rng.choice(10, size=n, p=dec_w / dec_w.sum()) + 1).astype(np.int8)

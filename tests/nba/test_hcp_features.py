@@ -37,9 +37,10 @@ def test_default_config_declares_the_examples() -> None:
         "stated_channel_preference",
         "stated_topic_interest",
     } <= names
-    # every specialty the simulator draws and every market of the catalog is known
-    from simulators.hcp.config import DEFAULT_SPECIALTY_SHARES
+    # the simulator's specialties are this vocabulary; every catalog market is known
+    from simulators.hcp.config import DEFAULT_SPECIALTY_SHARES, WorldConfig
 
+    assert WorldConfig().specialties == CFG.specialties
     assert set(DEFAULT_SPECIALTY_SHARES) <= set(CFG.specialties)
     assert set(CAT.markets) <= set(CFG.markets)
     assert CFG.by_name["stated_channel_preference"].allowed(CAT) == CAT.channels
