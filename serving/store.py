@@ -118,7 +118,8 @@ CREATE TABLE IF NOT EXISTS touches (
     kind TEXT NOT NULL DEFAULT 'contact',
     topics TEXT NOT NULL DEFAULT '[]',
     content_ids TEXT NOT NULL DEFAULT '[]',
-    dwell_s REAL
+    dwell_s REAL,
+    overrides_event_id TEXT
 );
 CREATE INDEX IF NOT EXISTS touches_hcp_ts ON touches (hcp_id, ts_us);
 CREATE INDEX IF NOT EXISTS touches_ts ON touches (ts_us);
@@ -182,6 +183,38 @@ CREATE TABLE IF NOT EXISTS stated_preferences (
     received_us INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS stated_preferences_hcp_ts ON stated_preferences (hcp_id, ts_us);
+-- reps, territories (alignment history), the rep's day lists (serving/store_reps.py)
+CREATE TABLE IF NOT EXISTS reps (
+    rep_id TEXT PRIMARY KEY,
+    name TEXT,
+    capacity_per_day INTEGER NOT NULL,
+    updated_us INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS rep_alignment (
+    id INTEGER PRIMARY KEY,
+    rep_id TEXT NOT NULL,
+    hcp_id TEXT NOT NULL,
+    valid_from TEXT NOT NULL,
+    valid_to TEXT
+);
+CREATE INDEX IF NOT EXISTS rep_alignment_hcp ON rep_alignment (hcp_id, valid_from);
+CREATE INDEX IF NOT EXISTS rep_alignment_rep ON rep_alignment (rep_id, valid_from);
+CREATE TABLE IF NOT EXISTS rep_days (
+    rep_id TEXT NOT NULL,
+    day TEXT NOT NULL,
+    created_us INTEGER NOT NULL,
+    body TEXT NOT NULL,
+    PRIMARY KEY (rep_id, day)
+);
+CREATE TABLE IF NOT EXISTS rep_day_items (
+    rep_id TEXT NOT NULL,
+    day TEXT NOT NULL,
+    rank INTEGER NOT NULL,
+    hcp_id TEXT NOT NULL,
+    event_id TEXT NOT NULL,
+    PRIMARY KEY (rep_id, day, rank)
+);
+CREATE INDEX IF NOT EXISTS rep_day_items_event ON rep_day_items (event_id);
 """
 
 #: Columns added to tables of an older schema version, with their declaration: a
@@ -193,6 +226,8 @@ _ADDED_COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("touches", "topics", "TEXT NOT NULL DEFAULT '[]'"),
     ("touches", "content_ids", "TEXT NOT NULL DEFAULT '[]'"),
     ("touches", "dwell_s", "REAL"),
+    # a rep's touch that overrode a decision (serving/store_reps.py)
+    ("touches", "overrides_event_id", "TEXT"),
 )
 
 
@@ -375,6 +410,12 @@ class EventStore:
             for stmt in _DDL.split(";"):
                 if stmt.strip():
                     c.execute(stmt)
+            # columns added since this file's version was set (a no-op once present)
+            self._add_columns(c)
+            c.execute(
+                "CREATE INDEX IF NOT EXISTS touches_overrides ON touches (overrides_event_id)"
+                " WHERE overrides_event_id IS NOT NULL"
+            )
             if row is None:
                 c.execute(
                     "INSERT INTO meta (key, value) VALUES ('schema_version', ?)",
@@ -388,6 +429,11 @@ class EventStore:
         outcome_cols = {r[1] for r in c.execute("PRAGMA table_info(outcomes)")}
         if "action_id" not in outcome_cols:
             EventStore._migrate_1_to_2(c)
+        EventStore._add_columns(c)
+
+    @staticmethod
+    def _add_columns(c: sqlite3.Connection) -> None:
+        """Add each column of :data:`_ADDED_COLUMNS` the file's tables lack."""
         for table, column, decl in _ADDED_COLUMNS:
             have = {r[1] for r in c.execute(f"PRAGMA table_info({table})")}
             if column not in have:
@@ -1430,7 +1476,8 @@ class EventStore:
     ) -> int:
         cur = con.execute(
             "SELECT t.hcp_id, t.ts_us, t.channel, t.content_id, t.origin, t.kind, t.topics,"
-            f" t.content_ids, t.dwell_s FROM touches t WHERE {cond} ORDER BY t.ts_us, t.id",
+            " t.content_ids, t.dwell_s, t.overrides_event_id"
+            f" FROM touches t WHERE {cond} ORDER BY t.ts_us, t.id",
             args,
         )
         total = 0
