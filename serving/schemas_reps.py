@@ -53,7 +53,9 @@ class AlignmentPublic(BaseModel):
     rep_id: str
     hcp_id: str
     valid_from: date
-    valid_to: date | None = Field(description="Exclusive; null while the alignment lasts.")
+    valid_to: date | None = Field(
+        default=None, description="Exclusive; null while the alignment lasts."
+    )
 
 
 class HCPAlignment(BaseModel):
@@ -87,7 +89,9 @@ class HCPAlignment(BaseModel):
 
     hcp_id: str
     date: date
-    rep_id: str | None = Field(description="The owner on `date`; null when unaligned.")
+    rep_id: str | None = Field(
+        default=None, description="The owner on `date`; null when unaligned."
+    )
     history: list[AlignmentPublic]
 
 
@@ -113,8 +117,9 @@ class DayEntry(BaseModel):
     title: str
     topic: str
     priority: float | None = Field(
+        default=None,
         description="The policy's expected score of this HCP's decision (probability-"
-        "weighted); null when the serving policy gives no scores."
+        "weighted); null when the serving policy gives no scores.",
     )
     propensity: float
     reasons: list[str]
@@ -199,7 +204,9 @@ class TerritoryHCP(BaseModel):
     specialty: str
     decile: int
     aligned_since: date
-    last_touch: LastTouch | None = Field(description="The latest contact, any channel.")
+    last_touch: LastTouch | None = Field(
+        default=None, description="The latest contact, any channel."
+    )
     open_suggestions: list[OpenSuggestion] = Field(
         description="Entries of the rep's lists from today on with no feedback, "
         "response or override yet."
@@ -249,7 +256,9 @@ class OverrideRate(BaseModel):
     key: str
     suggestions: int
     overridden: int
-    rate: float | None = Field(description="overridden / suggestions; null with none.")
+    rate: float | None = Field(
+        default=None, description="overridden / suggestions; null with none."
+    )
 
 
 class OverrideReport(BaseModel):
@@ -358,7 +367,8 @@ class Timeline(BaseModel):
     hcp_id: str
     items: list[TimelineItem] = Field(description="Newest first.")
     next_before: str | None = Field(
-        description="Pass as `before` for the next (older) page; null on the last page."
+        default=None,
+        description="Pass as `before` for the next (older) page; null on the last page.",
     )
     active_suppressions: list[ActiveSuppression] = Field(
         description="Dismissals and snoozes still suppressing content now, with their end."

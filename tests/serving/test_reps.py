@@ -281,3 +281,29 @@ def test_reps_import_cli(tmp_path: Path) -> None:
         assert territory(s, "R1", date(2026, 1, 5)) == ["H1", "H2"]
         assert get_rep(s, "R2") is None
         assert owner_on(s, "H1", datetime.now(UTC).date()) == "R1"
+
+
+def test_openapi_documents_the_rep_routes_with_examples(client: TestClient) -> None:
+    spec = client.get("/openapi.json").json()
+    assert {
+        "/v1/reps/{rep_id}",
+        "/v1/reps:import",
+        "/v1/reps/{rep_id}/suggestions",
+        "/v1/reps/{rep_id}/hcps",
+        "/v1/reps/{rep_id}/overrides",
+        "/v1/hcps/{hcp_id}/alignment",
+        "/v1/hcps/{hcp_id}/timeline",
+    } <= set(spec["paths"])
+    schemas = spec["components"]["schemas"]
+    for name in ("RepBody", "RepDay", "RepTerritory", "OverrideReport", "Timeline", "HCPAlignment"):
+        assert schemas[name]["examples"], name
+    # every example validates against its own model
+    from serving import schemas_reps
+
+    for name in ("RepBody", "RepDay", "RepTerritory", "OverrideReport", "Timeline", "HCPAlignment"):
+        model = getattr(schemas_reps, name)
+        for ex in schemas[name]["examples"]:
+            model.model_validate(ex)
+    assert any("overrides_event_id" in e for e in schemas["TouchRequest"]["examples"])
+    suggestions = spec["paths"]["/v1/reps/{rep_id}/suggestions"]["get"]
+    assert "403" in suggestions["responses"] and "404" in suggestions["responses"]
