@@ -1151,7 +1151,9 @@ class EventStore:
         (:func:`nba.context.interest_profile`) of the pull touches (each topic once
         per touch, on the touch's day) and of those 90-day engagements (on the day
         of the earliest outcome of each (decision, action, type)); and the undecayed
-        90-day count of those pull touches per topic (``topic_pulls_90d``).
+        90-day count of those pull touches per topic (``topic_pulls_90d``); and how
+        many of the HCP's decisions a rep overrode with a touch in those 90 days
+        (``overrides_90d``, each decision once).
         """
         if isinstance(day, datetime) or not isinstance(day, date):
             raise StoreError(f"history: 'day' must be a date, got {type(day).__name__}")
@@ -1213,6 +1215,13 @@ class EventStore:
             for topic in sorted(set(json.loads(topics))):  # each topic once per touch
                 signal(ts_us, topic)
                 pulled[topic] = pulled.get(topic, 0) + 1
+        # the HCP's decisions a rep overrode with a touch in the window, each once
+        overridden = con.execute(
+            "SELECT COUNT(DISTINCT t.overrides_event_id) FROM touches t"
+            " JOIN decisions d ON d.event_id=t.overrides_event_id"
+            " WHERE t.overrides_event_id IS NOT NULL AND d.hcp_id=? AND t.ts_us>=? AND t.ts_us<?",
+            (hcp_id, lo_us, end_us),
+        ).fetchone()[0]
         return History(
             touches_7d=counts[7],
             touches_30d=counts[30],
@@ -1225,6 +1234,7 @@ class EventStore:
             days_since_content={c: (day - d).days for c, d in content_day.items()},
             interest=interest_profile(signals),
             topic_pulls_90d=pulled,
+            overrides_90d=int(overridden),
         )
 
     @staticmethod

@@ -307,3 +307,43 @@ def test_openapi_documents_the_rep_routes_with_examples(client: TestClient) -> N
     assert any("overrides_event_id" in e for e in schemas["TouchRequest"]["examples"])
     suggestions = spec["paths"]["/v1/reps/{rep_id}/suggestions"]["get"]
     assert "403" in suggestions["responses"] and "404" in suggestions["responses"]
+
+
+def test_an_override_is_counted_in_the_hcps_next_contexts(tmp_path: Path) -> None:
+    import json
+
+    from serving_testkit import HCP_BODY, make_settings
+
+    from serving.main import create_app
+
+    with TestClient(create_app(make_settings(tmp_path, allow_client_time=True))) as c:
+        assert c.put("/v1/hcps/H1", json=HCP_BODY, headers=auth("report")).status_code == 201
+
+        def decide(as_of: str) -> dict[str, object]:
+            r = c.post(
+                "/v1/decisions",
+                json={"hcp_id": "H1", "channels": ["email"], "as_of": as_of},
+                headers=auth("decide"),
+            )
+            assert r.status_code == 201, r.text
+            body: dict[str, object] = r.json()
+            return body
+
+        def overrides_in_context(event_id: object) -> object:
+            d = c.app.state.services.store.get_decision(event_id)  # type: ignore[attr-defined]
+            return json.loads(d.context)["history"].get("overrides_90d")
+
+        first = decide("2026-01-05T09:00:00Z")
+        touch = {
+            "hcp_id": "H1",
+            "channel": "rep_visit",
+            "content_id": "VEL-EFF-01",
+            "ts": "2026-01-05T11:00:00Z",
+            "overrides_event_id": first["event_id"],
+        }
+        assert c.post("/v1/touches", json=touch, headers=auth("report")).status_code == 201
+        # counted from the next day (after the 24-hour minimum gap) for 90 days
+        assert overrides_in_context(first["event_id"]) is None
+        assert overrides_in_context(decide("2026-01-06T12:00:00Z")["event_id"]) == 1
+        assert overrides_in_context(decide("2026-04-05T09:00:00Z")["event_id"]) == 1
+        assert overrides_in_context(decide("2026-04-06T09:00:00Z")["event_id"]) is None
