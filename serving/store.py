@@ -1505,8 +1505,9 @@ class EventStore:
 
     # ----------------------------------------------------------- retention
     def purge(self, older_than: datetime) -> dict[str, int]:
-        """Delete decisions (with their outcomes and feedback) and touches with
-        ``ts < older_than``; HCP profiles and catalog snapshots stay.
+        """Delete decisions (with their outcomes, feedback and rep day-list entries),
+        touches with ``ts < older_than`` and the rep day lists of the days before
+        its day; HCP profiles, reps, alignment history and catalog snapshots stay.
 
         Returns
         -------
@@ -1525,9 +1526,23 @@ class EventStore:
                 " (SELECT event_id FROM decisions WHERE ts_us<?)",
                 (cut,),
             ).rowcount
+            c.execute(
+                "DELETE FROM rep_day_items WHERE event_id IN"
+                " (SELECT event_id FROM decisions WHERE ts_us<?)",
+                (cut,),
+            )
+            n_days = c.execute(
+                "DELETE FROM rep_days WHERE day<?", (_from_us(cut).date().isoformat(),)
+            ).rowcount
             n_dec = c.execute("DELETE FROM decisions WHERE ts_us<?", (cut,)).rowcount
             n_tch = c.execute("DELETE FROM touches WHERE ts_us<?", (cut,)).rowcount
-        return {"decisions": n_dec, "outcomes": n_out, "feedback": n_fb, "touches": n_tch}
+        return {
+            "decisions": n_dec,
+            "outcomes": n_out,
+            "feedback": n_fb,
+            "touches": n_tch,
+            "rep_days": n_days,
+        }
 
     def counts(self) -> dict[str, int]:
         """Rows per table, plus late outcomes and deferred decisions not yet activated."""

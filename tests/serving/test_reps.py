@@ -347,3 +347,27 @@ def test_an_override_is_counted_in_the_hcps_next_contexts(tmp_path: Path) -> Non
         assert overrides_in_context(decide("2026-01-06T12:00:00Z")["event_id"]) == 1
         assert overrides_in_context(decide("2026-04-05T09:00:00Z")["event_id"]) == 1
         assert overrides_in_context(decide("2026-04-06T09:00:00Z")["event_id"]) is None
+
+
+def test_a_day_list_is_stored_once_and_purged_with_its_decisions(tmp_path: Path) -> None:
+    from nba.domain import Decision
+    from serving.store_reps import day_items, get_day, save_day
+
+    store = _store(tmp_path)
+    put_rep(store, "R1", None, 1, ["H1"], D0)
+    ts = datetime(2026, 1, 5, 7, tzinfo=UTC)
+
+    def decision(eid: str) -> Decision:
+        return Decision(
+            eid, ts, "H1", "rep_app", ("rep_visit",), "{}", "cat", ("c1@rep_visit",), (1.0,),
+            0, "c1@rep_visit", 1.0, "uniform", "baseline:uniform",
+        )  # fmt: skip
+
+    assert save_day(store, "R1", D0, [decision("E1")], {"n": 1}) == {"n": 1}
+    # a second list of the same day (a concurrent first call) is dropped, decisions too
+    assert save_day(store, "R1", D0, [decision("E2")], {"n": 2}) == {"n": 1}
+    assert store.get_decision("E2") is None
+    assert [i.event_id for i in day_items(store, "R1", D0, D0)] == ["E1"]
+    gone = store.purge(older_than=datetime(2026, 1, 6, tzinfo=UTC))
+    assert (gone["decisions"], gone["rep_days"]) == (1, 1)
+    assert get_day(store, "R1", D0) is None and day_items(store, "R1", D0, D0) == []
