@@ -157,6 +157,13 @@ def test_rep_morning_over_http(server: tuple[str, Path]) -> None:
 
         # --- override: the rep visits H2 on another topic than suggested
         first, second = day["suggestions"]
+        # another rep's key cannot report on (or activate) a decision about H2
+        for url, payload in [
+            (f"/v1/events/{first['event_id']}/outcomes", {"type": "accepted"}),
+            (f"/v1/events/{first['event_id']}/activate", None),
+        ]:
+            r = c.post(url, json=payload, headers=rep_auth("R2"))
+            assert r.status_code == 403 and "'H2'" in r.json()["message"], r.text
         other = next(
             it
             for it in catalog.items
@@ -268,3 +275,36 @@ def test_day_list_of_another_day_needs_client_time(server: tuple[str, Path]) -> 
             headers=auth("decide"),
         )
         assert r.status_code == 422 and "NBA_ALLOW_CLIENT_TIME" in r.json()["message"], r.text
+
+
+def test_concurrent_first_calls_store_one_list(tmp_path: Path) -> None:
+    import threading
+
+    proc, base = start_server(tmp_path, workers=2)
+    try:
+        with httpx.Client(base_url=base, timeout=60) as c:
+            hcps = [f"C{i}" for i in range(6)]
+            for h in hcps:
+                _ok(c.put(f"/v1/hcps/{h}", json=HCP_BODY, headers=auth("report")), 201)
+            rep = {"capacity_per_day": 4, "hcp_ids": hcps}
+            _ok(c.put("/v1/reps/RC", json=rep, headers=auth("admin")), 201)
+        answers: list[Any] = []
+        lock = threading.Lock()
+
+        def ask() -> None:
+            with httpx.Client(base_url=base, timeout=60) as c:
+                got = _ok(c.get("/v1/reps/RC/suggestions", headers=auth("decide")))
+            with lock:
+                answers.append(got)
+
+        threads = [threading.Thread(target=ask) for _ in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        stop_server(proc)
+    assert len(answers) == 8 and all(a == answers[0] for a in answers)
+    assert len(answers[0]["suggestions"]) == 4
+    store = EventStore(tmp_path / "events.db")
+    assert store.counts()["decisions"] == 4  # the losers' decisions were never stored
