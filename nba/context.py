@@ -40,6 +40,11 @@ event store; both use the same definitions of the history counts:
   in full (the simulated HCP's topic interest does not fade, and with a few
   decisions per HCP per quarter the decayed profile forgets most of it).
 
+- ``overrides_90d`` (version 5): how many of the HCP's decisions a rep overrode
+  (did something else than suggested: ``POST /v1/touches`` with
+  ``overrides_event_id``) with a touch on days ``day-90 .. day-1``; each decision
+  once. Left out of the JSON when 0 (the simulator's reps never override).
+
 Channels or topics with a zero count are left out of the maps.
 
 Besides the history, a version 3 context may carry what the HCP **said**
@@ -53,8 +58,8 @@ the JSON when empty; the simulator has neither.
 
 Context version 2 added ``topic_channel_engagements_90d`` and
 ``days_since_content``; version 3 added ``interest``, ``stated`` and
-``attributes``; version 4 added ``topic_pulls_90d``. Version 1, 2 and 3 snapshots
-are still read (the newer fields empty).
+``attributes``; version 4 added ``topic_pulls_90d``; version 5 ``overrides_90d``.
+Version 1 to 4 snapshots are still read (the newer fields empty).
 
 >>> from datetime import date
 >>> from nba.domain import HCPProfile
@@ -76,9 +81,9 @@ from typing import Any
 
 from nba.domain import ACTION_SEPARATOR, HCPProfile, ValidationError
 
-CONTEXT_VERSION = 4
+CONTEXT_VERSION = 5
 #: versions :meth:`DecisionContext.from_dict` reads (older ones lack newer maps)
-READABLE_CONTEXT_VERSIONS = (1, 2, 3, 4)
+READABLE_CONTEXT_VERSIONS = (1, 2, 3, 4, 5)
 HISTORY_WINDOWS = (7, 30, 90)
 #: window of ``days_since_content`` (and of every 90-day map, ``interest`` included)
 CONTENT_WINDOW = max(HISTORY_WINDOWS)
@@ -256,6 +261,7 @@ class History:
     days_since_content: Mapping[str, int] = field(default_factory=dict)
     interest: Mapping[str, float] = field(default_factory=dict)
     topic_pulls_90d: Mapping[str, int] = field(default_factory=dict)
+    overrides_90d: int = 0
 
     def __post_init__(self) -> None:
         for name in (
@@ -285,9 +291,14 @@ class History:
             _days_map(self.days_since_content, "days_since_content", 1, CONTENT_WINDOW),
         )
         object.__setattr__(self, "interest", _interest_map(self.interest, "interest"))
+        ovr = self.overrides_90d
+        if isinstance(ovr, bool) or not isinstance(ovr, int) or ovr < 0:
+            raise ValidationError(
+                f"context: field 'overrides_90d': {ovr!r} is not a whole-number count >= 0"
+            )
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "touches_7d": dict(self.touches_7d),
             "touches_30d": dict(self.touches_30d),
             "touches_90d": dict(self.touches_90d),
@@ -300,6 +311,9 @@ class History:
             "interest": dict(self.interest),
             "topic_pulls_90d": dict(self.topic_pulls_90d),
         }
+        if self.overrides_90d:
+            out["overrides_90d"] = self.overrides_90d
+        return out
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> History:
@@ -315,6 +329,7 @@ class History:
             days_since_content=d.get("days_since_content") or {},
             interest=d.get("interest") or {},
             topic_pulls_90d=d.get("topic_pulls_90d") or {},
+            overrides_90d=d.get("overrides_90d", 0),
         )
 
 

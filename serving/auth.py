@@ -5,6 +5,12 @@ A request presents its key in ``Authorization: Bearer <key>``, ``X-API-Key``, or
 is hashed with SHA-256 and looked up among the configured digests; the clear key
 is never stored or logged. ``admin`` holds every scope.
 
+A rep's key has the scope ``rep:<rep_id>`` (one or more): it may decide and
+report (as ``decide`` and ``report`` keys do), but only about the HCPs of its
+reps' territories and only on those reps' routes (:meth:`Principal.rep_ids`;
+the routes check the territory, :mod:`serving.territory`). A key that also
+holds ``admin`` is not limited.
+
 >>> from serving.settings import Settings, hash_key
 >>> s = Settings(api_keys=[{"name": "rep-app", "sha256": hash_key("k-1"), "scopes": ["decide"]}])
 >>> Authenticator(s).identify("k-1").name
@@ -23,6 +29,9 @@ from serving.errors import ApiError
 from serving.settings import ApiKey, Settings, hash_key
 
 KEY_HEADERS: tuple[str, ...] = ("x-api-key", "ocp-apim-subscription-key")
+REP_PREFIX = "rep:"
+#: scopes a ``rep:<rep_id>`` key holds, limited to its territory
+REP_IMPLIED: frozenset[str] = frozenset({"decide", "report"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,7 +42,24 @@ class Principal:
     scopes: frozenset[str]
 
     def allows(self, scope: str) -> bool:
-        return scope in self.scopes or "admin" in self.scopes
+        if scope in self.scopes or "admin" in self.scopes:
+            return True
+        # a rep's key decides and reports within its territory (checked by the routes)
+        return scope in REP_IMPLIED and bool(self.rep_ids)
+
+    @property
+    def rep_ids(self) -> frozenset[str]:
+        """The reps whose key this is (scopes ``rep:<rep_id>``); empty for other keys.
+
+        >>> sorted(Principal("r", frozenset({"rep:R1", "decide"})).rep_ids)
+        ['R1']
+        """
+        return frozenset(s[len(REP_PREFIX) :] for s in self.scopes if s.startswith(REP_PREFIX))
+
+    @property
+    def territorial(self) -> bool:
+        """True when the key sees only its reps' territories (a rep key without admin)."""
+        return bool(self.rep_ids) and "admin" not in self.scopes
 
 
 ANONYMOUS_ADMIN = Principal("auth-disabled", frozenset({"decide", "report", "admin"}))

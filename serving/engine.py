@@ -92,6 +92,9 @@ class Prepared:
     suppressed: tuple[Suppression, ...]
     model_version: str
     policy: str
+    #: the policy's expected score of the decision, ``sum_a p(a) * score(a)``, when the
+    #: policy gives scores (None otherwise); it does not depend on the sampled action
+    value: float | None = None
 
 
 class DecisionEngine:
@@ -336,8 +339,9 @@ class DecisionEngine:
             suppressed=suppressed,
             activated=not defer_activation,
         )
+        value = None if pd.scores is None else float(np.dot(p, pd.scores))
         return Prepared(
-            hcp.hcp_id, decision, context, suggestions, suppressed, version, policy.name
+            hcp.hcp_id, decision, context, suggestions, suppressed, version, policy.name, value
         )
 
     def _count(self, prepared: Sequence[Prepared]) -> None:
@@ -492,6 +496,19 @@ class DecisionEngine:
             until_dt = datetime(req.until.year, req.until.month, req.until.day, tzinfo=UTC)
             if until_dt <= ts:
                 raise invalid(f"until: {req.until.isoformat()} is not after the feedback time")
+        concerns_chosen = req.action_id is None or req.action_id == decision.chosen_action_id
+        if concerns_chosen and req.type not in ("dismissed", "snoozed"):
+            from serving.store_reps import override_of
+
+            overridden = override_of(self.store, event_id)
+            if overridden is not None:
+                # the rep did something else: the chosen action did not happen, and a
+                # response or acceptance must not be credited to it
+                raise invalid(
+                    f"type: event {event_id!r} was overridden by the rep "
+                    f"({overridden.isoformat()}); a {req.type!r} cannot concern its chosen "
+                    "action"
+                )
         source_id = req.source_id
         if req.action_id is not None and req.action_id != decision.chosen_action_id:
             # an outcome about another suggestion of the same event is its own outcome:
@@ -578,7 +595,44 @@ class DecisionEngine:
             raise invalid(str(exc)) from None
         if self.store.get_hcp(req.hcp_id) is None:
             raise unknown_hcp(req.hcp_id)
-        self.store.add_touch(touch)
+        if req.overrides_event_id is None:
+            self.store.add_touch(touch)
+            return schemas.TouchResponse(
+                hcp_id=req.hcp_id, channel=req.channel, kind=req.kind, ts=ts, stored=True
+            )
+        return self._record_override(touch, req.overrides_event_id)
+
+    def _record_override(self, touch: Touch, event_id: str) -> schemas.TouchResponse:
+        """A rep's contact instead of decision ``event_id``'s suggestion: stored with the
+        link, never as an outcome of that decision (its reward stays untouched)."""
+        from serving.rep_day import override_kind
+        from serving.store_reps import add_override_touch
+
+        if touch.kind != "contact":
+            raise invalid(
+                f"overrides_event_id: only a contact overrides a suggestion, not a {touch.kind!r}"
+            )
+        decision = self.store.get_decision(event_id)
+        if decision is None:
+            raise unknown_event(event_id)
+        if touch.ts < decision.ts:
+            raise invalid(
+                f"ts: {touch.ts.isoformat()} is before the decision it overrides "
+                f"({decision.ts.isoformat()})"
+            )
+        try:
+            add_override_touch(self.store, touch, event_id)
+        except UnknownEventError:
+            raise unknown_event(event_id) from None
+        except StoreError as exc:
+            raise invalid(str(exc)) from None
+        kind = override_kind(self.catalog, decision.hcp_id, decision.chosen_action_id, touch)
         return schemas.TouchResponse(
-            hcp_id=req.hcp_id, channel=req.channel, kind=req.kind, ts=ts, stored=True
+            hcp_id=touch.hcp_id,
+            channel=touch.channel,
+            kind=touch.kind,
+            ts=touch.ts,
+            stored=True,
+            overrides_event_id=event_id,
+            override_kind=kind,  # type: ignore[arg-type]
         )

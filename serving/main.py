@@ -38,6 +38,7 @@ from serving.api.routes import (
     health,
     models,
     personalizer,
+    reps,
     touches,
 )
 from serving.auth import Authenticator
@@ -289,7 +290,7 @@ def create_app(settings: Settings | None = None, loader: PolicyLoader | None = N
     app.state.auth = Authenticator(cfg)
     app.state.services = None
     errors.install(app)
-    for module in (decisions, events, touches, hcps, models, personalizer, health):
+    for module in (decisions, events, touches, hcps, models, personalizer, health, reps):
         app.include_router(module.router)
     if cfg.bench_routes:
         app.include_router(bench.router)

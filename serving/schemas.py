@@ -263,6 +263,13 @@ class TouchRequest(BaseModel):
                     "topics": ["access_coverage"],
                     "dwell_s": 75.5,
                 },
+                {
+                    "hcp_id": "HCP-000123",
+                    "channel": "rep_visit",
+                    "content_id": "VEL-SAF-01",
+                    "ts": "2026-01-05T11:00:00Z",
+                    "overrides_event_id": "01JGZ4K5R8T3M0Q2V7W9X1Y3Z5",
+                },
             ]
         },
     )
@@ -291,6 +298,13 @@ class TouchRequest(BaseModel):
     dwell_s: float | None = Field(
         default=None, ge=0, le=86_400, allow_inf_nan=False, description="Seconds spent."
     )
+    overrides_event_id: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=128,
+        description="The decision (a suggestion) the rep did something else than: this "
+        "contact is recorded as its override, never as a response to it.",
+    )
 
     @field_validator("ts")
     @classmethod
@@ -311,6 +325,10 @@ class TouchResponse(BaseModel):
     kind: str
     ts: datetime
     stored: bool
+    overrides_event_id: str | None = None
+    override_kind: Literal["hcp", "channel", "topic", "content"] | None = Field(
+        default=None, description="What the override changed first (with overrides_event_id)."
+    )
 
 
 class TouchImportResponse(BaseModel):

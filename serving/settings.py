@@ -20,15 +20,23 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from nba.paths import data_dir
 
-Scope = Literal["decide", "report", "admin"]
 SCOPES: tuple[str, ...] = ("decide", "report", "admin")
+#: besides these, ``rep:<rep_id>``: a rep's key (decide and report, within that rep's
+#: territory only; serving/auth.py)
+Scope = Annotated[
+    str,
+    Field(
+        pattern=r"^(decide|report|admin|rep:[^\s/@]{1,128})$",
+        description="decide, report, admin, or rep:<rep_id> (a rep's key, see serving/auth.py)",
+    ),
+]
 
 #: secrets nobody should deploy with; their digests are refused
 DEFAULT_SECRETS: tuple[str, ...] = (

@@ -118,7 +118,8 @@ CREATE TABLE IF NOT EXISTS touches (
     kind TEXT NOT NULL DEFAULT 'contact',
     topics TEXT NOT NULL DEFAULT '[]',
     content_ids TEXT NOT NULL DEFAULT '[]',
-    dwell_s REAL
+    dwell_s REAL,
+    overrides_event_id TEXT
 );
 CREATE INDEX IF NOT EXISTS touches_hcp_ts ON touches (hcp_id, ts_us);
 CREATE INDEX IF NOT EXISTS touches_ts ON touches (ts_us);
@@ -182,6 +183,38 @@ CREATE TABLE IF NOT EXISTS stated_preferences (
     received_us INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS stated_preferences_hcp_ts ON stated_preferences (hcp_id, ts_us);
+-- reps, territories (alignment history), the rep's day lists (serving/store_reps.py)
+CREATE TABLE IF NOT EXISTS reps (
+    rep_id TEXT PRIMARY KEY,
+    name TEXT,
+    capacity_per_day INTEGER NOT NULL,
+    updated_us INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS rep_alignment (
+    id INTEGER PRIMARY KEY,
+    rep_id TEXT NOT NULL,
+    hcp_id TEXT NOT NULL,
+    valid_from TEXT NOT NULL,
+    valid_to TEXT
+);
+CREATE INDEX IF NOT EXISTS rep_alignment_hcp ON rep_alignment (hcp_id, valid_from);
+CREATE INDEX IF NOT EXISTS rep_alignment_rep ON rep_alignment (rep_id, valid_from);
+CREATE TABLE IF NOT EXISTS rep_days (
+    rep_id TEXT NOT NULL,
+    day TEXT NOT NULL,
+    created_us INTEGER NOT NULL,
+    body TEXT NOT NULL,
+    PRIMARY KEY (rep_id, day)
+);
+CREATE TABLE IF NOT EXISTS rep_day_items (
+    rep_id TEXT NOT NULL,
+    day TEXT NOT NULL,
+    rank INTEGER NOT NULL,
+    hcp_id TEXT NOT NULL,
+    event_id TEXT NOT NULL,
+    PRIMARY KEY (rep_id, day, rank)
+);
+CREATE INDEX IF NOT EXISTS rep_day_items_event ON rep_day_items (event_id);
 """
 
 #: Columns added to tables of an older schema version, with their declaration: a
@@ -193,6 +226,8 @@ _ADDED_COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("touches", "topics", "TEXT NOT NULL DEFAULT '[]'"),
     ("touches", "content_ids", "TEXT NOT NULL DEFAULT '[]'"),
     ("touches", "dwell_s", "REAL"),
+    # a rep's touch that overrode a decision (serving/store_reps.py)
+    ("touches", "overrides_event_id", "TEXT"),
 )
 
 
@@ -375,6 +410,12 @@ class EventStore:
             for stmt in _DDL.split(";"):
                 if stmt.strip():
                     c.execute(stmt)
+            # columns added since this file's version was set (a no-op once present)
+            self._add_columns(c)
+            c.execute(
+                "CREATE INDEX IF NOT EXISTS touches_overrides ON touches (overrides_event_id)"
+                " WHERE overrides_event_id IS NOT NULL"
+            )
             if row is None:
                 c.execute(
                     "INSERT INTO meta (key, value) VALUES ('schema_version', ?)",
@@ -388,6 +429,11 @@ class EventStore:
         outcome_cols = {r[1] for r in c.execute("PRAGMA table_info(outcomes)")}
         if "action_id" not in outcome_cols:
             EventStore._migrate_1_to_2(c)
+        EventStore._add_columns(c)
+
+    @staticmethod
+    def _add_columns(c: sqlite3.Connection) -> None:
+        """Add each column of :data:`_ADDED_COLUMNS` the file's tables lack."""
         for table, column, decl in _ADDED_COLUMNS:
             have = {r[1] for r in c.execute(f"PRAGMA table_info({table})")}
             if column not in have:
@@ -1105,7 +1151,9 @@ class EventStore:
         (:func:`nba.context.interest_profile`) of the pull touches (each topic once
         per touch, on the touch's day) and of those 90-day engagements (on the day
         of the earliest outcome of each (decision, action, type)); and the undecayed
-        90-day count of those pull touches per topic (``topic_pulls_90d``).
+        90-day count of those pull touches per topic (``topic_pulls_90d``); and how
+        many of the HCP's decisions a rep overrode with a touch in those 90 days
+        (``overrides_90d``, each decision once).
         """
         if isinstance(day, datetime) or not isinstance(day, date):
             raise StoreError(f"history: 'day' must be a date, got {type(day).__name__}")
@@ -1167,6 +1215,13 @@ class EventStore:
             for topic in sorted(set(json.loads(topics))):  # each topic once per touch
                 signal(ts_us, topic)
                 pulled[topic] = pulled.get(topic, 0) + 1
+        # the HCP's decisions a rep overrode with a touch in the window, each once
+        overridden = con.execute(
+            "SELECT COUNT(DISTINCT t.overrides_event_id) FROM touches t"
+            " JOIN decisions d ON d.event_id=t.overrides_event_id"
+            " WHERE t.overrides_event_id IS NOT NULL AND d.hcp_id=? AND t.ts_us>=? AND t.ts_us<?",
+            (hcp_id, lo_us, end_us),
+        ).fetchone()[0]
         return History(
             touches_7d=counts[7],
             touches_30d=counts[30],
@@ -1179,6 +1234,7 @@ class EventStore:
             days_since_content={c: (day - d).days for c, d in content_day.items()},
             interest=interest_profile(signals),
             topic_pulls_90d=pulled,
+            overrides_90d=int(overridden),
         )
 
     @staticmethod
@@ -1434,7 +1490,8 @@ class EventStore:
     ) -> int:
         cur = con.execute(
             "SELECT t.hcp_id, t.ts_us, t.channel, t.content_id, t.origin, t.kind, t.topics,"
-            f" t.content_ids, t.dwell_s FROM touches t WHERE {cond} ORDER BY t.ts_us, t.id",
+            " t.content_ids, t.dwell_s, t.overrides_event_id"
+            f" FROM touches t WHERE {cond} ORDER BY t.ts_us, t.id",
             args,
         )
         total = 0
@@ -1477,8 +1534,9 @@ class EventStore:
 
     # ----------------------------------------------------------- retention
     def purge(self, older_than: datetime) -> dict[str, int]:
-        """Delete decisions (with their outcomes and feedback) and touches with
-        ``ts < older_than``; HCP profiles and catalog snapshots stay.
+        """Delete decisions (with their outcomes, feedback and rep day-list entries),
+        touches with ``ts < older_than`` and the rep day lists of the days before
+        its day; HCP profiles, reps, alignment history and catalog snapshots stay.
 
         Returns
         -------
@@ -1497,9 +1555,23 @@ class EventStore:
                 " (SELECT event_id FROM decisions WHERE ts_us<?)",
                 (cut,),
             ).rowcount
+            c.execute(
+                "DELETE FROM rep_day_items WHERE event_id IN"
+                " (SELECT event_id FROM decisions WHERE ts_us<?)",
+                (cut,),
+            )
+            n_days = c.execute(
+                "DELETE FROM rep_days WHERE day<?", (_from_us(cut).date().isoformat(),)
+            ).rowcount
             n_dec = c.execute("DELETE FROM decisions WHERE ts_us<?", (cut,)).rowcount
             n_tch = c.execute("DELETE FROM touches WHERE ts_us<?", (cut,)).rowcount
-        return {"decisions": n_dec, "outcomes": n_out, "feedback": n_fb, "touches": n_tch}
+        return {
+            "decisions": n_dec,
+            "outcomes": n_out,
+            "feedback": n_fb,
+            "touches": n_tch,
+            "rep_days": n_days,
+        }
 
     def counts(self) -> dict[str, int]:
         """Rows per table, plus late outcomes and deferred decisions not yet activated."""

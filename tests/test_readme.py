@@ -18,6 +18,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -82,9 +83,9 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-@pytest.mark.slow
-def test_service_calls_run_against_a_real_server(tmp_path: Path) -> None:
-    (serve_block, calls_block) = _blocks_after("## The decision service")[:2]
+def _start_readme_server(tmp_path: Path) -> tuple[subprocess.Popen[bytes], int]:
+    """The README's ``nba serve`` line on a free loopback port, ready."""
+    serve_block = _blocks_after("## The decision service")[0]
     port = _free_port()
     serve = _commands(serve_block)[0].replace("--port 8000", f"--port {port}")
     env_part, _, cmd = serve.partition(" nba ")
@@ -98,35 +99,48 @@ def test_service_calls_run_against_a_real_server(tmp_path: Path) -> None:
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
     )
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 240  # a fresh MLflow store is created on start
+    while True:
+        assert proc.poll() is None, proc.stdout.read().decode() if proc.stdout else ""
+        try:
+            if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
+                return proc, port
+        except httpx.HTTPError:
+            pass
+        if time.monotonic() >= deadline:
+            proc.terminate()
+            proc.wait(timeout=30)
+            raise AssertionError("service not ready")
+        time.sleep(0.2)
+
+
+def _curl(line: str, port: int) -> tuple[int, Any]:
+    """Run one README curl line against the test server: (status, JSON body)."""
+    assert line.startswith("curl ")
+    args = shlex.split(line.replace("127.0.0.1:8000", f"127.0.0.1:{port}"))
+    out = subprocess.run(
+        [*args, "-w", "\n%{http_code}"], capture_output=True, text=True, check=True
+    )
+    body, _, code = out.stdout.rpartition("\n")
+    return int(code), json.loads(body)
+
+
+@pytest.mark.slow
+def test_service_calls_run_against_a_real_server(tmp_path: Path) -> None:
+    calls_block = _blocks_after("## The decision service")[1]
+    proc, port = _start_readme_server(tmp_path)
     try:
-        base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 240  # a fresh MLflow store is created on start
-        while True:
-            assert proc.poll() is None, proc.stdout.read().decode() if proc.stdout else ""
-            try:
-                if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline, "service not ready"
-            time.sleep(0.2)
         answers = []
         event_id = second = None
         for line in _commands(calls_block):
-            assert line.startswith("curl ")
-            line = line.replace("127.0.0.1:8000", f"127.0.0.1:{port}")
             if "EVENT_ID" in line:
                 assert event_id, "the decision call gave no event id"
                 line = line.replace("EVENT_ID", event_id)
             if "SECOND_ACTION_ID" in line:
                 assert second, "the decision call gave no second suggestion"
                 line = line.replace("SECOND_ACTION_ID", second)
-            args = shlex.split(line)
-            out = subprocess.run(
-                [*args, "-w", "\n%{http_code}"], capture_output=True, text=True, check=True
-            )
-            body, _, code = out.stdout.rpartition("\n")
-            answers.append((int(code), json.loads(body)))
+            answers.append(_curl(line, port))
             if "/v1/decisions " in line + " " and event_id is None:
                 event_id = answers[-1][1]["event_id"]
                 second = answers[-1][1]["suggestions"][1]["action_id"]
@@ -142,6 +156,39 @@ def test_service_calls_run_against_a_real_server(tmp_path: Path) -> None:
         assert answers[5][1]["action_id"] == second != decision["chosen_action_id"]
         assert answers[6][1]["kind"] == "detail_pull" and answers[6][1]["stored"] is True
         assert answers[7][1]["topics"] == ["dosing"] and answers[7][1]["channels"] == ["email"]
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+@pytest.mark.slow
+def test_rep_morning_calls_run_against_a_real_server(tmp_path: Path) -> None:
+    proc, port = _start_readme_server(tmp_path)
+    try:
+        answers: list[tuple[int, Any]] = []
+        event_id = None
+        for line in _commands(_blocks_after("## A rep's morning")[0]):
+            if "EVENT_ID" in line:
+                assert event_id, "the suggestions call gave no event id"
+                line = line.replace("EVENT_ID", event_id)
+            answers.append(_curl(line, port))
+            if "/suggestions" in line and event_id is None:
+                event_id = answers[-1][1]["suggestions"][0]["event_id"]
+        codes = [c for c, _ in answers]
+        assert codes == [201, 201, 201, 200, 200, 200, 201, 200, 200, 200], answers
+        day = answers[3][1]
+        assert [s["hcp_id"] for s in day["suggestions"]] == ["hcp-000101"]  # capacity 1
+        assert day["over_capacity"] == ["hcp-000102"]
+        assert answers[4][1] == day  # the stored list, not new decisions
+        territory = answers[5][1]["hcps"]
+        assert [h["hcp_id"] for h in territory] == ["hcp-000101", "hcp-000102"]
+        assert territory[0]["open_suggestions"][0]["event_id"] == event_id
+        assert answers[6][1]["override_kind"] == "hcp"
+        report = answers[7][1]
+        assert (report["suggestions"], report["overridden"], report["by_kind"]["hcp"]) == (1, 1, 1)
+        timeline = answers[8][1]["items"]
+        assert [(i["type"], i["event_id"]) for i in timeline] == [("decision", event_id)]
+        assert answers[9][1]["rep_id"] == "rep-0042"
     finally:
         proc.terminate()
         proc.wait(timeout=30)

@@ -81,6 +81,13 @@ Features from context version 4 (see :mod:`nba.context`):
 ``x it_pull_<channel>:<n>``     the same count, keyed by the action's channel
 ==============================  ===========================================
 
+Features from context version 5 (see :mod:`nba.context`):
+
+==============================  ===========================================
+``h ovr90:<n>``                 the HCP's decisions a rep overrode in 90
+                                days (left out when 0; last in ``h``)
+==============================  ===========================================
+
 Numbers are written as integers (counts) or with exactly three decimals
 (affinity, numeric request values), so both paths format them identically.
 Names are cleaned: whitespace, ``:`` and ``|`` become ``_``.

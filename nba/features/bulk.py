@@ -730,7 +730,22 @@ class _HistoryColumns:
                     none,
                 )
             )
-        return out + self.interest_tokens()
+        return out + self.interest_tokens() + self.override_tokens()
+
+    def override_tokens(self) -> list[pa.Array]:
+        """`` ovr90:<n>`` where ``history.overrides_90d`` (context version 5) is above 0."""
+        arr = self.cols.get("history", "overrides_90d")
+        if arr is None or pa.types.is_null(arr.type):
+            return []
+        if not pa.types.is_integer(arr.type):
+            raise FeaturizeError(
+                f"featurize_table: field 'history.overrides_90d' is {arr.type}, "
+                "not a whole-number count"
+            )
+        self.cols.fail_if(pc.less(arr, 0), "history.overrides_90d", "negative count")
+        s = pc.binary_join_element_wise(" ovr90:", pc.cast(arr, pa.string()), "")
+        keep = pc.fill_null(pc.greater(arr, 0), False)
+        return [pc.if_else(keep, s, pa.scalar(None, pa.string()))]
 
 
 def _request_pieces(req: pa.Array | None, cols: _Columns) -> list[pa.Array]:

@@ -78,6 +78,8 @@ def history_tokens(h: History) -> str:
     top = top_interest(h.interest)
     if top is not None:
         out += f" top_int={clean(top)}"
+    if h.overrides_90d:
+        out += f" ovr90:{h.overrides_90d}"
     return out
 
 

@@ -70,7 +70,13 @@ def _schema(name: str) -> pa.Schema:
 #: value an old row reads as (docs/DESIGN.md, "Decisions taken here"): touches logged
 #: before interest signals were plain contacts.
 ADDED_COLUMNS: dict[str, dict[str, object]] = {
-    "touches": {"kind": "contact", "topics": [], "content_ids": [], "dwell_s": None},
+    "touches": {
+        "kind": "contact",
+        "topics": [],
+        "content_ids": [],
+        "dwell_s": None,
+        "overrides_event_id": None,
+    },
 }
 
 

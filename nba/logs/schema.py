@@ -85,6 +85,9 @@ TOUCHES = pa.schema(
         pa.field("content_ids", pa.list_(pa.string()), nullable=False),
         # seconds the HCP spent on it, when the source measures it
         pa.field("dwell_s", pa.float64(), nullable=True),
+        # the decision a rep overrode with this touch (another HCP, channel or topic than
+        # suggested); null for every other touch. Never a response to that decision.
+        pa.field("overrides_event_id", pa.string(), nullable=True),
     ]
 )
 

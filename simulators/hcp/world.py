@@ -1163,6 +1163,8 @@ class World:
                 ),
                 "content_ids": _list_array(s_off, content.take(pa.array(r.slides))),
                 "dwell_s": pa.array(r.dwell_s, pa.float64(), mask=np.isnan(r.dwell_s)),
+                # simulated reps do what the policy chose: no overrides
+                "overrides_event_id": pa.nulls(r.n, pa.string()),
             },
             schema=TOUCHES,
         )

@@ -64,7 +64,7 @@ def test_v3_round_trip_is_canonical_and_normalized() -> None:
     ctx = v3_context()
     text = ctx.to_json()
     d = json.loads(text)
-    assert d["v"] == CONTEXT_VERSION == 4
+    assert d["v"] == CONTEXT_VERSION == 5
     # three decimals, zeros (after rounding) left out, keys sorted
     assert d["history"]["interest"] == {"dosing": 1.952, "safety": 0.5}
     assert list(d["history"]["interest"]) == ["dosing", "safety"]
@@ -101,7 +101,7 @@ def test_version_2_contexts_are_read_with_the_new_fields_empty() -> None:
     assert ctx.history.interest == {}
     assert ctx.stated_topics == () and ctx.stated_channels == () and ctx.attributes == {}
     assert ctx.history.days_since_content == {"VEL-EFF-01": 3}
-    assert json.loads(ctx.to_json())["v"] == CONTEXT_VERSION == 4
+    assert json.loads(ctx.to_json())["v"] == CONTEXT_VERSION == 5
 
 
 def _d(**over: Any) -> str:

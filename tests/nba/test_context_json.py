@@ -98,8 +98,20 @@ BAD = [
         "field 'days_since_touch.email'",
     ),
     (
-        json.dumps(_ctx_dict(v=5)),
-        "context: field 'v': unsupported version 5 (readable: 1, 2, 3, 4)",
+        json.dumps(_ctx_dict(v=6)),
+        "context: field 'v': unsupported version 6 (readable: 1, 2, 3, 4, 5)",
+    ),
+    (
+        json.dumps(_ctx_dict(history={"overrides_90d": -1})),
+        "context: field 'overrides_90d': -1 is not a whole-number count >= 0",
+    ),
+    (
+        json.dumps(_ctx_dict(history={"overrides_90d": 1.5})),
+        "context: field 'overrides_90d': 1.5 is not a whole-number count >= 0",
+    ),
+    (
+        json.dumps(_ctx_dict(history={"overrides_90d": True})),
+        "context: field 'overrides_90d': True is not a whole-number count >= 0",
     ),
     (
         json.dumps(_ctx_dict(history={"topic_pulls_90d": {"safety": -2}})),
@@ -183,6 +195,15 @@ def test_version_1_contexts_are_read_with_the_newer_maps_empty() -> None:
     assert ctx.history.last_content_id == "VEL-EFF-01"
     # written back as the current version, with the maps present and empty
     d = json.loads(ctx.to_json())
-    assert d["v"] == CONTEXT_VERSION == 4
+    assert d["v"] == CONTEXT_VERSION == 5
     assert d["history"]["days_since_content"] == {}
     assert DecisionContext.from_json(ctx.to_json()) == ctx
+
+
+def test_override_count_round_trips_and_is_left_out_when_zero() -> None:
+    ctx = DecisionContext(HCP, date(2026, 1, 5), History(overrides_90d=3))
+    assert json.loads(ctx.to_json())["history"]["overrides_90d"] == 3
+    assert DecisionContext.from_json(ctx.to_json()) == ctx
+    none = DecisionContext(HCP, date(2026, 1, 5))
+    assert "overrides_90d" not in json.loads(none.to_json())["history"]
+    assert DecisionContext.from_json(V1_CONTEXT).history.overrides_90d == 0

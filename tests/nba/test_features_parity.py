@@ -73,7 +73,12 @@ def random_context(rng: np.random.Generator, i: int) -> DecisionContext:
     }
     # context version 4: pulls per topic (one outside the catalog)
     pulls = counts([*topics, "gossip"])
-    hist = History.from_dict({**hist.to_dict(), "interest": interest, "topic_pulls_90d": pulls})
+    # context version 5: decisions a rep overrode (mostly none; from the row number, so
+    # the generator's stream, and every other field, stays what it was)
+    ovr = (i * 7) % 5 if i % 3 == 0 else 0
+    hist = History.from_dict(
+        {**hist.to_dict(), "interest": interest, "topic_pulls_90d": pulls, "overrides_90d": ovr}
+    )
     stated_t = [str(t) for t in topics if rng.random() < 0.2]
     stated_c = [str(c) for c in chans if rng.random() < 0.2]
     attrs: dict[str, object] = {}
@@ -309,9 +314,28 @@ def test_topic_pulls_reach_both_paths_for_the_action_topic_and_channel() -> None
     assert lines[2].endswith(" it_pull:3 it_pull_portal:3")
     assert "it_pull" not in lines[3]  # a zero count is written nowhere
     assert ctx.to_dict()["history"]["topic_pulls_90d"] == {"efficacy": 3, "gossip": 2}
-    assert ctx.to_dict()["v"] == 4
+    assert ctx.to_dict()["v"] == 5
     table = pa.table({"context": [ctx.to_json()], "action_ids": [[a.action_id for a in acts]]})
     assert f.featurize_table(table).lines(0) == lines
+
+
+def test_override_count_reaches_both_paths_in_h_and_only_when_above_zero() -> None:
+    hcp = HCPProfile("h1", "cardiology", 7, "US", "aware", frozenset({"email"}), False, 0.65)
+    acts = [Action("VEL-EFF-02", "email")]
+    f = Featurizer(CATALOG)
+    for n in (0, 2):
+        ctx = DecisionContext(hcp, date(2026, 1, 5), History(overrides_90d=n))
+        lines = f.featurize_one(ctx, acts)
+        shared = lines[0]
+        assert (" ovr90:2" in shared) is (n == 2) and "ovr90:0" not in shared
+        assert ("overrides_90d" in ctx.to_dict()["history"]) is (n > 0)
+        table = pa.table({"context": [ctx.to_json()], "action_ids": [["VEL-EFF-02@email"]]})
+        assert f.featurize_table(table).lines(0) == lines
+    # a version 4 context (no such field) featurizes like a version 5 one with none
+    d = json.loads(DecisionContext(hcp, date(2026, 1, 5)).to_json())
+    d["v"] = 4
+    v4 = f.featurize_json(json.dumps(d), ["VEL-EFF-02@email"])
+    assert v4 == f.featurize_one(DecisionContext(hcp, date(2026, 1, 5)), acts)
 
 
 def test_version_3_contexts_featurize_like_version_4_without_pulls() -> None:
@@ -350,6 +374,11 @@ BAD_V3 = [
         "'history.topic_pulls_90d.safety' is double, not a whole-number count",
     ),
     ({"history": {"interest": {"safety": -1.0}}}, "'history.interest.safety': negative interest"),
+    ({"history": {"overrides_90d": -1}}, "'history.overrides_90d': negative count"),
+    (
+        {"history": {"overrides_90d": 1.5}},
+        "'history.overrides_90d' is double, not a whole-number count",
+    ),
     ({"history": {"interest": {"safety": "x"}}}, "'history.interest.safety' is string, not a"),
     ({"stated": {"topics": [""]}}, "field 'stated.topics': empty or null name"),
     # types that change between rows go row by row: the per-decision message

@@ -441,7 +441,7 @@ def test_decision_context_carries_interest_stated_and_attributes(client: TestCli
     assert r.status_code == 201, r.text
     ctx = store(client).get_decision(r.json()["event_id"]).context  # type: ignore[union-attr]
     d = json.loads(ctx)
-    assert d["v"] == 4
+    assert d["v"] == 5
     # a page view two (calendar) days before the decision day, or one when it was late
     age = (NOW.date() - (NOW - timedelta(days=2)).date()).days
     assert d["history"]["interest"] == {"dosing": round(0.5 ** (age / 14), 3)}

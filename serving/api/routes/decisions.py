@@ -7,6 +7,7 @@ from fastapi import APIRouter, Response
 from serving import schemas
 from serving.api.deps import DecideKey, ServicesDep
 from serving.errors import ErrorBody
+from serving.territory import check_hcp, check_hcps
 
 router = APIRouter(prefix="/v1", tags=["decisions"])
 
@@ -40,6 +41,7 @@ def decide(
     """The chosen action is sampled from the served probabilities (the logged
     propensity is its probability); the other suggestions are ranked. The decision
     is durable in the event store before this answer is sent."""
+    check_hcp(svc.store, who, body.hcp_id)
     status, out = svc.engine.decide(body, who.name)
     response.status_code = status
     return out
@@ -58,4 +60,5 @@ def decide_batch(
     """Up to ``NBA_MAX_BATCH`` (default 10,000) HCPs, one event each, stored in one
     transaction. Unknown HCPs are listed in ``unknown_hcp_ids``; HCPs the contact
     policy blocks get no event and list the rules in ``blocked_by``."""
+    check_hcps(svc.store, who, body.hcp_ids)
     return svc.engine.decide_batch(body, who.name, svc.settings.max_batch)

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Path, Response
 from serving import schemas
 from serving.api.deps import DecideKey, ReportKey, ServicesDep
 from serving.errors import ErrorBody
+from serving.territory import check_event
 
 router = APIRouter(prefix="/v1/events", tags=["events"])
 
@@ -48,6 +49,7 @@ def add_outcome(
     about the chosen action count toward its reward. 422 when ``action_id`` is
     not one of the decision's actions, or when the type cannot happen on that
     action's channel (an email ``opened`` on a ``rep_visit``)."""
+    check_event(svc.store, who, event_id)
     status, out = svc.engine.record_outcome(event_id, body)
     response.status_code = status
     return out
@@ -62,4 +64,5 @@ def add_outcome(
 def activate(event_id: EventId, svc: ServicesDep, who: DecideKey) -> schemas.ActivateResponse:
     """A deferred decision teaches the model only once activated (the rep really
     showed it). Activating twice is harmless (``already_active: true``)."""
+    check_event(svc.store, who, event_id)
     return svc.engine.activate(event_id)

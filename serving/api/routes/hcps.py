@@ -14,6 +14,7 @@ from serving.api.deps import ReportKey, ServicesDep
 from serving.errors import ApiError, ErrorBody, invalid, unknown_hcp
 from serving.hcp_import import read_hcps
 from serving.store import UnknownHCPError
+from serving.territory import check_hcp, forbid_territorial
 
 router = APIRouter(prefix="/v1", tags=["hcps"])
 
@@ -45,6 +46,7 @@ def put_hcp(
     Specialty and market must be in the features config's vocabularies, consents
     among the catalog's channels, attributes declared there; 422 names the field,
     the value and what is allowed."""
+    check_hcp(svc.store, who, hcp_id)
     fields = body.model_dump()
     try:
         attributes = svc.features.check_attributes(fields.pop("attributes"), svc.catalog)
@@ -69,6 +71,7 @@ async def import_hcps(file: UploadFile, svc: ServicesDep, who: ReportKey) -> sch
     (``;``-separated in CSV), optionally ``no_see, digital_affinity``, and one column
     per declared attribute; any other column is refused. All rows or none are
     stored; an error names the row, the column, the value and what is allowed."""
+    forbid_territorial(who, "POST /v1/hcps:import")
     data = await file.read()
     try:
         rows = read_hcps(data, file.filename, svc.features, svc.catalog)
@@ -90,6 +93,7 @@ async def import_hcps(file: UploadFile, svc: ServicesDep, who: ReportKey) -> sch
 )
 def get_hcp(hcp_id: HcpId, svc: ServicesDep, who: ReportKey) -> schemas.HCPDetail:
     """Touches and outcomes of the last 90 days, oldest first."""
+    check_hcp(svc.store, who, hcp_id)
     hcp = svc.store.get_hcp(hcp_id)
     if hcp is None:
         raise unknown_hcp(hcp_id)
@@ -150,6 +154,7 @@ def add_stated_preference(
     """A statement, kept apart from observed behaviour: it is not a touch and counts
     for no cap, gap or history feature. Topics and channels must be the catalog's;
     at least one of them is required. Returned by ``GET /v1/hcps/{hcp_id}``."""
+    check_hcp(svc.store, who, hcp_id)
     try:
         pref = StatedPreference(
             hcp_id,

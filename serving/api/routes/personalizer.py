@@ -9,6 +9,7 @@ from fastapi import APIRouter, Path, Response
 from serving import personalizer, schemas
 from serving.api.deps import DecideKey, ReportKey, ServicesDep
 from serving.errors import ErrorBody
+from serving.territory import forbid_territorial
 
 router = APIRouter(prefix="/personalizer/v1.0", tags=["personalizer"])
 
@@ -33,6 +34,7 @@ def rank(
 ) -> schemas.PzRankResponse:
     """The original RankRequest / RankResponse shapes; the HCP is the
     ``hcp_id`` context feature and action ids are catalog action ids."""
+    forbid_territorial(who, "the Personalizer-compatible routes")
     status, out = personalizer.rank(svc.engine, body, who.name)
     response.status_code = status
     return out
@@ -48,6 +50,7 @@ def rank(
 def reward(
     eventId: EventId, body: schemas.PzRewardRequest, svc: ServicesDep, who: ReportKey
 ) -> Response:
+    forbid_territorial(who, "the Personalizer-compatible routes")
     personalizer.reward(svc.engine, eventId, body.value)
     return Response(status_code=204)
 
@@ -60,5 +63,6 @@ def reward(
     summary="Personalizer Activate",
 )
 def activate(eventId: EventId, svc: ServicesDep, who: DecideKey) -> Response:
+    forbid_territorial(who, "the Personalizer-compatible routes")
     personalizer.activate(svc.engine, eventId)
     return Response(status_code=204)

@@ -13,6 +13,7 @@ from serving import schemas
 from serving.api.deps import ReportKey, ServicesDep
 from serving.errors import ApiError, ErrorBody, invalid
 from serving.store import UnknownHCPError
+from serving.territory import check_event, check_hcp, check_hcps
 from serving.touch_import import read_touches
 
 router = APIRouter(prefix="/v1", tags=["touches"])
@@ -37,7 +38,18 @@ def add_touch(
     """A visit the rep chose, an email from another system, or something the HCP
     pulled (``kind`` other than ``contact``, with the catalog ``topics`` asked for):
     every later decision (history features, frequency caps, minimum gaps) builds on
-    it. 422 names the bad field and the allowed values."""
+    it. 422 names the bad field and the allowed values.
+
+    With ``overrides_event_id`` the touch is a rep's override of that decision's
+    suggestion (another HCP, channel, topic or content): it counts as a contact like
+    any other, is reported by ``GET /v1/reps/{rep_id}/overrides`` and exported with
+    the touches, and is never credited to the decision's chosen action (a response or
+    acceptance about that action is refused afterwards). 404 for an unknown event;
+    422 when the touch is a pull, precedes the decision, does exactly what was
+    suggested, or the chosen action already has a response."""
+    check_hcp(svc.store, who, body.hcp_id)
+    if body.overrides_event_id is not None:
+        check_event(svc.store, who, body.overrides_event_id)
     return svc.engine.record_touch(body)
 
 
@@ -63,6 +75,7 @@ async def import_touches(
         if "not a Parquet or CSV" in msg:
             raise ApiError(415, "unsupported_media", msg) from None
         raise invalid(msg) from None
+    check_hcps(svc.store, who, sorted({t.hcp_id for t in touches}))
     fmt: Literal["parquet", "csv"] = "parquet" if data[:4] == b"PAR1" else "csv"
     try:
         n = svc.store.add_touches(touches, known_hcps_only=True)
