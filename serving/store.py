@@ -73,6 +73,7 @@ from nba.domain import (
     Decision,
     HCPProfile,
     Outcome,
+    SlateSlot,
     StatedPreference,
     Suppression,
     Touch,
@@ -193,7 +194,16 @@ _ADDED_COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("touches", "topics", "TEXT NOT NULL DEFAULT '[]'"),
     ("touches", "content_ids", "TEXT NOT NULL DEFAULT '[]'"),
     ("touches", "dwell_s", "REAL"),
+    # slates: every slot of a served list (JSON [[action_id, probability], ...]); null: k=1
+    ("decisions", "slate", "TEXT"),
 )
+
+
+def _slate_json(slate: Sequence[SlateSlot]) -> str | None:
+    """The ``decisions.slate`` column: JSON ``[[action_id, probability], ...]``; None if empty."""
+    if not slate:
+        return None
+    return json.dumps([[s.action_id, float(s.probability)] for s in slate])
 
 
 #: Stores of this process; their connections are closed before any fork(), because an
@@ -375,6 +385,9 @@ class EventStore:
             for stmt in _DDL.split(";"):
                 if stmt.strip():
                     c.execute(stmt)
+            # columns appended since the file's version was stamped (a file of this
+            # version written before them, or a new file: the DDL above lacks them)
+            self._add_missing_columns(c)
             if row is None:
                 c.execute(
                     "INSERT INTO meta (key, value) VALUES ('schema_version', ?)",
@@ -388,6 +401,11 @@ class EventStore:
         outcome_cols = {r[1] for r in c.execute("PRAGMA table_info(outcomes)")}
         if "action_id" not in outcome_cols:
             EventStore._migrate_1_to_2(c)
+        EventStore._add_missing_columns(c)
+
+    @staticmethod
+    def _add_missing_columns(c: sqlite3.Connection) -> None:
+        """Add each column of :data:`_ADDED_COLUMNS` its table lacks (idempotent)."""
         for table, column, decl in _ADDED_COLUMNS:
             have = {r[1] for r in c.execute(f"PRAGMA table_info({table})")}
             if column not in have:
@@ -743,13 +761,14 @@ class EventStore:
             int(d.activated),
             int(deferred),
             _to_us(d.ts) if d.activated else None,
+            _slate_json(d.slate),
         )
 
     _INSERT_DECISION = (
         "INSERT INTO decisions (event_id, ts_us, hcp_id, requester, channels_requested, context,"
         " catalog_version, action_ids, probabilities, chosen_index, chosen_action_id, propensity,"
-        " policy, model_version, suppressed, activated, deferred, activated_us)"
-        " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+        " policy, model_version, suppressed, activated, deferred, activated_us, slate)"
+        " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
     )
 
     def add_decision(self, decision: Decision, deferred: bool = False) -> None:
@@ -800,7 +819,7 @@ class EventStore:
     _DECISION_COLS = (
         "event_id, ts_us, hcp_id, requester, channels_requested, context, catalog_version,"
         " action_ids, probabilities, chosen_index, chosen_action_id, propensity, policy,"
-        " model_version, suppressed, activated"
+        " model_version, suppressed, activated, slate"
     )
 
     @staticmethod
@@ -822,6 +841,7 @@ class EventStore:
             model_version=r[13],
             suppressed=tuple(Suppression(a, rule) for a, rule in json.loads(r[14])),
             activated=bool(r[15]),
+            slate=tuple(SlateSlot(a, float(p)) for a, p in json.loads(r[16] or "[]")),
         )
 
     def get_decision(self, event_id: str) -> Decision | None:
@@ -930,13 +950,13 @@ class EventStore:
         window_us = int(self.reward_window_days * 86_400 * 1_000_000)
         with self._write() as c:
             row = c.execute(
-                "SELECT ts_us, hcp_id, chosen_action_id, action_ids FROM decisions"
+                "SELECT ts_us, hcp_id, chosen_action_id, action_ids, slate FROM decisions"
                 " WHERE event_id=?",
                 (outcome.event_id,),
             ).fetchone()
             if row is None:
                 raise UnknownEventError(f"no decision with event id '{outcome.event_id}'")
-            d_us, hcp_id, chosen, action_ids = row
+            d_us, hcp_id, chosen, action_ids, slate = row
             if ts_us < d_us:
                 raise StoreError(
                     f"{where}: ts {outcome.ts.isoformat()} is before its decision "
@@ -948,6 +968,12 @@ class EventStore:
                 raise StoreError(
                     f"{where}: action_id '{target}' was not offered in this decision "
                     f"(not one of its {len(offered)} eligible actions)"
+                )
+            shown = [a for a, _ in json.loads(slate)] if slate else None
+            if shown is not None and target not in shown:
+                raise StoreError(
+                    f"{where}: action_id '{target}' was not shown in this decision's list "
+                    f"(its {len(shown)} slots: {', '.join(shown)})"
                 )
             _, sep, channel = target.rpartition("@")
             problem = outcome_channel_problem(outcome.type, channel) if sep else None
@@ -1387,6 +1413,11 @@ class EventStore:
                     [{"action_id": a, "rule": rule} for a, rule in json.loads(r[14])]
                 )
                 cols["activated"].append(bool(r[15]))
+                cols["slate"].append(
+                    None
+                    if r[16] is None
+                    else [{"action_id": a, "probability": p} for a, p in json.loads(r[16])]
+                )
             table = pa.Table.from_pydict(
                 {f.name: pa.array(cols[f.name], type=f.type) for f in DECISIONS},
                 schema=DECISIONS,
