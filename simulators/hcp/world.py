@@ -916,7 +916,7 @@ class World:
                 supp_rule=supp_rule[rows, cols].astype(np.int64),
             )
         if self.slate_size > 1:
-            self._later_slots(hcp, ts_us, eids, offsets, action, p, chosen, probs_all)
+            self._later_slots(ts_us, eids, offsets, action, p, chosen, probs_all)
         bufs["touches"].add(rows=Touches.contacts(hcp, ts_us, ch, item))
         if ex.pulls.n:
             bufs["touches"].add(rows=ex.pulls)
@@ -956,9 +956,8 @@ class World:
 
     def _later_slots(
         self,
-        hcp: I64,
         ts_us: I64,
-        eids: npt.NDArray[np.object_],
+        eids: npt.NDArray[np.str_],
         offsets: I64,
         action: I64,
         p: F64,

@@ -74,7 +74,11 @@ def test_slate_estimates_cover_the_true_values(runs: tuple[Path, Path]) -> None:
     assert log.k == K
     targets, true_slot = [], np.zeros((joined.num_rows, K))
     for i, (eid, ids) in enumerate(
-        zip(joined.column("event_id").to_pylist(), joined.column("action_ids").to_pylist())
+        zip(
+            joined.column("event_id").to_pylist(),
+            joined.column("action_ids").to_pylist(),
+            strict=True,
+        )
     ):
         q = _target(ids)
         targets.append(q)

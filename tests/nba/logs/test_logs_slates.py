@@ -36,7 +36,10 @@ def with_slates(dec: pa.Table, k: int) -> pa.Table:
         p = np.array(r["probabilities"])
         idx, cond = sample_slate(p, r["chosen_index"], k, 0, r["event_id"])
         slates.append(
-            [{"action_id": r["action_ids"][i], "probability": q} for i, q in zip(idx, cond)]
+            [
+                {"action_id": r["action_ids"][i], "probability": q}
+                for i, q in zip(idx, cond, strict=True)
+            ]
         )
     i = dec.schema.get_field_index("slate")
     return dec.set_column(
