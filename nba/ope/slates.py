@@ -132,6 +132,23 @@ def pairwise_marginals(p: F64, k: int) -> F64:
     return gamma
 
 
+@lru_cache(maxsize=1024)
+def _marginals(p_bytes: bytes, k: int) -> F64:
+    """:func:`position_marginals` of a logging vector, cached: many decisions share one."""
+    return position_marginals(np.frombuffer(p_bytes, dtype=np.float64), k)
+
+
+@lru_cache(maxsize=256)
+def _gamma_pinv(p_bytes: bytes, k: int) -> F64:
+    """Moore-Penrose pseudo-inverse of :func:`pairwise_marginals` (symmetric PSD, so
+    from its eigen-decomposition), cached per logging vector."""
+    gamma = pairwise_marginals(np.frombuffer(p_bytes, dtype=np.float64), k)
+    vals, vecs = np.linalg.eigh(gamma)
+    tol = max(gamma.shape) * np.finfo(np.float64).eps * max(float(vals.max()), 1.0)
+    keep = vals > tol
+    return (vecs[:, keep] / vals[keep]) @ vecs[:, keep].T
+
+
 @dataclass(frozen=True)
 class SlateLog:
     """Logged lists, one per decision.
@@ -252,7 +269,7 @@ def slate_terms(
         if not np.all(np.isfinite(q)) or np.any(q < 0) or abs(q.sum() - 1.0) > 1e-6:
             raise OPEInputError(f"target: decision {i}: not a probability vector")
         ki = s.shape[0]
-        mu = position_marginals(p, ki)
+        mu = _marginals(p.tobytes(), ki)
         pi = position_marginals(q, ki)
         cols = np.arange(ki)
         if np.any(mu[cols, s] <= 0):
@@ -263,10 +280,8 @@ def slate_terms(
         r[i, :ki] = rew
         if pseudo_inverse:
             n_a = p.shape[0]
-            gamma = pairwise_marginals(p, ki)
-            ind = np.zeros(ki * n_a)
-            ind[cols * n_a + s] = 1.0
-            pi_terms[i] = float(pi.reshape(-1) @ np.linalg.pinv(gamma) @ ind) * float(rew.sum())
+            weights = _gamma_pinv(p.tobytes(), ki) @ pi.reshape(-1)  # Gamma^+ q (symmetric)
+            pi_terms[i] = float(weights[cols * n_a + s].sum()) * float(rew.sum())
     return w, r, pi_terms
 
 
