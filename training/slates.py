@@ -18,15 +18,11 @@ import numpy.typing as npt
 import pyarrow as pa
 
 from nba.features.batch import FeaturizedBatch
+from nba.ope.slates import has_slates
 from nba.policies.vw import labelled_text
 
 #: The shared namespace that carries a later slot's position.
 SLOT_NAMESPACE = "z"
-
-
-def has_slates(table: pa.Table) -> bool:
-    """Whether any row of a joined table (n rows) carries a slate."""
-    return "slate" in table.column_names and table.column("slate").null_count < table.num_rows
 
 
 F64 = npt.NDArray[np.float64]
@@ -106,6 +102,9 @@ def slot_examples(
         np.asarray(prob, dtype=np.float64),
         ids,
     )
+
+
+__all__ = ["SLOT_NAMESPACE", "has_slates", "labelled_slot_text", "slot_examples"]
 
 
 def labelled_slot_text(table: pa.Table, batch: FeaturizedBatch) -> bytes:

@@ -211,6 +211,44 @@ class SlateLog:
         return cls(logging, slots, rewards)
 
 
+def has_slates(table: pa.Table) -> bool:
+    """Whether any row of a decisions or joined table carries a slate."""
+    return "slate" in table.column_names and table.column("slate").null_count < table.num_rows
+
+
+def attention_truth(
+    log: SlateLog,
+    target: Sequence[F64],
+    expected_rewards: Sequence[F64],
+    attention: float,
+    default: float,
+) -> F64:
+    """True per-slot values of a target on the logged contexts, shape (k,), for a
+    world whose HCP looks at slot ``j`` with probability ``attention ** (j - 1)``
+    and then responds as to the action alone (docs/simulator.md, "Slates"):
+    ``mean_i sum_a pi_ij(a) (att_j ER_i(a) + (1 - att_j) default)``; a slot a
+    decision does not have counts 0.
+
+    Parameters
+    ----------
+    log : SlateLog
+    target, expected_rewards : sequence of ndarray of float64, each shape (n_i,)
+        Target probabilities and each action's expected reward served alone.
+    attention : float
+    default : float
+        The reward definition's default.
+    """
+    out = np.zeros(log.k)
+    for i, s in enumerate(log.slots):
+        ki = s.shape[0]
+        marg = position_marginals(np.asarray(target[i], dtype=np.float64), ki)
+        er = np.asarray(expected_rewards[i], dtype=np.float64)
+        for j in range(ki):
+            att = float(attention) ** j
+            out[j] += float(marg[j] @ (att * er + (1.0 - att) * float(default)))
+    return out / log.n
+
+
 @dataclass(frozen=True)
 class SlateEstimate:
     """One estimate with its Gaussian interval.
