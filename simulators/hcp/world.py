@@ -325,16 +325,16 @@ class World:
             and 0.0 < slot_attention <= 1.0
         ):
             raise SimulationError(f"slot_attention must be in (0, 1], got {slot_attention!r}")
-        self.slate_size = slate_size
-        self.slot_attention = float(slot_attention)
-        # slots 2..k draw from their own child of the seed (the eighth), so a world with
-        # k > 1 makes exactly the draws of the same world with k = 1, plus its own
-        self.rng_slates = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(7,)))
         if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
             raise SimulationError(f"seed must be a non-negative integer, got {seed!r}")
         if rules is not None and not isinstance(rules, ContactPolicy):
             raise SimulationError(f"rules must be a ContactPolicy, got {type(rules).__name__}")
         self.rules = rules
+        self.slate_size = slate_size
+        self.slot_attention = float(slot_attention)
+        # slots 2..k draw from their own child of the seed (the eighth), so a world with
+        # k > 1 makes exactly the draws of the same world with k = 1, plus its own
+        self.rng_slates = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(7,)))
         self.catalog = catalog or Catalog.default()
         self.config = config or WorldConfig()
         self.reward_definition = reward_definition or RewardDefinition.default()

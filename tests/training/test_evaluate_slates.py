@@ -54,14 +54,9 @@ def test_lists_get_per_slot_and_list_estimates_with_truth(logs: tuple[Path, Path
     assert by[("uniform", "list:ips")]["value"] == pytest.approx(
         sum(by[("uniform", f"slot{j}:ips")]["value"] for j in (1, 2, 3))
     )
+    # every 99 % interval covers the simulator's true value (attention 0.7 per slot)
     for r in three.slate_rows:
-        assert (
-            r["truth"] is not None
-            and r["low"] <= r["truth"] <= r["high"]
-            or (
-                r["policy"] == "segment"  # a near-deterministic target: checked below
-            )
-        )
+        assert r["truth"] is not None and r["low"] <= r["truth"] <= r["high"], r
     t = [by[("uniform", f"slot{j}:ips")]["truth"] for j in (1, 2, 3)]
     assert t[0] > t[1] > t[2] > 0
     assert by[("uniform", "list:ips")]["truth"] == pytest.approx(sum(t))
