@@ -265,6 +265,44 @@ class Suppression:
 
 PROBABILITY_TOLERANCE = 1e-6
 
+#: Remaining probability mass below which a slot is filled uniformly at random from
+#: the actions left (docs/DESIGN.md, "Decisions taken here", "Slates").
+SLATE_MASS_FLOOR = 1e-12
+
+
+@dataclass(frozen=True, slots=True)
+class SlateSlot:
+    """One slot of a served list: its action and the probability it was drawn with.
+
+    ``probability`` is conditional on the slots before it: for slot 1 it is the
+    chosen action's propensity, for slot ``j`` the probability that sampling
+    without replacement from the decision's ``probabilities`` draws this action
+    once slots ``1..j-1`` are taken (:func:`slot_probability`).
+    """
+
+    action_id: str
+    probability: float
+
+
+def slot_probability(probabilities: Sequence[float], taken: Sequence[int], index: int) -> float:
+    """Probability that the next slot gets action ``index`` once ``taken`` are placed.
+
+    Sampling without replacement from ``probabilities`` (shape (n_actions,)):
+    ``p[index] / (mass left)``; when no mass is left (fewer positive entries
+    than slots), every action left is equally likely.
+
+    >>> slot_probability([0.5, 0.25, 0.25], [0], 1)
+    0.5
+    >>> slot_probability([1.0, 0.0, 0.0], [0], 2)
+    0.5
+    """
+    taken_set = set(taken)
+    left = [i for i in range(len(probabilities)) if i not in taken_set]
+    mass = math.fsum(probabilities[i] for i in left)
+    if mass > SLATE_MASS_FLOOR:
+        return float(probabilities[index]) / mass
+    return 1.0 / len(left)
+
 
 @dataclass(frozen=True, slots=True)
 class Decision:
@@ -286,6 +324,8 @@ class Decision:
     model_version: str
     suppressed: tuple[Suppression, ...] = ()
     activated: bool = True
+    #: every slot of the served list, slot 1 first; empty: one slot, the chosen action
+    slate: tuple[SlateSlot, ...] = ()
 
     def __post_init__(self) -> None:
         where = f"Decision '{self.event_id}'"
@@ -328,6 +368,42 @@ class Decision:
                 f"{self.propensity} differs from the served probability "
                 f"{self.probabilities[self.chosen_index]} of the chosen action",
             )
+        if self.slate:
+            self._check_slate(where)
+
+    def _check_slate(self, where: str) -> None:
+        """Refuse a slate that is not a draw without replacement from ``probabilities``."""
+        slate = self.slate
+        if len(slate) < 2:
+            raise _fail(where, "slate", "a one-slot list is logged without a slate (empty)")
+        if len(slate) > len(self.action_ids):
+            raise _fail(
+                where, "slate", f"has {len(slate)} slots for {len(self.action_ids)} actions"
+            )
+        position = {a: i for i, a in enumerate(self.action_ids)}
+        taken: list[int] = []
+        for j, slot in enumerate(slate, start=1):
+            if not isinstance(slot, SlateSlot):
+                raise _fail(where, "slate", f"slot {j} is not a SlateSlot")
+            p = slot.probability
+            if not (isinstance(p, float | int) and math.isfinite(p) and 0.0 < p <= 1.0):
+                raise _fail(where, "slate", f"slot {j} probability {p} is outside (0, 1]")
+            i = position.get(slot.action_id)
+            if i is None:
+                raise _fail(where, "slate", f"slot {j} action {slot.action_id!r} is not eligible")
+            if i in taken:
+                raise _fail(where, "slate", f"slot {j} repeats action {slot.action_id!r}")
+            if j == 1 and slot.action_id != self.chosen_action_id:
+                raise _fail(where, "slate", f"slot 1 is {slot.action_id!r}, not the chosen action")
+            expected = slot_probability(self.probabilities, taken, i)
+            if abs(p - expected) > PROBABILITY_TOLERANCE * max(1.0, expected):
+                raise _fail(
+                    where,
+                    "slate",
+                    f"slot {j} probability {p} differs from {expected}, the probability of "
+                    f"drawing {slot.action_id!r} without replacement after the slots before",
+                )
+            taken.append(i)
 
 
 def outcome_channel_problem(type_: str, channel: str) -> str | None:

@@ -14,8 +14,10 @@ order:
    a probability to every allowed action and samples one with randomness fixed
    by ``(seed, event_id)``; the logged propensity is that action's served
    probability;
-4. the chosen action is suggestion 1; the other allowed actions follow, ranked
-   by the policy's scores (or probabilities), up to ``k``; when reasons are
+4. the chosen action is suggestion 1; suggestions 2..``k`` are drawn without
+   replacement from the same probabilities (:func:`nba.policies.base.sample_slate`)
+   and logged in the decision's ``slate`` with their conditional probabilities
+   (docs/DESIGN.md, "Decisions taken here", "Slates"); when reasons are
    asked for, they come from the context and the HCP's record (pulls from the
    touches read in step 1, responses to our actions, stated preferences), no two
    suggestions leading alike (:mod:`serving.reasons`);
@@ -42,13 +44,14 @@ from nba.domain import (
     Decision,
     HCPProfile,
     Outcome,
+    SlateSlot,
     Suppression,
     Touch,
     ValidationError,
 )
 from nba.hcp_features import HCPFeatures
 from nba.ids import event_ids, new_event_id
-from nba.policies.base import Policy
+from nba.policies.base import Policy, sample_slate
 from nba.reward import RewardDefinition
 from serving import schemas
 from serving.auth import pseudonym
@@ -239,8 +242,14 @@ class DecisionEngine:
         explain: bool = True,
         served: ServedModel | None = None,
         candidates: Sequence[Action] | None = None,
+        ranked_rest: bool = False,
     ) -> Prepared:
-        """Compute one decision for ``hcp`` (not stored yet)."""
+        """Compute one decision for ``hcp`` (not stored yet).
+
+        ``ranked_rest`` (the Personalizer-compatible rank route): suggestions after
+        the chosen one are ranked by the policy's scores (or probabilities) as
+        Personalizer ranks them, and only the chosen slot is logged (no slate).
+        """
         served = served or self.models.current
         since = now - timedelta(days=self.history_days)
         recent = self.store.recent_touches(hcp.hcp_id, since)
@@ -289,12 +298,18 @@ class DecisionEngine:
             version = f"{FALLBACK_PREFIX}baseline:{policy.name}"
             pd = policy.decide(context, allowed, eid)
         p = pd.probabilities
-        order_key = pd.scores if pd.scores is not None else p
-        rest = sorted(
-            (i for i in range(len(allowed)) if i != pd.chosen_index),
-            key=lambda i: (-float(order_key[i]), i),
-        )
-        ranked = [pd.chosen_index, *rest][:k]
+        # every slot is drawn (without replacement) and logged with its conditional
+        # probability, so a response to any slot can be credited and evaluated
+        if ranked_rest:
+            order_key = pd.scores if pd.scores is not None else p
+            rest = sorted(
+                (i for i in range(len(allowed)) if i != pd.chosen_index),
+                key=lambda i: (-float(order_key[i]), i),
+            )
+            ranked = [pd.chosen_index, *rest][:k]
+            conditional = [pd.propensity] + [float("nan")] * (len(ranked) - 1)
+        else:
+            ranked, conditional = sample_slate(p, pd.chosen_index, k, policy.seed, eid)
         shown = [(allowed[i], self.catalog.by_id[allowed[i].content_id]) for i in ranked]
         reasons: list[list[str]] = [[] for _ in shown]
         if explain:
@@ -318,8 +333,12 @@ class DecisionEngine:
                 channel=a.channel,
                 probability=float(p[i]),
                 reasons=why,
+                slot=j,
+                slot_probability=None if q != q else q,
             )
-            for i, (a, item), why in zip(ranked, shown, reasons, strict=True)
+            for j, (i, q, (a, item), why) in enumerate(
+                zip(ranked, conditional, shown, reasons, strict=True), start=1
+            )
         ]
         decision = Decision(
             event_id=eid,
@@ -338,6 +357,14 @@ class DecisionEngine:
             model_version=version,
             suppressed=suppressed,
             activated=not defer_activation,
+            slate=(
+                tuple(
+                    SlateSlot(allowed[i].action_id, q)
+                    for i, q in zip(ranked, conditional, strict=True)
+                )
+                if len(ranked) > 1 and not ranked_rest
+                else ()
+            ),
         )
         value = None if pd.scores is None else float(np.dot(p, pd.scores))
         return Prepared(

@@ -123,6 +123,7 @@ def rank(
         defer_activation=req.deferActivation,
         explain=False,
         candidates=actions,
+        ranked_rest=True,
     )
     ranked = [
         schemas.PzRankedAction(id=s.action_id, probability=s.probability) for s in pr.suggestions

@@ -127,6 +127,14 @@ class Suggestion(BaseModel):
     channel: str
     probability: float = Field(description="Probability with which the policy served it.")
     reasons: list[str] = Field(default_factory=list)
+    slot: int = Field(default=1, description="Its place in the list, 1 first (the chosen).")
+    slot_probability: float | None = Field(
+        default=None,
+        description=(
+            "Probability it was drawn for this slot given the slots before it "
+            "(slot 1: the logged propensity)."
+        ),
+    )
 
 
 class SuppressedAction(BaseModel):

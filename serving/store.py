@@ -73,6 +73,7 @@ from nba.domain import (
     Decision,
     HCPProfile,
     Outcome,
+    SlateSlot,
     StatedPreference,
     Suppression,
     Touch,
@@ -228,7 +229,16 @@ _ADDED_COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("touches", "dwell_s", "REAL"),
     # a rep's touch that overrode a decision (serving/store_reps.py)
     ("touches", "overrides_event_id", "TEXT"),
+    # slates: every slot of a served list (JSON [[action_id, probability], ...]); null: k=1
+    ("decisions", "slate", "TEXT"),
 )
+
+
+def _slate_json(slate: Sequence[SlateSlot]) -> str | None:
+    """The ``decisions.slate`` column: JSON ``[[action_id, probability], ...]``; None if empty."""
+    if not slate:
+        return None
+    return json.dumps([[s.action_id, float(s.probability)] for s in slate])
 
 
 #: Stores of this process; their connections are closed before any fork(), because an
@@ -789,13 +799,14 @@ class EventStore:
             int(d.activated),
             int(deferred),
             _to_us(d.ts) if d.activated else None,
+            _slate_json(d.slate),
         )
 
     _INSERT_DECISION = (
         "INSERT INTO decisions (event_id, ts_us, hcp_id, requester, channels_requested, context,"
         " catalog_version, action_ids, probabilities, chosen_index, chosen_action_id, propensity,"
-        " policy, model_version, suppressed, activated, deferred, activated_us)"
-        " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+        " policy, model_version, suppressed, activated, deferred, activated_us, slate)"
+        " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
     )
 
     def add_decision(self, decision: Decision, deferred: bool = False) -> None:
@@ -846,7 +857,7 @@ class EventStore:
     _DECISION_COLS = (
         "event_id, ts_us, hcp_id, requester, channels_requested, context, catalog_version,"
         " action_ids, probabilities, chosen_index, chosen_action_id, propensity, policy,"
-        " model_version, suppressed, activated"
+        " model_version, suppressed, activated, slate"
     )
 
     @staticmethod
@@ -868,6 +879,7 @@ class EventStore:
             model_version=r[13],
             suppressed=tuple(Suppression(a, rule) for a, rule in json.loads(r[14])),
             activated=bool(r[15]),
+            slate=tuple(SlateSlot(a, float(p)) for a, p in json.loads(r[16] or "[]")),
         )
 
     def get_decision(self, event_id: str) -> Decision | None:
@@ -976,13 +988,13 @@ class EventStore:
         window_us = int(self.reward_window_days * 86_400 * 1_000_000)
         with self._write() as c:
             row = c.execute(
-                "SELECT ts_us, hcp_id, chosen_action_id, action_ids FROM decisions"
+                "SELECT ts_us, hcp_id, chosen_action_id, action_ids, slate FROM decisions"
                 " WHERE event_id=?",
                 (outcome.event_id,),
             ).fetchone()
             if row is None:
                 raise UnknownEventError(f"no decision with event id '{outcome.event_id}'")
-            d_us, hcp_id, chosen, action_ids = row
+            d_us, hcp_id, chosen, action_ids, slate = row
             if ts_us < d_us:
                 raise StoreError(
                     f"{where}: ts {outcome.ts.isoformat()} is before its decision "
@@ -994,6 +1006,12 @@ class EventStore:
                 raise StoreError(
                     f"{where}: action_id '{target}' was not offered in this decision "
                     f"(not one of its {len(offered)} eligible actions)"
+                )
+            shown = [a for a, _ in json.loads(slate)] if slate else None
+            if shown is not None and target not in shown:
+                raise StoreError(
+                    f"{where}: action_id '{target}' was not shown in this decision's list "
+                    f"(its {len(shown)} slots: {', '.join(shown)})"
                 )
             _, sep, channel = target.rpartition("@")
             problem = outcome_channel_problem(outcome.type, channel) if sep else None
@@ -1447,6 +1465,11 @@ class EventStore:
                     [{"action_id": a, "rule": rule} for a, rule in json.loads(r[14])]
                 )
                 cols["activated"].append(bool(r[15]))
+                cols["slate"].append(
+                    None
+                    if r[16] is None
+                    else [{"action_id": a, "probability": p} for a, p in json.loads(r[16])]
+                )
             table = pa.Table.from_pydict(
                 {f.name: pa.array(cols[f.name], type=f.type) for f in DECISIONS},
                 schema=DECISIONS,

@@ -133,6 +133,21 @@ def _parse_date(ctx: click.Context, param: click.Parameter, value: str) -> date:
     "hold it: outcomes after that time withheld, manifest as_of set to it (ground "
     "truth still covers every decision).",
 )
+@click.option(
+    "--slate-size",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Suggestions per decision: slots 2..k are drawn without replacement and logged "
+    "in the decisions' slate; HCPs respond to any slot (docs/simulator.md, 'Slates').",
+)
+@click.option(
+    "--slot-attention",
+    type=click.FloatRange(min=0.0, max=1.0, min_open=True),
+    default=0.5,
+    show_default=True,
+    help="Chance an HCP looks at slot j is slot_attention ** (j - 1).",
+)
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @click.pass_context
 def simulate(
@@ -152,6 +167,8 @@ def simulate(
     via_concurrency: int,
     rules_file: str | None,
     horizon_cut: bool,
+    slate_size: int,
+    slot_attention: float,
     quiet: bool,
 ) -> None:
     """Simulate HCPs responding to a logging policy; write decisions, outcomes,
@@ -168,6 +185,11 @@ def simulate(
             raise click.UsageError(
                 "--horizon-cut does not apply with --via: the log lives in the service's "
                 "store; nba logs export --store records its export time"
+            )
+        if slate_size != 1:
+            raise click.UsageError(
+                "--slate-size does not apply with --via: the simulated HCPs respond to the "
+                "service's chosen action only"
             )
         _simulate_via(
             ctx,
@@ -227,6 +249,8 @@ def simulate(
             progress=not quiet,
             rules=rules,
             horizon_cut=horizon_cut,
+            slate_size=slate_size,
+            slot_attention=slot_attention,
         )
     except ValidationError as exc:
         raise click.ClickException(str(exc)) from exc

@@ -30,7 +30,7 @@ from tqdm import tqdm
 from nba.catalog import Catalog
 from nba.domain import parse_day
 from nba.features import Featurizer
-from nba.logs.join import JoinResult, load_joined, open_windows_hint
+from nba.logs.join import JoinResult, load_joined, open_windows_hint, read_manifest
 from nba.ope import (
     INTERVAL_METHODS,
     LoggedData,
@@ -50,12 +50,14 @@ from nba.ope.checks import (
 )
 from nba.ope.estimators import BaseOffPolicyEstimator, IntervalMethod
 from nba.ope.logs import (
+    GroundTruth,
     LoggedLog,
     catalog_for,
     ground_truth_for,
     reward_bounds,
     true_value,
 )
+from nba.ope.slates import SlateLog, attention_truth, evaluate_slates, has_slates
 from nba.ope.targets import parse_target
 from nba.reward import RewardDefinition
 from training.reward_model import FOLD_BY, RewardModelResult, cross_fit_rewards
@@ -94,6 +96,19 @@ COLUMNS: tuple[str, ...] = (
     "default_reward_share",
     "unreliable",
     "warnings",
+)
+
+
+#: columns of the slate table (logs with lists only)
+SLATE_COLUMNS: tuple[str, ...] = (
+    "policy",
+    "estimate",
+    "value",
+    "low",
+    "high",
+    "truth",
+    "alpha",
+    "n",
 )
 
 
@@ -145,6 +160,10 @@ class Evaluation:
     warnings : tuple of OPEWarning
         Reward model no better than a constant, estimators disagreeing beyond
         their intervals, low effective sample size (:mod:`nba.ope.checks`).
+    slate_rows : list of dict
+        Logs with lists only (else empty): per policy, the per-slot and
+        whole-list estimates of :func:`nba.ope.slates.evaluate_slates`, keys
+        :data:`SLATE_COLUMNS` (docs/evaluation.md, "Slates").
     data : dict of str to LoggedData
         Per policy label, the logged decisions with that policy's
         probabilities (and the reward model's predictions), for paired
@@ -164,6 +183,7 @@ class Evaluation:
     join_counts: dict[str, int] = field(default_factory=dict)
     warnings: tuple[OPEWarning, ...] = ()
     data: dict[str, LoggedData] = field(default_factory=dict, repr=False, compare=False)
+    slate_rows: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def has_truth(self) -> bool:
@@ -218,6 +238,12 @@ class Evaluation:
         lines += ["", "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
         for r in self.rows:
             lines.append("| " + " | ".join(_fmt(r[c]) for c in cols) + " |")
+        if self.slate_rows:
+            s_cols = [c for c in SLATE_COLUMNS if c != "truth" or self.has_truth]
+            lines += ["", 'Slates (per slot and whole list; docs/evaluation.md, "Slates"):', ""]
+            lines += ["| " + " | ".join(s_cols) + " |", "|" + "---|" * len(s_cols)]
+            for r in self.slate_rows:
+                lines.append("| " + " | ".join(_fmt(r[c]) for c in s_cols) + " |")
         warns = [(r["policy"], r["warnings"]) for r in self.rows if r["warnings"]]
         seen = set()
         if warns:
@@ -229,10 +255,12 @@ class Evaluation:
         return "\n".join(lines) + "\n"
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dict (NaN and inf become None)."""
+        """JSON-ready dict (NaN and inf become None); ``slates`` only for logs with lists."""
         rm = self.reward_model
+        extra = {"slates": self.slate_rows} if self.slate_rows else {}
         return _jsonable(
             {
+                **extra,
                 "logs": self.logs_dir,
                 "reward_definition": self.reward_definition,
                 "n": self.n,
@@ -540,6 +568,11 @@ def evaluate(
                         "warnings": "; ".join(x for x in (row["warnings"], row["notes"]) if x),
                     }
                 )
+    slate_rows = (
+        _slate_rows(root, log, specs, targets, truth, reward_def, float(alpha))
+        if has_slates(log.table)
+        else []
+    )
     logged_truth = (
         None if truth is None else true_value(truth.expected_rewards, log.pscore_all, log.offsets)
     )
@@ -575,7 +608,51 @@ def evaluate(
         join_counts=counts,
         warnings=tuple(warns),
         data=per_policy,
+        slate_rows=slate_rows,
     )
+
+
+def _slate_rows(
+    root: Path,
+    log: LoggedLog,
+    specs: Sequence[Any],
+    targets: Sequence[Any],
+    truth: GroundTruth | None,
+    reward_def: RewardDefinition,
+    alpha: float,
+) -> list[dict[str, Any]]:
+    """Per-slot and whole-list estimates of each target (logs with lists). The
+    truth column needs the simulator's attention model (manifest ``slates``)."""
+    slog = SlateLog.from_joined(log.table)
+    splits = log.offsets[1:-1]
+    attention = read_manifest(root).get("slates", {}).get("slot_attention")
+    er = None if truth is None or attention is None else np.split(truth.expected_rewards, splits)
+    rows: list[dict[str, Any]] = []
+    for spec, target in zip(specs, targets, strict=True):
+        vectors = np.split(np.asarray(target.action_dist, dtype=np.float64), splits)
+        tv = (
+            None
+            if er is None
+            else attention_truth(slog, vectors, er, float(attention), reward_def.default_reward)
+        )
+        for est in evaluate_slates(slog, vectors, alpha=alpha):
+            slot = est.name.split(":")[0]
+            t = None
+            if tv is not None:
+                t = float(tv.sum()) if slot == "list" else float(tv[int(slot[4:]) - 1])
+            rows.append(
+                {
+                    "policy": spec.label,
+                    "estimate": est.name,
+                    "value": est.value,
+                    "low": est.low,
+                    "high": est.high,
+                    "truth": t,
+                    "alpha": alpha,
+                    "n": est.n,
+                }
+            )
+    return rows
 
 
 def _metric_key(*parts: str) -> str:

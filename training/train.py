@@ -38,6 +38,7 @@ from nba.ope import IPS, SNIPS, LoggedData
 from nba.ope.checks import DEFAULT_MIN_ESS_SHARE, OPEWarning, disagreement_checks, ess_check
 from nba.policies.vw import NativeLearner, VWConfig, VWPolicy, labelled_text
 from nba.reward import RewardDefinition
+from training.slates import has_slates, labelled_slot_text
 
 #: what ``nba train`` may do with decisions whose reward window is open
 TRAIN_OPEN_WINDOWS = (OpenWindows.EXCLUDE.value, OpenWindows.DELAY_CORRECTED.value)
@@ -417,13 +418,17 @@ def train(
                     part = train_t.slice(a, b - a)
                     t2 = time.perf_counter()
                     batch = policy.featurizer.featurize_table(part)
-                    text = labelled_text(
-                        batch,
-                        part.column("chosen_index").to_numpy(),
-                        part.column("reward").to_numpy(),
-                        part.column("propensity").to_numpy(),
-                        part.column("event_id").to_pylist(),
-                    )
+                    if has_slates(part):
+                        # every slot of a logged list is an example of its own
+                        text = labelled_slot_text(part, batch)
+                    else:
+                        text = labelled_text(
+                            batch,
+                            part.column("chosen_index").to_numpy(),
+                            part.column("reward").to_numpy(),
+                            part.column("propensity").to_numpy(),
+                            part.column("event_id").to_pylist(),
+                        )
                     timings["featurize"] += time.perf_counter() - t2
                     chunks.put(text)
             finally:

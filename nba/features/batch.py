@@ -43,6 +43,32 @@ class FeaturizedBatch:
         lo, hi = int(self.offsets[i]), int(self.offsets[i + 1])
         return [str(self.shared[i].as_py()), *(str(s) for s in self.actions[lo:hi].to_pylist())]
 
+    def select(
+        self,
+        rows: npt.NDArray[np.int64],
+        action_lines: npt.NDArray[np.int64],
+        offsets: npt.NDArray[np.int64],
+        shared_suffix: pa.StringArray | None = None,
+    ) -> FeaturizedBatch:
+        """A batch of examples made from this one's lines.
+
+        Parameters
+        ----------
+        rows : ndarray of int64, shape (n_out,)
+            Decision whose shared line each new example uses.
+        action_lines : ndarray of int64, shape (m_out,)
+            Flat indices into :attr:`actions`, concatenated per new example.
+        offsets : ndarray of int64, shape (n_out + 1,)
+            New example ``e`` owns ``action_lines[offsets[e]:offsets[e + 1]]``.
+        shared_suffix : pyarrow.StringArray, shape (n_out,), optional
+            Appended to each shared line (e.g. a further shared namespace).
+        """
+        shared = self.shared.take(pa.array(rows, pa.int64()))
+        if shared_suffix is not None:
+            shared = join(shared, shared_suffix)
+        actions = self.actions.take(pa.array(action_lines, pa.int64()))
+        return FeaturizedBatch(shared, actions, np.asarray(offsets, dtype=np.int64))
+
     def text(
         self,
         action_prefix: pa.StringArray | None = None,

@@ -25,9 +25,12 @@ DSJSON field               from the joined row
 ``nba``                    our own fields VW ignores: ``action_ids``,
                            ``hcp_id``, ``requester``, ``channels_requested``,
                            ``catalog_version``, ``policy``,
-                           ``reward_definition``, ``reward_is_default``, and
+                           ``reward_definition``, ``reward_is_default``,
                            ``other_action_outcomes`` and ``pulls`` when
-                           there are any
+                           there are any, and ``slate``
+                           (``[{action_id, probability}]``, every slot with
+                           its conditional probability) when the decision
+                           served more than one slot
 =========================  ==================================================
 
 What the HCP pulls travels two ways. Before the decision, as the context's
@@ -140,6 +143,7 @@ from nba.domain import (
     Decision,
     Outcome,
     Touch,
+    SlateSlot,
     ValidationError,
     outcome_channel_problem,
 )
@@ -161,6 +165,8 @@ OTHER_OUTCOMES_KEY = "other_action_outcomes"
 PULLS_KEY = "pulls"
 _PULL_FIELDS = ("ts", "channel", "content_id", "origin", "kind", "topics", "content_ids", "dwell_s")
 _US_PER_DAY = 86_400 * 1_000_000
+#: Key, inside our block, of every slot of a served list (absent for one slot).
+SLATE_KEY = "slate"
 PROBABILITY_SLACK = 1e-4
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -334,6 +340,11 @@ def dsjson_line(
             },
         }
     )
+    if row.get("slate"):
+        obj[NBA_KEY][SLATE_KEY] = [
+            {"action_id": sl["action_id"], "probability": float(sl["probability"])}
+            for sl in row["slate"]
+        ]
     if other_outcomes:
         obj[NBA_KEY][OTHER_OUTCOMES_KEY] = [
             {
@@ -798,6 +809,7 @@ def _parse_line(obj: Any, err: Any) -> tuple[Decision, list[Outcome], list[Touch
             policy="imported",
             model_version=model if isinstance(model, str) and model else "unknown",
             activated=not skip,
+            slate=_slate(nba.get(SLATE_KEY), err),
         )
     except ValidationError as exc:
         raise err("(event)", str(exc)) from exc
@@ -878,6 +890,23 @@ def _pull_touches(entries: Any, decision: Decision, err: Any) -> list[Touch]:
 _KNOWN_TYPES = OUTCOME_TYPES | {REWARD_TYPE}
 
 
+def _slate(entries: Any, err: Any) -> tuple[SlateSlot, ...]:
+    """The slots of ``nba.slate`` (absent: none); the decision checks them further."""
+    if entries is None:
+        return ()
+    where = f"{NBA_KEY}.{SLATE_KEY}"
+    if not isinstance(entries, list):
+        raise err(where, "must be a list of {action_id, probability} objects")
+    out = []
+    for i, e in enumerate(entries):
+        if not isinstance(e, dict) or not isinstance(e.get("action_id"), str):
+            raise err(f"{where}[{i}]", "must be an object with a string action_id")
+        if not _is_number(e.get("probability")):
+            raise err(f"{where}[{i}].probability", "must be a finite number")
+        out.append(SlateSlot(e["action_id"], float(e["probability"])))
+    return tuple(out)
+
+
 def _other_outcomes(entries: Any, decision: Decision, err: Any) -> list[Outcome]:
     """The outcomes of ``nba.other_action_outcomes`` (see the module docstring)."""
     if entries is None:
@@ -937,6 +966,11 @@ def _decisions_table(decisions: Sequence[Decision]) -> pa.Table:
             "model_version": d.model_version,
             "suppressed": [{"action_id": s.action_id, "rule": s.rule} for s in d.suppressed],
             "activated": d.activated,
+            "slate": (
+                [{"action_id": sl.action_id, "probability": sl.probability} for sl in d.slate]
+                if d.slate
+                else None
+            ),
         }
         for d in decisions
     ]

@@ -16,11 +16,16 @@ Semantics, for a reward definition with window ``W``:
 2. Each remaining outcome is classified against its decision:
 
    - ``unknown``: no decision with that ``event_id`` (``unknown_event_outcomes``),
+   - ``slot``: its ``action_id`` names a later slot (2..k) of the decision's
+     ``slate`` (a list served with more than one slot). It is credited to that
+     slot: each slot is joined like a decision of its own (same window, types,
+     values, default), giving ``slot_rewards`` (slot 1 is ``reward``); used
+     ones count as ``slot_outcomes``, early and late ones as below,
    - ``other_action``: its ``action_id`` names an action other than the
-     decision's ``chosen_action_id`` (``other_action_outcomes``): a rep's
-     feedback or an HCP's response about another suggestion of the same
-     decision. It is kept in the log but never credited to the chosen action,
-     whatever its time,
+     decision's ``chosen_action_id`` that is not in its slate
+     (``other_action_outcomes``): a rep's feedback or an HCP's response about
+     another suggestion of the same decision. It is kept in the log but never
+     credited, whatever its time,
    - ``early``: ``outcome.ts < decision.ts`` (``early_outcomes``),
    - ``late``: ``outcome.ts > decision.ts + W`` (``late_outcomes``),
    - ``used``: ``decision.ts <= outcome.ts <= decision.ts + W``.
@@ -205,13 +210,31 @@ GROUP BY 1
 """
 
 
+#: De-duplicated outcomes that name an action (same de-duplication as :data:`JOIN_SQL`).
+NAMED_OUTCOMES_SQL = """
+WITH ranked AS (
+    SELECT event_id, type, source_id, ts_us, value, action_id,
+        ROW_NUMBER() OVER (
+            PARTITION BY event_id, type, source_id ORDER BY ts_us, value
+        ) AS copy_no
+    FROM outcomes
+)
+SELECT event_id, type, source_id, ts_us, value, action_id
+FROM ranked WHERE copy_no = 1 AND action_id IS NOT NULL
+"""
+
+#: Separates a decision's event id from a slot's action id in the keys of the slot join.
+_SLOT_KEY_SEP = "\x1f"
+
+
 @dataclass(frozen=True)
 class JoinCounts:
     """What the join did with its inputs.
 
     ``outcomes == outcomes_used + late_outcomes + early_outcomes
     + unknown_event_outcomes + duplicate_outcomes + unselected_outcomes
-    + other_action_outcomes + outcomes_after_as_of + open_window_outcomes``.
+    + other_action_outcomes + slot_outcomes + outcomes_after_as_of
+    + open_window_outcomes``.
 
     Attributes
     ----------
@@ -233,7 +256,11 @@ class JoinCounts:
         Decisions without a used outcome, given the default reward.
     other_action_outcomes : int
         De-duplicated outcomes about another action of their decision than the
-        chosen one (kept, never credited).
+        chosen one that is not in its slate (kept, never credited).
+    slot_outcomes : int
+        De-duplicated outcomes about a later slot (2..k) of their decision's
+        slate, inside the window: credited to that slot (``slot_rewards``).
+        Those early or late count in ``early_outcomes`` / ``late_outcomes``.
     unselected_outcomes : int
         :func:`load_joined` only: outcomes of logged decisions that were not
         selected (outside ``since``/``until`` or not activated).
@@ -265,6 +292,7 @@ class JoinCounts:
     open_window_outcomes: int = 0
     outcomes_after_as_of: int = 0
     delay_closed_decisions: int = 0
+    slot_outcomes: int = 0
 
     def as_dict(self) -> dict[str, int]:
         return dataclasses.asdict(self)
@@ -566,16 +594,25 @@ def join_rewards(
         "window_us": window_us,
         "default_reward": float(reward_def.default_reward),
     }
+    sql = JOIN_SQL.format(reward=_reward_expr(reward_def))
+    slate_col = decisions.column("slate")
+    has_slates = slate_col.null_count < n
     con = duckdb.connect(":memory:")
     try:
         con.register("decisions", d_in)
         con.register("outcomes", o_in)
         con.register("weights", w_in)
-        sql = JOIN_SQL.format(reward=_reward_expr(reward_def))
         per = con.sql(sql, params=params).to_arrow_table()
         status_rows = con.execute(COUNTS_SQL, {"window_us": params["window_us"]}).fetchall()
+        named = con.sql(NAMED_OUTCOMES_SQL).to_arrow_table() if has_slates else None
     finally:
         con.close()
+    slot_rewards: pa.Array = pa.nulls(n, JOINED.field("slot_rewards").type)
+    slot_status: dict[str, int] = {}
+    if named is not None:
+        slot_rewards, slot_status = _slot_rewards(
+            decisions, d_in, named, per.column("reward"), sql, params, w_in
+        )
 
     by_status = {str(s): int(c) for s, c in status_rows}
     n_default = int(pc.sum(per.column("reward_is_default").cast(pa.int64())).as_py() or 0)
@@ -587,16 +624,19 @@ def join_rewards(
     table = table.append_column(
         JOINED.field("reward_definition"), pa.array([reward_def.id] * n, pa.string())
     )
+    table = table.append_column(JOINED.field("slot_rewards"), slot_rewards)
+    n_slot_all = sum(slot_status.get(k, 0) for k in ("used", "late", "early"))
     counts = JoinCounts(
         decisions=n,
         outcomes=n_given,
         outcomes_used=by_status.get("used", 0),
-        late_outcomes=by_status.get("late", 0),
+        late_outcomes=by_status.get("late", 0) + slot_status.get("late", 0),
         duplicate_outcomes=outcomes.num_rows - n_dedup,
         unknown_event_outcomes=by_status.get("unknown", 0),
-        early_outcomes=by_status.get("early", 0),
+        early_outcomes=by_status.get("early", 0) + slot_status.get("early", 0),
         default_decisions=n_default,
-        other_action_outcomes=by_status.get("other_action", 0),
+        other_action_outcomes=by_status.get("other_action", 0) - n_slot_all,
+        slot_outcomes=slot_status.get("used", 0),
         open_window_decisions=n_open,
         open_window_outcomes=n_open_out,
         outcomes_after_as_of=n_after,
@@ -612,6 +652,88 @@ def join_rewards(
         as_of_basis="as_of given" if as_of is not None else "outcomes complete",
         open_windows=open_windows,
     )
+
+
+def _slot_rewards(
+    decisions: pa.Table,
+    d_in: pa.Table,
+    named: pa.Table,
+    reward: pa.ChunkedArray,
+    sql: str,
+    params: dict[str, Any],
+    weights: pa.Table,
+) -> tuple[pa.Array, dict[str, int]]:
+    """Rewards of every slot of each decision's slate, and the slot outcomes by status.
+
+    Each slot ``j >= 2`` is joined like a decision of its own, keyed
+    ``event_id + SEP + action_id``, to the de-duplicated outcomes naming that
+    action (``named``), with :data:`JOIN_SQL` itself: the same window, types,
+    values and default. Slot 1 is the decision's ``reward``.
+
+    Parameters
+    ----------
+    decisions : pyarrow.Table
+        n rows, with ``slate``.
+    d_in : pyarrow.Table
+        The join's decision input (``row_id``, ``event_id``, ``ts_us``), n rows.
+    named : pyarrow.Table
+        De-duplicated outcomes with an ``action_id`` (:data:`NAMED_OUTCOMES_SQL`).
+    reward : pyarrow.ChunkedArray, shape (n,)
+        Slot 1's reward of each decision.
+
+    Returns
+    -------
+    slot_rewards : pyarrow.Array, shape (n,)
+        A list per decision with a slate (its length), null for the others.
+    status : dict of str to int
+        Counts of slot outcomes ``used``, ``late`` and ``early``.
+    """
+    slates = decisions.column("slate").to_pylist()
+    event_ids = d_in.column("event_id").to_pylist()
+    ts_us = d_in.column("ts_us").to_pylist()
+    keys: list[str] = []
+    slot_ts: list[int] = []
+    slot_action: list[str] = []
+    where: list[tuple[int, int]] = []
+    for r, slate in enumerate(slates):
+        for j, slot in enumerate(slate or ()):
+            if j == 0:
+                continue
+            keys.append(f"{event_ids[r]}{_SLOT_KEY_SEP}{slot['action_id']}")
+            slot_ts.append(ts_us[r])
+            slot_action.append(slot["action_id"])
+            where.append((r, j))
+    s_in = pa.table(
+        {
+            "row_id": pa.array(np.arange(len(keys), dtype=np.int64)),
+            "event_id": pa.array(keys, pa.string()),
+            "ts_us": pa.array(slot_ts, pa.int64()),
+            "chosen_action_id": pa.array(slot_action, pa.string()),
+        }
+    )
+    sep = pa.array([_SLOT_KEY_SEP] * named.num_rows, pa.string())
+    o_key = pc.binary_join_element_wise(named.column("event_id"), named.column("action_id"), sep)
+    o_in = named.set_column(0, "event_id", o_key)
+    con = duckdb.connect(":memory:")
+    try:
+        con.register("decisions", s_in)
+        con.register("outcomes", o_in)
+        con.register("weights", weights)
+        per = con.sql(sql, params=params).to_arrow_table()
+        rows = con.execute(COUNTS_SQL, {"window_us": params["window_us"]}).fetchall()
+    finally:
+        con.close()
+    status = {str(k): int(c) for k, c in rows if k in ("used", "late", "early")}
+    per_slot = per.column("reward").to_pylist()
+    first = reward.to_pylist()
+    out: list[list[float] | None] = [
+        None if not sl else [float(first[r])] + [0.0] * (len(sl) - 1) for r, sl in enumerate(slates)
+    ]
+    for (r, j), value in zip(where, per_slot, strict=True):
+        row = out[r]
+        assert row is not None
+        row[j] = float(value)
+    return pa.array(out, JOINED.field("slot_rewards").type), status
 
 
 def _delay_correct(

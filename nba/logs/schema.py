@@ -24,6 +24,8 @@ TS = pa.timestamp("us", tz="UTC")
 
 SUPPRESSION = pa.struct([pa.field("action_id", pa.string()), pa.field("rule", pa.string())])
 
+SLATE_SLOT = pa.struct([pa.field("action_id", pa.string()), pa.field("probability", pa.float64())])
+
 DECISIONS = pa.schema(
     [
         pa.field("event_id", pa.string(), nullable=False),
@@ -42,6 +44,9 @@ DECISIONS = pa.schema(
         pa.field("model_version", pa.string(), nullable=False),
         pa.field("suppressed", pa.list_(SUPPRESSION), nullable=False),
         pa.field("activated", pa.bool_(), nullable=False),
+        # every slot of the served list, slot 1 (the chosen action) first, each with its
+        # probability given the slots before; null: one slot, the chosen action
+        pa.field("slate", pa.list_(SLATE_SLOT), nullable=True),
     ]
 )
 
@@ -140,6 +145,8 @@ JOINED = pa.schema(
         pa.field("n_late_outcomes", pa.int32(), nullable=False),
         pa.field("reward_is_default", pa.bool_(), nullable=False),
         pa.field("reward_definition", pa.string(), nullable=False),
+        # reward of each slot of ``slate`` (slot 1 is ``reward``); null when no slate
+        pa.field("slot_rewards", pa.list_(pa.float64()), nullable=True),
     ]
 )
 

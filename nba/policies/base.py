@@ -26,7 +26,7 @@ import numpy as np
 import numpy.typing as npt
 
 from nba.context import DecisionContext
-from nba.domain import Action, ValidationError
+from nba.domain import SLATE_MASS_FLOOR, Action, ValidationError, slot_probability
 
 Probabilities = npt.NDArray[np.float64]
 
@@ -57,6 +57,59 @@ def sample_index(probabilities: Probabilities, seed: int, event_id: str) -> int:
     while probabilities[idx] <= 0.0 and idx > 0:
         idx -= 1
     return idx
+
+
+def sample_slate(
+    probabilities: Probabilities, chosen_index: int, k: int, seed: int, event_id: str
+) -> tuple[list[int], list[float]]:
+    """A list of up to ``k`` distinct actions: the chosen one, then draws without replacement.
+
+    Slot 1 is ``chosen_index`` (drawn by :meth:`Policy.decide`); slot ``j`` is drawn
+    from ``probabilities`` restricted to the actions not yet placed, with a uniform
+    fixed by ``(seed, event_id + "/slot<j>")``; when no probability mass is left,
+    uniformly among the actions left (:func:`nba.domain.slot_probability`).
+
+    Parameters
+    ----------
+    probabilities : ndarray of float64, shape (n_actions,)
+    chosen_index : int
+    k : int
+        Slots wanted (at least 1); the list has ``min(k, n_actions)``.
+    seed : int
+    event_id : str
+
+    Returns
+    -------
+    indices : list of int, length min(k, n_actions)
+    conditional : list of float, same length
+        Slot ``j``'s probability given slots ``1..j-1`` (slot 1: the propensity).
+
+    >>> p = np.array([0.5, 0.3, 0.2])
+    >>> idx, cond = sample_slate(p, 0, 3, seed=1, event_id="e1")
+    >>> idx[0], sorted(idx), round(cond[0], 3)
+    (0, [0, 1, 2], 0.5)
+    """
+    if k < 1:
+        raise PolicyError(f"slate size k must be at least 1, got {k}")
+    p = np.asarray(probabilities, dtype=np.float64)
+    n = p.shape[0]
+    indices = [int(chosen_index)]
+    conditional = [float(p[chosen_index])]
+    left = np.ones(n, dtype=bool)
+    left[chosen_index] = False
+    for j in range(2, min(k, n) + 1):
+        cand = np.flatnonzero(left)
+        w = p[cand]
+        mass = math.fsum(w.tolist())
+        if mass <= SLATE_MASS_FLOOR:
+            w = np.ones(cand.shape[0])
+            mass = float(cand.shape[0])
+        pos = sample_index(w / mass, seed, f"{event_id}/slot{j}")
+        i = int(cand[pos])
+        indices.append(i)
+        conditional.append(slot_probability(p.tolist(), indices[:-1], i))
+        left[i] = False
+    return indices, conditional
 
 
 def check_probabilities(p: Probabilities, n_actions: int, who: str) -> Probabilities:

@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
+import pyarrow.compute as pc
 from tqdm import tqdm
 
 from nba.catalog import Catalog
@@ -59,6 +60,7 @@ from simulators.hcp.response import (
     ResponseModel,
     SampledOutcomes,
 )
+from simulators.hcp.slates import sample_slates, slot_attention
 
 F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
@@ -294,6 +296,11 @@ class World:
         decisions with nothing left are skipped, and HCPs in the rules' holdout get
         the uniform baseline (``model_version`` ``holdout:baseline:uniform``).
         Default: none (the world's own eligibility only).
+    slate_size : int
+        Suggestions shown per decision (``k``); slots 2..k are drawn without
+        replacement and logged in ``slate`` (:mod:`simulators.hcp.slates`).
+    slot_attention : float
+        The HCP looks at slot ``j`` with probability ``slot_attention ** (j - 1)``.
     """
 
     def __init__(
@@ -305,14 +312,29 @@ class World:
         seed: int = 0,
         start: date = DEFAULT_START,
         rules: ContactPolicy | None = None,
+        slate_size: int = 1,
+        slot_attention: float = 0.5,
     ) -> None:
         if isinstance(hcps, bool) or not isinstance(hcps, int) or hcps < 1:
             raise SimulationError(f"hcps must be a positive integer, got {hcps!r}")
+        if isinstance(slate_size, bool) or not isinstance(slate_size, int) or slate_size < 1:
+            raise SimulationError(f"slate_size must be an integer >= 1, got {slate_size!r}")
+        if not (
+            isinstance(slot_attention, int | float)
+            and not isinstance(slot_attention, bool)
+            and 0.0 < slot_attention <= 1.0
+        ):
+            raise SimulationError(f"slot_attention must be in (0, 1], got {slot_attention!r}")
         if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
             raise SimulationError(f"seed must be a non-negative integer, got {seed!r}")
         if rules is not None and not isinstance(rules, ContactPolicy):
             raise SimulationError(f"rules must be a ContactPolicy, got {type(rules).__name__}")
         self.rules = rules
+        self.slate_size = slate_size
+        self.slot_attention = float(slot_attention)
+        # slots 2..k draw from their own child of the seed (the eighth), so a world with
+        # k > 1 makes exactly the draws of the same world with k = 1, plus its own
+        self.rng_slates = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(7,)))
         self.catalog = catalog or Catalog.default()
         self.config = config or WorldConfig()
         self.reward_definition = reward_definition or RewardDefinition.default()
@@ -893,6 +915,8 @@ class World:
                 supp_action=cols.astype(np.int64),
                 supp_rule=supp_rule[rows, cols].astype(np.int64),
             )
+        if self.slate_size > 1:
+            self._later_slots(ts_us, eids, offsets, action, p, chosen, probs_all)
         bufs["touches"].add(rows=Touches.contacts(hcp, ts_us, ch, item))
         if ex.pulls.n:
             bufs["touches"].add(rows=ex.pulls)
@@ -903,6 +927,7 @@ class World:
             day=ev_day,
             type_code=sampled.type_code,
             channel=ch[ev_entry],
+            action=np.full(ev_entry.shape[0], -1, dtype=np.int64),
         )
         if keep:
             partial = None
@@ -928,6 +953,50 @@ class World:
             if partial is not None:
                 # the early batch carries no final reward: it is not known yet
                 self._early.append(_Pending(d, replace(lb, reward=partial)))
+
+    def _later_slots(
+        self,
+        ts_us: I64,
+        eids: npt.NDArray[np.str_],
+        offsets: I64,
+        action: I64,
+        p: F64,
+        chosen: I64,
+        probs_all: OutcomeProbabilities,
+    ) -> None:
+        """Draw slots 2..k of the day's decisions and the HCPs' responses to them.
+
+        Each slot is drawn without replacement from the decision's probabilities;
+        the HCP looks at slot ``j`` with probability ``slot_attention ** (j - 1)``
+        and then responds to its action as to the same action alone. The responses
+        are outcomes naming the slot's action (``source_id`` ``sim|<action id>``);
+        they change no state (docs/simulator.md, "Slates")."""
+        k = self.slate_size
+        positions, conditional = sample_slates(p, offsets, chosen, k, self.rng_slates)
+        slot_action = np.where(positions >= 0, action[offsets[:-1, None] + positions], -1)
+        self._bufs["decisions"].add(
+            slate_action=slot_action.reshape(-1), slate_prob=conditional.reshape(-1)
+        )
+        for j in range(1, k):
+            rows = np.flatnonzero(positions[:, j] >= 0)
+            look = self.rng_slates.random(rows.shape[0]) < slot_attention(
+                self.slot_attention, j + 1
+            )
+            rows = rows[look]
+            if rows.size == 0:
+                continue
+            flat = offsets[rows] + positions[rows, j]
+            sampled = self.response.sample(probs_all.take(flat), self.rng_slates)
+            ent = rows[sampled.entry]
+            ev_ts = ts_us[ent] + np.rint(sampled.delay_days * DAY_US).astype(np.int64)
+            self._bufs["outcomes"].add(
+                event_id=eids[ent],
+                ts=ev_ts,
+                day=(ev_ts - self._start_us) // DAY_US,
+                type_code=sampled.type_code,
+                channel=self._action_channel[action[flat[sampled.entry]]],
+                action=action[flat[sampled.entry]],
+            )
 
     def _decide_split(
         self,
@@ -1118,11 +1187,25 @@ class World:
             n = cols["event_id"].shape[0]
             if n:
                 self._last_outcome_us = max(self._last_outcome_us, int(cols["ts"].max()))
-                order = np.lexsort((cols["type_code"], cols["event_id"], cols["ts"]))
+                order = np.lexsort(
+                    (cols["action"], cols["type_code"], cols["event_id"], cols["ts"])
+                )
                 cols = {k: v[order] for k, v in cols.items()}
                 sources = np.array(
                     [OUTCOME_SOURCE.get(c, "simulator") for c in self.channels], dtype=object
                 )
+                slot = cols["action"] >= 0
+                if slot.any():
+                    named = self._action_ids.take(pa.array(np.where(slot, cols["action"], 0)))
+                    action_id = pc.if_else(pa.array(slot), named, pa.nulls(n, pa.string()))
+                    source_id = pc.if_else(
+                        pa.array(slot),
+                        pc.binary_join_element_wise("sim", named, "|"),
+                        "sim",
+                    )
+                else:
+                    action_id = pa.nulls(n, pa.string())
+                    source_id = pa.array(np.full(n, "sim", dtype=object), pa.string())
                 table = pa.table(
                     {
                         "event_id": pa.array(cols["event_id"], pa.string()),
@@ -1130,9 +1213,9 @@ class World:
                         "type": self._type_names.take(pa.array(cols["type_code"])),
                         "value": pa.array(np.ones(n), pa.float64()),
                         "source": pa.array(sources[cols["channel"]], pa.string()),
-                        "source_id": pa.array(np.full(n, "sim", dtype=object), pa.string()),
-                        # the simulated HCP responds to the action it received: the chosen one
-                        "action_id": pa.nulls(n, pa.string()),
+                        "source_id": source_id,
+                        # null: the chosen action; else a later slot of the decision's list
+                        "action_id": action_id,
                     },
                     schema=OUTCOMES,
                 )
@@ -1230,9 +1313,30 @@ class World:
                 "model_version": pa.array(model_version, pa.string()),
                 "suppressed": suppressed,
                 "activated": pa.array(np.ones(nrows, dtype=bool)),
+                "slate": self._slate_column(dec, nrows),
             },
             schema=DECISIONS,
         )
+
+    def _slate_column(self, dec: Mapping[str, list[Any]], nrows: int) -> pa.Array:
+        """The ``slate`` column: null with one slot, else every slot with its probability."""
+        typ = DECISIONS.field("slate").type
+        if "slate_action" not in dec:
+            return pa.nulls(nrows, typ)
+        k = self.slate_size
+        act = np.concatenate(dec["slate_action"]).reshape(nrows, k)
+        prob = np.concatenate(dec["slate_prob"]).reshape(nrows, k)
+        keep = act >= 0
+        lengths = keep.sum(axis=1)
+        offsets = np.zeros(nrows + 1, dtype=np.int64)
+        np.cumsum(lengths, out=offsets[1:])
+        values = pa.StructArray.from_arrays(
+            [self._action_ids.take(pa.array(act[keep])), pa.array(prob[keep], pa.float64())],
+            fields=list(typ.value_type),
+        )
+        slates = _list_array(offsets, values)
+        # a decision with one eligible action shows one slot: no slate
+        return pc.if_else(pa.array(lengths > 1), slates, pa.nulls(nrows, typ))
 
     def _write_population(self, out: Path) -> None:
         import pyarrow.parquet as pq
@@ -1286,6 +1390,11 @@ class World:
             "summary": {k: v for k, v in summary.to_dict().items() if k not in ("out",)},
             **horizon,
         }
+        if self.slate_size > 1:
+            manifest["slates"] = {
+                "slate_size": self.slate_size,
+                "slot_attention": self.slot_attention,
+            }
         if self.rules is not None:
             manifest["contact_rules"] = {
                 "name": self.rules.name,
@@ -1455,6 +1564,8 @@ def simulate(
     progress: bool = False,
     rules: ContactPolicy | str | Path | None = None,
     horizon_cut: bool = False,
+    slate_size: int = 1,
+    slot_attention: float = 0.5,
 ) -> Summary:
     """Build a world and run it: the Python API behind ``nba simulate``.
 
@@ -1475,6 +1586,9 @@ def simulate(
         Contact rules to apply (``"default"``: ``nba/data/rules.toml``); none by default.
     horizon_cut : bool
         Withhold outcomes after the last simulated day (see :meth:`World.run`).
+    slate_size, slot_attention
+        Suggestions per decision and the attention decay per slot (see
+        :class:`World`).
 
     Returns
     -------
@@ -1494,6 +1608,8 @@ def simulate(
         seed=seed,
         start=start,
         rules=_load_rules(rules),
+        slate_size=slate_size,
+        slot_attention=slot_attention,
     )
     return world.run(
         days, policy=policy, out=out, epsilon=epsilon, progress=progress, horizon_cut=horizon_cut

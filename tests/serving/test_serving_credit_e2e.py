@@ -13,7 +13,10 @@ import httpx
 from click.testing import CliRunner
 from serving_testkit import HCP_BODY, auth, start_server, stop_server
 
+from nba.catalog import Catalog
 from nba.logs import io as logio
+from nba.logs.join import load_joined
+from nba.reward import RewardDefinition
 from nba_cli.main import main
 from serving.store import EventStore
 
@@ -41,7 +44,9 @@ def test_feedback_on_suggestion_two_over_http(tmp_path: Path) -> None:
             assert r.status_code == 201, r.text
             ev = r.json()
             eid = ev["event_id"]
-            first, second = ev["suggestions"][0]["action_id"], ev["suggestions"][1]["action_id"]
+            first, second, third = (sg["action_id"] for sg in ev["suggestions"])
+            assert [sg["slot"] for sg in ev["suggestions"]] == [1, 2, 3]
+            assert ev["suggestions"][0]["slot_probability"] == ev["suggestions"][0]["probability"]
             assert first == ev["chosen_action_id"] != second
 
             def report(body: dict[str, object]) -> httpx.Response:
@@ -53,7 +58,20 @@ def test_feedback_on_suggestion_two_over_http(tmp_path: Path) -> None:
             # the same report again is the same outcome
             again = report({"type": "accepted", "source_id": "rep-1", "action_id": second})
             assert again.status_code == 200 and again.json()["stored"] is False
+            removed = {x["action_id"] for x in ev["suppressed"]}
+            unshown = next(
+                a.action_id
+                for a in Catalog.default().actions
+                if a.channel == "rep_visit"
+                and a.action_id not in removed
+                and a.action_id not in (first, second, third)
+            )
             bad = [
+                (
+                    {"type": "accepted", "action_id": unshown},
+                    f"event '{eid}': action_id '{unshown}' was not shown in this decision's "
+                    f"list (its 3 slots: {first}, {second}, {third})",
+                ),
                 (
                     {"type": "accepted", "action_id": "VEL-NOPE@rep_visit"},
                     f"event '{eid}': action_id 'VEL-NOPE@rep_visit' was not offered",
@@ -101,11 +119,17 @@ def test_feedback_on_suggestion_two_over_http(tmp_path: Path) -> None:
     args += ["--as-of", later]
     res = CliRunner().invoke(main, [*args, "--out", str(out), "--quiet"])
     assert res.exit_code == 0, res.output
-    assert "other_action_outcomes: 1" in res.output and "default_decisions: 1" in res.output
+    # suggestion 2 is slot 2 of the logged list: the rep's "accepted" is credited to it
+    assert "slot_outcomes: 1" in res.output and "other_action_outcomes: 0" in res.output
+    assert "default_decisions: 1" in res.output
     (line,) = out.read_text().splitlines()
     obj = json.loads(line)
     # the sampled suggestion #1 got the default reward, not the rep's "accepted"
     assert obj["EventId"] == eid and obj["_label_cost"] == 0.0
     assert obj["nba"]["reward_is_default"] is True
+    assert [s["action_id"] for s in obj["nba"]["slate"]] == [first, second, third]
+    joined = load_joined(log, RewardDefinition.load(rd), as_of=later).table
+    (slot_rewards,) = joined.column("slot_rewards").to_pylist()
+    assert slot_rewards == [0.0, 1.0, 0.0]
     (other,) = obj["nba"]["other_action_outcomes"]
     assert (other["type"], other["action_id"], other["value"]) == ("accepted", second, 1.0)

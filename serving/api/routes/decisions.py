@@ -39,7 +39,9 @@ def decide(
     body: schemas.DecisionRequest, svc: ServicesDep, who: DecideKey, response: Response
 ) -> schemas.DecisionResponse:
     """The chosen action is sampled from the served probabilities (the logged
-    propensity is its probability); the other suggestions are ranked. The decision
+    propensity is its probability); the other suggestions are drawn without
+    replacement from the same probabilities, each shown with its ``slot`` and
+    ``slot_probability`` and logged in the decision's slate. The decision
     is durable in the event store before this answer is sent."""
     check_hcp(svc.store, who, body.hcp_id)
     status, out = svc.engine.decide(body, who.name)
