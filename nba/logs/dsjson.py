@@ -142,8 +142,8 @@ from nba.domain import (
     Action,
     Decision,
     Outcome,
-    Touch,
     SlateSlot,
+    Touch,
     ValidationError,
     outcome_channel_problem,
 )
