@@ -328,6 +328,9 @@ class World:
         # pull signals draw from their own child of the seed (the seventh; the sixth is
         # the holdout baseline's), so the outcome, request and id draws above are unchanged
         self.rng_pulls = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(6,)))
+        # business value events (sample requests, Rx signals) from the eighth child, so
+        # every draw above is the same with or without them
+        self.rng_value = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(7,)))
         self.pulls = PullModel(self.catalog, self.config, self.population)
         cat = self.catalog
         self.channels = cat.channels
@@ -642,7 +645,7 @@ class World:
         pop = self.population
         if probs is None:
             probs = self.response.probabilities(pop, hcp, action)
-        sampled = self.response.sample(probs, self.rng_outcomes)
+        sampled = self.response.sample(probs, self.rng_outcomes, self.rng_value)
         n = hcp.shape[0]
         d = day
         ch = self._action_channel[action]
@@ -1062,7 +1065,18 @@ class World:
             arr[entry[hit]] = True
         gate |= ~resp.has_gate[ch]
         state = np.where(sec, BOTH, np.where(prim, PRIMARY_ONLY, NEITHER))
-        return resp.reward_table[ch, gate.astype(np.int64), state, side.astype(np.int64)]
+        out = resp.reward_table[ch, gate.astype(np.int64), state, side.astype(np.int64)]
+        changed = False
+        for j, v_code in enumerate(resp.value_code.tolist()):
+            hit = in_window & (code == v_code)
+            if hit.any() and resp.value_weight[j] != 0:
+                # aggregation is "sum" whenever a value type is weighed (ResponseModel)
+                out = out + resp.value_weight[j] * np.bincount(entry[hit], minlength=n)
+                changed = True
+        if resp.channel_cost.any():
+            out = out - resp.channel_cost[ch]
+            changed = True
+        return np.round(out, 12) if changed else out
 
     # ------------------------------------------------------------------ output
     def _flush(self, out: Path, final: bool, before_day: int) -> None:
