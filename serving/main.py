@@ -36,6 +36,7 @@ from serving.api.routes import (
     events,
     hcps,
     health,
+    kpis,
     models,
     personalizer,
     touches,
@@ -170,6 +171,11 @@ def open_services(settings: Settings, loader: PolicyLoader | None = None) -> Ser
         if settings.reward_path
         else RewardDefinition.default()
     )
+    value = (
+        RewardDefinition.load(settings.value_path)
+        if settings.value_path
+        else RewardDefinition.business_value()
+    )
     store = EventStore(
         settings.store_path,
         reward_window_days=float(reward.window_days),
@@ -219,6 +225,7 @@ def open_services(settings: Settings, loader: PolicyLoader | None = None) -> Ser
         engine=engine,
         auth=Authenticator(settings),
         features=features,
+        value=value,
     )
 
 
@@ -289,7 +296,7 @@ def create_app(settings: Settings | None = None, loader: PolicyLoader | None = N
     app.state.auth = Authenticator(cfg)
     app.state.services = None
     errors.install(app)
-    for module in (decisions, events, touches, hcps, models, personalizer, health):
+    for module in (decisions, events, touches, hcps, models, personalizer, health, kpis):
         app.include_router(module.router)
     if cfg.bench_routes:
         app.include_router(bench.router)

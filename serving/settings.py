@@ -100,6 +100,11 @@ class Settings(BaseSettings):
     reward_path: Path | None = Field(
         default=None, description="Reward definition; default: packaged."
     )
+    value_path: Path | None = Field(
+        default=None,
+        description="Business value definition (outcome values, channel costs) the KPIs, "
+        "the holdout lift and `nba report` use; default: packaged nba/data/value.toml.",
+    )
     features_path: Path | None = Field(
         default=None,
         description="HCP features config (specialties, markets, declared attributes); "
