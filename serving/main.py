@@ -212,6 +212,7 @@ def open_services(settings: Settings, loader: PolicyLoader | None = None) -> Ser
         history_days=settings.history_days,
         allow_client_time=settings.allow_client_time,
         features=features,
+        holdout=settings.holdout_policy,
     )
     if settings.group_commit:
         engine.committer = GroupCommitter(store)

@@ -7,7 +7,8 @@ For the decisions made in ``[since, until)`` (decision time), per group:
   decision never activated did not reach anyone); ``holdout``: decisions for HCPs
   of the global holdout (``model_version`` ``holdout:...``).
 - ``outcome_rate`` / ``engagement_rate``: share of executed decisions with at
-  least one outcome / one engagement outcome (``nba.domain.ENGAGEMENT_TYPES``)
+  least one outcome other than ``delivered`` (a delivery receipt is not a
+  response) / one engagement outcome (``nba.domain.ENGAGEMENT_TYPES``)
   credited to the chosen action (``action_id`` null or the chosen one) inside
   the value definition's reward window ``[ts, ts + window]``;
   ``outcome_rates[type]``: the same share per outcome type.
@@ -210,7 +211,8 @@ c(channel, cost) AS (SELECT * FROM (VALUES {costs})),
 per AS (
     SELECT d0.event_id, d0.grp, d0.activated, d0.holdout,
         COALESCE(c.cost, 0.0) * d0.activated AS cost,
-        COUNT(t.type) AS n_types,
+        SUM(CASE WHEN t.type IS NOT NULL AND t.type <> 'delivered' THEN 1 ELSE 0 END)
+            AS n_types,
         SUM(CASE WHEN t.type IN ({engagement}) THEN 1 ELSE 0 END) AS n_eng,
         COALESCE(SUM(w.weight * CASE WHEN w.by_value = 1 THEN t.value ELSE 1.0 END), 0.0)
             AS value

@@ -68,8 +68,10 @@ DAY_US = 86_400_000_000
 HOUR_US = 3_600_000_000
 #: how serving marks holdout decisions in ``model_version`` (serving.engine.HOLDOUT_PREFIX)
 HOLDOUT_PREFIX = "holdout:"
-#: the baseline holdout HCPs get (serving.lifecycle.BASELINE_POLICY)
+#: the baseline holdout HCPs get by default (serving.lifecycle.BASELINE_POLICY)
 HOLDOUT_BASELINE = "uniform"
+#: what the holdout may get instead in the simulator (fixed policies that need no model)
+HOLDOUT_POLICIES: tuple[str, ...] = ("uniform", "campaign", "segment")
 
 
 class SimulationError(ValidationError):
@@ -292,8 +294,11 @@ class World:
         Contact rules applied to every decision (as serving applies them): removed
         actions are logged in ``suppressed``, policies see only what is left,
         decisions with nothing left are skipped, and HCPs in the rules' holdout get
-        the uniform baseline (``model_version`` ``holdout:baseline:uniform``).
+        the ``holdout_policy`` (``model_version`` ``holdout:baseline:<name>``).
         Default: none (the world's own eligibility only).
+    holdout_policy : {"uniform", "campaign", "segment"}
+        What holdout HCPs get: what the company would do without nba (default
+        ``uniform``, as serving's default).
     """
 
     def __init__(
@@ -305,7 +310,13 @@ class World:
         seed: int = 0,
         start: date = DEFAULT_START,
         rules: ContactPolicy | None = None,
+        holdout_policy: str = HOLDOUT_BASELINE,
     ) -> None:
+        if holdout_policy not in HOLDOUT_POLICIES:
+            raise SimulationError(
+                f"holdout_policy: {holdout_policy!r} is not one of {', '.join(HOLDOUT_POLICIES)}"
+            )
+        self.holdout_policy = holdout_policy
         if isinstance(hcps, bool) or not isinstance(hcps, int) or hcps < 1:
             raise SimulationError(f"hcps must be a positive integer, got {hcps!r}")
         if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
@@ -392,7 +403,7 @@ class World:
             self._holdout = rules.holdout_mask(self.population.hcp_ids.tolist())
             # the sixth child of the world's seed: the five above are unchanged
             self._holdout_pol = make_policy(
-                HOLDOUT_BASELINE, cat, np.random.SeedSequence(seed, spawn_key=(5,))
+                holdout_policy, cat, np.random.SeedSequence(seed, spawn_key=(5,))
             )
 
     def approved_on(self, day: date) -> npt.NDArray[np.bool_]:

@@ -58,6 +58,10 @@ def test_kpis_of_what_was_reported_over_http(server: str) -> None:
         )
         assert r.status_code == 200, r.text
         body = r.json()
+        metrics = c.get("/metrics").text
+    # /metrics reads the same store: engagement rate per channel over the last 7 days
+    assert 'nba_engagement_rate{channel="email"} 0.5' in metrics
+    assert 'nba_executed_decisions{channel="email"} 4.0' in metrics
     assert [g["key"] for g in body["groups"]] == ["email"]
     email = body["groups"][0]
     assert email["decisions"] == 4 and email["executed"] == 4

@@ -89,6 +89,8 @@ def store(tmp_path: Path) -> EventStore:
         Outcome("E1", T0 + 4 * h, "rx_signal"),
         # about the other suggestion: kept, never credited
         Outcome("E2", T0 + 25 * h, "opened", action_id="other@email"),
+        # a delivery receipt is not a response: in outcome_rates, not in outcome_rate
+        Outcome("E2", T0 + 25 * h, "delivered"),
         Outcome("E3", T0 + timedelta(days=3), "meeting_held"),
         # after the 14-day window: not counted
         Outcome("E4", T0 + timedelta(days=15), "meeting_held"),
@@ -102,9 +104,14 @@ def test_kpis_by_channel_worked_out_by_hand(store: EventStore) -> None:
     rep = kpis(store, SINCE, UNTIL, "channel", VALUE)
     email, rep_visit = rep.groups
     assert (email.key, email.decisions, email.executed, email.holdout) == ("email", 3, 2, 0)
-    # E1 has outcomes (opened, clicked, rx_signal); E2 only one about another action
+    # E1 has outcomes (opened, clicked, rx_signal); E2 a delivery and one about another action
     assert email.outcome_rate == 0.5 and email.engagement_rate == 0.5
-    assert email.outcome_rates == {"clicked": 0.5, "opened": 0.5, "rx_signal": 0.5}
+    assert email.outcome_rates == {
+        "clicked": 0.5,
+        "delivered": 0.5,
+        "opened": 0.5,
+        "rx_signal": 0.5,
+    }
     assert email.value == 1.0 + 2.0 + 400.0 and email.cost == 2 * 0.5
     assert email.net_value == 403.0 - 1.0
     # suppressions by the suppressed action's channel

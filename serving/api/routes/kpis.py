@@ -1,5 +1,7 @@
 """``GET /v1/kpis``: decisions, outcome and engagement rates, suppressions, value
-and cost of a period, by channel, content item or market (serving/store_kpis.py)."""
+and cost of a period, by channel, content item or market (serving/store_kpis.py);
+``GET /v1/kpis/lift``: treated vs holdout next to the off-policy estimate
+(serving/store_lift.py)."""
 
 from __future__ import annotations
 
@@ -9,8 +11,10 @@ from fastapi import APIRouter, Query, Request
 from starlette.concurrency import run_in_threadpool
 
 from serving.api.deps import AnyKey, ServicesDep
+from serving.engine import NO_CONTACT
 from serving.errors import ErrorBody, invalid
 from serving.store_kpis import KpiError, kpis, parse_bound
+from serving.store_lift import lift
 
 router = APIRouter(prefix="/v1", tags=["kpis"])
 
@@ -48,6 +52,34 @@ async def get_kpis(
         lo = parse_bound(since, "since", end=False)
         hi = parse_bound(until, "until", end=True)
         report = await run_in_threadpool(kpis, svc.store, lo, hi, by, svc.value)
+    except KpiError as exc:
+        raise invalid(str(exc)) from None
+    return report.as_dict()
+
+
+LIFT_PARAMS = frozenset({"since", "until", "alpha"})
+
+
+@router.get("/kpis/lift", responses=ERRORS, summary="Holdout lift of a period")
+async def get_lift(
+    request: Request,
+    svc: ServicesDep,
+    who: AnyKey,
+    since: str = Query(description="First day (YYYY-MM-DD) or time (ISO 8601 with zone)."),
+    until: str = Query(description="Last day, inclusive, or an exclusive time."),
+    alpha: float = Query(default=0.05, gt=0.0, lt=1.0, description="1 - confidence."),
+) -> dict[str, Any]:
+    """Treated vs holdout mean engagement, value and net value per executed
+    decision with HCP-clustered intervals, and the off-policy (SNIPS) estimate of
+    the same lift from the period's treated decisions. The holdout got
+    ``NBA_HOLDOUT_POLICY`` (uniform, campaign or no_contact)."""
+    _no_unknown(request, LIFT_PARAMS)
+    engine = svc.engine
+    target = engine.holdout if engine.holdout == NO_CONTACT else engine.holdout_policy
+    try:
+        lo = parse_bound(since, "since", end=False)
+        hi = parse_bound(until, "until", end=True)
+        report = await run_in_threadpool(lift, svc.store, lo, hi, svc.value, target, alpha)
     except KpiError as exc:
         raise invalid(str(exc)) from None
     return report.as_dict()
