@@ -5,14 +5,17 @@ holdout mean of what was reported over HTTP, next to the off-policy estimate."""
 from __future__ import annotations
 
 import hashlib
+import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
 import pytest
+from click.testing import CliRunner
 from serving_testkit import HCP_BODY, auth, start_server, stop_server
 
 from nba.contact import ContactPolicy
+from nba_cli.main import main
 
 
 def _rules(tmp: Path, share: float) -> Path:
@@ -28,6 +31,11 @@ def _period() -> dict[str, str]:
         "since": (today - timedelta(days=1)).isoformat(),
         "until": (today + timedelta(days=1)).isoformat(),
     }
+
+
+def _cli_period() -> list[str]:
+    p = _period()
+    return ["--since", p["since"], "--until", p["until"]]
 
 
 def _engages(hcp: str) -> bool:
@@ -94,6 +102,25 @@ def test_campaign_holdout_and_its_lift(tmp_path: Path) -> None:
     assert body["holdout"]["net_value"]["treated_mean"] < body["holdout"]["value"]["treated_mean"]
     assert bad.status_code == 422 and "alpha" in bad.json()["message"]
     assert unknown.status_code == 422 and unknown.json()["message"].startswith("by: unknown")
+
+    # the weekly report reads the same store and says the same
+    out = tmp_path / "weekly"
+    res = CliRunner().invoke(
+        main,
+        ["report", *_cli_period(), "--out", str(out), "--store", str(tmp_path / "events.db")],
+        env={"NBA_HOLDOUT_POLICY": "campaign"},
+    )
+    assert res.exit_code == 0, res.output
+    assert (out / "kpis.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    data = json.loads((out / "kpis.json").read_text())
+    assert data["lift"]["holdout"] == body["holdout"]
+    assert data["lift"]["off_policy"] == body["off_policy"]
+    md = (out / "report.md").read_text()
+    assert f"| email | {len(arms[False]) + len(arms[True])} |" in md
+    assert "got `campaign`" in md
+    row = next(line for line in md.splitlines() if line.startswith("| engagement rate |"))
+    assert f"{100 * t_mean:.1f} % ({len(arms[False])} decisions" in row
+    assert f"{100 * (t_mean - h_mean):+.2f} pts" in row
 
 
 def test_no_contact_holdout_gets_nothing_and_counts_as_zero(tmp_path: Path) -> None:
