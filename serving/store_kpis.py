@@ -59,7 +59,6 @@ GROUPINGS: tuple[str, ...] = ("channel", "content", "market")
 NOT_AVAILABLE: Mapping[str, str] = {
     "journey": "journeys do not exist in this service yet; group by channel, content or market",
 }
-HOLDOUT_PREFIX = "holdout:"
 _US = 1_000_000
 
 
