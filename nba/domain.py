@@ -48,8 +48,15 @@ HCP_RESPONSE_TYPES: frozenset[str] = frozenset(
         "attended",
         "visited",
         "downloaded",
+        "sample_requested",
+        "rx_signal",
     }
 )
+
+#: Outcome types worth money to the brand beyond engagement: a sample request taken
+#: by a rep or on a call, and a prescription (Rx) signal from imported data. Valued
+#: by the ``value`` reward definition (``nba/data/value.toml``).
+VALUE_TYPES: frozenset[str] = frozenset({"sample_requested", "rx_signal"})
 
 #: Outcome types that a rep reports about a suggestion (not an HCP response).
 REP_FEEDBACK_TYPES: frozenset[str] = frozenset({"accepted", "dismissed", "snoozed"})
@@ -75,12 +82,18 @@ OUTCOME_CHANNELS: Mapping[str, frozenset[str]] = {
     "attended": frozenset({"webinar"}),
     "visited": frozenset({"portal"}),
     "downloaded": frozenset({"portal"}),
+    "sample_requested": frozenset({"rep_visit", "remote_call"}),
 }
 
 #: Outcome types that can concern an action on any channel: rep feedback (a rep
 #: judges a suggestion whatever its channel), ``unsubscribed`` (consent is given
-#: and withdrawn per channel, on every channel) and the numeric ``reward``.
-ANY_CHANNEL_TYPES: frozenset[str] = REP_FEEDBACK_TYPES | {"unsubscribed", REWARD_TYPE}
+#: and withdrawn per channel, on every channel), ``rx_signal`` (a prescription signal
+#: imported from sales data follows whatever reached the HCP) and the numeric ``reward``.
+ANY_CHANNEL_TYPES: frozenset[str] = REP_FEEDBACK_TYPES | {
+    "unsubscribed",
+    "rx_signal",
+    REWARD_TYPE,
+}
 
 #: HCP responses that count as engagement in history features.
 ENGAGEMENT_TYPES: frozenset[str] = frozenset(

@@ -26,6 +26,7 @@ order:
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 from collections.abc import Mapping, Sequence
@@ -52,6 +53,7 @@ from nba.domain import (
 from nba.hcp_features import HCPFeatures
 from nba.ids import event_ids, new_event_id
 from nba.policies.base import Policy, sample_slate
+from nba.policies.registry import create
 from nba.reward import RewardDefinition
 from serving import schemas
 from serving.auth import pseudonym
@@ -82,6 +84,9 @@ CONTACT_TYPES: frozenset[str] = frozenset(
 )
 HOLDOUT_PREFIX = "holdout:"
 FALLBACK_PREFIX = "fallback:"
+NO_CONTACT = "no_contact"
+#: what the global holdout may get (``Settings.holdout_policy``)
+HOLDOUT_POLICIES: tuple[str, ...] = ("uniform", "campaign", NO_CONTACT)
 
 
 @dataclass(frozen=True)
@@ -98,6 +103,8 @@ class Prepared:
     #: the policy's expected score of the decision, ``sum_a p(a) * score(a)``, when the
     #: policy gives scores (None otherwise); it does not depend on the sampled action
     value: float | None = None
+    #: a holdout HCP answered with no contact (``holdout_policy="no_contact"``)
+    no_contact: bool = False
 
 
 class DecisionEngine:
@@ -113,6 +120,8 @@ class DecisionEngine:
     metrics : ServiceMetrics
     seed : int
         Sampling seed of the holdout baseline.
+    holdout : {"uniform", "campaign", "no_contact"}
+        What holdout HCPs get (``Settings.holdout_policy``).
     history_days : int
         How far back touches and outcomes are read for a decision.
     allow_client_time : bool
@@ -133,7 +142,11 @@ class DecisionEngine:
         history_days: int = 90,
         allow_client_time: bool = False,
         features: HCPFeatures | None = None,
+        holdout: str = "uniform",
     ) -> None:
+        if holdout not in HOLDOUT_POLICIES:
+            raise ValueError(f"holdout: {holdout!r} is not one of {', '.join(HOLDOUT_POLICIES)}")
+        self.holdout = holdout
         self.store = store
         self.features = features if features is not None else HCPFeatures.default()
         self.catalog = catalog
@@ -143,7 +156,13 @@ class DecisionEngine:
         self.metrics = metrics
         self.history_days = history_days
         self.allow_client_time = allow_client_time
-        self.holdout_policy: Policy = baseline_policy(seed)
+        self.holdout_policy: Policy = (
+            create("campaign", seed=seed, catalog=catalog)
+            if holdout == "campaign"
+            else baseline_policy(seed)
+        )
+        # a model that fails on a request falls back to the uniform baseline
+        self.fallback_policy: Policy = baseline_policy(seed)
         # event ids need uniqueness across workers, not reproducibility
         self._rng = np.random.default_rng()
         self._rng_lock = threading.Lock()
@@ -270,6 +289,17 @@ class DecisionEngine:
         for rule, n in filtered.counts_by_rule().items():
             self.metrics.suppressions.labels(rule=rule).inc(n)
 
+        if self.contact.is_holdout(hcp.hcp_id) and self.holdout == "no_contact":
+            return Prepared(
+                hcp.hcp_id,
+                None,
+                context,
+                [],
+                suppressed,
+                f"{HOLDOUT_PREFIX}{NO_CONTACT}",
+                NO_CONTACT,
+                no_contact=True,
+            )
         if self.contact.is_holdout(hcp.hcp_id):
             policy = self.holdout_policy
             version = f"{HOLDOUT_PREFIX}baseline:{policy.name}"
@@ -294,7 +324,7 @@ class DecisionEngine:
                 type(exc).__name__,
             )
             self.metrics.model_swaps.labels(result="fallback").inc()
-            policy = self.holdout_policy
+            policy = self.fallback_policy
             version = f"{FALLBACK_PREFIX}baseline:{policy.name}"
             pd = policy.decide(context, allowed, eid)
         p = pd.probabilities
@@ -371,6 +401,23 @@ class DecisionEngine:
             hcp.hcp_id, decision, context, suggestions, suppressed, version, policy.name, value
         )
 
+    def _record_no_contact(
+        self,
+        prepared: Sequence[Prepared],
+        now: datetime,
+        requester: str,
+        channels: tuple[str, ...],
+        event_ids_: Sequence[str | None],
+    ) -> None:
+        """Record holdout requests answered with no contact (the holdout lift's
+        no-contact arm); each gets an event id of its own."""
+        rows = []
+        for pr, eid in zip(prepared, event_ids_, strict=True):
+            rows.append(
+                (eid or self.new_event_id(now), now, pr.hcp_id, requester, json.dumps(channels))
+            )
+        self.store.add_holdout_requests(rows)
+
     def _count(self, prepared: Sequence[Prepared]) -> None:
         for pr in prepared:
             if pr.decision is not None:
@@ -402,6 +449,8 @@ class DecisionEngine:
             explain=req.explain,
         )
         supp = [schemas.SuppressedAction(action_id=s.action_id, rule=s.rule) for s in pr.suppressed]
+        if pr.no_contact:
+            self._record_no_contact([pr], now, requester, channels, [req.event_id])
         if pr.decision is None:
             return 200, schemas.DecisionResponse(
                 event_id=None,
@@ -476,6 +525,9 @@ class DecisionEngine:
         decisions = [pr.decision for pr in prepared if pr.decision is not None]
         if decisions:
             self.store_decisions(decisions, req.defer_activation)
+        held = [pr for pr in prepared if pr.no_contact]
+        if held:
+            self._record_no_contact(held, now, requester, channels, [None] * len(held))
         self._count(prepared)
         items = [
             schemas.BatchItem(
@@ -483,7 +535,11 @@ class DecisionEngine:
                 event_id=pr.decision.event_id if pr.decision else None,
                 chosen_action_id=pr.decision.chosen_action_id if pr.decision else None,
                 suggestions=pr.suggestions,
-                blocked_by=[] if pr.decision else sorted({s.rule for s in pr.suppressed}),
+                blocked_by=[]
+                if pr.decision
+                else ["holdout"]
+                if pr.no_contact
+                else sorted({s.rule for s in pr.suppressed}),
             )
             for pr in prepared
         ]

@@ -36,6 +36,7 @@ from serving.api.routes import (
     events,
     hcps,
     health,
+    kpis,
     models,
     personalizer,
     reps,
@@ -171,6 +172,11 @@ def open_services(settings: Settings, loader: PolicyLoader | None = None) -> Ser
         if settings.reward_path
         else RewardDefinition.default()
     )
+    value = (
+        RewardDefinition.load(settings.value_path)
+        if settings.value_path
+        else RewardDefinition.business_value()
+    )
     store = EventStore(
         settings.store_path,
         reward_window_days=float(reward.window_days),
@@ -207,6 +213,7 @@ def open_services(settings: Settings, loader: PolicyLoader | None = None) -> Ser
         history_days=settings.history_days,
         allow_client_time=settings.allow_client_time,
         features=features,
+        holdout=settings.holdout_policy,
     )
     if settings.group_commit:
         engine.committer = GroupCommitter(store)
@@ -220,6 +227,7 @@ def open_services(settings: Settings, loader: PolicyLoader | None = None) -> Ser
         engine=engine,
         auth=Authenticator(settings),
         features=features,
+        value=value,
     )
 
 
@@ -290,7 +298,7 @@ def create_app(settings: Settings | None = None, loader: PolicyLoader | None = N
     app.state.auth = Authenticator(cfg)
     app.state.services = None
     errors.install(app)
-    for module in (decisions, events, touches, hcps, models, personalizer, health, reps):
+    for module in (decisions, events, touches, hcps, models, personalizer, health, reps, kpis):
         app.include_router(module.router)
     if cfg.bench_routes:
         app.include_router(bench.router)

@@ -10,11 +10,19 @@ template, never the raw path, which may hold an HCP id),
 ``nba_decisions_total{channel}``, ``nba_suppressions_total{rule}``,
 ``nba_outcomes_total{type,late}``, ``nba_model_info{version}`` (1 for the version
 serving now) and ``nba_model_swaps_total{result}``.
+
+Engagement per channel is read from the event store at each scrape (so every
+worker reports the same numbers): ``nba_engagement_rate{channel}`` is the share
+of the decisions executed in the last :data:`ENGAGEMENT_DAYS` days with an
+engagement outcome credited to the chosen action inside the reward window, and
+``nba_executed_decisions{channel}`` their number (serving/store_kpis.py). The
+latest decisions' windows are still open, so the rate runs low at first.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator, Mapping
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -24,6 +32,11 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+#: the rolling window of decisions behind the per-channel engagement gauges
+ENGAGEMENT_DAYS = 7
 
 BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
@@ -88,3 +101,39 @@ class ServiceMetrics:
         reg = CollectorRegistry()
         multiprocess.MultiProcessCollector(reg)
         return generate_latest(reg)
+
+
+class _EngagementCollector(Collector):
+    def __init__(self, by_channel: Mapping[str, tuple[int, float | None]]) -> None:
+        self.by_channel = by_channel
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        rate = GaugeMetricFamily(
+            "nba_engagement_rate",
+            f"Share of decisions executed in the last {ENGAGEMENT_DAYS} days with an "
+            "engagement outcome in the reward window, by chosen channel",
+            labels=["channel"],
+        )
+        executed = GaugeMetricFamily(
+            "nba_executed_decisions",
+            f"Decisions executed in the last {ENGAGEMENT_DAYS} days, by chosen channel",
+            labels=["channel"],
+        )
+        for channel, (n, r) in sorted(self.by_channel.items()):
+            executed.add_metric([channel], float(n))
+            if r is not None:
+                rate.add_metric([channel], r)
+        yield rate
+        yield executed
+
+
+def engagement_exposition(by_channel: Mapping[str, tuple[int, float | None]]) -> bytes:
+    """Prometheus text of the per-channel engagement gauges.
+
+    Parameters
+    ----------
+    by_channel : mapping channel -> (executed decisions, engagement rate or None)
+    """
+    reg = CollectorRegistry()
+    reg.register(_EngagementCollector(by_channel))
+    return generate_latest(reg)

@@ -108,6 +108,11 @@ class Settings(BaseSettings):
     reward_path: Path | None = Field(
         default=None, description="Reward definition; default: packaged."
     )
+    value_path: Path | None = Field(
+        default=None,
+        description="Business value definition (outcome values, channel costs) the KPIs, "
+        "the holdout lift and `nba report` use; default: packaged nba/data/value.toml.",
+    )
     features_path: Path | None = Field(
         default=None,
         description="HCP features config (specialties, markets, declared attributes); "
@@ -126,6 +131,12 @@ class Settings(BaseSettings):
         default=30.0, ge=0, description="How often to follow the alias; 0 switches the check off."
     )
     canary_requests: int = Field(default=8, ge=1, le=1000)
+    holdout_policy: Literal["uniform", "campaign", "no_contact"] = Field(
+        default="uniform",
+        description="What HCPs of the rules' global holdout get: the uniform baseline, the "
+        "push campaign (what the company would do without nba), or no contact at all (the "
+        "request is recorded for the holdout lift and answered with no suggestion).",
+    )
     policy_seed: int = Field(
         default=0, ge=0, description="Seed of the sampling (with the event id)."
     )

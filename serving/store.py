@@ -216,6 +216,15 @@ CREATE TABLE IF NOT EXISTS rep_day_items (
     PRIMARY KEY (rep_id, day, rank)
 );
 CREATE INDEX IF NOT EXISTS rep_day_items_event ON rep_day_items (event_id);
+-- holdout lift: requests of holdout HCPs answered with no contact (NBA_HOLDOUT_POLICY=no_contact)
+CREATE TABLE IF NOT EXISTS holdout_requests (
+    event_id TEXT PRIMARY KEY,
+    ts_us INTEGER NOT NULL,
+    hcp_id TEXT NOT NULL,
+    requester TEXT NOT NULL,
+    channels_requested TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS holdout_requests_ts ON holdout_requests (ts_us);
 """
 
 #: Columns added to tables of an older schema version, with their declaration: a
@@ -505,6 +514,18 @@ class EventStore:
             con.execute("ROLLBACK")
             raise
         con.execute("COMMIT")
+
+    def add_holdout_requests(self, rows: Sequence[tuple[str, datetime, str, str, str]]) -> None:
+        """Record requests of holdout HCPs that got no contact, ``(event_id, ts, hcp_id,
+        requester, channels JSON)`` each, in one transaction (serving/store_kpis.py
+        reads them for the holdout lift)."""
+        if not rows:
+            return
+        with self._write() as con:
+            con.executemany(
+                "INSERT OR IGNORE INTO holdout_requests VALUES (?,?,?,?,?)",
+                [(e, _to_us(ts), h, r, ch) for e, ts, h, r, ch in rows],
+            )
 
     def close(self) -> None:
         """Close this store's connections in this process (they reopen on next use)."""

@@ -230,3 +230,68 @@ def test_mlflow_ui_command_serves_the_tracking_store(tmp_path: Path) -> None:
             proc.wait(timeout=30)
         except subprocess.TimeoutExpired:
             proc.kill()
+
+
+@pytest.mark.slow
+def test_brand_manager_week_runs_against_a_real_server(tmp_path: Path) -> None:
+    serve_block, week_block = _blocks_after("## A brand manager's week")[:2]
+    port = _free_port()
+    serve = _commands(serve_block)[0].replace("--port 8000", f"--port {port}")
+    env_part, _, cmd = serve.partition(" nba ")
+    env = _env(tmp_path)
+    env.update(dict(kv.split("=", 1) for kv in shlex.split(env_part)))
+    proc = subprocess.Popen(
+        ["nba", *shlex.split(cmd)],
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 240
+        while True:
+            assert proc.poll() is None, proc.stdout.read().decode() if proc.stdout else ""
+            try:
+                if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline, "service not ready"
+            time.sleep(0.2)
+        answers = []
+        for line in _commands(week_block):
+            line = line.replace("127.0.0.1:8000", f"127.0.0.1:{port}")
+            args = shlex.split(line)
+            if args[0] == "curl":
+                out = subprocess.run(
+                    [*args, "-w", "\n%{http_code}"], capture_output=True, text=True, check=True
+                )
+                body, _, code = out.stdout.rpartition("\n")
+                answers.append((int(code), json.loads(body)))
+            else:
+                run = subprocess.run(
+                    args, cwd=tmp_path, env=_env(tmp_path), capture_output=True, text=True
+                )
+                assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
+        metrics = httpx.get(f"{base}/metrics", timeout=10).text
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    assert [c for c, _ in answers] == [200, 200, 200], answers
+    by_channel, by_market, lift = (a for _, a in answers)
+    assert by_channel["total"]["decisions"] > 0
+    assert by_channel["total"]["decisions"] == by_market["total"]["decisions"]
+    assert {g["key"] for g in by_channel["groups"]} <= {
+        "email",
+        "rep_visit",
+        "remote_call",
+        "webinar",
+        "portal",
+    }
+    assert lift["holdout_policy"] == "campaign"
+    assert lift["holdout"]["engagement"]["decisions_holdout"] > 0
+    md = (tmp_path / "weekly" / "report.md").read_text(encoding="utf-8")
+    assert "## Lift: treated vs holdout" in md and "got `campaign`" in md
+    assert (tmp_path / "weekly" / "kpis.png").stat().st_size > 0
+    assert "nba_engagement_rate" in metrics

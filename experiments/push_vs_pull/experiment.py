@@ -18,7 +18,10 @@ Figures (per policy, mean ± sd over seeds):
   seed's uniform and oracle runs, over the last ``last_weeks`` weeks (the level
   reached at the end) and over the whole run;
 - the ratio of mean reward per decision (and of engagement rate) to the
-  campaign's, over the last weeks and the whole run.
+  campaign's, over the last weeks and the whole run;
+- business value per decision: what the in-window outcomes are worth (sample
+  requests, Rx signals, engagement; ``nba/data/value.toml``), what the contacts
+  cost, and the difference.
 
 >>> cfg = ExperimentConfig(hcps=50, days=14, seeds=(1,), last_weeks=1,
 ...                        policies=("uniform", "campaign", "oracle"))
@@ -198,6 +201,11 @@ class RunFigures:
     engagement_ratio_all: float = float("nan")
     baseline_ratio_last: float = float("nan")
     baseline_ratio_all: float = float("nan")
+    #: business value (packaged ``value`` definition): outcome value, contact cost
+    #: and their difference per decision, whole run
+    value_per_decision: float = float("nan")
+    cost_per_decision: float = float("nan")
+    net_value_per_decision: float = float("nan")
 
 
 def figures_of(run: PolicyRun, weeks: int, last_from_day: int) -> RunFigures:
@@ -240,6 +248,9 @@ def figures_of(run: PolicyRun, weeks: int, last_from_day: int) -> RunFigures:
         weekly_unsubscribes=weekly(run.unsubscribed, "sum").astype(int).tolist(),
         seconds=run.seconds,
         learning=run.learning,
+        value_per_decision=mean(run.value),
+        cost_per_decision=mean(run.cost),
+        net_value_per_decision=mean(run.value - run.cost),
     )
 
 
@@ -298,6 +309,9 @@ AGGREGATED: tuple[str, ...] = (
     "engagement_ratio_all",
     "baseline_ratio_last",
     "baseline_ratio_all",
+    "value_per_decision",
+    "cost_per_decision",
+    "net_value_per_decision",
     "seconds",
 )
 

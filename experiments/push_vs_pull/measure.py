@@ -29,6 +29,7 @@ import pyarrow.compute as pc
 from nba.domain import ENGAGEMENT_TYPES, ValidationError
 from nba.logs import io as logio
 from nba.logs.join import load_joined
+from nba.reward import RewardDefinition
 from simulators.hcp.learning import VWBatchPolicy
 from simulators.hcp.policies import WORLD_POLICIES, BatchPolicy
 from simulators.hcp.world import DEFAULT_START, World
@@ -90,6 +91,11 @@ class PolicyRun:
         How the policy learns ("" for fixed policies).
     seconds : float
         Wall-clock seconds of the simulation (without the measurement).
+    value : ndarray of float64, shape (n,)
+        Business value of the in-window outcomes (sample requests, Rx signals and
+        engagement, weighed by the packaged ``value`` definition), before costs.
+    cost : ndarray of float64, shape (n,)
+        Contact cost of the chosen action's channel (same definition).
     """
 
     policy: str
@@ -102,6 +108,8 @@ class PolicyRun:
     summary: dict[str, Any] = field(default_factory=dict)
     learning: str = ""
     seconds: float = 0.0
+    value: F64 = field(default_factory=lambda: np.zeros(0))
+    cost: F64 = field(default_factory=lambda: np.zeros(0))
 
     @property
     def n(self) -> int:
@@ -177,8 +185,12 @@ def run_policy(
 
 def measure_logs(out: Path, world: World) -> dict[str, Any]:
     """Per-decision day, realized reward, chosen ground truth, engagement and
-    unsubscribe flags from a log directory written by ``world``."""
+    unsubscribe flags, business value and cost from a log directory written by
+    ``world``."""
     rd = world.reward_definition
+    vd = RewardDefinition.business_value()
+    net = load_joined(out, vd).table.select(["event_id", "chosen_action_id", "reward"])
+    net = net.sort_by("event_id")
     joined = load_joined(out, rd).table.select(["event_id", "ts", "chosen_index", "reward"])
     joined = joined.sort_by("event_id")
     gt = logio.read(out, "ground_truth", columns=["event_id", "expected_rewards"])
@@ -214,8 +226,14 @@ def measure_logs(out: Path, world: World) -> dict[str, Any]:
     engaged[pos[known & is_eng & in_window]] = True
     unsub = np.zeros(n, dtype=bool)
     unsub[pos[known & is_unsub]] = True
+    if not pc.all(pc.equal(net.column("event_id"), joined.column("event_id"))).as_py():
+        raise ExperimentError(f"{out}: value and engagement joins do not line up")
+    cost = np.array([vd.cost_of(a) for a in net.column("chosen_action_id").to_pylist()])
+    value = np.asarray(net.column("reward"), dtype=np.float64) + cost
     order = np.argsort(ts_us, kind="stable")
     return {
+        "value": value[order],
+        "cost": cost[order],
         "day": day[order].astype(np.int64),
         "reward": np.asarray(joined.column("reward"), dtype=np.float64)[order],
         "truth": truth[order],

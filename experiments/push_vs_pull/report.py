@@ -16,6 +16,7 @@ from experiments.push_vs_pull.experiment import (
     ExperimentResult,
     write_weekly_csv,
 )
+from nba.reward import RewardDefinition
 from simulators.hcp.learning import LEARNING_MODE
 
 
@@ -105,6 +106,25 @@ def markdown(res: ExperimentResult) -> str:
             f"{t['ratio_all']:.2f} ± {t['ratio_all_sd']:.2f} × (whole run)",
             "",
         ]
+    vd = RewardDefinition.business_value()
+    lines += [
+        "## Business value per decision",
+        "",
+        f"Outcomes in the reward window valued and contacts costed by `{vd.id}` "
+        "(nba/data/value.toml; planning assumptions in currency units). Value is "
+        "before costs; net = value − cost. Mean ± sd over seeds, whole run.",
+        "",
+        "| policy | value/decision | cost/decision | net value/decision |",
+        "|---|---|---|---|",
+    ]
+    for p in cfg.policies:
+        s = res.summary[p]
+        lines.append(
+            f"| `{p}` | {_pm(*s['value_per_decision'], digits=2)} "
+            f"| {_pm(*s['cost_per_decision'], digits=2)} "
+            f"| {_pm(*s['net_value_per_decision'], digits=2)} |"
+        )
+    lines.append("")
     lines += ["## Weekly mean reward per decision (realized; mean over seeds)", ""]
     header = "| week | " + " | ".join(f"`{p}`" for p in cfg.policies) + " |"
     lines += [header, "|---" * (len(cfg.policies) + 1) + "|"]

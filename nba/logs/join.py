@@ -38,7 +38,8 @@ Semantics, for a reward definition with window ``W``:
    the definition's default when it has no used outcome. Outcome ``value`` is
    used only for the definition's ``value_types``: such a type contributes
    ``weight * value`` of its earliest used outcome (ties broken by
-   ``source_id``).
+   ``source_id``). A definition with ``costs`` then subtracts the cost of the
+   chosen action's channel from every decision's reward (default included).
 
 Open reward windows (right-censoring). Every join has an ``as_of`` horizon:
 the time up to which outcomes are known. A decision whose window is still open
@@ -172,7 +173,9 @@ per_decision AS (
     GROUP BY row_id
 )
 SELECT d.row_id,
-    CASE WHEN agg.row_id IS NULL THEN $default_reward ELSE {reward} END AS reward,
+    ROUND(
+        (CASE WHEN agg.row_id IS NULL THEN $default_reward ELSE {reward} END) - d.cost, 12
+    ) AS reward,
     CAST(COALESCE(p.n_used, 0) AS INTEGER) AS n_outcomes,
     CAST(COALESCE(p.n_late, 0) AS INTEGER) AS n_late_outcomes,
     agg.row_id IS NULL AS reward_is_default
@@ -571,6 +574,15 @@ def join_rewards(
             "event_id": ids,
             "ts_us": _ts_us(decisions.column("ts")),
             "chosen_action_id": decisions.column("chosen_action_id"),
+            "cost": pa.array(
+                [
+                    reward_def.cost_of(a) if a is not None else 0.0
+                    for a in decisions.column("chosen_action_id").to_pylist()
+                ]
+                if reward_def.costs
+                else np.zeros(n),
+                pa.float64(),
+            ),
         }
     )
     o_in = pa.table(

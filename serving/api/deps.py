@@ -10,7 +10,7 @@ Tests replace :func:`get_services` (or the key checks) through
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -18,6 +18,7 @@ from fastapi import Depends, Request
 from nba.catalog import Catalog
 from nba.contact import ContactPolicy
 from nba.hcp_features import HCPFeatures
+from nba.reward import RewardDefinition
 from serving.auth import KEY_HEADERS, Authenticator, Principal
 from serving.engine import DecisionEngine
 from serving.errors import ApiError
@@ -40,6 +41,8 @@ class Services:
     engine: DecisionEngine
     auth: Authenticator
     features: HCPFeatures
+    #: business value definition of the KPIs and the holdout lift
+    value: RewardDefinition = field(default_factory=RewardDefinition.business_value)
 
 
 def get_services(request: Request) -> Services:

@@ -110,6 +110,23 @@ DEFAULT_SECONDARY_RATE: Mapping[str, float] = {
     "portal": 0.30,
 }
 
+#: Chance of a sample request given the meeting or call was held (docs/simulator.md,
+#: "Business value outcomes"); other channels take no sample requests.
+DEFAULT_SAMPLE_REQUEST_RATE: Mapping[str, float] = {
+    "rep_visit": 0.12,
+    "remote_call": 0.06,
+}
+
+#: Chance of a prescription (Rx) signal given the channel's primary engagement
+#: (opened, meeting or call held, registered, visited).
+DEFAULT_RX_SIGNAL_RATE: Mapping[str, float] = {
+    "rep_visit": 0.05,
+    "remote_call": 0.03,
+    "email": 0.01,
+    "webinar": 0.03,
+    "portal": 0.01,
+}
+
 DEFAULT_FATIGUE_HALFLIFE: Mapping[str, float] = {
     "rep_visit": 14.0,
     "remote_call": 10.0,
@@ -164,6 +181,10 @@ class WorldConfig:
     knowledge_gain, advance_prob : float
         Per engagement: knowledge of the topic moves ``gain`` of the way to 1; the
         stage advances with ``advance_prob`` (doubled for stage-matched content).
+    sample_request_rate, rx_signal_rate : mappings channel -> float
+        Business value outcomes: chance of a ``sample_requested`` / ``rx_signal``
+        given the channel's primary event (docs/simulator.md, "Business value
+        outcomes"); a channel left out never produces one.
 
     Requesters
     ----------
@@ -229,6 +250,12 @@ class WorldConfig:
     secondary_rate: Mapping[str, float] = field(
         default_factory=lambda: _frozen(DEFAULT_SECONDARY_RATE)
     )
+    sample_request_rate: Mapping[str, float] = field(
+        default_factory=lambda: _frozen(DEFAULT_SAMPLE_REQUEST_RATE)
+    )
+    rx_signal_rate: Mapping[str, float] = field(
+        default_factory=lambda: _frozen(DEFAULT_RX_SIGNAL_RATE)
+    )
     fatigue_halflife: Mapping[str, float] = field(
         default_factory=lambda: _frozen(DEFAULT_FATIGUE_HALFLIFE)
     )
@@ -279,7 +306,14 @@ class WorldConfig:
             "pull_knowledge_gain",
         ):
             unit(name, getattr(self, name))
-        for name in ("specialty_open_rate", "consent_rates", "primary_rate", "secondary_rate"):
+        for name in (
+            "specialty_open_rate",
+            "consent_rates",
+            "primary_rate",
+            "secondary_rate",
+            "sample_request_rate",
+            "rx_signal_rate",
+        ):
             for k, v in getattr(self, name).items():
                 unit(f"{name}.{k}", v)
         for k, v in self.fatigue_halflife.items():

@@ -10,7 +10,11 @@ Every channel follows the same small structure (a *channel model*)::
       side     (email: unsubscribed)                    probability ps given gate
 
 Each event has a delay measured from the gate (the send); a secondary event
-comes after its primary. Outcomes later than the reward window do not count.
+comes after its primary. Business value events (``sample_requested``,
+``rx_signal``; :data:`VALUE_EVENTS`) follow the primary event with a per-channel
+probability (``WorldConfig.sample_request_rate`` / ``rx_signal_rate``) and a
+delay of their own, independently of the secondary and side events.
+Outcomes later than the reward window do not count.
 Because the delay distributions do not depend on the HCP, the chance that an
 event falls inside the window is one number per event type, computed once by
 numerical integration; the expected reward is then exact for any reward
@@ -169,6 +173,14 @@ CHANNEL_MODELS: dict[str, ChannelModel] = {
     ),
 }
 
+#: Business value events: type -> delay after the primary event (a sample is asked
+#: for at the meeting or within a day; a prescription signal shows in the data a
+#: week or so later). Rates per channel are in WorldConfig.
+VALUE_EVENTS: dict[str, Delay] = {
+    "sample_requested": UniformDelay(0.0, 1.0),
+    "rx_signal": GammaDelay(2.0, 3.0),
+}
+
 #: outcome states of (primary, secondary) inside the window
 BOTH, PRIMARY_ONLY, NEITHER = 0, 1, 2
 
@@ -257,6 +269,12 @@ class ResponseModel:
             for t in (m.gate, m.primary, m.secondary, m.side):
                 if t is not None and t not in types:
                     types.append(t)
+        # business value events with a positive rate on some channel of the catalog
+        rates = {"sample_requested": config.sample_request_rate, "rx_signal": config.rx_signal_rate}
+        self.value_types: tuple[str, ...] = tuple(
+            v for v in VALUE_EVENTS if any(rates[v].get(c, 0.0) > 0 for c in self.channels)
+        )
+        types.extend(v for v in self.value_types if v not in types)
         #: every outcome type the world can emit
         self.outcome_types: tuple[str, ...] = tuple(types)
         code = {t: i for i, t in enumerate(types)}
@@ -289,8 +307,43 @@ class ResponseModel:
                 self.q_both[c] = val
             if m.side_delay is not None:
                 self.q_side[c] = m.side_delay.cdf(w)
-        # reward of each in-window combination: [channel, gate passed, state, side]
+        n_v = len(self.value_types)
+        #: chance of each value event given the primary, shape (n_channels, n_values)
+        self.value_rate = np.array(
+            [[rates[v].get(ch, 0.0) for v in self.value_types] for ch in self.channels]
+        ).reshape(n_c, n_v)
+        self.value_code = np.array([code[v] for v in self.value_types], dtype=np.int64)
+        # chance a value event lands in the window given the primary happened
+        self.q_value = np.zeros((n_c, n_v))
+        for c, m in enumerate(self.models):
+            w = window - m.gate_delay
+            for j, v in enumerate(self.value_types):
+                vd = VALUE_EVENTS[v]
+                pd = m.primary_delay
+                val, _ = integrate.quad(
+                    lambda x, pd=pd, vd=vd, w=w: pd.pdf(x) * vd.cdf(w - x),
+                    0.0,
+                    w,
+                    limit=400,
+                    epsabs=1e-12,
+                    epsrel=1e-10,
+                    points=[min(w, 1.0)],
+                )
+                self.q_value[c, j] = val
         rd = reward_definition
+        self.value_weight = np.array([rd.weights.get(v, 0.0) for v in self.value_types])
+        if (
+            (rd.aggregation != "sum" or rd.clip is not None)
+            and n_v
+            and bool(np.any((self.value_weight != 0) & (self.value_rate.sum(axis=0) > 0)))
+        ):
+            raise SimulatorConfigError(
+                f"{rd.id}: weighing {', '.join(self.value_types)} needs aggregation 'sum' "
+                "without clip in the simulator (the truth adds their expected weight)"
+            )
+        #: cost of one executed action per channel, shape (n_channels,)
+        self.channel_cost = np.array([rd.cost_of(ch) for ch in self.channels])
+        # reward of each in-window combination: [channel, gate passed, state, side]
         self.reward_table = np.zeros((n_c, 2, 3, 2))
         for c, m in enumerate(self.models):
             self.reward_table[c, 0, :, :] = rd.reward_of(())
@@ -433,13 +486,27 @@ class ResponseModel:
             * ((1 - side) * rt[c, 1, PRIMARY_ONLY, 0] + side * rt[c, 1, PRIMARY_ONLY, 1])
             + neither * ((1 - side) * rt[c, 1, NEITHER, 0] + side * rt[c, 1, NEITHER, 1])
         )
-        return (1.0 - probs.gate) * rt[c, 0, NEITHER, 0] + probs.gate * passed
+        out = (1.0 - probs.gate) * rt[c, 0, NEITHER, 0] + probs.gate * passed
+        if self.value_types:
+            # value events follow the primary; their weights add (aggregation sum)
+            per = (self.value_rate[c] * self.q_value[c]) @ self.value_weight
+            out = out + probs.gate * p1 * per
+        if self.channel_cost.any():
+            out = out - self.channel_cost[c]
+        return out
 
     # ----------------------------------------------------------------- sampling
-    def sample(self, probs: OutcomeProbabilities, rng: np.random.Generator) -> SampledOutcomes:
+    def sample(
+        self,
+        probs: OutcomeProbabilities,
+        rng: np.random.Generator,
+        value_rng: np.random.Generator | None = None,
+    ) -> SampledOutcomes:
         """Draw the events of each executed entry, with their delays.
 
-        Delays are capped at ``config.max_delay_days``.
+        Delays are capped at ``config.max_delay_days``. Business value events are
+        drawn from ``value_rng`` (default: ``rng``, after every other draw), so a
+        world that adds them leaves the other events' draws unchanged.
         """
         m = probs.channel.shape[0]
         u = rng.random((4, m))
@@ -483,6 +550,17 @@ class ResponseModel:
             entries.append(idx)
             codes.append(code[idx])
             delays.append(delay[idx])
+        if self.value_types:
+            vrng = rng if value_rng is None else value_rng
+            held = np.flatnonzero(prim)
+            u_v = vrng.random((len(self.value_types), held.size))
+            for j, v in enumerate(self.value_types):
+                hit = held[u_v[j] < self.value_rate[c[held], j]]
+                if hit.size:
+                    d_v = VALUE_EVENTS[v].sample(vrng, hit.size)
+                    entries.append(hit)
+                    codes.append(np.full(hit.size, self.value_code[j]))
+                    delays.append(np.minimum(t_prim[hit] + d_v, cap))
         entry = np.concatenate(entries).astype(np.int64)
         order = np.argsort(entry, kind="stable")
         return SampledOutcomes(

@@ -70,8 +70,10 @@ DAY_US = 86_400_000_000
 HOUR_US = 3_600_000_000
 #: how serving marks holdout decisions in ``model_version`` (serving.engine.HOLDOUT_PREFIX)
 HOLDOUT_PREFIX = "holdout:"
-#: the baseline holdout HCPs get (serving.lifecycle.BASELINE_POLICY)
+#: the baseline holdout HCPs get by default (serving.lifecycle.BASELINE_POLICY)
 HOLDOUT_BASELINE = "uniform"
+#: what the holdout may get instead in the simulator (fixed policies that need no model)
+HOLDOUT_POLICIES: tuple[str, ...] = ("uniform", "campaign", "segment")
 
 
 class SimulationError(ValidationError):
@@ -294,13 +296,16 @@ class World:
         Contact rules applied to every decision (as serving applies them): removed
         actions are logged in ``suppressed``, policies see only what is left,
         decisions with nothing left are skipped, and HCPs in the rules' holdout get
-        the uniform baseline (``model_version`` ``holdout:baseline:uniform``).
+        the ``holdout_policy`` (``model_version`` ``holdout:baseline:<name>``).
         Default: none (the world's own eligibility only).
     slate_size : int
         Suggestions shown per decision (``k``); slots 2..k are drawn without
         replacement and logged in ``slate`` (:mod:`simulators.hcp.slates`).
     slot_attention : float
         The HCP looks at slot ``j`` with probability ``slot_attention ** (j - 1)``.
+    holdout_policy : {"uniform", "campaign", "segment"}
+        What holdout HCPs get: what the company would do without nba (default
+        ``uniform``, as serving's default).
     """
 
     def __init__(
@@ -314,7 +319,13 @@ class World:
         rules: ContactPolicy | None = None,
         slate_size: int = 1,
         slot_attention: float = 0.5,
+        holdout_policy: str = HOLDOUT_BASELINE,
     ) -> None:
+        if holdout_policy not in HOLDOUT_POLICIES:
+            raise SimulationError(
+                f"holdout_policy: {holdout_policy!r} is not one of {', '.join(HOLDOUT_POLICIES)}"
+            )
+        self.holdout_policy = holdout_policy
         if isinstance(hcps, bool) or not isinstance(hcps, int) or hcps < 1:
             raise SimulationError(f"hcps must be a positive integer, got {hcps!r}")
         if isinstance(slate_size, bool) or not isinstance(slate_size, int) or slate_size < 1:
@@ -350,6 +361,9 @@ class World:
         # pull signals draw from their own child of the seed (the seventh; the sixth is
         # the holdout baseline's), so the outcome, request and id draws above are unchanged
         self.rng_pulls = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(6,)))
+        # business value events (sample requests, Rx signals) from the eighth child, so
+        # every draw above is the same with or without them
+        self.rng_value = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(7,)))
         self.pulls = PullModel(self.catalog, self.config, self.population)
         cat = self.catalog
         self.channels = cat.channels
@@ -411,7 +425,7 @@ class World:
             self._holdout = rules.holdout_mask(self.population.hcp_ids.tolist())
             # the sixth child of the world's seed: the five above are unchanged
             self._holdout_pol = make_policy(
-                HOLDOUT_BASELINE, cat, np.random.SeedSequence(seed, spawn_key=(5,))
+                holdout_policy, cat, np.random.SeedSequence(seed, spawn_key=(5,))
             )
 
     def approved_on(self, day: date) -> npt.NDArray[np.bool_]:
@@ -664,7 +678,7 @@ class World:
         pop = self.population
         if probs is None:
             probs = self.response.probabilities(pop, hcp, action)
-        sampled = self.response.sample(probs, self.rng_outcomes)
+        sampled = self.response.sample(probs, self.rng_outcomes, self.rng_value)
         n = hcp.shape[0]
         d = day
         ch = self._action_channel[action]
@@ -1131,7 +1145,18 @@ class World:
             arr[entry[hit]] = True
         gate |= ~resp.has_gate[ch]
         state = np.where(sec, BOTH, np.where(prim, PRIMARY_ONLY, NEITHER))
-        return resp.reward_table[ch, gate.astype(np.int64), state, side.astype(np.int64)]
+        out = resp.reward_table[ch, gate.astype(np.int64), state, side.astype(np.int64)]
+        changed = False
+        for j, v_code in enumerate(resp.value_code.tolist()):
+            hit = in_window & (code == v_code)
+            if hit.any() and resp.value_weight[j] != 0:
+                # aggregation is "sum" whenever a value type is weighed (ResponseModel)
+                out = out + resp.value_weight[j] * np.bincount(entry[hit], minlength=n)
+                changed = True
+        if resp.channel_cost.any():
+            out = out - resp.channel_cost[ch]
+            changed = True
+        return np.round(out, 12) if changed else out
 
     # ------------------------------------------------------------------ output
     def _flush(self, out: Path, final: bool, before_day: int) -> None:

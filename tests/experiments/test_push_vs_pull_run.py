@@ -273,3 +273,34 @@ def test_parallel_workers_give_the_same_figures():
         return json.dumps([{k: v for k, v in asdict(f).items() if k != "seconds"} for f in figs])
 
     assert strip(one) == strip(two)
+
+
+def test_value_and_cost_come_from_the_logged_value_outcomes(tmp_path):
+    from datetime import timedelta
+
+    from nba.logs import io as logio
+    from nba.reward import RewardDefinition
+
+    r = run_policy("campaign", hcps=400, days=15, seed=4, work_dir=tmp_path, keep_logs=True)
+    out = next(tmp_path.iterdir())
+    vd = RewardDefinition.business_value()
+    dec = logio.read(out, "decisions", columns=["event_id", "ts", "chosen_action_id"])
+    oc = logio.read(out, "outcomes", columns=["event_id", "ts", "type"])
+    types = set(oc.column("type").to_pylist())
+    assert {"sample_requested", "rx_signal"} <= types  # the simulator emits value outcomes
+    by_event: dict[str, set[str]] = {}
+    start = dict(zip(dec.column("event_id").to_pylist(), dec.column("ts").to_pylist(), strict=True))
+    window = timedelta(days=vd.window_days)
+    cols = (oc.column(c).to_pylist() for c in ("event_id", "ts", "type"))
+    for eid, ts, typ in zip(*cols, strict=True):
+        if eid in start and start[eid] <= ts <= start[eid] + window:
+            by_event.setdefault(eid, set()).add(typ)
+    chosen = dict(zip(start, dec.column("chosen_action_id").to_pylist(), strict=True))
+    expect_cost = sorted(vd.cost_of(a) for a in chosen.values())
+    expect_value = sorted(vd.reward_of(by_event.get(e, set())) for e in start)
+    assert sorted(r.cost.tolist()) == pytest.approx(expect_cost)
+    assert sorted(r.value.tolist()) == pytest.approx(expect_value)
+    f = figures_of(r, weeks=3, last_from_day=8)
+    assert f.value_per_decision == pytest.approx(float(np.mean(expect_value)))
+    assert f.net_value_per_decision == pytest.approx(f.value_per_decision - f.cost_per_decision)
+    assert f.cost_per_decision > 0

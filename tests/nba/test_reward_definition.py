@@ -87,6 +87,32 @@ def test_expected_reward_is_linear_in_type_probabilities() -> None:
         rd.expected_reward({})
 
 
+def test_costs_are_subtracted_per_channel_after_clip() -> None:
+    rd = RewardDefinition(
+        "v",
+        "1",
+        {"meeting_held": 80.0, "sample_requested": 60.0, "rx_signal": 400.0},
+        costs={"rep_visit": 150.0, "email": 0.25},
+        clip=(-50.0, 200.0),
+    )
+    assert rd.reward_of({"meeting_held", "sample_requested"}) == 140.0
+    assert rd.reward_of({"meeting_held", "sample_requested"}, action_id="c@rep_visit") == -10.0
+    assert rd.reward_of({"meeting_held", "rx_signal"}, action_id="rep_visit") == 50.0  # clipped
+    assert rd.reward_of([], action_id="c@email") == -0.25  # the default pays the cost too
+    assert rd.reward_of([], action_id="c@portal") == 0.0  # a channel without a cost
+    assert rd.to_dict()["costs"] == {"email": 0.25, "rep_visit": 150.0}
+    assert RewardDefinition.from_dict(rd.to_dict()).id == rd.id
+
+
+def test_packaged_value_definition_and_engagement_default() -> None:
+    value, engagement = RewardDefinition.business_value(), RewardDefinition.default()
+    assert value.name == "value" and engagement.name == "engagement"
+    assert not engagement.costs  # the default reward (and its id) is unchanged by costs
+    assert "costs" not in engagement.to_dict()
+    assert value.weights["rx_signal"] > value.weights["sample_requested"] > 0
+    assert value.costs["rep_visit"] > value.costs["email"] > 0
+
+
 BAD = [
     (GOOD.replace('name = "engagement"', 'name = ""'), "field 'name': must not be empty"),
     (GOOD.replace('version = "3"', 'version = ""'), "field 'version': must not be empty"),
@@ -113,6 +139,12 @@ BAD = [
     (GOOD.split("[weights]")[0], "field 'weights': must be a table"),
     (GOOD.split("[weights]")[0] + "[weights]\n", "field 'weights': must give at least one"),
     ("name = [", "not valid TOML"),
+    (GOOD + "teleported = 1.0\n", ":11: field 'weights.teleported': unknown outcome type"),
+    (GOOD + "[costs]\nemail = 0.3\nfax = 1.0\n", ":13: field 'costs.fax': unknown channel 'fax'"),
+    (GOOD + "[costs]\nemail = -1\n", ":12: field 'costs.email': must not be negative"),
+    (GOOD + '[costs]\nemail = "cheap"\n', ":12: field 'costs.email': must be a finite"),
+    (GOOD + "costs = 3\n", "field 'weights.costs': unknown outcome type"),
+    (GOOD.replace("[weights]", "costs = 3\n[weights]"), ":7: field 'costs': must be a table"),
 ]
 
 

@@ -14,6 +14,8 @@ from nba.reward import RewardDefinition
 from simulators.hcp.world import World
 
 SUM_DEF = RewardDefinition.default()
+#: outcome values (sample requests and Rx signals included) minus channel costs
+VALUE_DEF = RewardDefinition.business_value()
 MAX_CLIP_DEF = RewardDefinition(
     name="capped",
     version="1",
@@ -58,6 +60,9 @@ def _mc_rewards(world: World, probs, draws: int, rd: RewardDefinition) -> np.nda
     if rd.aggregation == "sum" and rd.clip is None and rd.default_reward == 0:
         w = np.array([rd.weights.get(t, 0.0) for t in types])
         r = np.bincount(s.entry[in_w], weights=w[s.type_code[in_w]], minlength=m * draws)
+        # each draw pays its channel's contact cost (zero without costs)
+        chans = world.catalog.channels
+        r = r - np.array([rd.cost_of(chans[c]) for c in probs.channel.tolist()])[rep]
     else:
         sets: list[set[str]] = [set() for _ in range(m * draws)]
         for e, c in zip(s.entry[in_w].tolist(), s.type_code[in_w].tolist(), strict=True):
@@ -68,8 +73,8 @@ def _mc_rewards(world: World, probs, draws: int, rd: RewardDefinition) -> np.nda
 
 @pytest.mark.parametrize(
     ("rd", "per_channel", "draws"),
-    [(SUM_DEF, 4, 40_000), (MAX_CLIP_DEF, 2, 6_000)],
-    ids=["sum-14d", "max-clip-default-3d"],
+    [(SUM_DEF, 4, 40_000), (MAX_CLIP_DEF, 2, 6_000), (VALUE_DEF, 4, 40_000)],
+    ids=["sum-14d", "max-clip-default-3d", "value-minus-cost"],
 )
 def test_ground_truth_matches_monte_carlo(rd, per_channel, draws):
     world = World(300, reward_definition=rd, seed=9)
@@ -90,3 +95,12 @@ def test_logged_reward_mean_is_close_to_ground_truth_of_chosen_actions(campaign_
     s = campaign_run.summary
     # sum of per-decision truths vs realised rewards: same expectation
     assert abs(s.reward_mean - s.expected_reward_mean) < 0.02
+
+
+@pytest.mark.parametrize("kw", [{"aggregation": "max"}, {"clip": (-1.0, 1.0)}], ids=["max", "clip"])
+def test_value_types_need_additive_weights_in_the_simulator(kw):
+    from simulators.hcp.config import SimulatorConfigError
+
+    rd = RewardDefinition("v", "1", {"opened": 0.2, "rx_signal": 5.0}, **kw)
+    with pytest.raises(SimulatorConfigError, match=r"v@1#\w+: weighing .*rx_signal.* needs"):
+        World(50, reward_definition=rd, seed=1)

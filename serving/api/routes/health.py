@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 
 from serving import schemas
+from serving.metrics import ENGAGEMENT_DAYS, engagement_exposition
+from serving.store_kpis import kpis
 
 router = APIRouter(tags=["health"])
 
@@ -48,4 +52,8 @@ def metrics(request: Request) -> Response:
     svc = getattr(request.app.state, "services", None)
     if svc is None:
         return Response(b"", media_type="text/plain", status_code=503)
-    return Response(svc.metrics.render(), media_type=svc.metrics.content_type)
+    now = datetime.now(UTC)
+    rep = kpis(svc.store, now - timedelta(days=ENGAGEMENT_DAYS), now, "channel", svc.value)
+    rates = {g.key: (g.executed, g.engagement_rate) for g in rep.groups if g.decisions}
+    body = svc.metrics.render() + engagement_exposition(rates)
+    return Response(body, media_type=svc.metrics.content_type)

@@ -119,7 +119,7 @@ def test_export_reports_bad_inputs(tmp_path: Path, logs_dir: Path) -> None:
         main, ["logs", "export", "--logs", str(logs_dir), "--reward-def", str(bad), *fmt]
     )
     assert res.exit_code == 1
-    assert "bad.toml: field 'aggregation'" in res.output
+    assert "bad.toml:3: field 'aggregation'" in res.output
     res = runner.invoke(main, ["logs", "export", "--logs", str(tmp_path / "none"), *fmt])
     assert res.exit_code == 1 and "not a log directory" in res.output
     assert not out.exists()

@@ -196,11 +196,14 @@ def _python_join(
         by_event.setdefault(eid, []).append((typ, ts))
     window = timedelta(days=rd.window_days)
     rewards = []
-    for eid, dts in zip(
-        dec.column("event_id").to_pylist(), dec.column("ts").to_pylist(), strict=True
+    for eid, dts, chosen in zip(
+        dec.column("event_id").to_pylist(),
+        dec.column("ts").to_pylist(),
+        dec.column("chosen_action_id").to_pylist(),
+        strict=True,
     ):
         inside = {typ for typ, ts in by_event.get(eid, []) if dts <= ts <= dts + window}
-        rewards.append(rd.reward_of(inside))
+        rewards.append(rd.reward_of(inside, action_id=chosen))
     return rewards
 
 
@@ -213,8 +216,14 @@ def _python_join(
         rdef(window_days=2.5, default_reward=-0.25),
         rdef(aggregation="max", clip=(0.0, 0.5), default_reward=0.1),
         rdef(weights={"opened": 0.137, "clicked": 0.5731, "registered": 0.3333}, window_days=7),
+        rdef(
+            weights={**WEIGHTS, "sample_requested": 60.0, "rx_signal": 400.0},
+            costs={"email": 0.25, "rep_visit": 150.0},
+            clip=(-10.0, 450.0),
+        ),
+        RewardDefinition.business_value(),
     ],
-    ids=["sum", "max", "clip", "fractional-window", "max-clip", "odd-weights"],
+    ids=["sum", "max", "clip", "fractional-window", "max-clip", "odd-weights", "costs", "value"],
 )
 def test_sql_equals_reward_of_on_random_logs(
     make_decisions: Any, make_outcomes: Any, definition: RewardDefinition
@@ -224,6 +233,9 @@ def test_sql_equals_reward_of_on_random_logs(
     ids = dec.column("event_id").to_pylist()
     tss = dec.column("ts").to_pylist()
     types = [*definition.weights, "delivered", "opened", "clicked"]
+    costs_seen = {a.rpartition("@")[2] for a in dec.column("chosen_action_id").to_pylist()}
+    if definition.costs:  # the test means something only if costed channels are chosen
+        assert costs_seen & set(definition.costs)
     rows = []
     for _ in range(1500):
         i = int(rng.integers(0, len(ids) + 10))
