@@ -623,7 +623,7 @@ def join_rewards(
     slot_status: dict[str, int] = {}
     if named is not None:
         slot_rewards, slot_status = _slot_rewards(
-            decisions, d_in, named, per.column("reward"), sql, params, w_in
+            decisions, d_in, named, per.column("reward"), sql, params, w_in, reward_def
         )
 
     by_status = {str(s): int(c) for s, c in status_rows}
@@ -674,6 +674,7 @@ def _slot_rewards(
     sql: str,
     params: dict[str, Any],
     weights: pa.Table,
+    reward_def: RewardDefinition,
 ) -> tuple[pa.Array, dict[str, int]]:
     """Rewards of every slot of each decision's slate, and the slot outcomes by status.
 
@@ -692,6 +693,8 @@ def _slot_rewards(
         De-duplicated outcomes with an ``action_id`` (:data:`NAMED_OUTCOMES_SQL`).
     reward : pyarrow.ChunkedArray, shape (n,)
         Slot 1's reward of each decision.
+    reward_def : RewardDefinition
+        The join's definition: a slot's reward is net of its own action's cost.
 
     Returns
     -------
@@ -721,6 +724,13 @@ def _slot_rewards(
             "event_id": pa.array(keys, pa.string()),
             "ts_us": pa.array(slot_ts, pa.int64()),
             "chosen_action_id": pa.array(slot_action, pa.string()),
+            # a slot's reward, like slot 1's, is net of its own action's channel cost
+            "cost": pa.array(
+                [reward_def.cost_of(a) for a in slot_action]
+                if reward_def.costs
+                else np.zeros(len(keys)),
+                pa.float64(),
+            ),
         }
     )
     sep = pa.array([_SLOT_KEY_SEP] * named.num_rows, pa.string())

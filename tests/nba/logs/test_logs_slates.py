@@ -146,6 +146,29 @@ def test_outcomes_naming_a_later_slot_are_credited_to_it(
     assert parts == c.outcomes == 6
 
 
+def test_a_later_slot_reward_is_net_of_its_own_actions_cost(
+    make_decisions: Any, make_outcomes: Any
+) -> None:
+    dec = with_slates(make_decisions(2), 3)
+    row = dec.to_pylist()[0]
+    eid, ts = row["event_id"], row["ts"]
+    s1, s2, s3 = (s["action_id"] for s in row["slate"])
+    channels = {a: a.split("@")[1] for a in (s1, s2, s3)}
+    costs = {c: 0.1 * (i + 1) for i, c in enumerate(sorted(set(channels.values())))}
+    priced = RewardDefinition(
+        name="priced",
+        version="1",
+        weights=dict(ACCEPTING.weights),
+        value_types=ACCEPTING.value_types,
+        costs=costs,
+    )
+    o = make_outcomes([(eid, ts + H, "accepted", "r1", 1.0, s2)])
+    got = join_rewards(dec, o, priced).table.to_pylist()[0]
+    want = [-costs[channels[s1]], 1.0 - costs[channels[s2]], -costs[channels[s3]]]
+    assert got["slot_rewards"] == pytest.approx(want, abs=1e-12)
+    assert got["reward"] == pytest.approx(want[0], abs=1e-12)
+
+
 def test_one_slot_decisions_join_as_before(make_decisions: Any, make_outcomes: Any) -> None:
     dec = make_decisions(3)
     r0 = dec.to_pylist()[0]
