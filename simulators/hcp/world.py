@@ -321,6 +321,7 @@ class World:
         seeds = np.random.SeedSequence(seed).spawn(5)
         self._policy_seed = seeds[4]
         self.population = Population.generate(hcps, self.catalog, seeds[0], self.config)
+        self._market_names = np.asarray(self.population.markets, dtype=object)
         self.response = ResponseModel(self.catalog, self.config, self.reward_definition)
         self.rng_requests = np.random.default_rng(seeds[1])
         self.rng_outcomes = np.random.default_rng(seeds[2])
@@ -1008,6 +1009,8 @@ class World:
             touch_counts=counts,
             days_since_touch=since_touch,
             days_since_content=since_content,
+            # per-market rule sets: each HCP gets its market's rules, as in serving
+            markets=self._market_names[pop.market[hcp]] if rules.markets else None,
         )
         b, n_act = hcp.shape[0], self._action_channel.shape[0]
         allowed = np.zeros((b, n_act), dtype=bool)
