@@ -286,6 +286,10 @@ class Decision:
     model_version: str
     suppressed: tuple[Suppression, ...] = ()
     activated: bool = True
+    #: version (hash) of the contact rules applied, and which market's rule set
+    #: (``"global"`` when the market has no section); ``None`` when not recorded
+    rules_version: str | None = None
+    rules_market: str | None = None
 
     def __post_init__(self) -> None:
         where = f"Decision '{self.event_id}'"

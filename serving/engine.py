@@ -57,6 +57,7 @@ from serving.errors import ApiError, invalid, unknown_event, unknown_hcp
 from serving.lifecycle import ModelManager, ServedModel, baseline_policy
 from serving.metrics import ServiceMetrics
 from serving.reasons import Evidence, reasons_for_list
+from serving.rules import RulesKeeper
 from serving.store import DuplicateEventError, EventStore, StoreError, UnknownEventError
 
 log = logging.getLogger("nba.serving.engine")
@@ -92,6 +93,8 @@ class Prepared:
     suppressed: tuple[Suppression, ...]
     model_version: str
     policy: str
+    rules_version: str = ""
+    rules_market: str = ""
 
 
 class DecisionEngine:
@@ -102,6 +105,7 @@ class DecisionEngine:
     store : EventStore
     catalog : Catalog
     contact : ContactPolicy
+        The rules when no :attr:`rules` keeper is attached (tests, benchmarks).
     models : ModelManager
     reward : RewardDefinition
     metrics : ServiceMetrics
@@ -131,7 +135,9 @@ class DecisionEngine:
         self.store = store
         self.features = features if features is not None else HCPFeatures.default()
         self.catalog = catalog
-        self.contact = contact
+        self._contact = contact
+        #: the rules in force, reloaded from the store when they change (see serving.rules)
+        self.rules: RulesKeeper | None = None
         self.models = models
         self.reward = reward
         self.metrics = metrics
@@ -144,6 +150,11 @@ class DecisionEngine:
         self._policy_lock = threading.Lock()
         self.committer: GroupCommitter | None = None
         self._topics_cache: tuple[str, dict[str, str]] | None = None
+
+    @property
+    def contact(self) -> ContactPolicy:
+        """The contact rules in force (the store's version when a keeper is attached)."""
+        return self.rules.current() if self.rules is not None else self._contact
 
     def store_decisions(self, decisions: list[Decision], deferred: bool) -> None:
         """Commit decisions (all or none) before returning; group-committed with other
@@ -236,9 +247,14 @@ class DecisionEngine:
         explain: bool = True,
         served: ServedModel | None = None,
         candidates: Sequence[Action] | None = None,
+        contact: ContactPolicy | None = None,
     ) -> Prepared:
-        """Compute one decision for ``hcp`` (not stored yet)."""
+        """Compute one decision for ``hcp`` (not stored yet) under ``contact`` (default:
+        the rules in force); the decision records the rules' version and the market
+        whose rule set applied."""
         served = served or self.models.current
+        contact = contact or self.contact
+        rules_version, rules_market = contact.version, contact.market_of(hcp.market)
         since = now - timedelta(days=self.history_days)
         recent = self.store.recent_touches(hcp.hcp_id, since)
         # caps and gaps count contacts; an HCP pulling information was not contacted
@@ -253,12 +269,12 @@ class DecisionEngine:
         pre = tuple(
             Suppression(a.action_id, RULE_EXCLUDED) for a in candidates if a.action_id in excluded
         )
-        filtered = self.contact.filter(hcp, kept, now, touches, feedback, self.catalog)
+        filtered = contact.filter(hcp, kept, now, touches, feedback, self.catalog)
         suppressed = pre + filtered.suppressed
         for rule, n in filtered.counts_by_rule().items():
             self.metrics.suppressions.labels(rule=rule).inc(n)
 
-        if self.contact.is_holdout(hcp.hcp_id):
+        if contact.is_holdout(hcp.hcp_id):
             policy = self.holdout_policy
             version = f"{HOLDOUT_PREFIX}baseline:{policy.name}"
         else:
@@ -266,7 +282,17 @@ class DecisionEngine:
             version = served.version
         allowed = list(filtered.allowed)
         if not allowed:
-            return Prepared(hcp.hcp_id, None, context, [], suppressed, version, policy.name)
+            return Prepared(
+                hcp.hcp_id,
+                None,
+                context,
+                [],
+                suppressed,
+                version,
+                policy.name,
+                rules_version,
+                rules_market,
+            )
 
         eid = event_id or self.new_event_id(now)
         try:
@@ -335,9 +361,19 @@ class DecisionEngine:
             model_version=version,
             suppressed=suppressed,
             activated=not defer_activation,
+            rules_version=rules_version,
+            rules_market=rules_market,
         )
         return Prepared(
-            hcp.hcp_id, decision, context, suggestions, suppressed, version, policy.name
+            hcp.hcp_id,
+            decision,
+            context,
+            suggestions,
+            suppressed,
+            version,
+            policy.name,
+            rules_version,
+            rules_market,
         )
 
     def _count(self, prepared: Sequence[Prepared]) -> None:
@@ -380,6 +416,8 @@ class DecisionEngine:
                 chosen_action_id=None,
                 suppressed=supp,
                 activated=False,
+                rules_version=pr.rules_version,
+                rules_market=pr.rules_market,
             )
         try:
             self.store_decisions([pr.decision], req.defer_activation)
@@ -396,6 +434,8 @@ class DecisionEngine:
             chosen_action_id=pr.decision.chosen_action_id,
             suppressed=supp,
             activated=pr.decision.activated,
+            rules_version=pr.rules_version,
+            rules_market=pr.rules_market,
         )
 
     def decide_batch(
@@ -415,6 +455,7 @@ class DecisionEngine:
         requester = str(request.get("requester", principal))
         now = self.decision_time(req.as_of)
         served = self.models.current
+        contact = self.contact  # one rules version for the whole batch
         profiles = {h: self.store.get_hcp(h) for h in req.hcp_ids}
         candidates = [a for a in self.catalog.actions if a.channel in channels]
         prepared: list[Prepared] = []
@@ -440,6 +481,7 @@ class DecisionEngine:
                     explain=req.explain,
                     served=served,
                     candidates=candidates,
+                    contact=contact,
                 )
             )
         decisions = [pr.decision for pr in prepared if pr.decision is not None]
@@ -453,6 +495,8 @@ class DecisionEngine:
                 chosen_action_id=pr.decision.chosen_action_id if pr.decision else None,
                 suggestions=pr.suggestions,
                 blocked_by=[] if pr.decision else sorted({s.rule for s in pr.suppressed}),
+                rules_version=pr.rules_version,
+                rules_market=pr.rules_market,
             )
             for pr in prepared
         ]

@@ -38,6 +38,7 @@ from serving.api.routes import (
     health,
     models,
     personalizer,
+    rules,
     touches,
 )
 from serving.auth import Authenticator
@@ -45,6 +46,9 @@ from serving.commit import GroupCommitter
 from serving.engine import DecisionEngine
 from serving.lifecycle import ModelManager, PolicyLoader
 from serving.metrics import ServiceMetrics, multiprocess_dir
+from serving.rules import RulesKeeper
+from serving.rules import file_text as rules_file_text
+from serving.rules import seed as seed_rules
 from serving.settings import Settings
 from serving.store import EventStore
 
@@ -157,14 +161,14 @@ async def _send_error(send: Send, status: int, code: str, limit: int, size: int)
 def open_services(settings: Settings, loader: PolicyLoader | None = None) -> Services:
     """Open everything a worker needs (catalog, rules, reward, store, model)."""
     catalog = Catalog.load(settings.catalog_path) if settings.catalog_path else Catalog.default()
-    contact = (
-        ContactPolicy.load(settings.rules_path) if settings.rules_path else ContactPolicy.default()
-    )
     features = (
         HCPFeatures.load(settings.features_path)
         if settings.features_path
         else HCPFeatures.default()
     )
+    # the startup file is checked even when the store already holds rules
+    rules_text, rules_source = rules_file_text(settings.rules_path)
+    ContactPolicy.loads(rules_text, source=rules_source, markets=features.markets)
     reward = (
         RewardDefinition.load(settings.reward_path)
         if settings.reward_path
@@ -176,6 +180,23 @@ def open_services(settings: Settings, loader: PolicyLoader | None = None) -> Ser
         synchronous=settings.store_synchronous,
     )
     store.add_catalog(catalog)
+    # the rules in force live in the store: the startup file only seeds an empty store
+    in_force = seed_rules(
+        store,
+        rules_text,
+        who="service start",
+        comment=f"loaded from {rules_source} at the first service start",
+        markets=features.markets,
+    )
+    if in_force.text != rules_text:
+        log.warning(
+            "contact rules version %d from the store are in force; %s differs from them "
+            "and is not applied (change rules with PUT /v1/rules or `nba rules apply`)",
+            in_force.version,
+            rules_source,
+        )
+    keeper = RulesKeeper(store, features.markets, check_ms=settings.rules_check_ms)
+    contact = keeper.current()
     metrics = ServiceMetrics()
     tracking = settings.tracking_uri or default_tracking_uri()
     models = ModelManager(
@@ -207,13 +228,14 @@ def open_services(settings: Settings, loader: PolicyLoader | None = None) -> Ser
         allow_client_time=settings.allow_client_time,
         features=features,
     )
+    engine.rules = keeper
     if settings.group_commit:
         engine.committer = GroupCommitter(store)
     return Services(
         settings=settings,
         store=store,
         catalog=catalog,
-        contact=contact,
+        rules=keeper,
         models=models,
         metrics=metrics,
         engine=engine,
@@ -289,7 +311,7 @@ def create_app(settings: Settings | None = None, loader: PolicyLoader | None = N
     app.state.auth = Authenticator(cfg)
     app.state.services = None
     errors.install(app)
-    for module in (decisions, events, touches, hcps, models, personalizer, health):
+    for module in (decisions, events, touches, hcps, models, personalizer, health, rules):
         app.include_router(module.router)
     if cfg.bench_routes:
         app.include_router(bench.router)

@@ -140,7 +140,9 @@ CREATE TABLE IF NOT EXISTS decisions (
     suppressed TEXT NOT NULL,
     activated INTEGER NOT NULL,
     deferred INTEGER NOT NULL,
-    activated_us INTEGER
+    activated_us INTEGER,
+    rules_version TEXT,
+    rules_market TEXT
 );
 CREATE INDEX IF NOT EXISTS decisions_hcp_ts ON decisions (hcp_id, ts_us);
 CREATE INDEX IF NOT EXISTS decisions_ts ON decisions (ts_us);
@@ -182,6 +184,19 @@ CREATE TABLE IF NOT EXISTS stated_preferences (
     received_us INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS stated_preferences_hcp_ts ON stated_preferences (hcp_id, ts_us);
+-- contact rules versions (serving/store_rules.py): every version ever in force, with
+-- its audit record (the one in force is the highest version)
+CREATE TABLE IF NOT EXISTS rules_versions (
+    version INTEGER PRIMARY KEY,
+    rules_hash TEXT NOT NULL,
+    text TEXT NOT NULL,
+    created_us INTEGER NOT NULL,
+    who TEXT NOT NULL,
+    action TEXT NOT NULL,
+    comment TEXT NOT NULL,
+    diff TEXT NOT NULL,
+    based_on INTEGER
+);
 """
 
 #: Columns added to tables of an older schema version, with their declaration: a
@@ -193,6 +208,9 @@ _ADDED_COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("touches", "topics", "TEXT NOT NULL DEFAULT '[]'"),
     ("touches", "content_ids", "TEXT NOT NULL DEFAULT '[]'"),
     ("touches", "dwell_s", "REAL"),
+    # contact rules: which version and which market's rule set each decision applied
+    ("decisions", "rules_version", "TEXT"),
+    ("decisions", "rules_market", "TEXT"),
 )
 
 
@@ -743,13 +761,15 @@ class EventStore:
             int(d.activated),
             int(deferred),
             _to_us(d.ts) if d.activated else None,
+            d.rules_version,
+            d.rules_market,
         )
 
     _INSERT_DECISION = (
         "INSERT INTO decisions (event_id, ts_us, hcp_id, requester, channels_requested, context,"
         " catalog_version, action_ids, probabilities, chosen_index, chosen_action_id, propensity,"
-        " policy, model_version, suppressed, activated, deferred, activated_us)"
-        " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+        " policy, model_version, suppressed, activated, deferred, activated_us, rules_version,"
+        " rules_market) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
     )
 
     def add_decision(self, decision: Decision, deferred: bool = False) -> None:
@@ -800,7 +820,7 @@ class EventStore:
     _DECISION_COLS = (
         "event_id, ts_us, hcp_id, requester, channels_requested, context, catalog_version,"
         " action_ids, probabilities, chosen_index, chosen_action_id, propensity, policy,"
-        " model_version, suppressed, activated"
+        " model_version, suppressed, activated, rules_version, rules_market"
     )
 
     @staticmethod
@@ -822,6 +842,8 @@ class EventStore:
             model_version=r[13],
             suppressed=tuple(Suppression(a, rule) for a, rule in json.loads(r[14])),
             activated=bool(r[15]),
+            rules_version=r[16],
+            rules_market=r[17],
         )
 
     def get_decision(self, event_id: str) -> Decision | None:

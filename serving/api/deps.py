@@ -23,6 +23,7 @@ from serving.engine import DecisionEngine
 from serving.errors import ApiError
 from serving.lifecycle import ModelManager
 from serving.metrics import ServiceMetrics
+from serving.rules import RulesKeeper
 from serving.settings import Settings
 from serving.store import EventStore
 
@@ -34,12 +35,17 @@ class Services:
     settings: Settings
     store: EventStore
     catalog: Catalog
-    contact: ContactPolicy
+    rules: RulesKeeper
     models: ModelManager
     metrics: ServiceMetrics
     engine: DecisionEngine
     auth: Authenticator
     features: HCPFeatures
+
+    @property
+    def contact(self) -> ContactPolicy:
+        """The contact rules in force (reloaded when the store's version moves)."""
+        return self.rules.current()
 
 
 def get_services(request: Request) -> Services:
