@@ -853,7 +853,8 @@ class ContactPolicy:
         return market if market in self.markets else GLOBAL_MARKET
 
     @property
-    def _own_rule_names(self) -> tuple[str, ...]:
+    def own_rule_names(self) -> tuple[str, ...]:
+        """This rule set's own active rules in checking order (no other market's)."""
         names = [RULE_APPROVAL]
         if self.allowed_channels is not None:
             names.append(RULE_MARKET_CHANNEL)
@@ -872,10 +873,10 @@ class ContactPolicy:
     def rule_names(self) -> tuple[str, ...]:
         """Active rules in checking order (caps expanded, switched-off rules left out);
         with market sections, every rule any market uses, in :data:`RULE_ORDER`."""
-        own = self._own_rule_names
+        own = self.own_rule_names
         if not self.markets:
             return own
-        every = [own, *(sub._own_rule_names for sub in self.markets.values())]
+        every = [own, *(sub.own_rule_names for sub in self.markets.values())]
         names: list[str] = []
         for group in RULE_ORDER:
             for seq in every:
@@ -900,7 +901,7 @@ class ContactPolicy:
                 "allowed_channels": None
                 if sub.allowed_channels is None
                 else sorted(sub.allowed_channels),
-                "order": list(sub._own_rule_names),
+                "order": list(sub.own_rule_names),
                 "rules": sub._describe_own()["rules"],
             }
             for m, sub in self.markets.items()
@@ -980,7 +981,7 @@ class ContactPolicy:
             "name": self.name,
             "version": self.version,
             "source": self.source,
-            "order": list(self._own_rule_names),
+            "order": list(self.own_rule_names),
             "rules": rules,
             "holdout": {"share": self.holdout_share},
         }

@@ -10,11 +10,12 @@ comment and options as query parameters) or as JSON (``{"text": ..., "comment":
 from __future__ import annotations
 
 import json
+import os
 from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import APIRouter, Query, Request
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from nba.contact import RulesError
@@ -54,6 +55,9 @@ class RulesText(BaseModel):
         default=None, description="Refuse (409) unless this version is still in force."
     )
     days: float | None = Field(default=None, gt=0, description="Dry run: days to replay.")
+    until: AwareDatetime | None = Field(
+        default=None, description="Dry run: end of the replayed window (default: now)."
+    )
 
 
 class RollbackRequest(BaseModel):
@@ -69,24 +73,29 @@ async def _read(request: Request) -> RulesText:
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if ctype == "application/json":
         try:
-            return RulesText.model_validate(json.loads(raw or b"null"))
-        except (ValueError, TypeError) as exc:
-            msg = str(exc).splitlines()[0] if str(exc) else "invalid JSON"
-            raise invalid(f"body: expected {{text, comment, ...}}: {msg}") from None
+            data = json.loads(raw or b"null")
+        except ValueError as exc:
+            raise invalid(f"body: not valid JSON: {exc}") from None
+        try:
+            return RulesText.model_validate(data)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            loc = ".".join(str(p) for p in first["loc"]) or "body"
+            raise invalid(f"body: {loc}: {first['msg']}") from None
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
         raise invalid("body: the rules text must be UTF-8") from None
     q = request.query_params
+    unknown = sorted(set(q) - {"comment", "expected_version", "days", "until"})
+    if unknown:
+        raise invalid(f"query: unknown parameter {unknown[0]!r}")
     try:
-        return RulesText(
-            text=text,
-            comment=q.get("comment"),
-            expected_version=int(q["expected_version"]) if "expected_version" in q else None,
-            days=float(q["days"]) if "days" in q else None,
-        )
-    except ValueError as exc:
-        raise invalid(f"query: {str(exc).splitlines()[0]}") from None
+        return RulesText.model_validate({"text": text, **dict(q)})
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        loc = ".".join(str(p) for p in first["loc"])
+        raise invalid(f"query: {loc}: {first['msg']}") from None
 
 
 def _rules_error(exc: RulesError) -> ApiError:
@@ -120,6 +129,8 @@ def _in_force(svc: Services) -> dict[str, Any]:
             "comment": record.comment,
         },
         "text": record.text,
+        # each worker process reloads on its own: which one answered
+        "worker": os.getpid(),
     }
 
 
@@ -167,7 +178,8 @@ async def put_rules(request: Request, svc: ServicesDep, who: AdminKey) -> dict[s
     openapi_extra=TOML_BODY,
 )
 async def dry_run(request: Request, svc: ServicesDep, who: AdminKey) -> dict[str, Any]:
-    """Replays the stored decisions of the last ``days`` days (default 7) under the
+    """Replays the stored decisions of the ``days`` days (default 7) before ``until``
+    (default now) under the
     rules in force and under the proposed text, and counts the decisions whose
     allowed actions differ (see :func:`serving.rules.dry_run`). Nothing is stored."""
     body = await _read(request)
@@ -182,7 +194,7 @@ async def dry_run(request: Request, svc: ServicesDep, who: AdminKey) -> dict[str
             svc.store,
             current,
             proposed,
-            now=datetime.now(UTC),
+            now=(body.until or datetime.now(UTC)).astimezone(UTC),
             days=body.days or 7.0,
             catalog=svc.catalog,
             history_days=svc.settings.history_days,
