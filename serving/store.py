@@ -1409,6 +1409,8 @@ class EventStore:
                     [{"action_id": a, "rule": rule} for a, rule in json.loads(r[14])]
                 )
                 cols["activated"].append(bool(r[15]))
+                cols["rules_version"].append(r[16])
+                cols["rules_market"].append(r[17])
             table = pa.Table.from_pydict(
                 {f.name: pa.array(cols[f.name], type=f.type) for f in DECISIONS},
                 schema=DECISIONS,

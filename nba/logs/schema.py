@@ -41,6 +41,11 @@ DECISIONS = pa.schema(
         pa.field("model_version", pa.string(), nullable=False),
         pa.field("suppressed", pa.list_(SUPPRESSION), nullable=False),
         pa.field("activated", pa.bool_(), nullable=False),
+        # the contact rules applied (their version hash) and whose rule set: the HCP's
+        # market when the rules have a section for it, else "global"; null when no
+        # rules were applied or the log predates these columns
+        pa.field("rules_version", pa.string(), nullable=True),
+        pa.field("rules_market", pa.string(), nullable=True),
     ]
 )
 

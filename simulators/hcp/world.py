@@ -1230,9 +1230,26 @@ class World:
                 "model_version": pa.array(model_version, pa.string()),
                 "suppressed": suppressed,
                 "activated": pa.array(np.ones(nrows, dtype=bool)),
+                **self._rules_columns(hcp),
             },
             schema=DECISIONS,
         )
+
+    def _rules_columns(self, hcp: I64) -> dict[str, pa.Array]:
+        """``rules_version`` and ``rules_market`` of decisions for ``hcp``, shape (n,):
+        null without contact rules, else the rules' hash and the HCP's market when the
+        rules have a section for it ("global" otherwise), as serving records them."""
+        n = hcp.shape[0]
+        if self.rules is None:
+            return {
+                "rules_version": pa.nulls(n, pa.string()),
+                "rules_market": pa.nulls(n, pa.string()),
+            }
+        names = np.array([self.rules.market_of(m) for m in self.population.markets], dtype=object)
+        return {
+            "rules_version": pa.array(np.full(n, self.rules.version, dtype=object), pa.string()),
+            "rules_market": pa.array(names[self.population.market[hcp]], pa.string()),
+        }
 
     def _write_population(self, out: Path) -> None:
         import pyarrow.parquet as pq

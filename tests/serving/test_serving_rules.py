@@ -13,6 +13,7 @@ from fastapi.testclient import TestClient
 from serving_testkit import HCP_BODY, auth, make_settings
 
 from nba.contact import ContactPolicy, RulesError
+from nba.logs import io as logio
 from serving import store_rules
 from serving.main import create_app
 from serving.rules import RulesKeeper
@@ -183,7 +184,9 @@ def test_changing_rules_needs_admin(app: TestClient) -> None:
     assert app.put("/v1/rules", content="x").status_code == 401
 
 
-def test_per_market_cap_applies_to_decisions_and_is_recorded(app: TestClient) -> None:
+def test_per_market_cap_applies_to_decisions_and_is_recorded(
+    app: TestClient, tmp_path: Path
+) -> None:
     assert put_rules(app, DEFAULT_TEXT + DE_EMAIL_CAP).status_code == 200
     new_hash = app.get("/v1/rules", headers=auth("report")).json()["version"]
     for hid, market in (("D1", "DE"), ("U1", "US")):
@@ -198,8 +201,14 @@ def test_per_market_cap_applies_to_decisions_and_is_recorded(app: TestClient) ->
     # US keeps the global 2/7d cap: one email is fine
     assert us["event_id"] is not None and us["rules_market"] == "global"
     assert us["rules_version"] == de["rules_version"] == new_hash
-    stored = app.app.state.services.store.get_decision(us["event_id"])  # type: ignore[attr-defined]
+    svc = app.app.state.services  # type: ignore[attr-defined]
+    stored = svc.store.get_decision(us["event_id"])
     assert stored.rules_version == new_hash and stored.rules_market == "global"
+    # and the exported event log carries them
+    svc.store.export(tmp_path / "log")
+    table = logio.read(tmp_path / "log", "decisions")
+    assert table.column("rules_version").to_pylist() == [new_hash]
+    assert table.column("rules_market").to_pylist() == ["global"]
 
 
 def test_dry_run_counts_a_hand_computed_case(app: TestClient) -> None:

@@ -257,6 +257,17 @@ def test_per_market_rules_apply_in_the_simulator(tmp_path: Path) -> None:
     assert fr.empty, fr.head()  # FR: at most 1 email in 14 days
     rest = earlier[earlier["market"] != "FR"]
     assert (rest["n"] < 3).all() and (rest["n"] >= 1).any()
-    # the manifest names the rules version, which covers the market sections
+    # the manifest and every decision name the rules version (covering the market
+    # sections), and each decision whose market's rule set applied, as serving does
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["contact_rules"]["version"] == pol.version
+    assert set(dec["rules_version"]) == {pol.version}
+    expected = market.where(market.isin(["DE", "FR"]), "global")
+    assert (dec["rules_market"] == expected).all() and set(expected) >= {"DE", "FR", "global"}
+
+
+def test_runs_without_rules_log_no_rules_version(tmp_path: Path) -> None:
+    out = tmp_path / "logs"
+    simulate(hcps=30, days=2, policy="uniform", seed=1, out=out)
+    dec = logio.read(out, "decisions").to_pandas()
+    assert dec["rules_version"].isna().all() and dec["rules_market"].isna().all()
