@@ -24,7 +24,6 @@ from fastapi import FastAPI
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from nba.catalog import Catalog
-from nba.contact import ContactPolicy
 from nba.hcp_features import HCPFeatures
 from nba.paths import default_tracking_uri
 from nba.reward import RewardDefinition
@@ -167,8 +166,7 @@ def open_services(settings: Settings, loader: PolicyLoader | None = None) -> Ser
         else HCPFeatures.default()
     )
     # the startup file is checked even when the store already holds rules
-    rules_text, rules_source = rules_file_text(settings.rules_path)
-    ContactPolicy.loads(rules_text, source=rules_source, markets=features.markets)
+    rules_text, rules_source = rules_file_text(settings.rules_path, features.markets)
     reward = (
         RewardDefinition.load(settings.reward_path)
         if settings.reward_path

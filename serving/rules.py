@@ -37,8 +37,9 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import nba.contact
 from nba.catalog import Catalog
-from nba.contact import ContactPolicy, RulesError
+from nba.contact import DEFAULT_RULES_FILE, ContactPolicy, RulesError
 from nba.context import DecisionContext
 from nba.domain import Action, ValidationError
 from serving import store_rules
@@ -82,16 +83,22 @@ def diff_text(old: str, new: str, old_label: str, new_label: str) -> str:
     )
 
 
-def file_text(path: str | Path | None) -> tuple[str, str]:
+def file_text(path: str | Path | None, markets: Sequence[str] | None = None) -> tuple[str, str]:
     """(TOML text, source) of a rules file for seeding the store: the file itself when
-    it is TOML, the normalized rules as TOML when it is YAML; ``None``: packaged rules."""
+    it is TOML, the normalized rules as TOML when it is YAML; ``None``: packaged rules.
+
+    Raises
+    ------
+    RulesError
+        The file is unreadable or invalid (with ``markets`` as the market vocabulary).
+    """
     if path is None:
-        p = Path(__file__).resolve().parents[1] / "nba" / "data" / "rules.toml"
+        p = Path(nba.contact.__file__).resolve().parent / "data" / DEFAULT_RULES_FILE
     else:
         p = Path(path)
+    pol = ContactPolicy.load(p, markets=markets)  # refuse a bad file before anything is stored
     if p.suffix.lower() in (".yaml", ".yml"):
-        return ContactPolicy.load(p).to_toml(), str(p)
-    ContactPolicy.load(p)  # refuse a bad file before anything is stored
+        return pol.to_toml(), str(p)
     return p.read_text(encoding="utf-8"), str(p)
 
 

@@ -386,3 +386,30 @@ def test_keeper_checks_the_store_at_most_every_check_ms(tmp_path: Path) -> None:
         expected_head=3,
     )
     assert narrow.current().version == only_us.version and narrow.record.version == 3
+
+
+def test_a_restart_keeps_the_stored_version_and_a_yaml_file_seeds_toml(tmp_path: Path) -> None:
+    yaml_rules = tmp_path / "rules.yaml"
+    yaml_rules.write_text(
+        "name: from-yaml\nfrequency_caps:\n  - {channel: email, max: 3, days: 7}\n"
+    )
+    settings = make_settings(tmp_path, rules_path=yaml_rules, rules_check_ms=0)
+    with TestClient(create_app(settings)) as c:
+        body = c.get("/v1/rules", headers=auth("report")).json()
+        assert body["store_version"] == 1 and body["name"] == "from-yaml"
+        assert body["version"] == ContactPolicy.load(yaml_rules).version
+        assert '[[frequency_caps]]\nchannel = "email"\nmax = 3' in body["text"]
+        assert put_rules(c, body["text"] + DE_EMAIL_CAP).status_code == 200
+    # restarted with another file: the store's version 2 stays in force
+    other = make_settings(tmp_path, rules_check_ms=0)
+    with TestClient(create_app(other)) as c:
+        body = c.get("/v1/rules", headers=auth("report")).json()
+        assert body["store_version"] == 2 and list(body["markets"]) == ["DE"]
+    # a bad startup file stops the service before anything is stored
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[markets.XX]\n")
+    with pytest.raises(RulesError, match=r"bad\.toml, line 1: rule 'markets\.XX'"):
+        with TestClient(create_app(make_settings(tmp_path, rules_path=bad))):
+            pass
+    with EventStore(tmp_path / "events.db") as store:
+        assert store_rules.head(store) == 2
