@@ -7,7 +7,19 @@ rule that removed it. Serving applies them one decision at a time with
 whole days of decisions with :meth:`ContactPolicy.mask_batch`.
 
 Rules are read from a TOML (or YAML) file, validated once at load; an error
-names the file and the rule. The default file is ``nba/data/rules.toml``.
+names the file, the line (TOML) and the rule and key. The default file is
+``nba/data/rules.toml``.
+
+Per-market rule sets
+--------------------
+A ``[markets.XX]`` section (``XX`` one of the HCP vocabulary's markets,
+``nba/data/hcp_features.toml``) may set ``allowed_channels`` and any of
+``consent``, ``no_see``, ``feedback``, ``repeat``, ``frequency_caps`` and
+``min_gap``. Each section it sets replaces the global section for HCPs of that
+market (``frequency_caps = []``: no caps there); the others are inherited.
+``holdout`` stays global. :attr:`ContactPolicy.markets` holds the effective
+rules of each such market, and both :meth:`~ContactPolicy.filter` and
+:meth:`~ContactPolicy.mask_batch` pick them by the HCP's market.
 
 Rule order
 ----------
@@ -17,6 +29,8 @@ fires is recorded (:data:`RULE_ORDER`):
 1. ``approval`` -- the content is unknown to the catalog, may not travel on the
    action's channel, or is not approved in the HCP's market on the decision's
    day (always on).
+1b. ``market_channel`` -- the HCP's market section lists ``allowed_channels``
+   and the action's channel is not among them.
 2. ``consent`` -- the HCP has no recorded consent for the channel (always on;
    the file may exempt channels).
 3. ``no_see`` -- the HCP refuses rep access and the channel is one of the

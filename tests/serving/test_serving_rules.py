@@ -413,3 +413,20 @@ def test_a_restart_keeps_the_stored_version_and_a_yaml_file_seeds_toml(tmp_path:
             pass
     with EventStore(tmp_path / "events.db") as store:
         assert store_rules.head(store) == 2
+
+
+def test_openapi_documents_the_rules_routes(app: TestClient) -> None:
+    spec = app.get("/openapi.json").json()
+    for path, method in (
+        ("/v1/rules", "get"),
+        ("/v1/rules", "put"),
+        ("/v1/rules:dry-run", "post"),
+        ("/v1/rules/diff", "get"),
+        ("/v1/rules/diff", "post"),
+        ("/v1/rules/history", "get"),
+        ("/v1/rules:rollback", "post"),
+    ):
+        assert method in spec["paths"][path], (path, method)
+    body = spec["paths"]["/v1/rules"]["put"]["requestBody"]["content"]
+    assert set(body) == {"application/toml", "application/json"}
+    assert "text" in body["application/json"]["schema"]["properties"]

@@ -33,16 +33,6 @@ ERRORS: dict[int | str, dict[str, object]] = {
     422: {"model": ErrorBody, "description": "invalid rules (details: key and line)"},
 }
 
-TOML_BODY: dict[str, Any] = {
-    "requestBody": {
-        "required": True,
-        "content": {
-            "application/toml": {"schema": {"type": "string"}},
-            "application/json": {"schema": {"$ref": "#/components/schemas/RulesText"}},
-        },
-    }
-}
-
 
 class RulesText(BaseModel):
     """A rules text with what a change needs."""
@@ -58,6 +48,18 @@ class RulesText(BaseModel):
     until: AwareDatetime | None = Field(
         default=None, description="Dry run: end of the replayed window (default: now)."
     )
+
+
+#: the body of the routes that take a rules text: raw TOML, or JSON
+TOML_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/toml": {"schema": {"type": "string"}},
+            "application/json": {"schema": RulesText.model_json_schema()},
+        },
+    }
+}
 
 
 class RollbackRequest(BaseModel):
