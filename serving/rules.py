@@ -43,7 +43,7 @@ from nba.contact import DEFAULT_RULES_FILE, ContactPolicy, RulesError
 from nba.context import DecisionContext
 from nba.domain import Action, ValidationError
 from serving import store_rules
-from serving.store import EventStore
+from serving.store import EventStore, _from_us, _to_us
 from serving.store_rules import RulesVersion
 
 log = logging.getLogger("nba.serving.rules")
@@ -338,8 +338,7 @@ def dry_run(
         current_hash=current.version,
         proposed_hash=proposed.version,
     )
-    lo_us = int(since.timestamp() * 1_000_000)
-    hi_us = int(now.timestamp() * 1_000_000)
+    lo_us, hi_us = _to_us(since), _to_us(now)
     con = store._conn()
     total = con.execute(
         "SELECT count(*) FROM decisions WHERE ts_us>=? AND ts_us<=?", (lo_us, hi_us)
@@ -352,7 +351,7 @@ def dry_run(
     out.skipped = int(total) - len(rows)
     catalogs: dict[str, Catalog] = {catalog.version: catalog}
     for event_id, ts_us, hcp_id, context, cat_version, action_ids, suppressed in rows:
-        ts = datetime.fromtimestamp(ts_us / 1e6, tz=now.tzinfo)
+        ts = _from_us(ts_us)
         try:
             hcp = DecisionContext.from_json(context).hcp
             cands = [Action.parse(a) for a in json.loads(action_ids)]

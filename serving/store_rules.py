@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from serving.store import EventStore, StoreError
+from serving.store import EventStore, StoreError, _from_us, _to_us
 
 #: how a version came to be
 RULES_ACTIONS = ("seed", "apply", "rollback")
@@ -96,7 +96,7 @@ def _from_row(r: Any) -> RulesVersion:
         version=int(r[0]),
         rules_hash=r[1],
         text=r[2],
-        created=datetime.fromtimestamp(r[3] / 1e6, tz=UTC),
+        created=_from_us(r[3]),
         who=r[4],
         action=r[5],
         comment=r[6],
@@ -160,7 +160,7 @@ def append(
         raise StoreError(f"rules: action {action!r} is not one of {', '.join(RULES_ACTIONS)}")
     if not who:
         raise StoreError("rules: 'who' must not be empty")
-    now_us = int(datetime.now(UTC).timestamp() * 1_000_000)
+    now_us = _to_us(datetime.now(UTC))
     try:
         with store._write() as c:
             row = c.execute("SELECT max(version) FROM rules_versions").fetchone()
