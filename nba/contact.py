@@ -7,7 +7,19 @@ rule that removed it. Serving applies them one decision at a time with
 whole days of decisions with :meth:`ContactPolicy.mask_batch`.
 
 Rules are read from a TOML (or YAML) file, validated once at load; an error
-names the file and the rule. The default file is ``nba/data/rules.toml``.
+names the file, the line (TOML) and the rule and key. The default file is
+``nba/data/rules.toml``.
+
+Per-market rule sets
+--------------------
+A ``[markets.XX]`` section (``XX`` one of the HCP vocabulary's markets,
+``nba/data/hcp_features.toml``) may set ``allowed_channels`` and any of
+``consent``, ``no_see``, ``feedback``, ``repeat``, ``frequency_caps`` and
+``min_gap``. Each section it sets replaces the global section for HCPs of that
+market (``frequency_caps = []``: no caps there); the others are inherited.
+``holdout`` stays global. :attr:`ContactPolicy.markets` holds the effective
+rules of each such market, and both :meth:`~ContactPolicy.filter` and
+:meth:`~ContactPolicy.mask_batch` pick them by the HCP's market.
 
 Rule order
 ----------
@@ -17,6 +29,8 @@ fires is recorded (:data:`RULE_ORDER`):
 1. ``approval`` -- the content is unknown to the catalog, may not travel on the
    action's channel, or is not approved in the HCP's market on the decision's
    day (always on).
+1b. ``market_channel`` -- the HCP's market section lists ``allowed_channels``
+   and the action's channel is not among them.
 2. ``consent`` -- the HCP has no recorded consent for the channel (always on;
    the file may exempt channels).
 3. ``no_see`` -- the HCP refuses rep access and the channel is one of the
@@ -63,6 +77,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import re
 import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -87,6 +102,7 @@ from nba.domain import (
 DEFAULT_RULES_FILE = "rules.toml"
 
 RULE_APPROVAL = "approval"
+RULE_MARKET_CHANNEL = "market_channel"
 RULE_CONSENT = "consent"
 RULE_NO_SEE = "no_see"
 RULE_DISMISSED = "dismissed"
@@ -98,6 +114,7 @@ RULE_MIN_GAP = "min_gap"
 #: The order in which rules are checked; the first that fires is recorded.
 RULE_ORDER: tuple[str, ...] = (
     RULE_APPROVAL,
+    RULE_MARKET_CHANNEL,
     RULE_CONSENT,
     RULE_NO_SEE,
     RULE_DISMISSED,
@@ -111,14 +128,39 @@ RULE_ORDER: tuple[str, ...] = (
 FEEDBACK_TYPES: tuple[str, ...] = ("dismissed", "snoozed")
 
 _SECTIONS = ("consent", "no_see", "feedback", "repeat", "frequency_caps", "min_gap", "holdout")
-_TOP_KEYS = frozenset({"name", "extra_channels", *_SECTIONS})
+_TOP_KEYS = frozenset({"name", "extra_channels", "markets", *_SECTIONS})
+#: what a ``[markets.XX]`` section may set; each replaces the global section for that market
+_MARKET_KEYS = (
+    "allowed_channels",
+    "consent",
+    "no_see",
+    "feedback",
+    "repeat",
+    "frequency_caps",
+    "min_gap",
+)
+#: :meth:`ContactPolicy.market_of` for an HCP whose market has no section of its own
+GLOBAL_MARKET = "global"
 _DAY = timedelta(days=1)
 
 Bool2D = npt.NDArray[np.bool_]
 
 
 class RulesError(ValidationError):
-    """A rules file is invalid; the message names the file and the rule."""
+    """A rules file is invalid; the message names the file, the line and the rule.
+
+    Attributes
+    ----------
+    key : str or None
+        Dotted path of the offending key (``markets.DE.min_gap.hours``), when known.
+    line : int or None
+        Its 1-based line in the TOML text, when known.
+    """
+
+    def __init__(self, message: str, key: str | None = None, line: int | None = None) -> None:
+        super().__init__(message)
+        self.key = key
+        self.line = line
 
 
 class ContactError(ValidationError):
@@ -236,12 +278,119 @@ def _is_number(v: Any) -> bool:
     return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
 
 
-class _Checker:
-    def __init__(self, source: str) -> None:
-        self.source = source
+_KEY_PART = r"""(?:[A-Za-z0-9_-]+|"[^"]*"|'[^']*')"""
+_HEADER_RE = re.compile(r"^\s*(\[\[?)\s*(" + _KEY_PART + r"(?:\s*\.\s*" + _KEY_PART + r")*)\s*\]")
+_KEY_RE = re.compile(r"^\s*(" + _KEY_PART + r"(?:\s*\.\s*" + _KEY_PART + r")*)\s*=(.*)$")
+_PART_RE = re.compile(_KEY_PART)
 
-    def err(self, rule: str, problem: str) -> RulesError:
-        return RulesError(f"{self.source}: rule '{rule}': {problem}")
+KeyPath = tuple[str | int, ...]
+
+
+def _key_parts(dotted: str) -> tuple[str, ...]:
+    return tuple(p.strip("\"'") for p in _PART_RE.findall(dotted))
+
+
+def _bracket_depth(value: str) -> int:
+    """Open ``[``/``{`` minus closed ones in a TOML value, outside strings and comments."""
+    depth, quote = 0, ""
+    for ch in value:
+        if quote:
+            if ch == quote:
+                quote = ""
+        elif ch in "\"'":
+            quote = ch
+        elif ch == "#":
+            break
+        elif ch in "[{":
+            depth += 1
+        elif ch in "]}":
+            depth -= 1
+    return depth
+
+
+def key_lines(text: str) -> dict[KeyPath, int]:
+    """The 1-based line of every table header and key of a TOML text.
+
+    Keys of an array of tables carry their 0-based position, e.g.
+    ``("frequency_caps", 1, "max")``; the text is assumed to be valid TOML (it is
+    only read after ``tomllib`` parsed it), so this is a line scanner, not a parser.
+
+    >>> key_lines("a = 1\\n[b]\\nc = 2\\n[[d]]\\ne = 3\\n[[d]]\\ne = 4\\n")[("d", 1, "e")]
+    7
+    """
+    out: dict[KeyPath, int] = {}
+    table: KeyPath = ()
+    arrays: dict[tuple[str, ...], int] = {}
+    depth = 0
+    multiline = ""
+    for n, line in enumerate(text.splitlines(), start=1):
+        if multiline:
+            if multiline in line:
+                multiline = ""
+            continue
+        if depth > 0:
+            depth += _bracket_depth(line)
+            continue
+        m = _HEADER_RE.match(line)
+        if m and not _KEY_RE.match(line):
+            parts = _key_parts(m.group(2))
+            if m.group(1) == "[[":
+                idx = arrays.get(parts, -1) + 1
+                arrays[parts] = idx
+                table = (*parts, idx)
+            else:
+                table = parts
+            out.setdefault(table, n)
+            continue
+        m = _KEY_RE.match(line)
+        if m:
+            out.setdefault((*table, *_key_parts(m.group(1))), n)
+            value = m.group(2)
+            for q in ('"""', "'''"):
+                if value.count(q) == 1:
+                    multiline = q
+            if not multiline:
+                depth = max(_bracket_depth(value), 0)
+    return out
+
+
+class _Checker:
+    """Builds :class:`RulesError` messages naming the file, the line, the rule and the key.
+
+    ``prefix`` is the key path of the table being checked (``()`` for the global
+    rules, ``("markets", "DE")`` for a market's section).
+    """
+
+    def __init__(
+        self, source: str, lines: Mapping[KeyPath, int] | None, prefix: KeyPath = ()
+    ) -> None:
+        self.source = source
+        self.lines = lines or {}
+        self.prefix = prefix
+
+    def sub(self, *prefix: str | int) -> _Checker:
+        return _Checker(self.source, self.lines, (*self.prefix, *prefix))
+
+    def line_of(self, path: KeyPath) -> int | None:
+        """The line of ``path``, else of its first key below, else of its nearest parent."""
+        if path in self.lines:
+            return self.lines[path]
+        below = [n for k, n in self.lines.items() if k[: len(path)] == path]
+        if below:
+            return min(below)
+        for cut in range(len(path) - 1, 0, -1):
+            if path[:cut] in self.lines:
+                return self.lines[path[:cut]]
+        return None
+
+    def err(self, rule: str, problem: str, *path: str | int) -> RulesError:
+        """``rule`` is the label shown; ``path`` the key path below the prefix."""
+        label = ".".join([*(str(p) for p in self.prefix), rule]) if self.prefix else rule
+        full = (*self.prefix, *(path or (rule,)))
+        line = self.line_of(full)
+        where = self.source if line is None else f"{self.source}, line {line}"
+        key = ".".join(str(p) for p in full)
+        return RulesError(f"{where}: rule '{label}': {problem}", key=key, line=line)
 
     def table(self, data: Mapping[str, Any], rule: str, keys: set[str]) -> Mapping[str, Any]:
         value = data.get(rule, {})
@@ -250,34 +399,155 @@ class _Checker:
         unknown = sorted(set(value) - keys)
         if unknown:
             raise self.err(
-                rule, f"unknown key {unknown[0]!r} (expected: {', '.join(sorted(keys))})"
+                rule,
+                f"unknown key {unknown[0]!r} (expected: {', '.join(sorted(keys))})",
+                rule,
+                unknown[0],
             )
         return value
 
-    def channels(self, value: Any, rule: str, key: str, known: tuple[str, ...]) -> frozenset[str]:
+    def channels(
+        self,
+        value: Any,
+        rule: str,
+        key: str,
+        known: tuple[str, ...],
+        path: KeyPath | None = None,
+    ) -> frozenset[str]:
+        at = path if path is not None else (rule, key)
         if not isinstance(value, list) or not all(isinstance(c, str) and c for c in value):
-            raise self.err(rule, f"'{key}' must be a list of channel names")
+            raise self.err(rule, f"'{key}' must be a list of channel names", *at)
         for c in value:
             if c not in known:
                 raise self.err(
-                    rule, f"unknown channel {c!r} in '{key}' (known: {', '.join(known)})"
+                    rule, f"unknown channel {c!r} in '{key}' (known: {', '.join(known)})", *at
                 )
         return frozenset(value)
 
     def number(
-        self, value: Any, rule: str, key: str, *, positive: bool, integer: bool = False
+        self,
+        value: Any,
+        rule: str,
+        key: str,
+        *,
+        positive: bool,
+        integer: bool = False,
+        path: KeyPath | None = None,
     ) -> float:
+        at = path if path is not None else (rule, key)
         ok = (
             isinstance(value, int) and not isinstance(value, bool) if integer else _is_number(value)
         )
         kind = "an integer" if integer else "a number"
         if not ok:
-            raise self.err(rule, f"'{key}' must be {kind}, got {value!r}")
+            raise self.err(rule, f"'{key}' must be {kind}, got {value!r}", *at)
         if positive and value <= 0:
-            raise self.err(rule, f"'{key}' must be positive, got {value!r}")
+            raise self.err(rule, f"'{key}' must be positive, got {value!r}", *at)
         if value < 0:
-            raise self.err(rule, f"'{key}' must not be negative, got {value!r}")
+            raise self.err(rule, f"'{key}' must not be negative, got {value!r}", *at)
         return float(value)
+
+
+def _sections(c: _Checker, data: Mapping[str, Any], channels: tuple[str, ...]) -> dict[str, Any]:
+    """Validate the sections a market may override; keyword arguments of ContactPolicy."""
+    consent = c.table(data, "consent", {"exempt"})
+    consent_exempt = c.channels(consent.get("exempt", []), "consent", "exempt", channels)
+
+    no_see = c.table(data, "no_see", {"channels"})
+    no_see_channels = c.channels(
+        no_see.get("channels", ["rep_visit"]), "no_see", "channels", channels
+    )
+
+    fb = c.table(data, "feedback", {"dismissed_days", "snooze_default_days"})
+    dismissed_days = c.number(
+        fb.get("dismissed_days", 0), "feedback", "dismissed_days", positive=False
+    )
+    snooze_days = c.number(
+        fb.get("snooze_default_days", 14), "feedback", "snooze_default_days", positive=True
+    )
+
+    rep = c.table(data, "repeat", {"days"})
+    repeat_days = c.number(rep.get("days", 0), "repeat", "days", positive=False)
+
+    raw_caps = data.get("frequency_caps", [])
+    if not isinstance(raw_caps, list):
+        raise c.err("frequency_caps", "must be a list of [[frequency_caps]] tables")
+    caps: list[FrequencyCap] = []
+    for i, raw in enumerate(raw_caps):
+        where = f"frequency_caps[{i + 1}]"
+        at: KeyPath = ("frequency_caps", i)
+        if not isinstance(raw, Mapping):
+            raise c.err(where, "must be a table {channel, max, days}", *at)
+        if isinstance(raw.get("channel"), str):
+            where = f"{where} ({raw['channel']})"
+        bad = sorted(set(raw) - {"channel", "max", "days"})
+        if bad:
+            raise c.err(
+                where, f"unknown key {bad[0]!r} (expected: channel, days, max)", *at, bad[0]
+            )
+        for key in ("channel", "max", "days"):
+            if key not in raw:
+                raise c.err(where, f"missing key '{key}'", *at)
+        ch = raw["channel"]
+        if not isinstance(ch, str) or ch not in channels:
+            raise c.err(
+                where, f"unknown channel {ch!r} (known: {', '.join(channels)})", *at, "channel"
+            )
+        cap_max = int(
+            c.number(raw["max"], where, "max", positive=False, integer=True, path=(*at, "max"))
+        )
+        cap_days = c.number(raw["days"], where, "days", positive=True, path=(*at, "days"))
+        cap = FrequencyCap(ch, cap_max, cap_days)
+        if any(o.channel == ch and o.days == cap_days for o in caps):
+            raise c.err(
+                where, f"a cap over {_fmt_num(cap_days)} days on {ch!r} is set twice", *at, "days"
+            )
+        caps.append(cap)
+
+    gap = c.table(data, "min_gap", {"hours", "days"})
+    if "hours" in gap and "days" in gap:
+        raise c.err("min_gap", "give either 'hours' or 'days', not both", "min_gap", "days")
+    if "hours" in gap:
+        min_gap_days = c.number(gap["hours"], "min_gap", "hours", positive=False) / 24.0
+    else:
+        min_gap_days = c.number(gap.get("days", 0), "min_gap", "days", positive=False)
+    return {
+        "consent_exempt": consent_exempt,
+        "no_see_channels": no_see_channels,
+        "dismissed_days": dismissed_days,
+        "snooze_default_days": snooze_days,
+        "repeat_days": repeat_days,
+        "frequency_caps": tuple(caps),
+        "min_gap_days": min_gap_days,
+    }
+
+
+def _toml_value(v: Any) -> str:
+    """One TOML value (strings, numbers, booleans, lists of them)."""
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, int | float):
+        return _fmt_num(v)
+    if isinstance(v, str):
+        return json.dumps(v)
+    if isinstance(v, list | tuple):
+        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+    raise TypeError(f"no TOML value for {type(v).__name__}")
+
+
+def _toml_sections(lines: list[str], prefix: tuple[str, ...], d: Mapping[str, Any]) -> None:
+    """Append the rule sections of a normalized rules dict as TOML tables."""
+    for key in _SECTIONS:
+        if key not in d:
+            continue
+        path = ".".join((*prefix, key))
+        if key == "frequency_caps":
+            for cap in d[key]:
+                lines += ["", f"[[{path}]]"]
+                lines += [f"{k} = {_toml_value(v)}" for k, v in cap.items()]
+        else:
+            lines += ["", f"[{path}]"]
+            lines += [f"{k} = {_toml_value(v)}" for k, v in d[key].items()]
 
 
 _APPROVED_CACHE: dict[tuple[int, str, str, date], frozenset[str]] = {}
@@ -327,10 +597,20 @@ class ContactPolicy:
     holdout_share : float
         Share of HCPs in the global holdout, in [0, 1).
     holdout_salt : str
+    allowed_channels : frozenset of str or None
+        Channels that may be used at all (``None``: every channel); set by a
+        market section, rule ``market_channel``.
+    market : str
+        The market section these rules are (:data:`GLOBAL_MARKET` for the global rules).
+    markets : mapping of str to ContactPolicy
+        The effective rules of each market that has a ``[markets.XX]`` section
+        (empty in those rules themselves); :meth:`filter` and :meth:`mask_batch`
+        apply them to that market's HCPs.
     source : str
         Where the rules came from (for messages; not part of the version).
     version : str
-        First 16 hex digits of the SHA-256 of the normalized rules.
+        First 16 hex digits of the SHA-256 of the normalized rules (market sections
+        included; a market's rules carry the version of the whole set).
     """
 
     name: str
@@ -344,25 +624,34 @@ class ContactPolicy:
     min_gap_days: float
     holdout_share: float
     holdout_salt: str
+    allowed_channels: frozenset[str] | None = None
+    market: str = GLOBAL_MARKET
+    markets: Mapping[str, ContactPolicy] = field(default_factory=dict, hash=False)
     source: str = field(default="<memory>", compare=False)
     version: str = field(default="", compare=False)
 
     # ------------------------------------------------------------- loading
     @classmethod
-    def load(cls, path: str | Path) -> ContactPolicy:
+    def load(cls, path: str | Path, markets: Sequence[str] | None = None) -> ContactPolicy:
         """Load and validate a rules file (``.toml``, or ``.yaml``/``.yml``).
+
+        Parameters
+        ----------
+        path : str or Path
+        markets : sequence of str, optional
+            Markets a ``[markets.XX]`` section may name (default: the packaged HCP
+            vocabulary, ``nba/data/hcp_features.toml``).
 
         Raises
         ------
         RulesError
-            Naming the file and the rule that is wrong.
+            Naming the file, the line (TOML) and the rule that is wrong.
         """
         p = Path(path)
         try:
             text = p.read_text(encoding="utf-8")
         except OSError as exc:
             raise RulesError(f"{p}: cannot read rules file: {exc.strerror or exc}") from exc
-        data: Any
         if p.suffix.lower() in (".yaml", ".yml"):
             import yaml
 
@@ -372,14 +661,28 @@ class ContactPolicy:
                 raise RulesError(f"{p}: not valid YAML: {exc}") from exc
             if data is None:
                 data = {}
-        else:
-            try:
-                data = tomllib.loads(text)
-            except tomllib.TOMLDecodeError as exc:
-                raise RulesError(f"{p}: not valid TOML: {exc}") from exc
-        if not isinstance(data, Mapping):
-            raise RulesError(f"{p}: rules file must hold a table of rules")
-        return cls.from_dict(data, source=str(p))
+            if not isinstance(data, Mapping):
+                raise RulesError(f"{p}: rules file must hold a table of rules")
+            return cls.from_dict(data, source=str(p), markets=markets)
+        return cls.loads(text, source=str(p), markets=markets)
+
+    @classmethod
+    def loads(
+        cls, text: str, source: str = "<text>", markets: Sequence[str] | None = None
+    ) -> ContactPolicy:
+        """Validate rules given as TOML text; errors name ``source``, the line and the key.
+
+        Raises
+        ------
+        RulesError
+        """
+        try:
+            data = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            found = re.search(r"line (\d+)", str(exc))
+            line = int(found.group(1)) if found else max(len(text.splitlines()), 1)
+            raise RulesError(f"{source}, line {line}: not valid TOML: {exc}", line=line) from exc
+        return cls.from_dict(data, source=source, markets=markets, lines=key_lines(text))
 
     @classmethod
     def default(cls) -> ContactPolicy:
@@ -387,14 +690,31 @@ class ContactPolicy:
         return cls.load(Path(__file__).resolve().parent / "data" / DEFAULT_RULES_FILE)
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any], source: str = "<memory>") -> ContactPolicy:
+    def from_dict(
+        cls,
+        data: Mapping[str, Any],
+        source: str = "<memory>",
+        markets: Sequence[str] | None = None,
+        lines: Mapping[KeyPath, int] | None = None,
+    ) -> ContactPolicy:
         """Validate parsed rules. Absent sections: consent/no-see/approval stay on with
         their defaults (no exemptions, no-see blocks ``rep_visit``); repeat, caps and
-        minimum gap are off; no holdout."""
-        c = _Checker(source)
+        minimum gap are off; no holdout.
+
+        A ``[markets.XX]`` section (``XX`` from ``markets``, default the packaged HCP
+        vocabulary) may set ``allowed_channels`` and any of ``consent``, ``no_see``,
+        ``feedback``, ``repeat``, ``frequency_caps`` and ``min_gap``; each section it
+        sets replaces the global one for HCPs of that market, the others are the
+        global ones. ``lines`` (from :func:`key_lines`) puts line numbers in errors.
+        """
+        c = _Checker(source, lines)
+        if not isinstance(data, Mapping):
+            raise RulesError(f"{source}: rules file must hold a table of rules")
         unknown = sorted(set(data) - _TOP_KEYS)
         if unknown:
-            raise c.err(unknown[0], f"unknown rule (expected one of: {', '.join(_SECTIONS)})")
+            raise c.err(
+                unknown[0], f"unknown rule (expected one of: {', '.join((*_SECTIONS, 'markets'))})"
+            )
         name = data.get("name", "rules")
         if not isinstance(name, str) or not name:
             raise c.err("name", "must be a non-empty string")
@@ -403,91 +723,84 @@ class ContactPolicy:
             raise c.err("extra_channels", "must be a list of channel names")
         channels = tuple(dict.fromkeys([*CHANNELS, *extra]))
 
-        consent = c.table(data, "consent", {"exempt"})
-        consent_exempt = c.channels(consent.get("exempt", []), "consent", "exempt", channels)
-
-        no_see = c.table(data, "no_see", {"channels"})
-        no_see_channels = c.channels(
-            no_see.get("channels", ["rep_visit"]), "no_see", "channels", channels
-        )
-
-        fb = c.table(data, "feedback", {"dismissed_days", "snooze_default_days"})
-        dismissed_days = c.number(
-            fb.get("dismissed_days", 0), "feedback", "dismissed_days", positive=False
-        )
-        snooze_days = c.number(
-            fb.get("snooze_default_days", 14), "feedback", "snooze_default_days", positive=True
-        )
-
-        rep = c.table(data, "repeat", {"days"})
-        repeat_days = c.number(rep.get("days", 0), "repeat", "days", positive=False)
-
-        raw_caps = data.get("frequency_caps", [])
-        if not isinstance(raw_caps, list):
-            raise c.err("frequency_caps", "must be a list of [[frequency_caps]] tables")
-        caps: list[FrequencyCap] = []
-        for i, raw in enumerate(raw_caps):
-            where = f"frequency_caps[{i + 1}]"
-            if not isinstance(raw, Mapping):
-                raise c.err(where, "must be a table {channel, max, days}")
-            if isinstance(raw.get("channel"), str):
-                where = f"{where} ({raw['channel']})"
-            bad = sorted(set(raw) - {"channel", "max", "days"})
-            if bad:
-                raise c.err(where, f"unknown key {bad[0]!r} (expected: channel, days, max)")
-            for key in ("channel", "max", "days"):
-                if key not in raw:
-                    raise c.err(where, f"missing key '{key}'")
-            ch = raw["channel"]
-            if not isinstance(ch, str) or ch not in channels:
-                raise c.err(where, f"unknown channel {ch!r} (known: {', '.join(channels)})")
-            cap_max = int(c.number(raw["max"], where, "max", positive=False, integer=True))
-            cap_days = c.number(raw["days"], where, "days", positive=True)
-            cap = FrequencyCap(ch, cap_max, cap_days)
-            if any(o.channel == ch and o.days == cap_days for o in caps):
-                raise c.err(where, f"a cap over {_fmt_num(cap_days)} days on {ch!r} is set twice")
-            caps.append(cap)
-
-        gap = c.table(data, "min_gap", {"hours", "days"})
-        if "hours" in gap and "days" in gap:
-            raise c.err("min_gap", "give either 'hours' or 'days', not both")
-        if "hours" in gap:
-            min_gap_days = c.number(gap["hours"], "min_gap", "hours", positive=False) / 24.0
-        else:
-            min_gap_days = c.number(gap.get("days", 0), "min_gap", "days", positive=False)
-
         ho = c.table(data, "holdout", {"share", "salt"})
         share = c.number(ho.get("share", 0.0), "holdout", "share", positive=False)
         if not share < 1.0:
-            raise c.err("holdout", f"'share' must be in [0, 1), got {share!r}")
+            raise c.err("holdout", f"'share' must be in [0, 1), got {share!r}", "holdout", "share")
         salt = ho.get("salt", "nba-holdout")
         if not isinstance(salt, str) or not salt:
-            raise c.err("holdout", "'salt' must be a non-empty string")
+            raise c.err("holdout", "'salt' must be a non-empty string", "holdout", "salt")
+        common: dict[str, Any] = {
+            "name": name,
+            "channels": channels,
+            "holdout_share": share,
+            "holdout_salt": salt,
+        }
 
-        pol = cls(
-            name=name,
-            channels=channels,
-            consent_exempt=consent_exempt,
-            no_see_channels=no_see_channels,
-            dismissed_days=dismissed_days,
-            snooze_default_days=snooze_days,
-            repeat_days=repeat_days,
-            frequency_caps=tuple(caps),
-            min_gap_days=min_gap_days,
-            holdout_share=share,
-            holdout_salt=salt,
-            source=source,
-        )
+        pol = cls(**common, **_sections(c, data, channels), source=source)
+
+        raw_markets = data.get("markets", {})
+        if not isinstance(raw_markets, Mapping):
+            raise c.err("markets", "must be a table of [markets.XX] sections")
+        if raw_markets:
+            if markets is None:
+                from nba.hcp_features import HCPFeatures
+
+                markets = HCPFeatures.default().markets
+            by_market: dict[str, ContactPolicy] = {}
+            for m, section in raw_markets.items():
+                if m not in markets:
+                    raise c.err(
+                        f"markets.{m}",
+                        f"unknown market {m!r} (known: {', '.join(markets)})",
+                        "markets",
+                        m,
+                    )
+                mc = c.sub("markets", m)
+                if not isinstance(section, Mapping):
+                    raise c.err(f"markets.{m}", "must be a table", "markets", m)
+                bad = sorted(set(section) - set(_MARKET_KEYS))
+                if bad:
+                    raise c.err(
+                        f"markets.{m}",
+                        f"unknown key {bad[0]!r} (a market may set: {', '.join(_MARKET_KEYS)})",
+                        "markets",
+                        m,
+                        bad[0],
+                    )
+                allowed = None
+                if "allowed_channels" in section:
+                    allowed = mc.channels(
+                        section["allowed_channels"],
+                        "allowed_channels",
+                        "allowed_channels",
+                        channels,
+                        path=("allowed_channels",),
+                    )
+                    if not allowed:
+                        raise mc.err("allowed_channels", "must name at least one channel")
+                merged = {
+                    **{k: v for k, v in data.items() if k in _SECTIONS},
+                    **{k: v for k, v in section.items() if k != "allowed_channels"},
+                }
+                by_market[m] = cls(
+                    **common,
+                    **_sections(mc, merged, channels),
+                    allowed_channels=allowed,
+                    market=m,
+                    source=source,
+                )
+            object.__setattr__(pol, "markets", dict(sorted(by_market.items())))
+
         blob = json.dumps(pol.to_dict(), sort_keys=True, separators=(",", ":"))
-        object.__setattr__(pol, "version", hashlib.sha256(blob.encode()).hexdigest()[:16])
+        version = hashlib.sha256(blob.encode()).hexdigest()[:16]
+        object.__setattr__(pol, "version", version)
+        for sub in pol.markets.values():
+            object.__setattr__(sub, "version", version)
         return pol
 
-    def to_dict(self) -> dict[str, Any]:
-        """The normalized rules (what :attr:`version` hashes); ``from_dict`` reads it back."""
-        extra = [c for c in self.channels if c not in CHANNELS]
+    def _section_dict(self) -> dict[str, Any]:
         return {
-            "name": self.name,
-            "extra_channels": extra,
             "consent": {"exempt": sorted(self.consent_exempt)},
             "no_see": {"channels": sorted(self.no_see_channels)},
             "feedback": {
@@ -499,14 +812,67 @@ class ContactPolicy:
                 {"channel": c.channel, "max": c.max, "days": c.days} for c in self.frequency_caps
             ],
             "min_gap": {"days": self.min_gap_days},
-            "holdout": {"share": self.holdout_share, "salt": self.holdout_salt},
         }
 
+    def to_dict(self) -> dict[str, Any]:
+        """The normalized rules (what :attr:`version` hashes); ``from_dict`` reads it back.
+
+        Each market section is written out whole (every section as it applies there)."""
+        extra = [c for c in self.channels if c not in CHANNELS]
+        out: dict[str, Any] = {
+            "name": self.name,
+            "extra_channels": extra,
+            **self._section_dict(),
+            "holdout": {"share": self.holdout_share, "salt": self.holdout_salt},
+        }
+        if self.markets:
+            out["markets"] = {}
+            for m, sub in self.markets.items():
+                sec = sub._section_dict()
+                if sub.allowed_channels is not None:
+                    sec["allowed_channels"] = sorted(sub.allowed_channels)
+                out["markets"][m] = sec
+        return out
+
+    def to_toml(self) -> str:
+        """The normalized rules as TOML text that :meth:`loads` reads back to the same
+        version (for rules that came from YAML or from :meth:`from_dict`).
+
+        >>> pol = ContactPolicy.default()
+        >>> ContactPolicy.loads(pol.to_toml()).version == pol.version
+        True
+        """
+        d = self.to_dict()
+        lines = [f"name = {_toml_value(d['name'])}"]
+        lines.append(f"extra_channels = {_toml_value(d['extra_channels'])}")
+        if not d["frequency_caps"]:
+            lines.append("frequency_caps = []")
+        _toml_sections(lines, (), {k: v for k, v in d.items() if k in _SECTIONS})
+        for m, sec in d.get("markets", {}).items():
+            lines += ["", f"[markets.{m}]"]
+            if "allowed_channels" in sec:
+                lines.append(f"allowed_channels = {_toml_value(sec['allowed_channels'])}")
+            if not sec["frequency_caps"]:
+                lines.append("frequency_caps = []")  # no caps here, not the global ones
+            _toml_sections(lines, ("markets", m), sec)
+        return "\n".join(lines) + "\n"
+
     # ------------------------------------------------------------ queries
+    def for_market(self, market: str) -> ContactPolicy:
+        """The rules that apply to HCPs of ``market`` (its section, else the global rules)."""
+        return self.markets.get(market, self)
+
+    def market_of(self, market: str) -> str:
+        """Which rule set applies to ``market``: the market itself, or :data:`GLOBAL_MARKET`."""
+        return market if market in self.markets else GLOBAL_MARKET
+
     @property
-    def rule_names(self) -> tuple[str, ...]:
-        """Active rules in checking order (caps expanded, switched-off rules left out)."""
-        names = [RULE_APPROVAL, RULE_CONSENT, RULE_NO_SEE]
+    def own_rule_names(self) -> tuple[str, ...]:
+        """This rule set's own active rules in checking order (no other market's)."""
+        names = [RULE_APPROVAL]
+        if self.allowed_channels is not None:
+            names.append(RULE_MARKET_CHANNEL)
+        names += [RULE_CONSENT, RULE_NO_SEE]
         if self.dismissed_days > 0:
             names.append(RULE_DISMISSED)
         names.append(RULE_SNOOZED)
@@ -518,18 +884,60 @@ class ContactPolicy:
         return tuple(names)
 
     @property
+    def rule_names(self) -> tuple[str, ...]:
+        """Active rules in checking order (caps expanded, switched-off rules left out);
+        with market sections, every rule any market uses, in :data:`RULE_ORDER`."""
+        own = self.own_rule_names
+        if not self.markets:
+            return own
+        every = [own, *(sub.own_rule_names for sub in self.markets.values())]
+        names: list[str] = []
+        for group in RULE_ORDER:
+            for seq in every:
+                for r in seq:
+                    if r.split(":")[0] == group and r not in names:
+                        names.append(r)
+        return tuple(names)
+
+    @property
     def cap_windows(self) -> tuple[float, ...]:
-        """Distinct cap window lengths in days, ascending: the last axis of
-        ``touch_counts`` in :meth:`mask_batch`."""
-        return tuple(sorted({c.days for c in self.frequency_caps}))
+        """Distinct cap window lengths in days (of every market), ascending: the last
+        axis of ``touch_counts`` in :meth:`mask_batch`."""
+        caps = [c for p in (self, *self.markets.values()) for c in p.frequency_caps]
+        return tuple(sorted({c.days for c in caps}))
 
     def describe(self) -> dict[str, Any]:
-        """A JSON-ready description for ``GET /v1/rules``: version, order and each rule."""
+        """A JSON-ready description for ``GET /v1/rules``: version, order and each rule,
+        and per market section its own order and rules."""
+        out = self._describe_own()
+        out["markets"] = {
+            m: {
+                "allowed_channels": None
+                if sub.allowed_channels is None
+                else sorted(sub.allowed_channels),
+                "order": list(sub.own_rule_names),
+                "rules": sub._describe_own()["rules"],
+            }
+            for m, sub in self.markets.items()
+        }
+        return out
+
+    def _describe_own(self) -> dict[str, Any]:
         rules: list[dict[str, Any]] = [
             {
                 "rule": RULE_APPROVAL,
                 "description": "content must be approved in the HCP's market on the day",
             },
+        ]
+        if self.allowed_channels is not None:
+            rules.append(
+                {
+                    "rule": RULE_MARKET_CHANNEL,
+                    "description": "only these channels may be used in the market",
+                    "channels": sorted(self.allowed_channels),
+                }
+            )
+        rules += [
             {
                 "rule": RULE_CONSENT,
                 "description": "the HCP must have consented to the channel",
@@ -587,7 +995,7 @@ class ContactPolicy:
             "name": self.name,
             "version": self.version,
             "source": self.source,
-            "order": list(self.rule_names),
+            "order": list(self.own_rule_names),
             "rules": rules,
             "holdout": {"share": self.holdout_share},
         }
@@ -642,6 +1050,8 @@ class ContactPolicy:
         ContactError
             When a touch or feedback belongs to another HCP.
         """
+        if self.markets and hcp.market in self.markets:
+            return self.markets[hcp.market].filter(hcp, actions, now, touches, feedback, catalog)
         now = ensure_utc(now, "ContactPolicy.filter", "now")
         day = now.date()
         last_touch_age = math.inf
@@ -685,8 +1095,11 @@ class ContactPolicy:
 
         # per-channel verdicts of the rules that do not depend on the content
         channel_rule: dict[str, str | None] = {}
+        allowed_channels = self.allowed_channels
         for ch in {a.channel for a in actions}:
-            if ch not in self.consent_exempt and ch not in hcp.consents:
+            if allowed_channels is not None and ch not in allowed_channels:
+                channel_rule[ch] = RULE_MARKET_CHANNEL
+            elif ch not in self.consent_exempt and ch not in hcp.consents:
                 channel_rule[ch] = RULE_CONSENT
             elif hcp.no_see and ch in self.no_see_channels:
                 channel_rule[ch] = RULE_NO_SEE
@@ -744,6 +1157,7 @@ class ContactPolicy:
         days_since_content: npt.ArrayLike,
         days_since_dismissed: npt.ArrayLike | None = None,
         snoozed: npt.ArrayLike | None = None,
+        markets: npt.ArrayLike | None = None,
     ) -> BatchMask:
         """The rules of :meth:`filter` for many decisions at once, without Python loops
         over decisions. Same rules, same order, same window definitions: for inputs
@@ -774,6 +1188,9 @@ class ContactPolicy:
             Age in days of the latest dismissal of each content; ``inf`` if none.
         snoozed : bool array, shape (n_decisions, n_contents), optional
             Whether a snooze of each content is still running.
+        markets : str array, shape (n_decisions,), optional
+            Each HCP's market; required when the rules have market sections (rows
+            of a market with a section get its rules, the others the global ones).
 
         Returns
         -------
@@ -818,13 +1235,92 @@ class ContactPolicy:
         snz = None if snoozed is None else self._shaped(snoozed, (n, n_ct), "snoozed", bool)
 
         names = self.rule_names
-        code = {r: i for i, r in enumerate(names)}
         rule = np.full((n, n_act), -1, dtype=np.int16)
+        if not self.markets:
+            self._mask_rows(
+                rule,
+                names,
+                windows,
+                a_ch,
+                a_ct,
+                channels,
+                appr,
+                cons,
+                ns,
+                counts,
+                last,
+                cont,
+                dis,
+                snz,
+            )
+            return BatchMask(allowed=rule < 0, rule=rule, rule_names=names)
+        if markets is None:
+            raise ContactError(
+                "mask_batch: these rules have market sections; pass each HCP's 'markets'"
+            )
+        mk = np.asarray(markets)
+        if mk.shape != (n,):
+            raise ContactError(f"mask_batch: 'markets' must have shape {(n,)}, got {mk.shape}")
+        rest = np.ones(n, dtype=bool)
+        groups: list[tuple[ContactPolicy, npt.NDArray[np.bool_]]] = []
+        for m, sub in self.markets.items():
+            rows = mk == m
+            rest &= ~rows
+            groups.append((sub, rows))
+        groups.append((self, rest))
+        for pol, rows in groups:
+            if not rows.any():
+                continue
+            sel = np.flatnonzero(rows)
+            part = np.full((sel.shape[0], n_act), -1, dtype=np.int16)
+            pol._mask_rows(
+                part,
+                names,
+                windows,
+                a_ch,
+                a_ct,
+                channels,
+                appr[sel],
+                cons[sel],
+                ns[sel],
+                counts[sel],
+                last[sel],
+                cont[sel],
+                None if dis is None else dis[sel],
+                None if snz is None else snz[sel],
+            )
+            rule[sel] = part
+        return BatchMask(allowed=rule < 0, rule=rule, rule_names=names)
+
+    def _mask_rows(
+        self,
+        rule: npt.NDArray[np.int16],
+        names: tuple[str, ...],
+        windows: tuple[float, ...],
+        a_ch: npt.NDArray[np.intp],
+        a_ct: npt.NDArray[np.intp],
+        channels: Sequence[str],
+        appr: Bool2D,
+        cons: Bool2D,
+        ns: npt.NDArray[np.bool_],
+        counts: npt.NDArray[np.int64],
+        last: npt.NDArray[np.float64],
+        cont: npt.NDArray[np.float64],
+        dis: npt.NDArray[np.float64] | None,
+        snz: Bool2D | None,
+    ) -> None:
+        """Fill ``rule`` (shape (n, n_actions), -1 = allowed) with this policy's own
+        rules, as indices into ``names``; ``windows`` is the last axis of ``counts``."""
+        n, n_act = rule.shape
+        code = {r: i for i, r in enumerate(names)}
 
         def apply(name: str, fires: Bool2D) -> None:
             rule[(rule < 0) & fires] = code[name]
 
         apply(RULE_APPROVAL, ~appr)
+        if self.allowed_channels is not None:
+            ok = np.array([c in self.allowed_channels for c in channels], dtype=bool)
+            apply(RULE_MARKET_CHANNEL, np.broadcast_to(~ok[a_ch][None, :], (n, n_act)))
         exempt = np.array([c in self.consent_exempt for c in channels], dtype=bool)
         apply(RULE_CONSENT, ~(cons[:, a_ch] | exempt[a_ch][None, :]))
         blocked = np.array([c in self.no_see_channels for c in channels], dtype=bool)
@@ -844,7 +1340,6 @@ class ContactPolicy:
             apply(cap.rule, full[:, None] & (a_ch == c)[None, :])
         if self.min_gap_days > 0:
             apply(RULE_MIN_GAP, np.broadcast_to((last < self.min_gap_days)[:, None], (n, n_act)))
-        return BatchMask(allowed=rule < 0, rule=rule, rule_names=names)
 
     @staticmethod
     def _shaped(value: npt.ArrayLike, shape: tuple[int, ...], name: str, dtype: Any) -> Any:

@@ -339,6 +339,10 @@ class Decision:
     activated: bool = True
     #: every slot of the served list, slot 1 first; empty: one slot, the chosen action
     slate: tuple[SlateSlot, ...] = ()
+    #: version (hash) of the contact rules applied, and which market's rule set
+    #: (``"global"`` when the market has no section); ``None`` when not recorded
+    rules_version: str | None = None
+    rules_market: str | None = None
 
     def __post_init__(self) -> None:
         where = f"Decision '{self.event_id}'"

@@ -62,6 +62,7 @@ from serving.errors import ApiError, invalid, unknown_event, unknown_hcp
 from serving.lifecycle import ModelManager, ServedModel, baseline_policy
 from serving.metrics import ServiceMetrics
 from serving.reasons import Evidence, reasons_for_list
+from serving.rules import RulesKeeper
 from serving.store import DuplicateEventError, EventStore, StoreError, UnknownEventError
 
 log = logging.getLogger("nba.serving.engine")
@@ -105,6 +106,8 @@ class Prepared:
     value: float | None = None
     #: a holdout HCP answered with no contact (``holdout_policy="no_contact"``)
     no_contact: bool = False
+    rules_version: str = ""
+    rules_market: str = ""
 
 
 class DecisionEngine:
@@ -115,6 +118,7 @@ class DecisionEngine:
     store : EventStore
     catalog : Catalog
     contact : ContactPolicy
+        The rules when no :attr:`rules` keeper is attached (tests, benchmarks).
     models : ModelManager
     reward : RewardDefinition
     metrics : ServiceMetrics
@@ -150,7 +154,9 @@ class DecisionEngine:
         self.store = store
         self.features = features if features is not None else HCPFeatures.default()
         self.catalog = catalog
-        self.contact = contact
+        self._contact = contact
+        #: the rules in force, reloaded from the store when they change (see serving.rules)
+        self.rules: RulesKeeper | None = None
         self.models = models
         self.reward = reward
         self.metrics = metrics
@@ -169,6 +175,11 @@ class DecisionEngine:
         self._policy_lock = threading.Lock()
         self.committer: GroupCommitter | None = None
         self._topics_cache: tuple[str, dict[str, str]] | None = None
+
+    @property
+    def contact(self) -> ContactPolicy:
+        """The contact rules in force (the store's version when a keeper is attached)."""
+        return self.rules.current() if self.rules is not None else self._contact
 
     def store_decisions(self, decisions: list[Decision], deferred: bool) -> None:
         """Commit decisions (all or none) before returning; group-committed with other
@@ -262,14 +273,19 @@ class DecisionEngine:
         served: ServedModel | None = None,
         candidates: Sequence[Action] | None = None,
         ranked_rest: bool = False,
+        contact: ContactPolicy | None = None,
     ) -> Prepared:
-        """Compute one decision for ``hcp`` (not stored yet).
+        """Compute one decision for ``hcp`` (not stored yet) under ``contact`` (default:
+        the rules in force); the decision records the rules' version and the market
+        whose rule set applied.
 
         ``ranked_rest`` (the Personalizer-compatible rank route): suggestions after
         the chosen one are ranked by the policy's scores (or probabilities) as
         Personalizer ranks them, and only the chosen slot is logged (no slate).
         """
         served = served or self.models.current
+        contact = contact or self.contact
+        rules_version, rules_market = contact.version, contact.market_of(hcp.market)
         since = now - timedelta(days=self.history_days)
         recent = self.store.recent_touches(hcp.hcp_id, since)
         # caps and gaps count contacts; an HCP pulling information was not contacted
@@ -284,12 +300,12 @@ class DecisionEngine:
         pre = tuple(
             Suppression(a.action_id, RULE_EXCLUDED) for a in candidates if a.action_id in excluded
         )
-        filtered = self.contact.filter(hcp, kept, now, touches, feedback, self.catalog)
+        filtered = contact.filter(hcp, kept, now, touches, feedback, self.catalog)
         suppressed = pre + filtered.suppressed
         for rule, n in filtered.counts_by_rule().items():
             self.metrics.suppressions.labels(rule=rule).inc(n)
 
-        if self.contact.is_holdout(hcp.hcp_id) and self.holdout == "no_contact":
+        if contact.is_holdout(hcp.hcp_id) and self.holdout == "no_contact":
             return Prepared(
                 hcp.hcp_id,
                 None,
@@ -299,8 +315,10 @@ class DecisionEngine:
                 f"{HOLDOUT_PREFIX}{NO_CONTACT}",
                 NO_CONTACT,
                 no_contact=True,
+                rules_version=rules_version,
+                rules_market=rules_market,
             )
-        if self.contact.is_holdout(hcp.hcp_id):
+        if contact.is_holdout(hcp.hcp_id):
             policy = self.holdout_policy
             version = f"{HOLDOUT_PREFIX}baseline:{policy.name}"
         else:
@@ -308,7 +326,17 @@ class DecisionEngine:
             version = served.version
         allowed = list(filtered.allowed)
         if not allowed:
-            return Prepared(hcp.hcp_id, None, context, [], suppressed, version, policy.name)
+            return Prepared(
+                hcp.hcp_id,
+                None,
+                context,
+                [],
+                suppressed,
+                version,
+                policy.name,
+                rules_version=rules_version,
+                rules_market=rules_market,
+            )
 
         eid = event_id or self.new_event_id(now)
         try:
@@ -395,10 +423,21 @@ class DecisionEngine:
                 if len(ranked) > 1 and not ranked_rest
                 else ()
             ),
+            rules_version=rules_version,
+            rules_market=rules_market,
         )
         value = None if pd.scores is None else float(np.dot(p, pd.scores))
         return Prepared(
-            hcp.hcp_id, decision, context, suggestions, suppressed, version, policy.name, value
+            hcp.hcp_id,
+            decision,
+            context,
+            suggestions,
+            suppressed,
+            version,
+            policy.name,
+            value,
+            rules_version=rules_version,
+            rules_market=rules_market,
         )
 
     def _record_no_contact(
@@ -460,6 +499,8 @@ class DecisionEngine:
                 chosen_action_id=None,
                 suppressed=supp,
                 activated=False,
+                rules_version=pr.rules_version,
+                rules_market=pr.rules_market,
             )
         try:
             self.store_decisions([pr.decision], req.defer_activation)
@@ -476,6 +517,8 @@ class DecisionEngine:
             chosen_action_id=pr.decision.chosen_action_id,
             suppressed=supp,
             activated=pr.decision.activated,
+            rules_version=pr.rules_version,
+            rules_market=pr.rules_market,
         )
 
     def decide_batch(
@@ -495,6 +538,7 @@ class DecisionEngine:
         requester = str(request.get("requester", principal))
         now = self.decision_time(req.as_of)
         served = self.models.current
+        contact = self.contact  # one rules version for the whole batch
         profiles = {h: self.store.get_hcp(h) for h in req.hcp_ids}
         candidates = [a for a in self.catalog.actions if a.channel in channels]
         prepared: list[Prepared] = []
@@ -520,6 +564,7 @@ class DecisionEngine:
                     explain=req.explain,
                     served=served,
                     candidates=candidates,
+                    contact=contact,
                 )
             )
         decisions = [pr.decision for pr in prepared if pr.decision is not None]
@@ -540,6 +585,8 @@ class DecisionEngine:
                 else ["holdout"]
                 if pr.no_contact
                 else sorted({s.rule for s in pr.suppressed}),
+                rules_version=pr.rules_version,
+                rules_market=pr.rules_market,
             )
             for pr in prepared
         ]

@@ -14,6 +14,10 @@ not_found              404     no such route
 method_not_allowed     405     the route exists, the method does not
 event_id_conflict      409     an event id is reused
 model_refused          409     a model failed to load or to score canaries
+invalid_rules          422     a contact rules text is invalid (``details``: key, line)
+rules_unchanged        409     the rules text equals the version in force
+rules_conflict         409     another rules version was applied meanwhile
+unknown_rules_version  404     no such stored contact rules version
 unauthenticated        401     no API key or an unknown one
 forbidden              403     the key lacks the route's scope
 body_too_large         413     the body exceeds the size limit
@@ -48,11 +52,18 @@ class ErrorBody(BaseModel):
 class ApiError(Exception):
     """Raised by routes and services; turned into a JSON error response."""
 
-    def __init__(self, status: int, code: str, message: str) -> None:
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        details: list[dict[str, Any]] | None = None,
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.code = code
         self.message = message
+        self.details = details
 
 
 def unknown_hcp(hcp_id: str) -> ApiError:
@@ -106,7 +117,7 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(ApiError)
     async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
-        return error_response(exc.status, exc.code, exc.message)
+        return error_response(exc.status, exc.code, exc.message, details=exc.details)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:

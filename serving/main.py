@@ -24,7 +24,6 @@ from fastapi import FastAPI
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from nba.catalog import Catalog
-from nba.contact import ContactPolicy
 from nba.hcp_features import HCPFeatures
 from nba.paths import default_tracking_uri
 from nba.reward import RewardDefinition
@@ -40,6 +39,7 @@ from serving.api.routes import (
     models,
     personalizer,
     reps,
+    rules,
     touches,
 )
 from serving.auth import Authenticator
@@ -47,6 +47,9 @@ from serving.commit import GroupCommitter
 from serving.engine import DecisionEngine
 from serving.lifecycle import ModelManager, PolicyLoader
 from serving.metrics import ServiceMetrics, multiprocess_dir
+from serving.rules import RulesKeeper
+from serving.rules import file_text as rules_file_text
+from serving.rules import seed as seed_rules
 from serving.settings import Settings
 from serving.store import EventStore
 
@@ -159,14 +162,13 @@ async def _send_error(send: Send, status: int, code: str, limit: int, size: int)
 def open_services(settings: Settings, loader: PolicyLoader | None = None) -> Services:
     """Open everything a worker needs (catalog, rules, reward, store, model)."""
     catalog = Catalog.load(settings.catalog_path) if settings.catalog_path else Catalog.default()
-    contact = (
-        ContactPolicy.load(settings.rules_path) if settings.rules_path else ContactPolicy.default()
-    )
     features = (
         HCPFeatures.load(settings.features_path)
         if settings.features_path
         else HCPFeatures.default()
     )
+    # the startup file is checked even when the store already holds rules
+    rules_text, rules_source = rules_file_text(settings.rules_path, features.markets)
     reward = (
         RewardDefinition.load(settings.reward_path)
         if settings.reward_path
@@ -183,6 +185,23 @@ def open_services(settings: Settings, loader: PolicyLoader | None = None) -> Ser
         synchronous=settings.store_synchronous,
     )
     store.add_catalog(catalog)
+    # the rules in force live in the store: the startup file only seeds an empty store
+    in_force = seed_rules(
+        store,
+        rules_text,
+        who="service start",
+        comment=f"loaded from {rules_source} at the first service start",
+        markets=features.markets,
+    )
+    if in_force.text != rules_text:
+        log.warning(
+            "contact rules version %d from the store are in force; %s differs from them "
+            "and is not applied (change rules with PUT /v1/rules or `nba rules apply`)",
+            in_force.version,
+            rules_source,
+        )
+    keeper = RulesKeeper(store, features.markets, check_ms=settings.rules_check_ms)
+    contact = keeper.current()
     metrics = ServiceMetrics()
     tracking = settings.tracking_uri or default_tracking_uri()
     models = ModelManager(
@@ -215,13 +234,14 @@ def open_services(settings: Settings, loader: PolicyLoader | None = None) -> Ser
         features=features,
         holdout=settings.holdout_policy,
     )
+    engine.rules = keeper
     if settings.group_commit:
         engine.committer = GroupCommitter(store)
     return Services(
         settings=settings,
         store=store,
         catalog=catalog,
-        contact=contact,
+        rules=keeper,
         models=models,
         metrics=metrics,
         engine=engine,
@@ -298,7 +318,18 @@ def create_app(settings: Settings | None = None, loader: PolicyLoader | None = N
     app.state.auth = Authenticator(cfg)
     app.state.services = None
     errors.install(app)
-    for module in (decisions, events, touches, hcps, models, personalizer, health, reps, kpis):
+    for module in (
+        decisions,
+        events,
+        touches,
+        hcps,
+        models,
+        personalizer,
+        health,
+        reps,
+        kpis,
+        rules,
+    ):
         app.include_router(module.router)
     if cfg.bench_routes:
         app.include_router(bench.router)

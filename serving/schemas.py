@@ -150,6 +150,14 @@ class DecisionResponse(BaseModel):
     chosen_action_id: str | None
     suppressed: list[SuppressedAction] = Field(default_factory=list)
     activated: bool = True
+    rules_version: str | None = Field(
+        default=None, description="Version (hash) of the contact rules applied."
+    )
+    rules_market: str | None = Field(
+        default=None,
+        description="Whose rule set applied: the HCP's market, or 'global' when the "
+        "market has no section of its own.",
+    )
 
 
 class BatchItem(BaseModel):
@@ -160,6 +168,8 @@ class BatchItem(BaseModel):
     blocked_by: list[str] = Field(
         default_factory=list, description="Rules that left nothing to offer."
     )
+    rules_version: str | None = None
+    rules_market: str | None = None
 
 
 class BatchResponse(BaseModel):

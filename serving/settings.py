@@ -103,7 +103,15 @@ class Settings(BaseSettings):
     )
     catalog_path: Path | None = Field(default=None, description="Catalog TOML; default: packaged.")
     rules_path: Path | None = Field(
-        default=None, description="Contact-policy rules; default: packaged."
+        default=None,
+        description="Contact-policy rules file; default: packaged. It seeds the store's "
+        "first rules version; afterwards the store's version is in force (serving/rules.py).",
+    )
+    rules_check_ms: float = Field(
+        default=500.0,
+        ge=0,
+        description="How often (at most) each worker checks the store for a new contact "
+        "rules version, in milliseconds; 0 checks on every request.",
     )
     reward_path: Path | None = Field(
         default=None, description="Reward definition; default: packaged."

@@ -142,7 +142,9 @@ CREATE TABLE IF NOT EXISTS decisions (
     suppressed TEXT NOT NULL,
     activated INTEGER NOT NULL,
     deferred INTEGER NOT NULL,
-    activated_us INTEGER
+    activated_us INTEGER,
+    rules_version TEXT,
+    rules_market TEXT
 );
 CREATE INDEX IF NOT EXISTS decisions_hcp_ts ON decisions (hcp_id, ts_us);
 CREATE INDEX IF NOT EXISTS decisions_ts ON decisions (ts_us);
@@ -225,6 +227,19 @@ CREATE TABLE IF NOT EXISTS holdout_requests (
     channels_requested TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS holdout_requests_ts ON holdout_requests (ts_us);
+-- contact rules versions (serving/store_rules.py): every version ever in force, with
+-- its audit record (the one in force is the highest version)
+CREATE TABLE IF NOT EXISTS rules_versions (
+    version INTEGER PRIMARY KEY,
+    rules_hash TEXT NOT NULL,
+    text TEXT NOT NULL,
+    created_us INTEGER NOT NULL,
+    who TEXT NOT NULL,
+    action TEXT NOT NULL,
+    comment TEXT NOT NULL,
+    diff TEXT NOT NULL,
+    based_on INTEGER
+);
 """
 
 #: Columns added to tables of an older schema version, with their declaration: a
@@ -240,6 +255,9 @@ _ADDED_COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("touches", "overrides_event_id", "TEXT"),
     # slates: every slot of a served list (JSON [[action_id, probability], ...]); null: k=1
     ("decisions", "slate", "TEXT"),
+    # contact rules: which version and which market's rule set each decision applied
+    ("decisions", "rules_version", "TEXT"),
+    ("decisions", "rules_market", "TEXT"),
 )
 
 
@@ -821,13 +839,15 @@ class EventStore:
             int(deferred),
             _to_us(d.ts) if d.activated else None,
             _slate_json(d.slate),
+            d.rules_version,
+            d.rules_market,
         )
 
     _INSERT_DECISION = (
         "INSERT INTO decisions (event_id, ts_us, hcp_id, requester, channels_requested, context,"
         " catalog_version, action_ids, probabilities, chosen_index, chosen_action_id, propensity,"
-        " policy, model_version, suppressed, activated, deferred, activated_us, slate)"
-        " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+        " policy, model_version, suppressed, activated, deferred, activated_us, slate,"
+        " rules_version, rules_market) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
     )
 
     def add_decision(self, decision: Decision, deferred: bool = False) -> None:
@@ -878,7 +898,7 @@ class EventStore:
     _DECISION_COLS = (
         "event_id, ts_us, hcp_id, requester, channels_requested, context, catalog_version,"
         " action_ids, probabilities, chosen_index, chosen_action_id, propensity, policy,"
-        " model_version, suppressed, activated, slate"
+        " model_version, suppressed, activated, slate, rules_version, rules_market"
     )
 
     @staticmethod
@@ -901,6 +921,8 @@ class EventStore:
             suppressed=tuple(Suppression(a, rule) for a, rule in json.loads(r[14])),
             activated=bool(r[15]),
             slate=tuple(SlateSlot(a, float(p)) for a, p in json.loads(r[16] or "[]")),
+            rules_version=r[17],
+            rules_market=r[18],
         )
 
     def get_decision(self, event_id: str) -> Decision | None:
@@ -1491,6 +1513,8 @@ class EventStore:
                     if r[16] is None
                     else [{"action_id": a, "probability": p} for a, p in json.loads(r[16])]
                 )
+                cols["rules_version"].append(r[17])
+                cols["rules_market"].append(r[18])
             table = pa.Table.from_pydict(
                 {f.name: pa.array(cols[f.name], type=f.type) for f in DECISIONS},
                 schema=DECISIONS,

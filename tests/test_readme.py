@@ -195,6 +195,78 @@ def test_rep_morning_calls_run_against_a_real_server(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
+def test_marketer_changes_a_rule(tmp_path: Path) -> None:
+    serve_block = _blocks_after("## The decision service")[0]
+    (block,) = _blocks_after("## A marketer changes a rule")
+    port = _free_port()
+    serve = _commands(serve_block)[0].replace("--port 8000", f"--port {port}")
+    env_part, _, cmd = serve.partition(" nba ")
+    env = _env(tmp_path)
+    env.update(dict(kv.split("=", 1) for kv in shlex.split(env_part)))
+    env.pop("NBA_STORE_PATH", None)  # the default: data/events.db under NBA_DATA_DIR
+    env["NBA_DATA_DIR"] = str(tmp_path / "data")
+    proc = subprocess.Popen(
+        ["nba", *shlex.split(cmd)],
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 240
+        while True:
+            assert proc.poll() is None, proc.stdout.read().decode() if proc.stdout else ""
+            try:
+                if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline, "service not ready"
+            time.sleep(0.2)
+        answers: list[tuple[int, object]] = []
+        outputs: list[str] = []
+        for line in _commands(block):
+            line = line.replace("127.0.0.1:8000", f"127.0.0.1:{port}")
+            if line.startswith("curl "):
+                out = subprocess.run(
+                    [*shlex.split(line), "-w", "\n%{http_code}"],
+                    capture_output=True,
+                    text=True,
+                    check=True,
+                    cwd=tmp_path,
+                )
+                body, _, code = out.stdout.rpartition("\n")
+                answers.append((int(code), json.loads(body)))
+            else:
+                out = subprocess.run(
+                    ["bash", "-c", "set -euo pipefail\n" + line],
+                    capture_output=True,
+                    text=True,
+                    cwd=tmp_path,
+                    env=env,
+                )
+                assert out.returncode == 0, (line, out.stdout, out.stderr)
+                outputs.append(out.stdout)
+        assert [c for c, _ in answers] == [200] * 4, answers
+        rules, dry, put, back = (a for _, a in answers)
+        assert isinstance(rules, dict) and rules["store_version"] == 1
+        assert isinstance(dry, dict) and dry["changed"] == 0 and dry["current_version"] == 1
+        assert isinstance(put, dict) and put["version"] == 2 and put["who"] == "auth-disabled"
+        assert isinstance(back, dict) and back["version"] == 3 and back["action"] == "rollback"
+        # show > file and printf >> file print nothing; then validate, diff, history
+        assert outputs[:2] == ["", ""]
+        assert "valid; version" in outputs[2] and "DE: approval" in outputs[2]
+        assert "+[[markets.DE.frequency_caps]]" in outputs[3]
+        assert "DE: at most one email a week" in outputs[4]
+        final = httpx.get(f"{base}/v1/rules", timeout=10).json()
+        assert final["store_version"] == 3 and final["markets"] == {}
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+@pytest.mark.slow
 def test_mlflow_ui_command_serves_the_tracking_store(tmp_path: Path) -> None:
     text = README.read_text(encoding="utf-8")
     m = re.search(r"`(\.venv/bin/mlflow ui --backend-store-uri sqlite:///data/mlflow\.db)`", text)

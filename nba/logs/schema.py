@@ -47,6 +47,11 @@ DECISIONS = pa.schema(
         # every slot of the served list, slot 1 (the chosen action) first, each with its
         # probability given the slots before; null: one slot, the chosen action
         pa.field("slate", pa.list_(SLATE_SLOT), nullable=True),
+        # the contact rules applied (their version hash) and whose rule set: the HCP's
+        # market when the rules have a section for it, else "global"; null when no
+        # rules were applied or the log predates these columns
+        pa.field("rules_version", pa.string(), nullable=True),
+        pa.field("rules_market", pa.string(), nullable=True),
     ]
 )
 

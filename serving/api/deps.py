@@ -24,6 +24,7 @@ from serving.engine import DecisionEngine
 from serving.errors import ApiError
 from serving.lifecycle import ModelManager
 from serving.metrics import ServiceMetrics
+from serving.rules import RulesKeeper
 from serving.settings import Settings
 from serving.store import EventStore
 
@@ -35,7 +36,7 @@ class Services:
     settings: Settings
     store: EventStore
     catalog: Catalog
-    contact: ContactPolicy
+    rules: RulesKeeper
     models: ModelManager
     metrics: ServiceMetrics
     engine: DecisionEngine
@@ -43,6 +44,11 @@ class Services:
     features: HCPFeatures
     #: business value definition of the KPIs and the holdout lift
     value: RewardDefinition = field(default_factory=RewardDefinition.business_value)
+
+    @property
+    def contact(self) -> ContactPolicy:
+        """The contact rules in force (reloaded when the store's version moves)."""
+        return self.rules.current()
 
 
 def get_services(request: Request) -> Services:

@@ -354,6 +354,7 @@ class World:
         seeds = np.random.SeedSequence(seed).spawn(5)
         self._policy_seed = seeds[4]
         self.population = Population.generate(hcps, self.catalog, seeds[0], self.config)
+        self._market_names = np.asarray(self.population.markets, dtype=object)
         self.response = ResponseModel(self.catalog, self.config, self.reward_definition)
         self.rng_requests = np.random.default_rng(seeds[1])
         self.rng_outcomes = np.random.default_rng(seeds[2])
@@ -1091,6 +1092,8 @@ class World:
             touch_counts=counts,
             days_since_touch=since_touch,
             days_since_content=since_content,
+            # per-market rule sets: each HCP gets its market's rules, as in serving
+            markets=self._market_names[pop.market[hcp]] if rules.markets else None,
         )
         b, n_act = hcp.shape[0], self._action_channel.shape[0]
         allowed = np.zeros((b, n_act), dtype=bool)
@@ -1339,6 +1342,7 @@ class World:
                 "suppressed": suppressed,
                 "activated": pa.array(np.ones(nrows, dtype=bool)),
                 "slate": self._slate_column(dec, nrows),
+                **self._rules_columns(hcp),
             },
             schema=DECISIONS,
         )
@@ -1362,6 +1366,22 @@ class World:
         slates = _list_array(offsets, values)
         # a decision with one eligible action shows one slot: no slate
         return pc.if_else(pa.array(lengths > 1), slates, pa.nulls(nrows, typ))
+
+    def _rules_columns(self, hcp: I64) -> dict[str, pa.Array]:
+        """``rules_version`` and ``rules_market`` of decisions for ``hcp``, shape (n,):
+        null without contact rules, else the rules' hash and the HCP's market when the
+        rules have a section for it ("global" otherwise), as serving records them."""
+        n = hcp.shape[0]
+        if self.rules is None:
+            return {
+                "rules_version": pa.nulls(n, pa.string()),
+                "rules_market": pa.nulls(n, pa.string()),
+            }
+        names = np.array([self.rules.market_of(m) for m in self.population.markets], dtype=object)
+        return {
+            "rules_version": pa.array(np.full(n, self.rules.version, dtype=object), pa.string()),
+            "rules_market": pa.array(names[self.population.market[hcp]], pa.string()),
+        }
 
     def _write_population(self, out: Path) -> None:
         import pyarrow.parquet as pq

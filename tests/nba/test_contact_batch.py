@@ -64,13 +64,15 @@ def random_case(
 
 
 def batch_inputs(
-    cases: list[tuple[HCPProfile, datetime, list[Touch], list[Feedback]]], cat: Catalog
+    cases: list[tuple[HCPProfile, datetime, list[Touch], list[Feedback]]],
+    cat: Catalog,
+    policy: ContactPolicy = POLICY,
 ) -> dict[str, Any]:
     """What a simulator would keep in its arrays, computed here from the same records."""
     n, n_ch, n_it = len(cases), len(cat.channels), len(cat.items)
     ch_pos = {c: k for k, c in enumerate(cat.channels)}
     it_pos = {it.id: k for k, it in enumerate(cat.items)}
-    windows = POLICY.cap_windows
+    windows = policy.cap_windows
     approved = np.zeros((n, len(cat.actions)), dtype=bool)
     consents = np.zeros((n, n_ch), dtype=bool)
     no_see = np.zeros(n, dtype=bool)
@@ -97,7 +99,7 @@ def batch_inputs(
             k = it_pos[f.content_id]
             if f.type == "dismissed":
                 dismissed[i, k] = min(dismissed[i, k], (now - f.ts) / DAY)
-            elif now < POLICY.snooze_end(f):
+            elif now < policy.for_market(h.market).snooze_end(f):
                 snoozed[i, k] = True
     return {
         "action_channel": cat.action_channel_index,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -136,9 +137,9 @@ def test_a_policy_object_is_required():
 @pytest.mark.parametrize(
     ("text", "match"),
     [
-        ("[repeat]\ndays = -1\n", r"bad\.toml: rule 'repeat'"),
+        ("[repeat]\ndays = -1\n", r"bad\.toml, line 2: rule 'repeat'"),
         ("[[frequency_caps]]\nchannel = 'fax'\nmax = 1\ndays = 7\n", "unknown channel 'fax'"),
-        ("this is = = not toml", r"bad\.toml: not valid TOML"),
+        ("this is = = not toml", r"bad\.toml, line 1: not valid TOML"),
     ],
 )
 def test_simulate_with_a_bad_rules_file_names_the_file(tmp_path, text, match):
@@ -210,3 +211,63 @@ def test_a_learning_policy_runs_with_rules_and_holdout(tmp_path):
     dec = logio.read(tmp_path / "l", "decisions").to_pandas()
     assert s.decisions == len(dec) and s.holdout_decisions > 0
     assert set(dec["policy"]) == {"uniform", learner.name}
+
+
+MARKET_RULES = """\
+[[frequency_caps]]
+channel = "email"
+max = 3
+days = 14
+
+[markets.DE]
+allowed_channels = ["rep_visit", "remote_call", "webinar", "portal"]
+
+[[markets.FR.frequency_caps]]
+channel = "email"
+max = 1
+days = 14
+"""
+
+
+def test_per_market_rules_apply_in_the_simulator(tmp_path: Path) -> None:
+    pol = ContactPolicy.loads(MARKET_RULES, source="markets.toml")
+    out = tmp_path / "logs"
+    simulate(hcps=300, days=40, policy="campaign", seed=11, out=out, rules=pol)
+    dec, tch = _logs(out)
+    market = dec["context"].map(lambda c: json.loads(c)["hcp"]["market"])
+    offered = _offered(dec.assign(market=market)).merge(
+        dec.assign(market=market)[["event_id", "market"]], on="event_id"
+    )
+    by_market = offered.groupby("market")["channel"].apply(set)
+    assert "email" not in by_market["DE"] and "email" in by_market["US"]
+    # DE email actions were removed by the market's channel rule, and logged as such
+    supp = dec.assign(market=market).explode("suppressed").dropna(subset=["suppressed"])
+    rules_de = {s["rule"] for s in supp[supp["market"] == "DE"]["suppressed"]}
+    assert "market_channel" in rules_de
+    rules_other = {s["rule"] for s in supp[supp["market"] != "DE"]["suppressed"]}
+    assert "market_channel" not in rules_other
+    # each market's email cap holds on the executed emails, recomputed from the touches
+    hcp_market = dict(zip(dec["hcp_id"], market, strict=True))
+    email = tch[tch["channel"] == "email"].assign(market=lambda t: t["hcp_id"].map(hcp_market))
+    same = email.merge(email, on=["hcp_id", "market"], suffixes=("", "_p"))
+    same = same[(same["ts_p"] < same["ts"]) & ((same["ts"] - same["ts_p"]) / DAY < 14)]
+    earlier = same.groupby(["hcp_id", "market", "ts"]).size().reset_index(name="n")
+    assert len(email[email["market"] == "FR"]) > 20 and len(earlier) > 20
+    fr = earlier[earlier["market"] == "FR"]
+    assert fr.empty, fr.head()  # FR: at most 1 email in 14 days
+    rest = earlier[earlier["market"] != "FR"]
+    assert (rest["n"] < 3).all() and (rest["n"] >= 1).any()
+    # the manifest and every decision name the rules version (covering the market
+    # sections), and each decision whose market's rule set applied, as serving does
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["contact_rules"]["version"] == pol.version
+    assert set(dec["rules_version"]) == {pol.version}
+    expected = market.where(market.isin(["DE", "FR"]), "global")
+    assert (dec["rules_market"] == expected).all() and set(expected) >= {"DE", "FR", "global"}
+
+
+def test_runs_without_rules_log_no_rules_version(tmp_path: Path) -> None:
+    out = tmp_path / "logs"
+    simulate(hcps=30, days=2, policy="uniform", seed=1, out=out)
+    dec = logio.read(out, "decisions").to_pandas()
+    assert dec["rules_version"].isna().all() and dec["rules_market"].isna().all()

@@ -1,8 +1,7 @@
-"""``GET /v1/models/current``, ``POST /v1/models/reload`` (admin), ``GET /v1/rules``."""
+"""``GET /v1/models/current``, ``POST /v1/models/reload`` (admin); the contact rules
+routes are in :mod:`serving.api.routes.rules`."""
 
 from __future__ import annotations
-
-from typing import Any
 
 from fastapi import APIRouter
 from starlette.concurrency import run_in_threadpool
@@ -63,10 +62,3 @@ async def reload_model(
     return schemas.ReloadResponse(
         swapped=True, model_version=result.version, message=result.message
     )
-
-
-@router.get("/rules", responses=AUTH_ERRORS, summary="The contact rules in force")
-def rules(svc: ServicesDep, who: AnyKey) -> dict[str, Any]:
-    """Every rule with its parameters, the order in which they are checked, and
-    the name that suppressed actions carry."""
-    return svc.contact.describe()
