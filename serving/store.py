@@ -86,10 +86,12 @@ from nba.logs.schema import DECISIONS, OUTCOMES, STATED_PREFERENCES, TOUCHES
 
 #: Version 2 added ``outcomes.action_id`` (the suggestion an outcome concerns);
 #: version 3 interest signals on touches, declared attributes on HCPs and stated
-#: preferences. Older files are migrated when opened.
-SCHEMA_VERSION = 3
+#: preferences; version 4 reps and their alignment history, the rep's day lists,
+#: override touches, slates, the rules applied by each decision, versioned rules,
+#: holdout requests answered with no contact. Older files are migrated when opened.
+SCHEMA_VERSION = 4
 #: older schema versions this code migrates in place when it opens their file
-MIGRATES_FROM = (1, 2)
+MIGRATES_FROM = (1, 2, 3)
 SYNCHRONOUS_MODES = ("FULL", "NORMAL", "EXTRA")
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _US = timedelta(microseconds=1)

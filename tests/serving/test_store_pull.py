@@ -73,7 +73,7 @@ def test_version_1_file_is_migrated_and_keeps_its_rows(tmp_path: Path) -> None:
     con = sqlite3.connect(db)
     version = con.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()[0]
     con.close()
-    assert int(version) == SCHEMA_VERSION == 3
+    assert int(version) == SCHEMA_VERSION == 4
     assert "action_id" in columns(db, "outcomes")  # the version-2 step too
     # the old touch reads as a plain contact, the old profile with no attributes
     (old,) = store.recent_touches("h1", T0 - timedelta(days=30))
@@ -85,7 +85,7 @@ def test_version_1_file_is_migrated_and_keeps_its_rows(tmp_path: Path) -> None:
     store.add_stated_preference(StatedPreference("h1", T0, "rep-7", topics=("dosing",)))
     assert store.recent_touches("h1", T0)[0] == PULL
     store.close()
-    # opening again is a no-op (already version 3)
+    # opening again is a no-op (already the current version)
     again = EventStore(db)
     assert again.counts()["touches"] == 2 and again.counts()["stated_preferences"] == 1
 
@@ -107,7 +107,7 @@ def test_version_2_file_gains_the_interest_columns_and_keeps_its_action_ids(
     assert old.kind == "contact"
     store.close()
     con = sqlite3.connect(db)
-    assert con.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone() == ("3",)
+    assert con.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone() == ("4",)
     con.close()
 
 
@@ -133,7 +133,7 @@ def test_newer_file_is_refused_untouched(tmp_path: Path) -> None:
     con.execute("UPDATE meta SET value='99' WHERE key='schema_version'")
     con.commit()
     con.close()
-    with pytest.raises(StoreError, match="has schema version 99, this code reads version 3"):
+    with pytest.raises(StoreError, match="has schema version 99, this code reads version 4"):
         EventStore(db)
 
 
@@ -198,3 +198,39 @@ def test_stated_preferences_kept_apart_from_touches(tmp_path: Path) -> None:
     assert store.counts()["touches"] == 0
     assert store.recent_touches("h1", T0 - timedelta(days=9)) == []
     assert json.loads(json.dumps(store.counts()))["stated_preferences"] == 2
+
+
+#: what version 4 added to a version-3 file: tables, and columns of older tables
+V4_TABLES = ("reps", "rep_alignment", "rep_days", "rep_day_items", "holdout_requests")
+V4_COLUMNS = (
+    ("touches", "overrides_event_id"),
+    ("decisions", "slate"),
+    ("decisions", "rules_version"),
+    ("decisions", "rules_market"),
+)
+
+
+def test_version_3_file_gains_the_version_4_tables_and_columns(tmp_path: Path) -> None:
+    db = tmp_path / "v3.db"
+    EventStore(db).close()
+    con = sqlite3.connect(db)  # take a current file back to what version 3 wrote
+    for t in (*V4_TABLES, "rules_versions"):
+        con.execute(f"DROP TABLE {t}")
+    con.execute("DROP INDEX IF EXISTS touches_overrides")
+    for t, c in V4_COLUMNS:
+        con.execute(f"ALTER TABLE {t} DROP COLUMN {c}")
+    con.execute("UPDATE meta SET value='3' WHERE key='schema_version'")
+    con.commit()
+    con.close()
+    store = EventStore(db)
+    for t, c in V4_COLUMNS:
+        assert c in columns(db, t), (t, c)
+    con = sqlite3.connect(db)
+    try:
+        have = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        version = con.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+    finally:
+        con.close()
+    assert set(V4_TABLES) | {"rules_versions"} <= have
+    assert version == ("4",)
+    store.close()
