@@ -28,6 +28,7 @@ from nba.contact import ContactPolicy
 from nba.hcp_features import HCPFeatures
 from nba.paths import default_tracking_uri
 from nba.reward import RewardDefinition
+from nba.triggers import TriggerSet
 from serving import errors
 from serving.api.deps import Services
 from serving.api.routes import (
@@ -37,6 +38,7 @@ from serving.api.routes import (
     hcps,
     health,
     models,
+    notifications,
     personalizer,
     reps,
     touches,
@@ -171,6 +173,15 @@ def open_services(settings: Settings, loader: PolicyLoader | None = None) -> Ser
         if settings.reward_path
         else RewardDefinition.default()
     )
+    if settings.triggers_path:
+        triggers = TriggerSet.load(settings.triggers_path, catalog)
+    elif settings.catalog_path is None:
+        triggers = TriggerSet.default(catalog)
+    else:
+        # the packaged triggers name packaged content: with another catalog, a
+        # deployment brings its own trigger file
+        triggers = TriggerSet(())
+        log.warning("no NBA_TRIGGERS_PATH with a custom catalog: no event triggers")
     store = EventStore(
         settings.store_path,
         reward_window_days=float(reward.window_days),
@@ -207,6 +218,8 @@ def open_services(settings: Settings, loader: PolicyLoader | None = None) -> Ser
         history_days=settings.history_days,
         allow_client_time=settings.allow_client_time,
         features=features,
+        triggers=triggers,
+        webhook=settings.webhook_url is not None,
     )
     if settings.group_commit:
         engine.committer = GroupCommitter(store)
@@ -292,6 +305,7 @@ def create_app(settings: Settings | None = None, loader: PolicyLoader | None = N
     errors.install(app)
     for module in (decisions, events, touches, hcps, models, personalizer, health, reps):
         app.include_router(module.router)
+    app.include_router(notifications.router)
     if cfg.bench_routes:
         app.include_router(bench.router)
     app.add_middleware(LimitsAndMetrics, get_state=lambda: app.state)
