@@ -245,3 +245,46 @@ def test_a_failing_trigger_write_keeps_nothing_of_the_event(
         raise RuntimeError("the touch insert failed")
     assert not event_recorded(store, "k1")
     assert active_suppressions(store, "H1", NOW + timedelta(seconds=1)) == []
+
+
+def test_day_list_puts_triggered_suggestions_first_within_capacity(
+    client: TestClient, put_hcp: Callable[..., str]
+) -> None:
+    c = client
+    for h, dec in (("H4", 2), ("H5", 3), ("H6", 10)):
+        put_hcp(h, decile=dec)
+    since = str(TODAY - timedelta(days=5))
+    body = {"capacity_per_day": 1, "hcp_ids": ["H4", "H5", "H6"], "effective_from": since}
+    _ok(c.put("/v1/reps/R3", json=body, headers=auth("admin")), 201)
+    # H5 attended a webinar (priority 3), H4 asked for a visit (priority 1)
+    webinar = {
+        "hcp_id": "H5",
+        "channel": "webinar",
+        "content_id": "VEL-CLN-01",
+        # 40 h ago: past the contact rules' minimum gap, within its 48 h
+        "ts": (NOW - timedelta(hours=40)).isoformat(),
+        "event": "webinar_attended",
+    }
+    _ok(c.post("/v1/touches", json=webinar, headers=auth("report")), 201)
+    visit = _ok(_visit_request(c, "H4", NOW - timedelta(hours=1)), 201)["notifications"][0]
+    day = _ok(c.get("/v1/reps/R3/suggestions", headers=auth("decide")))
+    assert len(day["suggestions"]) == 1  # capacity 1: the most urgent trigger wins
+    top = day["suggestions"][0]
+    assert (top["hcp_id"], top["action_id"], top["trigger"], top["notification_id"]) == (
+        "H4",
+        "VEL-EFF-01@rep_visit",
+        "visit-request",
+        visit,
+    )
+    assert top["reasons"][0].startswith("Triggered by visit request on ")
+    assert "(trigger 'visit-request'): due by " in top["reasons"][0]
+    assert top["propensity"] == 1.0  # one eligible action: the trigger's
+    assert sorted(day["over_capacity"]) == ["H5", "H6"], day["blocked"]
+    feed = _ok(c.get("/v1/reps/R3/notifications", headers=auth("report")))["notifications"]
+    carried = {n["id"]: n["day_event_id"] for n in feed}
+    assert carried[visit] == top["event_id"]
+    assert [v for k, v in carried.items() if k != visit] == [None]
+    # the entry is a logged decision like any other
+    store = c.app.state.services.store  # type: ignore[attr-defined]
+    d = store.get_decision(top["event_id"])
+    assert d is not None and d.action_ids == ("VEL-EFF-01@rep_visit",)
