@@ -236,6 +236,28 @@ def open_services(settings: Settings, loader: PolicyLoader | None = None) -> Ser
     )
 
 
+async def _deliver_webhooks(services: Services) -> None:
+    """The background deliverer of rep notifications (serving/webhook.py)."""
+    from serving.webhook import Deliverer
+
+    cfg = services.settings
+    assert cfg.webhook_url is not None and cfg.webhook_secret is not None
+    deliverer = Deliverer(
+        services.store,
+        cfg.webhook_url,
+        cfg.webhook_secret.get_secret_value().encode("utf-8"),
+        max_attempts=cfg.webhook_max_attempts,
+        backoff_s=cfg.webhook_backoff_s,
+        timeout_s=cfg.webhook_timeout_s,
+    )
+    while True:
+        try:
+            await asyncio.to_thread(deliverer.run_once)
+        except Exception:  # the deliverer must never stop
+            log.exception("webhook delivery failed")
+        await asyncio.sleep(cfg.webhook_poll_s)
+
+
 async def _follow_alias(app: FastAPI, services: Services) -> None:
     interval = services.settings.model_poll_seconds
     while True:
@@ -277,13 +299,17 @@ def create_app(settings: Settings | None = None, loader: PolicyLoader | None = N
         follower = None
         if cfg.model_poll_seconds > 0:
             follower = asyncio.create_task(_follow_alias(app, services))
+        webhook = None
+        if cfg.webhook_url:
+            webhook = asyncio.create_task(_deliver_webhooks(services))
         try:
             yield
         finally:
-            if follower is not None:
-                follower.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await follower
+            for task in (follower, webhook):
+                if task is not None:
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
             app.state.services = None
             if services.engine.committer is not None:
                 services.engine.committer.close()

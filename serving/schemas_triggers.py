@@ -7,6 +7,8 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
+from serving.store_triggers import Notification
+
 _EXAMPLE: dict[str, JsonValue] = {
     "id": 17,
     "rep_id": "REP-0042",
@@ -47,6 +49,25 @@ class NotificationPublic(BaseModel):
         default=None,
         description="The day-list decision that carries it, once it is on the rep's list.",
     )
+
+    @classmethod
+    def of(cls, n: Notification) -> NotificationPublic:
+        return cls(
+            id=n.id,
+            rep_id=n.rep_id,
+            hcp_id=n.hcp_id,
+            trigger=n.trigger,
+            event=n.event,
+            event_ts=n.event_ts,
+            due_by=n.due_by,
+            channel=n.channel,
+            content_id=n.content_id,
+            action_id=n.action_id,
+            priority=n.priority,
+            created_at=n.created_at,
+            read_at=n.read_at,
+            day_event_id=n.day_event_id,
+        )
 
 
 class NotificationFeed(BaseModel):

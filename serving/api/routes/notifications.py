@@ -17,28 +17,9 @@ from serving import schemas_triggers as st
 from serving.api.deps import AnyKey, ReportKey, ServicesDep
 from serving.api.routes.reps import ERRORS, RepId, _rep
 from serving.errors import ApiError, invalid
-from serving.store_triggers import Notification, ack, notifications
+from serving.store_triggers import ack, notifications
 
 router = APIRouter(prefix="/v1", tags=["reps"])
-
-
-def public(n: Notification) -> st.NotificationPublic:
-    return st.NotificationPublic(
-        id=n.id,
-        rep_id=n.rep_id,
-        hcp_id=n.hcp_id,
-        trigger=n.trigger,
-        event=n.event,
-        event_ts=n.event_ts,
-        due_by=n.due_by,
-        channel=n.channel,
-        content_id=n.content_id,
-        action_id=n.action_id,
-        priority=n.priority,
-        created_at=n.created_at,
-        read_at=n.read_at,
-        day_event_id=n.day_event_id,
-    )
 
 
 @router.get(
@@ -65,7 +46,9 @@ def feed(
     if since is not None and since.tzinfo is None:
         raise invalid("since: give a time zone (e.g. 2026-01-05T08:00:00Z)")
     got = notifications(svc.store, rep.rep_id, since, unread, limit)
-    return st.NotificationFeed(rep_id=rep.rep_id, notifications=[public(n) for n in got])
+    return st.NotificationFeed(
+        rep_id=rep.rep_id, notifications=[st.NotificationPublic.of(n) for n in got]
+    )
 
 
 @router.post(
@@ -91,4 +74,4 @@ def acknowledge(
             f"rep {rep_id!r} has no notification {notification_id}",
         )
     n, already = got
-    return st.AckResponse(notification=public(n), already_read=already)
+    return st.AckResponse(notification=st.NotificationPublic.of(n), already_read=already)
