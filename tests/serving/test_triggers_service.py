@@ -288,3 +288,21 @@ def test_day_list_puts_triggered_suggestions_first_within_capacity(
     store = c.app.state.services.store  # type: ignore[attr-defined]
     d = store.get_decision(top["event_id"])
     assert d is not None and d.action_ids == ("VEL-EFF-01@rep_visit",)
+
+
+def test_openapi_documents_the_notification_routes_with_examples(client: TestClient) -> None:
+    spec = client.get("/openapi.json").json()
+    feed = spec["paths"]["/v1/reps/{rep_id}/notifications"]["get"]
+    ack = spec["paths"]["/v1/reps/{rep_id}/notifications/{notification_id}:ack"]["post"]
+    for op in (feed, ack):
+        assert {"403", "404"} <= set(op["responses"])
+    assert {p["name"] for p in feed["parameters"]} >= {"rep_id", "since", "unread"}
+    schemas = spec["components"]["schemas"]
+    from serving import schemas_triggers
+
+    for name in ("NotificationPublic", "NotificationFeed", "AckResponse"):
+        assert schemas[name]["examples"], name
+        for ex in schemas[name]["examples"]:
+            getattr(schemas_triggers, name).model_validate(ex)
+    assert any(e.get("event") == "visit_request" for e in schemas["TouchRequest"]["examples"])
+    assert "trigger" in schemas["DayEntry"]["properties"]
