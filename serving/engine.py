@@ -55,6 +55,7 @@ from nba.ids import event_ids, new_event_id
 from nba.policies.base import Policy, sample_slate
 from nba.policies.registry import create
 from nba.reward import RewardDefinition
+from nba.triggers import OUTCOME_EVENTS, SAFETY_TOPIC, TriggerSet
 from serving import schemas
 from serving.auth import pseudonym
 from serving.commit import GroupCommitter
@@ -64,6 +65,7 @@ from serving.metrics import ServiceMetrics
 from serving.reasons import Evidence, reasons_for_list
 from serving.rules import RulesKeeper
 from serving.store import DuplicateEventError, EventStore, StoreError, UnknownEventError
+from serving.store_triggers import Fired, TriggerEvent, active_suppressions, fire
 
 log = logging.getLogger("nba.serving.engine")
 
@@ -132,6 +134,9 @@ class DecisionEngine:
     features : HCPFeatures, optional
         Declared attributes and their featurize rules (default: the packaged
         config); decides which stored attributes a context carries.
+    triggers : TriggerSet, optional
+        Event-triggered journeys (default: none); ``webhook`` queues their
+        notifications for the outgoing webhook.
     """
 
     def __init__(
@@ -147,11 +152,15 @@ class DecisionEngine:
         allow_client_time: bool = False,
         features: HCPFeatures | None = None,
         holdout: str = "uniform",
+        triggers: TriggerSet | None = None,
+        webhook: bool = False,
     ) -> None:
         if holdout not in HOLDOUT_POLICIES:
             raise ValueError(f"holdout: {holdout!r} is not one of {', '.join(HOLDOUT_POLICIES)}")
         self.holdout = holdout
         self.store = store
+        self.triggers = triggers if triggers is not None else TriggerSet(())
+        self.webhook = webhook
         self.features = features if features is not None else HCPFeatures.default()
         self.catalog = catalog
         self._contact = contact
@@ -304,6 +313,14 @@ class DecisionEngine:
         suppressed = pre + filtered.suppressed
         for rule, n in filtered.counts_by_rule().items():
             self.metrics.suppressions.labels(rule=rule).inc(n)
+        allowed = list(filtered.allowed)
+        # suppressions started by triggers (docs/triggers.md): rule "trigger:<name>"
+        for ts in active_suppressions(self.store, hcp.hcp_id, now) if allowed else ():
+            hit = [a for a in allowed if ts.covers(a)]
+            if hit:
+                allowed = [a for a in allowed if not ts.covers(a)]
+                suppressed += tuple(Suppression(a.action_id, f"trigger:{ts.trigger}") for a in hit)
+                self.metrics.suppressions.labels(rule="trigger").inc(len(hit))
 
         if contact.is_holdout(hcp.hcp_id) and self.holdout == "no_contact":
             return Prepared(
@@ -324,7 +341,6 @@ class DecisionEngine:
         else:
             policy = served.policy
             version = served.version
-        allowed = list(filtered.allowed)
         if not allowed:
             return Prepared(
                 hcp.hcp_id,
@@ -655,6 +671,7 @@ class DecisionEngine:
             req.action_id,
         )
         late = ts > decision.ts + timedelta(days=float(self.reward.window_days))
+        fired: list[tuple[str, Fired] | None] = []
         try:
             # the store refuses an action the decision did not offer and a type that
             # cannot happen on the action's channel, naming both
@@ -662,6 +679,9 @@ class DecisionEngine:
                 outcome,
                 reason_code=req.reason_code if is_feedback else None,
                 snooze_until=until_dt,
+                on_stored=lambda c, hcp_id, action_id: fired.append(
+                    self._fire_outcome(c, outcome, hcp_id, action_id)
+                ),
             )
         except UnknownEventError:
             raise unknown_event(event_id) from None
@@ -678,7 +698,32 @@ class DecisionEngine:
             kind="rep_feedback" if is_feedback else "hcp_response",
             stored=stored,
             late=late,
+            trigger_event=fired[0][0] if fired and fired[0] else None,
+            notifications=list(fired[0][1].notifications) if fired and fired[0] else [],
+            suppressions=fired[0][1].suppressions if fired and fired[0] else 0,
         )
+
+    def _fire_outcome(
+        self, c: Any, outcome: Outcome, hcp_id: str, action_id: str
+    ) -> tuple[str, Fired] | None:
+        """Fire the triggers of the event a new outcome is (in its transaction)."""
+        event = OUTCOME_EVENTS.get(outcome.type)
+        a = Action.parse(action_id)
+        if event is None:
+            return None
+        if event == "safety_click":
+            item = self.catalog.by_id.get(a.content_id)
+            if item is None or item.topic != SAFETY_TOPIC:
+                return None
+        ev = TriggerEvent(
+            event,
+            hcp_id,
+            outcome.ts,
+            a.channel,
+            a.content_id,
+            key=f"outcome:{outcome.event_id}|{outcome.type}|{outcome.source_id}",
+        )
+        return event, fire(c, self.triggers, ev, webhook=self.webhook)
 
     def _touch_from_outcome(self, decision: Decision, action_id: str | None, ts: datetime) -> None:
         """The first outcome proving contact with one of the decision's actions (``None``:
@@ -725,12 +770,51 @@ class DecisionEngine:
             raise invalid(str(exc)) from None
         if self.store.get_hcp(req.hcp_id) is None:
             raise unknown_hcp(req.hcp_id)
+        if req.event is not None:
+            if req.overrides_event_id is not None:
+                raise invalid("event: an override of a suggestion is not a trigger event")
+            return self._record_event_touch(touch, req.event, req.source_id)
+        if req.source_id is not None:
+            raise invalid("source_id: only a touch with an `event` has a source id")
         if req.overrides_event_id is None:
             self.store.add_touch(touch)
             return schemas.TouchResponse(
                 hcp_id=req.hcp_id, channel=req.channel, kind=req.kind, ts=ts, stored=True
             )
         return self._record_override(touch, req.overrides_event_id)
+
+    def _record_event_touch(
+        self, touch: Touch, event: str, source_id: str | None
+    ) -> schemas.TouchResponse:
+        """A touch that is also a trigger event: the touch and what its triggers write
+        are stored in one transaction, once per event key."""
+        ident = (
+            source_id
+            if source_id is not None
+            else f"{touch.channel}|{touch.content_id}|{touch.ts.isoformat()}"
+        )
+        ev = TriggerEvent(
+            event,
+            touch.hcp_id,
+            touch.ts,
+            touch.channel,
+            touch.content_id,
+            key=f"touch:{touch.hcp_id}|{event}|{ident}",
+        )
+        with self.store._write() as c:
+            fired = fire(c, self.triggers, ev, webhook=self.webhook)
+            if not fired.duplicate:
+                c.execute(EventStore._INSERT_TOUCH, EventStore._touch_row(touch))
+        return schemas.TouchResponse(
+            hcp_id=touch.hcp_id,
+            channel=touch.channel,
+            kind=touch.kind,
+            ts=touch.ts,
+            stored=not fired.duplicate,
+            event=event,
+            notifications=list(fired.notifications),
+            suppressions=fired.suppressions,
+        )
 
     def _record_override(self, touch: Touch, event_id: str) -> schemas.TouchResponse:
         """A rep's contact instead of decision ``event_id``'s suggestion: stored with the

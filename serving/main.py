@@ -27,6 +27,7 @@ from nba.catalog import Catalog
 from nba.hcp_features import HCPFeatures
 from nba.paths import default_tracking_uri
 from nba.reward import RewardDefinition
+from nba.triggers import TriggerSet
 from serving import errors
 from serving.api.deps import Services
 from serving.api.routes import (
@@ -37,6 +38,7 @@ from serving.api.routes import (
     health,
     kpis,
     models,
+    notifications,
     personalizer,
     reps,
     rules,
@@ -179,6 +181,15 @@ def open_services(settings: Settings, loader: PolicyLoader | None = None) -> Ser
         if settings.value_path
         else RewardDefinition.business_value()
     )
+    if settings.triggers_path:
+        triggers = TriggerSet.load(settings.triggers_path, catalog)
+    elif settings.catalog_path is None:
+        triggers = TriggerSet.default(catalog)
+    else:
+        # the packaged triggers name packaged content: with another catalog, a
+        # deployment brings its own trigger file
+        triggers = TriggerSet(())
+        log.warning("no NBA_TRIGGERS_PATH with a custom catalog: no event triggers")
     store = EventStore(
         settings.store_path,
         reward_window_days=float(reward.window_days),
@@ -233,6 +244,8 @@ def open_services(settings: Settings, loader: PolicyLoader | None = None) -> Ser
         allow_client_time=settings.allow_client_time,
         features=features,
         holdout=settings.holdout_policy,
+        triggers=triggers,
+        webhook=settings.webhook_url is not None,
     )
     engine.rules = keeper
     if settings.group_commit:
@@ -249,6 +262,28 @@ def open_services(settings: Settings, loader: PolicyLoader | None = None) -> Ser
         features=features,
         value=value,
     )
+
+
+async def _deliver_webhooks(services: Services) -> None:
+    """The background deliverer of rep notifications (serving/webhook.py)."""
+    from serving.webhook import Deliverer
+
+    cfg = services.settings
+    assert cfg.webhook_url is not None and cfg.webhook_secret is not None
+    deliverer = Deliverer(
+        services.store,
+        cfg.webhook_url,
+        cfg.webhook_secret.get_secret_value().encode("utf-8"),
+        max_attempts=cfg.webhook_max_attempts,
+        backoff_s=cfg.webhook_backoff_s,
+        timeout_s=cfg.webhook_timeout_s,
+    )
+    while True:
+        try:
+            await asyncio.to_thread(deliverer.run_once)
+        except Exception:  # the deliverer must never stop
+            log.exception("webhook delivery failed")
+        await asyncio.sleep(cfg.webhook_poll_s)
 
 
 async def _follow_alias(app: FastAPI, services: Services) -> None:
@@ -292,13 +327,17 @@ def create_app(settings: Settings | None = None, loader: PolicyLoader | None = N
         follower = None
         if cfg.model_poll_seconds > 0:
             follower = asyncio.create_task(_follow_alias(app, services))
+        webhook = None
+        if cfg.webhook_url:
+            webhook = asyncio.create_task(_deliver_webhooks(services))
         try:
             yield
         finally:
-            if follower is not None:
-                follower.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await follower
+            for task in (follower, webhook):
+                if task is not None:
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
             app.state.services = None
             if services.engine.committer is not None:
                 services.engine.committer.close()
@@ -331,6 +370,7 @@ def create_app(settings: Settings | None = None, loader: PolicyLoader | None = N
         rules,
     ):
         app.include_router(module.router)
+    app.include_router(notifications.router)
     if cfg.bench_routes:
         app.include_router(bench.router)
     app.add_middleware(LimitsAndMetrics, get_state=lambda: app.state)

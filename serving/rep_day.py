@@ -16,6 +16,18 @@ longer be the probability of the logged action among the kept decisions. Only ke
 decisions are stored (activated: the list is shown when it is made); the list is
 stored with them and returned unchanged on every later call for the same rep and
 day.
+
+Triggered suggestions
+---------------------
+An HCP with an open notification of the rep (docs/triggers.md: not yet on a list,
+its event before the list is made, not overdue) gets the trigger's suggestion
+instead: a decision whose only candidate is the trigger's action (contact rules
+applied; propensity 1; when the rules forbid it, the HCP gets a normal decision).
+Those entries come first, most urgent (lowest priority number, then earliest due)
+first, before the capacity cut; their first reason names the event and the due
+time. This ordering does not depend on any sampled action either. A notification
+that arrives after the day's list is stored waits for the next day's list (the
+feed and the webhook carry it at once).
 """
 
 from __future__ import annotations
@@ -40,6 +52,7 @@ from serving.store_reps import (
     save_day,
     territory_rows,
 )
+from serving.store_triggers import Notification, mark_on_day, open_for_day
 
 #: channels a rep delivers: a visit or a remote call
 REP_CHANNELS: tuple[str, ...] = ("rep_visit", "remote_call")
@@ -86,10 +99,31 @@ def make_day(engine: DecisionEngine, rep: Rep, day: date) -> sr.RepDay:
     candidates = [a for a in engine.catalog.actions if a.channel in channels]
     prepared: list[Prepared] = []
     blocked: list[sr.DayBlocked] = []
+    # the rep's open notifications (docs/triggers.md): their HCPs get the trigger's
+    # suggestion, first in the list
+    triggered = open_for_day(store, rep.rep_id, now)
+    carried: dict[str, Notification] = {}
     for row in territory_rows(store, rep.rep_id, day):
         hcp = store.get_hcp(row.hcp_id)
         if hcp is None:  # pragma: no cover - alignment rows name stored HCPs
             continue
+        note = triggered.get(hcp.hcp_id)
+        if note is not None:
+            pr = engine.prepare(
+                hcp,
+                now=now,
+                channels=(note.channel,),
+                k=1,
+                request={"requester": REQUESTER},
+                requester=REQUESTER,
+                served=served,
+                candidates=[Action(note.content_id, note.channel)],
+            )
+            if pr.decision is not None:
+                carried[hcp.hcp_id] = note
+                prepared.append(pr)
+                continue
+            # the contact rules forbid the trigger's suggestion now: a normal decision
         pr = engine.prepare(
             hcp,
             now=now,
@@ -114,6 +148,12 @@ def make_day(engine: DecisionEngine, rep: Rep, day: date) -> sr.RepDay:
             pr.hcp_id,
         )
     )
+    # triggered suggestions first, most urgent first; the others keep their order
+    first = sorted(
+        (pr for pr in prepared if pr.hcp_id in carried),
+        key=lambda pr: (carried[pr.hcp_id].priority, carried[pr.hcp_id].due_by, pr.hcp_id),
+    )
+    prepared = first + [pr for pr in prepared if pr.hcp_id not in carried]
     kept, rest = prepared[: rep.capacity_per_day], prepared[rep.capacity_per_day :]
     entries = []
     for rank, pr in enumerate(kept, start=1):
@@ -131,7 +171,11 @@ def make_day(engine: DecisionEngine, rep: Rep, day: date) -> sr.RepDay:
                 topic=s.topic,
                 priority=pr.value,
                 propensity=d.propensity,
-                reasons=s.reasons,
+                reasons=_trigger_reason(carried[pr.hcp_id]) + s.reasons
+                if pr.hcp_id in carried
+                else s.reasons,
+                trigger=carried[pr.hcp_id].trigger if pr.hcp_id in carried else None,
+                notification_id=carried[pr.hcp_id].id if pr.hcp_id in carried else None,
                 due=day,
                 expires_at=_expiry(engine.catalog, s.content_id, pr.context.hcp.market, day),
             )
@@ -152,7 +196,24 @@ def make_day(engine: DecisionEngine, rep: Rep, day: date) -> sr.RepDay:
     if out.created_at == now:  # this call stored it (another call may have won a race)
         for pr in kept:
             engine._count([pr])
+        mark_on_day(
+            store,
+            [
+                (carried[pr.hcp_id].id, pr.decision.event_id)
+                for pr in kept
+                if pr.hcp_id in carried and pr.decision is not None
+            ],
+        )
     return out
+
+
+def _trigger_reason(note: Notification) -> list[str]:
+    """The reason a triggered entry leads with: what the HCP did, and by when."""
+    fmt = "%Y-%m-%d %H:%M UTC"
+    return [
+        f"Triggered by {note.event.replace('_', ' ')} on {note.event_ts.strftime(fmt)} "
+        f"(trigger '{note.trigger}'): due by {note.due_by.strftime(fmt)}"
+    ]
 
 
 # ------------------------------------------------------------ territory view

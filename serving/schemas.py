@@ -235,6 +235,16 @@ class OutcomeResponse(BaseModel):
     )
     stored: bool = Field(description="False when this (event, type, source_id) was already stored.")
     late: bool = Field(description="Arrived after the reward window.")
+    trigger_event: str | None = Field(
+        default=None,
+        description="The trigger event this outcome is (docs/triggers.md), when it is one: "
+        "unsubscribe, safety_click (a click on safety content), resource_download, "
+        "webinar_attended.",
+    )
+    notifications: list[int] = Field(
+        default_factory=list, description="Rep notifications its triggers created."
+    )
+    suppressions: int = Field(default=0, description="Suppressions its triggers started.")
 
 
 class ActivateResponse(BaseModel):
@@ -288,6 +298,15 @@ class TouchRequest(BaseModel):
                     "ts": "2026-01-05T11:00:00Z",
                     "overrides_event_id": "01JGZ4K5R8T3M0Q2V7W9X1Y3Z5",
                 },
+                {
+                    "hcp_id": "HCP-000123",
+                    "channel": "portal",
+                    "content_id": "portal/request-a-visit",
+                    "ts": "2026-01-05T08:15:00Z",
+                    "kind": "portal_view",
+                    "event": "visit_request",
+                    "source_id": "portal-form-77812",
+                },
             ]
         },
     )
@@ -323,6 +342,20 @@ class TouchRequest(BaseModel):
         description="The decision (a suggestion) the rep did something else than: this "
         "contact is recorded as its override, never as a response to it.",
     )
+    event: Literal["visit_request", "resource_download", "webinar_attended"] | None = Field(
+        default=None,
+        description="A trigger event the touch also is (docs/triggers.md): the HCP requested "
+        "a visit, downloaded a resource or attended a webinar. Triggers of the event fire in "
+        "the same transaction; the same event posted twice is stored and fires once.",
+    )
+    source_id: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=128,
+        description="With `event`: the source's id of the event (e.g. the portal form "
+        "submission), its idempotency key; without it the key is the touch's HCP, channel, "
+        "content and time.",
+    )
 
     @field_validator("ts")
     @classmethod
@@ -347,6 +380,13 @@ class TouchResponse(BaseModel):
     override_kind: Literal["hcp", "channel", "topic", "content"] | None = Field(
         default=None, description="What the override changed first (with overrides_event_id)."
     )
+    event: str | None = Field(default=None, description="The trigger event, when given.")
+    notifications: list[int] = Field(
+        default_factory=list,
+        description="Ids of the rep notifications the event's triggers created (empty when "
+        "the same event was already stored: `stored` is false then).",
+    )
+    suppressions: int = Field(default=0, description="Suppressions the triggers started.")
 
 
 class TouchImportResponse(BaseModel):

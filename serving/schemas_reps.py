@@ -127,6 +127,12 @@ class DayEntry(BaseModel):
     expires_at: datetime = Field(
         description="End of the day, or the content's approval expiry if sooner."
     )
+    trigger: str | None = Field(
+        default=None,
+        description="The trigger whose notification this entry carries (docs/triggers.md); "
+        "triggered entries come first, and their first reason names the event.",
+    )
+    notification_id: int | None = Field(default=None, description="That notification.")
 
 
 class DayBlocked(BaseModel):

@@ -22,7 +22,7 @@ import hashlib
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field, field_validator, model_validator
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from nba.paths import data_dir
@@ -126,6 +126,35 @@ class Settings(BaseSettings):
         description="HCP features config (specialties, markets, declared attributes); "
         "default: packaged nba/data/hcp_features.toml.",
     )
+    triggers_path: Path | None = Field(
+        default=None,
+        description="Event-triggered journeys (docs/triggers.md); default: packaged "
+        "nba/data/triggers.toml with the packaged catalog, none with another catalog.",
+    )
+
+    # -------------------------------------------------------------- webhook
+    webhook_url: str | None = Field(
+        default=None,
+        pattern=r"^https?://",
+        description="POST every rep notification here as JSON (signed, retried); "
+        "default: no webhook.",
+    )
+    webhook_secret: SecretStr | None = Field(
+        default=None,
+        description="HMAC-SHA256 key of the webhook signature (header X-NBA-Signature); "
+        "required with webhook_url.",
+    )
+    webhook_max_attempts: int = Field(default=8, ge=1, le=50)
+    webhook_backoff_s: float = Field(
+        default=5.0,
+        gt=0,
+        le=3600,
+        description="Delay before the 2nd attempt; doubled after each failure.",
+    )
+    webhook_timeout_s: float = Field(default=10.0, gt=0, le=120)
+    webhook_poll_s: float = Field(
+        default=1.0, gt=0, le=60, description="How often the deliverer looks for due rows."
+    )
 
     # ---------------------------------------------------------------- model
     model_uri: str = Field(
@@ -179,6 +208,13 @@ class Settings(BaseSettings):
                 "no API keys configured: set NBA_API_KEYS (JSON list of "
                 '{"name", "sha256", "scopes"}) or switch auth off explicitly with '
                 "NBA_AUTH_DISABLED=true"
+            )
+        if self.webhook_url and (
+            self.webhook_secret is None or len(self.webhook_secret.get_secret_value()) < 16
+        ):
+            raise ValueError(
+                "webhook_url is set but webhook_secret is missing or shorter than 16 "
+                "characters: set NBA_WEBHOOK_SECRET so receivers can verify the signature"
             )
         names = [k.name for k in self.api_keys]
         if len(set(names)) != len(names):

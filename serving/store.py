@@ -47,7 +47,7 @@ import os
 import sqlite3
 import threading
 import weakref
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -88,7 +88,8 @@ from nba.logs.schema import DECISIONS, OUTCOMES, STATED_PREFERENCES, TOUCHES
 #: version 3 interest signals on touches, declared attributes on HCPs and stated
 #: preferences; version 4 reps and their alignment history, the rep's day lists,
 #: override touches, slates, the rules applied by each decision, versioned rules,
-#: holdout requests answered with no contact. Older files are migrated when opened.
+#: holdout requests answered with no contact, trigger events, rep notifications,
+#: trigger suppressions and webhook deliveries. Older files are migrated when opened.
 SCHEMA_VERSION = 4
 #: older schema versions this code migrates in place when it opens their file
 MIGRATES_FROM = (1, 2, 3)
@@ -242,6 +243,58 @@ CREATE TABLE IF NOT EXISTS rules_versions (
     diff TEXT NOT NULL,
     based_on INTEGER
 );
+-- event-triggered journeys: trigger events, rep notifications, trigger suppressions
+-- and webhook deliveries (serving/store_triggers.py)
+CREATE TABLE IF NOT EXISTS trigger_events (
+    event_key TEXT PRIMARY KEY,
+    event TEXT NOT NULL,
+    hcp_id TEXT NOT NULL,
+    ts_us INTEGER NOT NULL,
+    channel TEXT NOT NULL,
+    content_id TEXT NOT NULL,
+    received_us INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS rep_notifications (
+    id INTEGER PRIMARY KEY,
+    event_key TEXT NOT NULL,
+    trigger TEXT NOT NULL,
+    event TEXT NOT NULL,
+    rep_id TEXT NOT NULL,
+    hcp_id TEXT NOT NULL,
+    event_ts_us INTEGER NOT NULL,
+    due_us INTEGER NOT NULL,
+    channel TEXT NOT NULL,
+    content_id TEXT NOT NULL,
+    priority INTEGER NOT NULL,
+    created_us INTEGER NOT NULL,
+    read_us INTEGER,
+    day_event_id TEXT,
+    UNIQUE (event_key, trigger)
+);
+CREATE INDEX IF NOT EXISTS rep_notifications_rep ON rep_notifications (rep_id, id);
+CREATE TABLE IF NOT EXISTS trigger_suppressions (
+    id INTEGER PRIMARY KEY,
+    event_key TEXT NOT NULL,
+    trigger TEXT NOT NULL,
+    hcp_id TEXT NOT NULL,
+    channel TEXT NOT NULL,
+    content_id TEXT,
+    since_us INTEGER NOT NULL,
+    until_us INTEGER NOT NULL,
+    UNIQUE (event_key, trigger)
+);
+CREATE INDEX IF NOT EXISTS trigger_suppressions_hcp ON trigger_suppressions (hcp_id, until_us);
+CREATE TABLE IF NOT EXISTS webhook_deliveries (
+    notification_id INTEGER PRIMARY KEY,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_us INTEGER NOT NULL,
+    claimed_by TEXT,
+    claimed_until_us INTEGER,
+    delivered_us INTEGER,
+    gave_up INTEGER NOT NULL DEFAULT 0,
+    last_error TEXT
+);
+CREATE INDEX IF NOT EXISTS webhook_deliveries_next ON webhook_deliveries (delivered_us, next_us);
 """
 
 #: Columns added to tables of an older schema version, with their declaration: a
@@ -983,6 +1036,7 @@ class EventStore:
         outcome: Outcome,
         reason_code: str | None = None,
         snooze_until: datetime | None = None,
+        on_stored: Callable[[sqlite3.Connection, str, str], None] | None = None,
     ) -> bool:
         """Store an outcome of a stored decision; durable when this returns.
 
@@ -1000,6 +1054,9 @@ class EventStore:
             Only for rep feedback (why a suggestion was dismissed).
         snooze_until : datetime, optional
             Only for ``snoozed``; must be after the outcome's ``ts``.
+        on_stored : callable, optional
+            ``(connection, hcp_id, action_id)`` called in the same transaction when
+            the outcome is new (the triggers it fires are written with it, or nothing).
 
         Returns
         -------
@@ -1096,6 +1153,8 @@ class EventStore:
                         until_us,
                     ),
                 )
+            if on_stored is not None:
+                on_stored(c, hcp_id, target)
             return True
 
     def outcomes_of(self, event_id: str) -> list[StoredOutcome]:

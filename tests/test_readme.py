@@ -267,6 +267,42 @@ def test_marketer_changes_a_rule(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
+def test_notification_calls_run_against_a_real_server(tmp_path: Path) -> None:
+    proc, port = _start_readme_server(tmp_path)
+    try:
+        answers: list[tuple[int, Any]] = []
+        nid = None
+        for line in _commands(_blocks_after("## Notifications from HCP events")[0]):
+            if "NOTIFICATION_ID" in line:
+                assert nid, "the touch call created no notification"
+                line = line.replace("NOTIFICATION_ID", str(nid))
+            answers.append(_curl(line, port))
+            if "/v1/touches" in line:
+                nid = answers[-1][1]["notifications"][0]
+        codes = [c for c, _ in answers]
+        assert codes == [201, 201, 201, 200, 200, 200], answers
+        assert answers[2][1]["event"] == "visit_request"
+        (note,) = answers[3][1]["notifications"]
+        assert (note["id"], note["hcp_id"], note["trigger"], note["action_id"]) == (
+            nid,
+            "hcp-000201",
+            "visit-request",
+            "VEL-EFF-01@rep_visit",
+        )
+        assert answers[4][1]["already_read"] is False
+        top = answers[5][1]["suggestions"][0]
+        assert (top["hcp_id"], top["trigger"], top["notification_id"]) == (
+            "hcp-000201",
+            "visit-request",
+            nid,
+        )
+        assert top["reasons"][0].startswith("Triggered by visit request")
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+@pytest.mark.slow
 def test_mlflow_ui_command_serves_the_tracking_store(tmp_path: Path) -> None:
     text = README.read_text(encoding="utf-8")
     m = re.search(r"`(\.venv/bin/mlflow ui --backend-store-uri sqlite:///data/mlflow\.db)`", text)

@@ -60,6 +60,14 @@ def _date(ctx: click.Context, param: click.Parameter, value: str) -> date:
 )
 @click.option("--start", default="2026-01-05", show_default=True, callback=_date)
 @click.option(
+    "--visit-request-rate",
+    type=click.FloatRange(0, 1),
+    default=0.0,
+    show_default=True,
+    help="Daily portal visit-request chance per HCP in every world (docs/simulator.md, "
+    "'Visit requests'); policies named SPEC+triggers then run with reps who answer them first.",
+)
+@click.option(
     "--out",
     type=click.Path(file_okay=False, path_type=Path),
     required=True,
@@ -76,6 +84,7 @@ def push_vs_pull(
     last_weeks: int,
     workers: int,
     start: date,
+    visit_request_rate: float,
     out: Path,
     tracking_uri: str | None,
     no_mlflow: bool,
@@ -94,6 +103,7 @@ def push_vs_pull(
             last_weeks=last_weeks,
             workers=workers,
             start=start,
+            visit_request_rate=visit_request_rate,
         )
         res = run(cfg, out, log_mlflow=not no_mlflow, tracking_uri=tracking_uri, progress=not quiet)
     except ValidationError as exc:

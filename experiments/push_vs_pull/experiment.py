@@ -50,6 +50,7 @@ from experiments.push_vs_pull.measure import (
     PolicyRun,
     check_policy_spec,
     run_policy,
+    split_triggers,
 )
 from simulators.hcp.learning import LEARNING_MODE
 from simulators.hcp.world import DEFAULT_START
@@ -105,6 +106,11 @@ class ExperimentConfig:
         Runs in parallel (processes); results do not depend on it.
     start : date
         First simulated day.
+    visit_request_rate : float
+        Portal visit requests in every world (``WorldConfig.visit_request_rate``;
+        docs/simulator.md, "Visit requests"); 0 (default) leaves the worlds as they
+        were. Policies named ``SPEC+triggers`` run with reps who answer the requests
+        first (docs/triggers.md).
     """
 
     hcps: int = 2000
@@ -114,6 +120,7 @@ class ExperimentConfig:
     last_weeks: int = 2
     workers: int = 1
     start: date = DEFAULT_START
+    visit_request_rate: float = 0.0
 
     def __post_init__(self) -> None:
         def err(name: str, problem: str) -> ExperimentError:
@@ -138,6 +145,15 @@ class ExperimentConfig:
             raise err("policies", f"lists a policy twice: {list(pols)}")
         for p in pols:
             check_policy_spec(p)
+        rate = self.visit_request_rate
+        if isinstance(rate, bool) or not isinstance(rate, int | float) or not 0 <= rate <= 1:
+            raise err("visit_request_rate", f"must be in [0, 1], got {rate!r}")
+        trig = [p for p in pols if split_triggers(p)[1]]
+        if trig and rate == 0:
+            raise err(
+                "policies",
+                f"{trig[0]!r} needs visit requests to act on: set visit_request_rate > 0",
+            )
         for anchor in ("uniform", "oracle", "campaign"):
             if anchor not in pols:
                 raise err("policies", f"must include {anchor!r} (the scores are relative to it)")
@@ -164,7 +180,7 @@ class ExperimentConfig:
             "workers": self.workers,
             "start": self.start.isoformat(),
             "learning": LEARNING_MODE,
-        }
+        } | ({"visit_request_rate": self.visit_request_rate} if self.visit_request_rate else {})
 
 
 @dataclass
@@ -346,6 +362,8 @@ class ExperimentResult:
     def to_dict(self) -> dict[str, Any]:
         cfg = asdict(self.config)
         cfg["start"] = self.config.start.isoformat()
+        if not self.config.visit_request_rate:
+            del cfg["visit_request_rate"]  # results without visit requests read as before
         return {
             "experiment": EXPERIMENT_NAME,
             "config": cfg,
@@ -401,16 +419,25 @@ def summarize(config: ExperimentConfig, figs: list[RunFigures]) -> ExperimentRes
     return res
 
 
-def _job(args: tuple[str, int, int, int, date, int, int]) -> RunFigures:
-    spec, hcps, days, seed, start, weeks, last_from = args
-    run = run_policy(spec, hcps, days, seed, start=start)
+def _job(args: tuple[str, int, int, int, date, int, int, float]) -> RunFigures:
+    spec, hcps, days, seed, start, weeks, last_from, rate = args
+    run = run_policy(spec, hcps, days, seed, start=start, visit_request_rate=rate)
     return figures_of(run, weeks, last_from)
 
 
 def run_all(config: ExperimentConfig, progress: bool = False) -> list[RunFigures]:
     """Every (policy, seed) run, in (seed, policy) order whatever ``workers`` is."""
     jobs = [
-        (p, config.hcps, config.days, s, config.start, config.weeks, config.last_from_day)
+        (
+            p,
+            config.hcps,
+            config.days,
+            s,
+            config.start,
+            config.weeks,
+            config.last_from_day,
+            float(config.visit_request_rate),
+        )
         for s in config.seeds
         for p in config.policies
     ]

@@ -30,6 +30,7 @@ from nba.domain import ENGAGEMENT_TYPES, ValidationError
 from nba.logs import io as logio
 from nba.logs.join import load_joined
 from nba.reward import RewardDefinition
+from simulators.hcp.config import WorldConfig
 from simulators.hcp.learning import VWBatchPolicy
 from simulators.hcp.policies import WORLD_POLICIES, BatchPolicy
 from simulators.hcp.world import DEFAULT_START, World
@@ -45,25 +46,46 @@ class ExperimentError(ValidationError):
     """The experiment was asked for something it cannot run; the message says what."""
 
 
+#: a policy spec ending in this runs in a world whose reps act on visit-request
+#: notifications (docs/triggers.md; docs/simulator.md, "Visit requests")
+TRIGGERS_SUFFIX = "+triggers"
+
+
+def split_triggers(spec: str) -> tuple[str, bool]:
+    """The policy part of a spec and whether its reps act on notifications.
+
+    >>> split_triggers("campaign+triggers"), split_triggers("vw:bag")
+    (('campaign', True), ('vw:bag', False))
+    """
+    if spec.endswith(TRIGGERS_SUFFIX):
+        return spec[: -len(TRIGGERS_SUFFIX)], True
+    return spec, False
+
+
 def check_policy_spec(spec: str) -> str:
-    """Accept a world policy name or ``vw[:CONFIG]``; refuse anything else.
+    """Accept a world policy name or ``vw[:CONFIG]``, each optionally with
+    ``+triggers``; refuse anything else.
 
     >>> check_policy_spec("vw:bag")
     'vw:bag'
+    >>> check_policy_spec("campaign+triggers")
+    'campaign+triggers'
     >>> check_policy_spec("random")  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
     experiments.push_vs_pull.measure.ExperimentError: unknown policy 'random'; ...
     """
-    if spec in WORLD_POLICIES:
+    base = split_triggers(spec)[0] if isinstance(spec, str) else spec
+    if base in WORLD_POLICIES:
         return spec
-    if isinstance(spec, str) and (spec == "vw" or spec.startswith("vw:")):
+    if isinstance(base, str) and (base == "vw" or base.startswith("vw:")):
         from simulators.hcp.learning import load_vw_spec, split_release
 
-        load_vw_spec(split_release(spec)[0])  # raises LearningConfigError naming what is wrong
+        load_vw_spec(split_release(base)[0])  # raises LearningConfigError naming what is wrong
         return spec
     raise ExperimentError(
-        f"unknown policy {spec!r}; expected one of {', '.join(WORLD_POLICIES)} or vw[:CONFIG][@Nd]"
+        f"unknown policy {spec!r}; expected one of {', '.join(WORLD_POLICIES)} or "
+        f"vw[:CONFIG][@Nd], optionally with {TRIGGERS_SUFFIX}"
     )
 
 
@@ -132,6 +154,7 @@ def run_policy(
     start: date = DEFAULT_START,
     work_dir: str | Path | None = None,
     keep_logs: bool = False,
+    visit_request_rate: float = 0.0,
 ) -> PolicyRun:
     """Simulate ``spec`` for ``days`` days in the world seeded ``seed`` and measure it.
 
@@ -149,8 +172,16 @@ def run_policy(
         Where the logs are written (a temporary directory by default).
     keep_logs : bool
         Keep the logs in ``work_dir`` (otherwise they are deleted after measuring).
+    visit_request_rate : float
+        ``WorldConfig.visit_request_rate`` of the world (0: no visit requests, the
+        world as before); a ``+triggers`` spec needs it above 0.
     """
     check_policy_spec(spec)
+    base_spec, triggers = split_triggers(spec)
+    if triggers and not visit_request_rate > 0:
+        raise ExperimentError(
+            f"{spec}: reps acting on notifications need visit requests (visit_request_rate > 0)"
+        )
     tmp = None
     if work_dir is None:
         tmp = tempfile.mkdtemp(prefix="push-vs-pull-")
@@ -159,8 +190,9 @@ def run_policy(
         base = Path(work_dir)
     out = base / f"{spec.replace(':', '_').replace('/', '_')}-seed{seed}"
     try:
-        world = World(hcps, seed=seed, start=start)
-        pol = build_policy(spec, world, seed)
+        config = WorldConfig(visit_request_rate=visit_request_rate) if visit_request_rate else None
+        world = World(hcps, seed=seed, start=start, config=config, triggers=triggers)
+        pol = build_policy(base_spec, world, seed)
         t0 = time.perf_counter()
         summary = world.run(days, policy=pol, out=out)
         seconds = time.perf_counter() - t0

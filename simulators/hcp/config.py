@@ -218,6 +218,20 @@ class WorldConfig:
         1 and digital affinity 0.5; scales with ``0.5 + digital_affinity`` and ``w``.
     webinar_question_rate : float
         Questions asked per attended webinar (Poisson mean, times ``w``).
+
+    Visit requests (docs/simulator.md, "Visit requests"; off at rate 0)
+    --------------
+    visit_request_rate : float
+        Daily chance that an HCP who may be visited or called asks for a visit on the
+        portal, times ``exp(channel_affinity[h, rep_visit])`` (HCPs who like rep
+        contact ask more). 0 (default): no requests, and the world is exactly as
+        without this feature.
+    visit_request_logit : float
+        While the request waits (at most ``visit_request_days`` days, until a rep
+        visit or call happens), the HCP's response logit to rep visits and remote
+        calls is raised by this much.
+    visit_request_days : int
+        How long a request waits before the HCP gives up.
     """
 
     specialty_shares: Mapping[str, float] = field(
@@ -280,6 +294,9 @@ class WorldConfig:
     dwell_sigma: float = 0.6
     portal_view_rate: float = 0.02
     webinar_question_rate: float = 0.5
+    visit_request_rate: float = 0.0
+    visit_request_logit: float = 1.5
+    visit_request_days: int = 3
 
     def __post_init__(self) -> None:
         def err(name: str, problem: str) -> SimulatorConfigError:
@@ -304,6 +321,7 @@ class WorldConfig:
             "rep_capacity_share",
             "digital_due_prob",
             "pull_knowledge_gain",
+            "visit_request_rate",
         ):
             unit(name, getattr(self, name))
         for name in (
@@ -338,7 +356,20 @@ class WorldConfig:
             raise err("stage_shares", f"must be {len(ADOPTION_STAGES)} non-negative shares")
         if sum(self.stage_shares) <= 0:
             raise err("stage_shares", "shares sum to 0")
-        for name in ("email_min_gap_days", "rep_min_gap_days", "max_delay_days"):
+        if not (
+            isinstance(self.visit_request_logit, int | float)
+            and math.isfinite(self.visit_request_logit)
+            and self.visit_request_logit >= 0
+        ):
+            raise err(
+                "visit_request_logit", f"must be a number >= 0, got {self.visit_request_logit!r}"
+            )
+        for name in (
+            "email_min_gap_days",
+            "rep_min_gap_days",
+            "max_delay_days",
+            "visit_request_days",
+        ):
             v = getattr(self, name)
             if not isinstance(v, int) or v < 1:
                 raise err(name, f"must be an integer >= 1, got {v!r}")
@@ -378,6 +409,8 @@ class WorldConfig:
         """Flat parameters for ``mlflow.log_params`` and the manifest."""
         out: dict[str, Any] = {}
         for f in fields(self):
+            if f.name.startswith("visit_request_") and self.visit_request_rate == 0:
+                continue  # off: the manifest is what it was before visit requests existed
             v = getattr(self, f.name)
             if isinstance(v, Mapping):
                 for k, sub in v.items():

@@ -58,6 +58,10 @@ class Population:
         Hidden: per-email unsubscribe probability when rested.
     seen : ndarray of int16, shape (n, n_items)
         Hidden: how often each content item reached the HCP.
+    channel_boost : ndarray of float64, shape (n, n_channels), optional
+        Hidden, transient: logit shift per channel while the HCP waits for a visit it
+        requested (docs/simulator.md, "Visit requests"); ``None`` when the world
+        draws no visit requests.
     """
 
     hcp_ids: npt.NDArray[np.str_]
@@ -77,6 +81,7 @@ class Population:
     fatigue: F64
     unsubscribe_hazard: F64
     seen: npt.NDArray[np.int16]
+    channel_boost: F64 | None = None
 
     @property
     def n(self) -> int:

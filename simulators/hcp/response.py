@@ -428,6 +428,7 @@ class ResponseModel:
             + topic_interest[h, t] + stage_bonus * match(stage(h), t)
             + novelty_coef * (0.5 - knowledge[h, t])
             - repeat_coef * seen[h, i]
+            + channel_boost[h, c]   (only while a visit request waits)
 
         The per-HCP channel part and topic part are computed once per decision
         (shape (n, C) and (n, T)) and gathered per entry.
@@ -446,6 +447,8 @@ class ResponseModel:
             * (pop.digital_affinity[hcp] - 0.5)[:, None]
             - self.fatigue_coef[None, :] * fatigue
         )
+        if pop.channel_boost is not None:
+            chan_part += pop.channel_boost[hcp]
         liking = pop.topic_interest[hcp] + cfg.stage_match_bonus * self.stage_match[pop.stage[hcp]]
         topic_part = liking + cfg.novelty_coef * (0.5 - pop.knowledge[hcp])
         n_c, n_t = chan_part.shape[1], topic_part.shape[1]

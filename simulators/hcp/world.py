@@ -146,12 +146,17 @@ class Summary:
     skipped_by_rule: dict[str, int] = field(default_factory=dict)
     holdout_decisions: int = 0
     pulls_by_kind: dict[str, int] = field(default_factory=dict)
+    #: visit requests drawn, answered by a rep visit or call while waiting, and
+    #: whether the reps acted on notifications (None: the world drew no requests)
+    visit_requests: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         if self.rules is None:  # runs without contact rules report what they always did
             for k in ("rules", "suppressed_by_rule", "skipped_by_rule", "holdout_decisions"):
                 del d[k]
+        if self.visit_requests is None:  # likewise runs without visit requests
+            del d["visit_requests"]
         return d
 
     def format(self) -> str:
@@ -184,6 +189,12 @@ class Summary:
                 "  skipped decisions by rule (a decision counts under every rule that removed "
                 "one of its actions): "
                 + (", ".join(f"{k} {v}" for k, v in self.skipped_by_rule.items()) or "none")
+            )
+        if self.visit_requests is not None:
+            vr = self.visit_requests
+            lines.append(
+                f"visit requests {vr['requests']}, answered by a rep while waiting "
+                f"{vr['served']} (reps act on notifications: {vr['triggers']})"
             )
         if self.out:
             lines.append(f"logs written to {self.out}")
@@ -306,6 +317,11 @@ class World:
     holdout_policy : {"uniform", "campaign", "segment"}
         What holdout HCPs get: what the company would do without nba (default
         ``uniform``, as serving's default).
+    triggers : bool
+        The reps act on visit-request notifications (docs/triggers.md): an HCP whose
+        visit request waits is put first in the rep app's daily list, within the
+        reps' capacity (docs/simulator.md, "Visit requests"). Needs
+        ``config.visit_request_rate > 0`` to matter.
     """
 
     def __init__(
@@ -320,6 +336,7 @@ class World:
         slate_size: int = 1,
         slot_attention: float = 0.5,
         holdout_policy: str = HOLDOUT_BASELINE,
+        triggers: bool = False,
     ) -> None:
         if holdout_policy not in HOLDOUT_POLICIES:
             raise SimulationError(
@@ -418,6 +435,21 @@ class World:
                     if ap.market == market:
                         self._approval_start[mi, j] = ap.start.toordinal()
                         self._approval_expiry[mi, j] = ap.expiry.toordinal()
+        # visit requests (off at rate 0: no draws, no state): the eighth child of the
+        # seed, so every other stream is unchanged
+        self.triggers = bool(triggers)
+        self._request_day = np.full(n, -1, dtype=np.int64)
+        self._request_until = np.full(n, -1, dtype=np.int64)
+        self._rep_chans = np.array(
+            [self.chan_pos[ch] for ch in ("rep_visit", "remote_call") if ch in self.chan_pos],
+            dtype=np.int64,
+        )
+        self.visit_requests = 0
+        self.visit_requests_served = 0
+        self.rng_events: np.random.Generator | None = None
+        if self.config.visit_request_rate > 0:
+            self.rng_events = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(7,)))
+            self.population.channel_boost = np.zeros((n, c))
         self._contact: ContactState | None = None
         if rules is not None:
             depth = max((cap.max for cap in rules.frequency_caps), default=1)
@@ -460,12 +492,23 @@ class World:
                 ok |= pop.consent[:, self.chan_pos["remote_call"]]
             cand = np.flatnonzero(ok & (day - self.last_rep_request >= cfg.rep_min_gap_days))
             cap = self.rep_capacity
-            if cand.size > cap:
+            first = self._requested(ok, day) if self.triggers else None
+            if first is not None and first.size:
+                # the reps answer waiting visit requests first, oldest first, within capacity
+                first = first[:cap]
+                cand = np.setdiff1d(cand, first)
+                cap -= first.size
+            if cap == 0:
+                rng.gumbel(size=cand.size)
+                cand = np.empty(0, dtype=np.int64)
+            elif cand.size > cap:
                 # weighted sampling without replacement (Gumbel top-k), higher deciles first
                 keys = np.log(pop.decile[cand].astype(np.float64)) + rng.gumbel(size=cand.size)
                 cand = np.sort(cand[np.argpartition(-keys, cap - 1)[:cap]])
             else:
                 rng.gumbel(size=cand.size)  # same draws whatever the branch
+            if first is not None and first.size:
+                cand = np.sort(np.concatenate([first, cand]))
             self.last_rep_request[cand] = day
             return cand.astype(np.int64)
         if requester.name == "digital":
@@ -476,6 +519,45 @@ class World:
             p = cfg.digital_due_prob * (0.5 + pop.digital_affinity)
             return np.flatnonzero(ok & (rng.random(n) < p)).astype(np.int64)
         raise SimulationError(f"unknown requester {requester.name!r}")
+
+    def _requested(self, ok: npt.NDArray[np.bool_], day: int) -> I64:
+        """HCPs (among ``ok``) whose visit request waits on ``day``, oldest first."""
+        waiting = np.flatnonzero(ok & (self._request_day >= 0) & (self._request_until >= day))
+        order = np.lexsort((waiting, self._request_day[waiting]))
+        return waiting[order].astype(np.int64)
+
+    def visit_request_events(self, d: int) -> I64:
+        """Draw today's portal visit requests (docs/simulator.md, "Visit requests") and
+        expire those that waited too long; returns the requesting HCPs. Nothing is
+        drawn when ``config.visit_request_rate`` is 0."""
+        boost = self.population.channel_boost
+        if self.rng_events is None or boost is None:
+            return np.empty(0, dtype=np.int64)
+        pop, cfg = self.population, self.config
+        expired = np.flatnonzero((self._request_day >= 0) & (self._request_until < d))
+        self._close_requests(expired)
+        ok = np.zeros(pop.n, dtype=bool)
+        if "rep_visit" in self.chan_pos:
+            ok |= pop.consent[:, self.chan_pos["rep_visit"]] & ~pop.no_see
+        if "remote_call" in self.chan_pos:
+            ok |= pop.consent[:, self.chan_pos["remote_call"]]
+        rv = self.chan_pos.get("rep_visit")
+        like = np.exp(pop.channel_affinity[:, rv]) if rv is not None else np.ones(pop.n)
+        p = np.minimum(cfg.visit_request_rate * like, 1.0)
+        new = np.flatnonzero((self.rng_events.random(pop.n) < p) & ok & (self._request_day < 0))
+        self._request_day[new] = d
+        self._request_until[new] = d + cfg.visit_request_days - 1
+        boost[np.ix_(new, self._rep_chans)] = cfg.visit_request_logit
+        self.visit_requests += int(new.size)
+        return new.astype(np.int64)
+
+    def _close_requests(self, hcp: I64) -> None:
+        boost = self.population.channel_boost
+        if boost is None or hcp.size == 0:
+            return
+        self._request_day[hcp] = -1
+        self._request_until[hcp] = -1
+        boost[np.ix_(hcp, self._rep_chans)] = 0.0
 
     @property
     def rep_capacity(self) -> int:
@@ -585,6 +667,7 @@ class World:
                         pol.learn_early(self._early.popleft().batch)  # type: ignore[attr-defined]
             the_day = self.start + timedelta(days=d)
             approved = self.approved_on(the_day)
+            self.visit_request_events(d)
             for requester, channels in self._requesters:
                 if not channels:
                     continue
@@ -691,6 +774,11 @@ class World:
         ev_day = (ev_ts - self._start_us) // DAY_US
         # ----- state changes: touches, fatigue, repeats, history
         pop.fatigue[hcp, ch] += 1.0
+        if pop.channel_boost is not None:
+            # a rep visit or call answers a waiting visit request (its boost applied above)
+            served = hcp[np.isin(ch, self._rep_chans) & (self._request_day[hcp] >= 0)]
+            self.visit_requests_served += int(served.size)
+            self._close_requests(served)
         add_counts(pop.seen, (hcp, item), distinct=True)  # each HCP once per call
         self.last_sent[hcp, ch] = d
         self.history.record_touches(d, hcp, ch, item, ts_us)
@@ -1507,6 +1595,13 @@ class World:
                 k: int(c)
                 for k, c in zip(TOUCH_KINDS, self._pull_counts, strict=True)
                 if k != "contact"
+            },
+            visit_requests=None
+            if self.rng_events is None
+            else {
+                "requests": self.visit_requests,
+                "served": self.visit_requests_served,
+                "triggers": self.triggers,
             },
         )
 

@@ -201,7 +201,17 @@ def test_stated_preferences_kept_apart_from_touches(tmp_path: Path) -> None:
 
 
 #: what version 4 added to a version-3 file: tables, and columns of older tables
-V4_TABLES = ("reps", "rep_alignment", "rep_days", "rep_day_items", "holdout_requests")
+V4_TABLES = (
+    "reps",
+    "rep_alignment",
+    "rep_days",
+    "rep_day_items",
+    "holdout_requests",
+    "trigger_events",
+    "rep_notifications",
+    "trigger_suppressions",
+    "webhook_deliveries",
+)
 V4_COLUMNS = (
     ("touches", "overrides_event_id"),
     ("decisions", "slate"),

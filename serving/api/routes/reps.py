@@ -123,6 +123,8 @@ def suggestions(
     ``rep_app``), contact rules applied, ranked by the policy's expected score (the
     HCP's decile when the policy gives no scores), cut at the rep's capacity. Every
     entry is a logged decision: report outcomes and feedback with its ``event_id``.
+    HCPs with an open trigger notification come first with the trigger's suggestion
+    (``trigger``, ``notification_id``; the first reason names the event).
     The list is stored: asking again for the same day returns it unchanged. Days other
     than today need ``NBA_ALLOW_CLIENT_TIME=true``."""
     rep = _rep(svc, who, rep_id)
