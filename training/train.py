@@ -36,7 +36,7 @@ from nba.features import FeaturizerConfig
 from nba.logs.join import OpenWindows, load_joined, open_windows_hint
 from nba.ope import IPS, SNIPS, LoggedData
 from nba.ope.checks import DEFAULT_MIN_ESS_SHARE, OPEWarning, disagreement_checks, ess_check
-from nba.policies.vw import NativeLearner, VWConfig, VWPolicy, labelled_text
+from nba.policies.vw import NativeLearner, VWConfig, VWPolicy, labelled_text_buffer
 from nba.reward import RewardDefinition
 
 #: what ``nba train`` may do with decisions whose reward window is open
@@ -352,31 +352,40 @@ def train(
             f"{root}: no activated decisions in the selected range"
             + open_windows_hint(joined.counts.open_window_decisions, joined.as_of)
         )
-    table = table.take(
-        pc.sort_indices(table, sort_keys=[("ts", "ascending"), ("event_id", "ascending")])
+    # Time order, as indices: the training rows are gathered chunk by chunk
+    # (only the columns featurizing and labelling read) while VW learns, not
+    # copied whole into order before it starts.
+    order = np.asarray(
+        pc.sort_indices(table, sort_keys=[("ts", "ascending"), ("event_id", "ascending")]).to_numpy(
+            zero_copy_only=False
+        ),
+        dtype=np.int64,
     )
     timings["join"] = time.perf_counter() - t0
-    ts = table.column("ts")
+    ts = table.column("ts").take(pa.array(order))
     first = ts[0].as_py().astimezone(UTC).date()
     last = ts[table.num_rows - 1].as_py().astimezone(UTC).date()
     holdout_since: date | None = None
-    train_t, hold_t = table, None
+    n_train = table.num_rows
+    hold_t = None
     if holdout_days:
         holdout_since = last - timedelta(days=holdout_days - 1)
         cut = datetime(holdout_since.year, holdout_since.month, holdout_since.day, tzinfo=UTC)
-        is_hold = pc.greater_equal(ts, pa.scalar(cut, type=ts.type))
-        hold_t = table.filter(is_hold)
-        train_t = table.filter(pc.invert(is_hold))
-        if train_t.num_rows == 0:
+        # rows in time order: the held-out ones are a suffix
+        n_train = int(pc.sum(pc.less(ts, pa.scalar(cut, type=ts.type)).cast(pa.int64())).as_py())
+        hold_t = table.take(pa.array(order[n_train:]))
+        if n_train == 0:
             raise TrainingError(
                 f"holdout of {holdout_days} day(s) from {holdout_since} leaves no training "
                 f"data (data spans {first} .. {last})"
             )
-    catalog = _catalog_for(root, table)
+    catalog = _catalog_for(root, table.slice(int(order[-1]), 1))
     policy = VWPolicy(vw_config, featurizer_config, catalog, seed)
     policy.close()
     timings["featurize"] = timings["write"] = 0.0
-    n_train = train_t.num_rows
+    narrow = table.select(
+        ["event_id", "context", "action_ids", "chosen_index", "reward", "propensity"]
+    )
     with tempfile.TemporaryDirectory() as tmp:
         wd = Path(work_dir) if work_dir is not None else Path(tmp)
         wd.mkdir(parents=True, exist_ok=True)
@@ -385,7 +394,7 @@ def train(
         # A writer thread feeds VW (and the example file) chunk k while this
         # thread featurizes chunk k + 1: pipe and file writes release the GIL,
         # so featurizing overlaps with VW's parsing and learning.
-        chunks: queue.Queue[bytes | None] = queue.Queue(maxsize=2)
+        chunks: queue.Queue[pa.Buffer | None] = queue.Queue(maxsize=2)
         failure: list[BaseException] = []
 
         def feed() -> None:
@@ -414,10 +423,10 @@ def train(
                 for a, b in itertools.pairwise(bounds):
                     if failure:
                         break
-                    part = train_t.slice(a, b - a)
                     t2 = time.perf_counter()
+                    part = narrow.take(pa.array(order[a:b]))
                     batch = policy.featurizer.featurize_table(part)
-                    text = labelled_text(
+                    text = labelled_text_buffer(
                         batch,
                         part.column("chosen_index").to_numpy(),
                         part.column("reward").to_numpy(),
@@ -458,7 +467,7 @@ def train(
         data_since=first.isoformat(),
         data_until=last.isoformat(),
         holdout_since=None if holdout_since is None else holdout_since.isoformat(),
-        train_until=train_t.column("ts")[n_train - 1].as_py().astimezone(UTC).date().isoformat(),
+        train_until=ts[n_train - 1].as_py().astimezone(UTC).date().isoformat(),
         passes=passes,
         seed=seed,
         holdout=report,
