@@ -397,9 +397,11 @@ def train(
             policy.close()
             learner.catalog = catalog
             timings["featurize"] = timings["write"] = 0.0
+            # one chunk per column (the log has one per day): gathering rows from it
+            # is a plain take, not a search for each row's chunk
             narrow = table.select(
                 ["event_id", "context", "action_ids", "chosen_index", "reward", "propensity"]
-            )
+            ).combine_chunks()
             t_start = time.perf_counter()
             # A writer thread feeds VW (and the example file) chunk k while this
             # thread featurizes chunk k + 1: pipe and file writes release the GIL,
