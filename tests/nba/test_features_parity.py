@@ -494,3 +494,14 @@ def test_text_of_a_batch_with_a_decision_without_action_lines() -> None:
         label_positions=np.array([2], dtype=np.int64),
         label_prefixes=pa.array(["0:1:1 "], pa.string()),
     ) == (b"shared |a x\n|b 1\n\nshared |a y\n|b 2\n\nshared |a z\n0:1:1 |b 3\n\n")
+
+
+def test_contexts_written_over_several_lines_featurize_alike() -> None:
+    table, _ctxs, _actions = random_table(12, seed=13)
+    raw = [json.loads(c) for c in table.column("context").to_pylist()]
+    texts = [json.dumps(d, indent=2) if i % 3 else json.dumps(d) for i, d in enumerate(raw)]
+    assert "\n" in texts[1]
+    f = Featurizer(CATALOG)
+    got = f.featurize_table(table.set_column(1, "context", pa.array(texts)))
+    for i in range(len(texts)):
+        assert got.lines(i) == f.featurize_json(texts[i], table["action_ids"][i].as_py())
