@@ -36,7 +36,7 @@ from nba.features import FeaturizerConfig
 from nba.logs.join import OpenWindows, load_joined, open_windows_hint
 from nba.ope import IPS, SNIPS, LoggedData
 from nba.ope.checks import DEFAULT_MIN_ESS_SHARE, OPEWarning, disagreement_checks, ess_check
-from nba.policies.vw import NativeLearner, VWConfig, VWPolicy, labelled_text
+from nba.policies.vw import NativeLearner, VWConfig, VWPolicy, labelled_text_buffer
 from nba.reward import RewardDefinition
 from training.slates import has_slates, labelled_slot_text
 
@@ -345,67 +345,89 @@ def train(
         raise TrainingError(f"{root}: not a log directory (no 'decisions' table)")
     lo, hi = parse_day(since, "since", TrainingError), parse_day(until, "until", TrainingError)
     timings: dict[str, float] = {}
-    t0 = time.perf_counter()
-    joined = load_joined(root, reward_def, since=lo, until=hi, as_of=as_of, open_windows=ow)
-    table = joined.table
-    if table.num_rows == 0:
-        raise TrainingError(
-            f"{root}: no activated decisions in the selected range"
-            + open_windows_hint(joined.counts.open_window_decisions, joined.as_of)
-        )
-    table = table.take(
-        pc.sort_indices(table, sort_keys=[("ts", "ascending"), ("event_id", "ascending")])
-    )
-    timings["join"] = time.perf_counter() - t0
-    ts = table.column("ts")
-    first = ts[0].as_py().astimezone(UTC).date()
-    last = ts[table.num_rows - 1].as_py().astimezone(UTC).date()
-    holdout_since: date | None = None
-    train_t, hold_t = table, None
-    if holdout_days:
-        holdout_since = last - timedelta(days=holdout_days - 1)
-        cut = datetime(holdout_since.year, holdout_since.month, holdout_since.day, tzinfo=UTC)
-        is_hold = pc.greater_equal(ts, pa.scalar(cut, type=ts.type))
-        hold_t = table.filter(is_hold)
-        train_t = table.filter(pc.invert(is_hold))
-        if train_t.num_rows == 0:
-            raise TrainingError(
-                f"holdout of {holdout_days} day(s) from {holdout_since} leaves no training "
-                f"data (data spans {first} .. {last})"
-            )
-    catalog = _catalog_for(root, table)
-    policy = VWPolicy(vw_config, featurizer_config, catalog, seed)
-    policy.close()
-    timings["featurize"] = timings["write"] = 0.0
-    n_train = train_t.num_rows
     with tempfile.TemporaryDirectory() as tmp:
         wd = Path(work_dir) if work_dir is not None else Path(tmp)
         wd.mkdir(parents=True, exist_ok=True)
-        learner = NativeLearner(policy.config, policy.featurizer_config, catalog, seed, passes, wd)
-        t_start = time.perf_counter()
-        # A writer thread feeds VW (and the example file) chunk k while this
-        # thread featurizes chunk k + 1: pipe and file writes release the GIL,
-        # so featurizing overlaps with VW's parsing and learning.
-        chunks: queue.Queue[bytes | None] = queue.Queue(maxsize=2)
-        failure: list[BaseException] = []
-
-        def feed() -> None:
-            try:
-                with open(wd / "train.vw.txt", "wb") as fh:
-                    while (text := chunks.get()) is not None:
-                        if failure:
-                            continue
-                        t3 = time.perf_counter()
-                        fh.write(text)
-                        learner.write(text)
-                        timings["write"] += time.perf_counter() - t3
-            except BaseException as exc:  # re-raised in the main thread
-                failure.append(exc)
-                while chunks.get() is not None:
-                    pass
-
-        writer = threading.Thread(target=feed, name="vw-feed", daemon=True)
+        # VW's child process starts first: its interpreter loads while the join
+        # runs on the other core (the catalog it needs only at the end follows)
+        learner = NativeLearner(
+            vw_config or VWConfig(), featurizer_config or FeaturizerConfig(), None, seed, passes, wd
+        )
         try:
+            t0 = time.perf_counter()
+            joined = load_joined(root, reward_def, since=lo, until=hi, as_of=as_of, open_windows=ow)
+            table = joined.table
+            if table.num_rows == 0:
+                raise TrainingError(
+                    f"{root}: no activated decisions in the selected range"
+                    + open_windows_hint(joined.counts.open_window_decisions, joined.as_of)
+                )
+            # Time order, as indices: the training rows are gathered chunk by chunk
+            # (only the columns featurizing and labelling read) while VW learns, not
+            # copied whole into order before it starts.
+            order = np.asarray(
+                pc.sort_indices(
+                    table, sort_keys=[("ts", "ascending"), ("event_id", "ascending")]
+                ).to_numpy(zero_copy_only=False),
+                dtype=np.int64,
+            )
+            timings["join"] = time.perf_counter() - t0
+            ts = table.column("ts").take(pa.array(order))
+            first = ts[0].as_py().astimezone(UTC).date()
+            last = ts[table.num_rows - 1].as_py().astimezone(UTC).date()
+            holdout_since: date | None = None
+            n_train = table.num_rows
+            hold_t = None
+            if holdout_days:
+                holdout_since = last - timedelta(days=holdout_days - 1)
+                cut = datetime(
+                    holdout_since.year, holdout_since.month, holdout_since.day, tzinfo=UTC
+                )
+                # rows in time order: the held-out ones are a suffix
+                n_train = int(
+                    pc.sum(pc.less(ts, pa.scalar(cut, type=ts.type)).cast(pa.int64())).as_py()
+                )
+                hold_t = table.take(pa.array(order[n_train:]))
+                if n_train == 0:
+                    raise TrainingError(
+                        f"holdout of {holdout_days} day(s) from {holdout_since} leaves no training "
+                        f"data (data spans {first} .. {last})"
+                    )
+            catalog = _catalog_for(root, table.slice(int(order[-1]), 1))
+            policy = VWPolicy(vw_config, featurizer_config, catalog, seed)
+            policy.close()
+            learner.catalog = catalog
+            timings["featurize"] = timings["write"] = 0.0
+            # one chunk per column (the log has one per day): gathering rows from it
+            # is a plain take, not a search for each row's chunk
+            columns = ["event_id", "context", "action_ids", "chosen_index", "reward", "propensity"]
+            slates = has_slates(table)
+            if slates:
+                columns += ["slate", "slot_rewards"]
+            narrow = table.select(columns).combine_chunks()
+            t_start = time.perf_counter()
+            # A writer thread feeds VW (and the example file) chunk k while this
+            # thread featurizes chunk k + 1: pipe and file writes release the GIL,
+            # so featurizing overlaps with VW's parsing and learning.
+            chunks: queue.Queue[pa.Buffer | None] = queue.Queue(maxsize=2)
+            failure: list[BaseException] = []
+
+            def feed() -> None:
+                try:
+                    with open(wd / "train.vw.txt", "wb") as fh:
+                        while (text := chunks.get()) is not None:
+                            if failure:
+                                continue
+                            t3 = time.perf_counter()
+                            fh.write(text)
+                            learner.write(text)
+                            timings["write"] += time.perf_counter() - t3
+                except BaseException as exc:  # re-raised in the main thread
+                    failure.append(exc)
+                    while chunks.get() is not None:
+                        pass
+
+            writer = threading.Thread(target=feed, name="vw-feed", daemon=True)
             writer.start()
             # a small first chunk gets VW going early; then steady chunks
             bounds = [0, min(n_train, max(1, min(chunk_decisions, 2000)))]
@@ -415,14 +437,14 @@ def train(
                 for a, b in itertools.pairwise(bounds):
                     if failure:
                         break
-                    part = train_t.slice(a, b - a)
                     t2 = time.perf_counter()
+                    part = narrow.take(pa.array(order[a:b]))
                     batch = policy.featurizer.featurize_table(part)
-                    if has_slates(part):
+                    if slates and has_slates(part):
                         # every slot of a logged list is an example of its own
-                        text = labelled_slot_text(part, batch)
+                        text = pa.py_buffer(labelled_slot_text(part, batch))
                     else:
-                        text = labelled_text(
+                        text = labelled_text_buffer(
                             batch,
                             part.column("chosen_index").to_numpy(),
                             part.column("reward").to_numpy(),
@@ -463,7 +485,7 @@ def train(
         data_since=first.isoformat(),
         data_until=last.isoformat(),
         holdout_since=None if holdout_since is None else holdout_since.isoformat(),
-        train_until=train_t.column("ts")[n_train - 1].as_py().astimezone(UTC).date().isoformat(),
+        train_until=ts[n_train - 1].as_py().astimezone(UTC).date().isoformat(),
         passes=passes,
         seed=seed,
         holdout=report,

@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import shutil
 import tempfile
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -334,7 +333,8 @@ def _with_namespace(batch: FeaturizedBatch, extra: pa.Array) -> FeaturizedBatch:
     flat = pc.list_flatten(extra)
     if len(flat) != len(batch.actions):
         raise ExperimentError("ceiling: --reveal: feature count does not match the action lines")
-    return replace(batch, actions=pc.binary_join_element_wise(batch.actions, flat, " "))
+    actions = pc.binary_join_element_wise(batch.actions, flat, " ")
+    return FeaturizedBatch(batch.shared, actions, batch.offsets)
 
 
 @click.command()

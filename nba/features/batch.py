@@ -7,8 +7,6 @@ nothing) is the building block of every bulk line.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
@@ -17,11 +15,10 @@ import pyarrow.compute as pc
 from nba.features.config import FeaturizeError
 
 
-@dataclass(frozen=True)
 class FeaturizedBatch:
     """VW lines for many decisions, kept columnar.
 
-    Attributes
+    Parameters
     ----------
     shared : pyarrow.StringArray, shape (n_decisions,)
         The ``shared`` line of each decision.
@@ -29,11 +26,47 @@ class FeaturizedBatch:
         Action lines of all decisions, concatenated in decision order.
     offsets : ndarray of int64, shape (n_decisions + 1,)
         Decision ``i`` owns ``actions[offsets[i]:offsets[i+1]]``.
+
+    See :meth:`from_parts` for action lines kept as pieces until needed.
     """
 
-    shared: pa.StringArray
-    actions: pa.StringArray
-    offsets: npt.NDArray[np.int64]
+    __slots__ = ("_actions", "_parts", "offsets", "shared")
+
+    def __init__(
+        self, shared: pa.StringArray, actions: pa.StringArray, offsets: npt.NDArray[np.int64]
+    ) -> None:
+        self.shared = shared
+        self.offsets = offsets
+        self._actions: pa.StringArray | None = actions
+        self._parts: tuple[pa.Array, ...] = ()
+
+    @classmethod
+    def from_parts(
+        cls,
+        shared: pa.StringArray,
+        parts: list[pa.Array],
+        offsets: npt.NDArray[np.int64],
+    ) -> FeaturizedBatch:
+        """A batch whose action lines are the element-wise join of ``parts`` (each
+        shape (n_action_lines,); nulls write nothing), joined only when
+        :attr:`actions` is read: :meth:`text` writes them straight into the
+        example text, one pass over the lines fewer."""
+        batch = cls(shared, pa.nulls(0, pa.string()), offsets)
+        batch._actions = None
+        batch._parts = tuple(parts)
+        return batch
+
+    @property
+    def actions(self) -> pa.StringArray:
+        """Action lines of all decisions, concatenated in decision order, shape
+        (n_action_lines,)."""
+        if self._actions is None:
+            self._actions = join(*self._parts)
+            self._parts = ()
+        return self._actions
+
+    def _action_parts(self) -> list[pa.Array]:
+        return [self._actions] if self._actions is not None else list(self._parts)
 
     def __len__(self) -> int:
         return len(self.shared)
@@ -86,14 +119,70 @@ class FeaturizedBatch:
             Action lines (flat indices) that get a prefix from ``label_prefixes``
             (shape (k,)): the sparse, cheaper form used for labels.
         """
-        acts = self.actions
+        return self.text_buffer(
+            action_prefix, label_positions=label_positions, label_prefixes=label_prefixes
+        ).to_pybytes()
+
+    def text_buffer(
+        self,
+        action_prefix: pa.StringArray | None = None,
+        *,
+        label_positions: npt.NDArray[np.int64] | None = None,
+        label_prefixes: pa.StringArray | None = None,
+    ) -> pa.Buffer:
+        """:meth:`text` without copying it into a bytes object: a buffer (it has
+        the buffer protocol: files and pipes write it as is)."""
         m = int(self.offsets[-1])
+        n = len(self.shared)
+        if action_prefix is not None and len(action_prefix) != m:
+            raise FeaturizeError(f"text: {len(action_prefix)} prefixes for {m} action lines")
+        pos = None
+        if label_positions is not None:
+            pos = np.asarray(label_positions, dtype=np.int64)
+            if label_prefixes is None or len(label_prefixes) != len(pos):
+                raise FeaturizeError("text: label_prefixes must match label_positions")
+            if len(pos) and (pos.min() < 0 or pos.max() >= m):
+                raise FeaturizeError(f"text: label positions must be in 0..{m - 1}")
+        if n == 0:
+            return pa.py_buffer(b"")
+        sizes = np.diff(self.offsets)
+        if np.any(sizes == 0):
+            return self._text_by_lines(action_prefix, pos, label_prefixes)
+        # One string per action line, written back to back: the first line of a
+        # decision carries the shared line before it, the chosen one its label,
+        # the last one the blank line after it. A single join over the action
+        # lines, instead of lines gathered into decision order.
+        first = np.zeros(m, dtype=bool)
+        first[self.offsets[:-1]] = True
+        last = np.zeros(m, dtype=bool)
+        last[self.offsets[1:] - 1] = True
+        head = join(self.shared, "\n").take(
+            pa.array(np.repeat(np.arange(n, dtype=np.int64), sizes), mask=~first)
+        )
+        parts: list[pa.Array] = [head]
+        if pos is not None and label_prefixes is not None:
+            at = np.zeros(m, dtype=np.int64)
+            has = np.zeros(m, dtype=bool)
+            at[pos] = np.arange(len(pos), dtype=np.int64)
+            has[pos] = True
+            parts.append(label_prefixes.take(pa.array(at, mask=~has)))
         if action_prefix is not None:
-            if len(action_prefix) != len(acts):
-                raise FeaturizeError(
-                    f"text: {len(action_prefix)} prefixes for {len(acts)} action lines"
-                )
+            parts.append(action_prefix)
+        blank = pa.array(["\n\n", "\n"], pa.string()).take(pa.array(np.where(last, 0, 1)))
+        return concat_buffer(join(*parts, *self._action_parts(), blank))
+
+    def _text_by_lines(
+        self,
+        action_prefix: pa.StringArray | None,
+        pos: npt.NDArray[np.int64] | None,
+        label_prefixes: pa.StringArray | None,
+    ) -> pa.Buffer:
+        """:meth:`text_buffer` for batches with decisions that have no action line: every
+        line gathered into decision order."""
+        acts = self.actions
+        if action_prefix is not None:
             acts = join(action_prefix, acts)
+        m = int(self.offsets[-1])
         n = len(self.shared)
         sizes = np.diff(self.offsets)
         pieces: list[pa.Array] = [
@@ -102,12 +191,7 @@ class FeaturizedBatch:
             pa.array(["\n"], pa.string()),
         ]
         act_src = n + np.arange(m, dtype=np.int64)
-        if label_positions is not None:
-            pos = np.asarray(label_positions, dtype=np.int64)
-            if label_prefixes is None or len(label_prefixes) != len(pos):
-                raise FeaturizeError("text: label_prefixes must match label_positions")
-            if len(pos) and (pos.min() < 0 or pos.max() >= m):
-                raise FeaturizeError(f"text: label positions must be in 0..{m - 1}")
+        if pos is not None and label_prefixes is not None:
             pieces.append(join(label_prefixes, acts.take(pa.array(pos)), "\n"))
             act_src[pos] = n + m + 1 + np.arange(len(pos), dtype=np.int64)
         # each decision: shared, its actions, then an empty line
@@ -120,18 +204,25 @@ class FeaturizedBatch:
         order[act_pos] = act_src
         order[starts + 1 + sizes] = n + m
         lines = pa.concat_arrays([p.cast(pa.string()) for p in pieces]).take(pa.array(order))
-        return concat(lines)
+        return concat_buffer(lines)
 
 
 def concat(arr: pa.Array) -> bytes:
     """The strings of ``arr`` back to back, as one bytes object."""
+    return concat_buffer(arr).to_pybytes()
+
+
+def concat_buffer(arr: pa.Array) -> pa.Buffer:
+    """The strings of ``arr`` back to back: a slice of its data buffer, no copy."""
     if len(arr) == 0:
-        return b""
-    arr = pa.concat_arrays([arr])
+        return pa.py_buffer(b"")
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks()
     bufs = arr.buffers()
     width = np.int64 if pa.types.is_large_string(arr.type) else np.int32
     offs = np.frombuffer(bufs[1], dtype=width)[arr.offset : arr.offset + len(arr) + 1]
-    return bytes(memoryview(bufs[2])[int(offs[0]) : int(offs[-1])])
+    lo, hi = int(offs[0]), int(offs[-1])
+    return bufs[2].slice(lo, hi - lo) if bufs[2] is not None else pa.py_buffer(b"")
 
 
 def concat_lines(arr: pa.Array) -> bytes:

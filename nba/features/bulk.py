@@ -9,8 +9,7 @@ per-decision path (:mod:`nba.features.tokens`) row by row.
 
 from __future__ import annotations
 
-import io
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeAlias
 
 import numpy as np
 import numpy.typing as npt
@@ -27,12 +26,13 @@ from nba.context import (
     topic_channel_key,
 )
 from nba.domain import ACTION_SEPARATOR, ADOPTION_STAGES
-from nba.features.batch import FeaturizedBatch, concat_lines, join
+from nba.features.batch import FeaturizedBatch, concat_buffer, join
 from nba.features.config import (
     AGE_BUCKET_OLDER,
     AGE_BUCKETS,
     CLEAN_PATTERN,
     FeaturizeError,
+    age_bucket,
     clean,
 )
 from nba.features.tokens import DOW
@@ -63,10 +63,15 @@ def featurize_bulk(
         type changes between rows): the caller then goes row by row.
     """
     n = len(ctx)
-    blob = concat_lines(ctx)
-    opts = pj.ParseOptions(newlines_in_values=bool(pc.any(pc.match_substring(ctx, "\n")).as_py()))
+    blob = concat_buffer(pc.binary_join_element_wise(ctx, "\n", ""))
+    # contexts written over several lines parse too; read as one block, allowing
+    # it costs nothing (scanning every context for a newline did)
+    opts = pj.ParseOptions(newlines_in_values=True)
+    # one block: the contexts come back as one chunk (nothing to combine), and
+    # the caller's other thread keeps the second core busy with VW
+    read = pj.ReadOptions(use_threads=False, block_size=max(blob.size + 1, 1 << 20))
     try:
-        parsed = pj.read_json(io.BytesIO(blob), parse_options=opts)
+        parsed = pj.read_json(pa.BufferReader(blob), read_options=read, parse_options=opts)
     except pa.ArrowInvalid:
         # columns whose JSON type changes between rows (e.g. a request value
         # that is a number in one row and a string in another): row by row
@@ -138,7 +143,7 @@ def featurize_bulk(
     if hist.interest_noncanonical:
         return None  # interest values with more than three decimals: rounded row by row
     if "h" in cfg:
-        shared_parts.append(join(" |h", *hist.tokens()))
+        shared_parts.append(join(" |h", *_gather(hist.tokens())))
     if "r" in cfg:
         try:
             request = _request_pieces(cols.get("request"), cols)
@@ -172,172 +177,249 @@ def featurize_bulk(
         )
     aidx = idx_arr.to_numpy(zero_copy_only=False).astype(np.int64)
     row_of = np.repeat(np.arange(n, dtype=np.int64), sizes)
-    static = pa.array([f._static[a] for a in f.catalog.action_ids], pa.string())
-    line = static.take(pa.array(aidx))
-    if "x" in cfg:
-        stated = (
-            _Consents(_name_list_column(cols, "stated", "topics"), n),
-            _Consents(_name_list_column(cols, "stated", "channels"), n),
-        )
-        x = _cross_pieces(f.catalog, aidx, row_of, hist, consents, stage, aff_s, stated)
-        sep = " |x" if f.config.action != ("x",) else "|x"
-        line = join(line, sep, *x)
-    return FeaturizedBatch(shared, line, list_offsets)
+    static = [f._static[a] for a in f.catalog.action_ids]
+    if "x" not in cfg:
+        line = pa.array(static, pa.string()).take(pa.array(aidx))
+        return FeaturizedBatch(shared, line, list_offsets)
+    stated = (
+        _Consents(_name_list_column(cols, "stated", "topics"), n),
+        _Consents(_name_list_column(cols, "stated", "channels"), n),
+    )
+    sep = " |x" if f.config.action != ("x",) else "|x"
+    x = _cross_pieces(
+        f.catalog, [s + sep for s in static], aidx, row_of, hist, consents, stage, aff, stated
+    )
+    return FeaturizedBatch.from_parts(shared, x, list_offsets)
+
+
+#: most strings a lookup table of combined tokens holds (see :func:`_gather`)
+_MAX_TABLE = 4096
+
+#: a piece of a line: strings ``vocab[codes[i]]`` (vocab, codes), or ready strings
+_Factor: TypeAlias = tuple[list[str], npt.NDArray[np.int64]] | pa.Array
+
+
+def _gather(factors: list[_Factor]) -> list[pa.Array]:
+    """Arrays whose element-wise concatenation is, row by row, the concatenation
+    of the factors. Runs of (vocab, codes) factors become one table of all
+    their combinations while it stays within :data:`_MAX_TABLE` strings,
+    gathered with one take: one pass over the rows per run instead of one per
+    token.
+
+    Parameters
+    ----------
+    factors : list
+        Each ``(vocab, codes)`` (list of k strings, int64 array of shape (n,)
+        indexing it) or a string array of shape (n,) (nulls write nothing).
+
+    Returns
+    -------
+    list of pyarrow.StringArray, each shape (n,)
+    """
+    out: list[pa.Array] = []
+    vocab: list[str] | None = None
+    codes = np.zeros(0, dtype=np.int64)
+    for fac in factors:
+        if isinstance(fac, tuple) and vocab is not None and len(vocab) * len(fac[0]) <= _MAX_TABLE:
+            vocab = [a + b for a in vocab for b in fac[0]]
+            codes = codes * len(fac[0]) + fac[1]
+            continue
+        if vocab is not None:
+            out.append(pa.array(vocab, pa.string()).take(pa.array(codes)))
+            vocab = None
+        if isinstance(fac, tuple):
+            vocab, codes = list(fac[0]), np.asarray(fac[1], dtype=np.int64)
+        else:
+            out.append(fac)
+    if vocab is not None:
+        out.append(pa.array(vocab, pa.string()).take(pa.array(codes)))
+    return out
+
+
+def _count_factor(prefix: str, vals: npt.NDArray[np.int64]) -> _Factor:
+    """`` <prefix><v>`` where a count ``v`` (shape (n,), >= 0) is not zero."""
+    top = int(vals.max()) if vals.size else 0
+    if top <= _MAX_TABLED_COUNT:
+        return [""] + [f"{prefix}{v}" for v in range(1, top + 1)], vals
+    s = pc.binary_join_element_wise(prefix, pc.cast(pa.array(vals), pa.string()), "")
+    return pc.if_else(pa.array(vals != 0), s, pa.scalar(None, pa.string()))
+
+
+def _flag_factor(token: str, flags: npt.NDArray[np.bool_]) -> _Factor:
+    """``token`` where ``flags`` (shape (n,)) is true."""
+    return ["", token], flags.astype(np.int64)
+
+
+def _fixed3_str(m: int) -> str:
+    """:func:`nba.features.config.fixed3` of ``m / 1000`` for a whole ``m``."""
+    sign = "-" if m < 0 else ""
+    m = abs(m)
+    return f"{sign}{m // 1000}.{m % 1000:03d}"
 
 
 def _cross_pieces(
     cat: Catalog,
+    static: list[str],
     aidx: npt.NDArray[np.int64],
     row_of: npt.NDArray[np.int64],
     hist: _HistoryColumns,
     consents: _Consents,
     stage: pa.Array,
-    aff_s: pa.Array,
+    aff: npt.NDArray[np.float64],
     stated: tuple[_Consents, _Consents],
-) -> list[pa.Array | str]:
-    """The ``x`` namespace of every action line. Channel-dependent pieces are
-    built once per (decision, channel), topic-dependent ones once per
-    (decision, topic), the topic x channel one once per (decision, topic,
-    channel) and the item one once per (decision, item), then gathered per
-    action line."""
-    n = len(stage)
+) -> list[pa.Array]:
+    """The action lines with their ``x`` namespace: the catalog's static
+    namespaces of each action (``static``, one per catalog action, ending with
+    the ``x`` separator) and its crosses with the decision's context, as
+    pieces to join. Channel-dependent tokens are built once per (decision,
+    channel) pair that occurs; the others are looked up per action line in
+    small tables of token strings (:func:`_gather`)."""
+    m = len(aidx)
     ch_of = cat.action_channel_index.astype(np.int64)[aidx]
     top_of = cat.action_topic_index.astype(np.int64)[aidx]
     item_of = cat.action_item_index.astype(np.int64)[aidx]
     channels = list(cat.channels)
     topics = list(cat.topics)
+    item_ids = [it.id for it in cat.items]
     nch, ntop = len(channels), len(topics)
-    none = pa.scalar(None, pa.string())
-    rows_c = np.repeat(np.arange(n, dtype=np.int64), nch)  # (n * nch,) row-major
 
-    def count_piece(prefix: str, mat: npt.NDArray[np.int64]) -> pa.Array:
-        vals = mat.reshape(-1)
-        s = pc.binary_join_element_wise(prefix, pc.cast(pa.array(vals), pa.string()), "")
-        return pc.if_else(pa.array(vals != 0), s, none)
-
-    dst_m, dst_present = hist.matrix_present("days_since_touch", channels)
-    dst = pc.if_else(
-        pa.array(dst_present.reshape(-1)),
-        pc.binary_join_element_wise(
-            " ch_dst:", pc.cast(pa.array(dst_m.reshape(-1)), pa.string()), ""
-        ),
-        " ch_dst_none",
-    )
-    dstb = pc.if_else(
-        pa.array(dst_present.reshape(-1)),
-        pc.binary_join_element_wise(" ch_dstb=", _age_bucket_arrow(dst_m.reshape(-1)), ""),
-        none,
-    )
-    aff_prefix = pa.array([f" aff_{clean(c)}:" for c in channels], pa.string()).take(
-        pa.array(np.tile(np.arange(nch, dtype=np.int64), n))
-    )
-    cons_m = consents.matrix(channels)
-    per_channel = join(
-        count_piece(" ch_t7:", hist.matrix("touches_7d", channels)),
-        count_piece(" ch_t30:", hist.matrix("touches_30d", channels)),
-        count_piece(" ch_e30:", hist.matrix("engagements_30d", channels)),
-        dst,
-        dstb,
-        aff_prefix,
-        aff_s.take(pa.array(rows_c)),
-        pc.if_else(pa.array(~cons_m.reshape(-1)), " nocons", none),
-    )
-    topic_names = pa.array([f"_{clean(t)}" for t in topics], pa.string()).take(
-        pa.array(np.tile(np.arange(ntop, dtype=np.int64), n))
-    )
-    per_topic = join(
-        count_piece(" top_e90:", hist.matrix("topic_engagements_90d", topics)),
-        " st_top=",
-        stage.take(pa.array(np.repeat(np.arange(n, dtype=np.int64), ntop))),
-        topic_names,
-    )
-    pieces: list[pa.Array | str] = []
+    # the action's static namespaces, then whether its item is the last one seen
+    same = np.zeros(m, dtype=bool)
     last = hist.last_content
     if last is not None:
-        item_ids = pa.array([it.id for it in cat.items], pa.string())
-        same = pc.equal(last.take(pa.array(row_of)), item_ids.take(pa.array(item_of)))
-        pieces.append(pc.if_else(pc.fill_null(same, False), " same_last", none))
-    pieces.append(per_channel.take(pa.array(row_of * nch + ch_of)))
-    pieces.append(per_topic.take(pa.array(row_of * ntop + top_of)))
+        last_code = pc.fill_null(pc.index_in(last, value_set=pa.array(item_ids, pa.string())), -1)
+        same = np.asarray(last_code.to_numpy(zero_copy_only=False), dtype=np.int64)[row_of] == (
+            item_of
+        )
+    factors: list[_Factor] = [(static, aidx), _flag_factor(" same_last", same)]
+
+    # per (decision, channel) pair that occurs
+    pair_key = row_of * nch + ch_of
+    pairs = np.unique(pair_key)
+    p_row, p_ch = pairs // nch, pairs % nch
+    at_c = p_row * nch + p_ch
+
+    def ch_counts(name: str) -> npt.NDArray[np.int64]:
+        return hist.matrix(name, channels).reshape(-1)[at_c]
+
+    dst_m, dst_present = hist.matrix_present("days_since_touch", channels)
+    dst = dst_m.reshape(-1)[at_c]
+    dst_here = dst_present.reshape(-1)[at_c]
+    top_dst = int(dst[dst_here].max()) if dst_here.any() else 0
+    dst_factor: _Factor
+    if top_dst <= _MAX_TABLED_COUNT:
+        dst_vocab = [f" ch_dst:{d} ch_dstb={age_bucket(d)}" for d in range(top_dst + 1)]
+        dst_factor = ([*dst_vocab, " ch_dst_none"], np.where(dst_here, dst, top_dst + 1))
+    else:
+        dst_factor = pc.if_else(
+            pa.array(dst_here),
+            join(
+                " ch_dst:", pc.cast(pa.array(dst), pa.string()), " ch_dstb=", _age_bucket_arrow(dst)
+            ),
+            " ch_dst_none",
+        )
+    # digital affinity is in [0, 1]: 1001 values per channel
+    aff_m = np.rint(aff * 1000.0).astype(np.int64)
+    aff_tokens = [_fixed3_str(v) for v in range(1001)]
+    aff_vocab = [f" aff_{clean(c)}:{t}" for c in channels for t in aff_tokens]
+    per_channel = join(
+        *_gather(
+            [
+                _count_factor(" ch_t7:", ch_counts("touches_7d")),
+                _count_factor(" ch_t30:", ch_counts("touches_30d")),
+                _count_factor(" ch_e30:", ch_counts("engagements_30d")),
+                dst_factor,
+                (aff_vocab, p_ch * 1001 + aff_m[p_row]),
+                _flag_factor(" nocons", ~consents.matrix(channels).reshape(-1)[at_c]),
+            ]
+        )
+    )
+    factors.append(per_channel.take(pa.array(np.searchsorted(pairs, pair_key))))
+
+    # per action line: topic engagements, stage x topic, topic x channel, item age
+    at_t = row_of * ntop + top_of
+    factors.append(
+        _count_factor(" top_e90:", hist.matrix("topic_engagements_90d", topics).reshape(-1)[at_t])
+    )
+    stage_code = np.asarray(
+        pc.index_in(stage, value_set=pa.array(ADOPTION_STAGES)).to_numpy(zero_copy_only=False),
+        dtype=np.int64,
+    )
+    st_vocab = [f" st_top={s}_{clean(t)}" for s in ADOPTION_STAGES for t in topics]
+    factors.append((st_vocab, stage_code[row_of] * ntop + top_of))
     # topic x channel: key index t * nch + c, as in the catalog's vocabularies
     tc_keys = [topic_channel_key(t, c) for t in topics for c in channels]
-    tc_m = hist.matrix("topic_channel_engagements_90d", tc_keys).reshape(-1)
-    tc = tc_m[row_of * (ntop * nch) + top_of * nch + ch_of]
-    # this action's content item: how long ago it last reached the HCP
-    item_ids = [it.id for it in cat.items]
+    tc = hist.matrix("topic_channel_engagements_90d", tc_keys).reshape(-1)[
+        row_of * (ntop * nch) + top_of * nch + ch_of
+    ]
+    factors.append(_count_factor(" tc_e90:", tc))
     seen_m, seen_present = hist.matrix_present("days_since_content", item_ids)
-    at = row_of * len(item_ids) + item_of
-    age = np.where(seen_present.reshape(-1)[at], _age_bucket_code(seen_m.reshape(-1)[at]) + 1, 0)
-    # both tokens come from one small table of strings, indexed by (count, bucket):
-    # one take over the action lines instead of casts and joins
-    names = [""] + [f" it_ago={name}" for _, name in AGE_BUCKETS] + [f" it_ago={AGE_BUCKET_OLDER}"]
-    top = int(tc.max()) if tc.size else 0
-    v3 = _interest_stated_pieces(cat, row_of, top_of, ch_of, hist, stated)
-    if top > _MAX_TABLED_COUNT:  # an implausible count: no table that large
-        ago = pa.array(names, pa.string()).take(pa.array(age))
-        tail = [count_piece(" tc_e90:", tc), pc.if_else(pa.array(age > 0), ago, none)]
-        return [*pieces, *tail, *v3]
-    table = pa.array(
-        [(f" tc_e90:{v}" if v else "") + name or None for v in range(top + 1) for name in names],
-        pa.string(),
+    at_i = row_of * len(item_ids) + item_of
+    age = np.where(
+        seen_present.reshape(-1)[at_i], _age_bucket_code(seen_m.reshape(-1)[at_i]) + 1, 0
     )
-    pieces.append(table.take(pa.array(tc * len(names) + age)))
-    return [*pieces, *v3]
+    ago = [""] + [f" it_ago={name}" for _, name in AGE_BUCKETS] + [f" it_ago={AGE_BUCKET_OLDER}"]
+    factors.append((ago, age))
+    factors.extend(_interest_stated_factors(cat, row_of, top_of, ch_of, hist, stated))
+    return _gather(factors)
 
 
-def _interest_stated_pieces(
+def _interest_stated_factors(
     cat: Catalog,
     row_of: npt.NDArray[np.int64],
     top_of: npt.NDArray[np.int64],
     ch_of: npt.NDArray[np.int64],
     hist: _HistoryColumns,
     stated: tuple[_Consents, _Consents],
-) -> list[pa.Array]:
+) -> list[_Factor]:
     """The context version 3 and 4 tokens of the ``x`` namespace, per action line:
     interest in its topic (``it_int``), pulls of its topic (``it_pull``, and keyed by
     its channel), stated topic (``sp_top``) and channel (``sp_ch``)."""
     topics = list(cat.topics)
     channels = list(cat.channels)
-    none = pa.scalar(None, pa.string())
-    out: list[pa.Array] = []
+    out: list[_Factor] = []
     vals, present = hist.interest_matrix(topics)
     at = row_of * len(topics) + top_of
-    if present.any():
-        v = vals.reshape(-1)[at]
-        out.append(
-            pc.if_else(
-                pa.array(present.reshape(-1)[at]),
-                pc.binary_join_element_wise(" it_int:", _fixed3_arrow(v), ""),
-                none,
+    here = present.reshape(-1)[at]
+    if here.any():
+        # interest values have three decimals at most here (the caller checked)
+        milli = np.rint(vals.reshape(-1)[at] * 1000.0).astype(np.int64)
+        top = int(milli[here].max())
+        if top <= _MAX_TABLED_INTEREST:
+            vocab = [""] + [f" it_int:{_fixed3_str(v)}" for v in range(1, top + 1)]
+            out.append((vocab, np.where(here, milli, 0)))
+        else:
+            out.append(
+                pc.if_else(
+                    pa.array(here),
+                    pc.binary_join_element_wise(
+                        " it_int:", _fixed3_arrow(vals.reshape(-1)[at]), ""
+                    ),
+                    pa.scalar(None, pa.string()),
+                )
             )
-        )
     # context version 4: pulls of this topic in 90 days, also keyed by the channel
     pulls = hist.matrix("topic_pulls_90d", topics).reshape(-1)[at]
     top = int(pulls.max()) if pulls.size else 0
-    if 0 < top <= _MAX_TABLED_COUNT:
-        # one small table of strings indexed by (count, channel): a single take
+    if top <= _MAX_TABLED_COUNT:
         names = [clean(c) for c in channels]
-        table = pa.array(
-            [f" it_pull:{v} it_pull_{c}:{v}" if v else None for v in range(top + 1) for c in names],
-            pa.string(),
-        )
-        out.append(table.take(pa.array(pulls * len(channels) + ch_of)))
-    elif top:  # an implausible count: no table that large
+        vocab = [
+            f" it_pull:{v} it_pull_{c}:{v}" if v else "" for v in range(top + 1) for c in names
+        ]
+        out.append((vocab, pulls * len(channels) + ch_of))
+    else:  # an implausible count: no table that large
         v = pc.cast(pa.array(pulls), pa.string())
         ch_names = pa.array([f" it_pull_{clean(c)}:" for c in channels], pa.string())
         out.append(
             pc.if_else(
                 pa.array(pulls != 0),
                 join(" it_pull:", v, ch_names.take(pa.array(ch_of)), v),
-                none,
+                pa.scalar(None, pa.string()),
             )
         )
-    st_top = stated[0].matrix(topics).reshape(-1)[at]
-    if st_top.any():
-        out.append(pc.if_else(pa.array(st_top), " sp_top", none))
-    st_ch = stated[1].matrix(channels).reshape(-1)[row_of * len(channels) + ch_of]
-    if st_ch.any():
-        out.append(pc.if_else(pa.array(st_ch), " sp_ch", none))
+    out.append(_flag_factor(" sp_top", stated[0].matrix(topics).reshape(-1)[at]))
+    ch_at = row_of * len(channels) + ch_of
+    out.append(_flag_factor(" sp_ch", stated[1].matrix(channels).reshape(-1)[ch_at]))
     return out
 
 
@@ -414,8 +496,11 @@ def _attribute_pieces(attrs: pa.Array | None, cols: _Columns) -> list[pa.Array]:
     return out
 
 
-#: largest topic x channel count the bulk path writes through its lookup table
+#: largest count the bulk path writes through a lookup table of token strings
 _MAX_TABLED_COUNT = 1000
+
+#: largest interest (in thousandths) written through a lookup table
+_MAX_TABLED_INTEREST = 100_000
 
 
 def _age_bucket_code(days: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
@@ -671,22 +756,29 @@ class _HistoryColumns:
                 vals[:, i] = self.interest[:, j]
         return vals, np.rint(vals * 1000.0) != 0
 
-    def interest_tokens(self) -> list[pa.Array]:
+    def interest_tokens(self) -> list[_Factor]:
         """`` int_<topic>:<value>`` per written topic, then `` top_int=<topic>``."""
         if not self.interest_keys:
             return []
-        none = pa.scalar(None, pa.string())
-        written = np.rint(self.interest * 1000.0) != 0  # (n, k)
-        out: list[pa.Array] = []
+        milli = np.rint(self.interest * 1000.0)  # (n, k), whole thousandths
+        written = milli != 0
+        out: list[_Factor] = []
         for j, key in enumerate(self.interest_keys):
-            s = pc.binary_join_element_wise(
-                f" int_{clean(key)}:", _fixed3_arrow(self.interest[:, j]), ""
-            )
-            out.append(pc.if_else(pa.array(written[:, j]), s, none))
+            col = written[:, j]
+            top = int(milli[col, j].max()) if col.any() else 0
+            if top <= _MAX_TABLED_INTEREST:
+                name = f" int_{clean(key)}:"
+                vocab = [""] + [f"{name}{_fixed3_str(v)}" for v in range(1, top + 1)]
+                out.append((vocab, np.where(col, milli[:, j], 0).astype(np.int64)))
+            else:
+                s = pc.binary_join_element_wise(
+                    f" int_{clean(key)}:", _fixed3_arrow(self.interest[:, j]), ""
+                )
+                out.append(pc.if_else(pa.array(col), s, pa.scalar(None, pa.string())))
         masked = np.where(written, self.interest, -np.inf)
         best = np.argmax(masked, axis=1)  # the first key among equals, as tokens.py
-        names = pa.array([f" top_int={clean(k)}" for k in self.interest_keys], pa.string())
-        out.append(pc.if_else(pa.array(written.any(axis=1)), names.take(pa.array(best)), none))
+        names = [""] + [f" top_int={clean(k)}" for k in self.interest_keys]
+        out.append((names, np.where(written.any(axis=1), best + 1, 0)))
         return out
 
     def matrix(self, name: str, vocab: list[str]) -> npt.NDArray[np.int64]:
@@ -706,9 +798,9 @@ class _HistoryColumns:
             vals[:, j] = pc.fill_null(child, 0).to_numpy(zero_copy_only=False)
         return vals, present
 
-    def tokens(self) -> list[pa.Array]:
-        none = pa.scalar(None, pa.string())
-        out: list[pa.Array] = []
+    def tokens(self) -> list[_Factor]:
+        """The ``h`` namespace's tokens, as pieces for :func:`_gather`."""
+        out: list[_Factor] = []
         spec = [(f"touches_{w}d", f"t{w}_", True) for w in HISTORY_WINDOWS] + [
             ("engagements_30d", "e30_", True),
             ("topic_engagements_90d", "te90_", True),
@@ -716,23 +808,30 @@ class _HistoryColumns:
         ]
         for name, prefix, drop_zero in spec:
             for key, child in self._fields(name):
-                s = pc.binary_join_element_wise(
-                    f" {prefix}{clean(key)}:", pc.cast(child, pa.string()), ""
+                # counts and days are whole and >= 0 (checked when read)
+                vals = np.asarray(
+                    pc.fill_null(child, 0).to_numpy(zero_copy_only=False), dtype=np.int64
                 )
+                keep = child.is_valid().to_numpy(zero_copy_only=False)
                 if drop_zero:
-                    s = pc.if_else(pc.fill_null(pc.not_equal(child, 0), False), s, none)
-                out.append(s)
+                    keep = keep & (vals != 0)
+                top = int(vals[keep].max()) if keep.any() else 0
+                token = f" {prefix}{clean(key)}:"
+                if top <= _MAX_TABLED_COUNT:
+                    vocab = [""] + [f"{token}{v}" for v in range(top + 1)]
+                    out.append((vocab, np.where(keep, vals + 1, 0)))
+                else:
+                    s = pc.binary_join_element_wise(token, pc.cast(child, pa.string()), "")
+                    out.append(pc.if_else(pa.array(keep), s, pa.scalar(None, pa.string())))
         if self.last_content is not None:
-            out.append(
-                pc.if_else(
-                    pc.fill_null(pc.greater(pc.utf8_length(self.last_content), 0), False),
-                    pc.binary_join_element_wise(" last=", _clean_arrow(self.last_content), ""),
-                    none,
-                )
-            )
+            # few distinct items: one token string per item, looked up per row
+            enc = pc.dictionary_encode(self.last_content)
+            vocab = [""] + [f" last={clean(v)}" if v else "" for v in enc.dictionary.to_pylist()]
+            codes = pc.fill_null(pc.add(enc.indices.cast(pa.int64()), 1), 0)
+            out.append((vocab, np.asarray(codes.to_numpy(zero_copy_only=False), dtype=np.int64)))
         return out + self.interest_tokens() + self.override_tokens()
 
-    def override_tokens(self) -> list[pa.Array]:
+    def override_tokens(self) -> list[_Factor]:
         """`` ovr90:<n>`` where ``history.overrides_90d`` (context version 5) is above 0."""
         arr = self.cols.get("history", "overrides_90d")
         if arr is None or pa.types.is_null(arr.type):

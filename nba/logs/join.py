@@ -900,7 +900,8 @@ def load_joined(
     else:
         horizon, basis = default_as_of(root)
     decisions = io.read(root, "decisions", since=since, until=until)
-    if activated_only:
+    if activated_only and not pc.all(decisions.column("activated")).as_py():
+        # (a filter copies every column, the contexts too: only when it drops rows)
         decisions = decisions.filter(decisions.column("activated"))
     o_until: datetime | None = None
     if until is not None:

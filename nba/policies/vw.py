@@ -184,10 +184,22 @@ def labelled_text(
     event_ids: Sequence[str] | None = None,
 ) -> bytes:
     """A VW ADF text file of labelled examples, one per row of ``batch``."""
+    return labelled_text_buffer(batch, chosen_index, reward, propensity, event_ids).to_pybytes()
+
+
+def labelled_text_buffer(
+    batch: FeaturizedBatch,
+    chosen_index: npt.NDArray[np.integer[Any]],
+    reward: npt.NDArray[np.float64],
+    propensity: npt.NDArray[np.float64],
+    event_ids: Sequence[str] | None = None,
+) -> pa.Buffer:
+    """:func:`labelled_text` as an Arrow buffer, not copied into bytes (files and
+    pipes write it as is)."""
     positions, prefixes = cb_label_strings(
         batch.offsets, chosen_index, reward, propensity, event_ids
     )
-    return batch.text(label_positions=positions, label_prefixes=prefixes)
+    return batch.text_buffer(label_positions=positions, label_prefixes=prefixes)
 
 
 # ------------------------------------------------------------------- config
@@ -949,13 +961,14 @@ class NativeLearner:
             stderr=self._log,
             env=env,
         )
+        _widen_pipe(self._proc.stdin)
 
     def _child_error(self) -> str:
         self._log.flush()
         self._log.seek(0)
         return self._log.read().decode(errors="replace").strip()[-2000:]
 
-    def write(self, text: bytes) -> None:
+    def write(self, text: bytes | pa.Buffer) -> None:
         """Feed labelled examples (whole examples, each ending with a blank line)."""
         assert self._proc.stdin is not None
         try:
@@ -996,6 +1009,27 @@ class NativeLearner:
         n = float(stats["weighted_examples"])
         loss = float(stats["sum_loss"]) / n if n else float("nan")
         return FileTrainResult(policy, int(n), loss)
+
+
+#: pipe buffer asked for on Linux (its default is 64 KiB; 1 MiB is the usual
+#: unprivileged maximum): fewer wake-ups of VW's reader per megabyte
+_PIPE_BYTES = 1 << 20
+
+
+def _widen_pipe(stream: Any) -> None:
+    """Ask for a larger pipe buffer where the platform has ``F_SETPIPE_SZ``; a
+    refusal leaves the default (only speed depends on it)."""
+    try:
+        import fcntl
+    except ImportError:  # not a POSIX system
+        return
+    op = getattr(fcntl, "F_SETPIPE_SZ", None)
+    if op is None or stream is None:
+        return
+    try:
+        fcntl.fcntl(stream.fileno(), op, _PIPE_BYTES)
+    except OSError:
+        pass
 
 
 def _native_child(spec_json: str) -> int:

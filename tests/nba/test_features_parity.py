@@ -13,7 +13,7 @@ import pytest
 from nba.catalog import Catalog
 from nba.context import DecisionContext, History
 from nba.domain import ADOPTION_STAGES, Action, HCPProfile
-from nba.features import FeaturizeError, Featurizer, FeaturizerConfig
+from nba.features import FeaturizedBatch, FeaturizeError, Featurizer, FeaturizerConfig
 
 CATALOG = Catalog.default()
 SPECIALTIES = ("cardiology", "internal medicine", "endo|crine", "general:practice")
@@ -473,3 +473,64 @@ def test_date_like_request_values_go_row_by_row_with_the_same_output() -> None:
         lines = f.featurize_json(json.dumps(d), table["action_ids"][i].as_py())
         assert batch.lines(i) == lines
         assert " due=2026-01-09" in lines[0]
+
+
+def test_implausibly_large_values_take_the_untabled_paths_alike() -> None:
+    # The bulk path writes small counts, days and interest values through lookup
+    # tables of token strings; values beyond those tables are formatted one by one.
+    table, _ctxs, _actions = random_table(30, seed=12)
+    raw = [json.loads(c) for c in table.column("context").to_pylist()]
+    big = {
+        "touches_7d": {"email": 5000},
+        "touches_30d": {"portal": 1234},
+        "touches_90d": {"email": 100_001},
+        "engagements_30d": {"email": 2001},
+        "topic_engagements_90d": {"efficacy": 1500, "safety": 3},
+        "days_since_touch": {"email": 4000, "portal": 0},
+        "topic_channel_engagements_90d": {"efficacy@email": 2500},
+        "topic_pulls_90d": {"efficacy": 3000},
+        "interest": {"efficacy": 123.456, "safety": 0.25},
+    }
+    for j in (1, 4, 7):
+        raw[j]["history"].update(big)
+    texts = [json.dumps(d) for d in raw]
+    f = Featurizer(CATALOG)
+    got = f.featurize_table(table.set_column(1, "context", pa.array(texts)))
+    for i in range(len(texts)):
+        assert got.lines(i) == f.featurize_json(texts[i], table["action_ids"][i].as_py())
+    shared = got.lines(4)[0]
+    for token in (" t7_email:5000", " t90_email:100001", " dst_email:4000", " dst_portal:0"):
+        assert token in shared, token
+    assert " int_efficacy:123.456" in shared and " top_int=efficacy" in shared
+
+
+def test_text_of_a_batch_with_a_decision_without_action_lines() -> None:
+    batch = FeaturizedBatch(
+        pa.array(["shared |a x", "shared |a y", "shared |a z"], pa.string()),
+        pa.array(["|b 1", "|b 2", "|b 3"], pa.string()),
+        np.array([0, 2, 2, 3], dtype=np.int64),
+    )
+    text = batch.text(
+        label_positions=np.array([1, 2], dtype=np.int64),
+        label_prefixes=pa.array(["0:1:0.5 ", "0:-1:0.25 "], pa.string()),
+    )
+    assert text == (
+        b"shared |a x\n|b 1\n0:1:0.5 |b 2\n\nshared |a y\n\nshared |a z\n0:-1:0.25 |b 3\n\n"
+    )
+    # the same lines with every decision owning one: the single-join path
+    one = FeaturizedBatch(batch.shared, batch.actions, np.array([0, 1, 2, 3], dtype=np.int64))
+    assert one.text(
+        label_positions=np.array([2], dtype=np.int64),
+        label_prefixes=pa.array(["0:1:1 "], pa.string()),
+    ) == (b"shared |a x\n|b 1\n\nshared |a y\n|b 2\n\nshared |a z\n0:1:1 |b 3\n\n")
+
+
+def test_contexts_written_over_several_lines_featurize_alike() -> None:
+    table, _ctxs, _actions = random_table(12, seed=13)
+    raw = [json.loads(c) for c in table.column("context").to_pylist()]
+    texts = [json.dumps(d, indent=2) if i % 3 else json.dumps(d) for i, d in enumerate(raw)]
+    assert "\n" in texts[1]
+    f = Featurizer(CATALOG)
+    got = f.featurize_table(table.set_column(1, "context", pa.array(texts)))
+    for i in range(len(texts)):
+        assert got.lines(i) == f.featurize_json(texts[i], table["action_ids"][i].as_py())
