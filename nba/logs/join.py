@@ -98,6 +98,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -574,15 +575,7 @@ def join_rewards(
             "event_id": ids,
             "ts_us": _ts_us(decisions.column("ts")),
             "chosen_action_id": decisions.column("chosen_action_id"),
-            "cost": pa.array(
-                [
-                    reward_def.cost_of(a) if a is not None else 0.0
-                    for a in decisions.column("chosen_action_id").to_pylist()
-                ]
-                if reward_def.costs
-                else np.zeros(n),
-                pa.float64(),
-            ),
+            "cost": _costs(reward_def, decisions.column("chosen_action_id").to_pylist()),
         }
     )
     o_in = pa.table(
@@ -666,6 +659,15 @@ def join_rewards(
     )
 
 
+def _costs(reward_def: RewardDefinition, action_ids: Sequence[str | None]) -> pa.Array:
+    """Cost of each action under ``reward_def`` (0 for a missing action), shape (n,)."""
+    if not reward_def.costs:
+        return pa.array(np.zeros(len(action_ids)), pa.float64())
+    return pa.array(
+        [reward_def.cost_of(a) if a is not None else 0.0 for a in action_ids], pa.float64()
+    )
+
+
 def _slot_rewards(
     decisions: pa.Table,
     d_in: pa.Table,
@@ -725,12 +727,7 @@ def _slot_rewards(
             "ts_us": pa.array(slot_ts, pa.int64()),
             "chosen_action_id": pa.array(slot_action, pa.string()),
             # a slot's reward, like slot 1's, is net of its own action's channel cost
-            "cost": pa.array(
-                [reward_def.cost_of(a) for a in slot_action]
-                if reward_def.costs
-                else np.zeros(len(keys)),
-                pa.float64(),
-            ),
+            "cost": _costs(reward_def, slot_action),
         }
     )
     sep = pa.array([_SLOT_KEY_SEP] * named.num_rows, pa.string())
