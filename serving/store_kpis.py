@@ -52,7 +52,7 @@ from typing import Any
 
 from nba.domain import ENGAGEMENT_TYPES, ValidationError
 from nba.reward import RewardDefinition
-from serving.store import EventStore
+from serving.store import EventStore, _to_us
 
 #: what ``by`` may be; ``journey`` is named so its refusal can say why
 GROUPINGS: tuple[str, ...] = ("channel", "content", "market")
@@ -256,10 +256,6 @@ def _values(rows: list[tuple[Any, ...]], empty: tuple[Any, ...]) -> tuple[str, l
     rows = rows or [empty]
     ph = ", ".join("(" + ", ".join("?" for _ in r) + ")" for r in rows)
     return ph, [v for r in rows for v in r]
-
-
-def _to_us(ts: datetime) -> int:
-    return (ts - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1)
 
 
 def kpis(

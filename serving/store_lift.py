@@ -45,8 +45,8 @@ from nba.ope.data import LoggedData
 from nba.ope.estimators import SNIPS, Interval
 from nba.policies.base import Policy
 from nba.reward import RewardDefinition
-from serving.store import EventStore
-from serving.store_kpis import _BASE, KpiError, _to_us, _values, check_definition, check_period
+from serving.store import EventStore, _to_us
+from serving.store_kpis import _BASE, KpiError, _values, check_definition, check_period
 
 MEASURES: tuple[str, ...] = ("engagement", "value", "net_value")
 NO_CONTACT = "no_contact"
