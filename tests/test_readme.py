@@ -83,17 +83,32 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _start_readme_server(tmp_path: Path) -> tuple[subprocess.Popen[bytes], int]:
-    """The README's ``nba serve`` line on a free loopback port, ready."""
-    serve_block = _blocks_after("## The decision service")[0]
-    port = _free_port()
-    serve = _commands(serve_block)[0].replace("--port 8000", f"--port {port}")
-    env_part, _, cmd = serve.partition(" nba ")
+def _serve_env(tmp_path: Path, serve_line: str) -> tuple[dict[str, str], list[str]]:
+    """The environment (the test's plus the line's ``VAR=value`` prefixes) and the
+    ``nba ...`` arguments of a README ``nba serve`` line."""
+    env_part, _, cmd = serve_line.partition(" nba ")
     env = _env(tmp_path)
     env.update(dict(kv.split("=", 1) for kv in shlex.split(env_part)))
-    env["NBA_STORE_PATH"] = str(tmp_path / "store.db")
+    return env, ["nba", *shlex.split(cmd)]
+
+
+def _start_readme_server(
+    tmp_path: Path, serve_line: str | None = None, *, own_store: bool = True
+) -> tuple[subprocess.Popen[bytes], int]:
+    """A README ``nba serve`` line (default: the one of "The decision service") on a
+    free loopback port, ready. ``own_store=False`` keeps the line's own store (the
+    default ``data/events.db`` under ``NBA_DATA_DIR``), which later README commands
+    name; else the server gets a store of its own in ``tmp_path``."""
+    if serve_line is None:
+        serve_line = _commands(_blocks_after("## The decision service")[0])[0]
+    port = _free_port()
+    env, args = _serve_env(tmp_path, serve_line.replace("--port 8000", f"--port {port}"))
+    if own_store:
+        env["NBA_STORE_PATH"] = str(tmp_path / "store.db")
+    else:
+        env.pop("NBA_STORE_PATH", None)
     proc = subprocess.Popen(
-        ["nba", *shlex.split(cmd)],
+        args,
         env=env,
         cwd=tmp_path,
         stdout=subprocess.PIPE,
@@ -196,34 +211,13 @@ def test_rep_morning_calls_run_against_a_real_server(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_marketer_changes_a_rule(tmp_path: Path) -> None:
-    serve_block = _blocks_after("## The decision service")[0]
     (block,) = _blocks_after("## A marketer changes a rule")
-    port = _free_port()
-    serve = _commands(serve_block)[0].replace("--port 8000", f"--port {port}")
-    env_part, _, cmd = serve.partition(" nba ")
-    env = _env(tmp_path)
-    env.update(dict(kv.split("=", 1) for kv in shlex.split(env_part)))
+    serve_line = _commands(_blocks_after("## The decision service")[0])[0]
+    env, _ = _serve_env(tmp_path, serve_line)
     env.pop("NBA_STORE_PATH", None)  # the default: data/events.db under NBA_DATA_DIR
-    env["NBA_DATA_DIR"] = str(tmp_path / "data")
-    proc = subprocess.Popen(
-        ["nba", *shlex.split(cmd)],
-        env=env,
-        cwd=tmp_path,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
+    proc, port = _start_readme_server(tmp_path, own_store=False)
     try:
         base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 240
-        while True:
-            assert proc.poll() is None, proc.stdout.read().decode() if proc.stdout else ""
-            try:
-                if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline, "service not ready"
-            time.sleep(0.2)
         answers: list[tuple[int, object]] = []
         outputs: list[str] = []
         for line in _commands(block):
@@ -343,30 +337,9 @@ def test_mlflow_ui_command_serves_the_tracking_store(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_brand_manager_week_runs_against_a_real_server(tmp_path: Path) -> None:
     serve_block, week_block = _blocks_after("## A brand manager's week")[:2]
-    port = _free_port()
-    serve = _commands(serve_block)[0].replace("--port 8000", f"--port {port}")
-    env_part, _, cmd = serve.partition(" nba ")
-    env = _env(tmp_path)
-    env.update(dict(kv.split("=", 1) for kv in shlex.split(env_part)))
-    proc = subprocess.Popen(
-        ["nba", *shlex.split(cmd)],
-        env=env,
-        cwd=tmp_path,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
+    proc, port = _start_readme_server(tmp_path, _commands(serve_block)[0], own_store=False)
     try:
         base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 240
-        while True:
-            assert proc.poll() is None, proc.stdout.read().decode() if proc.stdout else ""
-            try:
-                if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline, "service not ready"
-            time.sleep(0.2)
         answers = []
         for line in _commands(week_block):
             line = line.replace("127.0.0.1:8000", f"127.0.0.1:{port}")
