@@ -1665,7 +1665,10 @@ class EventStore:
     def purge(self, older_than: datetime) -> dict[str, int]:
         """Delete decisions (with their outcomes, feedback and rep day-list entries),
         touches with ``ts < older_than`` and the rep day lists of the days before
-        its day; HCP profiles, reps, alignment history and catalog snapshots stay.
+        its day; HCP events of triggers before it with the notifications they
+        raised (and their webhook deliveries), and trigger suppressions that
+        ended before it. HCP profiles, reps, alignment history and catalog
+        snapshots stay.
 
         Returns
         -------
@@ -1694,12 +1697,25 @@ class EventStore:
             ).rowcount
             n_dec = c.execute("DELETE FROM decisions WHERE ts_us<?", (cut,)).rowcount
             n_tch = c.execute("DELETE FROM touches WHERE ts_us<?", (cut,)).rowcount
+            c.execute(
+                "DELETE FROM webhook_deliveries WHERE notification_id IN"
+                " (SELECT id FROM rep_notifications WHERE event_ts_us<?)",
+                (cut,),
+            )
+            n_notes = c.execute(
+                "DELETE FROM rep_notifications WHERE event_ts_us<?", (cut,)
+            ).rowcount
+            n_events = c.execute("DELETE FROM trigger_events WHERE ts_us<?", (cut,)).rowcount
+            n_supp = c.execute("DELETE FROM trigger_suppressions WHERE until_us<?", (cut,)).rowcount
         return {
             "decisions": n_dec,
             "outcomes": n_out,
             "feedback": n_fb,
             "touches": n_tch,
             "rep_days": n_days,
+            "trigger_events": n_events,
+            "rep_notifications": n_notes,
+            "trigger_suppressions": n_supp,
         }
 
     def counts(self) -> dict[str, int]:

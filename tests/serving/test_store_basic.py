@@ -279,7 +279,16 @@ def test_purge_removes_old_events_with_their_outcomes(store: EventStore) -> None
     store.add_touches([Touch("h1", old, "email", "c"), Touch("h1", new, "email", "c")])
     store.upsert_hcp(HCPProfile("h1", "gp", 1, "US", "aware", frozenset()))
     gone = store.purge(older_than=T0 - timedelta(days=365))
-    assert gone == {"decisions": 1, "outcomes": 2, "feedback": 1, "touches": 1, "rep_days": 0}
+    assert gone == {
+        "decisions": 1,
+        "outcomes": 2,
+        "feedback": 1,
+        "touches": 1,
+        "rep_days": 0,
+        "trigger_events": 0,
+        "rep_notifications": 0,
+        "trigger_suppressions": 0,
+    }
     c = store.counts()
     assert (c["decisions"], c["outcomes"], c["feedback"], c["touches"], c["hcps"]) == (
         1,

@@ -122,3 +122,36 @@ def test_the_webhook_needs_a_secret(tmp_path: Path) -> None:
         make_settings(tmp_path, webhook_url="http://127.0.0.1:9/hook", webhook_secret="short")
     with pytest.raises(ValueError, match="webhook_url"):
         make_settings(tmp_path, webhook_url="ftp://x", webhook_secret="0123456789abcdef")
+
+
+def test_purge_removes_old_trigger_events_with_their_notifications_and_deliveries(
+    tmp_path: Path,
+) -> None:
+    """Retention reaches the trigger tables: an event before the cut goes with the
+    notification it raised and that notification's webhook delivery; a suppression
+    still running at the cut stays, one that ended before it goes."""
+    store, nid = _store_with_notification(tmp_path)
+    old = NOW - timedelta(days=400)
+    with store._write() as c:
+        old_ev = TriggerEvent("visit_request", "H1", old, "portal", "f", key="k-0")
+        old_fired = fire(c, TriggerSet.default(), old_ev)
+        c.execute(
+            "INSERT INTO trigger_suppressions (event_key, trigger, hcp_id, channel, content_id,"
+            " since_us, until_us) VALUES ('k-old','t','H1','email',NULL,?,?)",
+            (_us(old), _us(old + timedelta(days=7))),
+        )
+    assert old_fired.notifications == ()  # R1 was not aligned with H1 400 days ago
+    gone = store.purge(older_than=NOW - timedelta(days=365))
+    assert (gone["trigger_events"], gone["rep_notifications"]) == (1, 0)
+    assert gone["trigger_suppressions"] == 1
+    assert delivery_state(store, nid) is not None  # the recent notification stays
+    gone = store.purge(older_than=NOW + timedelta(seconds=1))
+    assert (gone["trigger_events"], gone["rep_notifications"]) == (1, 1)
+    assert delivery_state(store, nid) is None
+    con = store._conn()
+    for table in ("trigger_events", "rep_notifications", "webhook_deliveries"):
+        assert con.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0] == 0
+
+
+def _us(t: datetime) -> int:
+    return int(t.timestamp() * 1_000_000)
