@@ -17,7 +17,7 @@ $(STAMP): requirements.lock pyproject.toml
 demo: $(STAMP)
 	$(BIN)/python -m nba_cli.demo
 
-test: $(STAMP)
+test: $(STAMP) /usr/bin/wrk
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy nba nba_cli simulators training serving experiments bench
@@ -32,6 +32,10 @@ typecheck: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/simulate.py
+
+# Debian's wrk: the load generator of bench/serve.py, whose test runs it.
+/usr/bin/wrk:
+	command -v wrk >/dev/null || (apt-get update -q && apt-get install -y -q wrk)
 
 # Re-resolve exact pins from the ranges in pyproject.toml.
 lock:

@@ -7,6 +7,7 @@ checked is that each script runs to the end and prints the ratio it exists for.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 
@@ -50,10 +51,17 @@ def test_bench_train(env: dict[str, str]) -> None:
 
 
 @pytest.mark.slow
-def test_bench_serve(env: dict[str, str]) -> None:
+@pytest.mark.parametrize("loadgen", ["python", "wrk"])
+def test_bench_serve(env: dict[str, str], loadgen: str) -> None:
+    if loadgen == "wrk" and shutil.which("wrk") is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("wrk is not installed; `make test` installs Debian's wrk")
+        pytest.skip("wrk is not installed (`make test` installs it)")
     text = _run(
         [
             "bench/serve.py",
+            "--loadgen",
+            loadgen,
             "--workers",
             "1",
             "--seconds",
@@ -70,4 +78,8 @@ def test_bench_serve(env: dict[str, str]) -> None:
         env,
     )
     assert "decisions/noop requests/s ratio:" in text
+    assert "decisions/bare FastAPI requests/s ratio:" in text
+    bare_row = next(ln for ln in text.splitlines() if ln.startswith("bare FastAPI no-op"))
+    requests, errors = (int(x) for x in bare_row.split()[3:5])
+    assert requests > 0 and errors == 0  # the reference really answered
     assert "acknowledged but missing from the store: 0" in text
