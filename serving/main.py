@@ -36,6 +36,7 @@ from serving.api.routes import (
     events,
     hcps,
     health,
+    journeys,
     kpis,
     models,
     notifications,
@@ -49,6 +50,7 @@ from serving.commit import GroupCommitter
 from serving.engine import DecisionEngine
 from serving.lifecycle import ModelManager, PolicyLoader
 from serving.metrics import ServiceMetrics, multiprocess_dir
+from serving import journeys as journeys_lib
 from serving.rules import RulesKeeper
 from serving.rules import file_text as rules_file_text
 from serving.rules import seed as seed_rules
@@ -212,6 +214,19 @@ def open_services(settings: Settings, loader: PolicyLoader | None = None) -> Ser
             rules_source,
         )
     keeper = RulesKeeper(store, features.markets, check_ms=settings.rules_check_ms)
+    if settings.journeys_path is not None:
+        # refused here, before anything is stored, when the file is invalid
+        journeys_text = journeys_lib.file_text(settings.journeys_path, catalog.topics)
+        journeys_lib.seed(
+            store,
+            journeys_text,
+            who="service start",
+            comment=f"loaded from {settings.journeys_path} at the first service start",
+            topics=catalog.topics,
+        )
+    journeys_keeper = journeys_lib.JourneysKeeper(
+        store, catalog.topics, check_ms=settings.rules_check_ms
+    )
     contact = keeper.current()
     metrics = ServiceMetrics()
     tracking = settings.tracking_uri or default_tracking_uri()
@@ -248,6 +263,7 @@ def open_services(settings: Settings, loader: PolicyLoader | None = None) -> Ser
         webhook=settings.webhook_url is not None,
     )
     engine.rules = keeper
+    engine.journeys = journeys_keeper
     if settings.group_commit:
         engine.committer = GroupCommitter(store)
     return Services(
@@ -261,6 +277,7 @@ def open_services(settings: Settings, loader: PolicyLoader | None = None) -> Ser
         auth=Authenticator(settings),
         features=features,
         value=value,
+        journeys=journeys_keeper,
     )
 
 
@@ -368,6 +385,7 @@ def create_app(settings: Settings | None = None, loader: PolicyLoader | None = N
         reps,
         kpis,
         rules,
+        journeys,
     ):
         app.include_router(module.router)
     app.include_router(notifications.router)
