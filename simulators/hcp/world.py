@@ -150,6 +150,8 @@ class Summary:
     #: visit requests drawn, answered by a rep visit or call while waiting, and
     #: whether the reps acted on notifications (None: the world drew no requests)
     visit_requests: dict[str, Any] | None = None
+    #: the journeys' version and how many decisions each step governed (None: no journeys)
+    journeys: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -158,6 +160,8 @@ class Summary:
                 del d[k]
         if self.visit_requests is None:  # likewise runs without visit requests
             del d["visit_requests"]
+        if self.journeys is None:  # and runs without journeys
+            del d["journeys"]
         return d
 
     def format(self) -> str:
@@ -196,6 +200,12 @@ class Summary:
             lines.append(
                 f"visit requests {vr['requests']}, answered by a rep while waiting "
                 f"{vr['served']} (reps act on notifications: {vr['triggers']})"
+            )
+        if self.journeys is not None:
+            steps = self.journeys["decisions_by_step"]
+            lines.append(
+                f"journeys {self.journeys['version']}: decisions governed by a journey step "
+                + (", ".join(f"{k} {v}" for k, v in steps.items()) or "none")
             )
         if self.out:
             lines.append(f"logs written to {self.out}")
@@ -358,6 +368,7 @@ class World:
         self.journeys = journeys if journeys else None
         #: each HCP's journey history (decisions and outcomes), only with journeys
         self._jevents: dict[int, list[JourneyEvent]] = defaultdict(list)
+        self._journey_counts: dict[str, int] = {}
         if holdout_policy not in HOLDOUT_POLICIES:
             raise SimulationError(
                 f"holdout_policy: {holdout_policy!r} is not one of {', '.join(HOLDOUT_POLICIES)}"
@@ -1115,6 +1126,9 @@ class World:
             )
         if self.journeys is not None and jlabel is not None:
             bufs["decisions"].add(journey=jlabel)
+            for lab in jlabel:
+                if lab is not None:
+                    self._journey_counts[lab] = self._journey_counts.get(lab, 0) + 1
         if self.slate_size > 1:
             self._slot_hcp = hcp  # whose slots they are (journey histories)
             self._later_slots(ts_us, eids, offsets, action, p, chosen, probs_all)
@@ -1645,6 +1659,12 @@ class World:
                 "holdout_share": self.rules.holdout_share,
                 "holdout_baseline": HOLDOUT_BASELINE,
             }
+        if self.journeys is not None:
+            manifest["journeys"] = {
+                "name": self.journeys.name,
+                "version": self.journeys.version,
+                "source": self.journeys.source,
+            }
         text = json.dumps(manifest, sort_keys=True, indent=1, default=str)
         tmp = out / ".manifest.json.tmp"
         tmp.write_text(text + "\n", encoding="utf-8")
@@ -1711,6 +1731,12 @@ class World:
                 "requests": self.visit_requests,
                 "served": self.visit_requests_served,
                 "triggers": self.triggers,
+            },
+            journeys=None
+            if self.journeys is None
+            else {
+                "version": self.journeys.version,
+                "decisions_by_step": dict(sorted(self._journey_counts.items())),
             },
         )
 
