@@ -509,9 +509,9 @@ _REASONS = {
 }
 
 
-def _scan(journey: Journey, events: Sequence[JourneyEvent], now: datetime) -> tuple[
-    _Run | None, _Run | None
-]:
+def _scan(
+    journey: Journey, events: Sequence[JourneyEvent], now: datetime
+) -> tuple[_Run | None, _Run | None]:
     """(run in progress at ``now`` or None, last finished run or None)."""
     today = now.date()
     since = today - timedelta(days=journey.exit.max_days)
@@ -926,7 +926,9 @@ class _Check:
 
         feats = HCPFeatures.default()
         exclude = Exclude(
-            self.names(xc.get("markets", []), feats.markets, "markets", (*at, "exclude", "markets")),
+            self.names(
+                xc.get("markets", []), feats.markets, "markets", (*at, "exclude", "markets")
+            ),
             self.names(
                 xc.get("specialties", []),
                 feats.specialties,
@@ -983,14 +985,16 @@ class _Check:
             or len(ad) != 2
             or not all(isinstance(x, int) and not isinstance(x, bool) for x in ad)
         ):
-            raise self.err(f"must be [min, max], two whole numbers of days, got {ad!r}", *at,
-                           "after_days")
+            raise self.err(
+                f"must be [min, max], two whole numbers of days, got {ad!r}", *at, "after_days"
+            )
         if ad[0] < 0 or ad[1] < ad[0]:
             raise self.err(f"must have 0 <= min <= max, got {ad!r}", *at, "after_days")
         until = self.boolean(rs.get("until_engaged", False), (*at, "until_engaged"))
         if "max_attempts" in rs and not until:
-            raise self.err("only a step with until_engaged = true has attempts", *at,
-                           "max_attempts")
+            raise self.err(
+                "only a step with until_engaged = true has attempts", *at, "max_attempts"
+            )
         attempts = self.integer(rs.get("max_attempts", 3 if until else 1), (*at, "max_attempts"), 1)
         return Step(
             name,

@@ -61,9 +61,9 @@ from serving import schemas
 from serving.auth import pseudonym
 from serving.commit import GroupCommitter
 from serving.errors import ApiError, invalid, unknown_event, unknown_hcp
+from serving.journeys import JourneysKeeper, journey_events
 from serving.lifecycle import ModelManager, ServedModel, baseline_policy
 from serving.metrics import ServiceMetrics
-from serving.journeys import JourneysKeeper, journey_events
 from serving.reasons import Evidence, reasons_for_list
 from serving.rules import RulesKeeper
 from serving.store import DuplicateEventError, EventStore, StoreError, UnknownEventError

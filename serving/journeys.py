@@ -285,7 +285,9 @@ def journey_events(
 
     def event(ts_us: int, kind: str, action_id: str) -> JourneyEvent:
         a = Action.parse(action_id)
-        return JourneyEvent(_from_us(ts_us), kind, a.channel, a.content_id, topic_of.get(a.content_id))
+        return JourneyEvent(
+            _from_us(ts_us), kind, a.channel, a.content_id, topic_of.get(a.content_id)
+        )
 
     for ts_us, aid in con.execute(
         "SELECT ts_us, chosen_action_id FROM decisions"

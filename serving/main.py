@@ -29,6 +29,7 @@ from nba.paths import default_tracking_uri
 from nba.reward import RewardDefinition
 from nba.triggers import TriggerSet
 from serving import errors
+from serving import journeys as journeys_lib
 from serving.api.deps import Services
 from serving.api.routes import (
     bench,
@@ -50,7 +51,6 @@ from serving.commit import GroupCommitter
 from serving.engine import DecisionEngine
 from serving.lifecycle import ModelManager, PolicyLoader
 from serving.metrics import ServiceMetrics, multiprocess_dir
-from serving import journeys as journeys_lib
 from serving.rules import RulesKeeper
 from serving.rules import file_text as rules_file_text
 from serving.rules import seed as seed_rules

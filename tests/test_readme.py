@@ -390,9 +390,7 @@ def test_marketer_builds_a_journey(tmp_path: Path) -> None:
         outputs: list[tuple[str, str]] = []
         event_id = ""
         for line in _commands(block):
-            line = line.replace("127.0.0.1:8000", f"127.0.0.1:{port}").replace(
-                "EVENT_ID", event_id
-            )
+            line = line.replace("127.0.0.1:8000", f"127.0.0.1:{port}").replace("EVENT_ID", event_id)
             if line.startswith("curl "):
                 out = subprocess.run(
                     [*shlex.split(line), "-w", "\n%{http_code}"],
@@ -435,8 +433,8 @@ def test_marketer_builds_a_journey(tmp_path: Path) -> None:
         # CLI: printf lines print nothing; validate lists the step; the broken file names
         # the line and the key; history lists the version; the simulator logs the step
         assert [o for o, _ in outputs[:4]] == [""] * 4
-        assert "webinar-followup/1 'follow-up email': email on same topic, 2-5 days" in (
-            outputs[4][0]
+        assert (
+            "webinar-followup/1 'follow-up email': email on same topic, 2-5 days" in (outputs[4][0])
         )
         assert outputs[6][0].strip() == "refused"
         assert "line 19: key 'journeys.0.steps.0.after_days'" in outputs[6][1]

@@ -22,9 +22,9 @@ from nba.reward import RewardDefinition
 from serving.auth import KEY_HEADERS, Authenticator, Principal
 from serving.engine import DecisionEngine
 from serving.errors import ApiError
+from serving.journeys import JourneysKeeper
 from serving.lifecycle import ModelManager
 from serving.metrics import ServiceMetrics
-from serving.journeys import JourneysKeeper
 from serving.rules import RulesKeeper
 from serving.settings import Settings
 from serving.store import EventStore

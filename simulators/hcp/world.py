@@ -357,9 +357,7 @@ class World:
         journeys: JourneySet | None = None,
     ) -> None:
         if journeys is not None and not isinstance(journeys, JourneySet):
-            raise SimulationError(
-                f"journeys must be a JourneySet, got {type(journeys).__name__}"
-            )
+            raise SimulationError(f"journeys must be a JourneySet, got {type(journeys).__name__}")
         if journeys and rules is None:
             raise SimulationError(
                 "journeys apply after the contact rules, as in the service: give rules too "
@@ -818,9 +816,7 @@ class World:
             self._contact.record(hcp, ch, item, ts_us)
         if self.journeys is not None:
             self._record_journey_events(hcp, ts_us, None, action)
-            self._record_journey_events(
-                hcp[ev_entry], ev_ts, sampled.type_code, action[ev_entry]
-            )
+            self._record_journey_events(hcp[ev_entry], ev_ts, sampled.type_code, action[ev_entry])
         eng = self._engagement_code[sampled.type_code]
         if eng.any():
             e_ent = ev_entry[eng]
@@ -882,7 +878,11 @@ class World:
             )
 
     def _journey_gate(
-        self, hcp: I64, ts_us: I64, cand: I64, allowed: npt.NDArray[np.bool_],
+        self,
+        hcp: I64,
+        ts_us: I64,
+        cand: I64,
+        allowed: npt.NDArray[np.bool_],
         rule: npt.NDArray[np.int16],
     ) -> npt.NDArray[np.object_]:
         """Apply the journeys to the rows of ``_apply_rules`` in place (``allowed`` and
@@ -919,9 +919,7 @@ class World:
                 continue
             cols = cand[allowed[row, cand]]
             acts = [cat.actions[int(j)] for j in cols]
-            gate = js.gate(
-                states, [(a.channel, cat.by_id[a.content_id].topic) for a in acts]
-            )
+            gate = js.gate(states, [(a.channel, cat.by_id[a.content_id].topic) for a in acts])
             labels[row] = gate.label
             for j, r in zip(cols, gate.rules, strict=True):
                 if r is not None:

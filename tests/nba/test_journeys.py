@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from nba.domain import HCPProfile
 from nba.journeys import (
     JourneyEvent,
     JourneysError,
@@ -16,7 +17,6 @@ from nba.journeys import (
     schema_path,
     schema_text,
 )
-from nba.domain import HCPProfile
 
 HCP = HCPProfile("h1", "cardiology", 7, "US", "aware", frozenset({"email", "webinar", "portal"}))
 T0 = datetime(2026, 1, 5, 18, 30, tzinfo=UTC)  # a Monday evening webinar
@@ -152,7 +152,9 @@ BAD = [
         "defined twice",
     ),
     (
-        FOLLOWUP.replace("[journeys.exit]\nmax_days = 30\n", "[journeys.exclude]\nmarkets = ['XX']\n"),
+        FOLLOWUP.replace(
+            "[journeys.exit]\nmax_days = 30\n", "[journeys.exclude]\nmarkets = ['XX']\n"
+        ),
         "journeys.0.exclude.markets",
         12,
         "unknown market 'XX'",
@@ -164,7 +166,9 @@ BAD = [
         "must be 1-64 of a-z",
     ),
     (
-        FOLLOWUP.replace("[journeys.exit]\nmax_days = 30\n", "[journeys.exit]\nevents = ['attended']\n"),
+        FOLLOWUP.replace(
+            "[journeys.exit]\nmax_days = 30\n", "[journeys.exit]\nevents = ['attended']\n"
+        ),
         "journeys.0.exit.events",
         12,
         "is the entry event",
@@ -239,7 +243,7 @@ def test_the_gate_keeps_what_the_due_step_allows() -> None:
     assert gate.keep == (True, False, False)
     assert gate.rules == (None, "journey:followup/1", "journey:followup/1")
     # a request without the step's channels is not governed by it
-    assert js.gate(states, [("portal", "efficacy")]) .label is None
+    assert js.gate(states, [("portal", "efficacy")]).label is None
     # before the window: email is held, other channels pass, nothing governs
     held = js.gate(js.states(HCP, attended(), at(1)), cands)
     assert held.label is None

@@ -64,7 +64,9 @@ def test_a_webinar_attended_gets_its_followup_in_the_window(server: tuple[str, P
         assert r.status_code == 201, r.text
 
         day1 = DAY0 + timedelta(days=1, hours=3)  # past the rules' 24 h minimum gap
-        r = c.get("/v1/hcps/J1/journeys", params={"as_of": day1.isoformat()}, headers=auth("decide"))
+        r = c.get(
+            "/v1/hcps/J1/journeys", params={"as_of": day1.isoformat()}, headers=auth("decide")
+        )
         assert r.status_code == 200, r.text
         first = r.json()["journeys"][0]
         assert first["journey"] == "webinar-followup"
@@ -78,7 +80,9 @@ def test_a_webinar_attended_gets_its_followup_in_the_window(server: tuple[str, P
         assert "journey_hold:webinar-followup/1" in rules
 
         day3 = DAY0 + timedelta(days=2, hours=14)  # 2026-03-04 07:00, the window's first day
-        r = c.get("/v1/hcps/J1/journeys", params={"as_of": day3.isoformat()}, headers=auth("decide"))
+        r = c.get(
+            "/v1/hcps/J1/journeys", params={"as_of": day3.isoformat()}, headers=auth("decide")
+        )
         assert r.json()["governs"] == "webinar-followup/1"
         r = _decide(c, "J1", ["email"], day3)
         assert r.status_code == 201, r.text
@@ -92,7 +96,9 @@ def test_a_webinar_attended_gets_its_followup_in_the_window(server: tuple[str, P
         assert others and all(topic_of[s["action_id"].split("@")[0]] != topic for s in others)
 
         later = DAY0 + timedelta(days=4)
-        r = c.get("/v1/hcps/J1/journeys", params={"as_of": later.isoformat()}, headers=auth("decide"))
+        r = c.get(
+            "/v1/hcps/J1/journeys", params={"as_of": later.isoformat()}, headers=auth("decide")
+        )
         assert r.json()["journeys"][0]["status"] == "completed"
         # the KPIs group decisions by the step that allowed them
         r = c.get(

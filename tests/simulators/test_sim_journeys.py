@@ -132,7 +132,8 @@ def test_first_entries_get_the_followup_when_an_email_goes_out_and_none_before(
             same = [
                 a.action_id
                 for a in Catalog.default().actions
-                if a.channel == "email" and Catalog.default().by_id[a.content_id].topic == e["topic"]
+                if a.channel == "email"
+                and Catalog.default().by_id[a.content_id].topic == e["topic"]
             ]
             assert set(same) <= supp, f"{nxt['event_id']}: the step allowed an email, not used"
     assert checked >= 5 and followed >= 5
@@ -181,8 +182,18 @@ def test_journeys_need_the_contact_rules(tmp_path: Path) -> None:
         World(10, journeys=JourneySet.default())
     res = CliRunner().invoke(
         cli,
-        ["simulate", "--hcps", "10", "--days", "1", "--journeys", "default", "--out",
-         str(tmp_path / "x"), "--quiet"],
+        [
+            "simulate",
+            "--hcps",
+            "10",
+            "--days",
+            "1",
+            "--journeys",
+            "default",
+            "--out",
+            str(tmp_path / "x"),
+            "--quiet",
+        ],
     )
     assert res.exit_code != 0 and "add --rules default" in res.output
 
@@ -192,10 +203,21 @@ def test_a_bad_journeys_file_is_refused_naming_key_and_line(tmp_path: Path) -> N
     bad.write_text(JOURNEYS.replace("after_days = [2, 5]", "after_days = [2]"))
     res = CliRunner().invoke(
         cli,
-        ["simulate", "--hcps", "10", "--days", "1", "--rules", "default", "--journeys",
-         str(bad), "--out", str(tmp_path / "x"), "--quiet"],
+        [
+            "simulate",
+            "--hcps",
+            "10",
+            "--days",
+            "1",
+            "--rules",
+            "default",
+            "--journeys",
+            str(bad),
+            "--out",
+            str(tmp_path / "x"),
+            "--quiet",
+        ],
     )
     assert res.exit_code != 0
     assert "line 19: key 'journeys.0.steps.0.after_days'" in res.output
     assert not (tmp_path / "x").exists()
-

@@ -9,7 +9,7 @@ like ``PUT /v1/rules``. The logic is :mod:`serving.journeys`.
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
@@ -138,9 +138,10 @@ def hcp_journeys(
     hcp_id: str,
     svc: ServicesDep,
     who: AnyKey,
-    as_of: AwareDatetime | None = Query(
-        default=None, description="Time to answer for (needs NBA_ALLOW_CLIENT_TIME=true)."
-    ),
+    as_of: Annotated[
+        AwareDatetime | None,
+        Query(description="Time to answer for (needs NBA_ALLOW_CLIENT_TIME=true)."),
+    ] = None,
 ) -> dict[str, Any]:
     """For every journey in force, highest priority first: its status (``due``,
     ``waiting``, ``completed``, ``ended``, ``not_entered``, ``excluded``), the
