@@ -22,6 +22,7 @@ from serving.api.deps import AdminKey, AnyKey, Services, ServicesDep
 from serving.api.routes.rules import TOML_BODY, _read
 from serving.errors import ApiError, ErrorBody, unknown_hcp
 from serving.rules import RulesChangeError
+from serving.territory import check_hcp
 
 router = APIRouter(prefix="/v1", tags=["journeys"])
 
@@ -147,6 +148,7 @@ def hcp_journeys(
     ``waiting``, ``completed``, ``ended``, ``not_entered``, ``excluded``), the
     current step and its window, and why; ``governs`` names the due step that a
     decision on its channels would follow (the highest priority)."""
+    check_hcp(svc.store, who, hcp_id)  # a rep's key: only HCPs of its territory
     hcp = svc.store.get_hcp(hcp_id)
     if hcp is None:
         raise unknown_hcp(hcp_id)
