@@ -61,13 +61,17 @@ def file_text(path: str | Path, topics: Sequence[str]) -> str:
     return p.read_text(encoding="utf-8")
 
 
-def seed(store: EventStore, text: str, who: str, comment: str, topics: Sequence[str]) -> None:
-    """Store ``text`` as version 1 when the store holds no journeys version yet."""
-    if store_rules.get(store, table=TABLE) is not None:
-        return
+def seed(
+    store: EventStore, text: str, who: str, comment: str, topics: Sequence[str]
+) -> RulesVersion:
+    """The journeys version in force; when the store holds none, ``text`` becomes
+    version 1 (exactly one of several workers starting at once stores it)."""
+    current = store_rules.get(store, table=TABLE)
+    if current is not None:
+        return current
     js = validate(text, topics, source="startup journeys")
     try:
-        store_rules.append(
+        return store_rules.append(
             store,
             text=text,
             rules_hash=js.version,
@@ -78,8 +82,10 @@ def seed(store: EventStore, text: str, who: str, comment: str, topics: Sequence[
             expected_head=0,
             table=TABLE,
         )
-    except store_rules.RulesConflictError:
-        pass  # another worker seeded it first
+    except store_rules.RulesConflictError:  # another worker seeded it first
+        found = store_rules.get(store, table=TABLE)
+        assert found is not None
+        return found
 
 
 def _comment(comment: str | None) -> str:

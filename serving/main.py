@@ -217,13 +217,20 @@ def open_services(settings: Settings, loader: PolicyLoader | None = None) -> Ser
     if settings.journeys_path is not None:
         # refused here, before anything is stored, when the file is invalid
         journeys_text = journeys_lib.file_text(settings.journeys_path, catalog.topics)
-        journeys_lib.seed(
+        in_force_j = journeys_lib.seed(
             store,
             journeys_text,
             who="service start",
             comment=f"loaded from {settings.journeys_path} at the first service start",
             topics=catalog.topics,
         )
+        if in_force_j.text != journeys_text:
+            log.warning(
+                "journeys version %d from the store are in force; %s differs from them and "
+                "is not applied (change journeys with PUT /v1/journeys or `nba journeys apply`)",
+                in_force_j.version,
+                settings.journeys_path,
+            )
     journeys_keeper = journeys_lib.JourneysKeeper(
         store, catalog.topics, check_ms=settings.rules_check_ms
     )
