@@ -312,7 +312,8 @@ def key_lines(text: str) -> dict[KeyPath, int]:
     """The 1-based line of every table header and key of a TOML text.
 
     Keys of an array of tables carry their 0-based position, e.g.
-    ``("frequency_caps", 1, "max")``; the text is assumed to be valid TOML (it is
+    ``("frequency_caps", 1, "max")``, also below a sub-table of one
+    (``("journeys", 0, "steps", 1, "channels")``); the text is assumed to be valid TOML (it is
     only read after ``tomllib`` parsed it), so this is a line scanner, not a parser.
 
     >>> key_lines("a = 1\\n[b]\\nc = 2\\n[[d]]\\ne = 3\\n[[d]]\\ne = 4\\n")[("d", 1, "e")]
@@ -320,7 +321,7 @@ def key_lines(text: str) -> dict[KeyPath, int]:
     """
     out: dict[KeyPath, int] = {}
     table: KeyPath = ()
-    arrays: dict[tuple[str, ...], int] = {}
+    arrays: dict[KeyPath, int] = {}
     depth = 0
     multiline = ""
     for n, line in enumerate(text.splitlines(), start=1):
@@ -333,7 +334,14 @@ def key_lines(text: str) -> dict[KeyPath, int]:
             continue
         m = _HEADER_RE.match(line)
         if m and not _KEY_RE.match(line):
-            parts = _key_parts(m.group(2))
+            # a header below an array of tables (``[journeys.entry]`` after
+            # ``[[journeys]]``) belongs to that array's latest element
+            parts: KeyPath = ()
+            for p in _key_parts(m.group(2))[:-1]:
+                parts = (*parts, p)
+                if parts in arrays:
+                    parts = (*parts, arrays[parts])
+            parts = (*parts, _key_parts(m.group(2))[-1])
             if m.group(1) == "[[":
                 idx = arrays.get(parts, -1) + 1
                 arrays[parts] = idx

@@ -343,6 +343,8 @@ class Decision:
     #: (``"global"`` when the market has no section); ``None`` when not recorded
     rules_version: str | None = None
     rules_market: str | None = None
+    #: the journey step that allowed the actions (``"<journey>/<step>"``); ``None``: none
+    journey: str | None = None
 
     def __post_init__(self) -> None:
         where = f"Decision '{self.event_id}'"

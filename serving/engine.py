@@ -52,6 +52,7 @@ from nba.domain import (
 )
 from nba.hcp_features import HCPFeatures
 from nba.ids import event_ids, new_event_id
+from nba.journeys import JourneySet, JourneyState
 from nba.policies.base import Policy, sample_slate
 from nba.policies.registry import create
 from nba.reward import RewardDefinition
@@ -60,6 +61,7 @@ from serving import schemas
 from serving.auth import pseudonym
 from serving.commit import GroupCommitter
 from serving.errors import ApiError, invalid, unknown_event, unknown_hcp
+from serving.journeys import JourneysKeeper, journey_events
 from serving.lifecycle import ModelManager, ServedModel, baseline_policy
 from serving.metrics import ServiceMetrics
 from serving.reasons import Evidence, reasons_for_list
@@ -110,6 +112,8 @@ class Prepared:
     no_contact: bool = False
     rules_version: str = ""
     rules_market: str = ""
+    #: the journey step that allowed the actions ("<journey>/<step>"), or None
+    journey: str | None = None
 
 
 class DecisionEngine:
@@ -166,6 +170,8 @@ class DecisionEngine:
         self._contact = contact
         #: the rules in force, reloaded from the store when they change (see serving.rules)
         self.rules: RulesKeeper | None = None
+        #: the journeys in force (serving.journeys); None or an empty set: no journeys
+        self.journeys: JourneysKeeper | None = None
         self.models = models
         self.reward = reward
         self.metrics = metrics
@@ -321,6 +327,24 @@ class DecisionEngine:
                 allowed = [a for a in allowed if not ts.covers(a)]
                 suppressed += tuple(Suppression(a.action_id, f"trigger:{ts.trigger}") for a in hit)
                 self.metrics.suppressions.labels(rule="trigger").inc(len(hit))
+        # journeys (docs/journeys.md): a due step keeps only what it allows
+        journey: str | None = None
+        journeys = self.journeys.current() if self.journeys is not None else None
+        if journeys and allowed:
+            topic_of = self._topic_of()
+            gate = journeys.gate(
+                self.journey_states(hcp, now, journeys),
+                [(a.channel, topic_of.get(a.content_id)) for a in allowed],
+            )
+            journey = gate.label
+            if not all(gate.keep):
+                suppressed += tuple(
+                    Suppression(a.action_id, rule)
+                    for a, rule in zip(allowed, gate.rules, strict=True)
+                    if rule is not None
+                )
+                self.metrics.suppressions.labels(rule="journey").inc(gate.keep.count(False))
+                allowed = [a for a, k in zip(allowed, gate.keep, strict=True) if k]
 
         if contact.is_holdout(hcp.hcp_id) and self.holdout == "no_contact":
             return Prepared(
@@ -441,6 +465,7 @@ class DecisionEngine:
             ),
             rules_version=rules_version,
             rules_market=rules_market,
+            journey=journey,
         )
         value = None if pd.scores is None else float(np.dot(p, pd.scores))
         return Prepared(
@@ -454,7 +479,18 @@ class DecisionEngine:
             value,
             rules_version=rules_version,
             rules_market=rules_market,
+            journey=journey,
         )
+
+    def journey_states(
+        self, hcp: HCPProfile, now: datetime, journeys: JourneySet
+    ) -> list[JourneyState]:
+        """Where ``hcp`` stands in each journey at ``now``, from the store's history."""
+        since = datetime.combine(
+            now.date() - timedelta(days=journeys.lookback_days), datetime.min.time(), UTC
+        )
+        events = journey_events(self.store, hcp.hcp_id, since, now, self._topic_of())
+        return journeys.states(hcp, events, now)
 
     def _record_no_contact(
         self,
@@ -535,6 +571,7 @@ class DecisionEngine:
             activated=pr.decision.activated,
             rules_version=pr.rules_version,
             rules_market=pr.rules_market,
+            journey=pr.journey,
         )
 
     def decide_batch(
@@ -603,6 +640,7 @@ class DecisionEngine:
                 else sorted({s.rule for s in pr.suppressed}),
                 rules_version=pr.rules_version,
                 rules_market=pr.rules_market,
+                journey=pr.journey,
             )
             for pr in prepared
         ]

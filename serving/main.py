@@ -29,6 +29,7 @@ from nba.paths import default_tracking_uri
 from nba.reward import RewardDefinition
 from nba.triggers import TriggerSet
 from serving import errors
+from serving import journeys as journeys_lib
 from serving.api.deps import Services
 from serving.api.routes import (
     bench,
@@ -36,6 +37,7 @@ from serving.api.routes import (
     events,
     hcps,
     health,
+    journeys,
     kpis,
     models,
     notifications,
@@ -212,6 +214,26 @@ def open_services(settings: Settings, loader: PolicyLoader | None = None) -> Ser
             rules_source,
         )
     keeper = RulesKeeper(store, features.markets, check_ms=settings.rules_check_ms)
+    if settings.journeys_path is not None:
+        # refused here, before anything is stored, when the file is invalid
+        journeys_text = journeys_lib.file_text(settings.journeys_path, catalog.topics)
+        in_force_j = journeys_lib.seed(
+            store,
+            journeys_text,
+            who="service start",
+            comment=f"loaded from {settings.journeys_path} at the first service start",
+            topics=catalog.topics,
+        )
+        if in_force_j.text != journeys_text:
+            log.warning(
+                "journeys version %d from the store are in force; %s differs from them and "
+                "is not applied (change journeys with PUT /v1/journeys or `nba journeys apply`)",
+                in_force_j.version,
+                settings.journeys_path,
+            )
+    journeys_keeper = journeys_lib.JourneysKeeper(
+        store, catalog.topics, check_ms=settings.rules_check_ms
+    )
     contact = keeper.current()
     metrics = ServiceMetrics()
     tracking = settings.tracking_uri or default_tracking_uri()
@@ -248,6 +270,7 @@ def open_services(settings: Settings, loader: PolicyLoader | None = None) -> Ser
         webhook=settings.webhook_url is not None,
     )
     engine.rules = keeper
+    engine.journeys = journeys_keeper
     if settings.group_commit:
         engine.committer = GroupCommitter(store)
     return Services(
@@ -261,6 +284,7 @@ def open_services(settings: Settings, loader: PolicyLoader | None = None) -> Ser
         auth=Authenticator(settings),
         features=features,
         value=value,
+        journeys=journeys_keeper,
     )
 
 
@@ -368,6 +392,7 @@ def create_app(settings: Settings | None = None, loader: PolicyLoader | None = N
         reps,
         kpis,
         rules,
+        journeys,
     ):
         app.include_router(module.router)
     app.include_router(notifications.router)

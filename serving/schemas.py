@@ -158,6 +158,11 @@ class DecisionResponse(BaseModel):
         description="Whose rule set applied: the HCP's market, or 'global' when the "
         "market has no section of its own.",
     )
+    journey: str | None = Field(
+        default=None,
+        description="The journey step that allowed the suggestions ('<journey>/<step>'); "
+        "None when no journey step governed the decision.",
+    )
 
 
 class BatchItem(BaseModel):
@@ -170,6 +175,7 @@ class BatchItem(BaseModel):
     )
     rules_version: str | None = None
     rules_market: str | None = None
+    journey: str | None = None
 
 
 class BatchResponse(BaseModel):

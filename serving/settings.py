@@ -126,6 +126,11 @@ class Settings(BaseSettings):
         description="HCP features config (specialties, markets, declared attributes); "
         "default: packaged nba/data/hcp_features.toml.",
     )
+    journeys_path: Path | None = Field(
+        default=None,
+        description="Journeys file (docs/journeys.md); seeds the store's first journeys "
+        "version. Default: none, and no journeys until one is applied (PUT /v1/journeys).",
+    )
     triggers_path: Path | None = Field(
         default=None,
         description="Event-triggered journeys (docs/triggers.md); default: packaged "

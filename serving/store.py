@@ -147,7 +147,8 @@ CREATE TABLE IF NOT EXISTS decisions (
     deferred INTEGER NOT NULL,
     activated_us INTEGER,
     rules_version TEXT,
-    rules_market TEXT
+    rules_market TEXT,
+    journey TEXT
 );
 CREATE INDEX IF NOT EXISTS decisions_hcp_ts ON decisions (hcp_id, ts_us);
 CREATE INDEX IF NOT EXISTS decisions_ts ON decisions (ts_us);
@@ -295,6 +296,19 @@ CREATE TABLE IF NOT EXISTS webhook_deliveries (
     last_error TEXT
 );
 CREATE INDEX IF NOT EXISTS webhook_deliveries_next ON webhook_deliveries (delivered_us, next_us);
+-- journeys in force, versioned like the contact rules (serving/journeys.py);
+-- rules_hash holds the journeys' version hash
+CREATE TABLE IF NOT EXISTS journeys_versions (
+    version INTEGER PRIMARY KEY,
+    rules_hash TEXT NOT NULL,
+    text TEXT NOT NULL,
+    created_us INTEGER NOT NULL,
+    who TEXT NOT NULL,
+    action TEXT NOT NULL,
+    comment TEXT NOT NULL,
+    diff TEXT NOT NULL,
+    based_on INTEGER
+);
 """
 
 #: Columns added to tables of an older schema version, with their declaration: a
@@ -313,6 +327,8 @@ _ADDED_COLUMNS: tuple[tuple[str, str, str], ...] = (
     # contact rules: which version and which market's rule set each decision applied
     ("decisions", "rules_version", "TEXT"),
     ("decisions", "rules_market", "TEXT"),
+    # journeys: the step that allowed the decision's actions ("<journey>/<step>"), or null
+    ("decisions", "journey", "TEXT"),
 )
 
 
@@ -896,13 +912,15 @@ class EventStore:
             _slate_json(d.slate),
             d.rules_version,
             d.rules_market,
+            d.journey,
         )
 
     _INSERT_DECISION = (
         "INSERT INTO decisions (event_id, ts_us, hcp_id, requester, channels_requested, context,"
         " catalog_version, action_ids, probabilities, chosen_index, chosen_action_id, propensity,"
         " policy, model_version, suppressed, activated, deferred, activated_us, slate,"
-        " rules_version, rules_market) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+        " rules_version, rules_market, journey)"
+        " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
     )
 
     def add_decision(self, decision: Decision, deferred: bool = False) -> None:
@@ -953,7 +971,7 @@ class EventStore:
     _DECISION_COLS = (
         "event_id, ts_us, hcp_id, requester, channels_requested, context, catalog_version,"
         " action_ids, probabilities, chosen_index, chosen_action_id, propensity, policy,"
-        " model_version, suppressed, activated, slate, rules_version, rules_market"
+        " model_version, suppressed, activated, slate, rules_version, rules_market, journey"
     )
 
     @staticmethod
@@ -978,6 +996,7 @@ class EventStore:
             slate=tuple(SlateSlot(a, float(p)) for a, p in json.loads(r[16] or "[]")),
             rules_version=r[17],
             rules_market=r[18],
+            journey=r[19],
         )
 
     def get_decision(self, event_id: str) -> Decision | None:
@@ -1576,6 +1595,7 @@ class EventStore:
                 )
                 cols["rules_version"].append(r[17])
                 cols["rules_market"].append(r[18])
+                cols["journey"].append(r[19])
             table = pa.Table.from_pydict(
                 {f.name: pa.array(cols[f.name], type=f.type) for f in DECISIONS},
                 schema=DECISIONS,

@@ -22,8 +22,10 @@ For the decisions made in ``[since, until)`` (decision time), per group:
   cost of each executed decision (``costs``); ``net_value = value - cost``.
 
 The market is the one in the decision's logged context (what the HCP's profile
-said when the decision was made). Grouping by journey is refused: the store
-has no journeys.
+said when the decision was made). Grouping by journey uses the journey step each
+decision recorded (``"<journey>/<step>"``, ``"none"`` when no journey step
+governed it; docs/journeys.md); its suppressions are grouped by the decision's
+journey step too.
 
 >>> import tempfile
 >>> from datetime import UTC, date, datetime, timedelta
@@ -54,11 +56,12 @@ from nba.domain import ENGAGEMENT_TYPES, ValidationError
 from nba.reward import RewardDefinition
 from serving.store import EventStore, _to_us
 
-#: what ``by`` may be; ``journey`` is named so its refusal can say why
-GROUPINGS: tuple[str, ...] = ("channel", "content", "market")
-NOT_AVAILABLE: Mapping[str, str] = {
-    "journey": "journeys do not exist in this service yet; group by channel, content or market",
-}
+#: what ``by`` may be
+GROUPINGS: tuple[str, ...] = ("channel", "content", "market", "journey")
+#: groupings named so that their refusal can say why (none at present)
+NOT_AVAILABLE: Mapping[str, str] = {}
+#: the ``by=journey`` group of decisions no journey step governed
+NO_JOURNEY = "none"
 _US = 1_000_000
 
 
@@ -172,11 +175,13 @@ _KEY = {
     "channel": "substr(d.chosen_action_id, instr(d.chosen_action_id, '@') + 1)",
     "content": "substr(d.chosen_action_id, 1, instr(d.chosen_action_id, '@') - 1)",
     "market": "COALESCE(json_extract(d.context, '$.hcp.market'), '')",
+    "journey": f"COALESCE(d.journey, '{NO_JOURNEY}')",
 }
 _SUPPRESSED_KEY = {
     "channel": "substr(s.aid, instr(s.aid, '@') + 1)",
     "content": "substr(s.aid, 1, instr(s.aid, '@') - 1)",
     "market": "s.market",
+    "journey": "s.journey",
 }
 
 #: decisions of the period with their group key; credited in-window outcome types,
@@ -243,7 +248,8 @@ GROUP BY d0.grp, t.type
 _SUPPRESSIONS = """
 WITH s AS (
     SELECT json_extract(j.value, '$[0]') AS aid, json_extract(j.value, '$[1]') AS rule,
-        COALESCE(json_extract(d.context, '$.hcp.market'), '') AS market
+        COALESCE(json_extract(d.context, '$.hcp.market'), '') AS market,
+        COALESCE(d.journey, 'none') AS journey
     FROM decisions AS d, json_each(d.suppressed) AS j
     WHERE d.ts_us >= {lo} AND d.ts_us < {hi}
 )
@@ -272,7 +278,7 @@ def kpis(
     store : EventStore
     since, until : datetime
         Timezone-aware; ``since < until``.
-    by : {"channel", "content", "market"}
+    by : {"channel", "content", "market", "journey"}
     value_def : RewardDefinition
         Weights value the outcomes, ``costs`` cost the contacts, its window
         decides which outcomes count (aggregation ``sum`` without clip).

@@ -35,6 +35,15 @@ from serving.store import EventStore, StoreError, _from_us, _to_us
 RULES_ACTIONS = ("seed", "apply", "rollback")
 
 _COLS = "version, rules_hash, text, created_us, who, action, comment, diff, based_on"
+#: tables that hold versions of this shape: the contact rules, and the journeys
+#: (serving/journeys.py), which reuse these functions with ``table="journeys_versions"``
+TABLES = ("rules_versions", "journeys_versions")
+
+
+def _table(table: str) -> str:
+    if table not in TABLES:
+        raise StoreError(f"versions: unknown table {table!r}")
+    return table
 
 
 class RulesConflictError(StoreError):
@@ -105,29 +114,30 @@ def _from_row(r: Any) -> RulesVersion:
     )
 
 
-def head(store: EventStore) -> int:
+def head(store: EventStore, table: str = "rules_versions") -> int:
     """The version in force (0 when no version is stored yet)."""
-    row = store._conn().execute("SELECT max(version) FROM rules_versions").fetchone()
+    row = store._conn().execute(f"SELECT max(version) FROM {_table(table)}").fetchone()
     return 0 if row is None or row[0] is None else int(row[0])
 
 
-def get(store: EventStore, version: int | None = None) -> RulesVersion | None:
+def get(
+    store: EventStore, version: int | None = None, table: str = "rules_versions"
+) -> RulesVersion | None:
     """A stored version (default: the one in force), or ``None``."""
     con = store._conn()
+    t = _table(table)
     if version is None:
-        row = con.execute(
-            f"SELECT {_COLS} FROM rules_versions ORDER BY version DESC LIMIT 1"
-        ).fetchone()
+        row = con.execute(f"SELECT {_COLS} FROM {t} ORDER BY version DESC LIMIT 1").fetchone()
     else:
-        row = con.execute(
-            f"SELECT {_COLS} FROM rules_versions WHERE version=?", (int(version),)
-        ).fetchone()
+        row = con.execute(f"SELECT {_COLS} FROM {t} WHERE version=?", (int(version),)).fetchone()
     return None if row is None else _from_row(row)
 
 
-def history(store: EventStore, limit: int | None = None) -> list[RulesVersion]:
+def history(
+    store: EventStore, limit: int | None = None, table: str = "rules_versions"
+) -> list[RulesVersion]:
     """Stored versions, newest first."""
-    sql = f"SELECT {_COLS} FROM rules_versions ORDER BY version DESC"
+    sql = f"SELECT {_COLS} FROM {_table(table)} ORDER BY version DESC"
     args: tuple[Any, ...] = ()
     if limit is not None:
         sql += " LIMIT ?"
@@ -145,6 +155,7 @@ def append(
     comment: str,
     diff: str,
     expected_head: int,
+    table: str = "rules_versions",
 ) -> RulesVersion:
     """Store a new version in force, in one transaction, if the head is still
     ``expected_head`` (the version the caller validated and diffed against).
@@ -161,17 +172,19 @@ def append(
     if not who:
         raise StoreError("rules: 'who' must not be empty")
     now_us = _to_us(datetime.now(UTC))
+    t = _table(table)
+    what = "rules" if t == "rules_versions" else "journeys"
     try:
         with store._write() as c:
-            row = c.execute("SELECT max(version) FROM rules_versions").fetchone()
+            row = c.execute(f"SELECT max(version) FROM {t}").fetchone()
             current = 0 if row is None or row[0] is None else int(row[0])
             if current != expected_head:
                 raise RulesConflictError(
-                    f"rules: version {current} is in force now, not {expected_head}; "
+                    f"{what}: version {current} is in force now, not {expected_head}; "
                     "another change was applied meanwhile -- review it and try again"
                 )
             c.execute(
-                f"INSERT INTO rules_versions ({_COLS}) VALUES (?,?,?,?,?,?,?,?,?)",
+                f"INSERT INTO {t} ({_COLS}) VALUES (?,?,?,?,?,?,?,?,?)",
                 (
                     current + 1,
                     rules_hash,
@@ -185,7 +198,7 @@ def append(
                 ),
             )
     except sqlite3.IntegrityError:  # pragma: no cover - the head check runs under the lock
-        raise RulesConflictError("rules: another change was applied meanwhile") from None
-    found = get(store, current + 1)
+        raise RulesConflictError(f"{what}: another change was applied meanwhile") from None
+    found = get(store, current + 1, table=t)
     assert found is not None
     return found

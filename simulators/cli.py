@@ -127,6 +127,14 @@ def _parse_date(ctx: click.Context, param: click.Parameter, value: str) -> date:
     "TOML/YAML file, or 'default' for the shipped nba/data/rules.toml [default: none].",
 )
 @click.option(
+    "--journeys",
+    "journeys_file",
+    metavar="FILE|default",
+    default=None,
+    help="Apply journeys (nba.journeys, docs/journeys.md) after the contact rules, as "
+    "the service does; needs --rules. 'default': the example nba/data/journeys.toml.",
+)
+@click.option(
     "--horizon-cut",
     is_flag=True,
     help="Write the log as a store export at the end of the last simulated day would "
@@ -166,6 +174,7 @@ def simulate(
     api_key: str | None,
     via_concurrency: int,
     rules_file: str | None,
+    journeys_file: str | None,
     horizon_cut: bool,
     slate_size: int,
     slot_attention: float,
@@ -180,6 +189,10 @@ def simulate(
         if rules_file is not None:
             raise click.UsageError(
                 "--rules does not apply with --via: the service applies its own rules"
+            )
+        if journeys_file is not None:
+            raise click.UsageError(
+                "--journeys does not apply with --via: the service applies its own journeys"
             )
         if horizon_cut:
             raise click.UsageError(
@@ -229,6 +242,22 @@ def simulate(
                 if rules_file == "default"
                 else ContactPolicy.load(rules_file)
             )
+        journeys = None
+        if journeys_file is not None:
+            from nba.catalog import Catalog
+            from nba.journeys import JourneySet
+
+            if rules is None:
+                raise click.UsageError(
+                    "--journeys applies after the contact rules, as in the service: "
+                    "add --rules default (or a rules file)"
+                )
+            topics = (Catalog.default() if catalog is None else Catalog.load(catalog)).topics
+            journeys = (
+                JourneySet.default()
+                if journeys_file == "default"
+                else JourneySet.load(journeys_file, topics=topics)
+            )
         if policy not in POLICIES:
             from nba.catalog import Catalog
             from simulators.hcp.learning import VWBatchPolicy
@@ -248,6 +277,7 @@ def simulate(
             reward_definition=reward_def,
             progress=not quiet,
             rules=rules,
+            journeys=journeys,
             horizon_cut=horizon_cut,
             slate_size=slate_size,
             slot_attention=slot_attention,

@@ -376,3 +376,72 @@ def test_brand_manager_week_runs_against_a_real_server(tmp_path: Path) -> None:
     assert "## Lift: treated vs holdout" in md and "got `campaign`" in md
     assert (tmp_path / "weekly" / "kpis.png").stat().st_size > 0
     assert "nba_engagement_rate" in metrics
+
+
+@pytest.mark.slow
+def test_marketer_builds_a_journey(tmp_path: Path) -> None:
+    serve_block, block = _blocks_after("## A marketer builds a journey")
+    serve_line = _commands(serve_block)[0]
+    env, _ = _serve_env(tmp_path, serve_line)
+    env.pop("NBA_STORE_PATH", None)  # the default: data/events.db under NBA_DATA_DIR
+    proc, port = _start_readme_server(tmp_path, serve_line, own_store=False)
+    try:
+        answers: list[tuple[int, Any]] = []
+        outputs: list[tuple[str, str]] = []
+        event_id = ""
+        for line in _commands(block):
+            line = line.replace("127.0.0.1:8000", f"127.0.0.1:{port}").replace("EVENT_ID", event_id)
+            if line.startswith("curl "):
+                out = subprocess.run(
+                    [*shlex.split(line), "-w", "\n%{http_code}"],
+                    capture_output=True,
+                    text=True,
+                    check=True,
+                    cwd=tmp_path,
+                )
+                body, _, code = out.stdout.rpartition("\n")
+                answers.append((int(code), json.loads(body)))
+                if '"channels": ["webinar"]' in line:
+                    event_id = answers[-1][1]["event_id"]
+            else:
+                out = subprocess.run(
+                    ["bash", "-c", "set -euo pipefail\n" + line],
+                    capture_output=True,
+                    text=True,
+                    cwd=tmp_path,
+                    env=env,
+                )
+                assert out.returncode == 0, (line, out.stdout, out.stderr)
+                outputs.append((out.stdout, out.stderr))
+        codes = [c for c, _ in answers]
+        assert codes == [422, 200, 200, 201, 201, 201, 200, 201, 200], answers
+        bad, put, in_force, _, web, _, states, follow, kpis = (a for _, a in answers)
+        # the broken file: refused naming key and line, nothing stored (the good one is v1)
+        assert bad["code"] == "invalid_journeys"
+        assert bad["details"][0]["loc"] == "journeys.0.steps.0.after_days"
+        assert bad["details"][0]["line"] == 19
+        assert put["version"] == 1 and in_force["version"] == 1
+        assert in_force["journeys"][0]["name"] == "webinar-followup"
+        topic = web["suggestions"][0]["topic"]
+        assert states["governs"] == "webinar-followup/1"
+        assert states["journeys"][0]["window"] == ["2026-03-04", "2026-03-07"]
+        assert follow["journey"] == "webinar-followup/1"
+        assert follow["chosen_action_id"].endswith("@email")
+        assert {s["topic"] for s in follow["suggestions"]} == {topic}
+        groups = {g["key"]: g["decisions"] for g in kpis["groups"]}
+        assert groups == {"none": 1, "webinar-followup/1": 1}
+        # CLI: printf lines print nothing; validate lists the step; the broken file names
+        # the line and the key; history lists the version; the simulator logs the step
+        assert [o for o, _ in outputs[:4]] == [""] * 4
+        assert (
+            "webinar-followup/1 'follow-up email': email on same topic, 2-5 days" in (outputs[4][0])
+        )
+        assert outputs[6][0].strip() == "refused"
+        assert "line 19: key 'journeys.0.steps.0.after_days'" in outputs[6][1]
+        assert "follow up webinars by email" in outputs[7][0]
+        assert "journey" in outputs[8][0] and "decisions" in outputs[8][0]
+        sim = (tmp_path / "journey-sim" / "manifest.json").read_text()
+        assert "journeys" in sim
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)

@@ -52,6 +52,9 @@ DECISIONS = pa.schema(
         # rules were applied or the log predates these columns
         pa.field("rules_version", pa.string(), nullable=True),
         pa.field("rules_market", pa.string(), nullable=True),
+        # the journey step that allowed the decision's actions ("<journey>/<step>");
+        # null when no journey step governed it or the log predates the column
+        pa.field("journey", pa.string(), nullable=True),
     ]
 )
 

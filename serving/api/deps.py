@@ -22,6 +22,7 @@ from nba.reward import RewardDefinition
 from serving.auth import KEY_HEADERS, Authenticator, Principal
 from serving.engine import DecisionEngine
 from serving.errors import ApiError
+from serving.journeys import JourneysKeeper
 from serving.lifecycle import ModelManager
 from serving.metrics import ServiceMetrics
 from serving.rules import RulesKeeper
@@ -44,6 +45,8 @@ class Services:
     features: HCPFeatures
     #: business value definition of the KPIs and the holdout lift
     value: RewardDefinition = field(default_factory=RewardDefinition.business_value)
+    #: the journeys in force (serving/journeys.py); an empty set when none is stored
+    journeys: JourneysKeeper | None = None
 
     @property
     def contact(self) -> ContactPolicy:

@@ -28,8 +28,9 @@ from tqdm import tqdm
 
 from nba.catalog import Catalog
 from nba.contact import ContactPolicy
-from nba.domain import ENGAGEMENT_TYPES, ValidationError
+from nba.domain import ADOPTION_STAGES, ENGAGEMENT_TYPES, HCPProfile, ValidationError
 from nba.ids import event_ids
+from nba.journeys import DECISION, JourneyEvent, JourneySet
 from nba.logs import io as logio
 from nba.logs.schema import (
     DECISIONS,
@@ -149,6 +150,8 @@ class Summary:
     #: visit requests drawn, answered by a rep visit or call while waiting, and
     #: whether the reps acted on notifications (None: the world drew no requests)
     visit_requests: dict[str, Any] | None = None
+    #: the journeys' version and how many decisions each step governed (None: no journeys)
+    journeys: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -157,6 +160,8 @@ class Summary:
                 del d[k]
         if self.visit_requests is None:  # likewise runs without visit requests
             del d["visit_requests"]
+        if self.journeys is None:  # and runs without journeys
+            del d["journeys"]
         return d
 
     def format(self) -> str:
@@ -195,6 +200,12 @@ class Summary:
             lines.append(
                 f"visit requests {vr['requests']}, answered by a rep while waiting "
                 f"{vr['served']} (reps act on notifications: {vr['triggers']})"
+            )
+        if self.journeys is not None:
+            steps = self.journeys["decisions_by_step"]
+            lines.append(
+                f"journeys {self.journeys['version']}: decisions governed by a journey step "
+                + (", ".join(f"{k} {v}" for k, v in steps.items()) or "none")
             )
         if self.out:
             lines.append(f"logs written to {self.out}")
@@ -322,6 +333,12 @@ class World:
         visit request waits is put first in the rep app's daily list, within the
         reps' capacity (docs/simulator.md, "Visit requests"). Needs
         ``config.visit_request_rate > 0`` to matter.
+    journeys : JourneySet, optional
+        Journeys applied after the contact rules, by the same function the service
+        applies (:meth:`nba.journeys.JourneySet.states` and ``gate``) over the same
+        history (each HCP's executed decisions and the outcomes on them): a due
+        step keeps only what it allows and the decision logs it in ``journey``.
+        Needs ``rules``. Default: none (no draw or output changes).
     """
 
     def __init__(
@@ -337,7 +354,19 @@ class World:
         slot_attention: float = 0.5,
         holdout_policy: str = HOLDOUT_BASELINE,
         triggers: bool = False,
+        journeys: JourneySet | None = None,
     ) -> None:
+        if journeys is not None and not isinstance(journeys, JourneySet):
+            raise SimulationError(f"journeys must be a JourneySet, got {type(journeys).__name__}")
+        if journeys and rules is None:
+            raise SimulationError(
+                "journeys apply after the contact rules, as in the service: give rules too "
+                "(nba simulate --rules default --journeys FILE)"
+            )
+        self.journeys = journeys if journeys else None
+        #: each HCP's journey history (decisions and outcomes), only with journeys
+        self._jevents: dict[int, list[JourneyEvent]] = defaultdict(list)
+        self._journey_counts: dict[str, int] = {}
         if holdout_policy not in HOLDOUT_POLICIES:
             raise SimulationError(
                 f"holdout_policy: {holdout_policy!r} is not one of {', '.join(HOLDOUT_POLICIES)}"
@@ -454,7 +483,8 @@ class World:
         if rules is not None:
             depth = max((cap.max for cap in rules.frequency_caps), default=1)
             self._contact = ContactState(n, c, len(cat.items), depth)
-            self._rule_names = np.array(rules.rule_names, dtype=object)
+            # journey suppressions after the rules' own: the rules' indices stay valid
+            self._rule_names = np.array(self._rule_names_t, dtype=object)
             self._holdout = rules.holdout_mask(self.population.hcp_ids.tolist())
             # the sixth child of the world's seed: the five above are unchanged
             self._holdout_pol = make_policy(
@@ -784,6 +814,9 @@ class World:
         self.history.record_touches(d, hcp, ch, item, ts_us)
         if self._contact is not None:
             self._contact.record(hcp, ch, item, ts_us)
+        if self.journeys is not None:
+            self._record_journey_events(hcp, ts_us, None, action)
+            self._record_journey_events(hcp[ev_entry], ev_ts, sampled.type_code, action[ev_entry])
         eng = self._engagement_code[sampled.type_code]
         if eng.any():
             e_ent = ev_entry[eng]
@@ -825,6 +858,74 @@ class World:
         pulls = Touches.concat(parts)
         self._record_pulls(pulls)
         return Executed(probs, sampled, ch, item, ev_ts, ev_day, pulls)
+
+    def _record_journey_events(
+        self, hcp: I64, ts_us: I64, type_code: npt.NDArray[np.integer[Any]] | None, action: I64
+    ) -> None:
+        """Append journey events: decisions (``type_code`` None) or outcomes, shape (n,)."""
+        cat, types = self.catalog, self.response.outcome_types
+        epoch = datetime(1970, 1, 1, tzinfo=UTC)
+        for i in range(hcp.shape[0]):
+            a = cat.actions[int(action[i])]
+            self._jevents[int(hcp[i])].append(
+                JourneyEvent(
+                    epoch + timedelta(microseconds=int(ts_us[i])),
+                    DECISION if type_code is None else types[int(type_code[i])],
+                    a.channel,
+                    a.content_id,
+                    cat.by_id[a.content_id].topic,
+                )
+            )
+
+    def _journey_gate(
+        self,
+        hcp: I64,
+        ts_us: I64,
+        cand: I64,
+        allowed: npt.NDArray[np.bool_],
+        rule: npt.NDArray[np.int16],
+    ) -> npt.NDArray[np.object_]:
+        """Apply the journeys to the rows of ``_apply_rules`` in place (``allowed`` and
+        ``rule``, shape (b, n_actions)); returns each decision's journey label, shape (b,)."""
+        js = self.journeys
+        labels = np.full(hcp.shape[0], None, dtype=object)
+        if js is None:
+            return labels
+        pop, cat = self.population, self.catalog
+        code = {r: i for i, r in enumerate(self._rule_names_t)}
+        epoch = datetime(1970, 1, 1, tzinfo=UTC)
+        lookback = timedelta(days=js.lookback_days + 1)
+        for row in range(hcp.shape[0]):
+            h = int(hcp[row])
+            events = self._jevents.get(h)
+            if not events:
+                continue
+            now = epoch + timedelta(microseconds=int(ts_us[row]))
+            kept = [e for e in events if e.ts >= now - lookback]
+            self._jevents[h] = kept
+            if not kept:
+                continue
+            profile = HCPProfile(
+                str(pop.hcp_ids[h]),
+                pop.specialties[int(pop.specialty[h])],
+                int(pop.decile[h]),
+                pop.markets[int(pop.market[h])],
+                ADOPTION_STAGES[int(pop.stage[h])],
+                frozenset(),
+                bool(pop.no_see[h]),
+            )
+            states = js.states(profile, kept, now)
+            if not any(st.status == "due" or st.holding for st in states):
+                continue
+            cols = cand[allowed[row, cand]]
+            acts = [cat.actions[int(j)] for j in cols]
+            gate = js.gate(states, [(a.channel, cat.by_id[a.content_id].topic) for a in acts])
+            labels[row] = gate.label
+            for j, r in zip(cols, gate.rules, strict=True):
+                if r is not None:
+                    allowed[row, j] = False
+                    rule[row, j] = code[r]
+        return labels
 
     def portal_views(self, d: int) -> Touches:
         """Draw the HCP-initiated portal views of simulated day ``d`` (the current
@@ -909,12 +1010,13 @@ class World:
         )
         spread = int(requester.spread_hours * HOUR_US)
         supp_rule: npt.NDArray[np.int16] | None = None
+        jlabel: npt.NDArray[np.object_] | None = None
         if self.rules is None:
             elig = self.eligible(hcp, channels, approved)
         else:
             # decision times first: the rules' windows are measured back from them
             ts_all = self._decision_times(start_us, requester, spread, hcp.shape[0])
-            elig, supp_rule = self._apply_rules(hcp, channels, approved, ts_all)
+            elig, supp_rule, jlabel = self._apply_rules(hcp, channels, approved, ts_all)
         counts = elig.sum(axis=1)
         has = counts > 0
         self._stats.skipped += int((~has).sum())
@@ -924,6 +1026,8 @@ class World:
             hcp, elig, counts = hcp[has], elig[has], counts[has]
             if supp_rule is not None:
                 supp_rule, ts_all = supp_rule[has], ts_all[has]
+            if jlabel is not None:
+                jlabel = jlabel[has]
         n = hcp.shape[0]
         if n == 0:
             return
@@ -1018,7 +1122,13 @@ class World:
                 supp_action=cols.astype(np.int64),
                 supp_rule=supp_rule[rows, cols].astype(np.int64),
             )
+        if self.journeys is not None and jlabel is not None:
+            bufs["decisions"].add(journey=jlabel)
+            for lab in jlabel:
+                if lab is not None:
+                    self._journey_counts[lab] = self._journey_counts.get(lab, 0) + 1
         if self.slate_size > 1:
+            self._slot_hcp = hcp  # whose slots they are (journey histories)
             self._later_slots(ts_us, eids, offsets, action, p, chosen, probs_all)
         bufs["touches"].add(rows=Touches.contacts(hcp, ts_us, ch, item))
         if ex.pulls.n:
@@ -1092,6 +1202,10 @@ class World:
             sampled = self.response.sample(probs_all.take(flat), self.rng_slates)
             ent = rows[sampled.entry]
             ev_ts = ts_us[ent] + np.rint(sampled.delay_days * DAY_US).astype(np.int64)
+            if self.journeys is not None:
+                self._record_journey_events(
+                    self._slot_hcp[ent], ev_ts, sampled.type_code, action[flat[sampled.entry]]
+                )
             self._bufs["outcomes"].add(
                 event_id=eids[ent],
                 ts=ev_ts,
@@ -1153,15 +1267,18 @@ class World:
         channels: tuple[str, ...],
         approved: npt.NDArray[np.bool_],
         ts_us: I64,
-    ) -> tuple[npt.NDArray[np.bool_], npt.NDArray[np.int16]]:
-        """The contact rules over the actions on the requested channels.
+    ) -> tuple[npt.NDArray[np.bool_], npt.NDArray[np.int16], npt.NDArray[np.object_]]:
+        """The contact rules (and then the journeys) over the actions on the requested
+        channels.
 
         Returns
         -------
         allowed : ndarray of bool, shape (b, n_actions)
         rule : ndarray of int16, shape (b, n_actions)
-            Index into ``rules.rule_names`` of the rule that removed each requested
-            action, -1 where allowed or not requested.
+            Index into ``rules.rule_names`` (then the journeys' rule names) of the rule
+            that removed each requested action, -1 where allowed or not requested.
+        journey : ndarray of object, shape (b,)
+            The journey step that governed each decision, or None.
         """
         rules, st, pop = self.rules, self._contact, self.population
         assert rules is not None and st is not None
@@ -1188,7 +1305,8 @@ class World:
         allowed[:, cand] = mask.allowed
         rule = np.full((b, n_act), -1, dtype=np.int16)
         rule[:, cand] = mask.rule
-        return allowed, rule
+        labels = self._journey_gate(hcp, ts_us, cand, allowed, rule)
+        return allowed, rule, labels
 
     @property
     def _start_us(self) -> int:
@@ -1431,6 +1549,9 @@ class World:
                 "activated": pa.array(np.ones(nrows, dtype=bool)),
                 "slate": self._slate_column(dec, nrows),
                 **self._rules_columns(hcp),
+                "journey": pa.array(np.concatenate(dec["journey"]), pa.string())
+                if "journey" in dec
+                else pa.nulls(nrows, pa.string()),
             },
             schema=DECISIONS,
         )
@@ -1536,6 +1657,12 @@ class World:
                 "holdout_share": self.rules.holdout_share,
                 "holdout_baseline": HOLDOUT_BASELINE,
             }
+        if self.journeys is not None:
+            manifest["journeys"] = {
+                "name": self.journeys.name,
+                "version": self.journeys.version,
+                "source": self.journeys.source,
+            }
         text = json.dumps(manifest, sort_keys=True, indent=1, default=str)
         tmp = out / ".manifest.json.tmp"
         tmp.write_text(text + "\n", encoding="utf-8")
@@ -1603,11 +1730,20 @@ class World:
                 "served": self.visit_requests_served,
                 "triggers": self.triggers,
             },
+            journeys=None
+            if self.journeys is None
+            else {
+                "version": self.journeys.version,
+                "decisions_by_step": dict(sorted(self._journey_counts.items())),
+            },
         )
 
     @property
     def _rule_names_t(self) -> tuple[str, ...]:
-        return () if self.rules is None else self.rules.rule_names
+        if self.rules is None:
+            return ()
+        extra = self.journeys.rule_names if self.journeys is not None else ()
+        return self.rules.rule_names + extra
 
 
 class _Stats:
@@ -1706,6 +1842,7 @@ def simulate(
     horizon_cut: bool = False,
     slate_size: int = 1,
     slot_attention: float = 0.5,
+    journeys: JourneySet | None = None,
 ) -> Summary:
     """Build a world and run it: the Python API behind ``nba simulate``.
 
@@ -1729,6 +1866,8 @@ def simulate(
     slate_size, slot_attention
         Suggestions per decision and the attention decay per slot (see
         :class:`World`).
+    journeys : JourneySet, optional
+        Journeys applied after ``rules`` (see :class:`World`).
 
     Returns
     -------
@@ -1750,6 +1889,7 @@ def simulate(
         rules=_load_rules(rules),
         slate_size=slate_size,
         slot_attention=slot_attention,
+        journeys=journeys,
     )
     return world.run(
         days, policy=policy, out=out, epsilon=epsilon, progress=progress, horizon_cut=horizon_cut

@@ -160,7 +160,6 @@ def test_period_bounds(store: EventStore) -> None:
         ((UNTIL, SINCE, "channel", VALUE), "since: .* is not before until"),
         ((SINCE, SINCE, "channel", VALUE), "since: .* is not before until"),
         ((SINCE.replace(tzinfo=None), UNTIL, "channel", VALUE), "since: .* has no timezone"),
-        ((SINCE, UNTIL, "journey", VALUE), "by: 'journey' is not available: journeys do not"),
         ((SINCE, UNTIL, "specialty", VALUE), "by: 'specialty' is not one of channel, content"),
         (
             (SINCE, UNTIL, "channel", RewardDefinition("m", "1", {"opened": 1}, aggregation="max")),

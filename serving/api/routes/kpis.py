@@ -1,5 +1,6 @@
 """``GET /v1/kpis``: decisions, outcome and engagement rates, suppressions, value
-and cost of a period, by channel, content item or market (serving/store_kpis.py);
+and cost of a period, by channel, content item, market or journey step
+(serving/store_kpis.py);
 ``GET /v1/kpis/lift``: treated vs holdout next to the off-policy estimate
 (serving/store_lift.py)."""
 
@@ -41,12 +42,13 @@ async def get_kpis(
     who: AnyKey,
     since: str = Query(description="First day (YYYY-MM-DD) or time (ISO 8601 with zone)."),
     until: str = Query(description="Last day, inclusive, or an exclusive time."),
-    by: str = Query(default="channel", description="channel | content | market"),
+    by: str = Query(default="channel", description="channel | content | market | journey"),
 ) -> dict[str, Any]:
     """Decisions made in the period, executed decisions, holdout decisions, outcome
     and engagement rates (credited outcomes inside the value definition's window),
     suppressions by rule, outcome value, contact cost and net value, per group and
-    in total. ``by=journey`` is refused: the service has no journeys."""
+    in total; ``by=journey`` groups by the journey step each decision recorded
+    (``none``: no journey step governed it)."""
     _no_unknown(request, KPI_PARAMS)
     try:
         lo = parse_bound(since, "since", end=False)
