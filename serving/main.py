@@ -46,6 +46,7 @@ from serving.api.routes import (
 )
 from serving.auth import Authenticator
 from serving.commit import GroupCommitter
+from serving.commit_outcomes import OutcomeCommitter
 from serving.engine import DecisionEngine
 from serving.lifecycle import ModelManager, PolicyLoader
 from serving.metrics import ServiceMetrics, multiprocess_dir
@@ -250,6 +251,7 @@ def open_services(settings: Settings, loader: PolicyLoader | None = None) -> Ser
     engine.rules = keeper
     if settings.group_commit:
         engine.committer = GroupCommitter(store)
+        engine.outcome_committer = OutcomeCommitter(store)
     return Services(
         settings=settings,
         store=store,
@@ -341,6 +343,8 @@ def create_app(settings: Settings | None = None, loader: PolicyLoader | None = N
             app.state.services = None
             if services.engine.committer is not None:
                 services.engine.committer.close()
+            if services.engine.outcome_committer is not None:
+                services.engine.outcome_committer.close()
             services.store.close()
             if multiprocess_dir():
                 from prometheus_client import multiprocess
