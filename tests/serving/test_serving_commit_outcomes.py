@@ -151,3 +151,46 @@ def test_each_request_gets_its_own_outcomes_error(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="max_group"):
         OutcomeCommitter(store, max_group=0)
     assert stored_rows(store) == [("E1", "opened", "s")]
+
+
+def test_concurrent_http_posts_are_acknowledged_once_and_stored(tmp_path: Path) -> None:
+    """Real ``nba serve`` with two workers (group commit on, the default): 8 clients
+    post every outcome twice and a bad one among them; each is stored once, the
+    repeat answers 200 ``stored: false``, the bad one 422, and every 201 is in
+    the store."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import httpx
+    from serving_testkit import auth, start_server, stop_server
+
+    store = EventStore(tmp_path / "events.db")
+    store.add_decisions([decision(f"E{i:03d}") for i in range(30)])
+    store.close()
+    posts = [(f"E{i:03d}", t) for i in range(30) for t in ("delivered", "opened")]
+    posts = [*posts, *posts, ("E001", "attended")]  # attended cannot happen on an email
+    proc, base = start_server(tmp_path, workers=2)
+    try:
+
+        def post(p: tuple[str, str]) -> int:
+            with httpx.Client(base_url=base, timeout=60) as c:
+                r = c.post(
+                    f"/v1/events/{p[0]}/outcomes",
+                    json={"type": p[1], "source_id": "s", "ts": "2026-01-05T10:00:00Z"},
+                    headers=auth("report"),
+                )
+                return r.status_code
+
+        with ThreadPoolExecutor(8) as pool:
+            codes = list(pool.map(post, posts))
+    finally:
+        stop_server(proc)
+    by_post: dict[tuple[str, str], list[int]] = {}
+    for p, code in zip(posts, codes, strict=True):
+        by_post.setdefault(p, []).append(code)
+    assert by_post.pop(("E001", "attended")) == [422]
+    assert all(sorted(c) == [200, 201] for c in by_post.values()), by_post
+    assert stored_rows(EventStore(tmp_path / "events.db")) == sorted(
+        (e, t, "s") for e, t in by_post
+    )
+    # the first contact outcome of each decision made its touch, in the same transaction
+    assert EventStore(tmp_path / "events.db").counts()["touches"] == 30
