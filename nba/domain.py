@@ -20,8 +20,6 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
-from nba.logs.schema import TOUCH_KINDS
-
 #: The channels every deployment knows. A catalog may declare more.
 CHANNELS: tuple[str, ...] = ("rep_visit", "remote_call", "email", "webinar", "portal")
 
@@ -479,6 +477,19 @@ class Outcome:
             not isinstance(self.action_id, str) or not self.action_id
         ):
             raise _fail(where, "action_id", "must be a non-empty string or None")
+
+
+#: How a touch came about: ``contact`` is a message or visit that reached the HCP (the
+#: meaning every touch had before interest signals); the others are the HCP pulling
+#: information: topics or slides asked for during a rep detail (CLM), the link
+#: clicked in an email, a portal page viewed, a question asked in a webinar.
+TOUCH_KINDS: tuple[str, ...] = (
+    "contact",
+    "detail_pull",
+    "email_click",
+    "portal_view",
+    "webinar_question",
+)
 
 
 @dataclass(frozen=True, slots=True)

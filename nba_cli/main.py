@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+from typing import Any
 
 import click
 
@@ -46,10 +47,31 @@ SHORT_HELP: dict[str, str] = {
 
 class LazyGroup(click.Group):
     """A click group that imports a subcommand's module only when it is invoked
-    (listing the subcommands in ``--help`` uses :data:`SHORT_HELP`)."""
+    (listing the subcommands in ``--help`` uses their one-line help).
+
+    Parameters
+    ----------
+    *args, **kwargs
+        As :class:`click.Group`.
+    lazy : dict of str to str, optional
+        Subcommand name -> ``"module:attribute"``; default :data:`SUBCOMMANDS`.
+    lazy_help : dict of str to str, optional
+        Subcommand name -> its line in ``--help``; default :data:`SHORT_HELP`.
+    """
+
+    def __init__(
+        self,
+        *args: Any,
+        lazy: dict[str, str] | None = None,
+        lazy_help: dict[str, str] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(*args, **kwargs)
+        self.lazy = SUBCOMMANDS if lazy is None else lazy
+        self.lazy_help = SHORT_HELP if lazy_help is None else lazy_help
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
-        rows = [(name, SHORT_HELP.get(name, "")) for name in self.list_commands(ctx)]
+        rows = [(name, self.lazy_help.get(name, "")) for name in self.list_commands(ctx)]
         if rows:
             with formatter.section("Commands"):
                 formatter.write_dl(rows)
@@ -57,12 +79,12 @@ class LazyGroup(click.Group):
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted(
             name
-            for name, target in SUBCOMMANDS.items()
-            if importlib.util.find_spec(target.split(":")[0]) is not None
+            for name, target in self.lazy.items()
+            if importlib.util.find_spec(target.split(":")[0].split(".")[0]) is not None
         )
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
-        target = SUBCOMMANDS.get(cmd_name)
+        target = self.lazy.get(cmd_name)
         if target is None:
             return None
         module_name, attr = target.split(":")

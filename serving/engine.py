@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sqlite3
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -60,13 +61,20 @@ from nba.triggers import OUTCOME_EVENTS, SAFETY_TOPIC, TriggerSet
 from serving import schemas
 from serving.auth import pseudonym
 from serving.commit import GroupCommitter
+from serving.commit_outcomes import OutcomeCommitter
 from serving.errors import ApiError, invalid, unknown_event, unknown_hcp
 from serving.journeys import JourneysKeeper, journey_events
 from serving.lifecycle import ModelManager, ServedModel, baseline_policy
 from serving.metrics import ServiceMetrics
 from serving.reasons import Evidence, reasons_for_list
 from serving.rules import RulesKeeper
-from serving.store import DuplicateEventError, EventStore, StoreError, UnknownEventError
+from serving.store import (
+    DuplicateEventError,
+    EventStore,
+    OutcomeWrite,
+    StoreError,
+    UnknownEventError,
+)
 from serving.store_triggers import Fired, TriggerEvent, active_suppressions, fire
 
 log = logging.getLogger("nba.serving.engine")
@@ -189,6 +197,7 @@ class DecisionEngine:
         self._rng_lock = threading.Lock()
         self._policy_lock = threading.Lock()
         self.committer: GroupCommitter | None = None
+        self.outcome_committer: OutcomeCommitter | None = None
         self._topics_cache: tuple[str, dict[str, str]] | None = None
 
     @property
@@ -710,25 +719,35 @@ class DecisionEngine:
         )
         late = ts > decision.ts + timedelta(days=float(self.reward.window_days))
         fired: list[tuple[str, Fired] | None] = []
+
+        def on_stored(c: sqlite3.Connection, hcp_id: str, action_id: str) -> None:
+            # in the outcome's own transaction: its triggers and its touch are
+            # written with it, or nothing is
+            fired.append(self._fire_outcome(c, outcome, hcp_id, action_id))
+            if outcome.type in CONTACT_TYPES:
+                self._touch_from_outcome(c, decision, action_id, ts)
+
+        write = OutcomeWrite(
+            outcome,
+            reason_code=req.reason_code if is_feedback else None,
+            snooze_until=until_dt,
+            on_stored=on_stored,
+        )
         try:
             # the store refuses an action the decision did not offer and a type that
             # cannot happen on the action's channel, naming both
-            stored = self.store.add_outcome(
-                outcome,
-                reason_code=req.reason_code if is_feedback else None,
-                snooze_until=until_dt,
-                on_stored=lambda c, hcp_id, action_id: fired.append(
-                    self._fire_outcome(c, outcome, hcp_id, action_id)
-                ),
-            )
+            if self.outcome_committer is not None:
+                stored = self.outcome_committer.add(write)
+            else:
+                stored = self.store.add_outcome(
+                    outcome, write.reason_code, write.snooze_until, on_stored
+                )
         except UnknownEventError:
             raise unknown_event(event_id) from None
         except StoreError as exc:
             raise invalid(str(exc)) from None
         if stored:
             self.metrics.outcomes.labels(type=req.type, late=str(late).lower()).inc()
-            if req.type in CONTACT_TYPES:
-                self._touch_from_outcome(decision, req.action_id, ts)
         return (201 if stored else 200), schemas.OutcomeResponse(
             event_id=event_id,
             type=req.type,
@@ -763,20 +782,22 @@ class DecisionEngine:
         )
         return event, fire(c, self.triggers, ev, webhook=self.webhook)
 
-    def _touch_from_outcome(self, decision: Decision, action_id: str | None, ts: datetime) -> None:
-        """The first outcome proving contact with one of the decision's actions (``None``:
-        the chosen one) turns that action into a touch ("ours")."""
-        concerned = action_id or decision.chosen_action_id
-        contact = [
-            o
-            for o in self.store.outcomes_of(decision.event_id)
-            if o.outcome.type in CONTACT_TYPES
-            and (o.outcome.action_id or decision.chosen_action_id) == concerned
-        ]
-        if len(contact) != 1:
+    def _touch_from_outcome(
+        self, c: sqlite3.Connection, decision: Decision, concerned: str, ts: datetime
+    ) -> None:
+        """The first outcome proving contact with one of the decision's actions
+        (``concerned``) turns that action into a touch ("ours"); in the outcome's
+        transaction ``c``, after the outcome itself is inserted."""
+        types = sorted(CONTACT_TYPES)
+        (n,) = c.execute(
+            "SELECT COUNT(*) FROM outcomes WHERE event_id=?"
+            f" AND type IN ({','.join('?' * len(types))}) AND COALESCE(action_id, ?)=?",
+            (decision.event_id, *types, decision.chosen_action_id, concerned),
+        ).fetchone()
+        if n != 1:
             return
         a = Action.parse(concerned)
-        self.store.add_touch(Touch(decision.hcp_id, ts, a.channel, a.content_id, "ours"))
+        self.store.insert_touch(c, Touch(decision.hcp_id, ts, a.channel, a.content_id, "ours"))
 
     def activate(self, event_id: str) -> schemas.ActivateResponse:
         """Activate a deferred decision; harmless when it is already active."""

@@ -48,6 +48,7 @@ from serving.api.routes import (
 )
 from serving.auth import Authenticator
 from serving.commit import GroupCommitter
+from serving.commit_outcomes import OutcomeCommitter
 from serving.engine import DecisionEngine
 from serving.lifecycle import ModelManager, PolicyLoader
 from serving.metrics import ServiceMetrics, multiprocess_dir
@@ -273,6 +274,7 @@ def open_services(settings: Settings, loader: PolicyLoader | None = None) -> Ser
     engine.journeys = journeys_keeper
     if settings.group_commit:
         engine.committer = GroupCommitter(store)
+        engine.outcome_committer = OutcomeCommitter(store)
     return Services(
         settings=settings,
         store=store,
@@ -365,6 +367,8 @@ def create_app(settings: Settings | None = None, loader: PolicyLoader | None = N
             app.state.services = None
             if services.engine.committer is not None:
                 services.engine.committer.close()
+            if services.engine.outcome_committer is not None:
+                services.engine.outcome_committer.close()
             services.store.close()
             if multiprocess_dir():
                 from prometheus_client import multiprocess

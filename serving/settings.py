@@ -98,8 +98,8 @@ class Settings(BaseSettings):
     )
     group_commit: bool = Field(
         default=True,
-        description="Commit decisions of concurrent requests in one transaction (one fsync); "
-        "each request is still answered only after its decision is committed.",
+        description="Commit decisions (and outcomes) of concurrent requests in one transaction "
+        "(one fsync); each request is still answered only after what it sent is committed.",
     )
     catalog_path: Path | None = Field(default=None, description="Catalog TOML; default: packaged.")
     rules_path: Path | None = Field(

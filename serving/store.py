@@ -384,6 +384,17 @@ class DuplicateEventError(StoreError):
     """A decision with this ``event_id`` is already in the store (HTTP 409)."""
 
 
+@dataclass(frozen=True)
+class OutcomeWrite:
+    """One outcome for :meth:`EventStore.add_outcomes`, with what
+    :meth:`EventStore.add_outcome` takes beside it (same meaning)."""
+
+    outcome: Outcome
+    reason_code: str | None = None
+    snooze_until: datetime | None = None
+    on_stored: Callable[[sqlite3.Connection, str, str], None] | None = None
+
+
 def _to_us(ts: datetime) -> int:
     return (ts.astimezone(UTC) - _EPOCH) // _US
 
@@ -833,6 +844,11 @@ class EventStore:
         with self._write() as c:
             c.execute(self._INSERT_TOUCH, row)
 
+    def insert_touch(self, c: sqlite3.Connection, touch: Touch) -> None:
+        """Record one touch inside the caller's open transaction on ``c`` (an
+        ``on_stored`` hook's); committed with it."""
+        c.execute(self._INSERT_TOUCH, self._touch_row(touch))
+
     def add_touches(self, touches: Iterable[Touch], known_hcps_only: bool = False) -> int:
         """Record many touches in one transaction (all or none); returns how many.
 
@@ -1091,6 +1107,67 @@ class EventStore:
             not offer, cannot happen on that action's channel, or feedback
             details are given for an outcome that is not rep feedback.
         """
+        until_us = self._check_outcome(outcome, reason_code, snooze_until)
+        with self._write() as c:
+            return self._insert_outcome(c, outcome, reason_code, until_us, on_stored)
+
+    def add_outcomes(self, writes: Sequence[OutcomeWrite]) -> list[bool | Exception]:
+        """Store many outcomes in one transaction (one fsync), each on its own.
+
+        Every outcome is checked and stored exactly as :meth:`add_outcome` would
+        (same idempotency key, same errors), inside its own savepoint: one that
+        fails is rolled back alone and the others are still committed. Durable
+        when this returns.
+
+        Parameters
+        ----------
+        writes : sequence of OutcomeWrite
+            The outcomes with their feedback details and ``on_stored`` hooks.
+
+        Returns
+        -------
+        list of bool or Exception
+            One entry per write, in order: True when stored, False when the same
+            (event, type, source_id) was already stored (also earlier in the same
+            call), or the exception :meth:`add_outcome` would have raised for it.
+
+        Raises
+        ------
+        sqlite3.Error
+            Only when the shared transaction itself cannot begin or commit; then
+            nothing of this call is stored.
+        """
+        results: list[bool | Exception] = []
+        checked: list[int | None] = []
+        for w in writes:
+            try:
+                checked.append(self._check_outcome(w.outcome, w.reason_code, w.snooze_until))
+                results.append(False)
+            except StoreError as exc:
+                checked.append(None)
+                results.append(exc)
+        todo = [i for i, r in enumerate(results) if not isinstance(r, Exception)]
+        if not todo:
+            return results
+        with self._write() as c:
+            for i in todo:
+                w = writes[i]
+                c.execute("SAVEPOINT nba_outcome")
+                try:
+                    results[i] = self._insert_outcome(
+                        c, w.outcome, w.reason_code, checked[i], w.on_stored
+                    )
+                except Exception as exc:  # this outcome only; the others go on
+                    c.execute("ROLLBACK TO nba_outcome")
+                    results[i] = exc
+                c.execute("RELEASE nba_outcome")
+        return results
+
+    @staticmethod
+    def _check_outcome(
+        outcome: Outcome, reason_code: str | None, snooze_until: datetime | None
+    ) -> int | None:
+        """The checks that need no database; returns the snooze end in microseconds."""
         if not isinstance(outcome, Outcome):
             raise StoreError(f"add_outcome: expected an Outcome, got {type(outcome).__name__}")
         is_feedback = outcome.type in REP_FEEDBACK_TYPES
@@ -1105,76 +1182,88 @@ class EventStore:
             if snooze_until <= outcome.ts:
                 raise StoreError(f"{where}: snooze_until {snooze_until} is not after its ts")
             until_us = _to_us(snooze_until)
+        return until_us
+
+    def _insert_outcome(
+        self,
+        c: sqlite3.Connection,
+        outcome: Outcome,
+        reason_code: str | None,
+        until_us: int | None,
+        on_stored: Callable[[sqlite3.Connection, str, str], None] | None,
+    ) -> bool:
+        """Check ``outcome`` against its decision and insert it, in ``c``'s transaction."""
+        is_feedback = outcome.type in REP_FEEDBACK_TYPES
+        where = f"outcome '{outcome.type}' of event '{outcome.event_id}'"
         ts_us = _to_us(outcome.ts)
         window_us = int(self.reward_window_days * 86_400 * 1_000_000)
-        with self._write() as c:
-            row = c.execute(
-                "SELECT ts_us, hcp_id, chosen_action_id, action_ids, slate FROM decisions"
-                " WHERE event_id=?",
-                (outcome.event_id,),
-            ).fetchone()
-            if row is None:
-                raise UnknownEventError(f"no decision with event id '{outcome.event_id}'")
-            d_us, hcp_id, chosen, action_ids, slate = row
-            if ts_us < d_us:
-                raise StoreError(
-                    f"{where}: ts {outcome.ts.isoformat()} is before its decision "
-                    f"({_from_us(d_us).isoformat()})"
-                )
-            target = chosen if outcome.action_id is None else outcome.action_id
-            offered = json.loads(action_ids)
-            if target not in offered:
-                raise StoreError(
-                    f"{where}: action_id '{target}' was not offered in this decision "
-                    f"(not one of its {len(offered)} eligible actions)"
-                )
-            shown = [a for a, _ in json.loads(slate)] if slate else None
-            if shown is not None and target not in shown:
-                raise StoreError(
-                    f"{where}: action_id '{target}' was not shown in this decision's list "
-                    f"(its {len(shown)} slots: {', '.join(shown)})"
-                )
-            _, sep, channel = target.rpartition("@")
-            problem = outcome_channel_problem(outcome.type, channel) if sep else None
-            if problem is not None:
-                raise StoreError(f"{where}: action '{target}': {problem}")
-            cur = c.execute(
-                "INSERT OR IGNORE INTO outcomes (event_id, ts_us, type, value, source, source_id,"
-                " kind, late, received_us, action_id) VALUES (?,?,?,?,?,?,?,?,?,?)",
+        row = c.execute(
+            "SELECT ts_us, hcp_id, chosen_action_id, action_ids, slate FROM decisions"
+            " WHERE event_id=?",
+            (outcome.event_id,),
+        ).fetchone()
+        if row is None:
+            raise UnknownEventError(f"no decision with event id '{outcome.event_id}'")
+        d_us, hcp_id, chosen, action_ids, slate = row
+        if ts_us < d_us:
+            raise StoreError(
+                f"{where}: ts {outcome.ts.isoformat()} is before its decision "
+                f"({_from_us(d_us).isoformat()})"
+            )
+        target = chosen if outcome.action_id is None else outcome.action_id
+        offered = json.loads(action_ids)
+        if target not in offered:
+            raise StoreError(
+                f"{where}: action_id '{target}' was not offered in this decision "
+                f"(not one of its {len(offered)} eligible actions)"
+            )
+        shown = [a for a, _ in json.loads(slate)] if slate else None
+        if shown is not None and target not in shown:
+            raise StoreError(
+                f"{where}: action_id '{target}' was not shown in this decision's list "
+                f"(its {len(shown)} slots: {', '.join(shown)})"
+            )
+        _, sep, channel = target.rpartition("@")
+        problem = outcome_channel_problem(outcome.type, channel) if sep else None
+        if problem is not None:
+            raise StoreError(f"{where}: action '{target}': {problem}")
+        cur = c.execute(
+            "INSERT OR IGNORE INTO outcomes (event_id, ts_us, type, value, source, source_id,"
+            " kind, late, received_us, action_id) VALUES (?,?,?,?,?,?,?,?,?,?)",
+            (
+                outcome.event_id,
+                ts_us,
+                outcome.type,
+                float(outcome.value),
+                outcome.source,
+                outcome.source_id,
+                "feedback" if is_feedback else "response",
+                int(ts_us - d_us > window_us),
+                _to_us(datetime.now(UTC)),
+                outcome.action_id,
+            ),
+        )
+        if cur.rowcount != 1:
+            return False
+        if is_feedback:
+            c.execute(
+                "INSERT INTO feedback (outcome_id, event_id, hcp_id, ts_us, type, action_id,"
+                " content_id, reason_code, snooze_until_us) VALUES (?,?,?,?,?,?,?,?,?)",
                 (
+                    cur.lastrowid,
                     outcome.event_id,
+                    hcp_id,
                     ts_us,
                     outcome.type,
-                    float(outcome.value),
-                    outcome.source,
-                    outcome.source_id,
-                    "feedback" if is_feedback else "response",
-                    int(ts_us - d_us > window_us),
-                    _to_us(datetime.now(UTC)),
-                    outcome.action_id,
+                    target,
+                    Action.parse(target).content_id,
+                    reason_code,
+                    until_us,
                 ),
             )
-            if cur.rowcount != 1:
-                return False
-            if is_feedback:
-                c.execute(
-                    "INSERT INTO feedback (outcome_id, event_id, hcp_id, ts_us, type, action_id,"
-                    " content_id, reason_code, snooze_until_us) VALUES (?,?,?,?,?,?,?,?,?)",
-                    (
-                        cur.lastrowid,
-                        outcome.event_id,
-                        hcp_id,
-                        ts_us,
-                        outcome.type,
-                        target,
-                        Action.parse(target).content_id,
-                        reason_code,
-                        until_us,
-                    ),
-                )
-            if on_stored is not None:
-                on_stored(c, hcp_id, target)
-            return True
+        if on_stored is not None:
+            on_stored(c, hcp_id, target)
+        return True
 
     def outcomes_of(self, event_id: str) -> list[StoredOutcome]:
         """Every stored outcome of one decision, in time order."""

@@ -148,6 +148,7 @@ from nba.domain import (
     outcome_channel_problem,
 )
 from nba.features import Featurizer
+from nba.features.dsjson import DSJSON_PREFIX_PATTERN, line_to_namespaces
 from nba.logs import io
 from nba.logs.io import LogError
 from nba.logs.schema import DECISIONS, JOINED, OUTCOMES, TOUCHES
@@ -306,8 +307,49 @@ def dsjson_line(
     shared, actions = dsjson_features(
         row["context"], row["action_ids"], catalog, row.get("catalog_version")
     )
+    return _line(row, shared, actions, other_outcomes, pulls)
+
+
+def _line(
+    row: Mapping[str, Any],
+    shared: dict[str, Any],
+    actions: list[dict[str, Any]],
+    other_outcomes: Sequence[Mapping[str, Any]],
+    pulls: Sequence[Mapping[str, Any]],
+) -> str:
+    """The DSJSON line of ``row`` given its features (see :func:`dsjson_line`)."""
     if "_multi" in shared:
         raise DsjsonError(f"event {row['event_id']}: shared features may not use '_multi'")
+    obj = _line_obj(row, {**shared, "_multi": actions}, other_outcomes, pulls)
+    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
+
+
+def _line_with_c_json(
+    row: Mapping[str, Any],
+    c_json: str,
+    other_outcomes: Sequence[Mapping[str, Any]],
+    pulls: Sequence[Mapping[str, Any]],
+) -> str:
+    """:func:`_line` with ``c`` given as its JSON text: the fields before and after
+    ``c`` are encoded on their own and spliced around it (JSON objects compose, so
+    the bytes are those of encoding the whole object)."""
+    obj = _line_obj(row, None, other_outcomes, pulls)
+    keys = list(obj)
+    at = keys.index("c")
+    head = json.dumps({k: obj[k] for k in keys[:at]}, separators=(",", ":"), ensure_ascii=False)
+    tail = json.dumps(
+        {k: obj[k] for k in keys[at + 1 :]}, separators=(",", ":"), ensure_ascii=False
+    )
+    return f'{head[:-1]},"c":{c_json},{tail[1:]}'
+
+
+def _line_obj(
+    row: Mapping[str, Any],
+    c: Any,
+    other_outcomes: Sequence[Mapping[str, Any]],
+    pulls: Sequence[Mapping[str, Any]],
+) -> dict[str, Any]:
+    """The object of one DSJSON line, its key ``c`` holding ``c``."""
     n = len(row["action_ids"])
     ci = int(row["chosen_index"])
     reward = float(row["reward"])
@@ -325,7 +367,7 @@ def dsjson_line(
             "Version": DSJSON_VERSION,
             "EventId": row["event_id"],
             "a": list(range(1, n + 1)),
-            "c": {**shared, "_multi": actions},
+            "c": c,
             "p": [float(p) for p in row["probabilities"]],
             "VWState": {"m": row["model_version"]},
             NBA_KEY: {
@@ -371,7 +413,7 @@ def dsjson_line(
             }
             for t in pulls
         ]
-    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
+    return obj
 
 
 def window_pulls(
@@ -504,6 +546,7 @@ def iter_dsjson(
     batch_size: int = 4096,
     outcomes: pa.Table | None = None,
     pulls: Mapping[str, Sequence[Mapping[str, Any]]] | None = None,
+    bulk: bool = True,
 ) -> Iterator[str]:
     """DSJSON lines (without newline) for every row of a joined table, in order.
 
@@ -520,6 +563,12 @@ def iter_dsjson(
     pulls : mapping of event_id -> touch rows, optional
         Each decision's pull touches of its reward window (:func:`window_pulls`),
         written to its ``nba.pulls``. Without it no line carries any.
+    bulk : bool, default True
+        Featurize our own contexts a batch at a time with the bulk featurizer
+        (:meth:`nba.features.Featurizer.featurize_table`, the path ``nba
+        train`` uses) instead of one decision at a time. The lines are the same
+        byte for byte; a batch the bulk featurizer refuses is featurized row by
+        row, so a bad row fails with the same error either way.
     """
     missing = [f.name for f in JOINED if f.name not in joined.column_names]
     if missing:
@@ -527,19 +576,156 @@ def iter_dsjson(
     cats = dict(catalogs or {})
     others = {} if outcomes is None else other_action_outcomes(outcomes, joined)
     window = pulls or {}
-    for batch in joined.select(JOINED.names).to_batches(max_chunksize=batch_size):
-        for row in batch.to_pylist():
+    cache: dict[str, str] = {}
+    tokens: dict[str, str] = {}
+    table = joined.select(JOINED.names)
+    if bulk:  # the bulk featurizer's cost is per call: give it whole batches
+        table = table.combine_chunks()
+    for batch in table.to_batches(max_chunksize=batch_size):
+        c_texts = _bulk_features(batch, cats, cache, tokens) if bulk else [None] * batch.num_rows
+        for row, c_text in zip(batch.to_pylist(), c_texts, strict=True):
+            eid = row["event_id"]
             try:
-                yield dsjson_line(
-                    row,
+                if c_text is not None:
+                    yield _line_with_c_json(row, c_text, others.get(eid, ()), window.get(eid, ()))
+                    continue
+                shared, actions = dsjson_features(
+                    row["context"],
+                    row["action_ids"],
                     cats.get(row["catalog_version"]),
-                    others.get(row["event_id"], ()),
-                    window.get(row["event_id"], ()),
+                    row["catalog_version"],
                 )
+                yield _line(row, shared, actions, others.get(eid, ()), window.get(eid, ()))
             except ValidationError as exc:
                 if isinstance(exc, DsjsonError):
                     raise
-                raise DsjsonError(f"event {row['event_id']}: {exc}") from exc
+                raise DsjsonError(f"event {eid}: {exc}") from exc
+
+
+def _bulk_features(
+    batch: pa.RecordBatch,
+    cats: Mapping[str, Catalog],
+    cache: dict[str, str],
+    tokens: dict[str, str],
+) -> list[str | None]:
+    """The JSON text of ``c`` (what :func:`dsjson_features` gives, encoded) of a
+    batch's own (not imported) contexts, through the bulk featurizer, one catalog
+    version at a time.
+
+    Parameters
+    ----------
+    batch : pyarrow.RecordBatch
+        Rows of the joined table, shape (n rows,).
+    cats : mapping of catalog_version -> Catalog
+    cache : dict
+        VW action line -> its JSON object text, shared across batches.
+    tokens : dict
+        ``x`` token -> its JSON text, shared across batches.
+
+    Returns
+    -------
+    list, length n
+        The ``c`` text per row, or None for a row left to
+        :func:`dsjson_features` (an imported foreign context, or a row of a
+        catalog version whose rows the bulk featurizer refused).
+    """
+    n = batch.num_rows
+    out: list[str | None] = [None] * n
+    ctx = batch.column("context")
+    # an imported context, or anything else that mentions the key (the per-row path
+    # decides what it is)
+    foreign = pc.or_(
+        pc.match_substring_regex(ctx, DSJSON_PREFIX_PATTERN),
+        pc.match_substring(ctx, f'"{FOREIGN_KEY}'),
+    ).to_numpy(zero_copy_only=False)
+    by_version: dict[str, list[int]] = {}
+    for i, v in enumerate(batch.column("catalog_version").to_pylist()):
+        if not foreign[i]:
+            by_version.setdefault(v, []).append(i)
+    table = pa.table(
+        {
+            "context": ctx,
+            "action_ids": batch.column("action_ids"),
+            "event_id": batch.column("event_id"),
+        }
+    )
+    if len(cache) > _CACHE_LINES:
+        cache.clear()
+        tokens.clear()
+    for version, rows in by_version.items():
+        try:
+            fb = _featurizer(cats.get(version), version).featurize_table(
+                table.take(pa.array(rows, pa.int64()))
+            )
+        except (ValidationError, KeyError, ValueError, pa.ArrowException):
+            continue  # the per-row path featurizes these rows and names the problem
+        shared = fb.shared.to_pylist()
+        action_lines = fb.actions
+        usual = pc.match_substring_regex(action_lines, _ACTION_LINE).to_numpy(zero_copy_only=False)
+        lines = action_lines.to_pylist()
+        off = fb.offsets.tolist()
+        for k, i in enumerate(rows):
+            ns = line_to_namespaces(shared[k][len("shared ") :])
+            if "_multi" in ns:
+                continue
+            multi: list[str] = []
+            for j in range(off[k], off[k + 1]):
+                line = lines[j]
+                text = cache.get(line)
+                if text is None:
+                    if usual[j]:
+                        text = _usual_action_json(line, tokens)
+                    else:  # not of the usual form: the general conversion
+                        text = _json(line_to_namespaces(line))
+                    cache[line] = text
+                multi.append(text)
+            head = _json(ns)[:-1]
+            out[i] = f'{head}{"," if ns else ""}"_multi":[{",".join(multi)}]}}'
+    return out
+
+
+# An action line of the featurizer (nba.features.tokens.cross_tokens and the
+# action namespaces), its x tokens in their fixed order, each at most once: its
+# feature names are unique, so no dict merges anything, and it holds no character
+# JSON would escape. Lines of this form are converted by the regular expressions
+# below; any other line goes through line_to_namespaces and json.dumps.
+_NAME = r'[^ "\\\x00-\x1f|:,{}]+'
+_INT = r"-?(?:0|[1-9][0-9]{0,11})"
+_NUM = _INT + r"(?:\.[0-9]{3})?"
+_ACTION_LINE = (
+    rf"^\|T {_NAME} \|K {_NAME} \|F {_NAME} \|I {_NAME} \|x"
+    rf"(?: same_last)?(?: ch_t7:{_INT})?(?: ch_t30:{_INT})?(?: ch_e30:{_INT})?"
+    rf"(?: ch_dst_none| ch_dst:{_INT} ch_dstb={_NAME})? aff_{_NAME}:{_NUM}(?: nocons)?"
+    rf"(?: top_e90:{_INT})? st_top={_NAME}(?: tc_e90:{_INT})?(?: it_ago={_NAME})?"
+    rf"(?: it_int:{_NUM})?(?: it_pull:{_INT} it_pull_{_NAME}:{_INT})?(?: sp_top)?(?: sp_ch)?$"
+)
+
+
+def _usual_action_json(line: str, tokens: dict[str, str]) -> str:
+    """``json.dumps(line_to_namespaces(line))`` (compact, non-ASCII kept) of an
+    action line that matches :data:`_ACTION_LINE`; ``tokens`` caches each
+    ``x`` token's ``"name":value`` text (the value as ``repr(float(value))``,
+    which is how :mod:`json` writes a float)."""
+    t, k, f, i, x = line[1:].split(" |")
+    parts: list[str] = []
+    for tok in x.split(" ")[1:]:
+        piece = tokens.get(tok)
+        if piece is None:
+            name, sep, value = tok.partition(":")
+            piece = tokens[tok] = f'"{name}":{float(value)!r}' if sep else f'"{name}":1.0'
+        parts.append(piece)
+    return (
+        f'{{"T":{{"{t[2:]}":1.0}},"K":{{"{k[2:]}":1.0}},"F":{{"{f[2:]}":1.0}},'
+        f'"I":{{"{i[2:]}":1.0}},"x":{{{",".join(parts)}}}}}'
+    )
+
+
+#: most action lines kept in :func:`_bulk_features`' cache before it starts afresh
+_CACHE_LINES = 200_000
+
+
+def _json(obj: Any) -> str:
+    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
 
 
 def export_dsjson(
@@ -549,12 +735,14 @@ def export_dsjson(
     progress: bool = False,
     outcomes: pa.Table | None = None,
     pulls: Mapping[str, Sequence[Mapping[str, Any]]] | None = None,
+    bulk: bool = True,
 ) -> int:
     """Write ``joined`` as a DSJSON file (atomically: temp file, then rename).
 
     ``outcomes`` (optional) supplies each decision's outcomes about other
     actions than the chosen one, ``pulls`` (optional) each decision's pull
-    touches of its reward window, as for :func:`iter_dsjson`.
+    touches of its reward window, and ``bulk`` chooses the featurizing path,
+    as for :func:`iter_dsjson`.
 
     Returns
     -------
@@ -576,7 +764,7 @@ def export_dsjson(
                 desc="dsjson",
             ) as bar,
         ):
-            for line in iter_dsjson(joined, catalogs, outcomes=outcomes, pulls=pulls):
+            for line in iter_dsjson(joined, catalogs, outcomes=outcomes, pulls=pulls, bulk=bulk):
                 fh.write(line)
                 fh.write("\n")
                 n += 1

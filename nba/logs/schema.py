@@ -20,6 +20,10 @@ from __future__ import annotations
 
 import pyarrow as pa
 
+# the touch kinds live with nba.domain.Touch (which checks them), so that the
+# domain records load without Arrow; re-exported here with the touches' schema
+from nba.domain import TOUCH_KINDS as TOUCH_KINDS
+
 TS = pa.timestamp("us", tz="UTC")
 
 SUPPRESSION = pa.struct([pa.field("action_id", pa.string()), pa.field("rule", pa.string())])
@@ -70,18 +74,6 @@ OUTCOMES = pa.schema(
         # the decision's action the outcome concerns; null: its chosen action
         pa.field("action_id", pa.string(), nullable=True),
     ]
-)
-
-#: How a touch came about: ``contact`` is a message or visit that reached the HCP (the
-#: meaning every touch had before interest signals); the others are the HCP pulling
-#: information: topics or slides asked for during a rep detail (CLM), the link
-#: clicked in an email, a portal page viewed, a question asked in a webinar.
-TOUCH_KINDS: tuple[str, ...] = (
-    "contact",
-    "detail_pull",
-    "email_click",
-    "portal_view",
-    "webinar_question",
 )
 
 TOUCHES = pa.schema(

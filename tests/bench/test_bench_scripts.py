@@ -83,3 +83,44 @@ def test_bench_serve(env: dict[str, str], loadgen: str) -> None:
     requests, errors = (int(x) for x in bare_row.split()[3:5])
     assert requests > 0 and errors == 0  # the reference really answered
     assert "acknowledged but missing from the store: 0" in text
+
+
+@pytest.mark.slow
+def test_bench_outcomes(env: dict[str, str]) -> None:
+    text = _run(
+        [
+            "bench/outcomes.py",
+            "--store-outcomes",
+            "200",
+            "--seconds",
+            "1",
+            "--workers",
+            "1",
+            "--decisions",
+            "300",
+        ],
+        env,
+    )
+    assert "group commit:" in text and "ratio:" in text
+    assert "acknowledged but missing: 0" in text
+    assert "no-op route of the same server" in text and "missing from the store 0" in text
+
+
+@pytest.mark.slow
+def test_bench_startup(env: dict[str, str]) -> None:
+    text = _run(["bench/startup.py", "--repeat", "1"], env)
+    assert "python -c pass" in text and "nba --help" in text and "goal: nba --help" in text
+
+
+@pytest.mark.slow
+def test_bench_export(env: dict[str, str]) -> None:
+    text = _run(["bench/export.py", "--hcps", "120", "--days", "8", "--repeat", "1"], env)
+    assert "one decision at a time:" in text and "bulk featurizer:" in text
+    assert "files identical: True" in text
+
+
+@pytest.mark.slow
+def test_bench_train_memory(env: dict[str, str]) -> None:
+    text = _run(["bench/train_memory.py", "--decisions", "1500"], env)
+    assert "reference: importing" in text and "largest single process max RSS" in text
+    assert "goal: <= 2 GiB" in text

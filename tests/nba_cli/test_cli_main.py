@@ -81,3 +81,62 @@ def test_short_help_matches_each_command_and_listing_imports_no_layer() -> None:
     assert first == "[]", first
     for name, line in SHORT_HELP.items():
         assert name in text and line[:40] in text
+
+
+#: what no ``--help`` may import (each costs a noticeable part of a second)
+HEAVY = (
+    "mlflow",
+    "duckdb",
+    "pyarrow",
+    "vowpalwabbit",
+    "fastapi",
+    "uvicorn",
+    "pandas",
+    "matplotlib",
+    "numpy",
+    "scipy",
+)
+
+HELP_PROBE = (
+    "import sys, io, contextlib\n"
+    "from nba_cli.main import main\n"
+    "buf = io.StringIO()\n"
+    "with contextlib.redirect_stdout(buf):\n"
+    "    try:\n"
+    "        main(sys.argv[1:], prog_name='nba')\n"
+    "    except SystemExit as exc:\n"
+    "        assert exc.code in (0, None), exc.code\n"
+    "assert 'Usage: nba' in buf.getvalue(), buf.getvalue()\n"
+    f"print(sorted(m for m in {HEAVY!r} if m in sys.modules))\n"
+)
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [[], *([name] for name in sorted(SUBCOMMANDS)), ["logs", "export"], ["logs", "import"]],
+    ids=lambda a: " ".join(a) or "nba",
+)
+def test_help_imports_no_heavy_library(argv: list[str]) -> None:
+    """Parsing ``--help`` of the command and of every subcommand group leaves the
+    heavy libraries unimported (they load inside the functions that use them)."""
+    out = subprocess.run(
+        [sys.executable, "-c", HELP_PROBE, *argv, "--help"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert out.stdout.strip() == "[]", (argv, out.stdout)
+
+
+def test_experiment_group_lists_its_commands_lazily() -> None:
+    from experiments.cli import SHORT_HELP as EXP_HELP
+    from experiments.cli import SUBCOMMANDS as EXP_CMDS
+    from experiments.cli import experiment
+
+    ctx = click.Context(experiment)
+    assert set(EXP_HELP) == set(EXP_CMDS) == set(experiment.list_commands(ctx))
+    for name in EXP_CMDS:
+        cmd = experiment.get_command(ctx, name)
+        assert cmd is not None
+        assert EXP_HELP[name] == cmd.get_short_help_str(limit=60), name
+    assert experiment.get_command(ctx, "no-such-experiment") is None

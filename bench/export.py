@@ -1,0 +1,122 @@
+"""Benchmark of the DSJSON export (``nba logs export --format dsjson``): the bulk
+featurizer path against featurizing one decision at a time, same log, same run.
+
+1. Simulate a log with the simulator (campaign policy, 3-slot slates, the HCPs'
+   pulls), or reuse ``--logs DIR``.
+2. Join it and gather what the command gathers (catalog snapshots, outcomes
+   about other suggestions, each decision's pulls) -- timed once, the same for
+   both sides.
+3. Write the DSJSON file with :func:`nba.logs.dsjson.export_dsjson` one
+   decision at a time (``bulk=False``, the path before) and with the bulk
+   featurizer (``bulk=True``, what the command uses), alternating, best of
+   ``--repeat``; check both files are the same bytes.
+
+Prints decisions/s of both and their ratio. Goal: >= 50,000 decisions/s.
+Usage::
+
+    .venv/bin/python bench/export.py [--hcps 3000] [--days 30] [--logs DIR] [--repeat 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import filecmp
+import os
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+GOAL = 50_000
+
+
+def simulate(out: Path, hcps: int, days: int) -> None:
+    from click.testing import CliRunner
+
+    from nba_cli.main import main as nba
+
+    res = CliRunner().invoke(
+        nba,
+        [
+            "simulate",
+            "--hcps",
+            str(hcps),
+            "--days",
+            str(days),
+            "--slate-size",
+            "3",
+            "--seed",
+            "3",
+            "--out",
+            str(out),
+        ],
+    )
+    if res.exit_code != 0:
+        raise RuntimeError(res.output)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--hcps", type=int, default=3000)
+    ap.add_argument("--days", type=int, default=30)
+    ap.add_argument("--logs", type=Path, default=None, help="reuse this log directory")
+    ap.add_argument("--repeat", type=int, default=2)
+    args = ap.parse_args(argv)
+
+    from nba.logs import io
+    from nba.logs.dsjson import export_dsjson, load_catalogs, window_pulls
+    from nba.logs.join import load_joined
+    from nba.reward import RewardDefinition
+
+    tmp = Path(tempfile.mkdtemp(prefix="nba-bench-export-"))
+    logs = args.logs
+    if logs is None:
+        logs = tmp / "logs"
+        t0 = time.perf_counter()
+        simulate(logs, args.hcps, args.days)
+        print(f"simulated {args.hcps} HCPs x {args.days} days in {time.perf_counter() - t0:.1f} s")
+    print(f"machine: {os.cpu_count()} cores; load average {os.getloadavg()[0]:.1f}")
+
+    rd = RewardDefinition.default()
+    t0 = time.perf_counter()
+    result = load_joined(logs, rd)
+    table = result.table
+    catalogs = load_catalogs(logs, table.column("catalog_version").unique().to_pylist())
+    outcomes = io.read(logs, "outcomes")
+    pulls = window_pulls(io.read(logs, "touches"), table, rd.window_days, result.as_of)
+    prep = time.perf_counter() - t0
+    n = table.num_rows
+    slates = sum(1 for s in table.column("slate").to_pylist() if s)
+    print(
+        f"log: {n} decisions ({slates} with slates, {len(pulls)} with pulls); "
+        f"join + outcomes + pulls (both sides) {prep:.2f} s"
+    )
+
+    best: dict[bool, float] = {}
+    files = {False: tmp / "rowwise.dsjson", True: tmp / "bulk.dsjson"}
+    for _ in range(args.repeat):
+        for bulk in (False, True):
+            t0 = time.perf_counter()
+            written = export_dsjson(
+                table, files[bulk], catalogs, outcomes=outcomes, pulls=pulls, bulk=bulk
+            )
+            s = time.perf_counter() - t0
+            assert written == n
+            best[bulk] = min(best.get(bulk, s), s)
+    same = filecmp.cmp(files[False], files[True], shallow=False)
+    old, new = n / best[False], n / best[True]
+    print(f"one decision at a time: {old:10.0f} decisions/s  ({best[False]:.2f} s)")
+    print(f"bulk featurizer:        {new:10.0f} decisions/s  ({best[True]:.2f} s)")
+    print(
+        f"ratio {new / old:.1f}x; files identical: {same}; goal >= {GOAL:,}/s: "
+        f"{'met' if new >= GOAL else 'NOT met'}"
+    )
+    with_prep = n / (best[True] + prep)
+    print(f"bulk including the join, outcomes and pulls: {with_prep:.0f} decisions/s")
+    print(f"load average at the end {os.getloadavg()[0]:.1f}; files in {tmp}")
+    print(f"run finished {datetime.now(UTC).isoformat(timespec='seconds')}")
+    return 0 if same else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,126 @@
+"""The DSJSON export through the bulk featurizer writes the same bytes as the
+export one decision at a time: on a simulated log with slates and pulls, with an
+imported foreign row mixed in, with action lines of an unusual form, and with the
+same error for a bad row."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pytest
+from click.testing import CliRunner
+
+from nba.features.dsjson import line_to_namespaces
+from nba.logs import io
+from nba.logs.dsjson import (
+    _ACTION_LINE,
+    DsjsonError,
+    _usual_action_json,
+    export_dsjson,
+    iter_dsjson,
+    load_catalogs,
+    window_pulls,
+)
+from nba.logs.join import load_joined
+from nba.reward import RewardDefinition
+from nba_cli.main import main as nba
+
+RD = RewardDefinition.default()
+
+
+@pytest.fixture(scope="module")
+def sim_log(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("sim") / "logs"
+    args = ["simulate", "--hcps", "150", "--days", "21", "--slate-size", "3", "--seed", "5"]
+    res = CliRunner().invoke(nba, [*args, "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    return out
+
+
+def _export_inputs(logs: Path) -> tuple[pa.Table, dict[str, Any], pa.Table, dict[str, Any]]:
+    result = load_joined(logs, RD)
+    table = result.table
+    catalogs = load_catalogs(logs, table.column("catalog_version").unique().to_pylist())
+    outcomes = io.read(logs, "outcomes")
+    pulls = window_pulls(io.read(logs, "touches"), table, RD.window_days, result.as_of)
+    return table, catalogs, outcomes, pulls
+
+
+def test_bulk_export_is_byte_identical_on_a_simulated_log(sim_log: Path, tmp_path: Path) -> None:
+    table, catalogs, outcomes, pulls = _export_inputs(sim_log)
+    assert table.num_rows > 300
+    assert pc.sum(pc.list_value_length(table.column("slate"))).as_py() > 0  # slates
+    assert pulls  # and pulls travel in some lines
+    rowwise, bulk = tmp_path / "rowwise.dsjson", tmp_path / "bulk.dsjson"
+    n1 = export_dsjson(table, rowwise, catalogs, outcomes=outcomes, pulls=pulls, bulk=False)
+    # small batches: several calls of the bulk featurizer, caches carried across them
+    lines = list(
+        iter_dsjson(table, catalogs, batch_size=97, outcomes=outcomes, pulls=pulls, bulk=True)
+    )
+    n2 = export_dsjson(table, bulk, catalogs, outcomes=outcomes, pulls=pulls, bulk=True)
+    assert n1 == n2 == table.num_rows
+    assert rowwise.read_bytes() == bulk.read_bytes()
+    assert "\n".join(lines) + "\n" == bulk.read_text(encoding="utf-8")
+    parsed = [json.loads(x) for x in lines]
+    assert any("slate" in o["nba"] for o in parsed) and any("pulls" in o["nba"] for o in parsed)
+
+
+def test_a_foreign_row_and_a_bad_row_go_the_row_by_row_way(sim_log: Path) -> None:
+    table, catalogs, _, _ = _export_inputs(sim_log)
+    table = table.slice(0, 40)
+    ctx = table.column("context").to_pylist()
+    foreign = json.dumps({"dsjson": {"u": {"age": 3}}, "dsjson_actions": {}})
+    ctx[5] = foreign
+    mixed = table.set_column(
+        table.schema.get_field_index("context"), "context", pa.array(ctx, pa.string())
+    )
+    assert list(iter_dsjson(mixed, catalogs, bulk=True)) == list(
+        iter_dsjson(mixed, catalogs, bulk=False)
+    )
+    ctx[7] = '{"hcp": 1}'  # not a decision context
+    bad = table.set_column(
+        table.schema.get_field_index("context"), "context", pa.array(ctx, pa.string())
+    )
+    errors = []
+    for bulk in (False, True):
+        with pytest.raises(DsjsonError) as info:
+            list(iter_dsjson(bad, catalogs, bulk=bulk))
+        errors.append(str(info.value))
+    assert errors[0] == errors[1]
+    assert table.column("event_id")[7].as_py() in errors[0]
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "|T efficacy |K email |F video |I VEL-EFF-02 |x ch_dst_none aff_email:0.675 st_top=a_b",
+        "|T a |K b |F c |I d |x same_last ch_t7:3 ch_t30:12 ch_e30:0 ch_dst:4 ch_dstb=1w"
+        " aff_x:-0.000 nocons top_e90:2 st_top=a_b tc_e90:1 it_ago=3m it_int:12.500 it_pull:2"
+        " it_pull_x:2 sp_top sp_ch",
+        "|T a |K b |F c |I d |x aff_x:1.000 st_top=q it_int:0.010",
+        "|T a |K b |F c |I d |x aff_x:-7 st_top=é→ü it_int:999999999999.999",
+    ],
+)
+def test_usual_action_lines_convert_as_json_dumps_does(line: str) -> None:
+    assert pc.match_substring_regex(pa.array([line]), _ACTION_LINE)[0].as_py()
+    expected = json.dumps(line_to_namespaces(line), separators=(",", ":"), ensure_ascii=False)
+    assert _usual_action_json(line, {}) == expected
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        '|T a"b |K b |F c |I d |x aff_x:1.000 st_top=q',  # JSON would escape the quote
+        "|T a |K b |F c |I d |x aff_x:1.000 st_top=q st_top=q",  # a repeated name
+        "|T a |K b |F c |I d |x aff_x:007 st_top=q",  # leading zeros
+        "|T a |K b |F c |I d |x aff_x:1e20 st_top=q",  # not fixed3
+        "|T a |K b |F c |I d |x st_top=q aff_x:1.000",  # another order
+        "|T a b |K b |F c |I d |x aff_x:1.000 st_top=q",  # two topics
+    ],
+)
+def test_other_action_lines_are_left_to_the_general_conversion(line: str) -> None:
+    assert not pc.match_substring_regex(pa.array([line]), _ACTION_LINE)[0].as_py()
