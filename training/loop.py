@@ -482,7 +482,9 @@ class DataCheck:
 
 
 def check_data(logs_dir: Path, plan: DayPlan, psi_threshold: float) -> DataCheck:
-    """Propensities in (0, 1], no empty day, PSI drift within the threshold."""
+    """Propensities in (0, 1], no empty day (a day without any decision whose
+    weekday has decisions on other days of the range), PSI drift within the
+    threshold."""
     out = DataCheck()
     table = logio.read(
         logs_dir,
@@ -503,16 +505,20 @@ def check_data(logs_dir: Path, plan: DayPlan, psi_threshold: float) -> DataCheck
         )
     days = [ts.astimezone(UTC).date() for ts in table.column("ts").to_pylist()]  # decision days
     seen = set(days)
+    # a weekday with no decision on any of its days in the range is a day off
+    # (e.g. no email sends or visits at weekends), not a gap in the data
+    weekdays_used = {d.weekday() for d in seen}
     d = plan.train_since
     while d <= plan.eval_until:
-        if d not in seen:
+        if d not in seen and d.weekday() in weekdays_used:
             out.empty_days.append(d.isoformat())
         d += timedelta(days=1)
     if out.empty_days:
         out.reasons.append(
             f"broken data: no decision at all on {len(out.empty_days)} day(s) of the cycle "
-            f"({', '.join(out.empty_days[:5])}{', ...' if len(out.empty_days) > 5 else ''}); "
-            "an export or the service stopped?"
+            f"({', '.join(out.empty_days[:5])}{', ...' if len(out.empty_days) > 5 else ''}) "
+            "although the same weekday has decisions on other days; did an export or the "
+            "service stop?"
         )
     in_eval = np.array([x >= plan.eval_since for x in days], dtype=bool)
     out.n_eval_decisions = int(in_eval.sum())
