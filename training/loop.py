@@ -523,6 +523,15 @@ def check_data(logs_dir: Path, plan: DayPlan, psi_threshold: float) -> DataCheck
     in_eval = np.array([x >= plan.eval_since for x in days], dtype=bool)
     out.n_eval_decisions = int(in_eval.sum())
     out.n_train_days_decisions = int((~in_eval).sum())
+    for n, what, lo, hi in (
+        (out.n_train_days_decisions, "training", plan.train_since, plan.train_until),
+        (out.n_eval_decisions, "evaluation", plan.eval_since, plan.eval_until),
+    ):
+        if n == 0:
+            out.reasons.append(
+                f"no decision on the {what} days ({lo} .. {hi}); is the horizon "
+                "past the end of the data?"
+            )
     ctx = table.column("context").to_pylist()
     drift = feature_drift(
         [c for c, e in zip(ctx, in_eval, strict=True) if not e],

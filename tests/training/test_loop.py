@@ -20,7 +20,8 @@ import pytest
 from click.testing import CliRunner
 
 from nba.catalog import Catalog
-from nba.domain import Decision, Outcome
+from nba.context import DecisionContext
+from nba.domain import Action, Decision, Outcome
 from nba.logs import io as logio
 from nba_cli.main import main as nba
 from serving.store import EventStore
@@ -318,9 +319,64 @@ def test_warm_start_continues_the_champion_on_the_days_after_its_training(
     assert full.plan["train_since"] == first.plan["train_since"]
     a = load_policy(f"models:/nba/{warm.challenger_version}", mlflow_store)
     b = load_policy(f"models:/nba/{full.challenger_version}", mlflow_store)
-    assert a.model_bytes() != b"" and warm.metrics["challenger_estimate"] == pytest.approx(
+    dec = logio.read(sim_logs, "decisions").slice(0, 30).to_pylist()
+    for d in dec:
+        ctx = DecisionContext.from_json(d["context"])
+        actions = [Action.parse(x) for x in d["action_ids"]]
+        assert a.probabilities(ctx, actions) == pytest.approx(b.probabilities(ctx, actions))
+    assert warm.metrics["challenger_estimate"] == pytest.approx(
         full.metrics["challenger_estimate"], abs=1e-9
     )
+
+
+def test_cli_with_a_store_exports_then_says_why_it_cannot_train_yet(
+    tmp_path: Path, mlflow_store: str
+) -> None:
+    store = EventStore(tmp_path / "events.db")
+    cat = Catalog.default()
+    store.add_catalog(cat)
+    t0 = datetime(2026, 3, 2, 9, tzinfo=UTC)
+    store.add_decisions([_dec(i, t0 + timedelta(hours=i), cat.version) for i in range(5)])
+    args = [
+        "loop",
+        "--store",
+        str(tmp_path / "events.db"),
+        "--work",
+        str(tmp_path / "w"),
+        "--once",
+        "--as-of",
+        "2026-03-10",
+        "--tracking-uri",
+        mlflow_store,
+    ]
+    res = CliRunner().invoke(nba, args)
+    assert res.exit_code == 0, res.output
+    assert "cycle 1 as of 2026-03-10" in res.output and ": skipped" in res.output
+    assert "exported decisions 5" in res.output
+    assert "not enough closed days" in res.output
+    res = CliRunner().invoke(nba, args)
+    assert "cycle 2" in res.output and "exported decisions 0" in res.output
+    bad = CliRunner().invoke(
+        nba, ["loop", "--store", str(tmp_path / "nope.db"), "--work", str(tmp_path / "w"), "--once"]
+    )
+    assert bad.exit_code == 1 and "--store: no event store database at" in bad.output
+    both = CliRunner().invoke(nba, ["loop", "--logs", str(tmp_path), "--work", str(tmp_path)])
+    assert both.exit_code == 2 and "give either --once or --every HOURS" in both.output
+
+
+def test_every_runs_cycles_on_a_clock(tmp_path: Path, sim_logs: Path, mlflow_store: str) -> None:
+    from training.loop import run_every
+
+    slept: list[float] = []
+    done = run_every(
+        _cfg(tmp_path, sim_logs, mlflow_store, interval="gaussian"),
+        hours=2.0,
+        max_cycles=2,
+        echo=lambda s: None,
+        sleep=slept.append,
+    )
+    assert [r.cycle for r in done] == [1, 2]
+    assert len(slept) == 1 and 0 < slept[0] <= 7200
 
 
 # ------------------------------------------------------------ refusals
