@@ -376,3 +376,22 @@ def test_brand_manager_week_runs_against_a_real_server(tmp_path: Path) -> None:
     assert "## Lift: treated vs holdout" in md and "got `campaign`" in md
     assert (tmp_path / "weekly" / "kpis.png").stat().st_size > 0
     assert "nba_engagement_rate" in metrics
+
+
+@pytest.mark.slow
+def test_retraining_loop_block_runs_verbatim(tmp_path: Path) -> None:
+    block = _blocks_after("## The retraining loop")[0]
+    out = subprocess.run(
+        ["bash", "-c", "set -euo pipefail\n" + block],
+        cwd=tmp_path,
+        env=_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=1200,
+        check=False,
+    )
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    assert "cycle 1 as of 2026-02-16" in out.stdout
+    assert "gate (snips, gaussian)" in out.stdout  # it trained and gated
+    state = json.loads((tmp_path / "loop-work" / "loop_state.json").read_text())
+    assert state["cycles"][0]["decision"] in ("promoted", "kept")
