@@ -5,6 +5,19 @@ with the simulated clock as its horizon (export from the service's store,
 train, gate, move the alias). The served policy's true value (the world knows
 it) is compared with the uniform start, and the loop's estimates with the truth.
 
+Two worlds (``$NBA_LOOP_E2E_WORLD``):
+
+- ``learnable`` (the default, the one the suite runs): HCP channel affinities
+  and topic interests spread three times wider than the calibrated world's
+  (sd 1.0 instead of 0.3 / 0.35) and a stronger stage match (1.0 instead of
+  0.4), so a policy learned from two weeks of uniform logs is clearly better
+  than uniform. The test asserts the loop promotes, the service follows the
+  alias, the served policy's true value rises above the uniform start, and
+  the loop's estimates of the serving policy track its truth.
+- ``calibrated``: the simulator's default world. In 63 days the gate never
+  found a lift it could prove (docs/loop.md gives the figures); the test then
+  asserts only what the loop must do whatever it decides.
+
 The figures of a run are written to ``$NBA_LOOP_FIGURES`` (a directory) when set:
 ``figures.json`` and the loop's ``estimates_vs_truth.png`` (docs/loop.md).
 """
@@ -28,13 +41,16 @@ sys.path.insert(0, str(Path(__file__).parents[1] / "serving"))
 from serving_testkit import start_server, stop_server
 
 from serving.settings import hash_key
+from simulators.hcp.config import WorldConfig
 from simulators.hcp.world import World
 from simulators.via_http import HttpDriver, ServiceClient
 from training.loop import LoopConfig, run_cycle
 
 DRIVER_KEY = "loop-e2e-driver-4c1d"
 ADMIN_KEY = "loop-e2e-admin-9e0a"
-HCPS = int(os.environ.get("NBA_LOOP_E2E_HCPS", "1200"))
+HCPS = int(os.environ.get("NBA_LOOP_E2E_HCPS", "3000"))
+WORLD = os.environ.get("NBA_LOOP_E2E_WORLD", "learnable")
+LEARNABLE = WorldConfig(channel_affinity_sd=1.0, topic_interest_sd=1.0, stage_match_bonus=1.0)
 DAYS = 63
 EVERY = 7
 
@@ -72,11 +88,9 @@ def test_loop_every_seven_simulated_days_against_a_real_service(
         return str(r.json()["model_version"])
 
     def truth(lo: datetime, hi: datetime) -> float | None:
-        vals = [
-            driver.truth[s.event_id]
-            for s in driver.served
-            if lo <= s.ts < hi and s.event_id in driver.truth
-        ]
+        # a suggestion the rep dismissed was not carried out: its reward is the
+        # default 0, and so is its true value
+        vals = [driver.truth.get(s.event_id, 0.0) for s in driver.served if lo <= s.ts < hi]
         return float(np.mean(vals)) if vals else None
 
     def on_day_end(d: int, boundary: datetime) -> None:
@@ -95,7 +109,8 @@ def test_loop_every_seven_simulated_days_against_a_real_service(
 
     client = ServiceClient(base, api_key=DRIVER_KEY)
     try:
-        world = World(HCPS, seed=11)
+        assert WORLD in ("learnable", "calibrated"), WORLD
+        world = World(HCPS, seed=11, config=LEARNABLE if WORLD == "learnable" else None)
         driver = HttpDriver(world, client, seed=11, concurrency=4, on_day_end=on_day_end)
         summary = driver.run(DAYS)
     finally:
@@ -127,20 +142,17 @@ def test_loop_every_seven_simulated_days_against_a_real_service(
 
     # ---- truth: the uniform start against the served policy at the end
     start_version = served_by_day[0]
-    uniform_days = [d for d, v in served_by_day.items() if v == start_version]
-    first_promo = next((c for c in cycles if c.decision == "promoted"), None)
     by_model: dict[str, list[float]] = {}
     for s in driver.served:
-        if s.event_id in driver.truth:
-            by_model.setdefault(s.model_version, []).append(driver.truth[s.event_id])
+        by_model.setdefault(s.model_version, []).append(driver.truth.get(s.event_id, 0.0))
     figures = {
+        "world": WORLD,
         "hcps": HCPS,
         "days": DAYS,
         "decisions": summary.decisions,
         "cycles": [c.to_dict() for c in cycles],
         "served_versions_by_day": served_by_day,
         "truth_by_model_version": {k: [float(np.mean(v)), len(v)] for k, v in by_model.items()},
-        "uniform_days": len(uniform_days),
     }
     out = os.environ.get("NBA_LOOP_FIGURES")
     if out:
@@ -149,4 +161,35 @@ def test_loop_every_seven_simulated_days_against_a_real_service(
         png = cfg.work_dir / "estimates_vs_truth.png"
         if png.exists():
             shutil.copy(png, Path(out) / "estimates_vs_truth.png")
-    assert first_promo is not None, json.dumps(figures["cycles"], default=str)[:4000]
+    # the first three cycles cannot train: no day's 14-day reward windows closed yet
+    assert [c.decision for c in cycles[:3]] == ["skipped"] * 3
+    assert all("not enough closed days" in c.reasons[0] for c in cycles[:3])
+    gated = cycles[3:]
+    assert all(any(r.startswith("gate (snips") for r in c.reasons) for c in gated)
+    assert start_version == "baseline:uniform"
+    # the loop's estimate of the policy that served the evaluation days tracks
+    # its true value there: the logged (on-policy) value against the truth
+    for c in gated:
+        m = c.metrics
+        assert abs(m["logged_value"] - m["truth_served_eval_days"]) < 0.02, c.to_dict()
+    if WORLD == "calibrated":
+        return
+    promoted = [c for c in cycles if c.decision == "promoted"]
+    assert promoted, json.dumps(figures["cycles"], default=str)[:4000]
+    first = promoted[0]
+    # replicas follow: from the day after the cycle, the service serves the new champion
+    day = cycles.index(first) * EVERY + EVERY  # index of the first day after the cycle
+    if day in served_by_day:
+        assert served_by_day[day] == f"nba/{first.champion_after}"
+    uniform = np.mean(by_model[start_version])
+    learned = [v for k, vals in by_model.items() if k.startswith("nba/") for v in vals]
+    assert len(learned) > 1000
+    # the served policy's true value rose above the uniform start (standard
+    # error of either mean: about 0.003)
+    assert np.mean(learned) > uniform + 0.02, figures["truth_by_model_version"]
+    # the gate's estimate for the promoted challenger is borne out by what it
+    # truly delivered in the week it served
+    after = cycles[cycles.index(first) + 1] if first is not cycles[-1] else None
+    if after is not None:
+        t = after.metrics["truth_served_since_last_cycle"]
+        assert first.metrics["challenger_low"] - 0.02 <= t, (t, first.metrics)
