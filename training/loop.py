@@ -857,7 +857,7 @@ def plot_history(cycles: Sequence[Mapping[str, Any]], path: Path) -> Path | None
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    x = [datetime.fromisoformat(c["plan"]["eval_until"]) for c in rows]
+    x = np.arange(len(rows), dtype=float)
     m = [c["metrics"] for c in rows]
 
     def col(key: str) -> np.ndarray:
@@ -869,22 +869,32 @@ def plot_history(cycles: Sequence[Mapping[str, Any]], path: Path) -> Path | None
     est, lo, hi = col("challenger_estimate"), col("challenger_low"), col("challenger_high")
     ok = np.isfinite(est)
     if ok.any():
-        xe = [xi for xi, k in zip(x, ok, strict=True) if k]
         ax.errorbar(
-            xe,
+            x[ok] + 0.08,
             est[ok],
             yerr=np.vstack([est[ok] - lo[ok], hi[ok] - est[ok]]),
             fmt="s",
             capsize=3,
             label="challenger estimate (gate interval)",
         )
+    # what the policy chosen by each cycle truly delivered until the next cycle
+    since_last = {
+        int(c["cycle"]): c.get("metrics", {}).get("truth_served_since_last_cycle") for c in cycles
+    }
+    after = np.array(
+        [np.nan if (v := since_last.get(int(c["cycle"]) + 1)) is None else v for c in rows],
+        dtype=float,
+    )
+    if np.isfinite(after).any():
+        ax.plot(x + 0.16, after, "v", color="green", label="truth: the next week as served")
     colours = {"promoted": "green", "kept": "orange", "refused": "red", "skipped": "lightgrey"}
     for xi, c in zip(x, rows, strict=True):
-        ax.axvline(xi, color=colours.get(c["decision"], "grey"), lw=0.8, alpha=0.5)
-    ax.set_xlabel("last evaluation day of the cycle (line: green promoted, orange kept)")
+        ax.axvline(float(xi), color=colours.get(c["decision"], "grey"), lw=0.8, alpha=0.5)
+    ax.set_xticks(x)
+    ax.set_xticklabels([f"{c['cycle']}\n{c['plan']['eval_until'][5:]}" for c in rows], fontsize=7)
+    ax.set_xlabel("cycle, last evaluation day (line: green promoted, orange kept, red refused)")
     ax.set_ylabel("mean reward per decision")
     ax.legend(fontsize=7, loc="best")
-    fig.autofmt_xdate()
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -297,7 +297,7 @@ def test_warm_start_continues_the_champion_on_the_days_after_its_training(
         _cfg(tmp_path, sim_logs, mlflow_store, interval="gaussian"), as_of=AS_OF - timedelta(days=7)
     )
     MlflowClient(mlflow_store).set_registered_model_alias(
-        "nba", "champion", first.challenger_version
+        "nba", "champion", str(first.challenger_version)
     )
     warm = run_cycle(
         _cfg(tmp_path, sim_logs, mlflow_store, interval="gaussian", train=TrainMode.parse("warm")),
@@ -309,9 +309,9 @@ def test_warm_start_continues_the_champion_on_the_days_after_its_training(
         .date()
         .isoformat()
     )
-    run = MlflowClient(mlflow_store).get_model_version("nba", warm.challenger_version).run_id
+    run = MlflowClient(mlflow_store).get_model_version("nba", str(warm.challenger_version)).run_id
     assert (
-        MlflowClient(mlflow_store).get_run(run).data.params["warm_start_from"]
+        MlflowClient(mlflow_store).get_run(str(run)).data.params["warm_start_from"]
         == first.challenger_version
     )
     # VW continued its saved state: the same as learning all those days in one go
@@ -386,7 +386,7 @@ def _refused(tmp_path: Path, logs: Path, uri: str, **kw: object) -> list[str]:
     assert res.challenger_version is None  # nothing was trained or registered
     from mlflow import MlflowClient
 
-    assert MlflowClient(uri).get_run(res.run_id).data.tags["decision"] == "refused"
+    assert MlflowClient(uri).get_run(str(res.run_id)).data.tags["decision"] == "refused"
     return res.reasons
 
 
@@ -462,3 +462,33 @@ def test_refuses_when_the_reward_model_fails(
     logio.append(logs, "outcomes", outcomes)
     reasons = _refused(tmp_path, logs, mlflow_store)
     assert any(r.startswith("reward-model failure") for r in reasons), reasons
+
+
+def test_history_plot_needs_a_truth(tmp_path: Path) -> None:
+    from training.loop import plot_history
+
+    plan = {"eval_until": "2026-02-01"}
+    no_truth = [{"cycle": 1, "decision": "kept", "plan": plan, "metrics": {"logged_value": 0.1}}]
+    assert plot_history(no_truth, tmp_path / "a.png") is None
+    cycles = [
+        {
+            "cycle": 1,
+            "decision": "promoted",
+            "plan": plan,
+            "metrics": {
+                "truth_served_eval_days": 0.1,
+                "logged_value": 0.1,
+                "challenger_estimate": 0.15,
+                "challenger_low": 0.12,
+                "challenger_high": 0.18,
+            },
+        },
+        {
+            "cycle": 2,
+            "decision": "skipped",
+            "plan": {},
+            "metrics": {"truth_served_since_last_cycle": 0.14},
+        },
+    ]
+    png = plot_history(cycles, tmp_path / "b.png")
+    assert png is not None and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

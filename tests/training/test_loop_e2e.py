@@ -65,6 +65,11 @@ def test_loop_every_seven_simulated_days_against_a_real_service(
         {"name": "driver", "sha256": hash_key(DRIVER_KEY), "scopes": ["decide", "report"]},
         {"name": "ops", "sha256": hash_key(ADMIN_KEY), "scopes": ["admin"]},
     ]
+    # the MLflow store exists before the service polls it: two processes creating
+    # the same fresh SQLite store at once race on its tables
+    from training import mlflow_utils
+
+    mlflow_utils.experiment_id("loop", tracking)
     proc, base = start_server(
         tmp_path,
         NBA_ALLOW_CLIENT_TIME="true",
