@@ -182,8 +182,14 @@ class LoopConfig:
             raise LoopError(f"--eval-days: must be a positive integer, got {self.eval_days!r}")
         if not (isinstance(self.psi_threshold, int | float) and self.psi_threshold > 0):
             raise LoopError(f"--psi-threshold: must be > 0, got {self.psi_threshold!r}")
-        if not (isinstance(self.min_lift, int | float) and math.isfinite(self.min_lift)):
-            raise LoopError(f"--min-lift: must be a finite number, got {self.min_lift!r}")
+        if not (
+            isinstance(self.min_lift, int | float)
+            and math.isfinite(self.min_lift)
+            and self.min_lift >= 0
+        ):
+            raise LoopError(
+                f"--min-lift: must be a finite number >= 0 (reward units), got {self.min_lift!r}"
+            )
 
     @property
     def logs_dir(self) -> Path:
@@ -743,8 +749,6 @@ def _cycle(
             "empty_days": float(len(check.empty_days)),
         }
     )
-    if check.psi_feature:
-        res.metrics["psi_max"] = check.psi_max
     res.n_eval = check.n_eval_decisions
     if check.reasons:
         res.decision = "refused"
@@ -815,7 +819,7 @@ def _cycle(
         until=plan.eval_until,
         seed=cfg.seed,
         n_bootstrap=cfg.n_bootstrap,
-        min_lift=max(0.0, float(cfg.min_lift)),
+        min_lift=float(cfg.min_lift),
         tracking_uri=cfg.tracking_uri,
         registered_name=cfg.registered_name,
         dry_run=True,

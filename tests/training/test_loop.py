@@ -97,6 +97,10 @@ def test_bad_config_is_refused_with_its_name(tmp_path: Path) -> None:
     (tmp_path / "decisions").mkdir()
     with pytest.raises(LoopError, match="--eval-days"):
         LoopConfig(work_dir=tmp_path, logs=tmp_path, eval_days=0)
+    with pytest.raises(LoopError, match="--min-lift: must be a finite number >= 0"):
+        LoopConfig(work_dir=tmp_path, logs=tmp_path, min_lift=-0.1)
+    with pytest.raises(LoopError, match="--psi-threshold"):
+        LoopConfig(work_dir=tmp_path, logs=tmp_path, psi_threshold=0)
 
 
 def test_drift_ignores_history_and_ids_but_sees_the_profile() -> None:
@@ -360,6 +364,11 @@ def test_cli_with_a_store_exports_then_says_why_it_cannot_train_yet(
         nba, ["loop", "--store", str(tmp_path / "nope.db"), "--work", str(tmp_path / "w"), "--once"]
     )
     assert bad.exit_code == 1 and "--store: no event store database at" in bad.output
+    every = CliRunner().invoke(
+        nba, [*args[:5], "--every", "0.0001", "--max-cycles", "2", "--tracking-uri", mlflow_store]
+    )
+    assert every.exit_code == 0, every.output
+    assert "cycle 3 as of" in every.output and "cycle 4 as of" in every.output
     both = CliRunner().invoke(nba, ["loop", "--logs", str(tmp_path), "--work", str(tmp_path)])
     assert both.exit_code == 2 and "give either --once or --every HOURS" in both.output
 
