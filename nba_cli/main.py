@@ -24,6 +24,7 @@ SUBCOMMANDS: dict[str, str] = {
     "experiment": "experiments.cli:experiment",
     "evaluate": "training.cli_evaluate:evaluate",
     "promote": "training.cli_evaluate:promote",
+    "loop": "training.cli_loop:loop",
 }
 
 
@@ -42,6 +43,7 @@ SHORT_HELP: dict[str, str] = {
     "experiment": "Experiments on the simulated world (push vs pull, OPE accuracy).",
     "evaluate": "Off-policy estimates of target policies on logged decisions, with intervals.",
     "promote": "Move the champion alias to the challenger only if the paired difference's...",
+    "loop": "Retraining loop: export new events, train, gate, move the champion alias.",
 }
 
 

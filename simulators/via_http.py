@@ -63,7 +63,7 @@ import sys
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -295,6 +295,11 @@ class HttpDriver:
         Reports (outcomes, feedback, touches) due at the same point of simulated
         time are posted by this many threads; the reports of one event stay in
         order. 1 posts everything in time order.
+    on_day_end : callable, optional
+        ``on_day_end(day_index, boundary)`` is called after each simulated day,
+        once every report due before ``boundary`` (midnight UTC starting the
+        next day) was posted: e.g. to run a retraining cycle at the simulated
+        day boundary, with the simulated clock as its horizon.
     """
 
     def __init__(
@@ -305,11 +310,13 @@ class HttpDriver:
         reps: RepBehaviour | None = None,
         batch_size: int = 1000,
         concurrency: int = 1,
+        on_day_end: Callable[[int, datetime], None] | None = None,
     ) -> None:
         for name, v in (("batch_size", batch_size), ("concurrency", concurrency)):
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ViaError(f"{name} must be a positive integer, got {v!r}")
         self.concurrency = concurrency
+        self.on_day_end = on_day_end
         self._executor: ThreadPoolExecutor | None = None
         self.world = world
         self.client = client
@@ -391,6 +398,11 @@ class HttpDriver:
                 self._external_emails(d, the_day)
             # the HCPs' own portal visits, drawn after the requesters as in World.run
             self._pulls(w.portal_views(d))
+            if self.on_day_end is not None:
+                boundary = the_day + timedelta(days=1)
+                self._deliver(until_us=_day_us(boundary))
+                at = datetime(boundary.year, boundary.month, boundary.day, tzinfo=UTC)
+                self.on_day_end(d, at)
             bar.set_postfix(decisions=self._summary.decisions, refresh=False)
 
     # ------------------------------------------------------------- service
@@ -743,6 +755,7 @@ def drive(
     progress: bool = False,
     http: httpx.Client | None = None,
     concurrency: int = 1,
+    on_day_end: Callable[[int, datetime], None] | None = None,
 ) -> tuple[ViaSummary, HttpDriver]:
     """Build a world and drive the service at ``url`` with it: the Python API behind
     ``nba simulate --via``.
@@ -767,6 +780,8 @@ def drive(
         Threads posting the reports due at the same simulated time (see :class:`HttpDriver`).
     http : httpx.Client, optional
         See :class:`ServiceClient` (the caller keeps ownership of it).
+    on_day_end : callable, optional
+        Called at each simulated day boundary (see :class:`HttpDriver`).
 
     Returns
     -------
@@ -790,7 +805,9 @@ def drive(
         raise ViaError(f"{outp}: already holds served.parquet; use a new --out")
     client = ServiceClient(url, api_key=api_key, http=http)
     try:
-        driver = HttpDriver(world, client, seed=seed, reps=reps, concurrency=concurrency)
+        driver = HttpDriver(
+            world, client, seed=seed, reps=reps, concurrency=concurrency, on_day_end=on_day_end
+        )
         summary = driver.run(days, progress=progress)
     finally:
         if http is None:

@@ -445,3 +445,21 @@ def test_marketer_builds_a_journey(tmp_path: Path) -> None:
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def test_retraining_loop_block_runs_verbatim(tmp_path: Path) -> None:
+    block = _blocks_after("## The retraining loop")[0]
+    out = subprocess.run(
+        ["bash", "-c", "set -euo pipefail\n" + block],
+        cwd=tmp_path,
+        env=_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=1200,
+        check=False,
+    )
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    assert "cycle 1 as of 2026-02-16" in out.stdout
+    assert "gate (snips, gaussian)" in out.stdout  # it trained and gated
+    state = json.loads((tmp_path / "loop-work" / "loop_state.json").read_text())
+    assert state["cycles"][0]["decision"] in ("promoted", "kept")

@@ -288,6 +288,7 @@ def train(
     chunk_decisions: int = 25_000,
     as_of: str | date | datetime | None = None,
     open_windows: OpenWindows | str = OpenWindows.EXCLUDE,
+    initial_policy: str | Path | None = None,
 ) -> TrainResult:
     """Train a VW policy from a log directory.
 
@@ -323,6 +324,9 @@ def train(
         age], estimated from the closed decisions of the same range
         (:class:`nba.logs.join.OpenWindows`). The held-out check then also
         uses those rewards for open decisions of its days.
+    initial_policy : path, optional
+        A saved policy directory (:meth:`VWPolicy.save`, same VW and featurizer
+        configuration) to continue learning from: a warm start with VW's ``-i``.
     """
     try:
         ow = OpenWindows(open_windows)
@@ -350,8 +354,21 @@ def train(
         wd.mkdir(parents=True, exist_ok=True)
         # VW's child process starts first: its interpreter loads while the join
         # runs on the other core (the catalog it needs only at the end follows)
+        initial = None
+        if initial_policy is not None:
+            from nba.policies.vw import MODEL_FILE
+
+            initial = Path(initial_policy) / MODEL_FILE
+            if not initial.is_file():
+                raise TrainingError(f"{initial_policy}: not a saved VW policy (no {MODEL_FILE})")
         learner = NativeLearner(
-            vw_config or VWConfig(), featurizer_config or FeaturizerConfig(), None, seed, passes, wd
+            vw_config or VWConfig(),
+            featurizer_config or FeaturizerConfig(),
+            None,
+            seed,
+            passes,
+            wd,
+            initial_model=initial,
         )
         try:
             t0 = time.perf_counter()

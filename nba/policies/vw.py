@@ -910,6 +910,9 @@ class NativeLearner:
     config, featurizer_config, catalog, seed, passes : as :func:`train_from_file`
     work_dir : path
         Where the VW cache (passes > 1), the model and the child's log go.
+    initial_model : path, optional
+        A VW model file (``model.vw`` of a saved policy with the same
+        configuration) to continue learning from (VW's ``-i``): a warm start.
     """
 
     def __init__(
@@ -920,6 +923,7 @@ class NativeLearner:
         seed: int,
         passes: int,
         work_dir: str | Path,
+        initial_model: str | Path | None = None,
     ) -> None:
         if not isinstance(passes, int) or passes < 1:
             raise PolicyError(f"train: passes must be a positive integer, got {passes!r}")
@@ -938,6 +942,10 @@ class NativeLearner:
             "/dev/stdin",
             "--holdout_off",
         ]
+        if initial_model is not None:
+            if not Path(initial_model).is_file():
+                raise PolicyError(f"warm start: no VW model file at {initial_model}")
+            args += ["-i", str(initial_model)]
         if passes > 1:
             args += [
                 "--passes",
