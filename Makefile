@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 UV_VERSION := 0.13.9
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck bench lock clean
+.PHONY: demo test lint typecheck bench lock clean postgresql
 
 $(STAMP): requirements.lock pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -17,7 +17,7 @@ $(STAMP): requirements.lock pyproject.toml
 demo: $(STAMP)
 	$(BIN)/python -m nba_cli.demo
 
-test: $(STAMP)
+test: $(STAMP) postgresql
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy nba nba_cli simulators training serving experiments bench
@@ -32,6 +32,20 @@ typecheck: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/simulate.py
+
+# PostgreSQL server binaries (initdb, postgres) for the tests that start a real server
+# (tests/servers/pg_server.py): Debian's postgresql package, installed only when missing.
+# Without apt-get it only warns; those tests then skip, or fail under CI=true.
+postgresql:
+	@if ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1; then \
+	  echo "postgresql: server binaries present"; \
+	elif command -v apt-get >/dev/null 2>&1; then \
+	  SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	  $$SUDO apt-get update && \
+	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends postgresql; \
+	else \
+	  echo "postgresql: no server binaries and no apt-get; install PostgreSQL (initdb, postgres) or set NBA_PG_BINDIR" >&2; \
+	fi
 
 # Re-resolve exact pins from the ranges in pyproject.toml.
 lock:

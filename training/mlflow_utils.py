@@ -85,13 +85,17 @@ def _server_auth() -> dict[str, str]:
     return {}
 
 
-def check_tracking(tracking_uri: str | None = None, timeout: float = 10.0) -> str:
+def check_tracking(
+    tracking_uri: str | None = None, connect_timeout: float = 10.0, read_timeout: float = 120.0
+) -> str:
     """Point MLflow at ``tracking_uri`` (default: the project's store) and, for an
     ``http(s)://`` tracking server, check that it answers as one; returns the URI.
 
     MLflow's own client retries an unreachable server for minutes before it
-    fails; this check asks once (with ``timeout`` seconds) so that a command
-    stops before it trains or evaluates anything. Credentials come from
+    fails; this check asks once (``connect_timeout`` seconds to connect,
+    ``read_timeout`` for the answer: a server's first request after its start
+    opens its database, which can take a while) so that a command stops before
+    it trains or evaluates anything. Credentials come from
     ``MLFLOW_TRACKING_TOKEN`` or ``MLFLOW_TRACKING_USERNAME`` /
     ``MLFLOW_TRACKING_PASSWORD``, as MLflow's client takes them.
 
@@ -112,11 +116,15 @@ def check_tracking(tracking_uri: str | None = None, timeout: float = 10.0) -> st
         "(--tracking-uri, NBA_TRACKING_URI for the service) at one that runs"
     )
     try:
-        r = httpx.get(url, params={"max_results": 1}, headers=_server_auth(), timeout=timeout)
+        r = httpx.get(
+            url,
+            params={"max_results": 1},
+            headers=_server_auth(),
+            timeout=httpx.Timeout(read_timeout, connect=connect_timeout),
+        )
     except httpx.HTTPError as exc:
         raise TrackingUnavailable(
-            f"MLflow tracking server {uri} cannot be reached ({type(exc).__name__}: {exc}); "
-            f"{hint}"
+            f"MLflow tracking server {uri} cannot be reached ({type(exc).__name__}: {exc}); {hint}"
         ) from exc
     if r.status_code in (401, 403):
         raise TrackingUnavailable(

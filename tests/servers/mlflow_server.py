@@ -17,8 +17,9 @@ server is started exactly as a deployment starts it (docs/deploy.md)::
 
 so clients upload and download artifacts through the server
 (``mlflow-artifacts:/`` URIs), never by writing to ``DIR`` themselves. The
-fixture waits until ``GET /health`` answers (the database schema is created on
-the first start, which takes a few seconds) and stops the server's process
+fixture waits until ``GET /health`` and a first REST call answer (the
+database schema is created on the first start, and the first request opens the
+store, which takes a few seconds) and stops the server's process
 group at the end of the module.
 
 When the server cannot start, the test is skipped with the reason, except under
@@ -94,8 +95,14 @@ def server_env() -> dict[str, str]:
 
 
 def _healthy(url: str) -> bool:
+    """``/health`` answers, and so does the REST API (which opens the database: the
+    first request after a start can take many seconds)."""
     try:
         with urllib.request.urlopen(f"{url}/health", timeout=2) as r:
+            if r.status != 200:
+                return False
+        api = f"{url}/api/2.0/mlflow/experiments/search?max_results=1"
+        with urllib.request.urlopen(api, timeout=120) as r:
             return bool(r.status == 200)
     except (urllib.error.URLError, OSError):
         return False
@@ -208,7 +215,9 @@ def running_mlflow_server(
 
 @pytest.fixture(scope="module")
 def mlflow_server(
-    postgres: PostgresServer, tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+    postgres: PostgresServer,
+    tmp_path_factory: pytest.TempPathFactory,
+    request: pytest.FixtureRequest,
 ) -> Iterator[MlflowServer]:
     """A real ``mlflow server`` for this test module, on its own fresh PostgreSQL database.
 

@@ -114,9 +114,7 @@ def find_bin_dir() -> Path | None:
             d = Path(found).resolve().parent
             if _has_server_binaries(d):
                 return d
-    candidates = [
-        d for d in Path("/usr/lib/postgresql").glob("*/bin") if _has_server_binaries(d)
-    ]
+    candidates = [d for d in Path("/usr/lib/postgresql").glob("*/bin") if _has_server_binaries(d)]
     return max(candidates, key=_version_key) if candidates else None
 
 
