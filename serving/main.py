@@ -230,8 +230,8 @@ def open_services(settings: Settings, loader: PolicyLoader | None = None) -> Ser
         # MLflow's client retries an unreachable tracking server for about four minutes
         # per call; a replica starting or checking its alias while the server is down
         # should fall back (baseline, or the model it has) within seconds instead
-        for var, value in SERVER_CLIENT_DEFAULTS.items():
-            os.environ.setdefault(var, value)
+        for var, default in SERVER_CLIENT_DEFAULTS.items():
+            os.environ.setdefault(var, default)
     result = models.start()
     metrics.set_model(models.current.version)
     if models.current.is_baseline:
