@@ -274,8 +274,8 @@ def test_two_replicas_load_the_champion_and_follow_the_alias(
     trained: Trained, mlflow_server: MlflowServer, replicas: tuple[Replica, Replica]
 ) -> None:
     a, b = replicas
-    for r in (a, b):
-        cur = r.get("/v1/models/current")
+    for replica in (a, b):
+        cur = replica.get("/v1/models/current")
         assert cur["is_baseline"] is False, cur
         assert cur["model_version"] == "nba/1"
         assert cur["following"] == "models:/nba@champion"

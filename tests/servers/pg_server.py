@@ -24,8 +24,9 @@ Where the server comes from:
   free port of 127.0.0.1, with its Unix socket inside that directory;
 - ``initdb`` and ``postgres`` refuse to run as root: as root both run as the
   operating-system user ``postgres`` (what ``runuser -u postgres --`` does;
-  here through :class:`subprocess.Popen`'s ``user``/``group``), which owns the
-  temporary directory;
+  here through :class:`subprocess.Popen`'s ``user``, ``group`` and
+  ``extra_groups``, so the server is a direct child of the test process), which
+  owns the temporary directory;
 - at the end of the session the server gets a fast shutdown (SIGINT) and the
   directory is removed.
 
@@ -146,11 +147,10 @@ class RunAs:
             ) from None
         return cls(pw.pw_uid, pw.pw_gid, OS_USER)
 
-    def popen_kwargs(self) -> dict[str, object]:
-        """Keyword arguments of :class:`subprocess.Popen` that switch to this user."""
-        if self.uid is None:
-            return {}
-        return {"user": self.uid, "group": self.gid, "extra_groups": []}
+    @property
+    def extra_groups(self) -> list[int] | None:
+        """Supplementary groups for :class:`subprocess.Popen`: none when switching user."""
+        return None if self.uid is None else []
 
     def chown(self, path: Path) -> None:
         """Give ``path`` to this user (a no-op for the current user)."""
@@ -243,7 +243,9 @@ def _run(cmd: list[str], run_as: RunAs, what: str, timeout: float) -> str:
             env=env,
             cwd="/",
             check=False,
-            **run_as.popen_kwargs(),  # type: ignore[arg-type]
+            user=run_as.uid,
+            group=run_as.gid,
+            extra_groups=run_as.extra_groups,
         )
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise ServiceUnavailable(f"{what} failed: {exc}") from exc
@@ -360,7 +362,9 @@ def running_postgres(
                     stderr=subprocess.STDOUT,
                     env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LC_ALL": "C"},
                     cwd="/",
-                    **run_as.popen_kwargs(),  # type: ignore[arg-type]
+                    user=run_as.uid,
+                    group=run_as.gid,
+                    extra_groups=run_as.extra_groups,
                 )
             finally:
                 log.close()
