@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 UV_VERSION := 0.13.9
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck bench lock clean
+.PHONY: demo test lint typecheck bench lock clean system-packages
 
 $(STAMP): requirements.lock pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -17,7 +17,7 @@ $(STAMP): requirements.lock pyproject.toml
 demo: $(STAMP)
 	$(BIN)/python -m nba_cli.demo
 
-test: $(STAMP) /usr/bin/wrk
+test: $(STAMP) system-packages
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy nba nba_cli simulators training serving experiments bench
@@ -33,9 +33,24 @@ typecheck: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/simulate.py
 
-# Debian's wrk: the load generator of bench/serve.py, whose test runs it.
-/usr/bin/wrk:
-	command -v wrk >/dev/null || (apt-get update -q && apt-get install -y -q wrk)
+# Debian packages the tests use, installed only when missing (one apt-get call):
+# wrk (the load generator of bench/serve.py, whose test runs it) and postgresql
+# (initdb/postgres for the tests that start a real server, tests/servers/pg_server.py).
+# Without apt-get it only warns; those tests then skip, or fail under CI=true.
+system-packages:
+	@missing=""; \
+	command -v wrk >/dev/null 2>&1 || missing="$$missing wrk"; \
+	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1 \
+	  || missing="$$missing postgresql"; \
+	if [ -z "$$missing" ]; then \
+	  echo "system packages: present"; \
+	elif command -v apt-get >/dev/null 2>&1; then \
+	  SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	  $$SUDO apt-get update -q && \
+	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing; \
+	else \
+	  echo "system packages missing:$$missing (no apt-get); install them by hand" >&2; \
+	fi
 
 # Re-resolve exact pins from the ranges in pyproject.toml.
 lock:

@@ -249,6 +249,12 @@ def open_services(settings: Settings, loader: PolicyLoader | None = None) -> Ser
     )
     if settings.tracking_uri:
         os.environ.setdefault("MLFLOW_TRACKING_URI", settings.tracking_uri)
+    if tracking.startswith(("http://", "https://")):
+        # MLflow's client retries an unreachable tracking server for about four minutes
+        # per call; a replica starting or checking its alias while the server is down
+        # should fall back (baseline, or the model it has) within seconds instead
+        for var, default in SERVER_CLIENT_DEFAULTS.items():
+            os.environ.setdefault(var, default)
     result = models.start()
     metrics.set_model(models.current.version)
     if models.current.is_baseline:
@@ -288,6 +294,14 @@ def open_services(settings: Settings, loader: PolicyLoader | None = None) -> Ser
         value=value,
         journeys=journeys_keeper,
     )
+
+
+#: MLflow client settings of the service against a tracking server (each only when the
+#: environment does not set it): docs/deploy.md, "When the tracking server is down"
+SERVER_CLIENT_DEFAULTS: dict[str, str] = {
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "30",
+}
 
 
 async def _deliver_webhooks(services: Services) -> None:

@@ -167,7 +167,10 @@ class Settings(BaseSettings):
         description="MLflow model URI (alias or version) or a local model path.",
     )
     tracking_uri: str | None = Field(
-        default=None, description="MLflow tracking URI (default: embedded)."
+        default=None,
+        description="MLflow tracking URI, e.g. an MLflow tracking server http://host:port "
+        "(docs/deploy.md); default: MLFLOW_TRACKING_URI, else the embedded SQLite store "
+        "in the data directory.",
     )
     model_poll_seconds: float = Field(
         default=30.0, ge=0, description="How often to follow the alias; 0 switches the check off."

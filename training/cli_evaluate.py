@@ -21,6 +21,16 @@ _ESTIMATORS = ("ips", "snips", "dm", "dr", "sndr", "switch-dr", "clipped-dr")
 _INTERVALS = ("bootstrap", "gaussian", "bernstein")
 
 
+def _check_tracking(tracking_uri: str | None) -> None:
+    """Stop with a clear message before any work when the tracking server is down."""
+    from training.mlflow_utils import TrackingUnavailable, check_tracking
+
+    try:
+        check_tracking(tracking_uri)
+    except TrackingUnavailable as exc:
+        raise click.ClickException(str(exc)) from None
+
+
 def _reward_def(path: Path | None) -> RewardDefinition:
     from nba.reward import RewardDefinition
 
@@ -140,6 +150,8 @@ def evaluate(
     if not targets:
         raise click.UsageError("give at least one target policy with --policy or --policies")
     names = [*estimators, *(e.strip() for e in (estimator_list or "").split(",") if e.strip())]
+    if not no_mlflow or any(t.startswith(("models:/", "runs:/")) for t in targets):
+        _check_tracking(tracking_uri)
     try:
         ev = run_evaluate(
             logs_dir,
@@ -236,6 +248,7 @@ def promote(
     """
     from training.promote import promote as run_promote
 
+    _check_tracking(tracking_uri)
     try:
         d = run_promote(
             logs_dir,

@@ -96,6 +96,13 @@ def train(
 
     if vw_args and config_file:
         raise click.UsageError("give either --vw-args or --config, not both")
+    if not no_mlflow:
+        from training.mlflow_utils import TrackingUnavailable, check_tracking
+
+        try:  # before the training work, not after it
+            check_tracking(tracking_uri)
+        except TrackingUnavailable as exc:
+            raise click.ClickException(str(exc)) from None
     try:
         rd = RewardDefinition.load(reward_def) if reward_def else RewardDefinition.default()
         fz = FeaturizerConfig()

@@ -1,7 +1,10 @@
 """MLflow tracking and registry for training runs (docs/DESIGN.md, "MLflow").
 
 - One tracking store: :func:`nba.paths.default_tracking_uri` (an SQLite file in
-  the data directory) unless ``MLFLOW_TRACKING_URI`` says otherwise.
+  the data directory) unless ``MLFLOW_TRACKING_URI`` says otherwise, e.g. an
+  MLflow tracking server ``http://host:port`` with a PostgreSQL backend store
+  (docs/deploy.md). :func:`check_tracking` fails fast, naming the URI, when such
+  a server cannot be reached, before any work is done.
 - Nothing is sent anywhere: importing :mod:`training` switches MLflow's
   telemetry off (``MLFLOW_DISABLE_TELEMETRY`` and ``DO_NOT_TRACK``) before MLflow
   is imported, unless the environment already decided.
@@ -59,6 +62,84 @@ def configure(tracking_uri: str | None = None) -> str:
     uri = tracking_uri or default_tracking_uri()
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
+    return uri
+
+
+class TrackingUnavailable(RuntimeError):
+    """The MLflow tracking server named by the tracking URI cannot be used."""
+
+
+def _server_auth() -> dict[str, str]:
+    token = os.environ.get("MLFLOW_TRACKING_TOKEN")
+    if token:
+        return {"Authorization": f"Bearer {token}"}
+    user, password = (
+        os.environ.get("MLFLOW_TRACKING_USERNAME"),
+        os.environ.get("MLFLOW_TRACKING_PASSWORD"),
+    )
+    if user and password:
+        import base64
+
+        raw = base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
+        return {"Authorization": f"Basic {raw}"}
+    return {}
+
+
+def check_tracking(
+    tracking_uri: str | None = None, connect_timeout: float = 10.0, read_timeout: float = 120.0
+) -> str:
+    """Point MLflow at ``tracking_uri`` (default: the project's store) and, for an
+    ``http(s)://`` tracking server, check that it answers as one; returns the URI.
+
+    MLflow's own client retries an unreachable server for minutes before it
+    fails; this check asks once (``connect_timeout`` seconds to connect,
+    ``read_timeout`` for the answer: a server's first request after its start
+    opens its database, which can take a while) so that a command stops before
+    it trains or evaluates anything. Credentials come from
+    ``MLFLOW_TRACKING_TOKEN`` or ``MLFLOW_TRACKING_USERNAME`` /
+    ``MLFLOW_TRACKING_PASSWORD``, as MLflow's client takes them.
+
+    Raises
+    ------
+    TrackingUnavailable
+        The server refuses connections, times out, rejects the credentials, or
+        answers something that is not the MLflow REST API.
+    """
+    uri = configure(tracking_uri)
+    if urlparse(uri).scheme not in ("http", "https"):
+        return uri
+    import httpx
+
+    url = f"{uri.rstrip('/')}/api/2.0/mlflow/experiments/search"
+    hint = (
+        "start the MLflow tracking server (docs/deploy.md) or point MLFLOW_TRACKING_URI "
+        "(--tracking-uri, NBA_TRACKING_URI for the service) at one that runs"
+    )
+    try:
+        r = httpx.get(
+            url,
+            params={"max_results": 1},
+            headers=_server_auth(),
+            timeout=httpx.Timeout(read_timeout, connect=connect_timeout),
+        )
+    except httpx.HTTPError as exc:
+        raise TrackingUnavailable(
+            f"MLflow tracking server {uri} cannot be reached ({type(exc).__name__}: {exc}); {hint}"
+        ) from exc
+    if r.status_code in (401, 403):
+        raise TrackingUnavailable(
+            f"MLflow tracking server {uri} refused the credentials (HTTP {r.status_code}); "
+            "set MLFLOW_TRACKING_TOKEN or MLFLOW_TRACKING_USERNAME/MLFLOW_TRACKING_PASSWORD"
+        )
+    try:
+        ok = r.status_code == 200 and isinstance(r.json(), dict)
+    except ValueError:
+        ok = False
+    if not ok:
+        raise TrackingUnavailable(
+            f"{uri} does not answer as an MLflow tracking server (GET {url} gave HTTP "
+            f"{r.status_code}: {r.text[:200]!r}); {hint}"
+        )
     return uri
 
 

@@ -19,6 +19,9 @@ from nba.policies.vw import META_FILE, VWPolicy
 from training import mlflow_utils
 from training.pyfunc_model import POLICY_ARTIFACT
 
+#: MLflow error codes meaning "there is no such model, version or alias"
+_NOT_FOUND = frozenset({"RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "NOT_FOUND"})
+
 _MODELS = re.compile(r"^models:/(?P<name>[^/@]+)(?:@(?P<alias>[^/]+)|/(?P<version>\d+))$")
 
 
@@ -44,7 +47,12 @@ def resolve_version(uri: str, tracking_uri: str | None = None) -> tuple[str, str
         else:
             mv = client.get_model_version(name, m.group("version"))
     except MlflowException as exc:
-        raise PolicyError(f"{uri}: no such registered model version ({exc.message})") from exc
+        if exc.error_code in _NOT_FOUND:
+            raise PolicyError(f"{uri}: no such registered model version ({exc.message})") from exc
+        # e.g. a tracking server that is down: not a statement about the model
+        raise PolicyError(
+            f"{uri}: the model registry did not answer for {m.group(0)} ({exc.message})"
+        ) from exc
     return name, str(mv.version)
 
 
