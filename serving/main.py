@@ -45,6 +45,7 @@ from serving.api.routes import (
     touches,
 )
 from serving.auth import Authenticator
+from serving.console import routes as console
 from serving.commit import GroupCommitter
 from serving.engine import DecisionEngine
 from serving.lifecycle import ModelManager, PolicyLoader
@@ -373,5 +374,6 @@ def create_app(settings: Settings | None = None, loader: PolicyLoader | None = N
     app.include_router(notifications.router)
     if cfg.bench_routes:
         app.include_router(bench.router)
+    console.install(app, cfg)
     app.add_middleware(LimitsAndMetrics, get_state=lambda: app.state)
     return app
