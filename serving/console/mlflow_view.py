@@ -77,14 +77,20 @@ def model_versions(tracking_uri: str, name: str) -> list[ModelVersionRow]:
     """Every registered version of ``name``, newest first, with its aliases."""
     from mlflow.exceptions import MlflowException
 
+    client = _client(tracking_uri)
     try:
-        found = _client(tracking_uri).search_model_versions(f"name='{name}'")
+        found = client.search_model_versions(f"name='{name}'")
+        # search results may leave aliases out: the registered model has them all
+        aliases: dict[str, Any] = dict(client.get_registered_model(name).aliases or {})
     except MlflowException:
         return []
+    by_version: dict[str, list[str]] = {}
+    for alias, version in aliases.items():
+        by_version.setdefault(str(version), []).append(str(alias))
     rows = [
         ModelVersionRow(
             version=str(v.version),
-            aliases=tuple(sorted(getattr(v, "aliases", ()) or ())),
+            aliases=tuple(sorted(by_version.get(str(v.version), []))),
             run_id=v.run_id,
             created=_when(v.creation_timestamp),
             status=str(v.status),
