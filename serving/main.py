@@ -45,8 +45,8 @@ from serving.api.routes import (
     touches,
 )
 from serving.auth import Authenticator
-from serving.console import routes as console
 from serving.commit import GroupCommitter
+from serving.console import routes as console
 from serving.engine import DecisionEngine
 from serving.lifecycle import ModelManager, PolicyLoader
 from serving.metrics import ServiceMetrics, multiprocess_dir

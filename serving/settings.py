@@ -195,7 +195,7 @@ class Settings(BaseSettings):
         "cross workers).",
     )
     console_session_hours: float = Field(
-        default=8.0, gt=0, le=24 * 30, description="How long a console login lasts."
+        default=8.0, ge=0.05, le=24 * 30, description="How long a console login lasts (hours)."
     )
 
     # --------------------------------------------------------------- limits

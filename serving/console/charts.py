@@ -32,6 +32,17 @@ def _ticks(lo: float, hi: float, n: int = 4) -> list[float]:
     return [lo + i * step for i in range(n + 1)]
 
 
+def number(v: object, digits: int = 4) -> str:
+    """A number for a table cell: fixed digits, or an en dash when missing or not finite.
+
+    >>> number(0.12345), number(float("nan")), number(None)
+    ('0.1235', '–', '–')
+    """
+    if isinstance(v, int | float) and math.isfinite(v):
+        return f"{v:.{digits}f}"
+    return "–"
+
+
 def _fmt(v: float) -> str:
     return f"{v:.2f}" if abs(v) < 100 else f"{v:.0f}"
 
@@ -49,8 +60,9 @@ def line_chart(
     """
     values = [v for s in series.values() for v in s if v is not None and math.isfinite(v)]
     lo = min([0.0, *values])
-    hi = max([1e-9, *values])
-    hi = hi + (hi - lo) * 0.05
+    hi = max([0.0, *values])
+    # a flat series (all zero) still gets a readable axis
+    hi = lo + 1.0 if hi - lo < 1e-9 else hi + (hi - lo) * 0.05
     pw, ph = W - LEFT - RIGHT, H - TOP - BOTTOM
     n = max(len(labels), 1)
 
@@ -157,8 +169,6 @@ def interval_chart(title: str, rows: Sequence[tuple[str, float, float, float]]) 
                 f'<circle cx="{x(est):.1f}" cy="{cy:.1f}" r="5" fill="{PALETTE[1]}"/>'
             )
         else:
-            parts.append(
-                f'<text x="{left + 8}" y="{cy + 4:.1f}" font-size="12">no estimate</text>'
-            )
+            parts.append(f'<text x="{left + 8}" y="{cy + 4:.1f}" font-size="12">no estimate</text>')
     parts.append("</svg>")
     return Markup("".join(parts))

@@ -48,6 +48,7 @@ from serving.territory import check_event, check_hcp, check_rep
 
 HERE = Path(__file__).resolve().parent
 TEMPLATES = Jinja2Templates(directory=str(HERE / "templates"))
+TEMPLATES.env.filters["num"] = charts.number
 #: dismissal reasons offered by the rep's form (any 1..64-character code is stored)
 DISMISS_REASONS: tuple[tuple[str, str], ...] = (
     ("not_relevant", "Not relevant for this HCP"),
@@ -379,12 +380,15 @@ async def rep_feedback(request: Request, rep_id: str) -> Response:
     kind = form.get("type", "")
     try:
         check_event(ctx.svc.store, ctx.user, event_id)
-        req = OutcomeRequest(
-            type=kind,
-            action_id=form.get("action_id") or None,
-            reason_code=(form.get("reason_code") or None) if kind == "dismissed" else None,
-            until=(form.get("until") or None) if kind == "snoozed" else None,
-            source_id=f"console:{ctx.user.name}",
+        # validated like the JSON body of POST /v1/events/{event_id}/outcomes
+        req = OutcomeRequest.model_validate(
+            {
+                "type": kind,
+                "action_id": form.get("action_id") or None,
+                "reason_code": (form.get("reason_code") or None) if kind == "dismissed" else None,
+                "until": (form.get("until") or None) if kind == "snoozed" else None,
+                "source_id": f"console:{ctx.user.name}",
+            }
         )
         await run_in_threadpool(ctx.svc.engine.record_outcome, event_id, req)
     except ApiError as exc:
@@ -588,7 +592,9 @@ async def kpis_page(request: Request, days: int = 14, alpha: float = 0.05) -> Re
     try:
         period, daily, report = await run_in_threadpool(work)
     except KpiError as exc:
-        raise Stop(ctx.page("message.html", {"title": "Refused", "message": str(exc)}, 422)) from None
+        raise Stop(
+            ctx.page("message.html", {"title": "Refused", "message": str(exc)}, 422)
+        ) from None
     labels = [(start + timedelta(i)).strftime("%m-%d") for i in range(days)]
     channels = sorted({g.key for r in daily for g in r.groups})
     series = {

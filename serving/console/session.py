@@ -66,7 +66,7 @@ class SessionCodec:
         if not cookie:
             return None
         try:
-            data = self._s.loads(cookie, max_age=self.max_age_s)
+            data = self._s.loads(cookie, max_age=int(self.max_age_s))
         except BadSignature:  # SignatureExpired is a BadSignature
             return None
         if not isinstance(data, dict) or not isinstance(data.get("c"), str):

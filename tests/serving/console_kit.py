@@ -10,7 +10,10 @@ from serving_testkit import KEYS
 
 from serving.settings import hash_key
 
-REP_KEYS: dict[str, str] = {"R1": "test-key-console-rep-r1-77aa", "R2": "test-key-console-rep-r2-3b9c"}
+REP_KEYS: dict[str, str] = {
+    "R1": "test-key-console-rep-r1-77aa",
+    "R2": "test-key-console-rep-r2-3b9c",
+}
 CONSOLE_SECRET = "test-console-secret-0123456789abcdef-not-for-production"
 
 

@@ -138,9 +138,9 @@ class Visit:
         self.errors: list[str] = []
         self.page.on(
             "console",
-            lambda m: self.errors.append(f"console {m.type}: {m.text}")
-            if m.type == "error"
-            else None,
+            lambda m: (
+                self.errors.append(f"console {m.type}: {m.text}") if m.type == "error" else None
+            ),
         )
         self.page.on("pageerror", lambda e: self.errors.append(f"page error: {e}"))
         self.shots = 0
@@ -274,7 +274,9 @@ def test_marketer_and_data_scientist_pages(browser: Any, server: str) -> None:
             v.open(path, name)
         v.open("/console/kpis", "kpis-again")
         assert page.locator("svg.chart").count() == 2
-        assert (page.locator("svg.chart title").first.text_content() or "").startswith("Engagement rate")
+        assert (page.locator("svg.chart title").first.text_content() or "").startswith(
+            "Engagement rate"
+        )
 
         # the data scientist's page: versions and aliases, the gate, the evaluation
         v.open("/console/models", "models")
