@@ -7,7 +7,7 @@ of the same numbers is rendered next to it by the page.
 >>> svg = line_chart("Engagement", ["d1", "d2"], {"email": [0.1, None]})
 >>> svg.startswith("<svg") and "email" in svg
 True
->>> "<title>" in interval_chart("Lift", [("engagement", 0.1, -0.1, 0.3)])
+>>> ">Lift</title>" in interval_chart("Lift", [("engagement", 0.1, -0.1, 0.3)])
 True
 """
 
