@@ -376,3 +376,25 @@ def test_brand_manager_week_runs_against_a_real_server(tmp_path: Path) -> None:
     assert "## Lift: treated vs holdout" in md and "got `campaign`" in md
     assert (tmp_path / "weekly" / "kpis.png").stat().st_size > 0
     assert "nba_engagement_rate" in metrics
+
+
+@pytest.mark.slow
+def test_console_calls_run_against_a_real_server(tmp_path: Path) -> None:
+    proc, port = _start_readme_server(tmp_path)
+    try:
+        outputs = []
+        for line in _commands(_blocks_after("## The console")[0]):
+            line = line.replace("127.0.0.1:8000", f"127.0.0.1:{port}")
+            out = subprocess.run(
+                ["bash", "-c", "set -euo pipefail\n" + line],
+                capture_output=True,
+                text=True,
+                cwd=tmp_path,
+                check=False,
+            )
+            assert out.returncode == 0, (line, out.stdout, out.stderr)
+            outputs.append(out.stdout)
+        assert outputs == [f"307 http://127.0.0.1:{port}/console\n", "<h1>KPIs</h1>\n"]
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
