@@ -319,6 +319,9 @@ def home(request: Request) -> Response:
 def rep_pick(request: Request, rep_id: str | None = None) -> Response:
     ctx = _context(request)
     ctx.need_rep()
+    assert ctx.user is not None
+    if not rep_id and ctx.user.territorial and len(ctx.user.rep_ids) == 1:
+        rep_id = next(iter(ctx.user.rep_ids))
     if rep_id:
         return ctx.redirect(f"/console/reps/{quote(rep_id.strip(), safe='')}")
     return ctx.page("rep_pick.html", {"title": "Rep"})

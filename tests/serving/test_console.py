@@ -170,8 +170,9 @@ def test_apply_without_a_comment_is_refused_inline(client: TestClient) -> None:
 
 def test_rep_key_stays_in_its_territory(client: TestClient) -> None:
     csrf = login(client, REP_KEYS["R1"])
-    r = client.get("/console", follow_redirects=False)
-    assert r.headers["location"] == "/console/reps/R1"
+    for path in ("/console", "/console/rep"):
+        r = client.get(path, follow_redirects=False)
+        assert r.headers["location"] == "/console/reps/R1", path
     day = client.get("/v1/reps/R2/suggestions", headers=auth("admin")).json()
     foreign = day["suggestions"][0]["event_id"]
     assert client.get("/console/hcps/H3").status_code == 403
