@@ -177,6 +177,10 @@ class Ctx:
             )
             raise self.forbid(f"key '{self.user_name}' may not open this page: {why}")
 
+    def need_scope(self, scope: str, what: str) -> None:
+        if self.user is None or not self.user.allows(scope):
+            raise self.forbid(f"key '{self.user_name}' lacks the '{scope}' scope to {what}")
+
     def need_admin(self) -> None:
         if not self.can_admin:
             raise self.forbid(f"key '{self.user_name}' lacks the 'admin' scope for this change")
@@ -376,6 +380,7 @@ async def rep_page(request: Request, rep_id: str, done: str = "", error: str = "
 async def rep_feedback(request: Request, rep_id: str) -> Response:
     ctx = _context(request)
     rep = _open_rep(ctx, rep_id)
+    ctx.need_scope("report", "report feedback")  # as POST /v1/events/{id}/outcomes
     form = await _form(ctx)
     assert ctx.user is not None
     back = f"/console/reps/{quote(rep.rep_id, safe='')}"
@@ -407,6 +412,7 @@ async def rep_feedback(request: Request, rep_id: str) -> Response:
 async def rep_ack(request: Request, rep_id: str, notification_id: int) -> Response:
     ctx = _context(request)
     rep = _open_rep(ctx, rep_id)
+    ctx.need_scope("report", "mark notifications read")  # as the :ack route
     await _form(ctx)
     back = f"/console/reps/{quote(rep.rep_id, safe='')}"
     got = ack(ctx.svc.store, rep.rep_id, notification_id, datetime.now(UTC))
@@ -419,8 +425,7 @@ async def rep_ack(request: Request, rep_id: str, notification_id: int) -> Respon
 @router.get("/hcps/{hcp_id}", response_class=HTMLResponse)
 async def hcp_page(request: Request, hcp_id: str, before: str | None = None) -> Response:
     ctx = _context(request)
-    if not (ctx.can_rep or ctx.can_report):
-        raise ctx.forbid(f"key '{ctx.user_name}' may not see HCP timelines")
+    ctx.need_scope("report", "see HCP timelines")  # as GET /v1/hcps/{id}/timeline
     assert ctx.user is not None
     svc = ctx.svc
     try:
@@ -701,16 +706,17 @@ async def models_page(request: Request) -> Response:
     ctx.need_report()
     svc = ctx.svc
     uri = _tracking(svc)
-    name = _registered_name(svc.models.uri)
 
-    def work() -> tuple[Any, Any, Any]:
+    def work() -> tuple[str, Any, Any, Any]:
+        name = _registered_name(svc.models.uri)
         return (
+            name,
             mlflow_view.model_versions(uri, name),
             mlflow_view.gate_decisions(uri),
             mlflow_view.latest_reports(uri),
         )
 
-    versions, gates, reports = await run_in_threadpool(work)
+    name, versions, gates, reports = await run_in_threadpool(work)
     return ctx.page(
         "models.html",
         {

@@ -252,3 +252,19 @@ def test_default_or_short_secret_refused_with_auth_on(secret: str, match: str) -
     with pytest.raises(ValidationError, match=match):
         Settings(api_keys=keys, console_secret=secret)
     Settings(auth_disabled=True, console_secret=secret)  # a local demo may use anything
+
+
+def test_decide_only_key_sees_the_day_but_reports_nothing(client: TestClient) -> None:
+    csrf = login(client, KEYS["decide"])
+    assert client.get("/console/reps/R1").status_code == 200
+    day = client.get("/v1/reps/R1/suggestions", headers=auth("admin")).json()
+    s = day["suggestions"][0]
+    r = client.post(
+        "/console/reps/R1/feedback",
+        data={"csrf_token": csrf, "event_id": s["event_id"], "type": "accepted"},
+    )
+    assert r.status_code == 403 and "lacks the 'report' scope" in _text(r)
+    r = client.get(f"/console/hcps/{s['hcp_id']}")
+    assert r.status_code == 403 and "see HCP timelines" in _text(r)
+    tl = client.get(f"/v1/hcps/{s['hcp_id']}/timeline", headers=auth("report")).json()
+    assert [i["type"] for i in tl["items"]] == ["decision"]
