@@ -34,14 +34,16 @@ bench: $(STAMP)
 	$(BIN)/python bench/simulate.py
 
 # Debian packages the tests use, installed only when missing (one apt-get call):
-# wrk (the load generator of bench/serve.py, whose test runs it) and postgresql
-# (initdb/postgres for the tests that start a real server, tests/servers/pg_server.py).
+# wrk (the load generator of bench/serve.py, whose test runs it), postgresql
+# (initdb/postgres for the tests that start a real server, tests/servers/pg_server.py)
+# and chromium (the console's browser tests; never a downloaded browser).
 # Without apt-get it only warns; those tests then skip, or fail under CI=true.
 system-packages:
 	@missing=""; \
 	command -v wrk >/dev/null 2>&1 || missing="$$missing wrk"; \
 	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1 \
 	  || missing="$$missing postgresql"; \
+	test -x /usr/bin/chromium || missing="$$missing chromium"; \
 	if [ -z "$$missing" ]; then \
 	  echo "system packages: present"; \
 	elif command -v apt-get >/dev/null 2>&1; then \
@@ -54,7 +56,7 @@ system-packages:
 
 # Re-resolve exact pins from the ranges in pyproject.toml.
 lock:
-	$(BIN)/uv pip compile --quiet --python-version 3.11 --extra dev pyproject.toml -o requirements.lock
+	$(BIN)/uv pip compile --quiet --python-version 3.11 --extra dev --extra test pyproject.toml -o requirements.lock
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -73,7 +73,11 @@ class Authenticator:
         self._keys: tuple[ApiKey, ...] = settings.api_keys
 
     def identify(self, key: str) -> Principal | None:
-        digest = hash_key(key)
+        return self.identify_digest(hash_key(key))
+
+    def identify_digest(self, digest: str) -> Principal | None:
+        """The principal of a key known by its SHA-256 digest (the console's session
+        keeps the digest, never the key), or None when no configured key has it."""
         found: ApiKey | None = None
         for k in self._keys:
             if hmac.compare_digest(k.sha256, digest):

@@ -49,6 +49,7 @@ from serving.api.routes import (
 from serving.auth import Authenticator
 from serving.commit import GroupCommitter
 from serving.commit_outcomes import OutcomeCommitter
+from serving.console import routes as console
 from serving.engine import DecisionEngine
 from serving.lifecycle import ModelManager, PolicyLoader
 from serving.metrics import ServiceMetrics, multiprocess_dir
@@ -416,5 +417,6 @@ def create_app(settings: Settings | None = None, loader: PolicyLoader | None = N
     app.include_router(notifications.router)
     if cfg.bench_routes:
         app.include_router(bench.router)
+    console.install(app, cfg)
     app.add_middleware(LimitsAndMetrics, get_state=lambda: app.state)
     return app

@@ -53,6 +53,10 @@ DEFAULT_SECRETS: tuple[str, ...] = (
 )
 
 
+#: shortest console session secret accepted with auth on
+CONSOLE_SECRET_MIN = 32
+
+
 def hash_key(key: str) -> str:
     """The SHA-256 hex digest under which an API key is stored.
 
@@ -190,6 +194,18 @@ class Settings(BaseSettings):
     auth_disabled: bool = False
     api_keys: tuple[ApiKey, ...] = ()
 
+    # -------------------------------------------------------------- console
+    console_secret: SecretStr | None = Field(
+        default=None,
+        description="Key that signs the web console's session cookies (``/console``), at "
+        "least 32 characters. With auth on and no secret the console is off; with auth off "
+        "a random key is drawn per process (sessions then last until a restart and do not "
+        "cross workers).",
+    )
+    console_session_hours: float = Field(
+        default=8.0, ge=0.05, le=24 * 30, description="How long a console login lasts (hours)."
+    )
+
     # --------------------------------------------------------------- limits
     max_body_bytes: int = Field(default=2_000_000, ge=1024)
     max_upload_bytes: int = Field(default=64_000_000, ge=1024)
@@ -224,6 +240,13 @@ class Settings(BaseSettings):
                 "webhook_url is set but webhook_secret is missing or shorter than 16 "
                 "characters: set NBA_WEBHOOK_SECRET so receivers can verify the signature"
             )
+        if self.console_secret is not None and not self.auth_disabled:
+            secret = self.console_secret.get_secret_value()
+            if secret.strip().lower() in DEFAULT_SECRETS or len(secret) < CONSOLE_SECRET_MIN:
+                raise ValueError(
+                    "console_secret (NBA_CONSOLE_SECRET) is a well-known default or shorter "
+                    f"than {CONSOLE_SECRET_MIN} characters; choose a long random secret"
+                )
         names = [k.name for k in self.api_keys]
         if len(set(names)) != len(names):
             raise ValueError("api_keys: two keys share a name")

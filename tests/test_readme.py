@@ -463,3 +463,24 @@ def test_retraining_loop_block_runs_verbatim(tmp_path: Path) -> None:
     assert "gate (snips, gaussian)" in out.stdout  # it trained and gated
     state = json.loads((tmp_path / "loop-work" / "loop_state.json").read_text())
     assert state["cycles"][0]["decision"] in ("promoted", "kept")
+
+
+def test_console_calls_run_against_a_real_server(tmp_path: Path) -> None:
+    proc, port = _start_readme_server(tmp_path)
+    try:
+        outputs = []
+        for line in _commands(_blocks_after("## The console")[0]):
+            line = line.replace("127.0.0.1:8000", f"127.0.0.1:{port}")
+            out = subprocess.run(
+                ["bash", "-c", "set -euo pipefail\n" + line],
+                capture_output=True,
+                text=True,
+                cwd=tmp_path,
+                check=False,
+            )
+            assert out.returncode == 0, (line, out.stdout, out.stderr)
+            outputs.append(out.stdout)
+        assert outputs == [f"307 http://127.0.0.1:{port}/console\n", "<h1>KPIs</h1>\n"]
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)

@@ -11,7 +11,8 @@ from typing import Any
 from fastapi import APIRouter, Query, Request
 from starlette.concurrency import run_in_threadpool
 
-from serving.api.deps import AnyKey, ServicesDep
+from nba.policies.base import Policy
+from serving.api.deps import AnyKey, Services, ServicesDep
 from serving.engine import NO_CONTACT
 from serving.errors import ErrorBody, invalid
 from serving.store_kpis import KpiError, kpis, parse_bound
@@ -59,6 +60,12 @@ async def get_kpis(
     return report.as_dict()
 
 
+def holdout_target(svc: Services) -> Policy | str:
+    """What the holdout got: the holdout policy, or ``no_contact`` (the lift's baseline)."""
+    engine = svc.engine
+    return engine.holdout if engine.holdout == NO_CONTACT else engine.holdout_policy
+
+
 LIFT_PARAMS = frozenset({"since", "until", "alpha"})
 
 
@@ -76,8 +83,7 @@ async def get_lift(
     the same lift from the period's treated decisions. The holdout got
     ``NBA_HOLDOUT_POLICY`` (uniform, campaign or no_contact)."""
     _no_unknown(request, LIFT_PARAMS)
-    engine = svc.engine
-    target = engine.holdout if engine.holdout == NO_CONTACT else engine.holdout_policy
+    target = holdout_target(svc)
     try:
         lo = parse_bound(since, "since", end=False)
         hi = parse_bound(until, "until", end=True)

@@ -154,23 +154,25 @@ async def put_rules(request: Request, svc: ServicesDep, who: AdminKey) -> dict[s
     the diff, the required ``comment``) and puts it in force in every worker
     (each checks the store's version at most every ``NBA_RULES_CHECK_MS``)."""
     body = await _read(request)
+    return await run_in_threadpool(apply_rules, svc, body, who.name)
 
-    def work() -> dict[str, Any]:
-        try:
-            stored, _ = rules_lib.apply(
-                svc.store,
-                body.text,
-                who=who.name,
-                comment=body.comment,
-                markets=svc.features.markets,
-                expected_version=body.expected_version,
-            )
-        except (RulesError, rules_lib.RulesChangeError, store_rules.RulesConflictError) as exc:
-            raise _change_error(exc) from None
-        svc.rules.refresh()
-        return {"applied": True, **stored.summary()}
 
-    return await run_in_threadpool(work)
+def apply_rules(svc: Services, body: RulesText, who: str) -> dict[str, Any]:
+    """Apply ``body.text`` as ``who`` and put it in force (``PUT /v1/rules``, the
+    console); :class:`ApiError` 409/422 when refused."""
+    try:
+        stored, _ = rules_lib.apply(
+            svc.store,
+            body.text,
+            who=who,
+            comment=body.comment,
+            markets=svc.features.markets,
+            expected_version=body.expected_version,
+        )
+    except (RulesError, rules_lib.RulesChangeError, store_rules.RulesConflictError) as exc:
+        raise _change_error(exc) from None
+    svc.rules.refresh()
+    return {"applied": True, **stored.summary()}
 
 
 @router.post(
@@ -185,26 +187,27 @@ async def dry_run(request: Request, svc: ServicesDep, who: AdminKey) -> dict[str
     rules in force and under the proposed text, and counts the decisions whose
     allowed actions differ (see :func:`serving.rules.dry_run`). Nothing is stored."""
     body = await _read(request)
+    return await run_in_threadpool(dry_run_rules, svc, body)
 
-    def work() -> dict[str, Any]:
-        try:
-            proposed = rules_lib.validate(body.text, svc.features.markets)
-        except RulesError as exc:
-            raise _rules_error(exc) from None
-        record, current = svc.rules.snapshot()
-        report = rules_lib.dry_run(
-            svc.store,
-            current,
-            proposed,
-            now=(body.until or datetime.now(UTC)).astimezone(UTC),
-            days=body.days or 7.0,
-            catalog=svc.catalog,
-            history_days=svc.settings.history_days,
-            current_version=record.version,
-        )
-        return report.to_dict()
 
-    return await run_in_threadpool(work)
+def dry_run_rules(svc: Services, body: RulesText) -> dict[str, Any]:
+    """The dry-run report of ``body`` (``POST /v1/rules:dry-run``, the console)."""
+    try:
+        proposed = rules_lib.validate(body.text, svc.features.markets)
+    except RulesError as exc:
+        raise _rules_error(exc) from None
+    record, current = svc.rules.snapshot()
+    report = rules_lib.dry_run(
+        svc.store,
+        current,
+        proposed,
+        now=(body.until or datetime.now(UTC)).astimezone(UTC),
+        days=body.days or 7.0,
+        catalog=svc.catalog,
+        history_days=svc.settings.history_days,
+        current_version=record.version,
+    )
+    return report.to_dict()
 
 
 @router.post(
@@ -217,17 +220,20 @@ async def diff_proposed(request: Request, svc: ServicesDep, who: AnyKey) -> dict
     """Validates the text first (422 naming key and line), then answers the unified
     diff from the version in force to it and whether the rules differ at all."""
     body = await _read(request)
+    return diff_rules(svc, body.text)
+
+
+def diff_rules(svc: Services, text: str) -> dict[str, Any]:
+    """Validate ``text``, then its diff from the version in force (the console too)."""
     try:
-        proposed = rules_lib.validate(body.text, svc.features.markets)
+        proposed = rules_lib.validate(text, svc.features.markets)
     except RulesError as exc:
         raise _rules_error(exc) from None
     record, current = svc.rules.snapshot()
     return {
         "in_force": record.version,
         "changes_rules": proposed.version != current.version,
-        "diff": rules_lib.diff_text(
-            record.text, body.text, f"version {record.version}", "proposed"
-        ),
+        "diff": rules_lib.diff_text(record.text, text, f"version {record.version}", "proposed"),
     }
 
 
@@ -281,11 +287,16 @@ def history(
 def rollback(body: RollbackRequest, svc: ServicesDep, who: AdminKey) -> dict[str, Any]:
     """Stores the text of ``version`` as a new version in force (history is kept),
     with the audit record; refused when it has the rules in force already."""
+    return rollback_rules(svc, body, who.name)
+
+
+def rollback_rules(svc: Services, body: RollbackRequest, who: str) -> dict[str, Any]:
+    """Put ``body.version`` back as ``who`` (``POST /v1/rules:rollback``, the console)."""
     try:
         stored, _ = rules_lib.rollback(
             svc.store,
             body.version,
-            who=who.name,
+            who=who,
             comment=body.comment,
             markets=svc.features.markets,
         )
