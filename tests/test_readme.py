@@ -299,7 +299,9 @@ def test_notification_calls_run_against_a_real_server(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_mlflow_ui_command_serves_the_tracking_store(tmp_path: Path) -> None:
     text = README.read_text(encoding="utf-8")
-    m = re.search(r"`(\.venv/bin/mlflow ui --backend-store-uri sqlite:///data/mlflow\.db)`", text)
+    m = re.search(
+        r"`(\.venv/bin/mlflow ui --workers 1 --backend-store-uri sqlite:///data/mlflow\.db)`", text
+    )
     assert m, "the README's mlflow ui command moved"
     port = _free_port()
     args = shlex.split(m.group(1))
