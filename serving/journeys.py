@@ -30,7 +30,12 @@ from pathlib import Path
 from nba.domain import Action
 from nba.journeys import DECISION, JourneyEvent, JourneysError, JourneySet
 from serving import store_rules
-from serving.rules import RulesChangeError, diff_text
+from serving.rules import (
+    RulesChangeError,
+    rollback_target,
+    store_rollback,
+    store_version,
+)
 from serving.store import EventStore, _from_us, _to_us
 from serving.store_rules import RulesVersion
 
@@ -116,35 +121,15 @@ def apply(
     """
     why = _comment(comment)
     js = validate(text, topics)
-    current = store_rules.get(store, table=TABLE)
-    head = 0 if current is None else current.version
-    if expected_version is not None and expected_version != head:
-        raise store_rules.RulesConflictError(
-            f"journeys: version {head} is in force, not {expected_version}; review its diff again"
-        )
-    if current is not None and current.rules_hash == js.version:
-        raise RulesChangeError(
-            f"the text has the same journeys as version {current.version} in force; "
-            "nothing to apply",
-            409,
-            "journeys_unchanged",
-        )
-    diff = diff_text(
-        "" if current is None else current.text,
-        text,
-        f"version {head}" if current is not None else "(none)",
-        "proposed",
-    )
-    stored = store_rules.append(
+    stored = store_version(
         store,
-        text=text,
-        rules_hash=js.version,
-        who=who,
-        action="apply",
-        comment=why,
-        diff=diff,
-        expected_head=head,
+        kind="journeys",
         table=TABLE,
+        text=text,
+        text_hash=js.version,
+        who=who,
+        why=why,
+        expected_version=expected_version,
     )
     return stored, js
 
@@ -160,33 +145,9 @@ def rollback(
         Unknown version, the version in force itself, or no comment.
     """
     why = _comment(comment)
-    target = store_rules.get(store, version, table=TABLE)
-    if target is None:
-        raise RulesChangeError(
-            f"version: no journeys version {version} is stored", 404, "unknown_journeys_version"
-        )
-    current = store_rules.get(store, table=TABLE)
-    assert current is not None
-    if target.rules_hash == current.rules_hash:
-        raise RulesChangeError(
-            f"version: {version} has the journeys of version {current.version} in force",
-            409,
-            "journeys_unchanged",
-        )
+    target = rollback_target(store, version, kind="journeys", table=TABLE)
     js = validate(target.text, topics, source=f"journeys version {version}")
-    stored = store_rules.append(
-        store,
-        text=target.text,
-        rules_hash=js.version,
-        who=who,
-        action="rollback",
-        comment=f"rollback to version {version}: {why}",
-        diff=diff_text(
-            current.text, target.text, f"version {current.version}", f"version {version}"
-        ),
-        expected_head=current.version,
-        table=TABLE,
-    )
+    stored = store_rollback(store, target, table=TABLE, text_hash=js.version, who=who, why=why)
     return stored, js
 
 

@@ -137,6 +137,114 @@ def _require_comment(comment: str | None) -> str:
     return comment.strip()
 
 
+RULES_TABLE = "rules_versions"
+
+
+def store_version(
+    store: EventStore,
+    *,
+    kind: str,
+    table: str,
+    text: str,
+    text_hash: str,
+    who: str,
+    why: str,
+    expected_version: int | None,
+) -> RulesVersion:
+    """Store an already validated ``text`` as the new version in force of a
+    versioned text (``kind``: ``rules`` or ``journeys``, kept in ``table``),
+    with its diff against the version it replaces.
+
+    Raises
+    ------
+    RulesChangeError
+        The text has the same content (``text_hash``) as the version in force.
+    RulesConflictError
+        Another version was stored since ``expected_version`` (or meanwhile).
+    """
+    current = store_rules.get(store, table=table)
+    head = 0 if current is None else current.version
+    if expected_version is not None and expected_version != head:
+        raise store_rules.RulesConflictError(
+            f"{kind}: version {head} is in force, not {expected_version}; review its diff again"
+        )
+    if current is not None and current.rules_hash == text_hash:
+        raise RulesChangeError(
+            f"the text has the same {kind} as version {current.version} in force; nothing to apply",
+            409,
+            f"{kind}_unchanged",
+        )
+    diff = diff_text(
+        "" if current is None else current.text,
+        text,
+        f"version {head}" if current is not None else "(none)",
+        "proposed",
+    )
+    return store_rules.append(
+        store,
+        text=text,
+        rules_hash=text_hash,
+        who=who,
+        action="apply",
+        comment=why,
+        diff=diff,
+        expected_head=head,
+        table=table,
+    )
+
+
+def rollback_target(store: EventStore, version: int, *, kind: str, table: str) -> RulesVersion:
+    """The stored ``version`` a rollback would put back in force.
+
+    Raises
+    ------
+    RulesChangeError
+        Unknown version, or one with the content of the version in force.
+    """
+    target = store_rules.get(store, version, table=table)
+    if target is None:
+        raise RulesChangeError(
+            f"version: no {kind} version {version} is stored", 404, f"unknown_{kind}_version"
+        )
+    current = store_rules.get(store, table=table)
+    assert current is not None
+    if target.rules_hash == current.rules_hash:
+        raise RulesChangeError(
+            f"version: {version} has the {kind} of version {current.version} in force",
+            409,
+            f"{kind}_unchanged",
+        )
+    return target
+
+
+def store_rollback(
+    store: EventStore,
+    target: RulesVersion,
+    *,
+    table: str,
+    text_hash: str,
+    who: str,
+    why: str,
+) -> RulesVersion:
+    """Store ``target``'s text, validated again by the caller (``text_hash`` its
+    version now), as a new version in force."""
+    current = store_rules.get(store, table=table)
+    assert current is not None
+    return store_rules.append(
+        store,
+        text=target.text,
+        rules_hash=text_hash,
+        who=who,
+        action="rollback",
+        comment=f"rollback to version {target.version}: {why}",
+        diff=diff_text(
+            current.text, target.text, f"version {current.version}", f"version {target.version}"
+        ),
+        expected_head=current.version,
+        table=table,
+    )
+
+
 def apply(
     store: EventStore,
     text: str,
@@ -164,33 +272,15 @@ def apply(
     """
     why = _require_comment(comment)
     pol = validate(text, markets)
-    current = store_rules.get(store)
-    head = 0 if current is None else current.version
-    if expected_version is not None and expected_version != head:
-        raise store_rules.RulesConflictError(
-            f"rules: version {head} is in force, not {expected_version}; review its diff again"
-        )
-    if current is not None and current.rules_hash == pol.version:
-        raise RulesChangeError(
-            f"the text has the same rules as version {current.version} in force; nothing to apply",
-            409,
-            "rules_unchanged",
-        )
-    diff = diff_text(
-        "" if current is None else current.text,
-        text,
-        f"version {head}" if current is not None else "(none)",
-        "proposed",
-    )
-    stored = store_rules.append(
+    stored = store_version(
         store,
+        kind="rules",
+        table=RULES_TABLE,
         text=text,
-        rules_hash=pol.version,
+        text_hash=pol.version,
         who=who,
-        action="apply",
-        comment=why,
-        diff=diff,
-        expected_head=head,
+        why=why,
+        expected_version=expected_version,
     )
     return stored, pol
 
@@ -213,32 +303,10 @@ def rollback(
         The old text no longer validates (e.g. its market left the vocabulary).
     """
     why = _require_comment(comment)
-    target = store_rules.get(store, version)
-    if target is None:
-        raise RulesChangeError(
-            f"version: no rules version {version} is stored", 404, "unknown_rules_version"
-        )
-    current = store_rules.get(store)
-    assert current is not None
-    if target.version == current.version or target.rules_hash == current.rules_hash:
-        raise RulesChangeError(
-            f"version: {version} has the rules of version {current.version} in force",
-            409,
-            "rules_unchanged",
-        )
+    target = rollback_target(store, version, kind="rules", table=RULES_TABLE)
     pol = validate(target.text, markets, source=f"rules version {version}")
-    diff = diff_text(
-        current.text, target.text, f"version {current.version}", f"version {target.version}"
-    )
-    stored = store_rules.append(
-        store,
-        text=target.text,
-        rules_hash=pol.version,
-        who=who,
-        action="rollback",
-        comment=f"rollback to version {version}: {why}",
-        diff=diff,
-        expected_head=current.version,
+    stored = store_rollback(
+        store, target, table=RULES_TABLE, text_hash=pol.version, who=who, why=why
     )
     return stored, pol
 
