@@ -257,15 +257,12 @@ def drive(base: str, path: str, key: str, hcp_ids: list[str], seconds: float, se
 def start_bare(tmp: Path, workers: int) -> tuple[Any, str]:
     """Start ``bench/bare_app.py`` under uvicorn on a free loopback port; wait until
     it answers. Returns (process, base URL)."""
-    import subprocess
+    from serving_testkit import start_process
 
-    import httpx
-    from serving_testkit import free_port
-
-    port = free_port()
-    log = open(tmp / f"bare-{port}.log", "wb")
-    proc = subprocess.Popen(
-        [
+    return start_process(
+        tmp,
+        "bare",
+        lambda port: [
             sys.executable,
             "-m",
             "uvicorn",
@@ -282,23 +279,8 @@ def start_bare(tmp: Path, workers: int) -> tuple[Any, str]:
             "warning",
             "--no-access-log",
         ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
+        wait_s=60,
     )
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"bare app exited: {(tmp / f'bare-{port}.log').read_text()}")
-        try:
-            if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
-                return proc, base
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    proc.kill()
-    raise RuntimeError("bare app did not become ready")
 
 
 # ----------------------------------------------------------------------- model

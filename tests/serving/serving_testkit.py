@@ -3,6 +3,7 @@ this folder on ``sys.path``)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -81,16 +82,12 @@ def server_env(tmp: Path, **extra: str) -> dict[str, str]:
 def start_server(tmp: Path, workers: int = 1, **extra: str) -> tuple[Any, str]:
     """Start ``nba serve`` on a free loopback port in its own process group; wait
     until ``/readyz`` answers 200. Returns (process, base URL)."""
-    import subprocess
     import sys
-    import time
 
-    import httpx
-
-    port = free_port()
-    log = open(tmp / f"server-{port}.log", "wb")
-    proc = subprocess.Popen(
-        [
+    return start_process(
+        tmp,
+        "server",
+        lambda port: [
             sys.executable,
             "-m",
             "nba_cli.main",
@@ -105,15 +102,38 @@ def start_server(tmp: Path, workers: int = 1, **extra: str) -> tuple[Any, str]:
             "warning",
         ],
         env=server_env(tmp, **extra),
-        stdout=log,
+    )
+
+
+def start_process(
+    tmp: Path,
+    name: str,
+    command: Callable[[int], list[str]],
+    env: dict[str, str] | None = None,
+    wait_s: float = 90,
+) -> tuple[Any, str]:
+    """Start ``command(port)`` on a free loopback port in its own process group,
+    its output in ``tmp/<name>-<port>.log``; wait until its ``/readyz`` answers 200.
+    Returns (process, base URL)."""
+    import subprocess
+    import time
+
+    import httpx
+
+    port = free_port()
+    log_path = tmp / f"{name}-{port}.log"
+    proc = subprocess.Popen(
+        command(port),
+        env=env,
+        stdout=open(log_path, "wb"),
         stderr=subprocess.STDOUT,
         start_new_session=True,
     )
     base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 90
+    deadline = time.monotonic() + wait_s
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"server exited: {(tmp / f'server-{port}.log').read_text()}")
+            raise RuntimeError(f"{name} exited: {log_path.read_text()}")
         try:
             if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
                 return proc, base
@@ -121,7 +141,7 @@ def start_server(tmp: Path, workers: int = 1, **extra: str) -> tuple[Any, str]:
             pass
         time.sleep(0.2)
     stop_server(proc)
-    raise RuntimeError("server did not become ready in 90 s")
+    raise RuntimeError(f"{name} did not become ready in {wait_s:.0f} s")
 
 
 def stop_server(proc: Any, kill: bool = False) -> None:
