@@ -32,11 +32,14 @@ import logging
 import threading
 from concurrent.futures import Future
 from dataclasses import dataclass, field
+from typing import Generic, TypeVar
 
 from nba.domain import Decision
 from serving.store import DuplicateEventError, EventStore
 
 log = logging.getLogger("nba.serving.commit")
+
+ItemT = TypeVar("ItemT")
 
 MAX_GROUP = 512
 
@@ -48,7 +51,82 @@ class _Item:
     done: Future[None] = field(default_factory=Future)
 
 
-class GroupCommitter:
+class GroupWriter(Generic[ItemT]):
+    """One writer thread that takes every item waiting and hands them to
+    :meth:`_commit` together; the request threads wait on their item's future.
+
+    Subclasses say how big an item is (:meth:`_size`, for ``max_group``) and how a
+    group is stored (:meth:`_commit`, which must settle every item's future).
+
+    Parameters
+    ----------
+    store : EventStore
+        Closed when the writer thread ends.
+    max_group : int
+        Most units (by :meth:`_size`) per shared transaction; a larger item goes alone.
+    name : str
+        The writer thread's name.
+    """
+
+    def __init__(self, store: EventStore, max_group: int, name: str) -> None:
+        if max_group < 1:
+            raise ValueError(f"max_group must be at least 1, got {max_group}")
+        self.store = store
+        self.max_group = max_group
+        self._pending: list[ItemT] = []
+        self._cond = threading.Condition()
+        self._closed = False
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread.start()
+
+    def _submit(self, item: ItemT, what: str) -> None:
+        with self._cond:
+            if self._closed:
+                raise RuntimeError(f"the {what} is closed")
+            self._pending.append(item)
+            self._cond.notify()
+
+    def close(self) -> None:
+        """Commit what is waiting, then stop the writer thread."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify()
+        self._thread.join(timeout=30)
+
+    def _size(self, item: ItemT) -> int:
+        return 1
+
+    def _commit(self, items: list[ItemT]) -> None:
+        raise NotImplementedError
+
+    def _take(self) -> list[ItemT] | None:
+        with self._cond:
+            while not self._pending and not self._closed:
+                self._cond.wait()
+            if not self._pending:
+                return None
+            group: list[ItemT] = []
+            n = 0
+            while self._pending and (
+                not group or n + self._size(self._pending[0]) <= self.max_group
+            ):
+                item = self._pending.pop(0)
+                group.append(item)
+                n += self._size(item)
+            return group
+
+    def _run(self) -> None:
+        try:
+            while True:
+                group = self._take()
+                if group is None:
+                    return
+                self._commit(group)
+        finally:
+            self.store.close()
+
+
+class GroupCommitter(GroupWriter[_Item]):
     """One writer thread that commits waiting decisions together.
 
     Parameters
@@ -59,13 +137,7 @@ class GroupCommitter:
     """
 
     def __init__(self, store: EventStore, max_group: int = MAX_GROUP) -> None:
-        self.store = store
-        self.max_group = max_group
-        self._pending: list[_Item] = []
-        self._cond = threading.Condition()
-        self._closed = False
-        self._thread = threading.Thread(target=self._run, name="nba-group-commit", daemon=True)
-        self._thread.start()
+        super().__init__(store, max_group, "nba-group-commit")
 
     def add(self, decision: Decision, deferred: bool = False) -> None:
         """Store one decision; returns once it is committed.
@@ -80,57 +152,26 @@ class GroupCommitter:
     def add_many(self, decisions: list[Decision], deferred: bool = False) -> None:
         """Store decisions all-or-none (a batch request); returns once committed."""
         item = _Item(list(decisions), deferred)
-        with self._cond:
-            if self._closed:
-                raise RuntimeError("the group committer is closed")
-            self._pending.append(item)
-            self._cond.notify()
+        self._submit(item, "group committer")
         item.done.result()
 
-    def close(self) -> None:
-        """Commit what is waiting, then stop the writer thread."""
-        with self._cond:
-            self._closed = True
-            self._cond.notify()
-        self._thread.join(timeout=30)
-
     # ------------------------------------------------------------- writer
-    def _take(self) -> list[_Item] | None:
-        with self._cond:
-            while not self._pending and not self._closed:
-                self._cond.wait()
-            if not self._pending:
-                return None
-            group: list[_Item] = []
-            n = 0
-            while self._pending and (
-                not group or n + len(self._pending[0].decisions) <= self.max_group
-            ):
-                item = self._pending.pop(0)
-                group.append(item)
-                n += len(item.decisions)
-            return group
+    def _size(self, item: _Item) -> int:
+        return len(item.decisions)
 
-    def _run(self) -> None:
-        try:
-            while True:
-                group = self._take()
-                if group is None:
-                    return
-                for deferred in (False, True):
-                    items = [i for i in group if i.deferred == deferred]
-                    if items:
-                        self._commit(items, deferred)
-        finally:
-            self.store.close()
+    def _commit(self, items: list[_Item]) -> None:
+        for deferred in (False, True):
+            same = [i for i in items if i.deferred == deferred]
+            if same:
+                self._commit_kind(same, deferred)
 
-    def _commit(self, items: list[_Item], deferred: bool) -> None:
+    def _commit_kind(self, items: list[_Item], deferred: bool) -> None:
         try:
             self.store.add_decisions([d for i in items for d in i.decisions], deferred=deferred)
         except DuplicateEventError as exc:
             if len(items) > 1:  # find who: store each request's decisions on its own
                 for item in items:
-                    self._commit([item], deferred)
+                    self._commit_kind([item], deferred)
                 return
             items[0].done.set_exception(exc)
             return

@@ -32,10 +32,10 @@ does.
 from __future__ import annotations
 
 import logging
-import threading
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 
+from serving.commit import GroupWriter
 from serving.store import EventStore, OutcomeWrite
 
 log = logging.getLogger("nba.serving.commit_outcomes")
@@ -49,7 +49,7 @@ class _Item:
     done: Future[bool] = field(default_factory=Future)
 
 
-class OutcomeCommitter:
+class OutcomeCommitter(GroupWriter[_Item]):
     """One writer thread that commits waiting outcomes together.
 
     Parameters
@@ -60,15 +60,7 @@ class OutcomeCommitter:
     """
 
     def __init__(self, store: EventStore, max_group: int = MAX_GROUP) -> None:
-        if max_group < 1:
-            raise ValueError(f"max_group must be at least 1, got {max_group}")
-        self.store = store
-        self.max_group = max_group
-        self._pending: list[_Item] = []
-        self._cond = threading.Condition()
-        self._closed = False
-        self._thread = threading.Thread(target=self._run, name="nba-outcome-commit", daemon=True)
-        self._thread.start()
+        super().__init__(store, max_group, "nba-outcome-commit")
 
     def add(self, write: OutcomeWrite) -> bool:
         """Store one outcome; returns once it is committed.
@@ -87,41 +79,10 @@ class OutcomeCommitter:
             When the committer is closed.
         """
         item = _Item(write)
-        with self._cond:
-            if self._closed:
-                raise RuntimeError("the outcome committer is closed")
-            self._pending.append(item)
-            self._cond.notify()
+        self._submit(item, "outcome committer")
         return item.done.result()
 
-    def close(self) -> None:
-        """Commit what is waiting, then stop the writer thread."""
-        with self._cond:
-            self._closed = True
-            self._cond.notify()
-        self._thread.join(timeout=30)
-
     # ------------------------------------------------------------- writer
-    def _take(self) -> list[_Item] | None:
-        with self._cond:
-            while not self._pending and not self._closed:
-                self._cond.wait()
-            if not self._pending:
-                return None
-            group = self._pending[: self.max_group]
-            del self._pending[: self.max_group]
-            return group
-
-    def _run(self) -> None:
-        try:
-            while True:
-                group = self._take()
-                if group is None:
-                    return
-                self._commit(group)
-        finally:
-            self.store.close()
-
     def _commit(self, items: list[_Item]) -> None:
         try:
             results = self.store.add_outcomes([i.write for i in items])
