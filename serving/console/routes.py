@@ -7,8 +7,8 @@ notifications, the HCP timeline, the rules helpers of
 :mod:`serving.api.routes.journeys`, the KPIs and the holdout lift), with the same
 territory checks (:mod:`serving.territory`). What a user sees follows the key's
 scopes: ``decide`` (and rep keys) the rep's pages, ``report`` the marketer's and
-the data scientist's pages (read-only), ``admin`` also changes the rules and the journeys. A rep's
-key sees only its reps and the HCPs they own today.
+the data scientist's pages (read-only), ``admin`` also changes the rules and the
+journeys. A rep's key sees only its reps and the HCPs they own today.
 """
 
 from __future__ import annotations
@@ -688,7 +688,7 @@ def catalog_page(request: Request, market: str = "") -> Response:
 
 def _journeys_values(ctx: Ctx, diff_version: int | None) -> dict[str, Any]:
     svc = ctx.svc
-    record, js = journeys_routes._snapshot(svc)
+    record, js = journeys_routes.snapshot(svc)
     versions = journeys_lib.history(svc.store, 50)
     shown_diff = None
     if diff_version is not None and record is not None:

@@ -47,7 +47,8 @@ class JourneysRollback(BaseModel):
     comment: str = Field(description="Why (required).")
 
 
-def _snapshot(svc: Services) -> tuple[store_rules.RulesVersion | None, JourneySet]:
+def snapshot(svc: Services) -> tuple[store_rules.RulesVersion | None, JourneySet]:
+    """(stored version in force or None, journeys; an empty set when none)."""
     if svc.journeys is None:
         return None, JourneySet.empty()
     return svc.journeys.snapshot()
@@ -74,7 +75,7 @@ def get_journeys(svc: ServicesDep, who: AnyKey) -> dict[str, Any]:
     steps), the stored version (``version``; ``journeys_hash`` is what changes
     with the content), who applied it and why, and its TOML ``text``; ``version``
     null and no journeys when none was ever applied."""
-    record, js = _snapshot(svc)
+    record, js = snapshot(svc)
     return {**journeys_lib.describe_version(record, js), "worker": os.getpid()}
 
 
@@ -99,7 +100,7 @@ def journeys_history(
     svc: ServicesDep, who: AnyKey, limit: int = Query(default=100, ge=1, le=10_000)
 ) -> dict[str, Any]:
     """Newest first: version, hash, who, when, action, comment and the diff."""
-    record, _ = _snapshot(svc)
+    record, _ = snapshot(svc)
     return {
         "in_force": None if record is None else record.version,
         "versions": [v.summary() for v in journeys_lib.history(svc.store, limit)],
@@ -184,7 +185,7 @@ def check_journeys(svc: Services, text: str) -> dict[str, Any]:
         proposed = journeys_lib.validate(text, svc.catalog.topics)
     except JourneysError as exc:
         raise _change_error(exc) from None
-    record, current = _snapshot(svc)
+    record, current = snapshot(svc)
     return {
         "in_force": None if record is None else record.version,
         "changes_journeys": record is None or proposed.version != current.version,
@@ -207,7 +208,7 @@ def hcp_journey_states(
     if hcp is None:
         raise unknown_hcp(hcp_id)
     now = svc.engine.decision_time(as_of)
-    _, js = _snapshot(svc)
+    _, js = snapshot(svc)
     states = svc.engine.journey_states(hcp, now, js) if js else []
     due = [s for s in states if s.status == "due"]
     return {
