@@ -173,8 +173,9 @@ def drive_wrk(
     bad = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     errs = int(bad.group(1)) if bad else 0
     errs += sum(int(x) for x in re.findall(r"(?:connect|read|write|timeout) (\d+)", out))
-    p50 = re.search(r"50%\s+(\S+)", out)
-    p99 = re.search(r"99%\s+(\S+)", out)
+    # the distribution's own lines: a stdev column such as "62.50%" must not match
+    p50 = re.search(r"^\s*50%\s+(\S+)", out, re.MULTILINE)
+    p99 = re.search(r"^\s*99%\s+(\S+)", out, re.MULTILINE)
     if p50 is None or p99 is None:
         raise RuntimeError(f"wrk printed no latency distribution:\n{out}")
     created = re.search(r"^created (\d+)$", out, re.MULTILINE)

@@ -3,11 +3,12 @@
 Pages call the library and store functions the ``/v1`` routes call (the rep's
 day list, feedback through :meth:`serving.engine.DecisionEngine.record_outcome`,
 notifications, the HCP timeline, the rules helpers of
-:mod:`serving.api.routes.rules`, the KPIs and the holdout lift), with the same
+:mod:`serving.api.routes.rules` and the journeys helpers of
+:mod:`serving.api.routes.journeys`, the KPIs and the holdout lift), with the same
 territory checks (:mod:`serving.territory`). What a user sees follows the key's
 scopes: ``decide`` (and rep keys) the rep's pages, ``report`` the marketer's and
-the data scientist's pages (read-only), ``admin`` also changes the rules. A rep's
-key sees only its reps and the HCPs they own today.
+the data scientist's pages (read-only), ``admin`` also changes the rules and the
+journeys. A rep's key sees only its reps and the HCPs they own today.
 """
 
 from __future__ import annotations
@@ -29,9 +30,11 @@ from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from nba.paths import default_tracking_uri
+from serving import journeys as journeys_lib
 from serving import rep_day, store_rules
 from serving import rules as rules_lib
 from serving.api.deps import Services
+from serving.api.routes import journeys as journeys_routes
 from serving.api.routes import kpis as kpi_routes
 from serving.api.routes import rules as rules_routes
 from serving.auth import ANONYMOUS_ADMIN, Principal
@@ -434,6 +437,10 @@ async def hcp_page(request: Request, hcp_id: str, before: str | None = None) -> 
         if hcp is None:
             raise ApiError(404, "unknown_hcp", f"HCP {hcp_id!r} is not in the store")
         tl = await run_in_threadpool(rep_day.timeline, svc.engine, hcp_id, 50, before)
+        # as GET /v1/hcps/{id}/journeys, with the same territory check
+        journeys = await run_in_threadpool(
+            journeys_routes.hcp_journey_states, svc, ctx.user, hcp_id
+        )
     except ApiError as exc:
         raise _api_error(ctx, exc) from None
     return ctx.page(
@@ -442,6 +449,7 @@ async def hcp_page(request: Request, hcp_id: str, before: str | None = None) -> 
             "title": f"HCP {hcp_id}",
             "hcp": hcp,
             "timeline": tl,
+            "journeys": journeys,
             "suppressions": active_suppressions(svc.store, hcp_id, datetime.now(UTC)),
             "titles": {i.id: i.title for i in svc.catalog.items},
         },
@@ -678,12 +686,122 @@ def catalog_page(request: Request, market: str = "") -> Response:
     )
 
 
+def _journeys_values(ctx: Ctx, diff_version: int | None) -> dict[str, Any]:
+    svc = ctx.svc
+    record, js = journeys_routes.snapshot(svc)
+    versions = journeys_lib.history(svc.store, 50)
+    shown_diff = None
+    if diff_version is not None and record is not None:
+        target = store_rules.get(svc.store, diff_version, table=journeys_lib.TABLE)
+        if target is not None:
+            shown_diff = {
+                "version": target.version,
+                "diff": rules_lib.diff_text(
+                    record.text,
+                    target.text,
+                    f"version {record.version}",
+                    f"version {target.version}",
+                ),
+            }
+    return {
+        "title": "Journeys",
+        "record": record,
+        "journeys": js.journeys,
+        "journeys_hash": js.version,
+        "versions": versions,
+        "shown_diff": shown_diff,
+    }
+
+
 @router.get("/journeys", response_class=HTMLResponse)
-def journeys_page(request: Request) -> Response:
-    """The place of the journeys page: journeys are not part of this service yet."""
+def journeys_page(
+    request: Request, diff: int | None = None, applied: int | None = None
+) -> Response:
+    """The journeys in force (readable, and their TOML), history, diff and rollback."""
     ctx = _context(request)
     ctx.need_report()
-    return ctx.page("journeys.html", {"title": "Journeys"})
+    values = _journeys_values(ctx, diff)
+    record = values["record"]
+    return ctx.page(
+        "journeys.html",
+        {
+            **values,
+            "text": "" if record is None else record.text,
+            "comment": "",
+            "applied": applied,
+        },
+    )
+
+
+@router.post("/journeys", response_class=HTMLResponse)
+async def journeys_post(request: Request) -> Response:
+    """Check (validate and diff, any marketer) or apply (admin) a journeys text."""
+    ctx = _context(request)
+    ctx.need_report()
+    form = await _form(ctx)
+    action = form.get("action", "")
+    text = form.get("text", "").replace("\r\n", "\n")
+    comment = form.get("comment", "").strip()
+    if action == "apply":
+        ctx.need_admin()
+    assert ctx.user is not None
+    result: dict[str, Any] = {}
+    error: dict[str, Any] | None = None
+    status = 200
+    try:
+        if action == "apply":
+            expected = form.get("expected_version")
+            stored = await run_in_threadpool(
+                journeys_routes.apply_journeys,
+                ctx.svc,
+                text,
+                comment or None,
+                int(expected) if expected and expected.isdigit() else None,
+                ctx.user.name,
+            )
+            return ctx.redirect(f"/console/journeys?applied={stored['version']}")
+        if action == "diff":
+            result["diff"] = journeys_routes.check_journeys(ctx.svc, text)
+        else:
+            raise ApiError(422, "invalid_input", f"action: unknown action {action!r}")
+    except ApiError as exc:
+        status = exc.status
+        detail = (exc.details or [{}])[0] if exc.details else {}
+        error = {"message": exc.message, "line": detail.get("line"), "key": detail.get("loc")}
+    values = _journeys_values(ctx, None)
+    return ctx.page(
+        "journeys.html",
+        {**values, "text": text, "comment": comment, "error": error, **result},
+        status,
+    )
+
+
+@router.post("/journeys/rollback")
+async def journeys_rollback(request: Request) -> Response:
+    """Put an earlier journeys version back in force (admin, comment required)."""
+    ctx = _context(request)
+    ctx.need_admin()
+    form = await _form(ctx)
+    assert ctx.user is not None
+    try:
+        body = journeys_routes.JourneysRollback(
+            version=int(form.get("version", "0") or 0), comment=form.get("comment", "").strip()
+        )
+        stored = await run_in_threadpool(
+            journeys_routes.rollback_journeys_to, ctx.svc, body.version, body.comment, ctx.user.name
+        )
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        raise Stop(
+            ctx.page(
+                "message.html",
+                {"title": "Refused", "message": f"{first['loc'][0]}: {first['msg']}"},
+                422,
+            )
+        ) from None
+    except ApiError as exc:
+        raise _api_error(ctx, exc) from None
+    return ctx.redirect(f"/console/journeys?applied={stored['version']}")
 
 
 # ------------------------------------------------------------ data scientist

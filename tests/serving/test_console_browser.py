@@ -7,7 +7,10 @@ the main flows work end to end: a rep dismisses a suggestion and sees it gone
 (and the service stored the dismissal with its reason); a rep cannot open
 another territory's HCP; a marketer saves rules with an error and sees the
 message inline, applies a valid change and sees the audit row, and rolls back;
-logout ends the session. Screenshots are kept under ``test-artifacts/console``.
+a marketer starts with no journeys, saves a broken journeys file and sees its
+key and line inline, applies a valid one and sees the history row, and the HCP
+page shows where the HCP stands; logout ends the session. Screenshots are kept
+under ``test-artifacts/console``.
 
 With ``CI`` set the browser must be there (the test fails otherwise); without
 it, a machine lacking /usr/bin/chromium skips these tests.
@@ -344,3 +347,59 @@ def test_marketer_and_data_scientist_pages(browser: Any, server: str) -> None:
         v.close()
     if os.environ.get("NBA_CONSOLE_SCREENSHOT"):
         shutil.copy(ARTIFACTS / "rep-01-day.png", PROJECT_ROOT / "docs" / "console.png")
+
+
+def test_marketer_journeys_flow(browser: Any, server: str) -> None:
+    example = (PROJECT_ROOT / "nba" / "data" / "journeys.toml").read_text(encoding="utf-8")
+    broken = example.replace("after_days = [2, 5]", "after_days = [5, 2]", 1)
+    line = 1 + broken.splitlines().index("after_days = [5, 2]")
+    v = Visit(browser, server, "journeys")
+    page = v.page
+    try:
+        v.login(KEYS["admin"])
+        v.open("/console/journeys", "journeys-none")
+        assert "No journeys are in force" in page.locator("#no-journeys").inner_text()
+        assert page.locator("#history").count() == 0
+        editor = page.get_by_label("Journeys (TOML)")
+        assert editor.input_value() == ""
+
+        # a broken file: the error names the key and the line, nothing is applied
+        editor.fill(broken)
+        page.get_by_label("Why (required to apply)").fill("follow up webinars")
+        page.get_by_role("button", name="Apply").click()
+        page.wait_for_load_state()
+        error = page.locator("#journeys-error")
+        assert error.is_visible()
+        assert f"line {line}" in error.inner_text()
+        assert "journeys.0.steps.0.after_days" in error.inner_text()
+        assert page.get_by_label("Journeys (TOML)").get_attribute("aria-invalid") == "true"
+        assert "after_days = [5, 2]" in page.get_by_label("Journeys (TOML)").input_value()
+        assert page.locator("#history").count() == 0
+        v.check("journeys-error", expect_errors=True)  # the page answered 422
+        got = httpx.get(f"{server}/v1/journeys", headers=auth("report")).json()
+        assert got["version"] is None and got["journeys"] == []
+
+        # a valid file: applied, the history row says who, what and why
+        page.get_by_label("Journeys (TOML)").fill(example)
+        page.get_by_label("Why (required to apply)").fill("follow up webinars")
+        page.get_by_role("button", name="Apply").click()
+        page.wait_for_load_state()
+        assert page.locator("#applied").inner_text() == "Version 1 applied and in force."
+        rows = page.locator("#history tbody tr")
+        assert rows.count() == 1
+        row = rows.first.inner_text()
+        assert "admin-client" in row and "apply" in row and "follow up webinars" in row
+        assert "(in force)" in row
+        followup = page.get_by_role("article", name="webinar-followup priority 20")
+        assert "window 2 to 5 days after the entry" in followup.inner_text()
+        v.check("journeys-applied")
+        got = httpx.get(f"{server}/v1/journeys", headers=auth("report")).json()
+        assert got["version"] == 1 and got["who"] == "admin-client"
+
+        # the HCP page shows each journey's state for that HCP
+        v.open("/console/hcps/H1", "hcp-journeys")
+        states = page.locator("#hcp-journeys tbody tr")
+        assert states.count() == 2
+        assert "webinar-followup" in states.first.inner_text()
+    finally:
+        v.close()
