@@ -270,6 +270,24 @@ def _api_error(ctx: Ctx, exc: ApiError) -> Stop:
     return Stop(ctx.page("message.html", {"title": title, "message": exc.message}, exc.status))
 
 
+def _inline_error(exc: ApiError) -> dict[str, Any]:
+    """A refused text's error as a form shows it under the editor (message, line, key)."""
+    detail = (exc.details or [{}])[0] if exc.details else {}
+    return {"message": exc.message, "line": detail.get("line"), "key": detail.get("loc")}
+
+
+def _refused(ctx: Ctx, exc: ValidationError) -> Stop:
+    """A rollback form's bad field as a 422 page naming it."""
+    first = exc.errors()[0]
+    return Stop(
+        ctx.page(
+            "message.html",
+            {"title": "Refused", "message": f"{first['loc'][0]}: {first['msg']}"},
+            422,
+        )
+    )
+
+
 def _today() -> date:
     return datetime.now(UTC).date()
 
@@ -526,8 +544,7 @@ async def rules_post(request: Request) -> Response:
             raise ApiError(422, "invalid_input", f"action: unknown action {action!r}")
     except ApiError as exc:
         status = exc.status
-        detail = (exc.details or [{}])[0] if exc.details else {}
-        error = {"message": exc.message, "line": detail.get("line"), "key": detail.get("loc")}
+        error = _inline_error(exc)
     values = _rules_values(ctx, None)
     return ctx.page(
         "rules.html",
@@ -548,14 +565,7 @@ async def rules_rollback(request: Request) -> Response:
         )
         stored = rules_routes.rollback_rules(ctx.svc, body, ctx.user.name)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        raise Stop(
-            ctx.page(
-                "message.html",
-                {"title": "Refused", "message": f"{first['loc'][0]}: {first['msg']}"},
-                422,
-            )
-        ) from None
+        raise _refused(ctx, exc) from None
     except ApiError as exc:
         raise _api_error(ctx, exc) from None
     return ctx.redirect(f"/console/rules?applied={stored['version']}")
@@ -766,8 +776,7 @@ async def journeys_post(request: Request) -> Response:
             raise ApiError(422, "invalid_input", f"action: unknown action {action!r}")
     except ApiError as exc:
         status = exc.status
-        detail = (exc.details or [{}])[0] if exc.details else {}
-        error = {"message": exc.message, "line": detail.get("line"), "key": detail.get("loc")}
+        error = _inline_error(exc)
     values = _journeys_values(ctx, None)
     return ctx.page(
         "journeys.html",
@@ -791,14 +800,7 @@ async def journeys_rollback(request: Request) -> Response:
             journeys_routes.rollback_journeys_to, ctx.svc, body.version, body.comment, ctx.user.name
         )
     except ValidationError as exc:
-        first = exc.errors()[0]
-        raise Stop(
-            ctx.page(
-                "message.html",
-                {"title": "Refused", "message": f"{first['loc'][0]}: {first['msg']}"},
-                422,
-            )
-        ) from None
+        raise _refused(ctx, exc) from None
     except ApiError as exc:
         raise _api_error(ctx, exc) from None
     return ctx.redirect(f"/console/journeys?applied={stored['version']}")
