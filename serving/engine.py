@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import json
 import logging
-import sqlite3
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -75,6 +74,7 @@ from serving.store import (
     StoreError,
     UnknownEventError,
 )
+from serving.store_sql import Connection
 from serving.store_triggers import Fired, TriggerEvent, active_suppressions, fire
 
 log = logging.getLogger("nba.serving.engine")
@@ -720,7 +720,7 @@ class DecisionEngine:
         late = ts > decision.ts + timedelta(days=float(self.reward.window_days))
         fired: list[tuple[str, Fired] | None] = []
 
-        def on_stored(c: sqlite3.Connection, hcp_id: str, action_id: str) -> None:
+        def on_stored(c: Connection, hcp_id: str, action_id: str) -> None:
             # in the outcome's own transaction: its triggers and its touch are
             # written with it, or nothing is
             fired.append(self._fire_outcome(c, outcome, hcp_id, action_id))
@@ -783,7 +783,7 @@ class DecisionEngine:
         return event, fire(c, self.triggers, ev, webhook=self.webhook)
 
     def _touch_from_outcome(
-        self, c: sqlite3.Connection, decision: Decision, concerned: str, ts: datetime
+        self, c: Connection, decision: Decision, concerned: str, ts: datetime
     ) -> None:
         """The first outcome proving contact with one of the decision's actions
         (``concerned``) turns that action into a touch ("ours"); in the outcome's

@@ -394,6 +394,7 @@ def timeline(engine: DecisionEngine, hcp_id: str, limit: int, before: str | None
     store = engine.store
     con = store._conn()
     # one ordered union: (ts, type rank, key) is unique and is the cursor
+    pad_t, pad_o = store.dialect.zero_pad("t.id", 20), store.dialect.zero_pad("o.id", 20)
     sql = (
         "SELECT * FROM ("
         " SELECT COALESCE(d.activated_us, d.ts_us) AS ts, 0 AS rk, 'd' || d.event_id AS k,"
@@ -402,16 +403,16 @@ def timeline(engine: DecisionEngine, hcp_id: str, limit: int, before: str | None
         "  NULL AS over, NULL AS otype, NULL AS reason, NULL AS oaction"
         "  FROM decisions d WHERE d.hcp_id=? AND d.activated=1"
         " UNION ALL"
-        " SELECT t.ts_us, 1, 't' || printf('%020d', t.id), NULL, NULL, NULL, NULL, NULL,"
+        f" SELECT t.ts_us, 1, 't' || {pad_t}, NULL, NULL, NULL, NULL, NULL,"
         "  t.channel, t.content_id, t.origin, t.kind, t.topics, t.overrides_event_id,"
         "  NULL, NULL, NULL FROM touches t WHERE t.hcp_id=?"
         " UNION ALL"
-        " SELECT o.ts_us, 2, 'o' || printf('%020d', o.id), o.event_id, NULL, NULL, NULL, NULL,"
+        f" SELECT o.ts_us, 2, 'o' || {pad_o}, o.event_id, NULL, NULL, NULL, NULL,"
         "  NULL, NULL, o.source, o.kind, NULL, NULL, o.type, f.reason_code,"
         "  COALESCE(o.action_id, d2.chosen_action_id)"
         "  FROM outcomes o JOIN decisions d2 ON d2.event_id=o.event_id"
         "  LEFT JOIN feedback f ON f.outcome_id=o.id WHERE d2.hcp_id=?"
-        ")"
+        ") AS u"
     )
     args: list[Any] = [hcp_id, hcp_id, hcp_id]
     if before is not None:

@@ -1,4 +1,4 @@
-"""The service's embedded event store: one SQLite database in WAL mode.
+"""The service's event store: its interface, on SQLite (embedded default) or PostgreSQL.
 
 It holds HCP profiles (with their declared attributes as JSON), touches (contacts
 and interest signals), stated preferences, decisions (every column of the decisions
@@ -6,19 +6,29 @@ log plus the ``deferred`` flag), outcomes, rep feedback and catalog snapshots, a
 them to the Parquet event log the training and evaluation commands read
 (:mod:`nba.logs.io`, schemas identical to the simulator's).
 
+The store is split by concern:
+
+- this module: what callers use (:class:`EventStore`, :func:`open_store`, the
+  errors and records) and the SQL of every method, written once;
+- :mod:`serving.store_sql`: the dialect layer (what SQLite and PostgreSQL spell
+  differently);
+- :mod:`serving.store_sqlite`: one SQLite file in WAL mode (a path);
+- :mod:`serving.store_postgres`: one PostgreSQL database (a ``postgresql://`` URL,
+  ``NBA_STORE_URL``), shared by several service replicas;
+- :mod:`serving.store_export`: the Parquet export.
+
 Concurrency and durability
 --------------------------
-- Several worker processes (and threads) may share one database file. Each
-  process/thread gets its own connection (re-opened after a fork), waits on a
-  lock for up to ``busy_timeout_s`` and takes the write lock up front
-  (``BEGIN IMMEDIATE``) for every write, so writers queue instead of failing
-  half-way.
+- Several worker processes (and threads) may share one database. Each
+  process/thread gets its own connection (re-opened after a fork) and takes the
+  write lock up front (``BEGIN IMMEDIATE`` on SQLite, an advisory lock on
+  PostgreSQL) for every write, so writers queue instead of failing half-way.
 - Every write method commits before it returns: what it acknowledged is in the
-  database. The default ``synchronous="FULL"`` also fsyncs the write-ahead log
-  at each commit, so an acknowledged decision survives a power loss or an OS
-  crash, not only a killed process. ``synchronous="NORMAL"`` is faster and
-  still survives a killed process (SIGKILL), but the last commits may be lost
-  if the machine itself goes down; choose it only if that is acceptable.
+  database. On SQLite the default ``synchronous="FULL"`` also fsyncs the
+  write-ahead log at each commit, so an acknowledged decision survives a power
+  loss or an OS crash, not only a killed process. ``synchronous="NORMAL"`` is
+  faster and still survives a killed process (SIGKILL), but the last commits may
+  be lost if the machine itself goes down; choose it only if that is acceptable.
 - A connection must never cross a ``fork()`` (SQLite loses track of its locks
   in the child and committed WAL frames can be lost): the store closes its
   connections before any fork and reopens them lazily on either side.
@@ -44,7 +54,6 @@ from __future__ import annotations
 
 import json
 import os
-import sqlite3
 import threading
 import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -53,8 +62,6 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
-
-import pyarrow as pa
 
 from nba.catalog import Catalog
 from nba.contact import Feedback
@@ -81,8 +88,8 @@ from nba.domain import (
     ensure_utc,
     outcome_channel_problem,
 )
-from nba.logs import io as logio
-from nba.logs.schema import DECISIONS, OUTCOMES, STATED_PREFERENCES, TOUCHES
+from serving.store_export import StoreExport
+from serving.store_sql import INTEGRITY_ERRORS, SQLITE, Connection, Dialect
 
 #: Version 2 added ``outcomes.action_id`` (the suggestion an outcome concerns);
 #: version 3 interest signals on touches, declared attributes on HCPs and stated
@@ -96,7 +103,8 @@ MIGRATES_FROM = (1, 2, 3)
 SYNCHRONOUS_MODES = ("FULL", "NORMAL", "EXTRA")
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _US = timedelta(microseconds=1)
-_EXPORT_CHUNK = 50_000
+#: URL schemes of the PostgreSQL backend (``NBA_STORE_URL``)
+PG_SCHEMES = ("postgresql://", "postgres://")
 
 _DDL = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -311,8 +319,9 @@ CREATE TABLE IF NOT EXISTS journeys_versions (
 );
 """
 
-#: Columns added to tables of an older schema version, with their declaration: a
-#: database file made by older code gains them (with these defaults) when opened.
+#: Columns added to tables of an older schema version, with their declaration (SQLite
+#: types; PostgreSQL's are derived): a database made by older code gains them (with
+#: these defaults) when opened.
 #: Version 3: interest signals on touches, declared attributes on HCPs.
 _ADDED_COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("hcps", "attributes", "TEXT NOT NULL DEFAULT '{}'"),
@@ -341,15 +350,16 @@ def _slate_json(slate: Sequence[SlateSlot]) -> str | None:
 
 #: Stores of this process; their connections are closed before any fork(), because an
 #: SQLite connection carried across fork() corrupts the lock state of the child and
-#: can lose committed WAL frames (see https://sqlite.org/howtocorrupt.html, 2.6).
+#: can lose committed WAL frames (see https://sqlite.org/howtocorrupt.html, 2.6), and
+#: a PostgreSQL connection shared by two processes mixes their protocol messages.
 _OPEN_STORES: weakref.WeakSet[EventStore] = weakref.WeakSet()
 
 
-def _close_connections(conns: list[sqlite3.Connection]) -> None:
+def _close_connections(conns: list[Connection]) -> None:
     for con in conns:
         try:
             con.close()
-        except sqlite3.Error:  # pragma: no cover - closing is best effort
+        except Exception:  # pragma: no cover - closing is best effort
             pass
     conns.clear()
 
@@ -392,7 +402,7 @@ class OutcomeWrite:
     outcome: Outcome
     reason_code: str | None = None
     snooze_until: datetime | None = None
-    on_stored: Callable[[sqlite3.Connection, str, str], None] | None = None
+    on_stored: Callable[[Connection, str, str], None] | None = None
 
 
 def _to_us(ts: datetime) -> int:
@@ -412,6 +422,37 @@ def _bound_us(value: date | datetime, end: bool, name: str) -> int:
     if isinstance(value, datetime):
         return _to_us(ensure_utc(value, "EventStore.export", name))
     return _day_start_us(value + timedelta(days=1) if end else value)
+
+
+def is_store_url(location: str | Path) -> bool:
+    """Whether ``location`` names a PostgreSQL database (``postgresql://`` or
+    ``postgres://``) rather than an SQLite file."""
+    return isinstance(location, str) and location.startswith(PG_SCHEMES)
+
+
+def open_store(
+    location: str | Path,
+    reward_window_days: float = 14.0,
+    synchronous: str = "FULL",
+    busy_timeout_s: float = 30.0,
+) -> EventStore:
+    """The event store at ``location``: a ``postgresql://`` URL opens the
+    PostgreSQL backend, anything else is the SQLite file's path.
+
+    Parameters are those of :class:`EventStore` (``synchronous`` applies to SQLite).
+
+    Raises
+    ------
+    StoreError
+        A malformed URL, an unreachable server, a refused schema version.
+    """
+    if is_store_url(location):
+        from serving.store_postgres import PostgresStore
+
+        return PostgresStore(str(location), reward_window_days, synchronous, busy_timeout_s)
+    from serving.store_sqlite import SQLiteStore
+
+    return SQLiteStore(location, reward_window_days, synchronous, busy_timeout_s)
 
 
 @dataclass(frozen=True, slots=True)
@@ -457,29 +498,50 @@ class ActionOutcome:
     ts: datetime
 
 
-class EventStore:
-    """HCP profiles, touches, decisions and outcomes in one SQLite file (WAL mode).
+class EventStore(StoreExport):
+    """HCP profiles, touches, decisions and outcomes: the store's interface.
+
+    ``EventStore(location, ...)`` opens the backend ``location`` names, as
+    :func:`open_store` does: a ``postgresql://`` URL gives a
+    :class:`serving.store_postgres.PostgresStore`, a path a
+    :class:`serving.store_sqlite.SQLiteStore` (one SQLite file in WAL mode).
+    Every method below runs the same SQL on both (:mod:`serving.store_sql`).
 
     Parameters
     ----------
-    path : str or Path
-        Database file; created with its parent directory if missing.
+    location : str or Path
+        SQLite database file (created with its parent directory if missing), or
+        a ``postgresql://user@host:port/db`` URL.
     reward_window_days : float, default 14
         Outcomes later than ``decision.ts + reward_window_days`` are stored with
         ``late=True`` (the window in force when the outcome is inserted).
     synchronous : {"FULL", "NORMAL", "EXTRA"}, default "FULL"
-        SQLite ``synchronous`` pragma; see the module docstring.
+        SQLite ``synchronous`` pragma; see the module docstring. PostgreSQL
+        commits durably as its server is configured (``synchronous_commit``).
     busy_timeout_s : float, default 30
-        How long a write waits for another process's lock before failing.
+        How long a write waits for another process's lock before failing (SQLite);
+        the connection timeout on PostgreSQL.
     """
 
-    def __init__(
-        self,
-        path: str | Path,
-        reward_window_days: float = 14.0,
-        synchronous: str = "FULL",
-        busy_timeout_s: float = 30.0,
+    #: the SQL spelling of this backend (set by each backend)
+    dialect: Dialect = SQLITE
+    path: Path | str
+
+    def __new__(cls, location: str | Path, *args: Any, **kwargs: Any) -> EventStore:
+        if cls is EventStore:  # the interface itself: open the backend the location names
+            if is_store_url(location):
+                from serving.store_postgres import PostgresStore
+
+                return super().__new__(PostgresStore)
+            from serving.store_sqlite import SQLiteStore
+
+            return super().__new__(SQLiteStore)
+        return super().__new__(cls)
+
+    def _init_common(
+        self, reward_window_days: float, synchronous: str, busy_timeout_s: float
     ) -> None:
+        """Check and keep the parameters every backend shares; set up connections."""
         if not (isinstance(reward_window_days, int | float) and reward_window_days > 0):
             raise StoreError(
                 f"EventStore: reward_window_days must be positive, got {reward_window_days!r}"
@@ -490,30 +552,49 @@ class EventStore:
             )
         if not busy_timeout_s > 0:
             raise StoreError(f"EventStore: busy_timeout_s must be positive, got {busy_timeout_s}")
-        self.path = Path(path)
         self.reward_window_days = float(reward_window_days)
         self.synchronous = synchronous.upper()
         self.busy_timeout_s = float(busy_timeout_s)
         self._local = threading.local()
-        self._conns: list[sqlite3.Connection] = []
+        self._conns: list[Connection] = []
         self._conns_lock = threading.Lock()
         self._generation = 0
         _OPEN_STORES.add(self)
-        # sqlite3 connections can sit in reference cycles; close them when the store goes
+        # connections can sit in reference cycles; close them when the store goes
         weakref.finalize(self, _close_connections, self._conns)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        con = self._conn()
-        mode = con.execute("PRAGMA journal_mode=WAL").fetchone()[0]
-        if str(mode).lower() != "wal":
-            raise StoreError(f"EventStore: {self.path} cannot use WAL mode (got {mode!r})")
+
+    # ------------------------------------------------------- schema (both)
+    def _connect(self) -> Connection:
+        """A new connection of this backend (one per thread and process)."""
+        raise NotImplementedError
+
+    def _has_table(self, c: Connection, table: str) -> bool:
+        raise NotImplementedError
+
+    def _columns(self, c: Connection, table: str) -> set[str]:
+        raise NotImplementedError
+
+    def _ddl(self) -> str:
+        """The DDL statements of :data:`_DDL` in this backend's types."""
+        return _DDL
+
+    def _migrate_older(self, c: Connection, version: int) -> None:
+        """Backend-specific steps to migrate a database of an older ``version``."""
+
+    def _setup_schema(self) -> None:
+        """Check the schema version, migrate an older one, create what is missing
+        (one write transaction: all of it or nothing).
+
+        Raises
+        ------
+        StoreError
+            The database has a newer (or unknown) schema version; it is left untouched.
+        """
         with self._write() as c:
-            # the version is checked before any DDL runs: a newer file is left untouched
-            has_meta = c.execute(
-                "SELECT 1 FROM sqlite_master WHERE type='table' AND name='meta'"
-            ).fetchone()
+            # the version is checked before any DDL runs: a newer database is left untouched
             row = (
                 c.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
-                if has_meta
+                if self._has_table(c, "meta")
                 else None
             )
             if row is not None and int(row[0]) != SCHEMA_VERSION:
@@ -522,15 +603,17 @@ class EventStore:
                         f"EventStore: {self.path} has schema version {row[0]}, "
                         f"this code reads version {SCHEMA_VERSION}"
                     )
-                self._migrate(c)
+                self._migrate_older(c, int(row[0]))
+                self._add_columns(c)
                 c.execute(
                     "UPDATE meta SET value=? WHERE key='schema_version'", (str(SCHEMA_VERSION),)
                 )
-            for stmt in _DDL.split(";"):
+            for stmt in self._ddl().split(";"):
                 if stmt.strip():
                     c.execute(stmt)
-            # columns added since this file's version was set (a no-op once present)
+            # columns added since this database's version was set (a no-op once present)
             self._add_columns(c)
+            self._after_ddl(c)
             c.execute(
                 "CREATE INDEX IF NOT EXISTS touches_overrides ON touches (overrides_event_id)"
                 " WHERE overrides_event_id IS NOT NULL"
@@ -541,58 +624,28 @@ class EventStore:
                     (str(SCHEMA_VERSION),),
                 )
 
-    @staticmethod
-    def _migrate(c: sqlite3.Connection) -> None:
-        """Add the columns of :data:`_ADDED_COLUMNS` a file of an older version lacks
-        (inside the opening transaction: all of them or none)."""
-        outcome_cols = {r[1] for r in c.execute("PRAGMA table_info(outcomes)")}
-        if "action_id" not in outcome_cols:
-            EventStore._migrate_1_to_2(c)
-        EventStore._add_columns(c)
+    def _after_ddl(self, c: Connection) -> None:
+        """Backend-specific schema steps after the DDL and the added columns."""
 
-    @staticmethod
-    def _add_columns(c: sqlite3.Connection) -> None:
-        """Add each column of :data:`_ADDED_COLUMNS` the file's tables lack."""
+    def _add_columns(self, c: Connection) -> None:
+        """Add each column of :data:`_ADDED_COLUMNS` the database's tables lack."""
         for table, column, decl in _ADDED_COLUMNS:
-            have = {r[1] for r in c.execute(f"PRAGMA table_info({table})")}
-            if column not in have:
-                c.execute(f"ALTER TABLE {table} ADD COLUMN {column} {decl}")
+            if column not in self._columns(c, table):
+                c.execute(f"ALTER TABLE {table} ADD COLUMN {column} {self._column_decl(decl)}")
 
-    @staticmethod
-    def _migrate_1_to_2(c: sqlite3.Connection) -> None:
-        """Add ``outcomes.action_id`` (in the caller's write transaction).
-
-        Version 1 kept the suggestion a rep's feedback concerned only in the
-        ``feedback`` table; feedback about another action than the chosen one
-        gets that action id, every other outcome stays null (the chosen action).
-        """
-        c.execute("ALTER TABLE outcomes ADD COLUMN action_id TEXT")
-        c.execute(
-            "UPDATE outcomes SET action_id = (SELECT f.action_id FROM feedback f"
-            " WHERE f.outcome_id = outcomes.id) WHERE id IN (SELECT f.outcome_id"
-            " FROM feedback f JOIN decisions d ON d.event_id = f.event_id"
-            " WHERE f.action_id <> d.chosen_action_id)"
-        )
+    def _column_decl(self, decl: str) -> str:
+        return decl
 
     # ------------------------------------------------------------ plumbing
-    def _conn(self) -> sqlite3.Connection:
+    def _conn(self) -> Connection:
         loc = self._local
-        con: sqlite3.Connection | None = getattr(loc, "con", None)
+        con: Connection | None = getattr(loc, "con", None)
         if (
             con is None
             or getattr(loc, "pid", None) != os.getpid()
             or getattr(loc, "gen", None) != self._generation
         ):
-            # check_same_thread=False only so that the fork hook may close it; each
-            # connection is still used by the one thread that opened it
-            con = sqlite3.connect(
-                str(self.path),
-                timeout=self.busy_timeout_s,
-                isolation_level=None,
-                check_same_thread=False,
-            )
-            con.execute(f"PRAGMA busy_timeout={int(self.busy_timeout_s * 1000)}")
-            con.execute(f"PRAGMA synchronous={self.synchronous}")
+            con = self._connect()
             loc.con, loc.pid, loc.gen = con, os.getpid(), self._generation
             with self._conns_lock:
                 self._conns.append(con)
@@ -605,7 +658,8 @@ class EventStore:
             self._generation += 1
 
     @contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
+    def _write(self) -> Iterator[Connection]:
+        """One write transaction (``BEGIN IMMEDIATE``: writers queue), committed on exit."""
         con = self._conn()
         con.execute("BEGIN IMMEDIATE")
         try:
@@ -844,7 +898,7 @@ class EventStore:
         with self._write() as c:
             c.execute(self._INSERT_TOUCH, row)
 
-    def insert_touch(self, c: sqlite3.Connection, touch: Touch) -> None:
+    def insert_touch(self, c: Connection, touch: Touch) -> None:
         """Record one touch inside the caller's open transaction on ``c`` (an
         ``on_stored`` hook's); committed with it."""
         c.execute(self._INSERT_TOUCH, self._touch_row(touch))
@@ -959,7 +1013,7 @@ class EventStore:
         try:
             with self._write() as c:
                 c.execute(self._INSERT_DECISION, row)
-        except sqlite3.IntegrityError:
+        except INTEGRITY_ERRORS:
             raise DuplicateEventError(f"decision '{decision.event_id}' is already stored") from None
 
     def add_decisions(self, decisions: Sequence[Decision], deferred: bool = False) -> int:
@@ -978,7 +1032,7 @@ class EventStore:
         try:
             with self._write() as c:
                 c.executemany(self._INSERT_DECISION, rows)
-        except sqlite3.IntegrityError:
+        except INTEGRITY_ERRORS:
             raise DuplicateEventError(
                 "add_decisions: a decision of the batch is already stored; nothing was stored"
             ) from None
@@ -1071,7 +1125,7 @@ class EventStore:
         outcome: Outcome,
         reason_code: str | None = None,
         snooze_until: datetime | None = None,
-        on_stored: Callable[[sqlite3.Connection, str, str], None] | None = None,
+        on_stored: Callable[[Connection, str, str], None] | None = None,
     ) -> bool:
         """Store an outcome of a stored decision; durable when this returns.
 
@@ -1133,7 +1187,7 @@ class EventStore:
 
         Raises
         ------
-        sqlite3.Error
+        sqlite3.Error or psycopg.Error
             Only when the shared transaction itself cannot begin or commit; then
             nothing of this call is stored.
         """
@@ -1186,11 +1240,11 @@ class EventStore:
 
     def _insert_outcome(
         self,
-        c: sqlite3.Connection,
+        c: Connection,
         outcome: Outcome,
         reason_code: str | None,
         until_us: int | None,
-        on_stored: Callable[[sqlite3.Connection, str, str], None] | None,
+        on_stored: Callable[[Connection, str, str], None] | None,
     ) -> bool:
         """Check ``outcome`` against its decision and insert it, in ``c``'s transaction."""
         is_feedback = outcome.type in REP_FEEDBACK_TYPES
@@ -1229,7 +1283,7 @@ class EventStore:
             raise StoreError(f"{where}: action '{target}': {problem}")
         cur = c.execute(
             "INSERT OR IGNORE INTO outcomes (event_id, ts_us, type, value, source, source_id,"
-            " kind, late, received_us, action_id) VALUES (?,?,?,?,?,?,?,?,?,?)",
+            " kind, late, received_us, action_id) VALUES (?,?,?,?,?,?,?,?,?,?) RETURNING id",
             (
                 outcome.event_id,
                 ts_us,
@@ -1243,14 +1297,15 @@ class EventStore:
                 outcome.action_id,
             ),
         )
-        if cur.rowcount != 1:
+        inserted = cur.fetchone()
+        if inserted is None:  # the same (event, type, source_id) is already stored
             return False
         if is_feedback:
             c.execute(
                 "INSERT INTO feedback (outcome_id, event_id, hcp_id, ts_us, type, action_id,"
                 " content_id, reason_code, snooze_until_us) VALUES (?,?,?,?,?,?,?,?,?)",
                 (
-                    cur.lastrowid,
+                    int(inserted[0]),
                     outcome.event_id,
                     hcp_id,
                     ts_us,
@@ -1468,9 +1523,7 @@ class EventStore:
         )
 
     @staticmethod
-    def _engaged_at(
-        con: sqlite3.Connection, hcp_id: str, lo_us: int, hi_us: int
-    ) -> list[tuple[str, int]]:
+    def _engaged_at(con: Connection, hcp_id: str, lo_us: int, hi_us: int) -> list[tuple[str, int]]:
         """:meth:`_engaged` with the time of the earliest such outcome in the range."""
         types = sorted(ENGAGEMENT_TYPES)
         rows = con.execute(
@@ -1528,7 +1581,7 @@ class EventStore:
         return dict(json.loads(rows[0][0])), topics, channels
 
     @staticmethod
-    def _engaged(con: sqlite3.Connection, hcp_id: str, lo_us: int, hi_us: int) -> list[str]:
+    def _engaged(con: Connection, hcp_id: str, lo_us: int, hi_us: int) -> list[str]:
         """The action engaged with (the outcome's ``action_id``, else the decision's chosen
         action) of each distinct (decision, action, engagement type) of the HCP with an
         outcome in ``[lo_us, hi_us)``."""
@@ -1543,304 +1596,6 @@ class EventStore:
         return [r[0] for r in rows]
 
     # -------------------------------------------------------------- export
-    def export(
-        self,
-        out_dir: str | Path,
-        since: date | datetime | None = None,
-        until: date | datetime | None = None,
-    ) -> dict[str, int]:
-        """Write the Parquet event log (decisions, outcomes, touches, stated
-        preferences, catalog snapshots) under ``out_dir`` with :func:`nba.logs.io.append`.
-
-        Decisions, touches and stated preferences are selected by their ``ts``
-        (``since`` inclusive;
-        ``until`` exclusive for datetimes, inclusive for whole dates); outcomes
-        are those of the exported decisions, late ones included, so every
-        exported decision is joined completely. Export each range once: parts
-        are appended, so exporting the same range twice duplicates rows.
-
-        ``out_dir/manifest.json`` records the export time as ``as_of`` (with
-        ``as_of_basis``): the outcomes known then. A later
-        :func:`nba.logs.join.load_joined` of ``out_dir`` uses it, so decisions
-        whose reward window was still open at export are not taken as final.
-        Exporting again into the same directory keeps the earlier time.
-
-        Returns
-        -------
-        dict
-            Rows written per table and the number of catalog snapshots written
-            (``catalogs``); ``missing_catalogs`` counts catalog versions referred
-            to by decisions that the store does not hold.
-        """
-        lo = None if since is None else _bound_us(since, end=False, name="since")
-        hi = None if until is None else _bound_us(until, end=True, name="until")
-        cond, args = self._range("d.ts_us", lo, hi)
-        con = self._conn()
-        # one read transaction: a consistent snapshot even while writers go on
-        con.execute("BEGIN")
-        # taken before the snapshot's first read, so the horizon never runs ahead of
-        # what the snapshot holds (an outcome stamped later is ignored by the join)
-        as_of = datetime.now(UTC)
-        try:
-            n_dec = self._export_decisions(con, out_dir, cond, args)
-            n_out = self._export_outcomes(con, out_dir, cond, args)
-            tcond, targs = self._range("t.ts_us", lo, hi)
-            n_tch = self._export_touches(con, out_dir, tcond, targs)
-            scond, sargs = self._range("s.ts_us", lo, hi)
-            n_st = self._export_stated(con, out_dir, scond, sargs)
-            versions = [
-                r[0]
-                for r in con.execute(
-                    f"SELECT DISTINCT d.catalog_version FROM decisions d WHERE {cond}", args
-                )
-            ]
-            written = missing = 0
-            for v in versions:
-                snap = con.execute("SELECT snapshot FROM catalogs WHERE version=?", (v,)).fetchone()
-                if snap is None:
-                    missing += 1
-                    continue
-                cat = Catalog.from_dict(json.loads(snap[0]), source=f"{self.path}:catalog/{v}")
-                cat.write_snapshot(Path(out_dir) / "catalog")
-                written += 1
-        finally:
-            con.execute("COMMIT")
-        self._record_export_time(Path(out_dir), as_of)
-        return {
-            "decisions": n_dec,
-            "outcomes": n_out,
-            "touches": n_tch,
-            "stated_preferences": n_st,
-            "catalogs": written,
-            "missing_catalogs": missing,
-        }
-
-    #: tables :meth:`export_increment` follows, with the row id that orders them
-    INCREMENT_KEYS: tuple[tuple[str, str], ...] = (
-        ("decisions", "rowid"),
-        ("outcomes", "id"),
-        ("touches", "id"),
-        ("stated_preferences", "id"),
-    )
-
-    def export_increment(
-        self, out_dir: str | Path, after: Mapping[str, int]
-    ) -> tuple[dict[str, int], dict[str, int]]:
-        """Append to the Parquet log under ``out_dir`` only the rows stored since a
-        previous increment: those whose row id exceeds ``after[table]`` (0 or
-        missing: from the first row), up to the last row present when this call
-        began (one read snapshot).
-
-        Rows are selected by insertion order, not by ``ts``, so an outcome that
-        arrives late for a decision exported earlier is exported with the next
-        increment. Catalog snapshots of the new decisions are written too. The
-        manifest is not touched: the caller states the horizon. Known limit: a
-        decision stored deferred and activated after it was exported keeps the
-        ``activated`` flag it had at export.
-
-        Returns
-        -------
-        (dict, dict)
-            Rows written per table, and the new high-water marks (row ids) to
-            pass as ``after`` next time.
-        """
-        con = self._conn()
-        counts: dict[str, int] = {}
-        marks: dict[str, int] = {}
-        con.execute("BEGIN")
-        try:
-            bounds: dict[str, tuple[int, int]] = {}
-            for table, key in self.INCREMENT_KEYS:
-                lo = int(after.get(table, 0) or 0)
-                hi = con.execute(f"SELECT COALESCE(MAX({key}), 0) FROM {table}").fetchone()[0]
-                bounds[table] = (lo, max(lo, int(hi)))
-                marks[table] = bounds[table][1]
-            lo, hi = bounds["decisions"]
-            cond, args = "d.rowid>? AND d.rowid<=?", (lo, hi)
-            counts["decisions"] = self._export_decisions(con, out_dir, cond, args)
-            lo, hi = bounds["outcomes"]
-            counts["outcomes"] = self._export_outcomes(con, out_dir, "o.id>? AND o.id<=?", (lo, hi))
-            lo, hi = bounds["touches"]
-            counts["touches"] = self._export_touches(con, out_dir, "t.id>? AND t.id<=?", (lo, hi))
-            lo, hi = bounds["stated_preferences"]
-            counts["stated_preferences"] = self._export_stated(
-                con, out_dir, "s.id>? AND s.id<=?", (lo, hi)
-            )
-            lo, hi = bounds["decisions"]
-            versions = [
-                r[0]
-                for r in con.execute(
-                    "SELECT DISTINCT catalog_version FROM decisions WHERE rowid>? AND rowid<=?",
-                    (lo, hi),
-                )
-            ]
-            counts["catalogs"] = 0
-            for v in versions:
-                snap = con.execute("SELECT snapshot FROM catalogs WHERE version=?", (v,)).fetchone()
-                if snap is not None:
-                    cat = Catalog.from_dict(json.loads(snap[0]), source=f"{self.path}:catalog/{v}")
-                    cat.write_snapshot(Path(out_dir) / "catalog")
-                    counts["catalogs"] += 1
-        finally:
-            con.execute("COMMIT")
-        return counts, marks
-
-    @staticmethod
-    def _record_export_time(out: Path, as_of: datetime) -> None:
-        from nba.logs.join import (
-            MANIFEST_AS_OF,
-            MANIFEST_AS_OF_BASIS,
-            manifest_as_of,
-            update_manifest,
-        )
-
-        earlier = manifest_as_of(out)
-        if earlier is not None and earlier < as_of:
-            as_of = earlier
-        update_manifest(
-            out,
-            {
-                "writer": "serving.store",
-                MANIFEST_AS_OF: as_of.isoformat(),
-                MANIFEST_AS_OF_BASIS: "store export time",
-            },
-        )
-
-    @staticmethod
-    def _range(col: str, lo: int | None, hi: int | None) -> tuple[str, tuple[Any, ...]]:
-        parts, args = ["1=1"], []
-        if lo is not None:
-            parts.append(f"{col}>=?")
-            args.append(lo)
-        if hi is not None:
-            parts.append(f"{col}<?")
-            args.append(hi)
-        return " AND ".join(parts), tuple(args)
-
-    def _export_decisions(
-        self, con: sqlite3.Connection, out_dir: str | Path, cond: str, args: tuple[Any, ...]
-    ) -> int:
-        cur = con.execute(
-            f"SELECT {', '.join('d.' + c.strip() for c in self._DECISION_COLS.split(','))}"
-            f" FROM decisions d WHERE {cond} ORDER BY d.ts_us, d.event_id",
-            args,
-        )
-        total = 0
-        while rows := cur.fetchmany(_EXPORT_CHUNK):
-            cols: dict[str, list[Any]] = {f.name: [] for f in DECISIONS}
-            for r in rows:
-                cols["event_id"].append(r[0])
-                cols["ts"].append(r[1])
-                cols["hcp_id"].append(r[2])
-                cols["requester"].append(r[3])
-                cols["channels_requested"].append(json.loads(r[4]))
-                cols["context"].append(r[5])
-                cols["catalog_version"].append(r[6])
-                cols["action_ids"].append(json.loads(r[7]))
-                cols["probabilities"].append(json.loads(r[8]))
-                cols["chosen_index"].append(r[9])
-                cols["chosen_action_id"].append(r[10])
-                cols["propensity"].append(r[11])
-                cols["policy"].append(r[12])
-                cols["model_version"].append(r[13])
-                cols["suppressed"].append(
-                    [{"action_id": a, "rule": rule} for a, rule in json.loads(r[14])]
-                )
-                cols["activated"].append(bool(r[15]))
-                cols["slate"].append(
-                    None
-                    if r[16] is None
-                    else [{"action_id": a, "probability": p} for a, p in json.loads(r[16])]
-                )
-                cols["rules_version"].append(r[17])
-                cols["rules_market"].append(r[18])
-                cols["journey"].append(r[19])
-            table = pa.Table.from_pydict(
-                {f.name: pa.array(cols[f.name], type=f.type) for f in DECISIONS},
-                schema=DECISIONS,
-            )
-            logio.append(out_dir, "decisions", table)
-            total += len(rows)
-        return total
-
-    @staticmethod
-    def _export_plain(
-        cur: sqlite3.Cursor, out_dir: str | Path, name: str, schema: pa.Schema
-    ) -> int:
-        """Append the rows of ``cur`` (columns in ``schema`` order) to log ``name``."""
-        total = 0
-        while rows := cur.fetchmany(_EXPORT_CHUNK):
-            columns = zip(*rows, strict=True)
-            table = pa.Table.from_pydict(
-                {
-                    f.name: pa.array(list(col), type=f.type)
-                    for f, col in zip(schema, columns, strict=True)
-                },
-                schema=schema,
-            )
-            logio.append(out_dir, name, table)
-            total += len(rows)
-        return total
-
-    def _export_outcomes(
-        self, con: sqlite3.Connection, out_dir: str | Path, cond: str, args: tuple[Any, ...]
-    ) -> int:
-        cur = con.execute(
-            "SELECT o.event_id, o.ts_us, o.type, o.value, o.source, o.source_id, o.action_id"
-            f" FROM outcomes o JOIN decisions d ON d.event_id=o.event_id WHERE {cond}"
-            " ORDER BY o.ts_us, o.id",
-            args,
-        )
-        return self._export_plain(cur, out_dir, "outcomes", OUTCOMES)
-
-    def _export_touches(
-        self, con: sqlite3.Connection, out_dir: str | Path, cond: str, args: tuple[Any, ...]
-    ) -> int:
-        cur = con.execute(
-            "SELECT t.hcp_id, t.ts_us, t.channel, t.content_id, t.origin, t.kind, t.topics,"
-            " t.content_ids, t.dwell_s, t.overrides_event_id"
-            f" FROM touches t WHERE {cond} ORDER BY t.ts_us, t.id",
-            args,
-        )
-        total = 0
-        while rows := cur.fetchmany(_EXPORT_CHUNK):
-            cols = [list(col) for col in zip(*rows, strict=True)]
-            cols[6] = [json.loads(v) for v in cols[6]]
-            cols[7] = [json.loads(v) for v in cols[7]]
-            table = pa.Table.from_pydict(
-                {f.name: pa.array(col, type=f.type) for f, col in zip(TOUCHES, cols, strict=True)},
-                schema=TOUCHES,
-            )
-            logio.append(out_dir, "touches", table)
-            total += len(rows)
-        return total
-
-    @staticmethod
-    def _export_stated(
-        con: sqlite3.Connection, out_dir: str | Path, cond: str, args: tuple[Any, ...]
-    ) -> int:
-        cur = con.execute(
-            "SELECT s.hcp_id, s.ts_us, s.recorded_by, s.topics, s.channels"
-            f" FROM stated_preferences s WHERE {cond} ORDER BY s.ts_us, s.id",
-            args,
-        )
-        total = 0
-        while rows := cur.fetchmany(_EXPORT_CHUNK):
-            cols = [list(col) for col in zip(*rows, strict=True)]
-            cols[3] = [json.loads(v) for v in cols[3]]
-            cols[4] = [json.loads(v) for v in cols[4]]
-            table = pa.Table.from_pydict(
-                {
-                    f.name: pa.array(col, type=f.type)
-                    for f, col in zip(STATED_PREFERENCES, cols, strict=True)
-                },
-                schema=STATED_PREFERENCES,
-            )
-            logio.append(out_dir, "stated_preferences", table)
-            total += len(rows)
-        return total
-
-    # ----------------------------------------------------------- retention
     def purge(self, older_than: datetime) -> dict[str, int]:
         """Delete decisions (with their outcomes, feedback and rep day-list entries),
         touches with ``ts < older_than`` and the rep day lists of the days before

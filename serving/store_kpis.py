@@ -55,6 +55,7 @@ from typing import Any
 from nba.domain import ENGAGEMENT_TYPES, ValidationError
 from nba.reward import RewardDefinition
 from serving.store import EventStore, _to_us
+from serving.store_sql import Dialect
 
 #: what ``by`` may be
 GROUPINGS: tuple[str, ...] = ("channel", "content", "market", "journey")
@@ -171,25 +172,34 @@ def check_definition(value_def: RewardDefinition) -> RewardDefinition:
     return value_def
 
 
-_KEY = {
-    "channel": "substr(d.chosen_action_id, instr(d.chosen_action_id, '@') + 1)",
-    "content": "substr(d.chosen_action_id, 1, instr(d.chosen_action_id, '@') - 1)",
-    "market": "COALESCE(json_extract(d.context, '$.hcp.market'), '')",
-    "journey": f"COALESCE(d.journey, '{NO_JOURNEY}')",
-}
-_SUPPRESSED_KEY = {
-    "channel": "substr(s.aid, instr(s.aid, '@') + 1)",
-    "content": "substr(s.aid, 1, instr(s.aid, '@') - 1)",
-    "market": "s.market",
-    "journey": "s.journey",
-}
+def _key(dialect: Dialect, by: str) -> str:
+    """The SQL of a decision's group key ``by`` (over ``decisions AS d``)."""
+    at = dialect.instr("d.chosen_action_id", "'@'")
+    return {
+        "channel": f"substr(d.chosen_action_id, {at} + 1)",
+        "content": f"substr(d.chosen_action_id, 1, {at} - 1)",
+        "market": f"COALESCE({dialect.json_text('d.context', 'hcp', 'market')}, '')",
+        "journey": f"COALESCE(d.journey, '{NO_JOURNEY}')",
+    }[by]
+
+
+def _suppressed_key(dialect: Dialect, by: str) -> str:
+    """The SQL of a suppression's group key ``by`` (over the CTE ``s``)."""
+    at = dialect.instr("s.aid", "'@'")
+    return {
+        "channel": f"substr(s.aid, {at} + 1)",
+        "content": f"substr(s.aid, 1, {at} - 1)",
+        "market": "s.market",
+        "journey": "s.journey",
+    }[by]
+
 
 #: decisions of the period with their group key; credited in-window outcome types,
 #: each type once per decision with its earliest value
 _BASE = """
 WITH d0 AS (
     SELECT d.event_id, d.ts_us, d.chosen_action_id, d.activated,
-        substr(d.chosen_action_id, instr(d.chosen_action_id, '@') + 1) AS channel,
+        substr(d.chosen_action_id, {at} + 1) AS channel,
         CASE WHEN d.model_version LIKE 'holdout:%' THEN 1 ELSE 0 END AS holdout,
         {key} AS grp
     FROM decisions AS d
@@ -210,8 +220,8 @@ t AS (SELECT event_id, type, value FROM ranked WHERE n = 1)
 _PER_GROUP = (
     _BASE
     + """,
-w(type, weight, by_value) AS (SELECT * FROM (VALUES {weights})),
-c(channel, cost) AS (SELECT * FROM (VALUES {costs})),
+w(type, weight, by_value) AS (SELECT * FROM (VALUES {weights}) AS wv),
+c(channel, cost) AS (SELECT * FROM (VALUES {costs}) AS cv),
 per AS (
     SELECT d0.event_id, d0.grp, d0.activated, d0.holdout,
         COALESCE(c.cost, 0.0) * d0.activated AS cost,
@@ -224,7 +234,7 @@ per AS (
     LEFT JOIN t ON t.event_id = d0.event_id
     LEFT JOIN w ON w.type = t.type
     LEFT JOIN c ON c.channel = d0.channel
-    GROUP BY d0.event_id
+    GROUP BY d0.event_id, d0.grp, d0.activated, d0.holdout, c.cost
 )
 SELECT grp, COUNT(*), SUM(activated), SUM(holdout),
     SUM(CASE WHEN n_types > 0 THEN 1 ELSE 0 END),
@@ -247,10 +257,10 @@ GROUP BY d0.grp, t.type
 
 _SUPPRESSIONS = """
 WITH s AS (
-    SELECT json_extract(j.value, '$[0]') AS aid, json_extract(j.value, '$[1]') AS rule,
-        COALESCE(json_extract(d.context, '$.hcp.market'), '') AS market,
+    SELECT {aid} AS aid, {rule} AS rule,
+        COALESCE({market}, '') AS market,
         COALESCE(d.journey, 'none') AS journey
-    FROM decisions AS d, json_each(d.suppressed) AS j
+    FROM decisions AS d, {elements}
     WHERE d.ts_us >= {lo} AND d.ts_us < {hi}
 )
 SELECT {key} AS grp, s.rule, COUNT(*) FROM s GROUP BY grp, s.rule
@@ -306,14 +316,25 @@ def kpis(
     c_ph, c_args = _values(list(value_def.costs.items()), ("", 0.0))
     eng = sorted(ENGAGEMENT_TYPES)
     eng_ph = ", ".join("?" for _ in eng)
-    key = _KEY[by]
+    dialect = store.dialect
+    key = _key(dialect, by)
+    at = dialect.instr("d.chosen_action_id", "'@'")
     con = store._conn()
     rows = con.execute(
-        _PER_GROUP.format(key=key, weights=w_ph, costs=c_ph, engagement=eng_ph, **bounds),
+        _PER_GROUP.format(key=key, at=at, weights=w_ph, costs=c_ph, engagement=eng_ph, **bounds),
         [*w_args, *c_args, *eng],
     ).fetchall()
-    type_rows = con.execute(_PER_TYPE.format(key=key, **bounds)).fetchall()
-    supp_rows = con.execute(_SUPPRESSIONS.format(key=_SUPPRESSED_KEY[by], **bounds)).fetchall()
+    type_rows = con.execute(_PER_TYPE.format(key=key, at=at, **bounds)).fetchall()
+    supp_rows = con.execute(
+        _SUPPRESSIONS.format(
+            key=_suppressed_key(dialect, by),
+            aid=dialect.json_text("j.value", 0),
+            rule=dialect.json_text("j.value", 1),
+            market=dialect.json_text("d.context", "hcp", "market"),
+            elements=dialect.json_elements("d.suppressed", "j"),
+            **bounds,
+        )
+    ).fetchall()
 
     types: dict[str, dict[str, int]] = {}
     for grp, typ, n in type_rows:

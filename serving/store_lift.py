@@ -54,8 +54,8 @@ NO_CONTACT = "no_contact"
 _PER_DECISION = (
     _BASE
     + """,
-w(type, weight, by_value) AS (SELECT * FROM (VALUES {weights})),
-c(channel, cost) AS (SELECT * FROM (VALUES {costs}))
+w(type, weight, by_value) AS (SELECT * FROM (VALUES {weights}) AS wv),
+c(channel, cost) AS (SELECT * FROM (VALUES {costs}) AS cv)
 SELECT d0.event_id, d.hcp_id, d0.holdout,
     COALESCE(c.cost, 0.0),
     SUM(CASE WHEN t.type IN ({engagement}) THEN 1 ELSE 0 END),
@@ -67,7 +67,8 @@ LEFT JOIN t ON t.event_id = d0.event_id
 LEFT JOIN w ON w.type = t.type
 LEFT JOIN c ON c.channel = d0.channel
 WHERE d0.activated = 1
-GROUP BY d0.event_id
+GROUP BY d0.event_id, d.hcp_id, d0.holdout, c.cost, d.context, d.action_ids,
+    d.probabilities, d.chosen_index, d.propensity
 ORDER BY d0.event_id
 """
 )
@@ -148,7 +149,12 @@ def lift(
     c_ph, c_args = _values(list(value_def.costs.items()), ("", 0.0))
     eng = sorted(ENGAGEMENT_TYPES)
     sql = _PER_DECISION.format(
-        key="''", weights=w_ph, costs=c_ph, engagement=", ".join("?" for _ in eng), **bounds
+        key="''",
+        at=store.dialect.instr("d.chosen_action_id", "'@'"),
+        weights=w_ph,
+        costs=c_ph,
+        engagement=", ".join("?" for _ in eng),
+        **bounds,
     )
     con = store._conn()
     rows = con.execute(sql, [*w_args, *c_args, *eng]).fetchall()

@@ -38,7 +38,6 @@ True
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
@@ -46,6 +45,7 @@ from typing import Any
 
 from nba.domain import Decision, Touch
 from serving.store import EventStore, StoreError, UnknownEventError, UnknownHCPError, _to_us
+from serving.store_sql import Connection
 
 
 class UnknownRepError(StoreError, LookupError):
@@ -102,7 +102,7 @@ def get_rep(store: EventStore, rep_id: str) -> Rep | None:
     return None if row is None else Rep(row[0], row[1], int(row[2]))
 
 
-def _upsert_rep(c: sqlite3.Connection, rep_id: str, name: str | None, capacity: int) -> bool:
+def _upsert_rep(c: Connection, rep_id: str, name: str | None, capacity: int) -> bool:
     """Insert or update a rep; True when new. ``name`` None keeps a stored name."""
     _check_capacity(capacity)
     new = c.execute("SELECT 1 FROM reps WHERE rep_id=?", (rep_id,)).fetchone() is None
@@ -115,9 +115,7 @@ def _upsert_rep(c: sqlite3.Connection, rep_id: str, name: str | None, capacity: 
     return new
 
 
-def _align(
-    c: sqlite3.Connection, rep_id: str, hcp_id: str, since: date, until: date | None = None
-) -> None:
+def _align(c: Connection, rep_id: str, hcp_id: str, since: date, until: date | None = None) -> None:
     """Give ``hcp_id`` to ``rep_id`` from ``since`` (until ``until``), closing the HCP's
     open row; :class:`AlignmentError` when that would rewrite or overlap its history."""
     if until is not None and until <= since:
@@ -159,7 +157,7 @@ def _align(
     )
 
 
-def _release(c: sqlite3.Connection, rep_id: str, hcp_id: str, since: date) -> None:
+def _release(c: Connection, rep_id: str, hcp_id: str, since: date) -> None:
     """End ``rep_id``'s open alignment of ``hcp_id`` on ``since``."""
     row = c.execute(
         "SELECT id, valid_from FROM rep_alignment WHERE hcp_id=? AND rep_id=? AND valid_to IS NULL",
@@ -173,7 +171,7 @@ def _release(c: sqlite3.Connection, rep_id: str, hcp_id: str, since: date) -> No
         c.execute("UPDATE rep_alignment SET valid_to=? WHERE id=?", (since.isoformat(), row[0]))
 
 
-def _unknown_hcps(c: sqlite3.Connection, hcp_ids: Iterable[str]) -> list[str]:
+def _unknown_hcps(c: Connection, hcp_ids: Iterable[str]) -> list[str]:
     ids = sorted(set(hcp_ids))
     known: set[str] = set()
     for lo in range(0, len(ids), 500):

@@ -24,12 +24,12 @@ without a restart (:class:`serving.rules.RulesKeeper`).
 
 from __future__ import annotations
 
-import sqlite3
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from serving.store import EventStore, StoreError, _from_us, _to_us
+from serving.store_sql import INTEGRITY_ERRORS
 
 #: how a version came to be
 RULES_ACTIONS = ("seed", "apply", "rollback")
@@ -197,7 +197,7 @@ def append(
                     current or None,
                 ),
             )
-    except sqlite3.IntegrityError:  # pragma: no cover - the head check runs under the lock
+    except INTEGRITY_ERRORS:  # pragma: no cover - the head check runs under the lock
         raise RulesConflictError(f"{what}: another change was applied meanwhile") from None
     found = get(store, current + 1, table=t)
     assert found is not None

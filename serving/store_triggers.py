@@ -42,7 +42,6 @@ Fired(duplicate=True, notifications=(), suppressions=0)
 
 from __future__ import annotations
 
-import sqlite3
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -50,6 +49,7 @@ from typing import Any
 from nba.domain import Action
 from nba.triggers import TriggerSet
 from serving.store import EventStore, _from_us, _to_us
+from serving.store_sql import Connection
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,7 +120,7 @@ class ActiveSuppression:
         return action.channel == self.channel and self.content_id in (None, action.content_id)
 
 
-def _owner(c: sqlite3.Connection, hcp_id: str, day: date) -> str | None:
+def _owner(c: Connection, hcp_id: str, day: date) -> str | None:
     row = c.execute(
         "SELECT rep_id FROM rep_alignment WHERE hcp_id=? AND valid_from<=?"
         " AND (valid_to IS NULL OR valid_to>?)",
@@ -129,14 +129,12 @@ def _owner(c: sqlite3.Connection, hcp_id: str, day: date) -> str | None:
     return None if row is None else str(row[0])
 
 
-def fire(
-    c: sqlite3.Connection, triggers: TriggerSet, ev: TriggerEvent, webhook: bool = False
-) -> Fired:
+def fire(c: Connection, triggers: TriggerSet, ev: TriggerEvent, webhook: bool = False) -> Fired:
     """Record ``ev`` and write what its triggers do, in the caller's transaction ``c``.
 
     Parameters
     ----------
-    c : sqlite3.Connection
+    c : Connection
         Inside a write transaction (``EventStore._write``).
     triggers : TriggerSet
     ev : TriggerEvent
@@ -166,7 +164,7 @@ def fire(
             cur = c.execute(
                 "INSERT INTO rep_notifications (event_key, trigger, event, rep_id, hcp_id,"
                 " event_ts_us, due_us, channel, content_id, priority, created_us)"
-                " VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                " VALUES (?,?,?,?,?,?,?,?,?,?,?) RETURNING id",
                 (
                     ev.key,
                     t.name,
@@ -181,7 +179,7 @@ def fire(
                     now_us,
                 ),
             )
-            nid = int(cur.lastrowid or 0)
+            nid = int(cur.fetchone()[0])
             ids.append(nid)
             if webhook:
                 c.execute(
