@@ -14,6 +14,7 @@ import click
 
 from nba.domain import ValidationError
 from nba_cli.options import as_of_option
+from serving.cli_store import STORE
 
 if TYPE_CHECKING:
     from nba.logs.join import JoinResult
@@ -65,15 +66,16 @@ def _joined_from_source(
     raise click.UsageError("give the source of the decisions: --logs DIR or --store DB")
 
 
-def _open_store(store: Path) -> Any:
+def _open_store(store: Path | str) -> Any:
+    from serving.cli_store import store_exists
     from serving.store import EventStore
 
-    if not store.is_file():
+    if not store_exists(store):
         raise click.UsageError(f"--store: no event store database at {store}")
     return EventStore(store)
 
 
-def _store_to_log_dir(store: Path, since: date | None, until: date | None) -> Path:
+def _store_to_log_dir(store: Path | str, since: date | None, until: date | None) -> Path:
     """Export the service's event store into a temporary log directory (removed at exit)."""
     import atexit
     import shutil
@@ -100,9 +102,9 @@ def logs() -> None:
 @click.option(
     "--store",
     "store_db",
-    type=click.Path(dir_okay=False, path_type=Path),
+    type=STORE,
     default=None,
-    help="The service's event store (SQLite) as the source instead of --logs.",
+    help="The service's event store (SQLite file or postgresql:// URL) instead of --logs.",
 )
 @click.option(
     "--reward-def",

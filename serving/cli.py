@@ -20,6 +20,8 @@ import click
 from pydantic import ValidationError
 from pydantic_settings import SettingsError
 
+from serving.cli_store import STORE
+
 
 @click.command("serve")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Interface to bind.")
@@ -27,9 +29,9 @@ from pydantic_settings import SettingsError
 @click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 64))
 @click.option(
     "--store",
-    type=click.Path(dir_okay=False, path_type=Path),
+    type=STORE,
     default=None,
-    help="SQLite event store (NBA_STORE_PATH).",
+    help="Event store: SQLite file (NBA_STORE_PATH) or postgresql:// URL (NBA_STORE_URL).",
 )
 @click.option("--model", "model_uri", default=None, help="Model URI or path (NBA_MODEL_URI).")
 @click.option(
@@ -42,7 +44,7 @@ def serve(
     host: str,
     port: int,
     workers: int,
-    store: Path | None,
+    store: Path | str | None,
     model_uri: str | None,
     log_level: str,
 ) -> None:
@@ -51,8 +53,11 @@ def serve(
 
     from serving.settings import Settings
 
-    if store is not None:
+    if isinstance(store, Path):
         os.environ["NBA_STORE_PATH"] = str(store.resolve())
+        os.environ.pop("NBA_STORE_URL", None)
+    elif store is not None:
+        os.environ["NBA_STORE_URL"] = store
     if model_uri is not None:
         os.environ["NBA_MODEL_URI"] = model_uri
     try:
@@ -71,8 +76,8 @@ def serve(
             err=True,
         )
     click.echo(
-        f"nba serve: http://{host}:{port}  workers={workers}  store={settings.store_path}  "
-        f"model={settings.model_uri}",
+        f"nba serve: http://{host}:{port}  workers={workers}  "
+        f"store={settings.store_location_text}  model={settings.model_uri}",
         err=True,
     )
     own_dir = None

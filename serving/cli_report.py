@@ -11,6 +11,8 @@ from pathlib import Path
 
 import click
 
+from serving.cli_store import STORE
+
 HOLDOUT_CHOICES = ("uniform", "campaign", "no_contact")
 
 
@@ -27,7 +29,7 @@ HOLDOUT_CHOICES = ("uniform", "campaign", "no_contact")
 @click.option(
     "--store",
     "store_db",
-    type=click.Path(dir_okay=False, path_type=Path),
+    type=STORE,
     default=None,
     help="The service's event store (default: NBA_STORE_PATH, else data/events.db).",
 )

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import click
 
+from serving.cli_store import STORE, STORE_HELP, store_exists
+
 
 @click.group("reps")
 def reps() -> None:
@@ -26,17 +28,17 @@ def reps() -> None:
     "--store",
     "store_db",
     required=True,
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="The service's event store (SQLite); it must exist and hold the HCPs.",
+    type=STORE,
+    help=f"The service's event store ({STORE_HELP}); it must exist and hold the HCPs.",
 )
-def import_cmd(file: Path, store_db: Path) -> None:
+def import_cmd(file: Path, store_db: Path | str) -> None:
     """Import FILE (Parquet or CSV) as alignment rows: all rows or none."""
     from nba.domain import ValidationError
     from serving.rep_import import read_alignment
     from serving.store import EventStore
     from serving.store_reps import import_alignment
 
-    if not store_db.is_file():
+    if not store_exists(store_db):
         raise click.UsageError(f"--store: no event store database at {store_db}")
     try:
         changes, found = read_alignment(file.read_bytes(), file.name)

@@ -18,6 +18,9 @@ from typing import TYPE_CHECKING
 
 import click
 
+from serving.cli_store import STORE as STORE_TYPE
+from serving.cli_store import STORE_HELP, store_exists
+
 if TYPE_CHECKING:
     from nba.contact import ContactPolicy
     from serving.store import EventStore
@@ -26,9 +29,9 @@ STORE = click.option(
     "--store",
     "store_db",
     required=True,
-    envvar="NBA_STORE_PATH",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="The service's event store (SQLite; NBA_STORE_PATH).",
+    envvar=["NBA_STORE_URL", "NBA_STORE_PATH"],
+    type=STORE_TYPE,
+    help=f"The service's event store ({STORE_HELP}; NBA_STORE_URL, else NBA_STORE_PATH).",
 )
 FEATURES = click.option(
     "--features",
@@ -75,10 +78,10 @@ def _read_valid(file: Path, markets: tuple[str, ...]) -> tuple[str, ContactPolic
 
 
 @contextmanager
-def _store(store_db: Path) -> Iterator[EventStore]:
+def _store(store_db: Path | str) -> Iterator[EventStore]:
     from serving.store import EventStore
 
-    if not store_db.is_file():
+    if not store_exists(store_db):
         raise click.UsageError(f"--store: no event store database at {store_db}")
     with EventStore(store_db) as store:
         yield store

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import click
 
+from serving.cli_store import STORE, STORE_HELP, store_exists
+
 
 @click.group("touches")
 def touches() -> None:
@@ -25,8 +27,8 @@ def touches() -> None:
     "--store",
     "store_db",
     required=True,
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="The service's event store (SQLite); it must exist and hold the HCPs.",
+    type=STORE,
+    help=f"The service's event store ({STORE_HELP}); it must exist and hold the HCPs.",
 )
 @click.option(
     "--catalog",
@@ -35,14 +37,14 @@ def touches() -> None:
     default=None,
     help="Catalog whose channels and topics the rows must use (default: packaged).",
 )
-def import_cmd(file: Path, store_db: Path, catalog_path: Path | None) -> None:
+def import_cmd(file: Path, store_db: Path | str, catalog_path: Path | None) -> None:
     """Import FILE (Parquet or CSV) as touches: all rows or none."""
     from nba.catalog import Catalog
     from nba.domain import ValidationError
     from serving.store import EventStore
     from serving.touch_import import read_touches
 
-    if not store_db.is_file():
+    if not store_exists(store_db):
         raise click.UsageError(f"--store: no event store database at {store_db}")
     try:
         catalog = Catalog.load(catalog_path) if catalog_path else Catalog.default()

@@ -70,12 +70,13 @@ from serving.rules import RulesKeeper
 from serving.store import (
     DuplicateEventError,
     EventStore,
+    HCPState,
     OutcomeWrite,
     StoreError,
     UnknownEventError,
 )
 from serving.store_sql import Connection
-from serving.store_triggers import Fired, TriggerEvent, active_suppressions, fire
+from serving.store_triggers import ActiveSuppression, Fired, TriggerEvent, fire
 
 log = logging.getLogger("nba.serving.engine")
 
@@ -263,12 +264,20 @@ class DecisionEngine:
         return out
 
     def build_context(
-        self, hcp: HCPProfile, now: datetime, request: Mapping[str, Any]
+        self,
+        hcp: HCPProfile,
+        now: datetime,
+        request: Mapping[str, Any],
+        state: HCPState | None = None,
     ) -> DecisionContext:
-        """The exact context the policy featurizes and the decision logs."""
+        """The exact context the policy featurizes and the decision logs (from
+        ``state`` when given: :meth:`serving.store.EventStore.hcp_state` of ``now``)."""
         day = now.date()
-        history = self.store.history(hcp.hcp_id, day, self.catalog)
-        extras = self.store.context_extras(hcp.hcp_id, day)
+        if state is None:
+            history = self.store.history(hcp.hcp_id, day, self.catalog)
+            extras = self.store.context_extras(hcp.hcp_id, day)
+        else:
+            history, extras = state.history, state.extras
         attributes, topics, channels = extras if extras is not None else ({}, (), ())
         return DecisionContext(
             hcp=hcp,
@@ -298,6 +307,7 @@ class DecisionEngine:
         candidates: Sequence[Action] | None = None,
         ranked_rest: bool = False,
         contact: ContactPolicy | None = None,
+        state: HCPState | None = None,
     ) -> Prepared:
         """Compute one decision for ``hcp`` (not stored yet) under ``contact`` (default:
         the rules in force); the decision records the rules' version and the market
@@ -306,16 +316,22 @@ class DecisionEngine:
         ``ranked_rest`` (the Personalizer-compatible rank route): suggestions after
         the chosen one are ranked by the policy's scores (or probabilities) as
         Personalizer ranks them, and only the chosen slot is logged (no slate).
+
+        Everything read about the HCP comes from one query
+        (:meth:`serving.store.EventStore.hcp_state`), or from ``state`` when the
+        caller already fetched it for the same ``now`` and history window.
         """
         served = served or self.models.current
         contact = contact or self.contact
         rules_version, rules_market = contact.version, contact.market_of(hcp.market)
         since = now - timedelta(days=self.history_days)
-        recent = self.store.recent_touches(hcp.hcp_id, since)
+        if state is None:
+            state = self.store.hcp_state(hcp.hcp_id, now, since, self.catalog, evidence=explain)
+        recent = state.touches
         # caps and gaps count contacts; an HCP pulling information was not contacted
         touches = [t for t in recent if t.kind == "contact"]
-        feedback = self.store.recent_feedback(hcp.hcp_id, now)
-        context = self.build_context(hcp, now, request)
+        feedback = state.feedback
+        context = self.build_context(hcp, now, request, state)
 
         if candidates is None:
             candidates = [a for a in self.catalog.actions if a.channel in channels]
@@ -330,7 +346,8 @@ class DecisionEngine:
             self.metrics.suppressions.labels(rule=rule).inc(n)
         allowed = list(filtered.allowed)
         # suppressions started by triggers (docs/triggers.md): rule "trigger:<name>"
-        for ts in active_suppressions(self.store, hcp.hcp_id, now) if allowed else ():
+        in_force = [ActiveSuppression(*row) for row in state.trigger_suppressions]
+        for ts in in_force if allowed else ():
             hit = [a for a in allowed if ts.covers(a)]
             if hit:
                 allowed = [a for a in allowed if not ts.covers(a)]
@@ -421,12 +438,17 @@ class DecisionEngine:
         reasons: list[list[str]] = [[] for _ in shown]
         if explain:
             # the HCP's own record: the pulls come from the touches read above; responses
-            # to our actions and stated preferences are two more queries
+            # to our actions and stated preferences came with them (state read with
+            # evidence), or are two more queries (a state read without)
             evidence = Evidence.build(
                 now.date(),
                 recent,
-                self.store.action_outcomes(hcp.hcp_id, since, now),
-                self.store.stated_preferences(hcp.hcp_id),
+                state.action_outcomes
+                if state.action_outcomes is not None
+                else self.store.action_outcomes(hcp.hcp_id, since, now),
+                state.stated_preferences
+                if state.stated_preferences is not None
+                else self.store.stated_preferences(hcp.hcp_id),
                 self._topic_of(),
                 now=now,
             )
@@ -530,12 +552,15 @@ class DecisionEngine:
         """One decision; (status, body): 201 stored, 200 when nothing may be offered."""
         channels = self._channels(req.channels)
         exclude = self._parse_action_ids(req.exclude, "exclude")
-        hcp = self.store.get_hcp(req.hcp_id)
+        now = self.decision_time(req.as_of)
+        # the profile and everything the decision reads about the HCP: one round trip
+        since = now - timedelta(days=self.history_days)
+        state = self.store.hcp_state(req.hcp_id, now, since, self.catalog, evidence=req.explain)
+        hcp = state.profile
         if hcp is None:
             raise unknown_hcp(req.hcp_id)
         request = dict(req.context or {})
         requester = str(request.get("requester", principal))
-        now = self.decision_time(req.as_of)
         pr = self.prepare(
             hcp,
             now=now,
@@ -547,6 +572,7 @@ class DecisionEngine:
             event_id=req.event_id,
             defer_activation=req.defer_activation,
             explain=req.explain,
+            state=state,
         )
         supp = [schemas.SuppressedAction(action_id=s.action_id, rule=s.rule) for s in pr.suppressed]
         if pr.no_contact:

@@ -195,7 +195,7 @@ def open_services(settings: Settings, loader: PolicyLoader | None = None) -> Ser
         triggers = TriggerSet(())
         log.warning("no NBA_TRIGGERS_PATH with a custom catalog: no event triggers")
     store = EventStore(
-        settings.store_path,
+        settings.store_location,
         reward_window_days=float(reward.window_days),
         synchronous=settings.store_synchronous,
     )

@@ -94,6 +94,12 @@ class Settings(BaseSettings):
         default_factory=lambda: data_dir() / "events.db",
         description="SQLite event store (WAL mode) shared by all workers.",
     )
+    store_url: str | None = Field(
+        default=None,
+        description="PostgreSQL event store, postgresql://user@host:port/db (psycopg 3), "
+        "shared by several service replicas; when set it replaces NBA_STORE_PATH "
+        "(docs/deploy.md, 'The event store on PostgreSQL').",
+    )
     store_synchronous: Literal["FULL", "NORMAL", "EXTRA"] = Field(
         default="FULL",
         description="SQLite synchronous mode: FULL fsyncs every commit (survives power "
@@ -224,6 +230,33 @@ class Settings(BaseSettings):
     bench_routes: bool = Field(
         default=False, description="Expose the hidden no-op route used by bench/serve.py."
     )
+
+    @field_validator("store_url")
+    @classmethod
+    def _store_url_is_postgresql(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        from serving.store import StoreError
+        from serving.store_postgres import check_url
+
+        try:
+            return check_url(value.strip())
+        except StoreError as exc:  # the message names NBA_STORE_URL, never the password
+            raise ValueError(str(exc)) from None
+
+    @property
+    def store_location(self) -> Path | str:
+        """Where the event store is: ``store_url`` when set, else ``store_path``."""
+        return self.store_url if self.store_url else self.store_path
+
+    @property
+    def store_location_text(self) -> str:
+        """:attr:`store_location` for messages (a URL without its password)."""
+        if self.store_url:
+            from serving.store_postgres import redact
+
+            return redact(self.store_url)
+        return str(self.store_path)
 
     @model_validator(mode="after")
     def _auth_configured(self) -> Settings:

@@ -498,6 +498,231 @@ class ActionOutcome:
     ts: datetime
 
 
+#: the typed slots of :meth:`EventStore._fetch_parts` (kind: SQL type of its NULLs)
+_KINDS = {"i": "BIGINT", "t": "TEXT", "f": "DOUBLE PRECISION"}
+
+
+@dataclass(frozen=True)
+class _Part:
+    """One query of an HCP's state: its columns (SQL, kind ``i``/``t``/``f``), the
+    rest of the statement (FROM, WHERE, GROUP BY), its order and parameters."""
+
+    cols: tuple[tuple[str, str], ...]
+    rest: str
+    order: str
+    args: tuple[Any, ...] = ()
+    limit: int | None = None
+
+    def sql(self) -> str:
+        """The part as a statement of its own."""
+        text = f"SELECT {', '.join(c for c, _ in self.cols)} {self.rest} ORDER BY {self.order}"
+        return text if self.limit is None else f"{text} LIMIT {int(self.limit)}"
+
+
+def _profile_part(hcp_id: str) -> _Part:
+    cols = (
+        ("hcp_id", "t"),
+        ("specialty", "t"),
+        ("decile", "i"),
+        ("market", "t"),
+        ("adoption_stage", "t"),
+        ("consents", "t"),
+        ("no_see", "i"),
+        ("digital_affinity", "f"),
+    )
+    return _Part(cols, "FROM hcps WHERE hcp_id=?", "hcp_id", (hcp_id,))
+
+
+_TOUCH_PART_COLS = (
+    ("hcp_id", "t"),
+    ("ts_us", "i"),
+    ("channel", "t"),
+    ("content_id", "t"),
+    ("origin", "t"),
+    ("kind", "t"),
+    ("topics", "t"),
+    ("content_ids", "t"),
+    ("dwell_s", "f"),
+)
+
+
+def _touches_part(hcp_id: str, since_us: int) -> _Part:
+    return _Part(
+        _TOUCH_PART_COLS,
+        "FROM touches WHERE hcp_id=? AND ts_us>=?",
+        "ts_us, id",
+        (hcp_id, since_us),
+    )
+
+
+def _feedback_part(hcp_id: str, now_us: int, lo_us: int) -> _Part:
+    cols = (
+        ("hcp_id", "t"),
+        ("content_id", "t"),
+        ("type", "t"),
+        ("ts_us", "i"),
+        ("event_id", "t"),
+        ("reason_code", "t"),
+        ("snooze_until_us", "i"),
+    )
+    return _Part(
+        cols,
+        "FROM feedback WHERE hcp_id=? AND type IN ('dismissed', 'snoozed')"
+        " AND ts_us<=? AND (ts_us>=? OR snooze_until_us>?)",
+        "ts_us, outcome_id",
+        (hcp_id, now_us, lo_us, now_us),
+    )
+
+
+def _stated_part(hcp_id: str) -> _Part:
+    cols = (
+        ("hcp_id", "t"),
+        ("ts_us", "i"),
+        ("recorded_by", "t"),
+        ("topics", "t"),
+        ("channels", "t"),
+    )
+    return _Part(cols, "FROM stated_preferences WHERE hcp_id=?", "ts_us, id", (hcp_id,))
+
+
+def _extras_part(hcp_id: str, day: date) -> _Part:
+    return _Part(
+        (("h.attributes", "t"), ("s.topics", "t"), ("s.channels", "t")),
+        "FROM hcps h LEFT JOIN stated_preferences s ON s.hcp_id=h.hcp_id"
+        " AND s.ts_us>=? AND s.ts_us<? WHERE h.hcp_id=?",
+        "s.ts_us DESC, s.id DESC",
+        (
+            _day_start_us(day - timedelta(days=STATED_WINDOW_DAYS)),
+            _day_start_us(day),
+            hcp_id,
+        ),
+    )
+
+
+def _suppressions_part(hcp_id: str, now_us: int) -> _Part:
+    """The trigger suppressions of the HCP in force at ``now_us``
+    (:func:`serving.store_triggers.active_suppressions`)."""
+    cols = (
+        ("trigger", "t"),
+        ("channel", "t"),
+        ("content_id", "t"),
+        ("since_us", "i"),
+        ("until_us", "i"),
+    )
+    return _Part(
+        cols,
+        "FROM trigger_suppressions WHERE hcp_id=? AND until_us>? AND since_us<=?",
+        "id",
+        (hcp_id, now_us, now_us),
+    )
+
+
+def _action_outcomes_part(hcp_id: str, lo_us: int, hi_us: int) -> _Part:
+    types = sorted(OUTCOME_CHANNELS)
+    action = "COALESCE(o.action_id, d.chosen_action_id)"
+    return _Part(
+        (("o.event_id", "t"), (action, "t"), ("o.type", "t"), ("MIN(o.ts_us)", "i")),
+        "FROM outcomes o JOIN decisions d ON d.event_id=o.event_id"
+        f" WHERE d.hcp_id=? AND o.type IN ({','.join('?' * len(types))})"
+        f" AND o.ts_us>=? AND o.ts_us<=? GROUP BY o.event_id, {action}, o.type",
+        f"MIN(o.ts_us), {action}, o.type, o.event_id",
+        (hcp_id, *types, lo_us, hi_us),
+    )
+
+
+def _history_parts(dialect: Dialect, hcp_id: str, day: date) -> dict[str, _Part]:
+    """The queries of :meth:`EventStore.history` (see there), by name."""
+    longest = max(HISTORY_WINDOWS)
+    end_us = _day_start_us(day)
+    lo_us = _day_start_us(day - timedelta(days=longest))
+    types = sorted(ENGAGEMENT_TYPES)
+    marks = ",".join("?" * len(types))
+    action = "COALESCE(o.action_id, d.chosen_action_id)"
+    engaged = (
+        "FROM outcomes o JOIN decisions d ON d.event_id=o.event_id"
+        f" WHERE d.hcp_id=? AND o.type IN ({marks})"
+        " AND o.ts_us>=? AND o.ts_us{hi_op}? GROUP BY o.event_id, " + action + ", o.type"
+    )
+    return {
+        "h_touches": _Part(
+            (("ts_us", "i"), ("channel", "t"), ("content_id", "t")),
+            "FROM touches WHERE hcp_id=? AND kind='contact' AND ts_us>=? AND ts_us<?",
+            "ts_us, id",
+            (hcp_id, lo_us, end_us),
+        ),
+        # the content of the latest contact before ``day``, however old
+        "h_latest": _Part(
+            (("content_id", "t"),),
+            "FROM touches WHERE hcp_id=? AND kind='contact' AND ts_us<?",
+            "ts_us DESC, id DESC",
+            (hcp_id, end_us),
+            limit=1,
+        ),
+        # the action engaged with of each (decision, action, engagement type) in 30 days
+        "h_engaged": _Part(
+            ((action, "t"),),
+            engaged.replace("{hi_op}", "<="),
+            f"o.event_id, {action}, o.type",
+            (hcp_id, *types, _day_start_us(day - timedelta(days=30)), end_us),
+        ),
+        # ... in 90 days, with the time of the earliest such outcome
+        "h_engaged_at": _Part(
+            ((action, "t"), ("MIN(o.ts_us)", "i")),
+            engaged.replace("{hi_op}", "<"),
+            f"o.event_id, {action}, o.type",
+            (hcp_id, *types, lo_us, end_us),
+        ),
+        "h_pulls": _Part(
+            (("ts_us", "i"), ("topics", "t")),
+            "FROM touches WHERE hcp_id=? AND kind!='contact' AND ts_us>=? AND ts_us<?",
+            "ts_us, id",
+            (hcp_id, lo_us, end_us),
+        ),
+        # the HCP's decisions a rep overrode with a touch in the window, each once
+        "h_overridden": _Part(
+            (("COUNT(DISTINCT t.overrides_event_id)", "i"),),
+            "FROM touches t JOIN decisions d ON d.event_id=t.overrides_event_id"
+            " WHERE t.overrides_event_id IS NOT NULL AND d.hcp_id=? AND t.ts_us>=? AND t.ts_us<?",
+            "1",
+            (hcp_id, lo_us, end_us),
+        ),
+    }
+
+
+@dataclass(frozen=True)
+class HCPState:
+    """Everything a decision reads about one HCP (:meth:`EventStore.hcp_state`).
+
+    Attributes
+    ----------
+    profile : HCPProfile or None
+        None when the HCP is not in the store.
+    touches : list of Touch
+        Since the ``since`` given, oldest first (:meth:`EventStore.recent_touches`).
+    feedback : list of Feedback
+        :meth:`EventStore.recent_feedback` at ``now``.
+    history : History
+        :meth:`EventStore.history` of ``now``'s day.
+    extras : (attributes, stated_topics, stated_channels) or None
+        :meth:`EventStore.context_extras` of ``now``'s day.
+    trigger_suppressions : list of (trigger, channel, content_id, since, until)
+        In force at ``now`` (:func:`serving.store_triggers.active_suppressions`).
+    action_outcomes : list of ActionOutcome or None
+        Over ``[since, now]``; None when not asked for.
+    stated_preferences : list of StatedPreference or None
+        None when not asked for.
+    """
+
+    profile: HCPProfile | None
+    touches: list[Touch]
+    feedback: list[Feedback]
+    history: History
+    extras: tuple[dict[str, Any], tuple[str, ...], tuple[str, ...]] | None
+    trigger_suppressions: list[tuple[str, str, str | None, datetime, datetime]]
+    action_outcomes: list[ActionOutcome] | None
+    stated_preferences: list[StatedPreference] | None
+
+
 class EventStore(StoreExport):
     """HCP profiles, touches, decisions and outcomes: the store's interface.
 
@@ -525,7 +750,10 @@ class EventStore(StoreExport):
 
     #: the SQL spelling of this backend (set by each backend)
     dialect: Dialect = SQLITE
+    #: where the store is, for messages (a PostgreSQL URL without its password)
     path: Path | str
+    #: what opens this store again (``EventStore(store.location)``)
+    location: Path | str
 
     def __new__(cls, location: str | Path, *args: Any, **kwargs: Any) -> EventStore:
         if cls is EventStore:  # the interface itself: open the backend the location names
@@ -796,15 +1024,10 @@ class EventStore(StoreExport):
 
     def stated_preferences(self, hcp_id: str) -> list[StatedPreference]:
         """Every stated preference recorded for the HCP, oldest first."""
-        rows = (
-            self._conn()
-            .execute(
-                "SELECT hcp_id, ts_us, recorded_by, topics, channels FROM stated_preferences"
-                " WHERE hcp_id=? ORDER BY ts_us, id",
-                (hcp_id,),
-            )
-            .fetchall()
-        )
+        return self._stated_from(self._rows(_stated_part(hcp_id)))
+
+    @staticmethod
+    def _stated_from(rows: Sequence[Sequence[Any]]) -> list[StatedPreference]:
         return [
             StatedPreference(
                 r[0], _from_us(r[1]), r[2], tuple(json.loads(r[3])), tuple(json.loads(r[4]))
@@ -814,17 +1037,13 @@ class EventStore(StoreExport):
 
     def get_hcp(self, hcp_id: str) -> HCPProfile | None:
         """The stored profile, or ``None``."""
-        row = (
-            self._conn()
-            .execute(
-                "SELECT hcp_id, specialty, decile, market, adoption_stage, consents, no_see,"
-                " digital_affinity FROM hcps WHERE hcp_id=?",
-                (hcp_id,),
-            )
-            .fetchone()
-        )
-        if row is None:
+        return self._profile_from(self._rows(_profile_part(hcp_id)))
+
+    @staticmethod
+    def _profile_from(rows: Sequence[Sequence[Any]]) -> HCPProfile | None:
+        if not rows:
             return None
+        row = rows[0]
         return HCPProfile(
             hcp_id=row[0],
             specialty=row[1],
@@ -834,6 +1053,98 @@ class EventStore(StoreExport):
             consents=frozenset(json.loads(row[5])),
             no_see=bool(row[6]),
             digital_affinity=float(row[7]),
+        )
+
+    def _rows(self, part: _Part) -> list[Any]:
+        """The rows of one query part, run on its own."""
+        return list(self._conn().execute(part.sql(), part.args).fetchall())
+
+    def _fetch_parts(self, parts: Mapping[str, _Part]) -> dict[str, list[tuple[Any, ...]]]:
+        """The rows of several query parts in ONE statement (one round trip): each
+        part's rows tagged and numbered in its own order, its columns placed in
+        typed slots (integers, texts, floats), the parts joined by ``UNION ALL``;
+        the rows are given back per part exactly as :meth:`_rows` would give them."""
+        names = list(parts)
+        width = {
+            k: max(sum(1 for _, kk in p.cols if kk == k) for p in parts.values()) for k in _KINDS
+        }
+        selects: list[str] = []
+        args: list[Any] = []
+        for n, name in enumerate(names):
+            p = parts[name]
+            slots: dict[str, list[str]] = {k: [] for k in _KINDS}
+            for expr, k in p.cols:
+                slots[k].append(expr)
+            cols = [f"{n} AS tag", f"ROW_NUMBER() OVER (ORDER BY {p.order}) AS rn"]
+            for k in _KINDS:
+                filled = slots[k] + [f"CAST(NULL AS {_KINDS[k]})"] * (width[k] - len(slots[k]))
+                cols += [f"{e} AS {k}{j}" for j, e in enumerate(filled)]
+            inner = f"SELECT {', '.join(cols)} {p.rest}"
+            if p.limit is not None:
+                inner = f"SELECT * FROM ({inner}) AS part{n} WHERE rn <= {int(p.limit)}"
+            selects.append(inner)
+            args.extend(p.args)
+        sql = " UNION ALL ".join(selects) + " ORDER BY tag, rn"
+        out: dict[str, list[tuple[Any, ...]]] = {name: [] for name in names}
+        offsets = {"i": 2, "t": 2 + width["i"], "f": 2 + width["i"] + width["t"]}
+        for r in self._conn().execute(sql, args).fetchall():
+            p = parts[names[int(r[0])]]
+            seen = dict.fromkeys(_KINDS, 0)
+            vals = []
+            for _, k in p.cols:
+                vals.append(r[offsets[k] + seen[k]])
+                seen[k] += 1
+            out[names[int(r[0])]].append(tuple(vals))
+        return out
+
+    def hcp_state(
+        self,
+        hcp_id: str,
+        now: datetime,
+        since: datetime,
+        catalog: Catalog,
+        evidence: bool = True,
+    ) -> HCPState:
+        """Everything a decision reads about one HCP, in ONE query (one round trip
+        to the database): the profile, the touches since ``since``, the feedback as
+        :meth:`recent_feedback` gives it at ``now``, the :meth:`history` and
+        :meth:`context_extras` of ``now``'s day, the trigger suppressions in force at
+        ``now`` and, with ``evidence``, :meth:`action_outcomes` over ``[since, now]``
+        and :meth:`stated_preferences`. Each field equals what its own method
+        returns (the same SQL and the same row handling).
+
+        Raises
+        ------
+        ValidationError
+            When ``now`` or ``since`` is not a timezone-aware datetime.
+        """
+        now = ensure_utc(now, "hcp_state", "now")
+        since = ensure_utc(since, "hcp_state", "since")
+        day = now.date()
+        now_us = _to_us(now)
+        parts: dict[str, _Part] = {
+            "profile": _profile_part(hcp_id),
+            "touches": _touches_part(hcp_id, _to_us(since)),
+            "feedback": _feedback_part(hcp_id, now_us, -(2**62)),
+            "extras": _extras_part(hcp_id, day),
+            "suppressions": _suppressions_part(hcp_id, now_us),
+        }
+        parts.update(_history_parts(self.dialect, hcp_id, day))
+        if evidence:
+            parts["outcomes"] = _action_outcomes_part(hcp_id, _to_us(since), now_us)
+            parts["stated"] = _stated_part(hcp_id)
+        rows = self._fetch_parts(parts)
+        return HCPState(
+            profile=self._profile_from(rows["profile"]),
+            touches=[self._touch_from_row(r) for r in rows["touches"]],
+            feedback=self._feedback_from(rows["feedback"]),
+            history=self._history_from(rows, day, catalog),
+            extras=self._extras_from(rows["extras"]),
+            trigger_suppressions=[
+                (r[0], r[1], r[2], _from_us(r[3]), _from_us(r[4])) for r in rows["suppressions"]
+            ],
+            action_outcomes=self._action_outcomes_from(rows["outcomes"]) if evidence else None,
+            stated_preferences=self._stated_from(rows["stated"]) if evidence else None,
         )
 
     # ------------------------------------------------------------- catalog
@@ -940,16 +1251,7 @@ class EventStore(StoreExport):
     def recent_touches(self, hcp_id: str, since: datetime) -> list[Touch]:
         """Touches of the HCP with ``ts >= since``, oldest first."""
         since_us = _to_us(ensure_utc(since, "recent_touches", "since"))
-        rows = (
-            self._conn()
-            .execute(
-                f"SELECT {self._TOUCH_COLS} FROM touches"
-                " WHERE hcp_id=? AND ts_us>=? ORDER BY ts_us, id",
-                (hcp_id, since_us),
-            )
-            .fetchall()
-        )
-        return [self._touch_from_row(r) for r in rows]
+        return [self._touch_from_row(r) for r in self._rows(_touches_part(hcp_id, since_us))]
 
     # ----------------------------------------------------------- decisions
     @staticmethod
@@ -1341,19 +1643,10 @@ class EventStore(StoreExport):
         """
         lo = _to_us(ensure_utc(since, "action_outcomes", "since"))
         hi = _to_us(ensure_utc(until, "action_outcomes", "until"))
-        types = sorted(OUTCOME_CHANNELS)
-        rows = (
-            self._conn()
-            .execute(
-                "SELECT o.event_id, COALESCE(o.action_id, d.chosen_action_id) AS a, o.type,"
-                " MIN(o.ts_us) AS t FROM outcomes o JOIN decisions d ON d.event_id=o.event_id"
-                f" WHERE d.hcp_id=? AND o.type IN ({','.join('?' * len(types))})"
-                " AND o.ts_us>=? AND o.ts_us<=? GROUP BY o.event_id, a, o.type"
-                " ORDER BY t, a, o.type",
-                (hcp_id, *types, lo, hi),
-            )
-            .fetchall()
-        )
+        return self._action_outcomes_from(self._rows(_action_outcomes_part(hcp_id, lo, hi)))
+
+    @staticmethod
+    def _action_outcomes_from(rows: Sequence[Sequence[Any]]) -> list[ActionOutcome]:
         return [ActionOutcome(r[0], r[1], r[2], _from_us(r[3])) for r in rows]
 
     def _stored_outcomes(self, where: str, args: tuple[Any, ...]) -> list[StoredOutcome]:
@@ -1398,16 +1691,10 @@ class EventStore(StoreExport):
                     f"recent_feedback: lookback_days must be >= 0, not {lookback_days}"
                 )
             lo_us = now_us - int(lookback_days * 86_400 * 1_000_000)
-        rows = (
-            self._conn()
-            .execute(
-                "SELECT hcp_id, content_id, type, ts_us, event_id, reason_code, snooze_until_us"
-                " FROM feedback WHERE hcp_id=? AND type IN ('dismissed', 'snoozed')"
-                " AND ts_us<=? AND (ts_us>=? OR snooze_until_us>?) ORDER BY ts_us, outcome_id",
-                (hcp_id, now_us, lo_us, now_us),
-            )
-            .fetchall()
-        )
+        return self._feedback_from(self._rows(_feedback_part(hcp_id, now_us, lo_us)))
+
+    @staticmethod
+    def _feedback_from(rows: Sequence[Sequence[Any]]) -> list[Feedback]:
         return [
             Feedback(
                 hcp_id=r[0],
@@ -1442,19 +1729,18 @@ class EventStore(StoreExport):
         """
         if isinstance(day, datetime) or not isinstance(day, date):
             raise StoreError(f"history: 'day' must be a date, got {type(day).__name__}")
-        longest = max(HISTORY_WINDOWS)
-        end_us = _day_start_us(day)
-        lo_us = _day_start_us(day - timedelta(days=longest))
-        con = self._conn()
-        touches = con.execute(
-            "SELECT ts_us, channel, content_id FROM touches"
-            " WHERE hcp_id=? AND kind='contact' AND ts_us>=? AND ts_us<? ORDER BY ts_us, id",
-            (hcp_id, lo_us, end_us),
-        ).fetchall()
+        parts = _history_parts(self.dialect, hcp_id, day)
+        return self._history_from({n: self._rows(p) for n, p in parts.items()}, day, catalog)
+
+    @staticmethod
+    def _history_from(
+        rows: Mapping[str, Sequence[Sequence[Any]]], day: date, catalog: Catalog
+    ) -> History:
+        """:meth:`history` from the rows of :func:`_history_parts`."""
         counts: dict[int, dict[str, int]] = {w: {} for w in HISTORY_WINDOWS}
         last_day: dict[str, date] = {}
         content_day: dict[str, date] = {}
-        for ts_us, channel, content_id in touches:
+        for ts_us, channel, content_id in rows["h_touches"]:
             tday = _from_us(ts_us).date()
             age = (day - tday).days
             for w in HISTORY_WINDOWS:
@@ -1463,14 +1749,10 @@ class EventStore(StoreExport):
             if channel not in last_day or tday > last_day[channel]:
                 last_day[channel] = tday
             content_day[content_id] = max(tday, content_day.get(content_id, tday))
-        latest = con.execute(
-            "SELECT content_id FROM touches WHERE hcp_id=? AND kind='contact' AND ts_us<?"
-            " ORDER BY ts_us DESC, id DESC LIMIT 1",
-            (hcp_id, end_us),
-        ).fetchone()
-        last_content = None if latest is None else str(latest[0])
+        latest = rows["h_latest"]
+        last_content = str(latest[0][0]) if latest else None
         eng_ch: dict[str, int] = {}
-        for chosen in self._engaged(con, hcp_id, _day_start_us(day - timedelta(days=30)), end_us):
+        for (chosen,) in rows["h_engaged"]:
             ch = Action.parse(chosen).channel
             eng_ch[ch] = eng_ch.get(ch, 0) + 1
         eng_topic: dict[str, int] = {}
@@ -1482,31 +1764,20 @@ class EventStore(StoreExport):
             by_topic = signals.setdefault((day - _from_us(ts_us).date()).days, {})
             by_topic[topic] = by_topic.get(topic, 0) + 1
 
-        for chosen, first_us in self._engaged_at(con, hcp_id, lo_us, end_us):
+        for chosen, first_us in rows["h_engaged_at"]:
             action = Action.parse(chosen)
             item = catalog.by_id.get(action.content_id)
             if item is not None:
                 eng_topic[item.topic] = eng_topic.get(item.topic, 0) + 1
                 key = topic_channel_key(item.topic, action.channel)
                 eng_tc[key] = eng_tc.get(key, 0) + 1
-                signal(first_us, item.topic)
-        pulls = con.execute(
-            "SELECT ts_us, topics FROM touches"
-            " WHERE hcp_id=? AND kind!='contact' AND ts_us>=? AND ts_us<?",
-            (hcp_id, lo_us, end_us),
-        ).fetchall()
+                signal(int(first_us), item.topic)
         pulled: dict[str, int] = {}
-        for ts_us, topics in pulls:
+        for ts_us, topics in rows["h_pulls"]:
             for topic in sorted(set(json.loads(topics))):  # each topic once per touch
                 signal(ts_us, topic)
                 pulled[topic] = pulled.get(topic, 0) + 1
-        # the HCP's decisions a rep overrode with a touch in the window, each once
-        overridden = con.execute(
-            "SELECT COUNT(DISTINCT t.overrides_event_id) FROM touches t"
-            " JOIN decisions d ON d.event_id=t.overrides_event_id"
-            " WHERE t.overrides_event_id IS NOT NULL AND d.hcp_id=? AND t.ts_us>=? AND t.ts_us<?",
-            (hcp_id, lo_us, end_us),
-        ).fetchone()[0]
+        overridden = rows["h_overridden"][0][0] if rows["h_overridden"] else 0
         return History(
             touches_7d=counts[7],
             touches_30d=counts[30],
@@ -1521,19 +1792,6 @@ class EventStore(StoreExport):
             topic_pulls_90d=pulled,
             overrides_90d=int(overridden),
         )
-
-    @staticmethod
-    def _engaged_at(con: Connection, hcp_id: str, lo_us: int, hi_us: int) -> list[tuple[str, int]]:
-        """:meth:`_engaged` with the time of the earliest such outcome in the range."""
-        types = sorted(ENGAGEMENT_TYPES)
-        rows = con.execute(
-            "SELECT COALESCE(o.action_id, d.chosen_action_id) AS a, MIN(o.ts_us) FROM outcomes o"
-            " JOIN decisions d ON d.event_id=o.event_id"
-            f" WHERE d.hcp_id=? AND o.type IN ({','.join('?' * len(types))})"
-            " AND o.ts_us>=? AND o.ts_us<? GROUP BY o.event_id, a, o.type",
-            (hcp_id, *types, lo_us, hi_us),
-        ).fetchall()
-        return [(r[0], int(r[1])) for r in rows]
 
     def context_extras(
         self, hcp_id: str, day: date
@@ -1550,21 +1808,12 @@ class EventStore(StoreExport):
         """
         if isinstance(day, datetime) or not isinstance(day, date):
             raise StoreError(f"context_extras: 'day' must be a date, got {type(day).__name__}")
-        rows = (
-            self._conn()
-            .execute(
-                "SELECT h.attributes, s.topics, s.channels FROM hcps h"
-                " LEFT JOIN stated_preferences s ON s.hcp_id=h.hcp_id"
-                " AND s.ts_us>=? AND s.ts_us<?"
-                " WHERE h.hcp_id=? ORDER BY s.ts_us DESC, s.id DESC",
-                (
-                    _day_start_us(day - timedelta(days=STATED_WINDOW_DAYS)),
-                    _day_start_us(day),
-                    hcp_id,
-                ),
-            )
-            .fetchall()
-        )
+        return self._extras_from(self._rows(_extras_part(hcp_id, day)))
+
+    @staticmethod
+    def _extras_from(
+        rows: Sequence[Sequence[Any]],
+    ) -> tuple[dict[str, Any], tuple[str, ...], tuple[str, ...]] | None:
         if not rows:
             return None
         topics: tuple[str, ...] = ()
@@ -1580,22 +1829,7 @@ class EventStore(StoreExport):
                 break
         return dict(json.loads(rows[0][0])), topics, channels
 
-    @staticmethod
-    def _engaged(con: Connection, hcp_id: str, lo_us: int, hi_us: int) -> list[str]:
-        """The action engaged with (the outcome's ``action_id``, else the decision's chosen
-        action) of each distinct (decision, action, engagement type) of the HCP with an
-        outcome in ``[lo_us, hi_us)``."""
-        types = sorted(ENGAGEMENT_TYPES)
-        rows = con.execute(
-            "SELECT COALESCE(o.action_id, d.chosen_action_id) AS a FROM outcomes o"
-            " JOIN decisions d ON d.event_id=o.event_id"
-            f" WHERE d.hcp_id=? AND o.type IN ({','.join('?' * len(types))})"
-            " AND o.ts_us>=? AND o.ts_us<=? GROUP BY o.event_id, a, o.type",
-            (hcp_id, *types, lo_us, hi_us),
-        ).fetchall()
-        return [r[0] for r in rows]
-
-    # -------------------------------------------------------------- export
+    # ----------------------------------------------------------- retention
     def purge(self, older_than: datetime) -> dict[str, int]:
         """Delete decisions (with their outcomes, feedback and rep day-list entries),
         touches with ``ts < older_than`` and the rep day lists of the days before

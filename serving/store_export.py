@@ -338,5 +338,3 @@ class StoreExport:
             logio.append(out_dir, "stated_preferences", table)
             total += len(rows)
         return total
-
-    # ----------------------------------------------------------- retention

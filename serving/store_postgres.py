@@ -103,6 +103,7 @@ class PostgresStore(EventStore):
         self._init_common(reward_window_days, synchronous, busy_timeout_s)
         self.url = check_url(str(url))
         self.path = redact(self.url)
+        self.location = self.url
         self._setup_schema()
 
     def _connect(self) -> Connection:

@@ -31,6 +31,7 @@ class SQLiteStore(EventStore):
     ) -> None:
         self._init_common(reward_window_days, synchronous, busy_timeout_s)
         self.path = Path(path)
+        self.location = self.path
         self.path.parent.mkdir(parents=True, exist_ok=True)
         con = self._conn()
         mode = con.execute("PRAGMA journal_mode=WAL").fetchone()[0]

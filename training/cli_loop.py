@@ -15,14 +15,15 @@ import click
 
 from nba.domain import ValidationError
 from nba_cli.options import as_of_option
+from serving.cli_store import STORE, STORE_HELP
 
 
 @click.command("loop")
 @click.option(
     "--store",
-    type=click.Path(dir_okay=False, path_type=Path),
+    type=STORE,
     default=None,
-    help="The service's event store (SQLite): new events are exported each cycle.",
+    help=f"The service's event store ({STORE_HELP}): new events are exported each cycle.",
 )
 @click.option(
     "--logs",

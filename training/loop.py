@@ -152,7 +152,7 @@ class LoopConfig:
     """
 
     work_dir: Path
-    store: Path | None = None
+    store: Path | str | None = None
     logs: Path | None = None
     train: TrainMode = field(default_factory=TrainMode)
     eval_days: int = 7
@@ -172,7 +172,9 @@ class LoopConfig:
     def __post_init__(self) -> None:
         if (self.store is None) == (self.logs is None):
             raise LoopError("give the source of the events: --store DB or --logs DIR (one)")
-        if self.store is not None and not Path(self.store).is_file():
+        from serving.cli_store import store_exists
+
+        if self.store is not None and not store_exists(self.store):
             raise LoopError(f"--store: no event store database at {self.store}")
         if self.logs is not None and not (Path(self.logs) / "decisions").is_dir():
             raise LoopError(f"--logs: {self.logs} is not a log directory (no 'decisions')")
@@ -299,7 +301,7 @@ def _finish_pending(state: LoopState, state_path: Path) -> None:
     state.save(state_path)
 
 
-def export_new_events(store: Path, logs_dir: Path, work_dir: Path) -> dict[str, int]:
+def export_new_events(store: Path | str, logs_dir: Path, work_dir: Path) -> dict[str, int]:
     """Append the events stored since the last export to ``logs_dir``.
 
     The rows go to a staging directory first; the planned renames and the new

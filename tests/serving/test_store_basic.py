@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -41,11 +42,12 @@ def decision(event_id: str, ts: datetime = T0, hcp: str = "h1", **kw: Any) -> De
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> EventStore:
-    return EventStore(tmp_path / "db" / "events.db", reward_window_days=14)
+def store(store_at: Callable[..., str | Path]) -> EventStore:
+    return EventStore(store_at("db/events.db"), reward_window_days=14)
 
 
-def test_wal_mode_and_synchronous(store: EventStore) -> None:
+def test_wal_mode_and_synchronous(tmp_path: Path) -> None:
+    store = EventStore(tmp_path / "db" / "events.db")
     con = sqlite3.connect(store.path)
     assert con.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert store._conn().execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
@@ -129,7 +131,7 @@ def test_late_flag_relative_to_reward_window(store: EventStore) -> None:
     late = {s.outcome.type: s.late for s in store.outcomes_of("E1")}
     assert late == {"visited": False, "downloaded": True}
     assert store.counts()["late_outcomes"] == 1
-    short = EventStore(store.path, reward_window_days=1)
+    short = EventStore(store.location, reward_window_days=1)
     short.add_outcome(Outcome("E1", T0 + timedelta(days=2), "unsubscribed"))
     assert {s.outcome.type: s.late for s in short.outcomes_of("E1")}["unsubscribed"] is True
 
@@ -300,14 +302,33 @@ def test_purge_removes_old_events_with_their_outcomes(store: EventStore) -> None
     assert store.get_decision("OLD") is None and store.get_decision("NEW") is not None
 
 
-def test_reopening_keeps_everything(tmp_path: Path) -> None:
-    path = tmp_path / "events.db"
+def test_reopening_keeps_everything(store_at: Callable[..., str | Path]) -> None:
+    path = store_at()
     with EventStore(path) as s:
         s.add_decision(decision("E1"))
     again = EventStore(path)
     assert again.get_decision("E1") == decision("E1")
-    con = sqlite3.connect(path)
-    con.execute("UPDATE meta SET value='99' WHERE key='schema_version'")
-    con.commit()
-    with pytest.raises(StoreError, match="schema version 99"):
+    # a newer schema (written by newer code) is refused, and left as it is
+    again._conn().execute("UPDATE meta SET value='99' WHERE key='schema_version'")
+    again.close()
+    with pytest.raises(StoreError, match="schema version 99, this code reads version"):
         EventStore(path)
+    assert _raw_schema_version(path) == "99"
+
+
+def _raw_schema_version(location: str | Path) -> str:
+    """``meta.schema_version`` read without the store."""
+    if isinstance(location, Path):
+        con = sqlite3.connect(location)
+        try:
+            return str(
+                con.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()[0]
+            )
+        finally:
+            con.close()
+    import psycopg
+
+    with psycopg.connect(location) as pg:
+        row = pg.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+        assert row is not None
+        return str(row[0])

@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -47,8 +48,10 @@ def _writer(path: str, tag: str, n: int, start: mp.synchronize.Event) -> None:
     store.add_decisions([_decision(f"{tag}-batch-{i}", i) for i in range(50)])
 
 
-def test_two_writer_processes_lose_nothing(tmp_path: Path) -> None:
-    path = str(tmp_path / "events.db")
+def test_two_writer_processes_lose_nothing(
+    tmp_path: Path, store_at: Callable[..., str | Path]
+) -> None:
+    path = str(store_at())
     EventStore(path)  # create the schema once, as the service does at start
     ctx = mp.get_context("fork")
     start = ctx.Event()
@@ -83,8 +86,10 @@ while True:
 """
 
 
-def test_sigkill_loses_no_acknowledged_write(tmp_path: Path) -> None:
-    path = tmp_path / "events.db"
+def test_sigkill_loses_no_acknowledged_write(
+    tmp_path: Path, store_at: Callable[..., str | Path]
+) -> None:
+    path = store_at()
     proc = subprocess.Popen(
         [sys.executable, "-c", _KILLED_WRITER, str(path)],
         cwd=ROOT,

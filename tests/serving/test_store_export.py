@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
@@ -39,8 +40,10 @@ def dec(i: int, ts: datetime, catalog_version: str, deferred: bool = False) -> D
 
 
 @pytest.fixture
-def filled(tmp_path: Path) -> tuple[EventStore, Catalog, list[Decision]]:
-    store = EventStore(tmp_path / "events.db")
+def filled(
+    tmp_path: Path, store_at: Callable[..., str | Path]
+) -> tuple[EventStore, Catalog, list[Decision]]:
+    store = EventStore(store_at("events.db"))
     cat = Catalog.default()
     assert store.add_catalog(cat) is True
     assert store.add_catalog(cat) is False
@@ -118,8 +121,10 @@ def test_export_date_range(
     )
 
 
-def test_export_of_an_empty_store_writes_nothing(tmp_path: Path) -> None:
-    store = EventStore(tmp_path / "events.db")
+def test_export_of_an_empty_store_writes_nothing(
+    tmp_path: Path, store_at: Callable[..., str | Path]
+) -> None:
+    store = EventStore(store_at("events.db"))
     counts = store.export(tmp_path / "log")
     assert counts == dict.fromkeys(
         ("decisions", "outcomes", "touches", "stated_preferences", "catalogs", "missing_catalogs"),

@@ -5,6 +5,7 @@ left out, not taken as final."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -36,8 +37,10 @@ def _store(path: Path) -> tuple[EventStore, datetime]:
     return store, now
 
 
-def test_export_records_its_time_and_the_join_uses_it(tmp_path: Path) -> None:
-    store, _ = _store(tmp_path / "events.db")
+def test_export_records_its_time_and_the_join_uses_it(
+    tmp_path: Path, store_at: Callable[..., str | Path]
+) -> None:
+    store, _ = _store(store_at())
     before = datetime.now(UTC)
     store.export(tmp_path / "log")
     after = datetime.now(UTC)
@@ -56,8 +59,10 @@ def test_export_records_its_time_and_the_join_uses_it(tmp_path: Path) -> None:
     assert res.as_of > datetime.now(UTC) - timedelta(minutes=5)
 
 
-def test_exporting_again_keeps_the_earlier_time(tmp_path: Path) -> None:
-    store, _ = _store(tmp_path / "events.db")
+def test_exporting_again_keeps_the_earlier_time(
+    tmp_path: Path, store_at: Callable[..., str | Path]
+) -> None:
+    store, _ = _store(store_at())
     out = tmp_path / "log"
     store.export(out, until=datetime.now(UTC) - timedelta(days=35))
     first = manifest_as_of(out)
@@ -65,19 +70,21 @@ def test_exporting_again_keeps_the_earlier_time(tmp_path: Path) -> None:
     assert manifest_as_of(out) == first
 
 
-def test_cli_prints_the_export_time_and_uses_it(tmp_path: Path) -> None:
-    _store(tmp_path / "events.db")
+def test_cli_prints_the_export_time_and_uses_it(
+    tmp_path: Path, store_at: Callable[..., str | Path]
+) -> None:
+    _store(store_at())
     runner = CliRunner()
     res = runner.invoke(
         main,
-        ["logs", "export", "--store", str(tmp_path / "events.db"), "--out", str(tmp_path / "l")],
+        ["logs", "export", "--store", str(store_at()), "--out", str(tmp_path / "l")],
     )
     assert res.exit_code == 0, res.output
     as_of = manifest_as_of(tmp_path / "l")
     assert as_of is not None
     assert f"as_of {format_as_of(as_of)} (store export time, in manifest.json)" in res.output
     out = tmp_path / "joined.parquet"
-    args = ["logs", "export", "--store", str(tmp_path / "events.db"), "--format", "parquet"]
+    args = ["logs", "export", "--store", str(store_at()), "--format", "parquet"]
     res = runner.invoke(main, [*args, "--out", str(out)])
     assert res.exit_code == 0, res.output
     assert "(store export time, from manifest.json)" in res.output
@@ -85,9 +92,9 @@ def test_cli_prints_the_export_time_and_uses_it(tmp_path: Path) -> None:
     assert "wrote 2 decisions (parquet)" in res.output
 
 
-def test_format_log_takes_no_as_of(tmp_path: Path) -> None:
-    _store(tmp_path / "events.db")
-    args = ["logs", "export", "--store", str(tmp_path / "events.db"), "--out", str(tmp_path / "l")]
+def test_format_log_takes_no_as_of(tmp_path: Path, store_at: Callable[..., str | Path]) -> None:
+    _store(store_at())
+    args = ["logs", "export", "--store", str(store_at()), "--out", str(tmp_path / "l")]
     res = CliRunner().invoke(main, [*args, "--as-of", "2026-01-01"])
     assert res.exit_code == 2
     assert "--as-of does not apply to --format log: the export records its own time" in res.output

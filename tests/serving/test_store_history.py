@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -40,8 +41,8 @@ def dec(event_id: str, ts: datetime, chosen: str, hcp: str = "h1") -> Decision:
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> EventStore:
-    s = EventStore(tmp_path / "events.db")
+def store(tmp_path: Path, store_at: Callable[..., str | Path]) -> EventStore:
+    s = EventStore(store_at("events.db"))
     s.add_touches(
         [
             Touch("h1", at(2026, 3, 9, 23, 59), "email", "c1"),  # age 1
@@ -148,8 +149,10 @@ def test_history_a_day_later_moves_the_windows(store: EventStore) -> None:
     }
 
 
-def test_days_since_content_is_the_latest_receipt_on_any_channel(tmp_path: Path) -> None:
-    s = EventStore(tmp_path / "events.db")
+def test_days_since_content_is_the_latest_receipt_on_any_channel(
+    tmp_path: Path, store_at: Callable[..., str | Path]
+) -> None:
+    s = EventStore(store_at("events.db"))
     s.add_touches(
         [
             Touch("h1", at(2026, 3, 7, 9), "rep_visit", "c1"),  # age 3, the latest
@@ -163,8 +166,10 @@ def test_days_since_content_is_the_latest_receipt_on_any_channel(tmp_path: Path)
     s.close()
 
 
-def test_interest_adds_pulls_each_topic_once_per_touch(tmp_path: Path) -> None:
-    s = EventStore(tmp_path / "events.db")
+def test_interest_adds_pulls_each_topic_once_per_touch(
+    tmp_path: Path, store_at: Callable[..., str | Path]
+) -> None:
+    s = EventStore(store_at("events.db"))
     s.add_touches(
         [
             # a detail 1 day before on two topics
@@ -245,11 +250,13 @@ def test_interest_adds_pulls_each_topic_once_per_touch(tmp_path: Path) -> None:
     s.close()
 
 
-def test_context_extras_latest_statements_in_the_window_and_attributes(tmp_path: Path) -> None:
+def test_context_extras_latest_statements_in_the_window_and_attributes(
+    tmp_path: Path, store_at: Callable[..., str | Path]
+) -> None:
     from nba.domain import HCPProfile, StatedPreference
     from nba.hcp_features import HCPFeatures
 
-    s = EventStore(tmp_path / "events.db")
+    s = EventStore(store_at("events.db"))
     s.upsert_hcp(
         HCPProfile("h1", "cardiology", 7, "US", "aware", frozenset({"email"})),
         {"rx_volume_decile": 9, "payer_mix_commercial": 0.4, "affiliations": ["idn", "aco"]},

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -45,8 +46,10 @@ def _decision(eid: str, ts: datetime, action: str, journey: str | None = None) -
     )
 
 
-def test_the_journey_of_a_decision_is_stored_read_and_exported(tmp_path: Path) -> None:
-    with EventStore(tmp_path / "e.db") as store:
+def test_the_journey_of_a_decision_is_stored_read_and_exported(
+    tmp_path: Path, store_at: Callable[..., str | Path]
+) -> None:
+    with EventStore(store_at("e.db")) as store:
         store.add_decisions(
             [
                 _decision("E1", T0, "VEL-EFF-05@webinar"),
@@ -72,9 +75,11 @@ def test_a_store_file_without_the_column_gains_it_when_opened(tmp_path: Path) ->
         assert store.get_decision("E1").journey == "w/1"  # type: ignore[union-attr]
 
 
-def test_journey_events_are_activated_decisions_and_the_outcomes_on_them(tmp_path: Path) -> None:
+def test_journey_events_are_activated_decisions_and_the_outcomes_on_them(
+    tmp_path: Path, store_at: Callable[..., str | Path]
+) -> None:
     topic_of = {"VEL-EFF-05": "efficacy", "VEL-EFF-02": "efficacy"}
-    with EventStore(tmp_path / "e.db") as store:
+    with EventStore(store_at("e.db")) as store:
         store.add_decision(_decision("E1", T0, "VEL-EFF-05@webinar"))
         store.add_outcome(Outcome("E1", T0 + timedelta(hours=1), "attended"))
         store.add_decision(_decision("E3", T0 + timedelta(days=1), "VEL-EFF-02@email"))
@@ -92,9 +97,11 @@ def test_journey_events_are_activated_decisions_and_the_outcomes_on_them(tmp_pat
     ]
 
 
-def test_versions_apply_refuse_and_roll_back(tmp_path: Path) -> None:
+def test_versions_apply_refuse_and_roll_back(
+    tmp_path: Path, store_at: Callable[..., str | Path]
+) -> None:
     text = schema_path().parent.joinpath("journeys.toml").read_text()
-    with EventStore(tmp_path / "e.db") as store:
+    with EventStore(store_at("e.db")) as store:
         keeper = lib.JourneysKeeper(store, (*TOPICS, "dosing"), check_ms=0)
         assert not keeper.current() and keeper.snapshot()[0] is None
         lib.seed(store, text, "start", "seed", TOPICS)

@@ -4,6 +4,7 @@ worked out below, and a table of bad parameters refused with their name."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -56,8 +57,8 @@ def decision(
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> EventStore:
-    s = EventStore(tmp_path / "events.db")
+def store(tmp_path: Path, store_at: Callable[..., str | Path]) -> EventStore:
+    s = EventStore(store_at("events.db"))
     s.add_decisions(
         [
             decision(

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -31,10 +32,10 @@ def _ctx(hcp: str) -> str:
 
 
 @pytest.fixture
-def logged(tmp_path: Path):
+def logged(tmp_path: Path, store_at: Callable[..., str | Path]):
     rng = np.random.default_rng(3)
     email = [a for a in Catalog.default().action_ids if a.endswith("@email")]
-    store = EventStore(tmp_path / "events.db")
+    store = EventStore(store_at("events.db"))
     rows = []
     for i in range(60):
         hcp = f"h{i % 20}"  # three decisions per HCP

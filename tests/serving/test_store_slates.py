@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -39,8 +40,8 @@ def _decision(event_id: str, slate: tuple[SlateSlot, ...]) -> Decision:
 SLATE = (SlateSlot(IDS[0], 0.4), SlateSlot(IDS[2], 0.2 / 0.6), SlateSlot(IDS[1], 0.3 / 0.4))
 
 
-def test_slate_round_trips_and_exports(tmp_path: Path) -> None:
-    store = EventStore(tmp_path / "e.db")
+def test_slate_round_trips_and_exports(tmp_path: Path, store_at: Callable[..., str | Path]) -> None:
+    store = EventStore(store_at("e.db"))
     store.add_decisions([_decision("e1", SLATE), _decision("e2", ())])
     got = store.get_decision("e1")
     assert got is not None and got.slate == SLATE
@@ -54,8 +55,10 @@ def test_slate_round_trips_and_exports(tmp_path: Path) -> None:
     store.close()
 
 
-def test_outcome_about_an_action_not_in_the_list_is_refused(tmp_path: Path) -> None:
-    store = EventStore(tmp_path / "e.db")
+def test_outcome_about_an_action_not_in_the_list_is_refused(
+    tmp_path: Path, store_at: Callable[..., str | Path]
+) -> None:
+    store = EventStore(store_at("e.db"))
     store.add_decisions([_decision("e1", SLATE), _decision("e2", ())])
     late = Outcome("e1", T0 + timedelta(hours=1), "opened", 1.0, "esp", "o1", IDS[3])
     with pytest.raises(

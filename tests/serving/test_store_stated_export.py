@@ -5,6 +5,7 @@ per-decision lines byte for byte, ``sp_top``/``sp_ch`` included."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -33,8 +34,10 @@ def _profile(hcp_id: str) -> HCPProfile:
     return HCPProfile(hcp_id, "cardiology", 5, "US", "aware", frozenset({"email"}))
 
 
-def test_export_writes_stated_preferences_with_the_contract_schema(tmp_path: Path) -> None:
-    store = EventStore(tmp_path / "events.db")
+def test_export_writes_stated_preferences_with_the_contract_schema(
+    tmp_path: Path, store_at: Callable[..., str | Path]
+) -> None:
+    store = EventStore(store_at("events.db"))
     for h in ("h1", "h2"):
         store.upsert_hcp(_profile(h))
     said = [
