@@ -124,3 +124,18 @@ def test_bench_train_memory(env: dict[str, str]) -> None:
     text = _run(["bench/train_memory.py", "--decisions", "1500"], env)
     assert "reference: importing" in text and "largest single process max RSS" in text
     assert "goal: <= 2 GiB" in text
+
+
+@pytest.mark.slow
+def test_bench_scale_store(env: dict[str, str]) -> None:
+    import pg_server
+
+    if pg_server.find_bin_dir() is None:
+        pg_server.unavailable("PostgreSQL binaries not found (`make test` installs them)")
+    text = _run(["bench/scale_store.py", "--seconds", "1", "--rounds", "1", "--hcps", "200"], env)
+    assert "decisions/s ratio (2 replicas on PostgreSQL / 1 on SQLite):" in text
+    rows = [ln for ln in text.splitlines() if ln.startswith(("1 replica", "2 replicas"))]
+    assert len(rows) == 2
+    for row in rows:
+        decisions, missing = int(row.split()[-6]), int(row.split()[-1])
+        assert decisions > 0 and missing == 0  # both really decided and stored
