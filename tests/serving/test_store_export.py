@@ -131,3 +131,24 @@ def test_export_of_an_empty_store_writes_nothing(
         0,
     )
     assert logio.read(tmp_path / "log", "decisions").num_rows == 0
+
+
+def test_increments_export_each_row_once_late_outcomes_included(
+    filled: tuple[EventStore, Catalog, list[Decision]], tmp_path: Path
+) -> None:
+    store, cat, decisions = filled
+    out = tmp_path / "inc"
+    counts, marks = store.export_increment(out, {})
+    assert counts["decisions"] == 9 and counts["outcomes"] == 10 and counts["touches"] == 6
+    assert counts["catalogs"] == 1
+    again, same = store.export_increment(out, marks)
+    assert again["decisions"] == again["outcomes"] == again["touches"] == 0 and same == marks
+    # new rows after the marks: a new decision and a late outcome of an exported one
+    store.add_decision(dec(200, T0 + timedelta(days=3), cat.version))
+    store.add_outcome(Outcome("E001", T0 + timedelta(days=2), "clicked"))
+    more, marks2 = store.export_increment(out, marks)
+    assert (more["decisions"], more["outcomes"], more["touches"]) == (1, 1, 0)
+    assert marks2["decisions"] > marks["decisions"] and marks2["outcomes"] > marks["outcomes"]
+    ids = logio.read(out, "decisions").column("event_id").to_pylist()
+    assert sorted(ids) == sorted([d.event_id for d in decisions] + ["E200"])
+    assert logio.read(out, "outcomes").num_rows == 11

@@ -4,6 +4,7 @@ database, and no outcome is stored twice (the same outcome is posted to both).""
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 from pathlib import Path
@@ -11,7 +12,7 @@ from typing import Any
 
 import httpx
 import pytest
-from serving_testkit import HCP_BODY, auth, start_server, stop_server
+from serving_testkit import HCP_BODY, auth, server_env, start_process, start_server, stop_server
 
 from serving.store import EventStore
 
@@ -25,8 +26,17 @@ def test_two_replicas_one_killed_lose_no_acknowledged_write(tmp_path: Path, post
     dirs = [tmp_path / "a", tmp_path / "b"]
     for d in dirs:
         d.mkdir()
-    servers = [start_server(d, NBA_STORE_URL=url) for d in dirs]
-    (proc_a, base_a), (proc_b, base_b) = servers
+    # replica A takes the URL from NBA_STORE_URL, replica B from `nba serve --store URL`
+    proc_a, base_a = start_server(dirs[0], NBA_STORE_URL=url)
+    proc_b, base_b = start_process(
+        dirs[1],
+        "server",
+        lambda port: [
+            sys.executable, "-m", "nba_cli.main", "serve", "--host", "127.0.0.1",
+            "--port", str(port), "--store", url, "--log-level", "warning",
+        ],
+        env=server_env(dirs[1]),
+    )  # fmt: skip
     n_hcps = 400  # enough that contact caps do not stop the load
     with httpx.Client(base_url=base_a, timeout=30) as c:
         for i in range(n_hcps):
