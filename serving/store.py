@@ -799,6 +799,10 @@ class EventStore(StoreExport):
     def _has_table(self, c: Connection, table: str) -> bool:
         raise NotImplementedError
 
+    def _is_broken(self, con: Connection) -> bool:
+        """Whether ``con`` can no longer be used (then a new one is opened)."""
+        return False
+
     def _columns(self, c: Connection, table: str) -> set[str]:
         raise NotImplementedError
 
@@ -872,6 +876,7 @@ class EventStore(StoreExport):
             con is None
             or getattr(loc, "pid", None) != os.getpid()
             or getattr(loc, "gen", None) != self._generation
+            or self._is_broken(con)
         ):
             con = self._connect()
             loc.con, loc.pid, loc.gen = con, os.getpid(), self._generation

@@ -116,6 +116,11 @@ class PostgresStore(EventStore):
             raise StoreError(f"{SETTING}: cannot connect to {self.path}: {reason}") from None
         return PgConnection(raw)
 
+    def _is_broken(self, con: Connection) -> bool:
+        # a server restart or a network cut closes the session: reconnect on next use
+        raw = getattr(con, "raw", None)
+        return raw is None or bool(raw.closed) or bool(raw.broken)
+
     def _has_table(self, c: Connection, table: str) -> bool:
         row = c.execute(
             "SELECT 1 FROM information_schema.tables"

@@ -4,6 +4,7 @@ setting (never the password); the dialect layer's rewrites."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
@@ -61,3 +62,22 @@ def test_locations_and_rewrites() -> None:
         "INSERT INTO t VALUES (%s) ON CONFLICT DO NOTHING RETURNING id"
     )
     assert pg_sql("SELECT 1 WHERE x LIKE 'a%'", False) == "SELECT 1 WHERE x LIKE 'a%'"
+
+
+def test_a_store_reconnects_after_its_session_was_ended(postgres: Any) -> None:
+    import psycopg
+
+    from nba.domain import HCPProfile
+
+    url = postgres.create_database("reconnect")
+    store = EventStore(url)
+    h = HCPProfile("h1", "cardiology", 5, "US", "aware", frozenset({"email"}), False, 0.5)
+    store.upsert_hcp(h)
+    pid = store._conn().execute("SELECT pg_backend_pid()").fetchone()[0]
+    with psycopg.connect(url, autocommit=True) as admin:
+        admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+    # the call that finds the session gone fails; the next one opens a new session
+    with pytest.raises(psycopg.OperationalError):
+        store.get_hcp("h1")
+    assert store.get_hcp("h1") == h
+    assert store._conn().execute("SELECT pg_backend_pid()").fetchone()[0] != pid
