@@ -15,7 +15,7 @@ from fastapi.testclient import TestClient
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from serving_testkit import HCP_BODY, auth, make_settings
+from serving_testkit import HCP_BODY, auth, make_settings, store_settings
 
 from serving.main import create_app
 from serving.settings import Settings
@@ -76,3 +76,10 @@ def store_at(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[..., st
         return made[name]
 
     return make
+
+
+@pytest.fixture
+def settings_on_both(tmp_path: Path, store_at: Callable[..., str | Path]) -> Settings:
+    """:func:`settings` on each store backend (SQLite file, PostgreSQL schema); a
+    module runs its route tests on both with ``settings = settings_on_both``."""
+    return make_settings(tmp_path, **store_settings(store_at()))

@@ -45,6 +45,14 @@ def make_settings(tmp: Path, **overrides: Any) -> Settings:
     return Settings(**base)
 
 
+def store_settings(location: str | Path) -> dict[str, Any]:
+    """The settings naming the store at ``location``: ``store_url`` for a
+    PostgreSQL URL, ``store_path`` for an SQLite file."""
+    if isinstance(location, str) and location.startswith("postgresql://"):
+        return {"store_url": location}
+    return {"store_path": Path(location)}
+
+
 def free_port() -> int:
     import socket
 

@@ -20,6 +20,7 @@ from nba.domain import HCPProfile
 from nba.domain import ValidationError as DomainError
 from nba_cli.main import main
 from serving.rep_import import read_alignment
+from serving.settings import Settings
 from serving.store import EventStore, StoreError, UnknownHCPError
 from serving.store_reps import (
     AlignmentError,
@@ -32,19 +33,28 @@ from serving.store_reps import (
     territory,
 )
 
+
+@pytest.fixture
+def settings(settings_on_both: Settings) -> Settings:
+    """Every route test of this module runs on both store backends."""
+    return settings_on_both
+
+
 D0 = date(2026, 1, 5)
 
 
-def _store(tmp_path: Path, hcps: tuple[str, ...] = ("H1", "H2", "H3")) -> EventStore:
-    store = EventStore(tmp_path / "events.db")
+def _store(location: str | Path, hcps: tuple[str, ...] = ("H1", "H2", "H3")) -> EventStore:
+    store = EventStore(location)
     for h in hcps:
         store.upsert_hcp(HCPProfile(h, "cardiology", 5, "US", "aware", frozenset({"email"})))
     return store
 
 
 # ------------------------------------------------------------------ alignment history
-def test_realigning_closes_the_previous_row_and_answers_who_owned_when(tmp_path: Path) -> None:
-    store = _store(tmp_path)
+def test_realigning_closes_the_previous_row_and_answers_who_owned_when(
+    tmp_path: Path, store_at: Callable[..., str | Path]
+) -> None:
+    store = _store(store_at())
     assert put_rep(store, "R1", "Ann", 5, ["H1", "H2"], D0) is True
     assert put_rep(store, "R2", None, 4, ["H2", "H3"], D0 + timedelta(days=10)) is True
     # R1 keeps H1 and gains H3 back from R2 later
@@ -64,8 +74,10 @@ def test_realigning_closes_the_previous_row_and_answers_who_owned_when(tmp_path:
     assert territory(store, "R2", D0 + timedelta(days=25)) == ["H2"]
 
 
-def test_a_same_day_change_replaces_the_row_it_supersedes(tmp_path: Path) -> None:
-    store = _store(tmp_path)
+def test_a_same_day_change_replaces_the_row_it_supersedes(
+    tmp_path: Path, store_at: Callable[..., str | Path]
+) -> None:
+    store = _store(store_at())
     put_rep(store, "R1", None, 5, ["H1"], D0)
     put_rep(store, "R2", None, 5, ["H1"], D0)
     assert [(r.rep_id, r.valid_to) for r in alignment_history(store, "H1")] == [("R2", None)]
@@ -80,9 +92,14 @@ def test_a_same_day_change_replaces_the_row_it_supersedes(tmp_path: Path) -> Non
     ],
 )
 def test_put_rep_refuses_bad_territories_and_stores_nothing(
-    tmp_path: Path, hcp_ids: list[str], since: date, error: type[Exception], match: str
+    tmp_path: Path,
+    hcp_ids: list[str],
+    since: date,
+    error: type[Exception],
+    match: str,
+    store_at: Callable[..., str | Path],
 ) -> None:
-    store = _store(tmp_path)
+    store = _store(store_at())
     put_rep(store, "R1", None, 5, ["H1"], D0)
     with pytest.raises(error, match=match):
         put_rep(store, "R2", "Bo", 3, hcp_ids, since)
@@ -91,8 +108,10 @@ def test_put_rep_refuses_bad_territories_and_stores_nothing(
 
 
 @pytest.mark.parametrize("capacity", [-1, 1001, 2.5, True])
-def test_capacity_must_be_a_whole_number(tmp_path: Path, capacity: object) -> None:
-    store = _store(tmp_path)
+def test_capacity_must_be_a_whole_number(
+    tmp_path: Path, capacity: object, store_at: Callable[..., str | Path]
+) -> None:
+    store = _store(store_at())
     with pytest.raises(StoreError, match="capacity_per_day: must be a whole number"):
         put_rep(store, "R1", None, capacity, ["H1"], D0)  # type: ignore[arg-type]
 
@@ -152,8 +171,10 @@ def test_parquet_alignment_and_dates_as_dates() -> None:
     assert reps == {"R1": (None, 5)}
 
 
-def test_import_is_all_or_nothing_and_names_store_problems(tmp_path: Path) -> None:
-    store = _store(tmp_path)
+def test_import_is_all_or_nothing_and_names_store_problems(
+    tmp_path: Path, store_at: Callable[..., str | Path]
+) -> None:
+    store = _store(store_at())
     put_rep(store, "R1", None, 5, ["H1"], D0 + timedelta(days=5))
     body = (
         HEADER
@@ -262,9 +283,9 @@ def test_override_touch_bad_input(client: TestClient, put_hcp: Callable[..., str
 
 
 # ------------------------------------------------------------------ CLI
-def test_reps_import_cli(tmp_path: Path) -> None:
-    db = tmp_path / "events.db"
-    _store(tmp_path).close()
+def test_reps_import_cli(tmp_path: Path, store_at: Callable[..., str | Path]) -> None:
+    db = store_at()
+    _store(db).close()
     good = tmp_path / "align.csv"
     good.write_text(HEADER + "R1,H1,2026-01-05,,Ann,4\nR1,H2,2026-01-05,,,\n")
     res = CliRunner().invoke(main, ["reps", "import", str(good), "--store", str(db)])
@@ -309,14 +330,17 @@ def test_openapi_documents_the_rep_routes_with_examples(client: TestClient) -> N
     assert "403" in suggestions["responses"] and "404" in suggestions["responses"]
 
 
-def test_an_override_is_counted_in_the_hcps_next_contexts(tmp_path: Path) -> None:
+def test_an_override_is_counted_in_the_hcps_next_contexts(
+    tmp_path: Path, store_at: Callable[..., str | Path]
+) -> None:
     import json
 
-    from serving_testkit import HCP_BODY, make_settings
+    from serving_testkit import HCP_BODY, make_settings, store_settings
 
     from serving.main import create_app
 
-    with TestClient(create_app(make_settings(tmp_path, allow_client_time=True))) as c:
+    settings = make_settings(tmp_path, allow_client_time=True, **store_settings(store_at()))
+    with TestClient(create_app(settings)) as c:
         assert c.put("/v1/hcps/H1", json=HCP_BODY, headers=auth("report")).status_code == 201
 
         def decide(as_of: str) -> dict[str, object]:
@@ -349,11 +373,13 @@ def test_an_override_is_counted_in_the_hcps_next_contexts(tmp_path: Path) -> Non
         assert overrides_in_context(decide("2026-04-06T09:00:00Z")["event_id"]) is None
 
 
-def test_a_day_list_is_stored_once_and_purged_with_its_decisions(tmp_path: Path) -> None:
+def test_a_day_list_is_stored_once_and_purged_with_its_decisions(
+    tmp_path: Path, store_at: Callable[..., str | Path]
+) -> None:
     from nba.domain import Decision
     from serving.store_reps import day_items, get_day, save_day
 
-    store = _store(tmp_path)
+    store = _store(store_at())
     put_rep(store, "R1", None, 1, ["H1"], D0)
     ts = datetime(2026, 1, 5, 7, tzinfo=UTC)
 

@@ -9,6 +9,15 @@ import pytest
 from fastapi.testclient import TestClient
 from serving_testkit import auth
 
+from serving.settings import Settings
+
+
+@pytest.fixture
+def settings(settings_on_both: Settings) -> Settings:
+    """Every route test of this module runs on both store backends."""
+    return settings_on_both
+
+
 RANK = "/personalizer/v1.0/rank"
 ACTIONS: list[dict[str, Any]] = [
     {"id": "VEL-EFF-02@email", "features": [{"topic": "efficacy", "format": "video"}]},

@@ -18,6 +18,13 @@ from serving_testkit import HCP_BODY, auth, make_settings
 from nba.context import DecisionContext
 from nba.domain import Action
 from nba.policies.base import sample_index
+from serving.settings import Settings
+
+
+@pytest.fixture
+def settings(settings_on_both: Settings) -> Settings:
+    """Every route test of this module runs on both store backends."""
+    return settings_on_both
 
 
 def decide(client: TestClient, body: dict[str, Any]) -> Any:

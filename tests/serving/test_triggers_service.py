@@ -14,7 +14,15 @@ from fastapi.testclient import TestClient
 from serving_testkit import auth
 
 from nba.triggers import TriggerSet
+from serving.settings import Settings
 from serving.store_triggers import TriggerEvent, active_suppressions, event_recorded, fire
+
+
+@pytest.fixture
+def settings(settings_on_both: Settings) -> Settings:
+    """Every route test of this module runs on both store backends."""
+    return settings_on_both
+
 
 TODAY = datetime.now(UTC).date()
 NOW = datetime.now(UTC).replace(microsecond=0)
