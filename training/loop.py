@@ -201,7 +201,7 @@ class LoopConfig:
     def params(self) -> dict[str, Any]:
         return {
             "work_dir": str(self.work_dir),
-            "source": f"store:{self.store}" if self.store else f"logs:{self.logs}",
+            "source": f"store:{_store_text(self.store)}" if self.store else f"logs:{self.logs}",
             "train_mode": str(self.train),
             "eval_days": self.eval_days,
             "reward_definition": self.reward_def.id,
@@ -299,6 +299,17 @@ def _finish_pending(state: LoopState, state_path: Path) -> None:
     state.marks = dict(state.pending["marks"])
     state.pending = None
     state.save(state_path)
+
+
+def _store_text(store: Path | str) -> str:
+    """The store's location for logs and run parameters (a URL without its password)."""
+    from serving.store import is_store_url
+
+    if is_store_url(store):
+        from serving.store_postgres import redact
+
+        return redact(str(store))
+    return str(store)
 
 
 def export_new_events(store: Path | str, logs_dir: Path, work_dir: Path) -> dict[str, int]:
@@ -714,7 +725,7 @@ def _cycle(
     res = CycleResult(cycle=len(state.cycles) + 1, as_of=as_of.isoformat(), decision="skipped")
     res.train_mode = str(cfg.train)
     if cfg.store is not None:
-        res.exported = export_new_events(Path(cfg.store), cfg.logs_dir, work)
+        res.exported = export_new_events(cfg.store, cfg.logs_dir, work)
     res.champion_before = res.champion_after = _alias(cfg, mlflow_utils.CHAMPION)
     if truth is not None and state.cycles:
         prev = datetime.fromisoformat(state.cycles[-1]["as_of"])

@@ -137,8 +137,17 @@ def _dec(i: int, ts: datetime, version: str) -> Decision:
     )
 
 
-def test_export_is_incremental_and_idempotent(tmp_path: Path) -> None:
-    store = EventStore(tmp_path / "events.db")
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_export_is_incremental_and_idempotent(
+    tmp_path: Path, backend: str, request: pytest.FixtureRequest
+) -> None:
+    location: Path | str = tmp_path / "events.db"
+    if backend == "postgres":  # `nba loop --store postgresql://...`
+        location = request.getfixturevalue("postgres").create_database("loop_export")
+        assert LoopConfig(work_dir=tmp_path, store=location).params["source"] == (
+            f"store:{location}"
+        )
+    store = EventStore(location)
     cat = Catalog.default()
     store.add_catalog(cat)
     t0 = datetime(2026, 3, 2, 9, tzinfo=UTC)
@@ -146,14 +155,14 @@ def test_export_is_incremental_and_idempotent(tmp_path: Path) -> None:
     store.add_outcome(Outcome("E0000", t0 + timedelta(hours=2), "opened", source_id="m"))
     logs, work = tmp_path / "logs", tmp_path / "work"
     work.mkdir()
-    first = export_new_events(tmp_path / "events.db", logs, work)
+    first = export_new_events(location, logs, work)
     assert first["decisions"] == 6 and first["outcomes"] == 1
-    again = export_new_events(tmp_path / "events.db", logs, work)
+    again = export_new_events(location, logs, work)
     assert again["decisions"] == again["outcomes"] == 0  # rerun: nothing twice
     # new rows, including a late outcome of an already exported decision
     store.add_decisions([_dec(i, t0 + timedelta(days=1, hours=i), cat.version) for i in (6, 7)])
     store.add_outcome(Outcome("E0001", t0 + timedelta(days=3), "clicked", source_id="m"))
-    more = export_new_events(tmp_path / "events.db", logs, work)
+    more = export_new_events(location, logs, work)
     assert more["decisions"] == 2 and more["outcomes"] == 1
     ids = logio.read(logs, "decisions").column("event_id").to_pylist()
     assert sorted(ids) == [f"E{i:04d}" for i in range(8)]
