@@ -11,7 +11,7 @@ from pathlib import Path
 
 import click
 
-from serving.cli_store import STORE
+from serving.cli_store import STORE, STORE_HELP, store_exists
 
 HOLDOUT_CHOICES = ("uniform", "campaign", "no_contact")
 
@@ -31,7 +31,8 @@ HOLDOUT_CHOICES = ("uniform", "campaign", "no_contact")
     "store_db",
     type=STORE,
     default=None,
-    help="The service's event store (default: NBA_STORE_PATH, else data/events.db).",
+    help=f"The service's event store ({STORE_HELP}; default: NBA_STORE_URL, else "
+    "NBA_STORE_PATH, else data/events.db).",
 )
 @click.option(
     "--value-def",
@@ -58,7 +59,7 @@ def report(
     since: str,
     until: str,
     out_dir: Path,
-    store_db: Path | None,
+    store_db: Path | str | None,
     value_path: Path | None,
     holdout_policy: str | None,
     catalog_path: Path | None,
@@ -76,9 +77,16 @@ def report(
     from serving.store import EventStore
     from serving.store_kpis import parse_bound
 
+    env_url = os.environ.get("NBA_STORE_URL")
     env_store = os.environ.get("NBA_STORE_PATH")
-    db = store_db or (Path(env_store) if env_store else data_dir() / "events.db")
-    if not db.is_file():
+    db: Path | str
+    if store_db is not None:
+        db = store_db
+    elif env_url:
+        db = STORE.convert(env_url, None, None)
+    else:
+        db = Path(env_store) if env_store else data_dir() / "events.db"
+    if not store_exists(db):
         raise click.UsageError(f"--store: no event store database at {db}")
     holdout = holdout_policy or os.environ.get("NBA_HOLDOUT_POLICY") or "uniform"
     if holdout not in HOLDOUT_CHOICES:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
@@ -109,3 +110,17 @@ def test_an_empty_period_still_reports(tmp_path: Path, store: Path) -> None:
     md = (out / "report.md").read_text()
     assert "| all | 0 | 0 | 0 | — | — | 0.00 | 0.00 | 0.00 |" in md
     assert "got `no_contact`" in md
+
+
+def test_the_report_reads_a_postgresql_store_named_by_nba_store_url(
+    tmp_path: Path, postgres: Any
+) -> None:
+    url = postgres.create_database("report_cli")
+    EventStore(url).close()
+    out = tmp_path / "o"
+    args = ["report", "--since", "2026-01-05", "--until", "2026-01-11", "--out", str(out)]
+    res = CliRunner().invoke(main, args, env={"NBA_STORE_URL": url, "NBA_STORE_PATH": "x.db"})
+    assert res.exit_code == 0, res.output
+    assert "| all | 0 | 0 | 0 |" in (out / "report.md").read_text()
+    bad = CliRunner().invoke(main, args, env={"NBA_STORE_URL": "postgresql://u@h:5432"})
+    assert bad.exit_code != 0 and "names no database" in bad.output
