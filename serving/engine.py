@@ -627,7 +627,13 @@ class DecisionEngine:
         now = self.decision_time(req.as_of)
         served = self.models.current
         contact = self.contact  # one rules version for the whole batch
-        profiles = {h: self.store.get_hcp(h) for h in req.hcp_ids}
+        # each HCP's profile and state in one round trip
+        since = now - timedelta(days=self.history_days)
+        states = {
+            h: self.store.hcp_state(h, now, since, self.catalog, evidence=req.explain)
+            for h in req.hcp_ids
+        }
+        profiles = {h: s.profile for h, s in states.items()}
         candidates = [a for a in self.catalog.actions if a.channel in channels]
         prepared: list[Prepared] = []
         unknown: list[str] = []
@@ -653,6 +659,7 @@ class DecisionEngine:
                     served=served,
                     candidates=candidates,
                     contact=contact,
+                    state=states[hid],
                 )
             )
         decisions = [pr.decision for pr in prepared if pr.decision is not None]
