@@ -13,7 +13,9 @@ from typing import Any
 
 import click
 
-from serving.store import StoreError, is_store_url
+#: URL schemes of the PostgreSQL store (as :data:`serving.store.PG_SCHEMES`; repeated
+#: here so that parsing options, and ``--help``, import no store module)
+_PG_SCHEMES = ("postgresql://", "postgres://")
 
 #: how the help texts name what ``--store`` takes
 STORE_HELP = "SQLite file, or postgresql://user@host:port/db"
@@ -29,8 +31,9 @@ class StoreLocation(click.ParamType):
             return value
         text = str(value)
         if text.startswith(("postgresql:", "postgres:")):
-            if not is_store_url(text):
+            if not text.startswith(_PG_SCHEMES):
                 self.fail(f"{text!r} is not a postgresql://user@host:port/db URL", param, ctx)
+            from serving.store import StoreError
             from serving.store_postgres import check_url
 
             try:
@@ -46,4 +49,6 @@ STORE = StoreLocation()
 def store_exists(location: Path | str) -> bool:
     """Whether a store is there: the SQLite file exists (a URL: assumed, the
     server answers when the store opens)."""
-    return is_store_url(location) or Path(location).is_file()
+    if isinstance(location, str) and location.startswith(_PG_SCHEMES):
+        return True
+    return Path(location).is_file()

@@ -104,7 +104,7 @@ SYNCHRONOUS_MODES = ("FULL", "NORMAL", "EXTRA")
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _US = timedelta(microseconds=1)
 #: URL schemes of the PostgreSQL backend (``NBA_STORE_URL``)
-PG_SCHEMES = ("postgresql://", "postgres://")
+PG_SCHEMES = ("postgresql://", "postgres://")  # also in serving/cli_store.py (light import)
 
 _DDL = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
