@@ -18,7 +18,9 @@ The no-op inside our app pays for our middleware, key check and metrics, which
 hides part of the gap. So the same load also goes, in the same alternating
 rounds, to ``bench/bare_app.py``: a bare FastAPI app (no middleware, no key)
 with one no-op ``POST /v1/decisions`` of the same request and response shape,
-under uvicorn with the same number of workers. Goal for the decision route
+under uvicorn with the same number of workers and the same HTTP parser and
+event loop as ``nba serve`` (httptools and uvloop when installed, see
+:func:`serving.cli.server_options`). Goal for the decision route
 against it: >= 0.5x its requests/s and p99 <= 2x its p99.
 Every decision is really stored: the store is counted before and after.
 
@@ -260,6 +262,9 @@ def start_bare(tmp: Path, workers: int) -> tuple[Any, str]:
     it answers. Returns (process, base URL)."""
     from serving_testkit import start_process
 
+    from serving.cli import server_options
+
+    options = server_options()  # the same parser and loop as `nba serve`
     return start_process(
         tmp,
         "bare",
@@ -279,6 +284,10 @@ def start_bare(tmp: Path, workers: int) -> tuple[Any, str]:
             "--log-level",
             "warning",
             "--no-access-log",
+            "--http",
+            options["http"],
+            "--loop",
+            options["loop"],
         ],
         wait_s=60,
     )
@@ -364,6 +373,13 @@ def main(argv: list[str] | None = None) -> int:
     model = bench_model(tmp, args.model)
     print(f"machine: {os.cpu_count()} cores; workers: {args.workers}; clients: {CONCURRENCY}")
     print(f"model: {model}; store synchronous={args.synchronous}")
+    from serving.cli import server_options
+
+    options = server_options()
+    print(
+        f"server (service and bare app alike): uvicorn http={options['http']} "
+        f"loop={options['loop']}"
+    )
     bare_procs: list[Any] = []
     use_wrk = args.loadgen == "wrk" or (args.loadgen == "auto" and shutil.which("wrk"))
     load = drive_wrk if use_wrk else drive
