@@ -18,7 +18,9 @@ The no-op inside our app pays for our middleware, key check and metrics, which
 hides part of the gap. So the same load also goes, in the same alternating
 rounds, to ``bench/bare_app.py``: a bare FastAPI app (no middleware, no key)
 with one no-op ``POST /v1/decisions`` of the same request and response shape,
-under uvicorn with the same number of workers. Goal for the decision route
+under uvicorn with the same number of workers and the same HTTP parser and
+event loop as ``nba serve`` (httptools and uvloop when installed, see
+:func:`serving.cli.server_options`). Goal for the decision route
 against it: >= 0.5x its requests/s and p99 <= 2x its p99.
 Every decision is really stored: the store is counted before and after.
 
@@ -60,6 +62,32 @@ CHANNELS = ["email"]
 K = 3
 
 
+def group_cpu_seconds(pgid: int) -> float:
+    """CPU time (user + system, seconds) used so far by the live processes of
+    process group ``pgid`` (a server started in its own session: uvicorn and its
+    workers); NaN where ``/proc`` is missing.
+
+    >>> group_cpu_seconds(os.getpgid(0)) > 0 or not os.path.isdir("/proc")
+    True
+    """
+    if not os.path.isdir("/proc"):
+        return float("nan")
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:  # ended meanwhile
+            continue
+        # after the command name: state, ppid, pgrp, ... utime (12th), stime (13th)
+        if int(fields[2]) == pgid:
+            total += int(fields[11]) + int(fields[12])
+    return total / tick
+
+
 @dataclass(frozen=True)
 class RunStats:
     route: str
@@ -68,13 +96,19 @@ class RunStats:
     seconds: float
     p50_ms: float
     p99_ms: float
+    #: the server's CPU time over the measured rounds (all its processes)
+    cpu_seconds: float = float("nan")
+
+    @property
+    def cpu_ms_per_request(self) -> float:
+        return 1e3 * self.cpu_seconds / self.requests if self.requests else float("nan")
 
     @property
     def rps(self) -> float:
         return self.requests / self.seconds if self.seconds > 0 else 0.0
 
     @classmethod
-    def of(cls, route: str, runs: list[Any]) -> RunStats:
+    def of(cls, route: str, runs: list[Any], cpu_seconds: float = float("nan")) -> RunStats:
         """Pool the rounds of one route: requests and seconds add up; percentiles
         come from all latencies (Python load generator) or, with wrk, which reports
         percentiles only, are the mean of the rounds' percentiles."""
@@ -91,6 +125,7 @@ class RunStats:
             sum(r[2] for r in runs),
             p50,
             p99,
+            cpu_seconds,
         )
 
 
@@ -260,6 +295,9 @@ def start_bare(tmp: Path, workers: int) -> tuple[Any, str]:
     it answers. Returns (process, base URL)."""
     from serving_testkit import start_process
 
+    from serving.cli import server_options
+
+    options = server_options()  # the same parser and loop as `nba serve`
     return start_process(
         tmp,
         "bare",
@@ -279,6 +317,10 @@ def start_bare(tmp: Path, workers: int) -> tuple[Any, str]:
             "--log-level",
             "warning",
             "--no-access-log",
+            "--http",
+            options["http"],
+            "--loop",
+            options["loop"],
         ],
         wait_s=60,
     )
@@ -364,6 +406,13 @@ def main(argv: list[str] | None = None) -> int:
     model = bench_model(tmp, args.model)
     print(f"machine: {os.cpu_count()} cores; workers: {args.workers}; clients: {CONCURRENCY}")
     print(f"model: {model}; store synchronous={args.synchronous}")
+    from serving.cli import server_options
+
+    options = server_options()
+    print(
+        f"server (service and bare app alike): uvicorn http={options['http']} "
+        f"loop={options['loop']}"
+    )
     bare_procs: list[Any] = []
     use_wrk = args.loadgen == "wrk" or (args.loadgen == "auto" and shutil.which("wrk"))
     load = drive_wrk if use_wrk else drive
@@ -409,19 +458,26 @@ def main(argv: list[str] | None = None) -> int:
 
         # warm-up every route, then alternate measured rounds
         routes = {BARE: (bare_base, "/v1/decisions"), NOOP: (base, NOOP), DECIDE: (base, DECIDE)}
+        # CPU per request: the machine is shared, so requests/s and latencies move
+        # with everybody's load; the server's own CPU time per request much less
+        groups = {BARE: bare_proc.pid, NOOP: proc.pid, DECIDE: proc.pid}
+        cpu: dict[str, float] = {name: 0.0 for name in routes}
         acked_single: list[str] = []  # event ids (Python load generator only)
         acked_count = 0  # 2xx decisions, whichever load generator
         results: dict[str, list[Any]] = {name: [] for name in routes}
         for rnd in range(-1, args.rounds):  # round -1 warms up and is not counted
             for name, (url, path) in routes.items():
                 seconds = 1.5 if rnd < 0 else args.seconds
+                cpu0 = group_cpu_seconds(groups[name])
                 res = load(url, path, KEYS["decide"], hcp_ids, seconds, 100 + rnd)
+                if rnd >= 0:
+                    cpu[name] += group_cpu_seconds(groups[name]) - cpu0
                 if name == DECIDE:  # only the service's decisions are stored
                     acked_single.extend(res[4])
                     acked_count += res[6]
                 if rnd >= 0:
                     results[name].append(res)
-        stats = {name: RunStats.of(name, runs) for name, runs in results.items()}
+        stats = {name: RunStats.of(name, runs, cpu[name]) for name, runs in results.items()}
 
         # batch: batch-size HCPs per request, as many requests in flight as workers
         batch_decisions = 0
@@ -464,11 +520,14 @@ def main(argv: list[str] | None = None) -> int:
 
     dec, noop, bare = stats[DECIDE], stats[NOOP], stats[BARE]
     print()
-    print(f"{'route':<28}{'requests':>10}{'errors':>8}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}")
+    print(
+        f"{'route':<28}{'requests':>10}{'errors':>8}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}"
+        f"{'CPU ms/req':>12}"
+    )
     for s in (bare, noop, dec):
         print(
             f"{s.route:<28}{s.requests:>10}{s.errors:>8}{s.rps:>10.1f}"
-            f"{s.p50_ms:>9.2f}{s.p99_ms:>9.2f}"
+            f"{s.p50_ms:>9.2f}{s.p99_ms:>9.2f}{s.cpu_ms_per_request:>12.2f}"
         )
     rps_ratio = dec.rps / noop.rps if noop.rps else float("nan")
     p99_ratio = dec.p99_ms / noop.p99_ms if noop.requests else float("nan")
@@ -481,6 +540,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f"decisions/noop p99 ratio:        {p99_ratio:.2f}  (target <= 2.0)")
     print(f"decisions/bare FastAPI requests/s ratio: {bare_rps:.2f}  (goal >= 0.5)")
     print(f"decisions/bare FastAPI p99 ratio:        {bare_p99:.2f}  (goal <= 2.0)")
+    print(
+        f"server CPU per request, decisions/bare FastAPI: "
+        f"{dec.cpu_ms_per_request / bare.cpu_ms_per_request:.2f}x  "
+        "(what bounds the requests/s ratio when the server is CPU-bound)"
+    )
     print(
         f"batch: {batch_decisions} decisions in {batch_seconds:.2f} s = {batch_rate:.1f}/s; "
         f"vs single {dec.rps:.1f}/s: {batch_ratio:.2f}x  (target >= 5)"

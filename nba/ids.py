@@ -33,8 +33,23 @@ def _ms(ts: datetime) -> int:
 
 
 def new_event_id(ts: datetime, rng: np.random.Generator) -> str:
-    """One id for ``ts`` with 80 random bits drawn from ``rng``."""
-    return str(event_ids(np.array([_ms(ts)], dtype=np.int64), rng)[0])
+    """One id for ``ts`` with 80 random bits drawn from ``rng``.
+
+    The same id as :func:`event_ids` gives for one timestamp from the same
+    generator state (the same draws), built without the vectorized arrays, which
+    cost several times more for a single id (one per decision request).
+
+    >>> ts = datetime(2026, 1, 5, 9, 30, tzinfo=UTC)
+    >>> ms = np.array([_ms(ts)], dtype=np.int64)
+    >>> new_event_id(ts, np.random.default_rng(3)) == event_ids(ms, np.random.default_rng(3))[0]
+    True
+    """
+    ms = _ms(ts)
+    if not 0 <= ms < 1 << 48:
+        raise ValueError("event id timestamps must be within 0 .. 2**48 ms")
+    head = "".join(ALPHABET[(ms >> (5 * i)) & 31] for i in range(9, -1, -1))
+    tail = "".join(ALPHABET[d] for d in rng.integers(0, 32, size=16, dtype=np.uint8).tolist())
+    return head + tail
 
 
 def event_ids(ts_ms: npt.NDArray[np.int64], rng: np.random.Generator) -> npt.NDArray[np.str_]:

@@ -7,6 +7,11 @@ worker starts, so a missing API key or a default secret stops the command with
 a clear message. With ``--workers N > 1`` the workers share one event store and
 follow one model alias; Prometheus metrics are aggregated across them through a
 private ``PROMETHEUS_MULTIPROC_DIR``.
+
+uvicorn parses HTTP with httptools and runs its event loop on uvloop when both
+are installed (they are in the lock file), and falls back to its pure-Python h11
+parser and asyncio's own loop otherwise (:func:`server_options`); the banner
+names what it uses.
 """
 
 from __future__ import annotations
@@ -21,6 +26,23 @@ from pydantic import ValidationError
 from pydantic_settings import SettingsError
 
 from serving.cli_store import STORE
+
+
+def server_options() -> dict[str, str]:
+    """uvicorn's ``http`` and ``loop`` settings: the C implementations when installed.
+
+    ``bench/serve.py`` starts its bare reference app with the same settings, so
+    the two are measured on the same server.
+
+    >>> sorted(server_options())
+    ['http', 'loop']
+    """
+    from importlib.util import find_spec
+
+    return {
+        "http": "httptools" if find_spec("httptools") is not None else "h11",
+        "loop": "uvloop" if find_spec("uvloop") is not None else "asyncio",
+    }
 
 
 @click.command("serve")
@@ -75,9 +97,11 @@ def serve(
             fg="yellow",
             err=True,
         )
+    options = server_options()
     click.echo(
         f"nba serve: http://{host}:{port}  workers={workers}  "
-        f"store={settings.store_location_text}  model={settings.model_uri}",
+        f"store={settings.store_location_text}  model={settings.model_uri}  "
+        f"http={options['http']}  loop={options['loop']}",
         err=True,
     )
     own_dir = None
@@ -106,6 +130,8 @@ def serve(
             log_level=log_level,
             log_config=log_config,
             timeout_graceful_shutdown=10,
+            http=options["http"],
+            loop=options["loop"],
         )
     finally:
         if own_dir is not None:

@@ -200,6 +200,7 @@ class DecisionEngine:
         self.committer: GroupCommitter | None = None
         self.outcome_committer: OutcomeCommitter | None = None
         self._topics_cache: tuple[str, dict[str, str]] | None = None
+        self._candidates_cache: dict[tuple[str, tuple[str, ...]], tuple[Action, ...]] = {}
 
     @property
     def contact(self) -> ContactPolicy:
@@ -242,6 +243,18 @@ class DecisionEngine:
             cached = (self.catalog.version, {c: it.topic for c, it in self.catalog.by_id.items()})
             self._topics_cache = cached
         return cached[1]
+
+    def _candidates(self, channels: tuple[str, ...]) -> tuple[Action, ...]:
+        """The catalog's actions on ``channels``, in catalog order (cached per catalog
+        version and channel set: every decision request asks for them)."""
+        key = (self.catalog.version, channels)
+        found = self._candidates_cache.get(key)
+        if found is None:
+            found = tuple(a for a in self.catalog.actions if a.channel in channels)
+            if len(self._candidates_cache) >= 64:  # channel sets are few; stay bounded
+                self._candidates_cache.clear()
+            self._candidates_cache[key] = found
+        return found
 
     def _channels(self, channels: Sequence[str] | None) -> tuple[str, ...]:
         if not channels:
@@ -334,12 +347,17 @@ class DecisionEngine:
         context = self.build_context(hcp, now, request, state)
 
         if candidates is None:
-            candidates = [a for a in self.catalog.actions if a.channel in channels]
-        excluded = {a.action_id for a in exclude}
-        kept = [a for a in candidates if a.action_id not in excluded]
-        pre = tuple(
-            Suppression(a.action_id, RULE_EXCLUDED) for a in candidates if a.action_id in excluded
-        )
+            candidates = self._candidates(channels)
+        pre: tuple[Suppression, ...] = ()
+        kept = list(candidates)
+        if exclude:
+            excluded = {a.action_id for a in exclude}
+            kept = [a for a in candidates if a.action_id not in excluded]
+            pre = tuple(
+                Suppression(a.action_id, RULE_EXCLUDED)
+                for a in candidates
+                if a.action_id in excluded
+            )
         filtered = contact.filter(hcp, kept, now, touches, feedback, self.catalog)
         suppressed = pre + filtered.suppressed
         for rule, n in filtered.counts_by_rule().items():
@@ -634,7 +652,7 @@ class DecisionEngine:
             for h in req.hcp_ids
         }
         profiles = {h: s.profile for h, s in states.items()}
-        candidates = [a for a in self.catalog.actions if a.channel in channels]
+        candidates = self._candidates(channels)
         prepared: list[Prepared] = []
         unknown: list[str] = []
         with self._rng_lock:  # all ids of the batch in one vectorized call

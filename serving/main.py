@@ -96,13 +96,15 @@ class LimitsAndMetrics:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        settings: Settings | None = getattr(self.get_state(), "settings", None)
+        state = self.get_state()
+        settings: Settings | None = getattr(state, "settings", None)
         upload = scope.get("path", "") in UPLOAD_PATHS
         limit = (
             (settings.max_upload_bytes if upload else settings.max_body_bytes)
             if settings is not None
             else 2_000_000
         )
+        declared = False
         for name, value in scope.get("headers", ()):
             if name == b"content-length":
                 try:
@@ -112,6 +114,7 @@ class LimitsAndMetrics:
                 if size > limit or size < 0:
                     await _send_error(send, 413, "body_too_large", limit, size)
                     return
+                declared = True
         seen = 0
 
         async def limited_receive() -> Message:
@@ -129,20 +132,23 @@ class LimitsAndMetrics:
         async def send_wrapper(message: Message) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
-                status = int(message["status"])
+                status = message["status"]
             await send(message)
 
         try:
-            await self.app(scope, limited_receive, send_wrapper)
+            # a body whose length is declared (and within the limit) is framed by the
+            # server's HTTP parser to exactly that length: only a chunked body, of
+            # unknown length, needs counting as it arrives
+            await self.app(scope, receive if declared else limited_receive, send_wrapper)
         finally:
             elapsed = time.perf_counter() - start
             route = scope.get("route")
             template = getattr(route, "path", None) or "unmatched"
-            services: Services | None = getattr(self.get_state(), "services", None)
+            services: Services | None = getattr(state, "services", None)
             if services is not None:
-                services.metrics.latency.labels(
-                    route=template, method=scope.get("method", ""), status=str(status)
-                ).observe(elapsed)
+                services.metrics.observe_request(
+                    template, scope.get("method", ""), int(status), elapsed
+                )
             log.info("%s %s %d %.1fms", scope.get("method"), template, status, elapsed * 1e3)
 
 

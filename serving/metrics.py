@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator, Mapping
+from typing import Any
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -86,6 +87,25 @@ class ServiceMetrics:
             **gauge_kw,  # type: ignore[arg-type]
         )
         self._version: str | None = None
+        #: the latency histogram's child per (route, method, status): ``labels()``
+        #: checks and joins its label values on every call
+        self._latency_children: dict[tuple[str, str, int], Any] = {}
+
+    def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:
+        """Count one request's latency in ``nba_request_seconds{route,method,status}``.
+
+        >>> m = ServiceMetrics()
+        >>> m.observe_request("/v1/decisions", "POST", 201, 0.004)
+        >>> b'nba_request_seconds_count{method="POST",route="/v1/decisions",status="201"} 1.0' in (
+        ...     m.render())
+        True
+        """
+        key = (route, method, status)
+        child = self._latency_children.get(key)
+        if child is None:
+            child = self.latency.labels(route=route, method=method, status=str(status))
+            self._latency_children[key] = child
+        child.observe(seconds)
 
     def set_model(self, version: str) -> None:
         if self._version is not None and self._version != version:

@@ -82,7 +82,11 @@ def test_bench_serve(env: dict[str, str], loadgen: str) -> None:
     bare_row = next(ln for ln in text.splitlines() if ln.startswith("bare FastAPI no-op"))
     requests, errors = (int(x) for x in bare_row.split()[3:5])
     assert requests > 0 and errors == 0  # the reference really answered
+    assert float(bare_row.split()[-1]) > 0  # its server's CPU per request was measured
     assert "acknowledged but missing from the store: 0" in text
+    # both servers run on the same HTTP parser and event loop
+    assert "server (service and bare app alike): uvicorn http=" in text
+    assert "server CPU per request, decisions/bare FastAPI:" in text
 
 
 @pytest.mark.slow

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Response
 
 from serving import schemas
-from serving.api.deps import DecideKey, ServicesDep
+from serving.api.deps import DecideKey, ServicesDep, json_response
 from serving.errors import ErrorBody
 from serving.territory import check_hcp, check_hcps
 
@@ -35,9 +35,7 @@ ERRORS: dict[int | str, dict[str, object]] = {
     },
     summary="Decide what to offer one HCP next",
 )
-def decide(
-    body: schemas.DecisionRequest, svc: ServicesDep, who: DecideKey, response: Response
-) -> schemas.DecisionResponse:
+def decide(body: schemas.DecisionRequest, svc: ServicesDep, who: DecideKey) -> Response:
     """The chosen action is sampled from the served probabilities (the logged
     propensity is its probability); the other suggestions are drawn without
     replacement from the same probabilities, each shown with its ``slot`` and
@@ -45,8 +43,7 @@ def decide(
     is durable in the event store before this answer is sent."""
     check_hcp(svc.store, who, body.hcp_id)
     status, out = svc.engine.decide(body, who.name)
-    response.status_code = status
-    return out
+    return json_response(out, status)
 
 
 @router.post(
