@@ -31,6 +31,7 @@ result is byte-identical to :meth:`nba.context.DecisionContext.to_json`.
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections.abc import Sequence
 from datetime import date
@@ -48,6 +49,8 @@ F64 = npt.NDArray[np.float64]
 DAY_US = 86_400_000_000
 
 LONGEST = max(HISTORY_WINDOWS)
+#: INTEREST_WEIGHTS as an array indexed by age (days)
+_INTEREST_W = np.array(INTEREST_WEIGHTS[: LONGEST + 1], dtype=np.float64)
 ENGAGEMENT_CHANNEL_WINDOW = 30
 ENGAGEMENT_TOPIC_WINDOW = 90
 
@@ -172,11 +175,32 @@ class HistoryTracker:
         -------
         ndarray of float64, shape (b, n_topics)
         """
-        out = np.zeros((hcp.shape[0], self.pull_day.shape[2]))
-        for age in range(1, min(LONGEST, self.day) + 1):
-            slot = (self.day - age) % self.ring
-            counts = self.pull_day[slot, hcp].astype(np.float64) + self.topic_day[slot, hcp]
-            out += counts * INTEREST_WEIGHTS[age]
+        b, n_t = hcp.shape[0], self.pull_day.shape[2]
+        out = np.zeros((b, n_t))
+        days = min(LONGEST, self.day)
+        if days == 0 or b == 0:
+            return out
+        # one gather of the 90 days' counts, shape (b, n_t, days), ages ascending
+        slots = (self.day - np.arange(1, days + 1)) % self.ring
+        cells = np.ix_(slots, hcp)
+        counts = self.pull_day[cells].astype(np.float64) + self.topic_day[cells]
+        counts = counts.transpose(1, 2, 0)
+        # Only the non-zero counts add anything (x + 0.0 == x). np.nonzero walks them
+        # cell by cell, ages ascending within a cell; adding the k-th term of every
+        # cell in round k keeps each cell's summation order that of a plain loop over
+        # ages, so the sums are bit-identical to it.
+        row, col, age = np.nonzero(counts)
+        if row.size == 0:
+            return out
+        terms = counts[row, col, age] * _INTEREST_W[age + 1]
+        cell = row * n_t + col
+        start = np.flatnonzero(np.r_[True, cell[1:] != cell[:-1]])
+        size = np.diff(np.r_[start, cell.size])
+        rank = np.arange(cell.size) - np.repeat(start, size)
+        flat = out.reshape(-1)
+        for k in range(int(size.max())):
+            sel = rank == k
+            flat[cell[sel]] += terms[sel]
         return out
 
     def topic_pulls(self, hcp: I64) -> I64:
@@ -312,6 +336,7 @@ class MapRenderer:
         # '"key":value' pieces in output order, for small values
         self._pieces = [[f"{key}:{v}" for v in range(128)] for key in self.keys]
         self.cache: dict[int, str] = {}
+        self._wide_cache: dict[bytes, str] = {}
         self._comma_pieces: dict[int, list[npt.NDArray[np.object_]]] = {}
 
     def _render_row(self, row: Sequence[int]) -> str:
@@ -372,11 +397,17 @@ class MapRenderer:
                     cache[key] = frag
                     frags[i] = frag
         else:
-            # rows too wide to pack into one integer: dedup exact tuples in a dict
-            seen: dict[tuple[int, ...], int] = {}
-            codes = [seen.setdefault(tuple(row), len(seen)) for row in r.tolist()]
-            inverse = np.asarray(codes, dtype=np.int64)
-            frags = [self._render_row(row) for row in seen]
+            # rows too wide to pack into one integer: distinct rows by one sort of
+            # the rows, each rendered once per world (cached by its bytes)
+            uniq_rows, inverse = np.unique(r, axis=0, return_inverse=True)
+            wide = self._wide_cache
+            frags = []
+            for row in uniq_rows:
+                key = row.tobytes()
+                frag = wide.get(key)
+                if frag is None:
+                    frag = wide[key] = self._render_row(row.tolist())
+                frags.append(frag)
         table = np.array(frags, dtype=object)
         out: list[str] = table[inverse.reshape(-1)].tolist()
         return out
@@ -407,23 +438,32 @@ class ContextBuilder:
         # context version 3: interest per topic, three decimals
         self._topic_keys = [json.dumps(t) for t in self.topics]
         self._topic_order = sorted(range(len(self.topics)), key=lambda i: self.topics[i])
+        self._sorted_topic_keys = [self._topic_keys[i] + ":" for i in self._topic_order]
 
     def _interest_json(self, values: F64) -> list[str]:
-        """``History.interest`` as canonical JSON, shape (b, n_topics) -> b strings."""
-        out = []
-        keys = self._topic_keys
-        order = self._topic_order
-        for row in values.tolist():
-            parts = []
-            for i in order:
-                x = row[i]
-                if x == 0.0:  # most topics of most HCPs: nothing to round or write
-                    continue
-                v = round(x, 3)  # as nba.context.History rounds it
-                if v:
-                    parts.append(f"{keys[i]}:{v!r}")
-            out.append("{" + ",".join(parts) + "}")
-        return out
+        """``History.interest`` as canonical JSON, shape (b, n_topics) -> b strings.
+
+        Only the non-zero cells are written: each distinct value is rounded and
+        formatted once (as ``nba.context.History`` rounds it: ``round(x, 3)``),
+        and each row joins its cells' ``"topic":value`` pieces in topic order."""
+        b = values.shape[0]
+        if b == 0:
+            return []
+        ordered = values[:, self._topic_order]
+        row, col = np.nonzero(ordered)  # row-major: rows ascending, topics in key order
+        if row.size == 0:
+            return ["{}"] * b
+        uniq, inv = np.unique(ordered[row, col], return_inverse=True)
+        text = [repr(v) if (v := round(x, 3)) else "" for x in uniq.tolist()]
+        keep = np.array([bool(t) for t in text], dtype=bool)[inv]
+        row, col, inv = row[keep], col[keep], inv[keep]
+        keys = self._sorted_topic_keys
+        pieces = [keys[c] + text[i] for c, i in zip(col.tolist(), inv.tolist(), strict=True)]
+        bounds = np.searchsorted(row, np.arange(b + 1)).tolist()
+        return [
+            "{" + ",".join(pieces[lo:hi]) + "}" if hi > lo else "{}"
+            for lo, hi in itertools.pairwise(bounds)
+        ]
 
     def build(
         self,
