@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import itertools
 import json
+from collections import deque
 from collections.abc import Sequence
 from datetime import date
 
@@ -129,6 +130,11 @@ class HistoryTracker:
         self._tc_events: dict[int, list[tuple[I64, I64]]] = {}
         self.item_last_day = np.full((n, n_items), -(10**6), dtype=np.int32)
         self._today_items: list[tuple[I64, I64]] = []
+        # ---- the non-zero signal counts (pulls + engagements by topic) of the days
+        # that ended, newest last: (day, hcp, topic, count) (see interest)
+        self._signal_days: deque[tuple[int, I64, I64, F64]] = deque()
+        self._signals: tuple[I64, I64, I64, F64] | None = None
+        self._row_of = np.full(n, -1, dtype=np.int64)
 
     # ------------------------------------------------------------ recording
     def record_touches(
@@ -177,23 +183,36 @@ class HistoryTracker:
         """
         b, n_t = hcp.shape[0], self.pull_day.shape[2]
         out = np.zeros((b, n_t))
-        days = min(LONGEST, self.day)
-        if days == 0 or b == 0:
+        if b == 0 or not self._signal_days:
             return out
-        # one gather of the 90 days' counts, shape (b, n_t, days), ages ascending
-        slots = (self.day - np.arange(1, days + 1)) % self.ring
-        cells = np.ix_(slots, hcp)
-        counts = self.pull_day[cells].astype(np.float64) + self.topic_day[cells]
-        counts = counts.transpose(1, 2, 0)
-        # Only the non-zero counts add anything (x + 0.0 == x). np.nonzero walks them
-        # cell by cell, ages ascending within a cell; adding the k-th term of every
-        # cell in round k keeps each cell's summation order that of a plain loop over
-        # ages, so the sums are bit-identical to it.
-        row, col, age = np.nonzero(counts)
-        if row.size == 0:
+        if self._signals is None:
+            # the ended days' signals, newest day first (ascending ages)
+            parts = list(reversed(self._signal_days))
+            self._signals = (
+                np.concatenate([np.full(p[1].shape[0], p[0], dtype=np.int64) for p in parts]),
+                np.concatenate([p[1] for p in parts]),
+                np.concatenate([p[2] for p in parts]),
+                np.concatenate([p[3] for p in parts]),
+            )
+        day, s_hcp, s_topic, count = self._signals
+        row_of = self._row_of
+        row_of[hcp] = np.arange(b)
+        try:
+            row = row_of[s_hcp]
+        finally:
+            row_of[hcp] = -1
+        mine = np.flatnonzero(row >= 0)
+        if mine.size == 0:
             return out
-        terms = counts[row, col, age] * _INTEREST_W[age + 1]
-        cell = row * n_t + col
+        cell = row[mine] * n_t + s_topic[mine]
+        terms = count[mine] * _INTEREST_W[self.day - day[mine]]
+        # Each cell's terms in ascending ages (a stable sort keeps the newest-first
+        # order within a cell); adding the k-th term of every cell in round k sums
+        # each cell in the order of a plain loop over ages 1..90. The zero counts
+        # that loop also adds change nothing (x + 0.0 == x), so the sums are
+        # bit-identical to it.
+        order = np.argsort(cell, kind="stable")
+        cell, terms = cell[order], terms[order]
         start = np.flatnonzero(np.r_[True, cell[1:] != cell[:-1]])
         size = np.diff(np.r_[start, cell.size])
         rank = np.arange(cell.size) - np.repeat(start, size)
@@ -202,6 +221,20 @@ class HistoryTracker:
             sel = rank == k
             flat[cell[sel]] += terms[sel]
         return out
+
+    def _freeze_signals(self, ended: int) -> None:
+        """Keep the non-zero signal counts (pulls + engagements by topic) of the day
+        that ended as a sparse list for :meth:`interest`; nothing records into a past
+        day, so they are final. Days older than the longest window are dropped."""
+        slot = ended % self.ring
+        counts = self.pull_day[slot].astype(np.int32) + self.topic_day[slot]
+        h, t = np.nonzero(counts)
+        self._signal_days.append(
+            (ended, h.astype(np.int64), t.astype(np.int64), counts[h, t].astype(np.float64))
+        )
+        while self._signal_days and self._signal_days[0][0] < ended + 1 - LONGEST:
+            self._signal_days.popleft()
+        self._signals = None
 
     def topic_pulls(self, hcp: I64) -> I64:
         """The context's ``topic_pulls_90d`` (version 4): topics pulled on each of the
@@ -243,6 +276,7 @@ class HistoryTracker:
         old = ended - LONGEST
         if old >= 0:
             self.pull_win -= self.pull_day[old % r]
+        self._freeze_signals(ended)
         # the slot of the day that left the longest window is reused for a future day
         gone = ended - LONGEST
         if gone >= 0:
@@ -336,7 +370,6 @@ class MapRenderer:
         # '"key":value' pieces in output order, for small values
         self._pieces = [[f"{key}:{v}" for v in range(128)] for key in self.keys]
         self.cache: dict[int, str] = {}
-        self._wide_cache: dict[bytes, str] = {}
         self._comma_pieces: dict[int, list[npt.NDArray[np.object_]]] = {}
 
     def _render_row(self, row: Sequence[int]) -> str:
@@ -374,6 +407,20 @@ class MapRenderer:
         flat = self.render(rows)
         return [flat[i * b : (i + 1) * b] for i in range(len(blocks))]
 
+    def _render_sparse(self, rows: I64) -> list[str]:
+        """:meth:`render` by the non-zero cells of each row (shape (b, k), b strings)."""
+        b = rows.shape[0]
+        ordered = rows[:, self.order]
+        row, col = np.nonzero(ordered)  # row-major: rows ascending, keys in order
+        values = ordered[row, col].tolist()
+        pieces, keys = self._pieces, self.keys
+        parts = [
+            pieces[j][v] if 0 <= v < 128 else f"{keys[j]}:{v}"
+            for j, v in zip(col.tolist(), values, strict=True)
+        ]
+        bounds = np.searchsorted(row, np.arange(b + 1)).tolist()
+        return ["{" + ",".join(parts[lo:hi]) + "}" for lo, hi in itertools.pairwise(bounds)]
+
     def render(self, rows: npt.NDArray[np.integer]) -> list[str]:
         """Canonical JSON of each row of ``rows`` (shape (b, k)), as a list of b strings."""
         b = rows.shape[0]
@@ -397,17 +444,9 @@ class MapRenderer:
                     cache[key] = frag
                     frags[i] = frag
         else:
-            # rows too wide to pack into one integer: distinct rows by one sort of
-            # the rows, each rendered once per world (cached by its bytes)
-            uniq_rows, inverse = np.unique(r, axis=0, return_inverse=True)
-            wide = self._wide_cache
-            frags = []
-            for row in uniq_rows:
-                key = row.tobytes()
-                frag = wide.get(key)
-                if frag is None:
-                    frag = wide[key] = self._render_row(row.tolist())
-                frags.append(frag)
+            # rows too wide to pack into one integer (and sparse): each row's
+            # non-zero cells, in key order, joined
+            return self._render_sparse(r)
         table = np.array(frags, dtype=object)
         out: list[str] = table[inverse.reshape(-1)].tolist()
         return out
