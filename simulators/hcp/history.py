@@ -371,6 +371,7 @@ class MapRenderer:
         self._pieces = [[f"{key}:{v}" for v in range(128)] for key in self.keys]
         self.cache: dict[int, str] = {}
         self._comma_pieces: dict[int, list[npt.NDArray[np.object_]]] = {}
+        self._flat_pieces: dict[int, npt.NDArray[np.object_]] = {}
 
     def _render_row(self, row: Sequence[int]) -> str:
         pieces = self._pieces
@@ -397,8 +398,18 @@ class MapRenderer:
                 for key in self.keys
             ]
             self._comma_pieces[limit] = tables
-        cols = [tables[j].take(rows[:, i]).tolist() for j, i in enumerate(self.order)]
-        return ["{" + "".join(parts)[1:] + "}" for parts in zip(*cols, strict=True)]
+        ordered = rows[:, self.order]
+        row, col = np.nonzero(ordered)  # row-major: rows ascending, keys in order
+        if row.size * 2 > ordered.size:  # dense rows: join every column's piece
+            cols = [tables[j].take(ordered[:, j]).tolist() for j in range(len(tables))]
+            return ["{" + "".join(parts)[1:] + "}" for parts in zip(*cols, strict=True)]
+        # sparse rows: only the non-zero cells' pieces
+        flat = self._flat_pieces.get(limit)
+        if flat is None:
+            flat = self._flat_pieces[limit] = np.concatenate(tables)
+        pieces = flat.take(col * limit + ordered[row, col]).tolist()
+        bounds = np.searchsorted(row, np.arange(rows.shape[0] + 1)).tolist()
+        return ["{" + "".join(pieces[lo:hi])[1:] + "}" for lo, hi in itertools.pairwise(bounds)]
 
     def render_many(self, blocks: Sequence[npt.NDArray[np.integer]]) -> list[list[str]]:
         """:meth:`render` of several (b, k) blocks at once (one sort, one cache pass)."""

@@ -129,3 +129,14 @@ def test_logs_written_on_the_writer_thread_equal_those_written_inline(
         b = [p.relative_to(tmp_path / "b") for p in logio.part_files(tmp_path / "b", table)]
         assert a == b and a
         assert logio.read(tmp_path / "a", table).equals(logio.read(tmp_path / "b", table))
+
+
+@pytest.mark.parametrize("density", [0.02, 0.3, 0.9])
+def test_small_count_maps_render_as_row_by_row(density: float) -> None:
+    rng = np.random.default_rng(4)
+    m = MapRenderer([f"item{i}" for i in range(40)][::-1])
+    rows = (rng.random((300, 40)) < density) * rng.integers(1, LONGEST + 1, (300, 40))
+    rows[7] = 0
+    got = m.render_small(rows, LONGEST + 1)
+    assert got == [m._render_row(r) for r in rows.tolist()]
+    assert got[7] == "{}"
