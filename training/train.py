@@ -368,7 +368,9 @@ def train(
 ) -> TrainResult:
     """Train a VW policy from a log directory.
 
-    The range is joined once; the training rows are then featurized and
+    The range is joined once, without the contexts and action lists (those
+    are read a day at a time as the chunks need them, so memory does not grow
+    with the range's contexts); the training rows are then featurized and
     labelled in chunks while VW (a child process reading the example stream
     with its own parser) learns the previous chunks. The stream
     is also written to ``work_dir/train.vw.txt``; VW sees exactly that file's
@@ -565,7 +567,7 @@ def train(
             if failure:
                 raise failure[0]
             if hold_rows is not None:
-                # the held-out rows with every joined column, read after the training rows
+                # the held-out rows (with their contexts), read after the training rows
                 hold_t = _with_day_columns(
                     table.take(pa.array(hold_rows)),
                     days,
