@@ -33,7 +33,9 @@ import pyarrow.compute as pc
 from nba.catalog import Catalog
 from nba.domain import ValidationError, parse_day
 from nba.features import FeaturizerConfig
+from nba.logs import io as logio
 from nba.logs.join import OpenWindows, load_joined, open_windows_hint
+from nba.logs.schema import JOINED
 from nba.ope import IPS, SNIPS, LoggedData
 from nba.ope.checks import DEFAULT_MIN_ESS_SHARE, OPEWarning, disagreement_checks, ess_check
 from nba.policies.vw import NativeLearner, VWConfig, VWPolicy, labelled_text_buffer
@@ -274,6 +276,80 @@ def holdout_report(
     )
 
 
+#: decision columns read a day at a time while training, not held for the whole range
+DAY_COLUMNS = ("context", "action_ids")
+#: decision columns the join keeps for training (with the join's reward columns)
+JOIN_COLUMNS = ("event_id", "ts", "catalog_version", "chosen_index", "propensity", "slate")
+
+
+class _DayColumns:
+    """Reads :data:`DAY_COLUMNS` of logged decisions one UTC day at a time, for rows
+    asked for in time order (days never go back), so that only the days of the
+    current chunk are in memory, not every decision's context.
+
+    Parameters
+    ----------
+    root : Path
+        Log directory.
+    activated_only : bool
+        Look rows up among the activated decisions only (as the join selected them).
+    """
+
+    def __init__(self, root: Path, activated_only: bool = True) -> None:
+        self.root = root
+        self.activated_only = activated_only
+        self._days: dict[date, pa.Table] = {}
+
+    def _day(self, day: date) -> pa.Table:
+        table = self._days.get(day)
+        if table is None:
+            cols = ["event_id", "activated", *DAY_COLUMNS]
+            table = logio.read(self.root, "decisions", since=day, until=day, columns=cols)
+            if self.activated_only and not pc.all(table.column("activated")).as_py():
+                table = table.filter(table.column("activated"))
+            table = table.select(["event_id", *DAY_COLUMNS]).combine_chunks()
+            self._days[day] = table
+        return table
+
+    def take(self, event_id: pa.Array, ts: pa.Array) -> pa.Table:
+        """:data:`DAY_COLUMNS` of the decisions ``event_id`` logged at ``ts`` (both shape
+        (k,), in time order), as a table of k rows in the same order."""
+        days = np.asarray(
+            ts.cast(pa.timestamp("us", tz="UTC")).cast(pa.date32()).to_numpy(zero_copy_only=False),
+            dtype="datetime64[D]",
+        )
+        bounds = np.flatnonzero(np.r_[True, days[1:] != days[:-1], True])
+        first = days[0].astype(object) if days.size else None
+        for old in [d for d in self._days if first is None or d < first]:
+            del self._days[old]  # days behind the current rows are not needed again
+        parts = []
+        for lo, hi in itertools.pairwise(bounds):
+            day = days[lo].astype(object)
+            table = self._day(day)
+            ids = event_id.slice(lo, hi - lo)
+            where = pc.index_in(ids, value_set=table.column("event_id"))
+            if where.null_count:
+                missing = ids.filter(pc.is_null(where))[0].as_py()
+                raise TrainingError(
+                    f"{self.root}: decision {missing!r} of {day} was joined but is not in "
+                    "its day's part files any more (was the log changed while training?)"
+                )
+            parts.append(table.select(list(DAY_COLUMNS)).take(where))
+        if not parts:
+            return pa.table({c: pa.array([], JOINED.field(c).type) for c in DAY_COLUMNS})
+        return pa.concat_tables(parts).combine_chunks()
+
+
+def _with_day_columns(light: pa.Table, reader: _DayColumns, columns: list[str]) -> pa.Table:
+    """``light`` (rows in time order) with :data:`DAY_COLUMNS` added, as ``columns``."""
+    heavy = reader.take(
+        light.column("event_id").combine_chunks(), light.column("ts").combine_chunks()
+    )
+    for c in DAY_COLUMNS:
+        light = light.append_column(JOINED.field(c), heavy.column(c))
+    return light.select(columns)
+
+
 def train(
     logs_dir: str | Path,
     reward_def: RewardDefinition,
@@ -292,7 +368,9 @@ def train(
 ) -> TrainResult:
     """Train a VW policy from a log directory.
 
-    The range is joined once; the training rows are then featurized and
+    The range is joined once, without the contexts and action lists (those
+    are read a day at a time as the chunks need them, so memory does not grow
+    with the range's contexts); the training rows are then featurized and
     labelled in chunks while VW (a child process reading the example stream
     with its own parser) learns the previous chunks. The stream
     is also written to ``work_dir/train.vw.txt``; VW sees exactly that file's
@@ -372,7 +450,18 @@ def train(
         )
         try:
             t0 = time.perf_counter()
-            joined = load_joined(root, reward_def, since=lo, until=hi, as_of=as_of, open_windows=ow)
+            # the join without the large columns (contexts, action lists): those are
+            # read a day at a time below, so they are never all in memory at once
+            joined = load_joined(
+                root,
+                reward_def,
+                since=lo,
+                until=hi,
+                as_of=as_of,
+                open_windows=ow,
+                columns=JOIN_COLUMNS,
+            )
+            days = _DayColumns(root)
             table = joined.table
             if table.num_rows == 0:
                 raise TrainingError(
@@ -395,6 +484,7 @@ def train(
             holdout_since: date | None = None
             n_train = table.num_rows
             hold_t = None
+            hold_rows = None
             if holdout_days:
                 holdout_since = last - timedelta(days=holdout_days - 1)
                 cut = datetime(
@@ -404,7 +494,7 @@ def train(
                 n_train = int(
                     pc.sum(pc.less(ts, pa.scalar(cut, type=ts.type)).cast(pa.int64())).as_py()
                 )
-                hold_t = table.take(pa.array(order[n_train:]))
+                hold_rows = order[n_train:]
                 if n_train == 0:
                     raise TrainingError(
                         f"holdout of {holdout_days} day(s) from {holdout_since} leaves no training "
@@ -421,7 +511,8 @@ def train(
             slates = has_slates(table)
             if slates:
                 columns += ["slate", "slot_rewards"]
-            narrow = table.select(columns).combine_chunks()
+            light = [c for c in columns if c not in DAY_COLUMNS] + ["ts"]
+            narrow = table.select(light).combine_chunks()
             t_start = time.perf_counter()
             # A writer thread feeds VW (and the example file) chunk k while this
             # thread featurizes chunk k + 1: pipe and file writes release the GIL,
@@ -455,7 +546,7 @@ def train(
                     if failure:
                         break
                     t2 = time.perf_counter()
-                    part = narrow.take(pa.array(order[a:b]))
+                    part = _with_day_columns(narrow.take(pa.array(order[a:b])), days, columns)
                     batch = policy.featurizer.featurize_table(part)
                     if slates and has_slates(part):
                         # every slot of a logged list is an example of its own
@@ -475,6 +566,13 @@ def train(
                 writer.join()
             if failure:
                 raise failure[0]
+            if hold_rows is not None:
+                # the held-out rows (with their contexts), read after the training rows
+                hold_t = _with_day_columns(
+                    table.take(pa.array(hold_rows)),
+                    days,
+                    [c for c in JOINED.names if c in table.column_names or c in DAY_COLUMNS],
+                )
             t4 = time.perf_counter()
             fit = learner.finish()
             timings["learn_tail"] = time.perf_counter() - t4

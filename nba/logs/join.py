@@ -860,6 +860,7 @@ def load_joined(
     activated_only: bool = True,
     as_of: str | date | datetime | None = None,
     open_windows: OpenWindows = OpenWindows.EXCLUDE,
+    columns: Sequence[str] | None = None,
 ) -> JoinResult:
     """Read decisions and outcomes from a log directory and join them.
 
@@ -881,6 +882,11 @@ def load_joined(
         microsecond); default :func:`default_as_of`.
     open_windows : OpenWindows
         What to do with decisions whose window is open at ``as_of``.
+    columns : sequence of str, optional
+        The decision columns wanted in the result (default: all). The others
+        are not read and are absent from ``table`` (the join's own columns are
+        always there), so a caller that reads large columns such as
+        ``context`` later, a day at a time, never holds all of them at once.
 
     Returns
     -------
@@ -896,7 +902,18 @@ def load_joined(
         basis = "given with --as-of"
     else:
         horizon, basis = default_as_of(root)
-    decisions = io.read(root, "decisions", since=since, until=until)
+    wanted = None
+    if columns is not None:
+        unknown = sorted(set(columns) - set(DECISIONS_NAMES))
+        if unknown:
+            raise LogError(f"columns: {unknown[0]!r} is not a decisions column")
+        wanted = [c for c in DECISIONS_NAMES if c in set(columns) | _JOIN_READS]
+    decisions = io.read(root, "decisions", since=since, until=until, columns=wanted)
+    if wanted is not None:
+        # the unread columns hold placeholders through the join, then are dropped
+        for f in DECISIONS:
+            if f.name not in wanted:
+                decisions = decisions.append_column(f, _placeholder(f, decisions.num_rows))
     if activated_only and not pc.all(decisions.column("activated")).as_py():
         # (a filter copies every column, the contexts too: only when it drops rows)
         decisions = decisions.filter(decisions.column("activated"))
@@ -921,4 +938,31 @@ def load_joined(
     counts = dataclasses.replace(
         result.counts, outcomes=outcomes.num_rows, unselected_outcomes=n_unselected
     )
+    if wanted is not None:
+        t = result.table
+        result = dataclasses.replace(
+            result,
+            table=t.select([c for c in t.column_names if c in wanted or c not in DECISIONS_NAMES]),
+        )
     return dataclasses.replace(result, counts=counts, as_of_basis=basis)
+
+
+#: decision columns the join itself reads (see :func:`join_rewards`)
+_JOIN_READS = frozenset({"event_id", "ts", "chosen_action_id", "slate", "activated"})
+
+
+def _placeholder(field: pa.Field, n: int) -> pa.Array:
+    """n values of ``field``'s type that are never read: empty strings and lists,
+    zeros, false, else nulls."""
+    t = field.type
+    if pa.types.is_list(t):
+        value: Any = []
+    elif pa.types.is_string(t):
+        value = ""
+    elif pa.types.is_boolean(t):
+        value = False
+    elif pa.types.is_integer(t) or pa.types.is_floating(t):
+        value = 0
+    else:
+        return pa.nulls(n, t)
+    return pa.repeat(pa.scalar(value, t), n)

@@ -31,7 +31,9 @@ result is byte-identical to :meth:`nba.context.DecisionContext.to_json`.
 
 from __future__ import annotations
 
+import itertools
 import json
+from collections import deque
 from collections.abc import Sequence
 from datetime import date
 
@@ -48,6 +50,8 @@ F64 = npt.NDArray[np.float64]
 DAY_US = 86_400_000_000
 
 LONGEST = max(HISTORY_WINDOWS)
+#: INTEREST_WEIGHTS as an array indexed by age (days)
+_INTEREST_W = np.array(INTEREST_WEIGHTS[: LONGEST + 1], dtype=np.float64)
 ENGAGEMENT_CHANNEL_WINDOW = 30
 ENGAGEMENT_TOPIC_WINDOW = 90
 
@@ -126,6 +130,11 @@ class HistoryTracker:
         self._tc_events: dict[int, list[tuple[I64, I64]]] = {}
         self.item_last_day = np.full((n, n_items), -(10**6), dtype=np.int32)
         self._today_items: list[tuple[I64, I64]] = []
+        # ---- the non-zero signal counts (pulls + engagements by topic) of the days
+        # that ended, newest last: (day, hcp, topic, count) (see interest)
+        self._signal_days: deque[tuple[int, I64, I64, F64]] = deque()
+        self._signals: tuple[I64, I64, I64, F64] | None = None
+        self._row_of = np.full(n, -1, dtype=np.int64)
 
     # ------------------------------------------------------------ recording
     def record_touches(
@@ -172,12 +181,60 @@ class HistoryTracker:
         -------
         ndarray of float64, shape (b, n_topics)
         """
-        out = np.zeros((hcp.shape[0], self.pull_day.shape[2]))
-        for age in range(1, min(LONGEST, self.day) + 1):
-            slot = (self.day - age) % self.ring
-            counts = self.pull_day[slot, hcp].astype(np.float64) + self.topic_day[slot, hcp]
-            out += counts * INTEREST_WEIGHTS[age]
+        b, n_t = hcp.shape[0], self.pull_day.shape[2]
+        out = np.zeros((b, n_t))
+        if b == 0 or not self._signal_days:
+            return out
+        if self._signals is None:
+            # the ended days' signals, newest day first (ascending ages)
+            parts = list(reversed(self._signal_days))
+            self._signals = (
+                np.concatenate([np.full(p[1].shape[0], p[0], dtype=np.int64) for p in parts]),
+                np.concatenate([p[1] for p in parts]),
+                np.concatenate([p[2] for p in parts]),
+                np.concatenate([p[3] for p in parts]),
+            )
+        day, s_hcp, s_topic, count = self._signals
+        row_of = self._row_of
+        row_of[hcp] = np.arange(b)
+        try:
+            row = row_of[s_hcp]
+        finally:
+            row_of[hcp] = -1
+        mine = np.flatnonzero(row >= 0)
+        if mine.size == 0:
+            return out
+        cell = row[mine] * n_t + s_topic[mine]
+        terms = count[mine] * _INTEREST_W[self.day - day[mine]]
+        # Each cell's terms in ascending ages (a stable sort keeps the newest-first
+        # order within a cell); adding the k-th term of every cell in round k sums
+        # each cell in the order of a plain loop over ages 1..90. The zero counts
+        # that loop also adds change nothing (x + 0.0 == x), so the sums are
+        # bit-identical to it.
+        order = np.argsort(cell, kind="stable")
+        cell, terms = cell[order], terms[order]
+        start = np.flatnonzero(np.r_[True, cell[1:] != cell[:-1]])
+        size = np.diff(np.r_[start, cell.size])
+        rank = np.arange(cell.size) - np.repeat(start, size)
+        flat = out.reshape(-1)
+        for k in range(int(size.max())):
+            sel = rank == k
+            flat[cell[sel]] += terms[sel]
         return out
+
+    def _freeze_signals(self, ended: int) -> None:
+        """Keep the non-zero signal counts (pulls + engagements by topic) of the day
+        that ended as a sparse list for :meth:`interest`; nothing records into a past
+        day, so they are final. Days older than the longest window are dropped."""
+        slot = ended % self.ring
+        counts = self.pull_day[slot].astype(np.int32) + self.topic_day[slot]
+        h, t = np.nonzero(counts)
+        self._signal_days.append(
+            (ended, h.astype(np.int64), t.astype(np.int64), counts[h, t].astype(np.float64))
+        )
+        while self._signal_days and self._signal_days[0][0] < ended + 1 - LONGEST:
+            self._signal_days.popleft()
+        self._signals = None
 
     def topic_pulls(self, hcp: I64) -> I64:
         """The context's ``topic_pulls_90d`` (version 4): topics pulled on each of the
@@ -219,6 +276,7 @@ class HistoryTracker:
         old = ended - LONGEST
         if old >= 0:
             self.pull_win -= self.pull_day[old % r]
+        self._freeze_signals(ended)
         # the slot of the day that left the longest window is reused for a future day
         gone = ended - LONGEST
         if gone >= 0:
@@ -313,6 +371,7 @@ class MapRenderer:
         self._pieces = [[f"{key}:{v}" for v in range(128)] for key in self.keys]
         self.cache: dict[int, str] = {}
         self._comma_pieces: dict[int, list[npt.NDArray[np.object_]]] = {}
+        self._flat_pieces: dict[int, npt.NDArray[np.object_]] = {}
 
     def _render_row(self, row: Sequence[int]) -> str:
         pieces = self._pieces
@@ -339,8 +398,18 @@ class MapRenderer:
                 for key in self.keys
             ]
             self._comma_pieces[limit] = tables
-        cols = [tables[j].take(rows[:, i]).tolist() for j, i in enumerate(self.order)]
-        return ["{" + "".join(parts)[1:] + "}" for parts in zip(*cols, strict=True)]
+        ordered = rows[:, self.order]
+        row, col = np.nonzero(ordered)  # row-major: rows ascending, keys in order
+        if row.size * 2 > ordered.size:  # dense rows: join every column's piece
+            cols = [tables[j].take(ordered[:, j]).tolist() for j in range(len(tables))]
+            return ["{" + "".join(parts)[1:] + "}" for parts in zip(*cols, strict=True)]
+        # sparse rows: only the non-zero cells' pieces
+        flat = self._flat_pieces.get(limit)
+        if flat is None:
+            flat = self._flat_pieces[limit] = np.concatenate(tables)
+        pieces = flat.take(col * limit + ordered[row, col]).tolist()
+        bounds = np.searchsorted(row, np.arange(rows.shape[0] + 1)).tolist()
+        return ["{" + "".join(pieces[lo:hi])[1:] + "}" for lo, hi in itertools.pairwise(bounds)]
 
     def render_many(self, blocks: Sequence[npt.NDArray[np.integer]]) -> list[list[str]]:
         """:meth:`render` of several (b, k) blocks at once (one sort, one cache pass)."""
@@ -348,6 +417,20 @@ class MapRenderer:
         rows = np.concatenate([np.asarray(x) for x in blocks], axis=0)
         flat = self.render(rows)
         return [flat[i * b : (i + 1) * b] for i in range(len(blocks))]
+
+    def _render_sparse(self, rows: I64) -> list[str]:
+        """:meth:`render` by the non-zero cells of each row (shape (b, k), b strings)."""
+        b = rows.shape[0]
+        ordered = rows[:, self.order]
+        row, col = np.nonzero(ordered)  # row-major: rows ascending, keys in order
+        values = ordered[row, col].tolist()
+        pieces, keys = self._pieces, self.keys
+        parts = [
+            pieces[j][v] if 0 <= v < 128 else f"{keys[j]}:{v}"
+            for j, v in zip(col.tolist(), values, strict=True)
+        ]
+        bounds = np.searchsorted(row, np.arange(b + 1)).tolist()
+        return ["{" + ",".join(parts[lo:hi]) + "}" for lo, hi in itertools.pairwise(bounds)]
 
     def render(self, rows: npt.NDArray[np.integer]) -> list[str]:
         """Canonical JSON of each row of ``rows`` (shape (b, k)), as a list of b strings."""
@@ -372,11 +455,9 @@ class MapRenderer:
                     cache[key] = frag
                     frags[i] = frag
         else:
-            # rows too wide to pack into one integer: dedup exact tuples in a dict
-            seen: dict[tuple[int, ...], int] = {}
-            codes = [seen.setdefault(tuple(row), len(seen)) for row in r.tolist()]
-            inverse = np.asarray(codes, dtype=np.int64)
-            frags = [self._render_row(row) for row in seen]
+            # rows too wide to pack into one integer (and sparse): each row's
+            # non-zero cells, in key order, joined
+            return self._render_sparse(r)
         table = np.array(frags, dtype=object)
         out: list[str] = table[inverse.reshape(-1)].tolist()
         return out
@@ -407,23 +488,32 @@ class ContextBuilder:
         # context version 3: interest per topic, three decimals
         self._topic_keys = [json.dumps(t) for t in self.topics]
         self._topic_order = sorted(range(len(self.topics)), key=lambda i: self.topics[i])
+        self._sorted_topic_keys = [self._topic_keys[i] + ":" for i in self._topic_order]
 
     def _interest_json(self, values: F64) -> list[str]:
-        """``History.interest`` as canonical JSON, shape (b, n_topics) -> b strings."""
-        out = []
-        keys = self._topic_keys
-        order = self._topic_order
-        for row in values.tolist():
-            parts = []
-            for i in order:
-                x = row[i]
-                if x == 0.0:  # most topics of most HCPs: nothing to round or write
-                    continue
-                v = round(x, 3)  # as nba.context.History rounds it
-                if v:
-                    parts.append(f"{keys[i]}:{v!r}")
-            out.append("{" + ",".join(parts) + "}")
-        return out
+        """``History.interest`` as canonical JSON, shape (b, n_topics) -> b strings.
+
+        Only the non-zero cells are written: each distinct value is rounded and
+        formatted once (as ``nba.context.History`` rounds it: ``round(x, 3)``),
+        and each row joins its cells' ``"topic":value`` pieces in topic order."""
+        b = values.shape[0]
+        if b == 0:
+            return []
+        ordered = values[:, self._topic_order]
+        row, col = np.nonzero(ordered)  # row-major: rows ascending, topics in key order
+        if row.size == 0:
+            return ["{}"] * b
+        uniq, inv = np.unique(ordered[row, col], return_inverse=True)
+        text = [repr(v) if (v := round(x, 3)) else "" for x in uniq.tolist()]
+        keep = np.array([bool(t) for t in text], dtype=bool)[inv]
+        row, col, inv = row[keep], col[keep], inv[keep]
+        keys = self._sorted_topic_keys
+        pieces = [keys[c] + text[i] for c, i in zip(col.tolist(), inv.tolist(), strict=True)]
+        bounds = np.searchsorted(row, np.arange(b + 1)).tolist()
+        return [
+            "{" + ",".join(pieces[lo:hi]) + "}" if hi > lo else "{}"
+            for lo, hi in itertools.pairwise(bounds)
+        ]
 
     def build(
         self,

@@ -12,7 +12,9 @@ import importlib.metadata
 import json
 import math
 import platform
+import queue
 import sys
+import threading
 from collections import defaultdict, deque
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, replace
@@ -285,6 +287,52 @@ class _Buffer:
     def __len__(self) -> int:
         first = next(iter(self.parts.values()), [])
         return len(first)
+
+
+class _PartWriter:
+    """Writes log parts (:func:`nba.logs.io.append`) on a thread of its own, in the
+    order they are given, while the day loop goes on.
+
+    Parquet encoding and compression run in Arrow's C++ code without the GIL, so
+    on a second core they overlap the next days' simulation. Parts are appended
+    one at a time in submission order, so the files (names, sequence numbers,
+    contents) are those of writing them inline. At most ``depth`` tables wait, to
+    bound memory. The first error is raised again by the next :meth:`append` or
+    by :meth:`close`; nothing is written after it.
+    """
+
+    def __init__(self, depth: int = 2) -> None:
+        self._jobs: queue.Queue[tuple[Path, str, pa.Table] | None] = queue.Queue(maxsize=depth)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._work, name="sim-log-writer", daemon=True)
+        self._thread.start()
+
+    def _work(self) -> None:
+        while (job := self._jobs.get()) is not None:
+            if self._error is not None:
+                continue  # drain: nothing is written after a failure
+            try:
+                logio.append(*job, fsync=False)
+            except BaseException as exc:  # raised again in the simulating thread
+                self._error = exc
+
+    def append(self, out: Path, name: str, table: pa.Table) -> None:
+        """Queue ``table`` for log table ``name`` under ``out``."""
+        self._raise()
+        self._jobs.put((out, name, table))
+
+    def close(self, raise_error: bool = True) -> None:
+        """Wait until every queued part is written; raise the first error if any
+        (unless ``raise_error`` is false: closing after another error)."""
+        if self._thread.is_alive():
+            self._jobs.put(None)
+            self._thread.join()
+        if raise_error:
+            self._raise()
+
+    def _raise(self) -> None:
+        if self._error is not None:
+            raise self._error
 
 
 _US_PER_DAY = 86_400 * 1_000_000
@@ -684,42 +732,53 @@ class World:
             )
         self._early_days = early
         bar = tqdm(range(days), desc="simulate", unit="day", file=sys.stderr, disable=not progress)
-        for d in bar:
-            if d > 0:
-                self._next_day(d)
-            if learner is not None:
-                # decisions whose reward window has closed, before today's decisions
-                while self._pending and self._pending[0].day + release_lag <= d:
-                    learner(self._pending.popleft().batch)
-                if early is not None:
-                    # decisions old enough for an early label: what was observed by now
-                    while self._early and self._early[0].day + early <= d:
-                        pol.learn_early(self._early.popleft().batch)  # type: ignore[attr-defined]
-            the_day = self.start + timedelta(days=d)
-            approved = self.approved_on(the_day)
-            self.visit_request_events(d)
-            for requester, channels in self._requesters:
-                if not channels:
-                    continue
-                hcp = self.due(requester, d, the_day.weekday())
-                if hcp.size:
-                    self._decide(
-                        pol,
-                        requester,
-                        channels,
-                        hcp,
-                        d,
-                        the_day,
-                        approved,
-                        keep=learner is not None,
-                    )
-            views = self.portal_views(d)
-            if views.n:
-                self._bufs["touches"].add(rows=views)
-            if outp is not None and (d + 1) % flush_days == 0:
-                self._flush(outp, final=False, before_day=d + 1)
+        self._writer = _PartWriter() if outp is not None else None
+        try:
+            for d in bar:
+                if d > 0:
+                    self._next_day(d)
+                if learner is not None:
+                    # decisions whose reward window has closed, before today's decisions
+                    while self._pending and self._pending[0].day + release_lag <= d:
+                        learner(self._pending.popleft().batch)
+                    if early is not None:
+                        # decisions old enough for an early label: what was observed by now
+                        while self._early and self._early[0].day + early <= d:
+                            pol.learn_early(self._early.popleft().batch)  # type: ignore[attr-defined]
+                the_day = self.start + timedelta(days=d)
+                approved = self.approved_on(the_day)
+                self.visit_request_events(d)
+                for requester, channels in self._requesters:
+                    if not channels:
+                        continue
+                    hcp = self.due(requester, d, the_day.weekday())
+                    if hcp.size:
+                        self._decide(
+                            pol,
+                            requester,
+                            channels,
+                            hcp,
+                            d,
+                            the_day,
+                            approved,
+                            keep=learner is not None,
+                        )
+                views = self.portal_views(d)
+                if views.n:
+                    self._bufs["touches"].add(rows=views)
+                if outp is not None and (d + 1) % flush_days == 0:
+                    self._flush(outp, final=False, before_day=d + 1)
+            if outp is not None:
+                self._flush(outp, final=True, before_day=days)
+        except BaseException:
+            if self._writer is not None:
+                self._writer.close(raise_error=False)
+            raise
+        finally:
+            writer, self._writer = self._writer, None
+        if writer is not None:
+            writer.close()  # every part is on disk before the manifest names them
         if outp is not None:
-            self._flush(outp, final=True, before_day=days)
             self.catalog.write_snapshot(outp / "catalog")
             self._write_population(outp)
         summary = self._summary(pol, days, outp)
@@ -1374,7 +1433,7 @@ class World:
         # a 10k x 90 run).
         dec = self._bufs["decisions"].take()
         if dec:
-            logio.append(out, "decisions", self._decisions_table(dec), fsync=False)
+            self._append(out, "decisions", self._decisions_table(dec))
         tch = self._bufs["touches"].take()
         if tch:
             rows = Touches.concat(tch["rows"])
@@ -1385,7 +1444,7 @@ class World:
                     self._bufs["touches"].add(rows=rows.take(np.flatnonzero(later)))
                     rows = rows.take(np.flatnonzero(~later))
             if rows.n:
-                logio.append(out, "touches", self.touches_table(rows), fsync=False)
+                self._append(out, "touches", self.touches_table(rows))
         gt = self._bufs["ground_truth"].take()
         if gt:
             sizes = np.concatenate(gt["sizes"])
@@ -1405,7 +1464,7 @@ class World:
                 },
                 schema=GROUND_TRUTH,
             )
-            logio.append(out, "ground_truth", table, fsync=False)
+            self._append(out, "ground_truth", table)
         oc = self._bufs["outcomes"].take()
         if oc:
             cols = {k: np.concatenate(v) for k, v in oc.items()}
@@ -1453,7 +1512,15 @@ class World:
                     },
                     schema=OUTCOMES,
                 )
-                logio.append(out, "outcomes", table, fsync=False)
+                self._append(out, "outcomes", table)
+
+    def _append(self, out: Path, name: str, table: pa.Table) -> None:
+        """Append to log table ``name``: on the writer thread during :meth:`run`."""
+        writer = getattr(self, "_writer", None)
+        if writer is not None:
+            writer.append(out, name, table)
+        else:
+            logio.append(out, name, table, fsync=False)
 
     def touches_table(self, rows: Touches) -> pa.Table:
         """Touch rows as a table of schema TOUCHES, in time order (then HCP, kind): what

@@ -1,0 +1,142 @@
+"""The simulator's vectorized paths against the plain loops they replaced: the
+``interest`` sums, the interest JSON, wide count maps, and the log writer thread."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from nba.context import INTEREST_WEIGHTS
+from nba.logs import io as logio
+from simulators.hcp import world as world_module
+from simulators.hcp.history import LONGEST, ContextBuilder, HistoryTracker, MapRenderer
+from simulators.hcp.world import World
+
+
+def _interest_by_loop(tr: HistoryTracker, hcp: np.ndarray) -> np.ndarray:
+    """The per-age loop ``interest`` was: ages ascending, every cell summed in order."""
+    out = np.zeros((hcp.shape[0], tr.pull_day.shape[2]))
+    for age in range(1, min(LONGEST, tr.day) + 1):
+        slot = (tr.day - age) % tr.ring
+        counts = tr.pull_day[slot, hcp].astype(np.float64) + tr.topic_day[slot, hcp]
+        out += counts * INTEREST_WEIGHTS[age]
+    return out
+
+
+def _interest_json_by_loop(cb: ContextBuilder, values: np.ndarray) -> list[str]:
+    out = []
+    for row in values.tolist():
+        parts = []
+        for i in sorted(range(len(cb.topics)), key=lambda i: cb.topics[i]):
+            v = round(row[i], 3)
+            if v:
+                parts.append(f'"{cb.topics[i]}":{v!r}')
+        out.append("{" + ",".join(parts) + "}")
+    return out
+
+
+def test_interest_is_bit_identical_to_the_loop_over_ages() -> None:
+    rng = np.random.default_rng(1)
+    n, n_topics, n_channels = 200, 6, 3
+    tr = HistoryTracker(n, n_channels, n_topics, horizon_days=30)
+    nonzero = 0
+    for d in range(130):  # past the 90-day window, so days leave it
+        if d:
+            tr.advance(d)
+        k = int(rng.integers(0, 150))
+        tr.record_pulls(
+            d + rng.integers(0, 5, k), rng.integers(0, n, k), rng.integers(0, n_topics, k)
+        )
+        k = int(rng.integers(0, 150))
+        tr.record_engagements(
+            d + rng.integers(0, 20, k),
+            rng.integers(0, n, k),
+            rng.integers(0, n_channels, k),
+            rng.integers(0, n_topics, k),
+        )
+        hcp = np.sort(rng.choice(n, size=int(rng.integers(1, n)), replace=False))
+        want = _interest_by_loop(tr, hcp)
+        got = tr.interest(hcp)
+        assert got.shape == want.shape
+        assert np.array_equal(got, want), f"day {d}"  # exact, not approximate
+        nonzero += int(np.count_nonzero(want))
+    assert nonzero > 10_000  # the comparison covered real sums
+
+
+def test_interest_json_matches_rounding_each_value() -> None:
+    rng = np.random.default_rng(2)
+    cb = ContextBuilder(["email"], ["safety", "dosing", "access", "efficacy"], ["A"])
+    values = rng.random((300, 4)) * rng.integers(0, 3, (300, 4))
+    values[rng.random(values.shape) < 0.1] = 0.0004  # rounds to 0: left out
+    values[rng.random(values.shape) < 0.1] = 2.0  # written "2.0"
+    values[5] = 0.0
+    assert cb._interest_json(values) == _interest_json_by_loop(cb, values)
+    assert cb._interest_json(np.zeros((2, 4))) == ["{}", "{}"]
+    assert cb._interest_json(np.zeros((0, 4))) == []
+
+
+def test_wide_count_maps_render_each_row_as_before() -> None:
+    rng = np.random.default_rng(3)
+    names = [f"k{i:02d}" for i in range(50)][::-1]  # written in sorted key order
+    m = MapRenderer(names)
+    assert m.bits < 4  # too wide to pack: the sparse path
+    rows = (rng.random((400, 50)) < 0.05) * rng.integers(1, 300, (400, 50))
+    rows[0] = 0
+    got = m.render(rows)
+    assert got == [m._render_row(r) for r in rows.tolist()]
+    assert got[0] == "{}"
+
+
+def test_a_failing_log_write_stops_the_run_with_its_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    original = logio.append
+
+    def failing(root: Path, name: str, table: object, **kw: object) -> object:
+        if name == "outcomes":
+            raise OSError(28, "No space left on device")
+        return original(root, name, table, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(logio, "append", failing)
+    world = World(300, seed=1)
+    with pytest.raises(OSError, match="No space left on device"):
+        world.run(10, out=tmp_path / "logs", flush_days=2)
+    assert not (tmp_path / "logs" / "manifest.json").exists()  # nothing claims the logs whole
+    assert not logio.part_files(tmp_path / "logs", "outcomes")
+
+
+class _Inline:
+    """Stands in for the writer thread: writes each part at once, in the caller."""
+
+    def append(self, out: Path, name: str, table: object) -> None:
+        logio.append(out, name, table, fsync=False)  # type: ignore[arg-type]
+
+    def close(self, raise_error: bool = True) -> None:
+        pass
+
+
+def test_logs_written_on_the_writer_thread_equal_those_written_inline(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    threaded = World(400, seed=5).run(14, out=tmp_path / "a", flush_days=3)
+    monkeypatch.setattr(world_module, "_PartWriter", _Inline)
+    inline = World(400, seed=5).run(14, out=tmp_path / "b", flush_days=3)
+    assert threaded.decisions == inline.decisions > 0
+    for table in ("decisions", "outcomes", "touches", "ground_truth"):
+        a = [p.relative_to(tmp_path / "a") for p in logio.part_files(tmp_path / "a", table)]
+        b = [p.relative_to(tmp_path / "b") for p in logio.part_files(tmp_path / "b", table)]
+        assert a == b and a
+        assert logio.read(tmp_path / "a", table).equals(logio.read(tmp_path / "b", table))
+
+
+@pytest.mark.parametrize("density", [0.02, 0.3, 0.9])
+def test_small_count_maps_render_as_row_by_row(density: float) -> None:
+    rng = np.random.default_rng(4)
+    m = MapRenderer([f"item{i}" for i in range(40)][::-1])
+    rows = (rng.random((300, 40)) < density) * rng.integers(1, LONGEST + 1, (300, 40))
+    rows[7] = 0
+    got = m.render_small(rows, LONGEST + 1)
+    assert got == [m._render_row(r) for r in rows.tolist()]
+    assert got[7] == "{}"
