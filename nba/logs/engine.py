@@ -163,7 +163,7 @@ def to_spark_sql(
     values = dict(params or {})
     names = dict(tables or {})
 
-    def rewrite(node: exp.Expression) -> exp.Expression:
+    def rewrite(node: Any) -> Any:
         if isinstance(node, exp.Placeholder):
             key = str(node.this)
             if key not in values:
@@ -192,10 +192,10 @@ def check_spark_master(master: str) -> str:
 
     >>> check_spark_master("spark://10.0.0.5:7077")
     'spark://10.0.0.5:7077'
-    >>> check_spark_master("local[0]")
+    >>> check_spark_master("local[0]")  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    nba.logs.engine.EngineError: --spark-master 'local[0]': expected local, local[N], local[*], spark://HOST:PORT, k8s://URL or yarn
+    nba.logs.engine.EngineError: --spark-master 'local[0]': expected local, local[N], ...
     """
     if not _MASTER.match(master.strip()):
         raise EngineError(
