@@ -88,6 +88,33 @@ class SqlEngine(ABC):
             One per statement, in order.
         """
 
+    @abstractmethod
+    def write_parquet(
+        self,
+        parquet: Mapping[str, Sequence[str | Path]],
+        views: Sequence[tuple[str, str]],
+        statement: Statement,
+        out: str | Path,
+    ) -> None:
+        """Run ``statement`` over Parquet files and write its result as Parquet.
+
+        The engine reads the files itself (no Arrow in between), as a cluster
+        job would.
+
+        Parameters
+        ----------
+        parquet : mapping of str to sequence of path
+            Input tables by name, each the Parquet files it is made of.
+        views : sequence of (str, str)
+            Named views (DuckDB SQL without parameters) defined in order over
+            the inputs and the views before them.
+        statement : (str, mapping)
+            DuckDB SQL over the inputs and views, and its parameters.
+        out : path
+            Where the result goes: a file (DuckDB) or a directory of part
+            files (Spark); :func:`pyarrow.parquet.read_table` reads either.
+        """
+
     def describe(self) -> str:
         """One line for the commands' output (which engine ran the SQL)."""
         return self.name
@@ -111,6 +138,29 @@ class DuckDBEngine(SqlEngine):
                 con.sql(sql, params=dict(params) if params else None).to_arrow_table()
                 for sql, params in statements
             ]
+        finally:
+            con.close()
+
+    def write_parquet(
+        self,
+        parquet: Mapping[str, Sequence[str | Path]],
+        views: Sequence[tuple[str, str]],
+        statement: Statement,
+        out: str | Path,
+    ) -> None:
+        import duckdb
+
+        con = duckdb.connect(":memory:")
+        try:
+            for name, files in parquet.items():
+                listed = ", ".join("'" + str(f).replace("'", "''") + "'" for f in files)
+                con.execute(f"CREATE VIEW {name} AS SELECT * FROM read_parquet([{listed}])")
+            for name, sql in views:
+                con.execute(f"CREATE VIEW {name} AS {sql}")
+            sql, params = statement
+            con.sql(sql, params=dict(params) if params else None).write_parquet(
+                str(out), compression="zstd"
+            )
         finally:
             con.close()
 
@@ -343,6 +393,31 @@ class SparkEngine(SqlEngine):
             ]
         finally:
             for view in views.values():
+                spark.catalog.dropTempView(view)
+
+    def write_parquet(
+        self,
+        parquet: Mapping[str, Sequence[str | Path]],
+        views: Sequence[tuple[str, str]],
+        statement: Statement,
+        out: str | Path,
+    ) -> None:
+        spark = self.session
+        call = next(_VIEW_IDS)
+        names: dict[str, str] = {}
+        try:
+            for name, files in parquet.items():
+                names[name] = f"nba_{os.getpid()}_{call}_{name}"
+                spark.read.parquet(*[str(f) for f in files]).createOrReplaceTempView(names[name])
+            for name, sql in views:
+                df = spark.sql(to_spark_sql(sql, {}, names))
+                names[name] = f"nba_{os.getpid()}_{call}_{name}"
+                df.createOrReplaceTempView(names[name])
+            sql, params = statement
+            out_df = spark.sql(to_spark_sql(sql, params, names))
+            out_df.write.mode("overwrite").option("compression", "zstd").parquet(str(out))
+        finally:
+            for view in names.values():
                 spark.catalog.dropTempView(view)
 
 

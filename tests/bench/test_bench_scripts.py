@@ -6,10 +6,12 @@ checked is that each script runs to the end and prints the ratio it exists for.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -124,3 +126,22 @@ def test_bench_train_memory(env: dict[str, str]) -> None:
     text = _run(["bench/train_memory.py", "--decisions", "1500"], env)
     assert "reference: importing" in text and "largest single process max RSS" in text
     assert "goal: <= 2 GiB" in text
+
+
+@pytest.mark.slow
+def test_bench_scale_pipeline(
+    spark_engine: object, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Run in this process, so it uses the test session's Spark (``local[2]``) rather
+    than starting a JVM of its own."""
+    spec = importlib.util.spec_from_file_location(
+        "scale_pipeline", PROJECT_ROOT / "bench" / "scale_pipeline.py"
+    )
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    code = module.main(["--decisions", "3000", "--out", str(tmp_path)])
+    text = capsys.readouterr().out
+    assert code == 0, text
+    assert "duckdb:" in text and "spark:" in text
+    assert "ratio (spark / duckdb time):" in text and "results identical: True" in text
