@@ -318,8 +318,10 @@ def test_export_and_train_on_spark_write_what_vw_learns_like_duckdb(
         out = tmp_path / f"{engine}.dsjson"
         res = CliRunner().invoke(
             nba,
-            ["logs", "export", "--logs", str(sim_log), "--format", "dsjson", "--out", str(out)]
-            + ["--quiet", "--engine", engine],
+            [
+                *("logs", "export", "--logs", str(sim_log), "--format", "dsjson"),
+                *("--out", str(out), "--quiet", "--engine", engine),
+            ],
             catch_exceptions=False,
         )
         assert res.exit_code == 0, res.output
@@ -357,8 +359,11 @@ def test_evaluate_gives_the_same_estimates_on_spark(
     for engine in ("duckdb", "spark"):
         res = CliRunner().invoke(
             nba,
-            ["evaluate", "--logs", str(sim_log), "--policy", "uniform", "--estimators", "ips,dm"]
-            + ["--bootstrap", "50", "--folds", "2", "--json", "--no-mlflow", "--engine", engine],
+            [
+                *("evaluate", "--logs", str(sim_log), "--policy", "uniform", "--estimators"),
+                *("ips,dm", "--bootstrap", "50", "--folds", "2", "--json", "--no-mlflow"),
+                *("--engine", engine),
+            ],
             catch_exceptions=False,
         )
         assert res.exit_code == 0, res.output
