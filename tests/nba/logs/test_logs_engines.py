@@ -127,6 +127,27 @@ def test_the_commands_refuse_bad_engine_options(
     assert match in res.output
 
 
+def test_format_log_refuses_an_engine(tmp_path: Path) -> None:
+    res = CliRunner().invoke(
+        nba,
+        [
+            "logs",
+            "export",
+            "--store",
+            str(tmp_path / "s.db"),
+            "--format",
+            "log",
+            "--out",
+            str(tmp_path / "out"),
+            "--engine",
+            "spark",
+        ],
+        catch_exceptions=False,
+    )
+    assert res.exit_code == 2
+    assert "--engine/--spark-master do not apply to --format log" in res.output
+
+
 def test_the_commands_say_what_spark_lacks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("JAVA_HOME", "/nonexistent/jdk")
     (tmp_path / "decisions").mkdir()
