@@ -36,7 +36,8 @@ bench: $(STAMP)
 # Debian packages the tests use, installed only when missing (one apt-get call):
 # wrk (the load generator of bench/serve.py, whose test runs it), postgresql
 # (initdb/postgres for the tests that start a real server, tests/servers/pg_server.py)
-# and chromium (the console's browser tests; never a downloaded browser).
+# and chromium (the console's browser tests; never a downloaded browser), and a Java
+# runtime (default-jre-headless) when `java` is missing: the Spark engine's tests.
 # Without apt-get it only warns; those tests then skip, or fail under CI=true.
 system-packages:
 	@missing=""; \
@@ -44,6 +45,7 @@ system-packages:
 	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1 \
 	  || missing="$$missing postgresql"; \
 	test -x /usr/bin/chromium || missing="$$missing chromium"; \
+	command -v java >/dev/null 2>&1 || missing="$$missing default-jre-headless"; \
 	if [ -z "$$missing" ]; then \
 	  echo "system packages: present"; \
 	elif command -v apt-get >/dev/null 2>&1; then \

@@ -13,10 +13,11 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from nba.domain import ValidationError
-from nba_cli.options import as_of_option
+from nba_cli.options import as_of_option, engine_options, resolve_engine
 from serving.cli_store import STORE
 
 if TYPE_CHECKING:
+    from nba.logs.engine import SqlEngine
     from nba.logs.join import JoinResult
     from nba.reward import RewardDefinition
 
@@ -39,6 +40,7 @@ def _joined_from_source(
     activated_only: bool,
     store: Path | None = None,
     as_of: datetime | None = None,
+    engine: SqlEngine | None = None,
 ) -> tuple[JoinResult, Path | None]:
     """The joined decisions and the directory holding their catalog snapshots.
 
@@ -61,6 +63,7 @@ def _joined_from_source(
             until=until,
             activated_only=activated_only,
             as_of=as_of,
+            engine=engine,
         )
         return result, logs
     raise click.UsageError("give the source of the decisions: --logs DIR or --store DB")
@@ -139,6 +142,7 @@ def logs() -> None:
     help="Keep deferred decisions that were never activated (DSJSON marks them _skipLearn).",
 )
 @click.option("--quiet", is_flag=True, help="No progress bar.")
+@engine_options
 def export_cmd(
     logs_dir: Path | None,
     store_db: Path | None,
@@ -150,6 +154,8 @@ def export_cmd(
     as_of: datetime | None,
     include_inactive: bool,
     quiet: bool,
+    engine: str,
+    spark_master: str | None,
 ) -> None:
     """Join decisions to their reward and write them as Parquet or DSJSON, or write
     the service's event store (--store) out as a Parquet event log (--format log)."""
@@ -170,6 +176,10 @@ def export_cmd(
             raise click.UsageError(
                 "--as-of does not apply to --format log: the export records its own time"
             )
+        if engine != "duckdb" or spark_master is not None:
+            raise click.UsageError(
+                "--engine/--spark-master do not apply to --format log: it joins nothing"
+            )
         from nba.logs.join import format_as_of, manifest_as_of
 
         try:
@@ -185,6 +195,7 @@ def export_cmd(
         return
     if out.is_dir():
         raise click.UsageError(f"--out {out} is a directory; --format {fmt} writes a file")
+    sql_engine = resolve_engine(engine, spark_master)
     try:
         rd = _load_reward_def(reward_def)
         result, catalog_dir = _joined_from_source(
@@ -195,6 +206,7 @@ def export_cmd(
             activated_only=not include_inactive,
             store=store_db,
             as_of=as_of,
+            engine=sql_engine,
         )
         table = result.table
         if fmt == "parquet":
@@ -226,6 +238,8 @@ def export_cmd(
     except ValidationError as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(f"reward definition: {result.reward_definition}")
+    if sql_engine.name != "duckdb":
+        click.echo(f"join engine: {sql_engine.describe()}")
     for line in result.horizon_lines():
         click.echo(line)
     for key, value in result.counts.as_dict().items():

@@ -467,6 +467,33 @@ def test_retraining_loop_block_runs_verbatim(tmp_path: Path) -> None:
     assert state["cycles"][0]["decision"] in ("promoted", "kept")
 
 
+@pytest.mark.slow
+def test_spark_pipeline_block_runs_verbatim(tmp_path: Path) -> None:
+    """The Spark section: both engines' DSJSON files are the same bytes (its `cmp`), and
+    nba train learns from the Spark join. Needs Java: skips without it, fails under CI."""
+    from nba.logs.engine import spark_missing
+
+    missing = spark_missing()
+    if missing is not None:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{missing}; CI runs the Spark tests (`make test` installs Java)")
+        pytest.skip(missing)
+    block = _blocks_after("## Running the log pipeline on Spark")[0]
+    out = subprocess.run(
+        ["bash", "-c", "set -euo pipefail\n" + block],
+        cwd=tmp_path,
+        env=_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=1500,
+        check=False,
+    )
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    assert "join engine: spark (local[2])" in out.stdout
+    assert (tmp_path / "spark.dsjson").stat().st_size > 1000
+    assert "trained on" in out.stdout
+
+
 def test_console_calls_run_against_a_real_server(tmp_path: Path) -> None:
     proc, port = _start_readme_server(tmp_path)
     try:

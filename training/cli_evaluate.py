@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 import click
 
 from nba.domain import ValidationError
-from nba_cli.options import as_of_option
+from nba_cli.options import as_of_option, engine_options, resolve_engine
 
 if TYPE_CHECKING:
     from nba.reward import RewardDefinition
@@ -118,6 +118,7 @@ _ess_option = click.option(
 @click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON only.")
 @click.option("--no-mlflow", is_flag=True, help="Do not record an MLflow run.")
 @click.option("--tracking-uri", default=None, help="MLflow tracking URI (default: project store).")
+@engine_options
 def evaluate(
     logs_dir: Path,
     reward_def: Path | None,
@@ -139,6 +140,8 @@ def evaluate(
     as_json: bool,
     no_mlflow: bool,
     tracking_uri: str | None,
+    engine: str,
+    spark_master: str | None,
 ) -> None:
     """Off-policy estimates of target policies on logged decisions, with intervals."""
     import tempfile
@@ -149,6 +152,7 @@ def evaluate(
     targets = [*policies, *(p.strip() for p in (policy_list or "").split(",") if p.strip())]
     if not targets:
         raise click.UsageError("give at least one target policy with --policy or --policies")
+    sql_engine = resolve_engine(engine, spark_master)
     names = [*estimators, *(e.strip() for e in (estimator_list or "").split(",") if e.strip())]
     if not no_mlflow or any(t.startswith(("models:/", "runs:/")) for t in targets):
         _check_tracking(tracking_uri)
@@ -170,6 +174,7 @@ def evaluate(
             progress=not as_json and sys.stderr.isatty(),
             min_ess_share=min_ess_share,
             as_of=as_of,
+            engine=sql_engine,
         )
     except ValidationError as exc:
         raise click.ClickException(str(exc)) from exc

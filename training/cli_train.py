@@ -12,7 +12,7 @@ from pathlib import Path
 import click
 
 from nba.domain import ValidationError
-from nba_cli.options import as_of_option
+from nba_cli.options import as_of_option, engine_options, resolve_engine
 
 
 @click.command("train")
@@ -69,6 +69,7 @@ from nba_cli.options import as_of_option
 @click.option("--no-mlflow", is_flag=True, help="Do not log to MLflow at all.")
 @click.option("--experiment", default="train", show_default=True, help="MLflow experiment.")
 @click.option("--tracking-uri", default=None, help="MLflow tracking URI (default: project store).")
+@engine_options
 def train(
     logs_dir: Path,
     reward_def: Path | None,
@@ -86,6 +87,8 @@ def train(
     no_mlflow: bool,
     experiment: str,
     tracking_uri: str | None,
+    engine: str,
+    spark_master: str | None,
 ) -> None:
     """Train a contextual-bandit policy from logged decisions with VW's native parser."""
     from nba.features import FeaturizerConfig
@@ -96,6 +99,7 @@ def train(
 
     if vw_args and config_file:
         raise click.UsageError("give either --vw-args or --config, not both")
+    sql_engine = resolve_engine(engine, spark_master)
     if not no_mlflow:
         from training.mlflow_utils import TrackingUnavailable, check_tracking
 
@@ -123,6 +127,7 @@ def train(
             seed=seed,
             as_of=as_of,
             open_windows=open_windows,
+            engine=sql_engine,
         )
     except ValidationError as exc:
         raise click.ClickException(str(exc)) from exc

@@ -30,6 +30,7 @@ from tqdm import tqdm
 from nba.catalog import Catalog
 from nba.domain import parse_day
 from nba.features import Featurizer
+from nba.logs.engine import SqlEngine, get_engine
 from nba.logs.join import JoinResult, load_joined, open_windows_hint, read_manifest
 from nba.ope import (
     INTERVAL_METHODS,
@@ -377,16 +378,18 @@ def load_log(
     since: date | str | None = None,
     until: date | str | None = None,
     as_of: date | datetime | str | None = None,
+    engine: str | SqlEngine | None = None,
 ) -> tuple[LoggedLog, JoinResult]:
     """Join and validate a log directory; returns the ragged log and the join
-    (its counts and horizon; the table is the log's)."""
+    (its counts and horizon; the table is the log's). ``engine`` runs the join's
+    SQL (:func:`nba.logs.engine.get_engine`: DuckDB by default, or Spark)."""
     root = Path(logs_dir)
     if not root.is_dir():
         raise EvaluationError(f"--logs {root}: no such directory")
     if not (root / "decisions").is_dir():
         raise EvaluationError(f"--logs {root}: not a log directory (no 'decisions' table)")
     lo, hi = parse_day(since, "since", EvaluationError), parse_day(until, "until", EvaluationError)
-    joined = load_joined(root, reward_def, since=lo, until=hi, as_of=as_of)
+    joined = load_joined(root, reward_def, since=lo, until=hi, as_of=as_of, engine=engine)
     if joined.table.num_rows == 0:
         raise EvaluationError(
             f"--logs {root}: no activated decisions in the selected range"
@@ -423,6 +426,7 @@ def evaluate(
     progress: bool = False,
     min_ess_share: float = DEFAULT_MIN_ESS_SHARE,
     as_of: date | datetime | str | None = None,
+    engine: str | SqlEngine | None = None,
 ) -> Evaluation:
     """Evaluate target policies on a log directory (see the module docstring).
 
@@ -455,6 +459,9 @@ def evaluate(
         The outcome horizon (default: :func:`nba.logs.join.default_as_of`);
         decisions whose reward window is open then are left out, and the
         first note says so.
+    engine : str or SqlEngine, optional
+        Where the reward join's SQL runs: ``"duckdb"`` (default) or ``"spark"``
+        (:func:`nba.logs.engine.get_engine`); the same rewards either way.
 
     Returns
     -------
@@ -462,6 +469,7 @@ def evaluate(
     """
     if not policies:
         raise EvaluationError("--policy: give at least one target policy")
+    engine = get_engine(engine)  # a bad engine or a missing Spark fails before any work
     specs = [parse_target(p) for p in policies]  # fail fast on unknown names
     ests = make_estimators(estimators)
     for m in intervals:
@@ -475,7 +483,7 @@ def evaluate(
         raise EvaluationError(f"fold_by: expected one of {', '.join(FOLD_BY)}, got {fold_by!r}")
     min_ess_share = check_min_ess_share(min_ess_share)
     root = Path(logs_dir)
-    log, joined = load_log(root, reward_def, since, until, as_of)
+    log, joined = load_log(root, reward_def, since, until, as_of, engine=engine)
     counts = joined.counts.as_dict()
     catalog = _catalog(root, log)
     notes: list[str] = joined.horizon_lines()

@@ -34,6 +34,7 @@ from nba.catalog import Catalog
 from nba.domain import ValidationError, parse_day
 from nba.features import FeaturizerConfig
 from nba.logs import io as logio
+from nba.logs.engine import SqlEngine, get_engine
 from nba.logs.join import OpenWindows, load_joined, open_windows_hint
 from nba.logs.schema import JOINED
 from nba.ope import IPS, SNIPS, LoggedData
@@ -365,6 +366,7 @@ def train(
     as_of: str | date | datetime | None = None,
     open_windows: OpenWindows | str = OpenWindows.EXCLUDE,
     initial_policy: str | Path | None = None,
+    engine: str | SqlEngine | None = None,
 ) -> TrainResult:
     """Train a VW policy from a log directory.
 
@@ -405,7 +407,12 @@ def train(
     initial_policy : path, optional
         A saved policy directory (:meth:`VWPolicy.save`, same VW and featurizer
         configuration) to continue learning from: a warm start with VW's ``-i``.
+    engine : str or SqlEngine, optional
+        Where the reward join's SQL runs: ``"duckdb"`` (default) or ``"spark"``
+        (:func:`nba.logs.engine.get_engine`); the same rewards, so the same
+        example file and model, either way.
     """
+    engine = get_engine(engine)  # a bad engine or a missing Spark fails before any work
     try:
         ow = OpenWindows(open_windows)
     except ValueError:
@@ -460,6 +467,7 @@ def train(
                 as_of=as_of,
                 open_windows=ow,
                 columns=JOIN_COLUMNS,
+                engine=engine,
             )
             days = _DayColumns(root)
             table = joined.table

@@ -1,10 +1,12 @@
 """Join decisions to their outcomes: one reward per decision (docs/DESIGN.md, "Data contracts").
 
-The join runs in DuckDB (embedded). Its SQL uses only ANSI constructs (CTEs,
-``GROUP BY``, ``LEFT JOIN``, ``CASE``, ``COALESCE``, ``LEAST``/``GREATEST``,
-``ROUND``) over integer microsecond timestamps, so the same statement runs on a
-cluster engine (Spark SQL, Trino, BigQuery) once the three inputs are tables
-there.
+The join runs in DuckDB (embedded, the default) or Spark SQL, from one SQL
+source (:data:`JOIN_SQL`, :data:`COUNTS_SQL`, :data:`NAMED_OUTCOMES_SQL`,
+DuckDB's dialect): :mod:`nba.logs.engine` runs it on DuckDB as written and on
+Spark through sqlglot's transpiler, with the same results. The SQL uses only
+ANSI constructs (CTEs, ``GROUP BY``, ``LEFT JOIN``, ``CASE``, ``COALESCE``,
+``LEAST``/``GREATEST``, ``ROUND``, ``ROW_NUMBER``) over integer microsecond
+timestamps.
 
 Semantics, for a reward definition with window ``W``:
 
@@ -104,12 +106,12 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import duckdb
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from nba.logs import io
+from nba.logs.engine import SqlEngine, Statement, get_engine
 from nba.logs.io import LogError
 from nba.logs.schema import DECISIONS, JOINED
 from nba.reward import RewardDefinition
@@ -509,6 +511,7 @@ def join_rewards(
     reward_def: RewardDefinition,
     as_of: datetime | None = None,
     open_windows: OpenWindows = OpenWindows.EXCLUDE,
+    engine: str | SqlEngine | None = None,
 ) -> JoinResult:
     """One reward per decision from its outcomes (semantics in the module docstring).
 
@@ -525,6 +528,9 @@ def join_rewards(
         resolves one.
     open_windows : OpenWindows
         What to do with decisions whose window is open at ``as_of``.
+    engine : str or SqlEngine, optional
+        Where the SQL runs (:func:`nba.logs.engine.get_engine`): ``"duckdb"``
+        (default) or ``"spark"``; the same statements, the same result.
 
     Returns
     -------
@@ -538,6 +544,7 @@ def join_rewards(
     LogError
         When a table does not conform to its schema or an ``event_id`` repeats.
     """
+    sql_engine = get_engine(engine)
     decisions = io.conform(decisions, "decisions")
     outcomes = io.conform(outcomes, "outcomes")
     n = decisions.num_rows
@@ -602,24 +609,30 @@ def join_rewards(
     sql = JOIN_SQL.format(reward=_reward_expr(reward_def))
     slate_col = decisions.column("slate")
     has_slates = slate_col.null_count < n
-    con = duckdb.connect(":memory:")
-    try:
-        con.register("decisions", d_in)
-        con.register("outcomes", o_in)
-        con.register("weights", w_in)
-        per = con.sql(sql, params=params).to_arrow_table()
-        status_rows = con.execute(COUNTS_SQL, {"window_us": params["window_us"]}).fetchall()
-        named = con.sql(NAMED_OUTCOMES_SQL).to_arrow_table() if has_slates else None
-    finally:
-        con.close()
+    statements: list[Statement] = [
+        (sql, params),
+        (COUNTS_SQL, {"window_us": params["window_us"]}),
+    ]
+    if has_slates:
+        statements.append((NAMED_OUTCOMES_SQL, {}))
+    results = sql_engine.run({"decisions": d_in, "outcomes": o_in, "weights": w_in}, statements)
+    per, status_rows = results[0], _status_counts(results[1])
     slot_rewards: pa.Array = pa.nulls(n, JOINED.field("slot_rewards").type)
     slot_status: dict[str, int] = {}
-    if named is not None:
+    if has_slates:
         slot_rewards, slot_status = _slot_rewards(
-            decisions, d_in, named, per.column("reward"), sql, params, w_in, reward_def
+            decisions,
+            d_in,
+            results[2],
+            per.column("reward"),
+            sql,
+            params,
+            w_in,
+            reward_def,
+            sql_engine,
         )
 
-    by_status = {str(s): int(c) for s, c in status_rows}
+    by_status = status_rows
     n_default = int(pc.sum(per.column("reward_is_default").cast(pa.int64())).as_py() or 0)
     n_dedup = sum(by_status.values())
     table = decisions
@@ -647,7 +660,9 @@ def join_rewards(
         outcomes_after_as_of=n_after,
     )
     if open_windows is OpenWindows.DELAY_CORRECTED and as_of is not None and n_open:
-        table, n_closed = _delay_correct(table, outcomes, reward_def, is_open, as_of_us, window_us)
+        table, n_closed = _delay_correct(
+            table, outcomes, reward_def, is_open, as_of_us, window_us, sql_engine
+        )
         counts = dataclasses.replace(counts, delay_closed_decisions=n_closed)
     return JoinResult(
         table=table.cast(JOINED),
@@ -657,6 +672,16 @@ def join_rewards(
         as_of_basis="as_of given" if as_of is not None else "outcomes complete",
         open_windows=open_windows,
     )
+
+
+def _status_counts(table: pa.Table) -> dict[str, int]:
+    """``{status: n}`` of a :data:`COUNTS_SQL` result."""
+    return {
+        str(k): int(c)
+        for k, c in zip(
+            table.column("status").to_pylist(), table.column("n").to_pylist(), strict=True
+        )
+    }
 
 
 def _costs(reward_def: RewardDefinition, action_ids: Sequence[str | None]) -> pa.Array:
@@ -677,6 +702,7 @@ def _slot_rewards(
     params: dict[str, Any],
     weights: pa.Table,
     reward_def: RewardDefinition,
+    sql_engine: SqlEngine,
 ) -> tuple[pa.Array, dict[str, int]]:
     """Rewards of every slot of each decision's slate, and the slot outcomes by status.
 
@@ -697,6 +723,8 @@ def _slot_rewards(
         Slot 1's reward of each decision.
     reward_def : RewardDefinition
         The join's definition: a slot's reward is net of its own action's cost.
+    sql_engine : SqlEngine
+        The engine that ran the decisions' join.
 
     Returns
     -------
@@ -733,16 +761,11 @@ def _slot_rewards(
     sep = pa.array([_SLOT_KEY_SEP] * named.num_rows, pa.string())
     o_key = pc.binary_join_element_wise(named.column("event_id"), named.column("action_id"), sep)
     o_in = named.set_column(0, "event_id", o_key)
-    con = duckdb.connect(":memory:")
-    try:
-        con.register("decisions", s_in)
-        con.register("outcomes", o_in)
-        con.register("weights", weights)
-        per = con.sql(sql, params=params).to_arrow_table()
-        rows = con.execute(COUNTS_SQL, {"window_us": params["window_us"]}).fetchall()
-    finally:
-        con.close()
-    status = {str(k): int(c) for k, c in rows if k in ("used", "late", "early")}
+    per, counted = sql_engine.run(
+        {"decisions": s_in, "outcomes": o_in, "weights": weights},
+        [(sql, params), (COUNTS_SQL, {"window_us": params["window_us"]})],
+    )
+    status = {k: c for k, c in _status_counts(counted).items() if k in ("used", "late", "early")}
     per_slot = per.column("reward").to_pylist()
     first = reward.to_pylist()
     out: list[list[float] | None] = [
@@ -762,6 +785,7 @@ def _delay_correct(
     is_open: pa.ChunkedArray | pa.Array,
     as_of_us: int,
     window_us: int,
+    sql_engine: SqlEngine,
 ) -> tuple[pa.Table, int]:
     """Replace the partial rewards of the open rows of ``table`` (JOINED, n rows;
     ``is_open`` shape (n,)) by delay-corrected ones; returns the table and the
@@ -787,7 +811,7 @@ def _delay_correct(
     for a in np.unique(age[open_np]):
         cut = int(a) * _US_PER_DAY
         partial_closed = join_rewards(
-            closed, c_out.filter(pa.array(o_age < cut)), reward_def
+            closed, c_out.filter(pa.array(o_age < cut)), reward_def, engine=sql_engine
         ).table.column("reward")
         corr = DelayCorrection(channels)
         corr.observe(
@@ -861,6 +885,7 @@ def load_joined(
     as_of: str | date | datetime | None = None,
     open_windows: OpenWindows = OpenWindows.EXCLUDE,
     columns: Sequence[str] | None = None,
+    engine: str | SqlEngine | None = None,
 ) -> JoinResult:
     """Read decisions and outcomes from a log directory and join them.
 
@@ -887,6 +912,8 @@ def load_joined(
         are not read and are absent from ``table`` (the join's own columns are
         always there), so a caller that reads large columns such as
         ``context`` later, a day at a time, never holds all of them at once.
+    engine : str or SqlEngine, optional
+        Where the join's SQL runs (see :func:`join_rewards`).
 
     Returns
     -------
@@ -934,6 +961,7 @@ def load_joined(
         reward_def,
         as_of=horizon,
         open_windows=open_windows,
+        engine=engine,
     )
     counts = dataclasses.replace(
         result.counts, outcomes=outcomes.num_rows, unselected_outcomes=n_unselected

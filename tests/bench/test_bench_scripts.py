@@ -6,10 +6,12 @@ checked is that each script runs to the end and prints the ratio it exists for.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -143,3 +145,21 @@ def test_bench_scale_store(env: dict[str, str]) -> None:
     for row in rows:
         decisions, missing = int(row.split()[-6]), int(row.split()[-1])
         assert decisions > 0 and missing == 0  # both really decided and stored
+
+
+def test_bench_scale_pipeline(
+    spark_engine: object, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Run in this process, so it uses the test session's Spark (``local[2]``) rather
+    than starting a JVM of its own."""
+    spec = importlib.util.spec_from_file_location(
+        "scale_pipeline", PROJECT_ROOT / "bench" / "scale_pipeline.py"
+    )
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    code = module.main(["--decisions", "3000", "--out", str(tmp_path)])
+    text = capsys.readouterr().out
+    assert code == 0, text
+    assert "duckdb:" in text and "spark:" in text
+    assert "ratio (spark / duckdb time):" in text and "results identical: True" in text

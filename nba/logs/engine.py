@@ -1,0 +1,447 @@
+"""The SQL engines of the log pipeline: DuckDB (embedded, the default) and Spark SQL.
+
+The pipeline's SQL (:data:`nba.logs.join.JOIN_SQL` and its companions) is
+written once, in DuckDB's dialect, with named parameters (``$window_us``).
+:class:`DuckDBEngine` runs it as written, parameters bound by DuckDB.
+:class:`SparkEngine` runs the same text through :func:`to_spark_sql`: sqlglot
+parses it as DuckDB SQL, each parameter becomes a literal (an integer as
+itself, a float as ``CAST(<repr> AS DOUBLE)``, which reads back the same
+double), the few DuckDB functions Spark names otherwise are renamed
+(``epoch_us`` -> ``unix_micros``), the input tables get the names of this
+call's temporary views, and sqlglot writes Spark SQL. sqlglot keeps DuckDB's
+semantics where the dialects differ silently (``ORDER BY x`` sorts nulls last
+in DuckDB, first in Spark: the Spark text says ``NULLS LAST``).
+
+Both engines take and give Arrow tables: :meth:`SqlEngine.run` registers the
+inputs, runs every statement over them and returns one table per statement.
+:func:`get_engine` builds one from the ``--engine`` / ``--spark-master`` of
+the commands; a missing pyspark or Java is an :class:`EngineError` that says
+what to install. The Spark session (one per process, :func:`spark_session`)
+runs on the UTC time zone, binds a local driver to 127.0.0.1, and has no UI;
+it never downloads anything (no ``spark.jars.packages``).
+
+>>> print(to_spark_sql("SELECT epoch_us(ts) + $w AS t FROM x", {"w": 2}, {"x": "v1"}))
+SELECT UNIX_MICROS(ts) + 2 AS t FROM v1 AS x
+>>> DuckDBEngine().run({"x": pa.table({"a": [1, 2]})},
+...     [("SELECT MAX(a) + $k AS s FROM x", {"k": 1})])[0].column("s").to_pylist()
+[3]
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import re
+import shutil
+import threading
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+
+from nba.logs.io import LogError
+
+#: ``--engine`` values, the default first.
+ENGINES = ("duckdb", "spark")
+DEFAULT_ENGINE = "duckdb"
+#: The master a Spark engine uses when none is given: two local cores.
+DEFAULT_SPARK_MASTER = "local[2]"
+
+#: A statement and its named parameters (``$name`` in the text).
+Statement = tuple[str, Mapping[str, int | float]]
+
+_MASTER = re.compile(
+    r"^(local(\[(\*|[1-9][0-9]*)(,[1-9][0-9]*)?\])?"
+    r"|spark://[^\s/:,]+:[0-9]{1,5}(,[^\s/:,]+:[0-9]{1,5})*"
+    r"|k8s://\S+|yarn)$"
+)
+
+
+class EngineError(LogError):
+    """An engine cannot be built or run (bad option, missing pyspark or Java)."""
+
+
+class SqlEngine(ABC):
+    """Runs the pipeline's SQL (DuckDB dialect) over Arrow tables."""
+
+    #: ``--engine`` value of this engine.
+    name: str = ""
+
+    @abstractmethod
+    def run(
+        self, tables: Mapping[str, pa.Table], statements: Sequence[Statement]
+    ) -> list[pa.Table]:
+        """Run ``statements`` over ``tables`` (name -> table), one result each.
+
+        Parameters
+        ----------
+        tables : mapping of str to pyarrow.Table
+            The inputs, by the name the SQL uses.
+        statements : sequence of (str, mapping)
+            DuckDB SQL and its named parameters (ints or floats).
+
+        Returns
+        -------
+        list of pyarrow.Table
+            One per statement, in order.
+        """
+
+    @abstractmethod
+    def write_parquet(
+        self,
+        parquet: Mapping[str, Sequence[str | Path]],
+        views: Sequence[tuple[str, str]],
+        statement: Statement,
+        out: str | Path,
+    ) -> None:
+        """Run ``statement`` over Parquet files and write its result as Parquet.
+
+        The engine reads the files itself (no Arrow in between), as a cluster
+        job would.
+
+        Parameters
+        ----------
+        parquet : mapping of str to sequence of path
+            Input tables by name, each the Parquet files it is made of.
+        views : sequence of (str, str)
+            Named views (DuckDB SQL without parameters) defined in order over
+            the inputs and the views before them.
+        statement : (str, mapping)
+            DuckDB SQL over the inputs and views, and its parameters.
+        out : path
+            Where the result goes: a file (DuckDB) or a directory of part
+            files (Spark); :func:`pyarrow.parquet.read_table` reads either.
+        """
+
+    def describe(self) -> str:
+        """One line for the commands' output (which engine ran the SQL)."""
+        return self.name
+
+
+class DuckDBEngine(SqlEngine):
+    """An in-memory DuckDB connection per call (the default engine)."""
+
+    name = "duckdb"
+
+    def run(
+        self, tables: Mapping[str, pa.Table], statements: Sequence[Statement]
+    ) -> list[pa.Table]:
+        import duckdb
+
+        con = duckdb.connect(":memory:")
+        try:
+            for table_name, table in tables.items():
+                con.register(table_name, table)
+            return [
+                con.sql(sql, params=dict(params) if params else None).to_arrow_table()
+                for sql, params in statements
+            ]
+        finally:
+            con.close()
+
+    def write_parquet(
+        self,
+        parquet: Mapping[str, Sequence[str | Path]],
+        views: Sequence[tuple[str, str]],
+        statement: Statement,
+        out: str | Path,
+    ) -> None:
+        import duckdb
+
+        con = duckdb.connect(":memory:")
+        try:
+            for name, files in parquet.items():
+                listed = ", ".join("'" + str(f).replace("'", "''") + "'" for f in files)
+                con.execute(f"CREATE VIEW {name} AS SELECT * FROM read_parquet([{listed}])")
+            for name, sql in views:
+                con.execute(f"CREATE VIEW {name} AS {sql}")
+            sql, params = statement
+            con.sql(sql, params=dict(params) if params else None).write_parquet(
+                str(out), compression="zstd"
+            )
+        finally:
+            con.close()
+
+
+def _literal(value: int | float) -> Any:
+    from sqlglot import exp
+
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise EngineError(f"SQL parameter {value!r}: expected an int or a float")
+    if isinstance(value, int):
+        return exp.Literal.number(value)
+    if value != value or value in (float("inf"), float("-inf")):
+        raise EngineError(f"SQL parameter {value!r}: not a finite number")
+    return exp.cast(exp.Literal.number(repr(float(value))), exp.DataType.build("DOUBLE"))
+
+
+#: DuckDB functions Spark SQL spells otherwise (sqlglot leaves these as written).
+_SPARK_FUNCTIONS = {"EPOCH_US": "UNIX_MICROS"}
+
+
+def to_spark_sql(
+    sql: str,
+    params: Mapping[str, int | float] | None = None,
+    tables: Mapping[str, str] | None = None,
+) -> str:
+    """Spark SQL text of the DuckDB statement ``sql``.
+
+    Parameters
+    ----------
+    sql : str
+        DuckDB SQL, with named parameters written ``$name``.
+    params : mapping of str to int or float, optional
+        The parameters' values, written as literals.
+    tables : mapping of str to str, optional
+        Table names to replace (the SQL's name -> the name to use).
+
+    Raises
+    ------
+    EngineError
+        When sqlglot cannot parse ``sql`` or a parameter has no value.
+    """
+    import sqlglot
+    from sqlglot import exp
+    from sqlglot.errors import ParseError
+
+    try:
+        tree = sqlglot.parse_one(sql, read="duckdb")
+    except ParseError as exc:
+        raise EngineError(f"SQL not parsed as DuckDB SQL: {exc}") from exc
+    values = dict(params or {})
+    names = dict(tables or {})
+
+    def rewrite(node: Any) -> Any:
+        if isinstance(node, exp.Placeholder):
+            key = str(node.this)
+            if key not in values:
+                raise EngineError(f"SQL parameter ${key} has no value")
+            return _literal(values[key])
+        if isinstance(node, exp.Anonymous) and str(node.this).upper() in _SPARK_FUNCTIONS:
+            return exp.Anonymous(
+                this=_SPARK_FUNCTIONS[str(node.this).upper()], expressions=node.expressions
+            )
+        if isinstance(node, exp.Table) and node.name in names and not node.args.get("db"):
+            return exp.to_table(names[node.name]).as_(node.alias_or_name)
+        return node
+
+    return tree.transform(rewrite).sql(dialect="spark")
+
+
+# ------------------------------------------------------------------ Spark
+_SESSION_LOCK = threading.Lock()
+_SESSION: Any = None
+_SESSION_MASTER: str | None = None
+_VIEW_IDS = itertools.count()
+
+
+def check_spark_master(master: str) -> str:
+    """``master`` if it is a Spark master URL this project accepts, else an error.
+
+    >>> check_spark_master("spark://10.0.0.5:7077")
+    'spark://10.0.0.5:7077'
+    >>> check_spark_master("local[0]")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    nba.logs.engine.EngineError: --spark-master 'local[0]': expected local, local[N], ...
+    """
+    if not _MASTER.match(master.strip()):
+        raise EngineError(
+            f"--spark-master {master!r}: expected local, local[N], local[*], "
+            "spark://HOST:PORT, k8s://URL or yarn"
+        )
+    return master.strip()
+
+
+def java_executable() -> str | None:
+    """The ``java`` Spark would start: ``$JAVA_HOME/bin/java``, else ``java`` on PATH."""
+    home = os.environ.get("JAVA_HOME")
+    if home:
+        candidate = Path(home) / "bin" / "java"
+        return str(candidate) if candidate.is_file() else None
+    return shutil.which("java")
+
+
+def spark_missing() -> str | None:
+    """What the Spark engine lacks on this machine (None when nothing)."""
+    try:
+        import pyspark  # noqa: F401
+    except ImportError:
+        return (
+            "the Spark engine needs pyspark, which is not installed: "
+            "pip install 'nba[spark]' (pyspark and sqlglot)"
+        )
+    try:
+        import sqlglot  # noqa: F401
+    except ImportError:
+        return (
+            "the Spark engine needs sqlglot (it transpiles the pipeline's SQL), "
+            "which is not installed: pip install 'nba[spark]'"
+        )
+    if java_executable() is None:
+        where = "$JAVA_HOME/bin/java" if os.environ.get("JAVA_HOME") else "java on PATH"
+        return (
+            f"the Spark engine needs a Java 17+ runtime and found none ({where}): "
+            "install one, e.g. apt-get install default-jre-headless"
+        )
+    return None
+
+
+def spark_session(master: str | None = None) -> Any:
+    """The process's Spark session, started on first use (JVM start takes seconds).
+
+    Parameters
+    ----------
+    master : str, optional
+        Spark master URL (default :data:`DEFAULT_SPARK_MASTER`). A local master
+        binds the driver to 127.0.0.1; a cluster master leaves the driver's
+        address to Spark's own settings (``SPARK_LOCAL_IP``,
+        ``spark.driver.host``), since executors must reach it.
+
+    Raises
+    ------
+    EngineError
+        When pyspark or Java is missing, the master URL is malformed, or a
+        session with another master already runs in this process.
+    """
+    global _SESSION, _SESSION_MASTER
+    wanted = check_spark_master(master or DEFAULT_SPARK_MASTER)
+    missing = spark_missing()
+    if missing is not None:
+        raise EngineError(missing)
+    with _SESSION_LOCK:
+        if _SESSION is not None and _SESSION_MASTER == wanted:
+            return _SESSION
+        if _SESSION is not None:
+            raise EngineError(
+                f"--spark-master {wanted!r}: this process already runs a Spark session on "
+                f"{_SESSION_MASTER!r}"
+            )
+        from pyspark.sql import SparkSession
+
+        local = wanted.startswith("local")
+        if local:
+            os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+        builder = (
+            SparkSession.builder.master(wanted)
+            .appName("nba-log-pipeline")
+            .config("spark.ui.enabled", "false")
+            .config("spark.ui.showConsoleProgress", "false")
+            .config("spark.sql.session.timeZone", "UTC")
+            .config("spark.sql.execution.arrow.pyspark.enabled", "true")
+            .config("spark.sql.shuffle.partitions", "4" if local else "200")
+            # a log's timestamps are TIMESTAMP(MICROS, isAdjustedToUTC): read as instants
+            .config("spark.sql.parquet.outputTimestampType", "TIMESTAMP_MICROS")
+            .config("spark.driver.extraJavaOptions", "-Duser.timezone=UTC")
+            .config("spark.executor.extraJavaOptions", "-Duser.timezone=UTC")
+        )
+        if local:
+            builder = builder.config("spark.driver.host", "127.0.0.1").config(
+                "spark.driver.bindAddress", "127.0.0.1"
+            )
+        try:
+            session = builder.getOrCreate()
+        except Exception as exc:  # the JVM did not start: say so, with Spark's reason
+            raise EngineError(f"Spark ({wanted}) did not start: {exc}") from exc
+        session.sparkContext.setLogLevel("ERROR")
+        _SESSION, _SESSION_MASTER = session, wanted
+        return session
+
+
+def stop_spark_session() -> None:
+    """Stop the process's Spark session, if one was started."""
+    global _SESSION, _SESSION_MASTER
+    with _SESSION_LOCK:
+        if _SESSION is not None:
+            _SESSION.stop()
+        _SESSION = _SESSION_MASTER = None
+
+
+class SparkEngine(SqlEngine):
+    """Spark SQL on the process's session (:func:`spark_session`).
+
+    Inputs become temporary views named for this call (so concurrent calls do
+    not see each other's tables), dropped afterwards; results come back as
+    Arrow tables (``DataFrame.toArrow``).
+    """
+
+    name = "spark"
+
+    def __init__(self, master: str | None = None) -> None:
+        self.master = check_spark_master(master or DEFAULT_SPARK_MASTER)
+
+    def describe(self) -> str:
+        return f"spark ({self.master})"
+
+    @property
+    def session(self) -> Any:
+        return spark_session(self.master)
+
+    def run(
+        self, tables: Mapping[str, pa.Table], statements: Sequence[Statement]
+    ) -> list[pa.Table]:
+        spark = self.session
+        call = next(_VIEW_IDS)
+        views = {name: f"nba_{os.getpid()}_{call}_{name}" for name in tables}
+        try:
+            for name, table in tables.items():
+                spark.createDataFrame(table).createOrReplaceTempView(views[name])
+            return [
+                spark.sql(to_spark_sql(sql, params, views)).toArrow() for sql, params in statements
+            ]
+        finally:
+            for view in views.values():
+                spark.catalog.dropTempView(view)
+
+    def write_parquet(
+        self,
+        parquet: Mapping[str, Sequence[str | Path]],
+        views: Sequence[tuple[str, str]],
+        statement: Statement,
+        out: str | Path,
+    ) -> None:
+        spark = self.session
+        call = next(_VIEW_IDS)
+        names: dict[str, str] = {}
+        try:
+            for name, files in parquet.items():
+                names[name] = f"nba_{os.getpid()}_{call}_{name}"
+                spark.read.parquet(*[str(f) for f in files]).createOrReplaceTempView(names[name])
+            for name, sql in views:
+                df = spark.sql(to_spark_sql(sql, {}, names))
+                names[name] = f"nba_{os.getpid()}_{call}_{name}"
+                df.createOrReplaceTempView(names[name])
+            sql, params = statement
+            out_df = spark.sql(to_spark_sql(sql, params, names))
+            out_df.write.mode("overwrite").option("compression", "zstd").parquet(str(out))
+        finally:
+            for view in names.values():
+                spark.catalog.dropTempView(view)
+
+
+def get_engine(engine: str | SqlEngine | None = None, spark_master: str | None = None) -> SqlEngine:
+    """The engine named ``engine`` (``--engine``), with ``spark_master`` (``--spark-master``).
+
+    Raises
+    ------
+    EngineError
+        On an unknown engine, a master given with DuckDB, a malformed master,
+        or (Spark) a missing pyspark or Java.
+    """
+    if isinstance(engine, SqlEngine):
+        if spark_master is not None:
+            raise EngineError("--spark-master: give it with an engine name, not an engine")
+        return engine
+    name = DEFAULT_ENGINE if engine is None else str(engine).strip().lower()
+    if name not in ENGINES:
+        raise EngineError(f"--engine {engine!r}: expected one of {', '.join(ENGINES)}")
+    if name == "duckdb":
+        if spark_master is not None:
+            raise EngineError("--spark-master applies to --engine spark only")
+        return DuckDBEngine()
+    missing = spark_missing()
+    if missing is not None:
+        raise EngineError(f"--engine spark: {missing}")
+    return SparkEngine(spark_master)
