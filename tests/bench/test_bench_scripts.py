@@ -138,7 +138,13 @@ def test_bench_scale_store(env: dict[str, str]) -> None:
 
     if pg_server.find_bin_dir() is None:
         pg_server.unavailable("PostgreSQL binaries not found (`make test` installs them)")
-    text = _run(["bench/scale_store.py", "--seconds", "1", "--rounds", "1", "--hcps", "200"], env)
+    # through bench/scale.py, the one command for both halves (its pipeline half is
+    # test_bench_scale_pipeline's script, run there in-process on the session's Spark)
+    text = _run(
+        ["bench/scale.py", "--part", "store", "--seconds", "1", "--rounds", "1", "--hcps", "200"],
+        env,
+    )
+    assert "== event store: 2 replicas on PostgreSQL vs 1 on SQLite" in text
     assert "decisions/s ratio (2 replicas on PostgreSQL / 1 on SQLite):" in text
     rows = [ln for ln in text.splitlines() if ln.startswith(("1 replica", "2 replicas"))]
     assert len(rows) == 2
