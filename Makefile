@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 UV_VERSION := 0.13.9
 STAMP := $(VENV)/.installed
 # pytest-xdist workers of `make test` (the machines have 2 cores; tests/conftest.py
-# groups the tests that share fixtures and starts the longest first)
+# keeps each file on one worker and starts the longest first)
 TEST_WORKERS ?= 2
 
 .PHONY: demo test lint typecheck bench lock clean system-packages
@@ -24,7 +24,7 @@ test: $(STAMP) system-packages
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy nba nba_cli simulators training serving experiments bench
-	$(BIN)/python -m pytest -q --durations=15 -n $(TEST_WORKERS) --dist loadgroup --no-loadscope-reorder
+	$(BIN)/python -m pytest -q --durations=15 -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -10,24 +10,29 @@ is split over pytest-xdist workers.
 Both skip the tests that need them when the server cannot start, except under
 ``CI=true``, where those tests fail instead.
 
-Scheduling (``make test`` runs ``pytest -n 2 --dist loadgroup --no-loadscope-reorder``):
+Scheduling (``make test`` runs ``pytest -n 2 --dist loadfile --no-loadscope-reorder``):
 
-- a test that uses a module- or class-scoped fixture is put in its module's
-  ``xdist_group``, and one that uses a session-scoped fixture of a folder's
-  ``conftest.py`` (the simulator runs of ``tests/simulators``) in that folder's
-  group, so one worker builds such a fixture once instead of each worker
-  building it (and module fixtures stay set up once per module); every other
-  test is a unit of its own and goes to whichever worker is free;
+- a test file is one unit of work, run whole on one worker, so module- and
+  class-scoped fixtures are built once, as in a serial run; the files of
+  :data:`SPLIT_FILES` (long, independent tests with no shared fixture: checked at
+  collection) are split into one unit per test. Session fixtures (the
+  PostgreSQL server, the simulator runs of ``tests/simulators``) are built once
+  per worker;
 - under xdist the units are ordered longest first (:data:`KNOWN_SECONDS`, then
   the ``slow`` mark), so that the long ones start at once and the short ones
   fill in at the end instead of one long test running alone last. Run without
   ``-n`` the order is the files' order, as before.
+
+Not ``--dist loadgroup``: with pytest 9 its ``xdist_group`` marks are silently
+ignored (pytest-xdist 3.8 renames the node ids through an attribute pytest no
+longer reads), so grouped tests were spread over both workers.
 """
 
 from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -51,67 +56,82 @@ KNOWN_SECONDS: dict[str, float] = {
 SLOW_SECONDS = 5.0
 QUICK_SECONDS = 0.1
 
-#: session-scoped fixtures defined here (one PostgreSQL server per worker is cheap)
+#: files whose tests are independent units (each its own servers and directories)
+SPLIT_FILES = frozenset({"tests/test_readme.py", "tests/bench/test_bench_scripts.py"})
+
+#: session-scoped fixtures that are not shared state of a test file (``tests/conftest.py``)
 _SHARED_BASEIDS = ("", "tests")
 
 
-def _group(item: pytest.Item) -> str | None:
-    """The xdist group ``item`` must share with other tests, or None."""
+def _shared_fixture(item: pytest.Item) -> str | None:
+    """The name of a module-, class- or folder-session-scoped fixture ``item`` uses."""
     info = getattr(item, "_fixtureinfo", None)
     if info is None:  # doctests
         return None
-    module = item.nodeid.split("::", 1)[0]
-    session_group = None
     for name in info.names_closure:
         defs = info.name2fixturedefs.get(name)
         if not defs:
             continue
         fixturedef = defs[-1]
         if fixturedef.scope in ("module", "class", "package"):
-            return module
+            return name
         if fixturedef.scope == "session" and fixturedef.baseid not in _SHARED_BASEIDS:
-            session_group = f"session-{fixturedef.baseid or 'root'}"
-    return session_group
+            return name
+    return None
 
 
-def _estimate(item: pytest.Item) -> float:
-    nodeid = item.nodeid.split("@", 1)[0]
-    module = nodeid.split("::", 1)[0]
+def _file(nodeid: str) -> str:
+    return nodeid.split("::", 1)[0]
+
+
+def _unit(nodeid: str) -> str:
+    """The unit of work of a test under xdist: its file, or itself in a split file."""
+    return nodeid if _file(nodeid) in SPLIT_FILES else _file(nodeid)
+
+
+def _estimate(item: pytest.Item, file_sizes: dict[str, int]) -> float:
+    nodeid = item.nodeid
     if nodeid in KNOWN_SECONDS:
         return KNOWN_SECONDS[nodeid]
-    if module in KNOWN_SECONDS:
-        # a file's figure spread over its tests, so that its group adds up to it
-        return KNOWN_SECONDS[module] / max(1, _module_sizes.get(module, 1))
+    if _file(nodeid) in KNOWN_SECONDS:  # a file's figure spread over its tests
+        return KNOWN_SECONDS[_file(nodeid)] / file_sizes[_file(nodeid)]
     return SLOW_SECONDS if item.get_closest_marker("slow") else QUICK_SECONDS
-
-
-_module_sizes: dict[str, int] = {}
 
 
 def _under_xdist(config: pytest.Config) -> bool:
     return hasattr(config, "workerinput") or bool(getattr(config.option, "numprocesses", None))
 
 
-@pytest.hookimpl(tryfirst=True)  # before xdist adds the group names to the node ids
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Mark the tests that must share a worker; under xdist order the units longest first."""
-    if not config.pluginmanager.hasplugin("xdist"):
-        return
-    keys: list[str] = []
+    """Refuse a :data:`SPLIT_FILES` test that shares a fixture; under xdist order the
+    units longest first."""
     for item in items:
-        group = _group(item)
-        if group is not None:
-            item.add_marker(pytest.mark.xdist_group(group))
-        keys.append(group if group is not None else item.nodeid)
+        if _file(item.nodeid) in SPLIT_FILES and (name := _shared_fixture(item)):
+            raise pytest.UsageError(
+                f"{item.nodeid} uses the shared fixture {name!r}: remove its file from "
+                "SPLIT_FILES in tests/conftest.py (its tests would run on several workers)"
+            )
     if not _under_xdist(config):
         return
-    _module_sizes.clear()
+    file_sizes: dict[str, int] = {}
     for item in items:
-        module = item.nodeid.split("::", 1)[0]
-        _module_sizes[module] = _module_sizes.get(module, 0) + 1
+        file_sizes[_file(item.nodeid)] = file_sizes.get(_file(item.nodeid), 0) + 1
     units: dict[str, list[pytest.Item]] = {}
-    for key, item in zip(keys, items, strict=True):
-        units.setdefault(key, []).append(item)
-    cost = {key: sum(_estimate(i) for i in unit) for key, unit in units.items()}
+    for item in items:
+        units.setdefault(_unit(item.nodeid), []).append(item)
+    cost = {key: sum(_estimate(i, file_sizes) for i in unit) for key, unit in units.items()}
     ordered = sorted(units, key=lambda key: -cost[key])  # stable: ties keep file order
     items[:] = [item for key in ordered for item in units[key]]
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """``--dist loadfile``, with the tests of :data:`SPLIT_FILES` as units of their own."""
+    if config.getvalue("dist") != "loadfile":
+        return None
+    from xdist.scheduler import LoadFileScheduling
+
+    class SplitLoadFileScheduling(LoadFileScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return _unit(nodeid)
+
+    return SplitLoadFileScheduling(config, log)
