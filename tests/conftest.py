@@ -1,4 +1,5 @@
-"""Fixtures every test folder can use: real servers on 127.0.0.1.
+"""Fixtures every test folder can use: real servers on 127.0.0.1; and how the suite
+is split over pytest-xdist workers.
 
 - ``postgres`` (session): a PostgreSQL server from the machine's binaries;
   ``postgres.create_database(name)`` gives a fresh database's DSN
@@ -11,6 +12,23 @@
 
 All skip the tests that need them when the server cannot start, except under
 ``CI=true``, where those tests fail instead.
+
+Scheduling (``make test`` runs ``pytest -n 2 --dist loadfile --no-loadscope-reorder``):
+
+- a test file is one unit of work, run whole on one worker, so module- and
+  class-scoped fixtures are built once, as in a serial run; the files of
+  :data:`SPLIT_FILES` (long, independent tests with no shared fixture: checked at
+  collection) are split into one unit per test. Session fixtures (the
+  PostgreSQL server, the simulator runs of ``tests/simulators``) are built once
+  per worker;
+- under xdist the units are ordered longest first (:data:`KNOWN_SECONDS`, then
+  the ``slow`` mark), so that the long ones start at once and the short ones
+  fill in at the end instead of one long test running alone last. Run without
+  ``-n`` the order is the files' order, as before.
+
+Not ``--dist loadgroup``: with pytest 9 its ``xdist_group`` marks are silently
+ignored (pytest-xdist 3.8 renames the node ids through an attribute pytest no
+longer reads), so grouped tests were spread over both workers.
 """
 
 from __future__ import annotations
@@ -48,3 +66,97 @@ def spark_engine() -> Iterator[Any]:
     engine.session  # noqa: B018  (starts the JVM here, not inside the first test)
     yield engine
     stop_spark_session()
+
+
+#: Seconds that tests (a node id) or whole files took in a serial ``--durations=0``
+#: run (setup + call + teardown). Only their order matters: units are started
+#: longest first. A test not listed counts :data:`SLOW_SECONDS` when marked
+#: ``slow``, else :data:`QUICK_SECONDS`.
+KNOWN_SECONDS: dict[str, float] = {
+    "tests/training/test_loop_e2e.py": 150.0,
+    "tests/test_mlflow_server_deploy.py": 100.0,
+    "tests/nba_cli/test_make_demo.py": 61.0,
+}
+SLOW_SECONDS = 5.0
+QUICK_SECONDS = 0.1
+
+#: files whose tests are independent units (each its own servers and directories)
+SPLIT_FILES = frozenset({"tests/test_readme.py", "tests/bench/test_bench_scripts.py"})
+
+#: session-scoped fixtures that are not shared state of a test file (``tests/conftest.py``)
+_SHARED_BASEIDS = ("", "tests")
+
+
+def _shared_fixture(item: pytest.Item) -> str | None:
+    """The name of a module-, class- or folder-session-scoped fixture ``item`` uses."""
+    info = getattr(item, "_fixtureinfo", None)
+    if info is None:  # doctests
+        return None
+    for name in info.names_closure:
+        defs = info.name2fixturedefs.get(name)
+        if not defs:
+            continue
+        fixturedef = defs[-1]
+        if fixturedef.scope in ("module", "class", "package"):
+            return name
+        if fixturedef.scope == "session" and fixturedef.baseid not in _SHARED_BASEIDS:
+            return name
+    return None
+
+
+def _file(nodeid: str) -> str:
+    return nodeid.split("::", 1)[0]
+
+
+def _unit(nodeid: str) -> str:
+    """The unit of work of a test under xdist: its file, or itself in a split file."""
+    return nodeid if _file(nodeid) in SPLIT_FILES else _file(nodeid)
+
+
+def _estimate(item: pytest.Item, file_sizes: dict[str, int]) -> float:
+    nodeid = item.nodeid
+    if nodeid in KNOWN_SECONDS:
+        return KNOWN_SECONDS[nodeid]
+    if _file(nodeid) in KNOWN_SECONDS:  # a file's figure spread over its tests
+        return KNOWN_SECONDS[_file(nodeid)] / file_sizes[_file(nodeid)]
+    return SLOW_SECONDS if item.get_closest_marker("slow") else QUICK_SECONDS
+
+
+def _under_xdist(config: pytest.Config) -> bool:
+    return hasattr(config, "workerinput") or bool(getattr(config.option, "numprocesses", None))
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Refuse a :data:`SPLIT_FILES` test that shares a fixture; under xdist order the
+    units longest first."""
+    for item in items:
+        if _file(item.nodeid) in SPLIT_FILES and (name := _shared_fixture(item)):
+            raise pytest.UsageError(
+                f"{item.nodeid} uses the shared fixture {name!r}: remove its file from "
+                "SPLIT_FILES in tests/conftest.py (its tests would run on several workers)"
+            )
+    if not _under_xdist(config):
+        return
+    file_sizes: dict[str, int] = {}
+    for item in items:
+        file_sizes[_file(item.nodeid)] = file_sizes.get(_file(item.nodeid), 0) + 1
+    units: dict[str, list[pytest.Item]] = {}
+    for item in items:
+        units.setdefault(_unit(item.nodeid), []).append(item)
+    cost = {key: sum(_estimate(i, file_sizes) for i in unit) for key, unit in units.items()}
+    ordered = sorted(units, key=lambda key: -cost[key])  # stable: ties keep file order
+    items[:] = [item for key in ordered for item in units[key]]
+
+
+@pytest.hookimpl(optionalhook=True)  # a hook of pytest-xdist
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """``--dist loadfile``, with the tests of :data:`SPLIT_FILES` as units of their own."""
+    if config.getvalue("dist") != "loadfile":
+        return None
+    from xdist.scheduler import LoadFileScheduling
+
+    class SplitLoadFileScheduling(LoadFileScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return _unit(nodeid)
+
+    return SplitLoadFileScheduling(config, log)

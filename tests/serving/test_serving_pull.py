@@ -294,6 +294,10 @@ T_HEAD = "hcp_id,ts,channel,content_id"
         (f"{T_HEAD}\n{GOOD}\nGHOST,{iso(1)},email,c\n", "row 2: its HCP is not in the store;"
          " nothing was stored; import the HCPs first"),
     ],
+    # named ids: the rows hold the time of import, and pytest-xdist needs every worker
+    # to collect the same test ids
+    ids=["kind", "channel", "topic", "topics-on-contact", "dwell", "ts-no-zone", "ts-not-iso",
+         "content-empty", "origin", "unknown-column", "missing-column", "unknown-hcp"],
 )  # fmt: skip
 def test_bad_touch_imports_store_nothing(
     client: TestClient, put_hcp: Callable[..., str], csv: str, match: str
