@@ -983,6 +983,8 @@ def _placeholder(field: pa.Field, n: int) -> pa.Array:
     """n values of ``field``'s type that are never read: empty strings and lists,
     zeros, false, else nulls."""
     t = field.type
+    if n == 0:
+        return pa.array([], t)
     if pa.types.is_list(t):
         value: Any = []
     elif pa.types.is_string(t):

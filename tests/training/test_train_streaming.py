@@ -4,6 +4,7 @@ once (what it did before), on simulated logs with and without slates."""
 
 from __future__ import annotations
 
+from datetime import date
 from pathlib import Path
 
 import numpy as np
@@ -121,5 +122,7 @@ def test_load_joined_reads_only_the_columns_asked_for(sim_logs: dict[str, Path])
     assert light.counts == full.counts
     for c in ("event_id", "ts", "chosen_index", "reward", "slot_rewards", "reward_is_default"):
         assert light.table.column(c).equals(full.table.column(c)), c
+    empty = load_joined(sim_logs["plain"], RD, since=date(2030, 1, 1), columns=["event_id"])
+    assert empty.table.num_rows == 0 and "context" not in empty.table.column_names
     with pytest.raises(LogError, match=r"columns: 'contexts' is not a decisions column"):
         load_joined(sim_logs["plain"], RD, columns=["contexts"])
