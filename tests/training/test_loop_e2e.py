@@ -72,6 +72,9 @@ SKIPPED = (14 + 1 + EVAL_DAYS + 1 + EVERY - 1) // EVERY - 1
 
 
 @pytest.mark.slow
+# 960 s were measured on a shared 2-core machine under a load average of 12 to
+# 18, beyond the suite's 900 s default
+@pytest.mark.timeout(1800)
 def test_loop_every_seven_simulated_days_against_a_real_service(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
