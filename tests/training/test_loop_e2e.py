@@ -5,16 +5,26 @@ with the simulated clock as its horizon (export from the service's store,
 train, gate, move the alias). The served policy's true value (the world knows
 it) is compared with the uniform start, and the loop's estimates with the truth.
 
-Two worlds (``$NBA_LOOP_E2E_WORLD``): ``calibrated`` (the default, the
-simulator's own world) and ``learnable`` (HCP channel affinities and topic
-interests spread about three times wider, sd 1.0 instead of 0.3 / 0.35, and a
-stronger stage match, 1.0 instead of 0.4; in the in-process simulator a policy
-learned from two weeks of its uniform log is clearly better than uniform
-there). In neither did the gate find a lift it could prove within 63 days of
-the service (docs/loop.md gives the figures), so the test asserts what the
-loop must do whatever it decides, that the loop's record of the serving
-policy's value tracks the truth, and, should a cycle promote, that the service
-follows the alias and serves better than the uniform start.
+Worlds (``$NBA_LOOP_E2E_WORLD``):
+
+- ``stage`` (the default, the one the suite runs): HCP channel affinities and
+  topic interests spread about three times wider than calibrated (sd 1.0
+  instead of 0.3 / 0.35) and a strong stage match (logit 3.0 instead of 0.4):
+  how well a topic suits an HCP's adoption stage, which the service sees,
+  drives the response. The loop evaluates on 14 days (the gate's 95 % interval
+  has a half-width of about 0.04 on some 3,700 decisions) and a challenger learned from the
+  service's uniform log is better than uniform by more than that, so the loop
+  promotes; the test asserts the promotion, that the service follows the
+  alias, that the served policy's true value then rises above the uniform
+  start by more than three standard errors, that the service serves exactly
+  the probabilities the loop's offline scoring gives (no train/serve skew), and
+  that the loop's estimates track the truth;
+- ``learnable`` (stage match 1.0) and ``calibrated`` (the simulator's own
+  world): the lift a challenger truly has in the service's traffic there
+  (about 0.01 to 0.03 per decision) is below what the gate can prove; runs
+  with one week of evaluation days kept uniform throughout (docs/loop.md,
+  "Why the in-process lift was absent"). With them the test asserts what
+  the loop must do whatever it decides.
 
 The figures of a run are written to ``$NBA_LOOP_FIGURES`` (a directory) when set:
 ``figures.json`` and the loop's ``estimates_vs_truth.png`` (docs/loop.md).
@@ -27,7 +37,7 @@ import os
 import shutil
 import sys
 import time
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -47,13 +57,24 @@ from training.loop import LoopConfig, run_cycle
 DRIVER_KEY = "loop-e2e-driver-4c1d"
 ADMIN_KEY = "loop-e2e-admin-9e0a"
 HCPS = int(os.environ.get("NBA_LOOP_E2E_HCPS", "3000"))
-WORLD = os.environ.get("NBA_LOOP_E2E_WORLD", "calibrated")
-LEARNABLE = WorldConfig(channel_affinity_sd=1.0, topic_interest_sd=1.0, stage_match_bonus=1.0)
+WORLD = os.environ.get("NBA_LOOP_E2E_WORLD", "stage")
+WORLDS: dict[str, WorldConfig | None] = {
+    "stage": WorldConfig(channel_affinity_sd=1.0, topic_interest_sd=1.0, stage_match_bonus=3.0),
+    "learnable": WorldConfig(channel_affinity_sd=1.0, topic_interest_sd=1.0, stage_match_bonus=1.0),
+    "calibrated": None,
+}
 DAYS = 63
 EVERY = 7
+EVAL_DAYS = 14
+#: cycles before the first that can train: 14-day reward windows, then
+#: EVAL_DAYS evaluation days and at least one training day (docs/loop.md)
+SKIPPED = (14 + 1 + EVAL_DAYS + 1 + EVERY - 1) // EVERY - 1
 
 
 @pytest.mark.slow
+# 960 s were measured on a shared 2-core machine under a load average of 12 to
+# 18, beyond the suite's 900 s default
+@pytest.mark.timeout(1800)
 def test_loop_every_seven_simulated_days_against_a_real_service(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -80,6 +101,9 @@ def test_loop_every_seven_simulated_days_against_a_real_service(
         store=tmp_path / "events.db",
         tracking_uri=tracking,
         seed=0,
+        # two weeks of evaluation decisions: a gate interval about 1/sqrt(2) as
+        # wide as one week's (docs/loop.md, "What it showed")
+        eval_days=EVAL_DAYS,
     )
     cycles = []
     served_by_day: dict[int, str] = {}
@@ -112,8 +136,8 @@ def test_loop_every_seven_simulated_days_against_a_real_service(
 
     client = ServiceClient(base, api_key=DRIVER_KEY)
     try:
-        assert WORLD in ("learnable", "calibrated"), WORLD
-        world = World(HCPS, seed=11, config=LEARNABLE if WORLD == "learnable" else None)
+        assert WORLD in WORLDS, f"NBA_LOOP_E2E_WORLD={WORLD!r}: one of {', '.join(WORLDS)}"
+        world = World(HCPS, seed=11, config=WORLDS[WORLD])
         driver = HttpDriver(world, client, seed=11, concurrency=4, on_day_end=on_day_end)
         summary = driver.run(DAYS)
     finally:
@@ -155,7 +179,10 @@ def test_loop_every_seven_simulated_days_against_a_real_service(
         "decisions": summary.decisions,
         "cycles": [c.to_dict() for c in cycles],
         "served_versions_by_day": served_by_day,
-        "truth_by_model_version": {k: [float(np.mean(v)), len(v)] for k, v in by_model.items()},
+        "truth_by_model_version": {
+            k: [float(np.mean(v)), len(v), float(np.std(v, ddof=1)) if len(v) > 1 else 0.0]
+            for k, v in by_model.items()
+        },
     }
     out = os.environ.get("NBA_LOOP_FIGURES")
     if out:
@@ -164,15 +191,16 @@ def test_loop_every_seven_simulated_days_against_a_real_service(
         png = cfg.work_dir / "estimates_vs_truth.png"
         if png.exists():
             shutil.copy(png, Path(out) / "estimates_vs_truth.png")
-    # the first three cycles cannot train: no day's 14-day reward windows closed yet
-    assert [c.decision for c in cycles[:3]] == ["skipped"] * 3
-    assert all("not enough closed days" in c.reasons[0] for c in cycles[:3])
-    gated = cycles[3:]
+    # the first cycles cannot train: not enough days with closed reward windows
+    assert [c.decision for c in cycles[:SKIPPED]] == ["skipped"] * SKIPPED
+    assert all("not enough closed days" in c.reasons[0] for c in cycles[:SKIPPED])
+    gated = cycles[SKIPPED:]
+    assert gated
     assert all(any(r.startswith("gate (snips") for r in c.reasons) for c in gated)
     assert start_version == "baseline:uniform"
     # the loop's estimate of the policy that served the evaluation days tracks
     # its true value there: the logged (on-policy) value against the truth
-    # (about 1,900 decisions a week: a standard error near 0.007)
+    # (about 3,700 decisions in 14 days: a standard error below 0.01)
     for c in gated:
         m = c.metrics
         assert abs(m["logged_value"] - m["truth_served_eval_days"]) < 0.03, c.to_dict()
@@ -184,14 +212,42 @@ def test_loop_every_seven_simulated_days_against_a_real_service(
         if c.decision == "kept":
             assert c.metrics["difference_low"] <= 0.0
     promoted = [c for c in cycles if c.decision == "promoted"]
-    if not promoted:
+    if WORLD != "stage" and not promoted:
         assert set(served_by_day.values()) == {start_version}
         return
+    assert promoted, f"no cycle promoted in the {WORLD} world: {figures['cycles']}"
     first = promoted[0]
     assert first.metrics["difference_low"] > 0.0
     # replicas follow: from the day after the cycle, the service serves the new champion
     day = cycles.index(first) * EVERY + EVERY  # index of the first day after the cycle
-    if day in served_by_day:
-        assert served_by_day[day] == f"nba/{first.champion_after}"
-        learned = [v for k, vals in by_model.items() if k.startswith("nba/") for v in vals]
-        assert np.mean(learned) > np.mean(by_model[start_version]), figures
+    assert day in served_by_day, "the first promotion came with the last cycle: nothing served it"
+    assert served_by_day[day] == f"nba/{first.champion_after}"
+    assert all(v.startswith("nba/") for d, v in served_by_day.items() if d >= day)
+    # the served policy's true value rises above the uniform start: the mean true
+    # value of the decisions served by learned champions against that of the
+    # decisions served by the uniform start (holdout arm left out of both), by
+    # more than three standard errors of the difference of the two means
+    uniform = np.array(by_model[start_version])
+    learned = np.array([v for k, vals in by_model.items() if k.startswith("nba/") for v in vals])
+    lift = float(learned.mean() - uniform.mean())
+    se = float(np.sqrt(uniform.var(ddof=1) / uniform.size + learned.var(ddof=1) / learned.size))
+    assert lift > 3 * se, (lift, se, figures["truth_by_model_version"])
+    # no train/serve skew: the probabilities the service served with the champion
+    # are the ones the loop's offline scoring gives the same model on the logged
+    # context (what the gate estimates is what the service does)
+    from nba.reward import RewardDefinition
+    from training.evaluate import load_log
+    from training.targets import resolve_target
+
+    since = (datetime.fromisoformat(first.as_of) + timedelta(days=1)).date()
+    # (a horizon past every reward window: only the probabilities matter here)
+    far = datetime(2100, 1, 1, tzinfo=UTC)
+    log, _ = load_log(cfg.logs_dir, RewardDefinition.default(), since=since, as_of=far)
+    target = resolve_target(f"models:/nba/{first.champion_after}", log, tracking_uri=tracking)
+    versions = np.repeat(
+        np.array(log.table.column("model_version").to_pylist()), np.diff(log.offsets)
+    )
+    mine = versions == f"nba/{first.champion_after}"
+    assert mine.sum() > 0
+    served_p = np.asarray(log.pscore_all, dtype=float).ravel()[mine]
+    np.testing.assert_allclose(np.asarray(target.action_dist)[mine], served_p, atol=1e-9)
