@@ -125,10 +125,12 @@ import sys
 from bisect import bisect_left, bisect_right
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
 from tqdm import tqdm
@@ -170,6 +172,7 @@ _US_PER_DAY = 86_400 * 1_000_000
 SLATE_KEY = "slate"
 PROBABILITY_SLACK = 1e-4
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_ONE_US = timedelta(microseconds=1)
 
 
 class DsjsonError(LogError):
@@ -388,32 +391,42 @@ def _line_obj(
             for sl in row["slate"]
         ]
     if other_outcomes:
-        obj[NBA_KEY][OTHER_OUTCOMES_KEY] = [
-            {
-                "action_id": o["action_id"],
-                "type": o["type"],
-                "value": float(o["value"]),
-                "ts": _timestamp(o["ts"]),
-                "source": o["source"],
-                "source_id": o["source_id"],
-            }
-            for o in other_outcomes
-        ]
+        obj[NBA_KEY][OTHER_OUTCOMES_KEY] = _other_entries(other_outcomes)
     if pulls:
-        obj[NBA_KEY][PULLS_KEY] = [
-            {
-                "ts": _timestamp(t["ts"]),
-                "channel": t["channel"],
-                "content_id": t["content_id"],
-                "origin": t["origin"],
-                "kind": t["kind"],
-                "topics": list(t["topics"]),
-                "content_ids": list(t["content_ids"]),
-                "dwell_s": None if t["dwell_s"] is None else float(t["dwell_s"]),
-            }
-            for t in pulls
-        ]
+        obj[NBA_KEY][PULLS_KEY] = _pull_entries(pulls)
     return obj
+
+
+def _other_entries(other_outcomes: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """The objects of ``nba.other_action_outcomes``."""
+    return [
+        {
+            "action_id": o["action_id"],
+            "type": o["type"],
+            "value": float(o["value"]),
+            "ts": _timestamp(o["ts"]),
+            "source": o["source"],
+            "source_id": o["source_id"],
+        }
+        for o in other_outcomes
+    ]
+
+
+def _pull_entries(pulls: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """The objects of ``nba.pulls``."""
+    return [
+        {
+            "ts": _timestamp(t["ts"]),
+            "channel": t["channel"],
+            "content_id": t["content_id"],
+            "origin": t["origin"],
+            "kind": t["kind"],
+            "topics": list(t["topics"]),
+            "content_ids": list(t["content_ids"]),
+            "dwell_s": None if t["dwell_s"] is None else float(t["dwell_s"]),
+        }
+        for t in pulls
+    ]
 
 
 def window_pulls(
@@ -582,13 +595,19 @@ def iter_dsjson(
     if bulk:  # the bulk featurizer's cost is per call: give it whole batches
         table = table.combine_chunks()
     for batch in table.to_batches(max_chunksize=batch_size):
-        c_texts = _bulk_features(batch, cats, cache, tokens) if bulk else [None] * batch.num_rows
-        for row, c_text in zip(batch.to_pylist(), c_texts, strict=True):
+        fast: list[str | None] = [None] * batch.num_rows
+        if bulk:
+            fast = _bulk_lines(batch, _bulk_features(batch, cats, cache, tokens), others, window)
+        rows: list[dict[str, Any]] | None = None
+        for i, line in enumerate(fast):
+            if line is not None:
+                yield line
+                continue
+            if rows is None:
+                rows = batch.to_pylist()
+            row = rows[i]
             eid = row["event_id"]
             try:
-                if c_text is not None:
-                    yield _line_with_c_json(row, c_text, others.get(eid, ()), window.get(eid, ()))
-                    continue
                 shared, actions = dsjson_features(
                     row["context"],
                     row["action_ids"],
@@ -607,10 +626,14 @@ def _bulk_features(
     cats: Mapping[str, Catalog],
     cache: dict[str, str],
     tokens: dict[str, str],
-) -> list[str | None]:
+) -> pa.Array:
     """The JSON text of ``c`` (what :func:`dsjson_features` gives, encoded) of a
     batch's own (not imported) contexts, through the bulk featurizer, one catalog
     version at a time.
+
+    Each distinct action line of a call is converted to its JSON object once
+    (``cache`` keeps them across calls) and the ``_multi`` lists are joined in
+    Arrow; the shared line goes through the general conversion, row by row.
 
     Parameters
     ----------
@@ -624,13 +647,12 @@ def _bulk_features(
 
     Returns
     -------
-    list, length n
-        The ``c`` text per row, or None for a row left to
-        :func:`dsjson_features` (an imported foreign context, or a row of a
-        catalog version whose rows the bulk featurizer refused).
+    pyarrow.Array of string, shape (n,)
+        The ``c`` text per row, null for a row left to :func:`dsjson_features`
+        (an imported foreign context, or a row of a catalog version whose rows
+        the bulk featurizer refused).
     """
     n = batch.num_rows
-    out: list[str | None] = [None] * n
     ctx = batch.column("context")
     # an imported context, or anything else that mentions the key (the per-row path
     # decides what it is)
@@ -638,10 +660,8 @@ def _bulk_features(
         pc.match_substring_regex(ctx, DSJSON_PREFIX_PATTERN),
         pc.match_substring(ctx, f'"{FOREIGN_KEY}'),
     ).to_numpy(zero_copy_only=False)
-    by_version: dict[str, list[int]] = {}
-    for i, v in enumerate(batch.column("catalog_version").to_pylist()):
-        if not foreign[i]:
-            by_version.setdefault(v, []).append(i)
+    versions = batch.column("catalog_version").dictionary_encode()
+    codes = versions.indices.to_numpy(zero_copy_only=False)
     table = pa.table(
         {
             "context": ctx,
@@ -652,36 +672,234 @@ def _bulk_features(
     if len(cache) > _CACHE_LINES:
         cache.clear()
         tokens.clear()
-    for version, rows in by_version.items():
+    pieces: list[pa.Array] = []
+    where: list[npt.NDArray[np.int64]] = []
+    for code, version in enumerate(versions.dictionary.to_pylist()):
+        rows = np.flatnonzero((codes == code) & ~foreign)
+        if not len(rows):
+            continue
         try:
             fb = _featurizer(cats.get(version), version).featurize_table(
                 table.take(pa.array(rows, pa.int64()))
             )
         except (ValidationError, KeyError, ValueError, pa.ArrowException):
             continue  # the per-row path featurizes these rows and names the problem
-        shared = fb.shared.to_pylist()
-        action_lines = fb.actions
-        usual = pc.match_substring_regex(action_lines, _ACTION_LINE).to_numpy(zero_copy_only=False)
-        lines = action_lines.to_pylist()
-        off = fb.offsets.tolist()
-        for k, i in enumerate(rows):
-            ns = line_to_namespaces(shared[k][len("shared ") :])
+        heads: list[str | None] = []
+        for s in fb.shared.to_pylist():
+            ns = line_to_namespaces(s[len("shared ") :])
             if "_multi" in ns:
-                continue
-            multi: list[str] = []
-            for j in range(off[k], off[k + 1]):
-                line = lines[j]
-                text = cache.get(line)
-                if text is None:
-                    if usual[j]:
-                        text = _usual_action_json(line, tokens)
-                    else:  # not of the usual form: the general conversion
-                        text = _json(line_to_namespaces(line))
-                    cache[line] = text
-                multi.append(text)
-            head = _json(ns)[:-1]
-            out[i] = f'{head}{"," if ns else ""}"_multi":[{",".join(multi)}]}}'
-    return out
+                heads.append(None)  # the per-row path refuses it
+            else:
+                heads.append(_json(ns)[:-1] + "," if ns else "{")
+        distinct = pc.dictionary_encode(fb.actions)
+        uniq = distinct.dictionary
+        usual = pc.match_substring_regex(uniq, _ACTION_LINE).to_numpy(zero_copy_only=False)
+        texts: list[str] = []
+        for line, is_usual in zip(uniq.to_pylist(), usual.tolist(), strict=True):
+            text = cache.get(line)
+            if text is None:
+                if is_usual:
+                    text = _usual_action_json(line, tokens)
+                else:  # not of the usual form: the general conversion
+                    text = _json(line_to_namespaces(line))
+                cache[line] = text
+            texts.append(text)
+        per_action = pa.array(texts, pa.string()).take(distinct.indices)
+        multi = pc.binary_join(_lists(fb.offsets, per_action), ",")
+        pieces.append(
+            pc.binary_join_element_wise(
+                pa.array(heads, pa.string()), '"_multi":[', multi, "]}", ""
+            )
+        )
+        where.append(rows)
+    if not pieces:
+        return pa.nulls(n, pa.string())
+    positions = np.concatenate(where)
+    order = np.full(n, -1, dtype=np.int64)
+    order[positions] = np.arange(len(positions))
+    return pa.concat_arrays(pieces).take(pa.array(order, mask=order < 0))
+
+
+def _lists(offsets: npt.NDArray[np.int64], values: pa.Array) -> pa.Array:
+    """A list array of ``values`` cut at ``offsets`` (shape (n + 1,), from 0)."""
+    off = np.asarray(offsets, dtype=np.int64)
+    off = off - off[0]
+    return pa.LargeListArray.from_arrays(pa.array(off, pa.int64()), values)
+
+
+def _list_texts(column: pa.Array, texts: pa.Array) -> pa.Array:
+    """Each list of ``column`` written as its elements' ``texts`` (the flattened
+    values, in order) joined by commas."""
+    return pc.binary_join(_lists(np.asarray(column.offsets), texts), ",")
+
+
+_NEEDS_ESCAPE = r'["\\\x00-\x1f]'
+
+
+def _str_texts(values: pa.Array) -> pa.Array:
+    """Each string as :func:`json.dumps` writes it (non-ASCII kept)."""
+    if len(values) and pc.any(pc.match_substring_regex(values, _NEEDS_ESCAPE)).as_py():
+        return pa.array([_json(v) for v in values.to_pylist()], pa.string())
+    return pc.binary_join_element_wise('"', values, '"', "")
+
+
+def _float_texts(values: npt.NDArray[np.float64]) -> pa.Array:
+    """Each float as :func:`json.dumps` writes it (``repr``; ``NaN``/``Infinity``)."""
+    vals = values.tolist()
+    if np.isfinite(values).all():
+        return pa.array(list(map(float.__repr__, vals)), pa.string())
+    return pa.array([_json(v) for v in vals], pa.string())
+
+
+#: columns the bulk line writer reads; a batch with a null in any goes row by row
+_LINE_COLUMNS = (
+    "reward",
+    "propensity",
+    "chosen_index",
+    "activated",
+    "ts",
+    "event_id",
+    "action_ids",
+    "probabilities",
+    "model_version",
+    "hcp_id",
+    "requester",
+    "channels_requested",
+    "catalog_version",
+    "policy",
+    "reward_definition",
+    "reward_is_default",
+)
+#: years ``strftime("%Y")`` writes with four digits, as numpy does
+_YEAR_US = (
+    (datetime(1000, 1, 1, tzinfo=UTC) - _EPOCH) // _ONE_US,
+    (datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC) - _EPOCH) // _ONE_US,
+)
+
+
+def _bulk_lines(
+    batch: pa.RecordBatch,
+    c_texts: pa.Array,
+    others: Mapping[str, Sequence[Mapping[str, Any]]],
+    window: Mapping[str, Sequence[Mapping[str, Any]]],
+) -> list[str | None]:
+    """The DSJSON lines of a batch written column-wise: the bytes of :func:`_line`.
+
+    Parameters
+    ----------
+    batch : pyarrow.RecordBatch
+        Rows of the joined table, shape (n rows,).
+    c_texts : pyarrow.Array of string, shape (n,)
+        Each row's ``c`` as JSON text (:func:`_bulk_features`), null for a row
+        left to the per-row path.
+    others, window : mapping of event_id -> rows
+        Outcomes about other actions and pulls, as for :func:`iter_dsjson`.
+
+    Returns
+    -------
+    list, length n
+        Each row's line, or None for a row left to the per-row path (a null
+        ``c``; every row when a column the writer reads holds a null or a
+        timestamp outside years 1000-9999).
+    """
+    n = batch.num_rows
+    col = batch.column
+    if n == 0 or c_texts.null_count == n:
+        return [None] * n
+    if any(col(name).null_count for name in _LINE_COLUMNS):
+        return [None] * n
+    ts_us = col("ts").cast(pa.int64()).to_numpy()
+    if ts_us.min() < _YEAR_US[0] or ts_us.max() > _YEAR_US[1]:
+        return [None] * n
+    slate = col("slate")
+    slots = pc.list_flatten(slate)
+    off = np.asarray(slate.offsets)
+    if off[-1] - off[0] != len(slots) or slots.null_count:  # a null list holding values
+        return [None] * n
+    if any(slots.field(k).null_count for k in range(slots.type.num_fields)):
+        return [None] * n
+    probs = col("probabilities")
+    channels = col("channels_requested")
+    action_ids = col("action_ids")
+    if pc.list_flatten(channels).null_count or pc.list_flatten(action_ids).null_count:
+        return [None] * n
+    if pc.list_flatten(probs).null_count:
+        return [None] * n
+
+    reward = col("reward").to_numpy()
+    ci = col("chosen_index").to_numpy().astype(np.int64)
+    activated = col("activated").to_numpy(zero_copy_only=False)
+    n_actions = pc.list_value_length(action_ids).to_numpy()
+    a_texts = {k: _json(list(range(1, k + 1))) for k in np.unique(n_actions).tolist()}
+    has_slate = pc.fill_null(pc.greater(pc.list_value_length(slate), 0), False)
+    slot_texts = pc.binary_join_element_wise(
+        '{"action_id":',
+        _str_texts(slots.field("action_id")),
+        ',"probability":',
+        _float_texts(slots.field("probability").to_numpy(zero_copy_only=False)),
+        "}",
+        "",
+    )
+    slate_texts = pc.if_else(
+        has_slate,
+        pc.binary_join_element_wise(',"slate":[', _list_texts(slate, slot_texts), "]", ""),
+        "",
+    )
+    extras: list[str] = [""] * n
+    if others or window:
+        for i, eid in enumerate(col("event_id").to_pylist()):
+            other, pulled = others.get(eid), window.get(eid)
+            if other or pulled:
+                text = ""
+                if other:
+                    text += f',"{OTHER_OUTCOMES_KEY}":{_json(_other_entries(other))}'
+                if pulled:
+                    text += f',"{PULLS_KEY}":{_json(_pull_entries(pulled))}'
+                extras[i] = text
+    lines = pc.binary_join_element_wise(
+        '{"_label_cost":',
+        _float_texts(np.where(reward != 0.0, -reward, 0.0)),
+        ',"_label_probability":',
+        _float_texts(col("propensity").to_numpy()),
+        ',"_label_Action":',
+        pa.array((ci + 1).astype(str), pa.string()),
+        ',"_labelIndex":',
+        pa.array(ci.astype(str), pa.string()),
+        pa.array(np.where(activated, "", ',"_skipLearn":true'), pa.string()),
+        ',"Timestamp":"',
+        pa.array(np.datetime_as_string(ts_us.astype("datetime64[us]"), unit="us"), pa.string()),
+        f'Z","Version":{_json(DSJSON_VERSION)},"EventId":',
+        _str_texts(col("event_id")),
+        ',"a":',
+        pa.array([a_texts[k] for k in n_actions.tolist()], pa.string()),
+        ',"c":',
+        c_texts,
+        ',"p":[',
+        _list_texts(probs, _float_texts(pc.list_flatten(probs).to_numpy())),
+        '],"VWState":{"m":',
+        _str_texts(col("model_version")),
+        f'}},"{NBA_KEY}":{{"action_ids":[',
+        _list_texts(action_ids, _str_texts(pc.list_flatten(action_ids))),
+        '],"hcp_id":',
+        _str_texts(col("hcp_id")),
+        ',"requester":',
+        _str_texts(col("requester")),
+        ',"channels_requested":[',
+        _list_texts(channels, _str_texts(pc.list_flatten(channels))),
+        '],"catalog_version":',
+        _str_texts(col("catalog_version")),
+        ',"policy":',
+        _str_texts(col("policy")),
+        ',"reward_definition":',
+        _str_texts(col("reward_definition")),
+        ',"reward_is_default":',
+        pc.if_else(col("reward_is_default"), "true", "false"),
+        slate_texts,
+        pa.array(extras, pa.string()),
+        "}}",
+        "",
+    )
+    return lines.to_pylist()  # type: ignore[no-any-return]
 
 
 # An action line of the featurizer (nba.features.tokens.cross_tokens and the
