@@ -590,14 +590,13 @@ def iter_dsjson(
     others = {} if outcomes is None else other_action_outcomes(outcomes, joined)
     window = pulls or {}
     cache: dict[str, str] = {}
-    tokens: dict[str, str] = {}
     table = joined.select(JOINED.names)
     if bulk:  # the bulk featurizer's cost is per call: give it whole batches
         table = table.combine_chunks()
     for batch in table.to_batches(max_chunksize=batch_size):
         fast: list[str | None] = [None] * batch.num_rows
         if bulk:
-            fast = _bulk_lines(batch, _bulk_features(batch, cats, cache, tokens), others, window)
+            fast = _bulk_lines(batch, _bulk_features(batch, cats, cache), others, window)
         rows: list[dict[str, Any]] | None = None
         for i, line in enumerate(fast):
             if line is not None:
@@ -625,15 +624,13 @@ def _bulk_features(
     batch: pa.RecordBatch,
     cats: Mapping[str, Catalog],
     cache: dict[str, str],
-    tokens: dict[str, str],
 ) -> pa.Array:
     """The JSON text of ``c`` (what :func:`dsjson_features` gives, encoded) of a
     batch's own (not imported) contexts, through the bulk featurizer, one catalog
     version at a time.
 
-    Each distinct action line of a call is converted to its JSON object once
-    (``cache`` keeps them across calls) and the ``_multi`` lists are joined in
-    Arrow; the shared line goes through the general conversion, row by row.
+    The featurizer's lines are converted to JSON and the ``_multi`` lists
+    joined by Arrow's string kernels, a whole batch at a time.
 
     Parameters
     ----------
@@ -641,9 +638,8 @@ def _bulk_features(
         Rows of the joined table, shape (n rows,).
     cats : mapping of catalog_version -> Catalog
     cache : dict
-        VW action line -> its JSON object text, shared across batches.
-    tokens : dict
-        ``x`` token -> its JSON text, shared across batches.
+        VW action line of an unusual form -> its JSON object text, shared
+        across batches.
 
     Returns
     -------
@@ -671,7 +667,6 @@ def _bulk_features(
     )
     if len(cache) > _CACHE_LINES:
         cache.clear()
-        tokens.clear()
     pieces: list[pa.Array] = []
     where: list[npt.NDArray[np.int64]] = []
     for code, version in enumerate(versions.dictionary.to_pylist()):
@@ -684,33 +679,10 @@ def _bulk_features(
             )
         except (ValidationError, KeyError, ValueError, pa.ArrowException):
             continue  # the per-row path featurizes these rows and names the problem
-        heads: list[str | None] = []
-        for s in fb.shared.to_pylist():
-            ns = line_to_namespaces(s[len("shared ") :])
-            if "_multi" in ns:
-                heads.append(None)  # the per-row path refuses it
-            else:
-                heads.append(_json(ns)[:-1] + "," if ns else "{")
-        distinct = pc.dictionary_encode(fb.actions)
-        uniq = distinct.dictionary
-        usual = pc.match_substring_regex(uniq, _ACTION_LINE).to_numpy(zero_copy_only=False)
-        texts: list[str] = []
-        for line, is_usual in zip(uniq.to_pylist(), usual.tolist(), strict=True):
-            text = cache.get(line)
-            if text is None:
-                if is_usual:
-                    text = _usual_action_json(line, tokens)
-                else:  # not of the usual form: the general conversion
-                    text = _json(line_to_namespaces(line))
-                cache[line] = text
-            texts.append(text)
-        per_action = pa.array(texts, pa.string()).take(distinct.indices)
+        heads = _shared_heads(fb.shared)
+        per_action = _action_texts(fb.actions, cache)
         multi = pc.binary_join(_lists(fb.offsets, per_action), ",")
-        pieces.append(
-            pc.binary_join_element_wise(
-                pa.array(heads, pa.string()), '"_multi":[', multi, "]}", ""
-            )
-        )
+        pieces.append(pc.binary_join_element_wise(heads, '"_multi":[', multi, "]}", ""))
         where.append(rows)
     if not pieces:
         return pa.nulls(n, pa.string())
@@ -718,6 +690,65 @@ def _bulk_features(
     order = np.full(n, -1, dtype=np.int64)
     order[positions] = np.arange(len(positions))
     return pa.concat_arrays(pieces).take(pa.array(order, mask=order < 0))
+
+
+def _shared_heads(shared: pa.Array) -> pa.Array:
+    """The start of ``c`` per shared line (``shared |ns ...``): its namespaces as
+    an open JSON object (:func:`_namespaces_json` with ``head``), null where the
+    line names a ``_multi`` namespace (the per-row path refuses it).
+
+    Parameters
+    ----------
+    shared : pyarrow.Array of string, shape (n,)
+
+    Returns
+    -------
+    pyarrow.Array of string, shape (n,)
+    """
+    prefix = "shared "
+    body = pc.utf8_slice_codeunits(shared, len(prefix))
+    usual = pc.and_(
+        pc.starts_with(shared, prefix), pc.match_substring_regex(body, _VW_LINE)
+    ).to_numpy(zero_copy_only=False)
+    usual &= ~pc.match_substring_regex(body, r"(^| )\|_multi( |$)").to_numpy(zero_copy_only=False)
+    usual &= ~_repeated_names(body)
+    heads = _namespaces_json(body, head=True)
+    if usual.all():
+        return heads
+    texts: list[str | None] = heads.to_pylist()
+    for i in np.flatnonzero(~usual).tolist():  # the general conversion
+        ns = line_to_namespaces(shared[i].as_py()[len(prefix) :])
+        texts[i] = None if "_multi" in ns else (_json(ns)[:-1] + "," if ns else "{")
+    return pa.array(texts, pa.string())
+
+
+def _action_texts(actions: pa.Array, cache: dict[str, str]) -> pa.Array:
+    """Each action line's JSON object (what ``json.dumps(line_to_namespaces(line))``
+    writes): lines of the featurizer's usual form (:data:`_ACTION_LINE`) in
+    Arrow, any other through the general conversion (``cache`` keeps those).
+
+    Parameters
+    ----------
+    actions : pyarrow.Array of string, shape (m,)
+    cache : dict
+        Action line -> its JSON text, for lines of another form.
+
+    Returns
+    -------
+    pyarrow.Array of string, shape (m,)
+    """
+    usual = pc.match_substring_regex(actions, _ACTION_LINE).to_numpy(zero_copy_only=False)
+    texts = _namespaces_json(actions)
+    if usual.all():
+        return texts
+    out: list[str] = texts.to_pylist()
+    for j in np.flatnonzero(~usual).tolist():
+        line = actions[j].as_py()
+        text = cache.get(line)
+        if text is None:
+            text = cache[line] = _json(line_to_namespaces(line))
+        out[j] = text
+    return pa.array(out, pa.string())
 
 
 def _lists(offsets: npt.NDArray[np.int64], values: pa.Array) -> pa.Array:
@@ -907,7 +938,9 @@ def _bulk_lines(
 # feature names are unique, so no dict merges anything, and it holds no character
 # JSON would escape. Lines of this form are converted by the regular expressions
 # below; any other line goes through line_to_namespaces and json.dumps.
-_NAME = r'[^ "\\\x00-\x1f|:,{}]+'
+#: what str.split() splits on besides ASCII space and control characters
+_UNICODE_SPACE = "\u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
+_NAME = r'[^ "\\\x00-\x1f|:,{}' + _UNICODE_SPACE + "]+"
 _INT = r"-?(?:0|[1-9][0-9]{0,11})"
 _NUM = _INT + r"(?:\.[0-9]{3})?"
 _ACTION_LINE = (
@@ -919,23 +952,75 @@ _ACTION_LINE = (
 )
 
 
-def _usual_action_json(line: str, tokens: dict[str, str]) -> str:
-    """``json.dumps(line_to_namespaces(line))`` (compact, non-ASCII kept) of an
-    action line that matches :data:`_ACTION_LINE`; ``tokens`` caches each
-    ``x`` token's ``"name":value`` text (the value as ``repr(float(value))``,
-    which is how :mod:`json` writes a float)."""
-    t, k, f, i, x = line[1:].split(" |")
-    parts: list[str] = []
-    for tok in x.split(" ")[1:]:
-        piece = tokens.get(tok)
-        if piece is None:
-            name, sep, value = tok.partition(":")
-            piece = tokens[tok] = f'"{name}":{float(value)!r}' if sep else f'"{name}":1.0'
-        parts.append(piece)
-    return (
-        f'{{"T":{{"{t[2:]}":1.0}},"K":{{"{k[2:]}":1.0}},"F":{{"{f[2:]}":1.0}},'
-        f'"I":{{"{i[2:]}":1.0}},"x":{{{",".join(parts)}}}}}'
+# A line of VW namespaces (``|ns tok tok |ns2 ...``) converts to the JSON of
+# ``line_to_namespaces`` with Arrow's string kernels when it is of this form:
+# single spaces, names free of anything JSON would escape or str.split() would
+# split on, values as the featurizer writes them (integers, or three decimals)
+# and -- checked apart -- no name twice in one namespace and no namespace twice.
+_VW_LINE = rf"^(?:\|{_NAME}(?: {_NAME}(?::{_NUM})?)*(?: \|{_NAME}(?: {_NAME}(?::{_NUM})?)*)*)?$"
+
+
+def _namespaces_json(lines: pa.Array, head: bool = False) -> pa.Array:
+    """``json.dumps(line_to_namespaces(line))`` (compact, non-ASCII kept) of
+    lines of the form :data:`_VW_LINE` with distinct names (the caller checks),
+    written by Arrow's string kernels.
+
+    Parameters
+    ----------
+    lines : pyarrow.Array of string, shape (n,)
+    head : bool, default False
+        Leave the object open for more keys: without its closing brace, and
+        with a comma after its last namespace if it has any.
+
+    Returns
+    -------
+    pyarrow.Array of string, shape (n,)
+    """
+    # every token gets its own leading and trailing space
+    s = pc.binary_join_element_wise(pc.replace_substring(lines, " ", "  "), " ", "")
+    # values as float repr writes them (integers and three-decimal values only)
+    s = pc.replace_substring_regex(s, r":(-?[0-9]+)\.([0-9]*[1-9])0* ", r":\1.\2 ")
+    s = pc.replace_substring_regex(s, r":(-?[0-9]+)\.000 ", r":\1.0 ")
+    s = pc.replace_substring_regex(s, r":(-?[0-9]+) ", r":\1.0 ")
+    s = pc.replace_substring_regex(s, r" ([^ |:]+):([^ ]+) ", r',"\1":\2')
+    s = pc.replace_substring_regex(s, r" ([^ |:]+) ", r',"\1":1.0')
+    s = pc.replace_substring_regex(s, r" ?\|([^ ]+) ?,?", r'},"\1":{')
+    s = pc.replace_substring_regex(s, r"^\},", "{")
+    empty = pc.equal(pc.utf8_length(lines), 0)
+    return pc.if_else(
+        empty, "{" if head else "{}", pc.binary_join_element_wise(s, "}," if head else "}}", "")
     )
+
+
+def _repeated_names(lines: pa.Array) -> npt.NDArray[np.bool_]:
+    """Which lines of VW namespaces (form :data:`_VW_LINE`) name a namespace
+    twice, or a feature twice in one namespace.
+
+    Parameters
+    ----------
+    lines : pyarrow.Array of string, shape (n,)
+
+    Returns
+    -------
+    numpy.ndarray of bool, shape (n,)
+    """
+    n = len(lines)
+    out = np.zeros(n, dtype=bool)
+    parts = pc.split_pattern(lines, " ")
+    toks = pc.list_flatten(parts)
+    if len(toks) == 0:
+        return out
+    row = pc.list_parent_indices(parts).to_numpy()
+    names = pc.replace_substring_regex(toks, ":.*$", "")
+    code = pc.dictionary_encode(names).indices.to_numpy().astype(np.int64)
+    is_ns = pc.starts_with(toks, "|").to_numpy(zero_copy_only=False)
+    group = np.where(is_ns, row, np.cumsum(is_ns) + n)  # a namespace's features: its own group
+    key = group.astype(np.int64) * (int(code.max()) + 1) + code
+    real = np.flatnonzero(pc.utf8_length(toks).to_numpy() > 0)  # an empty line has no name
+    order = real[np.argsort(key[real], kind="stable")]
+    dup = np.flatnonzero(np.diff(key[order]) == 0)
+    out[row[order[dup]]] = True
+    return out
 
 
 #: most action lines kept in :func:`_bulk_features`' cache before it starts afresh

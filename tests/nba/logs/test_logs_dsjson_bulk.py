@@ -18,8 +18,12 @@ from nba.features.dsjson import line_to_namespaces
 from nba.logs import io
 from nba.logs.dsjson import (
     _ACTION_LINE,
+    _VW_LINE,
     DsjsonError,
-    _usual_action_json,
+    _action_texts,
+    _namespaces_json,
+    _repeated_names,
+    _shared_heads,
     export_dsjson,
     iter_dsjson,
     load_catalogs,
@@ -107,8 +111,10 @@ def test_a_foreign_row_and_a_bad_row_go_the_row_by_row_way(sim_log: Path) -> Non
 )
 def test_usual_action_lines_convert_as_json_dumps_does(line: str) -> None:
     assert pc.match_substring_regex(pa.array([line]), _ACTION_LINE)[0].as_py()
+    assert pc.match_substring_regex(pa.array([line]), _VW_LINE)[0].as_py()
     expected = json.dumps(line_to_namespaces(line), separators=(",", ":"), ensure_ascii=False)
-    assert _usual_action_json(line, {}) == expected
+    assert _namespaces_json(pa.array([line]))[0].as_py() == expected
+    assert _action_texts(pa.array([line]), {})[0].as_py() == expected
 
 
 @pytest.mark.parametrize(
@@ -124,3 +130,38 @@ def test_usual_action_lines_convert_as_json_dumps_does(line: str) -> None:
 )
 def test_other_action_lines_are_left_to_the_general_conversion(line: str) -> None:
     assert not pc.match_substring_regex(pa.array([line]), _ACTION_LINE)[0].as_py()
+    expected = json.dumps(line_to_namespaces(line), separators=(",", ":"), ensure_ascii=False)
+    cache: dict[str, str] = {}
+    assert _action_texts(pa.array([line, line]), cache).to_pylist() == [expected, expected]
+    assert cache == {line: expected}
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "shared |p spec=gp mkt=GB dec=2 aff:0.608 cons=email |h |r requester=e |c dow=mon mon=1",
+        "shared |p a:12.500 b:-0.000 c:-3 d:0.010 e:999999999999.999 f=é→ü |h",
+        "shared |h",
+        "shared ",
+        "shared |p a |p b",  # a namespace twice: merged
+        "shared |p a:1.000 a:2.000",  # a name twice: the last value, the first place
+        "shared |p a:1e20",  # not the featurizer's number
+        "shared |p a\u00a0b c",  # str.split() splits on no-break space
+        "shared |p  a",  # two spaces
+        'shared |p a"b',  # JSON escapes the quote
+        "shared |_multi a",  # refused by the per-row path
+        "shared|p a",  # not the shared prefix
+    ],
+)
+def test_shared_lines_start_c_as_json_dumps_does(line: str) -> None:
+    ns = line_to_namespaces(line[len("shared ") :])
+    text = json.dumps(ns, separators=(",", ":"), ensure_ascii=False)
+    expected = None if "_multi" in ns else (text[:-1] + "," if ns else "{")
+    other = "shared |p x:1.500 |h y"
+    got = _shared_heads(pa.array([line, other, line])).to_pylist()
+    assert got == [expected, '{"p":{"x":1.5},"h":{"y":1.0},', expected]
+
+
+def test_repeated_names_are_found_per_namespace_and_per_line() -> None:
+    lines = pa.array(["|p a |h a", "|p a b |p c", "|p a a", "|h x:1 y:2 x:3", "", "", "|p a"])
+    assert _repeated_names(lines).tolist() == [False, True, True, True, False, False, False]
