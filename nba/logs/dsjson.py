@@ -962,8 +962,11 @@ _VW_LINE = rf"^(?:\|{_NAME}(?: {_NAME}(?::{_NUM})?)*(?: \|{_NAME}(?: {_NAME}(?::
 
 def _namespaces_json(lines: pa.Array, head: bool = False) -> pa.Array:
     """``json.dumps(line_to_namespaces(line))`` (compact, non-ASCII kept) of
-    lines of the form :data:`_VW_LINE` with distinct names (the caller checks),
-    written by Arrow's string kernels.
+    lines of the form :data:`_VW_LINE` with distinct names (the caller checks).
+
+    The lines are cut into tokens in Arrow; each distinct token is written once
+    (as a line's or namespace's first token, and with a comma before it), and
+    the lines are joined back from those pieces in Arrow.
 
     Parameters
     ----------
@@ -976,16 +979,36 @@ def _namespaces_json(lines: pa.Array, head: bool = False) -> pa.Array:
     -------
     pyarrow.Array of string, shape (n,)
     """
-    # every token gets its own leading and trailing space
-    s = pc.binary_join_element_wise(pc.replace_substring(lines, " ", "  "), " ", "")
-    # values as float repr writes them (integers and three-decimal values only)
-    s = pc.replace_substring_regex(s, r":(-?[0-9]+)\.([0-9]*[1-9])0* ", r":\1.\2 ")
-    s = pc.replace_substring_regex(s, r":(-?[0-9]+)\.000 ", r":\1.0 ")
-    s = pc.replace_substring_regex(s, r":(-?[0-9]+) ", r":\1.0 ")
-    s = pc.replace_substring_regex(s, r" ([^ |:]+):([^ ]+) ", r',"\1":\2')
-    s = pc.replace_substring_regex(s, r" ([^ |:]+) ", r',"\1":1.0')
-    s = pc.replace_substring_regex(s, r" ?\|([^ ]+) ?,?", r'},"\1":{')
-    s = pc.replace_substring_regex(s, r"^\},", "{")
+    parts = pc.split_pattern(lines, " ")
+    toks = pc.list_flatten(parts)
+    distinct = pc.dictionary_encode(toks)
+    first: list[str] = []  # a token opening its line or its namespace
+    later: list[str] = []  # any other
+    ns_flags: list[bool] = []
+    for tok in distinct.dictionary.to_pylist():
+        if tok.startswith("|"):
+            key = _json(tok[1:])
+            first.append(f"{{{key}:{{")
+            later.append(f"}},{key}:{{")
+            ns_flags.append(True)
+        else:
+            name, sep, value = tok.partition(":")
+            piece = f"{_json(name)}:{_json(float(value)) if sep else '1.0'}"
+            first.append(piece)
+            later.append("," + piece)
+            ns_flags.append(False)
+    idx = distinct.indices.to_numpy().astype(np.int64)
+    is_ns = np.asarray(ns_flags, dtype=bool)[idx]
+    after_ns = np.ones(len(idx), dtype=bool)
+    after_ns[1:] = is_ns[:-1]
+    off = np.asarray(parts.offsets, dtype=np.int64)
+    off = off - off[0]
+    use_first = after_ns & ~is_ns
+    use_first[off[:-1][off[:-1] < len(idx)]] = True
+    pieces = pa.array(first + later, pa.string()).take(
+        pa.array(np.where(use_first, idx, idx + len(first)))
+    )
+    s = pc.binary_join(_lists(off, pieces), "")
     empty = pc.equal(pc.utf8_length(lines), 0)
     return pc.if_else(
         empty, "{" if head else "{}", pc.binary_join_element_wise(s, "}," if head else "}}", "")
