@@ -412,6 +412,15 @@ def _other_entries(other_outcomes: Sequence[Mapping[str, Any]]) -> list[dict[str
     ]
 
 
+def _pull_text(pull: Mapping[str, Any], texts: dict[int, tuple[Mapping[str, Any], str]]) -> str:
+    """The JSON text of one ``nba.pulls`` object; ``texts`` keeps it by the touch
+    row's identity (the windows of one HCP's decisions share their rows)."""
+    hit = texts.get(id(pull))
+    if hit is None or hit[0] is not pull:
+        hit = texts[id(pull)] = (pull, _json(_pull_entries([pull])[0]))
+    return hit[1]
+
+
 def _pull_entries(pulls: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     """The objects of ``nba.pulls``."""
     return [
@@ -590,13 +599,15 @@ def iter_dsjson(
     others = {} if outcomes is None else other_action_outcomes(outcomes, joined)
     window = pulls or {}
     cache: dict[str, str] = {}
+    pull_texts: dict[int, tuple[Mapping[str, Any], str]] = {}
     table = joined.select(JOINED.names)
     if bulk:  # the bulk featurizer's cost is per call: give it whole batches
         table = table.combine_chunks()
     for batch in table.to_batches(max_chunksize=batch_size):
         fast: list[str | None] = [None] * batch.num_rows
         if bulk:
-            fast = _bulk_lines(batch, _bulk_features(batch, cats, cache), others, window)
+            c_texts = _bulk_features(batch, cats, cache)
+            fast = _bulk_lines(batch, c_texts, others, window, pull_texts)
         rows: list[dict[str, Any]] | None = None
         for i, line in enumerate(fast):
             if line is not None:
@@ -673,10 +684,9 @@ def _bulk_features(
         rows = np.flatnonzero((codes == code) & ~foreign)
         if not len(rows):
             continue
+        part = table if len(rows) == n else table.take(pa.array(rows, pa.int64()))
         try:
-            fb = _featurizer(cats.get(version), version).featurize_table(
-                table.take(pa.array(rows, pa.int64()))
-            )
+            fb = _featurizer(cats.get(version), version).featurize_table(part)
         except (ValidationError, KeyError, ValueError, pa.ArrowException):
             continue  # the per-row path featurizes these rows and names the problem
         heads = _shared_heads(fb.shared)
@@ -775,11 +785,22 @@ def _str_texts(values: pa.Array) -> pa.Array:
 
 
 def _float_texts(values: npt.NDArray[np.float64]) -> pa.Array:
-    """Each float as :func:`json.dumps` writes it (``repr``; ``NaN``/``Infinity``)."""
-    vals = values.tolist()
-    if np.isfinite(values).all():
-        return pa.array(list(map(float.__repr__, vals)), pa.string())
-    return pa.array([_json(v) for v in vals], pa.string())
+    """Each float as :func:`json.dumps` writes it (``repr``; ``NaN``/``Infinity``),
+    each distinct value (bit for bit) written once.
+
+    Parameters
+    ----------
+    values : numpy.ndarray of float64, shape (n,)
+
+    Returns
+    -------
+    pyarrow.Array of string, shape (n,)
+    """
+    values = np.ascontiguousarray(values, dtype=np.float64)
+    distinct = pa.array(values.view(np.int64)).dictionary_encode()
+    uniq = distinct.dictionary.to_numpy().view(np.float64)
+    texts = [_json(v) for v in uniq.tolist()]
+    return pa.array(texts, pa.string()).take(distinct.indices)
 
 
 #: columns the bulk line writer reads; a batch with a null in any goes row by row
@@ -813,6 +834,7 @@ def _bulk_lines(
     c_texts: pa.Array,
     others: Mapping[str, Sequence[Mapping[str, Any]]],
     window: Mapping[str, Sequence[Mapping[str, Any]]],
+    pull_texts: dict[int, tuple[Mapping[str, Any], str]],
 ) -> list[str | None]:
     """The DSJSON lines of a batch written column-wise: the bytes of :func:`_line`.
 
@@ -825,6 +847,9 @@ def _bulk_lines(
         left to the per-row path.
     others, window : mapping of event_id -> rows
         Outcomes about other actions and pulls, as for :func:`iter_dsjson`.
+    pull_texts : dict
+        Each pull's JSON text by its row's identity (:func:`_pull_text`),
+        shared across batches.
 
     Returns
     -------
@@ -885,7 +910,9 @@ def _bulk_lines(
                 if other:
                     text += f',"{OTHER_OUTCOMES_KEY}":{_json(_other_entries(other))}'
                 if pulled:
-                    text += f',"{PULLS_KEY}":{_json(_pull_entries(pulled))}'
+                    text += (
+                        f',"{PULLS_KEY}":[{",".join(_pull_text(t, pull_texts) for t in pulled)}]'
+                    )
                 extras[i] = text
     lines = pc.binary_join_element_wise(
         '{"_label_cost":',
