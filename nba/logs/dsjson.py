@@ -957,7 +957,7 @@ def _bulk_lines(
         "}}",
         "",
     )
-    return lines.to_pylist()  # type: ignore[no-any-return]
+    return lines.to_pylist()
 
 
 # An action line of the featurizer (nba.features.tokens.cross_tokens and the
