@@ -588,9 +588,11 @@ def iter_dsjson(
     bulk : bool, default True
         Featurize our own contexts a batch at a time with the bulk featurizer
         (:meth:`nba.features.Featurizer.featurize_table`, the path ``nba
-        train`` uses) instead of one decision at a time. The lines are the same
-        byte for byte; a batch the bulk featurizer refuses is featurized row by
-        row, so a bad row fails with the same error either way.
+        train`` uses) and write the lines column-wise in Arrow, instead of one
+        decision at a time. The lines are the same byte for byte; a batch the
+        bulk featurizer refuses is featurized row by row, so a bad row fails
+        with the same error either way, and rows the column-wise writer does
+        not cover (imported contexts, nulls) are written row by row in place.
     """
     missing = [f.name for f in JOINED if f.name not in joined.column_names]
     if missing:
@@ -963,8 +965,8 @@ def _bulk_lines(
 # An action line of the featurizer (nba.features.tokens.cross_tokens and the
 # action namespaces), its x tokens in their fixed order, each at most once: its
 # feature names are unique, so no dict merges anything, and it holds no character
-# JSON would escape. Lines of this form are converted by the regular expressions
-# below; any other line goes through line_to_namespaces and json.dumps.
+# JSON would escape. Lines of this form are converted by _namespaces_json; any
+# other line goes through line_to_namespaces and json.dumps.
 #: what str.split() splits on besides ASCII space and control characters
 _UNICODE_SPACE = "\u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
 _NAME = r'[^ "\\\x00-\x1f|:,{}' + _UNICODE_SPACE + "]+"
