@@ -125,10 +125,12 @@ import sys
 from bisect import bisect_left, bisect_right
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
 from tqdm import tqdm
@@ -170,6 +172,7 @@ _US_PER_DAY = 86_400 * 1_000_000
 SLATE_KEY = "slate"
 PROBABILITY_SLACK = 1e-4
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_ONE_US = timedelta(microseconds=1)
 
 
 class DsjsonError(LogError):
@@ -388,32 +391,51 @@ def _line_obj(
             for sl in row["slate"]
         ]
     if other_outcomes:
-        obj[NBA_KEY][OTHER_OUTCOMES_KEY] = [
-            {
-                "action_id": o["action_id"],
-                "type": o["type"],
-                "value": float(o["value"]),
-                "ts": _timestamp(o["ts"]),
-                "source": o["source"],
-                "source_id": o["source_id"],
-            }
-            for o in other_outcomes
-        ]
+        obj[NBA_KEY][OTHER_OUTCOMES_KEY] = _other_entries(other_outcomes)
     if pulls:
-        obj[NBA_KEY][PULLS_KEY] = [
-            {
-                "ts": _timestamp(t["ts"]),
-                "channel": t["channel"],
-                "content_id": t["content_id"],
-                "origin": t["origin"],
-                "kind": t["kind"],
-                "topics": list(t["topics"]),
-                "content_ids": list(t["content_ids"]),
-                "dwell_s": None if t["dwell_s"] is None else float(t["dwell_s"]),
-            }
-            for t in pulls
-        ]
+        obj[NBA_KEY][PULLS_KEY] = _pull_entries(pulls)
     return obj
+
+
+def _other_entries(other_outcomes: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """The objects of ``nba.other_action_outcomes``."""
+    return [
+        {
+            "action_id": o["action_id"],
+            "type": o["type"],
+            "value": float(o["value"]),
+            "ts": _timestamp(o["ts"]),
+            "source": o["source"],
+            "source_id": o["source_id"],
+        }
+        for o in other_outcomes
+    ]
+
+
+def _pull_text(pull: Mapping[str, Any], texts: dict[int, tuple[Mapping[str, Any], str]]) -> str:
+    """The JSON text of one ``nba.pulls`` object; ``texts`` keeps it by the touch
+    row's identity (the windows of one HCP's decisions share their rows)."""
+    hit = texts.get(id(pull))
+    if hit is None or hit[0] is not pull:
+        hit = texts[id(pull)] = (pull, _json(_pull_entries([pull])[0]))
+    return hit[1]
+
+
+def _pull_entries(pulls: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """The objects of ``nba.pulls``."""
+    return [
+        {
+            "ts": _timestamp(t["ts"]),
+            "channel": t["channel"],
+            "content_id": t["content_id"],
+            "origin": t["origin"],
+            "kind": t["kind"],
+            "topics": list(t["topics"]),
+            "content_ids": list(t["content_ids"]),
+            "dwell_s": None if t["dwell_s"] is None else float(t["dwell_s"]),
+        }
+        for t in pulls
+    ]
 
 
 def window_pulls(
@@ -566,9 +588,11 @@ def iter_dsjson(
     bulk : bool, default True
         Featurize our own contexts a batch at a time with the bulk featurizer
         (:meth:`nba.features.Featurizer.featurize_table`, the path ``nba
-        train`` uses) instead of one decision at a time. The lines are the same
-        byte for byte; a batch the bulk featurizer refuses is featurized row by
-        row, so a bad row fails with the same error either way.
+        train`` uses) and write the lines column-wise in Arrow, instead of one
+        decision at a time. The lines are the same byte for byte; a batch the
+        bulk featurizer refuses is featurized row by row, so a bad row fails
+        with the same error either way, and rows the column-wise writer does
+        not cover (imported contexts, nulls) are written row by row in place.
     """
     missing = [f.name for f in JOINED if f.name not in joined.column_names]
     if missing:
@@ -577,18 +601,25 @@ def iter_dsjson(
     others = {} if outcomes is None else other_action_outcomes(outcomes, joined)
     window = pulls or {}
     cache: dict[str, str] = {}
-    tokens: dict[str, str] = {}
+    pull_texts: dict[int, tuple[Mapping[str, Any], str]] = {}
     table = joined.select(JOINED.names)
     if bulk:  # the bulk featurizer's cost is per call: give it whole batches
         table = table.combine_chunks()
     for batch in table.to_batches(max_chunksize=batch_size):
-        c_texts = _bulk_features(batch, cats, cache, tokens) if bulk else [None] * batch.num_rows
-        for row, c_text in zip(batch.to_pylist(), c_texts, strict=True):
+        fast: list[str | None] = [None] * batch.num_rows
+        if bulk:
+            c_texts = _bulk_features(batch, cats, cache)
+            fast = _bulk_lines(batch, c_texts, others, window, pull_texts)
+        rows: list[dict[str, Any]] | None = None
+        for i, line in enumerate(fast):
+            if line is not None:
+                yield line
+                continue
+            if rows is None:
+                rows = batch.to_pylist()
+            row = rows[i]
             eid = row["event_id"]
             try:
-                if c_text is not None:
-                    yield _line_with_c_json(row, c_text, others.get(eid, ()), window.get(eid, ()))
-                    continue
                 shared, actions = dsjson_features(
                     row["context"],
                     row["action_ids"],
@@ -606,11 +637,13 @@ def _bulk_features(
     batch: pa.RecordBatch,
     cats: Mapping[str, Catalog],
     cache: dict[str, str],
-    tokens: dict[str, str],
-) -> list[str | None]:
+) -> pa.Array:
     """The JSON text of ``c`` (what :func:`dsjson_features` gives, encoded) of a
     batch's own (not imported) contexts, through the bulk featurizer, one catalog
     version at a time.
+
+    The featurizer's lines are converted to JSON and the ``_multi`` lists
+    joined by Arrow's string kernels, a whole batch at a time.
 
     Parameters
     ----------
@@ -618,19 +651,17 @@ def _bulk_features(
         Rows of the joined table, shape (n rows,).
     cats : mapping of catalog_version -> Catalog
     cache : dict
-        VW action line -> its JSON object text, shared across batches.
-    tokens : dict
-        ``x`` token -> its JSON text, shared across batches.
+        VW action line of an unusual form -> its JSON object text, shared
+        across batches.
 
     Returns
     -------
-    list, length n
-        The ``c`` text per row, or None for a row left to
-        :func:`dsjson_features` (an imported foreign context, or a row of a
-        catalog version whose rows the bulk featurizer refused).
+    pyarrow.Array of string, shape (n,)
+        The ``c`` text per row, null for a row left to :func:`dsjson_features`
+        (an imported foreign context, or a row of a catalog version whose rows
+        the bulk featurizer refused).
     """
     n = batch.num_rows
-    out: list[str | None] = [None] * n
     ctx = batch.column("context")
     # an imported context, or anything else that mentions the key (the per-row path
     # decides what it is)
@@ -638,10 +669,8 @@ def _bulk_features(
         pc.match_substring_regex(ctx, DSJSON_PREFIX_PATTERN),
         pc.match_substring(ctx, f'"{FOREIGN_KEY}'),
     ).to_numpy(zero_copy_only=False)
-    by_version: dict[str, list[int]] = {}
-    for i, v in enumerate(batch.column("catalog_version").to_pylist()):
-        if not foreign[i]:
-            by_version.setdefault(v, []).append(i)
+    versions = batch.column("catalog_version").dictionary_encode()
+    codes = versions.indices.to_numpy(zero_copy_only=False)
     table = pa.table(
         {
             "context": ctx,
@@ -651,45 +680,296 @@ def _bulk_features(
     )
     if len(cache) > _CACHE_LINES:
         cache.clear()
-        tokens.clear()
-    for version, rows in by_version.items():
+    pieces: list[pa.Array] = []
+    where: list[npt.NDArray[np.int64]] = []
+    for code, version in enumerate(versions.dictionary.to_pylist()):
+        rows = np.flatnonzero((codes == code) & ~foreign)
+        if not len(rows):
+            continue
+        part = table if len(rows) == n else table.take(pa.array(rows, pa.int64()))
         try:
-            fb = _featurizer(cats.get(version), version).featurize_table(
-                table.take(pa.array(rows, pa.int64()))
-            )
+            fb = _featurizer(cats.get(version), version).featurize_table(part)
         except (ValidationError, KeyError, ValueError, pa.ArrowException):
             continue  # the per-row path featurizes these rows and names the problem
-        shared = fb.shared.to_pylist()
-        action_lines = fb.actions
-        usual = pc.match_substring_regex(action_lines, _ACTION_LINE).to_numpy(zero_copy_only=False)
-        lines = action_lines.to_pylist()
-        off = fb.offsets.tolist()
-        for k, i in enumerate(rows):
-            ns = line_to_namespaces(shared[k][len("shared ") :])
-            if "_multi" in ns:
-                continue
-            multi: list[str] = []
-            for j in range(off[k], off[k + 1]):
-                line = lines[j]
-                text = cache.get(line)
-                if text is None:
-                    if usual[j]:
-                        text = _usual_action_json(line, tokens)
-                    else:  # not of the usual form: the general conversion
-                        text = _json(line_to_namespaces(line))
-                    cache[line] = text
-                multi.append(text)
-            head = _json(ns)[:-1]
-            out[i] = f'{head}{"," if ns else ""}"_multi":[{",".join(multi)}]}}'
-    return out
+        heads = _shared_heads(fb.shared)
+        per_action = _action_texts(fb.actions, cache)
+        multi = pc.binary_join(_lists(fb.offsets, per_action), ",")
+        pieces.append(pc.binary_join_element_wise(heads, '"_multi":[', multi, "]}", ""))
+        where.append(rows)
+    if not pieces:
+        return pa.nulls(n, pa.string())
+    positions = np.concatenate(where)
+    order = np.full(n, -1, dtype=np.int64)
+    order[positions] = np.arange(len(positions))
+    return pa.concat_arrays(pieces).take(pa.array(order, mask=order < 0))
+
+
+def _shared_heads(shared: pa.Array) -> pa.Array:
+    """The start of ``c`` per shared line (``shared |ns ...``): its namespaces as
+    an open JSON object (:func:`_namespaces_json` with ``head``), null where the
+    line names a ``_multi`` namespace (the per-row path refuses it).
+
+    Parameters
+    ----------
+    shared : pyarrow.Array of string, shape (n,)
+
+    Returns
+    -------
+    pyarrow.Array of string, shape (n,)
+    """
+    prefix = "shared "
+    body = pc.utf8_slice_codeunits(shared, len(prefix))
+    usual = pc.and_(
+        pc.starts_with(shared, prefix), pc.match_substring_regex(body, _VW_LINE)
+    ).to_numpy(zero_copy_only=False)
+    usual &= ~pc.match_substring_regex(body, r"(^| )\|_multi( |$)").to_numpy(zero_copy_only=False)
+    usual &= ~_repeated_names(body)
+    heads = _namespaces_json(body, head=True)
+    if usual.all():
+        return heads
+    texts: list[str | None] = heads.to_pylist()
+    for i in np.flatnonzero(~usual).tolist():  # the general conversion
+        ns = line_to_namespaces(shared[i].as_py()[len(prefix) :])
+        texts[i] = None if "_multi" in ns else (_json(ns)[:-1] + "," if ns else "{")
+    return pa.array(texts, pa.string())
+
+
+def _action_texts(actions: pa.Array, cache: dict[str, str]) -> pa.Array:
+    """Each action line's JSON object (what ``json.dumps(line_to_namespaces(line))``
+    writes): lines of the featurizer's usual form (:data:`_ACTION_LINE`) in
+    Arrow, any other through the general conversion (``cache`` keeps those).
+
+    Parameters
+    ----------
+    actions : pyarrow.Array of string, shape (m,)
+    cache : dict
+        Action line -> its JSON text, for lines of another form.
+
+    Returns
+    -------
+    pyarrow.Array of string, shape (m,)
+    """
+    usual = pc.match_substring_regex(actions, _ACTION_LINE).to_numpy(zero_copy_only=False)
+    texts = _namespaces_json(actions)
+    if usual.all():
+        return texts
+    out: list[str] = texts.to_pylist()
+    for j in np.flatnonzero(~usual).tolist():
+        line = actions[j].as_py()
+        text = cache.get(line)
+        if text is None:
+            text = cache[line] = _json(line_to_namespaces(line))
+        out[j] = text
+    return pa.array(out, pa.string())
+
+
+def _lists(offsets: npt.NDArray[np.int64], values: pa.Array) -> pa.Array:
+    """A list array of ``values`` cut at ``offsets`` (shape (n + 1,), from 0)."""
+    off = np.asarray(offsets, dtype=np.int64)
+    off = off - off[0]
+    return pa.LargeListArray.from_arrays(pa.array(off, pa.int64()), values)
+
+
+def _list_texts(column: pa.Array, texts: pa.Array) -> pa.Array:
+    """Each list of ``column`` written as its elements' ``texts`` (the flattened
+    values, in order) joined by commas."""
+    return pc.binary_join(_lists(np.asarray(column.offsets), texts), ",")
+
+
+_NEEDS_ESCAPE = r'["\\\x00-\x1f]'
+
+
+def _str_texts(values: pa.Array) -> pa.Array:
+    """Each string as :func:`json.dumps` writes it (non-ASCII kept)."""
+    if len(values) and pc.any(pc.match_substring_regex(values, _NEEDS_ESCAPE)).as_py():
+        return pa.array([_json(v) for v in values.to_pylist()], pa.string())
+    return pc.binary_join_element_wise('"', values, '"', "")
+
+
+def _float_texts(values: npt.NDArray[np.float64]) -> pa.Array:
+    """Each float as :func:`json.dumps` writes it (``repr``; ``NaN``/``Infinity``),
+    each distinct value (bit for bit) written once.
+
+    Parameters
+    ----------
+    values : numpy.ndarray of float64, shape (n,)
+
+    Returns
+    -------
+    pyarrow.Array of string, shape (n,)
+    """
+    values = np.ascontiguousarray(values, dtype=np.float64)
+    distinct = pa.array(values.view(np.int64)).dictionary_encode()
+    uniq = distinct.dictionary.to_numpy().view(np.float64)
+    texts = [_json(v) for v in uniq.tolist()]
+    return pa.array(texts, pa.string()).take(distinct.indices)
+
+
+#: columns the bulk line writer reads; a batch with a null in any goes row by row
+_LINE_COLUMNS = (
+    "reward",
+    "propensity",
+    "chosen_index",
+    "activated",
+    "ts",
+    "event_id",
+    "action_ids",
+    "probabilities",
+    "model_version",
+    "hcp_id",
+    "requester",
+    "channels_requested",
+    "catalog_version",
+    "policy",
+    "reward_definition",
+    "reward_is_default",
+)
+#: years ``strftime("%Y")`` writes with four digits, as numpy does
+_YEAR_US = (
+    (datetime(1000, 1, 1, tzinfo=UTC) - _EPOCH) // _ONE_US,
+    (datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC) - _EPOCH) // _ONE_US,
+)
+
+
+def _bulk_lines(
+    batch: pa.RecordBatch,
+    c_texts: pa.Array,
+    others: Mapping[str, Sequence[Mapping[str, Any]]],
+    window: Mapping[str, Sequence[Mapping[str, Any]]],
+    pull_texts: dict[int, tuple[Mapping[str, Any], str]],
+) -> list[str | None]:
+    """The DSJSON lines of a batch written column-wise: the bytes of :func:`_line`.
+
+    Parameters
+    ----------
+    batch : pyarrow.RecordBatch
+        Rows of the joined table, shape (n rows,).
+    c_texts : pyarrow.Array of string, shape (n,)
+        Each row's ``c`` as JSON text (:func:`_bulk_features`), null for a row
+        left to the per-row path.
+    others, window : mapping of event_id -> rows
+        Outcomes about other actions and pulls, as for :func:`iter_dsjson`.
+    pull_texts : dict
+        Each pull's JSON text by its row's identity (:func:`_pull_text`),
+        shared across batches.
+
+    Returns
+    -------
+    list, length n
+        Each row's line, or None for a row left to the per-row path (a null
+        ``c``; every row when a column the writer reads holds a null or a
+        timestamp outside years 1000-9999).
+    """
+    n = batch.num_rows
+    col = batch.column
+    if n == 0 or c_texts.null_count == n:
+        return [None] * n
+    if any(col(name).null_count for name in _LINE_COLUMNS):
+        return [None] * n
+    ts_us = col("ts").cast(pa.int64()).to_numpy()
+    if ts_us.min() < _YEAR_US[0] or ts_us.max() > _YEAR_US[1]:
+        return [None] * n
+    slate = col("slate")
+    slots = pc.list_flatten(slate)
+    off = np.asarray(slate.offsets)
+    if off[-1] - off[0] != len(slots) or slots.null_count:  # a null list holding values
+        return [None] * n
+    if any(slots.field(k).null_count for k in range(slots.type.num_fields)):
+        return [None] * n
+    probs = col("probabilities")
+    channels = col("channels_requested")
+    action_ids = col("action_ids")
+    if pc.list_flatten(channels).null_count or pc.list_flatten(action_ids).null_count:
+        return [None] * n
+    if pc.list_flatten(probs).null_count:
+        return [None] * n
+
+    reward = col("reward").to_numpy()
+    ci = col("chosen_index").to_numpy().astype(np.int64)
+    activated = col("activated").to_numpy(zero_copy_only=False)
+    n_actions = pc.list_value_length(action_ids).to_numpy()
+    a_texts = {k: _json(list(range(1, k + 1))) for k in np.unique(n_actions).tolist()}
+    has_slate = pc.fill_null(pc.greater(pc.list_value_length(slate), 0), False)
+    slot_texts = pc.binary_join_element_wise(
+        '{"action_id":',
+        _str_texts(slots.field("action_id")),
+        ',"probability":',
+        _float_texts(slots.field("probability").to_numpy(zero_copy_only=False)),
+        "}",
+        "",
+    )
+    slate_texts = pc.if_else(
+        has_slate,
+        pc.binary_join_element_wise(',"slate":[', _list_texts(slate, slot_texts), "]", ""),
+        "",
+    )
+    extras: list[str] = [""] * n
+    if others or window:
+        for i, eid in enumerate(col("event_id").to_pylist()):
+            other, pulled = others.get(eid), window.get(eid)
+            if other or pulled:
+                text = ""
+                if other:
+                    text += f',"{OTHER_OUTCOMES_KEY}":{_json(_other_entries(other))}'
+                if pulled:
+                    text += (
+                        f',"{PULLS_KEY}":[{",".join(_pull_text(t, pull_texts) for t in pulled)}]'
+                    )
+                extras[i] = text
+    lines = pc.binary_join_element_wise(
+        '{"_label_cost":',
+        _float_texts(np.where(reward != 0.0, -reward, 0.0)),
+        ',"_label_probability":',
+        _float_texts(col("propensity").to_numpy()),
+        ',"_label_Action":',
+        pa.array((ci + 1).astype(str), pa.string()),
+        ',"_labelIndex":',
+        pa.array(ci.astype(str), pa.string()),
+        pa.array(np.where(activated, "", ',"_skipLearn":true'), pa.string()),
+        ',"Timestamp":"',
+        pa.array(np.datetime_as_string(ts_us.astype("datetime64[us]"), unit="us"), pa.string()),
+        f'Z","Version":{_json(DSJSON_VERSION)},"EventId":',
+        _str_texts(col("event_id")),
+        ',"a":',
+        pa.array([a_texts[k] for k in n_actions.tolist()], pa.string()),
+        ',"c":',
+        c_texts,
+        ',"p":[',
+        _list_texts(probs, _float_texts(pc.list_flatten(probs).to_numpy())),
+        '],"VWState":{"m":',
+        _str_texts(col("model_version")),
+        f'}},"{NBA_KEY}":{{"action_ids":[',
+        _list_texts(action_ids, _str_texts(pc.list_flatten(action_ids))),
+        '],"hcp_id":',
+        _str_texts(col("hcp_id")),
+        ',"requester":',
+        _str_texts(col("requester")),
+        ',"channels_requested":[',
+        _list_texts(channels, _str_texts(pc.list_flatten(channels))),
+        '],"catalog_version":',
+        _str_texts(col("catalog_version")),
+        ',"policy":',
+        _str_texts(col("policy")),
+        ',"reward_definition":',
+        _str_texts(col("reward_definition")),
+        ',"reward_is_default":',
+        pc.if_else(col("reward_is_default"), "true", "false"),
+        slate_texts,
+        pa.array(extras, pa.string()),
+        "}}",
+        "",
+    )
+    return lines.to_pylist()
 
 
 # An action line of the featurizer (nba.features.tokens.cross_tokens and the
 # action namespaces), its x tokens in their fixed order, each at most once: its
 # feature names are unique, so no dict merges anything, and it holds no character
-# JSON would escape. Lines of this form are converted by the regular expressions
-# below; any other line goes through line_to_namespaces and json.dumps.
-_NAME = r'[^ "\\\x00-\x1f|:,{}]+'
+# JSON would escape. Lines of this form are converted by _namespaces_json; any
+# other line goes through line_to_namespaces and json.dumps.
+#: what str.split() splits on besides ASCII space and control characters
+_UNICODE_SPACE = "\u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
+_NAME = r'[^ "\\\x00-\x1f|:,{}' + _UNICODE_SPACE + "]+"
 _INT = r"-?(?:0|[1-9][0-9]{0,11})"
 _NUM = _INT + r"(?:\.[0-9]{3})?"
 _ACTION_LINE = (
@@ -701,23 +981,98 @@ _ACTION_LINE = (
 )
 
 
-def _usual_action_json(line: str, tokens: dict[str, str]) -> str:
-    """``json.dumps(line_to_namespaces(line))`` (compact, non-ASCII kept) of an
-    action line that matches :data:`_ACTION_LINE`; ``tokens`` caches each
-    ``x`` token's ``"name":value`` text (the value as ``repr(float(value))``,
-    which is how :mod:`json` writes a float)."""
-    t, k, f, i, x = line[1:].split(" |")
-    parts: list[str] = []
-    for tok in x.split(" ")[1:]:
-        piece = tokens.get(tok)
-        if piece is None:
+# A line of VW namespaces (``|ns tok tok |ns2 ...``) converts to the JSON of
+# ``line_to_namespaces`` with Arrow's string kernels when it is of this form:
+# single spaces, names free of anything JSON would escape or str.split() would
+# split on, values as the featurizer writes them (integers, or three decimals)
+# and -- checked apart -- no name twice in one namespace and no namespace twice.
+_VW_LINE = rf"^(?:\|{_NAME}(?: {_NAME}(?::{_NUM})?)*(?: \|{_NAME}(?: {_NAME}(?::{_NUM})?)*)*)?$"
+
+
+def _namespaces_json(lines: pa.Array, head: bool = False) -> pa.Array:
+    """``json.dumps(line_to_namespaces(line))`` (compact, non-ASCII kept) of
+    lines of the form :data:`_VW_LINE` with distinct names (the caller checks).
+
+    The lines are cut into tokens in Arrow; each distinct token is written once
+    (as a line's or namespace's first token, and with a comma before it), and
+    the lines are joined back from those pieces in Arrow.
+
+    Parameters
+    ----------
+    lines : pyarrow.Array of string, shape (n,)
+    head : bool, default False
+        Leave the object open for more keys: without its closing brace, and
+        with a comma after its last namespace if it has any.
+
+    Returns
+    -------
+    pyarrow.Array of string, shape (n,)
+    """
+    parts = pc.split_pattern(lines, " ")
+    toks = pc.list_flatten(parts)
+    distinct = pc.dictionary_encode(toks)
+    first: list[str] = []  # a token opening its line or its namespace
+    later: list[str] = []  # any other
+    ns_flags: list[bool] = []
+    for tok in distinct.dictionary.to_pylist():
+        if tok.startswith("|"):
+            key = _json(tok[1:])
+            first.append(f"{{{key}:{{")
+            later.append(f"}},{key}:{{")
+            ns_flags.append(True)
+        else:
             name, sep, value = tok.partition(":")
-            piece = tokens[tok] = f'"{name}":{float(value)!r}' if sep else f'"{name}":1.0'
-        parts.append(piece)
-    return (
-        f'{{"T":{{"{t[2:]}":1.0}},"K":{{"{k[2:]}":1.0}},"F":{{"{f[2:]}":1.0}},'
-        f'"I":{{"{i[2:]}":1.0}},"x":{{{",".join(parts)}}}}}'
+            piece = f"{_json(name)}:{_json(float(value)) if sep else '1.0'}"
+            first.append(piece)
+            later.append("," + piece)
+            ns_flags.append(False)
+    idx = distinct.indices.to_numpy().astype(np.int64)
+    is_ns = np.asarray(ns_flags, dtype=bool)[idx]
+    after_ns = np.ones(len(idx), dtype=bool)
+    after_ns[1:] = is_ns[:-1]
+    off = np.asarray(parts.offsets, dtype=np.int64)
+    off = off - off[0]
+    use_first = after_ns & ~is_ns
+    use_first[off[:-1][off[:-1] < len(idx)]] = True
+    pieces = pa.array(first + later, pa.string()).take(
+        pa.array(np.where(use_first, idx, idx + len(first)))
     )
+    s = pc.binary_join(_lists(off, pieces), "")
+    empty = pc.equal(pc.utf8_length(lines), 0)
+    return pc.if_else(
+        empty, "{" if head else "{}", pc.binary_join_element_wise(s, "}," if head else "}}", "")
+    )
+
+
+def _repeated_names(lines: pa.Array) -> npt.NDArray[np.bool_]:
+    """Which lines of VW namespaces (form :data:`_VW_LINE`) name a namespace
+    twice, or a feature twice in one namespace.
+
+    Parameters
+    ----------
+    lines : pyarrow.Array of string, shape (n,)
+
+    Returns
+    -------
+    numpy.ndarray of bool, shape (n,)
+    """
+    n = len(lines)
+    out = np.zeros(n, dtype=bool)
+    parts = pc.split_pattern(lines, " ")
+    toks = pc.list_flatten(parts)
+    if len(toks) == 0:
+        return out
+    row = pc.list_parent_indices(parts).to_numpy()
+    names = pc.replace_substring_regex(toks, ":.*$", "")
+    code = pc.dictionary_encode(names).indices.to_numpy().astype(np.int64)
+    is_ns = pc.starts_with(toks, "|").to_numpy(zero_copy_only=False)
+    group = np.where(is_ns, row, np.cumsum(is_ns) + n)  # a namespace's features: its own group
+    key = group.astype(np.int64) * (int(code.max()) + 1) + code
+    real = np.flatnonzero(pc.utf8_length(toks).to_numpy() > 0)  # an empty line has no name
+    order = real[np.argsort(key[real], kind="stable")]
+    dup = np.flatnonzero(np.diff(key[order]) == 0)
+    out[row[order[dup]]] = True
+    return out
 
 
 #: most action lines kept in :func:`_bulk_features`' cache before it starts afresh

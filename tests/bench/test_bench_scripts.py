@@ -121,7 +121,11 @@ def test_bench_startup(env: dict[str, str]) -> None:
 @pytest.mark.slow
 def test_bench_export(env: dict[str, str]) -> None:
     text = _run(["bench/export.py", "--hcps", "120", "--days", "8", "--repeat", "1"], env)
-    assert "one decision at a time:" in text and "bulk featurizer:" in text
+    assert (
+        "one decision at a time:" in text
+        and "bulk (column-wise):" in text
+        and "per CPU second" in text
+    )
     assert "files identical: True" in text
 
 

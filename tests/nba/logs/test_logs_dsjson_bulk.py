@@ -18,11 +18,18 @@ from nba.features.dsjson import line_to_namespaces
 from nba.logs import io
 from nba.logs.dsjson import (
     _ACTION_LINE,
+    _VW_LINE,
     DsjsonError,
-    _usual_action_json,
+    _action_texts,
+    _bulk_features,
+    _bulk_lines,
+    _namespaces_json,
+    _repeated_names,
+    _shared_heads,
     export_dsjson,
     iter_dsjson,
     load_catalogs,
+    other_action_outcomes,
     window_pulls,
 )
 from nba.logs.join import load_joined
@@ -107,8 +114,10 @@ def test_a_foreign_row_and_a_bad_row_go_the_row_by_row_way(sim_log: Path) -> Non
 )
 def test_usual_action_lines_convert_as_json_dumps_does(line: str) -> None:
     assert pc.match_substring_regex(pa.array([line]), _ACTION_LINE)[0].as_py()
+    assert pc.match_substring_regex(pa.array([line]), _VW_LINE)[0].as_py()
     expected = json.dumps(line_to_namespaces(line), separators=(",", ":"), ensure_ascii=False)
-    assert _usual_action_json(line, {}) == expected
+    assert _namespaces_json(pa.array([line]))[0].as_py() == expected
+    assert _action_texts(pa.array([line]), {})[0].as_py() == expected
 
 
 @pytest.mark.parametrize(
@@ -124,3 +133,115 @@ def test_usual_action_lines_convert_as_json_dumps_does(line: str) -> None:
 )
 def test_other_action_lines_are_left_to_the_general_conversion(line: str) -> None:
     assert not pc.match_substring_regex(pa.array([line]), _ACTION_LINE)[0].as_py()
+    expected = json.dumps(line_to_namespaces(line), separators=(",", ":"), ensure_ascii=False)
+    cache: dict[str, str] = {}
+    assert _action_texts(pa.array([line, line]), cache).to_pylist() == [expected, expected]
+    assert cache == {line: expected}
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "shared |p spec=gp mkt=GB dec=2 aff:0.608 cons=email |h |r requester=e |c dow=mon mon=1",
+        "shared |p a:12.500 b:-0.000 c:-3 d:0.010 e:999999999999.999 f=é→ü |h",
+        "shared |h",
+        "shared ",
+        "shared |p a |p b",  # a namespace twice: merged
+        "shared |p a:1.000 a:2.000",  # a name twice: the last value, the first place
+        "shared |p a:1e20",  # not the featurizer's number
+        "shared |p a\u00a0b c",  # str.split() splits on no-break space
+        "shared |p  a",  # two spaces
+        'shared |p a"b',  # JSON escapes the quote
+        "shared |_multi a",  # refused by the per-row path
+        "shared|p a",  # not the shared prefix
+    ],
+)
+def test_shared_lines_start_c_as_json_dumps_does(line: str) -> None:
+    ns = line_to_namespaces(line[len("shared ") :])
+    text = json.dumps(ns, separators=(",", ":"), ensure_ascii=False)
+    expected = None if "_multi" in ns else (text[:-1] + "," if ns else "{")
+    other = "shared |p x:1.500 |h y"
+    got = _shared_heads(pa.array([line, other, line])).to_pylist()
+    assert got == [expected, '{"p":{"x":1.5},"h":{"y":1.0},', expected]
+
+
+def test_repeated_names_are_found_per_namespace_and_per_line() -> None:
+    lines = pa.array(["|p a |h a", "|p a b |p c", "|p a a", "|h x:1 y:2 x:3", "", "", "|p a"])
+    assert _repeated_names(lines).tolist() == [False, True, True, True, False, False, False]
+
+
+def _replace(table: pa.Table, name: str, values: list[Any]) -> pa.Table:
+    i = table.schema.get_field_index(name)
+    return table.set_column(i, table.schema.field(i), pa.array(values, table.schema.field(i).type))
+
+
+def test_column_wise_lines_equal_the_reference_on_awkward_values(sim_log: Path) -> None:
+    """Strings JSON escapes, non-ASCII, a deferred event, no slate, an empty
+    list, a negative zero reward, other-action outcomes and pulls: the lines
+    written column-wise are the reference's, and none went the per-row way."""
+    table, catalogs, outcomes, pulls = _export_inputs(sim_log)
+    table = table.slice(0, 120)
+    n = table.num_rows
+    models = table.column("model_version").to_pylist()
+    models[1] = 'm"1\\x\n'
+    table = _replace(table, "model_version", models)
+    hcps = table.column("hcp_id").to_pylist()
+    hcps[2] = "hcp-é→ü\u2028"
+    table = _replace(table, "hcp_id", hcps)
+    table = _replace(table, "activated", [i % 7 != 3 for i in range(n)])
+    slates = table.column("slate").to_pylist()
+    slates[4], slates[5] = None, []
+    table = _replace(table, "slate", slates)
+    channels = table.column("channels_requested").to_pylist()
+    channels[6] = []
+    table = _replace(table, "channels_requested", channels)
+    rewards = table.column("reward").to_pylist()
+    rewards[8], rewards[9] = -0.0, 1e-7
+    table = _replace(table, "reward", rewards)
+    # outcomes about a suggestion that was not chosen, for the first rows
+    extra = [
+        {
+            "event_id": row["event_id"],
+            "ts": row["ts"],
+            "type": "open",
+            "value": 1.0,
+            "source": "test",
+            "source_id": f"x{k}",
+            "action_id": next(a for a in row["action_ids"] if a != row["chosen_action_id"]),
+        }
+        for k, row in enumerate(table.slice(0, 12).to_pylist())
+    ]
+    outcomes = pa.concat_tables(
+        [io.conform(outcomes, "outcomes"), pa.Table.from_pylist(extra, schema=outcomes.schema)]
+    )
+    reference = list(iter_dsjson(table, catalogs, outcomes=outcomes, pulls=pulls, bulk=False))
+    fast = list(iter_dsjson(table, catalogs, outcomes=outcomes, pulls=pulls, bulk=True))
+    assert fast == reference
+    parsed = [json.loads(x) for x in fast]
+    assert parsed[1]["VWState"]["m"] == models[1] and parsed[2]["nba"]["hcp_id"] == hcps[2]
+    assert parsed[3]["_skipLearn"] is True and "slate" not in parsed[4]["nba"]
+    assert all("other_action_outcomes" in p["nba"] for p in parsed[:12])
+    assert any("pulls" in p["nba"] for p in parsed)
+    # the lines above came from the column-wise writer, not the per-row path
+    batch = table.combine_chunks().to_batches()[0]
+    others = other_action_outcomes(outcomes, table)
+    written = _bulk_lines(batch, _bulk_features(batch, catalogs, {}), others, pulls, {})
+    assert None not in written and written == reference[: batch.num_rows]
+
+
+def test_a_null_in_a_written_column_sends_the_batch_the_per_row_way(sim_log: Path) -> None:
+    table, catalogs, _, _ = _export_inputs(sim_log)
+    table = table.slice(0, 30).combine_chunks()
+    batch = table.to_batches()[0]
+    models = table.column("model_version").to_pylist()
+    models[3] = None
+    nulled = pa.RecordBatch.from_arrays(
+        [
+            pa.array(models) if f.name == "model_version" else batch.column(f.name)
+            for f in batch.schema
+        ],
+        schema=batch.schema.set(
+            batch.schema.get_field_index("model_version"), pa.field("model_version", pa.string())
+        ),
+    )
+    assert _bulk_lines(nulled, _bulk_features(nulled, catalogs, {}), {}, {}, {}) == [None] * 30
