@@ -47,26 +47,6 @@ sys.path.insert(0, str(ROOT / "bench"))
 SQLITE_1, PG_2 = "1 replica, SQLite", "2 replicas, PostgreSQL"
 
 
-def _import_hcps(base: str, hcp_ids: list[str], seed: int) -> None:
-    import httpx
-    from serving_testkit import auth
-
-    rng = np.random.default_rng(seed)
-    rows = ["hcp_id,specialty,decile,market,adoption_stage,consents,no_see,digital_affinity"]
-    for h in hcp_ids:
-        rows.append(
-            f"{h},cardiology,{int(rng.integers(1, 11))},US,aware,email;portal;webinar,"
-            f"false,{rng.random():.3f}"
-        )
-    with httpx.Client(base_url=base, timeout=120) as c:
-        r = c.post(
-            "/v1/hcps:import",
-            files={"file": ("hcps.csv", "\n".join(rows).encode())},
-            headers=auth("report"),
-        )
-        r.raise_for_status()
-
-
 def _drive_all(bases: list[str], hcp_ids: list[str], seconds: float, seed: int) -> list[Any]:
     """Drive every replica at once (one load generator process each)."""
     from serve import drive
@@ -94,6 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
 
     from pg_server import running_postgres
+    from serve import import_hcps
     from serving_testkit import start_server, stop_server
 
     from serving.store import EventStore
@@ -119,8 +100,8 @@ def main(argv: list[str] | None = None) -> int:
                 proc, base = start_server(d, workers=args.workers, NBA_STORE_URL=url)
                 procs.append(proc)
                 pg_bases.append(base)
-            _import_hcps(sq_base, hcp_ids, 1)
-            _import_hcps(pg_bases[0], hcp_ids, 1)
+            import_hcps(sq_base, hcp_ids, 1)
+            import_hcps(pg_bases[0], hcp_ids, 1)
             configs = {SQLITE_1: [sq_base], PG_2: pg_bases}
             runs: dict[str, list[list[Any]]] = {name: [] for name in configs}
             for rnd in range(-1, args.rounds):  # round -1 warms up and is not counted

@@ -374,6 +374,31 @@ def bench_model(tmp: Path, requested: str | None) -> str:
 
 
 # ------------------------------------------------------------------------ main
+
+
+def import_hcps(base: str, hcp_ids: list[str], seed: int) -> None:
+    """Import ``hcp_ids`` into the service at ``base`` (``POST /v1/hcps:import``): US
+    cardiologists consenting to email, portal and webinar, with seeded deciles and
+    digital affinities."""
+    import httpx
+    from serving_testkit import auth
+
+    rng = np.random.default_rng(seed)
+    rows = ["hcp_id,specialty,decile,market,adoption_stage,consents,no_see,digital_affinity"]
+    for h in hcp_ids:
+        rows.append(
+            f"{h},cardiology,{int(rng.integers(1, 11))},US,aware,email;portal;webinar,"
+            f"false,{rng.random():.3f}"
+        )
+    with httpx.Client(base_url=base, timeout=120) as c:
+        r = c.post(
+            "/v1/hcps:import",
+            files={"file": ("hcps.csv", "\n".join(rows).encode())},
+            headers=auth("report"),
+        )
+        r.raise_for_status()
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--workers", type=int, default=2)
@@ -435,20 +460,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     try:
         hcp_ids = [f"B{i:06d}" for i in range(args.hcps)]
-        rng = np.random.default_rng(1)
-        rows = ["hcp_id,specialty,decile,market,adoption_stage,consents,no_see,digital_affinity"]
-        for h in hcp_ids:
-            rows.append(
-                f"{h},cardiology,{int(rng.integers(1, 11))},US,aware,email;portal;webinar,"
-                f"false,{rng.random():.3f}"
-            )
+        import_hcps(base, hcp_ids, seed=1)
         with httpx.Client(base_url=base, timeout=120) as c:
-            r = c.post(
-                "/v1/hcps:import",
-                files={"file": ("hcps.csv", "\n".join(rows).encode())},
-                headers=auth("report"),
-            )
-            r.raise_for_status()
             served = c.get("/v1/models/current", headers=auth("decide")).json()
         print(f"serving: {served['model_version']} (baseline: {served['is_baseline']})")
         store = EventStore(tmp / "events.db")

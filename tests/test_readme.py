@@ -48,6 +48,21 @@ def _env(tmp: Path) -> dict[str, str]:
     return env
 
 
+def _bash(
+    script: str, cwd: Path, env: dict[str, str] | None = None, timeout: float = 1200
+) -> subprocess.CompletedProcess[str]:
+    """Run README lines as one ``bash`` script that stops at the first failing command."""
+    return subprocess.run(
+        ["bash", "-c", "set -euo pipefail\n" + script],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
 def test_two_commands_are_the_makefile_targets() -> None:
     block = _blocks_after("## Two commands")[0]
     assert [c.split("#")[0].strip() for c in _commands(block)] == ["make demo", "make test"]
@@ -58,16 +73,7 @@ def test_two_commands_are_the_makefile_targets() -> None:
 @pytest.mark.slow
 def test_data_scientist_tour_runs_verbatim(tmp_path: Path) -> None:
     block = _blocks_after("## A tour for data scientists")[0]
-    script = "set -euo pipefail\n" + block
-    out = subprocess.run(
-        ["bash", "-c", script],
-        cwd=tmp_path,
-        env=_env(tmp_path),
-        capture_output=True,
-        text=True,
-        timeout=1200,
-        check=False,
-    )
+    out = _bash(block, tmp_path, _env(tmp_path), timeout=1200)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     assert (tmp_path / "logs" / "decisions").is_dir()
     assert (tmp_path / "logs.dsjson").stat().st_size > 0
@@ -233,13 +239,7 @@ def test_marketer_changes_a_rule(tmp_path: Path) -> None:
                 body, _, code = out.stdout.rpartition("\n")
                 answers.append((int(code), json.loads(body)))
             else:
-                out = subprocess.run(
-                    ["bash", "-c", "set -euo pipefail\n" + line],
-                    capture_output=True,
-                    text=True,
-                    cwd=tmp_path,
-                    env=env,
-                )
+                out = _bash(line, tmp_path, env)
                 assert out.returncode == 0, (line, out.stdout, out.stderr)
                 outputs.append(out.stdout)
         assert [c for c, _ in answers] == [200] * 4, answers
@@ -406,13 +406,7 @@ def test_marketer_builds_a_journey(tmp_path: Path) -> None:
                 if '"channels": ["webinar"]' in line:
                     event_id = answers[-1][1]["event_id"]
             else:
-                out = subprocess.run(
-                    ["bash", "-c", "set -euo pipefail\n" + line],
-                    capture_output=True,
-                    text=True,
-                    cwd=tmp_path,
-                    env=env,
-                )
+                out = _bash(line, tmp_path, env)
                 assert out.returncode == 0, (line, out.stdout, out.stderr)
                 outputs.append((out.stdout, out.stderr))
         codes = [c for c, _ in answers]
@@ -451,15 +445,7 @@ def test_marketer_builds_a_journey(tmp_path: Path) -> None:
 
 def test_retraining_loop_block_runs_verbatim(tmp_path: Path) -> None:
     block = _blocks_after("## The retraining loop")[0]
-    out = subprocess.run(
-        ["bash", "-c", "set -euo pipefail\n" + block],
-        cwd=tmp_path,
-        env=_env(tmp_path),
-        capture_output=True,
-        text=True,
-        timeout=1200,
-        check=False,
-    )
+    out = _bash(block, tmp_path, _env(tmp_path), timeout=1200)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     assert "cycle 1 as of 2026-02-16" in out.stdout
     assert "gate (snips, gaussian)" in out.stdout  # it trained and gated
@@ -479,15 +465,7 @@ def test_spark_pipeline_block_runs_verbatim(tmp_path: Path) -> None:
             pytest.fail(f"{missing}; CI runs the Spark tests (`make test` installs Java)")
         pytest.skip(missing)
     block = _blocks_after("## Running the log pipeline on Spark")[0]
-    out = subprocess.run(
-        ["bash", "-c", "set -euo pipefail\n" + block],
-        cwd=tmp_path,
-        env=_env(tmp_path),
-        capture_output=True,
-        text=True,
-        timeout=1500,
-        check=False,
-    )
+    out = _bash(block, tmp_path, _env(tmp_path), timeout=1500)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     assert "join engine: spark (local[2])" in out.stdout
     assert (tmp_path / "spark.dsjson").stat().st_size > 1000
@@ -500,13 +478,7 @@ def test_console_calls_run_against_a_real_server(tmp_path: Path) -> None:
         outputs = []
         for line in _commands(_blocks_after("## The console")[0]):
             line = line.replace("127.0.0.1:8000", f"127.0.0.1:{port}")
-            out = subprocess.run(
-                ["bash", "-c", "set -euo pipefail\n" + line],
-                capture_output=True,
-                text=True,
-                cwd=tmp_path,
-                check=False,
-            )
+            out = _bash(line, tmp_path, None)
             assert out.returncode == 0, (line, out.stdout, out.stderr)
             outputs.append(out.stdout)
         assert outputs == [f"307 http://127.0.0.1:{port}/console\n", "<h1>KPIs</h1>\n"]
