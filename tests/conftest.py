@@ -68,14 +68,25 @@ def spark_engine() -> Iterator[Any]:
     stop_spark_session()
 
 
-#: Seconds that tests (a node id) or whole files took in a serial ``--durations=0``
-#: run (setup + call + teardown). Only their order matters: units are started
+#: Seconds that tests (a node id) or whole files took in a ``--durations`` run
+#: (setup + call + teardown). Only their order matters: units are started
 #: longest first. A test not listed counts :data:`SLOW_SECONDS` when marked
 #: ``slow``, else :data:`QUICK_SECONDS`.
 KNOWN_SECONDS: dict[str, float] = {
-    "tests/training/test_loop_e2e.py": 150.0,
-    "tests/test_mlflow_server_deploy.py": 100.0,
-    "tests/nba_cli/test_make_demo.py": 61.0,
+    # whole-suite run of 2026-12-01 under -n 2 (14:17-14:41 UTC)
+    "tests/training/test_loop_e2e.py": 478.0,
+    "tests/test_mlflow_server_deploy.py": 300.0,
+    "tests/nba_cli/test_make_demo.py": 149.0,
+    "tests/test_readme.py::test_data_scientist_tour_runs_verbatim": 134.0,
+    "tests/test_readme.py::test_brand_manager_week_runs_against_a_real_server": 112.0,
+    "tests/test_readme.py::test_spark_pipeline_block_runs_verbatim": 77.0,
+    "tests/test_readme.py::test_mlflow_ui_command_serves_the_tracking_store": 62.0,
+    "tests/test_readme.py::test_rep_morning_calls_run_against_a_real_server": 55.0,
+    "tests/experiments/test_push_vs_pull_mlproject.py": 48.0,
+    "tests/training/test_train_mlproject.py": 44.0,
+    "tests/bench/test_bench_scripts.py::test_bench_serve[python]": 43.0,
+    "tests/training/test_evaluate_mlproject.py": 41.0,
+    "tests/test_readme.py::test_notification_calls_run_against_a_real_server": 40.0,
 }
 SLOW_SECONDS = 5.0
 QUICK_SECONDS = 0.1
