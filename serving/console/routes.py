@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 import secrets
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -553,22 +553,37 @@ async def rules_post(request: Request) -> Response:
     )
 
 
-@router.post("/rules/rollback")
-async def rules_rollback(request: Request) -> Response:
+async def _rollback(
+    request: Request,
+    page: str,
+    model: type[Any],
+    rollback: Callable[[Services, Any, str], Mapping[str, Any]],
+) -> Response:
+    """Put an earlier rules or journeys version back in force from the console's form
+    (admin, comment required): ``model`` validates the form's version and comment,
+    ``rollback(svc, body, who)`` stores it; a refusal is shown on ``page``."""
     ctx = _context(request)
     ctx.need_admin()
     form = await _form(ctx)
     assert ctx.user is not None
     try:
-        body = rules_routes.RollbackRequest(
+        body = model(
             version=int(form.get("version", "0") or 0), comment=form.get("comment", "").strip()
         )
-        stored = rules_routes.rollback_rules(ctx.svc, body, ctx.user.name)
+        stored = await run_in_threadpool(rollback, ctx.svc, body, ctx.user.name)
     except ValidationError as exc:
         raise _refused(ctx, exc) from None
     except ApiError as exc:
         raise _api_error(ctx, exc) from None
-    return ctx.redirect(f"/console/rules?applied={stored['version']}")
+    return ctx.redirect(f"/console/{page}?applied={stored['version']}")
+
+
+@router.post("/rules/rollback")
+async def rules_rollback(request: Request) -> Response:
+    """Put an earlier rules version back in force (admin, comment required)."""
+    return await _rollback(
+        request, "rules", rules_routes.RollbackRequest, rules_routes.rollback_rules
+    )
 
 
 def _finite(v: Any) -> float:
@@ -788,22 +803,11 @@ async def journeys_post(request: Request) -> Response:
 @router.post("/journeys/rollback")
 async def journeys_rollback(request: Request) -> Response:
     """Put an earlier journeys version back in force (admin, comment required)."""
-    ctx = _context(request)
-    ctx.need_admin()
-    form = await _form(ctx)
-    assert ctx.user is not None
-    try:
-        body = journeys_routes.JourneysRollback(
-            version=int(form.get("version", "0") or 0), comment=form.get("comment", "").strip()
-        )
-        stored = await run_in_threadpool(
-            journeys_routes.rollback_journeys_to, ctx.svc, body.version, body.comment, ctx.user.name
-        )
-    except ValidationError as exc:
-        raise _refused(ctx, exc) from None
-    except ApiError as exc:
-        raise _api_error(ctx, exc) from None
-    return ctx.redirect(f"/console/journeys?applied={stored['version']}")
+
+    def rollback(svc: Services, body: Any, who: str) -> Mapping[str, Any]:
+        return journeys_routes.rollback_journeys_to(svc, body.version, body.comment, who)
+
+    return await _rollback(request, "journeys", journeys_routes.JourneysRollback, rollback)
 
 
 # ------------------------------------------------------------ data scientist
