@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 import secrets
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -512,45 +512,75 @@ def rules_page(request: Request, diff: int | None = None, applied: int | None = 
     )
 
 
-@router.post("/rules", response_class=HTMLResponse)
-async def rules_post(request: Request) -> Response:
+#: what a console edit form's action does: ``(ctx, action, text, comment, expected
+#: version)`` -> the version stored (the page then redirects) or the result to show
+EditAction = Callable[[Ctx, str, str, str, int | None], Awaitable[int | dict[str, Any]]]
+
+
+async def _edit_post(
+    request: Request,
+    page: str,
+    admin_actions: tuple[str, ...],
+    act: EditAction,
+    values: Callable[[Ctx, int | None], dict[str, Any]],
+) -> Response:
+    """The rules and journeys edit forms: any marketer may check a text, the actions
+    in ``admin_actions`` need an admin; ``act`` runs the action and returns the
+    version it stored (an int: redirect to ``/console/<page>?applied=<version>``) or
+    the values to show; a refusal (:class:`ApiError`) is shown inline with the text
+    kept as typed."""
     ctx = _context(request)
     ctx.need_report()
     form = await _form(ctx)
     action = form.get("action", "")
     text = form.get("text", "").replace("\r\n", "\n")
     comment = form.get("comment", "").strip()
-    if action in ("apply", "dry-run"):
+    if action in admin_actions:
         ctx.need_admin()
     assert ctx.user is not None
+    expected_text = form.get("expected_version")
+    expected = int(expected_text) if expected_text and expected_text.isdigit() else None
     result: dict[str, Any] = {}
     error: dict[str, Any] | None = None
     status = 200
     try:
-        expected = form.get("expected_version")
-        body = rules_routes.RulesText(
-            text=text,
-            comment=comment or None,
-            expected_version=int(expected) if expected and expected.isdigit() else None,
-        )
-        if action == "apply":
-            stored = await run_in_threadpool(rules_routes.apply_rules, ctx.svc, body, ctx.user.name)
-            return ctx.redirect(f"/console/rules?applied={stored['version']}")
-        if action == "dry-run":
-            result["dry_run"] = await run_in_threadpool(rules_routes.dry_run_rules, ctx.svc, body)
-        elif action == "diff":
-            result["diff"] = rules_routes.diff_rules(ctx.svc, text)
-        else:
-            raise ApiError(422, "invalid_input", f"action: unknown action {action!r}")
+        done = await act(ctx, action, text, comment, expected)
+        if isinstance(done, int):
+            return ctx.redirect(f"/console/{page}?applied={done}")
+        result = done
     except ApiError as exc:
         status = exc.status
         error = _inline_error(exc)
-    values = _rules_values(ctx, None)
     return ctx.page(
-        "rules.html",
-        {**values, "text": text, "comment": comment, "error": error, **result},
+        f"{page}.html",
+        {**values(ctx, None), "text": text, "comment": comment, "error": error, **result},
         status,
     )
+
+
+def _unknown_action(action: str) -> ApiError:
+    return ApiError(422, "invalid_input", f"action: unknown action {action!r}")
+
+
+async def _rules_action(
+    ctx: Ctx, action: str, text: str, comment: str, expected: int | None
+) -> int | dict[str, Any]:
+    assert ctx.user is not None
+    body = rules_routes.RulesText(text=text, comment=comment or None, expected_version=expected)
+    if action == "apply":
+        stored = await run_in_threadpool(rules_routes.apply_rules, ctx.svc, body, ctx.user.name)
+        return int(stored["version"])
+    if action == "dry-run":
+        return {"dry_run": await run_in_threadpool(rules_routes.dry_run_rules, ctx.svc, body)}
+    if action == "diff":
+        return {"diff": rules_routes.diff_rules(ctx.svc, text)}
+    raise _unknown_action(action)
+
+
+@router.post("/rules", response_class=HTMLResponse)
+async def rules_post(request: Request) -> Response:
+    """Diff (any marketer), dry-run or apply (admin) a rules text."""
+    return await _edit_post(request, "rules", ("apply", "dry-run"), _rules_action, _rules_values)
 
 
 async def _rollback(
@@ -758,46 +788,29 @@ def journeys_page(
     )
 
 
+async def _journeys_action(
+    ctx: Ctx, action: str, text: str, comment: str, expected: int | None
+) -> int | dict[str, Any]:
+    assert ctx.user is not None
+    if action == "apply":
+        stored = await run_in_threadpool(
+            journeys_routes.apply_journeys,
+            ctx.svc,
+            text,
+            comment or None,
+            expected,
+            ctx.user.name,
+        )
+        return int(stored["version"])
+    if action == "diff":
+        return {"diff": journeys_routes.check_journeys(ctx.svc, text)}
+    raise _unknown_action(action)
+
+
 @router.post("/journeys", response_class=HTMLResponse)
 async def journeys_post(request: Request) -> Response:
     """Check (validate and diff, any marketer) or apply (admin) a journeys text."""
-    ctx = _context(request)
-    ctx.need_report()
-    form = await _form(ctx)
-    action = form.get("action", "")
-    text = form.get("text", "").replace("\r\n", "\n")
-    comment = form.get("comment", "").strip()
-    if action == "apply":
-        ctx.need_admin()
-    assert ctx.user is not None
-    result: dict[str, Any] = {}
-    error: dict[str, Any] | None = None
-    status = 200
-    try:
-        if action == "apply":
-            expected = form.get("expected_version")
-            stored = await run_in_threadpool(
-                journeys_routes.apply_journeys,
-                ctx.svc,
-                text,
-                comment or None,
-                int(expected) if expected and expected.isdigit() else None,
-                ctx.user.name,
-            )
-            return ctx.redirect(f"/console/journeys?applied={stored['version']}")
-        if action == "diff":
-            result["diff"] = journeys_routes.check_journeys(ctx.svc, text)
-        else:
-            raise ApiError(422, "invalid_input", f"action: unknown action {action!r}")
-    except ApiError as exc:
-        status = exc.status
-        error = _inline_error(exc)
-    values = _journeys_values(ctx, None)
-    return ctx.page(
-        "journeys.html",
-        {**values, "text": text, "comment": comment, "error": error, **result},
-        status,
-    )
+    return await _edit_post(request, "journeys", ("apply",), _journeys_action, _journeys_values)
 
 
 @router.post("/journeys/rollback")
