@@ -26,6 +26,8 @@ does.
 >>> o = Outcome("E1", datetime(2026, 1, 6, tzinfo=UTC), "opened")
 >>> oc.add(OutcomeWrite(o)), oc.add(OutcomeWrite(o))
 (True, False)
+>>> oc.add_many([OutcomeWrite(Outcome("E1", o.ts, "clicked")), OutcomeWrite(o)])
+[True, False]
 >>> oc.close()
 """
 
@@ -45,8 +47,8 @@ MAX_GROUP = 512
 
 @dataclass
 class _Item:
-    write: OutcomeWrite
-    done: Future[bool] = field(default_factory=Future)
+    writes: list[OutcomeWrite]
+    done: Future[list[bool | Exception]] = field(default_factory=Future)
 
 
 class OutcomeCommitter(GroupWriter[_Item]):
@@ -78,21 +80,51 @@ class OutcomeCommitter(GroupWriter[_Item]):
         RuntimeError
             When the committer is closed.
         """
-        item = _Item(write)
+        (result,) = self.add_many([write])
+        if isinstance(result, Exception):
+            raise result
+        return result
+
+    def add_many(self, writes: list[OutcomeWrite]) -> list[bool | Exception]:
+        """Store several outcomes in one group (a batch request); returns once committed.
+
+        The outcomes share one transaction (one that is larger than ``max_group``
+        goes alone) but are stored each in its own savepoint, as
+        :meth:`serving.store.EventStore.add_outcomes` does.
+
+        Returns
+        -------
+        list of bool or Exception
+            One entry per write, in order: True when stored, False when already
+            stored, or the error of that outcome alone (it is then not stored).
+
+        Raises
+        ------
+        sqlite3.Error or psycopg.Error
+            When the shared transaction itself failed: nothing of it is stored.
+        RuntimeError
+            When the committer is closed.
+        """
+        if not writes:
+            return []
+        item = _Item(list(writes))
         self._submit(item, "outcome committer")
         return item.done.result()
 
     # ------------------------------------------------------------- writer
+    def _size(self, item: _Item) -> int:
+        return len(item.writes)
+
     def _commit(self, items: list[_Item]) -> None:
         try:
-            results = self.store.add_outcomes([i.write for i in items])
+            results = self.store.add_outcomes([w for i in items for w in i.writes])
         except BaseException as exc:  # the shared transaction failed: nothing is stored
             log.error("outcome group commit failed: %s", type(exc).__name__)
             for item in items:
                 item.done.set_exception(exc)
             return
-        for item, res in zip(items, results, strict=True):
-            if isinstance(res, Exception):
-                item.done.set_exception(res)
-            else:
-                item.done.set_result(res)
+        start = 0
+        for item in items:
+            end = start + len(item.writes)
+            item.done.set_result(results[start:end])
+            start = end

@@ -104,6 +104,18 @@ HOLDOUT_POLICIES: tuple[str, ...] = ("uniform", "campaign", NO_CONTACT)
 
 
 @dataclass(frozen=True)
+class _PendingOutcome:
+    """One checked outcome waiting for its commit: the request, the write, and what
+    its answer needs (``fired`` is filled by the write's hook when it is stored)."""
+
+    req: schemas.OutcomeRequest
+    write: OutcomeWrite
+    is_feedback: bool
+    late: bool
+    fired: list[tuple[str, Fired] | None]
+
+
+@dataclass(frozen=True)
 class Prepared:
     """One decision computed but not yet stored (``decision`` is None when blocked)."""
 
@@ -201,6 +213,8 @@ class DecisionEngine:
         self.outcome_committer: OutcomeCommitter | None = None
         self._topics_cache: tuple[str, dict[str, str]] | None = None
         self._candidates_cache: dict[tuple[str, tuple[str, ...]], tuple[Action, ...]] = {}
+        #: the outcome counter's child per (type, late), made on first use
+        self._outcome_counters: dict[tuple[str, bool], Any] = {}
 
     @property
     def contact(self) -> ContactPolicy:
@@ -717,6 +731,79 @@ class DecisionEngine:
         self, event_id: str, req: schemas.OutcomeRequest
     ) -> tuple[int, schemas.OutcomeResponse]:
         """Store one outcome; (201, ...) when new, (200, ...) when already stored."""
+        pending = self._prepare_outcome(event_id, req)
+        (result,) = self.commit_outcomes([pending.write])
+        stored = self._settle_outcome(pending, result)
+        return (201 if stored else 200), self._outcome_answer(pending, stored)
+
+    def record_outcomes(
+        self, items: Sequence[tuple[str, schemas.OutcomeRequest] | ApiError]
+    ) -> list[schemas.OutcomeResponse | ApiError]:
+        """Store many outcomes in one group commit, each on its own (a batch request).
+
+        Parameters
+        ----------
+        items : sequence of (event_id, OutcomeRequest) or ApiError
+            The outcomes in request order; an :class:`ApiError` stands for an item
+            already refused (invalid, outside the caller's territory) and is
+            passed through.
+
+        Returns
+        -------
+        list of OutcomeResponse or ApiError
+            One entry per item, in order: the answer the single route would give
+            (``stored`` False for a repeat), or the error it would answer with. The
+            outcomes that are valid are committed whatever happens to the others.
+        """
+        results: list[schemas.OutcomeResponse | ApiError | None] = []
+        pending: list[tuple[int, _PendingOutcome]] = []
+        for i, item in enumerate(items):
+            if isinstance(item, ApiError):
+                results.append(item)
+                continue
+            try:
+                pending.append((i, self._prepare_outcome(*item)))
+                results.append(None)
+            except ApiError as exc:
+                results.append(exc)
+        written = self.commit_outcomes([p.write for _, p in pending])
+        for (i, p), res in zip(pending, written, strict=True):
+            try:
+                results[i] = self._outcome_answer(p, self._settle_outcome(p, res))
+            except ApiError as exc:
+                results[i] = exc
+            except Exception:  # e.g. its trigger hook failed: this item only (rolled back)
+                log.exception("outcome %d of a batch failed", i)
+                results[i] = ApiError(500, "internal", "internal error; it has been logged")
+        return [r for r in results if r is not None]
+
+    def commit_outcomes(self, writes: list[OutcomeWrite]) -> list[bool | Exception]:
+        """Commit outcomes before returning, each on its own, in one transaction;
+        group-committed with other requests' outcomes when an
+        :class:`OutcomeCommitter` is attached. One entry per write: stored (True),
+        already stored (False) or that outcome's error."""
+        if not writes:
+            return []
+        if self.outcome_committer is not None:
+            return self.outcome_committer.add_many(writes)
+        if len(writes) == 1:  # one transaction, as before group commit
+            w = writes[0]
+            try:
+                return [
+                    self.store.add_outcome(w.outcome, w.reason_code, w.snooze_until, w.on_stored)
+                ]
+            except (UnknownEventError, StoreError) as exc:
+                return [exc]
+        return self.store.add_outcomes(writes)
+
+    def _prepare_outcome(self, event_id: str, req: schemas.OutcomeRequest) -> _PendingOutcome:
+        """Check one outcome against its decision and build its write (nothing stored).
+
+        Raises
+        ------
+        ApiError
+            404 for an unknown event, 422 for an outcome its decision refuses.
+        """
         decision = self.store.get_decision(event_id)
         if decision is None:
             raise unknown_event(event_id)
@@ -784,31 +871,40 @@ class DecisionEngine:
             snooze_until=until_dt,
             on_stored=on_stored,
         )
-        try:
-            # the store refuses an action the decision did not offer and a type that
-            # cannot happen on the action's channel, naming both
-            if self.outcome_committer is not None:
-                stored = self.outcome_committer.add(write)
-            else:
-                stored = self.store.add_outcome(
-                    outcome, write.reason_code, write.snooze_until, on_stored
-                )
-        except UnknownEventError:
-            raise unknown_event(event_id) from None
-        except StoreError as exc:
-            raise invalid(str(exc)) from None
-        if stored:
-            self.metrics.outcomes.labels(type=req.type, late=str(late).lower()).inc()
-        return (201 if stored else 200), schemas.OutcomeResponse(
-            event_id=event_id,
-            type=req.type,
-            action_id=req.action_id,
-            kind="rep_feedback" if is_feedback else "hcp_response",
+        return _PendingOutcome(req, write, is_feedback, late, fired)
+
+    def _settle_outcome(self, p: _PendingOutcome, result: bool | Exception) -> bool:
+        """The store's answer for one outcome as the API's: stored or not, or the
+        ApiError of its failure (the store refuses an action the decision did not
+        offer and a type that cannot happen on the action's channel, naming both)."""
+        if isinstance(result, UnknownEventError):
+            raise unknown_event(p.write.outcome.event_id)
+        if isinstance(result, StoreError):
+            raise invalid(str(result))
+        if isinstance(result, Exception):
+            raise result
+        if result:
+            key = (p.req.type, p.late)
+            child = self._outcome_counters.get(key)
+            if child is None:  # labels() per request costs more than the increment
+                child = self.metrics.outcomes.labels(type=key[0], late=str(key[1]).lower())
+                self._outcome_counters[key] = child
+            child.inc()
+        return result
+
+    @staticmethod
+    def _outcome_answer(p: _PendingOutcome, stored: bool) -> schemas.OutcomeResponse:
+        fired = p.fired[0] if p.fired else None
+        return schemas.OutcomeResponse(
+            event_id=p.write.outcome.event_id,
+            type=p.req.type,
+            action_id=p.req.action_id,
+            kind="rep_feedback" if p.is_feedback else "hcp_response",
             stored=stored,
-            late=late,
-            trigger_event=fired[0][0] if fired and fired[0] else None,
-            notifications=list(fired[0][1].notifications) if fired and fired[0] else [],
-            suppressions=fired[0][1].suppressions if fired and fired[0] else 0,
+            late=p.late,
+            trigger_event=fired[0] if fired else None,
+            notifications=list(fired[1].notifications) if fired else [],
+            suppressions=fired[1].suppressions if fired else 0,
         )
 
     def _fire_outcome(

@@ -112,6 +112,20 @@ def _clean(err: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def describe_invalid(errs: list[Any], where: str = "") -> tuple[str, list[dict[str, Any]]]:
+    """The message and ``details`` of an ``invalid_input`` error from pydantic's
+    ``errors()``: where (prefixed by ``where``) and what, without the input values."""
+    errors = [_clean(e) for e in errs]
+    for e in errors:
+        if where:
+            e["loc"] = where if e["loc"] == "body" else f"{where}.{e['loc']}"
+    first = errors[0] if errors else {"loc": where or "body", "msg": "invalid"}
+    message = f"{first['loc']}: {first['msg']}"
+    if len(errors) > 1:
+        message += f" (and {len(errors) - 1} more)"
+    return message, errors
+
+
 def install(app: FastAPI) -> None:
     """Register the handlers that give every error the ``{code, message}`` shape."""
 
@@ -121,11 +135,7 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
-        errors = [_clean(e) for e in exc.errors()]
-        first = errors[0] if errors else {"loc": "body", "msg": "invalid"}
-        message = f"{first['loc']}: {first['msg']}"
-        if len(errors) > 1:
-            message += f" (and {len(errors) - 1} more)"
+        message, errors = describe_invalid(list(exc.errors()))
         return error_response(422, "invalid_input", message, details=errors)
 
     @app.exception_handler(StarletteHTTPException)

@@ -41,6 +41,7 @@ from serving.api.routes import (
     kpis,
     models,
     notifications,
+    outcomes,
     personalizer,
     reps,
     rules,
@@ -418,6 +419,7 @@ def create_app(settings: Settings | None = None, loader: PolicyLoader | None = N
         kpis,
         rules,
         journeys,
+        outcomes,
     ):
         app.include_router(module.router)
     app.include_router(notifications.router)

@@ -11,7 +11,14 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    WithJsonSchema,
+    field_validator,
+)
 
 from nba.domain import ADOPTION_STAGES, HCP_RESPONSE_TYPES, REP_FEEDBACK_TYPES, TOUCH_KINDS
 
@@ -251,6 +258,88 @@ class OutcomeResponse(BaseModel):
         default_factory=list, description="Rep notifications its triggers created."
     )
     suppressions: int = Field(default=0, description="Suppressions its triggers started.")
+
+
+class OutcomeBatchItem(OutcomeRequest):
+    """One outcome of ``POST /v1/outcomes:batch``: the decision's ``event_id`` and the
+    fields of ``POST /v1/events/{event_id}/outcomes``."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        str_strip_whitespace=True,
+        json_schema_extra={
+            "examples": [
+                {
+                    "event_id": "01JH8Z4W4Q0000000000000000",
+                    "type": "opened",
+                    "source_id": "esp-msg-8812",
+                }
+            ]
+        },
+    )
+
+    event_id: str = Field(min_length=1, max_length=128)
+
+
+class OutcomeBatchRequest(BaseModel):
+    """Outcomes delivered in bulk (e.g. an email platform's event webhook)."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "outcomes": [
+                        {
+                            "event_id": "01JH8Z4W4Q0000000000000000",
+                            "type": "delivered",
+                            "source_id": "esp-msg-8812",
+                        },
+                        {
+                            "event_id": "01JH8Z4W4Q0000000000000000",
+                            "type": "opened",
+                            "source_id": "esp-msg-8812",
+                        },
+                    ]
+                }
+            ]
+        },
+    )
+
+    outcomes: list[Annotated[Any, WithJsonSchema(OutcomeBatchItem.model_json_schema())]] = Field(
+        min_length=1,
+        description="The outcomes, each an OutcomeBatchItem. Each is validated, authorised "
+        "and stored on its own: a bad item gets its own error in `results` and the others "
+        "are still stored. At most `NBA_MAX_OUTCOME_BATCH` (default 1,000) items.",
+    )
+
+
+class OutcomeBatchError(BaseModel):
+    """Why one item of a batch was not stored: what the single route would answer."""
+
+    status: int = Field(description="The single route's status for it (403, 404, 422, ...).")
+    code: str
+    message: str
+    details: list[dict[str, Any]] | None = None
+
+
+class OutcomeBatchResult(BaseModel):
+    index: int = Field(description="The item's place in `outcomes`, 0 first.")
+    event_id: str | None = Field(description="The item's event id (null when it had none).")
+    status: Literal["stored", "repeat", "error"] = Field(
+        description="stored: new (the single route's 201); repeat: this (event, type, "
+        "source_id) was already stored, also earlier in the same batch (its 200); error: "
+        "not stored, see `error`."
+    )
+    outcome: OutcomeResponse | None = None
+    error: OutcomeBatchError | None = None
+
+
+class OutcomeBatchResponse(BaseModel):
+    n_stored: int
+    n_repeats: int
+    n_errors: int
+    results: list[OutcomeBatchResult] = Field(description="One per item, in request order.")
 
 
 class ActivateResponse(BaseModel):

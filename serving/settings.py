@@ -216,6 +216,12 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=2_000_000, ge=1024)
     max_upload_bytes: int = Field(default=64_000_000, ge=1024)
     max_batch: int = Field(default=10_000, ge=1, le=100_000)
+    max_outcome_batch: int = Field(
+        default=1_000,
+        ge=1,
+        le=100_000,
+        description="Most outcomes in one `POST /v1/outcomes:batch` request (422 beyond).",
+    )
     history_days: int = Field(default=90, ge=1)
 
     # ------------------------------------------------------------ simulation

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -92,24 +93,42 @@ def test_bench_serve(env: dict[str, str], loadgen: str) -> None:
 
 
 @pytest.mark.slow
-def test_bench_outcomes(env: dict[str, str]) -> None:
+@pytest.mark.parametrize("loadgen", ["python", "wrk"])
+def test_bench_outcomes(env: dict[str, str], loadgen: str) -> None:
+    if loadgen == "wrk" and shutil.which("wrk") is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("wrk is not installed; `make test` installs Debian's wrk")
+        pytest.skip("wrk is not installed (`make test` installs it)")
     text = _run(
         [
             "bench/outcomes.py",
+            "--loadgen",
+            loadgen,
             "--store-outcomes",
             "200",
             "--seconds",
+            "1",
+            "--rounds",
             "1",
             "--workers",
             "1",
             "--decisions",
             "300",
+            "--batch-size",
+            "20",
         ],
         env,
     )
     assert "group commit:" in text and "ratio:" in text
     assert "acknowledged but missing: 0" in text
-    assert "no-op route of the same server" in text and "missing from the store 0" in text
+    assert ("load generator wrk" in text) == (loadgen == "wrk")
+    for route in ("bare FastAPI no-op", "our no-op", "/outcomes ", "/v1/outcomes:batch"):
+        assert route in text
+    assert "outcomes/s = " in text and "the single route" in text and "goal >= 2,000" in text
+    assert text.count("acknowledged but missing from the store 0") == 2
+    # both outcome routes really stored outcomes (a run that stores nothing is a failure)
+    acked = [int(a) for a in re.findall(r"acknowledged (\d+) \(warm-up included\)", text)]
+    assert len(acked) == 2 and min(acked) > 0, text
 
 
 @pytest.mark.slow

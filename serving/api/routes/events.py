@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Response
 
 from serving import schemas
-from serving.api.deps import DecideKey, ReportKey, ServicesDep
+from serving.api.deps import DecideKey, ReportKey, ServicesDep, json_response
 from serving.errors import ErrorBody
 from serving.territory import check_event
 
@@ -34,12 +34,8 @@ ERRORS: dict[int | str, dict[str, object]] = {
     summary="Report an HCP response or a rep's feedback on a decision",
 )
 def add_outcome(
-    event_id: EventId,
-    body: schemas.OutcomeRequest,
-    svc: ServicesDep,
-    who: ReportKey,
-    response: Response,
-) -> schemas.OutcomeResponse:
+    event_id: EventId, body: schemas.OutcomeRequest, svc: ServicesDep, who: ReportKey
+) -> Response:
     """Idempotent on (event, type, source_id): a repeat answers 200 with
     ``stored: false``. Outcomes after the reward window are stored and flagged
     ``late``. Rep feedback (``accepted``, ``dismissed`` with ``reason_code``,
@@ -49,10 +45,11 @@ def add_outcome(
     about the chosen action count toward its reward. 422 when ``action_id`` is
     not one of the decision's actions, or when the type cannot happen on that
     action's channel (an email ``opened`` on a ``rep_visit``)."""
+    # one thread-pool hand-over (this plain ``def``; the dependencies are async) and
+    # one serialization (json_response skips FastAPI's second validation)
     check_event(svc.store, who, event_id)
     status, out = svc.engine.record_outcome(event_id, body)
-    response.status_code = status
-    return out
+    return json_response(out, status)
 
 
 @router.post(
