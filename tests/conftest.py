@@ -7,6 +7,8 @@ is split over pytest-xdist workers.
 - ``mlflow_server`` (module): an ``mlflow server`` process on its own database of
   that PostgreSQL server, with a local artifact root (``tests/servers/mlflow_server.py``).
 
+- ``empty_mlflow_store`` (session): an empty MLflow SQLite store to copy into a
+  test's directory (creating a fresh one costs seconds of migrations).
 - ``spark_engine`` (session): the Spark engine of the log pipeline on ``local[2]``
   (:class:`nba.logs.engine.SparkEngine`), one JVM for the whole test session.
 
@@ -66,6 +68,22 @@ def spark_engine() -> Iterator[Any]:
     engine.session  # noqa: B018  (starts the JVM here, not inside the first test)
     yield engine
     stop_spark_session()
+
+
+@pytest.fixture(scope="session")
+def empty_mlflow_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An empty MLflow SQLite store (tables and the default experiment), built once
+    per worker. A test copies it to its own ``mlflow.db`` instead of letting MLflow
+    create a fresh store: creating one runs MLflow's schema migrations, one
+    committed (fsynced) transaction each, seconds of CPU and more of waiting on a
+    busy disk. A copy is the empty store MLflow would have created, except that
+    the default experiment (id 0, which nba never logs to: it names its
+    experiments) keeps the artifact location of the template's directory."""
+    from mlflow import MlflowClient
+
+    path = tmp_path_factory.mktemp("mlflow-template") / "mlflow.db"
+    MlflowClient(tracking_uri=f"sqlite:///{path}").search_experiments()
+    return path
 
 
 #: Seconds that tests (a node id) or whole files took in a ``--durations`` run
