@@ -97,9 +97,6 @@ def test_loop_every_seven_simulated_days_against_a_real_service(
         NBA_API_KEYS=json.dumps(keys),
         NBA_MODEL_URI="models:/nba@champion",
         NBA_MODEL_POLL_SECONDS="0.5",
-        # no fsync at every commit: what is tested is the loop, not the store's
-        # survival of a power loss (a killed process still loses nothing)
-        NBA_STORE_SYNCHRONOUS="NORMAL",
     )
     cfg = LoopConfig(
         work_dir=tmp_path / "loop",
@@ -112,12 +109,10 @@ def test_loop_every_seven_simulated_days_against_a_real_service(
     )
     cycles = []
     served_by_day: dict[int, str] = {}
-    # one client for the admin calls (a new one per call built an SSL context each
-    # time: an eighth of the test thread's CPU, at every day's end and every poll)
-    admin = httpx.Client(headers={"Authorization": f"Bearer {ADMIN_KEY}"}, timeout=30)
+    admin = {"Authorization": f"Bearer {ADMIN_KEY}"}
 
     def current_version() -> str:
-        r = admin.get(f"{base}/v1/models/current")
+        r = httpx.get(f"{base}/v1/models/current", headers=admin, timeout=30)
         assert r.status_code == 200, r.text
         return str(r.json()["model_version"])
 
@@ -149,7 +144,6 @@ def test_loop_every_seven_simulated_days_against_a_real_service(
         summary = driver.run(DAYS)
     finally:
         client.close()
-        admin.close()
         stop_server(proc)
 
     # ---- the loop ran every 7 simulated days, each cycle recorded with reasons
