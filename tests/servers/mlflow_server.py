@@ -90,6 +90,10 @@ def server_env() -> dict[str, str]:
     env = dict(os.environ)
     env.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     env.setdefault("DO_NOT_TRACK", "true")
+    # MLflow 3 starts a job runner beside the server by default (eight Python
+    # processes, each importing MLflow, for GenAI jobs nba never submits); on two
+    # loaded cores `mlflow ui` answered /health after 92 s without it, 156 s with it
+    env.setdefault("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")
     env.pop("MLFLOW_TRACKING_URI", None)
     return env
 

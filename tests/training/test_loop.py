@@ -50,8 +50,11 @@ def sim_logs(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture
-def mlflow_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+def mlflow_store(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, empty_mlflow_store: Path
+) -> Iterator[str]:
     monkeypatch.setenv("NBA_DATA_DIR", str(tmp_path / "data"))
+    shutil.copy(empty_mlflow_store, tmp_path / "mlflow.db")  # not MLflow's migrations again
     yield f"sqlite:///{tmp_path / 'mlflow.db'}"
 
 

@@ -76,7 +76,7 @@ SKIPPED = (14 + 1 + EVAL_DAYS + 1 + EVERY - 1) // EVERY - 1
 # 18, beyond the suite's 900 s default
 @pytest.mark.timeout(1800)
 def test_loop_every_seven_simulated_days_against_a_real_service(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, empty_mlflow_store: Path
 ) -> None:
     tracking = f"sqlite:///{tmp_path / 'mlflow.db'}"
     monkeypatch.setenv("NBA_DATA_DIR", str(tmp_path / "data"))
@@ -85,7 +85,9 @@ def test_loop_every_seven_simulated_days_against_a_real_service(
         {"name": "ops", "sha256": hash_key(ADMIN_KEY), "scopes": ["admin"]},
     ]
     # the MLflow store exists before the service polls it: two processes creating
-    # the same fresh SQLite store at once race on its tables
+    # the same fresh SQLite store at once race on its tables (a copy of an empty
+    # store: MLflow's migrations are not what is tested)
+    shutil.copy(empty_mlflow_store, tmp_path / "mlflow.db")
     from training import mlflow_utils
 
     mlflow_utils.experiment_id("loop", tracking)
