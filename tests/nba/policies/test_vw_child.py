@@ -40,7 +40,11 @@ def test_child_learns_saves_and_reports(tmp_path: Path) -> None:
 def test_child_names_a_refused_command_line(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    spec = {"args": ["--no_such_option"], "model": str(tmp_path / "m"), "stats": str(tmp_path / "s")}
+    spec = {
+        "args": ["--no_such_option"],
+        "model": str(tmp_path / "m"),
+        "stats": str(tmp_path / "s"),
+    }
     assert vw_child.main(json.dumps(spec)) == 2
     assert "VW refused the command line '--no_such_option'" in capsys.readouterr().err
     assert not (tmp_path / "m").exists()
