@@ -265,7 +265,7 @@ _FIXED3: list[list[str]] = [[]]
 
 def _fixed3_upto(top: int) -> list[str]:
     """``_fixed3_str(m)`` for m in 0..``top`` (at least; index it by m). Building
-    these per batch cost more than half a second of CPU per 200,000 decisions
+    these per batch cost about a quarter of a CPU second per 200,000 decisions
     (interest tables reach thousands of values per topic)."""
     table = _FIXED3[0]
     if len(table) <= top:
