@@ -4,17 +4,20 @@ example file, same machine, same run (docs/DESIGN.md, "Performance budgets": rat
 
 1. Simulate ~200k decisions with the simulator (campaign policy with uniform
    exploration) into a temporary log directory, or reuse ``--logs DIR``.
-2. Time :func:`training.train.train` (no holdout): reward join in DuckDB,
-   bulk featurization, labelling, writing the VW text file, and VW learning it
-   with its own parser. The example file is kept.
-3. Time VW's native parser alone (:func:`nba.policies.vw.train_from_file`) on
-   that very file with the same command line.
+2. Run :func:`training.train.train` (no holdout) once with a work directory,
+   which keeps the example file (timed, printed as "keeping the file").
+3. Time :func:`training.train.train` as ``nba train`` runs it, without a work
+   directory (reward join in DuckDB, bulk featurization, labelling, and VW
+   learning the example stream with its own parser; no example file), and
+   VW's native parser alone (:func:`nba.policies.vw.train_from_file`) on the
+   file of step 2 with the same command line.
 
 Both figures are decisions per second of wall-clock time. CPU seconds (this
 process plus its children, since ``nba train`` streams examples to VW running in
 a child process) are printed too: the machine may be shared, and the streaming
 path uses a second core for VW while the first joins and featurizes. Each side
-runs ``--repeat`` times, alternating, best wall time kept.
+runs ``--repeat`` times, alternating, best wall time kept. The load average
+(``os.getloadavg``) is printed before and after.
 Figures only, no assertions. Usage::
 
     python bench/train.py [--hcps 14000] [--days 90] [--logs DIR] [--repeat 2]
@@ -34,7 +37,7 @@ from typing import TypeVar
 from nba.logs import io as logio
 from nba.policies.vw import FileTrainResult, VWConfig, train_from_file
 from nba.reward import RewardDefinition
-from training.train import train
+from training.train import TrainResult, train
 
 TARGET = 0.8
 T = TypeVar("T")
@@ -86,26 +89,31 @@ def main() -> None:
         work = Path(tmp) / "work"
         print(f"{n} logged decisions; VW args {args.vw_args!r}; cores {os.cpu_count()}")
 
-        # the first nba run writes the example file VW's parser then reads; after
-        # that the two sides alternate, so load from other jobs hits both alike
-        w_nba, c_nba, result = _best(lambda: train(logs, rd, cfg, seed=args.seed, work_dir=work), 1)
+        print("load average before: " + " ".join(f"{x:.2f}" for x in os.getloadavg()))
+        # the first run keeps the example file VW's parser then reads; after that
+        # the two sides alternate, so load from other jobs hits both alike
+        w_keep, c_keep, kept = _best(lambda: train(logs, rd, cfg, seed=args.seed, work_dir=work), 1)
         data_file = work / "train.vw.txt"
         size_mb = data_file.stat().st_size / 1e6
 
+        def nba() -> TrainResult:
+            return train(logs, rd, cfg, seed=args.seed)
+
         def native() -> FileTrainResult:
             return train_from_file(
-                data_file, cfg, result.policy.featurizer_config, result.policy.catalog, args.seed
+                data_file, cfg, kept.policy.featurizer_config, kept.policy.catalog, args.seed
             )
 
+        w_nba, c_nba, result = _best(nba, 1)
         w_vw, c_vw, fit = _best(native, 1)
         for _ in range(args.repeat - 1):
-            w, c, r = _best(lambda: train(logs, rd, cfg, seed=args.seed, work_dir=work), 1)
+            w, c, r = _best(nba, 1)
             if w < w_nba:
                 w_nba, c_nba, result = w, c, r
             w, c, f = _best(native, 1)
             if w < w_vw:
                 w_vw, c_vw, fit = w, c, f
-        same = fit.policy.model_bytes() == result.policy.model_bytes()
+        same = fit.policy.model_bytes() == result.policy.model_bytes() == kept.policy.model_bytes()
         n_train = result.n_train
         rate_nba, rate_vw = n_train / w_nba, n_train / w_vw
         print(f"example file: {size_mb:.1f} MB, {n_train} examples")
@@ -115,6 +123,10 @@ def main() -> None:
             f"{rate_nba:10,.0f} decisions/s"
         )
         print(
+            f"  keeping file  : {w_keep:7.2f} s wall ({c_keep:7.2f} s CPU)  "
+            f"{n_train / w_keep:10,.0f} decisions/s (one run, with a work directory)"
+        )
+        print(
             f"VW native parser: {w_vw:7.2f} s wall ({c_vw:7.2f} s CPU)  "
             f"{rate_vw:10,.0f} decisions/s"
         )
@@ -122,6 +134,7 @@ def main() -> None:
             f"ratio (nba / VW native): {rate_nba / rate_vw:.3f}  (target >= {TARGET}); "
             f"CPU ratio {c_vw / c_nba:.3f}; identical models: {same}"
         )
+        print("load average after: " + " ".join(f"{x:.2f}" for x in os.getloadavg()))
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Mapping
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -374,9 +375,10 @@ def train(
     are read a day at a time as the chunks need them, so memory does not grow
     with the range's contexts); the training rows are then featurized and
     labelled in chunks while VW (a child process reading the example stream
-    with its own parser) learns the previous chunks. The stream
-    is also written to ``work_dir/train.vw.txt``; VW sees exactly that file's
-    bytes, so the model equals learning that file, whatever the chunk size.
+    with its own parser) learns the previous chunks. Given a ``work_dir``, the
+    stream is also written to ``work_dir/train.vw.txt``; VW sees exactly that
+    file's bytes, so the model equals learning that file, whatever the chunk
+    size. Without one, no example file is written.
 
     Parameters
     ----------
@@ -392,7 +394,9 @@ def train(
         The last N days of the range are held out for the IPS/SNIPS check.
     seed : int
     work_dir : path, optional
-        Where the VW example file is written (default: a temporary directory).
+        Where the VW example file (``train.vw.txt``) is written and kept, with
+        VW's own files; without it, those go to a temporary directory and no
+        example file is written.
     chunk_decisions : int
         Decisions per featurization chunk.
     as_of : date, aware datetime or str, optional
@@ -530,12 +534,17 @@ def train(
 
             def feed() -> None:
                 try:
-                    with open(wd / "train.vw.txt", "wb") as fh:
+                    # the example file only when the caller keeps it (a work_dir): in a
+                    # temporary directory it would be written only to be deleted
+                    with (
+                        open(wd / "train.vw.txt", "wb") if work_dir is not None else nullcontext()
+                    ) as fh:
                         while (text := chunks.get()) is not None:
                             if failure:
                                 continue
                             t3 = time.perf_counter()
-                            fh.write(text)
+                            if fh is not None:
+                                fh.write(text)
                             learner.write(text)
                             timings["write"] += time.perf_counter() - t3
                 except BaseException as exc:  # re-raised in the main thread

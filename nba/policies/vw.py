@@ -1,5 +1,6 @@
 """The Vowpal Wabbit contextual-bandit policy: the only module that imports
-``vowpalwabbit``.
+``vowpalwabbit`` (with :mod:`nba.policies.vw_child`, the light entry point of
+the child process :class:`NativeLearner` starts).
 
 It owns
 
@@ -963,7 +964,8 @@ class NativeLearner:
             [str(_PROJECT_ROOT), *filter(None, [env.get("PYTHONPATH")])]
         )
         self._proc = subprocess.Popen(
-            [sys.executable, "-m", "nba.policies.vw", spec],
+            # its own light entry point: the imports of this module cost CPU
+            [sys.executable, "-m", "nba.policies.vw_child", spec],
             stdin=subprocess.PIPE,
             stdout=subprocess.DEVNULL,
             stderr=self._log,
@@ -1038,17 +1040,6 @@ def _widen_pipe(stream: Any) -> None:
         fcntl.fcntl(stream.fileno(), op, _PIPE_BYTES)
     except OSError:
         pass
-
-
-def _native_child(spec_json: str) -> int:
-    """Child side of :class:`NativeLearner`: learn from ``-d``, save, report."""
-    spec = json.loads(spec_json)
-    ws = _workspace(spec["args"])
-    stats = {"weighted_examples": ws.get_weighted_examples(), "sum_loss": ws.get_sum_loss()}
-    ws.save(spec["model"])
-    ws.finish()
-    Path(spec["stats"]).write_text(json.dumps(stats))
-    return 0
 
 
 # --------------------------------------------------------- reward regression
@@ -1147,7 +1138,3 @@ class RewardRegressor:
             [float(ws.predict(line)) for line in self._pair_lines(batch).to_pylist()],
             dtype=np.float64,
         )
-
-
-if __name__ == "__main__":
-    sys.exit(_native_child(sys.argv[1]))
