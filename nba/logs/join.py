@@ -558,6 +558,7 @@ def join_rewards(
     window_us = round(float(reward_def.window_days) * _US_PER_DAY)
     n_given = outcomes.num_rows
     n_after = n_open = n_open_out = 0
+    is_open: pa.ChunkedArray | pa.Array | None = None
     if as_of is not None:
         as_of = parse_as_of(as_of, "as_of")
         as_of_us = (as_of - _EPOCH) // timedelta(microseconds=1)
@@ -595,17 +596,8 @@ def join_rewards(
             "action_id": outcomes.column("action_id"),
         }
     )
-    w_in = pa.table(
-        {
-            "type": pa.array(list(reward_def.weights), pa.string()),
-            "weight": pa.array(list(reward_def.weights.values()), pa.float64()),
-            "by_value": pa.array([t in reward_def.value_types for t in reward_def.weights]),
-        }
-    )
-    params: dict[str, Any] = {
-        "window_us": window_us,
-        "default_reward": float(reward_def.default_reward),
-    }
+    w_in = _weights_table(reward_def)
+    params = _join_params(reward_def, window_us)
     sql = JOIN_SQL.format(reward=_reward_expr(reward_def))
     slate_col = decisions.column("slate")
     has_slates = slate_col.null_count < n
@@ -616,23 +608,94 @@ def join_rewards(
     if has_slates:
         statements.append((NAMED_OUTCOMES_SQL, {}))
     results = sql_engine.run({"decisions": d_in, "outcomes": o_in, "weights": w_in}, statements)
-    per, status_rows = results[0], _status_counts(results[1])
+    return _assemble(
+        decisions,
+        results[0],
+        results[1],
+        results[2] if has_slates else None,
+        outcomes,
+        reward_def,
+        sql_engine,
+        as_of=as_of,
+        open_windows=open_windows,
+        is_open=is_open,
+        n_given=n_given,
+        n_after=n_after,
+        n_open=n_open,
+        n_open_out=n_open_out,
+    )
+
+
+def _weights_table(reward_def: RewardDefinition) -> pa.Table:
+    """The join's ``weights`` input: ``type``, ``weight``, ``by_value``, one row per type."""
+    return pa.table(
+        {
+            "type": pa.array(list(reward_def.weights), pa.string()),
+            "weight": pa.array(list(reward_def.weights.values()), pa.float64()),
+            "by_value": pa.array([t in reward_def.value_types for t in reward_def.weights]),
+        }
+    )
+
+
+def _join_params(reward_def: RewardDefinition, window_us: int) -> dict[str, Any]:
+    return {"window_us": window_us, "default_reward": float(reward_def.default_reward)}
+
+
+def _assemble(
+    decisions: pa.Table,
+    per: pa.Table,
+    status_table: pa.Table,
+    named: pa.Table | None,
+    outcomes: pa.Table | None,
+    reward_def: RewardDefinition,
+    sql_engine: SqlEngine,
+    *,
+    as_of: datetime | None,
+    open_windows: OpenWindows,
+    is_open: pa.ChunkedArray | pa.Array | None,
+    n_given: int,
+    n_after: int,
+    n_open: int,
+    n_open_out: int,
+) -> JoinResult:
+    """The :class:`JoinResult` of a join's SQL results (both paths: Arrow inputs, log read).
+
+    Parameters
+    ----------
+    decisions : pyarrow.Table
+        The decisions joined (:data:`DECISIONS`), n rows, in ``row_id`` order.
+    per, status_table, named : pyarrow.Table
+        The results of :data:`JOIN_SQL` (n rows, ``row_id`` order),
+        :data:`COUNTS_SQL` and (when some decision has a slate)
+        :data:`NAMED_OUTCOMES_SQL`.
+    outcomes : pyarrow.Table or None
+        The outcomes given to the join (:data:`OUTCOMES`); only read to
+        delay-correct open windows.
+    is_open : array of bool, shape (n,), optional
+        Which decisions' windows are open (delay correction only).
+    """
+    n = decisions.num_rows
+    window_us = round(float(reward_def.window_days) * _US_PER_DAY)
+    sql = JOIN_SQL.format(reward=_reward_expr(reward_def))
+    params = _join_params(reward_def, window_us)
+    by_status = _status_counts(status_table)
     slot_rewards: pa.Array = pa.nulls(n, JOINED.field("slot_rewards").type)
     slot_status: dict[str, int] = {}
-    if has_slates:
+    if named is not None and decisions.column("slate").null_count < n:
+        d_in = pa.table(
+            {"event_id": decisions.column("event_id"), "ts_us": _ts_us(decisions.column("ts"))}
+        )
         slot_rewards, slot_status = _slot_rewards(
             decisions,
             d_in,
-            results[2],
+            named,
             per.column("reward"),
             sql,
             params,
-            w_in,
+            _weights_table(reward_def),
             reward_def,
             sql_engine,
         )
-
-    by_status = status_rows
     n_default = int(pc.sum(per.column("reward_is_default").cast(pa.int64())).as_py() or 0)
     n_dedup = sum(by_status.values())
     table = decisions
@@ -649,7 +712,7 @@ def join_rewards(
         outcomes=n_given,
         outcomes_used=by_status.get("used", 0),
         late_outcomes=by_status.get("late", 0) + slot_status.get("late", 0),
-        duplicate_outcomes=outcomes.num_rows - n_dedup,
+        duplicate_outcomes=n_given - n_after - n_open_out - n_dedup,
         unknown_event_outcomes=by_status.get("unknown", 0),
         early_outcomes=by_status.get("early", 0) + slot_status.get("early", 0),
         default_decisions=n_default,
@@ -660,6 +723,8 @@ def join_rewards(
         outcomes_after_as_of=n_after,
     )
     if open_windows is OpenWindows.DELAY_CORRECTED and as_of is not None and n_open:
+        assert outcomes is not None and is_open is not None
+        as_of_us = (as_of - _EPOCH) // timedelta(microseconds=1)
         table, n_closed = _delay_correct(
             table, outcomes, reward_def, is_open, as_of_us, window_us, sql_engine
         )
