@@ -1000,36 +1000,21 @@ def load_joined(
         if unknown:
             raise LogError(f"columns: {unknown[0]!r} is not a decisions column")
         wanted = [c for c in DECISIONS_NAMES if c in set(columns) | _JOIN_READS]
-    decisions = io.read(root, "decisions", since=since, until=until, columns=wanted)
-    if wanted is not None:
-        # the unread columns hold placeholders through the join, then are dropped
-        for f in DECISIONS:
-            if f.name not in wanted:
-                decisions = decisions.append_column(f, _placeholder(f, decisions.num_rows))
-    if activated_only and not pc.all(decisions.column("activated")).as_py():
-        # (a filter copies every column, the contexts too: only when it drops rows)
-        decisions = decisions.filter(decisions.column("activated"))
-    o_until: datetime | None = None
-    if until is not None:
-        o_until = _upper_bound(until) + timedelta(days=float(reward_def.window_days))
-    outcomes = io.read(root, "outcomes", since=since, until=o_until)
-    all_ids = io.read(root, "decisions", columns=["event_id"]).column("event_id")
-    logged = pc.is_in(outcomes.column("event_id"), value_set=all_ids.combine_chunks())
-    selected = pc.is_in(
-        outcomes.column("event_id"), value_set=decisions.column("event_id").combine_chunks()
-    )
-    unselected = pc.and_(logged, pc.invert(selected))
-    n_unselected = int(pc.sum(unselected.cast(pa.int64())).as_py() or 0)
-    result = join_rewards(
-        decisions,
-        outcomes.filter(pc.invert(unselected)),
+    if not isinstance(open_windows, OpenWindows):
+        raise LogError(f"open_windows: expected an OpenWindows member, got {open_windows!r}")
+    result, n_read, n_unselected = join_log(
+        root,
         reward_def,
-        as_of=horizon,
-        open_windows=open_windows,
-        engine=engine,
+        since,
+        until,
+        activated_only,
+        horizon,
+        open_windows,
+        wanted,
+        get_engine(engine),
     )
     counts = dataclasses.replace(
-        result.counts, outcomes=outcomes.num_rows, unselected_outcomes=n_unselected
+        result.counts, outcomes=n_read, unselected_outcomes=n_unselected
     )
     if wanted is not None:
         t = result.table
@@ -1061,3 +1046,225 @@ def _placeholder(field: pa.Field, n: int) -> pa.Array:
     else:
         return pa.nulls(n, t)
     return pa.repeat(pa.scalar(value, t), n)
+
+
+#: ``as_of`` in microseconds when there is none: no window is open, no outcome after it.
+_NO_HORIZON_US = 2**62
+#: Row ids of a log read by the engine: the file's number times this, plus the row's
+#: index in its file (the order :func:`nba.logs.io.read` gives, without a global sort).
+_FILE_STRIDE = 2**40
+
+#: The selection of a log directory read by the engine, as views over the Parquet
+#: inputs ``decisions_log`` (the part files of the selected days), ``decision_ids``
+#: (every decisions part file; only ``event_id`` is read), ``outcomes_log`` and the
+#: Arrow inputs ``files`` (``file_key``, ``file_no``) and ``costs`` (``channel``,
+#: ``cost``). ``{...}`` are integers (microseconds) or the SQL of a condition.
+LOG_VIEWS: tuple[tuple[str, str], ...] = (
+    (
+        "d_sel",
+        """
+SELECT d.*, epoch_us(d.ts) AS ts_us,
+    f.file_no * {file_stride} + d.nba_row AS row_id,
+    epoch_us(d.ts) + {window_us} > {as_of_us} AS is_open
+FROM decisions_log AS d
+JOIN files AS f ON regexp_extract(d.nba_file, '[^/]+/[^/]+$', 0) = f.file_key
+WHERE epoch_us(d.ts) >= {lo_us} AND epoch_us(d.ts) < {hi_us} AND {activated}
+""",
+    ),
+    ("d_kept", "SELECT * FROM d_sel WHERE NOT ({exclude_open} AND is_open)"),
+    (
+        "o_flag",
+        """
+SELECT o.event_id, o.ts, o.type, o.value, o.source, o.source_id, o.action_id,
+    epoch_us(o.ts) AS ts_us, o.nba_file, o.nba_row,
+    a.event_id IS NOT NULL AND s.event_id IS NULL AS unselected,
+    COALESCE(s.is_open, FALSE) AS of_open
+FROM outcomes_log AS o
+LEFT JOIN (SELECT DISTINCT event_id FROM decision_ids) AS a ON a.event_id = o.event_id
+LEFT JOIN (SELECT event_id, is_open FROM d_sel) AS s ON s.event_id = o.event_id
+WHERE epoch_us(o.ts) >= {o_lo_us} AND epoch_us(o.ts) < {o_hi_us}
+""",
+    ),
+    (
+        "o_kept",
+        """
+SELECT * FROM o_flag
+WHERE NOT unselected AND ts_us <= {as_of_us} AND NOT ({exclude_open} AND of_open)
+""",
+    ),
+    (
+        "decisions",
+        """
+SELECT d.row_id, d.event_id, d.ts_us, d.chosen_action_id, COALESCE(c.cost, 0.0) AS cost
+FROM d_kept AS d
+LEFT JOIN costs AS c ON regexp_extract(d.chosen_action_id, '[^@]*$', 0) = c.channel
+""",
+    ),
+    (
+        "outcomes",
+        "SELECT event_id, type, source_id, ts_us, value, action_id FROM o_kept",
+    ),
+)
+
+#: What the selection counted: outcomes read, unselected, after ``as_of`` and of
+#: decisions with open windows (those left out), and the open decisions.
+LOG_COUNTS_SQL = """
+SELECT
+    (SELECT COUNT(*) FROM o_flag) AS n_read,
+    (SELECT COUNT(*) FROM o_flag WHERE unselected) AS n_unselected,
+    (SELECT COUNT(*) FROM o_flag WHERE NOT unselected AND ts_us > $as_of_us) AS n_after,
+    (SELECT COUNT(*) FROM o_flag
+        WHERE NOT unselected AND ts_us <= $as_of_us AND of_open AND $exclude_open = 1)
+        AS n_open_out,
+    (SELECT COUNT(*) FROM d_sel WHERE is_open) AS n_open,
+    (SELECT COUNT(*) FROM d_sel WHERE NOT ($exclude_open = 1 AND is_open)) AS n_kept
+"""
+
+#: :data:`NAMED_OUTCOMES_SQL` over the selection, empty unless a decision kept has a slate.
+LOG_NAMED_SQL = f"""
+SELECT * FROM ({NAMED_OUTCOMES_SQL}) AS named
+WHERE (SELECT COUNT(*) FROM d_kept WHERE slate IS NOT NULL) > 0
+"""
+
+#: The first ``event_id`` selected more than once (none: an empty result).
+LOG_DUPLICATE_SQL = """
+SELECT event_id FROM d_sel GROUP BY event_id HAVING COUNT(*) > 1 ORDER BY event_id LIMIT 1
+"""
+
+
+def _us(ts: datetime | None, default: int) -> int:
+    return default if ts is None else (ts - _EPOCH) // timedelta(microseconds=1)
+
+
+def join_log(
+    root: Path,
+    reward_def: RewardDefinition,
+    since: date | datetime | None,
+    until: date | datetime | None,
+    activated_only: bool,
+    as_of: datetime | None,
+    open_windows: OpenWindows,
+    wanted: Sequence[str] | None,
+    sql_engine: SqlEngine,
+) -> tuple[JoinResult, int, int]:
+    """The join of a log directory, the engine reading its Parquet files itself.
+
+    The driver lists the part files (and reads nothing else); the selection
+    (``since``/``until``, activated decisions, the ``as_of`` horizon, open
+    windows, outcomes of unselected decisions) is the SQL of :data:`LOG_VIEWS`,
+    the join :data:`JOIN_SQL` and its companions over those views, all run by
+    ``sql_engine`` in one call. Only the results come back: the selected
+    decisions (the ``wanted`` columns), the per-decision rewards and the counts.
+    Same result as :func:`join_rewards` over :func:`nba.logs.io.read`'s tables.
+
+    Returns
+    -------
+    result : JoinResult
+        ``counts.outcomes`` counts the outcomes given to the join (as
+        :func:`join_rewards` does); the caller sets the read total.
+    n_read : int
+        Outcome rows read (in the outcomes' time range).
+    n_unselected : int
+        Outcomes of logged decisions that were not selected.
+    """
+    from nba.logs.engine import ParquetSource
+    from nba.logs.schema import OUTCOMES
+
+    lo, hi = io.time_bounds(since, until)
+    o_hi: datetime | None = None
+    if until is not None:
+        o_hi = _upper_bound(until) + timedelta(days=float(reward_def.window_days))
+    d_files = io.part_files_between(root, "decisions", lo, hi)
+    all_files = io.part_files(root, "decisions")
+    o_files = io.part_files_between(root, "outcomes", lo, o_hi)
+    window_us = round(float(reward_def.window_days) * _US_PER_DAY)
+    as_of_us = _NO_HORIZON_US if as_of is None else _us(as_of, 0)
+    exclude = open_windows is OpenWindows.EXCLUDE
+    fmt = {
+        "file_stride": _FILE_STRIDE,
+        "window_us": window_us,
+        "as_of_us": as_of_us,
+        "lo_us": _us(lo, -_NO_HORIZON_US),
+        "hi_us": _us(hi, _NO_HORIZON_US),
+        "o_lo_us": _us(lo, -_NO_HORIZON_US),
+        "o_hi_us": _us(o_hi, _NO_HORIZON_US),
+        "activated": "d.activated" if activated_only else "TRUE",
+        "exclude_open": "TRUE" if exclude else "FALSE",
+    }
+    views = [(name, sql.format(**fmt)) for name, sql in LOG_VIEWS]
+    files = pa.table(
+        {
+            "file_key": pa.array([f"{f.parent.name}/{f.name}" for f in all_files], pa.string()),
+            "file_no": pa.array(np.arange(len(all_files), dtype=np.int64)),
+        }
+    )
+    costs = pa.table(
+        {
+            "channel": pa.array(list(reward_def.costs), pa.string()),
+            "cost": pa.array([float(c) for c in reward_def.costs.values()], pa.float64()),
+        }
+    )
+    cols = list(DECISIONS_NAMES) if wanted is None else list(wanted)
+    params = _join_params(reward_def, window_us)
+    sql = JOIN_SQL.format(reward=_reward_expr(reward_def))
+    statements: list[Statement] = [
+        (LOG_DUPLICATE_SQL, {}),
+        (LOG_COUNTS_SQL, {"as_of_us": as_of_us, "exclude_open": int(exclude)}),
+        ("SELECT " + ", ".join(cols) + " FROM d_kept ORDER BY row_id", {}),
+        (sql, params),
+        (COUNTS_SQL, {"window_us": window_us}),
+        (LOG_NAMED_SQL, {}),
+    ]
+    delay = open_windows is OpenWindows.DELAY_CORRECTED and as_of is not None
+    if delay:
+        statements.append(
+            (
+                "SELECT d.is_open FROM d_kept AS d ORDER BY d.row_id",
+                {},
+            )
+        )
+        statements.append(
+            ("SELECT " + ", ".join(OUTCOMES.names) + " FROM o_kept ORDER BY nba_file, nba_row", {})
+        )
+    results = sql_engine.run_parquet(
+        {
+            "decisions_log": ParquetSource(tuple(d_files), DECISIONS),
+            "decision_ids": ParquetSource(tuple(all_files), DECISIONS),
+            "outcomes_log": ParquetSource(tuple(o_files), OUTCOMES),
+        },
+        {"files": files, "costs": costs, "weights": _weights_table(reward_def)},
+        views,
+        statements,
+    )
+    dup = results[0].column("event_id").to_pylist()
+    if dup:
+        raise LogError(f"decisions: column 'event_id': {dup[0]!r} appears more than once")
+    counted = {k: int(v[0] or 0) for k, v in results[1].to_pydict().items()}
+    decisions = results[2]
+    n = decisions.num_rows
+    # the unread columns hold placeholders (dropped by the caller)
+    decisions = pa.table(
+        {
+            f.name: decisions.column(f.name) if f.name in cols else _placeholder(f, n)
+            for f in DECISIONS
+        }
+    )
+    decisions = io.conform(decisions, "decisions")
+    n_given = counted["n_read"] - counted["n_unselected"]
+    result = _assemble(
+        decisions,
+        results[3],
+        results[4],
+        results[5],
+        results[7].cast(OUTCOMES) if delay else None,
+        reward_def,
+        sql_engine,
+        as_of=as_of,
+        open_windows=open_windows,
+        is_open=results[6].column("is_open") if delay else None,
+        n_given=n_given,
+        n_after=counted["n_after"],
+        n_open=counted["n_open"],
+        n_open_out=counted["n_open_out"],
+    )
+    return result, counted["n_read"], counted["n_unselected"]
