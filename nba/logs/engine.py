@@ -35,8 +35,8 @@ import re
 import shutil
 import threading
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -79,6 +79,7 @@ class ParquetSource:
 
     files: tuple[Path, ...]
     schema: pa.Schema
+
 
 _MASTER = re.compile(
     r"^(local(\[(\*|[1-9][0-9]*)(,[1-9][0-9]*)?\])?"

@@ -113,7 +113,7 @@ import pyarrow.compute as pc
 from nba.logs import io
 from nba.logs.engine import SqlEngine, Statement, get_engine
 from nba.logs.io import LogError
-from nba.logs.schema import DECISIONS, JOINED
+from nba.logs.schema import DECISIONS, JOINED, TABLES
 from nba.reward import RewardDefinition
 
 _US_PER_DAY = 86_400 * 1_000_000
@@ -899,15 +899,30 @@ def _upper_bound(until: date | datetime) -> datetime:
     return datetime(until.year, until.month, until.day, tzinfo=UTC) + timedelta(days=1)
 
 
-def _max_ts(root: Path, table: str) -> datetime | None:
-    if not io.part_files(root, table):
+def _max_ts(root: Path, table: str, engine: SqlEngine | None = None) -> datetime | None:
+    """The latest ``ts`` of log table ``table``, read by ``engine`` (default: pyarrow)."""
+    files = io.part_files(root, table)
+    if not files:
         return None
-    ts = io.read(root, table, columns=["ts"]).column("ts")
-    value = pc.max(ts).as_py() if len(ts) else None
-    return None if value is None else value.astimezone(UTC)
+    if engine is None:
+        ts = io.read(root, table, columns=["ts"]).column("ts")
+        value = pc.max(ts).as_py() if len(ts) else None
+        return None if value is None else value.astimezone(UTC)
+    from nba.logs.engine import ParquetSource
+
+    got = engine.run_parquet(
+        {"t": ParquetSource(tuple(files), TABLES[table])},
+        {},
+        [],
+        [("SELECT MAX(epoch_us(ts)) AS us FROM t", {})],
+    )[0]
+    us = got.column("us")[0].as_py()
+    return None if us is None else _EPOCH + timedelta(microseconds=int(us))
 
 
-def default_as_of(logs_dir: str | Path) -> tuple[datetime | None, str]:
+def default_as_of(
+    logs_dir: str | Path, engine: SqlEngine | None = None
+) -> tuple[datetime | None, str]:
     """The horizon a join of ``logs_dir`` uses when none is given, and its basis.
 
     1. ``manifest.json``'s ``as_of`` when the writer recorded one (a store
@@ -919,6 +934,7 @@ def default_as_of(logs_dir: str | Path) -> tuple[datetime | None, str]:
 
     ``(None, basis)`` means no horizon: the manifest declares
     ``outcomes_complete`` (or the directory holds no events at all).
+    ``engine`` reads the latest times from the Parquet files (default: pyarrow).
 
     Raises
     ------
@@ -934,10 +950,10 @@ def default_as_of(logs_dir: str | Path) -> tuple[datetime | None, str]:
     if recorded is not None:
         basis = str(data.get(MANIFEST_AS_OF_BASIS) or "recorded")
         return recorded, f"{basis}, from manifest.json"
-    last = _max_ts(root, "outcomes")
+    last = _max_ts(root, "outcomes", engine)
     if last is not None:
         return last, "latest outcome in the log"
-    last = _max_ts(root, "decisions")
+    last = _max_ts(root, "decisions", engine)
     return last, "latest decision in the log; it holds no outcomes"
 
 
@@ -989,11 +1005,12 @@ def load_joined(
     root = Path(logs_dir)
     if not (root / "decisions").is_dir():
         raise LogError(f"{root}: not a log directory (no 'decisions' table)")
+    sql_engine = get_engine(engine)
     if as_of is not None:
         horizon: datetime | None = parse_as_of(as_of)
         basis = "given with --as-of"
     else:
-        horizon, basis = default_as_of(root)
+        horizon, basis = default_as_of(root, sql_engine)
     wanted = None
     if columns is not None:
         unknown = sorted(set(columns) - set(DECISIONS_NAMES))
@@ -1011,11 +1028,9 @@ def load_joined(
         horizon,
         open_windows,
         wanted,
-        get_engine(engine),
+        sql_engine,
     )
-    counts = dataclasses.replace(
-        result.counts, outcomes=n_read, unselected_outcomes=n_unselected
-    )
+    counts = dataclasses.replace(result.counts, outcomes=n_read, unselected_outcomes=n_unselected)
     if wanted is not None:
         t = result.table
         result = dataclasses.replace(

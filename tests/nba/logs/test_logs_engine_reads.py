@@ -101,7 +101,7 @@ def log_dir(tmp_path: Path, make_decisions: Any, make_outcomes: Any) -> Path:
     day.mkdir(parents=True)
     pq.write_table(old, day / "part-00000.parquet")
     io.append(root, "decisions", dec.slice(3))
-    out = []
+    out: list[tuple[Any, ...]] = []
     for i, r in enumerate(rows):
         ts, eid = r["ts"], r["event_id"]
         out.append((eid, ts + H, "opened", "a"))
@@ -125,7 +125,7 @@ def log_dir(tmp_path: Path, make_decisions: Any, make_outcomes: Any) -> Path:
     return root
 
 
-_CASES = [
+_CASES: list[tuple[RewardDefinition, dict[str, Any]]] = [
     (RewardDefinition.default(), {}),
     (_CUSTOM, {"activated_only": False}),
     (_CUSTOM, {"since": date(2026, 1, 6), "until": date(2026, 1, 8)}),
@@ -158,9 +158,10 @@ def _check(root: Path, engine: Any) -> None:
         assert light.table.column(name).equals(full.table.column(name)), name
     # nothing selected: an empty result, counted
     none = load_joined(root, _CUSTOM, since=date(2030, 1, 1), engine=engine)
-    assert none.table.num_rows == 0 and none.counts == _arrow_reference(
-        root, _CUSTOM, since=date(2030, 1, 1)
-    ).counts
+    assert (
+        none.table.num_rows == 0
+        and none.counts == _arrow_reference(root, _CUSTOM, since=date(2030, 1, 1)).counts
+    )
 
 
 def test_duckdb_reads_the_log_itself_with_the_same_result(log_dir: Path) -> None:
