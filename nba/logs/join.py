@@ -1283,3 +1283,52 @@ def join_log(
         n_open_out=counted["n_open_out"],
     )
     return result, counted["n_read"], counted["n_unselected"]
+
+
+def load_joined_arrow(
+    logs_dir: str | Path,
+    reward_def: RewardDefinition,
+    since: date | None = None,
+    until: date | None = None,
+    activated_only: bool = True,
+    as_of: str | date | datetime | None = None,
+    open_windows: OpenWindows = OpenWindows.EXCLUDE,
+    engine: str | SqlEngine | None = None,
+) -> JoinResult:
+    """:func:`load_joined` the way the commands did it before the engine read the log.
+
+    pyarrow reads the log on the driver (:func:`nba.logs.io.read`), Python
+    selects the decisions and outcomes, and :func:`join_rewards` hands the
+    join's inputs to the engine as Arrow tables. Same result as
+    :func:`load_joined` (the tests and ``bench/join_read.py`` compare the two);
+    kept as the reference the engine-read path is checked against.
+    """
+    root = Path(logs_dir)
+    horizon: datetime | None
+    if as_of is not None:
+        horizon, basis = parse_as_of(as_of), "given with --as-of"
+    else:
+        horizon, basis = default_as_of(root)
+    d = io.read(root, "decisions", since=since, until=until)
+    if activated_only:
+        d = d.filter(d.column("activated"))
+    o_until = None
+    if until is not None:
+        o_until = _upper_bound(until) + timedelta(days=float(reward_def.window_days))
+    o = io.read(root, "outcomes", since=since, until=o_until)
+    all_ids = io.read(root, "decisions", columns=["event_id"]).column("event_id")
+    logged = pc.is_in(o.column("event_id"), value_set=all_ids.combine_chunks())
+    selected = pc.is_in(o.column("event_id"), value_set=d.column("event_id").combine_chunks())
+    unselected = pc.and_(logged, pc.invert(selected))
+    res = join_rewards(
+        d,
+        o.filter(pc.invert(unselected)),
+        reward_def,
+        as_of=horizon,
+        open_windows=open_windows,
+        engine=engine,
+    )
+    counts = dataclasses.replace(
+        res.counts, outcomes=o.num_rows, unselected_outcomes=_count(unselected)
+    )
+    return dataclasses.replace(res, counts=counts, as_of_basis=basis)

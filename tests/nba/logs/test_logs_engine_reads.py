@@ -8,27 +8,17 @@ path), row for row and count for count, on DuckDB and on Spark ``local[2]``.
 
 from __future__ import annotations
 
-import dataclasses
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
 from nba.logs import io
 from nba.logs.engine import SparkEngine
-from nba.logs.join import (
-    JoinResult,
-    OpenWindows,
-    _upper_bound,
-    default_as_of,
-    join_rewards,
-    load_joined,
-    parse_as_of,
-)
+from nba.logs.join import JoinResult, OpenWindows, load_joined, load_joined_arrow
 from nba.logs.schema import DECISIONS
 from nba.reward import RewardDefinition
 
@@ -48,36 +38,9 @@ _CUSTOM = RewardDefinition(
 )
 
 
-def _arrow_reference(
-    root: Path,
-    rd: RewardDefinition,
-    since: date | None = None,
-    until: date | None = None,
-    activated_only: bool = True,
-    as_of: str | None = None,
-    open_windows: OpenWindows = OpenWindows.EXCLUDE,
-) -> JoinResult:
-    """The join as the commands did it before the engine read the log: pyarrow reads
-    the tables on the driver, Python selects, :func:`join_rewards` joins."""
-    horizon, basis = (parse_as_of(as_of), "given with --as-of") if as_of else default_as_of(root)
-    d = io.read(root, "decisions", since=since, until=until)
-    if activated_only:
-        d = d.filter(d.column("activated"))
-    o_until = None if until is None else _upper_bound(until) + timedelta(days=rd.window_days)
-    o = io.read(root, "outcomes", since=since, until=o_until)
-    all_ids = io.read(root, "decisions", columns=["event_id"]).column("event_id")
-    logged = pc.is_in(o.column("event_id"), value_set=all_ids.combine_chunks())
-    sel = pc.is_in(o.column("event_id"), value_set=d.column("event_id").combine_chunks())
-    unselected = pc.and_(logged, pc.invert(sel))
-    res = join_rewards(
-        d, o.filter(pc.invert(unselected)), rd, as_of=horizon, open_windows=open_windows
-    )
-    counts = dataclasses.replace(
-        res.counts,
-        outcomes=o.num_rows,
-        unselected_outcomes=int(pc.sum(unselected.cast(pa.int64())).as_py() or 0),
-    )
-    return dataclasses.replace(res, counts=counts, as_of_basis=basis)
+def _arrow_reference(root: Path, rd: RewardDefinition, **kw: Any) -> JoinResult:
+    """The join as the commands did it before the engine read the log (pyarrow)."""
+    return load_joined_arrow(root, rd, **kw)
 
 
 @pytest.fixture
