@@ -46,6 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--spark", action="store_true", help="also time Spark local[2]")
     ap.add_argument("--out", type=Path, default=None, help="work directory (default: a temp one)")
+    ap.add_argument("--logs", type=Path, default=None, help="an existing log (no simulation)")
     args = ap.parse_args(argv)
 
     from click.testing import CliRunner
@@ -58,18 +59,21 @@ def main(argv: list[str] | None = None) -> int:
     work = args.out or Path(tempfile.mkdtemp(prefix="nba-bench-join-read-"))
     logs = work / "logs"
     print(f"machine: {os.cpu_count()} cores; load average {os.getloadavg()[0]:.1f}")
-    t0 = time.perf_counter()
-    res = CliRunner().invoke(
-        nba,
-        [
-            *("simulate", "--hcps", str(args.hcps), "--days", str(args.days)),
-            *("--seed", str(args.seed), "--out", str(logs)),
-        ],
-    )
-    if res.exit_code != 0:
-        print(res.output)
-        return 1
-    print(f"simulated log in {time.perf_counter() - t0:.1f} s")
+    if args.logs is not None:
+        logs = args.logs
+    else:
+        t0 = time.perf_counter()
+        res = CliRunner().invoke(
+            nba,
+            [
+                *("simulate", "--hcps", str(args.hcps), "--days", str(args.days)),
+                *("--seed", str(args.seed), "--out", str(logs)),
+            ],
+        )
+        if res.exit_code != 0:
+            print(res.output)
+            return 1
+        print(f"simulated log in {time.perf_counter() - t0:.1f} s")
     rd = RewardDefinition.default()
     engines = ["duckdb"]
     if args.spark:

@@ -135,7 +135,10 @@ class SqlEngine(ABC):
             Small inputs given as Arrow (parameters as tables: weights, costs).
         views : sequence of (str, str)
             Named views (DuckDB SQL without parameters) defined in order over
-            the inputs and the views before them.
+            the inputs and the views before them; each is computed once and
+            kept for the statements (a DuckDB temporary table, a cached Spark
+            DataFrame), so the files are read once however many statements
+            read a view.
         statements : sequence of (str, mapping)
             DuckDB SQL over all of them and its named parameters.
 
@@ -229,7 +232,8 @@ class DuckDBEngine(SqlEngine):
                     f"UNION ALL BY NAME SELECT * FROM {name}__empty)"
                 )
             for name, sql in views:
-                con.execute(f"CREATE VIEW {name} AS {sql}")
+                # materialized: each statement reads it, the Parquet files are read once
+                con.execute(f"CREATE TEMP TABLE {name} AS {sql}")
             return [
                 con.sql(sql, params=dict(params) if params else None).to_arrow_table()
                 for sql, params in statements
@@ -514,6 +518,7 @@ class SparkEngine(SqlEngine):
         spark = self.session
         call = next(_VIEW_IDS)
         names: dict[str, str] = {}
+        cached: list[Any] = []
 
         def view(name: str, df: Any) -> None:
             names[name] = f"nba_{os.getpid()}_{call}_{name}"
@@ -540,11 +545,16 @@ class SparkEngine(SqlEngine):
                 df = empty.unionByName(read, allowMissingColumns=True)
                 view(name, df.select(*empty.columns))
             for name, sql in views:
-                view(name, spark.sql(to_spark_sql(sql, {}, names)))
+                # cached: each statement reads it, the Parquet files are read once
+                df = spark.sql(to_spark_sql(sql, {}, names)).cache()
+                cached.append(df)
+                view(name, df)
             return [
                 spark.sql(to_spark_sql(sql, params, names)).toArrow() for sql, params in statements
             ]
         finally:
+            for df in cached:
+                df.unpersist()
             for v in names.values():
                 spark.catalog.dropTempView(v)
 

@@ -1073,12 +1073,14 @@ _FILE_STRIDE = 2**40
 #: inputs ``decisions_log`` (the part files of the selected days), ``decision_ids``
 #: (every decisions part file; only ``event_id`` is read), ``outcomes_log`` and the
 #: Arrow inputs ``files`` (``file_key``, ``file_no``) and ``costs`` (``channel``,
-#: ``cost``). ``{...}`` are integers (microseconds) or the SQL of a condition.
+#: ``cost``). ``{...}`` are integers (microseconds), the SQL of a condition, or
+#: the decision columns wanted. Without a date range, ``decision_ids`` is
+#: ``decisions_log`` (the same files, read once).
 LOG_VIEWS: tuple[tuple[str, str], ...] = (
     (
         "d_sel",
         """
-SELECT d.*, epoch_us(d.ts) AS ts_us,
+SELECT {d_cols}, epoch_us(d.ts) AS ts_us,
     f.file_no * {file_stride} + d.nba_row AS row_id,
     epoch_us(d.ts) + {window_us} > {as_of_us} AS is_open
 FROM decisions_log AS d
@@ -1086,7 +1088,6 @@ JOIN files AS f ON regexp_extract(d.nba_file, '[^/]+/[^/]+$', 0) = f.file_key
 WHERE epoch_us(d.ts) >= {lo_us} AND epoch_us(d.ts) < {hi_us} AND {activated}
 """,
     ),
-    ("d_kept", "SELECT * FROM d_sel WHERE NOT ({exclude_open} AND is_open)"),
     (
         "o_flag",
         """
@@ -1111,8 +1112,9 @@ WHERE NOT unselected AND ts_us <= {as_of_us} AND NOT ({exclude_open} AND of_open
         "decisions",
         """
 SELECT d.row_id, d.event_id, d.ts_us, d.chosen_action_id, COALESCE(c.cost, 0.0) AS cost
-FROM d_kept AS d
+FROM d_sel AS d
 LEFT JOIN costs AS c ON regexp_extract(d.chosen_action_id, '[^@]*$', 0) = c.channel
+WHERE NOT ({exclude_open} AND d.is_open)
 """,
     ),
     (
@@ -1138,7 +1140,9 @@ SELECT
 #: :data:`NAMED_OUTCOMES_SQL` over the selection, empty unless a decision kept has a slate.
 LOG_NAMED_SQL = f"""
 SELECT * FROM ({NAMED_OUTCOMES_SQL}) AS named
-WHERE (SELECT COUNT(*) FROM d_kept WHERE slate IS NOT NULL) > 0
+WHERE (
+    SELECT COUNT(*) FROM d_sel WHERE slate IS NOT NULL AND NOT ($exclude_open = 1 AND is_open)
+) > 0
 """
 
 #: The first ``event_id`` selected more than once (none: an empty result).
@@ -1195,6 +1199,7 @@ def join_log(
     window_us = round(float(reward_def.window_days) * _US_PER_DAY)
     as_of_us = _NO_HORIZON_US if as_of is None else _us(as_of, 0)
     exclude = open_windows is OpenWindows.EXCLUDE
+    cols = list(DECISIONS_NAMES) if wanted is None else list(wanted)
     fmt = {
         "file_stride": _FILE_STRIDE,
         "window_us": window_us,
@@ -1205,8 +1210,17 @@ def join_log(
         "o_hi_us": _us(o_hi, _NO_HORIZON_US),
         "activated": "d.activated" if activated_only else "TRUE",
         "exclude_open": "TRUE" if exclude else "FALSE",
+        "d_cols": ", ".join(f"d.{c}" for c in cols),
     }
     views = [(name, sql.format(**fmt)) for name, sql in LOG_VIEWS]
+    sources = {
+        "decisions_log": ParquetSource(tuple(d_files), DECISIONS),
+        "outcomes_log": ParquetSource(tuple(o_files), OUTCOMES),
+    }
+    if d_files == all_files:
+        views.insert(0, ("decision_ids", "SELECT event_id FROM decisions_log"))
+    else:
+        sources["decision_ids"] = ParquetSource(tuple(all_files), DECISIONS)
     files = pa.table(
         {
             "file_key": pa.array([f"{f.parent.name}/{f.name}" for f in all_files], pa.string()),
@@ -1219,22 +1233,25 @@ def join_log(
             "cost": pa.array([float(c) for c in reward_def.costs.values()], pa.float64()),
         }
     )
-    cols = list(DECISIONS_NAMES) if wanted is None else list(wanted)
     params = _join_params(reward_def, window_us)
     sql = JOIN_SQL.format(reward=_reward_expr(reward_def))
     statements: list[Statement] = [
         (LOG_DUPLICATE_SQL, {}),
         (LOG_COUNTS_SQL, {"as_of_us": as_of_us, "exclude_open": int(exclude)}),
-        ("SELECT " + ", ".join(cols) + " FROM d_kept ORDER BY row_id", {}),
+        (
+            "SELECT " + ", ".join(cols) + " FROM d_sel "
+            "WHERE NOT ($exclude_open = 1 AND is_open) ORDER BY row_id",
+            {"exclude_open": int(exclude)},
+        ),
         (sql, params),
         (COUNTS_SQL, {"window_us": window_us}),
-        (LOG_NAMED_SQL, {}),
+        (LOG_NAMED_SQL, {"exclude_open": int(exclude)}),
     ]
     delay = open_windows is OpenWindows.DELAY_CORRECTED and as_of is not None
     if delay:
         statements.append(
             (
-                "SELECT d.is_open FROM d_kept AS d ORDER BY d.row_id",
+                "SELECT d.is_open FROM d_sel AS d ORDER BY d.row_id",
                 {},
             )
         )
@@ -1242,11 +1259,7 @@ def join_log(
             ("SELECT " + ", ".join(OUTCOMES.names) + " FROM o_kept ORDER BY nba_file, nba_row", {})
         )
     results = sql_engine.run_parquet(
-        {
-            "decisions_log": ParquetSource(tuple(d_files), DECISIONS),
-            "decision_ids": ParquetSource(tuple(all_files), DECISIONS),
-            "outcomes_log": ParquetSource(tuple(o_files), OUTCOMES),
-        },
+        sources,
         {"files": files, "costs": costs, "weights": _weights_table(reward_def)},
         views,
         statements,
