@@ -238,6 +238,8 @@ class DuckDBEngine(SqlEngine):
                 con.sql(sql, params=dict(params) if params else None).to_arrow_table()
                 for sql, params in statements
             ]
+        except duckdb.Error as exc:  # e.g. a part file that is not Parquet: DuckDB names it
+            raise EngineError(f"duckdb could not read the log: {_first_line(exc)}") from exc
         finally:
             con.close()
 
@@ -263,6 +265,12 @@ class DuckDBEngine(SqlEngine):
             )
         finally:
             con.close()
+
+
+def _first_line(exc: BaseException) -> str:
+    """The first non-empty line of an engine's error message (the rest is its SQL)."""
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    return lines[0] if lines else type(exc).__name__
 
 
 def _quote(path: str | Path) -> str:
@@ -552,6 +560,13 @@ class SparkEngine(SqlEngine):
             return [
                 spark.sql(to_spark_sql(sql, params, names)).toArrow() for sql, params in statements
             ]
+        except Exception as exc:
+            from pyspark.errors import PySparkException
+
+            if not isinstance(exc, PySparkException):
+                raise
+            # e.g. a part file that is not Parquet: Spark's message names it
+            raise EngineError(f"Spark could not read the log: {_first_line(exc)}") from exc
         finally:
             for df in cached:
                 df.unpersist()

@@ -154,3 +154,31 @@ def test_spark_reads_the_log_itself_with_the_same_result(
     spark_engine: SparkEngine, log_dir: Path
 ) -> None:
     _check(log_dir, spark_engine)
+    part = _corrupt_a_part(log_dir)
+    with pytest.raises(io.LogError, match=f"Spark could not read the log: .*{part.name}"):
+        load_joined(log_dir, _CUSTOM, engine=spark_engine)
+
+
+def _corrupt_a_part(root: Path) -> Path:
+    part = io.part_files(root, "outcomes")[1]
+    part.write_bytes(b"not a parquet file")
+    return part
+
+
+def test_a_part_file_the_engine_cannot_read_is_named(log_dir: Path) -> None:
+    from click.testing import CliRunner
+
+    from nba_cli.main import main as nba
+
+    part = _corrupt_a_part(log_dir)
+    with pytest.raises(io.LogError, match=f"duckdb could not read the log: .*{part.name}"):
+        load_joined(log_dir, _CUSTOM)
+    res = CliRunner().invoke(
+        nba,
+        [
+            *("logs", "export", "--logs", str(log_dir), "--format", "dsjson"),
+            *("--out", str(log_dir.parent / "x.dsjson")),
+        ],
+        catch_exceptions=False,
+    )
+    assert res.exit_code != 0 and str(part.parent.name) in res.output, res.output
