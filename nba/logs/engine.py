@@ -273,6 +273,16 @@ def _first_line(exc: BaseException) -> str:
     return lines[0] if lines else type(exc).__name__
 
 
+def _file_named(exc: BaseException, parquet: Mapping[str, ParquetSource]) -> str:
+    """`` (part file PATH)`` for the first input file the error's text names, else ``""``."""
+    text = str(exc)
+    for source in parquet.values():
+        for f in source.files:
+            if str(f) in text:
+                return f" (part file {f})"
+    return ""
+
+
 def _quote(path: str | Path) -> str:
     return "'" + str(path).replace("'", "''") + "'"
 
@@ -561,12 +571,18 @@ class SparkEngine(SqlEngine):
                 spark.sql(to_spark_sql(sql, params, names)).toArrow() for sql, params in statements
             ]
         except Exception as exc:
+            from py4j.protocol import Py4JJavaError
             from pyspark.errors import PySparkException
 
-            if not isinstance(exc, PySparkException):
+            if not isinstance(exc, PySparkException | Py4JJavaError):
                 raise
-            # e.g. a part file that is not Parquet: Spark's message names it
-            raise EngineError(f"Spark could not read the log: {_first_line(exc)}") from exc
+            # e.g. a part file that is not Parquet: named when Spark's message names it
+            reason = _first_line(exc)
+            if isinstance(exc, Py4JJavaError):  # the JVM's message, not py4j's call
+                reason = _first_line(Exception(str(exc.java_exception.getMessage())))
+            raise EngineError(
+                f"Spark could not read the log{_file_named(exc, parquet)}: {reason}"
+            ) from exc
         finally:
             for df in cached:
                 df.unpersist()
