@@ -36,6 +36,7 @@ import shutil
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +52,34 @@ DEFAULT_SPARK_MASTER = "local[2]"
 
 #: A statement and its named parameters (``$name`` in the text).
 Statement = tuple[str, Mapping[str, int | float]]
+
+#: Columns every :class:`ParquetSource` view has besides its schema's: the file a
+#: row was read from (as the engine names it) and the row's index in that file.
+FILE_COLUMN = "nba_file"
+ROW_COLUMN = "nba_row"
+
+
+@dataclass(frozen=True)
+class ParquetSource:
+    """A table the engine reads from Parquet files itself (no Arrow in between).
+
+    The view the SQL sees has every column of ``schema`` (those absent from
+    every file read as nulls, so only nullable columns may be absent) plus
+    :data:`FILE_COLUMN` (the file's path; it ends with the path relative to
+    the log table, e.g. ``date=2026-01-05/part-00000.parquet``) and
+    :data:`ROW_COLUMN` (the row's 0-based index in its file).
+
+    Attributes
+    ----------
+    files : tuple of Path
+        The Parquet files, possibly none (an empty view).
+    schema : pyarrow.Schema
+        The columns of the view and their types.
+    """
+
+    files: tuple[Path, ...]
+    schema: pa.Schema
+
 
 _MASTER = re.compile(
     r"^(local(\[(\*|[1-9][0-9]*)(,[1-9][0-9]*)?\])?"
@@ -81,6 +110,37 @@ class SqlEngine(ABC):
             The inputs, by the name the SQL uses.
         statements : sequence of (str, mapping)
             DuckDB SQL and its named parameters (ints or floats).
+
+        Returns
+        -------
+        list of pyarrow.Table
+            One per statement, in order.
+        """
+
+    @abstractmethod
+    def run_parquet(
+        self,
+        parquet: Mapping[str, ParquetSource],
+        tables: Mapping[str, pa.Table],
+        views: Sequence[tuple[str, str]],
+        statements: Sequence[Statement],
+    ) -> list[pa.Table]:
+        """Run ``statements`` over Parquet files the engine reads itself.
+
+        Parameters
+        ----------
+        parquet : mapping of str to ParquetSource
+            Inputs read from Parquet by the engine, by the name the SQL uses.
+        tables : mapping of str to pyarrow.Table
+            Small inputs given as Arrow (parameters as tables: weights, costs).
+        views : sequence of (str, str)
+            Named views (DuckDB SQL without parameters) defined in order over
+            the inputs and the views before them; each is computed once and
+            kept for the statements (a DuckDB temporary table, a cached Spark
+            DataFrame), so the files are read once however many statements
+            read a view.
+        statements : sequence of (str, mapping)
+            DuckDB SQL over all of them and its named parameters.
 
         Returns
         -------
@@ -141,6 +201,48 @@ class DuckDBEngine(SqlEngine):
         finally:
             con.close()
 
+    def run_parquet(
+        self,
+        parquet: Mapping[str, ParquetSource],
+        tables: Mapping[str, pa.Table],
+        views: Sequence[tuple[str, str]],
+        statements: Sequence[Statement],
+    ) -> list[pa.Table]:
+        import duckdb
+
+        con = duckdb.connect(":memory:")
+        try:
+            for name, table in tables.items():
+                con.register(name, table)
+            for name, source in parquet.items():
+                empty = _empty_source(source.schema)
+                con.register(f"{name}__empty", empty)
+                if not source.files:
+                    con.execute(f"CREATE VIEW {name} AS SELECT * FROM {name}__empty")
+                    continue
+                listed = ", ".join(_quote(f) for f in source.files)
+                # UNION BY NAME with the empty typed table: the schema's columns, in
+                # its order and types, nulls for those no file has
+                cols = ", ".join(f'"{c}"' for c in empty.column_names)
+                con.execute(
+                    f"CREATE VIEW {name} AS SELECT {cols} FROM ("
+                    f"SELECT * EXCLUDE (filename, file_row_number), filename AS {FILE_COLUMN}, "
+                    f"file_row_number AS {ROW_COLUMN} FROM read_parquet([{listed}], "
+                    f"filename = true, file_row_number = true, union_by_name = true) "
+                    f"UNION ALL BY NAME SELECT * FROM {name}__empty)"
+                )
+            for name, sql in views:
+                # materialized: each statement reads it, the Parquet files are read once
+                con.execute(f"CREATE TEMP TABLE {name} AS {sql}")
+            return [
+                con.sql(sql, params=dict(params) if params else None).to_arrow_table()
+                for sql, params in statements
+            ]
+        except duckdb.Error as exc:  # e.g. a part file that is not Parquet: DuckDB names it
+            raise EngineError(f"duckdb could not read the log: {_first_line(exc)}") from exc
+        finally:
+            con.close()
+
     def write_parquet(
         self,
         parquet: Mapping[str, Sequence[str | Path]],
@@ -163,6 +265,33 @@ class DuckDBEngine(SqlEngine):
             )
         finally:
             con.close()
+
+
+def _first_line(exc: BaseException) -> str:
+    """The first non-empty line of an engine's error message (the rest is its SQL)."""
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    return lines[0] if lines else type(exc).__name__
+
+
+def _file_named(exc: BaseException, parquet: Mapping[str, ParquetSource]) -> str:
+    """`` (part file PATH)`` for the first input file the error's text names, else ``""``."""
+    text = str(exc)
+    for source in parquet.values():
+        for f in source.files:
+            if str(f) in text:
+                return f" (part file {f})"
+    return ""
+
+
+def _quote(path: str | Path) -> str:
+    return "'" + str(path).replace("'", "''") + "'"
+
+
+def _empty_source(schema: pa.Schema) -> pa.Table:
+    """An empty table of ``schema`` and the file and row columns."""
+    return pa.schema(
+        [*schema, pa.field(FILE_COLUMN, pa.string()), pa.field(ROW_COLUMN, pa.int64())]
+    ).empty_table()
 
 
 def _literal(value: int | float) -> Any:
@@ -394,6 +523,71 @@ class SparkEngine(SqlEngine):
         finally:
             for view in views.values():
                 spark.catalog.dropTempView(view)
+
+    def run_parquet(
+        self,
+        parquet: Mapping[str, ParquetSource],
+        tables: Mapping[str, pa.Table],
+        views: Sequence[tuple[str, str]],
+        statements: Sequence[Statement],
+    ) -> list[pa.Table]:
+        from pyspark.sql import functions as F
+
+        spark = self.session
+        call = next(_VIEW_IDS)
+        names: dict[str, str] = {}
+        cached: list[Any] = []
+
+        def view(name: str, df: Any) -> None:
+            names[name] = f"nba_{os.getpid()}_{call}_{name}"
+            df.createOrReplaceTempView(names[name])
+
+        try:
+            for name, table in tables.items():
+                view(name, spark.createDataFrame(table))
+            for name, source in parquet.items():
+                empty = spark.createDataFrame(_empty_source(source.schema))
+                if not source.files:
+                    view(name, empty)
+                    continue
+                read = (
+                    spark.read.option("mergeSchema", "true")
+                    .parquet(*[str(f) for f in source.files])
+                    .select(
+                        "*",
+                        F.col("_metadata.file_path").alias(FILE_COLUMN),
+                        F.col("_metadata.row_index").alias(ROW_COLUMN),
+                    )
+                )
+                # the schema's columns, in its order and types, nulls for those no file has
+                df = empty.unionByName(read, allowMissingColumns=True)
+                view(name, df.select(*empty.columns))
+            for name, sql in views:
+                # cached: each statement reads it, the Parquet files are read once
+                df = spark.sql(to_spark_sql(sql, {}, names)).cache()
+                cached.append(df)
+                view(name, df)
+            return [
+                spark.sql(to_spark_sql(sql, params, names)).toArrow() for sql, params in statements
+            ]
+        except Exception as exc:
+            from py4j.protocol import Py4JJavaError
+            from pyspark.errors import PySparkException
+
+            if not isinstance(exc, PySparkException | Py4JJavaError):
+                raise
+            # e.g. a part file that is not Parquet: named when Spark's message names it
+            reason = _first_line(exc)
+            if isinstance(exc, Py4JJavaError):  # the JVM's message, not py4j's call
+                reason = _first_line(Exception(str(exc.java_exception.getMessage())))
+            raise EngineError(
+                f"Spark could not read the log{_file_named(exc, parquet)}: {reason}"
+            ) from exc
+        finally:
+            for df in cached:
+                df.unpersist()
+            for v in names.values():
+                spark.catalog.dropTempView(v)
 
     def write_parquet(
         self,

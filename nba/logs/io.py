@@ -226,6 +226,31 @@ def part_files(root: str | Path, name: str) -> list[Path]:
     return files
 
 
+def time_bounds(
+    since: date | datetime | None, until: date | datetime | None
+) -> tuple[datetime | None, datetime | None]:
+    """The ``[lo, hi)`` instants (UTC) :func:`read` selects for ``since`` / ``until``."""
+    lo = None if since is None else _as_utc(since, end=False)
+    hi = None if until is None else _as_utc(until, end=True)
+    return lo, hi
+
+
+def part_files_between(
+    root: str | Path, name: str, lo: datetime | None, hi: datetime | None
+) -> list[Path]:
+    """The part files of ``name`` whose UTC day meets ``[lo, hi)`` (None: unbounded)."""
+    keep = []
+    for f in part_files(root, name):
+        day = date.fromisoformat(f.parent.name.split("=", 1)[1])
+        day_start = datetime(day.year, day.month, day.day, tzinfo=UTC)
+        if lo is not None and day_start + timedelta(days=1) <= lo:
+            continue
+        if hi is not None and day_start >= hi:
+            continue
+        keep.append(f)
+    return keep
+
+
 def read(
     root: str | Path,
     name: str,
@@ -242,18 +267,9 @@ def read(
         With the contract schema (or the requested ``columns`` of it).
     """
     schema = _schema(name)
-    files = part_files(root, name)
     lo = None if since is None else _as_utc(since, end=False)
     hi = None if until is None else _as_utc(until, end=True)
-    keep = []
-    for f in files:
-        day = date.fromisoformat(f.parent.name.split("=", 1)[1])
-        day_start = datetime(day.year, day.month, day.day, tzinfo=UTC)
-        if lo is not None and day_start + timedelta(days=1) <= lo:
-            continue
-        if hi is not None and day_start >= hi:
-            continue
-        keep.append(f)
+    keep = part_files_between(root, name, lo, hi)
     if not keep:
         empty = schema.empty_table()
         return empty.select(list(columns)) if columns else empty

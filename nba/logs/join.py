@@ -113,7 +113,7 @@ import pyarrow.compute as pc
 from nba.logs import io
 from nba.logs.engine import SqlEngine, Statement, get_engine
 from nba.logs.io import LogError
-from nba.logs.schema import DECISIONS, JOINED
+from nba.logs.schema import DECISIONS, JOINED, TABLES
 from nba.reward import RewardDefinition
 
 _US_PER_DAY = 86_400 * 1_000_000
@@ -558,6 +558,7 @@ def join_rewards(
     window_us = round(float(reward_def.window_days) * _US_PER_DAY)
     n_given = outcomes.num_rows
     n_after = n_open = n_open_out = 0
+    is_open: pa.ChunkedArray | pa.Array | None = None
     if as_of is not None:
         as_of = parse_as_of(as_of, "as_of")
         as_of_us = (as_of - _EPOCH) // timedelta(microseconds=1)
@@ -595,17 +596,8 @@ def join_rewards(
             "action_id": outcomes.column("action_id"),
         }
     )
-    w_in = pa.table(
-        {
-            "type": pa.array(list(reward_def.weights), pa.string()),
-            "weight": pa.array(list(reward_def.weights.values()), pa.float64()),
-            "by_value": pa.array([t in reward_def.value_types for t in reward_def.weights]),
-        }
-    )
-    params: dict[str, Any] = {
-        "window_us": window_us,
-        "default_reward": float(reward_def.default_reward),
-    }
+    w_in = _weights_table(reward_def)
+    params = _join_params(reward_def, window_us)
     sql = JOIN_SQL.format(reward=_reward_expr(reward_def))
     slate_col = decisions.column("slate")
     has_slates = slate_col.null_count < n
@@ -616,23 +608,94 @@ def join_rewards(
     if has_slates:
         statements.append((NAMED_OUTCOMES_SQL, {}))
     results = sql_engine.run({"decisions": d_in, "outcomes": o_in, "weights": w_in}, statements)
-    per, status_rows = results[0], _status_counts(results[1])
+    return _assemble(
+        decisions,
+        results[0],
+        results[1],
+        results[2] if has_slates else None,
+        outcomes,
+        reward_def,
+        sql_engine,
+        as_of=as_of,
+        open_windows=open_windows,
+        is_open=is_open,
+        n_given=n_given,
+        n_after=n_after,
+        n_open=n_open,
+        n_open_out=n_open_out,
+    )
+
+
+def _weights_table(reward_def: RewardDefinition) -> pa.Table:
+    """The join's ``weights`` input: ``type``, ``weight``, ``by_value``, one row per type."""
+    return pa.table(
+        {
+            "type": pa.array(list(reward_def.weights), pa.string()),
+            "weight": pa.array(list(reward_def.weights.values()), pa.float64()),
+            "by_value": pa.array([t in reward_def.value_types for t in reward_def.weights]),
+        }
+    )
+
+
+def _join_params(reward_def: RewardDefinition, window_us: int) -> dict[str, Any]:
+    return {"window_us": window_us, "default_reward": float(reward_def.default_reward)}
+
+
+def _assemble(
+    decisions: pa.Table,
+    per: pa.Table,
+    status_table: pa.Table,
+    named: pa.Table | None,
+    outcomes: pa.Table | None,
+    reward_def: RewardDefinition,
+    sql_engine: SqlEngine,
+    *,
+    as_of: datetime | None,
+    open_windows: OpenWindows,
+    is_open: pa.ChunkedArray | pa.Array | None,
+    n_given: int,
+    n_after: int,
+    n_open: int,
+    n_open_out: int,
+) -> JoinResult:
+    """The :class:`JoinResult` of a join's SQL results (both paths: Arrow inputs, log read).
+
+    Parameters
+    ----------
+    decisions : pyarrow.Table
+        The decisions joined (:data:`DECISIONS`), n rows, in ``row_id`` order.
+    per, status_table, named : pyarrow.Table
+        The results of :data:`JOIN_SQL` (n rows, ``row_id`` order),
+        :data:`COUNTS_SQL` and (when some decision has a slate)
+        :data:`NAMED_OUTCOMES_SQL`.
+    outcomes : pyarrow.Table or None
+        The outcomes given to the join (:data:`OUTCOMES`); only read to
+        delay-correct open windows.
+    is_open : array of bool, shape (n,), optional
+        Which decisions' windows are open (delay correction only).
+    """
+    n = decisions.num_rows
+    window_us = round(float(reward_def.window_days) * _US_PER_DAY)
+    sql = JOIN_SQL.format(reward=_reward_expr(reward_def))
+    params = _join_params(reward_def, window_us)
+    by_status = _status_counts(status_table)
     slot_rewards: pa.Array = pa.nulls(n, JOINED.field("slot_rewards").type)
     slot_status: dict[str, int] = {}
-    if has_slates:
+    if named is not None and decisions.column("slate").null_count < n:
+        d_in = pa.table(
+            {"event_id": decisions.column("event_id"), "ts_us": _ts_us(decisions.column("ts"))}
+        )
         slot_rewards, slot_status = _slot_rewards(
             decisions,
             d_in,
-            results[2],
+            named,
             per.column("reward"),
             sql,
             params,
-            w_in,
+            _weights_table(reward_def),
             reward_def,
             sql_engine,
         )
-
-    by_status = status_rows
     n_default = int(pc.sum(per.column("reward_is_default").cast(pa.int64())).as_py() or 0)
     n_dedup = sum(by_status.values())
     table = decisions
@@ -649,7 +712,7 @@ def join_rewards(
         outcomes=n_given,
         outcomes_used=by_status.get("used", 0),
         late_outcomes=by_status.get("late", 0) + slot_status.get("late", 0),
-        duplicate_outcomes=outcomes.num_rows - n_dedup,
+        duplicate_outcomes=n_given - n_after - n_open_out - n_dedup,
         unknown_event_outcomes=by_status.get("unknown", 0),
         early_outcomes=by_status.get("early", 0) + slot_status.get("early", 0),
         default_decisions=n_default,
@@ -660,6 +723,8 @@ def join_rewards(
         outcomes_after_as_of=n_after,
     )
     if open_windows is OpenWindows.DELAY_CORRECTED and as_of is not None and n_open:
+        assert outcomes is not None and is_open is not None
+        as_of_us = (as_of - _EPOCH) // timedelta(microseconds=1)
         table, n_closed = _delay_correct(
             table, outcomes, reward_def, is_open, as_of_us, window_us, sql_engine
         )
@@ -834,15 +899,30 @@ def _upper_bound(until: date | datetime) -> datetime:
     return datetime(until.year, until.month, until.day, tzinfo=UTC) + timedelta(days=1)
 
 
-def _max_ts(root: Path, table: str) -> datetime | None:
-    if not io.part_files(root, table):
+def _max_ts(root: Path, table: str, engine: SqlEngine | None = None) -> datetime | None:
+    """The latest ``ts`` of log table ``table``, read by ``engine`` (default: pyarrow)."""
+    files = io.part_files(root, table)
+    if not files:
         return None
-    ts = io.read(root, table, columns=["ts"]).column("ts")
-    value = pc.max(ts).as_py() if len(ts) else None
-    return None if value is None else value.astimezone(UTC)
+    if engine is None:
+        ts = io.read(root, table, columns=["ts"]).column("ts")
+        value = pc.max(ts).as_py() if len(ts) else None
+        return None if value is None else value.astimezone(UTC)
+    from nba.logs.engine import ParquetSource
+
+    got = engine.run_parquet(
+        {"t": ParquetSource(tuple(files), TABLES[table])},
+        {},
+        [],
+        [("SELECT MAX(epoch_us(ts)) AS us FROM t", {})],
+    )[0]
+    us = got.column("us")[0].as_py()
+    return None if us is None else _EPOCH + timedelta(microseconds=int(us))
 
 
-def default_as_of(logs_dir: str | Path) -> tuple[datetime | None, str]:
+def default_as_of(
+    logs_dir: str | Path, engine: SqlEngine | None = None
+) -> tuple[datetime | None, str]:
     """The horizon a join of ``logs_dir`` uses when none is given, and its basis.
 
     1. ``manifest.json``'s ``as_of`` when the writer recorded one (a store
@@ -854,6 +934,7 @@ def default_as_of(logs_dir: str | Path) -> tuple[datetime | None, str]:
 
     ``(None, basis)`` means no horizon: the manifest declares
     ``outcomes_complete`` (or the directory holds no events at all).
+    ``engine`` reads the latest times from the Parquet files (default: pyarrow).
 
     Raises
     ------
@@ -869,10 +950,10 @@ def default_as_of(logs_dir: str | Path) -> tuple[datetime | None, str]:
     if recorded is not None:
         basis = str(data.get(MANIFEST_AS_OF_BASIS) or "recorded")
         return recorded, f"{basis}, from manifest.json"
-    last = _max_ts(root, "outcomes")
+    last = _max_ts(root, "outcomes", engine)
     if last is not None:
         return last, "latest outcome in the log"
-    last = _max_ts(root, "decisions")
+    last = _max_ts(root, "decisions", engine)
     return last, "latest decision in the log; it holds no outcomes"
 
 
@@ -924,48 +1005,32 @@ def load_joined(
     root = Path(logs_dir)
     if not (root / "decisions").is_dir():
         raise LogError(f"{root}: not a log directory (no 'decisions' table)")
+    sql_engine = get_engine(engine)
     if as_of is not None:
         horizon: datetime | None = parse_as_of(as_of)
         basis = "given with --as-of"
     else:
-        horizon, basis = default_as_of(root)
+        horizon, basis = default_as_of(root, sql_engine)
     wanted = None
     if columns is not None:
         unknown = sorted(set(columns) - set(DECISIONS_NAMES))
         if unknown:
             raise LogError(f"columns: {unknown[0]!r} is not a decisions column")
         wanted = [c for c in DECISIONS_NAMES if c in set(columns) | _JOIN_READS]
-    decisions = io.read(root, "decisions", since=since, until=until, columns=wanted)
-    if wanted is not None:
-        # the unread columns hold placeholders through the join, then are dropped
-        for f in DECISIONS:
-            if f.name not in wanted:
-                decisions = decisions.append_column(f, _placeholder(f, decisions.num_rows))
-    if activated_only and not pc.all(decisions.column("activated")).as_py():
-        # (a filter copies every column, the contexts too: only when it drops rows)
-        decisions = decisions.filter(decisions.column("activated"))
-    o_until: datetime | None = None
-    if until is not None:
-        o_until = _upper_bound(until) + timedelta(days=float(reward_def.window_days))
-    outcomes = io.read(root, "outcomes", since=since, until=o_until)
-    all_ids = io.read(root, "decisions", columns=["event_id"]).column("event_id")
-    logged = pc.is_in(outcomes.column("event_id"), value_set=all_ids.combine_chunks())
-    selected = pc.is_in(
-        outcomes.column("event_id"), value_set=decisions.column("event_id").combine_chunks()
-    )
-    unselected = pc.and_(logged, pc.invert(selected))
-    n_unselected = int(pc.sum(unselected.cast(pa.int64())).as_py() or 0)
-    result = join_rewards(
-        decisions,
-        outcomes.filter(pc.invert(unselected)),
+    if not isinstance(open_windows, OpenWindows):
+        raise LogError(f"open_windows: expected an OpenWindows member, got {open_windows!r}")
+    result, n_read, n_unselected = join_log(
+        root,
         reward_def,
-        as_of=horizon,
-        open_windows=open_windows,
-        engine=engine,
+        since,
+        until,
+        activated_only,
+        horizon,
+        open_windows,
+        wanted,
+        sql_engine,
     )
-    counts = dataclasses.replace(
-        result.counts, outcomes=outcomes.num_rows, unselected_outcomes=n_unselected
-    )
+    counts = dataclasses.replace(result.counts, outcomes=n_read, unselected_outcomes=n_unselected)
     if wanted is not None:
         t = result.table
         result = dataclasses.replace(
@@ -996,3 +1061,287 @@ def _placeholder(field: pa.Field, n: int) -> pa.Array:
     else:
         return pa.nulls(n, t)
     return pa.repeat(pa.scalar(value, t), n)
+
+
+#: ``as_of`` in microseconds when there is none: no window is open, no outcome after it.
+_NO_HORIZON_US = 2**62
+#: Row ids of a log read by the engine: the file's number times this, plus the row's
+#: index in its file (the order :func:`nba.logs.io.read` gives, without a global sort).
+_FILE_STRIDE = 2**40
+
+#: The selection of a log directory read by the engine, as views over the Parquet
+#: inputs ``decisions_log`` (the part files of the selected days), ``decision_ids``
+#: (every decisions part file; only ``event_id`` is read), ``outcomes_log`` and the
+#: Arrow inputs ``files`` (``file_key``, ``file_no``) and ``costs`` (``channel``,
+#: ``cost``). ``{...}`` are integers (microseconds), the SQL of a condition, or
+#: the decision columns wanted. Without a date range, ``decision_ids`` is
+#: ``decisions_log`` (the same files, read once).
+LOG_VIEWS: tuple[tuple[str, str], ...] = (
+    (
+        "d_sel",
+        """
+SELECT {d_cols}, epoch_us(d.ts) AS ts_us,
+    f.file_no * {file_stride} + d.nba_row AS row_id,
+    epoch_us(d.ts) + {window_us} > {as_of_us} AS is_open
+FROM decisions_log AS d
+JOIN files AS f ON regexp_extract(d.nba_file, '[^/]+/[^/]+$', 0) = f.file_key
+WHERE epoch_us(d.ts) >= {lo_us} AND epoch_us(d.ts) < {hi_us} AND {activated}
+""",
+    ),
+    (
+        "o_flag",
+        """
+SELECT o.event_id, o.ts, o.type, o.value, o.source, o.source_id, o.action_id,
+    epoch_us(o.ts) AS ts_us, o.nba_file, o.nba_row,
+    a.event_id IS NOT NULL AND s.event_id IS NULL AS unselected,
+    COALESCE(s.is_open, FALSE) AS of_open
+FROM outcomes_log AS o
+LEFT JOIN (SELECT DISTINCT event_id FROM decision_ids) AS a ON a.event_id = o.event_id
+LEFT JOIN (SELECT event_id, is_open FROM d_sel) AS s ON s.event_id = o.event_id
+WHERE epoch_us(o.ts) >= {o_lo_us} AND epoch_us(o.ts) < {o_hi_us}
+""",
+    ),
+    (
+        "o_kept",
+        """
+SELECT * FROM o_flag
+WHERE NOT unselected AND ts_us <= {as_of_us} AND NOT ({exclude_open} AND of_open)
+""",
+    ),
+    (
+        "decisions",
+        """
+SELECT d.row_id, d.event_id, d.ts_us, d.chosen_action_id, COALESCE(c.cost, 0.0) AS cost
+FROM d_sel AS d
+LEFT JOIN costs AS c ON regexp_extract(d.chosen_action_id, '[^@]*$', 0) = c.channel
+WHERE NOT ({exclude_open} AND d.is_open)
+""",
+    ),
+    (
+        "outcomes",
+        "SELECT event_id, type, source_id, ts_us, value, action_id FROM o_kept",
+    ),
+)
+
+#: What the selection counted: outcomes read, unselected, after ``as_of`` and of
+#: decisions with open windows (those left out), and the open decisions.
+LOG_COUNTS_SQL = """
+SELECT
+    (SELECT COUNT(*) FROM o_flag) AS n_read,
+    (SELECT COUNT(*) FROM o_flag WHERE unselected) AS n_unselected,
+    (SELECT COUNT(*) FROM o_flag WHERE NOT unselected AND ts_us > $as_of_us) AS n_after,
+    (SELECT COUNT(*) FROM o_flag
+        WHERE NOT unselected AND ts_us <= $as_of_us AND of_open AND $exclude_open = 1)
+        AS n_open_out,
+    (SELECT COUNT(*) FROM d_sel WHERE is_open) AS n_open,
+    (SELECT COUNT(*) FROM d_sel WHERE NOT ($exclude_open = 1 AND is_open)) AS n_kept
+"""
+
+#: :data:`NAMED_OUTCOMES_SQL` over the selection, empty unless a decision kept has a slate.
+LOG_NAMED_SQL = f"""
+SELECT * FROM ({NAMED_OUTCOMES_SQL}) AS named
+WHERE (
+    SELECT COUNT(*) FROM d_sel WHERE slate IS NOT NULL AND NOT ($exclude_open = 1 AND is_open)
+) > 0
+"""
+
+#: The first ``event_id`` selected more than once (none: an empty result).
+LOG_DUPLICATE_SQL = """
+SELECT event_id FROM d_sel GROUP BY event_id HAVING COUNT(*) > 1 ORDER BY event_id LIMIT 1
+"""
+
+
+def _us(ts: datetime | None, default: int) -> int:
+    return default if ts is None else (ts - _EPOCH) // timedelta(microseconds=1)
+
+
+def join_log(
+    root: Path,
+    reward_def: RewardDefinition,
+    since: date | datetime | None,
+    until: date | datetime | None,
+    activated_only: bool,
+    as_of: datetime | None,
+    open_windows: OpenWindows,
+    wanted: Sequence[str] | None,
+    sql_engine: SqlEngine,
+) -> tuple[JoinResult, int, int]:
+    """The join of a log directory, the engine reading its Parquet files itself.
+
+    The driver lists the part files (and reads nothing else); the selection
+    (``since``/``until``, activated decisions, the ``as_of`` horizon, open
+    windows, outcomes of unselected decisions) is the SQL of :data:`LOG_VIEWS`,
+    the join :data:`JOIN_SQL` and its companions over those views, all run by
+    ``sql_engine`` in one call. Only the results come back: the selected
+    decisions (the ``wanted`` columns), the per-decision rewards and the counts.
+    Same result as :func:`join_rewards` over :func:`nba.logs.io.read`'s tables.
+
+    Returns
+    -------
+    result : JoinResult
+        ``counts.outcomes`` counts the outcomes given to the join (as
+        :func:`join_rewards` does); the caller sets the read total.
+    n_read : int
+        Outcome rows read (in the outcomes' time range).
+    n_unselected : int
+        Outcomes of logged decisions that were not selected.
+    """
+    from nba.logs.engine import ParquetSource
+    from nba.logs.schema import OUTCOMES
+
+    lo, hi = io.time_bounds(since, until)
+    o_hi: datetime | None = None
+    if until is not None:
+        o_hi = _upper_bound(until) + timedelta(days=float(reward_def.window_days))
+    d_files = io.part_files_between(root, "decisions", lo, hi)
+    all_files = io.part_files(root, "decisions")
+    o_files = io.part_files_between(root, "outcomes", lo, o_hi)
+    window_us = round(float(reward_def.window_days) * _US_PER_DAY)
+    as_of_us = _NO_HORIZON_US if as_of is None else _us(as_of, 0)
+    exclude = open_windows is OpenWindows.EXCLUDE
+    cols = list(DECISIONS_NAMES) if wanted is None else list(wanted)
+    fmt = {
+        "file_stride": _FILE_STRIDE,
+        "window_us": window_us,
+        "as_of_us": as_of_us,
+        "lo_us": _us(lo, -_NO_HORIZON_US),
+        "hi_us": _us(hi, _NO_HORIZON_US),
+        "o_lo_us": _us(lo, -_NO_HORIZON_US),
+        "o_hi_us": _us(o_hi, _NO_HORIZON_US),
+        "activated": "d.activated" if activated_only else "TRUE",
+        "exclude_open": "TRUE" if exclude else "FALSE",
+        "d_cols": ", ".join(f"d.{c}" for c in cols),
+    }
+    views = [(name, sql.format(**fmt)) for name, sql in LOG_VIEWS]
+    sources = {
+        "decisions_log": ParquetSource(tuple(d_files), DECISIONS),
+        "outcomes_log": ParquetSource(tuple(o_files), OUTCOMES),
+    }
+    if d_files == all_files:
+        views.insert(0, ("decision_ids", "SELECT event_id FROM decisions_log"))
+    else:
+        sources["decision_ids"] = ParquetSource(tuple(all_files), DECISIONS)
+    files = pa.table(
+        {
+            "file_key": pa.array([f"{f.parent.name}/{f.name}" for f in all_files], pa.string()),
+            "file_no": pa.array(np.arange(len(all_files), dtype=np.int64)),
+        }
+    )
+    costs = pa.table(
+        {
+            "channel": pa.array(list(reward_def.costs), pa.string()),
+            "cost": pa.array([float(c) for c in reward_def.costs.values()], pa.float64()),
+        }
+    )
+    params = _join_params(reward_def, window_us)
+    sql = JOIN_SQL.format(reward=_reward_expr(reward_def))
+    statements: list[Statement] = [
+        (LOG_DUPLICATE_SQL, {}),
+        (LOG_COUNTS_SQL, {"as_of_us": as_of_us, "exclude_open": int(exclude)}),
+        (
+            "SELECT " + ", ".join(cols) + " FROM d_sel "
+            "WHERE NOT ($exclude_open = 1 AND is_open) ORDER BY row_id",
+            {"exclude_open": int(exclude)},
+        ),
+        (sql, params),
+        (COUNTS_SQL, {"window_us": window_us}),
+        (LOG_NAMED_SQL, {"exclude_open": int(exclude)}),
+    ]
+    delay = open_windows is OpenWindows.DELAY_CORRECTED and as_of is not None
+    if delay:
+        statements.append(
+            (
+                "SELECT d.is_open FROM d_sel AS d ORDER BY d.row_id",
+                {},
+            )
+        )
+        statements.append(
+            ("SELECT " + ", ".join(OUTCOMES.names) + " FROM o_kept ORDER BY nba_file, nba_row", {})
+        )
+    results = sql_engine.run_parquet(
+        sources,
+        {"files": files, "costs": costs, "weights": _weights_table(reward_def)},
+        views,
+        statements,
+    )
+    dup = results[0].column("event_id").to_pylist()
+    if dup:
+        raise LogError(f"decisions: column 'event_id': {dup[0]!r} appears more than once")
+    counted = {k: int(v[0] or 0) for k, v in results[1].to_pydict().items()}
+    decisions = results[2]
+    n = decisions.num_rows
+    # the unread columns hold placeholders (dropped by the caller)
+    decisions = pa.table(
+        {
+            f.name: decisions.column(f.name) if f.name in cols else _placeholder(f, n)
+            for f in DECISIONS
+        }
+    )
+    decisions = io.conform(decisions, "decisions")
+    n_given = counted["n_read"] - counted["n_unselected"]
+    result = _assemble(
+        decisions,
+        results[3],
+        results[4],
+        results[5],
+        results[7].cast(OUTCOMES) if delay else None,
+        reward_def,
+        sql_engine,
+        as_of=as_of,
+        open_windows=open_windows,
+        is_open=results[6].column("is_open") if delay else None,
+        n_given=n_given,
+        n_after=counted["n_after"],
+        n_open=counted["n_open"],
+        n_open_out=counted["n_open_out"],
+    )
+    return result, counted["n_read"], counted["n_unselected"]
+
+
+def load_joined_arrow(
+    logs_dir: str | Path,
+    reward_def: RewardDefinition,
+    since: date | None = None,
+    until: date | None = None,
+    activated_only: bool = True,
+    as_of: str | date | datetime | None = None,
+    open_windows: OpenWindows = OpenWindows.EXCLUDE,
+    engine: str | SqlEngine | None = None,
+) -> JoinResult:
+    """:func:`load_joined` the way the commands did it before the engine read the log.
+
+    pyarrow reads the log on the driver (:func:`nba.logs.io.read`), Python
+    selects the decisions and outcomes, and :func:`join_rewards` hands the
+    join's inputs to the engine as Arrow tables. Same result as
+    :func:`load_joined` (the tests and ``bench/join_read.py`` compare the two);
+    kept as the reference the engine-read path is checked against.
+    """
+    root = Path(logs_dir)
+    horizon: datetime | None
+    if as_of is not None:
+        horizon, basis = parse_as_of(as_of), "given with --as-of"
+    else:
+        horizon, basis = default_as_of(root)
+    d = io.read(root, "decisions", since=since, until=until)
+    if activated_only:
+        d = d.filter(d.column("activated"))
+    o_until = None
+    if until is not None:
+        o_until = _upper_bound(until) + timedelta(days=float(reward_def.window_days))
+    o = io.read(root, "outcomes", since=since, until=o_until)
+    all_ids = io.read(root, "decisions", columns=["event_id"]).column("event_id")
+    logged = pc.is_in(o.column("event_id"), value_set=all_ids.combine_chunks())
+    selected = pc.is_in(o.column("event_id"), value_set=d.column("event_id").combine_chunks())
+    unselected = pc.and_(logged, pc.invert(selected))
+    res = join_rewards(
+        d,
+        o.filter(pc.invert(unselected)),
+        reward_def,
+        as_of=horizon,
+        open_windows=open_windows,
+        engine=engine,
+    )
+    counts = dataclasses.replace(
+        res.counts, outcomes=o.num_rows, unselected_outcomes=_count(unselected)
+    )
+    return dataclasses.replace(res, counts=counts, as_of_basis=basis)

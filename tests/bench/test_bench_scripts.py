@@ -192,3 +192,10 @@ def test_bench_scale_pipeline(
     assert code == 0, text
     assert "duckdb:" in text and "spark:" in text
     assert "ratio (spark / duckdb time):" in text and "results identical: True" in text
+
+
+@pytest.mark.slow
+def test_bench_join_read(env: dict[str, str]) -> None:
+    text = _run(["bench/join_read.py", "--hcps", "100", "--days", "5", "--repeat", "1"], env)
+    assert "engine reads the log" in text and "pyarrow reads it" in text and "ratio" in text
+    assert "identical: True" in text
