@@ -539,7 +539,7 @@ def test_contexts_written_over_several_lines_featurize_alike() -> None:
 def test_channel_tokens_kept_per_decision_give_the_same_action_lines() -> None:
     """featurize_one computes each channel's crosses once per decision; every line
     equals the line of the action on its own (no tokens kept), on several channels."""
-    table, ctxs, actions = random_table(200, seed=5)
+    _table, ctxs, actions = random_table(200, seed=5)
     f = Featurizer(CATALOG)
     channels = set()
     for ctx, acts in zip(ctxs, actions, strict=True):
