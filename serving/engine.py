@@ -201,6 +201,7 @@ class DecisionEngine:
         self.outcome_committer: OutcomeCommitter | None = None
         self._topics_cache: tuple[str, dict[str, str]] | None = None
         self._candidates_cache: dict[tuple[str, tuple[str, ...]], tuple[Action, ...]] = {}
+        self._decision_counters: dict[str, Any] = {}
 
     @property
     def contact(self) -> ContactPolicy:
@@ -559,10 +560,14 @@ class DecisionEngine:
         self.store.add_holdout_requests(rows)
 
     def _count(self, prepared: Sequence[Prepared]) -> None:
+        counters = self._decision_counters
         for pr in prepared:
             if pr.decision is not None:
                 channel = Action.parse(pr.decision.chosen_action_id).channel
-                self.metrics.decisions.labels(channel=channel).inc()
+                counter = counters.get(channel)
+                if counter is None:  # the labelled child, looked up once per channel
+                    counter = counters[channel] = self.metrics.decisions.labels(channel=channel)
+                counter.inc()
 
     def decide(
         self, req: schemas.DecisionRequest, principal: str
