@@ -391,7 +391,8 @@ class DecisionEngine:
                 self.metrics.suppressions.labels(rule="journey").inc(gate.keep.count(False))
                 allowed = [a for a, k in zip(allowed, gate.keep, strict=True) if k]
 
-        if contact.is_holdout(hcp.hcp_id) and self.holdout == "no_contact":
+        holdout = contact.is_holdout(hcp.hcp_id)  # a hash of the id: once per decision
+        if holdout and self.holdout == "no_contact":
             return Prepared(
                 hcp.hcp_id,
                 None,
@@ -404,7 +405,7 @@ class DecisionEngine:
                 rules_version=rules_version,
                 rules_market=rules_market,
             )
-        if contact.is_holdout(hcp.hcp_id):
+        if holdout:
             policy = self.holdout_policy
             version = f"{HOLDOUT_PREFIX}baseline:{policy.name}"
         else:
