@@ -14,7 +14,7 @@ import contextlib
 import sqlite3
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from serving.store import EventStore, StoreError, _Part
 from serving.store_sql import SQLITE, Connection
@@ -53,7 +53,7 @@ class SQLiteStore(EventStore):
         part's own statement's (:meth:`EventStore._rows`), which the single
         statement reproduces.
         """
-        con = self._conn()
+        con = cast(sqlite3.Connection, self._conn())  # this backend's connections
         if con.in_transaction:  # inside the caller's transaction: its snapshot already
             return {name: con.execute(p.sql(), p.args).fetchall() for name, p in parts.items()}
         con.execute("BEGIN")  # deferred: a read snapshot from the first SELECT on
