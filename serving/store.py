@@ -1122,8 +1122,11 @@ class EventStore(StoreExport):
         catalog: Catalog,
         evidence: bool = True,
     ) -> HCPState:
-        """Everything a decision reads about one HCP, in ONE query (one round trip
-        to the database): the profile, the touches since ``since``, the feedback as
+        """Everything a decision reads about one HCP, in one round trip to the
+        database (one statement; on SQLite, which has no round trip to save, its
+        parts as their own statements in one read transaction:
+        :meth:`serving.store_sqlite.SQLiteStore._fetch_parts`): the profile, the
+        touches since ``since``, the feedback as
         :meth:`recent_feedback` gives it at ``now``, the :meth:`history` and
         :meth:`context_extras` of ``now``'s day, the trigger suppressions in force at
         ``now`` and, with ``evidence``, :meth:`action_outcomes` over ``[since, now]``
