@@ -1,10 +1,10 @@
-"""Benchmark: the commands' join with the engine reading the log itself, against
-the pyarrow path it replaced.
+"""Benchmark: the join with the engine reading the log itself (the default on Spark),
+against pyarrow reading it on the driver (the default on DuckDB).
 
 1. Simulate a log (``nba simulate``, ``--hcps`` HCPs over ``--days`` days; seeded).
-2. Time :func:`nba.logs.join.load_joined` (the engine reads the Parquet files;
-   selection and join are SQL) and :func:`nba.logs.join.load_joined_arrow`
-   (pyarrow reads the log on the driver, Python selects, the engine joins
+2. Time :func:`nba.logs.join.load_joined` with ``read_on_engine=True`` (the
+   engine reads the Parquet files; selection and join are SQL) and with
+   ``read_on_engine=False`` (pyarrow reads the log on the driver, Python selects, the engine joins
    Arrow tables), best of ``--repeat`` runs each, on DuckDB, and with
    ``--spark`` on Spark ``local[2]`` too (one run each; the JVM's start is
    timed apart).
@@ -52,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     from click.testing import CliRunner
 
     from nba.logs.engine import get_engine
-    from nba.logs.join import load_joined, load_joined_arrow
+    from nba.logs.join import load_joined
     from nba.reward import RewardDefinition
     from nba_cli.main import main as nba
 
@@ -86,8 +86,12 @@ def main(argv: list[str] | None = None) -> int:
     for name in engines:
         engine = get_engine(name)
         repeat = args.repeat if name == "duckdb" else 1
-        t_sql, a = _best(functools.partial(load_joined, logs, rd, engine=engine), repeat)
-        t_arrow, b = _best(functools.partial(load_joined_arrow, logs, rd, engine=engine), repeat)
+        t_sql, a = _best(
+            functools.partial(load_joined, logs, rd, engine=engine, read_on_engine=True), repeat
+        )
+        t_arrow, b = _best(
+            functools.partial(load_joined, logs, rd, engine=engine, read_on_engine=False), repeat
+        )
         same = a.table.equals(b.table) and a.counts == b.counts
         same_all &= same
         n = a.table.num_rows

@@ -24,6 +24,10 @@ import numpy.typing as npt
 ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 _ALPHABET_BYTES = np.frombuffer(ALPHABET.encode("ascii"), dtype=np.uint8)
 _DECODE = {c: i for i, c in enumerate(ALPHABET)}
+#: two base32 digits of every 10-bit value, and each digit's character as a byte
+#: table for ``bytes.translate`` (:func:`new_event_id`)
+_PAIRS = tuple(ALPHABET[v >> 5] + ALPHABET[v & 31] for v in range(1024))
+_DIGIT_BYTES = bytes(ord(ALPHABET[v & 31]) for v in range(256))
 
 
 def _ms(ts: datetime) -> int:
@@ -47,9 +51,15 @@ def new_event_id(ts: datetime, rng: np.random.Generator) -> str:
     ms = _ms(ts)
     if not 0 <= ms < 1 << 48:
         raise ValueError("event id timestamps must be within 0 .. 2**48 ms")
-    head = "".join(ALPHABET[(ms >> (5 * i)) & 31] for i in range(9, -1, -1))
-    tail = "".join(ALPHABET[d] for d in rng.integers(0, 32, size=16, dtype=np.uint8).tolist())
-    return head + tail
+    head = (
+        _PAIRS[(ms >> 40) & 1023]
+        + _PAIRS[(ms >> 30) & 1023]
+        + _PAIRS[(ms >> 20) & 1023]
+        + _PAIRS[(ms >> 10) & 1023]
+        + _PAIRS[ms & 1023]
+    )
+    digits = rng.integers(0, 32, size=16, dtype=np.uint8).tobytes()
+    return head + digits.translate(_DIGIT_BYTES).decode("ascii")
 
 
 def event_ids(ts_ms: npt.NDArray[np.int64], rng: np.random.Generator) -> npt.NDArray[np.str_]:

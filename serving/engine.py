@@ -215,6 +215,7 @@ class DecisionEngine:
         self._candidates_cache: dict[tuple[str, tuple[str, ...]], tuple[Action, ...]] = {}
         #: the outcome counter's child per (type, late), made on first use
         self._outcome_counters: dict[tuple[str, bool], Any] = {}
+        self._decision_counters: dict[str, Any] = {}
 
     @property
     def contact(self) -> ContactPolicy:
@@ -404,7 +405,8 @@ class DecisionEngine:
                 self.metrics.suppressions.labels(rule="journey").inc(gate.keep.count(False))
                 allowed = [a for a, k in zip(allowed, gate.keep, strict=True) if k]
 
-        if contact.is_holdout(hcp.hcp_id) and self.holdout == "no_contact":
+        holdout = contact.is_holdout(hcp.hcp_id)  # a hash of the id: once per decision
+        if holdout and self.holdout == "no_contact":
             return Prepared(
                 hcp.hcp_id,
                 None,
@@ -417,7 +419,7 @@ class DecisionEngine:
                 rules_version=rules_version,
                 rules_market=rules_market,
             )
-        if contact.is_holdout(hcp.hcp_id):
+        if holdout:
             policy = self.holdout_policy
             version = f"{HOLDOUT_PREFIX}baseline:{policy.name}"
         else:
@@ -573,10 +575,14 @@ class DecisionEngine:
         self.store.add_holdout_requests(rows)
 
     def _count(self, prepared: Sequence[Prepared]) -> None:
+        counters = self._decision_counters
         for pr in prepared:
             if pr.decision is not None:
                 channel = Action.parse(pr.decision.chosen_action_id).channel
-                self.metrics.decisions.labels(channel=channel).inc()
+                counter = counters.get(channel)
+                if counter is None:  # the labelled child, looked up once per channel
+                    counter = counters[channel] = self.metrics.decisions.labels(channel=channel)
+                counter.inc()
 
     def decide(
         self, req: schemas.DecisionRequest, principal: str

@@ -514,9 +514,21 @@ class _Part:
     limit: int | None = None
 
     def sql(self) -> str:
-        """The part as a statement of its own."""
-        text = f"SELECT {', '.join(c for c, _ in self.cols)} {self.rest} ORDER BY {self.order}"
-        return text if self.limit is None else f"{text} LIMIT {int(self.limit)}"
+        """The part as a statement of its own (built once per distinct part shape:
+        the parameters are not in the text)."""
+        key = (self.cols, self.rest, self.order, self.limit)
+        text = _PART_SQL.get(key)
+        if text is None:
+            text = f"SELECT {', '.join(c for c, _ in self.cols)} {self.rest} ORDER BY {self.order}"
+            text = text if self.limit is None else f"{text} LIMIT {int(self.limit)}"
+            if len(_PART_SQL) >= 1024:  # the shapes are few; stay bounded all the same
+                _PART_SQL.clear()
+            _PART_SQL[key] = text
+        return text
+
+
+#: statement text of each part shape (:meth:`_Part.sql`)
+_PART_SQL: dict[tuple[tuple[tuple[str, str], ...], str, str, int | None], str] = {}
 
 
 def _profile_part(hcp_id: str) -> _Part:
@@ -1110,8 +1122,11 @@ class EventStore(StoreExport):
         catalog: Catalog,
         evidence: bool = True,
     ) -> HCPState:
-        """Everything a decision reads about one HCP, in ONE query (one round trip
-        to the database): the profile, the touches since ``since``, the feedback as
+        """Everything a decision reads about one HCP, in one round trip to the
+        database (one statement; on SQLite, which has no round trip to save, its
+        parts as their own statements in one read transaction:
+        :meth:`serving.store_sqlite.SQLiteStore._fetch_parts`): the profile, the
+        touches since ``since``, the feedback as
         :meth:`recent_feedback` gives it at ``now``, the :meth:`history` and
         :meth:`context_extras` of ``now``'s day, the trigger suppressions in force at
         ``now`` and, with ``evidence``, :meth:`action_outcomes` over ``[since, now]``

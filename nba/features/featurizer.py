@@ -31,6 +31,7 @@ from nba.features.dsjson import (
 from nba.features.tokens import (
     attribute_tokens,
     calendar_tokens,
+    channel_tokens,
     cross_tokens,
     history_tokens,
     profile_tokens,
@@ -88,21 +89,37 @@ class Featurizer:
                 parts.append("|c" + calendar_tokens(context.day))
         return " ".join(parts)
 
-    def _static_of(self, action: Action) -> str:
+    def _static_of(self, action: Action, action_id: str | None = None) -> str:
         try:
-            return self._static[action.action_id]
+            return self._static[action.action_id if action_id is None else action_id]
         except KeyError:
             raise FeaturizeError(
                 f"action {action.action_id!r} is not in catalog {self.catalog.version} "
                 f"({self.catalog.source})"
             ) from None
 
-    def action_line(self, context: DecisionContext, action: Action) -> str:
-        """The line of one action in the context of one decision."""
-        line = self._static_of(action)
+    def action_line(
+        self,
+        context: DecisionContext,
+        action: Action,
+        channel_parts: dict[str, str] | None = None,
+    ) -> str:
+        """The line of one action in the context of one decision.
+
+        ``channel_parts`` (channel -> :func:`~nba.features.tokens.channel_tokens`)
+        keeps the channel's tokens of this context for the next actions of the
+        same decision; it must not outlive the decision.
+        """
+        action_id = action.action_id
+        line = self._static_of(action, action_id)
         if "x" not in self.config.namespaces:
             return line
-        x = cross_tokens(context, action.channel, self._topic[action.action_id], action.content_id)
+        part = None
+        if channel_parts is not None:
+            part = channel_parts.get(action.channel)
+            if part is None:
+                part = channel_parts[action.channel] = channel_tokens(context, action.channel)
+        x = cross_tokens(context, action.channel, self._topic[action_id], action.content_id, part)
         return f"{line} |x{x}" if line else f"|x{x}"
 
     def featurize_one(self, context: DecisionContext, actions: Sequence[Action]) -> list[str]:
@@ -120,7 +137,8 @@ class Featurizer:
         """
         if not actions:
             raise FeaturizeError("featurize_one: no actions given")
-        return [self.shared_line(context), *(self.action_line(context, a) for a in actions)]
+        parts: dict[str, str] = {}  # each channel's tokens, once per decision
+        return [self.shared_line(context), *(self.action_line(context, a, parts) for a in actions)]
 
     def featurize_json(self, context_json: str, action_ids: Sequence[str]) -> list[str]:
         """Like :meth:`featurize_one` for a logged ``context`` column value.

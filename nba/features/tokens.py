@@ -99,14 +99,12 @@ def calendar_tokens(day: date) -> str:
     return f" dow={DOW[day.weekday()]} mon={day.month}"
 
 
-def cross_tokens(context: DecisionContext, channel: str, topic: str, content_id: str) -> str:
-    """Tokens of the ``x`` namespace: one action (``channel``, ``topic``,
-    ``content_id``) crossed with the decision's context."""
+def channel_tokens(context: DecisionContext, channel: str) -> str:
+    """The part of :func:`cross_tokens` that depends on the action's channel alone
+    (the same for every action of that channel in one decision)."""
     h = context.history
     ch = channel
     x = ""
-    if h.last_content_id is not None and h.last_content_id == content_id:
-        x += " same_last"
     v = h.touches_7d.get(ch, 0)
     if v:
         x += f" ch_t7:{v}"
@@ -121,6 +119,25 @@ def cross_tokens(context: DecisionContext, channel: str, topic: str, content_id:
     x += f" aff_{clean(ch)}:{fixed3(context.hcp.digital_affinity)}"
     if ch not in context.hcp.consents:
         x += " nocons"
+    return x
+
+
+def cross_tokens(
+    context: DecisionContext,
+    channel: str,
+    topic: str,
+    content_id: str,
+    channel_part: str | None = None,
+) -> str:
+    """Tokens of the ``x`` namespace: one action (``channel``, ``topic``,
+    ``content_id``) crossed with the decision's context. ``channel_part``, when
+    given, is :func:`channel_tokens` of the same context and channel."""
+    h = context.history
+    ch = channel
+    x = ""
+    if h.last_content_id is not None and h.last_content_id == content_id:
+        x += " same_last"
+    x += channel_tokens(context, ch) if channel_part is None else channel_part
     v = h.topic_engagements_90d.get(topic, 0)
     if v:
         x += f" top_e90:{v}"

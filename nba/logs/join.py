@@ -967,6 +967,7 @@ def load_joined(
     open_windows: OpenWindows = OpenWindows.EXCLUDE,
     columns: Sequence[str] | None = None,
     engine: str | SqlEngine | None = None,
+    read_on_engine: bool | None = None,
 ) -> JoinResult:
     """Read decisions and outcomes from a log directory and join them.
 
@@ -995,6 +996,13 @@ def load_joined(
         ``context`` later, a day at a time, never holds all of them at once.
     engine : str or SqlEngine, optional
         Where the join's SQL runs (see :func:`join_rewards`).
+    read_on_engine : bool, optional
+        True: the engine reads the log's Parquet files itself and selects in SQL
+        (:func:`join_log`), so on a cluster no log row passes through the
+        driver before the join. False: pyarrow reads the log here and the
+        join's inputs are handed to the engine. Default: the engine reads for
+        Spark; for DuckDB pyarrow reads, which is faster on one machine
+        (``bench/join_read.py``). Both give the same result (tested).
 
     Returns
     -------
@@ -1002,10 +1010,94 @@ def load_joined(
         Outcomes of logged decisions that were not selected are set aside and
         counted as ``unselected_outcomes``, not as unknown.
     """
+    sql_engine = get_engine(engine)
+    if read_on_engine is None:
+        read_on_engine = sql_engine.name != "duckdb"
+    if read_on_engine:
+        return _load_joined_on_engine(
+            logs_dir,
+            reward_def,
+            since,
+            until,
+            activated_only,
+            as_of,
+            open_windows,
+            columns,
+            sql_engine,
+        )
     root = Path(logs_dir)
     if not (root / "decisions").is_dir():
         raise LogError(f"{root}: not a log directory (no 'decisions' table)")
-    sql_engine = get_engine(engine)
+    if as_of is not None:
+        horizon: datetime | None = parse_as_of(as_of)
+        basis = "given with --as-of"
+    else:
+        horizon, basis = default_as_of(root)
+    wanted = None
+    if columns is not None:
+        unknown = sorted(set(columns) - set(DECISIONS_NAMES))
+        if unknown:
+            raise LogError(f"columns: {unknown[0]!r} is not a decisions column")
+        wanted = [c for c in DECISIONS_NAMES if c in set(columns) | _JOIN_READS]
+    decisions = io.read(root, "decisions", since=since, until=until, columns=wanted)
+    if wanted is not None:
+        # the unread columns hold placeholders through the join, then are dropped
+        for f in DECISIONS:
+            if f.name not in wanted:
+                decisions = decisions.append_column(f, _placeholder(f, decisions.num_rows))
+    if activated_only and not pc.all(decisions.column("activated")).as_py():
+        # (a filter copies every column, the contexts too: only when it drops rows)
+        decisions = decisions.filter(decisions.column("activated"))
+    o_until: datetime | None = None
+    if until is not None:
+        o_until = _upper_bound(until) + timedelta(days=float(reward_def.window_days))
+    outcomes = io.read(root, "outcomes", since=since, until=o_until)
+    all_ids = io.read(root, "decisions", columns=["event_id"]).column("event_id")
+    logged = pc.is_in(outcomes.column("event_id"), value_set=all_ids.combine_chunks())
+    selected = pc.is_in(
+        outcomes.column("event_id"), value_set=decisions.column("event_id").combine_chunks()
+    )
+    unselected = pc.and_(logged, pc.invert(selected))
+    n_unselected = int(pc.sum(unselected.cast(pa.int64())).as_py() or 0)
+    result = join_rewards(
+        decisions,
+        outcomes.filter(pc.invert(unselected)),
+        reward_def,
+        as_of=horizon,
+        open_windows=open_windows,
+        engine=sql_engine,
+    )
+    counts = dataclasses.replace(
+        result.counts, outcomes=outcomes.num_rows, unselected_outcomes=n_unselected
+    )
+    if wanted is not None:
+        t = result.table
+        result = dataclasses.replace(
+            result,
+            table=t.select([c for c in t.column_names if c in wanted or c not in DECISIONS_NAMES]),
+        )
+    return dataclasses.replace(result, counts=counts, as_of_basis=basis)
+
+
+#: decision columns the join itself reads (see :func:`join_rewards`)
+_JOIN_READS = frozenset({"event_id", "ts", "chosen_action_id", "slate", "activated"})
+
+
+def _load_joined_on_engine(
+    logs_dir: str | Path,
+    reward_def: RewardDefinition,
+    since: date | datetime | None,
+    until: date | datetime | None,
+    activated_only: bool,
+    as_of: str | date | datetime | None,
+    open_windows: OpenWindows,
+    columns: Sequence[str] | None,
+    sql_engine: SqlEngine,
+) -> JoinResult:
+    """:func:`load_joined` with the engine reading the log (``read_on_engine``)."""
+    root = Path(logs_dir)
+    if not (root / "decisions").is_dir():
+        raise LogError(f"{root}: not a log directory (no 'decisions' table)")
     if as_of is not None:
         horizon: datetime | None = parse_as_of(as_of)
         basis = "given with --as-of"
@@ -1038,10 +1130,6 @@ def load_joined(
             table=t.select([c for c in t.column_names if c in wanted or c not in DECISIONS_NAMES]),
         )
     return dataclasses.replace(result, counts=counts, as_of_basis=basis)
-
-
-#: decision columns the join itself reads (see :func:`join_rewards`)
-_JOIN_READS = frozenset({"event_id", "ts", "chosen_action_id", "slate", "activated"})
 
 
 def _placeholder(field: pa.Field, n: int) -> pa.Array:
@@ -1296,52 +1384,3 @@ def join_log(
         n_open_out=counted["n_open_out"],
     )
     return result, counted["n_read"], counted["n_unselected"]
-
-
-def load_joined_arrow(
-    logs_dir: str | Path,
-    reward_def: RewardDefinition,
-    since: date | None = None,
-    until: date | None = None,
-    activated_only: bool = True,
-    as_of: str | date | datetime | None = None,
-    open_windows: OpenWindows = OpenWindows.EXCLUDE,
-    engine: str | SqlEngine | None = None,
-) -> JoinResult:
-    """:func:`load_joined` the way the commands did it before the engine read the log.
-
-    pyarrow reads the log on the driver (:func:`nba.logs.io.read`), Python
-    selects the decisions and outcomes, and :func:`join_rewards` hands the
-    join's inputs to the engine as Arrow tables. Same result as
-    :func:`load_joined` (the tests and ``bench/join_read.py`` compare the two);
-    kept as the reference the engine-read path is checked against.
-    """
-    root = Path(logs_dir)
-    horizon: datetime | None
-    if as_of is not None:
-        horizon, basis = parse_as_of(as_of), "given with --as-of"
-    else:
-        horizon, basis = default_as_of(root)
-    d = io.read(root, "decisions", since=since, until=until)
-    if activated_only:
-        d = d.filter(d.column("activated"))
-    o_until = None
-    if until is not None:
-        o_until = _upper_bound(until) + timedelta(days=float(reward_def.window_days))
-    o = io.read(root, "outcomes", since=since, until=o_until)
-    all_ids = io.read(root, "decisions", columns=["event_id"]).column("event_id")
-    logged = pc.is_in(o.column("event_id"), value_set=all_ids.combine_chunks())
-    selected = pc.is_in(o.column("event_id"), value_set=d.column("event_id").combine_chunks())
-    unselected = pc.and_(logged, pc.invert(selected))
-    res = join_rewards(
-        d,
-        o.filter(pc.invert(unselected)),
-        reward_def,
-        as_of=horizon,
-        open_windows=open_windows,
-        engine=engine,
-    )
-    counts = dataclasses.replace(
-        res.counts, outcomes=o.num_rows, unselected_outcomes=_count(unselected)
-    )
-    return dataclasses.replace(res, counts=counts, as_of_basis=basis)

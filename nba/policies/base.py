@@ -14,7 +14,9 @@ True
 
 from __future__ import annotations
 
+import bisect
 import hashlib
+import itertools
 import math
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
@@ -59,6 +61,23 @@ def sample_index(probabilities: Probabilities, seed: int, event_id: str) -> int:
     return idx
 
 
+def _sample_listed(probabilities: list[float], seed: int, event_id: str) -> int:
+    """:func:`sample_index` for non-negative finite probabilities given as a list of
+    floats (the same index, bit for bit), without numpy's per-call overhead on a
+    vector of a dozen entries.
+
+    The running sum is the same sequence of float64 additions as ``np.cumsum``,
+    and on a non-decreasing sum ``bisect_right`` finds what ``np.searchsorted(...,
+    side="right")`` finds.
+    """
+    u = event_uniform(seed, event_id)
+    cdf = list(itertools.accumulate(probabilities))
+    idx = min(bisect.bisect_right(cdf, u * cdf[-1]), len(probabilities) - 1)
+    while probabilities[idx] <= 0.0 and idx > 0:
+        idx -= 1
+    return idx
+
+
 def sample_slate(
     probabilities: Probabilities, chosen_index: int, k: int, seed: int, event_id: str
 ) -> tuple[list[int], list[float]]:
@@ -92,6 +111,8 @@ def sample_slate(
     if k < 1:
         raise PolicyError(f"slate size k must be at least 1, got {k}")
     p = np.asarray(probabilities, dtype=np.float64)
+    if p.ndim == 1 and p.shape[0] and all(0.0 <= x < math.inf for x in p.tolist()):
+        return _slate_listed(p.tolist(), int(chosen_index), k, seed, event_id)
     n = p.shape[0]
     indices = [int(chosen_index)]
     conditional = [float(p[chosen_index])]
@@ -112,14 +133,40 @@ def sample_slate(
     return indices, conditional
 
 
+def _slate_listed(
+    p: list[float], chosen_index: int, k: int, seed: int, event_id: str
+) -> tuple[list[int], list[float]]:
+    """:func:`sample_slate` on non-negative finite probabilities given as a list (the
+    same slots and conditional probabilities, bit for bit: each slot's weights are
+    divided by the mass left one by one, as numpy divides a vector)."""
+    n = len(p)
+    indices = [chosen_index]
+    conditional = [p[chosen_index]]
+    taken = {chosen_index}
+    for j in range(2, min(k, n) + 1):
+        cand = [i for i in range(n) if i not in taken]
+        w = [p[i] for i in cand]
+        mass = math.fsum(w)
+        if mass <= SLATE_MASS_FLOOR:
+            w = [1.0] * len(cand)
+            mass = float(len(cand))
+        pos = _sample_listed([x / mass for x in w], seed, f"{event_id}/slot{j}")
+        i = cand[pos]
+        indices.append(i)
+        conditional.append(slot_probability(p, indices[:-1], i))
+        taken.add(i)
+    return indices, conditional
+
+
 def check_probabilities(p: Probabilities, n_actions: int, who: str) -> Probabilities:
     """Validate a probability vector a policy produced; returns it as float64."""
     arr = np.asarray(p, dtype=np.float64)
     if arr.shape != (n_actions,):
         raise PolicyError(f"{who}: returned {arr.shape} probabilities for {n_actions} actions")
-    if not np.all(np.isfinite(arr)) or np.any(arr < 0):
+    values = arr.tolist()
+    if not all(0.0 <= x < math.inf for x in values):  # also refuses NaN
         raise PolicyError(f"{who}: returned a negative or non-finite probability")
-    total = math.fsum(arr.tolist())
+    total = math.fsum(values)
     if abs(total - 1.0) > 1e-6:
         raise PolicyError(f"{who}: probabilities sum to {total}, not 1")
     return arr
@@ -184,7 +231,8 @@ class Policy(ABC):
         if not actions:
             raise PolicyError(f"{self.name}: no eligible actions to choose from")
         p = check_probabilities(self.probabilities(context, actions), len(actions), self.name)
-        i = sample_index(p, self.seed, event_id)
+        # checked: finite and non-negative, so the list path draws what sample_index draws
+        i = _sample_listed(p.tolist(), self.seed, event_id)
         return PolicyDecision(p, i, float(p[i]), self.scores(context, actions))
 
     def learn(

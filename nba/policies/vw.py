@@ -50,6 +50,7 @@ import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
+import pylibvw
 import vowpalwabbit
 
 from nba.catalog import Catalog
@@ -558,6 +559,12 @@ class VWPolicy(Policy):
         if _predict_only:
             args += ["--testonly"]
         self._ws = _workspace(args)
+        # what :meth:`_predict` needs to score through VW's binding directly
+        self._label_type = self._ws.get_label_type().value
+        self._scores_predicted = self._ws.get_prediction_type() in (
+            vowpalwabbit.PredictionType.ACTION_PROBS,
+            vowpalwabbit.PredictionType.ACTION_SCORES,
+        )
 
     # ------------------------------------------------------------ identity
     @property
@@ -588,8 +595,28 @@ class VWPolicy(Policy):
         return out
 
     # ------------------------------------------------------------- scoring
+    def _predict(self, text: str) -> Any:
+        """VW's prediction for one multi-line example (what ``Workspace.predict`` gives).
+
+        For an action-probability (or score) learner, the same calls as
+        ``Workspace.predict`` makes -- parse, predict, read the first example's
+        action scores, give the examples back -- without wrapping every line in a
+        Python ``Example`` (label and prediction types looked up per line), which
+        cost about as much as VW's own parsing and prediction of a decision.
+        """
+        ws = self._ws
+        if not self._scores_predicted:
+            return ws.predict(text)
+        parsed = pylibvw.vw._parse(ws, text.replace("\r", "").strip())
+        examples = [pylibvw.example(ws, self._label_type, x) for x in parsed]
+        try:
+            pylibvw.vw.predict_multi(ws, examples)
+            return examples[0].get_action_scores()
+        finally:
+            pylibvw.vw._finish_example_multi_ex(ws, examples)
+
     def _pmf(self, lines: list[str], n: int) -> Probabilities:
-        raw = self._ws.predict("\n".join(lines))
+        raw = self._predict("\n".join(lines))
         p = np.asarray(raw, dtype=np.float64)
         if p.shape != (n,):
             raise PolicyError(f"vw: VW returned {p.shape[0]} probabilities for {n} actions")

@@ -534,3 +534,15 @@ def test_contexts_written_over_several_lines_featurize_alike() -> None:
     got = f.featurize_table(table.set_column(1, "context", pa.array(texts)))
     for i in range(len(texts)):
         assert got.lines(i) == f.featurize_json(texts[i], table["action_ids"][i].as_py())
+
+
+def test_channel_tokens_kept_per_decision_give_the_same_action_lines() -> None:
+    """featurize_one computes each channel's crosses once per decision; every line
+    equals the line of the action on its own (no tokens kept), on several channels."""
+    _table, ctxs, actions = random_table(200, seed=5)
+    f = Featurizer(CATALOG)
+    channels = set()
+    for ctx, acts in zip(ctxs, actions, strict=True):
+        assert f.featurize_one(ctx, acts)[1:] == [f.action_line(ctx, a) for a in acts]
+        channels.update(a.channel for a in acts)
+    assert len(channels) > 1

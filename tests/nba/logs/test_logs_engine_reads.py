@@ -18,7 +18,7 @@ import pytest
 
 from nba.logs import io
 from nba.logs.engine import SparkEngine
-from nba.logs.join import JoinResult, OpenWindows, load_joined, load_joined_arrow
+from nba.logs.join import JoinResult, OpenWindows, load_joined
 from nba.logs.schema import DECISIONS
 from nba.reward import RewardDefinition
 
@@ -40,7 +40,7 @@ _CUSTOM = RewardDefinition(
 
 def _arrow_reference(root: Path, rd: RewardDefinition, **kw: Any) -> JoinResult:
     """The join as the commands did it before the engine read the log (pyarrow)."""
-    return load_joined_arrow(root, rd, **kw)
+    return load_joined(root, rd, read_on_engine=False, **kw)
 
 
 @pytest.fixture
@@ -102,7 +102,7 @@ _CASES: list[tuple[RewardDefinition, dict[str, Any]]] = [
 def _check(root: Path, engine: Any) -> None:
     for rd, kw in _CASES:
         want = _arrow_reference(root, rd, **kw)
-        got = load_joined(root, rd, engine=engine, **kw)
+        got = load_joined(root, rd, engine=engine, read_on_engine=True, **kw)
         assert got.table.equals(want.table), (rd.name, kw)
         assert got.counts == want.counts, (rd.name, kw)
         assert got.as_of == want.as_of and got.as_of_basis == want.as_of_basis
@@ -114,13 +114,15 @@ def _check(root: Path, engine: Any) -> None:
     c = _arrow_reference(root, _CUSTOM, since=date(2026, 1, 6), until=date(2026, 1, 8)).counts
     assert c.unselected_outcomes
     # only some columns: the others are not read, the rows the same
-    light = load_joined(root, _CUSTOM, columns=["event_id", "propensity"], engine=engine)
+    light = load_joined(
+        root, _CUSTOM, columns=["event_id", "propensity"], engine=engine, read_on_engine=True
+    )
     full = _arrow_reference(root, _CUSTOM)
     assert "context" not in light.table.column_names and "hcp_id" not in light.table.column_names
     for name in ("event_id", "propensity", "reward", "slot_rewards", "n_outcomes"):
         assert light.table.column(name).equals(full.table.column(name)), name
     # nothing selected: an empty result, counted
-    none = load_joined(root, _CUSTOM, since=date(2030, 1, 1), engine=engine)
+    none = load_joined(root, _CUSTOM, since=date(2030, 1, 1), engine=engine, read_on_engine=True)
     assert (
         none.table.num_rows == 0
         and none.counts == _arrow_reference(root, _CUSTOM, since=date(2030, 1, 1)).counts
@@ -136,7 +138,7 @@ def test_a_duplicated_event_id_in_the_log_is_named(log_dir: Path, make_decisions
     io.append(log_dir, "decisions", again)
     eid = again.column("event_id")[0].as_py()
     with pytest.raises(io.LogError, match=f"column 'event_id': '{eid}' appears more than once"):
-        load_joined(log_dir, _CUSTOM)
+        load_joined(log_dir, _CUSTOM, read_on_engine=True)
 
 
 def test_the_logs_timestamps_are_microsecond_utc_instants(log_dir: Path) -> None:
@@ -172,7 +174,7 @@ def test_a_part_file_the_engine_cannot_read_is_named(log_dir: Path) -> None:
 
     part = _corrupt_a_part(log_dir)
     with pytest.raises(io.LogError, match=f"duckdb could not read the log: .*{part.name}"):
-        load_joined(log_dir, _CUSTOM)
+        load_joined(log_dir, _CUSTOM, read_on_engine=True)
     res = CliRunner().invoke(
         nba,
         [
