@@ -1013,18 +1013,6 @@ def load_joined(
     sql_engine = get_engine(engine)
     if read_on_engine is None:
         read_on_engine = sql_engine.name != "duckdb"
-    if read_on_engine:
-        return _load_joined_on_engine(
-            logs_dir,
-            reward_def,
-            since,
-            until,
-            activated_only,
-            as_of,
-            open_windows,
-            columns,
-            sql_engine,
-        )
     root = Path(logs_dir)
     if not (root / "decisions").is_dir():
         raise LogError(f"{root}: not a log directory (no 'decisions' table)")
@@ -1032,13 +1020,66 @@ def load_joined(
         horizon: datetime | None = parse_as_of(as_of)
         basis = "given with --as-of"
     else:
-        horizon, basis = default_as_of(root)
+        horizon, basis = default_as_of(root, sql_engine if read_on_engine else None)
     wanted = None
     if columns is not None:
         unknown = sorted(set(columns) - set(DECISIONS_NAMES))
         if unknown:
             raise LogError(f"columns: {unknown[0]!r} is not a decisions column")
         wanted = [c for c in DECISIONS_NAMES if c in set(columns) | _JOIN_READS]
+    if read_on_engine:
+        if not isinstance(open_windows, OpenWindows):
+            raise LogError(f"open_windows: expected an OpenWindows member, got {open_windows!r}")
+        result, n_read, n_unselected = join_log(
+            root,
+            reward_def,
+            since,
+            until,
+            activated_only,
+            horizon,
+            open_windows,
+            wanted,
+            sql_engine,
+        )
+    else:
+        result, n_read, n_unselected = _join_read_here(
+            root,
+            reward_def,
+            since,
+            until,
+            activated_only,
+            horizon,
+            open_windows,
+            wanted,
+            sql_engine,
+        )
+    counts = dataclasses.replace(result.counts, outcomes=n_read, unselected_outcomes=n_unselected)
+    if wanted is not None:
+        t = result.table
+        result = dataclasses.replace(
+            result,
+            table=t.select([c for c in t.column_names if c in wanted or c not in DECISIONS_NAMES]),
+        )
+    return dataclasses.replace(result, counts=counts, as_of_basis=basis)
+
+
+#: decision columns the join itself reads (see :func:`join_rewards`)
+_JOIN_READS = frozenset({"event_id", "ts", "chosen_action_id", "slate", "activated"})
+
+
+def _join_read_here(
+    root: Path,
+    reward_def: RewardDefinition,
+    since: date | datetime | None,
+    until: date | datetime | None,
+    activated_only: bool,
+    horizon: datetime | None,
+    open_windows: OpenWindows,
+    wanted: list[str] | None,
+    sql_engine: SqlEngine,
+) -> tuple[JoinResult, int, int]:
+    """The join of :func:`load_joined` with pyarrow reading the log in this process and
+    Python selecting; returns the result, the outcomes read and the unselected ones."""
     decisions = io.read(root, "decisions", since=since, until=until, columns=wanted)
     if wanted is not None:
         # the unread columns hold placeholders through the join, then are dropped
@@ -1067,69 +1108,7 @@ def load_joined(
         open_windows=open_windows,
         engine=sql_engine,
     )
-    counts = dataclasses.replace(
-        result.counts, outcomes=outcomes.num_rows, unselected_outcomes=n_unselected
-    )
-    if wanted is not None:
-        t = result.table
-        result = dataclasses.replace(
-            result,
-            table=t.select([c for c in t.column_names if c in wanted or c not in DECISIONS_NAMES]),
-        )
-    return dataclasses.replace(result, counts=counts, as_of_basis=basis)
-
-
-#: decision columns the join itself reads (see :func:`join_rewards`)
-_JOIN_READS = frozenset({"event_id", "ts", "chosen_action_id", "slate", "activated"})
-
-
-def _load_joined_on_engine(
-    logs_dir: str | Path,
-    reward_def: RewardDefinition,
-    since: date | datetime | None,
-    until: date | datetime | None,
-    activated_only: bool,
-    as_of: str | date | datetime | None,
-    open_windows: OpenWindows,
-    columns: Sequence[str] | None,
-    sql_engine: SqlEngine,
-) -> JoinResult:
-    """:func:`load_joined` with the engine reading the log (``read_on_engine``)."""
-    root = Path(logs_dir)
-    if not (root / "decisions").is_dir():
-        raise LogError(f"{root}: not a log directory (no 'decisions' table)")
-    if as_of is not None:
-        horizon: datetime | None = parse_as_of(as_of)
-        basis = "given with --as-of"
-    else:
-        horizon, basis = default_as_of(root, sql_engine)
-    wanted = None
-    if columns is not None:
-        unknown = sorted(set(columns) - set(DECISIONS_NAMES))
-        if unknown:
-            raise LogError(f"columns: {unknown[0]!r} is not a decisions column")
-        wanted = [c for c in DECISIONS_NAMES if c in set(columns) | _JOIN_READS]
-    if not isinstance(open_windows, OpenWindows):
-        raise LogError(f"open_windows: expected an OpenWindows member, got {open_windows!r}")
-    result, n_read, n_unselected = join_log(
-        root,
-        reward_def,
-        since,
-        until,
-        activated_only,
-        horizon,
-        open_windows,
-        wanted,
-        sql_engine,
-    )
-    counts = dataclasses.replace(result.counts, outcomes=n_read, unselected_outcomes=n_unselected)
-    if wanted is not None:
-        t = result.table
-        result = dataclasses.replace(
-            result,
-            table=t.select([c for c in t.column_names if c in wanted or c not in DECISIONS_NAMES]),
-        )
-    return dataclasses.replace(result, counts=counts, as_of_basis=basis)
+    return result, outcomes.num_rows, n_unselected
 
 
 def _placeholder(field: pa.Field, n: int) -> pa.Array:
