@@ -113,6 +113,14 @@ def sample_slate(
     p = np.asarray(probabilities, dtype=np.float64)
     if p.ndim == 1 and p.shape[0] and all(0.0 <= x < math.inf for x in p.tolist()):
         return _slate_listed(p.tolist(), int(chosen_index), k, seed, event_id)
+    return _slate_numpy(p, int(chosen_index), k, seed, event_id)
+
+
+def _slate_numpy(
+    p: npt.NDArray[np.float64], chosen_index: int, k: int, seed: int, event_id: str
+) -> tuple[list[int], list[float]]:
+    """:func:`sample_slate` on an array (any values: the path for vectors the list
+    path does not take, and the reference the list path is tested against)."""
     n = p.shape[0]
     indices = [int(chosen_index)]
     conditional = [float(p[chosen_index])]

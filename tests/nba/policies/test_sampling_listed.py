@@ -8,9 +8,9 @@ import math
 import numpy as np
 import pytest
 
-from nba.domain import SLATE_MASS_FLOOR, slot_probability
 from nba.policies.base import (
     _sample_listed,
+    _slate_numpy,
     check_probabilities,
     sample_index,
     sample_slate,
@@ -21,25 +21,9 @@ def _numpy_slate(
     probabilities: np.ndarray, chosen_index: int, k: int, seed: int, event_id: str
 ) -> tuple[list[int], list[float]]:
     """The vectorized reference (what sample_slate computed before its list path)."""
-    p = np.asarray(probabilities, dtype=np.float64)
-    n = p.shape[0]
-    indices = [int(chosen_index)]
-    conditional = [float(p[chosen_index])]
-    left = np.ones(n, dtype=bool)
-    left[chosen_index] = False
-    for j in range(2, min(k, n) + 1):
-        cand = np.flatnonzero(left)
-        w = p[cand]
-        mass = math.fsum(w.tolist())
-        if mass <= SLATE_MASS_FLOOR:
-            w = np.ones(cand.shape[0])
-            mass = float(cand.shape[0])
-        pos = sample_index(w / mass, seed, f"{event_id}/slot{j}")
-        i = int(cand[pos])
-        indices.append(i)
-        conditional.append(slot_probability(p.tolist(), indices[:-1], i))
-        left[i] = False
-    return indices, conditional
+    return _slate_numpy(
+        np.asarray(probabilities, dtype=np.float64), chosen_index, k, seed, event_id
+    )
 
 
 def _vectors(seed: int, count: int) -> list[np.ndarray]:
