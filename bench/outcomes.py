@@ -37,7 +37,6 @@ import argparse
 import asyncio
 import multiprocessing as mp
 import os
-import re
 import shutil
 import sqlite3
 import sys
@@ -238,13 +237,6 @@ response = function(status, headers, body)
     counted = counted + 1
   end
 end
-local threads = {}
-setup = function(thread) table.insert(threads, thread) end
-done = function(summary, latency, requests)
-  local c = 0
-  for _, t in ipairs(threads) do c = c + t:get("counted") end
-  io.write("counted " .. c .. "\\n")
-end
 """
 
 
@@ -253,43 +245,17 @@ def drive_wrk(base: str, load: Load, seconds: float) -> tuple[int, int, float, f
     connections). Returns requests, errors (non-2xx and socket errors), seconds,
     p50 and p99 in ms, and the acknowledged outcomes (201 answers; ``stored``
     items of batch answers) -- or 201 answers of the no-op."""
-    import subprocess
+    from wrk import run_wrk
 
-    from serve import _wrk_ms
-
-    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
-        f.write(
-            _WRK_SCRIPT
-            % {
-                "ids": ",".join(f'"{e}"' for e in load.ids),
-                "key": load.key,
-                "kind": load.kind,
-                "batch": load.batch,
-                "tag": load.tag,
-            }
-        )
-    cmd = ["wrk", "-t1", f"-c{load.connections}", f"-d{max(1, round(seconds))}s"]
-    out = subprocess.run(
-        [*cmd, "--latency", "-s", f.name, base], capture_output=True, text=True, check=True
-    ).stdout
-    os.unlink(f.name)
-    done = re.search(r"(\d+) requests in ([0-9.]+)(us|ms|s|m)", out)
-    p50 = re.search(r"^\s*50%\s+(\S+)", out, re.MULTILINE)
-    p99 = re.search(r"^\s*99%\s+(\S+)", out, re.MULTILINE)
-    counted = re.search(r"^counted (\d+)$", out, re.MULTILINE)
-    if done is None or p50 is None or p99 is None or counted is None:
-        raise RuntimeError(f"wrk output not understood:\n{out}")
-    bad = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    errors = int(bad.group(1)) if bad else 0
-    errors += sum(int(x) for x in re.findall(r"(?:connect|read|write|timeout) (\d+)", out))
-    return (
-        int(done.group(1)),
-        errors,
-        _wrk_ms(done.group(2) + done.group(3)) / 1e3,
-        _wrk_ms(p50.group(1)),
-        _wrk_ms(p99.group(1)),
-        int(counted.group(1)),
-    )
+    script = _WRK_SCRIPT % {
+        "ids": ",".join(f'"{e}"' for e in load.ids),
+        "key": load.key,
+        "kind": load.kind,
+        "batch": load.batch,
+        "tag": load.tag,
+    }
+    r = run_wrk(script, base, load.connections, seconds, "counted")
+    return r.requests, r.errors, r.seconds, r.p50_ms, r.p99_ms, r.counted
 
 
 async def _drive(

@@ -40,7 +40,6 @@ import argparse
 import asyncio
 import multiprocessing as mp
 import os
-import re
 import shutil
 import sys
 import tempfile
@@ -145,23 +144,7 @@ created = 0
 response = function(status, headers, body)
   if status == 201 then created = created + 1 end
 end
-local threads = {}
-setup = function(thread) table.insert(threads, thread) end
-done = function(summary, latency, requests)
-  local n = 0
-  for _, t in ipairs(threads) do n = n + t:get("created") end
-  io.write("created " .. n .. "\\n")
-end
 """
-
-_UNITS_MS = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 60e3}
-
-
-def _wrk_ms(text: str) -> float:
-    m = re.fullmatch(r"([0-9.]+)(us|ms|s|m)", text.strip())
-    if m is None:
-        raise ValueError(f"wrk latency {text!r} not understood")
-    return float(m.group(1)) * _UNITS_MS[m.group(2)]
 
 
 def drive_wrk(
@@ -172,60 +155,19 @@ def drive_wrk(
     responses, seconds, no latencies, no event ids, wrk's (p50, p99) in ms, and
     the number of 201 (stored) answers."""
     import json
-    import subprocess
 
-    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
-        f.write(
-            _WRK_SCRIPT
-            % {
-                "ids": ",".join(f'"{h}"' for h in hcp_ids),
-                "seed": seed,
-                "key": key,
-                "path": path,
-                "channels": json.dumps(CHANNELS),
-                "k": K,
-            }
-        )
-    out = subprocess.run(
-        [
-            "wrk",
-            "-t1",
-            f"-c{CONCURRENCY}",
-            f"-d{max(1, round(seconds))}s",
-            "--latency",
-            "-s",
-            f.name,
-            base,
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    os.unlink(f.name)
-    done = re.search(r"(\d+) requests in ([0-9.]+)(us|ms|s|m)", out)
-    if done is None:
-        raise RuntimeError(f"wrk output not understood:\n{out}")
-    bad = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    errs = int(bad.group(1)) if bad else 0
-    errs += sum(int(x) for x in re.findall(r"(?:connect|read|write|timeout) (\d+)", out))
-    # the distribution's own lines: a stdev column such as "62.50%" must not match
-    p50 = re.search(r"^\s*50%\s+(\S+)", out, re.MULTILINE)
-    p99 = re.search(r"^\s*99%\s+(\S+)", out, re.MULTILINE)
-    if p50 is None or p99 is None:
-        raise RuntimeError(f"wrk printed no latency distribution:\n{out}")
-    created = re.search(r"^created (\d+)$", out, re.MULTILINE)
-    if created is None:
-        raise RuntimeError(f"wrk script printed no count of 201 answers:\n{out}")
-    elapsed = _wrk_ms(done.group(2) + done.group(3)) / 1e3
-    return (
-        int(done.group(1)),
-        errs,
-        elapsed,
-        [],
-        [],
-        (_wrk_ms(p50.group(1)), _wrk_ms(p99.group(1))),
-        int(created.group(1)),
-    )
+    from wrk import run_wrk
+
+    script = _WRK_SCRIPT % {
+        "ids": ",".join(f'"{h}"' for h in hcp_ids),
+        "seed": seed,
+        "key": key,
+        "path": path,
+        "channels": json.dumps(CHANNELS),
+        "k": K,
+    }
+    r = run_wrk(script, base, CONCURRENCY, seconds, "created")
+    return r.requests, r.errors, r.seconds, [], [], (r.p50_ms, r.p99_ms), r.counted
 
 
 # --------------------------------------------------------------- load generator
