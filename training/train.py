@@ -36,6 +36,8 @@ from nba.domain import ValidationError, parse_day
 from nba.features import FeaturizerConfig
 from nba.logs import io as logio
 from nba.logs.engine import SqlEngine, get_engine
+from nba.logs.examples import ROWS_SCHEMA as EXAMPLE_ROWS
+from nba.logs.examples import write_examples
 from nba.logs.join import OpenWindows, load_joined, open_windows_hint
 from nba.logs.schema import JOINED
 from nba.ope import IPS, SNIPS, LoggedData
@@ -352,6 +354,20 @@ def _with_day_columns(light: pa.Table, reader: _DayColumns, columns: list[str]) 
     return light.select(columns)
 
 
+def _example_rows(rows: pa.Table) -> pa.Table:
+    """The training rows (JOINED columns) as :func:`write_examples` takes them: with
+    ``ts_us`` and, when there are no slates, null ``slate`` / ``slot_rewards``."""
+    ts = rows.column("ts").cast(pa.timestamp("us", tz="UTC")).cast(pa.int64())
+    cols = {"ts_us": ts}
+    for name in ("event_id", "chosen_index", "reward", "propensity", "slate", "slot_rewards"):
+        cols[name] = (
+            rows.column(name)
+            if name in rows.column_names
+            else pa.nulls(rows.num_rows, EXAMPLE_ROWS.field(name).type)
+        )
+    return pa.table(cols).select(EXAMPLE_ROWS.names).cast(EXAMPLE_ROWS)
+
+
 def train(
     logs_dir: str | Path,
     reward_def: RewardDefinition,
@@ -368,6 +384,7 @@ def train(
     open_windows: OpenWindows | str = OpenWindows.EXCLUDE,
     initial_policy: str | Path | None = None,
     engine: str | SqlEngine | None = None,
+    featurize_on_engine: bool | None = None,
 ) -> TrainResult:
     """Train a VW policy from a log directory.
 
@@ -415,8 +432,21 @@ def train(
         Where the reward join's SQL runs: ``"duckdb"`` (default) or ``"spark"``
         (:func:`nba.logs.engine.get_engine`); the same rewards, so the same
         example file and model, either way.
+    featurize_on_engine : bool, optional
+        True: the engine featurizes and labels the training rows
+        (:func:`nba.logs.examples.write_examples`: one SQL statement calling
+        the featurizer registered as an Arrow function; on Spark, the
+        executors read the contexts, featurize and write the example part
+        files) and VW learns from those files. False: this process featurizes
+        in chunks while VW learns. Default: the engine for Spark, this process
+        for DuckDB (faster on one machine, ``bench/scale.py --part
+        featurize``). The same bytes either way, so the same model. On a
+        cluster, give a ``work_dir`` on a file system the executors share:
+        the part files go to ``work_dir/examples``.
     """
     engine = get_engine(engine)  # a bad engine or a missing Spark fails before any work
+    if featurize_on_engine is None:
+        featurize_on_engine = engine.name != "duckdb"
     try:
         ow = OpenWindows(open_windows)
     except ValueError:
@@ -559,6 +589,19 @@ def train(
             while bounds[-1] < n_train:
                 bounds.append(min(n_train, bounds[-1] + chunk_decisions))
             try:
+                if featurize_on_engine:
+                    t2 = time.perf_counter()
+                    parts = write_examples(
+                        engine,
+                        root,
+                        _example_rows(narrow.take(pa.array(order[:n_train]))),
+                        policy.featurizer,
+                        wd / "examples" if work_dir is not None else Path(tmp) / "examples",
+                    )
+                    timings["featurize"] = time.perf_counter() - t2
+                    for part in parts:  # VW's parser reads the engine's files, in order
+                        chunks.put(pa.py_buffer(part.read_bytes()))
+                    bounds = []
                 for a, b in itertools.pairwise(bounds):
                     if failure:
                         break

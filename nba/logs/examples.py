@@ -94,6 +94,10 @@ _TYPES = {
 }
 
 
+#: An argument of :class:`ExampleFunction`: DuckDB passes chunked arrays, Spark arrays.
+Column = pa.Array | pa.ChunkedArray
+
+
 class ExampleError(LogError):
     """A decision could not be made into a VW example (the message names its event)."""
 
@@ -113,15 +117,25 @@ class ExampleFunction:
 
     featurizer: Featurizer
 
-    def __call__(self, *columns: pa.Array | pa.ChunkedArray) -> pa.Array:
-        """The examples of n decisions.
+    def __call__(
+        self,
+        context: Column,
+        action_ids: Column,
+        chosen_index: Column,
+        reward: Column,
+        propensity: Column,
+        event_id: Column,
+        slate: Column,
+        slot_rewards: Column,
+    ) -> pa.Array:
+        """The examples of n decisions (the arguments name the SQL's columns).
 
         Parameters
         ----------
-        *columns : pyarrow.Array
-            ``context``, ``action_ids``, ``chosen_index``, ``reward``,
-            ``propensity``, ``event_id``, ``slate``, ``slot_rewards``, each of
-            shape (n,).
+        context, action_ids, chosen_index, reward, propensity, event_id : pyarrow.Array
+            Each of shape (n,): the logged decision and the join's reward.
+        slate, slot_rewards : pyarrow.Array
+            Shape (n,), null for a decision without a slate.
 
         Returns
         -------
@@ -134,6 +148,16 @@ class ExampleFunction:
         ExampleError
             Naming the event id of a decision that cannot be featurized.
         """
+        columns = (
+            context,
+            action_ids,
+            chosen_index,
+            reward,
+            propensity,
+            event_id,
+            slate,
+            slot_rewards,
+        )
         from nba.policies.vw import labelled_text_buffer
         from training.slates import has_slates, labelled_slot_text
 
@@ -194,7 +218,7 @@ class ExampleFunction:
         return ArrowFunction(self, _ARG_TYPES, "VARCHAR")
 
 
-def _arrow(column: pa.Array | pa.ChunkedArray) -> pa.Array:
+def _arrow(column: Column) -> pa.Array:
     return column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
 
 
