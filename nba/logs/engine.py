@@ -312,7 +312,7 @@ class DuckDBEngine(SqlEngine):
                     null_handling="special",  # nulls are the function's to read
                 )
             sql, params = statement
-            reader = con.sql(sql, params=dict(params) if params else None).fetch_record_batch()
+            reader = con.sql(sql, params=dict(params) if params else None).to_arrow_reader()
             with open(target, "wb") as fh:
                 for batch in reader:
                     lines = batch.column(0)
