@@ -295,6 +295,7 @@ class DuckDBEngine(SqlEngine):
         out: str | Path,
     ) -> list[Path]:
         import duckdb
+        from duckdb.func import FunctionNullHandling, PythonUDFType
 
         from nba.features.batch import concat_buffer
 
@@ -308,8 +309,8 @@ class DuckDBEngine(SqlEngine):
                     fn.function,
                     [duckdb.sqltype(t) for t in fn.arg_types],
                     duckdb.sqltype(fn.return_type),
-                    type="arrow",
-                    null_handling="special",  # nulls are the function's to read
+                    type=PythonUDFType.ARROW,
+                    null_handling=FunctionNullHandling.SPECIAL,  # nulls: the function's to read
                 )
             sql, params = statement
             reader = con.sql(sql, params=dict(params) if params else None).to_arrow_reader()

@@ -28,6 +28,7 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import TypeAlias
 
 import numpy as np
 import pyarrow as pa
@@ -95,7 +96,7 @@ _TYPES = {
 
 
 #: An argument of :class:`ExampleFunction`: DuckDB passes chunked arrays, Spark arrays.
-Column = pa.Array | pa.ChunkedArray
+Column: TypeAlias = pa.Array | pa.ChunkedArray
 
 
 class ExampleError(LogError):
