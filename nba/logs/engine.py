@@ -33,7 +33,9 @@ import itertools
 import os
 import re
 import shutil
+import sys
 import threading
+import warnings
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -607,8 +609,13 @@ def spark_session(master: str | None = None) -> Any:
             .config("spark.executor.extraJavaOptions", "-Duser.timezone=UTC")
         )
         if local:
-            builder = builder.config("spark.driver.host", "127.0.0.1").config(
-                "spark.driver.bindAddress", "127.0.0.1"
+            builder = (
+                builder.config("spark.driver.host", "127.0.0.1")
+                .config("spark.driver.bindAddress", "127.0.0.1")
+                # the Python workers (the featurizing function) run this interpreter,
+                # with this project and its dependencies; a cluster's executors use
+                # the Python its configuration names (spark.pyspark.python)
+                .config("spark.pyspark.python", os.environ.get("PYSPARK_PYTHON", sys.executable))
             )
         try:
             session = builder.getOrCreate()
@@ -742,7 +749,10 @@ class SparkEngine(SqlEngine):
             for name, fn in functions.items():
                 if fn.return_type != "VARCHAR":
                     raise EngineError(f"function {name}: only VARCHAR results are supported")
-                spark.udf.register(name, arrow_udf(fn.function, "string", ArrowUDFType.SCALAR))
+                with warnings.catch_warnings():  # the type is given, not read from hints
+                    warnings.simplefilter("ignore", UserWarning)
+                    udf = arrow_udf(fn.function, "string", ArrowUDFType.SCALAR)
+                spark.udf.register(name, udf)
             sql, params = statement
             result = spark.sql(to_spark_sql(sql, params, names))
             # each partition's rows, written by its executor, in the ORDER BY's order
