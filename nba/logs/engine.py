@@ -595,6 +595,10 @@ def spark_session(master: str | None = None) -> Any:
         local = wanted.startswith("local")
         if local:
             os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+            # the Python workers (the featurizing function) run this interpreter, with
+            # this project and its dependencies; pyspark reads it when the session
+            # starts. A cluster's executors run the Python its configuration names.
+            os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
         builder = (
             SparkSession.builder.master(wanted)
             .appName("nba-log-pipeline")
@@ -609,13 +613,8 @@ def spark_session(master: str | None = None) -> Any:
             .config("spark.executor.extraJavaOptions", "-Duser.timezone=UTC")
         )
         if local:
-            builder = (
-                builder.config("spark.driver.host", "127.0.0.1")
-                .config("spark.driver.bindAddress", "127.0.0.1")
-                # the Python workers (the featurizing function) run this interpreter,
-                # with this project and its dependencies; a cluster's executors use
-                # the Python its configuration names (spark.pyspark.python)
-                .config("spark.pyspark.python", os.environ.get("PYSPARK_PYTHON", sys.executable))
+            builder = builder.config("spark.driver.host", "127.0.0.1").config(
+                "spark.driver.bindAddress", "127.0.0.1"
             )
         try:
             session = builder.getOrCreate()
