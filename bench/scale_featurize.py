@@ -6,7 +6,7 @@
 
    - ``driver``: this process reads the contexts with pyarrow, featurizes and
      labels them (the path ``nba train`` takes on DuckDB);
-   - ``duckdb``: :func:`nba.logs.examples.write_examples` on DuckDB (the
+   - ``duckdb``: :func:`training.examples.write_examples` on DuckDB (the
      featurizer registered as an Arrow function, called by one SQL
      statement; DuckDB reads the contexts and this process writes the file);
    - ``spark``: the same statement on Spark (``--spark-master``, default
@@ -38,7 +38,7 @@ EXAMPLE_END = b"\n\n"
 
 
 def driver_text(root: Path, rows: pa.Table, featurizer: object) -> bytes:
-    """The labelled VW text of ``rows`` (:data:`nba.logs.examples.ROWS_SCHEMA`) made in
+    """The labelled VW text of ``rows`` (:data:`training.examples.ROWS_SCHEMA`) made in
     this process: contexts read with pyarrow, featurized and labelled in bulk."""
     from nba.features import Featurizer
     from nba.logs import io
@@ -80,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     from nba.catalog import Catalog
     from nba.features import Featurizer
     from nba.logs.engine import DuckDBEngine, SparkEngine, get_engine
-    from nba.logs.examples import write_examples
+    from training.examples import write_examples
     from nba.logs.join import load_joined
     from nba.reward import RewardDefinition
     from nba_cli.main import main as nba

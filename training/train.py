@@ -36,8 +36,8 @@ from nba.domain import ValidationError, parse_day
 from nba.features import FeaturizerConfig
 from nba.logs import io as logio
 from nba.logs.engine import SqlEngine, get_engine
-from nba.logs.examples import ROWS_SCHEMA as EXAMPLE_ROWS
-from nba.logs.examples import write_examples
+from training.examples import ROWS_SCHEMA as EXAMPLE_ROWS
+from training.examples import write_examples
 from nba.logs.join import OpenWindows, load_joined, open_windows_hint
 from nba.logs.schema import JOINED
 from nba.ope import IPS, SNIPS, LoggedData
@@ -434,7 +434,7 @@ def train(
         example file and model, either way.
     featurize_on_engine : bool, optional
         True: the engine featurizes and labels the training rows
-        (:func:`nba.logs.examples.write_examples`: one SQL statement calling
+        (:func:`training.examples.write_examples`: one SQL statement calling
         the featurizer registered as an Arrow function; on Spark, the
         executors read the contexts, featurize and write the example part
         files) and VW learns from those files. False: this process featurizes

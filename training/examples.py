@@ -39,6 +39,8 @@ from nba.logs import io
 from nba.logs.engine import ArrowFunction, EngineError, ParquetSource, SqlEngine
 from nba.logs.io import LogError
 from nba.logs.schema import DECISIONS, JOINED
+from nba.policies.vw import labelled_text_buffer
+from training.slates import has_slates, labelled_slot_text
 
 #: The name the SQL calls the featurizing function by.
 EXAMPLE_FUNCTION = "nba_vw_example"
@@ -159,9 +161,6 @@ class ExampleFunction:
             slate,
             slot_rewards,
         )
-        from nba.policies.vw import labelled_text_buffer
-        from training.slates import has_slates, labelled_slot_text
-
         table = pa.table(
             [_arrow(c).cast(_TYPES[name]) for name, c in zip(_NAMES, columns, strict=True)],
             names=list(_NAMES),

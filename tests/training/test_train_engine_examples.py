@@ -1,5 +1,5 @@
 """``nba train``'s VW examples made by the engine: the featurizer registered as an
-Arrow function, called by one SQL statement (:data:`nba.logs.examples.EXAMPLES_SQL`),
+Arrow function, called by one SQL statement (:data:`training.examples.EXAMPLES_SQL`),
 written as part files (by Spark's executors, or by DuckDB here), which VW learns.
 
 The part files must hold the bytes the driver's path writes (featurize and label
@@ -10,8 +10,8 @@ Spark executor as from DuckDB.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
-from typing import Any
 
 import pyarrow as pa
 import pytest
@@ -21,10 +21,10 @@ from nba.catalog import Catalog
 from nba.features import Featurizer
 from nba.logs import io
 from nba.logs.engine import DuckDBEngine, SparkEngine, SqlEngine
-from nba.logs.examples import ROWS_SCHEMA, ExampleError, write_examples
 from nba.logs.schema import DECISIONS
 from nba.reward import RewardDefinition
 from nba_cli.main import main as nba
+from training.examples import ROWS_SCHEMA, ExampleError, write_examples
 from training.train import train
 
 
@@ -39,11 +39,14 @@ def sim_log(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture
-def bad_log(tmp_path: Path, make_decisions: Any) -> tuple[Path, pa.Table]:
-    """Six decisions, the fourth (``e00003``) with a context the featurizer refuses,
-    and their training rows as :func:`write_examples` takes them."""
+def bad_log(sim_log: Path, tmp_path: Path) -> tuple[Path, pa.Table, str]:
+    """The first six activated decisions of ``sim_log``, the fourth with a context the
+    featurizer refuses; their training rows as :func:`write_examples` takes them; and
+    that decision's event id."""
     root = tmp_path / "bad"
-    rows = make_decisions(6).to_pylist()
+    dec = io.read(sim_log, "decisions")
+    dec = dec.filter(dec.column("activated")).slice(0, 6)
+    rows = dec.to_pylist()
     rows[3]["context"] = '{"hcp_id": 7}'
     dec = pa.Table.from_pylist(rows, schema=DECISIONS)
     io.append(root, "decisions", dec)
@@ -60,11 +63,11 @@ def bad_log(tmp_path: Path, make_decisions: Any) -> tuple[Path, pa.Table]:
         },
         schema=ROWS_SCHEMA,
     )
-    return root, train_rows
+    return root, train_rows, str(rows[3]["event_id"])
 
 
 def _check_engine_examples(
-    engine: SqlEngine, sim_log: Path, bad_log: tuple[Path, pa.Table], tmp_path: Path
+    engine: SqlEngine, sim_log: Path, bad_log: tuple[Path, pa.Table, str], tmp_path: Path
 ) -> list[Path]:
     """Train on ``sim_log`` with the driver's path (DuckDB) and with ``engine``
     featurizing; same bytes, same model. A bad context names its event. Returns
@@ -84,9 +87,9 @@ def _check_engine_examples(
     assert on.n_examples == driver.n_examples == text.count(b"\n\n") > 300
     assert on.policy.model_bytes() == driver.policy.model_bytes()
     # a context the featurizer refuses: the error names the decision
-    root, rows = bad_log
+    root, rows, bad_event = bad_log
     featurizer = Featurizer(Catalog.default())
-    with pytest.raises(ExampleError, match=r"event 'e00003'") as err:
+    with pytest.raises(ExampleError, match=f"event '{re.escape(bad_event)}'") as err:
         write_examples(engine, root, rows, featurizer, tmp_path / "bad")
     assert engine.name in str(err.value)
     # the same rows without the bad one go through
@@ -97,7 +100,7 @@ def _check_engine_examples(
 
 
 def test_duckdb_writes_the_drivers_examples_and_names_a_bad_event(
-    sim_log: Path, bad_log: tuple[Path, pa.Table], tmp_path: Path
+    sim_log: Path, bad_log: tuple[Path, pa.Table, str], tmp_path: Path
 ) -> None:
     parts = _check_engine_examples(DuckDBEngine(), sim_log, bad_log, tmp_path)
     assert len(parts) == 1
@@ -105,7 +108,7 @@ def test_duckdb_writes_the_drivers_examples_and_names_a_bad_event(
 
 @pytest.mark.slow
 def test_spark_executors_write_the_drivers_examples_and_name_a_bad_event(
-    spark_engine: SparkEngine, sim_log: Path, bad_log: tuple[Path, pa.Table], tmp_path: Path
+    spark_engine: SparkEngine, sim_log: Path, bad_log: tuple[Path, pa.Table, str], tmp_path: Path
 ) -> None:
     # Spark would coalesce this small log's sorted partitions into one: kept apart
     # here, several part files, each written by an executor task, must still hold
