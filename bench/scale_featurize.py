@@ -80,11 +80,11 @@ def main(argv: list[str] | None = None) -> int:
     from nba.catalog import Catalog
     from nba.features import Featurizer
     from nba.logs.engine import DuckDBEngine, SparkEngine, get_engine
-    from training.examples import write_examples
     from nba.logs.join import load_joined
     from nba.reward import RewardDefinition
     from nba_cli.main import main as nba
-    from training.train import JOIN_COLUMNS, _example_rows
+    from training.examples import example_rows, write_examples
+    from training.train import JOIN_COLUMNS
 
     spark = get_engine("spark", args.spark_master)  # fails here if pyspark or Java is missing
     assert isinstance(spark, SparkEngine)
@@ -99,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     joined = load_joined(root, RewardDefinition.default(), columns=JOIN_COLUMNS).table
     order = pc.sort_indices(joined, sort_keys=[("ts", "ascending"), ("event_id", "ascending")])
-    rows = _example_rows(joined.take(order))
+    rows = example_rows(joined.take(order))
     n = rows.num_rows
     print(f"log: {args.hcps} HCPs, {args.days} days: {n:,} decisions to featurize "
           f"(simulated and joined in {time.perf_counter() - t0:.1f} s)")  # fmt: skip

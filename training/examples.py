@@ -222,6 +222,33 @@ def _arrow(column: Column) -> pa.Array:
     return column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
 
 
+def example_rows(joined: pa.Table) -> pa.Table:
+    """The training rows of ``joined`` as :func:`write_examples` takes them.
+
+    Parameters
+    ----------
+    joined : pyarrow.Table
+        n joined rows (:data:`nba.logs.schema.JOINED` columns, at least
+        ``event_id``, ``ts``, ``chosen_index``, ``reward``, ``propensity``).
+
+    Returns
+    -------
+    pyarrow.Table
+        n rows of :data:`ROWS_SCHEMA`: ``ts`` as ``ts_us`` (microseconds since
+        the epoch), null ``slate`` / ``slot_rewards`` when ``joined`` has none.
+    """
+    ts = joined.column("ts").cast(pa.timestamp("us", tz="UTC")).cast(pa.int64())
+    cols = []
+    for field in ROWS_SCHEMA:
+        if field.name == "ts_us":
+            cols.append(ts)
+        elif field.name in joined.column_names:
+            cols.append(joined.column(field.name).cast(field.type))
+        else:
+            cols.append(pa.chunked_array([pa.nulls(joined.num_rows, field.type)]))
+    return pa.Table.from_arrays(cols, schema=ROWS_SCHEMA)
+
+
 def write_examples(
     engine: SqlEngine,
     logs_dir: str | Path,

@@ -36,14 +36,13 @@ from nba.domain import ValidationError, parse_day
 from nba.features import FeaturizerConfig
 from nba.logs import io as logio
 from nba.logs.engine import SqlEngine, get_engine
-from training.examples import ROWS_SCHEMA as EXAMPLE_ROWS
-from training.examples import write_examples
 from nba.logs.join import OpenWindows, load_joined, open_windows_hint
 from nba.logs.schema import JOINED
 from nba.ope import IPS, SNIPS, LoggedData
 from nba.ope.checks import DEFAULT_MIN_ESS_SHARE, OPEWarning, disagreement_checks, ess_check
 from nba.policies.vw import NativeLearner, VWConfig, VWPolicy, labelled_text_buffer
 from nba.reward import RewardDefinition
+from training.examples import example_rows, write_examples
 from training.slates import has_slates, labelled_slot_text
 
 #: what ``nba train`` may do with decisions whose reward window is open
@@ -354,20 +353,6 @@ def _with_day_columns(light: pa.Table, reader: _DayColumns, columns: list[str]) 
     return light.select(columns)
 
 
-def _example_rows(rows: pa.Table) -> pa.Table:
-    """The training rows (JOINED columns) as :func:`write_examples` takes them: with
-    ``ts_us`` and, when there are no slates, null ``slate`` / ``slot_rewards``."""
-    ts = rows.column("ts").cast(pa.timestamp("us", tz="UTC")).cast(pa.int64())
-    cols = {"ts_us": ts}
-    for name in ("event_id", "chosen_index", "reward", "propensity", "slate", "slot_rewards"):
-        cols[name] = (
-            rows.column(name)
-            if name in rows.column_names
-            else pa.nulls(rows.num_rows, EXAMPLE_ROWS.field(name).type)
-        )
-    return pa.table(cols).select(EXAMPLE_ROWS.names).cast(EXAMPLE_ROWS)
-
-
 def train(
     logs_dir: str | Path,
     reward_def: RewardDefinition,
@@ -585,8 +570,11 @@ def train(
             writer = threading.Thread(target=feed, name="vw-feed", daemon=True)
             writer.start()
             # a small first chunk gets VW going early; then steady chunks
-            bounds = [0, min(n_train, max(1, min(chunk_decisions, 2000)))]
-            while bounds[-1] < n_train:
+            # (none when the engine featurizes: it writes every example at once)
+            bounds = (
+                [] if featurize_on_engine else [0, min(n_train, max(1, min(chunk_decisions, 2000)))]
+            )
+            while bounds and bounds[-1] < n_train:
                 bounds.append(min(n_train, bounds[-1] + chunk_decisions))
             try:
                 if featurize_on_engine:
@@ -594,14 +582,13 @@ def train(
                     parts = write_examples(
                         engine,
                         root,
-                        _example_rows(narrow.take(pa.array(order[:n_train]))),
+                        example_rows(narrow.take(pa.array(order[:n_train]))),
                         policy.featurizer,
                         wd / "examples" if work_dir is not None else Path(tmp) / "examples",
                     )
                     timings["featurize"] = time.perf_counter() - t2
                     for part in parts:  # VW's parser reads the engine's files, in order
                         chunks.put(pa.py_buffer(part.read_bytes()))
-                    bounds = []
                 for a, b in itertools.pairwise(bounds):
                     if failure:
                         break
