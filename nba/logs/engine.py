@@ -401,17 +401,18 @@ _PY_ERROR = re.compile(r"^(?:[A-Za-z_][\w]*\.)*[A-Za-z_]\w*(?:Error|Exception): 
 
 
 def _python_error(exc: BaseException) -> str:
-    """The Python exception a Spark error carries from a worker, else its first line."""
+    """The Python exception a Spark error carries from a worker (the last one raised,
+    when a traceback chains several), else the error's first line."""
     text = str(exc)
     java = getattr(exc, "java_exception", None)
     if java is not None:
-        text += "\n" + str(java.toString())
+        text = str(java.toString()) + "\n" + text
     lines = [ln.strip() for ln in text.splitlines()]
-    for i, line in enumerate(lines):
-        if line.startswith("Traceback (most recent call last)"):
-            after = [ln for ln in lines[i + 1 :] if _PY_ERROR.match(ln)]
-            if after:
-                return after[0]
+    starts = [i for i, ln in enumerate(lines) if ln.startswith("Traceback (most recent call")]
+    if starts:
+        after = [ln for ln in lines[starts[-1] + 1 :] if _PY_ERROR.match(ln)]
+        if after:
+            return after[0]
     return _first_line(exc)
 
 

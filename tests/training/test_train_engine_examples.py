@@ -122,3 +122,22 @@ def test_spark_executors_write_the_drivers_examples_and_name_a_bad_event(
     finally:
         conf.set(key, before)
     assert len(parts) > 1
+
+
+def test_a_workers_chained_traceback_gives_the_last_exception_raised() -> None:
+    """What Spark reports of a Python worker's failure: the exception the function
+    raised last (``ExampleError`` naming the event), not the one it wraps."""
+    from nba.logs.engine import _python_error
+
+    text = (
+        "[PYTHON_EXCEPTION] An exception was thrown from the Python worker:\n"
+        'Traceback (most recent call last):\n  File "f.py", line 1, in g\n'
+        "nba.features.featurizer.FeaturizeError: featurize_table: event 'a': bad\n\n"
+        "The above exception was the direct cause of the following exception:\n\n"
+        'Traceback (most recent call last):\n  File "e.py", line 2, in h\n'
+        "training.examples.ExampleError: featurize_table: event 'a': bad\n SQLSTATE: 38000"
+    )
+    assert _python_error(Exception(text)) == (
+        "training.examples.ExampleError: featurize_table: event 'a': bad"
+    )
+    assert _python_error(Exception("no traceback\nmore")) == "no traceback"
