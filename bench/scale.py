@@ -4,6 +4,10 @@
   decisions (default 10,000,000) joined and labelled by the pipeline's one SQL
   source on DuckDB and on Spark (``--spark-master``, default ``local[2]``);
   prints both times, their ratio and whether the results are identical.
+- ``featurize`` (:mod:`bench.scale_featurize`): ``nba train``'s VW examples of a
+  simulated log (``--feat-hcps``, ``--feat-days``) made by the featurizer
+  registered as an Arrow function in DuckDB and in Spark, and in this process;
+  prints the times, their ratios and whether the bytes are identical.
 - ``store`` (:mod:`bench.scale_store`): decisions/s of two ``nba serve``
   replicas sharing one PostgreSQL database against one replica on its SQLite
   file, measured in the same run; prints both, their ratio and the number of
@@ -11,7 +15,8 @@
 
 Usage::
 
-    .venv/bin/python bench/scale.py [--part all|pipeline|store] [--decisions N]
+    .venv/bin/python bench/scale.py [--part all|pipeline|featurize|store] [--decisions N]
+        [--feat-hcps H] [--feat-days D]
         [--spark-master URL] [--seconds S] [--rounds R] [--hcps H] [--workers W]
 """
 
@@ -37,9 +42,11 @@ def _load(name: str) -> ModuleType:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--part", choices=("all", "pipeline", "store"), default="all")
+    ap.add_argument("--part", choices=("all", "pipeline", "featurize", "store"), default="all")
     ap.add_argument("--decisions", type=int, default=10_000_000, help="pipeline: log size")
     ap.add_argument("--spark-master", default="local[2]", help="pipeline: Spark master")
+    ap.add_argument("--feat-hcps", type=int, default=1000, help="featurize: simulated HCPs")
+    ap.add_argument("--feat-days", type=int, default=30, help="featurize: simulated days")
     ap.add_argument("--seconds", type=float, default=6.0, help="store: per round")
     ap.add_argument("--rounds", type=int, default=2, help="store: alternating rounds")
     ap.add_argument("--hcps", type=int, default=2000, help="store: HCPs imported")
@@ -51,6 +58,15 @@ def main(argv: list[str] | None = None) -> int:
         code |= _load("scale_pipeline").main(
             ["--decisions", str(args.decisions), "--spark-master", args.spark_master]
         )
+    if args.part in ("all", "featurize"):
+        print("== featurization: the featurizer as an engine function, DuckDB vs Spark", flush=True)
+        code |= _load("scale_featurize").main(
+            [
+                "--hcps", str(args.feat_hcps),
+                "--days", str(args.feat_days),
+                "--spark-master", args.spark_master,
+            ]
+        )  # fmt: skip
     if args.part in ("all", "store"):
         print("== event store: 2 replicas on PostgreSQL vs 1 on SQLite", flush=True)
         code |= _load("scale_store").main(

@@ -65,6 +65,13 @@ from nba_cli.options import as_of_option, engine_options, resolve_engine
     default=None,
     help="Also save the policy directory here.",
 )
+@click.option(
+    "--work-dir",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Keep the VW example file (train.vw.txt) and VW's files here; with --engine spark "
+    "the executors write the example part files under it (on a cluster: a shared file system).",
+)
 @click.option("--no-register", is_flag=True, help="Log the run but do not register the model.")
 @click.option("--no-mlflow", is_flag=True, help="Do not log to MLflow at all.")
 @click.option("--experiment", default="train", show_default=True, help="MLflow experiment.")
@@ -83,6 +90,7 @@ def train(
     holdout_days: int,
     seed: int,
     model_out: Path | None,
+    work_dir: Path | None,
     no_register: bool,
     no_mlflow: bool,
     experiment: str,
@@ -128,6 +136,7 @@ def train(
             as_of=as_of,
             open_windows=open_windows,
             engine=sql_engine,
+            work_dir=work_dir,
         )
     except ValidationError as exc:
         raise click.ClickException(str(exc)) from exc

@@ -42,6 +42,7 @@ from nba.ope import IPS, SNIPS, LoggedData
 from nba.ope.checks import DEFAULT_MIN_ESS_SHARE, OPEWarning, disagreement_checks, ess_check
 from nba.policies.vw import NativeLearner, VWConfig, VWPolicy, labelled_text_buffer
 from nba.reward import RewardDefinition
+from training.examples import example_rows, write_examples
 from training.slates import has_slates, labelled_slot_text
 
 #: what ``nba train`` may do with decisions whose reward window is open
@@ -368,6 +369,7 @@ def train(
     open_windows: OpenWindows | str = OpenWindows.EXCLUDE,
     initial_policy: str | Path | None = None,
     engine: str | SqlEngine | None = None,
+    featurize_on_engine: bool | None = None,
 ) -> TrainResult:
     """Train a VW policy from a log directory.
 
@@ -415,8 +417,21 @@ def train(
         Where the reward join's SQL runs: ``"duckdb"`` (default) or ``"spark"``
         (:func:`nba.logs.engine.get_engine`); the same rewards, so the same
         example file and model, either way.
+    featurize_on_engine : bool, optional
+        True: the engine featurizes and labels the training rows
+        (:func:`training.examples.write_examples`: one SQL statement calling
+        the featurizer registered as an Arrow function; on Spark, the
+        executors read the contexts, featurize and write the example part
+        files) and VW learns from those files. False: this process featurizes
+        in chunks while VW learns. Default: the engine for Spark, this process
+        for DuckDB (faster on one machine, ``bench/scale.py --part
+        featurize``). The same bytes either way, so the same model. On a
+        cluster, give a ``work_dir`` on a file system the executors share:
+        the part files go to ``work_dir/examples``.
     """
     engine = get_engine(engine)  # a bad engine or a missing Spark fails before any work
+    if featurize_on_engine is None:
+        featurize_on_engine = engine.name != "duckdb"
     try:
         ow = OpenWindows(open_windows)
     except ValueError:
@@ -555,10 +570,25 @@ def train(
             writer = threading.Thread(target=feed, name="vw-feed", daemon=True)
             writer.start()
             # a small first chunk gets VW going early; then steady chunks
-            bounds = [0, min(n_train, max(1, min(chunk_decisions, 2000)))]
-            while bounds[-1] < n_train:
+            # (none when the engine featurizes: it writes every example at once)
+            bounds = (
+                [] if featurize_on_engine else [0, min(n_train, max(1, min(chunk_decisions, 2000)))]
+            )
+            while bounds and bounds[-1] < n_train:
                 bounds.append(min(n_train, bounds[-1] + chunk_decisions))
             try:
+                if featurize_on_engine:
+                    t2 = time.perf_counter()
+                    parts = write_examples(
+                        engine,
+                        root,
+                        example_rows(narrow.take(pa.array(order[:n_train]))),
+                        policy.featurizer,
+                        wd / "examples" if work_dir is not None else Path(tmp) / "examples",
+                    )
+                    timings["featurize"] = time.perf_counter() - t2
+                    for part in parts:  # VW's parser reads the engine's files, in order
+                        chunks.put(pa.py_buffer(part.read_bytes()))
                 for a, b in itertools.pairwise(bounds):
                     if failure:
                         break

@@ -33,14 +33,17 @@ import itertools
 import os
 import re
 import shutil
+import sys
 import threading
+import warnings
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from nba.logs.io import LogError
 
@@ -79,6 +82,26 @@ class ParquetSource:
 
     files: tuple[Path, ...]
     schema: pa.Schema
+
+
+@dataclass(frozen=True)
+class ArrowFunction:
+    """A vectorized Python function the SQL of :meth:`SqlEngine.write_lines` calls.
+
+    Attributes
+    ----------
+    function : callable
+        Takes one :class:`pyarrow.Array` per argument, each of shape (n,), and
+        returns one of shape (n,). Spark pickles it to its executors.
+    arg_types : tuple of str
+        The arguments' DuckDB types (``VARCHAR``, ``DOUBLE[]``, ...).
+    return_type : str
+        The result's DuckDB type; ``VARCHAR`` only (Spark ``string``).
+    """
+
+    function: Callable[..., pa.Array]
+    arg_types: tuple[str, ...]
+    return_type: str = "VARCHAR"
 
 
 _MASTER = re.compile(
@@ -175,6 +198,49 @@ class SqlEngine(ABC):
             files (Spark); :func:`pyarrow.parquet.read_table` reads either.
         """
 
+    @abstractmethod
+    def write_lines(
+        self,
+        parquet: Mapping[str, ParquetSource],
+        tables: Mapping[str, pa.Table],
+        statement: Statement,
+        functions: Mapping[str, ArrowFunction],
+        out: str | Path,
+    ) -> list[Path]:
+        """Run ``statement``, which may call ``functions``, and write its rows as text.
+
+        Parameters
+        ----------
+        parquet : mapping of str to ParquetSource
+            Inputs the engine reads from Parquet itself (as in :meth:`run_parquet`).
+        tables : mapping of str to pyarrow.Table
+            Inputs given as Arrow.
+        statement : (str, mapping)
+            DuckDB SQL whose result is one string column, and its parameters;
+            its ``ORDER BY`` is the order of the written lines.
+        functions : mapping of str to ArrowFunction
+            Functions the SQL calls by these names, registered for this call
+            (DuckDB: ``create_function(type="arrow")``; Spark: an Arrow UDF
+            that runs on the executors).
+        out : path
+            A directory, created if needed; its previous ``part-*`` files are
+            removed.
+
+        Returns
+        -------
+        list of Path
+            The part files written, in order: their concatenation is every
+            row of the result followed by a newline (Spark: one file per
+            partition that has rows, written by the executors; DuckDB: one
+            file, written by this process).
+
+        Raises
+        ------
+        EngineError
+            When the statement fails, with the engine's message (a function's
+            exception included).
+        """
+
     def describe(self) -> str:
         """One line for the commands' output (which engine ran the SQL)."""
         return self.name
@@ -212,28 +278,7 @@ class DuckDBEngine(SqlEngine):
 
         con = duckdb.connect(":memory:")
         try:
-            for name, table in tables.items():
-                con.register(name, table)
-            for name, source in parquet.items():
-                empty = _empty_source(source.schema)
-                con.register(f"{name}__empty", empty)
-                if not source.files:
-                    con.execute(f"CREATE VIEW {name} AS SELECT * FROM {name}__empty")
-                    continue
-                listed = ", ".join(_quote(f) for f in source.files)
-                # UNION BY NAME with the empty typed table: the schema's columns, in
-                # its order and types, nulls for those no file has
-                cols = ", ".join(f'"{c}"' for c in empty.column_names)
-                con.execute(
-                    f"CREATE VIEW {name} AS SELECT {cols} FROM ("
-                    f"SELECT * EXCLUDE (filename, file_row_number), filename AS {FILE_COLUMN}, "
-                    f"file_row_number AS {ROW_COLUMN} FROM read_parquet([{listed}], "
-                    f"filename = true, file_row_number = true, union_by_name = true) "
-                    f"UNION ALL BY NAME SELECT * FROM {name}__empty)"
-                )
-            for name, sql in views:
-                # materialized: each statement reads it, the Parquet files are read once
-                con.execute(f"CREATE TEMP TABLE {name} AS {sql}")
+            _duckdb_sources(con, parquet, tables, views)
             return [
                 con.sql(sql, params=dict(params) if params else None).to_arrow_table()
                 for sql, params in statements
@@ -242,6 +287,44 @@ class DuckDBEngine(SqlEngine):
             raise EngineError(f"duckdb could not read the log: {_first_line(exc)}") from exc
         finally:
             con.close()
+
+    def write_lines(
+        self,
+        parquet: Mapping[str, ParquetSource],
+        tables: Mapping[str, pa.Table],
+        statement: Statement,
+        functions: Mapping[str, ArrowFunction],
+        out: str | Path,
+    ) -> list[Path]:
+        import duckdb
+        from duckdb.func import FunctionNullHandling, PythonUDFType
+
+        from nba.features.batch import concat_buffer
+
+        target = _empty_dir(out) / "part-00000.txt"
+        con = duckdb.connect(":memory:")
+        try:
+            _duckdb_sources(con, parquet, tables, ())
+            for name, fn in functions.items():
+                con.create_function(
+                    name,
+                    fn.function,
+                    [duckdb.sqltype(t) for t in fn.arg_types],
+                    duckdb.sqltype(fn.return_type),
+                    type=PythonUDFType.ARROW,
+                    null_handling=FunctionNullHandling.SPECIAL,  # nulls: the function's to read
+                )
+            sql, params = statement
+            reader = con.sql(sql, params=dict(params) if params else None).to_arrow_reader()
+            with open(target, "wb") as fh:
+                for batch in reader:
+                    lines = batch.column(0)
+                    fh.write(concat_buffer(pc.binary_join_element_wise(lines, "", "\n")))
+        except duckdb.Error as exc:
+            raise EngineError(f"duckdb: {_first_line(exc)}") from exc
+        finally:
+            con.close()
+        return [target]
 
     def write_parquet(
         self,
@@ -267,10 +350,70 @@ class DuckDBEngine(SqlEngine):
             con.close()
 
 
+def _duckdb_sources(
+    con: Any,
+    parquet: Mapping[str, ParquetSource],
+    tables: Mapping[str, pa.Table],
+    views: Sequence[tuple[str, str]],
+) -> None:
+    """Register ``tables``, views of the ``parquet`` sources and ``views`` on ``con``."""
+    for name, table in tables.items():
+        con.register(name, table)
+    for name, source in parquet.items():
+        empty = _empty_source(source.schema)
+        con.register(f"{name}__empty", empty)
+        if not source.files:
+            con.execute(f"CREATE VIEW {name} AS SELECT * FROM {name}__empty")
+            continue
+        listed = ", ".join(_quote(f) for f in source.files)
+        # UNION BY NAME with the empty typed table: the schema's columns, in
+        # its order and types, nulls for those no file has
+        cols = ", ".join(f'"{c}"' for c in empty.column_names)
+        con.execute(
+            f"CREATE VIEW {name} AS SELECT {cols} FROM ("
+            f"SELECT * EXCLUDE (filename, file_row_number), filename AS {FILE_COLUMN}, "
+            f"file_row_number AS {ROW_COLUMN} FROM read_parquet([{listed}], "
+            f"filename = true, file_row_number = true, union_by_name = true) "
+            f"UNION ALL BY NAME SELECT * FROM {name}__empty)"
+        )
+    for name, sql in views:
+        # materialized: each statement reads it, the Parquet files are read once
+        con.execute(f"CREATE TEMP TABLE {name} AS {sql}")
+
+
+def _empty_dir(out: str | Path) -> Path:
+    """``out`` as a directory without ``part-*`` files (created if needed)."""
+    target = Path(out)
+    target.mkdir(parents=True, exist_ok=True)
+    for old in target.glob("part-*"):
+        old.unlink()
+    return target
+
+
 def _first_line(exc: BaseException) -> str:
     """The first non-empty line of an engine's error message (the rest is its SQL)."""
     lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
     return lines[0] if lines else type(exc).__name__
+
+
+#: the line of a Python exception in a traceback: ``module.Name: message``
+_PY_ERROR = re.compile(r"^(?:[A-Za-z_][\w]*\.)*[A-Za-z_]\w*(?:Error|Exception): .+$")
+
+
+def _python_error(exc: BaseException) -> str:
+    """The Python exception a Spark error carries from a worker (the last one raised,
+    when a traceback chains several), else the error's first line."""
+    text = str(exc)
+    java = getattr(exc, "java_exception", None)
+    if java is not None:
+        text = str(java.toString()) + "\n" + text
+    lines = [ln.strip() for ln in text.splitlines()]
+    starts = [i for i, ln in enumerate(lines) if ln.startswith("Traceback (most recent call")]
+    if starts:
+        after = [ln for ln in lines[starts[-1] + 1 :] if _PY_ERROR.match(ln)]
+        if after:
+            return after[0]
+    return _first_line(exc)
 
 
 def _file_named(exc: BaseException, parquet: Mapping[str, ParquetSource]) -> str:
@@ -453,6 +596,10 @@ def spark_session(master: str | None = None) -> Any:
         local = wanted.startswith("local")
         if local:
             os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+            # the Python workers (the featurizing function) run this interpreter, with
+            # this project and its dependencies; pyspark reads it when the session
+            # starts. A cluster's executors run the Python its configuration names.
+            os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
         builder = (
             SparkSession.builder.master(wanted)
             .appName("nba-log-pipeline")
@@ -531,42 +678,11 @@ class SparkEngine(SqlEngine):
         views: Sequence[tuple[str, str]],
         statements: Sequence[Statement],
     ) -> list[pa.Table]:
-        from pyspark.sql import functions as F
-
         spark = self.session
-        call = next(_VIEW_IDS)
         names: dict[str, str] = {}
         cached: list[Any] = []
-
-        def view(name: str, df: Any) -> None:
-            names[name] = f"nba_{os.getpid()}_{call}_{name}"
-            df.createOrReplaceTempView(names[name])
-
         try:
-            for name, table in tables.items():
-                view(name, spark.createDataFrame(table))
-            for name, source in parquet.items():
-                empty = spark.createDataFrame(_empty_source(source.schema))
-                if not source.files:
-                    view(name, empty)
-                    continue
-                read = (
-                    spark.read.option("mergeSchema", "true")
-                    .parquet(*[str(f) for f in source.files])
-                    .select(
-                        "*",
-                        F.col("_metadata.file_path").alias(FILE_COLUMN),
-                        F.col("_metadata.row_index").alias(ROW_COLUMN),
-                    )
-                )
-                # the schema's columns, in its order and types, nulls for those no file has
-                df = empty.unionByName(read, allowMissingColumns=True)
-                view(name, df.select(*empty.columns))
-            for name, sql in views:
-                # cached: each statement reads it, the Parquet files are read once
-                df = spark.sql(to_spark_sql(sql, {}, names)).cache()
-                cached.append(df)
-                view(name, df)
+            _spark_sources(spark, parquet, tables, views, names, cached)
             return [
                 spark.sql(to_spark_sql(sql, params, names)).toArrow() for sql, params in statements
             ]
@@ -613,6 +729,89 @@ class SparkEngine(SqlEngine):
         finally:
             for view in names.values():
                 spark.catalog.dropTempView(view)
+
+    def write_lines(
+        self,
+        parquet: Mapping[str, ParquetSource],
+        tables: Mapping[str, pa.Table],
+        statement: Statement,
+        functions: Mapping[str, ArrowFunction],
+        out: str | Path,
+    ) -> list[Path]:
+        from pyspark.sql.functions import ArrowUDFType, arrow_udf
+
+        spark = self.session
+        names: dict[str, str] = {}
+        cached: list[Any] = []
+        target = _empty_dir(out)
+        try:
+            _spark_sources(spark, parquet, tables, (), names, cached)
+            for name, fn in functions.items():
+                if fn.return_type != "VARCHAR":
+                    raise EngineError(f"function {name}: only VARCHAR results are supported")
+                with warnings.catch_warnings():  # the type is given, not read from hints
+                    warnings.simplefilter("ignore", UserWarning)
+                    udf = arrow_udf(fn.function, "string", ArrowUDFType.SCALAR)
+                spark.udf.register(name, udf)
+            sql, params = statement
+            result = spark.sql(to_spark_sql(sql, params, names))
+            # each partition's rows, written by its executor, in the ORDER BY's order
+            result.write.mode("overwrite").option("compression", "none").text(str(target))
+        except Exception as exc:
+            from py4j.protocol import Py4JJavaError
+            from pyspark.errors import PySparkException
+
+            if not isinstance(exc, PySparkException | Py4JJavaError):
+                raise
+            raise EngineError(f"Spark: {_python_error(exc)}") from exc
+        finally:
+            for v in names.values():
+                spark.catalog.dropTempView(v)
+        return sorted(target.glob("part-*"))
+
+
+def _spark_sources(
+    spark: Any,
+    parquet: Mapping[str, ParquetSource],
+    tables: Mapping[str, pa.Table],
+    views: Sequence[tuple[str, str]],
+    names: dict[str, str],
+    cached: list[Any],
+) -> None:
+    """Temporary views of ``tables``, the ``parquet`` sources and ``views``, named for
+    this call in ``names`` (SQL name -> view); the cached DataFrames go to ``cached``."""
+    from pyspark.sql import functions as F
+
+    call = next(_VIEW_IDS)
+
+    def view(name: str, df: Any) -> None:
+        names[name] = f"nba_{os.getpid()}_{call}_{name}"
+        df.createOrReplaceTempView(names[name])
+
+    for name, table in tables.items():
+        view(name, spark.createDataFrame(table))
+    for name, source in parquet.items():
+        empty = spark.createDataFrame(_empty_source(source.schema))
+        if not source.files:
+            view(name, empty)
+            continue
+        read = (
+            spark.read.option("mergeSchema", "true")
+            .parquet(*[str(f) for f in source.files])
+            .select(
+                "*",
+                F.col("_metadata.file_path").alias(FILE_COLUMN),
+                F.col("_metadata.row_index").alias(ROW_COLUMN),
+            )
+        )
+        # the schema's columns, in its order and types, nulls for those no file has
+        df = empty.unionByName(read, allowMissingColumns=True)
+        view(name, df.select(*empty.columns))
+    for name, sql in views:
+        # cached: each statement reads it, the Parquet files are read once
+        df = spark.sql(to_spark_sql(sql, {}, names)).cache()
+        cached.append(df)
+        view(name, df)
 
 
 def get_engine(engine: str | SqlEngine | None = None, spark_master: str | None = None) -> SqlEngine:

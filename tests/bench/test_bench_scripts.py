@@ -195,6 +195,25 @@ def test_bench_scale_pipeline(
 
 
 @pytest.mark.slow
+def test_bench_scale_featurize(
+    spark_engine: object, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """In this process too (the session's Spark): the three ways of making ``nba
+    train``'s examples give the same bytes, and the ratios are printed."""
+    spec = importlib.util.spec_from_file_location(
+        "scale_featurize", PROJECT_ROOT / "bench" / "scale_featurize.py"
+    )
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    code = module.main(["--hcps", "40", "--days", "5", "--out", str(tmp_path)])
+    text = capsys.readouterr().out
+    assert code == 0, text
+    assert "ratio spark / duckdb (engine function):" in text
+    assert "identical bytes: True" in text
+
+
+@pytest.mark.slow
 def test_bench_join_read(env: dict[str, str]) -> None:
     text = _run(["bench/join_read.py", "--hcps", "100", "--days", "5", "--repeat", "1"], env)
     assert "engine reads the log" in text and "pyarrow reads it" in text and "ratio" in text

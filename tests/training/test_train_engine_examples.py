@@ -1,0 +1,143 @@
+"""``nba train``'s VW examples made by the engine: the featurizer registered as an
+Arrow function, called by one SQL statement (:data:`training.examples.EXAMPLES_SQL`),
+written as part files (by Spark's executors, or by DuckDB here), which VW learns.
+
+The part files must hold the bytes the driver's path writes (featurize and label
+in chunks in this process), so VW learns the same model; a context the
+featurizer refuses stops the statement with an error naming its event id, from a
+Spark executor as from DuckDB.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+from click.testing import CliRunner
+
+from nba.catalog import Catalog
+from nba.features import Featurizer
+from nba.logs import io
+from nba.logs.engine import DuckDBEngine, SparkEngine, SqlEngine
+from nba.logs.schema import DECISIONS
+from nba.reward import RewardDefinition
+from nba_cli.main import main as nba
+from training.examples import ROWS_SCHEMA, ExampleError, write_examples
+from training.train import train
+
+
+@pytest.fixture(scope="module")
+def sim_log(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A simulated log with 3-slot slates (every slot is an example of its own)."""
+    out = tmp_path_factory.mktemp("sim") / "logs"
+    args = ["simulate", "--hcps", "80", "--days", "12", "--slate-size", "3", "--seed", "4"]
+    res = CliRunner().invoke(nba, [*args, "--out", str(out)], catch_exceptions=False)
+    assert res.exit_code == 0, res.output
+    return out
+
+
+@pytest.fixture
+def bad_log(sim_log: Path, tmp_path: Path) -> tuple[Path, pa.Table, str]:
+    """The first six activated decisions of ``sim_log``, the fourth with a context the
+    featurizer refuses; their training rows as :func:`write_examples` takes them; and
+    that decision's event id."""
+    root = tmp_path / "bad"
+    dec = io.read(sim_log, "decisions")
+    dec = dec.filter(dec.column("activated")).slice(0, 6)
+    rows = dec.to_pylist()
+    rows[3]["context"] = '{"hcp_id": 7}'
+    dec = pa.Table.from_pylist(rows, schema=DECISIONS)
+    io.append(root, "decisions", dec)
+    n = dec.num_rows
+    train_rows = pa.table(
+        {
+            "event_id": dec.column("event_id"),
+            "ts_us": dec.column("ts").cast(pa.int64()),
+            "chosen_index": dec.column("chosen_index"),
+            "reward": pa.array([0.5] * n, pa.float64()),
+            "propensity": dec.column("propensity"),
+            "slate": pa.nulls(n, ROWS_SCHEMA.field("slate").type),
+            "slot_rewards": pa.nulls(n, ROWS_SCHEMA.field("slot_rewards").type),
+        },
+        schema=ROWS_SCHEMA,
+    )
+    return root, train_rows, str(rows[3]["event_id"])
+
+
+def _check_engine_examples(
+    engine: SqlEngine, sim_log: Path, bad_log: tuple[Path, pa.Table, str], tmp_path: Path
+) -> list[Path]:
+    """Train on ``sim_log`` with the driver's path (DuckDB) and with ``engine``
+    featurizing; same bytes, same model. A bad context names its event. Returns
+    the engine's part files."""
+    rd = RewardDefinition.default()
+    driver = train(sim_log, rd, seed=3, work_dir=tmp_path / "driver", featurize_on_engine=False)
+    on = train(
+        sim_log, rd, seed=3, work_dir=tmp_path / "engine", engine=engine, featurize_on_engine=True
+    )
+    text = (tmp_path / "driver" / "train.vw.txt").read_bytes()
+    parts = sorted((tmp_path / "engine" / "examples").glob("part-*"))
+    assert parts, "the engine wrote no part file"
+    # VW learned the engine's part files: their bytes, in order, are the driver's
+    assert b"".join(p.read_bytes() for p in parts) == text
+    assert (tmp_path / "engine" / "train.vw.txt").read_bytes() == text
+    assert b"|z slot=2" in text  # slates: every slot an example of its own
+    assert on.n_examples == driver.n_examples == text.count(b"\n\n") > 300
+    assert on.policy.model_bytes() == driver.policy.model_bytes()
+    # a context the featurizer refuses: the error names the decision
+    root, rows, bad_event = bad_log
+    featurizer = Featurizer(Catalog.default())
+    with pytest.raises(ExampleError, match=f"event '{re.escape(bad_event)}'") as err:
+        write_examples(engine, root, rows, featurizer, tmp_path / "bad")
+    assert engine.name in str(err.value)
+    # the same rows without the bad one go through
+    good = rows.filter(pa.array([i != 3 for i in range(rows.num_rows)]))
+    out = write_examples(engine, root, good, featurizer, tmp_path / "good")
+    assert b"".join(p.read_bytes() for p in out).count(b"\n\n") == 5
+    return parts
+
+
+def test_duckdb_writes_the_drivers_examples_and_names_a_bad_event(
+    sim_log: Path, bad_log: tuple[Path, pa.Table, str], tmp_path: Path
+) -> None:
+    parts = _check_engine_examples(DuckDBEngine(), sim_log, bad_log, tmp_path)
+    assert len(parts) == 1
+
+
+@pytest.mark.slow
+def test_spark_executors_write_the_drivers_examples_and_name_a_bad_event(
+    spark_engine: SparkEngine, sim_log: Path, bad_log: tuple[Path, pa.Table, str], tmp_path: Path
+) -> None:
+    # Spark would coalesce this small log's sorted partitions into one: kept apart
+    # here, several part files, each written by an executor task, must still hold
+    # the lines in the ORDER BY's order across files
+    conf = spark_engine.session.conf
+    key = "spark.sql.adaptive.coalescePartitions.enabled"
+    before = conf.get(key)
+    conf.set(key, "false")
+    try:
+        parts = _check_engine_examples(spark_engine, sim_log, bad_log, tmp_path)
+    finally:
+        conf.set(key, before)
+    assert len(parts) > 1
+
+
+def test_a_workers_chained_traceback_gives_the_last_exception_raised() -> None:
+    """What Spark reports of a Python worker's failure: the exception the function
+    raised last (``ExampleError`` naming the event), not the one it wraps."""
+    from nba.logs.engine import _python_error
+
+    text = (
+        "[PYTHON_EXCEPTION] An exception was thrown from the Python worker:\n"
+        'Traceback (most recent call last):\n  File "f.py", line 1, in g\n'
+        "nba.features.featurizer.FeaturizeError: featurize_table: event 'a': bad\n\n"
+        "The above exception was the direct cause of the following exception:\n\n"
+        'Traceback (most recent call last):\n  File "e.py", line 2, in h\n'
+        "training.examples.ExampleError: featurize_table: event 'a': bad\n SQLSTATE: 38000"
+    )
+    assert _python_error(Exception(text)) == (
+        "training.examples.ExampleError: featurize_table: event 'a': bad"
+    )
+    assert _python_error(Exception("no traceback\nmore")) == "no traceback"
