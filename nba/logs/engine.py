@@ -309,6 +309,41 @@ def _literal(value: int | float) -> Any:
 #: DuckDB functions Spark SQL spells otherwise (sqlglot leaves these as written).
 _SPARK_FUNCTIONS = {"EPOCH_US": "UNIX_MICROS"}
 
+#: DuckDB list functions sqlglot 30 leaves as written, whose Spark form differs in
+#: more than the name (see :func:`_spark_list_function`).
+_SPARK_LIST_FUNCTIONS = frozenset({"LIST_REDUCE", "LIST_EXTRACT"})
+
+
+def _spark_list_function(node: Any) -> Any:
+    """The Spark form of a DuckDB ``list_reduce`` or ``list_extract`` call.
+
+    - ``list_reduce(l, lambda a, b: ..., init)`` (a left fold from ``init``, in
+      list order) -> ``aggregate(l, init, (a, b) -> ...)``; without ``init``
+      DuckDB folds from the first element, which Spark has no form for: refused.
+    - ``list_extract(l, k)`` (1-based, NULL past the end) ->
+      ``try_element_at(l, k)`` (1-based, NULL past the end). Both fail or
+      differ on ``k <= 0``: the SQL guards the index.
+
+    >>> print(to_spark_sql("SELECT list_reduce(l, lambda a, b: a + b, 0) AS s FROM t"))
+    SELECT AGGREGATE(l, 0, (a, b) -> a + b) AS s FROM t
+    >>> print(to_spark_sql("SELECT list_extract(l, i + 1) AS e FROM t"))
+    SELECT TRY_ELEMENT_AT(l, i + 1) AS e FROM t
+    """
+    from sqlglot import exp
+
+    name = str(node.this).upper()
+    args = list(node.expressions)
+    if name == "LIST_REDUCE":
+        if len(args) != 3:
+            raise EngineError(
+                "list_reduce without an initial value has no Spark form: give one "
+                "(list_reduce(l, lambda a, b: ..., init))"
+            )
+        return exp.Anonymous(this="AGGREGATE", expressions=[args[0], args[2], args[1]])
+    if len(args) != 2:
+        raise EngineError(f"list_extract takes 2 arguments, got {len(args)}")
+    return exp.Anonymous(this="TRY_ELEMENT_AT", expressions=args)
+
 
 def to_spark_sql(
     sql: str,
@@ -352,6 +387,8 @@ def to_spark_sql(
             return exp.Anonymous(
                 this=_SPARK_FUNCTIONS[str(node.this).upper()], expressions=node.expressions
             )
+        if isinstance(node, exp.Anonymous) and str(node.this).upper() in _SPARK_LIST_FUNCTIONS:
+            return _spark_list_function(node)
         if isinstance(node, exp.Table) and node.name in names and not node.args.get("db"):
             return exp.to_table(names[node.name]).as_(node.alias_or_name)
         return node
