@@ -17,8 +17,8 @@ import pytest
 
 from nba.logs import io
 from nba.logs.engine import SparkEngine, SqlEngine, get_engine
-from nba.logs.join import OpenWindows, load_joined
-from nba.logs.schema import DECISIONS
+from nba.logs.join import OpenWindows, join_rewards, load_joined
+from nba.logs.schema import DECISIONS, OUTCOMES
 from nba.ope import OPEInputError
 from nba.ope.logs import LoggedLog, ope_statements
 from nba.reward import RewardDefinition
@@ -113,8 +113,9 @@ def _sql_log(
 
 
 def _numpy_log(joined: Any) -> LoggedLog | str:
+    table = joined if isinstance(joined, pa.Table) else joined.table
     try:
-        return LoggedLog.from_table(joined.table, (-1.0, 1.0))
+        return LoggedLog.from_table(table, (-1.0, 1.0))
     except OPEInputError as exc:
         return str(exc)
 
@@ -147,7 +148,8 @@ def _check_engine(
             _assert_same_log(got, ref)
         assert isinstance(ref, LoggedLog)
         assert ref.default_reward is not None and 0 < ref.default_reward.sum() < ref.n_decisions
-    # every check fails on its own row: the first offender of each, the same everywhere
+    # every check fails on a row of its own, the engine reading the log: the same
+    # first offender of each check on both engines, and the first check's message
     bad = _all_bad_log(tmp / "bad", make_outcomes)
     msg, joined = _sql_log(bad, engine, True)
     assert msg == _numpy_log(joined) == f"joined log: event e1: {BAD['sizes'][1]}"
@@ -158,17 +160,33 @@ def _check_engine(
         assert int(first["event_id"][1:]) <= i + 1, (name, first)
     _, duck = _sql_log(bad, "duckdb", True)
     assert duck.extra_results[1].to_pylist() == checks
-    # each bad row alone, with a good one before it: its own message, on both reads
-    for name, (over, text) in BAD.items():
-        root = _write_log(tmp / f"bad-{name}", [_row(0), _row(1, **over)], make_outcomes)
+    # each bad row alone, after a good one: its own message (the statements over
+    # each joined table, all in one engine call, as load_joined runs them over a
+    # table already on the driver)
+    tables: dict[str, pa.Table] = {}
+    statements: list[tuple[str, Any]] = []
+    for name, (over, _) in BAD.items():
+        d = pa.Table.from_pylist([_row(0), _row(1, **over)], schema=DECISIONS)
+        t = join_rewards(d, OUTCOMES.empty_table(), RD).table
+        tables[f"joined_{name}"] = t.append_column("row_id", pa.array([0, 1], pa.int64()))
+        statements += [
+            (sql.replace("FROM joined", f"FROM joined_{name}"), params)
+            for sql, params in ope_statements()
+        ]
+    results = get_engine(engine).run(tables, statements)
+    for i, (name, (_, text)) in enumerate(BAD.items()):
+        table = tables[f"joined_{name}"].drop_columns(["row_id"])
+        try:
+            LoggedLog.from_sql_result(table, results[2 * i], results[2 * i + 1])
+            msg = "no error"
+        except OPEInputError as exc:
+            msg = str(exc)
         want = (
             f"joined log: event e1: {text}"
             if name != "null"
             else f"joined log: {text} or probabilities"
         )
-        for read_on_engine in (True, False):
-            msg, joined = _sql_log(root, engine, read_on_engine)
-            assert msg == want == _numpy_log(joined), (name, read_on_engine)
+        assert msg == want == _numpy_log(table), name
 
 
 def test_ope_sql_on_duckdb_matches_numpy(
