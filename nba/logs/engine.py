@@ -507,6 +507,12 @@ def spark_session(master: str | None = None) -> Any:
             builder = builder.config("spark.driver.host", "127.0.0.1").config(
                 "spark.driver.bindAddress", "127.0.0.1"
             )
+            # list the part files on the driver however many there are: past 32
+            # paths (the default) Spark lists them with a job of its own, which on
+            # one machine only adds the job's cost (seconds under load)
+            builder = builder.config(
+                "spark.sql.sources.parallelPartitionDiscovery.threshold", "100000"
+            )
         try:
             session = builder.getOrCreate()
         except Exception as exc:  # the JVM did not start: say so, with Spark's reason
@@ -569,6 +575,7 @@ class SparkEngine(SqlEngine):
         statements: Sequence[Statement],
     ) -> list[pa.Table]:
         from pyspark.sql import functions as F
+        from pyspark.sql.types import StructType
 
         spark = self.session
         call = next(_VIEW_IDS)
@@ -587,18 +594,22 @@ class SparkEngine(SqlEngine):
                 if not source.files:
                     view(name, empty)
                     continue
+                # The schema is given, not inferred: Spark reads no footer on the
+                # driver and merges no schemas (a job per input with mergeSchema);
+                # a column a file lacks reads as nulls, as DuckDB's union_by_name.
+                given = StructType(
+                    [f for f in empty.schema.fields if f.name not in (FILE_COLUMN, ROW_COLUMN)]
+                )
                 read = (
-                    spark.read.option("mergeSchema", "true")
+                    spark.read.schema(given)
                     .parquet(*[str(f) for f in source.files])
                     .select(
-                        "*",
+                        *[F.col(c) for c in given.fieldNames()],
                         F.col("_metadata.file_path").alias(FILE_COLUMN),
                         F.col("_metadata.row_index").alias(ROW_COLUMN),
                     )
                 )
-                # the schema's columns, in its order and types, nulls for those no file has
-                df = empty.unionByName(read, allowMissingColumns=True)
-                view(name, df.select(*empty.columns))
+                view(name, read)
             for name, sql in views:
                 # cached: each statement reads it, the Parquet files are read once
                 df = spark.sql(to_spark_sql(sql, {}, names)).cache()

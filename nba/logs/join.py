@@ -1214,17 +1214,25 @@ WHERE NOT ({exclude_open} AND d.is_open)
 )
 
 #: What the selection counted: outcomes read, unselected, after ``as_of`` and of
-#: decisions with open windows (those left out), and the open decisions.
+#: decisions with open windows (those left out), and the open decisions. One pass
+#: over each view (on Spark each scalar subquery was a job of its own).
 LOG_COUNTS_SQL = """
-SELECT
-    (SELECT COUNT(*) FROM o_flag) AS n_read,
-    (SELECT COUNT(*) FROM o_flag WHERE unselected) AS n_unselected,
-    (SELECT COUNT(*) FROM o_flag WHERE NOT unselected AND ts_us > $as_of_us) AS n_after,
-    (SELECT COUNT(*) FROM o_flag
-        WHERE NOT unselected AND ts_us <= $as_of_us AND of_open AND $exclude_open = 1)
-        AS n_open_out,
-    (SELECT COUNT(*) FROM d_sel WHERE is_open) AS n_open,
-    (SELECT COUNT(*) FROM d_sel WHERE NOT ($exclude_open = 1 AND is_open)) AS n_kept
+SELECT o.n_read, o.n_unselected, o.n_after, o.n_open_out, d.n_open, d.n_kept
+FROM (
+    SELECT COUNT(*) AS n_read,
+        COALESCE(SUM(CASE WHEN unselected THEN 1 ELSE 0 END), 0) AS n_unselected,
+        COALESCE(SUM(CASE WHEN NOT unselected AND ts_us > $as_of_us THEN 1 ELSE 0 END), 0)
+            AS n_after,
+        COALESCE(SUM(CASE WHEN NOT unselected AND ts_us <= $as_of_us AND of_open
+            AND $exclude_open = 1 THEN 1 ELSE 0 END), 0) AS n_open_out
+    FROM o_flag
+) AS o
+CROSS JOIN (
+    SELECT COALESCE(SUM(CASE WHEN is_open THEN 1 ELSE 0 END), 0) AS n_open,
+        COALESCE(SUM(CASE WHEN NOT ($exclude_open = 1 AND is_open) THEN 1 ELSE 0 END), 0)
+            AS n_kept
+    FROM d_sel
+) AS d
 """
 
 #: :data:`NAMED_OUTCOMES_SQL` over the selection, empty unless a decision kept has a slate.
