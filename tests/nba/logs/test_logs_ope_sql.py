@@ -213,3 +213,20 @@ def test_ope_sql_on_spark_matches_duckdb(
     spark_engine: SparkEngine, tmp_path: Path, make_decisions: Any, make_outcomes: Any
 ) -> None:
     _check_engine(spark_engine, tmp_path, make_decisions, make_outcomes)
+
+
+def test_list_functions_spark_has_otherwise_are_rewritten_or_refused() -> None:
+    from nba.logs.engine import EngineError, to_spark_sql
+
+    sql = "SELECT list_reduce(l, lambda a, b: a + b, CAST(0 AS DOUBLE)) AS s, "
+    sql += "list_extract(l, i + 1) AS e FROM t"
+    assert to_spark_sql(sql) == (
+        "SELECT AGGREGATE(l, CAST(0 AS DOUBLE), (a, b) -> a + b) AS s, "
+        "TRY_ELEMENT_AT(l, i + 1) AS e FROM t"
+    )
+    with pytest.raises(EngineError, match="list_reduce without an initial value"):
+        to_spark_sql("SELECT list_reduce(l, lambda a, b: a + b) FROM t")
+    # the OPE statements transpile whole, their list functions rewritten
+    for text, params in ope_statements():
+        spark = to_spark_sql(text, params)
+        assert "LIST_" not in spark.upper() and "AGGREGATE(" in spark, spark
