@@ -55,6 +55,7 @@ from nba.ope.logs import (
     LoggedLog,
     catalog_for,
     ground_truth_for,
+    ope_statements,
     reward_bounds,
     true_value,
 )
@@ -389,13 +390,19 @@ def load_log(
     if not (root / "decisions").is_dir():
         raise EvaluationError(f"--logs {root}: not a log directory (no 'decisions' table)")
     lo, hi = parse_day(since, "since", EvaluationError), parse_day(until, "until", EvaluationError)
-    joined = load_joined(root, reward_def, since=lo, until=hi, as_of=as_of, engine=engine)
+    # the OPE arrays and their checks are SQL too, run by the engine with the join
+    joined = load_joined(
+        root, reward_def, since=lo, until=hi, as_of=as_of, engine=engine, extra_sql=ope_statements()
+    )
     if joined.table.num_rows == 0:
         raise EvaluationError(
             f"--logs {root}: no activated decisions in the selected range"
             + open_windows_hint(joined.counts.open_window_decisions, joined.as_of)
         )
-    log = LoggedLog.from_table(joined.table, reward_range=reward_bounds(reward_def))
+    arrays, checks = joined.extra_results
+    log = LoggedLog.from_sql_result(
+        joined.table, arrays, checks, reward_range=reward_bounds(reward_def)
+    )
     return log, joined
 
 

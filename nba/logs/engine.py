@@ -452,6 +452,41 @@ def _literal(value: int | float) -> Any:
 #: DuckDB functions Spark SQL spells otherwise (sqlglot leaves these as written).
 _SPARK_FUNCTIONS = {"EPOCH_US": "UNIX_MICROS"}
 
+#: DuckDB list functions sqlglot 30 leaves as written, whose Spark form differs in
+#: more than the name (see :func:`_spark_list_function`).
+_SPARK_LIST_FUNCTIONS = frozenset({"LIST_REDUCE", "LIST_EXTRACT"})
+
+
+def _spark_list_function(node: Any) -> Any:
+    """The Spark form of a DuckDB ``list_reduce`` or ``list_extract`` call.
+
+    - ``list_reduce(l, lambda a, b: ..., init)`` (a left fold from ``init``, in
+      list order) -> ``aggregate(l, init, (a, b) -> ...)``; without ``init``
+      DuckDB folds from the first element, which Spark has no form for: refused.
+    - ``list_extract(l, k)`` (1-based, NULL past the end) ->
+      ``try_element_at(l, k)`` (1-based, NULL past the end). Both fail or
+      differ on ``k <= 0``: the SQL guards the index.
+
+    >>> print(to_spark_sql("SELECT list_reduce(l, lambda a, b: a + b, 0) AS s FROM t"))
+    SELECT AGGREGATE(l, 0, (a, b) -> a + b) AS s FROM t
+    >>> print(to_spark_sql("SELECT list_extract(l, i + 1) AS e FROM t"))
+    SELECT TRY_ELEMENT_AT(l, i + 1) AS e FROM t
+    """
+    from sqlglot import exp
+
+    name = str(node.this).upper()
+    args = list(node.expressions)
+    if name == "LIST_REDUCE":
+        if len(args) != 3:
+            raise EngineError(
+                "list_reduce without an initial value has no Spark form: give one "
+                "(list_reduce(l, lambda a, b: ..., init))"
+            )
+        return exp.Anonymous(this="AGGREGATE", expressions=[args[0], args[2], args[1]])
+    if len(args) != 2:
+        raise EngineError(f"list_extract takes 2 arguments, got {len(args)}")
+    return exp.Anonymous(this="TRY_ELEMENT_AT", expressions=args)
+
 
 def to_spark_sql(
     sql: str,
@@ -495,6 +530,8 @@ def to_spark_sql(
             return exp.Anonymous(
                 this=_SPARK_FUNCTIONS[str(node.this).upper()], expressions=node.expressions
             )
+        if isinstance(node, exp.Anonymous) and str(node.this).upper() in _SPARK_LIST_FUNCTIONS:
+            return _spark_list_function(node)
         if isinstance(node, exp.Table) and node.name in names and not node.args.get("db"):
             return exp.to_table(names[node.name]).as_(node.alias_or_name)
         return node
@@ -616,6 +653,12 @@ def spark_session(master: str | None = None) -> Any:
         if local:
             builder = builder.config("spark.driver.host", "127.0.0.1").config(
                 "spark.driver.bindAddress", "127.0.0.1"
+            )
+            # list the part files on the driver however many there are: past 32
+            # paths (the default) Spark lists them with a job of its own, which on
+            # one machine only adds the job's cost (seconds under load)
+            builder = builder.config(
+                "spark.sql.sources.parallelPartitionDiscovery.threshold", "100000"
             )
         try:
             session = builder.getOrCreate()
@@ -781,6 +824,7 @@ def _spark_sources(
     """Temporary views of ``tables``, the ``parquet`` sources and ``views``, named for
     this call in ``names`` (SQL name -> view); the cached DataFrames go to ``cached``."""
     from pyspark.sql import functions as F
+    from pyspark.sql.types import StructType
 
     call = next(_VIEW_IDS)
 
@@ -795,18 +839,22 @@ def _spark_sources(
         if not source.files:
             view(name, empty)
             continue
+        # The schema is given, not inferred: Spark reads no footer on the
+        # driver and merges no schemas (a job per input with mergeSchema);
+        # a column a file lacks reads as nulls, as DuckDB's union_by_name.
+        given = StructType(
+            [f for f in empty.schema.fields if f.name not in (FILE_COLUMN, ROW_COLUMN)]
+        )
         read = (
-            spark.read.option("mergeSchema", "true")
+            spark.read.schema(given)
             .parquet(*[str(f) for f in source.files])
             .select(
-                "*",
+                *[F.col(c) for c in given.fieldNames()],
                 F.col("_metadata.file_path").alias(FILE_COLUMN),
                 F.col("_metadata.row_index").alias(ROW_COLUMN),
             )
         )
-        # the schema's columns, in its order and types, nulls for those no file has
-        df = empty.unionByName(read, allowMissingColumns=True)
-        view(name, df.select(*empty.columns))
+        view(name, read)
     for name, sql in views:
         # cached: each statement reads it, the Parquet files are read once
         df = spark.sql(to_spark_sql(sql, {}, names)).cache()

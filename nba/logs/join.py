@@ -100,6 +100,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import json
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -388,6 +389,9 @@ class JoinResult:
         ``"store export time, from manifest.json"``).
     open_windows : OpenWindows
         What was done with decisions whose window is open at ``as_of``.
+    extra_results : tuple of pyarrow.Table
+        The results of :func:`load_joined`'s ``extra_sql`` over the joined
+        table, one per statement (empty when none was given).
     """
 
     table: pa.Table
@@ -396,6 +400,7 @@ class JoinResult:
     as_of: datetime | None = None
     as_of_basis: str = "outcomes complete"
     open_windows: OpenWindows = OpenWindows.EXCLUDE
+    extra_results: tuple[pa.Table, ...] = ()
 
     def horizon_lines(self) -> list[str]:
         """What the commands print about the horizon: one to three lines."""
@@ -968,6 +973,7 @@ def load_joined(
     columns: Sequence[str] | None = None,
     engine: str | SqlEngine | None = None,
     read_on_engine: bool | None = None,
+    extra_sql: Sequence[Statement] = (),
 ) -> JoinResult:
     """Read decisions and outcomes from a log directory and join them.
 
@@ -1003,6 +1009,16 @@ def load_joined(
         join's inputs are handed to the engine. Default: the engine reads for
         Spark; for DuckDB pyarrow reads, which is faster on one machine
         (``bench/join_read.py``). Both give the same result (tested).
+    extra_sql : sequence of (str, mapping), optional
+        Statements (DuckDB SQL and parameters, as :meth:`SqlEngine.run` takes)
+        over a table ``joined``: the joined rows (the wanted decision columns,
+        ``reward``, ``n_outcomes``, ``n_late_outcomes``, ``reward_is_default``)
+        and ``row_id``, whose order is the result's. The engine runs them where
+        the joined table is: in the same call as the join when it reads the log
+        itself (on Spark, before anything is collected; delay-corrected rewards
+        excepted, which are corrected here), else over the returned table.
+        Their results are ``extra_results`` (e.g. the OPE arrays and checks of
+        :func:`nba.ope.logs.ope_statements`).
 
     Returns
     -------
@@ -1040,6 +1056,7 @@ def load_joined(
             open_windows,
             wanted,
             sql_engine,
+            extra_sql=extra_sql,
         )
     else:
         result, n_read, n_unselected = _join_read_here(
@@ -1059,6 +1076,12 @@ def load_joined(
         result = dataclasses.replace(
             result,
             table=t.select([c for c in t.column_names if c in wanted or c not in DECISIONS_NAMES]),
+        )
+    if len(result.extra_results) != len(extra_sql):  # not run with the join: over its result
+        t = result.table
+        joined = t.append_column("row_id", pa.array(np.arange(t.num_rows, dtype=np.int64)))
+        result = dataclasses.replace(
+            result, extra_results=tuple(sql_engine.run({"joined": joined}, list(extra_sql)))
         )
     return dataclasses.replace(result, counts=counts, as_of_basis=basis)
 
@@ -1191,17 +1214,25 @@ WHERE NOT ({exclude_open} AND d.is_open)
 )
 
 #: What the selection counted: outcomes read, unselected, after ``as_of`` and of
-#: decisions with open windows (those left out), and the open decisions.
+#: decisions with open windows (those left out), and the open decisions. One pass
+#: over each view (on Spark each scalar subquery was a job of its own).
 LOG_COUNTS_SQL = """
-SELECT
-    (SELECT COUNT(*) FROM o_flag) AS n_read,
-    (SELECT COUNT(*) FROM o_flag WHERE unselected) AS n_unselected,
-    (SELECT COUNT(*) FROM o_flag WHERE NOT unselected AND ts_us > $as_of_us) AS n_after,
-    (SELECT COUNT(*) FROM o_flag
-        WHERE NOT unselected AND ts_us <= $as_of_us AND of_open AND $exclude_open = 1)
-        AS n_open_out,
-    (SELECT COUNT(*) FROM d_sel WHERE is_open) AS n_open,
-    (SELECT COUNT(*) FROM d_sel WHERE NOT ($exclude_open = 1 AND is_open)) AS n_kept
+SELECT o.n_read, o.n_unselected, o.n_after, o.n_open_out, d.n_open, d.n_kept
+FROM (
+    SELECT COUNT(*) AS n_read,
+        COALESCE(SUM(CASE WHEN unselected THEN 1 ELSE 0 END), 0) AS n_unselected,
+        COALESCE(SUM(CASE WHEN NOT unselected AND ts_us > $as_of_us THEN 1 ELSE 0 END), 0)
+            AS n_after,
+        COALESCE(SUM(CASE WHEN NOT unselected AND ts_us <= $as_of_us AND of_open
+            AND $exclude_open = 1 THEN 1 ELSE 0 END), 0) AS n_open_out
+    FROM o_flag
+) AS o
+CROSS JOIN (
+    SELECT COALESCE(SUM(CASE WHEN is_open THEN 1 ELSE 0 END), 0) AS n_open,
+        COALESCE(SUM(CASE WHEN NOT ($exclude_open = 1 AND is_open) THEN 1 ELSE 0 END), 0)
+            AS n_kept
+    FROM d_sel
+) AS d
 """
 
 #: :data:`NAMED_OUTCOMES_SQL` over the selection, empty unless a decision kept has a slate.
@@ -1232,6 +1263,7 @@ def join_log(
     open_windows: OpenWindows,
     wanted: Sequence[str] | None,
     sql_engine: SqlEngine,
+    extra_sql: Sequence[Statement] = (),
 ) -> tuple[JoinResult, int, int]:
     """The join of a log directory, the engine reading its Parquet files itself.
 
@@ -1242,6 +1274,9 @@ def join_log(
     ``sql_engine`` in one call. Only the results come back: the selected
     decisions (the ``wanted`` columns), the per-decision rewards and the counts.
     Same result as :func:`join_rewards` over :func:`nba.logs.io.read`'s tables.
+    ``extra_sql`` (see :func:`load_joined`) runs in the same call, over a view
+    ``joined`` of the selected decisions and their rewards, unless the rewards
+    are delay-corrected (then ``extra_results`` is left empty).
 
     Returns
     -------
@@ -1302,6 +1337,8 @@ def join_log(
     )
     params = _join_params(reward_def, window_us)
     sql = JOIN_SQL.format(reward=_reward_expr(reward_def))
+    # the join as a view (computed once), which the extra statements read too
+    views.append(("rewards", _inline_params(sql[: sql.rindex("ORDER BY")], params)))
     statements: list[Statement] = [
         (LOG_DUPLICATE_SQL, {}),
         (LOG_COUNTS_SQL, {"as_of_us": as_of_us, "exclude_open": int(exclude)}),
@@ -1310,11 +1347,20 @@ def join_log(
             "WHERE NOT ($exclude_open = 1 AND is_open) ORDER BY row_id",
             {"exclude_open": int(exclude)},
         ),
-        (sql, params),
+        ("SELECT * FROM rewards ORDER BY row_id", {}),
         (COUNTS_SQL, {"window_us": window_us}),
         (LOG_NAMED_SQL, {"exclude_open": int(exclude)}),
     ]
     delay = open_windows is OpenWindows.DELAY_CORRECTED and as_of is not None
+    n_extra = 0 if open_windows is OpenWindows.DELAY_CORRECTED else len(extra_sql)
+    if n_extra:
+        views.append(
+            (
+                "joined",
+                f"SELECT {fmt['d_cols']}, d.row_id, r.reward, r.n_outcomes, r.n_late_outcomes, "
+                "r.reward_is_default FROM d_sel AS d JOIN rewards AS r ON r.row_id = d.row_id",
+            )
+        )
     if delay:
         statements.append(
             (
@@ -1325,6 +1371,8 @@ def join_log(
         statements.append(
             ("SELECT " + ", ".join(OUTCOMES.names) + " FROM o_kept ORDER BY nba_file, nba_row", {})
         )
+    first_extra = len(statements)
+    statements.extend(list(extra_sql)[:n_extra])
     results = sql_engine.run_parquet(
         sources,
         {"files": files, "costs": costs, "weights": _weights_table(reward_def)},
@@ -1362,4 +1410,24 @@ def join_log(
         n_open=counted["n_open"],
         n_open_out=counted["n_open_out"],
     )
+    if n_extra:
+        result = dataclasses.replace(result, extra_results=tuple(results[first_extra:]))
     return result, counted["n_read"], counted["n_unselected"]
+
+
+def _inline_params(sql: str, params: dict[str, Any]) -> str:
+    """``sql`` with each ``$name`` written as its value, for a view (views take no
+    parameters): an integer as itself, a float as ``CAST('<repr>' AS DOUBLE)``,
+    which both engines parse to the same double.
+
+    >>> _inline_params("SELECT $w + $d", {"w": 3, "d": 0.1})
+    "SELECT 3 + CAST('0.1' AS DOUBLE)"
+    """
+
+    def value(m: re.Match[str]) -> str:
+        v = params[m.group(1)]
+        if isinstance(v, bool) or not isinstance(v, int | float):
+            raise LogError(f"SQL parameter ${m.group(1)}: expected an int or a float, got {v!r}")
+        return str(v) if isinstance(v, int) else f"CAST('{float(v)!r}' AS DOUBLE)"
+
+    return re.sub(r"\$([A-Za-z_][A-Za-z0-9_]*)", value, sql)

@@ -101,6 +101,44 @@ def _flat(col: pa.ChunkedArray) -> tuple[pa.Array, IntArray]:
     return arr.flatten(), offsets
 
 
+# the messages of the checks, shared by the numpy path and the SQL path
+_MSG_NULL = "joined log: null entries in action_ids or probabilities"
+
+
+def _msg_sizes(event_id: Any, n_ids: Any, n_probs: Any) -> str:
+    return f"joined log: event {event_id}: {int(n_ids)} action_ids but {int(n_probs)} probabilities"
+
+
+def _msg_empty(event_id: Any) -> str:
+    return f"joined log: event {event_id}: no eligible actions"
+
+
+def _msg_index(event_id: Any, index: Any, size: Any) -> str:
+    return (
+        f"joined log: event {event_id}: chosen_index {int(index)} outside its "
+        f"{int(size)} eligible actions"
+    )
+
+
+def _msg_probability(event_id: Any, value: Any) -> str:
+    return f"joined log: event {event_id}: logged probability {float(value)!r} outside [0, 1]"
+
+
+def _msg_sum(event_id: Any, total: Any) -> str:
+    return f"joined log: event {event_id}: logged probabilities sum to {float(total):.8g}, not 1"
+
+
+def _msg_propensity(event_id: Any, value: Any) -> str:
+    return f"joined log: event {event_id}: propensity {float(value)!r} outside (0, 1]"
+
+
+def _msg_served(event_id: Any, propensity: Any, served: Any) -> str:
+    return (
+        f"joined log: event {event_id}: propensity {float(propensity):.8g} is not the "
+        f"served probability {float(served):.8g} of the chosen action"
+    )
+
+
 @dataclass(frozen=True, eq=False)
 class LoggedLog:
     """A joined log in ragged form, validated once; ``n`` decisions, ``m`` entries.
@@ -168,56 +206,37 @@ class LoggedLog:
         sizes = np.diff(offsets)
         if not np.array_equal(offsets, p_off):
             i = int(np.flatnonzero(np.diff(p_off) != sizes)[0])
-            raise OPEInputError(
-                f"joined log: event {event_ids[i]}: {sizes[i]} action_ids but "
-                f"{int(p_off[i + 1] - p_off[i])} probabilities"
-            )
+            raise OPEInputError(_msg_sizes(event_ids[i], sizes[i], p_off[i + 1] - p_off[i]))
         empty = np.flatnonzero(sizes < 1)
         if empty.size:
-            raise OPEInputError(
-                f"joined log: event {event_ids[int(empty[0])]}: no eligible actions"
-            )
+            raise OPEInputError(_msg_empty(event_ids[int(empty[0])]))
         if ids_flat.null_count or probs_flat.null_count:
-            raise OPEInputError("joined log: null entries in action_ids or probabilities")
+            raise OPEInputError(_MSG_NULL)
         pscore_all = np.asarray(probs_flat.to_numpy(zero_copy_only=False), dtype=np.float64)
         action = np.asarray(table.column("chosen_index").to_numpy(), dtype=np.int64)
         pscore = np.asarray(table.column("propensity").to_numpy(), dtype=np.float64)
         bad = np.flatnonzero((action < 0) | (action >= sizes))
         if bad.size:
             i = int(bad[0])
-            raise OPEInputError(
-                f"joined log: event {event_ids[i]}: chosen_index {action[i]} outside its "
-                f"{sizes[i]} eligible actions"
-            )
+            raise OPEInputError(_msg_index(event_ids[i], action[i], sizes[i]))
         bad = np.flatnonzero(~np.isfinite(pscore_all) | (pscore_all < 0) | (pscore_all > 1))
         if bad.size:
             i = int(np.searchsorted(offsets, bad[0], side="right") - 1)
-            raise OPEInputError(
-                f"joined log: event {event_ids[i]}: logged probability "
-                f"{float(pscore_all[bad[0]])!r} outside [0, 1]"
-            )
+            raise OPEInputError(_msg_probability(event_ids[i], pscore_all[bad[0]]))
         sums = np.add.reduceat(pscore_all, offsets[:-1])
         bad = np.flatnonzero(np.abs(sums - 1.0) > SUM_TOL)
         if bad.size:
             i = int(bad[0])
-            raise OPEInputError(
-                f"joined log: event {event_ids[i]}: logged probabilities sum to "
-                f"{sums[i]:.8g}, not 1"
-            )
+            raise OPEInputError(_msg_sum(event_ids[i], sums[i]))
         bad = np.flatnonzero(~((pscore > 0) & (pscore <= 1)))
         if bad.size:
             i = int(bad[0])
-            raise OPEInputError(
-                f"joined log: event {event_ids[i]}: propensity {float(pscore[i])!r} outside (0, 1]"
-            )
+            raise OPEInputError(_msg_propensity(event_ids[i], pscore[i]))
         served = pscore_all[offsets[:-1] + action]
         bad = np.flatnonzero(np.abs(served - pscore) > SUM_TOL)
         if bad.size:
             i = int(bad[0])
-            raise OPEInputError(
-                f"joined log: event {event_ids[i]}: propensity {pscore[i]:.8g} is not the "
-                f"served probability {served[i]:.8g} of the chosen action"
-            )
+            raise OPEInputError(_msg_served(event_ids[i], pscore[i], served[i]))
         reward = np.asarray(table.column("reward").to_numpy(), dtype=np.float64)
         default = None
         if "reward_is_default" in table.column_names:
@@ -237,6 +256,99 @@ class LoggedLog:
             event_ids=event_ids,
             hcp_ids=np.asarray(table.column("hcp_id").to_numpy(zero_copy_only=False), object),
             ts_us=ts_us,
+            reward_range=reward_range,
+        )
+
+    @classmethod
+    def from_sql_result(
+        cls,
+        table: pa.Table,
+        arrays: pa.Table,
+        checks: pa.Table,
+        reward_range: tuple[float, float] | None = None,
+    ) -> LoggedLog:
+        """Build from a joined table and the results of :func:`ope_statements` over it.
+
+        The engine that joined the log computed the per-decision numbers and
+        the checks (:data:`OPE_ARRAYS_SQL`, :data:`OPE_CHECKS_SQL`) where the
+        joined table is; here the first failing check, in the order of
+        :meth:`from_table`, becomes the same error, and the arrays are taken
+        as computed. The flat arrays (``action_ids``, ``pscore_all``) are the
+        list columns of ``table``, laid end to end.
+
+        Parameters
+        ----------
+        table : pyarrow.Table
+            The joined rows (:data:`nba.logs.schema.JOINED`), n rows.
+        arrays : pyarrow.Table
+            :data:`OPE_ARRAYS_SQL`'s result over ``table``, n rows in its order.
+        checks : pyarrow.Table
+            :data:`OPE_CHECKS_SQL`'s result over ``table``.
+        reward_range : (float, float), optional
+
+        Raises
+        ------
+        OPEInputError
+            As :meth:`from_table`, with the same messages; also when ``arrays``
+            does not match ``table`` (results of another table).
+        """
+        missing = [c for c in REQUIRED_COLUMNS if c not in table.column_names]
+        if missing:
+            raise OPEInputError(
+                f"joined log: missing column(s) {', '.join(missing)} "
+                "(expected the JOINED schema of nba.logs.join.load_joined)"
+            )
+        n = table.num_rows
+        if n == 0:
+            raise OPEInputError("joined log: no decisions to evaluate (empty selection)")
+        first = _first_failures(checks)
+        if "sizes" in first:
+            r = first["sizes"]
+            raise OPEInputError(_msg_sizes(r["event_id"], r["n_ids"], r["n_probs"]))
+        if "empty" in first:
+            raise OPEInputError(_msg_empty(first["empty"]["event_id"]))
+        if "null" in first:
+            raise OPEInputError(_MSG_NULL)
+        if "index" in first:
+            r = first["index"]
+            raise OPEInputError(_msg_index(r["event_id"], r["chosen_index"], r["n_ids"]))
+        if "probability" in first:
+            r = first["probability"]
+            raise OPEInputError(_msg_probability(r["event_id"], r["first_outside"]))
+        if "sum" in first:
+            r = first["sum"]
+            raise OPEInputError(_msg_sum(r["event_id"], r["prob_sum"]))
+        if "propensity" in first:
+            r = first["propensity"]
+            raise OPEInputError(_msg_propensity(r["event_id"], r["propensity"]))
+        if "served" in first:
+            r = first["served"]
+            raise OPEInputError(_msg_served(r["event_id"], r["propensity"], r["served"]))
+        ids_flat, offsets = _flat(table.column("action_ids"))
+        probs_flat, _ = _flat(table.column("probabilities"))
+        n_actions = np.asarray(arrays.column("n_actions").to_numpy(), dtype=np.int64)
+        if arrays.num_rows != n or not np.array_equal(np.diff(offsets), n_actions):
+            raise OPEInputError(
+                f"joined log: the OPE arrays ({arrays.num_rows} decisions) do not match the "
+                f"joined table ({n} decisions)"
+            )
+        default = None
+        if "reward_is_default" in table.column_names:
+            default = np.asarray(
+                arrays.column("reward_is_default").to_numpy(zero_copy_only=False), dtype=bool
+            )
+        return cls(
+            table=table,
+            offsets=offsets,
+            action_ids=np.asarray(ids_flat.to_numpy(zero_copy_only=False), dtype=object),
+            pscore_all=np.asarray(probs_flat.to_numpy(zero_copy_only=False), dtype=np.float64),
+            action=np.asarray(arrays.column("action").to_numpy(), dtype=np.int64),
+            pscore=np.asarray(arrays.column("pscore").to_numpy(), dtype=np.float64),
+            reward=np.asarray(arrays.column("reward").to_numpy(), dtype=np.float64),
+            default_reward=default,
+            event_ids=np.asarray(table.column("event_id").to_numpy(zero_copy_only=False), object),
+            hcp_ids=np.asarray(table.column("hcp_id").to_numpy(zero_copy_only=False), object),
+            ts_us=np.asarray(arrays.column("ts_us").to_numpy(), dtype=np.int64),
             reward_range=reward_range,
         )
 
@@ -395,3 +507,111 @@ def true_value(expected_rewards: npt.ArrayLike, action_dist: npt.ArrayLike, offs
     p = np.asarray(action_dist, dtype=np.float64)
     per = np.add.reduceat(q * p, off[:-1])
     return float(np.mean(per))
+
+
+# ----------------------------------------------------------------- the SQL path
+#: Per decision, over a table ``joined`` (the joined log: ``row_id`` giving its
+#: order, ``event_id``, ``ts``, ``action_ids``, ``probabilities``,
+#: ``chosen_index``, ``propensity``, ``reward``, ``reward_is_default``): the
+#: numbers of action ids, probabilities and null entries, the sum of the logged
+#: probabilities (a left fold, in list order), the logged probabilities outside
+#: [0, 1] (NaN included), and the served probability of the chosen action.
+#: DuckDB's dialect; the list functions become Spark's in
+#: :func:`nba.logs.engine.to_spark_sql` (``list_reduce`` -> ``aggregate``,
+#: ``list_extract`` -> ``try_element_at``, both 1-based).
+OPE_PER_DECISION_SQL = """
+WITH ope AS (
+    SELECT row_id, event_id, chosen_index, propensity, reward, reward_is_default,
+        epoch_us(ts) AS ts_us,
+        CAST(COALESCE(array_length(action_ids), 0) AS BIGINT) AS n_ids,
+        CAST(COALESCE(array_length(probabilities), 0) AS BIGINT) AS n_probs,
+        CAST(COALESCE(array_length(list_filter(action_ids, lambda x: x IS NULL)), 0)
+            + COALESCE(array_length(list_filter(probabilities, lambda x: x IS NULL)), 0)
+            AS BIGINT) AS n_null,
+        list_reduce(probabilities, lambda a, b: a + b, CAST(0 AS DOUBLE)) AS prob_sum,
+        list_filter(probabilities, lambda x: NOT (x >= 0 AND x <= 1)) AS outside,
+        CASE WHEN chosen_index >= 0 AND chosen_index < array_length(probabilities)
+            THEN list_extract(probabilities, chosen_index + 1) END AS served
+    FROM joined
+)
+"""
+
+#: The OPE input arrays, one row per decision in ``row_id`` order.
+OPE_ARRAYS_SQL = (
+    OPE_PER_DECISION_SQL
+    + """
+SELECT n_ids AS n_actions, CAST(chosen_index AS BIGINT) AS action, propensity AS pscore,
+    reward, reward_is_default, ts_us, prob_sum, served
+FROM ope
+ORDER BY row_id
+"""
+)
+
+#: The first offending decision of each check (at most one row per check, each
+#: with every flag and the values the messages need); ``$sum_tol`` is
+#: :data:`nba.ope.data.SUM_TOL`.
+OPE_CHECKS_SQL = (
+    OPE_PER_DECISION_SQL
+    + """,
+flagged AS (
+    SELECT row_id, event_id, n_ids, n_probs, chosen_index, propensity, prob_sum, served,
+        CASE WHEN array_length(outside) > 0 THEN list_extract(outside, 1) END AS first_outside,
+        n_ids <> n_probs AS bad_sizes,
+        n_ids < 1 AS bad_empty,
+        n_null > 0 AS bad_null,
+        chosen_index < 0 OR chosen_index >= n_ids AS bad_index,
+        COALESCE(array_length(outside), 0) > 0 AS bad_probability,
+        COALESCE(ABS(prob_sum - 1) > $sum_tol, FALSE) AS bad_sum,
+        NOT (propensity > 0 AND propensity <= 1) AS bad_propensity,
+        COALESCE(ABS(served - propensity) > $sum_tol, FALSE) AS bad_served
+    FROM ope
+),
+firsts AS (
+    SELECT
+        MIN(CASE WHEN bad_sizes THEN row_id END) AS r_sizes,
+        MIN(CASE WHEN bad_empty THEN row_id END) AS r_empty,
+        MIN(CASE WHEN bad_null THEN row_id END) AS r_null,
+        MIN(CASE WHEN bad_index THEN row_id END) AS r_index,
+        MIN(CASE WHEN bad_probability THEN row_id END) AS r_probability,
+        MIN(CASE WHEN bad_sum THEN row_id END) AS r_sum,
+        MIN(CASE WHEN bad_propensity THEN row_id END) AS r_propensity,
+        MIN(CASE WHEN bad_served THEN row_id END) AS r_served
+    FROM flagged
+)
+SELECT g.row_id, g.event_id, g.n_ids, g.n_probs, CAST(g.chosen_index AS BIGINT) AS chosen_index,
+    g.propensity, g.prob_sum, g.served, g.first_outside, g.bad_sizes, g.bad_empty, g.bad_null,
+    g.bad_index, g.bad_probability, g.bad_sum, g.bad_propensity, g.bad_served
+FROM flagged AS g
+JOIN firsts AS f ON g.row_id IN (
+    f.r_sizes, f.r_empty, f.r_null, f.r_index, f.r_probability, f.r_sum, f.r_propensity,
+    f.r_served
+)
+ORDER BY g.row_id
+"""
+)
+
+
+def ope_statements() -> list[tuple[str, dict[str, int | float]]]:
+    """The OPE SQL statements over ``joined``: :data:`OPE_ARRAYS_SQL`, :data:`OPE_CHECKS_SQL`.
+
+    Give them to :func:`nba.logs.join.load_joined` (``extra_sql``), which runs
+    them on the engine where the joined table is, and build the log with
+    :meth:`LoggedLog.from_sql_result`.
+    """
+    return [(OPE_ARRAYS_SQL, {}), (OPE_CHECKS_SQL, {"sum_tol": SUM_TOL})]
+
+
+#: The checks of :data:`OPE_CHECKS_SQL`, in the order :meth:`LoggedLog.from_table` applies them.
+_CHECKS = ("sizes", "empty", "null", "index", "probability", "sum", "propensity", "served")
+
+
+def _first_failures(checks: pa.Table) -> dict[str, dict[str, Any]]:
+    """``{check: row}``: the first row (by ``row_id``) failing each check of ``checks``."""
+    rows = sorted(checks.to_pylist(), key=lambda r: r["row_id"])
+    first: dict[str, dict[str, Any]] = {}
+    for name in _CHECKS:
+        for r in rows:
+            if r[f"bad_{name}"]:
+                first[name] = r
+                break
+    return first
