@@ -30,7 +30,7 @@ class FeaturizedBatch:
     See :meth:`from_parts` for action lines kept as pieces until needed.
     """
 
-    __slots__ = ("_actions", "_parts", "offsets", "shared")
+    __slots__ = ("_actions", "_parts", "actions_json", "offsets", "shared")
 
     def __init__(
         self, shared: pa.StringArray, actions: pa.StringArray, offsets: npt.NDArray[np.int64]
@@ -39,6 +39,11 @@ class FeaturizedBatch:
         self.offsets = offsets
         self._actions: pa.StringArray | None = actions
         self._parts: tuple[pa.Array, ...] = ()
+        #: each action line as its DSJSON object (``json.dumps`` of
+        #: :func:`nba.features.dsjson.line_to_namespaces`, compact), shape
+        #: (n_action_lines,), when asked for and the bulk path could write it;
+        #: else None
+        self.actions_json: pa.StringArray | None = None
 
     @classmethod
     def from_parts(

@@ -688,11 +688,13 @@ def _bulk_features(
             continue
         part = table if len(rows) == n else table.take(pa.array(rows, pa.int64()))
         try:
-            fb = _featurizer(cats.get(version), version).featurize_table(part)
+            fb = _featurizer(cats.get(version), version).featurize_table(part, action_json=True)
         except (ValidationError, KeyError, ValueError, pa.ArrowException):
             continue  # the per-row path featurizes these rows and names the problem
         heads = _shared_heads(fb.shared)
-        per_action = _action_texts(fb.actions, cache)
+        per_action = (
+            fb.actions_json if fb.actions_json is not None else _action_texts(fb.actions, cache)
+        )
         multi = pc.binary_join(_lists(fb.offsets, per_action), ",")
         pieces.append(pc.binary_join_element_wise(heads, '"_multi":[', multi, "]}", ""))
         where.append(rows)
