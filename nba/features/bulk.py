@@ -523,8 +523,7 @@ def _cross_json(
     body = join(*_gather(rest))
     if not pc.all(pc.ends_with(body, ",")).as_py():  # an empty x namespace
         return None
-    trimmed = pc.binary_slice(body.cast(pa.binary()), 0, -1).cast(pa.string())
-    return pc.binary_join_element_wise(trimmed, "}}", "")
+    return pc.binary_join_element_wise(pc.utf8_slice_codeunits(body, 0, -1), "}}", "")
 
 
 def _dumps(obj: object) -> str:

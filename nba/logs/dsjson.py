@@ -150,6 +150,7 @@ from nba.domain import (
     outcome_channel_problem,
 )
 from nba.features import Featurizer
+from nba.features.batch import concat_lines
 from nba.features.dsjson import DSJSON_PREFIX_PATTERN, line_to_namespaces
 from nba.logs import io
 from nba.logs.io import LogError
@@ -594,6 +595,24 @@ def iter_dsjson(
         with the same error either way, and rows the column-wise writer does
         not cover (imported contexts, nulls) are written row by row in place.
     """
+    for lines in _iter_lines(joined, catalogs, batch_size, outcomes, pulls, bulk):
+        if isinstance(lines, str):
+            yield lines
+        else:
+            yield from lines.to_pylist()
+
+
+def _iter_lines(
+    joined: pa.Table,
+    catalogs: Mapping[str, Catalog] | None,
+    batch_size: int,
+    outcomes: pa.Table | None,
+    pulls: Mapping[str, Sequence[Mapping[str, Any]]] | None,
+    bulk: bool,
+) -> Iterator[str | pa.Array]:
+    """The lines of :func:`iter_dsjson`, in order: a run of lines written
+    column-wise as one string array (no nulls), or one line written by the
+    per-row path."""
     missing = [f.name for f in JOINED if f.name not in joined.column_names]
     if missing:
         raise DsjsonError(f"joined table: missing column(s) {', '.join(missing)}")
@@ -606,15 +625,25 @@ def iter_dsjson(
     if bulk:  # the bulk featurizer's cost is per call: give it whole batches
         table = table.combine_chunks()
     for batch in table.to_batches(max_chunksize=batch_size):
-        fast: list[str | None] = [None] * batch.num_rows
+        fast: pa.Array | None = None
         if bulk:
             c_texts = _bulk_features(batch, cats, cache)
-            fast = _bulk_lines(batch, c_texts, others, window, pull_texts)
+            fast = _bulk_line_array(batch, c_texts, others, window, pull_texts)
+        if fast is not None and fast.null_count == 0:
+            yield fast
+            continue
+        ready = (
+            np.zeros(batch.num_rows, dtype=bool)
+            if fast is None
+            else fast.is_valid().to_numpy(zero_copy_only=False)
+        )
         rows: list[dict[str, Any]] | None = None
-        for i, line in enumerate(fast):
-            if line is not None:
-                yield line
-                continue
+        start = 0
+        for i in np.flatnonzero(~ready).tolist():
+            if i > start:
+                assert fast is not None
+                yield fast.slice(start, i - start)
+            start = i + 1
             if rows is None:
                 rows = batch.to_pylist()
             row = rows[i]
@@ -631,6 +660,9 @@ def iter_dsjson(
                 if isinstance(exc, DsjsonError):
                     raise
                 raise DsjsonError(f"event {eid}: {exc}") from exc
+        if start < batch.num_rows:
+            assert fast is not None
+            yield fast.slice(start)
 
 
 def _bulk_features(
@@ -840,6 +872,19 @@ def _bulk_lines(
     window: Mapping[str, Sequence[Mapping[str, Any]]],
     pull_texts: dict[int, tuple[Mapping[str, Any], str]],
 ) -> list[str | None]:
+    """:func:`_bulk_line_array` as a list: each row's line, or None for a row
+    left to the per-row path."""
+    lines = _bulk_line_array(batch, c_texts, others, window, pull_texts)
+    return [None] * batch.num_rows if lines is None else lines.to_pylist()
+
+
+def _bulk_line_array(
+    batch: pa.RecordBatch,
+    c_texts: pa.Array,
+    others: Mapping[str, Sequence[Mapping[str, Any]]],
+    window: Mapping[str, Sequence[Mapping[str, Any]]],
+    pull_texts: dict[int, tuple[Mapping[str, Any], str]],
+) -> pa.Array | None:
     """The DSJSON lines of a batch written column-wise: the bytes of :func:`_line`.
 
     Parameters
@@ -857,34 +902,34 @@ def _bulk_lines(
 
     Returns
     -------
-    list, length n
-        Each row's line, or None for a row left to the per-row path (a null
-        ``c``; every row when a column the writer reads holds a null or a
-        timestamp outside years 1000-9999).
+    pyarrow.StringArray, shape (n,), or None
+        Each row's line, null for a row left to the per-row path (a null
+        ``c``); None (every row left to it) when a column the writer reads
+        holds a null or a timestamp outside years 1000-9999.
     """
     n = batch.num_rows
     col = batch.column
     if n == 0 or c_texts.null_count == n:
-        return [None] * n
+        return None
     if any(col(name).null_count for name in _LINE_COLUMNS):
-        return [None] * n
+        return None
     ts_us = col("ts").cast(pa.int64()).to_numpy()
     if ts_us.min() < _YEAR_US[0] or ts_us.max() > _YEAR_US[1]:
-        return [None] * n
+        return None
     slate = col("slate")
     slots = pc.list_flatten(slate)
     off = np.asarray(slate.offsets)
     if off[-1] - off[0] != len(slots) or slots.null_count:  # a null list holding values
-        return [None] * n
+        return None
     if any(slots.field(k).null_count for k in range(slots.type.num_fields)):
-        return [None] * n
+        return None
     probs = col("probabilities")
     channels = col("channels_requested")
     action_ids = col("action_ids")
     if pc.list_flatten(channels).null_count or pc.list_flatten(action_ids).null_count:
-        return [None] * n
+        return None
     if pc.list_flatten(probs).null_count:
-        return [None] * n
+        return None
 
     reward = col("reward").to_numpy()
     ci = col("chosen_index").to_numpy().astype(np.int64)
@@ -961,7 +1006,7 @@ def _bulk_lines(
         "}}",
         "",
     )
-    return lines.to_pylist()
+    return lines
 
 
 # An action line of the featurizer (nba.features.tokens.cross_tokens and the
@@ -1112,7 +1157,7 @@ def export_dsjson(
     n = 0
     try:
         with (
-            open(tmp, "w", encoding="utf-8") as fh,
+            open(tmp, "wb") as fh,
             tqdm(
                 total=joined.num_rows,
                 disable=not progress,
@@ -1121,13 +1166,16 @@ def export_dsjson(
                 desc="dsjson",
             ) as bar,
         ):
-            for line in iter_dsjson(joined, catalogs, outcomes=outcomes, pulls=pulls, bulk=bulk):
-                fh.write(line)
-                fh.write("\n")
-                n += 1
-                if n % 4096 == 0:
-                    bar.update(4096)
-            bar.update(n % 4096)
+            for lines in _iter_lines(joined, catalogs, 4096, outcomes, pulls, bulk):
+                if isinstance(lines, str):
+                    fh.write(lines.encode("utf-8"))
+                    fh.write(b"\n")
+                    k = 1
+                else:  # a run of column-wise lines: their bytes as they are
+                    fh.write(concat_lines(lines))
+                    k = len(lines)
+                n += k
+                bar.update(k)
         tmp.replace(out)
     finally:
         tmp.unlink(missing_ok=True)
