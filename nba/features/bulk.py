@@ -203,11 +203,15 @@ def featurize_bulk(
     factors, per_channel, channel_of = _cross_factors(
         f.catalog, [s + sep for s in static], aidx, row_of, hist, consents, stage, aff, stated
     )
+    if not action_json:
+        return FeaturizedBatch.from_parts(
+            shared, _assemble(factors, per_channel, channel_of), list_offsets
+        )
+    # the VW action lines only if read (the DSJSON export reads the objects)
     batch = FeaturizedBatch.from_parts(
-        shared, _assemble(factors, per_channel, channel_of), list_offsets
+        shared, lambda: _assemble(factors, per_channel, channel_of), list_offsets
     )
-    if action_json:
-        batch.actions_json = _cross_json(factors, per_channel, channel_of)
+    batch.actions_json = _cross_json(factors, per_channel, channel_of)
     return batch
 
 
@@ -368,8 +372,7 @@ def _cross_factors(
         )
     # digital affinity is in [0, 1]: 1001 values per channel
     aff_m = np.rint(aff * 1000.0).astype(np.int64)
-    aff_tokens = _fixed3_upto(1000)[:1001]
-    aff_vocab = [f" aff_{clean(c)}:{t}" for c in channels for t in aff_tokens]
+    aff_vocab = _aff_vocab(tuple(channels))
     per_channel: list[_Factor] = [
         _count_factor(" ch_t7:", ch_counts("touches_7d")),
         _count_factor(" ch_t30:", ch_counts("touches_30d")),
@@ -406,6 +409,21 @@ def _cross_factors(
     factors.append((ago, age))
     factors.extend(_interest_stated_factors(cat, row_of, top_of, ch_of, hist, stated))
     return factors, per_channel, np.searchsorted(pairs, pair_key)
+
+
+def _aff_vocab(channels: tuple[str, ...]) -> list[str]:
+    """`` aff_<channel>:<affinity>`` for every channel and each of the 1001
+    affinities 0.000-1.000 (index ``channel * 1001 + milli``); built once per
+    channel list."""
+    vocab = _AFF_VOCABS.get(channels)
+    if vocab is None:
+        tokens = _fixed3_upto(1000)[:1001]
+        vocab = _AFF_VOCABS[channels] = [f" aff_{clean(c)}:{t}" for c in channels for t in tokens]
+    return vocab
+
+
+#: :func:`_aff_vocab` per channel list (one per catalog, in practice)
+_AFF_VOCABS: dict[tuple[str, ...], list[str]] = {}
 
 
 def _assemble(
@@ -475,21 +493,56 @@ _FRAGMENTS: dict[str, tuple[str, frozenset[str]]] = {}
 _MAX_FRAGMENTS = 200_000
 
 
+def _vocab_json(vocab: list[str]) -> tuple[list[str], frozenset[str]]:
+    """:func:`_fragment_json` of every value of a token table, and all their
+    names; kept per table (the same tables recur in every batch)."""
+    key = tuple(vocab)
+    hit = _VOCABS.get(key)
+    if hit is None:
+        mine: set[str] = set()
+        hit = ([_fragment_json(v, mine) for v in vocab], frozenset(mine))
+        if len(_VOCABS) >= _MAX_VOCABS:
+            _VOCABS.clear()
+        _VOCABS[key] = hit
+    return hit
+
+
+#: :func:`_vocab_json` of the tables seen so far, started afresh beyond
+#: :data:`_MAX_VOCABS`
+_VOCABS: dict[tuple[str, ...], tuple[list[str], frozenset[str]]] = {}
+_MAX_VOCABS = 4096
+
+
 def _factor_json(fac: _Factor, names: set[str]) -> _Factor:
     """A factor of the ``x`` namespace written as DSJSON (:func:`_fragment_json`);
     the names of all its values are checked apart from ``names`` (those of the
     factors before it on the same line) and added to them."""
-    mine: set[str] = set()
     if isinstance(fac, tuple):
-        out: _Factor = ([_fragment_json(v, mine) for v in fac[0]], fac[1])
+        vocab, mine = _vocab_json(fac[0])
+        out: _Factor = (vocab, fac[1])
     else:
         codes = pc.dictionary_encode(fac)
-        vocab = [_fragment_json(v, mine) for v in codes.dictionary.to_pylist()]
+        vocab, mine = _vocab_json(codes.dictionary.to_pylist())
         out = pa.array(vocab, pa.string()).take(codes.indices)
     if mine & names:
         raise _NotJson(str(sorted(mine & names)))
     names.update(mine)
     return out
+
+
+def _opened_json(static: list[str]) -> list[str] | None:
+    """:func:`_static_json` (left open) of every catalog action's static line,
+    or None if any is not covered; kept per catalog."""
+    key = tuple(static)
+    if key not in _OPENED:
+        opened = [_static_json(s, True) for s in static]
+        if len(_OPENED) >= _MAX_VOCABS:
+            _OPENED.clear()
+        _OPENED[key] = None if None in opened else [str(o) for o in opened]
+    return _OPENED[key]
+
+
+_OPENED: dict[tuple[str, ...], list[str] | None] = {}
 
 
 def _cross_json(
@@ -509,19 +562,23 @@ def _cross_json(
     static = factors[0]
     if not isinstance(static, tuple):
         return None
-    opened = [_static_json(s, True) for s in static[0]]
-    if any(o is None for o in opened):
+    opened = _opened_json(static[0])
+    if opened is None:
         return None
     names: set[str] = set()
     try:
-        pairs = join(*_gather([_factor_json(f, names) for f in per_channel]))
-        rest: list[_Factor] = [([str(o) for o in opened], static[1])]
+        inner = [_factor_json(f, names) for f in per_channel]
+        pairs = join(*_gather(inner))
+        rest: list[_Factor] = [(opened, static[1])]
         for f in factors[1:]:
             rest.append(pairs.take(pa.array(channel_of)) if f is None else _factor_json(f, names))
     except _NotJson:
         return None
     body = join(*_gather(rest))
-    if not pc.all(pc.ends_with(body, ",")).as_py():  # an empty x namespace
+    # every line ends with a feature's comma when one table has no empty value
+    # (a token every line writes); else check the lines
+    always = any(isinstance(f, tuple) and all(f[0]) for f in [*inner, *rest[1:]])
+    if not always and not pc.all(pc.ends_with(body, ",")).as_py():  # an empty x namespace
         return None
     return pc.binary_join_element_wise(pc.utf8_slice_codeunits(body, 0, -1), "}}", "")
 
