@@ -563,6 +563,96 @@ def other_action_outcomes(outcomes: pa.Table, joined: pa.Table) -> dict[str, lis
     return out
 
 
+def _other_texts(outcomes: pa.Table | None, joined: pa.Table) -> pa.Array | None:
+    """The ``nba.other_action_outcomes`` member of each joined row's line
+    (``,"other_action_outcomes":[...]``), written column-wise: the bytes that
+    :func:`other_action_outcomes` and :func:`_other_entries` give.
+
+    Parameters
+    ----------
+    outcomes : pyarrow.Table or None
+        Conforming to :data:`OUTCOMES`.
+    joined : pyarrow.Table
+        With ``event_id`` and ``chosen_action_id``, shape (n rows,).
+
+    Returns
+    -------
+    pyarrow.StringArray, shape (n,), or None
+        Null for a row without such outcomes; None (the caller goes through
+        :func:`other_action_outcomes`) when the table holds what this writer
+        does not cover: a repeated event id among the joined rows, a null, a
+        NaN or negative-zero value (whose order Python's sort decides
+        differently), or a time outside years 1000-9999.
+    """
+    n = joined.num_rows
+    none = pa.nulls(n, pa.string())
+    if outcomes is None:
+        return none
+    outcomes = io.conform(outcomes, "outcomes")
+    aid = outcomes.column("action_id")
+    if aid.null_count == len(aid) or n == 0:
+        return none
+    events = joined.column("event_id").combine_chunks()
+    if events.null_count or pc.count_distinct(events).as_py() != n:
+        return None
+    o = outcomes.filter(pc.is_valid(aid)).combine_chunks()
+    if any(o.column(c).null_count for c in o.column_names):
+        return None
+    row = pc.index_in(o.column("event_id"), value_set=events)
+    o = o.filter(pc.is_valid(row))
+    if o.num_rows == 0:
+        return none
+    value = o.column("value").to_numpy()
+    if np.isnan(value).any() or np.any(np.signbit(value) & (value == 0.0)):
+        return None
+    # the rows in time order (ties by value), stable as Python's sort
+    o = o.take(pc.sort_indices(o, sort_keys=[("ts", "ascending"), ("value", "ascending")]))
+    rows = pc.index_in(o.column("event_id"), value_set=events).to_numpy().astype(np.int64)
+    ts_us = o.column("ts").cast(pa.int64()).to_numpy()
+    if ts_us.min() < _YEAR_US[0] or ts_us.max() > _YEAR_US[1]:
+        return None
+    # the earliest of each (event, type, source_id) counts, whatever its action
+    types = pc.dictionary_encode(o.column("type").combine_chunks())
+    sources = pc.dictionary_encode(o.column("source_id").combine_chunks())
+    nt, ns = len(types.dictionary), len(sources.dictionary)
+    if n * nt * ns >= 2**62:
+        return None
+    key = (rows * nt + types.indices.to_numpy()) * ns + sources.indices.to_numpy()
+    first = np.zeros(len(key), dtype=bool)
+    first[np.unique(key, return_index=True)[1]] = True
+    chosen = joined.column("chosen_action_id").combine_chunks().take(pa.array(rows))
+    keep = first & pc.not_equal(o.column("action_id"), chosen).to_numpy(zero_copy_only=False)
+    if not keep.any():
+        return none
+    o = o.filter(pa.array(keep))
+    rows = rows[keep]
+    col = o.column
+    texts = pc.binary_join_element_wise(
+        '{"action_id":',
+        _str_texts(col("action_id").combine_chunks()),
+        ',"type":',
+        _str_texts(col("type").combine_chunks()),
+        ',"value":',
+        _float_texts(col("value").to_numpy()),
+        ',"ts":"',
+        pa.array(
+            np.datetime_as_string(ts_us[keep].astype("datetime64[us]"), unit="us"), pa.string()
+        ),
+        'Z","source":',
+        _str_texts(col("source").combine_chunks()),
+        ',"source_id":',
+        _str_texts(col("source_id").combine_chunks()),
+        "}",
+        "",
+    )
+    by_row = np.argsort(rows, kind="stable")  # each row's outcomes, still in time order
+    counts = np.bincount(rows, minlength=n)
+    offsets = np.concatenate([[0], np.cumsum(counts)])
+    lists = pc.binary_join(_lists(offsets, texts.take(pa.array(by_row))), ",")
+    member = pc.binary_join_element_wise(f',"{OTHER_OUTCOMES_KEY}":[', lists, "]", "")
+    return pc.if_else(pa.array(counts > 0), member, pa.scalar(None, pa.string()))
+
+
 def iter_dsjson(
     joined: pa.Table,
     catalogs: Mapping[str, Catalog] | None = None,
@@ -617,18 +707,30 @@ def _iter_lines(
     if missing:
         raise DsjsonError(f"joined table: missing column(s) {', '.join(missing)}")
     cats = dict(catalogs or {})
-    others = {} if outcomes is None else other_action_outcomes(outcomes, joined)
     window = pulls or {}
     cache: dict[str, str] = {}
     pull_texts: dict[int, tuple[Mapping[str, Any], str]] = {}
     table = joined.select(JOINED.names)
+    # the outcomes about other suggestions: as text per row, column-wise, where
+    # covered; as rows (the per-row path's input) only when needed
+    other_texts = _other_texts(outcomes, table) if bulk else None
+    others_rows: dict[str, list[dict[str, Any]]] | None = None
     if bulk:  # the bulk featurizer's cost is per call: give it whole batches
         table = table.combine_chunks()
+    start_row = 0
     for batch in table.to_batches(max_chunksize=batch_size):
         fast: pa.Array | None = None
         if bulk:
             c_texts = _bulk_features(batch, cats, cache)
+            if other_texts is None and others_rows is None:
+                others_rows = {} if outcomes is None else other_action_outcomes(outcomes, joined)
+            others: Mapping[str, Sequence[Mapping[str, Any]]] | pa.Array = (
+                other_texts.slice(start_row, batch.num_rows)
+                if other_texts is not None
+                else others_rows or {}
+            )
             fast = _bulk_line_array(batch, c_texts, others, window, pull_texts)
+        start_row += batch.num_rows
         if fast is not None and fast.null_count == 0:
             yield fast
             continue
@@ -646,6 +748,8 @@ def _iter_lines(
             start = i + 1
             if rows is None:
                 rows = batch.to_pylist()
+            if others_rows is None:
+                others_rows = {} if outcomes is None else other_action_outcomes(outcomes, joined)
             row = rows[i]
             eid = row["event_id"]
             try:
@@ -655,7 +759,7 @@ def _iter_lines(
                     cats.get(row["catalog_version"]),
                     row["catalog_version"],
                 )
-                yield _line(row, shared, actions, others.get(eid, ()), window.get(eid, ()))
+                yield _line(row, shared, actions, others_rows.get(eid, ()), window.get(eid, ()))
             except ValidationError as exc:
                 if isinstance(exc, DsjsonError):
                     raise
@@ -881,7 +985,7 @@ def _bulk_lines(
 def _bulk_line_array(
     batch: pa.RecordBatch,
     c_texts: pa.Array,
-    others: Mapping[str, Sequence[Mapping[str, Any]]],
+    others: Mapping[str, Sequence[Mapping[str, Any]]] | pa.Array,
     window: Mapping[str, Sequence[Mapping[str, Any]]],
     pull_texts: dict[int, tuple[Mapping[str, Any], str]],
 ) -> pa.Array | None:
@@ -895,7 +999,9 @@ def _bulk_line_array(
         Each row's ``c`` as JSON text (:func:`_bulk_features`), null for a row
         left to the per-row path.
     others, window : mapping of event_id -> rows
-        Outcomes about other actions and pulls, as for :func:`iter_dsjson`.
+        Outcomes about other actions and pulls, as for :func:`iter_dsjson`;
+        ``others`` may also be the batch's rows of :func:`_other_texts`
+        (string array, shape (n,)).
     pull_texts : dict
         Each pull's JSON text by its row's identity (:func:`_pull_text`),
         shared across batches.
@@ -951,9 +1057,10 @@ def _bulk_line_array(
         "",
     )
     extras: list[str] = [""] * n
-    if others or window:
+    other_rows = others if isinstance(others, Mapping) else {}
+    if other_rows or window:
         for i, eid in enumerate(col("event_id").to_pylist()):
-            other, pulled = others.get(eid), window.get(eid)
+            other, pulled = other_rows.get(eid), window.get(eid)
             if other or pulled:
                 text = ""
                 if other:
@@ -963,6 +1070,9 @@ def _bulk_line_array(
                         f',"{PULLS_KEY}":[{",".join(_pull_text(t, pull_texts) for t in pulled)}]'
                     )
                 extras[i] = text
+    extra_texts = pa.array(extras, pa.string())
+    if not isinstance(others, Mapping):  # the other outcomes' texts come first
+        extra_texts = pc.binary_join_element_wise(pc.fill_null(others, ""), extra_texts, "")
     lines = pc.binary_join_element_wise(
         '{"_label_cost":',
         _float_texts(np.where(reward != 0.0, -reward, 0.0)),
@@ -1002,7 +1112,7 @@ def _bulk_line_array(
         ',"reward_is_default":',
         pc.if_else(col("reward_is_default"), "true", "false"),
         slate_texts,
-        pa.array(extras, pa.string()),
+        extra_texts,
         "}}",
         "",
     )

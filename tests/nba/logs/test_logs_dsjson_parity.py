@@ -30,6 +30,7 @@ from nba.features.dsjson import line_to_namespaces
 from nba.logs import io
 from nba.logs.dsjson import (
     _iter_lines,
+    _other_texts,
     dsjson_line,
     iter_dsjson,
     load_catalogs,
@@ -151,31 +152,45 @@ def _varied(table: pa.Table, cat: Catalog, other: Catalog, seed: int) -> pa.Tabl
     return pa.Table.from_pylist(rows, schema=table.schema)
 
 
-def _other_outcomes(table: pa.Table, outcomes: pa.Table) -> pa.Table:
-    """The log's outcomes plus some about a suggestion that was not chosen."""
-    extra = [
-        {
-            "event_id": row["event_id"],
-            "ts": row["ts"] + timedelta(hours=k % 5),
-            "type": "open",
-            "value": float(k % 3),
-            "source": "test",
-            "source_id": f"o{k}",
-            "action_id": next(a for a in row["action_ids"] if a != row["chosen_action_id"]),
-        }
-        for k, row in enumerate(table.to_pylist())
-        if k % 11 == 4
-    ]
+def _other_outcomes(table: pa.Table, outcomes: pa.Table, value: float = 1.0) -> pa.Table:
+    """The log's outcomes plus some about a suggestion that was not chosen: at
+    tied and out-of-order times, repeated (type, source_id) keys (the earliest
+    counts, even when it is about the chosen action), and one about an event
+    that is not in the table."""
+    extra: list[dict[str, Any]] = []
+    for k, row in enumerate(table.to_pylist()):
+        if k % 11 != 4:
+            continue
+        other = next(a for a in row["action_ids"] if a != row["chosen_action_id"])
+        base = {"event_id": row["event_id"], "type": "open", "source": "test", "action_id": other}
+        extra += [
+            {**base, "ts": row["ts"] + timedelta(hours=k % 5), "value": value, "source_id": "a"},
+            {**base, "ts": row["ts"], "value": float(k % 3), "source_id": "b"},
+            {**base, "ts": row["ts"], "value": -1.5, "source_id": "c"},  # a tie in time
+            {**base, "ts": row["ts"] + timedelta(days=2), "value": 2.0, "source_id": "b"},
+        ]
+        if k % 2:  # the chosen action claims the key first: no other-action outcome "d"
+            chosen = {**base, "action_id": row["chosen_action_id"], "source_id": "d"}
+            extra += [
+                {**chosen, "ts": row["ts"], "value": 1.0},
+                {**base, "ts": row["ts"] + timedelta(hours=1), "value": 1.0, "source_id": "d"},
+            ]
+    extra.append({**extra[0], "event_id": "not-in-the-log"})
     return pa.concat_tables(
         [io.conform(outcomes, "outcomes"), pa.Table.from_pylist(extra, schema=outcomes.schema)]
     )
 
 
-@pytest.mark.parametrize("seed", [1, 2])
-@pytest.mark.parametrize("batch_size", [4096, 53])
+@pytest.mark.parametrize(
+    ("seed", "batch_size", "value"),
+    [(1, 4096, 1.0), (2, 53, 0.25), (3, 4096, -0.0), (4, 97, float("nan"))],
+    ids=["one-batch", "small-batches", "negative-zero-value", "nan-value"],
+)
 def test_fast_path_equals_dsjson_line_on_varied_logs(
-    joined: tuple[pa.Table, Path], seed: int, batch_size: int
+    joined: tuple[pa.Table, Path], seed: int, batch_size: int, value: float
 ) -> None:
+    """A negative-zero or NaN outcome value sends the other-action outcomes the
+    per-row way (Python's sort orders them); the lines stay the reference's."""
     table, logs = joined
     catalogs = load_catalogs(logs, table.column("catalog_version").unique().to_pylist())
     assert len(catalogs) == 1
@@ -183,7 +198,7 @@ def test_fast_path_equals_dsjson_line_on_varied_logs(
     other = _second_catalog(cat)
     catalogs[other.version] = other
     varied = _varied(table, cat, other, seed)
-    outcomes = _other_outcomes(varied, io.read(logs, "outcomes"))
+    outcomes = _other_outcomes(varied, io.read(logs, "outcomes"), value)
     pulls = window_pulls(io.read(logs, "touches"), varied, RD.window_days)
     others = other_action_outcomes(outcomes, varied)
     assert pulls and others  # both blocks travel in some lines
@@ -219,6 +234,8 @@ def test_fast_path_equals_dsjson_line_on_varied_logs(
     )
     foreign = sum('"dsjson"' in c for c in varied.column("context").to_pylist())
     assert per_row == foreign > 0
+    covered = _other_texts(outcomes, varied)
+    assert (covered is None) == (value == 0.0 or value != value)
 
 
 def test_the_featurizer_writes_every_action_line_as_its_json_object(
