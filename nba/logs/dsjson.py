@@ -836,6 +836,8 @@ def _bulk_features(
         where.append(rows)
     if not pieces:
         return pa.nulls(n, pa.string())
+    if len(pieces) == 1 and len(where[0]) == n:  # one version, no foreign row: in order
+        return pieces[0]
     positions = np.concatenate(where)
     order = np.full(n, -1, dtype=np.int64)
     order[positions] = np.arange(len(positions))
