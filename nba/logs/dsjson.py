@@ -1222,12 +1222,19 @@ def _repeated_names(lines: pa.Array) -> npt.NDArray[np.bool_]:
     if len(toks) == 0:
         return out
     row = pc.list_parent_indices(parts).to_numpy()
-    names = pc.replace_substring_regex(toks, ":.*$", "")
-    code = pc.dictionary_encode(names).indices.to_numpy().astype(np.int64)
-    is_ns = pc.starts_with(toks, "|").to_numpy(zero_copy_only=False)
+    # each distinct token's name (up to its first colon) coded once, in Python
+    distinct = pc.dictionary_encode(toks)
+    names: dict[str, int] = {}
+    words = distinct.dictionary.to_pylist()
+    word_code = np.array([names.setdefault(w.partition(":")[0], len(names)) for w in words])
+    word_ns = np.array([w.startswith("|") for w in words], dtype=bool)
+    word_real = np.array([w != "" for w in words], dtype=bool)  # an empty line has no name
+    at = distinct.indices.to_numpy().astype(np.int64)
+    code = word_code.astype(np.int64)[at]
+    is_ns = word_ns[at]
     group = np.where(is_ns, row, np.cumsum(is_ns) + n)  # a namespace's features: its own group
     key = group.astype(np.int64) * (int(code.max()) + 1) + code
-    real = np.flatnonzero(pc.utf8_length(toks).to_numpy() > 0)  # an empty line has no name
+    real = np.flatnonzero(word_real[at])
     order = real[np.argsort(key[real], kind="stable")]
     dup = np.flatnonzero(np.diff(key[order]) == 0)
     out[row[order[dup]]] = True
