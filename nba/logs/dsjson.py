@@ -926,6 +926,15 @@ def _str_texts(values: pa.Array) -> pa.Array:
     return pc.binary_join_element_wise('"', values, '"', "")
 
 
+def _str_parts(values: pa.Array) -> list[pa.Array | str]:
+    """Pieces that write each string as :func:`json.dumps` does, for an
+    element-wise join: the string between quote pieces when none needs
+    escaping (no copy of the column), else :func:`_str_texts`."""
+    if len(values) and pc.any(pc.match_substring_regex(values, _NEEDS_ESCAPE)).as_py():
+        return [_str_texts(values)]
+    return ['"', values, '"']
+
+
 def _float_texts(values: npt.NDArray[np.float64]) -> pa.Array:
     """Each float as :func:`json.dumps` writes it (``repr``; ``NaN``/``Infinity``),
     each distinct value (bit for bit) written once.
@@ -1088,7 +1097,7 @@ def _bulk_line_array(
         ',"Timestamp":"',
         pa.array(np.datetime_as_string(ts_us.astype("datetime64[us]"), unit="us"), pa.string()),
         f'Z","Version":{_json(DSJSON_VERSION)},"EventId":',
-        _str_texts(col("event_id")),
+        *_str_parts(col("event_id")),
         ',"a":',
         pa.array([a_texts[k] for k in n_actions.tolist()], pa.string()),
         ',"c":',
@@ -1096,21 +1105,21 @@ def _bulk_line_array(
         ',"p":[',
         _list_texts(probs, _float_texts(pc.list_flatten(probs).to_numpy())),
         '],"VWState":{"m":',
-        _str_texts(col("model_version")),
+        *_str_parts(col("model_version")),
         f'}},"{NBA_KEY}":{{"action_ids":[',
         _list_texts(action_ids, _str_texts(pc.list_flatten(action_ids))),
         '],"hcp_id":',
-        _str_texts(col("hcp_id")),
+        *_str_parts(col("hcp_id")),
         ',"requester":',
-        _str_texts(col("requester")),
+        *_str_parts(col("requester")),
         ',"channels_requested":[',
         _list_texts(channels, _str_texts(pc.list_flatten(channels))),
         '],"catalog_version":',
-        _str_texts(col("catalog_version")),
+        *_str_parts(col("catalog_version")),
         ',"policy":',
-        _str_texts(col("policy")),
+        *_str_parts(col("policy")),
         ',"reward_definition":',
-        _str_texts(col("reward_definition")),
+        *_str_parts(col("reward_definition")),
         ',"reward_is_default":',
         pc.if_else(col("reward_is_default"), "true", "false"),
         slate_texts,
