@@ -7,6 +7,8 @@ nothing) is the building block of every bulk line.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
@@ -30,7 +32,7 @@ class FeaturizedBatch:
     See :meth:`from_parts` for action lines kept as pieces until needed.
     """
 
-    __slots__ = ("_actions", "_parts", "offsets", "shared")
+    __slots__ = ("_actions", "_parts", "actions_json", "offsets", "shared")
 
     def __init__(
         self, shared: pa.StringArray, actions: pa.StringArray, offsets: npt.NDArray[np.int64]
@@ -38,35 +40,47 @@ class FeaturizedBatch:
         self.shared = shared
         self.offsets = offsets
         self._actions: pa.StringArray | None = actions
-        self._parts: tuple[pa.Array, ...] = ()
+        self._parts: tuple[pa.Array, ...] | Callable[[], list[pa.Array]] = ()
+        #: each action line as its DSJSON object (``json.dumps`` of
+        #: :func:`nba.features.dsjson.line_to_namespaces`, compact), shape
+        #: (n_action_lines,), when asked for and the bulk path could write it;
+        #: else None
+        self.actions_json: pa.StringArray | None = None
 
     @classmethod
     def from_parts(
         cls,
         shared: pa.StringArray,
-        parts: list[pa.Array],
+        parts: list[pa.Array] | Callable[[], list[pa.Array]],
         offsets: npt.NDArray[np.int64],
     ) -> FeaturizedBatch:
         """A batch whose action lines are the element-wise join of ``parts`` (each
         shape (n_action_lines,); nulls write nothing), joined only when
         :attr:`actions` is read: :meth:`text` writes them straight into the
-        example text, one pass over the lines fewer."""
+        example text, one pass over the lines fewer. ``parts`` may also be a
+        function that builds them, called only when the lines are needed."""
         batch = cls(shared, pa.nulls(0, pa.string()), offsets)
         batch._actions = None
-        batch._parts = tuple(parts)
+        batch._parts = parts if callable(parts) else tuple(parts)
         return batch
+
+    def _pending(self) -> tuple[pa.Array, ...]:
+        """The pieces of the action lines (built now if they were deferred)."""
+        if callable(self._parts):
+            self._parts = tuple(self._parts())
+        return self._parts
 
     @property
     def actions(self) -> pa.StringArray:
         """Action lines of all decisions, concatenated in decision order, shape
         (n_action_lines,)."""
         if self._actions is None:
-            self._actions = join(*self._parts)
+            self._actions = join(*self._pending())
             self._parts = ()
         return self._actions
 
     def _action_parts(self) -> list[pa.Array]:
-        return [self._actions] if self._actions is not None else list(self._parts)
+        return [self._actions] if self._actions is not None else list(self._pending())
 
     def __len__(self) -> int:
         return len(self.shared)

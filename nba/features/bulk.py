@@ -9,6 +9,7 @@ per-decision path (:mod:`nba.features.tokens`) row by row.
 
 from __future__ import annotations
 
+import json
 from typing import TYPE_CHECKING, TypeAlias
 
 import numpy as np
@@ -35,6 +36,7 @@ from nba.features.config import (
     age_bucket,
     clean,
 )
+from nba.features.dsjson import line_to_namespaces
 from nba.features.tokens import DOW
 
 if TYPE_CHECKING:
@@ -42,7 +44,11 @@ if TYPE_CHECKING:
 
 
 def featurize_bulk(
-    f: Featurizer, ctx: pa.Array, acts: pa.Array, event_ids: pa.Array
+    f: Featurizer,
+    ctx: pa.Array,
+    acts: pa.Array,
+    event_ids: pa.Array,
+    action_json: bool = False,
 ) -> FeaturizedBatch | None:
     """The lines of native contexts, column-wise (see :meth:`Featurizer.featurize_table`).
 
@@ -55,6 +61,9 @@ def featurize_bulk(
         Eligible action ids of each decision, in scoring order.
     event_ids : pyarrow.StringArray, shape (n,)
         Named in error messages.
+    action_json : bool, default False
+        Also write each action line as its DSJSON object (see
+        :attr:`FeaturizedBatch.actions_json`), built from the same pieces.
 
     Returns
     -------
@@ -180,16 +189,30 @@ def featurize_bulk(
     static = [f._static[a] for a in f.catalog.action_ids]
     if "x" not in cfg:
         line = pa.array(static, pa.string()).take(pa.array(aidx))
-        return FeaturizedBatch(shared, line, list_offsets)
+        batch = FeaturizedBatch(shared, line, list_offsets)
+        if action_json:
+            opened = [_static_json(s, False) for s in static]
+            if all(o is not None for o in opened):
+                batch.actions_json = pa.array(opened, pa.string()).take(pa.array(aidx))
+        return batch
     stated = (
         _Consents(_name_list_column(cols, "stated", "topics"), n),
         _Consents(_name_list_column(cols, "stated", "channels"), n),
     )
     sep = " |x" if f.config.action != ("x",) else "|x"
-    x = _cross_pieces(
+    factors, per_channel, channel_of = _cross_factors(
         f.catalog, [s + sep for s in static], aidx, row_of, hist, consents, stage, aff, stated
     )
-    return FeaturizedBatch.from_parts(shared, x, list_offsets)
+    if not action_json:
+        return FeaturizedBatch.from_parts(
+            shared, _assemble(factors, per_channel, channel_of), list_offsets
+        )
+    # the VW action lines only if read (the DSJSON export reads the objects)
+    batch = FeaturizedBatch.from_parts(
+        shared, lambda: _assemble(factors, per_channel, channel_of), list_offsets
+    )
+    batch.actions_json = _cross_json(factors, per_channel, channel_of)
+    return batch
 
 
 #: most strings a lookup table of combined tokens holds (see :func:`_gather`)
@@ -275,7 +298,7 @@ def _fixed3_upto(top: int) -> list[str]:
     return table
 
 
-def _cross_pieces(
+def _cross_factors(
     cat: Catalog,
     static: list[str],
     aidx: npt.NDArray[np.int64],
@@ -285,13 +308,24 @@ def _cross_pieces(
     stage: pa.Array,
     aff: npt.NDArray[np.float64],
     stated: tuple[_Consents, _Consents],
-) -> list[pa.Array]:
-    """The action lines with their ``x`` namespace: the catalog's static
-    namespaces of each action (``static``, one per catalog action, ending with
-    the ``x`` separator) and its crosses with the decision's context, as
-    pieces to join. Channel-dependent tokens are built once per (decision,
-    channel) pair that occurs; the others are looked up per action line in
-    small tables of token strings (:func:`_gather`)."""
+) -> tuple[list[_Factor | None], list[_Factor], npt.NDArray[np.int64]]:
+    """The action lines with their ``x`` namespace, as factors: the catalog's
+    static namespaces of each action (``static``, one per catalog action, ending
+    with the ``x`` separator) and its crosses with the decision's context.
+    Channel-dependent tokens are built once per (decision, channel) pair that
+    occurs; the others are looked up per action line in small tables of token
+    strings (:func:`_gather`).
+
+    Returns
+    -------
+    factors : list
+        The factors of each action line, in line order; ``None`` stands for the
+        per-channel piece.
+    per_channel : list
+        The factors of the per-channel piece, one row per (decision, channel) pair.
+    channel_of : numpy.ndarray of int64, shape (n_action_lines,)
+        The pair of each action line (row of ``per_channel``).
+    """
     m = len(aidx)
     ch_of = cat.action_channel_index.astype(np.int64)[aidx]
     top_of = cat.action_topic_index.astype(np.int64)[aidx]
@@ -309,7 +343,7 @@ def _cross_pieces(
         same = np.asarray(last_code.to_numpy(zero_copy_only=False), dtype=np.int64)[row_of] == (
             item_of
         )
-    factors: list[_Factor] = [(static, aidx), _flag_factor(" same_last", same)]
+    factors: list[_Factor | None] = [(static, aidx), _flag_factor(" same_last", same)]
 
     # per (decision, channel) pair that occurs
     pair_key = row_of * nch + ch_of
@@ -338,21 +372,16 @@ def _cross_pieces(
         )
     # digital affinity is in [0, 1]: 1001 values per channel
     aff_m = np.rint(aff * 1000.0).astype(np.int64)
-    aff_tokens = _fixed3_upto(1000)[:1001]
-    aff_vocab = [f" aff_{clean(c)}:{t}" for c in channels for t in aff_tokens]
-    per_channel = join(
-        *_gather(
-            [
-                _count_factor(" ch_t7:", ch_counts("touches_7d")),
-                _count_factor(" ch_t30:", ch_counts("touches_30d")),
-                _count_factor(" ch_e30:", ch_counts("engagements_30d")),
-                dst_factor,
-                (aff_vocab, p_ch * 1001 + aff_m[p_row]),
-                _flag_factor(" nocons", ~consents.matrix(channels).reshape(-1)[at_c]),
-            ]
-        )
-    )
-    factors.append(per_channel.take(pa.array(np.searchsorted(pairs, pair_key))))
+    aff_vocab = _aff_vocab(tuple(channels))
+    per_channel: list[_Factor] = [
+        _count_factor(" ch_t7:", ch_counts("touches_7d")),
+        _count_factor(" ch_t30:", ch_counts("touches_30d")),
+        _count_factor(" ch_e30:", ch_counts("engagements_30d")),
+        dst_factor,
+        (aff_vocab, p_ch * 1001 + aff_m[p_row]),
+        _flag_factor(" nocons", ~consents.matrix(channels).reshape(-1)[at_c]),
+    ]
+    factors.append(None)
 
     # per action line: topic engagements, stage x topic, topic x channel, item age
     at_t = row_of * ntop + top_of
@@ -379,7 +408,183 @@ def _cross_pieces(
     ago = [""] + [f" it_ago={name}" for _, name in AGE_BUCKETS] + [f" it_ago={AGE_BUCKET_OLDER}"]
     factors.append((ago, age))
     factors.extend(_interest_stated_factors(cat, row_of, top_of, ch_of, hist, stated))
-    return _gather(factors)
+    return factors, per_channel, np.searchsorted(pairs, pair_key)
+
+
+def _aff_vocab(channels: tuple[str, ...]) -> list[str]:
+    """`` aff_<channel>:<affinity>`` for every channel and each of the 1001
+    affinities 0.000-1.000 (index ``channel * 1001 + milli``); built once per
+    channel list."""
+    vocab = _AFF_VOCABS.get(channels)
+    if vocab is None:
+        tokens = _fixed3_upto(1000)[:1001]
+        vocab = _AFF_VOCABS[channels] = [f" aff_{clean(c)}:{t}" for c in channels for t in tokens]
+    return vocab
+
+
+#: :func:`_aff_vocab` per channel list (one per catalog, in practice)
+_AFF_VOCABS: dict[tuple[str, ...], list[str]] = {}
+
+
+def _assemble(
+    factors: list[_Factor | None], per_channel: list[_Factor], channel_of: npt.NDArray[np.int64]
+) -> list[pa.Array]:
+    """The pieces of the action lines (see :func:`_cross_factors`), to join."""
+    pairs = join(*_gather(per_channel)).take(pa.array(channel_of))
+    return _gather([pairs if f is None else f for f in factors])
+
+
+class _NotJson(Exception):
+    """A piece the DSJSON writer of the bulk path does not cover (the caller
+    converts the VW lines instead)."""
+
+
+def _static_json(line: str, open_last: bool) -> str | None:
+    """The DSJSON object of a catalog action's static line
+    (``json.dumps(line_to_namespaces(line))``, compact, non-ASCII kept); with
+    ``open_last``, left open inside its last namespace (the line ends with the
+    ``x`` separator, the features follow), or None when that namespace is not
+    the object's last key or already holds features."""
+    ns = line_to_namespaces(line)
+    if not open_last:
+        return _dumps(ns)
+    last = line.split("|")[-1].split()
+    if len(last) != 1 or not ns or list(ns)[-1] != last[0] or ns[last[0]]:
+        return None
+    return _dumps(ns)[: -len("}}")]
+
+
+def _fragment_json(fragment: str, names: set[str]) -> str:
+    """The DSJSON of a piece of the ``x`` namespace (`` name`` or `` name:value``
+    tokens), each token as ``"name":value,`` (the value as ``json.dumps`` writes
+    ``float(value)``, ``1.0`` for a bare name), the names added to ``names``.
+
+    Raises
+    ------
+    _NotJson
+        When the piece could glue onto the previous one, opens a namespace,
+        names a feature twice, or holds a value that is not a number.
+    """
+    hit = _FRAGMENTS.get(fragment)
+    if hit is None:
+        if fragment and (not fragment[0].isspace() or "|" in fragment):
+            raise _NotJson(fragment)
+        out = []
+        seen: set[str] = set()
+        for tok in fragment.split():
+            name, sep, value = tok.partition(":")
+            if name in seen:
+                raise _NotJson(fragment)
+            seen.add(name)
+            try:
+                out.append(f"{_dumps(name)}:{_dumps(float(value)) if sep else '1.0'},")
+            except ValueError as exc:
+                raise _NotJson(fragment) from exc
+        if len(_FRAGMENTS) >= _MAX_FRAGMENTS:
+            _FRAGMENTS.clear()
+        hit = _FRAGMENTS[fragment] = ("".join(out), frozenset(seen))
+    names.update(hit[1])
+    return hit[0]
+
+
+#: :func:`_fragment_json` of the pieces seen so far (the same token tables recur
+#: in every batch), with their names; started afresh beyond :data:`_MAX_FRAGMENTS`
+_FRAGMENTS: dict[str, tuple[str, frozenset[str]]] = {}
+_MAX_FRAGMENTS = 200_000
+
+
+def _vocab_json(vocab: list[str]) -> tuple[list[str], frozenset[str]]:
+    """:func:`_fragment_json` of every value of a token table, and all their
+    names; kept per table (the same tables recur in every batch)."""
+    key = tuple(vocab)
+    hit = _VOCABS.get(key)
+    if hit is None:
+        mine: set[str] = set()
+        hit = ([_fragment_json(v, mine) for v in vocab], frozenset(mine))
+        if len(_VOCABS) >= _MAX_VOCABS:
+            _VOCABS.clear()
+        _VOCABS[key] = hit
+    return hit
+
+
+#: :func:`_vocab_json` of the tables seen so far, started afresh beyond
+#: :data:`_MAX_VOCABS`
+_VOCABS: dict[tuple[str, ...], tuple[list[str], frozenset[str]]] = {}
+_MAX_VOCABS = 4096
+
+
+def _factor_json(fac: _Factor, names: set[str]) -> _Factor:
+    """A factor of the ``x`` namespace written as DSJSON (:func:`_fragment_json`);
+    the names of all its values are checked apart from ``names`` (those of the
+    factors before it on the same line) and added to them."""
+    if isinstance(fac, tuple):
+        vocab, mine = _vocab_json(fac[0])
+        out: _Factor = (vocab, fac[1])
+    else:
+        codes = pc.dictionary_encode(fac)
+        vocab, mine = _vocab_json(codes.dictionary.to_pylist())
+        out = pa.array(vocab, pa.string()).take(codes.indices)
+    if mine & names:
+        raise _NotJson(str(sorted(mine & names)))
+    names.update(mine)
+    return out
+
+
+def _opened_json(static: list[str]) -> list[str] | None:
+    """:func:`_static_json` (left open) of every catalog action's static line,
+    or None if any is not covered; kept per catalog."""
+    key = tuple(static)
+    if key not in _OPENED:
+        opened = [_static_json(s, True) for s in static]
+        if len(_OPENED) >= _MAX_VOCABS:
+            _OPENED.clear()
+        _OPENED[key] = None if None in opened else [str(o) for o in opened]
+    return _OPENED[key]
+
+
+_OPENED: dict[tuple[str, ...], list[str] | None] = {}
+
+
+def _cross_json(
+    factors: list[_Factor | None], per_channel: list[_Factor], channel_of: npt.NDArray[np.int64]
+) -> pa.Array | None:
+    """Each action line of :func:`_cross_factors` as its DSJSON object, built from
+    the same factors: the bytes of ``json.dumps(line_to_namespaces(line))``
+    (compact, non-ASCII kept). Every action line takes one value of every
+    factor, so feature names that are distinct within each value and between
+    factors make the line's names distinct (no dict merges anything).
+
+    Returns
+    -------
+    pyarrow.StringArray, shape (n_action_lines,), or None
+        None when a piece is of a form not covered (see :func:`_fragment_json`).
+    """
+    static = factors[0]
+    if not isinstance(static, tuple):
+        return None
+    opened = _opened_json(static[0])
+    if opened is None:
+        return None
+    names: set[str] = set()
+    try:
+        inner = [_factor_json(f, names) for f in per_channel]
+        pairs = join(*_gather(inner))
+        rest: list[_Factor] = [(opened, static[1])]
+        for f in factors[1:]:
+            rest.append(pairs.take(pa.array(channel_of)) if f is None else _factor_json(f, names))
+    except _NotJson:
+        return None
+    body = join(*_gather(rest))
+    # every line ends with a feature's comma when one table has no empty value
+    # (a token every line writes); else check the lines
+    always = any(isinstance(f, tuple) and all(f[0]) for f in [*inner, *rest[1:]])
+    if not always and not pc.all(pc.ends_with(body, ",")).as_py():  # an empty x namespace
+        return None
+    return pc.binary_join_element_wise(pc.utf8_slice_codeunits(body, 0, -1), "}}", "")
+
+
+def _dumps(obj: object) -> str:
+    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
 
 
 def _interest_stated_factors(

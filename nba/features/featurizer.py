@@ -166,7 +166,7 @@ class Featurizer:
         return c
 
     # ----------------------------------------------------------------- bulk
-    def featurize_table(self, table: pa.Table) -> FeaturizedBatch:
+    def featurize_table(self, table: pa.Table, action_json: bool = False) -> FeaturizedBatch:
         """VW lines of every decision of a log table, built column-wise.
 
         Parameters
@@ -174,6 +174,10 @@ class Featurizer:
         table : pyarrow.Table
             Needs columns ``context`` (string, the logged JSON) and ``action_ids``
             (list of string); ``event_id`` is used in error messages if present.
+        action_json : bool, default False
+            Also give each action line as its DSJSON object
+            (:attr:`FeaturizedBatch.actions_json`), written from the same
+            pieces as the line where the bulk path covers them (else None).
 
         Returns
         -------
@@ -209,7 +213,7 @@ class Featurizer:
         is_ds = pc.match_substring_regex(ctx, DSJSON_PREFIX_PATTERN).to_numpy(zero_copy_only=False)
         if is_ds.any():
             return self._mixed(table, is_ds)
-        batch = featurize_bulk(self, ctx, acts, event_ids)
+        batch = featurize_bulk(self, ctx, acts, event_ids, action_json)
         return self._rowwise(ctx, acts, event_ids) if batch is None else batch
 
     def _mixed(self, table: pa.Table, is_ds: npt.NDArray[np.bool_]) -> FeaturizedBatch:

@@ -150,6 +150,7 @@ from nba.domain import (
     outcome_channel_problem,
 )
 from nba.features import Featurizer
+from nba.features.batch import concat_lines
 from nba.features.dsjson import DSJSON_PREFIX_PATTERN, line_to_namespaces
 from nba.logs import io
 from nba.logs.io import LogError
@@ -562,6 +563,96 @@ def other_action_outcomes(outcomes: pa.Table, joined: pa.Table) -> dict[str, lis
     return out
 
 
+def _other_texts(outcomes: pa.Table | None, joined: pa.Table) -> pa.Array | None:
+    """The ``nba.other_action_outcomes`` member of each joined row's line
+    (``,"other_action_outcomes":[...]``), written column-wise: the bytes that
+    :func:`other_action_outcomes` and :func:`_other_entries` give.
+
+    Parameters
+    ----------
+    outcomes : pyarrow.Table or None
+        Conforming to :data:`OUTCOMES`.
+    joined : pyarrow.Table
+        With ``event_id`` and ``chosen_action_id``, shape (n rows,).
+
+    Returns
+    -------
+    pyarrow.StringArray, shape (n,), or None
+        Null for a row without such outcomes; None (the caller goes through
+        :func:`other_action_outcomes`) when the table holds what this writer
+        does not cover: a repeated event id among the joined rows, a null, a
+        NaN or negative-zero value (whose order Python's sort decides
+        differently), or a time outside years 1000-9999.
+    """
+    n = joined.num_rows
+    none = pa.nulls(n, pa.string())
+    if outcomes is None:
+        return none
+    outcomes = io.conform(outcomes, "outcomes")
+    aid = outcomes.column("action_id")
+    if aid.null_count == len(aid) or n == 0:
+        return none
+    events = joined.column("event_id").combine_chunks()
+    if events.null_count or pc.count_distinct(events).as_py() != n:
+        return None
+    o = outcomes.filter(pc.is_valid(aid)).combine_chunks()
+    if any(o.column(c).null_count for c in o.column_names):
+        return None
+    row = pc.index_in(o.column("event_id"), value_set=events)
+    o = o.filter(pc.is_valid(row))
+    if o.num_rows == 0:
+        return none
+    value = o.column("value").to_numpy()
+    if np.isnan(value).any() or np.any(np.signbit(value) & (value == 0.0)):
+        return None
+    # the rows in time order (ties by value), stable as Python's sort
+    o = o.take(pc.sort_indices(o, sort_keys=[("ts", "ascending"), ("value", "ascending")]))
+    rows = pc.index_in(o.column("event_id"), value_set=events).to_numpy().astype(np.int64)
+    ts_us = o.column("ts").cast(pa.int64()).to_numpy()
+    if ts_us.min() < _YEAR_US[0] or ts_us.max() > _YEAR_US[1]:
+        return None
+    # the earliest of each (event, type, source_id) counts, whatever its action
+    types = pc.dictionary_encode(o.column("type").combine_chunks())
+    sources = pc.dictionary_encode(o.column("source_id").combine_chunks())
+    nt, ns = len(types.dictionary), len(sources.dictionary)
+    if n * nt * ns >= 2**62:
+        return None
+    key = (rows * nt + types.indices.to_numpy()) * ns + sources.indices.to_numpy()
+    first = np.zeros(len(key), dtype=bool)
+    first[np.unique(key, return_index=True)[1]] = True
+    chosen = joined.column("chosen_action_id").combine_chunks().take(pa.array(rows))
+    keep = first & pc.not_equal(o.column("action_id"), chosen).to_numpy(zero_copy_only=False)
+    if not keep.any():
+        return none
+    o = o.filter(pa.array(keep))
+    rows = rows[keep]
+    col = o.column
+    texts = pc.binary_join_element_wise(
+        '{"action_id":',
+        _str_texts(col("action_id").combine_chunks()),
+        ',"type":',
+        _str_texts(col("type").combine_chunks()),
+        ',"value":',
+        _float_texts(col("value").to_numpy()),
+        ',"ts":"',
+        pa.array(
+            np.datetime_as_string(ts_us[keep].astype("datetime64[us]"), unit="us"), pa.string()
+        ),
+        'Z","source":',
+        _str_texts(col("source").combine_chunks()),
+        ',"source_id":',
+        _str_texts(col("source_id").combine_chunks()),
+        "}",
+        "",
+    )
+    by_row = np.argsort(rows, kind="stable")  # each row's outcomes, still in time order
+    counts = np.bincount(rows, minlength=n)
+    offsets = np.concatenate([[0], np.cumsum(counts)])
+    lists = pc.binary_join(_lists(offsets, texts.take(pa.array(by_row))), ",")
+    member = pc.binary_join_element_wise(f',"{OTHER_OUTCOMES_KEY}":[', lists, "]", "")
+    return pc.if_else(pa.array(counts > 0), member, pa.scalar(None, pa.string()))
+
+
 def iter_dsjson(
     joined: pa.Table,
     catalogs: Mapping[str, Catalog] | None = None,
@@ -594,29 +685,71 @@ def iter_dsjson(
         with the same error either way, and rows the column-wise writer does
         not cover (imported contexts, nulls) are written row by row in place.
     """
+    for lines in _iter_lines(joined, catalogs, batch_size, outcomes, pulls, bulk):
+        if isinstance(lines, str):
+            yield lines
+        else:
+            yield from lines.to_pylist()
+
+
+def _iter_lines(
+    joined: pa.Table,
+    catalogs: Mapping[str, Catalog] | None,
+    batch_size: int,
+    outcomes: pa.Table | None,
+    pulls: Mapping[str, Sequence[Mapping[str, Any]]] | None,
+    bulk: bool,
+) -> Iterator[str | pa.Array]:
+    """The lines of :func:`iter_dsjson`, in order: a run of lines written
+    column-wise as one string array (no nulls), or one line written by the
+    per-row path."""
     missing = [f.name for f in JOINED if f.name not in joined.column_names]
     if missing:
         raise DsjsonError(f"joined table: missing column(s) {', '.join(missing)}")
     cats = dict(catalogs or {})
-    others = {} if outcomes is None else other_action_outcomes(outcomes, joined)
     window = pulls or {}
     cache: dict[str, str] = {}
     pull_texts: dict[int, tuple[Mapping[str, Any], str]] = {}
     table = joined.select(JOINED.names)
+    # the outcomes about other suggestions: as text per row, column-wise, where
+    # covered; as rows (the per-row path's input) only when needed
+    other_texts = _other_texts(outcomes, table) if bulk else None
+    others_rows: dict[str, list[dict[str, Any]]] | None = None
     if bulk:  # the bulk featurizer's cost is per call: give it whole batches
         table = table.combine_chunks()
+    start_row = 0
     for batch in table.to_batches(max_chunksize=batch_size):
-        fast: list[str | None] = [None] * batch.num_rows
+        fast: pa.Array | None = None
         if bulk:
             c_texts = _bulk_features(batch, cats, cache)
-            fast = _bulk_lines(batch, c_texts, others, window, pull_texts)
+            if other_texts is None and others_rows is None:
+                others_rows = {} if outcomes is None else other_action_outcomes(outcomes, joined)
+            others: Mapping[str, Sequence[Mapping[str, Any]]] | pa.Array = (
+                other_texts.slice(start_row, batch.num_rows)
+                if other_texts is not None
+                else others_rows or {}
+            )
+            fast = _bulk_line_array(batch, c_texts, others, window, pull_texts)
+        start_row += batch.num_rows
+        if fast is not None and fast.null_count == 0:
+            yield fast
+            continue
+        ready = (
+            np.zeros(batch.num_rows, dtype=bool)
+            if fast is None
+            else fast.is_valid().to_numpy(zero_copy_only=False)
+        )
         rows: list[dict[str, Any]] | None = None
-        for i, line in enumerate(fast):
-            if line is not None:
-                yield line
-                continue
+        start = 0
+        for i in np.flatnonzero(~ready).tolist():
+            if i > start:
+                assert fast is not None
+                yield fast.slice(start, i - start)
+            start = i + 1
             if rows is None:
                 rows = batch.to_pylist()
+            if others_rows is None:
+                others_rows = {} if outcomes is None else other_action_outcomes(outcomes, joined)
             row = rows[i]
             eid = row["event_id"]
             try:
@@ -626,11 +759,14 @@ def iter_dsjson(
                     cats.get(row["catalog_version"]),
                     row["catalog_version"],
                 )
-                yield _line(row, shared, actions, others.get(eid, ()), window.get(eid, ()))
+                yield _line(row, shared, actions, others_rows.get(eid, ()), window.get(eid, ()))
             except ValidationError as exc:
                 if isinstance(exc, DsjsonError):
                     raise
                 raise DsjsonError(f"event {eid}: {exc}") from exc
+        if start < batch.num_rows:
+            assert fast is not None
+            yield fast.slice(start)
 
 
 def _bulk_features(
@@ -688,16 +824,20 @@ def _bulk_features(
             continue
         part = table if len(rows) == n else table.take(pa.array(rows, pa.int64()))
         try:
-            fb = _featurizer(cats.get(version), version).featurize_table(part)
+            fb = _featurizer(cats.get(version), version).featurize_table(part, action_json=True)
         except (ValidationError, KeyError, ValueError, pa.ArrowException):
             continue  # the per-row path featurizes these rows and names the problem
         heads = _shared_heads(fb.shared)
-        per_action = _action_texts(fb.actions, cache)
+        per_action = (
+            fb.actions_json if fb.actions_json is not None else _action_texts(fb.actions, cache)
+        )
         multi = pc.binary_join(_lists(fb.offsets, per_action), ",")
         pieces.append(pc.binary_join_element_wise(heads, '"_multi":[', multi, "]}", ""))
         where.append(rows)
     if not pieces:
         return pa.nulls(n, pa.string())
+    if len(pieces) == 1 and len(where[0]) == n:  # one version, no foreign row: in order
+        return pieces[0]
     positions = np.concatenate(where)
     order = np.full(n, -1, dtype=np.int64)
     order[positions] = np.arange(len(positions))
@@ -786,6 +926,15 @@ def _str_texts(values: pa.Array) -> pa.Array:
     return pc.binary_join_element_wise('"', values, '"', "")
 
 
+def _str_parts(values: pa.Array) -> list[pa.Array | str]:
+    """Pieces that write each string as :func:`json.dumps` does, for an
+    element-wise join: the string between quote pieces when none needs
+    escaping (no copy of the column), else :func:`_str_texts`."""
+    if len(values) and pc.any(pc.match_substring_regex(values, _NEEDS_ESCAPE)).as_py():
+        return [_str_texts(values)]
+    return ['"', values, '"']
+
+
 def _float_texts(values: npt.NDArray[np.float64]) -> pa.Array:
     """Each float as :func:`json.dumps` writes it (``repr``; ``NaN``/``Infinity``),
     each distinct value (bit for bit) written once.
@@ -838,6 +987,19 @@ def _bulk_lines(
     window: Mapping[str, Sequence[Mapping[str, Any]]],
     pull_texts: dict[int, tuple[Mapping[str, Any], str]],
 ) -> list[str | None]:
+    """:func:`_bulk_line_array` as a list: each row's line, or None for a row
+    left to the per-row path."""
+    lines = _bulk_line_array(batch, c_texts, others, window, pull_texts)
+    return [None] * batch.num_rows if lines is None else lines.to_pylist()
+
+
+def _bulk_line_array(
+    batch: pa.RecordBatch,
+    c_texts: pa.Array,
+    others: Mapping[str, Sequence[Mapping[str, Any]]] | pa.Array,
+    window: Mapping[str, Sequence[Mapping[str, Any]]],
+    pull_texts: dict[int, tuple[Mapping[str, Any], str]],
+) -> pa.Array | None:
     """The DSJSON lines of a batch written column-wise: the bytes of :func:`_line`.
 
     Parameters
@@ -848,41 +1010,43 @@ def _bulk_lines(
         Each row's ``c`` as JSON text (:func:`_bulk_features`), null for a row
         left to the per-row path.
     others, window : mapping of event_id -> rows
-        Outcomes about other actions and pulls, as for :func:`iter_dsjson`.
+        Outcomes about other actions and pulls, as for :func:`iter_dsjson`;
+        ``others`` may also be the batch's rows of :func:`_other_texts`
+        (string array, shape (n,)).
     pull_texts : dict
         Each pull's JSON text by its row's identity (:func:`_pull_text`),
         shared across batches.
 
     Returns
     -------
-    list, length n
-        Each row's line, or None for a row left to the per-row path (a null
-        ``c``; every row when a column the writer reads holds a null or a
-        timestamp outside years 1000-9999).
+    pyarrow.StringArray, shape (n,), or None
+        Each row's line, null for a row left to the per-row path (a null
+        ``c``); None (every row left to it) when a column the writer reads
+        holds a null or a timestamp outside years 1000-9999.
     """
     n = batch.num_rows
     col = batch.column
     if n == 0 or c_texts.null_count == n:
-        return [None] * n
+        return None
     if any(col(name).null_count for name in _LINE_COLUMNS):
-        return [None] * n
+        return None
     ts_us = col("ts").cast(pa.int64()).to_numpy()
     if ts_us.min() < _YEAR_US[0] or ts_us.max() > _YEAR_US[1]:
-        return [None] * n
+        return None
     slate = col("slate")
     slots = pc.list_flatten(slate)
     off = np.asarray(slate.offsets)
     if off[-1] - off[0] != len(slots) or slots.null_count:  # a null list holding values
-        return [None] * n
+        return None
     if any(slots.field(k).null_count for k in range(slots.type.num_fields)):
-        return [None] * n
+        return None
     probs = col("probabilities")
     channels = col("channels_requested")
     action_ids = col("action_ids")
     if pc.list_flatten(channels).null_count or pc.list_flatten(action_ids).null_count:
-        return [None] * n
+        return None
     if pc.list_flatten(probs).null_count:
-        return [None] * n
+        return None
 
     reward = col("reward").to_numpy()
     ci = col("chosen_index").to_numpy().astype(np.int64)
@@ -904,9 +1068,10 @@ def _bulk_lines(
         "",
     )
     extras: list[str] = [""] * n
-    if others or window:
+    other_rows = others if isinstance(others, Mapping) else {}
+    if other_rows or window:
         for i, eid in enumerate(col("event_id").to_pylist()):
-            other, pulled = others.get(eid), window.get(eid)
+            other, pulled = other_rows.get(eid), window.get(eid)
             if other or pulled:
                 text = ""
                 if other:
@@ -916,6 +1081,9 @@ def _bulk_lines(
                         f',"{PULLS_KEY}":[{",".join(_pull_text(t, pull_texts) for t in pulled)}]'
                     )
                 extras[i] = text
+    extra_texts = pa.array(extras, pa.string())
+    if not isinstance(others, Mapping):  # the other outcomes' texts come first
+        extra_texts = pc.binary_join_element_wise(pc.fill_null(others, ""), extra_texts, "")
     lines = pc.binary_join_element_wise(
         '{"_label_cost":',
         _float_texts(np.where(reward != 0.0, -reward, 0.0)),
@@ -929,7 +1097,7 @@ def _bulk_lines(
         ',"Timestamp":"',
         pa.array(np.datetime_as_string(ts_us.astype("datetime64[us]"), unit="us"), pa.string()),
         f'Z","Version":{_json(DSJSON_VERSION)},"EventId":',
-        _str_texts(col("event_id")),
+        *_str_parts(col("event_id")),
         ',"a":',
         pa.array([a_texts[k] for k in n_actions.tolist()], pa.string()),
         ',"c":',
@@ -937,29 +1105,29 @@ def _bulk_lines(
         ',"p":[',
         _list_texts(probs, _float_texts(pc.list_flatten(probs).to_numpy())),
         '],"VWState":{"m":',
-        _str_texts(col("model_version")),
+        *_str_parts(col("model_version")),
         f'}},"{NBA_KEY}":{{"action_ids":[',
         _list_texts(action_ids, _str_texts(pc.list_flatten(action_ids))),
         '],"hcp_id":',
-        _str_texts(col("hcp_id")),
+        *_str_parts(col("hcp_id")),
         ',"requester":',
-        _str_texts(col("requester")),
+        *_str_parts(col("requester")),
         ',"channels_requested":[',
         _list_texts(channels, _str_texts(pc.list_flatten(channels))),
         '],"catalog_version":',
-        _str_texts(col("catalog_version")),
+        *_str_parts(col("catalog_version")),
         ',"policy":',
-        _str_texts(col("policy")),
+        *_str_parts(col("policy")),
         ',"reward_definition":',
-        _str_texts(col("reward_definition")),
+        *_str_parts(col("reward_definition")),
         ',"reward_is_default":',
         pc.if_else(col("reward_is_default"), "true", "false"),
         slate_texts,
-        pa.array(extras, pa.string()),
+        extra_texts,
         "}}",
         "",
     )
-    return lines.to_pylist()
+    return lines
 
 
 # An action line of the featurizer (nba.features.tokens.cross_tokens and the
@@ -1063,12 +1231,19 @@ def _repeated_names(lines: pa.Array) -> npt.NDArray[np.bool_]:
     if len(toks) == 0:
         return out
     row = pc.list_parent_indices(parts).to_numpy()
-    names = pc.replace_substring_regex(toks, ":.*$", "")
-    code = pc.dictionary_encode(names).indices.to_numpy().astype(np.int64)
-    is_ns = pc.starts_with(toks, "|").to_numpy(zero_copy_only=False)
+    # each distinct token's name (up to its first colon) coded once, in Python
+    distinct = pc.dictionary_encode(toks)
+    names: dict[str, int] = {}
+    words = distinct.dictionary.to_pylist()
+    word_code = np.array([names.setdefault(w.partition(":")[0], len(names)) for w in words])
+    word_ns = np.array([w.startswith("|") for w in words], dtype=bool)
+    word_real = np.array([w != "" for w in words], dtype=bool)  # an empty line has no name
+    at = distinct.indices.to_numpy().astype(np.int64)
+    code = word_code.astype(np.int64)[at]
+    is_ns = word_ns[at]
     group = np.where(is_ns, row, np.cumsum(is_ns) + n)  # a namespace's features: its own group
     key = group.astype(np.int64) * (int(code.max()) + 1) + code
-    real = np.flatnonzero(pc.utf8_length(toks).to_numpy() > 0)  # an empty line has no name
+    real = np.flatnonzero(word_real[at])
     order = real[np.argsort(key[real], kind="stable")]
     dup = np.flatnonzero(np.diff(key[order]) == 0)
     out[row[order[dup]]] = True
@@ -1110,7 +1285,7 @@ def export_dsjson(
     n = 0
     try:
         with (
-            open(tmp, "w", encoding="utf-8") as fh,
+            open(tmp, "wb") as fh,
             tqdm(
                 total=joined.num_rows,
                 disable=not progress,
@@ -1119,13 +1294,16 @@ def export_dsjson(
                 desc="dsjson",
             ) as bar,
         ):
-            for line in iter_dsjson(joined, catalogs, outcomes=outcomes, pulls=pulls, bulk=bulk):
-                fh.write(line)
-                fh.write("\n")
-                n += 1
-                if n % 4096 == 0:
-                    bar.update(4096)
-            bar.update(n % 4096)
+            for lines in _iter_lines(joined, catalogs, 4096, outcomes, pulls, bulk):
+                if isinstance(lines, str):
+                    fh.write(lines.encode("utf-8"))
+                    fh.write(b"\n")
+                    k = 1
+                else:  # a run of column-wise lines: their bytes as they are
+                    fh.write(concat_lines(lines))
+                    k = len(lines)
+                n += k
+                bar.update(k)
         tmp.replace(out)
     finally:
         tmp.unlink(missing_ok=True)

@@ -144,6 +144,7 @@ def test_bench_export(env: dict[str, str]) -> None:
         "one decision at a time:" in text
         and "bulk (column-wise):" in text
         and "per CPU second" in text
+        and "bulk featurizer alone:" in text
     )
     assert "files identical: True" in text
 
