@@ -8,7 +8,7 @@ import os
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -22,7 +22,7 @@ class _Fake:
     """An HTTP server on 127.0.0.1 that answers every GET with ``status`` and
     ``body``, and keeps the paths and Authorization headers it was sent."""
 
-    def __init__(self, status: int, body: str, content_type: str) -> None:
+    def __init__(self, status: int, body: str, content_type: str = "application/json") -> None:
         self.requests: list[tuple[str, str | None]] = []
         fake = self
 
@@ -50,15 +50,15 @@ class _Fake:
 
 
 @pytest.fixture
-def serve() -> Iterator[type[_Fake]]:
+def serve() -> Iterator[Callable[..., _Fake]]:
+    """Start fakes (``serve(status, body, content_type)``); all stopped after the test."""
     started: list[_Fake] = []
 
-    class Started(_Fake):
-        def __init__(self, status: int, body: str, content_type: str = "application/json"):
-            super().__init__(status, body, content_type)
-            started.append(self)
+    def start(status: int, body: str, content_type: str = "application/json") -> _Fake:
+        started.append(_Fake(status, body, content_type))
+        return started[-1]
 
-    yield Started
+    yield start
     for fake in started:
         fake.close()
 
@@ -74,7 +74,7 @@ def test_a_store_that_is_not_a_server_is_returned_without_a_request(
 
 
 def test_an_answering_mlflow_server_passes_and_gets_the_token(
-    serve: type[_Fake], monkeypatch: pytest.MonkeyPatch
+    serve: Callable[..., _Fake], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     fake = serve(200, json.dumps({"experiments": []}))
     monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", "tok-1")
@@ -85,7 +85,7 @@ def test_an_answering_mlflow_server_passes_and_gets_the_token(
 
 
 def test_basic_credentials_are_sent_when_there_is_no_token(
-    serve: type[_Fake], monkeypatch: pytest.MonkeyPatch
+    serve: Callable[..., _Fake], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     fake = serve(200, "{}")
     monkeypatch.delenv("MLFLOW_TRACKING_TOKEN", raising=False)
@@ -116,7 +116,7 @@ def test_an_unreachable_server_is_named_with_what_to_do() -> None:
     ],
 )
 def test_a_server_that_is_not_a_usable_mlflow_server_is_refused(
-    serve: type[_Fake], status: int, body: str, content_type: str, match: str
+    serve: Callable[..., _Fake], status: int, body: str, content_type: str, match: str
 ) -> None:
     fake = serve(status, body, content_type)
     with pytest.raises(TrackingUnavailable, match=match) as info:
