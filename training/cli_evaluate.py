@@ -22,11 +22,12 @@ _INTERVALS = ("bootstrap", "gaussian", "bernstein")
 
 
 def _check_tracking(tracking_uri: str | None) -> None:
-    """Stop with a clear message before any work when the tracking server is down."""
-    from training.mlflow_utils import TrackingUnavailable, check_tracking
+    """Stop with a clear message before any work when the tracking server is down
+    (before the work's imports too: MLflow, pandas, scipy)."""
+    from training.tracking import TrackingUnavailable, check_server
 
     try:
-        check_tracking(tracking_uri)
+        check_server(tracking_uri)
     except TrackingUnavailable as exc:
         raise click.ClickException(str(exc)) from None
 
@@ -146,9 +147,6 @@ def evaluate(
     """Off-policy estimates of target policies on logged decisions, with intervals."""
     import tempfile
 
-    from training.evaluate import DEFAULT_ESTIMATORS, log_evaluation
-    from training.evaluate import evaluate as run_evaluate
-
     targets = [*policies, *(p.strip() for p in (policy_list or "").split(",") if p.strip())]
     if not targets:
         raise click.UsageError("give at least one target policy with --policy or --policies")
@@ -156,6 +154,9 @@ def evaluate(
     names = [*estimators, *(e.strip() for e in (estimator_list or "").split(",") if e.strip())]
     if not no_mlflow or any(t.startswith(("models:/", "runs:/")) for t in targets):
         _check_tracking(tracking_uri)
+    from training.evaluate import DEFAULT_ESTIMATORS, log_evaluation
+    from training.evaluate import evaluate as run_evaluate
+
     try:
         ev = run_evaluate(
             logs_dir,
@@ -251,9 +252,9 @@ def promote(
 
     Exits with status 1 and the reason when the gate refuses.
     """
+    _check_tracking(tracking_uri)
     from training.promote import promote as run_promote
 
-    _check_tracking(tracking_uri)
     try:
         d = run_promote(
             logs_dir,

@@ -99,22 +99,22 @@ def train(
     spark_master: str | None,
 ) -> None:
     """Train a contextual-bandit policy from logged decisions with VW's native parser."""
+    if vw_args and config_file:
+        raise click.UsageError("give either --vw-args or --config, not both")
+    sql_engine = resolve_engine(engine, spark_master)
+    if not no_mlflow:
+        from training.tracking import TrackingUnavailable, check_server
+
+        try:  # before the training work and its imports (MLflow, pandas, scipy)
+            check_server(tracking_uri)
+        except TrackingUnavailable as exc:
+            raise click.ClickException(str(exc)) from None
     from nba.features import FeaturizerConfig
     from nba.policies.vw import VWConfig
     from nba.reward import RewardDefinition
     from training.train import load_train_config
     from training.train import train as run_train
 
-    if vw_args and config_file:
-        raise click.UsageError("give either --vw-args or --config, not both")
-    sql_engine = resolve_engine(engine, spark_master)
-    if not no_mlflow:
-        from training.mlflow_utils import TrackingUnavailable, check_tracking
-
-        try:  # before the training work, not after it
-            check_tracking(tracking_uri)
-        except TrackingUnavailable as exc:
-            raise click.ClickException(str(exc)) from None
     try:
         rd = RewardDefinition.load(reward_def) if reward_def else RewardDefinition.default()
         fz = FeaturizerConfig()

@@ -31,6 +31,8 @@ from mlflow import MlflowClient
 
 from nba.paths import default_tracking_uri
 from training.pyfunc_model import POLICY_ARTIFACT, NBAPyfuncModel
+from training.tracking import TrackingUnavailable as TrackingUnavailable
+from training.tracking import check_server
 
 REGISTERED_MODEL = "nba"
 CHALLENGER = "challenger"
@@ -65,39 +67,13 @@ def configure(tracking_uri: str | None = None) -> str:
     return uri
 
 
-class TrackingUnavailable(RuntimeError):
-    """The MLflow tracking server named by the tracking URI cannot be used."""
-
-
-def _server_auth() -> dict[str, str]:
-    token = os.environ.get("MLFLOW_TRACKING_TOKEN")
-    if token:
-        return {"Authorization": f"Bearer {token}"}
-    user, password = (
-        os.environ.get("MLFLOW_TRACKING_USERNAME"),
-        os.environ.get("MLFLOW_TRACKING_PASSWORD"),
-    )
-    if user and password:
-        import base64
-
-        raw = base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
-        return {"Authorization": f"Basic {raw}"}
-    return {}
-
-
 def check_tracking(
     tracking_uri: str | None = None, connect_timeout: float = 10.0, read_timeout: float = 120.0
 ) -> str:
     """Point MLflow at ``tracking_uri`` (default: the project's store) and, for an
-    ``http(s)://`` tracking server, check that it answers as one; returns the URI.
-
-    MLflow's own client retries an unreachable server for minutes before it
-    fails; this check asks once (``connect_timeout`` seconds to connect,
-    ``read_timeout`` for the answer: a server's first request after its start
-    opens its database, which can take a while) so that a command stops before
-    it trains or evaluates anything. Credentials come from
-    ``MLFLOW_TRACKING_TOKEN`` or ``MLFLOW_TRACKING_USERNAME`` /
-    ``MLFLOW_TRACKING_PASSWORD``, as MLflow's client takes them.
+    ``http(s)://`` tracking server, check that it answers as one; returns the URI
+    (:func:`training.tracking.check_server`, which the commands call before they
+    import MLflow).
 
     Raises
     ------
@@ -105,42 +81,7 @@ def check_tracking(
         The server refuses connections, times out, rejects the credentials, or
         answers something that is not the MLflow REST API.
     """
-    uri = configure(tracking_uri)
-    if urlparse(uri).scheme not in ("http", "https"):
-        return uri
-    import httpx
-
-    url = f"{uri.rstrip('/')}/api/2.0/mlflow/experiments/search"
-    hint = (
-        "start the MLflow tracking server (docs/deploy.md) or point MLFLOW_TRACKING_URI "
-        "(--tracking-uri, NBA_TRACKING_URI for the service) at one that runs"
-    )
-    try:
-        r = httpx.get(
-            url,
-            params={"max_results": 1},
-            headers=_server_auth(),
-            timeout=httpx.Timeout(read_timeout, connect=connect_timeout),
-        )
-    except httpx.HTTPError as exc:
-        raise TrackingUnavailable(
-            f"MLflow tracking server {uri} cannot be reached ({type(exc).__name__}: {exc}); {hint}"
-        ) from exc
-    if r.status_code in (401, 403):
-        raise TrackingUnavailable(
-            f"MLflow tracking server {uri} refused the credentials (HTTP {r.status_code}); "
-            "set MLFLOW_TRACKING_TOKEN or MLFLOW_TRACKING_USERNAME/MLFLOW_TRACKING_PASSWORD"
-        )
-    try:
-        ok = r.status_code == 200 and isinstance(r.json(), dict)
-    except ValueError:
-        ok = False
-    if not ok:
-        raise TrackingUnavailable(
-            f"{uri} does not answer as an MLflow tracking server (GET {url} gave HTTP "
-            f"{r.status_code}: {r.text[:200]!r}); {hint}"
-        )
-    return uri
+    return check_server(configure(tracking_uri), connect_timeout, read_timeout)
 
 
 def _artifact_root(uri: str) -> Path | None:

@@ -42,6 +42,7 @@ one form gives every estimator the same three intervals:
 
 from __future__ import annotations
 
+import functools
 import inspect
 import math
 import os
@@ -52,7 +53,6 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
 import numpy as np
-from scipy import stats
 
 from nba.ope.data import FloatArray, LoggedData, OPEInputError, segment_sum
 
@@ -225,7 +225,7 @@ class BaseOffPolicyEstimator(ABC):
             low, high = np.quantile(ok, [alpha / 2.0, 1.0 - alpha / 2.0])
             return Interval(est, float(low), float(high), method, alpha, notes)
         if method == "gaussian":
-            half = float(stats.norm.ppf(1.0 - alpha / 2.0)) * _influence_se(terms, est)
+            half = _norm_quantile(1.0 - alpha / 2.0) * _influence_se(terms, est)
             return Interval(est, est - half, est + half, method, alpha)
         return self._bernstein(data, terms, est, alpha, weight_bound)
 
@@ -312,7 +312,7 @@ class BaseOffPolicyEstimator(ABC):
             return Interval(est, float(low), float(high), method, alpha, notes)
         if method == "gaussian":
             psi = _influence(terms_a) - _influence(terms_b)
-            half = float(stats.norm.ppf(1.0 - alpha / 2.0)) * _se(psi)
+            half = _norm_quantile(1.0 - alpha / 2.0) * _se(psi)
             return Interval(est, est - half, est + half, method, alpha)
         return self._bernstein_difference(
             data, baseline, terms_a, terms_b, est, alpha, weight_bound
@@ -527,14 +527,24 @@ def _term_matrix(terms: _Terms) -> np.ndarray:
     return np.ascontiguousarray(np.column_stack(cols))
 
 
+def _norm_quantile(q: float) -> float:
+    """The standard normal's ``q`` quantile (scipy.stats is imported on first use:
+    importing it costs every process that imports :mod:`nba.ope`, the service's
+    among them, over a second of CPU)."""
+    from scipy import stats
+
+    return float(stats.norm.ppf(q))
+
+
+@functools.cache
 def _poisson_table() -> np.ndarray:
-    """Map a uniform 16-bit integer to a Poisson(1) count (P quantised to 2^-16)."""
+    """Map a uniform 16-bit integer to a Poisson(1) count (P quantised to 2^-16);
+    built on first use."""
+    from scipy import stats
+
     cdf = stats.poisson.cdf(np.arange(16), 1.0)
     cuts = np.round(cdf * 65536.0)
     return np.searchsorted(cuts, np.arange(65536), side="right").astype(np.uint8)
-
-
-_POISSON_TABLE = _poisson_table()
 
 
 def _counts(rng: np.random.Generator, rows: int, n: int, resampling: str) -> np.ndarray:
@@ -548,7 +558,7 @@ def _counts(rng: np.random.Generator, rows: int, n: int, resampling: str) -> np.
         raw = rng.bit_generator.random_raw(rows * words)
         assert isinstance(raw, np.ndarray)
         u16 = raw.view(np.uint16).reshape(rows, 4 * words)[:, :n]
-        return np.take(_POISSON_TABLE, u16).astype(np.float64)
+        return np.take(_poisson_table(), u16).astype(np.float64)
     # multinomial: n uniform draws per row, counted per decision (row by row, so
     # the scatter target stays cache-sized; same stream as one (rows, n) draw)
     out = np.empty((rows, n))

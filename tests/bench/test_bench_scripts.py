@@ -138,6 +138,18 @@ def test_bench_startup(env: dict[str, str]) -> None:
 
 
 @pytest.mark.slow
+def test_bench_process_cpu(env: dict[str, str]) -> None:
+    """One cheap case (pandas) with its reference, each with and without bytecode."""
+    text = _run(["bench/process_cpu.py", "--repeat", "1", "--only", "pandas"], env)
+    assert "bytecode" in text and "none" in text and "run finished" in text
+    rows = {
+        m.group(1): m.groups()[1:]
+        for m in re.finditer(r"^(\S+)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)x$", text, re.M)
+    }
+    assert set(rows) == {"pass", "pandas"}, text
+
+
+@pytest.mark.slow
 def test_bench_export(env: dict[str, str]) -> None:
     text = _run(["bench/export.py", "--hcps", "120", "--days", "8", "--repeat", "1"], env)
     assert (
