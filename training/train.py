@@ -301,12 +301,16 @@ class _DayColumns:
         self.root = root
         self.activated_only = activated_only
         self._days: dict[date, pa.Table] = {}
+        # listed once: each day's read reuses it instead of listing every day again
+        self._listing = logio.PartListing(root, "decisions")
 
     def _day(self, day: date) -> pa.Table:
         table = self._days.get(day)
         if table is None:
             cols = ["event_id", "activated", *DAY_COLUMNS]
-            table = logio.read(self.root, "decisions", since=day, until=day, columns=cols)
+            table = logio.read(
+                self.root, "decisions", since=day, until=day, columns=cols, listing=self._listing
+            )
             if self.activated_only and not pc.all(table.column("activated")).as_py():
                 table = table.filter(table.column("activated"))
             table = table.select(["event_id", *DAY_COLUMNS]).combine_chunks()
