@@ -213,17 +213,34 @@ def _as_utc(value: date | datetime, end: bool) -> datetime:
     return dt + timedelta(days=1) if end else dt
 
 
-def part_files(root: str | Path, name: str) -> list[Path]:
-    """Committed part files of table ``name`` in date, then sequence order."""
+def _day_dirs(root: str | Path, name: str) -> list[tuple[date, Path]]:
+    """The day directories of table ``name``, in date order (one directory listing)."""
     _schema(name)
     base = Path(root) / name
     if not base.exists():
         return []
-    files = []
-    for d in sorted(base.iterdir()):
-        if d.is_dir() and d.name.startswith(f"{PARTITION_KEY}="):
-            files.extend(sorted(p for p in d.iterdir() if _PART.match(p.name)))
-    return files
+    prefix = f"{PARTITION_KEY}="
+    out = []
+    for d in base.iterdir():
+        if not d.name.startswith(prefix) or not d.is_dir():
+            continue
+        try:
+            day = date.fromisoformat(d.name[len(prefix) :])
+        except ValueError:
+            raise LogError(f"{d}: not a day directory ({prefix}YYYY-MM-DD)") from None
+        out.append((day, d))
+    return sorted(out)
+
+
+def _parts_of(directory: Path) -> list[Path]:
+    """Committed parts of one day directory in sequence order (hidden, in-flight
+    files and anything else not named ``part-NNNNN.parquet`` are skipped)."""
+    return sorted(p for p in directory.iterdir() if _PART.match(p.name))
+
+
+def part_files(root: str | Path, name: str) -> list[Path]:
+    """Committed part files of table ``name`` in date, then sequence order."""
+    return [f for _, d in _day_dirs(root, name) for f in _parts_of(d)]
 
 
 def time_bounds(
@@ -235,20 +252,66 @@ def time_bounds(
     return lo, hi
 
 
+def _day_meets(day: date, lo: datetime | None, hi: datetime | None) -> bool:
+    day_start = datetime(day.year, day.month, day.day, tzinfo=UTC)
+    if lo is not None and day_start + timedelta(days=1) <= lo:
+        return False
+    return hi is None or day_start < hi
+
+
 def part_files_between(
     root: str | Path, name: str, lo: datetime | None, hi: datetime | None
 ) -> list[Path]:
-    """The part files of ``name`` whose UTC day meets ``[lo, hi)`` (None: unbounded)."""
-    keep = []
-    for f in part_files(root, name):
-        day = date.fromisoformat(f.parent.name.split("=", 1)[1])
-        day_start = datetime(day.year, day.month, day.day, tzinfo=UTC)
-        if lo is not None and day_start + timedelta(days=1) <= lo:
-            continue
-        if hi is not None and day_start >= hi:
-            continue
-        keep.append(f)
-    return keep
+    """The part files of ``name`` whose UTC day meets ``[lo, hi)`` (None: unbounded).
+
+    Only the day directories in the range are listed (one listing of the table's
+    directory, then one per day read).
+    """
+    return [f for day, d in _day_dirs(root, name) if _day_meets(day, lo, hi) for f in _parts_of(d)]
+
+
+class PartListing:
+    """The committed part files of one log table, listed once and reused.
+
+    A command that reads a table many times (``nba train`` reads the decisions'
+    contexts one day at a time) lists the table's directory once instead of on
+    every read: listing every day directory on each daily read grows with the
+    square of the number of days. Parts committed after the listing are not
+    seen; hidden (in-flight) files are skipped as by :func:`part_files`.
+
+    Parameters
+    ----------
+    root : path
+        Log directory.
+    name : str
+        Table name.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> listing = PartListing(tempfile.mkdtemp(), "decisions")
+    >>> listing.between(None, None)
+    []
+    """
+
+    def __init__(self, root: str | Path, name: str) -> None:
+        self.root = Path(root)
+        self.name = name
+        self._days = _day_dirs(root, name)
+        self._parts: dict[date, list[Path]] = {}
+
+    def between(self, lo: datetime | None, hi: datetime | None) -> list[Path]:
+        """The part files whose UTC day meets ``[lo, hi)`` (None: unbounded), in date,
+        then sequence order; each day directory is listed at most once."""
+        out: list[Path] = []
+        for day, d in self._days:
+            if not _day_meets(day, lo, hi):
+                continue
+            parts = self._parts.get(day)
+            if parts is None:
+                parts = self._parts[day] = _parts_of(d) if d.is_dir() else []
+            out.extend(parts)
+        return out
 
 
 def read(
@@ -257,9 +320,16 @@ def read(
     since: date | datetime | None = None,
     until: date | datetime | None = None,
     columns: Sequence[str] | None = None,
+    listing: PartListing | None = None,
 ) -> pa.Table:
     """Read log table ``name``; ``since`` is inclusive, ``until`` exclusive for
     datetimes and inclusive for whole dates. Hidden (in-flight) files are skipped.
+
+    Parameters
+    ----------
+    listing : PartListing, optional
+        The table's part files listed once before (by a command that reads it
+        many times); without it, the day directories in the range are listed.
 
     Returns
     -------
@@ -269,7 +339,15 @@ def read(
     schema = _schema(name)
     lo = None if since is None else _as_utc(since, end=False)
     hi = None if until is None else _as_utc(until, end=True)
-    keep = part_files_between(root, name, lo, hi)
+    if listing is None:
+        keep = part_files_between(root, name, lo, hi)
+    elif listing.name != name or listing.root != Path(root):
+        raise LogError(
+            f"read({str(root)!r}, {name!r}): the listing is of table {listing.name!r} "
+            f"under {str(listing.root)!r}"
+        )
+    else:
+        keep = listing.between(lo, hi)
     if not keep:
         empty = schema.empty_table()
         return empty.select(list(columns)) if columns else empty

@@ -126,3 +126,28 @@ def test_load_joined_reads_only_the_columns_asked_for(sim_logs: dict[str, Path])
     assert empty.table.num_rows == 0 and "context" not in empty.table.column_names
     with pytest.raises(LogError, match=r"columns: 'contexts' is not a decisions column"):
         load_joined(sim_logs["plain"], RD, columns=["contexts"])
+
+
+def test_a_failure_while_preparing_a_later_chunk_is_raised(
+    sim_logs: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The next chunk is read and parsed on a thread of its own while this one is
+    featurized: an error there reaches the caller (no hang, no partial model)."""
+    import shutil
+
+    import training.train as tt
+
+    logs = tmp_path / "logs"
+    shutil.copytree(sim_logs["plain"], logs)
+    gone = logio.part_files(logs, "decisions")[5]  # a middle day's decisions
+    real = tt.load_joined
+
+    def join_then_lose_a_day(*args: object, **kwargs: object) -> object:
+        joined = real(*args, **kwargs)  # type: ignore[arg-type]
+        gone.unlink()  # the log changes after the join, before that day is read
+        return joined
+
+    monkeypatch.setattr(tt, "load_joined", join_then_lose_a_day)
+    day = gone.parent.name.split("=", 1)[1]
+    with pytest.raises(TrainingError, match=rf"of {day} was joined but is not in its day's"):
+        train(logs, RD, seed=1, chunk_decisions=300, work_dir=tmp_path / "wd")

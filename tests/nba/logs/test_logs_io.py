@@ -333,3 +333,70 @@ def test_new_touch_columns_checked(
     t = t.set_column(t.schema.get_field_index(column), column, pa.array(values, typ))
     with pytest.raises(LogError, match=match):
         io.append(tmp_path, "touches", t)
+
+
+# ------------------------------------------------- one listing reused by many reads
+def test_listing_reads_what_read_reads_and_lists_each_day_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    t = _touches(40, step=timedelta(hours=5))  # 2026-01-05 .. 2026-01-13, nine days
+    io.append(tmp_path, "touches", t)
+    io.append(tmp_path, "touches", t.slice(0, 4))  # a second part on the first day
+    days = sorted({x.date() for x in t.column("ts").to_pylist()})
+    assert len(days) == 9
+    listed: list[str] = []
+    real_iterdir = Path.iterdir
+
+    def counting(self: Path) -> Any:
+        listed.append(self.name)
+        return real_iterdir(self)
+
+    listing = io.PartListing(tmp_path, "touches")
+    monkeypatch.setattr(Path, "iterdir", counting)
+    for d in days:
+        # each day's read gives what a read without the listing gives
+        got = io.read(tmp_path, "touches", since=d, until=d, listing=listing)
+        want = io.read(tmp_path, "touches", since=d, until=d)
+        assert got.equals(want) and got.num_rows > 0
+    monkeypatch.undo()
+    # with the listing: one listing per day, never the table's directory again;
+    # without: the table's directory once per read, and that day's directory
+    with_listing = len(listed) - 2 * len(days)
+    assert with_listing == len(days)
+    assert listed.count("touches") == len(days)  # the reads without the listing only
+    assert io.read(tmp_path, "touches", listing=listing).num_rows == 44
+    assert listing.between(None, None) == io.part_files(tmp_path, "touches")
+
+
+def test_listing_skips_hidden_files_and_sees_no_later_parts(tmp_path: Path) -> None:
+    io.append(tmp_path, "touches", _touches(2, step=timedelta(minutes=1)))
+    day_dir = io.part_files(tmp_path, "touches")[0].parent
+    (day_dir / ".part-00001.parquet.tmp").write_bytes(b"in flight")
+    (day_dir / "notes.txt").write_text("not a part")
+    listing = io.PartListing(tmp_path, "touches")
+    assert [p.name for p in listing.between(None, None)] == ["part-00000.parquet"]
+    assert io.read(tmp_path, "touches", listing=listing).num_rows == 2
+    # a part committed after the day was listed is not seen through the listing
+    io.append(tmp_path, "touches", _touches(3, step=timedelta(minutes=1)))
+    assert io.read(tmp_path, "touches", listing=listing).num_rows == 2
+    assert io.read(tmp_path, "touches").num_rows == 5
+
+
+def test_listing_of_another_table_or_root_is_refused(tmp_path: Path) -> None:
+    io.append(tmp_path, "touches", _touches(2, step=timedelta(minutes=1)))
+    listing = io.PartListing(tmp_path, "touches")
+    with pytest.raises(LogError, match="the listing is of table 'touches'"):
+        io.read(tmp_path, "outcomes", listing=listing)
+    with pytest.raises(LogError, match="the listing is of table 'touches'"):
+        io.read(tmp_path / "other", "touches", listing=listing)
+    with pytest.raises(LogError, match="unknown log table"):
+        io.PartListing(tmp_path, "nope")
+
+
+def test_day_directory_with_a_bad_date_is_named(tmp_path: Path) -> None:
+    io.append(tmp_path, "touches", _touches(2, step=timedelta(minutes=1)))
+    (tmp_path / "touches" / "date=2026-13-01").mkdir()
+    with pytest.raises(LogError, match=r"date=2026-13-01: not a day directory"):
+        io.read(tmp_path, "touches")
+    with pytest.raises(LogError, match=r"date=2026-13-01: not a day directory"):
+        io.PartListing(tmp_path, "touches")
