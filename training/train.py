@@ -21,7 +21,6 @@ import tempfile
 import threading
 import time
 from collections.abc import Mapping
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -34,7 +33,7 @@ import pyarrow.compute as pc
 
 from nba.catalog import Catalog
 from nba.domain import ValidationError, parse_day
-from nba.features import FeaturizerConfig, PreparedTable
+from nba.features import FeaturizerConfig
 from nba.logs import io as logio
 from nba.logs.engine import SqlEngine, get_engine
 from nba.logs.join import OpenWindows, load_joined, open_windows_hint
@@ -581,20 +580,6 @@ def train(
             )
             while bounds and bounds[-1] < n_train:
                 bounds.append(min(n_train, bounds[-1] + chunk_decisions))
-            featurizer = policy.featurizer
-
-            def prepare(a: int, b: int) -> tuple[pa.Table, PreparedTable]:
-                # the rows' day columns read and their contexts parsed: Parquet
-                # decoding and Arrow's JSON reader release the GIL, so this runs on
-                # a thread of its own for chunk k + 1 while chunk k is featurized
-                t = time.perf_counter()
-                part = _with_day_columns(narrow.take(pa.array(order[a:b])), days, columns)
-                prepared = featurizer.prepare_table(part)
-                timings["prepare"] += time.perf_counter() - t
-                return part, prepared
-
-            timings["prepare"] = 0.0
-            spans = list(itertools.pairwise(bounds))
             try:
                 if featurize_on_engine:
                     t2 = time.perf_counter()
@@ -608,30 +593,25 @@ def train(
                     timings["featurize"] = time.perf_counter() - t2
                     for part in parts:  # VW's parser reads the engine's files, in order
                         chunks.put(pa.py_buffer(part.read_bytes()))
-                with ThreadPoolExecutor(1, thread_name_prefix="nba-prepare") as ahead:
-                    pending = ahead.submit(prepare, *spans[0]) if spans else None
-                    for k in range(len(spans)):
-                        if failure or pending is None:
-                            break
-                        t2 = time.perf_counter()
-                        part, prepared = pending.result()
-                        pending = (
-                            ahead.submit(prepare, *spans[k + 1]) if k + 1 < len(spans) else None
+                for a, b in itertools.pairwise(bounds):
+                    if failure:
+                        break
+                    t2 = time.perf_counter()
+                    part = _with_day_columns(narrow.take(pa.array(order[a:b])), days, columns)
+                    batch = policy.featurizer.featurize_table(part)
+                    if slates and has_slates(part):
+                        # every slot of a logged list is an example of its own
+                        text = pa.py_buffer(labelled_slot_text(part, batch))
+                    else:
+                        text = labelled_text_buffer(
+                            batch,
+                            part.column("chosen_index").to_numpy(),
+                            part.column("reward").to_numpy(),
+                            part.column("propensity").to_numpy(),
+                            part.column("event_id").to_pylist(),
                         )
-                        batch = featurizer.featurize_prepared(prepared)
-                        if slates and has_slates(part):
-                            # every slot of a logged list is an example of its own
-                            text = pa.py_buffer(labelled_slot_text(part, batch))
-                        else:
-                            text = labelled_text_buffer(
-                                batch,
-                                part.column("chosen_index").to_numpy(),
-                                part.column("reward").to_numpy(),
-                                part.column("propensity").to_numpy(),
-                                part.column("event_id").to_pylist(),
-                            )
-                        timings["featurize"] += time.perf_counter() - t2
-                        chunks.put(text)
+                    timings["featurize"] += time.perf_counter() - t2
+                    chunks.put(text)
             finally:
                 chunks.put(None)
                 writer.join()

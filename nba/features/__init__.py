@@ -132,7 +132,7 @@ from nba.features.config import (
     fixed3,
 )
 from nba.features.dsjson import dsjson_passthrough_lines
-from nba.features.featurizer import Featurizer, PreparedTable
+from nba.features.featurizer import Featurizer
 
 __all__ = [
     "ACTION_NAMESPACES",
@@ -143,7 +143,6 @@ __all__ = [
     "FeaturizedBatch",
     "Featurizer",
     "FeaturizerConfig",
-    "PreparedTable",
     "clean",
     "dsjson_passthrough_lines",
     "fixed3",

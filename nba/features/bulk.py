@@ -43,39 +43,6 @@ if TYPE_CHECKING:
     from nba.features.featurizer import Featurizer
 
 
-def parse_contexts(ctx: pa.Array) -> pa.Table | None:
-    """The logged context JSON of every row, parsed at once by Arrow's JSON reader.
-
-    Arrow's reader releases the GIL while it parses, so a caller may parse the
-    next batch on another thread while this one featurizes (``nba train`` does).
-
-    Parameters
-    ----------
-    ctx : pyarrow.StringArray, shape (n,)
-        Logged context JSON, no nulls, no foreign DSJSON.
-
-    Returns
-    -------
-    pyarrow.Table or None
-        One row per context; None when Arrow cannot read the contexts as one
-        table (a field whose JSON type changes between rows): the caller then
-        goes row by row.
-    """
-    blob = concat_buffer(pc.binary_join_element_wise(ctx, "\n", ""))
-    # contexts written over several lines parse too; read as one block, allowing
-    # it costs nothing (scanning every context for a newline did)
-    opts = pj.ParseOptions(newlines_in_values=True)
-    # one block: the contexts come back as one chunk (nothing to combine), and
-    # the caller's other thread keeps the second core busy with VW
-    read = pj.ReadOptions(use_threads=False, block_size=max(blob.size + 1, 1 << 20))
-    try:
-        return pj.read_json(pa.BufferReader(blob), read_options=read, parse_options=opts)
-    except pa.ArrowInvalid:
-        # columns whose JSON type changes between rows (e.g. a request value
-        # that is a number in one row and a string in another): row by row
-        return None
-
-
 def featurize_bulk(
     f: Featurizer,
     ctx: pa.Array,
@@ -104,35 +71,20 @@ def featurize_bulk(
         None when Arrow cannot read the contexts as one table (a field whose JSON
         type changes between rows): the caller then goes row by row.
     """
-    parsed = parse_contexts(ctx)
-    return None if parsed is None else featurize_parsed(f, parsed, acts, event_ids, action_json)
-
-
-def featurize_parsed(
-    f: Featurizer,
-    parsed: pa.Table,
-    acts: pa.Array,
-    event_ids: pa.Array,
-    action_json: bool = False,
-) -> FeaturizedBatch | None:
-    """:func:`featurize_bulk` from contexts already parsed by :func:`parse_contexts`.
-
-    Parameters
-    ----------
-    f : Featurizer
-    parsed : pyarrow.Table, n rows
-        :func:`parse_contexts` of the contexts.
-    acts : pyarrow.ListArray of string, shape (n,)
-    event_ids : pyarrow.StringArray, shape (n,)
-    action_json : bool, default False
-        As for :func:`featurize_bulk`.
-
-    Returns
-    -------
-    FeaturizedBatch or None
-        As :func:`featurize_bulk`.
-    """
-    n = len(acts)
+    n = len(ctx)
+    blob = concat_buffer(pc.binary_join_element_wise(ctx, "\n", ""))
+    # contexts written over several lines parse too; read as one block, allowing
+    # it costs nothing (scanning every context for a newline did)
+    opts = pj.ParseOptions(newlines_in_values=True)
+    # one block: the contexts come back as one chunk (nothing to combine), and
+    # the caller's other thread keeps the second core busy with VW
+    read = pj.ReadOptions(use_threads=False, block_size=max(blob.size + 1, 1 << 20))
+    try:
+        parsed = pj.read_json(pa.BufferReader(blob), read_options=read, parse_options=opts)
+    except pa.ArrowInvalid:
+        # columns whose JSON type changes between rows (e.g. a request value
+        # that is a number in one row and a string in another): row by row
+        return None
     if parsed.num_rows != n:
         raise FeaturizeError(f"featurize_table: parsed {parsed.num_rows} contexts from {n} rows")
     cols = _Columns(parsed, event_ids)

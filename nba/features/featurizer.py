@@ -9,7 +9,6 @@ The per-decision methods assemble lines from :mod:`nba.features.tokens`;
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -21,7 +20,7 @@ from nba.catalog import Catalog
 from nba.context import DecisionContext
 from nba.domain import Action, ValidationError
 from nba.features.batch import FeaturizedBatch
-from nba.features.bulk import featurize_parsed, parse_contexts
+from nba.features.bulk import featurize_bulk
 from nba.features.config import FeaturizeError, FeaturizerConfig, clean
 from nba.features.dsjson import (
     DSJSON_PREFIX,
@@ -38,33 +37,6 @@ from nba.features.tokens import (
     profile_tokens,
     request_tokens,
 )
-
-
-@dataclass(frozen=True)
-class PreparedTable:
-    """A log table checked and its contexts parsed (:meth:`Featurizer.prepare_table`).
-
-    Attributes
-    ----------
-    table : pyarrow.Table
-        The table as given.
-    context : pyarrow.StringArray, shape (n,)
-    action_ids : pyarrow.ListArray of string, shape (n,)
-    event_ids : pyarrow.StringArray, shape (n,)
-        The ``event_id`` column, or ``"row i"`` without one.
-    is_dsjson : numpy.ndarray of bool, shape (n,), or None
-        Which rows are foreign DSJSON, when any is (then nothing is parsed).
-    parsed : pyarrow.Table or None
-        The parsed contexts (n rows); None when there are none to parse, some
-        are DSJSON, or Arrow could not read them as one table (row by row then).
-    """
-
-    table: pa.Table
-    context: pa.Array
-    action_ids: pa.Array
-    event_ids: pa.Array
-    is_dsjson: npt.NDArray[np.bool_] | None
-    parsed: pa.Table | None
 
 
 class Featurizer:
@@ -212,26 +184,6 @@ class Featurizer:
         FeaturizedBatch
             Identical lines to :meth:`featurize_json` row by row.
         """
-        return self.featurize_prepared(self.prepare_table(table), action_json)
-
-    def prepare_table(self, table: pa.Table) -> PreparedTable:
-        """The first half of :meth:`featurize_table`: the table's columns checked and
-        its context JSON parsed.
-
-        The parse (most of this half's work) runs in Arrow without the GIL, so a
-        caller featurizing batch after batch may prepare the next batch on another
-        thread while :meth:`featurize_prepared` finishes this one.
-
-        Parameters
-        ----------
-        table : pyarrow.Table
-            As for :meth:`featurize_table`.
-
-        Returns
-        -------
-        PreparedTable
-            For :meth:`featurize_prepared`.
-        """
         for col in ("context", "action_ids"):
             if col not in table.column_names:
                 raise FeaturizeError(f"featurize_table: missing column {col!r}")
@@ -246,7 +198,9 @@ class Featurizer:
             else pa.array([f"row {i}" for i in range(n)])
         )
         if n == 0:
-            return PreparedTable(table, ctx, acts, event_ids, None, None)
+            return FeaturizedBatch(
+                pa.array([], pa.string()), pa.array([], pa.string()), np.zeros(1, np.int64)
+            )
         if ctx.null_count or acts.null_count:
             bad = int(
                 np.flatnonzero(
@@ -258,40 +212,9 @@ class Featurizer:
             )
         is_ds = pc.match_substring_regex(ctx, DSJSON_PREFIX_PATTERN).to_numpy(zero_copy_only=False)
         if is_ds.any():
-            return PreparedTable(table, ctx, acts, event_ids, is_ds, None)
-        return PreparedTable(table, ctx, acts, event_ids, None, parse_contexts(ctx))
-
-    def featurize_prepared(
-        self, prepared: PreparedTable, action_json: bool = False
-    ) -> FeaturizedBatch:
-        """The second half of :meth:`featurize_table`: the lines of a table
-        :meth:`prepare_table` prepared (with this featurizer or one of the same
-        catalog and configuration).
-
-        Parameters
-        ----------
-        prepared : PreparedTable
-        action_json : bool, default False
-            As for :meth:`featurize_table`.
-
-        Returns
-        -------
-        FeaturizedBatch
-            What :meth:`featurize_table` returns for the prepared table.
-        """
-        p = prepared
-        if p.table.num_rows == 0:
-            return FeaturizedBatch(
-                pa.array([], pa.string()), pa.array([], pa.string()), np.zeros(1, np.int64)
-            )
-        if p.is_dsjson is not None:
-            return self._mixed(p.table, p.is_dsjson)
-        batch = (
-            None
-            if p.parsed is None
-            else featurize_parsed(self, p.parsed, p.action_ids, p.event_ids, action_json)
-        )
-        return self._rowwise(p.context, p.action_ids, p.event_ids) if batch is None else batch
+            return self._mixed(table, is_ds)
+        batch = featurize_bulk(self, ctx, acts, event_ids, action_json)
+        return self._rowwise(ctx, acts, event_ids) if batch is None else batch
 
     def _mixed(self, table: pa.Table, is_ds: npt.NDArray[np.bool_]) -> FeaturizedBatch:
         """Foreign DSJSON rows one by one, native rows in bulk, merged in order."""

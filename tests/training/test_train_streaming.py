@@ -131,8 +131,8 @@ def test_load_joined_reads_only_the_columns_asked_for(sim_logs: dict[str, Path])
 def test_a_failure_while_preparing_a_later_chunk_is_raised(
     sim_logs: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The next chunk is read and parsed on a thread of its own while this one is
-    featurized: an error there reaches the caller (no hang, no partial model)."""
+    """A day's decisions lost after the join, while earlier chunks are already
+    being learnt: the error names the day and reaches the caller (no hang)."""
     import shutil
 
     import training.train as tt
