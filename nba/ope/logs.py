@@ -191,15 +191,7 @@ class LoggedLog:
             the served probability of the chosen action, or probabilities that
             do not sum to 1; the message names the event id.
         """
-        missing = [c for c in REQUIRED_COLUMNS if c not in table.column_names]
-        if missing:
-            raise OPEInputError(
-                f"joined log: missing column(s) {', '.join(missing)} "
-                "(expected the JOINED schema of nba.logs.join.load_joined)"
-            )
-        n = table.num_rows
-        if n == 0:
-            raise OPEInputError("joined log: no decisions to evaluate (empty selection)")
+        _check_joined(table)
         event_ids = np.asarray(table.column("event_id").to_numpy(zero_copy_only=False), object)
         ids_flat, offsets = _flat(table.column("action_ids"))
         probs_flat, p_off = _flat(table.column("probabilities"))
@@ -292,15 +284,7 @@ class LoggedLog:
             As :meth:`from_table`, with the same messages; also when ``arrays``
             does not match ``table`` (results of another table).
         """
-        missing = [c for c in REQUIRED_COLUMNS if c not in table.column_names]
-        if missing:
-            raise OPEInputError(
-                f"joined log: missing column(s) {', '.join(missing)} "
-                "(expected the JOINED schema of nba.logs.join.load_joined)"
-            )
-        n = table.num_rows
-        if n == 0:
-            raise OPEInputError("joined log: no decisions to evaluate (empty selection)")
+        n = _check_joined(table)
         first = _first_failures(checks)
         if "sizes" in first:
             r = first["sizes"]
@@ -615,3 +599,23 @@ def _first_failures(checks: pa.Table) -> dict[str, dict[str, Any]]:
                 first[name] = r
                 break
     return first
+
+
+def _check_joined(table: pa.Table) -> int:
+    """The number of rows of a joined table that has every column OPE reads.
+
+    Raises
+    ------
+    OPEInputError
+        On a missing column or an empty table.
+    """
+    missing = [c for c in REQUIRED_COLUMNS if c not in table.column_names]
+    if missing:
+        raise OPEInputError(
+            f"joined log: missing column(s) {', '.join(missing)} "
+            "(expected the JOINED schema of nba.logs.join.load_joined)"
+        )
+    n: int = table.num_rows
+    if n == 0:
+        raise OPEInputError("joined log: no decisions to evaluate (empty selection)")
+    return n
