@@ -61,12 +61,20 @@ ROWS_SCHEMA = pa.schema(
 #: The one statement: the training rows joined to their contexts (read by the
 #: engine from the decisions' part files), featurized and labelled by
 #: :data:`EXAMPLE_FUNCTION`, in the driver's order (time, then event id).
+#: The function is applied over the sorted rows, not sorted with them: Spark's
+#: ``ORDER BY`` samples its input to choose the sort's ranges, and a function in
+#: the sorted projection would run in that sampling job too (each decision
+#: featurized twice). A projection keeps its input's order on both engines.
 EXAMPLES_SQL = f"""
-SELECT {EXAMPLE_FUNCTION}(d.context, d.action_ids, r.chosen_index, r.reward,
-                          r.propensity, r.event_id, r.slate, r.slot_rewards) AS line
-FROM train_rows AS r
-LEFT JOIN decisions_log AS d ON d.event_id = r.event_id AND d.activated
-ORDER BY r.ts_us, r.event_id
+SELECT {EXAMPLE_FUNCTION}(s.context, s.action_ids, s.chosen_index, s.reward,
+                          s.propensity, s.event_id, s.slate, s.slot_rewards) AS line
+FROM (
+    SELECT d.context, d.action_ids, r.chosen_index, r.reward, r.propensity,
+           r.event_id, r.slate, r.slot_rewards
+    FROM train_rows AS r
+    LEFT JOIN decisions_log AS d ON d.event_id = r.event_id AND d.activated
+    ORDER BY r.ts_us, r.event_id
+) AS s
 """
 
 #: DuckDB types of the function's arguments, in order.

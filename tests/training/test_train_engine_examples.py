@@ -20,11 +20,18 @@ from click.testing import CliRunner
 from nba.catalog import Catalog
 from nba.features import Featurizer
 from nba.logs import io
-from nba.logs.engine import DuckDBEngine, SparkEngine, SqlEngine
+from nba.logs.engine import ArrowFunction, DuckDBEngine, ParquetSource, SparkEngine, SqlEngine
 from nba.logs.schema import DECISIONS
 from nba.reward import RewardDefinition
 from nba_cli.main import main as nba
-from training.examples import ROWS_SCHEMA, ExampleError, write_examples
+from training.examples import (
+    EXAMPLE_FUNCTION,
+    EXAMPLES_SQL,
+    ROWS_SCHEMA,
+    ExampleError,
+    ExampleFunction,
+    write_examples,
+)
 from training.train import train
 
 
@@ -89,14 +96,56 @@ def _check_engine_examples(
     # a context the featurizer refuses: the error names the decision
     root, rows, bad_event = bad_log
     featurizer = Featurizer(Catalog.default())
+    # (written apart from the log: Spark's overwrite empties its output directory)
     with pytest.raises(ExampleError, match=f"event '{re.escape(bad_event)}'") as err:
-        write_examples(engine, root, rows, featurizer, tmp_path / "bad")
+        write_examples(engine, root, rows, featurizer, tmp_path / "refused")
     assert engine.name in str(err.value)
     # the same rows without the bad one go through
     good = rows.filter(pa.array([i != 3 for i in range(rows.num_rows)]))
     out = write_examples(engine, root, good, featurizer, tmp_path / "good")
     assert b"".join(p.read_bytes() for p in out).count(b"\n\n") == 5
+    # the statement runs the function once per decision (on Spark a function in
+    # the sorted projection also ran in the sort's sampling job: twice)
+    assert _rows_through_function(engine, root, good, featurizer, tmp_path) == good.num_rows
     return parts
+
+
+def _rows_through_function(
+    engine: SqlEngine, root: Path, rows: pa.Table, featurizer: Featurizer, tmp_path: Path
+) -> int:
+    """How many rows the example function was called with, over all its calls,
+    when ``engine`` runs :data:`EXAMPLES_SQL` over ``rows`` (counted in a file,
+    which Spark's local Python workers share with this process)."""
+    counts = tmp_path / "calls.txt"
+    fn = ExampleFunction(featurizer).as_engine_function()
+
+    # the arguments named one by one: DuckDB counts a function's parameters
+    def counted(
+        context: pa.Array,
+        action_ids: pa.Array,
+        chosen_index: pa.Array,
+        reward: pa.Array,
+        propensity: pa.Array,
+        event_id: pa.Array,
+        slate: pa.Array,
+        slot_rewards: pa.Array,
+    ) -> pa.Array:
+        with open(counts, "a") as fh:
+            fh.write(f"{len(context)}\n")
+        return fn.function(
+            context, action_ids, chosen_index, reward, propensity, event_id, slate, slot_rewards
+        )
+
+    files = tuple(io.part_files_between(root, "decisions", None, None))
+    out = engine.write_lines(
+        {"decisions_log": ParquetSource(files, DECISIONS)},
+        {"train_rows": rows.select(ROWS_SCHEMA.names).cast(ROWS_SCHEMA)},
+        (EXAMPLES_SQL, {}),
+        {EXAMPLE_FUNCTION: ArrowFunction(counted, fn.arg_types, fn.return_type)},
+        tmp_path / "counted",
+    )
+    assert b"".join(p.read_bytes() for p in out).count(b"\n\n") == rows.num_rows
+    return sum(int(n) for n in counts.read_text().split())
 
 
 def test_duckdb_writes_the_drivers_examples_and_names_a_bad_event(
