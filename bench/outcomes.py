@@ -37,7 +37,6 @@ import argparse
 import asyncio
 import multiprocessing as mp
 import os
-import shutil
 import sqlite3
 import sys
 import tempfile
@@ -424,6 +423,8 @@ def http_rates(tmp: Path, args: argparse.Namespace, use_wrk: bool) -> dict[str, 
 
 
 def main(argv: list[str] | None = None) -> int:
+    from wrk import add_loadgen_option
+
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--store-outcomes", type=int, default=3000, help="per store-path run")
     ap.add_argument("--seconds", type=float, default=8.0, help="per HTTP route and round")
@@ -434,12 +435,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--batch-connections", type=int, default=4, help="batch requests in flight at once"
     )
-    ap.add_argument(
-        "--loadgen",
-        default="auto",
-        choices=["auto", "wrk", "python"],
-        help="load generator (auto: wrk when on PATH, else Python/httpx)",
-    )
+    add_loadgen_option(ap)
     ap.add_argument(
         "--no-group-commit", action="store_true", help="serve with NBA_GROUP_COMMIT=false"
     )
@@ -473,9 +469,11 @@ def main(argv: list[str] | None = None) -> int:
 def report_http(tmp: Path, args: argparse.Namespace) -> int:
     """Run and print the HTTP part; returns the number of acknowledged outcomes
     missing from the store."""
+    from wrk import wants_wrk
+
     from serving.cli import server_options
 
-    use_wrk = args.loadgen == "wrk" or (args.loadgen == "auto" and shutil.which("wrk"))
+    use_wrk = wants_wrk(args.loadgen)
     options = server_options()
     print()
     print(

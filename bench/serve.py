@@ -40,7 +40,6 @@ import argparse
 import asyncio
 import multiprocessing as mp
 import os
-import shutil
 import sys
 import tempfile
 import time
@@ -342,6 +341,8 @@ def import_hcps(base: str, hcp_ids: list[str], seed: int) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from wrk import add_loadgen_option, wants_wrk
+
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--seconds", type=float, default=8.0, help="per route per round")
@@ -350,12 +351,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--batch-size", type=int, default=1000)
     ap.add_argument("--batches", type=int, default=4)
     ap.add_argument("--model", default=None, help="model URI or path (default: see docstring)")
-    ap.add_argument(
-        "--loadgen",
-        default="auto",
-        choices=["auto", "wrk", "python"],
-        help="load generator (auto: wrk when on PATH, else Python/httpx)",
-    )
+    add_loadgen_option(ap)
     ap.add_argument(
         "--synchronous",
         default="FULL",
@@ -381,7 +377,7 @@ def main(argv: list[str] | None = None) -> int:
         f"loop={options['loop']}"
     )
     bare_procs: list[Any] = []
-    use_wrk = args.loadgen == "wrk" or (args.loadgen == "auto" and shutil.which("wrk"))
+    use_wrk = wants_wrk(args.loadgen)
     load = drive_wrk if use_wrk else drive
     print(
         "load generator: "

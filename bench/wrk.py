@@ -9,8 +9,10 @@ report.
 
 from __future__ import annotations
 
+import argparse
 import os
 import re
+import shutil
 import subprocess
 import tempfile
 from dataclasses import dataclass
@@ -87,3 +89,27 @@ def run_wrk(script: str, base: str, connections: int, seconds: float, counter: s
         wrk_ms(p99.group(1)),
         int(counted.group(1)),
     )
+
+
+def add_loadgen_option(ap: argparse.ArgumentParser) -> None:
+    """The ``--loadgen auto|wrk|python`` option of the HTTP benchmarks."""
+    ap.add_argument(
+        "--loadgen",
+        default="auto",
+        choices=["auto", "wrk", "python"],
+        help="load generator (auto: wrk when on PATH, else Python/httpx)",
+    )
+
+
+def wants_wrk(loadgen: str) -> bool:
+    """Whether ``--loadgen`` means wrk: ``wrk``, or ``auto`` with wrk on PATH.
+
+    Raises
+    ------
+    SystemExit
+        ``--loadgen wrk`` without wrk on PATH.
+    """
+    found = shutil.which("wrk") is not None
+    if loadgen == "wrk" and not found:
+        raise SystemExit("--loadgen wrk: wrk is not on PATH (Debian package wrk)")
+    return loadgen == "wrk" or (loadgen == "auto" and found)

@@ -231,3 +231,24 @@ def test_bench_join_read(env: dict[str, str]) -> None:
     text = _run(["bench/join_read.py", "--hcps", "100", "--days", "5", "--repeat", "1"], env)
     assert "engine reads the log" in text and "pyarrow reads it" in text and "ratio" in text
     assert "identical: True" in text
+
+
+def test_loadgen_choice_names_a_missing_wrk(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    spec = importlib.util.spec_from_file_location("bench_wrk", PROJECT_ROOT / "bench" / "wrk.py")
+    assert spec is not None and spec.loader is not None
+    wrk = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "bench_wrk", wrk)  # its dataclass looks itself up
+    spec.loader.exec_module(wrk)
+    monkeypatch.setenv("PATH", str(tmp_path))  # an empty directory: no wrk
+    assert wrk.wants_wrk("python") is False
+    assert wrk.wants_wrk("auto") is False
+    with pytest.raises(SystemExit, match="--loadgen wrk: wrk is not on PATH"):
+        wrk.wants_wrk("wrk")
+    fake = tmp_path / "wrk"
+    fake.write_text("#!/bin/sh\n")
+    fake.chmod(0o755)
+    assert wrk.wants_wrk("auto") is True
+    assert wrk.wants_wrk("wrk") is True
+    assert wrk.wants_wrk("python") is False
