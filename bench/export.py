@@ -14,6 +14,12 @@ path (lines written column-wise) against one decision at a time, same log, same 
    ``--repeat``; check both files are the same bytes.
 4. Time the bulk featurizer alone on the same rows (what the bulk path
    cannot go below), best of ``--repeat``.
+5. For each engine of ``--engines`` (default ``duckdb``; ``duckdb,spark``
+   adds Spark on ``--spark-master``): the same file with the lines made by
+   the engine (:func:`nba.logs.dsjson_engine.export_dsjson_on_engine`: one
+   SQL statement calling the line writer, part files concatenated into the
+   file), best of ``--repeat`` (Spark's session is started before the clock),
+   checked the same bytes, with its ratio to the in-process bulk path.
 
 Prints decisions/s (wall time, and per CPU second of this process: the machine
 may be shared) of both and their ratio, and the featurizer's share of the bulk
@@ -85,12 +91,57 @@ def _featurizer_alone(table: Any, catalogs: dict[str, Any], repeat: int) -> tupl
     return best, best_cpu
 
 
+def _on_engine(
+    name: str,
+    master: str,
+    logs: Path,
+    table: Any,
+    catalogs: dict[str, Any],
+    outcomes: Any,
+    pulls: Any,
+    reference: Path,
+    in_process: float,
+    repeat: int,
+) -> bool:
+    """Time the export with the lines made by engine ``name``; print its rate and
+    its ratio to ``in_process`` (seconds of the bulk path); whether its file is
+    ``reference``'s bytes."""
+    from nba.logs.dsjson_engine import export_dsjson_on_engine
+    from nba.logs.engine import get_engine
+
+    engine = get_engine(name, master if name == "spark" else None)
+    if name == "spark":
+        engine.session  # type: ignore[attr-defined]  # the JVM starts before the clock
+    out = reference.with_name(f"{name}.dsjson")
+    best = float("inf")
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        written = export_dsjson_on_engine(
+            engine, logs, table, out, catalogs, outcomes=outcomes, pulls=pulls
+        )
+        best = min(best, time.perf_counter() - t0)
+        assert written == table.num_rows
+    same = filecmp.cmp(reference, out, shallow=False)
+    n = table.num_rows
+    print(
+        f"lines made by {engine.describe():16s} {n / best:10.0f} decisions/s  ({best:.2f} s; "
+        f"{in_process / best:.2f}x the in-process bulk path; file identical: {same})"
+    )
+    return same
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--hcps", type=int, default=3000)
     ap.add_argument("--days", type=int, default=30)
     ap.add_argument("--logs", type=Path, default=None, help="reuse this log directory")
     ap.add_argument("--repeat", type=int, default=2)
+    ap.add_argument(
+        "--engines",
+        default="duckdb",
+        help="comma-separated engines that also make the lines (duckdb, spark); '' for none",
+    )
+    ap.add_argument("--spark-master", default="local[2]")
     args = ap.parse_args(argv)
 
     from nba.logs import io
@@ -157,6 +208,22 @@ def main(argv: list[str] | None = None) -> int:
     )
     with_prep = n / (best[True] + prep)
     print(f"bulk including the join, outcomes and pulls: {with_prep:.0f} decisions/s")
+    for name in [e.strip() for e in args.engines.split(",") if e.strip()]:
+        same = (
+            _on_engine(
+                name,
+                args.spark_master,
+                logs,
+                table,
+                catalogs,
+                outcomes,
+                pulls,
+                files[True],
+                best[True],
+                args.repeat,
+            )
+            and same
+        )
     print(f"load average at the end {os.getloadavg()[0]:.1f}; files in {tmp}")
     print(f"run finished {datetime.now(UTC).isoformat(timespec='seconds')}")
     return 0 if same else 1

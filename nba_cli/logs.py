@@ -164,6 +164,7 @@ def export_cmd(
 
     from nba.logs import io
     from nba.logs.dsjson import export_dsjson, load_catalogs, window_pulls
+    from nba.logs.dsjson_engine import export_dsjson_on_engine, lines_on_engine
 
     if fmt is None:
         if store_db is None:
@@ -209,6 +210,7 @@ def export_cmd(
             engine=sql_engine,
         )
         table = result.table
+        written = table.num_rows
         if fmt == "parquet":
             out.parent.mkdir(parents=True, exist_ok=True)
             tmp = out.with_name(f".{out.name}.tmp")
@@ -234,17 +236,36 @@ def export_cmd(
             if catalog_dir is not None:
                 touches = io.read(catalog_dir, "touches", since=_day(since))
                 pulls = window_pulls(touches, table, rd.window_days, result.as_of)
-            export_dsjson(table, out, catalogs, progress=not quiet, outcomes=outcomes, pulls=pulls)
+            if lines_on_engine(sql_engine) and catalog_dir is not None:
+                # one SQL statement calls the line writer: Spark's executors make the
+                # lines and write part files, concatenated in order into --out
+                written = export_dsjson_on_engine(
+                    sql_engine,
+                    catalog_dir,
+                    table,
+                    out,
+                    catalogs,
+                    outcomes=outcomes,
+                    pulls=pulls,
+                    progress=not quiet,
+                )
+            else:
+                written = export_dsjson(
+                    table, out, catalogs, progress=not quiet, outcomes=outcomes, pulls=pulls
+                )
     except ValidationError as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(f"reward definition: {result.reward_definition}")
     if sql_engine.name != "duckdb":
         click.echo(f"join engine: {sql_engine.describe()}")
+    if fmt == "dsjson":
+        where = sql_engine.describe() if lines_on_engine(sql_engine) else "this process"
+        click.echo(f"dsjson lines made by: {where}")
     for line in result.horizon_lines():
         click.echo(line)
     for key, value in result.counts.as_dict().items():
         click.echo(f"{key}: {value}")
-    click.echo(f"wrote {table.num_rows} decisions ({fmt}) to {out}")
+    click.echo(f"wrote {written} decisions ({fmt}) to {out}")
 
 
 @logs.command("import")

@@ -362,6 +362,17 @@ def dsjson_rows(joined: pa.Table, extras: pa.Array) -> pa.Table:
     return pa.Table.from_arrays(cols, schema=ROWS_SCHEMA)
 
 
+def lines_on_engine(engine: SqlEngine) -> bool:
+    """Whether ``nba logs export --format dsjson`` has ``engine`` make the lines.
+
+    Spark: yes (its executors featurize, the driver only concatenates part
+    files). DuckDB: no; it runs in this process either way, and the function
+    path adds the contexts' second read and the Arrow round trips to the
+    in-process writer's work (``bench/export.py`` measures both).
+    """
+    return engine.name != "duckdb"
+
+
 _DSJSON_ERROR = re.compile(r"DsjsonError: (.+)")
 
 
