@@ -107,11 +107,11 @@ def _on_engine(
     its ratio to ``in_process`` (seconds of the bulk path); whether its file is
     ``reference``'s bytes."""
     from nba.logs.dsjson_engine import export_dsjson_on_engine
-    from nba.logs.engine import get_engine
+    from nba.logs.engine import SparkEngine, get_engine
 
     engine = get_engine(name, master if name == "spark" else None)
-    if name == "spark":
-        engine.session  # type: ignore[attr-defined]  # the JVM starts before the clock
+    if isinstance(engine, SparkEngine):
+        assert engine.session is not None  # the JVM starts before the clock
     out = reference.with_name(f"{name}.dsjson")
     best = float("inf")
     for _ in range(repeat):
