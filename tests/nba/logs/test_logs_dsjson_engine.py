@@ -1,0 +1,351 @@
+"""``nba logs export --format dsjson``'s lines made by the engine: the line writer
+registered as an Arrow function, called by one SQL statement
+(:data:`nba.logs.dsjson_engine.DSJSON_SQL`), written as part files (by Spark's
+executors, or by DuckDB here) and concatenated into the one ``--out`` file.
+
+The file must hold the bytes of the in-process export on a varied log: 3-slot
+slates, outcomes about other suggestions, window pulls, imported foreign
+decisions (both context forms, one never activated); the function must run once
+per row (Spark's sort samples its input); a row the writer refuses stops the
+export with an error naming its event, ``--out`` left as it was.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pytest
+from click.testing import CliRunner
+
+from nba.logs import io
+from nba.logs.dsjson import (
+    DsjsonError,
+    export_dsjson,
+    import_dsjson,
+    load_catalogs,
+    window_pulls,
+)
+from nba.logs.dsjson_engine import (
+    DSJSON_FUNCTION,
+    DSJSON_SQL,
+    DsjsonLineFunction,
+    dsjson_rows,
+    export_dsjson_on_engine,
+    line_extras,
+    write_dsjson_parts,
+)
+from nba.logs.engine import ArrowFunction, DuckDBEngine, ParquetSource, SparkEngine, SqlEngine
+from nba.logs.join import JoinResult, load_joined
+from nba.logs.schema import DECISIONS
+from nba.reward import RewardDefinition
+from nba_cli.main import main as nba
+
+RD = RewardDefinition.default()
+
+
+def _foreign(event_id: str, ts: str, skip: bool) -> dict[str, Any]:
+    """A foreign (Personalizer-shaped) DSJSON event."""
+    ev: dict[str, Any] = {
+        "_label_cost": -1.0,
+        "_label_probability": 0.8,
+        "_label_Action": 2,
+        "_labelIndex": 1,
+        "o": [{"v": 1.0, "EventId": event_id, "ActionTaken": False}],
+        "Timestamp": ts,
+        "Version": "1",
+        "EventId": event_id,
+        "a": [2, 1, 3],
+        "c": {
+            "FromUrl": [{"timeofday": "Evening", "weather": "Snowy"}],
+            "_multi": [
+                {"_tag": "Cappucino", "i": {"constant": 1, "id": "Cappucino"}},
+                {"i": {"constant": 1, "id": "Cold brew"}, "j": [{"type": "cold"}]},
+                {"j": [{"type": 'h\u00f4t "x"'}]},
+            ],
+        },
+        "p": [0.8, 0.1, 0.1],
+        "VWState": {"m": "ff0744c1/550c12cb"},
+    }
+    if skip:
+        ev["_skipLearn"] = True
+    return ev
+
+
+@pytest.fixture(scope="module")
+def varied_log(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A simulated log (3-slot slates, the HCPs' pulls) plus outcomes about other
+    suggestions, foreign DSJSON decisions imported by ``import_dsjson`` (one never
+    activated) and one foreign decision of the ``{"dsjson": c}`` context form."""
+    base = tmp_path_factory.mktemp("varied")
+    root = base / "logs"
+    args = ["simulate", "--hcps", "120", "--days", "14", "--slate-size", "3", "--seed", "21"]
+    res = CliRunner().invoke(nba, [*args, "--out", str(root)], catch_exceptions=False)
+    assert res.exit_code == 0, res.output
+    dec = io.read(root, "decisions")
+    first = min(dec.column("ts").to_pylist())
+    # foreign decisions, imported as a user would
+    stamps = [
+        (first + timedelta(days=d, hours=3)).strftime("%Y-%m-%dT%H:%M:%S.%fZ") for d in (1, 4)
+    ]
+    lines = [_foreign(f"foreign-{k}", stamps[k % 2], skip=(k == 2)) for k in range(4)]
+    src = base / "foreign.dsjson"
+    src.write_text("\n".join(json.dumps(e) for e in lines) + "\n", encoding="utf-8")
+    import_dsjson(src, root)
+    # the other form of an imported context: c with its _multi list, in action order
+    row = io.read(root, "decisions").to_pylist()
+    row = next(r for r in row if r["event_id"] == "foreign-1")
+    multi = [{"A": {"n": float(j)}} for j in range(len(row["action_ids"]))]
+    row.update(
+        event_id="foreign-multi",
+        context=json.dumps({"dsjson": {"u": {"x": 1}, "_multi": multi}}, separators=(",", ":")),
+    )
+    io.append(root, "decisions", pa.Table.from_pylist([row], schema=DECISIONS))
+    # outcomes about a suggestion that was not chosen (every 5th simulated decision)
+    outcomes = io.read(root, "outcomes")
+    extra = []
+    for k, d in enumerate(dec.to_pylist()):
+        other = [a for a in d["action_ids"] if a != d["chosen_action_id"]]
+        if k % 5 or not other:
+            continue
+        for j, dt in enumerate((timedelta(hours=2), timedelta(0), timedelta(days=3))):
+            extra.append(
+                {
+                    "event_id": d["event_id"],
+                    "ts": d["ts"] + dt,
+                    "type": "open",
+                    "value": [1.0, -0.5, 0.25][j],
+                    "source": "test",
+                    "source_id": f"s{j}",
+                    "action_id": other[j % len(other)],
+                }
+            )
+    io.append(root, "outcomes", pa.Table.from_pylist(extra, schema=outcomes.schema))
+    return root
+
+
+def _gathered(root: Path) -> tuple[JoinResult, dict[str, Any]]:
+    """The join (never-activated decisions kept) and what the command gathers for
+    the DSJSON lines: catalogs, outcomes, pulls."""
+    result = load_joined(root, RD, activated_only=False)
+    table = result.table
+    extras = {
+        "catalogs": load_catalogs(root, table.column("catalog_version").unique().to_pylist()),
+        "outcomes": io.read(root, "outcomes"),
+        "pulls": window_pulls(io.read(root, "touches"), table, RD.window_days, result.as_of),
+    }
+    return result, extras
+
+
+@pytest.fixture
+def bad_log(varied_log: Path, tmp_path: Path) -> tuple[Path, str]:
+    """Six decisions of ``varied_log``, the fourth with a context the featurizer
+    refuses, and that decision's event id."""
+    root = tmp_path / "bad"
+    dec = io.read(varied_log, "decisions")
+    rows = dec.filter(dec.column("activated")).slice(0, 6).to_pylist()
+    rows[3]["context"] = '{"hcp_id": 7}'
+    io.append(root, "decisions", pa.Table.from_pylist(rows, schema=DECISIONS))
+    return root, str(rows[3]["event_id"])
+
+
+def _rows_through_function(engine: SqlEngine, root: Path, tmp_path: Path) -> tuple[int, int]:
+    """How many rows the line function was called with, over all its calls, when
+    ``engine`` runs :data:`DSJSON_SQL` over ``root``'s joined rows (counted in a
+    file, which Spark's local Python workers share with this process), and how
+    many rows there are."""
+    result, gathered = _gathered(root)
+    table = result.table
+    counts = tmp_path / "calls.txt"
+    fn = DsjsonLineFunction(gathered["catalogs"])
+
+    # the arguments named one by one: DuckDB counts a function's parameters
+    def counted(
+        event_id: pa.Array,
+        ts_us: pa.Array,
+        hcp_id: pa.Array,
+        requester: pa.Array,
+        channels_requested: pa.Array,
+        context: pa.Array,
+        catalog_version: pa.Array,
+        action_ids: pa.Array,
+        probabilities: pa.Array,
+        chosen_index: pa.Array,
+        chosen_action_id: pa.Array,
+        propensity: pa.Array,
+        policy: pa.Array,
+        model_version: pa.Array,
+        activated: pa.Array,
+        slate: pa.Array,
+        reward: pa.Array,
+        reward_is_default: pa.Array,
+        reward_definition: pa.Array,
+        extra: pa.Array,
+    ) -> pa.Array:
+        with open(counts, "a") as fh:
+            fh.write(f"{len(event_id)}\n")
+        return fn(
+            event_id,
+            ts_us,
+            hcp_id,
+            requester,
+            channels_requested,
+            context,
+            catalog_version,
+            action_ids,
+            probabilities,
+            chosen_index,
+            chosen_action_id,
+            propensity,
+            policy,
+            model_version,
+            activated,
+            slate,
+            reward,
+            reward_is_default,
+            reward_definition,
+            extra,
+        )
+
+    spec = fn.as_engine_function()
+    rows = dsjson_rows(table, line_extras(table, None, None))
+    files = tuple(io.part_files_between(root, "decisions", None, None))
+    out = engine.write_lines(
+        {"decisions_log": ParquetSource(files, DECISIONS)},
+        {"dsjson_rows": rows},
+        (DSJSON_SQL, {}),
+        {DSJSON_FUNCTION: ArrowFunction(counted, spec.arg_types, spec.return_type)},
+        tmp_path / "counted",
+    )
+    assert b"".join(p.read_bytes() for p in out).count(b"\n") == table.num_rows
+    return sum(int(n) for n in counts.read_text().split()), table.num_rows
+
+
+def _check_engine_export(
+    engine: SqlEngine, varied_log: Path, bad_log: tuple[Path, str], tmp_path: Path
+) -> list[Path]:
+    """The engine's file is the in-process export's bytes on ``varied_log``; the
+    function runs once per row; a refused context or a decision missing from the
+    part files names its event and leaves ``--out`` as it was. Returns the
+    engine's part files of ``varied_log``."""
+    result, g = _gathered(varied_log)
+    table = result.table
+    ref, out = tmp_path / "in-process.dsjson", tmp_path / "engine.dsjson"
+    n_ref = export_dsjson(table, ref, g["catalogs"], outcomes=g["outcomes"], pulls=g["pulls"])
+    n = export_dsjson_on_engine(
+        engine, varied_log, table, out, g["catalogs"], outcomes=g["outcomes"], pulls=g["pulls"]
+    )
+    text = ref.read_bytes()
+    assert out.read_bytes() == text
+    assert n == n_ref == table.num_rows == text.count(b"\n") > 150
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
+    parsed = [json.loads(line) for line in text.decode("utf-8").splitlines()]
+    blocks = [p["nba"] for p in parsed]
+    assert sum("slate" in b for b in blocks) > 100
+    assert sum("pulls" in b for b in blocks) > 10
+    assert sum("other_action_outcomes" in b for b in blocks) > 10
+    foreign = [p for p in parsed if p["EventId"].startswith("foreign-")]
+    assert len(foreign) == 5 and sum(p.get("_skipLearn", False) for p in foreign) == 1
+    assert any(p["c"].get("u") == {"x": 1} for p in foreign)  # the {"dsjson": c} form
+    assert any("FromUrl" in p["c"] for p in foreign)
+    # the part files themselves, in order, are the file
+    parts = write_dsjson_parts(
+        engine,
+        varied_log,
+        table,
+        tmp_path / "parts",
+        g["catalogs"],
+        outcomes=g["outcomes"],
+        pulls=g["pulls"],
+    )
+    assert parts and b"".join(p.read_bytes() for p in parts) == text
+
+    # the statement runs the function once per row (on Spark a function in the
+    # sorted projection also ran in the sort's sampling job: twice)
+    called, rows = _rows_through_function(engine, varied_log, tmp_path)
+    assert called == rows
+
+    # a context the featurizer refuses: the error names the decision, brought back
+    # from where the function ran; the previous --out is left as it was
+    root, bad_event = bad_log
+    # (every window closed: the join keeps all six)
+    ts = io.read(root, "decisions").column("ts").to_pylist()
+    bad = load_joined(root, RD, as_of=max(ts) + timedelta(days=30)).table
+    assert bad.num_rows == 6
+    previous = tmp_path / "previous.dsjson"
+    previous.write_bytes(b"the previous export\n")
+    with pytest.raises(DsjsonError, match=f"event {re.escape(bad_event)}") as err:
+        export_dsjson_on_engine(engine, root, bad, previous, {})
+    assert engine.describe() in str(err.value)
+    assert previous.read_bytes() == b"the previous export\n"
+    assert not (tmp_path / ".previous.dsjson.parts").exists()
+    assert not (tmp_path / ".previous.dsjson.tmp").exists()
+    # a joined decision the part files do not hold (the log changed): named too
+    ids = bad.column("event_id").to_pylist()
+    moved = bad.set_column(
+        0, "event_id", pa.array([*ids[:3], "not-in-the-log", *ids[4:]], pa.string())
+    )
+    with pytest.raises(DsjsonError, match="event 'not-in-the-log' was joined but is not"):
+        export_dsjson_on_engine(engine, root, moved, previous, {})
+    assert previous.read_bytes() == b"the previous export\n"
+    # the good rows go through
+    good = bad.filter(pa.array([i != 3 for i in range(bad.num_rows)]))
+    assert export_dsjson_on_engine(engine, root, good, previous, {}) == 5
+    return parts
+
+
+def test_duckdb_writes_the_in_process_dsjson_and_names_a_bad_event(
+    varied_log: Path, bad_log: tuple[Path, str], tmp_path: Path
+) -> None:
+    parts = _check_engine_export(DuckDBEngine(), varied_log, bad_log, tmp_path)
+    assert len(parts) == 1
+
+
+def test_an_empty_join_writes_an_empty_file(varied_log: Path, tmp_path: Path) -> None:
+    result, _ = _gathered(varied_log)
+    empty = result.table.slice(0, 0)
+    out = tmp_path / "empty.dsjson"
+    assert export_dsjson_on_engine(DuckDBEngine(), varied_log, empty, out) == 0
+    assert out.read_bytes() == b""
+
+
+@pytest.mark.slow
+def test_spark_executors_write_the_in_process_dsjson_and_name_a_bad_event(
+    spark_engine: SparkEngine, varied_log: Path, bad_log: tuple[Path, str], tmp_path: Path
+) -> None:
+    # Spark would coalesce this small log's sorted partitions into one: kept apart
+    # here, several part files, each written by an executor task, must still hold
+    # the lines in the joined table's order across files
+    conf = spark_engine.session.conf
+    key = "spark.sql.adaptive.coalescePartitions.enabled"
+    before = conf.get(key)
+    conf.set(key, "false")
+    try:
+        parts = _check_engine_export(spark_engine, varied_log, bad_log, tmp_path)
+        # the command: --engine spark makes the lines on the executors, and its
+        # --out file is DuckDB's (made in the command's process), byte for byte
+        files = {}
+        for engine in ("duckdb", "spark"):
+            files[engine] = tmp_path / f"cli-{engine}.dsjson"
+            res = CliRunner().invoke(
+                nba,
+                [
+                    *("logs", "export", "--logs", str(varied_log), "--format", "dsjson"),
+                    *("--include-inactive", "--quiet", "--engine", engine),
+                    *("--out", str(files[engine])),
+                ],
+                catch_exceptions=False,
+            )
+            assert res.exit_code == 0, res.output
+            n = files[engine].read_bytes().count(b"\n")
+            assert f"wrote {n} decisions (dsjson)" in res.output
+            where = "spark (local[2])" if engine == "spark" else "this process"
+            assert f"dsjson lines made by: {where}" in res.output
+        assert files["spark"].read_bytes() == files["duckdb"].read_bytes()
+    finally:
+        conf.set(key, before)
+    assert len(parts) > 1
