@@ -159,6 +159,9 @@ def test_bench_export(env: dict[str, str]) -> None:
         and "bulk featurizer alone:" in text
     )
     assert "files identical: True" in text
+    # the lines made by DuckDB's function path: the same file, with its ratio
+    line = next(ln for ln in text.splitlines() if ln.startswith("lines made by duckdb"))
+    assert "x the in-process bulk path; file identical: True" in line, text
 
 
 @pytest.mark.slow
