@@ -348,6 +348,10 @@ def test_export_and_train_on_spark_write_what_vw_learns_like_duckdb(
         assert res.exit_code == 0, res.output
         files[engine] = out
     assert "join engine: spark (local[2])" in res.output
+    # the lines were made by the executors (part files concatenated into --out)
+    assert "dsjson lines made by: spark (local[2])" in res.output
+    n_written = files["spark"].read_bytes().count(b"\n")
+    assert f"wrote {n_written} decisions (dsjson)" in res.output
     assert files["spark"].read_bytes() == files["duckdb"].read_bytes()
     metrics = tmp_path / "metrics.json"
     vw = vowpalwabbit.Workspace(
