@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -43,6 +44,7 @@ from nba.ope.checks import DEFAULT_MIN_ESS_SHARE, OPEWarning, disagreement_check
 from nba.policies.vw import NativeLearner, VWConfig, VWPolicy, labelled_text_buffer
 from nba.reward import RewardDefinition
 from training.examples import example_rows, write_examples
+from training.holdout import holdout_probabilities, scoring_copy
 from training.slates import has_slates, labelled_slot_text
 
 #: what ``nba train`` may do with decisions whose reward window is open
@@ -235,12 +237,20 @@ def _catalog_for(logs_dir: Path, table: pa.Table) -> Catalog:
 
 
 def holdout_report(
-    policy: VWPolicy, table: pa.Table, min_ess_share: float = DEFAULT_MIN_ESS_SHARE
+    policy: VWPolicy,
+    table: pa.Table,
+    min_ess_share: float = DEFAULT_MIN_ESS_SHARE,
+    probabilities: tuple[npt.NDArray[np.float64], npt.NDArray[np.int64]] | None = None,
 ) -> HoldoutReport:
     """IPS/SNIPS of ``policy`` on logged decisions ``table`` (JOINED schema), with
     warnings when they disagree beyond their intervals or the effective sample
-    size is below ``min_ess_share`` of the decisions."""
-    flat, offsets = policy.probabilities_table(table)
+    size is below ``min_ess_share`` of the decisions.
+
+    ``probabilities`` (flat, shape (m,), and offsets, shape (n + 1,)) are the
+    policy's, already computed (by the engine:
+    :func:`training.holdout.holdout_probabilities`); without them the policy
+    featurizes ``table`` (which then needs ``context`` and ``action_ids``) here."""
+    flat, offsets = policy.probabilities_table(table) if probabilities is None else probabilities
     data = LoggedData(
         offsets=offsets,
         action_dist=flat,
@@ -516,6 +526,7 @@ def train(
             n_train = table.num_rows
             hold_t = None
             hold_rows = None
+            hold_probs = None
             if holdout_days:
                 holdout_since = last - timedelta(days=holdout_days - 1)
                 cut = datetime(
@@ -617,7 +628,10 @@ def train(
                 writer.join()
             if failure:
                 raise failure[0]
-            if hold_rows is not None:
+            if hold_rows is not None and featurize_on_engine:
+                # the engine reads the held-out contexts and scores them (below)
+                hold_t = table.take(pa.array(hold_rows))
+            elif hold_rows is not None:
                 # the held-out rows (with their contexts), read after the training rows
                 hold_t = _with_day_columns(
                     table.take(pa.array(hold_rows)),
@@ -627,6 +641,20 @@ def train(
             t4 = time.perf_counter()
             fit = learner.finish()
             timings["learn_tail"] = time.perf_counter() - t4
+            if hold_t is not None and featurize_on_engine and hold_t.num_rows:
+                # the executors featurize the held-out decisions and predict with the
+                # trained policy's saved files; the driver computes the estimates
+                t5 = time.perf_counter()
+                hold_ts = hold_t.column("ts")
+                lo, hi = pc.min(hold_ts).as_py(), pc.max(hold_ts).as_py()
+                hold_probs = holdout_probabilities(
+                    engine,
+                    tuple(logio.part_files_between(root, "decisions", lo, hi + timedelta(days=1))),
+                    hold_t,
+                    fit.policy,
+                    wd / "holdout" if work_dir is not None else Path(tmp) / "holdout",
+                )
+                timings["holdout_engine"] = time.perf_counter() - t5
             timings["stream_total"] = time.perf_counter() - t_start
         except BaseException:
             learner.abort()
@@ -638,7 +666,13 @@ def train(
         t5 = time.perf_counter()
         n_holdout = hold_t.num_rows
         if n_holdout:
-            report = holdout_report(fit.policy, hold_t)
+            if hold_probs is None:  # scored here, on a copy (see scoring_copy)
+                scorer = scoring_copy(fit.policy)
+                try:
+                    hold_probs = scorer.probabilities_table(hold_t)
+                finally:
+                    scorer.close()
+            report = holdout_report(fit.policy, hold_t, probabilities=hold_probs)
         timings["holdout"] = time.perf_counter() - t5
     return TrainResult(
         policy=fit.policy,

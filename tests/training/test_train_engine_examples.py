@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pytest
 from click.testing import CliRunner
@@ -31,6 +33,14 @@ from training.examples import (
     ExampleError,
     ExampleFunction,
     write_examples,
+)
+from training.holdout import (
+    HOLDOUT_FUNCTION,
+    HOLDOUT_ROWS,
+    HOLDOUT_SQL,
+    HoldoutError,
+    HoldoutFunction,
+    holdout_probabilities,
 )
 from training.train import train
 
@@ -80,9 +90,22 @@ def _check_engine_examples(
     featurizing; same bytes, same model. A bad context names its event. Returns
     the engine's part files."""
     rd = RewardDefinition.default()
-    driver = train(sim_log, rd, seed=3, work_dir=tmp_path / "driver", featurize_on_engine=False)
+    driver = train(
+        sim_log,
+        rd,
+        seed=3,
+        work_dir=tmp_path / "driver",
+        featurize_on_engine=False,
+        holdout_days=2,
+    )
     on = train(
-        sim_log, rd, seed=3, work_dir=tmp_path / "engine", engine=engine, featurize_on_engine=True
+        sim_log,
+        rd,
+        seed=3,
+        work_dir=tmp_path / "engine",
+        engine=engine,
+        featurize_on_engine=True,
+        holdout_days=2,
     )
     text = (tmp_path / "driver" / "train.vw.txt").read_bytes()
     parts = sorted((tmp_path / "engine" / "examples").glob("part-*"))
@@ -93,6 +116,11 @@ def _check_engine_examples(
     assert b"|z slot=2" in text  # slates: every slot an example of its own
     assert on.n_examples == driver.n_examples == text.count(b"\n\n") > 300
     assert on.policy.model_bytes() == driver.policy.model_bytes()
+    # the held-out slice scored by the engine (featurized and predicted where the
+    # function ran): the same probabilities, so the same report, to the bit
+    assert on.n_holdout == driver.n_holdout > 20
+    assert on.holdout is not None and on.holdout == driver.holdout
+    assert sorted((tmp_path / "engine" / "holdout").glob("part-*"))
     # a context the featurizer refuses: the error names the decision
     root, rows, bad_event = bad_log
     featurizer = Featurizer(Catalog.default())
@@ -107,7 +135,56 @@ def _check_engine_examples(
     # the statement runs the function once per decision (on Spark a function in
     # the sorted projection also ran in the sort's sampling job: twice)
     assert _rows_through_function(engine, root, good, featurizer, tmp_path) == good.num_rows
+    # the held-out statement: a context the featurizer refuses names its event; the
+    # function runs once per decision
+    files = tuple(io.part_files_between(root, "decisions", None, None))
+    with pytest.raises(HoldoutError, match=f"event '{re.escape(bad_event)}'") as herr:
+        holdout_probabilities(engine, files, _hold_rows(rows), on.policy, tmp_path / "h-refused")
+    assert engine.name in str(herr.value)
+    flat, offsets = holdout_probabilities(
+        engine, files, _hold_rows(good), on.policy, tmp_path / "h-good"
+    )
+    assert len(offsets) == 6 and np.allclose(np.add.reduceat(flat, offsets[:-1]), 1.0)
+    assert _holdout_rows_through_function(engine, files, good, on, tmp_path) == good.num_rows
     return parts
+
+
+def _hold_rows(rows: pa.Table) -> pa.Table:
+    """Training rows as :func:`holdout_probabilities` takes them (event id, time)."""
+    return pa.table(
+        {
+            "event_id": rows.column("event_id"),
+            "ts": rows.column("ts_us").cast(DECISIONS.field("ts").type),
+        }
+    )
+
+
+def _holdout_rows_through_function(
+    engine: SqlEngine, files: tuple[Path, ...], rows: pa.Table, on: Any, tmp_path: Path
+) -> int:
+    """How many rows the held-out function was called with, over all its calls."""
+    counts = tmp_path / "holdout-calls.txt"
+    fn = HoldoutFunction.of(on.policy)
+
+    def counted(context: pa.Array, action_ids: pa.Array, event_id: pa.Array) -> pa.Array:
+        with open(counts, "a") as fh:
+            fh.write(f"{len(context)}\n")
+        return fn(context, action_ids, event_id)
+
+    spec = fn.as_engine_function()
+    table = pa.table(
+        {"event_id": rows.column("event_id"), "ts_us": rows.column("ts_us")},
+        schema=HOLDOUT_ROWS,
+    )
+    out = engine.write_lines(
+        {"decisions_log": ParquetSource(files, DECISIONS)},
+        {"holdout_rows": table},
+        (HOLDOUT_SQL, {}),
+        {HOLDOUT_FUNCTION: ArrowFunction(counted, spec.arg_types, spec.return_type)},
+        tmp_path / "holdout-counted",
+    )
+    assert b"".join(p.read_bytes() for p in out).count(b"\n") == rows.num_rows
+    return sum(int(n) for n in counts.read_text().split())
 
 
 def _rows_through_function(
