@@ -1104,7 +1104,10 @@ class World:
         request_json = json.dumps(
             {"requester": requester.name}, sort_keys=True, separators=(",", ":")
         )
-        contexts = self.builder.build(the_day, self.profile_json, self.history, hcp, request_json)
+        context_col = self.builder.build_arrow(
+            the_day, self.profile_json, self.history, hcp, request_json
+        )
+        contexts = context_col.to_numpy(zero_copy_only=False)
         probs_all = self.response.batch_probabilities(pop, hcp, seg, action)
         truth = self.response.expected_reward(probs_all)
         batch = DecisionBatch(
@@ -1158,7 +1161,7 @@ class World:
             hcp=hcp,
             requester=requester.name,
             channels=channels,
-            context=contexts,
+            context=context_col,
             sizes=sizes,
             action=action,
             probabilities=p,
@@ -1597,7 +1600,7 @@ class World:
                 "hcp_id": pa.array(self.population.hcp_ids[hcp], pa.string()),
                 "requester": pa.array(requester, pa.string()),
                 "channels_requested": _list_array(chan_off, pa.array(chan_values, pa.string())),
-                "context": pa.array(np.concatenate(dec["context"]), pa.string()),
+                "context": pa.concat_arrays(dec["context"]),
                 "catalog_version": pa.array(
                     np.full(nrows, self.catalog.version, dtype=object), pa.string()
                 ),
