@@ -40,8 +40,6 @@ from datetime import date
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
-import pyarrow as pa
-import pyarrow.compute as pc
 
 from nba.context import CONTEXT_VERSION, HISTORY_WINDOWS, INTEREST_WEIGHTS, topic_channel_key
 
@@ -50,9 +48,6 @@ I32 = npt.NDArray[np.int32]
 F64 = npt.NDArray[np.float64]
 
 DAY_US = 86_400_000_000
-
-#: counts below this have their ``"key":count`` piece in a per-map table
-_SMALL = 128
 
 LONGEST = max(HISTORY_WINDOWS)
 #: INTEREST_WEIGHTS as an array indexed by age (days)
@@ -375,7 +370,8 @@ class MapRenderer:
         # '"key":value' pieces in output order, for small values
         self._pieces = [[f"{key}:{v}" for v in range(128)] for key in self.keys]
         self.cache: dict[int, str] = {}
-        self._arrow_tables: dict[int, pa.StringArray] = {}
+        self._comma_pieces: dict[int, list[npt.NDArray[np.object_]]] = {}
+        self._flat_pieces: dict[int, npt.NDArray[np.object_]] = {}
 
     def _render_row(self, row: Sequence[int]) -> str:
         pieces = self._pieces
@@ -389,10 +385,38 @@ class MapRenderer:
 
     def render_small(self, rows: npt.NDArray[np.integer], limit: int) -> list[str]:
         """:meth:`render` for rows whose values are all below ``limit``, without
-        caching (each row joins its non-zero cells' pieces: faster for
-        high-cardinality rows such as days since the last touch)."""
-        out: list[str] = self.render_small_arrow(rows, limit).to_pylist()
-        return out
+        caching: per-column pieces are looked up and joined row by row (faster
+        for high-cardinality rows such as days since the last touch)."""
+        if rows.shape[0] == 0:
+            return []
+        if rows.min() < 0 or rows.max() >= limit:
+            return self.render(rows)
+        tables = self._comma_pieces.get(limit)
+        if tables is None:
+            tables = [
+                np.array([""] + [f",{key}:{v}" for v in range(1, limit)], dtype=object)
+                for key in self.keys
+            ]
+            self._comma_pieces[limit] = tables
+        ordered = rows[:, self.order]
+        row, col = np.nonzero(ordered)  # row-major: rows ascending, keys in order
+        if row.size * 2 > ordered.size:  # dense rows: join every column's piece
+            cols = [tables[j].take(ordered[:, j]).tolist() for j in range(len(tables))]
+            return ["{" + "".join(parts)[1:] + "}" for parts in zip(*cols, strict=True)]
+        # sparse rows: only the non-zero cells' pieces
+        flat = self._flat_pieces.get(limit)
+        if flat is None:
+            flat = self._flat_pieces[limit] = np.concatenate(tables)
+        pieces = flat.take(col * limit + ordered[row, col]).tolist()
+        bounds = np.searchsorted(row, np.arange(rows.shape[0] + 1)).tolist()
+        return ["{" + "".join(pieces[lo:hi])[1:] + "}" for lo, hi in itertools.pairwise(bounds)]
+
+    def render_many(self, blocks: Sequence[npt.NDArray[np.integer]]) -> list[list[str]]:
+        """:meth:`render` of several (b, k) blocks at once (one sort, one cache pass)."""
+        b = blocks[0].shape[0]
+        rows = np.concatenate([np.asarray(x) for x in blocks], axis=0)
+        flat = self.render(rows)
+        return [flat[i * b : (i + 1) * b] for i in range(len(blocks))]
 
     def _render_sparse(self, rows: I64) -> list[str]:
         """:meth:`render` by the non-zero cells of each row (shape (b, k), b strings)."""
@@ -408,104 +432,35 @@ class MapRenderer:
         bounds = np.searchsorted(row, np.arange(b + 1)).tolist()
         return ["{" + ",".join(parts[lo:hi]) + "}" for lo, hi in itertools.pairwise(bounds)]
 
-    def _codes(self, r: I64) -> tuple[npt.NDArray[np.intp], list[str]] | None:
-        """Distinct rows of ``r`` (shape (b, k)) and their fragments: ``(inverse,
-        frags)`` with row ``i`` rendered as ``frags[inverse[i]]``; None when the rows
-        do not pack into one integer each."""
-        if not (self.bits >= 4 and r.min() >= 0 and r.max() < (1 << self.bits)):
-            return None
-        packed = (r << self.shifts).sum(axis=1)
-        # exact hash-based dedup (no sort): codes index the distinct keys
-        inverse, uniq = pd.factorize(packed)
-        cache = self.cache
-        keys = uniq.tolist()
-        frags = [cache.get(key) for key in keys]
-        missing = [i for i, f in enumerate(frags) if f is None]
-        if missing:
-            mask = (1 << self.bits) - 1
-            shifts = self._shift_list
-            for i in missing:
-                key = keys[i]
-                frag = self._render_row([(key >> s) & mask for s in shifts])
-                cache[key] = frag
-                frags[i] = frag
-        return inverse.reshape(-1), frags
-
     def render(self, rows: npt.NDArray[np.integer]) -> list[str]:
         """Canonical JSON of each row of ``rows`` (shape (b, k)), as a list of b strings."""
         b = rows.shape[0]
         if b == 0:
             return []
         r = rows.astype(np.int64, copy=False)
-        coded = self._codes(r)
-        if coded is None:
+        if self.bits >= 4 and r.min() >= 0 and r.max() < (1 << self.bits):
+            packed = (r << self.shifts).sum(axis=1)
+            # exact hash-based dedup (no sort): codes index the distinct keys
+            inverse, uniq = pd.factorize(packed)
+            cache = self.cache
+            keys = uniq.tolist()
+            frags = [cache.get(key) for key in keys]
+            missing = [i for i, f in enumerate(frags) if f is None]
+            if missing:
+                mask = (1 << self.bits) - 1
+                shifts = self._shift_list
+                for i in missing:
+                    key = keys[i]
+                    frag = self._render_row([(key >> s) & mask for s in shifts])
+                    cache[key] = frag
+                    frags[i] = frag
+        else:
             # rows too wide to pack into one integer (and sparse): each row's
             # non-zero cells, in key order, joined
             return self._render_sparse(r)
-        inverse, frags = coded
         table = np.array(frags, dtype=object)
-        out: list[str] = table[inverse].tolist()
+        out: list[str] = table[inverse.reshape(-1)].tolist()
         return out
-
-    # ------------------------------------------------- the same strings, in Arrow
-    def render_arrow(self, rows: npt.NDArray[np.integer]) -> pa.StringArray:
-        """:meth:`render` as an Arrow string array of length b (rows: shape (b, k)),
-        the strings assembled in Arrow's C++ kernels rather than one by one."""
-        b = rows.shape[0]
-        if b == 0:
-            return pa.array([], pa.string())
-        r = rows.astype(np.int64, copy=False)
-        coded = self._codes(r)
-        if coded is None:
-            # rows too wide to pack into one integer: each row's non-zero cells
-            return self._sparse_arrow(r, _SMALL, self._arrow_pieces(_SMALL))
-        inverse, frags = coded
-        return pa.array(frags, pa.string()).take(pa.array(inverse))
-
-    def render_small_arrow(self, rows: npt.NDArray[np.integer], limit: int) -> pa.StringArray:
-        """:meth:`render_small` as an Arrow string array of length b (rows: shape (b, k))."""
-        if rows.shape[0] == 0:
-            return pa.array([], pa.string())
-        if rows.min() < 0 or rows.max() >= limit:
-            return self.render_arrow(rows)
-        return self._sparse_arrow(rows, limit, self._arrow_pieces(limit))
-
-    def render_many_arrow(self, blocks: Sequence[npt.NDArray[np.integer]]) -> list[pa.StringArray]:
-        """:meth:`render_arrow` of several (b, k) blocks at once (one dedup pass)."""
-        b = blocks[0].shape[0]
-        flat = self.render_arrow(np.concatenate([np.asarray(x) for x in blocks], axis=0))
-        return [flat.slice(i * b, b) for i in range(len(blocks))]
-
-    def _arrow_pieces(self, limit: int) -> pa.StringArray:
-        """``"key":value`` of every key (output order) and value below ``limit``,
-        shape (k * limit,): entry ``j * limit + v``."""
-        table = self._arrow_tables.get(limit)
-        if table is None:
-            table = pa.array([f"{key}:{v}" for key in self.keys for v in range(limit)], pa.string())
-            self._arrow_tables[limit] = table
-        return table
-
-    def _sparse_arrow(
-        self, rows: npt.NDArray[np.integer], limit: int, table: pa.StringArray
-    ) -> pa.StringArray:
-        """Each row's non-zero cells' ``"key":value`` pieces, in key order, joined
-        with commas inside braces (rows: shape (b, k)); a value outside
-        ``[0, limit)`` falls back to :meth:`_render_sparse`."""
-        b = rows.shape[0]
-        ordered = rows[:, self.order]
-        row, col = np.nonzero(ordered)  # row-major: rows ascending, keys in order
-        values = ordered[row, col]
-        if values.size and (values.min() < 0 or values.max() >= limit):
-            return pa.array(self._render_sparse(rows.astype(np.int64, copy=False)), pa.string())
-        pieces = table.take(pa.array(col * limit + values))
-        return _braced_lists(np.searchsorted(row, np.arange(b + 1)), pieces)
-
-
-def _braced_lists(bounds: npt.NDArray[np.integer], pieces: pa.StringArray) -> pa.StringArray:
-    """``"{" + ",".join(pieces[lo:hi]) + "}"`` for each consecutive pair of
-    ``bounds`` (shape (b + 1,)), as an Arrow string array of length b."""
-    lists = pa.ListArray.from_arrays(pa.array(bounds.astype(np.int32), pa.int32()), pieces)
-    return pc.binary_join_element_wise("{", pc.binary_join(lists, ","), "}", "")
 
 
 class ContextBuilder:
@@ -534,16 +489,8 @@ class ContextBuilder:
         self._topic_keys = [json.dumps(t) for t in self.topics]
         self._topic_order = sorted(range(len(self.topics)), key=lambda i: self.topics[i])
         self._sorted_topic_keys = [self._topic_keys[i] + ":" for i in self._topic_order]
-        self._sorted_topic_keys_arrow = pa.array(self._sorted_topic_keys, pa.string())
-        # -1 (no content yet) -> "null", the last entry
-        self._content_arrow = pa.array(self._content.tolist(), pa.string())
 
     def _interest_json(self, values: F64) -> list[str]:
-        """:meth:`_interest_arrow` as a list of b Python strings."""
-        out: list[str] = self._interest_arrow(values).to_pylist()
-        return out
-
-    def _interest_arrow(self, values: F64) -> pa.StringArray:
         """``History.interest`` as canonical JSON, shape (b, n_topics) -> b strings.
 
         Only the non-zero cells are written: each distinct value is rounded and
@@ -551,21 +498,22 @@ class ContextBuilder:
         and each row joins its cells' ``"topic":value`` pieces in topic order."""
         b = values.shape[0]
         if b == 0:
-            return pa.array([], pa.string())
+            return []
         ordered = values[:, self._topic_order]
         row, col = np.nonzero(ordered)  # row-major: rows ascending, topics in key order
         if row.size == 0:
-            return pa.array(["{}"] * b, pa.string())
+            return ["{}"] * b
         uniq, inv = np.unique(ordered[row, col], return_inverse=True)
         text = [repr(v) if (v := round(x, 3)) else "" for x in uniq.tolist()]
         keep = np.array([bool(t) for t in text], dtype=bool)[inv]
         row, col, inv = row[keep], col[keep], inv[keep]
-        pieces = pc.binary_join_element_wise(
-            self._sorted_topic_keys_arrow.take(pa.array(col)),
-            pa.array(text, pa.string()).take(pa.array(inv)),
-            "",
-        )
-        return _braced_lists(np.searchsorted(row, np.arange(b + 1)), pieces)
+        keys = self._sorted_topic_keys
+        pieces = [keys[c] + text[i] for c, i in zip(col.tolist(), inv.tolist(), strict=True)]
+        bounds = np.searchsorted(row, np.arange(b + 1)).tolist()
+        return [
+            "{" + ",".join(pieces[lo:hi]) + "}" if hi > lo else "{}"
+            for lo, hi in itertools.pairwise(bounds)
+        ]
 
     def build(
         self,
@@ -575,26 +523,7 @@ class ContextBuilder:
         hcp: I64,
         request_json: str,
     ) -> npt.NDArray[np.object_]:
-        """:meth:`build_arrow` as an ndarray of object (str), shape (b,)."""
-        out: npt.NDArray[np.object_] = self.build_arrow(
-            day, profile_json, tracker, hcp, request_json
-        ).to_numpy(zero_copy_only=False)
-        return out
-
-    def build_arrow(
-        self,
-        day: date,
-        profile_json: npt.NDArray[np.object_],
-        tracker: HistoryTracker,
-        hcp: I64,
-        request_json: str,
-    ) -> pa.StringArray:
-        """Context JSON of each decision, assembled column-wise in Arrow.
-
-        Each part of the context (the profile, each history map) is a string
-        column of the batch; the columns are joined, with the constant text
-        between them, by one Arrow kernel, so no Python string is made per
-        decision.
+        """Context JSON of each decision.
 
         Parameters
         ----------
@@ -609,14 +538,14 @@ class ContextBuilder:
 
         Returns
         -------
-        pyarrow.StringArray, length b
+        ndarray of object (str), shape (b,)
         """
         b = hcp.shape[0]
         if b == 0:
-            return pa.array([], pa.string())
+            return np.empty(0, dtype=object)
         tr = tracker
-        dst = self._channel_map.render_small_arrow(tr.days_since_touch(hcp), LONGEST + 1)
-        eng, t7, t30, t90 = self._channel_map.render_many_arrow(
+        dst = self._channel_map.render_small(tr.days_since_touch(hcp), LONGEST + 1)
+        eng, t7, t30, t90 = self._channel_map.render_many(
             [
                 tr.eng_win[hcp],
                 tr.touch_win[7][hcp],
@@ -624,46 +553,26 @@ class ContextBuilder:
                 tr.touch_win[90][hcp],
             ]
         )
-        teng = self._topic_map.render_arrow(tr.topic_win[hcp])
-        tceng = self._topic_channel_map.render_arrow(tr.topic_channel_engagements(hcp))
-        dsc = self._item_map.render_small_arrow(tr.days_since_content(hcp), LONGEST + 1)
-        inter = self._interest_arrow(tr.interest(hcp))
-        tpull = self._topic_map.render_arrow(tr.topic_pulls(hcp))
-        lc = tr.last_content[hcp].astype(np.int64)
-        n_content = len(self._content_arrow)
-        last = self._content_arrow.take(pa.array(np.where(lc < 0, lc + n_content, lc)))
-        prof = pa.array(profile_json[hcp], pa.string())
+        teng = self._topic_map.render(tr.topic_win[hcp])
+        tceng = self._topic_channel_map.render(tr.topic_channel_engagements(hcp))
+        dsc = self._item_map.render_small(tr.days_since_content(hcp), LONGEST + 1)
+        inter = self._interest_json(tr.interest(hcp))
+        tpull = self._topic_map.render(tr.topic_pulls(hcp))
+        last = self._content[tr.last_content[hcp]].tolist()  # -1 -> "null" (last entry)
+        prof = profile_json[hcp].tolist()
         head = f'{{"day":"{day.isoformat()}","hcp":'
         tail = f'}},"request":{request_json},"v":{CONTEXT_VERSION}}}'
-        out: pa.StringArray = pc.binary_join_element_wise(
-            head,
-            prof,
-            ',"history":{"days_since_content":',
-            dsc,
-            ',"days_since_touch":',
-            dst,
-            ',"engagements_30d":',
-            eng,
-            ',"interest":',
-            inter,
-            ',"last_content_id":',
-            last,
-            ',"topic_channel_engagements_90d":',
-            tceng,
-            ',"topic_engagements_90d":',
-            teng,
-            ',"topic_pulls_90d":',
-            tpull,
-            ',"touches_30d":',
-            t30,
-            ',"touches_7d":',
-            t7,
-            ',"touches_90d":',
-            t90,
-            tail,
-            "",
-        )
-        return out
+        rows = [
+            f'{head}{p},"history":{{"days_since_content":{sc},"days_since_touch":{a},'
+            f'"engagements_30d":{e},"interest":{it},"last_content_id":{lc},'
+            f'"topic_channel_engagements_90d":{tce},"topic_engagements_90d":{te},'
+            f'"topic_pulls_90d":{tp},"touches_30d":{b30},"touches_7d":{b7},"touches_90d":{b90}'
+            f"{tail}"
+            for p, sc, a, e, it, lc, tce, te, tp, b30, b7, b90 in zip(
+                prof, dsc, dst, eng, inter, last, tceng, teng, tpull, t30, t7, t90, strict=True
+            )
+        ]
+        return np.array(rows, dtype=object)
 
 
 NEVER_US = -(1 << 60)

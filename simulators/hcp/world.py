@@ -1104,10 +1104,7 @@ class World:
         request_json = json.dumps(
             {"requester": requester.name}, sort_keys=True, separators=(",", ":")
         )
-        context_col = self.builder.build_arrow(
-            the_day, self.profile_json, self.history, hcp, request_json
-        )
-        contexts = context_col.to_numpy(zero_copy_only=False)
+        contexts = self.builder.build(the_day, self.profile_json, self.history, hcp, request_json)
         probs_all = self.response.batch_probabilities(pop, hcp, seg, action)
         truth = self.response.expected_reward(probs_all)
         batch = DecisionBatch(
@@ -1161,7 +1158,7 @@ class World:
             hcp=hcp,
             requester=requester.name,
             channels=channels,
-            context=context_col,
+            context=contexts,
             sizes=sizes,
             action=action,
             probabilities=p,
@@ -1600,7 +1597,7 @@ class World:
                 "hcp_id": pa.array(self.population.hcp_ids[hcp], pa.string()),
                 "requester": pa.array(requester, pa.string()),
                 "channels_requested": _list_array(chan_off, pa.array(chan_values, pa.string())),
-                "context": pa.concat_arrays(dec["context"]),
+                "context": pa.array(np.concatenate(dec["context"]), pa.string()),
                 "catalog_version": pa.array(
                     np.full(nrows, self.catalog.version, dtype=object), pa.string()
                 ),
