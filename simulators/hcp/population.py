@@ -175,10 +175,51 @@ class Population:
         )
 
     def profile_json(self, idx: npt.NDArray[np.int64]) -> list[str]:
-        """Canonical JSON of the profiles of HCPs ``idx`` (as inside a logged context)."""
+        """Canonical JSON of the profiles of HCPs ``idx`` (shape (k,)), as inside a
+        logged context: the text of ``json.dumps(self.profile(i).to_dict(),
+        sort_keys=True, separators=(",", ":"))``, written from each field's JSON
+        (names and consent lists rendered once per distinct value), keys in
+        sorted order.
+
+        >>> from nba.catalog import Catalog
+        >>> pop = Population.generate(5, Catalog.default(), seed=3)
+        >>> pop.profile_json(np.array([2]))[0] == json.dumps(
+        ...     pop.profile(2).to_dict(), sort_keys=True, separators=(",", ":"))
+        True
+        """
+        idx = np.asarray(idx, dtype=np.int64)
+        if idx.shape[0] == 0:
+            return []
+        dumps = json.dumps
+        stages = [dumps(s) for s in ADOPTION_STAGES]
+        specialties = [dumps(s) for s in self.specialties]
+        markets = [dumps(m) for m in self.markets]
+        # consents: one JSON list per distinct consent row (sorted channel names)
+        weights = 1 << np.arange(len(self.channels), dtype=np.int64)
+        codes = self.consent[idx].astype(np.int64) @ weights
+        consents = {
+            code: dumps(
+                sorted(c for j, c in enumerate(self.channels) if code >> j & 1),
+                separators=(",", ":"),
+            )
+            for code in np.unique(codes).tolist()
+        }
         return [
-            json.dumps(self.profile(int(i)).to_dict(), sort_keys=True, separators=(",", ":"))
-            for i in idx
+            f'{{"adoption_stage":{stages[st]},"consents":{consents[cc]},"decile":{dc},'
+            f'"digital_affinity":{float(da)!r},"hcp_id":{dumps(hid)},'
+            f'"market":{markets[mk]},"no_see":{"true" if ns else "false"},'
+            f'"specialty":{specialties[sp]}}}'
+            for st, cc, dc, da, hid, mk, ns, sp in zip(
+                self.stage[idx].tolist(),
+                codes.tolist(),
+                self.decile[idx].tolist(),
+                self.digital_affinity[idx].tolist(),
+                self.hcp_ids[idx].tolist(),
+                self.market[idx].tolist(),
+                self.no_see[idx].tolist(),
+                self.specialty[idx].tolist(),
+                strict=True,
+            )
         ]
 
     def to_table(self) -> pa.Table:

@@ -44,6 +44,7 @@ def env(tmp_path):  # type: ignore[no-untyped-def]
 def test_bench_simulate(env: dict[str, str]) -> None:
     text = _run(["bench/simulate.py", "--hcps", "300", "--days", "5", "--repeat", "1"], env)
     assert "cpu_count=" in text and "decisions/s" in text and "target" in text
+    assert "CPU s of it" in text
 
 
 @pytest.mark.slow

@@ -7,6 +7,7 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
@@ -164,6 +165,34 @@ def test_same_appends_give_identical_bytes(tmp_path: Path, make_decisions: Any) 
         p.relative_to(tmp_path / "b") for p in fb
     ]
     assert all(x.read_bytes() == y.read_bytes() for x, y in zip(fa, fb, strict=True))
+
+
+def test_rows_in_day_order_write_the_parts_of_rows_out_of_order(
+    tmp_path: Path, make_decisions: Any
+) -> None:
+    """Rows already in day order are written as slices of the table, others are
+    taken day by day: both give the same part files, byte for byte."""
+    dec = make_decisions(40, step=timedelta(hours=5), seed=7)  # about 8 days, in order
+    days = pc.cast(dec.column("ts"), pa.date32()).to_numpy(zero_copy_only=False)
+    assert (days[1:] >= days[:-1]).all() and len(set(days.tolist())) > 3
+    # the days last to first, each day's rows still in their order
+    day_no = days.astype("datetime64[D]").astype(np.int64)
+    order = sorted(range(dec.num_rows), key=lambda i: (-int(day_no[i]), i))
+    mixed = dec.take(pa.array(order))
+    mixed_days = pc.cast(mixed.column("ts"), pa.date32()).to_numpy(zero_copy_only=False)
+    assert (mixed_days[1:] < mixed_days[:-1]).any()
+    io.append(tmp_path / "sliced", "decisions", dec)
+    io.append(tmp_path / "taken", "decisions", mixed)
+    fs = io.part_files(tmp_path / "sliced", "decisions")
+    ft = io.part_files(tmp_path / "taken", "decisions")
+    assert len(fs) == len(set(days.tolist()))
+    assert [p.relative_to(tmp_path / "sliced") for p in fs] == [
+        p.relative_to(tmp_path / "taken") for p in ft
+    ]
+    assert all(x.read_bytes() == y.read_bytes() for x, y in zip(fs, ft, strict=True))
+    assert io.read(tmp_path / "sliced", "decisions").equals(
+        io.read(tmp_path / "taken", "decisions")
+    )
 
 
 def test_crash_mid_write_leaves_nothing_readable(
