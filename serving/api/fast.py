@@ -40,6 +40,7 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
+from fastapi.routing import APIRoute
 from pydantic import BaseModel, ValidationError
 from starlette.requests import Request
 
@@ -135,13 +136,17 @@ class FastRoutes:
         self._routes: dict[str, Any] | None = None
 
     def _route(self, template: str) -> Any:
-        """FastAPI's route object of ``template`` (``scope["route"]`` for the metrics)."""
+        """FastAPI's route object of ``template``: what its router puts in
+        ``scope["route"]`` (the metrics and the access log read its ``path``)."""
         if self._routes is None:
+            from serving.api.routes import decisions, events
+
             self._routes = {
-                getattr(r, "path", ""): r
-                for r in self.fastapi_app.router.routes
-                if "POST" in (getattr(r, "methods", None) or ())
-                and getattr(r, "path", "") in (DECISIONS, OUTCOMES)
+                r.path: r
+                for r in (*decisions.router.routes, *events.router.routes)
+                if isinstance(r, APIRoute)
+                and "POST" in r.methods
+                and r.path in (DECISIONS, OUTCOMES)
             }
         return self._routes.get(template)
 
