@@ -416,9 +416,7 @@ def main(argv: list[str] | None = None) -> int:
     tmp = Path(tempfile.mkdtemp(prefix="nba-bench-serve-"))
     model = bench_model(tmp, args.model)
     print(f"machine: {os.cpu_count()} cores; workers: {args.workers}; clients: {CONCURRENCY}")
-    print(
-        f"model: {model}; store synchronous={args.synchronous}; fast routes: {args.fast_routes}"
-    )
+    print(f"model: {model}; store synchronous={args.synchronous}; fast routes: {args.fast_routes}")
     from serving.cli import server_options
 
     options = server_options()
