@@ -145,7 +145,7 @@ class FastRoutes:
                 r.path: r
                 for r in (*decisions.router.routes, *events.router.routes)
                 if isinstance(r, APIRoute)
-                and "POST" in r.methods
+                and "POST" in (r.methods or ())
                 and r.path in (DECISIONS, OUTCOMES)
             }
         return self._routes.get(template)
