@@ -364,6 +364,7 @@ def http_rates(tmp: Path, args: argparse.Namespace, use_wrk: bool) -> dict[str, 
         NBA_STORE_PATH=str(db),
         NBA_STORE_SYNCHRONOUS="FULL",
         NBA_GROUP_COMMIT="false" if args.no_group_commit else "true",
+        NBA_FAST_ROUTES="true" if args.fast_routes == "on" else "false",
     )
     procs = [proc]
     drive = drive_wrk if use_wrk else drive_python
@@ -439,6 +440,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--no-group-commit", action="store_true", help="serve with NBA_GROUP_COMMIT=false"
     )
+    ap.add_argument(
+        "--fast-routes",
+        default="on",
+        choices=["on", "off"],
+        help="NBA_FAST_ROUTES of the service (off: the outcome route through FastAPI)",
+    )
     ap.add_argument("--skip-http", action="store_true")
     ap.add_argument("--skip-store", action="store_true")
     args = ap.parse_args(argv)
@@ -478,7 +485,8 @@ def report_http(tmp: Path, args: argparse.Namespace) -> int:
     print()
     print(
         f"HTTP: nba serve --workers {args.workers} "
-        f"(group commit {'off' if args.no_group_commit else 'on'}) and the bare FastAPI app, "
+        f"(group commit {'off' if args.no_group_commit else 'on'}, fast routes "
+        f"{args.fast_routes}) and the bare FastAPI app, "
         f"uvicorn http={options['http']} loop={options['loop']}; load generator "
         + (
             f"wrk (1 thread, {CONCURRENCY} connections; batch {args.batch_connections})"

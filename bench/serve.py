@@ -86,6 +86,35 @@ def group_cpu_seconds(pgid: int) -> float:
     return total / tick
 
 
+def group_loop_cpu_seconds(pgid: int) -> float:
+    """CPU time (user + system, seconds) of the main threads of the live processes
+    of process group ``pgid``: in a uvicorn worker, the event loop's thread (the
+    rest of a worker's CPU is its thread pools' and its group committers'); NaN
+    where ``/proc`` is missing.
+
+    >>> 0 <= group_loop_cpu_seconds(os.getpgid(0)) or not os.path.isdir("/proc")
+    True
+    """
+    if not os.path.isdir("/proc"):
+        return float("nan")
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                pgrp = int(f.read().rsplit(")", 1)[1].split()[2])
+            if pgrp != pgid:
+                continue
+            with open(f"/proc/{entry}/task/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except (OSError, IndexError, ValueError):  # ended meanwhile
+            continue
+        total += int(fields[11]) + int(fields[12])
+    return total / tick
+
+
 @dataclass(frozen=True)
 class RunStats:
     route: str
@@ -96,17 +125,29 @@ class RunStats:
     p99_ms: float
     #: the server's CPU time over the measured rounds (all its processes)
     cpu_seconds: float = float("nan")
+    #: of which its processes' main threads (the event loops)
+    loop_cpu_seconds: float = float("nan")
 
     @property
     def cpu_ms_per_request(self) -> float:
         return 1e3 * self.cpu_seconds / self.requests if self.requests else float("nan")
 
     @property
+    def loop_cpu_ms_per_request(self) -> float:
+        return 1e3 * self.loop_cpu_seconds / self.requests if self.requests else float("nan")
+
+    @property
     def rps(self) -> float:
         return self.requests / self.seconds if self.seconds > 0 else 0.0
 
     @classmethod
-    def of(cls, route: str, runs: list[Any], cpu_seconds: float = float("nan")) -> RunStats:
+    def of(
+        cls,
+        route: str,
+        runs: list[Any],
+        cpu_seconds: float = float("nan"),
+        loop_cpu_seconds: float = float("nan"),
+    ) -> RunStats:
         """Pool the rounds of one route: requests and seconds add up; percentiles
         come from all latencies (Python load generator) or, with wrk, which reports
         percentiles only, are the mean of the rounds' percentiles."""
@@ -124,6 +165,7 @@ class RunStats:
             p50,
             p99,
             cpu_seconds,
+            loop_cpu_seconds,
         )
 
 
@@ -358,6 +400,12 @@ def main(argv: list[str] | None = None) -> int:
         choices=["FULL", "NORMAL"],
         help="store fsync mode (FULL, the service default, fsyncs every commit)",
     )
+    ap.add_argument(
+        "--fast-routes",
+        default="on",
+        choices=["on", "off"],
+        help="NBA_FAST_ROUTES of the service (off: the decision route through FastAPI)",
+    )
     args = ap.parse_args(argv)
 
     import httpx
@@ -368,7 +416,7 @@ def main(argv: list[str] | None = None) -> int:
     tmp = Path(tempfile.mkdtemp(prefix="nba-bench-serve-"))
     model = bench_model(tmp, args.model)
     print(f"machine: {os.cpu_count()} cores; workers: {args.workers}; clients: {CONCURRENCY}")
-    print(f"model: {model}; store synchronous={args.synchronous}")
+    print(f"model: {model}; store synchronous={args.synchronous}; fast routes: {args.fast_routes}")
     from serving.cli import server_options
 
     options = server_options()
@@ -395,6 +443,7 @@ def main(argv: list[str] | None = None) -> int:
         NBA_BENCH_ROUTES="true",
         NBA_STORE_PATH=str(tmp / "events.db"),
         NBA_STORE_SYNCHRONOUS=args.synchronous,
+        NBA_FAST_ROUTES="true" if args.fast_routes == "on" else "false",
     )
     try:
         hcp_ids = [f"B{i:06d}" for i in range(args.hcps)]
@@ -413,6 +462,7 @@ def main(argv: list[str] | None = None) -> int:
         # with everybody's load; the server's own CPU time per request much less
         groups = {BARE: bare_proc.pid, NOOP: proc.pid, DECIDE: proc.pid}
         cpu: dict[str, float] = {name: 0.0 for name in routes}
+        loop_cpu: dict[str, float] = {name: 0.0 for name in routes}
         acked_single: list[str] = []  # event ids (Python load generator only)
         acked_count = 0  # 2xx decisions, whichever load generator
         results: dict[str, list[Any]] = {name: [] for name in routes}
@@ -420,15 +470,20 @@ def main(argv: list[str] | None = None) -> int:
             for name, (url, path) in routes.items():
                 seconds = 1.5 if rnd < 0 else args.seconds
                 cpu0 = group_cpu_seconds(groups[name])
+                loop0 = group_loop_cpu_seconds(groups[name])
                 res = load(url, path, KEYS["decide"], hcp_ids, seconds, 100 + rnd)
                 if rnd >= 0:
                     cpu[name] += group_cpu_seconds(groups[name]) - cpu0
+                    loop_cpu[name] += group_loop_cpu_seconds(groups[name]) - loop0
                 if name == DECIDE:  # only the service's decisions are stored
                     acked_single.extend(res[4])
                     acked_count += res[6]
                 if rnd >= 0:
                     results[name].append(res)
-        stats = {name: RunStats.of(name, runs, cpu[name]) for name, runs in results.items()}
+        stats = {
+            name: RunStats.of(name, runs, cpu[name], loop_cpu[name])
+            for name, runs in results.items()
+        }
 
         # batch: batch-size HCPs per request, as many requests in flight as workers
         batch_decisions = 0
@@ -480,6 +535,11 @@ def main(argv: list[str] | None = None) -> int:
             f"{s.route:<28}{s.requests:>10}{s.errors:>8}{s.rps:>10.1f}"
             f"{s.p50_ms:>9.2f}{s.p99_ms:>9.2f}{s.cpu_ms_per_request:>12.2f}"
         )
+    print()
+    print(f"{'server CPU ms per request':<28}{'event loop':>12}{'other threads':>15}")
+    for s in (bare, noop, dec):
+        loop = s.loop_cpu_ms_per_request
+        print(f"{s.route:<28}{loop:>12.2f}{s.cpu_ms_per_request - loop:>15.2f}")
     rps_ratio = dec.rps / noop.rps if noop.rps else float("nan")
     p99_ratio = dec.p99_ms / noop.p99_ms if noop.requests else float("nan")
     bare_rps = dec.rps / bare.rps if bare.rps else float("nan")

@@ -65,26 +65,46 @@ class Principal:
 ANONYMOUS_ADMIN = Principal("auth-disabled", frozenset({"decide", "report", "admin"}))
 
 
+#: at most this many distinct valid keys are remembered per process (see
+#: :meth:`Authenticator.identify`); keys beyond it are hashed on every request
+SEEN_KEYS = 256
+
+
 class Authenticator:
-    """Maps presented keys to principals; constant-time digest comparison."""
+    """Maps presented keys to principals; constant-time digest comparison.
+
+    The principal of each configured key is built once. A key that was found
+    valid is remembered in this process's memory (at most :data:`SEEN_KEYS`
+    of them; never written anywhere), so that its next requests skip the
+    SHA-256 and the scan of the digests: the remembered key is compared with the
+    presented one in constant time. Unknown keys are never remembered.
+    """
 
     def __init__(self, settings: Settings) -> None:
         self.disabled = settings.auth_disabled
         self._keys: tuple[ApiKey, ...] = settings.api_keys
+        self._principals: tuple[tuple[str, Principal], ...] = tuple(
+            (k.sha256, Principal(k.name, frozenset(k.scopes))) for k in self._keys
+        )
+        self._seen: dict[str, tuple[str, Principal]] = {}
 
     def identify(self, key: str) -> Principal | None:
-        return self.identify_digest(hash_key(key))
+        seen = self._seen.get(key)
+        if seen is not None and hmac.compare_digest(seen[0].encode(), key.encode()):
+            return seen[1]
+        principal = self.identify_digest(hash_key(key))
+        if principal is not None and len(self._seen) < SEEN_KEYS:
+            self._seen[key] = (key, principal)
+        return principal
 
     def identify_digest(self, digest: str) -> Principal | None:
         """The principal of a key known by its SHA-256 digest (the console's session
         keeps the digest, never the key), or None when no configured key has it."""
-        found: ApiKey | None = None
-        for k in self._keys:
-            if hmac.compare_digest(k.sha256, digest):
-                found = k
-        if found is None:
-            return None
-        return Principal(found.name, frozenset(found.scopes))
+        found: Principal | None = None
+        for sha256, principal in self._principals:  # every digest, whichever matches
+            if hmac.compare_digest(sha256, digest):
+                found = principal
+        return found
 
     def check(
         self, headers: dict[str, str] | None, authorization: str | None, scope: str | None

@@ -30,6 +30,7 @@ from nba.reward import RewardDefinition
 from nba.triggers import TriggerSet
 from serving import errors
 from serving import journeys as journeys_lib
+from serving.api import fast
 from serving.api.deps import Services
 from serving.api.routes import (
     bench,
@@ -371,6 +372,8 @@ def create_app(settings: Settings | None = None, loader: PolicyLoader | None = N
                 "set their own time with `as_of`; use this for simulation or replay only"
             )
         services = await asyncio.to_thread(open_services, cfg, loader)
+        if cfg.fast_routes:
+            app.state.fast_executor = fast.open_executor()
         app.state.services = services
         follower = None
         if cfg.model_poll_seconds > 0:
@@ -387,6 +390,10 @@ def create_app(settings: Settings | None = None, loader: PolicyLoader | None = N
                     with contextlib.suppress(asyncio.CancelledError):
                         await task
             app.state.services = None
+            executor = app.state.fast_executor
+            app.state.fast_executor = None
+            if executor is not None:
+                executor.shutdown(wait=True)
             if services.engine.committer is not None:
                 services.engine.committer.close()
             if services.engine.outcome_committer is not None:
@@ -406,6 +413,7 @@ def create_app(settings: Settings | None = None, loader: PolicyLoader | None = N
     app.state.settings = cfg
     app.state.auth = Authenticator(cfg)
     app.state.services = None
+    app.state.fast_executor = None
     errors.install(app)
     for module in (
         decisions,
@@ -426,5 +434,8 @@ def create_app(settings: Settings | None = None, loader: PolicyLoader | None = N
     if cfg.bench_routes:
         app.include_router(bench.router)
     console.install(app, cfg)
+    if cfg.fast_routes:
+        # inside LimitsAndMetrics (added last, so outermost): same limits, metrics, log
+        app.add_middleware(fast.FastRoutes, fastapi_app=app)
     app.add_middleware(LimitsAndMetrics, get_state=lambda: app.state)
     return app

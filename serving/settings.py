@@ -111,6 +111,12 @@ class Settings(BaseSettings):
         description="Commit decisions (and outcomes) of concurrent requests in one transaction "
         "(one fsync); each request is still answered only after what it sent is committed.",
     )
+    fast_routes: bool = Field(
+        default=True,
+        description="Serve POST /v1/decisions and POST /v1/events/{event_id}/outcomes below "
+        "FastAPI's routing and dependency solving (serving/api/fast.py), same contract; "
+        "false: through FastAPI like every other route.",
+    )
     catalog_path: Path | None = Field(default=None, description="Catalog TOML; default: packaged.")
     rules_path: Path | None = Field(
         default=None,
