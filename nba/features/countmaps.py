@@ -182,10 +182,10 @@ def _name_tokens(
     width = max(len(x) for x in names) + 1
     lut = np.zeros(width * 65536, dtype=np.int8)
     for i, x in enumerate(names):
-        code = len(x) * 65536 + ord(x[0]) * 256 + ord(x[-3])
-        if len(x) < 3 or lut[code]:
+        at = len(x) * 65536 + ord(x[0]) * 256 + ord(x[-3])
+        if len(x) < 3 or lut[at]:
             raise ValueError(f"map names alike or too short: {names}")
-        lut[code] = i + 1
+        lut[at] = i + 1
     length = e - s - 1
     ok = (length >= 3) & (length < width)
     code = np.where(ok, length, 0) * 65536 + b[s + 1].astype(np.int64) * 256 + b[e - 3]
