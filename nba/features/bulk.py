@@ -365,6 +365,24 @@ def _fixed3_upto(top: int) -> list[str]:
     return table
 
 
+def _fixed3_tokens(prefix: str, top: int) -> list[str]:
+    """``""``, then ``prefix`` + :func:`_fixed3_str` of 1..``top`` (index them by
+    thousandths); kept per prefix and grown as needed (interest tables reach
+    thousands of strings per topic, and recur in every batch)."""
+    table = _FIXED3_TOKENS.get(prefix)
+    if table is None or len(table) <= top:
+        upto = max(top + 1, min(2 * len(table) if table else 0, _MAX_TABLED_INTEREST + 1))
+        if len(_FIXED3_TOKENS) >= _MAX_VOCABS:
+            _FIXED3_TOKENS.clear()  # topics come from the data: keep the cache bounded
+        table = _FIXED3_TOKENS[prefix] = ["", *(prefix + t for t in _fixed3_upto(upto)[1:upto])]
+    return table[: top + 1]
+
+
+#: :func:`_fixed3_tokens` per prefix (one per interest topic), at most
+#: :data:`_MAX_VOCABS` prefixes
+_FIXED3_TOKENS: dict[str, list[str]] = {}
+
+
 def _cross_factors(
     cat: Catalog,
     static: list[str],
@@ -676,7 +694,7 @@ def _interest_stated_factors(
         milli = np.rint(vals.reshape(-1)[at] * 1000.0).astype(np.int64)
         top = int(milli[here].max())
         if top <= _MAX_TABLED_INTEREST:
-            vocab = ["", *(" it_int:" + t for t in _fixed3_upto(top)[1 : top + 1])]
+            vocab = _fixed3_tokens(" it_int:", top)
             out.append((vocab, np.where(here, milli, 0)))
         else:
             out.append(
@@ -1097,7 +1115,7 @@ class _HistoryColumns:
             top = int(milli[col, j].max()) if col.any() else 0
             if top <= _MAX_TABLED_INTEREST:
                 name = f" int_{clean(key)}:"
-                vocab = ["", *(name + t for t in _fixed3_upto(top)[1 : top + 1])]
+                vocab = _fixed3_tokens(name, top)
                 out.append((vocab, np.where(col, milli[:, j], 0).astype(np.int64)))
             else:
                 s = pc.binary_join_element_wise(
