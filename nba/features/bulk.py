@@ -36,6 +36,7 @@ from nba.features.config import (
     age_bucket,
     clean,
 )
+from nba.features.countmaps import CountMap, maps_check_out, split_count_maps
 from nba.features.dsjson import line_to_namespaces
 from nba.features.tokens import DOW
 
@@ -71,20 +72,31 @@ def featurize_bulk(
         None when Arrow cannot read the contexts as one table (a field whose JSON
         type changes between rows): the caller then goes row by row.
     """
+    try:
+        return _featurize_bulk(f, ctx, acts, event_ids, action_json, True)
+    except _CountMapRefused:
+        # a history map read apart fails a check: the general way says how
+        return _featurize_bulk(f, ctx, acts, event_ids, action_json, False)
+
+
+def _featurize_bulk(
+    f: Featurizer,
+    ctx: pa.Array,
+    acts: pa.Array,
+    event_ids: pa.Array,
+    action_json: bool,
+    read_apart: bool,
+) -> FeaturizedBatch | None:
+    """:func:`featurize_bulk`; ``read_apart``: read the history count maps
+    without Arrow's JSON reader where they are of the form it covers."""
     n = len(ctx)
     blob = concat_buffer(pc.binary_join_element_wise(ctx, "\n", ""))
-    # contexts written over several lines parse too; read as one block, allowing
-    # it costs nothing (scanning every context for a newline did)
-    opts = pj.ParseOptions(newlines_in_values=True)
-    # one block: the contexts come back as one chunk (nothing to combine), and
-    # the caller's other thread keeps the second core busy with VW
-    read = pj.ReadOptions(use_threads=False, block_size=max(blob.size + 1, 1 << 20))
-    try:
-        parsed = pj.read_json(pa.BufferReader(blob), read_options=read, parse_options=opts)
-    except pa.ArrowInvalid:
+    got = _parse_contexts(blob, ctx, read_apart)
+    if got is None:
         # columns whose JSON type changes between rows (e.g. a request value
         # that is a number in one row and a string in another): row by row
         return None
+    parsed, count_maps = got
     if parsed.num_rows != n:
         raise FeaturizeError(f"featurize_table: parsed {parsed.num_rows} contexts from {n} rows")
     cols = _Columns(parsed, event_ids)
@@ -148,7 +160,7 @@ def featurize_bulk(
             *attrs,
         )
         shared_parts.append(p)
-    hist = _HistoryColumns(cols, n)
+    hist = _HistoryColumns(cols, n, count_maps)
     if hist.interest_noncanonical:
         return None  # interest values with more than three decimals: rounded row by row
     if "h" in cfg:
@@ -213,6 +225,61 @@ def featurize_bulk(
     )
     batch.actions_json = _cross_json(factors, per_channel, channel_of)
     return batch
+
+
+def _read_json(blob: pa.Buffer) -> pa.Table:
+    """Arrow's parse of newline-separated contexts (raises ``ArrowInvalid``)."""
+    # contexts written over several lines parse too; read as one block, allowing
+    # it costs nothing (scanning every context for a newline did)
+    opts = pj.ParseOptions(newlines_in_values=True)
+    # one block: the contexts come back as one chunk (nothing to combine), and
+    # the caller's other thread keeps the second core busy with VW
+    read = pj.ReadOptions(use_threads=False, block_size=max(blob.size + 1, 1 << 20))
+    return pj.read_json(pa.BufferReader(blob), read_options=read, parse_options=opts)
+
+
+def _parse_contexts(
+    blob: pa.Buffer, ctx: pa.Array, read_apart: bool = True
+) -> tuple[pa.Table, dict[str, CountMap] | None] | None:
+    """The contexts parsed, with the history count maps read apart when they can
+    be (:mod:`nba.features.countmaps`; else None, and Arrow parses them as
+    structs); None when Arrow cannot read the contexts as one table.
+
+    Parameters
+    ----------
+    blob : pyarrow.Buffer
+        The contexts of ``ctx`` (shape (n,)), each followed by a newline.
+    """
+    split = None
+    if read_apart:
+        width = np.int64 if pa.types.is_large_string(ctx.type) else np.int32
+        offs = np.frombuffer(ctx.buffers()[1], dtype=width)[ctx.offset : ctx.offset + len(ctx) + 1]
+        offs = offs.astype(np.int64)
+        starts = offs - offs[0] + np.arange(len(offs), dtype=np.int64)
+        split = split_count_maps(blob, starts, COUNT_MAPS)
+    if split is not None:
+        try:
+            parsed = _read_json(split[0])
+        except pa.ArrowInvalid:
+            parsed = None  # the general parse below says what is wrong
+        if parsed is not None and maps_check_out(parsed, split[1]):
+            return parsed, split[1]
+    try:
+        return _read_json(blob), None
+    except pa.ArrowInvalid:
+        return None
+
+
+#: the history maps of whole counts (read by :func:`split_count_maps` when it can)
+COUNT_MAPS = (
+    "days_since_content",
+    "days_since_touch",
+    "engagements_30d",
+    "topic_channel_engagements_90d",
+    "topic_engagements_90d",
+    "topic_pulls_90d",
+    *(f"touches_{w}d" for w in HISTORY_WINDOWS),
+)
 
 
 #: most strings a lookup table of combined tokens holds (see :func:`_gather`)
@@ -296,6 +363,24 @@ def _fixed3_upto(top: int) -> list[str]:
         table = table + [_fixed3_str(m) for m in range(len(table), upto)]
         _FIXED3[0] = table
     return table
+
+
+def _fixed3_tokens(prefix: str, top: int) -> list[str]:
+    """``""``, then ``prefix`` + :func:`_fixed3_str` of 1..``top`` (index them by
+    thousandths); kept per prefix and grown as needed (interest tables reach
+    thousands of strings per topic, and recur in every batch)."""
+    table = _FIXED3_TOKENS.get(prefix)
+    if table is None or len(table) <= top:
+        upto = max(top + 1, min(2 * len(table) if table else 0, _MAX_TABLED_INTEREST + 1))
+        if len(_FIXED3_TOKENS) >= _MAX_VOCABS:
+            _FIXED3_TOKENS.clear()  # topics come from the data: keep the cache bounded
+        table = _FIXED3_TOKENS[prefix] = ["", *(prefix + t for t in _fixed3_upto(upto)[1:upto])]
+    return table[: top + 1]
+
+
+#: :func:`_fixed3_tokens` per prefix (one per interest topic), at most
+#: :data:`_MAX_VOCABS` prefixes
+_FIXED3_TOKENS: dict[str, list[str]] = {}
 
 
 def _cross_factors(
@@ -609,7 +694,7 @@ def _interest_stated_factors(
         milli = np.rint(vals.reshape(-1)[at] * 1000.0).astype(np.int64)
         top = int(milli[here].max())
         if top <= _MAX_TABLED_INTEREST:
-            vocab = ["", *(" it_int:" + t for t in _fixed3_upto(top)[1 : top + 1])]
+            vocab = _fixed3_tokens(" it_int:", top)
             out.append((vocab, np.where(here, milli, 0)))
         else:
             out.append(
@@ -873,13 +958,21 @@ class _Columns:
         return arr
 
 
+class _CountMapRefused(Exception):
+    """A history map read apart fails a check: parse the batch the general way."""
+
+
 class _HistoryColumns:
     """History maps as dense (n, k) matrices over a vocabulary, and as tokens."""
 
-    def __init__(self, cols: _Columns, n: int) -> None:
+    def __init__(self, cols: _Columns, n: int, count_maps: dict[str, CountMap] | None) -> None:
         self.cols = cols
         self.n = n
-        self._field_cache: dict[str, list[tuple[str, pa.Array]]] = {}
+        #: maps already read apart from the JSON (:mod:`nba.features.countmaps`)
+        self.count_maps = count_maps or {}
+        self._field_cache: dict[
+            str, tuple[list[str], npt.NDArray[np.int64], npt.NDArray[np.bool_]]
+        ] = {}
         self.interest_keys, self.interest = self._read_interest()
         #: some value has more than three decimals (the caller goes row by row)
         self.interest_noncanonical = bool(
@@ -894,12 +987,43 @@ class _HistoryColumns:
                     "featurize_table: field 'history.last_content_id' is not a string"
                 )
 
-    def _fields(self, name: str) -> list[tuple[str, pa.Array]]:
-        """The checked integer fields of history map ``name``, sorted by key (cached)."""
+    def _fields(self, name: str) -> tuple[list[str], npt.NDArray[np.int64], npt.NDArray[np.bool_]]:
+        """History map ``name``, checked: its keys (sorted), the counts of each row
+        (0 where absent) and whether each row has the key, each shape
+        (n, len(keys)) (cached)."""
         got = self._field_cache.get(name)
         if got is None:
-            got = self._field_cache[name] = self._read_fields(name)
+            read = self.count_maps.get(name)
+            if read is not None:
+                if not self._count_map_ok(name, read):
+                    # the read maps are refused only by a check of the general
+                    # way; the caller parses again that way (and gets its error)
+                    raise _CountMapRefused(name)
+                got = (read.keys, read.values, read.present)
+            else:
+                fields = self._read_fields(name)
+                vals = np.zeros((self.n, len(fields)), dtype=np.int64)
+                present = np.zeros((self.n, len(fields)), dtype=bool)
+                for j, (_, child) in enumerate(fields):
+                    present[:, j] = child.is_valid().to_numpy(zero_copy_only=False)
+                    vals[:, j] = pc.fill_null(child, 0).to_numpy(zero_copy_only=False)
+                got = ([k for k, _ in fields], vals, present)
+            self._field_cache[name] = got
         return got
+
+    @staticmethod
+    def _count_map_ok(name: str, read: CountMap) -> bool:
+        """Whether a map read apart passes the checks of :meth:`_read_fields`."""
+        if name == "days_since_content":
+            bad = read.present & ((read.values < 1) | (read.values > CONTENT_WINDOW))
+            if bad.any():
+                return False
+        if name == "topic_channel_engagements_90d":
+            for key in read.keys:
+                topic, sep, channel = key.rpartition(ACTION_SEPARATOR)
+                if not sep or not topic or not channel:
+                    return False
+        return True  # the counts are whole and >= 0 as read
 
     def _read_fields(self, name: str) -> list[tuple[str, pa.Array]]:
         arr = self.cols.get("history", name)
@@ -991,7 +1115,7 @@ class _HistoryColumns:
             top = int(milli[col, j].max()) if col.any() else 0
             if top <= _MAX_TABLED_INTEREST:
                 name = f" int_{clean(key)}:"
-                vocab = ["", *(name + t for t in _fixed3_upto(top)[1 : top + 1])]
+                vocab = _fixed3_tokens(name, top)
                 out.append((vocab, np.where(col, milli[:, j], 0).astype(np.int64)))
             else:
                 s = pc.binary_join_element_wise(
@@ -1012,13 +1136,13 @@ class _HistoryColumns:
     ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.bool_]]:
         vals = np.zeros((self.n, len(vocab)), dtype=np.int64)
         present = np.zeros((self.n, len(vocab)), dtype=bool)
-        pos = {v: i for i, v in enumerate(vocab)}
-        for key, child in self._fields(name):
-            j = pos.get(key)
-            if j is None:
-                continue
-            present[:, j] = child.is_valid().to_numpy(zero_copy_only=False)
-            vals[:, j] = pc.fill_null(child, 0).to_numpy(zero_copy_only=False)
+        keys, kvals, kpresent = self._fields(name)
+        pos = {k: i for i, k in enumerate(keys)}
+        at = [(j, pos[v]) for j, v in enumerate(vocab) if v in pos]
+        if at:
+            dst, src = (np.array(x, dtype=np.int64) for x in zip(*at, strict=True))
+            vals[:, dst] = kvals[:, src]
+            present[:, dst] = kpresent[:, src]
         return vals, present
 
     def tokens(self) -> list[_Factor]:
@@ -1030,12 +1154,11 @@ class _HistoryColumns:
             ("days_since_touch", "dst_", False),
         ]
         for name, prefix, drop_zero in spec:
-            for key, child in self._fields(name):
+            keys, kvals, kpresent = self._fields(name)
+            for j, key in enumerate(keys):
                 # counts and days are whole and >= 0 (checked when read)
-                vals = np.asarray(
-                    pc.fill_null(child, 0).to_numpy(zero_copy_only=False), dtype=np.int64
-                )
-                keep = child.is_valid().to_numpy(zero_copy_only=False)
+                vals = kvals[:, j]
+                keep = kpresent[:, j]
                 if drop_zero:
                     keep = keep & (vals != 0)
                 top = int(vals[keep].max()) if keep.any() else 0
@@ -1044,7 +1167,7 @@ class _HistoryColumns:
                     vocab = [""] + [f"{token}{v}" for v in range(top + 1)]
                     out.append((vocab, np.where(keep, vals + 1, 0)))
                 else:
-                    s = pc.binary_join_element_wise(token, pc.cast(child, pa.string()), "")
+                    s = pc.binary_join_element_wise(token, pc.cast(pa.array(vals), pa.string()), "")
                     out.append(pc.if_else(pa.array(keep), s, pa.scalar(None, pa.string())))
         if self.last_content is not None:
             # few distinct items: one token string per item, looked up per row
