@@ -1,0 +1,108 @@
+"""SQLite answers the four touch parts of an HCP's state (the touches since
+``since``, the history's contacts and pulls, the latest contact before the day)
+with one statement split in Python: each part's rows must equal its own
+statement's, whatever the bounds and whatever touches the HCP has."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import pytest
+from test_store_hcp_state import NOW, _populate
+
+from nba.catalog import Catalog
+from nba.domain import HCPProfile, Touch
+from serving.store import EventStore
+from serving.store_sqlite import SQLiteStore
+
+TOUCH_PARTS = ("touches", "h_touches", "h_pulls", "h_latest")
+
+
+def _each_on_its_own(store: EventStore, hcp_id: str, now: datetime, since: datetime) -> None:
+    parts = store._state_parts(hcp_id, now, since, evidence=True)
+    got = store._fetch_state_parts(parts)
+    want = {name: store._rows(p) for name, p in parts.items()}
+    assert set(got) == set(want)
+    for name in want:
+        assert list(got[name]) == want[name], name
+    assert not store._conn().in_transaction
+
+
+@pytest.mark.parametrize("seed", [3, 11, 29])
+def test_split_rows_equal_each_part_on_populated_hcps(tmp_path: Path, seed: int) -> None:
+    store = EventStore(tmp_path / "s.db")
+    assert isinstance(store, SQLiteStore)
+    _populate(store, Catalog.default(), seed)
+    rng = np.random.default_rng(seed)
+    for h in ("h1", "h2", "h3", "nobody"):
+        for _ in range(6):
+            # ``since`` before, at and after the history window's start, and now at
+            # any hour of the day (the history's bounds are whole days)
+            now = NOW + timedelta(hours=float(rng.uniform(-30, 30)))
+            since = now - timedelta(days=float(rng.choice([1.0, 30.0, 89.5, 90.0, 95.0, 140.0])))
+            _each_on_its_own(store, h, now, since)
+
+
+def _hcp(store: EventStore, hcp_id: str) -> None:
+    store.upsert_hcp(HCPProfile(hcp_id, "cardiology", 5, "US", "aware", frozenset({"email"})))
+
+
+def test_edges_of_the_ranges(tmp_path: Path) -> None:
+    store = EventStore(tmp_path / "s.db")
+    day0 = datetime.combine(NOW.date(), datetime.min.time(), UTC)
+    # only a contact long ago (the latest contact comes from its own statement), and
+    # pulls inside the window
+    _hcp(store, "old")
+    store.add_touches(
+        [
+            Touch("old", NOW - timedelta(days=400), "email", "c-old"),
+            Touch("old", NOW - timedelta(days=3), "portal", "p", "external", "portal_view", ("a",)),
+        ]
+    )
+    # touches exactly on the bounds: the window's first microsecond, the day's start,
+    # ``since`` itself, after ``now``; two at the same time (the id breaks the tie)
+    _hcp(store, "edge")
+    lo = day0 - timedelta(days=90)
+    since = NOW - timedelta(days=45)
+    store.add_touches(
+        [
+            Touch("edge", lo, "email", "c-lo"),
+            Touch("edge", lo - timedelta(microseconds=1), "email", "c-before-lo"),
+            Touch("edge", day0, "email", "c-day"),
+            Touch("edge", day0 - timedelta(microseconds=1), "email", "c-last"),
+            Touch("edge", day0 - timedelta(microseconds=1), "webinar", "c-last-tie"),
+            Touch("edge", since, "portal", "p1", "external", "portal_view", ("b", "a")),
+            Touch(
+                "edge",
+                since - timedelta(microseconds=1),
+                "portal",
+                "p0",
+                "external",
+                "email_click",
+                ("a",),
+            ),
+            Touch("edge", NOW + timedelta(hours=2), "email", "c-future"),
+        ]
+    )
+    # no touch at all, and no HCP
+    _hcp(store, "none")
+    for h in ("old", "edge", "none", "nobody"):
+        for since_ in (since, lo, lo - timedelta(days=1), NOW - timedelta(days=1), NOW):
+            _each_on_its_own(store, h, NOW, since_)
+        _each_on_its_own(store, h, day0, since)  # now at the day's first microsecond
+    state = store.hcp_state("old", NOW, NOW - timedelta(days=90), Catalog.default())
+    assert state.history.last_content_id == "c-old"
+    assert [t.content_id for t in state.touches] == ["p"]
+
+
+def test_inside_a_write_transaction(tmp_path: Path) -> None:
+    store = EventStore(tmp_path / "s.db")
+    _hcp(store, "w")
+    with store._write() as c:
+        store.insert_touch(c, Touch("w", NOW - timedelta(days=2), "email", "c1"))
+        state = store.hcp_state("w", NOW, NOW - timedelta(days=30), Catalog.default())
+        assert c.in_transaction
+    assert [t.content_id for t in state.touches] == ["c1"]
+    assert state.history.last_content_id == "c1"
