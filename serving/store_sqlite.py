@@ -82,18 +82,75 @@ class SQLiteStore(EventStore):
         " WHERE hcp_id=? AND ts_us>=? ORDER BY ts_us, id"
     )
 
+    #: the history's parts on outcomes joined to the HCP's decisions (always there);
+    #: "outcomes", the evidence's responses, joins them when asked for
+    _OUTCOME_PARTS = ("h_engaged", "h_engaged_at")
+
+    @staticmethod
+    def _outcome_parts(
+        con: sqlite3.Connection, hcp_id: str, parts: Mapping[str, _Part]
+    ) -> dict[str, list[tuple[Any, ...]]]:
+        """The rows of the parts on outcomes (:data:`_OUTCOME_PARTS`, and
+        ``outcomes`` when in ``parts``) from one statement; see
+        :meth:`_fetch_state_parts`. Each part's parameters are ``(hcp_id, *types,
+        lo_us, hi_us)``; the engagements of 30 days and the responses include
+        ``hi_us``, the engagements of 90 days do not."""
+        # (types, lo, hi, hi included) of each part, read from its own parameters
+        spans: dict[str, tuple[frozenset[str], int, int, bool]] = {}
+        for name, hi_in in (("h_engaged", True), ("h_engaged_at", False), ("outcomes", True)):
+            if name in parts:
+                args = parts[name].args
+                if args[0] != hcp_id:
+                    raise StoreError(f"hcp_state: part {name!r} is of another HCP")
+                spans[name] = (frozenset(args[1:-2]), int(args[-2]), int(args[-1]), hi_in)
+        types = sorted(set().union(*(t for t, _, _, _ in spans.values())))
+        lo = min(v[1] for v in spans.values())
+        hi = max(v[2] for v in spans.values())
+        rows = con.execute(
+            "SELECT o.event_id, COALESCE(o.action_id, d.chosen_action_id), o.type, o.ts_us"
+            " FROM outcomes o JOIN decisions d ON d.event_id=o.event_id"
+            f" WHERE d.hcp_id=? AND o.type IN ({','.join('?' * len(types))})"
+            " AND o.ts_us>=? AND o.ts_us<=?",
+            (hcp_id, *types, lo, hi),
+        ).fetchall()
+        out: dict[str, list[tuple[Any, ...]]] = {}
+        for name, (kinds, p_lo, p_hi, hi_in) in spans.items():
+            first: dict[tuple[str, str, str], int] = {}  # MIN(ts) per GROUP BY key
+            for event_id, action, typ, ts in rows:
+                if typ in kinds and ts >= p_lo and (ts <= p_hi if hi_in else ts < p_hi):
+                    key = (event_id, action, typ)
+                    seen = first.get(key)
+                    if seen is None or ts < seen:
+                        first[key] = ts
+            if name == "h_engaged":  # ORDER BY event_id, action, type
+                out[name] = [(k[1],) for k in sorted(first)]
+            elif name == "h_engaged_at":
+                out[name] = [(k[1], first[k]) for k in sorted(first)]
+            else:  # ORDER BY MIN(ts), action, type, event_id
+                order = sorted(first, key=lambda k: (first[k], k[1], k[2], k[0]))
+                out[name] = [(k[0], k[1], k[2], first[k]) for k in order]
+        return out
+
     def _fetch_state_parts(
         self, parts: Mapping[str, _Part]
     ) -> Mapping[str, Sequence[tuple[Any, ...]]]:
         """The rows of :meth:`EventStore.hcp_state`'s parts, in one read transaction,
-        with the four parts on the touches table (the touches since ``since``, the
-        history's contacts and pulls of its 90 days, the latest contact before the
-        day) answered by one statement: the HCP's touches since the earlier of the
-        two starts, split in Python by the parts' own conditions and parameters.
-        Only when that range holds no contact before the day is the latest contact
-        (however old) read by its own statement. Each part's rows equal its own
-        statement's (the same values, in the same order); the statements are about
-        a tenth of a decision's SQLite time each.
+        with fewer statements than parts:
+
+        - the four parts on the touches table (the touches since ``since``, the
+          history's contacts and pulls of its 90 days, the latest contact before
+          the day) from one statement: the HCP's touches since the earlier of the
+          two starts, split in Python by the parts' own conditions and parameters;
+          only when that range holds no contact before the day is the latest
+          contact (however old) read by its own statement;
+        - the parts on outcomes joined to the HCP's decisions (the history's
+          engagements of 30 and 90 days, and the responses of the evidence) from
+          one statement: the outcomes of all their types over the union of their
+          ranges, grouped and ordered in Python as each part's ``GROUP BY`` and
+          ``ORDER BY`` do (the smallest time of each (decision, action, type)).
+
+        Each part's rows equal its own statement's (the same values, in the same
+        order); each statement saved is several per cent of a decision's SQLite time.
         """
         if not all(n in parts for n in self._TOUCH_PARTS):
             return self._fetch_parts(parts)
@@ -101,11 +158,14 @@ class SQLiteStore(EventStore):
         h_hcp, lo_us, end_us = parts["h_touches"].args
         if h_hcp != hcp_id or parts["h_pulls"].args != (hcp_id, lo_us, end_us):
             return self._fetch_parts(parts)
-        rest = {n: p for n, p in parts.items() if n not in self._TOUCH_PARTS}
+        merged = self._OUTCOME_PARTS if all(n in parts for n in self._OUTCOME_PARTS) else ()
+        rest = {n: p for n, p in parts.items() if n not in self._TOUCH_PARTS and n not in merged}
         with self._snapshot() as con:
             out: dict[str, Sequence[tuple[Any, ...]]] = {
                 name: con.execute(p.sql(), p.args).fetchall() for name, p in rest.items()
             }
+            if merged:
+                out.update(self._outcome_parts(con, hcp_id, parts))
             wide = con.execute(self._WIDE_TOUCHES, (hcp_id, min(since_us, lo_us))).fetchall()
             # columns: id, hcp_id, ts_us, channel, content_id, origin, kind, topics, ...
             contacts = [r for r in wide if r[6] == "contact" and r[2] < end_us]

@@ -1,33 +1,40 @@
 """SQLite answers the four touch parts of an HCP's state (the touches since
 ``since``, the history's contacts and pulls, the latest contact before the day)
-with one statement split in Python: each part's rows must equal its own
-statement's, whatever the bounds and whatever touches the HCP has."""
+with one statement split in Python, and the parts on outcomes (the history's
+engagements, the evidence's responses) with another: each part's rows must equal
+its own statement's, whatever the bounds and whatever the HCP has."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 from test_store_hcp_state import NOW, _populate
 
 from nba.catalog import Catalog
-from nba.domain import HCPProfile, Touch
+from nba.domain import Decision, HCPProfile, Outcome, Touch
 from serving.store import EventStore
 from serving.store_sqlite import SQLiteStore
 
 TOUCH_PARTS = ("touches", "h_touches", "h_pulls", "h_latest")
 
 
-def _each_on_its_own(store: EventStore, hcp_id: str, now: datetime, since: datetime) -> None:
-    parts = store._state_parts(hcp_id, now, since, evidence=True)
-    got = store._fetch_state_parts(parts)
-    want = {name: store._rows(p) for name, p in parts.items()}
-    assert set(got) == set(want)
-    for name in want:
-        assert list(got[name]) == want[name], name
-    assert not store._conn().in_transaction
+def _each_on_its_own(
+    store: EventStore, hcp_id: str, now: datetime, since: datetime
+) -> dict[str, list[Any]]:
+    """Compare, with and without the evidence parts; the rows (with evidence)."""
+    for evidence in (False, True):
+        parts = store._state_parts(hcp_id, now, since, evidence=evidence)
+        got = store._fetch_state_parts(parts)
+        want = {name: store._rows(p) for name, p in parts.items()}
+        assert set(got) == set(want)
+        for name in want:
+            assert list(got[name]) == want[name], name
+        assert not store._conn().in_transaction
+    return want
 
 
 @pytest.mark.parametrize("seed", [3, 11, 29])
@@ -36,13 +43,17 @@ def test_split_rows_equal_each_part_on_populated_hcps(tmp_path: Path, seed: int)
     assert isinstance(store, SQLiteStore)
     _populate(store, Catalog.default(), seed)
     rng = np.random.default_rng(seed)
+    filled: dict[str, int] = {}
     for h in ("h1", "h2", "h3", "nobody"):
         for _ in range(6):
             # ``since`` before, at and after the history window's start, and now at
             # any hour of the day (the history's bounds are whole days)
             now = NOW + timedelta(hours=float(rng.uniform(-30, 30)))
             since = now - timedelta(days=float(rng.choice([1.0, 30.0, 89.5, 90.0, 95.0, 140.0])))
-            _each_on_its_own(store, h, now, since)
+            for name, rows in _each_on_its_own(store, h, now, since).items():
+                filled[name] = filled.get(name, 0) + len(rows)
+    for name in (*TOUCH_PARTS, "h_engaged", "h_engaged_at", "outcomes"):
+        assert filled[name] > 0, name  # every merged part was compared on rows
 
 
 def _hcp(store: EventStore, hcp_id: str) -> None:
@@ -71,6 +82,8 @@ def test_edges_of_the_ranges(tmp_path: Path) -> None:
             Touch("edge", lo, "email", "c-lo"),
             Touch("edge", lo - timedelta(microseconds=1), "email", "c-before-lo"),
             Touch("edge", day0, "email", "c-day"),
+            Touch("edge", day0, "portal", "p-day", "external", "portal_view", ("c",)),
+            Touch("edge", lo, "portal", "p-lo", "external", "portal_view", ("c",)),
             Touch("edge", day0 - timedelta(microseconds=1), "email", "c-last"),
             Touch("edge", day0 - timedelta(microseconds=1), "webinar", "c-last-tie"),
             Touch("edge", since, "portal", "p1", "external", "portal_view", ("b", "a")),
@@ -86,6 +99,22 @@ def test_edges_of_the_ranges(tmp_path: Path) -> None:
             Touch("edge", NOW + timedelta(hours=2), "email", "c-future"),
         ]
     )
+    # outcomes on the bounds of the engagement windows and of the responses, two
+    # outcomes of one (decision, action, type) (the earliest counts), actions
+    # named by the outcome or by the decision's choice
+    d30 = day0 - timedelta(days=30)
+    stamps = [lo, lo - timedelta(microseconds=1), d30, d30 - timedelta(microseconds=1), day0,
+              day0 - timedelta(microseconds=1), since, NOW, NOW + timedelta(hours=1)]  # fmt: skip
+    ids = ("c1@email", "c2@email", "c3@webinar")
+    for i, ts in enumerate(stamps):
+        d = Decision(f"E{i}", ts - timedelta(hours=1), "edge", "r", ("email",), "{}", "c", ids,
+                     (0.2, 0.5, 0.3), 1, ids[1], 0.5, "vw", "m")  # fmt: skip
+        store.add_decision(d)
+        for typ, target in (("opened", "c1@email"), ("delivered", None), ("attended", ids[2])):
+            store.add_outcome(Outcome(d.event_id, ts, typ, 1.0, "crm", "s1", target))
+            store.add_outcome(
+                Outcome(d.event_id, ts + timedelta(minutes=5), typ, 1.0, "crm", "s2", target)
+            )
     # no touch at all, and no HCP
     _hcp(store, "none")
     for h in ("old", "edge", "none", "nobody"):
