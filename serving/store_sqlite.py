@@ -143,6 +143,9 @@ class SQLiteStore(EventStore):
           two starts, split in Python by the parts' own conditions and parameters;
           only when that range holds no contact before the day is the latest
           contact (however old) read by its own statement;
+        - the profile from the statement of the context's extras (the HCP's row
+          joined to its statements of the window: the profile's columns are
+          those of the first row);
         - the parts on outcomes joined to the HCP's decisions (the history's
           engagements of 30 and 90 days, and the responses of the evidence) from
           one statement: the outcomes of all their types over the union of their
@@ -158,14 +161,37 @@ class SQLiteStore(EventStore):
         h_hcp, lo_us, end_us = parts["h_touches"].args
         if h_hcp != hcp_id or parts["h_pulls"].args != (hcp_id, lo_us, end_us):
             return self._fetch_parts(parts)
-        merged = self._OUTCOME_PARTS if all(n in parts for n in self._OUTCOME_PARTS) else ()
+        merged: tuple[str, ...] = ()
+        if all(n in parts for n in self._OUTCOME_PARTS):
+            merged = self._OUTCOME_PARTS
+        # the profile's columns ride on the extras' statement (both read the HCP's row)
+        profile, extras = parts.get("profile"), parts.get("extras")
+        if (
+            profile is not None
+            and extras is not None
+            and profile.args == (hcp_id,)
+            and extras.args[-1] == hcp_id
+        ):
+            merged += ("profile", "extras")
         rest = {n: p for n, p in parts.items() if n not in self._TOUCH_PARTS and n not in merged}
         with self._snapshot() as con:
             out: dict[str, Sequence[tuple[Any, ...]]] = {
                 name: con.execute(p.sql(), p.args).fetchall() for name, p in rest.items()
             }
-            if merged:
+            if self._OUTCOME_PARTS[0] in merged:
                 out.update(self._outcome_parts(con, hcp_id, parts))
+            if profile is not None and extras is not None and "profile" in merged:
+                both = _Part(
+                    tuple(("h." + c, k) for c, k in profile.cols) + extras.cols,
+                    extras.rest,
+                    extras.order,
+                    extras.args,
+                )
+                rows = con.execute(both.sql(), both.args).fetchall()
+                width = len(profile.cols)
+                # the HCP's row once per statement in the window (at least once)
+                out["profile"] = [rows[0][:width]] if rows else []
+                out["extras"] = [r[width:] for r in rows]
             wide = con.execute(self._WIDE_TOUCHES, (hcp_id, min(since_us, lo_us))).fetchall()
             # columns: id, hcp_id, ts_us, channel, content_id, origin, kind, topics, ...
             contacts = [r for r in wide if r[6] == "contact" and r[2] < end_us]

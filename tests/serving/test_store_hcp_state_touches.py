@@ -52,7 +52,7 @@ def test_split_rows_equal_each_part_on_populated_hcps(tmp_path: Path, seed: int)
             since = now - timedelta(days=float(rng.choice([1.0, 30.0, 89.5, 90.0, 95.0, 140.0])))
             for name, rows in _each_on_its_own(store, h, now, since).items():
                 filled[name] = filled.get(name, 0) + len(rows)
-    for name in (*TOUCH_PARTS, "h_engaged", "h_engaged_at", "outcomes"):
+    for name in (*TOUCH_PARTS, "h_engaged", "h_engaged_at", "outcomes", "profile", "extras"):
         assert filled[name] > 0, name  # every merged part was compared on rows
 
 
