@@ -665,21 +665,53 @@ def _suppressions_part(hcp_id: str, now_us: int) -> _Part:
     )
 
 
+#: the statement text of :func:`_action_outcomes_part` (built once: the parts of an
+#: HCP's state are built for every decision)
+_AO_TYPES = tuple(sorted(OUTCOME_CHANNELS))
+_AO_ACTION = "COALESCE(o.action_id, d.chosen_action_id)"
+_AO_COLS = (("o.event_id", "t"), (_AO_ACTION, "t"), ("o.type", "t"), ("MIN(o.ts_us)", "i"))
+_AO_REST = (
+    "FROM outcomes o JOIN decisions d ON d.event_id=o.event_id"
+    f" WHERE d.hcp_id=? AND o.type IN ({','.join('?' * len(_AO_TYPES))})"
+    f" AND o.ts_us>=? AND o.ts_us<=? GROUP BY o.event_id, {_AO_ACTION}, o.type"
+)
+_AO_ORDER = f"MIN(o.ts_us), {_AO_ACTION}, o.type, o.event_id"
+
+
 def _action_outcomes_part(hcp_id: str, lo_us: int, hi_us: int) -> _Part:
-    types = sorted(OUTCOME_CHANNELS)
-    action = "COALESCE(o.action_id, d.chosen_action_id)"
-    return _Part(
-        (("o.event_id", "t"), (action, "t"), ("o.type", "t"), ("MIN(o.ts_us)", "i")),
-        "FROM outcomes o JOIN decisions d ON d.event_id=o.event_id"
-        f" WHERE d.hcp_id=? AND o.type IN ({','.join('?' * len(types))})"
-        f" AND o.ts_us>=? AND o.ts_us<=? GROUP BY o.event_id, {action}, o.type",
-        f"MIN(o.ts_us), {action}, o.type, o.event_id",
-        (hcp_id, *types, lo_us, hi_us),
-    )
+    return _Part(_AO_COLS, _AO_REST, _AO_ORDER, (hcp_id, *_AO_TYPES, lo_us, hi_us))
 
 
 def _history_parts(dialect: Dialect, hcp_id: str, day: date) -> dict[str, _Part]:
-    """The queries of :meth:`EventStore.history` (see there), by name."""
+    """The queries of :meth:`EventStore.history` (see there), by name: those of
+    :func:`_history_parts_built`, their statement text built once per dialect (they
+    are built for every decision) and their parameters for ``hcp_id`` and ``day``."""
+    shapes = _HISTORY_SHAPES.get(dialect)
+    if shapes is None:
+        shapes = _HISTORY_SHAPES[dialect] = _history_parts_built(dialect, "", date(2000, 1, 1))
+    end_us = _day_start_us(day)
+    lo_us = _day_start_us(day - timedelta(days=_LONGEST))
+    d30_us = _day_start_us(day - timedelta(days=30))
+    args = {
+        "h_touches": (hcp_id, lo_us, end_us),
+        "h_latest": (hcp_id, end_us),
+        "h_engaged": (hcp_id, *_ENGAGEMENT_SORTED, d30_us, end_us),
+        "h_engaged_at": (hcp_id, *_ENGAGEMENT_SORTED, lo_us, end_us),
+        "h_pulls": (hcp_id, lo_us, end_us),
+        "h_overridden": (hcp_id, lo_us, end_us),
+    }
+    return {name: _Part(p.cols, p.rest, p.order, args[name], p.limit) for name, p in shapes.items()}
+
+
+_LONGEST = max(HISTORY_WINDOWS)
+_ENGAGEMENT_SORTED = tuple(sorted(ENGAGEMENT_TYPES))
+#: :func:`_history_parts_built`'s parts per dialect, their parameters left as built
+_HISTORY_SHAPES: dict[Dialect, dict[str, _Part]] = {}
+
+
+def _history_parts_built(dialect: Dialect, hcp_id: str, day: date) -> dict[str, _Part]:
+    """The queries of :meth:`EventStore.history`, built from scratch (see
+    :func:`_history_parts`)."""
     longest = max(HISTORY_WINDOWS)
     end_us = _day_start_us(day)
     lo_us = _day_start_us(day - timedelta(days=longest))

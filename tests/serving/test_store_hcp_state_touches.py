@@ -135,3 +135,18 @@ def test_inside_a_write_transaction(tmp_path: Path) -> None:
         assert c.in_transaction
     assert [t.content_id for t in state.touches] == ["c1"]
     assert state.history.last_content_id == "c1"
+
+
+def test_history_parts_as_built_from_scratch() -> None:
+    # the statement text is built once per dialect; the parts must be those built anew
+    from datetime import date
+
+    from serving.store import _history_parts, _history_parts_built
+    from serving.store_sql import POSTGRES, SQLITE
+
+    for dialect in (SQLITE, POSTGRES, SQLITE):
+        for i in range(0, 3000, 41):
+            day = date(2019, 12, 30) + timedelta(days=i)
+            assert _history_parts(dialect, f"h{i}", day) == _history_parts_built(
+                dialect, f"h{i}", day
+            )
