@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import subprocess
 import sys
@@ -139,6 +140,8 @@ def _child(args: argparse.Namespace) -> dict[str, Any]:
 
     for r in reqs[:200]:  # warm-up: caches, the model's first predictions
         engine.decide(r, principal)
+    if args.components:
+        return _components(engine, store, svc.catalog, hcp_ids, args.rounds)
     if args.profile:  # one profiled round of single decisions, instead of the figures
         import cProfile
 
@@ -151,6 +154,88 @@ def _child(args: argparse.Namespace) -> dict[str, Any]:
         figures["batch"].append(batch())
     store.close()
     return {"best": {k: min(v) for k, v in figures.items()}, "rounds": figures}
+
+
+def _components(
+    engine: Any, store: Any, catalog: Any, hcp_ids: list[str], rounds: int
+) -> dict[str, Any]:
+    """The parts of a decision this step changed, old and new way alternating in
+    this process (best of ``rounds``, microseconds of CPU a call): the HCP's state
+    read part by part as before against the merged statements, event ids one
+    numpy draw each against drawn a block ahead, the decision row's JSON columns
+    by ``json.dumps`` against without its set-up, VW's scores normalized with
+    numpy against on a list. Each pair gives the same values (the tests say so)."""
+    from datetime import UTC, datetime, timedelta
+
+    import numpy as np
+
+    from nba.ids import EventIdSource, new_event_id
+    from nba.policies.vw import _normalized
+    from serving import store as store_mod
+
+    now = datetime.now(UTC)
+    since = now - timedelta(days=90)
+    ids = hcp_ids[:300]
+
+    def old_parts(h: str) -> Any:
+        parts = store._state_parts(h, now, since, True)
+        parts.update(store_mod._history_parts_built(store.dialect, h, now.date()))
+        return store._fetch_parts(parts)
+
+    def new_parts(h: str) -> Any:
+        return store._fetch_state_parts(store._state_parts(h, now, since, True))
+
+    decisions = []
+    for h in ids[:50]:
+        _, out = engine.decide(
+            __import__("serving.schemas", fromlist=["x"]).DecisionRequest(
+                hcp_id=h, channels=CHANNELS, k=K
+            ),
+            "decide-client",
+        )
+        decisions.append(store.get_decision(out.event_id))
+
+    def old_json(d: Any) -> Any:
+        return (
+            json.dumps(list(d.channels_requested)),
+            json.dumps(list(d.action_ids)),
+            json.dumps([float(p) for p in d.probabilities]),
+            json.dumps([[s.action_id, s.rule] for s in d.suppressed]),
+            json.dumps([[s.action_id, float(s.probability)] for s in d.slate]),
+        )
+
+    def new_json(d: Any) -> Any:
+        return store_mod.EventStore._decision_row(d, False)
+
+    rng_old, src = np.random.default_rng(1), EventIdSource(np.random.default_rng(1))
+    score_rng = np.random.default_rng(2)
+    scores = [[float(np.float32(x)) for x in score_rng.dirichlet(np.ones(12))] for _ in range(300)]
+
+    def old_pmf(raw: list[float]) -> Any:
+        p = np.asarray(raw, dtype=np.float64)
+        p = np.where(np.isfinite(p) & (p > 0), p, 0.0)
+        return p / math.fsum(p.tolist())
+
+    pairs: dict[str, tuple[Any, Any, list[Any]]] = {
+        "HCP state rows (all parts)": (old_parts, new_parts, ids),
+        "event id": (
+            lambda _: new_event_id(now, rng_old),
+            lambda _: src.new(now),
+            list(range(2000)),
+        ),
+        "decision row JSON columns": (old_json, new_json, decisions * 20),
+        "VW scores to probabilities": (old_pmf, lambda r: _normalized(r, 12), scores * 5),
+    }
+    best: dict[str, dict[str, float]] = {k: {"old": math.inf, "new": math.inf} for k in pairs}
+    for _ in range(rounds):
+        for name, (old, new, inputs) in pairs.items():
+            for label, fn in (("old", old), ("new", new)):
+                t0 = time.process_time()
+                for x in inputs:
+                    fn(x)
+                us = (time.process_time() - t0) * 1e6 / len(inputs)
+                best[name][label] = min(best[name][label], us)
+    return {"components": best}
 
 
 def _run_tree(tree: Path, args: argparse.Namespace) -> dict[str, Any]:
@@ -188,11 +273,25 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeat", type=int, default=1, help="processes per tree, alternating")
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument(
+        "--components",
+        action="store_true",
+        help="old and new way of each changed part, alternating, in one process (--model)",
+    )
+    ap.add_argument(
         "--profile", default=None, help="write cProfile stats of one round here (with --model)"
     )
     args = ap.parse_args(argv)
     if args.child or args.profile:
         print(json.dumps(_child(args)))
+        return 0
+    if args.components:
+        if args.model is None:
+            args.model = _train_model(Path(tempfile.mkdtemp(prefix="nba-bench-engine-model-")))
+        out = _child(args)["components"]
+        print(f"changed parts, best of {args.rounds} alternating rounds, CPU us a call:")
+        print(f"{'part':<30}{'old us':>10}{'new us':>10}{'saved us':>10}")
+        for name, v in out.items():
+            print(f"{name:<30}{v['old']:>10.1f}{v['new']:>10.1f}{v['old'] - v['new']:>10.1f}")
         return 0
     if args.model is None:
         tmp = Path(tempfile.mkdtemp(prefix="nba-bench-engine-model-"))

@@ -19,6 +19,11 @@ from typing import Any, cast
 from serving.store import _TOUCH_PART_COLS, EventStore, StoreError, _Part
 from serving.store_sql import SQLITE, Connection
 
+#: statement text (and type sets) of the merged outcome parts, per the parts' types
+_OUTCOME_SQL: dict[tuple[Any, ...], tuple[str, tuple[str, ...], tuple[frozenset[str], ...]]] = {}
+#: statement text of the profile riding on the extras' statement, per part shapes
+_PROFILE_EXTRAS_SQL: dict[tuple[Any, ...], str] = {}
+
 
 class SQLiteStore(EventStore):
     """The event store in one SQLite file (WAL mode); parameters as :class:`EventStore`."""
@@ -97,22 +102,39 @@ class SQLiteStore(EventStore):
         ``hi_us``, the engagements of 90 days do not."""
         # (types, lo, hi, hi included) of each part, read from its own parameters
         spans: dict[str, tuple[frozenset[str], int, int, bool]] = {}
+        shape: list[tuple[Any, ...]] = []
         for name, hi_in in (("h_engaged", True), ("h_engaged_at", False), ("outcomes", True)):
             if name in parts:
                 args = parts[name].args
                 if args[0] != hcp_id:
                     raise StoreError(f"hcp_state: part {name!r} is of another HCP")
-                spans[name] = (frozenset(args[1:-2]), int(args[-2]), int(args[-1]), hi_in)
-        types = sorted(set().union(*(t for t, _, _, _ in spans.values())))
+                shape.append(args[1:-2])
+                spans[name] = (frozenset(), int(args[-2]), int(args[-1]), hi_in)
+        key = tuple(shape)
+        built = _OUTCOME_SQL.get(key)  # the statement and type sets of these parts' types
+        if built is None:
+            types = sorted(set().union(*shape))
+            built = (
+                "SELECT o.event_id, COALESCE(o.action_id, d.chosen_action_id), o.type, o.ts_us"
+                " FROM outcomes o JOIN decisions d ON d.event_id=o.event_id"
+                f" WHERE d.hcp_id=? AND o.type IN ({','.join('?' * len(types))})"
+                " AND o.ts_us>=? AND o.ts_us<=?",
+                tuple(types),
+                tuple(frozenset(t) for t in shape),
+            )
+            if len(_OUTCOME_SQL) >= 64:  # the shapes are few; stay bounded all the same
+                _OUTCOME_SQL.clear()
+            _OUTCOME_SQL[key] = built
+        sql, types_, kinds_ = built
+        spans = {
+            n: (kinds, lo_, hi_, inc)
+            for (n, (_, lo_, hi_, inc)), kinds in zip(spans.items(), kinds_, strict=True)
+        }
         lo = min(v[1] for v in spans.values())
         hi = max(v[2] for v in spans.values())
-        rows = con.execute(
-            "SELECT o.event_id, COALESCE(o.action_id, d.chosen_action_id), o.type, o.ts_us"
-            " FROM outcomes o JOIN decisions d ON d.event_id=o.event_id"
-            f" WHERE d.hcp_id=? AND o.type IN ({','.join('?' * len(types))})"
-            " AND o.ts_us>=? AND o.ts_us<=?",
-            (hcp_id, *types, lo, hi),
-        ).fetchall()
+        rows = con.execute(sql, (hcp_id, *types_, lo, hi)).fetchall()
+        if not rows:
+            return {name: [] for name in spans}
         out: dict[str, list[tuple[Any, ...]]] = {}
         for name, (kinds, p_lo, p_hi, hi_in) in spans.items():
             first: dict[tuple[str, str, str], int] = {}  # MIN(ts) per GROUP BY key
@@ -181,13 +203,18 @@ class SQLiteStore(EventStore):
             if self._OUTCOME_PARTS[0] in merged:
                 out.update(self._outcome_parts(con, hcp_id, parts))
             if profile is not None and extras is not None and "profile" in merged:
-                both = _Part(
-                    tuple(("h." + c, k) for c, k in profile.cols) + extras.cols,
-                    extras.rest,
-                    extras.order,
-                    extras.args,
-                )
-                rows = con.execute(both.sql(), both.args).fetchall()
+                key = (profile.cols, extras.cols, extras.rest, extras.order)
+                sql = _PROFILE_EXTRAS_SQL.get(key)
+                if sql is None:
+                    sql = _Part(
+                        tuple(("h." + c, k) for c, k in profile.cols) + extras.cols,
+                        extras.rest,
+                        extras.order,
+                    ).sql()
+                    if len(_PROFILE_EXTRAS_SQL) >= 64:
+                        _PROFILE_EXTRAS_SQL.clear()
+                    _PROFILE_EXTRAS_SQL[key] = sql
+                rows = con.execute(sql, extras.args).fetchall()
                 width = len(profile.cols)
                 # the HCP's row once per statement in the window (at least once)
                 out["profile"] = [rows[0][:width]] if rows else []
