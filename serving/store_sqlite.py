@@ -185,7 +185,8 @@ class SQLiteStore(EventStore):
             return self._fetch_parts(parts)
         merged: tuple[str, ...] = ()
         if all(n in parts for n in self._OUTCOME_PARTS):
-            merged = self._OUTCOME_PARTS
+            # the evidence's responses ("outcomes") join them when asked for
+            merged = self._OUTCOME_PARTS + (("outcomes",) if "outcomes" in parts else ())
         # the profile's columns ride on the extras' statement (both read the HCP's row)
         profile, extras = parts.get("profile"), parts.get("extras")
         if (

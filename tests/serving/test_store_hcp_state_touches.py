@@ -150,3 +150,31 @@ def test_history_parts_as_built_from_scratch() -> None:
             assert _history_parts(dialect, f"h{i}", day) == _history_parts_built(
                 dialect, f"h{i}", day
             )
+
+
+def test_statements_run_per_state(tmp_path: Path) -> None:
+    # 13 parts with the evidence: 7 SELECT statements when the HCP has a contact in
+    # its window, 8 when the latest contact must be looked up on its own
+    store = EventStore(tmp_path / "s.db")
+    _hcp(store, "a")
+    _hcp(store, "b")
+    store.add_touches(
+        [
+            Touch("a", NOW - timedelta(days=3), "email", "c1"),
+            Touch("b", NOW - timedelta(days=300), "email", "c0"),
+        ]
+    )
+    con = store._conn()
+    seen: list[str] = []
+    con.set_trace_callback(seen.append)  # type: ignore[attr-defined]
+    try:
+        for h, want in (("a", 7), ("b", 8)):
+            seen.clear()
+            parts = store._state_parts(h, NOW, NOW - timedelta(days=90), evidence=True)
+            assert len(parts) == 13
+            state = store.hcp_state(h, NOW, NOW - timedelta(days=90), Catalog.default())
+            selects = [s for s in seen if s.lstrip().upper().startswith("SELECT")]
+            assert len(selects) == want, selects
+            assert state.history.last_content_id == ("c1" if h == "a" else "c0")
+    finally:
+        con.set_trace_callback(None)  # type: ignore[attr-defined]
