@@ -110,8 +110,8 @@ class SQLiteStore(EventStore):
                     raise StoreError(f"hcp_state: part {name!r} is of another HCP")
                 shape.append(args[1:-2])
                 spans[name] = (frozenset(), int(args[-2]), int(args[-1]), hi_in)
-        key = tuple(shape)
-        built = _OUTCOME_SQL.get(key)  # the statement and type sets of these parts' types
+        shape_key = tuple(shape)
+        built = _OUTCOME_SQL.get(shape_key)  # the statement and type sets of these parts' types
         if built is None:
             types = sorted(set().union(*shape))
             built = (
@@ -124,7 +124,7 @@ class SQLiteStore(EventStore):
             )
             if len(_OUTCOME_SQL) >= 64:  # the shapes are few; stay bounded all the same
                 _OUTCOME_SQL.clear()
-            _OUTCOME_SQL[key] = built
+            _OUTCOME_SQL[shape_key] = built
         sql, types_, kinds_ = built
         spans = {
             n: (kinds, lo_, hi_, inc)
