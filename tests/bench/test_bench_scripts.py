@@ -291,3 +291,11 @@ def test_bench_engine_cpu(env: dict[str, str], tmp_path: Path) -> None:
         env,
     )  # fmt: skip
     assert prof.stat().st_size > 0
+    parts = _run(
+        ["bench/engine_cpu.py", "--model", model.group(1), "--components", "--rounds", "1",
+         "--hcps", "60"],
+        env,
+    )  # fmt: skip
+    for name in ("HCP state rows", "event id", "decision row JSON", "VW scores"):
+        row = re.search(rf"^{name}.*?\s([\d.]+)\s+([\d.]+)\s+(-?[\d.]+)$", parts, re.M)
+        assert row is not None and float(row.group(1)) > 0 and float(row.group(2)) > 0, parts
