@@ -51,7 +51,7 @@ from nba.domain import (
     ValidationError,
 )
 from nba.hcp_features import HCPFeatures
-from nba.ids import event_ids, new_event_id
+from nba.ids import EventIdSource, event_ids
 from nba.journeys import JourneySet, JourneyState
 from nba.policies.base import Policy, sample_slate
 from nba.policies.registry import create
@@ -207,6 +207,7 @@ class DecisionEngine:
         self.fallback_policy: Policy = baseline_policy(seed)
         # event ids need uniqueness across workers, not reproducibility
         self._rng = np.random.default_rng()
+        self._ids = EventIdSource(self._rng)  # one id a request, drawn a block ahead
         self._rng_lock = threading.Lock()
         self._policy_lock = threading.Lock()
         self.committer: GroupCommitter | None = None
@@ -249,7 +250,7 @@ class DecisionEngine:
 
     def new_event_id(self, now: datetime) -> str:
         with self._rng_lock:
-            return new_event_id(now, self._rng)
+            return self._ids.new(now)
 
     def _topic_of(self) -> dict[str, str]:
         """Content id -> topic of the current catalog (cached per catalog version)."""

@@ -53,6 +53,7 @@ False
 from __future__ import annotations
 
 import json
+import math
 import os
 import threading
 import weakref
@@ -60,6 +61,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
+from json.encoder import encode_basestring_ascii as _json_str
 from pathlib import Path
 from typing import Any
 
@@ -341,11 +343,45 @@ _ADDED_COLUMNS: tuple[tuple[str, str, str], ...] = (
 )
 
 
+def _json_strings(values: Iterable[str]) -> str:
+    """``json.dumps(list(values))`` for strings, the same text without the encoder's
+    set-up per call (which costs more than encoding a few ids): each string through
+    the function ``json.dumps`` escapes strings with.
+
+    >>> _json_strings(["a@email", 'say "hi"', "é"]) == json.dumps(["a@email", 'say "hi"', "é"])
+    True
+    """
+    return "[" + ", ".join(map(_json_str, values)) + "]"
+
+
+def _json_floats(values: Iterable[float]) -> str:
+    """``json.dumps([float(v) for v in values])``, the same text (finite floats are
+    written by their ``repr``, as ``json.dumps`` writes them; a list holding a NaN
+    or an infinity goes through ``json.dumps`` itself).
+
+    >>> _json_floats([0.1, 1, 2.5e-17]) == json.dumps([0.1, 1.0, 2.5e-17])
+    True
+    """
+    out = [float(v) for v in values]
+    if not all(map(math.isfinite, out)):
+        return json.dumps(out)
+    return "[" + ", ".join(map(float.__repr__, out)) + "]"
+
+
 def _slate_json(slate: Sequence[SlateSlot]) -> str | None:
-    """The ``decisions.slate`` column: JSON ``[[action_id, probability], ...]``; None if empty."""
+    """The ``decisions.slate`` column: JSON ``[[action_id, probability], ...]``; None if empty.
+
+    The text ``json.dumps`` gives (see :func:`_json_strings`)."""
     if not slate:
         return None
-    return json.dumps([[s.action_id, float(s.probability)] for s in slate])
+    probs = [float(s.probability) for s in slate]
+    if not all(map(math.isfinite, probs)):
+        return json.dumps([[s.action_id, p] for s, p in zip(slate, probs, strict=True)])
+    return (
+        "["
+        + ", ".join(f"[{_json_str(s.action_id)}, {p!r}]" for s, p in zip(slate, probs, strict=True))
+        + "]"
+    )
 
 
 #: Stores of this process; their connections are closed before any fork(), because an
@@ -629,21 +665,53 @@ def _suppressions_part(hcp_id: str, now_us: int) -> _Part:
     )
 
 
+#: the statement text of :func:`_action_outcomes_part` (built once: the parts of an
+#: HCP's state are built for every decision)
+_AO_TYPES = tuple(sorted(OUTCOME_CHANNELS))
+_AO_ACTION = "COALESCE(o.action_id, d.chosen_action_id)"
+_AO_COLS = (("o.event_id", "t"), (_AO_ACTION, "t"), ("o.type", "t"), ("MIN(o.ts_us)", "i"))
+_AO_REST = (
+    "FROM outcomes o JOIN decisions d ON d.event_id=o.event_id"
+    f" WHERE d.hcp_id=? AND o.type IN ({','.join('?' * len(_AO_TYPES))})"
+    f" AND o.ts_us>=? AND o.ts_us<=? GROUP BY o.event_id, {_AO_ACTION}, o.type"
+)
+_AO_ORDER = f"MIN(o.ts_us), {_AO_ACTION}, o.type, o.event_id"
+
+
 def _action_outcomes_part(hcp_id: str, lo_us: int, hi_us: int) -> _Part:
-    types = sorted(OUTCOME_CHANNELS)
-    action = "COALESCE(o.action_id, d.chosen_action_id)"
-    return _Part(
-        (("o.event_id", "t"), (action, "t"), ("o.type", "t"), ("MIN(o.ts_us)", "i")),
-        "FROM outcomes o JOIN decisions d ON d.event_id=o.event_id"
-        f" WHERE d.hcp_id=? AND o.type IN ({','.join('?' * len(types))})"
-        f" AND o.ts_us>=? AND o.ts_us<=? GROUP BY o.event_id, {action}, o.type",
-        f"MIN(o.ts_us), {action}, o.type, o.event_id",
-        (hcp_id, *types, lo_us, hi_us),
-    )
+    return _Part(_AO_COLS, _AO_REST, _AO_ORDER, (hcp_id, *_AO_TYPES, lo_us, hi_us))
 
 
 def _history_parts(dialect: Dialect, hcp_id: str, day: date) -> dict[str, _Part]:
-    """The queries of :meth:`EventStore.history` (see there), by name."""
+    """The queries of :meth:`EventStore.history` (see there), by name: those of
+    :func:`_history_parts_built`, their statement text built once per dialect (they
+    are built for every decision) and their parameters for ``hcp_id`` and ``day``."""
+    shapes = _HISTORY_SHAPES.get(dialect)
+    if shapes is None:
+        shapes = _HISTORY_SHAPES[dialect] = _history_parts_built(dialect, "", date(2000, 1, 1))
+    end_us = _day_start_us(day)
+    lo_us = _day_start_us(day - timedelta(days=_LONGEST))
+    d30_us = _day_start_us(day - timedelta(days=30))
+    args = {
+        "h_touches": (hcp_id, lo_us, end_us),
+        "h_latest": (hcp_id, end_us),
+        "h_engaged": (hcp_id, *_ENGAGEMENT_SORTED, d30_us, end_us),
+        "h_engaged_at": (hcp_id, *_ENGAGEMENT_SORTED, lo_us, end_us),
+        "h_pulls": (hcp_id, lo_us, end_us),
+        "h_overridden": (hcp_id, lo_us, end_us),
+    }
+    return {name: _Part(p.cols, p.rest, p.order, args[name], p.limit) for name, p in shapes.items()}
+
+
+_LONGEST = max(HISTORY_WINDOWS)
+_ENGAGEMENT_SORTED = tuple(sorted(ENGAGEMENT_TYPES))
+#: :func:`_history_parts_built`'s parts per dialect, their parameters left as built
+_HISTORY_SHAPES: dict[Dialect, dict[str, _Part]] = {}
+
+
+def _history_parts_built(dialect: Dialect, hcp_id: str, day: date) -> dict[str, _Part]:
+    """The queries of :meth:`EventStore.history`, built from scratch (see
+    :func:`_history_parts`)."""
     longest = max(HISTORY_WINDOWS)
     end_us = _day_start_us(day)
     lo_us = _day_start_us(day - timedelta(days=longest))
@@ -1114,6 +1182,32 @@ class EventStore(StoreExport):
             out[names[int(r[0])]].append(tuple(vals))
         return out
 
+    def _state_parts(
+        self, hcp_id: str, now: datetime, since: datetime, evidence: bool
+    ) -> dict[str, _Part]:
+        """The query parts of :meth:`hcp_state` (``now`` and ``since`` in UTC)."""
+        day = now.date()
+        now_us = _to_us(now)
+        parts: dict[str, _Part] = {
+            "profile": _profile_part(hcp_id),
+            "touches": _touches_part(hcp_id, _to_us(since)),
+            "feedback": _feedback_part(hcp_id, now_us, -(2**62)),
+            "extras": _extras_part(hcp_id, day),
+            "suppressions": _suppressions_part(hcp_id, now_us),
+        }
+        parts.update(_history_parts(self.dialect, hcp_id, day))
+        if evidence:
+            parts["outcomes"] = _action_outcomes_part(hcp_id, _to_us(since), now_us)
+            parts["stated"] = _stated_part(hcp_id)
+        return parts
+
+    def _fetch_state_parts(
+        self, parts: Mapping[str, _Part]
+    ) -> Mapping[str, Sequence[tuple[Any, ...]]]:
+        """The rows of :meth:`hcp_state`'s parts, as :meth:`_fetch_parts` gives them
+        (a backend may run fewer statements for the same rows)."""
+        return self._fetch_parts(parts)
+
     def hcp_state(
         self,
         hcp_id: str,
@@ -1141,19 +1235,7 @@ class EventStore(StoreExport):
         now = ensure_utc(now, "hcp_state", "now")
         since = ensure_utc(since, "hcp_state", "since")
         day = now.date()
-        now_us = _to_us(now)
-        parts: dict[str, _Part] = {
-            "profile": _profile_part(hcp_id),
-            "touches": _touches_part(hcp_id, _to_us(since)),
-            "feedback": _feedback_part(hcp_id, now_us, -(2**62)),
-            "extras": _extras_part(hcp_id, day),
-            "suppressions": _suppressions_part(hcp_id, now_us),
-        }
-        parts.update(_history_parts(self.dialect, hcp_id, day))
-        if evidence:
-            parts["outcomes"] = _action_outcomes_part(hcp_id, _to_us(since), now_us)
-            parts["stated"] = _stated_part(hcp_id)
-        rows = self._fetch_parts(parts)
+        rows = self._fetch_state_parts(self._state_parts(hcp_id, now, since, evidence))
         return HCPState(
             profile=self._profile_from(rows["profile"]),
             touches=[self._touch_from_row(r) for r in rows["touches"]],
@@ -1218,8 +1300,8 @@ class EventStore(StoreExport):
             r[3],
             r[4],
             r[5],
-            tuple(json.loads(r[6])),
-            tuple(json.loads(r[7])),
+            () if r[6] == "[]" else tuple(json.loads(r[6])),
+            () if r[7] == "[]" else tuple(json.loads(r[7])),
             None if r[8] is None else float(r[8]),
         )
 
@@ -1287,17 +1369,19 @@ class EventStore(StoreExport):
             _to_us(d.ts),
             d.hcp_id,
             d.requester,
-            json.dumps(list(d.channels_requested)),
+            _json_strings(d.channels_requested),
             d.context,
             d.catalog_version,
-            json.dumps(list(d.action_ids)),
-            json.dumps([float(p) for p in d.probabilities]),
+            _json_strings(d.action_ids),
+            _json_floats(d.probabilities),
             int(d.chosen_index),
             d.chosen_action_id,
             float(d.propensity),
             d.policy,
             d.model_version,
-            json.dumps([[s.action_id, s.rule] for s in d.suppressed]),
+            "["
+            + ", ".join(f"[{_json_str(s.action_id)}, {_json_str(s.rule)}]" for s in d.suppressed)
+            + "]",
             int(d.activated),
             int(deferred),
             _to_us(d.ts) if d.activated else None,

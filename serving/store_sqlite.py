@@ -12,12 +12,17 @@ from __future__ import annotations
 
 import contextlib
 import sqlite3
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, cast
 
-from serving.store import EventStore, StoreError, _Part
+from serving.store import _TOUCH_PART_COLS, EventStore, StoreError, _Part
 from serving.store_sql import SQLITE, Connection
+
+#: statement text (and type sets) of the merged outcome parts, per the parts' types
+_OUTCOME_SQL: dict[tuple[Any, ...], tuple[str, tuple[str, ...], tuple[frozenset[str], ...]]] = {}
+#: statement text of the profile riding on the extras' statement, per part shapes
+_PROFILE_EXTRAS_SQL: dict[tuple[Any, ...], str] = {}
 
 
 class SQLiteStore(EventStore):
@@ -42,6 +47,24 @@ class SQLiteStore(EventStore):
             raise StoreError(f"EventStore: {self.path} cannot use WAL mode (got {mode!r})")
         self._setup_schema()
 
+    @contextlib.contextmanager
+    def _snapshot(self) -> Iterator[sqlite3.Connection]:
+        """This thread's connection inside one read transaction, so that every
+        statement run on it sees the same snapshot of the file (inside the caller's
+        own transaction: that transaction's)."""
+        con = cast(sqlite3.Connection, self._conn())  # this backend's connections
+        if con.in_transaction:  # inside the caller's transaction: its snapshot already
+            yield con
+            return
+        con.execute("BEGIN")  # deferred: a read snapshot from the first SELECT on
+        try:
+            yield con
+        except BaseException:
+            with contextlib.suppress(sqlite3.Error):  # the original error is the one to see
+                con.execute("ROLLBACK")
+            raise
+        con.execute("COMMIT")
+
     def _fetch_parts(self, parts: Mapping[str, _Part]) -> dict[str, list[tuple[Any, ...]]]:
         """The rows of several query parts, each part run as its own statement inside
         one read transaction (so all parts see the same snapshot of the file, as the
@@ -53,17 +76,165 @@ class SQLiteStore(EventStore):
         part's own statement's (:meth:`EventStore._rows`), which the single
         statement reproduces.
         """
-        con = cast(sqlite3.Connection, self._conn())  # this backend's connections
-        if con.in_transaction:  # inside the caller's transaction: its snapshot already
+        with self._snapshot() as con:
             return {name: con.execute(p.sql(), p.args).fetchall() for name, p in parts.items()}
-        con.execute("BEGIN")  # deferred: a read snapshot from the first SELECT on
-        try:
-            out = {name: con.execute(p.sql(), p.args).fetchall() for name, p in parts.items()}
-        except BaseException:
-            with contextlib.suppress(sqlite3.Error):  # the original error is the one to see
-                con.execute("ROLLBACK")
-            raise
-        con.execute("COMMIT")
+
+    #: the parts of an HCP's state read from the touches table: their rows come from
+    #: one statement (:meth:`_fetch_state_parts`)
+    _TOUCH_PARTS = ("touches", "h_touches", "h_pulls", "h_latest")
+    _WIDE_TOUCHES = (
+        f"SELECT id, {', '.join(c for c, _ in _TOUCH_PART_COLS)} FROM touches"
+        " WHERE hcp_id=? AND ts_us>=? ORDER BY ts_us, id"
+    )
+
+    #: the history's parts on outcomes joined to the HCP's decisions (always there);
+    #: "outcomes", the evidence's responses, joins them when asked for
+    _OUTCOME_PARTS = ("h_engaged", "h_engaged_at")
+
+    @staticmethod
+    def _outcome_parts(
+        con: sqlite3.Connection, hcp_id: str, parts: Mapping[str, _Part]
+    ) -> dict[str, list[tuple[Any, ...]]]:
+        """The rows of the parts on outcomes (:data:`_OUTCOME_PARTS`, and
+        ``outcomes`` when in ``parts``) from one statement; see
+        :meth:`_fetch_state_parts`. Each part's parameters are ``(hcp_id, *types,
+        lo_us, hi_us)``; the engagements of 30 days and the responses include
+        ``hi_us``, the engagements of 90 days do not."""
+        # (types, lo, hi, hi included) of each part, read from its own parameters
+        spans: dict[str, tuple[frozenset[str], int, int, bool]] = {}
+        shape: list[tuple[Any, ...]] = []
+        for name, hi_in in (("h_engaged", True), ("h_engaged_at", False), ("outcomes", True)):
+            if name in parts:
+                args = parts[name].args
+                if args[0] != hcp_id:
+                    raise StoreError(f"hcp_state: part {name!r} is of another HCP")
+                shape.append(args[1:-2])
+                spans[name] = (frozenset(), int(args[-2]), int(args[-1]), hi_in)
+        shape_key = tuple(shape)
+        built = _OUTCOME_SQL.get(shape_key)  # the statement and type sets of these parts' types
+        if built is None:
+            types = sorted(set().union(*shape))
+            built = (
+                "SELECT o.event_id, COALESCE(o.action_id, d.chosen_action_id), o.type, o.ts_us"
+                " FROM outcomes o JOIN decisions d ON d.event_id=o.event_id"
+                f" WHERE d.hcp_id=? AND o.type IN ({','.join('?' * len(types))})"
+                " AND o.ts_us>=? AND o.ts_us<=?",
+                tuple(types),
+                tuple(frozenset(t) for t in shape),
+            )
+            if len(_OUTCOME_SQL) >= 64:  # the shapes are few; stay bounded all the same
+                _OUTCOME_SQL.clear()
+            _OUTCOME_SQL[shape_key] = built
+        sql, types_, kinds_ = built
+        spans = {
+            n: (kinds, lo_, hi_, inc)
+            for (n, (_, lo_, hi_, inc)), kinds in zip(spans.items(), kinds_, strict=True)
+        }
+        lo = min(v[1] for v in spans.values())
+        hi = max(v[2] for v in spans.values())
+        rows = con.execute(sql, (hcp_id, *types_, lo, hi)).fetchall()
+        if not rows:
+            return {name: [] for name in spans}
+        out: dict[str, list[tuple[Any, ...]]] = {}
+        for name, (kinds, p_lo, p_hi, hi_in) in spans.items():
+            first: dict[tuple[str, str, str], int] = {}  # MIN(ts) per GROUP BY key
+            for event_id, action, typ, ts in rows:
+                if typ in kinds and ts >= p_lo and (ts <= p_hi if hi_in else ts < p_hi):
+                    key = (event_id, action, typ)
+                    seen = first.get(key)
+                    if seen is None or ts < seen:
+                        first[key] = ts
+            if name == "h_engaged":  # ORDER BY event_id, action, type
+                out[name] = [(k[1],) for k in sorted(first)]
+            elif name == "h_engaged_at":
+                out[name] = [(k[1], first[k]) for k in sorted(first)]
+            else:  # ORDER BY MIN(ts), action, type, event_id
+                order = sorted(first, key=lambda k: (first[k], k[1], k[2], k[0]))
+                out[name] = [(k[0], k[1], k[2], first[k]) for k in order]
+        return out
+
+    def _fetch_state_parts(
+        self, parts: Mapping[str, _Part]
+    ) -> Mapping[str, Sequence[tuple[Any, ...]]]:
+        """The rows of :meth:`EventStore.hcp_state`'s parts, in one read transaction,
+        with fewer statements than parts:
+
+        - the four parts on the touches table (the touches since ``since``, the
+          history's contacts and pulls of its 90 days, the latest contact before
+          the day) from one statement: the HCP's touches since the earlier of the
+          two starts, split in Python by the parts' own conditions and parameters;
+          only when that range holds no contact before the day is the latest
+          contact (however old) read by its own statement;
+        - the profile from the statement of the context's extras (the HCP's row
+          joined to its statements of the window: the profile's columns are
+          those of the first row);
+        - the parts on outcomes joined to the HCP's decisions (the history's
+          engagements of 30 and 90 days, and the responses of the evidence) from
+          one statement: the outcomes of all their types over the union of their
+          ranges, grouped and ordered in Python as each part's ``GROUP BY`` and
+          ``ORDER BY`` do (the smallest time of each (decision, action, type)).
+
+        Each part's rows equal its own statement's (the same values, in the same
+        order); each statement saved is several per cent of a decision's SQLite time.
+        """
+        if not all(n in parts for n in self._TOUCH_PARTS):
+            return self._fetch_parts(parts)
+        hcp_id, since_us = parts["touches"].args
+        h_hcp, lo_us, end_us = parts["h_touches"].args
+        if h_hcp != hcp_id or parts["h_pulls"].args != (hcp_id, lo_us, end_us):
+            return self._fetch_parts(parts)
+        merged: tuple[str, ...] = ()
+        if all(n in parts for n in self._OUTCOME_PARTS):
+            # the evidence's responses ("outcomes") join them when asked for
+            merged = self._OUTCOME_PARTS + (("outcomes",) if "outcomes" in parts else ())
+        # the profile's columns ride on the extras' statement (both read the HCP's row)
+        profile, extras = parts.get("profile"), parts.get("extras")
+        if (
+            profile is not None
+            and extras is not None
+            and profile.args == (hcp_id,)
+            and extras.args[-1] == hcp_id
+        ):
+            merged += ("profile", "extras")
+        rest = {n: p for n, p in parts.items() if n not in self._TOUCH_PARTS and n not in merged}
+        with self._snapshot() as con:
+            out: dict[str, Sequence[tuple[Any, ...]]] = {
+                name: con.execute(p.sql(), p.args).fetchall() for name, p in rest.items()
+            }
+            if self._OUTCOME_PARTS[0] in merged:
+                out.update(self._outcome_parts(con, hcp_id, parts))
+            if profile is not None and extras is not None and "profile" in merged:
+                key = (profile.cols, extras.cols, extras.rest, extras.order)
+                sql = _PROFILE_EXTRAS_SQL.get(key)
+                if sql is None:
+                    sql = _Part(
+                        tuple(("h." + c, k) for c, k in profile.cols) + extras.cols,
+                        extras.rest,
+                        extras.order,
+                    ).sql()
+                    if len(_PROFILE_EXTRAS_SQL) >= 64:
+                        _PROFILE_EXTRAS_SQL.clear()
+                    _PROFILE_EXTRAS_SQL[key] = sql
+                rows = con.execute(sql, extras.args).fetchall()
+                width = len(profile.cols)
+                # the HCP's row once per statement in the window (at least once)
+                out["profile"] = [rows[0][:width]] if rows else []
+                out["extras"] = [r[width:] for r in rows]
+            wide = con.execute(self._WIDE_TOUCHES, (hcp_id, min(since_us, lo_us))).fetchall()
+            # columns: id, hcp_id, ts_us, channel, content_id, origin, kind, topics, ...
+            contacts = [r for r in wide if r[6] == "contact" and r[2] < end_us]
+            if contacts:
+                latest = [(contacts[-1][4],)]  # (ts_us, id) order: the last is the latest
+            else:
+                p = parts["h_latest"]
+                latest = con.execute(p.sql(), p.args).fetchall()
+        out["touches"] = [r[1:] for r in wide if r[2] >= since_us]
+        out["h_touches"] = [(r[2], r[3], r[4]) for r in contacts if r[2] >= lo_us]
+        # kind is NOT NULL: "kind != 'contact'" is every other kind
+        out["h_pulls"] = [
+            (r[2], r[7]) for r in wide if r[6] != "contact" and lo_us <= r[2] < end_us
+        ]
+        out["h_latest"] = latest
         return out
 
     def _connect(self) -> Connection:

@@ -502,6 +502,24 @@ def _workspace(args: Sequence[str]) -> vowpalwabbit.Workspace:
         raise PolicyError(f"VW refused the command line {' '.join(args)!r}: {exc}") from exc
 
 
+def _normalized(raw: list[float], n: int) -> Probabilities:
+    """VW's ``n`` scores as probabilities: non-finite and non-positive entries set to
+    0, the rest divided by their exact sum (uniform when nothing is left).
+
+    The same vector as the numpy steps of :meth:`VWPolicy._pmf` (``np.where`` on
+    ``isfinite & > 0``, ``math.fsum``, one division per entry), on a Python list:
+    numpy's per-call overhead on a dozen entries cost more than the arithmetic.
+
+    >>> _normalized([0.2, float("nan"), -1.0, 0.6], 4).tolist()
+    [0.25, 0.0, 0.0, 0.75]
+    """
+    kept = [x if 0.0 < x < math.inf else 0.0 for x in map(float, raw)]
+    total = math.fsum(kept)
+    if total <= 0:
+        return np.full(n, 1.0 / n)
+    return np.array(kept, dtype=np.float64) / total
+
+
 @register
 class VWPolicy(Policy):
     """A Vowpal Wabbit ``--cb_explore_adf`` policy over catalog actions.
@@ -617,6 +635,8 @@ class VWPolicy(Policy):
 
     def _pmf(self, lines: list[str], n: int) -> Probabilities:
         raw = self._predict("\n".join(lines))
+        if type(raw) is list and len(raw) == n:
+            return _normalized(raw, n)
         p = np.asarray(raw, dtype=np.float64)
         if p.shape != (n,):
             raise PolicyError(f"vw: VW returned {p.shape[0]} probabilities for {n} actions")

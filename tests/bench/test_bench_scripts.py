@@ -262,3 +262,50 @@ def test_loadgen_choice_names_a_missing_wrk(
     assert wrk.wants_wrk("auto") is True
     assert wrk.wants_wrk("wrk") is True
     assert wrk.wants_wrk("python") is False
+
+
+@pytest.mark.slow
+def test_bench_engine_cpu(env: dict[str, str], tmp_path: Path) -> None:
+    """The engine in-process: two source trees (here the same one twice) alternate,
+    each measured in its own process, with the in-process reference."""
+    text = _run(
+        [
+            "bench/engine_cpu.py",
+            "--decisions",
+            "40",
+            "--rounds",
+            "1",
+            "--hcps",
+            "60",
+            "--batch-size",
+            "20",
+            "--tree",
+            str(PROJECT_ROOT),
+            "--tree",
+            ".",
+        ],
+        env,
+    )
+    rows = re.findall(
+        r"^\S+\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)\s+[\d.]+\s+[\d.]+\s+[\d.]+$", text, re.M
+    )
+    assert len(rows) == 2, text
+    assert all(float(s) > 0 and float(b) > 0 and float(r) > 0 for s, b, r in rows), text
+    assert "best over processes:" in text and "ms a batch decision" in text
+    prof = tmp_path / "engine.prof"
+    model = re.search(r"; model (\S+)$", text, re.M)
+    assert model is not None, text
+    _run(
+        ["bench/engine_cpu.py", "--model", model.group(1), "--decisions", "20",
+         "--hcps", "30", "--profile", str(prof)],
+        env,
+    )  # fmt: skip
+    assert prof.stat().st_size > 0
+    parts = _run(
+        ["bench/engine_cpu.py", "--model", model.group(1), "--components", "--rounds", "1",
+         "--hcps", "60"],
+        env,
+    )  # fmt: skip
+    for name in ("HCP state rows", "event id", "decision row JSON", "VW scores"):
+        row = re.search(rf"^{name}.*?\s([\d.]+)\s+([\d.]+)\s+(-?[\d.]+)$", parts, re.M)
+        assert row is not None and float(row.group(1)) > 0 and float(row.group(2)) > 0, parts
