@@ -11,6 +11,9 @@ is split over pytest-xdist workers.
   test's directory (creating a fresh one costs seconds of migrations).
 - ``spark_engine`` (session): the Spark engine of the log pipeline on ``local[2]``
   (:class:`nba.logs.engine.SparkEngine`), one JVM for the whole test session.
+  Every Spark the tests start (this one and the ``nba ... --engine spark``
+  commands) reads ``tests/spark-conf/spark-defaults.conf`` (``SPARK_CONF_DIR``,
+  unless already set): JVM options that halve a small job's CPU.
 
 All skip the tests that need them when the server cannot start, except under
 ``CI=true``, where those tests fail instead.
@@ -22,7 +25,8 @@ Scheduling (``make test`` runs ``pytest -n 2 --dist loadfile --no-loadscope-reor
   :data:`SPLIT_FILES` (long, independent tests with no shared fixture: checked at
   collection) are split into one unit per test. Session fixtures (the
   PostgreSQL server, the simulator runs of ``tests/simulators``) are built once
-  per worker;
+  per worker; the tests that use ``spark_engine`` (:data:`SPARK_UNIT`: checked at
+  collection) are one unit, so one worker starts the JVM, not both;
 - under xdist the units are ordered longest first (:data:`KNOWN_SECONDS`, then
   the ``slow`` mark), so that the long ones start at once and the short ones
   fill in at the end instead of one long test running alone last. Run without
@@ -50,6 +54,9 @@ from mlflow_server import mlflow_server
 from pg_server import postgres
 
 __all__ = ["mlflow_server", "postgres", "spark_engine"]
+
+# before any test starts a JVM, in this process or a subprocess (which inherits it)
+os.environ.setdefault("SPARK_CONF_DIR", str(Path(__file__).parent / "spark-conf"))
 
 
 @pytest.fixture(scope="session")
@@ -109,8 +116,14 @@ KNOWN_SECONDS: dict[str, float] = {
     "tests/bench/test_bench_scripts.py::test_bench_scale_store": 34.0,
     "tests/bench/test_bench_scripts.py::test_bench_serve[python]": 32.0,
     "tests/experiments/test_push_vs_pull_mlproject.py": 32.0,
+    # (its Spark tests are in the Spark unit below)
     "tests/nba/logs/test_logs_engines.py": 31.0,
     "tests/training/test_evaluate_mlproject.py": 28.0,
+    # the Spark unit's other files, from the quiet run of 2026-12-01 20:32 UTC (the
+    # first Spark test of a worker also paid the JVM's start)
+    "tests/nba/logs/test_logs_engine_reads.py": 89.0,
+    "tests/training/test_train_engine_examples.py": 53.0,
+    "tests/nba/logs/test_logs_ope_sql.py": 34.0,
     # from a loaded run only (14:17-14:41 UTC, about twice the quiet figures): halved
     "tests/test_readme.py::test_brand_manager_week_runs_against_a_real_server": 56.0,
     "tests/test_readme.py::test_notification_calls_run_against_a_real_server": 20.0,
@@ -120,6 +133,21 @@ QUICK_SECONDS = 0.1
 
 #: files whose tests are independent units (each its own servers and directories)
 SPLIT_FILES = frozenset({"tests/test_readme.py", "tests/bench/test_bench_scripts.py"})
+
+#: the files, and the tests of :data:`SPLIT_FILES`, that use ``spark_engine``: under
+#: xdist they are one unit of work, run on one worker, so the suite starts one
+#: Spark session (a JVM: tens of CPU seconds to start and warm up), not one per worker
+SPARK_UNIT = frozenset(
+    {
+        "tests/nba/logs/test_logs_engines.py",
+        "tests/nba/logs/test_logs_engine_reads.py",
+        "tests/nba/logs/test_logs_ope_sql.py",
+        "tests/training/test_train_engine_examples.py",
+        "tests/bench/test_bench_scripts.py::test_bench_scale_pipeline",
+        "tests/bench/test_bench_scripts.py::test_bench_scale_featurize",
+    }
+)
+_SPARK_UNIT_NAME = "spark_engine"
 
 #: session-scoped fixtures that are not shared state of a test file (``tests/conftest.py``)
 _SHARED_BASEIDS = ("", "tests")
@@ -147,8 +175,16 @@ def _file(nodeid: str) -> str:
 
 
 def _unit(nodeid: str) -> str:
-    """The unit of work of a test under xdist: its file, or itself in a split file."""
+    """The unit of work of a test under xdist: the Spark unit (:data:`SPARK_UNIT`), its
+    file, or itself in a split file."""
+    if _file(nodeid) in SPARK_UNIT or nodeid.split("[", 1)[0] in SPARK_UNIT:
+        return _SPARK_UNIT_NAME
     return nodeid if _file(nodeid) in SPLIT_FILES else _file(nodeid)
+
+
+def _uses_spark(item: pytest.Item) -> bool:
+    info = getattr(item, "_fixtureinfo", None)
+    return info is not None and "spark_engine" in info.names_closure
 
 
 def _estimate(item: pytest.Item, file_sizes: dict[str, int]) -> float:
@@ -172,6 +208,12 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             raise pytest.UsageError(
                 f"{item.nodeid} uses the shared fixture {name!r}: remove its file from "
                 "SPLIT_FILES in tests/conftest.py (its tests would run on several workers)"
+            )
+        if _uses_spark(item) and _unit(item.nodeid) != _SPARK_UNIT_NAME:
+            raise pytest.UsageError(
+                f"{item.nodeid} uses spark_engine: add its file (or, in a split file, the "
+                "test) to SPARK_UNIT in tests/conftest.py (a second worker would start a "
+                "second JVM)"
             )
     if not _under_xdist(config):
         return
