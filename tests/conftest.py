@@ -25,8 +25,9 @@ Scheduling (``make test`` runs ``pytest -n 2 --dist loadfile --no-loadscope-reor
   :data:`SPLIT_FILES` (long, independent tests with no shared fixture: checked at
   collection) are split into one unit per test. Session fixtures (the
   PostgreSQL server, the simulator runs of ``tests/simulators``) are built once
-  per worker; the tests that use ``spark_engine`` (:data:`SPARK_UNIT`: checked at
-  collection) are one unit, so one worker starts the JVM, not both;
+  per worker; the tests that use ``spark_engine`` (the files that name it, and
+  :data:`SPARK_UNIT` in the split files: checked at collection) are one unit, so
+  one worker starts the JVM, not both;
 - under xdist the units are ordered longest first (:data:`KNOWN_SECONDS`, then
   the ``slow`` mark), so that the long ones start at once and the short ones
   fill in at the end instead of one long test running alone last. Run without
@@ -39,6 +40,7 @@ longer reads), so grouped tests were spread over both workers.
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
 from collections.abc import Iterator
@@ -134,15 +136,12 @@ QUICK_SECONDS = 0.1
 #: files whose tests are independent units (each its own servers and directories)
 SPLIT_FILES = frozenset({"tests/test_readme.py", "tests/bench/test_bench_scripts.py"})
 
-#: the files, and the tests of :data:`SPLIT_FILES`, that use ``spark_engine``: under
-#: xdist they are one unit of work, run on one worker, so the suite starts one
-#: Spark session (a JVM: tens of CPU seconds to start and warm up), not one per worker
+#: the tests of :data:`SPLIT_FILES` that use ``spark_engine``. Under xdist they and
+#: every other file whose text names ``spark_engine`` are one unit of work, run on one
+#: worker, so the suite starts one Spark session (a JVM: tens of CPU seconds to start
+#: and warm up), not one per worker
 SPARK_UNIT = frozenset(
     {
-        "tests/nba/logs/test_logs_engines.py",
-        "tests/nba/logs/test_logs_engine_reads.py",
-        "tests/nba/logs/test_logs_ope_sql.py",
-        "tests/training/test_train_engine_examples.py",
         "tests/bench/test_bench_scripts.py::test_bench_scale_pipeline",
         "tests/bench/test_bench_scripts.py::test_bench_scale_featurize",
     }
@@ -174,12 +173,23 @@ def _file(nodeid: str) -> str:
     return nodeid.split("::", 1)[0]
 
 
+@functools.cache
+def _names_spark(path: str) -> bool:
+    """Whether the test file at ``path`` (relative to the project) names ``spark_engine``."""
+    try:
+        return "spark_engine" in (Path(__file__).parents[1] / path).read_text(encoding="utf-8")
+    except OSError:
+        return False
+
+
 def _unit(nodeid: str) -> str:
-    """The unit of work of a test under xdist: the Spark unit (:data:`SPARK_UNIT`), its
-    file, or itself in a split file."""
-    if _file(nodeid) in SPARK_UNIT or nodeid.split("[", 1)[0] in SPARK_UNIT:
-        return _SPARK_UNIT_NAME
-    return nodeid if _file(nodeid) in SPLIT_FILES else _file(nodeid)
+    """The unit of work of a test under xdist: the Spark unit (a file that names
+    ``spark_engine``, or a test of :data:`SPARK_UNIT`), its file, or itself in a split
+    file."""
+    path = _file(nodeid)
+    if path in SPLIT_FILES:
+        return _SPARK_UNIT_NAME if nodeid.split("[", 1)[0] in SPARK_UNIT else nodeid
+    return _SPARK_UNIT_NAME if _names_spark(path) else path
 
 
 def _uses_spark(item: pytest.Item) -> bool:
@@ -211,9 +221,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             )
         if _uses_spark(item) and _unit(item.nodeid) != _SPARK_UNIT_NAME:
             raise pytest.UsageError(
-                f"{item.nodeid} uses spark_engine: add its file (or, in a split file, the "
-                "test) to SPARK_UNIT in tests/conftest.py (a second worker would start a "
-                "second JVM)"
+                f"{item.nodeid} uses spark_engine: add it to SPARK_UNIT in tests/conftest.py "
+                "(a second worker would start a second JVM)"
             )
     if not _under_xdist(config):
         return
