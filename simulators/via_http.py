@@ -9,7 +9,10 @@ The world plays every party around the service, over HTTP only:
 - the **email platform**: every weekday, for the HCPs the world's email
   requester finds due, one ``POST /v1/decisions:batch`` (``channels=["email"]``);
   it sends the chosen email and reports what the HCP did (delivered, opened,
-  clicked, unsubscribed) with ``POST /v1/events/{id}/outcomes``;
+  clicked, unsubscribed) with ``POST /v1/events/{id}/outcomes`` (or, with
+  ``outcomes_batch``, the reports due at the same simulated time in
+  ``POST /v1/outcomes:batch`` calls, as an email platform's event webhook does:
+  the service stores each item as the single route would);
 - the **rep app**: for the HCPs the reps can see that day (the world's rep
   requester, its capacity and gaps), one ``POST /v1/decisions`` each
   (``channels=["rep_visit", "remote_call"]``, ``k=3``); the rep accepts the chosen
@@ -300,6 +303,14 @@ class HttpDriver:
         once every report due before ``boundary`` (midnight UTC starting the
         next day) was posted: e.g. to run a retraining cycle at the simulated
         day boundary, with the simulated clock as its horizon.
+    outcomes_batch : int, optional
+        When set, the outcomes and rep feedback due at the same point of simulated
+        time go out in ``POST /v1/outcomes:batch`` calls of at most this many
+        items (in time order, so the reports of one event stay in order) instead
+        of one ``POST /v1/events/{id}/outcomes`` each: what the service stores is
+        the same, with far fewer requests. At most the service's
+        ``NBA_MAX_OUTCOME_BATCH`` (default 1,000). Touches are posted one by one
+        either way.
     """
 
     def __init__(
@@ -311,11 +322,16 @@ class HttpDriver:
         batch_size: int = 1000,
         concurrency: int = 1,
         on_day_end: Callable[[int, datetime], None] | None = None,
+        outcomes_batch: int | None = None,
     ) -> None:
-        for name, v in (("batch_size", batch_size), ("concurrency", concurrency)):
+        checked = [("batch_size", batch_size), ("concurrency", concurrency)]
+        if outcomes_batch is not None:
+            checked.append(("outcomes_batch", outcomes_batch))
+        for name, v in checked:
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ViaError(f"{name} must be a positive integer, got {v!r}")
         self.concurrency = concurrency
+        self.outcomes_batch = outcomes_batch
         self.on_day_end = on_day_end
         self._executor: ThreadPoolExecutor | None = None
         self.world = world
@@ -680,6 +696,9 @@ class HttpDriver:
             due.append(heapq.heappop(q))
         if not due:
             return
+        if self.outcomes_batch is not None:
+            self._deliver_batched(due)
+            return
         if self.concurrency == 1 or len(due) == 1:
             results = [self._post_group([p]) for p in due]
         else:
@@ -693,6 +712,56 @@ class HttpDriver:
             results = list(pool.map(self._post_group, groups.values()))
         for res in results:
             self._count(res)
+
+    def _deliver_batched(self, due: list[_Post]) -> None:
+        """Post ``due`` (oldest first) with the outcomes and feedback in
+        ``POST /v1/outcomes:batch`` calls, beside the touches (one call each)."""
+        assert self.outcomes_batch is not None
+        reports = [p for p in due if p.kind in ("outcome", "feedback")]
+        touches = [p for p in due if p.kind not in ("outcome", "feedback")]
+        # the batches one after the other (the reports of one event stay in order),
+        # beside the touches
+        tasks: list[tuple[Callable[[list[_Post]], list[tuple[_Post, Any]]], list[_Post]]] = []
+        if reports:
+            tasks.append((self._post_batches, reports))
+        tasks += [(self._post_group, [p]) for p in touches]
+        if self.concurrency == 1 or len(tasks) == 1:
+            results = [post(posts) for post, posts in tasks]
+        else:
+            results = list(self._pool().map(lambda t: t[0](t[1]), tasks))
+        for res in results:
+            self._count(res)
+
+    def _post_batches(self, posts: list[_Post]) -> list[tuple[_Post, Any]]:
+        assert self.outcomes_batch is not None
+        step = self.outcomes_batch
+        return [
+            r for lo in range(0, len(posts), step) for r in self._post_batch(posts[lo : lo + step])
+        ]
+
+    def _post_batch(self, posts: list[_Post]) -> list[tuple[_Post, Any]]:
+        """One ``POST /v1/outcomes:batch``; each item's answer is the single route's
+        (a refused item stops the run, naming it, as the single route's error would)."""
+        items = []
+        for p in posts:
+            event_id = p.path.removeprefix("/v1/events/").removesuffix("/outcomes")
+            items.append({"event_id": event_id, **p.body})
+        _, body = self.client.call(
+            "POST", "/v1/outcomes:batch", ok=(200,), json={"outcomes": items}
+        )
+        results = body.get("results") if isinstance(body, dict) else None
+        if not isinstance(results, list) or len(results) != len(posts):
+            raise ViaError(f"POST /v1/outcomes:batch: expected {len(posts)} results, got {body!r}")
+        out: list[tuple[_Post, Any]] = []
+        for p, r in zip(posts, results, strict=True):
+            if r.get("status") == "error":
+                err = r.get("error") or {}
+                raise ViaError(
+                    f"POST /v1/outcomes:batch: item {r.get('index')} (POST {p.path}): HTTP "
+                    f"{err.get('status')} {err.get('code', '?')}: {err.get('message')}"
+                )
+            out.append((p, r.get("outcome") or {}))
+        return out
 
     def _pool(self) -> ThreadPoolExecutor:
         if self._executor is None:
@@ -756,6 +825,7 @@ def drive(
     http: httpx.Client | None = None,
     concurrency: int = 1,
     on_day_end: Callable[[int, datetime], None] | None = None,
+    outcomes_batch: int | None = None,
 ) -> tuple[ViaSummary, HttpDriver]:
     """Build a world and drive the service at ``url`` with it: the Python API behind
     ``nba simulate --via``.
@@ -782,6 +852,9 @@ def drive(
         See :class:`ServiceClient` (the caller keeps ownership of it).
     on_day_end : callable, optional
         Called at each simulated day boundary (see :class:`HttpDriver`).
+    outcomes_batch : int, optional
+        Report outcomes and feedback in ``POST /v1/outcomes:batch`` calls of at
+        most this many items (see :class:`HttpDriver`).
 
     Returns
     -------
@@ -806,7 +879,13 @@ def drive(
     client = ServiceClient(url, api_key=api_key, http=http)
     try:
         driver = HttpDriver(
-            world, client, seed=seed, reps=reps, concurrency=concurrency, on_day_end=on_day_end
+            world,
+            client,
+            seed=seed,
+            reps=reps,
+            concurrency=concurrency,
+            on_day_end=on_day_end,
+            outcomes_batch=outcomes_batch,
         )
         summary = driver.run(days, progress=progress)
     finally:

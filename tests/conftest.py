@@ -11,6 +11,9 @@ is split over pytest-xdist workers.
   test's directory (creating a fresh one costs seconds of migrations).
 - ``spark_engine`` (session): the Spark engine of the log pipeline on ``local[2]``
   (:class:`nba.logs.engine.SparkEngine`), one JVM for the whole test session.
+  Every Spark the tests start (this one and the ``nba ... --engine spark``
+  commands) reads ``tests/spark-conf/spark-defaults.conf`` (``SPARK_CONF_DIR``,
+  unless already set): JVM options that halve a small job's CPU.
 
 All skip the tests that need them when the server cannot start, except under
 ``CI=true``, where those tests fail instead.
@@ -22,7 +25,9 @@ Scheduling (``make test`` runs ``pytest -n 2 --dist loadfile --no-loadscope-reor
   :data:`SPLIT_FILES` (long, independent tests with no shared fixture: checked at
   collection) are split into one unit per test. Session fixtures (the
   PostgreSQL server, the simulator runs of ``tests/simulators``) are built once
-  per worker;
+  per worker; the tests that use ``spark_engine`` (the files that name it, and
+  :data:`SPARK_UNIT` in the split files: checked at collection) are one unit, so
+  one worker starts the JVM, not both;
 - under xdist the units are ordered longest first (:data:`KNOWN_SECONDS`, then
   the ``slow`` mark), so that the long ones start at once and the short ones
   fill in at the end instead of one long test running alone last. Run without
@@ -35,6 +40,7 @@ longer reads), so grouped tests were spread over both workers.
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
 from collections.abc import Iterator
@@ -50,6 +56,9 @@ from mlflow_server import mlflow_server
 from pg_server import postgres
 
 __all__ = ["mlflow_server", "postgres", "spark_engine"]
+
+# before any test starts a JVM, in this process or a subprocess (which inherits it)
+os.environ.setdefault("SPARK_CONF_DIR", str(Path(__file__).parent / "spark-conf"))
 
 
 @pytest.fixture(scope="session")
@@ -109,8 +118,14 @@ KNOWN_SECONDS: dict[str, float] = {
     "tests/bench/test_bench_scripts.py::test_bench_scale_store": 34.0,
     "tests/bench/test_bench_scripts.py::test_bench_serve[python]": 32.0,
     "tests/experiments/test_push_vs_pull_mlproject.py": 32.0,
+    # (its Spark tests are in the Spark unit below)
     "tests/nba/logs/test_logs_engines.py": 31.0,
     "tests/training/test_evaluate_mlproject.py": 28.0,
+    # the Spark unit's other files, from the quiet run of 2026-12-01 20:32 UTC (the
+    # first Spark test of a worker also paid the JVM's start)
+    "tests/nba/logs/test_logs_engine_reads.py": 89.0,
+    "tests/training/test_train_engine_examples.py": 53.0,
+    "tests/nba/logs/test_logs_ope_sql.py": 34.0,
     # from a loaded run only (14:17-14:41 UTC, about twice the quiet figures): halved
     "tests/test_readme.py::test_brand_manager_week_runs_against_a_real_server": 56.0,
     "tests/test_readme.py::test_notification_calls_run_against_a_real_server": 20.0,
@@ -120,6 +135,18 @@ QUICK_SECONDS = 0.1
 
 #: files whose tests are independent units (each its own servers and directories)
 SPLIT_FILES = frozenset({"tests/test_readme.py", "tests/bench/test_bench_scripts.py"})
+
+#: the tests of :data:`SPLIT_FILES` that use ``spark_engine``. Under xdist they and
+#: every other file whose text names ``spark_engine`` are one unit of work, run on one
+#: worker, so the suite starts one Spark session (a JVM: tens of CPU seconds to start
+#: and warm up), not one per worker
+SPARK_UNIT = frozenset(
+    {
+        "tests/bench/test_bench_scripts.py::test_bench_scale_pipeline",
+        "tests/bench/test_bench_scripts.py::test_bench_scale_featurize",
+    }
+)
+_SPARK_UNIT_NAME = "spark_engine"
 
 #: session-scoped fixtures that are not shared state of a test file (``tests/conftest.py``)
 _SHARED_BASEIDS = ("", "tests")
@@ -146,9 +173,28 @@ def _file(nodeid: str) -> str:
     return nodeid.split("::", 1)[0]
 
 
+@functools.cache
+def _names_spark(path: str) -> bool:
+    """Whether the test file at ``path`` (relative to the project) names ``spark_engine``."""
+    try:
+        return "spark_engine" in (Path(__file__).parents[1] / path).read_text(encoding="utf-8")
+    except OSError:
+        return False
+
+
 def _unit(nodeid: str) -> str:
-    """The unit of work of a test under xdist: its file, or itself in a split file."""
-    return nodeid if _file(nodeid) in SPLIT_FILES else _file(nodeid)
+    """The unit of work of a test under xdist: the Spark unit (a file that names
+    ``spark_engine``, or a test of :data:`SPARK_UNIT`), its file, or itself in a split
+    file."""
+    path = _file(nodeid)
+    if path in SPLIT_FILES:
+        return _SPARK_UNIT_NAME if nodeid.split("[", 1)[0] in SPARK_UNIT else nodeid
+    return _SPARK_UNIT_NAME if _names_spark(path) else path
+
+
+def _uses_spark(item: pytest.Item) -> bool:
+    info = getattr(item, "_fixtureinfo", None)
+    return info is not None and "spark_engine" in info.names_closure
 
 
 def _estimate(item: pytest.Item, file_sizes: dict[str, int]) -> float:
@@ -172,6 +218,11 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             raise pytest.UsageError(
                 f"{item.nodeid} uses the shared fixture {name!r}: remove its file from "
                 "SPLIT_FILES in tests/conftest.py (its tests would run on several workers)"
+            )
+        if _uses_spark(item) and _unit(item.nodeid) != _SPARK_UNIT_NAME:
+            raise pytest.UsageError(
+                f"{item.nodeid} uses spark_engine: add it to SPARK_UNIT in tests/conftest.py "
+                "(a second worker would start a second JVM)"
             )
     if not _under_xdist(config):
         return

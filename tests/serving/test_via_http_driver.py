@@ -50,10 +50,15 @@ def _rows(db: Path, sql: str) -> list[tuple[Any, ...]]:
         con.close()
 
 
+@pytest.mark.parametrize("outcomes_batch", [None, 1000], ids=["one-per-report", "batch"])
 def test_driver_acknowledges_what_the_service_stored(
-    sim_app: tuple[TestClient, Path], tmp_path: Path
+    sim_app: tuple[TestClient, Path], tmp_path: Path, outcomes_batch: int | None
 ) -> None:
+    """The same checks whether the reports go one per request or in
+    ``POST /v1/outcomes:batch`` calls (what the loop's end to end uses)."""
     client, db = sim_app
+    paths: list[str] = []
+    client.event_hooks = {"request": [lambda request: paths.append(request.url.path)]}
     summary, driver = drive(
         "http://testserver",
         hcps=200,
@@ -62,6 +67,7 @@ def test_driver_acknowledges_what_the_service_stored(
         api_key=DRIVER_KEY,
         http=client,
         out=tmp_path / "record",
+        outcomes_batch=outcomes_batch,
     )
     assert summary.decisions == len(driver.served) > 0
     assert set(summary.by_requester) == {"email_platform", "rep_app"}
@@ -111,6 +117,35 @@ def test_driver_acknowledges_what_the_service_stored(
     assert sum(t is None for t in truth) == dismissed
     assert summary.executed == len(truth) - dismissed > 0
     assert all(t is None or -1.0 <= t <= 3.0 for t in truth)
+    assert len(paths) == summary.requests
+    reports = summary.outcomes_posted + summary.feedback_posted
+    single = sum(p.startswith("/v1/events/") and p.endswith("/outcomes") for p in paths)
+    batches = paths.count("/v1/outcomes:batch")
+    if outcomes_batch is None:  # one request per report
+        assert (single, batches) == (reports, 0)
+    else:  # the same reports in far fewer requests
+        assert single == 0 and 0 < batches < reports / 2
+
+
+def test_a_report_the_batch_route_refuses_stops_the_run_naming_it(
+    sim_app: tuple[TestClient, Path],
+) -> None:
+    from simulators.hcp.world import World
+
+    client, _ = sim_app
+    world = World(30, seed=4)
+    driver = HttpDriver(
+        world, ServiceClient("http://testserver", DRIVER_KEY, http=client), outcomes_batch=50
+    )
+    summary = driver.run(days=1)
+    assert summary.decisions > 0
+    driver._report(world._start_us, "no-such-event", {"type": "opened"}, "outcome")
+    with pytest.raises(
+        ViaError,
+        match=r"POST /v1/outcomes:batch: item 0 \(POST /v1/events/no-such-event/outcomes\): "
+        r"HTTP 404 unknown_event",
+    ):
+        driver._deliver(until_us=None)
 
 
 def test_service_without_client_time_is_refused(tmp_path: Path) -> None:
@@ -163,6 +198,8 @@ def test_bad_days_and_batch_size(tmp_path: Path) -> None:
     try:
         with pytest.raises(ViaError, match="batch_size must be a positive integer"):
             HttpDriver(World(10), client, batch_size=0)
+        with pytest.raises(ViaError, match="outcomes_batch must be a positive integer, got 0"):
+            HttpDriver(World(10), client, outcomes_batch=0)
         with pytest.raises(ViaError, match="days must be a positive integer, got 0"):
             HttpDriver(World(10), client).run(0)
     finally:

@@ -140,7 +140,12 @@ def test_loop_every_seven_simulated_days_against_a_real_service(
     try:
         assert WORLD in WORLDS, f"NBA_LOOP_E2E_WORLD={WORLD!r}: one of {', '.join(WORLDS)}"
         world = World(HCPS, seed=11, config=WORLDS[WORLD])
-        driver = HttpDriver(world, client, seed=11, concurrency=4, on_day_end=on_day_end)
+        # the email platform and the rep app report in POST /v1/outcomes:batch calls:
+        # the same outcomes stored the same way, in far fewer requests
+        # (tests/serving/test_via_http_driver.py checks both ways)
+        driver = HttpDriver(
+            world, client, seed=11, concurrency=4, on_day_end=on_day_end, outcomes_batch=1000
+        )
         summary = driver.run(DAYS)
     finally:
         client.close()
