@@ -510,7 +510,7 @@ def _normalized(raw: list[float], n: int) -> Probabilities:
     ``isfinite & > 0``, ``math.fsum``, one division per entry), on a Python list:
     numpy's per-call overhead on a dozen entries cost more than the arithmetic.
 
-    >>> _normalized([0.2, float("nan"), -1.0, 0.6], 4).tolist()
+    >>> _normalized([0.5, float("nan"), -1.0, 1.5], 4).tolist()
     [0.25, 0.0, 0.0, 0.75]
     """
     kept = [x if 0.0 < x < math.inf else 0.0 for x in map(float, raw)]
