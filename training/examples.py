@@ -26,7 +26,6 @@ from __future__ import annotations
 import itertools
 import re
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TypeAlias
 
@@ -298,12 +297,7 @@ def write_examples(
     if missing:
         raise ExampleError(f"write_examples: rows lack column {missing[0]!r}")
     rows = rows.select(ROWS_SCHEMA.names).cast(ROWS_SCHEMA)
-    files: tuple[Path, ...] = ()
-    if rows.num_rows:
-        ts = rows.column("ts_us")
-        lo = datetime.fromtimestamp(int(pc.min(ts).as_py()) / 1e6, tz=UTC)
-        hi = datetime.fromtimestamp(int(pc.max(ts).as_py()) / 1e6, tz=UTC)
-        files = tuple(io.part_files_between(logs_dir, "decisions", lo, hi + timedelta(days=1)))
+    files = tuple(io.part_files_spanning(logs_dir, "decisions", rows.column("ts_us")))
     try:
         return engine.write_lines(
             {"decisions_log": ParquetSource(files, DECISIONS)},

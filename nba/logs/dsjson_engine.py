@@ -34,7 +34,6 @@ import shutil
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeAlias
 
@@ -418,12 +417,7 @@ def write_dsjson_parts(
     if missing:
         raise DsjsonError(f"joined table: missing column(s) {', '.join(missing)}")
     rows = dsjson_rows(joined, line_extras(joined, outcomes, pulls))
-    files: tuple[Path, ...] = ()
-    if rows.num_rows:
-        ts = rows.column("ts_us")
-        lo = datetime.fromtimestamp(int(pc.min(ts).as_py()) / 1e6, tz=UTC)
-        hi = datetime.fromtimestamp(int(pc.max(ts).as_py()) / 1e6, tz=UTC)
-        files = tuple(io.part_files_between(logs_dir, "decisions", lo, hi + timedelta(days=1)))
+    files = tuple(io.part_files_spanning(logs_dir, "decisions", rows.column("ts_us")))
     try:
         return engine.write_lines(
             {"decisions_log": ParquetSource(files, DECISIONS)},

@@ -276,6 +276,32 @@ def part_files_between(
     return [f for day, d in _day_dirs(root, name) if _day_meets(day, lo, hi) for f in _parts_of(d)]
 
 
+def part_files_spanning(
+    root: str | Path, name: str, ts_us: pa.Array | pa.ChunkedArray
+) -> list[Path]:
+    """The part files of ``name`` on the UTC days from the earliest to the latest time given.
+
+    Parameters
+    ----------
+    root : path
+        Log directory.
+    name : str
+        Table name.
+    ts_us : pyarrow array of int64, shape (n,)
+        Times in microseconds since the epoch (UTC); empty gives no files.
+
+    Returns
+    -------
+    list of Path
+        The committed part files of those days, in day order.
+    """
+    if len(ts_us) == 0:
+        return []
+    lo = datetime.fromtimestamp(int(pc.min(ts_us).as_py()) / 1e6, tz=UTC)
+    hi = datetime.fromtimestamp(int(pc.max(ts_us).as_py()) / 1e6, tz=UTC)
+    return part_files_between(root, name, lo, hi + timedelta(days=1))
+
+
 class PartListing:
     """The committed part files of one log table, listed once and reused.
 
