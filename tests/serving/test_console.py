@@ -23,6 +23,14 @@ from serving.settings import Settings, hash_key
 TODAY = datetime.now(UTC).date()
 
 
+@pytest.fixture(autouse=True)
+def _clock_at_each_test() -> None:
+    """TODAY taken again when each test starts: taken once at import, they are a
+    day behind the service's clock for a test that runs after midnight UTC."""
+    global TODAY
+    TODAY = datetime.now(UTC).date()
+
+
 def _text(r: Any) -> str:
     """The page's text with HTML entities resolved."""
     return html.unescape(r.text)

@@ -26,6 +26,14 @@ REP_KEYS = {"R1": "test-key-rep-r1-4c2a", "R2": "test-key-rep-r2-8e0d"}
 TODAY = datetime.now(UTC).date()
 
 
+@pytest.fixture(autouse=True)
+def _today_at_each_test() -> None:
+    """TODAY taken again when each test starts: taken once at import, it is a day
+    behind the service's clock for a test that runs after midnight UTC."""
+    global TODAY
+    TODAY = datetime.now(UTC).date()
+
+
 def rep_auth(rep: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {REP_KEYS[rep]}"}
 

@@ -25,6 +25,14 @@ from serving.store import EventStore
 NOW = datetime.now(UTC).replace(microsecond=0)
 
 
+@pytest.fixture(autouse=True)
+def _now_at_each_test() -> None:
+    """NOW taken again when each test starts: taken once at import, it is a day
+    behind the service's clock for a test that runs after midnight UTC."""
+    global NOW
+    NOW = datetime.now(UTC).replace(microsecond=0)
+
+
 def store(client: TestClient) -> EventStore:
     return client.app.state.services.store  # type: ignore[attr-defined,no-any-return]
 

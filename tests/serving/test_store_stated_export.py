@@ -30,6 +30,14 @@ T0 = datetime(2026, 3, 2, 23, 30, tzinfo=UTC)
 NOW = datetime.now(UTC).replace(microsecond=0)
 
 
+@pytest.fixture(autouse=True)
+def _now_at_each_test() -> None:
+    """NOW taken again when each test starts: taken once at import, it is a day
+    behind the service's clock for a test that runs after midnight UTC."""
+    global NOW
+    NOW = datetime.now(UTC).replace(microsecond=0)
+
+
 def _profile(hcp_id: str) -> HCPProfile:
     return HCPProfile(hcp_id, "cardiology", 5, "US", "aware", frozenset({"email"}))
 

@@ -27,6 +27,14 @@ SECRET = "e2e-webhook-secret-9d41"
 TODAY = datetime.now(UTC).date()
 
 
+@pytest.fixture(autouse=True)
+def _clock_at_each_test() -> None:
+    """TODAY taken again when each test starts: taken once at import, they are a
+    day behind the service's clock for a test that runs after midnight UTC."""
+    global TODAY
+    TODAY = datetime.now(UTC).date()
+
+
 def rep_auth(rep: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {REP_KEYS[rep]}"}
 

@@ -28,6 +28,15 @@ TODAY = datetime.now(UTC).date()
 NOW = datetime.now(UTC).replace(microsecond=0)
 
 
+@pytest.fixture(autouse=True)
+def _clock_at_each_test() -> None:
+    """TODAY and NOW taken again when each test starts: taken once at import, they are a
+    day behind the service's clock for a test that runs after midnight UTC."""
+    global TODAY, NOW
+    TODAY = datetime.now(UTC).date()
+    NOW = datetime.now(UTC).replace(microsecond=0)
+
+
 def _ok(r: Any, code: int = 200) -> Any:
     assert r.status_code == code, r.text
     return r.json()
