@@ -60,14 +60,9 @@ CHANNELS = ["email"]
 K = 3
 
 
-def group_cpu_seconds(pgid: int) -> float:
-    """CPU time (user + system, seconds) used so far by the live processes of
-    process group ``pgid`` (a server started in its own session: uvicorn and its
-    workers); NaN where ``/proc`` is missing.
-
-    >>> group_cpu_seconds(os.getpgid(0)) > 0 or not os.path.isdir("/proc")
-    True
-    """
+def _group_cpu(pgid: int, main_threads_only: bool) -> float:
+    """CPU seconds (user + system) of the live processes of process group ``pgid``,
+    whole or of their main threads only; NaN where ``/proc`` is missing."""
     if not os.path.isdir("/proc"):
         return float("nan")
     tick = os.sysconf("SC_CLK_TCK")
@@ -78,12 +73,27 @@ def group_cpu_seconds(pgid: int) -> float:
         try:
             with open(f"/proc/{entry}/stat") as f:
                 fields = f.read().rsplit(")", 1)[1].split()
-        except OSError:  # ended meanwhile
+            # after the command name: state, ppid, pgrp, ... utime (12th), stime (13th)
+            if int(fields[2]) != pgid:
+                continue
+            if main_threads_only:
+                with open(f"/proc/{entry}/task/{entry}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+        except (OSError, IndexError, ValueError):  # ended meanwhile
             continue
-        # after the command name: state, ppid, pgrp, ... utime (12th), stime (13th)
-        if int(fields[2]) == pgid:
-            total += int(fields[11]) + int(fields[12])
+        total += int(fields[11]) + int(fields[12])
     return total / tick
+
+
+def group_cpu_seconds(pgid: int) -> float:
+    """CPU time (user + system, seconds) used so far by the live processes of
+    process group ``pgid`` (a server started in its own session: uvicorn and its
+    workers); NaN where ``/proc`` is missing.
+
+    >>> group_cpu_seconds(os.getpgid(0)) > 0 or not os.path.isdir("/proc")
+    True
+    """
+    return _group_cpu(pgid, main_threads_only=False)
 
 
 def group_loop_cpu_seconds(pgid: int) -> float:
@@ -95,24 +105,7 @@ def group_loop_cpu_seconds(pgid: int) -> float:
     >>> 0 <= group_loop_cpu_seconds(os.getpgid(0)) or not os.path.isdir("/proc")
     True
     """
-    if not os.path.isdir("/proc"):
-        return float("nan")
-    tick = os.sysconf("SC_CLK_TCK")
-    total = 0
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                pgrp = int(f.read().rsplit(")", 1)[1].split()[2])
-            if pgrp != pgid:
-                continue
-            with open(f"/proc/{entry}/task/{entry}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-        except (OSError, IndexError, ValueError):  # ended meanwhile
-            continue
-        total += int(fields[11]) + int(fields[12])
-    return total / tick
+    return _group_cpu(pgid, main_threads_only=True)
 
 
 @dataclass(frozen=True)
