@@ -7,6 +7,7 @@ reads the log itself or joins the tables pyarrow read.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,8 @@ from nba.reward import RewardDefinition
 T0 = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
 H = timedelta(hours=1)
 RD = RewardDefinition.default()
+
+DecisionRow = Callable[..., dict[str, Any]]
 
 #: one decision's changes that make exactly one check fail first, and the message
 #: (the same as :meth:`LoggedLog.from_table` gives)
@@ -50,27 +53,9 @@ BAD: dict[str, tuple[dict[str, Any], str]] = {
 }
 
 
-def _row(i: int, **over: Any) -> dict[str, Any]:
-    row: dict[str, Any] = dict(
-        event_id=f"e{i}",
-        ts=T0 + i * 5 * H,
-        hcp_id=f"h{i % 3}",
-        requester="sim",
-        channels_requested=["email"],
-        context="{}",
-        catalog_version="v",
-        action_ids=["a@email", "b@email", "c@email"],
-        probabilities=[0.2, 0.3, 0.5],
-        chosen_index=2,
-        chosen_action_id="c@email",
-        propensity=0.5,
-        policy="p",
-        model_version="p",
-        suppressed=[],
-        activated=True,
-    )
-    row.update(over)
-    return row
+def _row(decision_row: DecisionRow, i: int, **over: Any) -> dict[str, Any]:
+    """Decision ``e{i}``, five hours after decision ``e{i-1}``, for one of three HCPs."""
+    return decision_row(f"e{i}", ts=T0 + i * 5 * H, hcp_id=f"h{i % 3}", **over)
 
 
 def _write_log(root: Path, rows: list[dict[str, Any]], make_outcomes: Any) -> Path:
@@ -91,9 +76,10 @@ def _good_log(root: Path, make_decisions: Any, make_outcomes: Any) -> Path:
     return _write_log(root, rows, make_outcomes)
 
 
-def _all_bad_log(root: Path, make_outcomes: Any) -> Path:
+def _all_bad_log(root: Path, make_outcomes: Any, decision_row: DecisionRow) -> Path:
     """A good decision, then one failing each check (in the order of the checks)."""
-    rows = [_row(0)] + [_row(i + 1, **over) for i, (over, _) in enumerate(BAD.values())]
+    rows = [_row(decision_row, 0)]
+    rows += [_row(decision_row, i + 1, **over) for i, (over, _) in enumerate(BAD.values())]
     return _write_log(root, rows, make_outcomes)
 
 
@@ -140,6 +126,7 @@ def _check_engine(
     tmp: Path,
     make_decisions: Any,
     make_outcomes: Any,
+    decision_row: DecisionRow,
     reads: tuple[bool, ...] = (True, False),
 ) -> None:
     """Every case on one engine, against DuckDB (pyarrow reading the log) and numpy.
@@ -158,7 +145,7 @@ def _check_engine(
         assert ref.default_reward is not None and 0 < ref.default_reward.sum() < ref.n_decisions
     # every check fails on a row of its own, the engine reading the log: the same
     # first offender of each check on both engines, and the first check's message
-    bad = _all_bad_log(tmp / "bad", make_outcomes)
+    bad = _all_bad_log(tmp / "bad", make_outcomes, decision_row)
     msg, joined = _sql_log(bad, engine, True)
     assert msg == _numpy_log(joined) == f"joined log: event e1: {BAD['sizes'][1]}"
     checks = joined.extra_results[1].to_pylist()
@@ -174,7 +161,9 @@ def _check_engine(
     tables: dict[str, pa.Table] = {}
     statements: list[tuple[str, Any]] = []
     for name, (over, _) in BAD.items():
-        d = pa.Table.from_pylist([_row(0), _row(1, **over)], schema=DECISIONS)
+        d = pa.Table.from_pylist(
+            [_row(decision_row, 0), _row(decision_row, 1, **over)], schema=DECISIONS
+        )
         t = join_rewards(d, OUTCOMES.empty_table(), RD).table
         tables[f"joined_{name}"] = t.append_column("row_id", pa.array([0, 1], pa.int64()))
         statements += [
@@ -198,9 +187,9 @@ def _check_engine(
 
 
 def test_ope_sql_on_duckdb_matches_numpy(
-    tmp_path: Path, make_decisions: Any, make_outcomes: Any
+    tmp_path: Path, make_decisions: Any, make_outcomes: Any, decision_row: DecisionRow
 ) -> None:
-    _check_engine("duckdb", tmp_path, make_decisions, make_outcomes)
+    _check_engine("duckdb", tmp_path, make_decisions, make_outcomes, decision_row)
 
 
 def test_ope_sql_with_delay_corrected_rewards_reads_the_corrected_table(
@@ -218,11 +207,17 @@ def test_ope_sql_with_delay_corrected_rewards_reads_the_corrected_table(
 
 @pytest.mark.slow
 def test_ope_sql_on_spark_matches_duckdb(
-    spark_engine: SparkEngine, tmp_path: Path, make_decisions: Any, make_outcomes: Any
+    spark_engine: SparkEngine,
+    tmp_path: Path,
+    make_decisions: Any,
+    make_outcomes: Any,
+    decision_row: DecisionRow,
 ) -> None:
     # the engine reading the log (each Spark read costs tens of seconds on the
     # shared machine); the statements over a driver table run for the bad rows
-    _check_engine(spark_engine, tmp_path, make_decisions, make_outcomes, reads=(True,))
+    _check_engine(
+        spark_engine, tmp_path, make_decisions, make_outcomes, decision_row, reads=(True,)
+    )
 
 
 def test_list_functions_spark_has_otherwise_are_rewritten_or_refused() -> None:

@@ -3,6 +3,7 @@ reward bounds, and ground truth aligned with the simulator's logs."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -18,30 +19,9 @@ from nba.ope.logs import LoggedLog, ground_truth_for, reward_bounds, true_value
 from nba.reward import RewardDefinition
 from simulators.hcp.world import simulate
 
-T0 = datetime(2026, 1, 5, 9, tzinfo=UTC)
+T0 = datetime(2026, 1, 5, 9, tzinfo=UTC)  # the time of the `decision_row` fixture's rows
 
-
-def _row(event_id: str, **over: Any) -> dict[str, Any]:
-    row: dict[str, Any] = dict(
-        event_id=event_id,
-        ts=T0,
-        hcp_id="h1",
-        requester="sim",
-        channels_requested=["email"],
-        context="{}",
-        catalog_version="v",
-        action_ids=["a@email", "b@email", "c@email"],
-        probabilities=[0.2, 0.3, 0.5],
-        chosen_index=2,
-        chosen_action_id="c@email",
-        propensity=0.5,
-        policy="p",
-        model_version="p",
-        suppressed=[],
-        activated=True,
-    )
-    row.update(over)
-    return row
+DecisionRow = Callable[..., dict[str, Any]]
 
 
 def _joined(rows: list[dict[str, Any]], outcomes: list[dict[str, Any]] | None = None) -> pa.Table:
@@ -50,10 +30,10 @@ def _joined(rows: list[dict[str, Any]], outcomes: list[dict[str, Any]] | None = 
     return join_rewards(d, o, RewardDefinition.default()).table
 
 
-def test_ragged_layout_and_fields() -> None:
+def test_ragged_layout_and_fields(decision_row: DecisionRow) -> None:
     rows = [
-        _row("e1"),
-        _row(
+        decision_row("e1"),
+        decision_row(
             "e2",
             hcp_id="h2",
             ts=T0 + timedelta(hours=1),
@@ -112,17 +92,21 @@ BAD_ROWS = [
 
 
 @pytest.mark.parametrize(("over", "match"), BAD_ROWS)
-def test_bad_logs_name_the_event(over: dict[str, Any], match: str) -> None:
-    d = pa.Table.from_pylist([_row("e0", hcp_id="h0"), _row("e1", **over)], schema=DECISIONS)
+def test_bad_logs_name_the_event(
+    over: dict[str, Any], match: str, decision_row: DecisionRow
+) -> None:
+    d = pa.Table.from_pylist(
+        [decision_row("e0", hcp_id="h0"), decision_row("e1", **over)], schema=DECISIONS
+    )
     with pytest.raises(OPEInputError, match=match):
         LoggedLog.from_table(d.append_column("reward", pa.array([0.0, 0.0])))
 
 
-def test_missing_columns_and_empty_log() -> None:
+def test_missing_columns_and_empty_log(decision_row: DecisionRow) -> None:
     with pytest.raises(OPEInputError, match=r"missing column\(s\) reward"):
-        LoggedLog.from_table(pa.Table.from_pylist([_row("e1")], schema=DECISIONS))
+        LoggedLog.from_table(pa.Table.from_pylist([decision_row("e1")], schema=DECISIONS))
     with pytest.raises(OPEInputError, match="no decisions to evaluate"):
-        LoggedLog.from_table(_joined([_row("e1")]).slice(0, 0))
+        LoggedLog.from_table(_joined([decision_row("e1")]).slice(0, 0))
 
 
 def test_reward_bounds_follow_the_definition() -> None:
@@ -170,11 +154,11 @@ def test_ground_truth_aligned_with_the_join(sim_logs: Path) -> None:
 
 
 def test_ground_truth_missing_rows_fail_and_absent_truth_is_none(
-    sim_logs: Path, tmp_path: Path
+    sim_logs: Path, tmp_path: Path, decision_row: DecisionRow
 ) -> None:
     rd = RewardDefinition.default()
     log = LoggedLog.from_table(load_joined(sim_logs, rd).table)
-    foreign = _joined([_row("not-in-sim")])
+    foreign = _joined([decision_row("not-in-sim")])
     with pytest.raises(OPEInputError, match="no row for event not-in-sim"):
         ground_truth_for(sim_logs, LoggedLog.from_table(foreign))
     assert ground_truth_for(tmp_path, log) is None
