@@ -10,7 +10,6 @@ other its opposite."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -34,13 +33,8 @@ def sim_logs(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    d = tmp_path_factory.mktemp("mlflow")
-    uri = f"sqlite:///{d / 'mlflow.db'}"
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("MLFLOW_TRACKING_URI", uri)
-        mp.setenv("NBA_DATA_DIR", str(d / "data"))
-        yield uri
+def store(mlflow_sqlite_store: str) -> str:
+    return mlflow_sqlite_store
 
 
 def _full_information_policy(logs: Path, sign: float, seed: int) -> VWPolicy:
