@@ -121,13 +121,16 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import shutil
+import signal
 import sys
 from bisect import bisect_left, bisect_right
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 import numpy.typing as npt
@@ -703,22 +706,56 @@ def _iter_lines(
     """The lines of :func:`iter_dsjson`, in order: a run of lines written
     column-wise as one string array (no nulls), or one line written by the
     per-row path."""
+    table, other_texts = _prepare(joined, outcomes, bulk)
+    yield from _iter_range(
+        table, joined, other_texts, catalogs, batch_size, outcomes, pulls, bulk, 0, table.num_rows
+    )
+
+
+def _prepare(
+    joined: pa.Table, outcomes: pa.Table | None, bulk: bool
+) -> tuple[pa.Table, pa.Array | None]:
+    """The joined table's columns the lines read (one chunk each on the bulk
+    path) and, on the bulk path, each row's outcomes about other suggestions
+    as text (:func:`_other_texts`; None where that writer does not cover
+    them). Raises :class:`DsjsonError` for a missing column."""
     missing = [f.name for f in JOINED if f.name not in joined.column_names]
     if missing:
         raise DsjsonError(f"joined table: missing column(s) {', '.join(missing)}")
-    cats = dict(catalogs or {})
-    window = pulls or {}
-    cache: dict[str, str] = {}
-    pull_texts: dict[int, tuple[Mapping[str, Any], str]] = {}
     table = joined.select(JOINED.names)
     # the outcomes about other suggestions: as text per row, column-wise, where
     # covered; as rows (the per-row path's input) only when needed
     other_texts = _other_texts(outcomes, table) if bulk else None
-    others_rows: dict[str, list[dict[str, Any]]] | None = None
     if bulk:  # the bulk featurizer's cost is per call: give it whole batches
         table = table.combine_chunks()
-    start_row = 0
-    for batch in table.to_batches(max_chunksize=batch_size):
+    return table, other_texts
+
+
+def _iter_range(
+    table: pa.Table,
+    joined: pa.Table,
+    other_texts: pa.Array | None,
+    catalogs: Mapping[str, Catalog] | None,
+    batch_size: int,
+    outcomes: pa.Table | None,
+    pulls: Mapping[str, Sequence[Mapping[str, Any]]] | None,
+    bulk: bool,
+    begin: int,
+    end: int,
+) -> Iterator[str | pa.Array]:
+    """The lines of rows ``begin`` to ``end`` (exclusive) of ``table`` (from
+    :func:`_prepare`, ``other_texts`` with it), as :func:`_iter_lines` gives
+    them; ``joined`` is the caller's whole table (for the per-row path's
+    outcomes about other suggestions)."""
+    cats = dict(catalogs or {})
+    window = pulls or {}
+    cache: dict[str, str] = {}
+    pull_texts: dict[int, tuple[Mapping[str, Any], str]] = {}
+    others_rows: dict[str, list[dict[str, Any]]] | None = None
+    start_row = begin
+    for batch in table.slice(begin, end - begin).to_batches(max_chunksize=batch_size):
+        if batch.num_rows == 0:
+            continue
         fast: pa.Array | None = None
         if bulk:
             c_texts = _bulk_features(batch, cats, cache)
@@ -1266,6 +1303,7 @@ def export_dsjson(
     outcomes: pa.Table | None = None,
     pulls: Mapping[str, Sequence[Mapping[str, Any]]] | None = None,
     bulk: bool = True,
+    workers: int | None = None,
 ) -> int:
     """Write ``joined`` as a DSJSON file (atomically: temp file, then rename).
 
@@ -1273,6 +1311,15 @@ def export_dsjson(
     actions than the chosen one, ``pulls`` (optional) each decision's pull
     touches of its reward window, and ``bulk`` chooses the featurizing path,
     as for :func:`iter_dsjson`.
+
+    ``workers`` (the bulk path only): with 2, the rows' second half is written
+    by a forked child process into a part file of its own while this process
+    writes the first half, and the part is then appended; the file is the
+    same bytes as with 1. A child that fails for any reason leaves its half to
+    this process, which writes it as with 1, so a bad row fails with the very
+    error it fails with there. Default: 2 where the process may run on two
+    cores or more, ``os.fork`` exists and the table has at least
+    :data:`_PARALLEL_ROWS` rows; else 1.
 
     Returns
     -------
@@ -1282,7 +1329,12 @@ def export_dsjson(
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp")
+    part = out.with_name(f".{out.name}.part.tmp")
+    if workers is None:
+        workers = 2 if _two_cores() and joined.num_rows >= _PARALLEL_ROWS else 1
+    parallel = bulk and workers > 1 and hasattr(os, "fork") and joined.num_rows >= 2
     n = 0
+    child = 0
     try:
         with (
             open(tmp, "wb") as fh,
@@ -1294,20 +1346,103 @@ def export_dsjson(
                 desc="dsjson",
             ) as bar,
         ):
-            for lines in _iter_lines(joined, catalogs, 4096, outcomes, pulls, bulk):
-                if isinstance(lines, str):
-                    fh.write(lines.encode("utf-8"))
-                    fh.write(b"\n")
-                    k = 1
-                else:  # a run of column-wise lines: their bytes as they are
-                    fh.write(concat_lines(lines))
-                    k = len(lines)
-                n += k
-                bar.update(k)
+            if not parallel:
+                n = _write_lines(
+                    fh, bar, _iter_lines(joined, catalogs, 4096, outcomes, pulls, bulk)
+                )
+            else:
+                table, other = _prepare(joined, outcomes, bulk)
+                rows = table.num_rows
+                half = (rows + 1) // 2
+
+                def lines(begin: int, end: int) -> Iterator[str | pa.Array]:
+                    return _iter_range(
+                        table, joined, other, catalogs, 4096, outcomes, pulls, True, begin, end
+                    )
+
+                fh.flush()
+                child = os.fork()
+                if child == 0:  # the child: the second half into the part file, then out
+                    code = 1
+                    try:
+                        with open(part, "wb") as pf:
+                            _write_lines(pf, None, lines(half, rows))
+                        code = 0
+                    finally:
+                        os._exit(code)
+                n = _write_lines(fh, bar, lines(0, half))
+                _, status = os.waitpid(child, 0)
+                child = 0
+                if os.waitstatus_to_exitcode(status) == 0 and part.exists():
+                    fh.flush()
+                    _append(fh, part)
+                    n += rows - half
+                    bar.update(rows - half)
+                else:  # whatever went wrong there: the half written here, as with 1
+                    n += _write_lines(fh, bar, lines(half, rows))
         tmp.replace(out)
     finally:
+        if child:
+            os.kill(child, signal.SIGKILL)
+            os.waitpid(child, 0)
         tmp.unlink(missing_ok=True)
+        part.unlink(missing_ok=True)
     return n
+
+
+#: fewest rows :func:`export_dsjson` splits between two processes by default
+_PARALLEL_ROWS = 2048
+
+
+def _two_cores() -> bool:
+    """Whether this process may run on two cores or more."""
+    try:
+        return len(os.sched_getaffinity(0)) >= 2
+    except AttributeError:  # no affinity call on this platform
+        return (os.cpu_count() or 1) >= 2
+
+
+def _write_lines(fh: BinaryIO, bar: Any, lines: Iterable[str | pa.Array]) -> int:
+    """Write lines (a line as ``str``, or a run of them as a string array) to
+    ``fh``, each followed by a newline; update ``bar`` (a tqdm bar, or None);
+    return how many were written."""
+    n = 0
+    for run in lines:
+        if isinstance(run, str):
+            fh.write(run.encode("utf-8"))
+            fh.write(b"\n")
+            k = 1
+        else:  # a run of column-wise lines: their bytes as they are
+            fh.write(concat_lines(run))
+            k = len(run)
+        n += k
+        if bar is not None:
+            bar.update(k)
+    return n
+
+
+def _append(fh: BinaryIO, part: Path) -> None:
+    """Append the bytes of file ``part`` to ``fh`` (flushed), in the kernel
+    where it can."""
+    size = part.stat().st_size
+    with open(part, "rb") as src:
+        offset = fh.tell()
+        copy = getattr(os, "copy_file_range", None)
+        done = 0
+        if copy is not None:
+            try:
+                while done < size:
+                    k = copy(src.fileno(), fh.fileno(), size - done, done, offset + done)
+                    if k == 0:
+                        break
+                    done += k
+            except OSError:
+                done = 0  # this file system refuses it: copy by hand from the start
+        if done < size:
+            src.seek(done)
+            fh.seek(offset + done)
+            shutil.copyfileobj(src, fh, 1 << 20)
+        fh.seek(offset + size)
 
 
 def load_catalogs(logs_dir: str | Path, versions: Iterable[str]) -> dict[str, Catalog]:
