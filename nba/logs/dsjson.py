@@ -838,10 +838,13 @@ def _bulk_features(
     ctx = batch.column("context")
     # an imported context, or anything else that mentions the key (the per-row path
     # decides what it is)
-    foreign = pc.or_(
-        pc.match_substring_regex(ctx, DSJSON_PREFIX_PATTERN),
-        pc.match_substring(ctx, f'"{FOREIGN_KEY}'),
-    ).to_numpy(zero_copy_only=False)
+    if ctx.null_count == 0 and not _mentions(ctx, f'"{FOREIGN_KEY}'.encode()):
+        foreign = np.zeros(n, dtype=bool)  # the usual batch: no row to look at
+    else:
+        foreign = pc.or_(
+            pc.match_substring_regex(ctx, DSJSON_PREFIX_PATTERN),
+            pc.match_substring(ctx, f'"{FOREIGN_KEY}'),
+        ).to_numpy(zero_copy_only=False)
     versions = batch.column("catalog_version").dictionary_encode()
     codes = versions.indices.to_numpy(zero_copy_only=False)
     table = pa.table(
@@ -879,6 +882,22 @@ def _bulk_features(
     order = np.full(n, -1, dtype=np.int64)
     order[positions] = np.arange(len(positions))
     return pa.concat_arrays(pieces).take(pa.array(order, mask=order < 0))
+
+
+def _mentions(strings: pa.Array, needle: bytes) -> bool:
+    """Whether any string of ``strings`` (string or large string, shape (n,))
+    holds ``needle``: one search of the bytes they span (a match across two
+    strings can only say yes where the strings' own test would say no, never the
+    reverse, so a False is exact)."""
+    if len(strings) == 0:
+        return False
+    width = np.int64 if pa.types.is_large_string(strings.type) else np.int32
+    offsets = np.frombuffer(strings.buffers()[1], dtype=width)
+    lo, hi = int(offsets[strings.offset]), int(offsets[strings.offset + len(strings)])
+    data = strings.buffers()[2]
+    if data is None or hi <= lo:
+        return False
+    return memoryview(data)[lo:hi].tobytes().find(needle) >= 0
 
 
 def _shared_heads(shared: pa.Array) -> pa.Array:
