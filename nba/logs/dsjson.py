@@ -153,7 +153,6 @@ from nba.domain import (
     outcome_channel_problem,
 )
 from nba.features import Featurizer
-from nba.features.batch import concat_lines
 from nba.features.dsjson import DSJSON_PREFIX_PATTERN, line_to_namespaces
 from nba.logs import io
 from nba.logs.io import LogError
@@ -715,10 +714,10 @@ def _iter_lines(
 def _prepare(
     joined: pa.Table, outcomes: pa.Table | None, bulk: bool
 ) -> tuple[pa.Table, pa.Array | None]:
-    """The joined table's columns the lines read (one chunk each on the bulk
-    path) and, on the bulk path, each row's outcomes about other suggestions
-    as text (:func:`_other_texts`; None where that writer does not cover
-    them). Raises :class:`DsjsonError` for a missing column."""
+    """The joined table's columns the lines read and, on the bulk path, each
+    row's outcomes about other suggestions as text (:func:`_other_texts`; None
+    where that writer does not cover them). Raises :class:`DsjsonError` for a
+    missing column."""
     missing = [f.name for f in JOINED if f.name not in joined.column_names]
     if missing:
         raise DsjsonError(f"joined table: missing column(s) {', '.join(missing)}")
@@ -726,8 +725,6 @@ def _prepare(
     # the outcomes about other suggestions: as text per row, column-wise, where
     # covered; as rows (the per-row path's input) only when needed
     other_texts = _other_texts(outcomes, table) if bulk else None
-    if bulk:  # the bulk featurizer's cost is per call: give it whole batches
-        table = table.combine_chunks()
     return table, other_texts
 
 
@@ -742,18 +739,23 @@ def _iter_range(
     bulk: bool,
     begin: int,
     end: int,
+    newline: bool = False,
 ) -> Iterator[str | pa.Array]:
     """The lines of rows ``begin`` to ``end`` (exclusive) of ``table`` (from
     :func:`_prepare`, ``other_texts`` with it), as :func:`_iter_lines` gives
     them; ``joined`` is the caller's whole table (for the per-row path's
-    outcomes about other suggestions)."""
+    outcomes about other suggestions). With ``newline`` the column-wise lines
+    end with a newline (the lines of the per-row path, ``str``, still do not)."""
     cats = dict(catalogs or {})
     window = pulls or {}
     cache: dict[str, str] = {}
     pull_texts: dict[int, tuple[Mapping[str, Any], str]] = {}
     others_rows: dict[str, list[dict[str, Any]]] | None = None
     start_row = begin
-    for batch in table.slice(begin, end - begin).to_batches(max_chunksize=batch_size):
+    span = table.slice(begin, end - begin)
+    if bulk:  # the bulk featurizer's cost is per call: give it whole batches
+        span = span.combine_chunks()
+    for batch in span.to_batches(max_chunksize=batch_size):
         if batch.num_rows == 0:
             continue
         fast: pa.Array | None = None
@@ -766,7 +768,7 @@ def _iter_range(
                 if other_texts is not None
                 else others_rows or {}
             )
-            fast = _bulk_line_array(batch, c_texts, others, window, pull_texts)
+            fast = _bulk_line_array(batch, c_texts, others, window, pull_texts, newline)
         start_row += batch.num_rows
         if fast is not None and fast.null_count == 0:
             yield fast
@@ -889,15 +891,21 @@ def _mentions(strings: pa.Array, needle: bytes) -> bool:
     holds ``needle``: one search of the bytes they span (a match across two
     strings can only say yes where the strings' own test would say no, never the
     reverse, so a False is exact)."""
+    return _span(strings).tobytes().find(needle) >= 0
+
+
+def _span(strings: pa.Array) -> memoryview:
+    """The bytes of the strings of ``strings`` (string or large string, shape
+    (n,), any slice of an array), back to back: a view of its data buffer."""
     if len(strings) == 0:
-        return False
+        return memoryview(b"")
     width = np.int64 if pa.types.is_large_string(strings.type) else np.int32
     offsets = np.frombuffer(strings.buffers()[1], dtype=width)
     lo, hi = int(offsets[strings.offset]), int(offsets[strings.offset + len(strings)])
     data = strings.buffers()[2]
     if data is None or hi <= lo:
-        return False
-    return memoryview(data)[lo:hi].tobytes().find(needle) >= 0
+        return memoryview(b"")
+    return memoryview(data)[lo:hi]
 
 
 def _shared_heads(shared: pa.Array) -> pa.Array:
@@ -919,8 +927,9 @@ def _shared_heads(shared: pa.Array) -> pa.Array:
         pc.starts_with(shared, prefix), pc.match_substring_regex(body, _VW_LINE)
     ).to_numpy(zero_copy_only=False)
     usual &= ~pc.match_substring_regex(body, r"(^| )\|_multi( |$)").to_numpy(zero_copy_only=False)
-    usual &= ~_repeated_names(body)
-    heads = _namespaces_json(body, head=True)
+    toks = _Tokens.of(body)  # cut and coded once for both steps
+    usual &= ~_repeated_names(body, toks)
+    heads = _namespaces_json(body, head=True, toks=toks)
     if usual.all():
         return heads
     texts: list[str | None] = heads.to_pylist()
@@ -1055,8 +1064,10 @@ def _bulk_line_array(
     others: Mapping[str, Sequence[Mapping[str, Any]]] | pa.Array,
     window: Mapping[str, Sequence[Mapping[str, Any]]],
     pull_texts: dict[int, tuple[Mapping[str, Any], str]],
+    newline: bool = False,
 ) -> pa.Array | None:
-    """The DSJSON lines of a batch written column-wise: the bytes of :func:`_line`.
+    """The DSJSON lines of a batch written column-wise: the bytes of :func:`_line`
+    (each followed by a newline with ``newline``).
 
     Parameters
     ----------
@@ -1180,7 +1191,7 @@ def _bulk_line_array(
         pc.if_else(col("reward_is_default"), "true", "false"),
         slate_texts,
         extra_texts,
-        "}}",
+        "}}\n" if newline else "}}",
         "",
     )
     return lines
@@ -1213,7 +1224,27 @@ _ACTION_LINE = (
 _VW_LINE = rf"^(?:\|{_NAME}(?: {_NAME}(?::{_NUM})?)*(?: \|{_NAME}(?: {_NAME}(?::{_NUM})?)*)*)?$"
 
 
-def _namespaces_json(lines: pa.Array, head: bool = False) -> pa.Array:
+@dataclass
+class _Tokens:
+    """Lines of VW namespaces cut into tokens at single spaces, the tokens
+    dictionary-encoded: what :func:`_namespaces_json` and
+    :func:`_repeated_names` both start from."""
+
+    #: each line's tokens, list array, shape (n,)
+    parts: pa.Array
+    #: the tokens of all lines, dictionary-encoded, shape (total tokens,)
+    distinct: pa.DictionaryArray
+    #: the distinct tokens, in the dictionary's order
+    words: list[str]
+
+    @classmethod
+    def of(cls, lines: pa.Array) -> _Tokens:
+        parts = pc.split_pattern(lines, " ")
+        distinct = pc.dictionary_encode(pc.list_flatten(parts))
+        return cls(parts, distinct, distinct.dictionary.to_pylist())
+
+
+def _namespaces_json(lines: pa.Array, head: bool = False, toks: _Tokens | None = None) -> pa.Array:
     """``json.dumps(line_to_namespaces(line))`` (compact, non-ASCII kept) of
     lines of the form :data:`_VW_LINE` with distinct names (the caller checks).
 
@@ -1227,18 +1258,20 @@ def _namespaces_json(lines: pa.Array, head: bool = False) -> pa.Array:
     head : bool, default False
         Leave the object open for more keys: without its closing brace, and
         with a comma after its last namespace if it has any.
+    toks : _Tokens, optional
+        ``_Tokens.of(lines)``, if the caller has it.
 
     Returns
     -------
     pyarrow.Array of string, shape (n,)
     """
-    parts = pc.split_pattern(lines, " ")
-    toks = pc.list_flatten(parts)
-    distinct = pc.dictionary_encode(toks)
+    if toks is None:
+        toks = _Tokens.of(lines)
+    parts, distinct = toks.parts, toks.distinct
     first: list[str] = []  # a token opening its line or its namespace
     later: list[str] = []  # any other
     ns_flags: list[bool] = []
-    for tok in distinct.dictionary.to_pylist():
+    for tok in toks.words:
         if tok.startswith("|"):
             key = _json(tok[1:])
             first.append(f"{{{key}:{{")
@@ -1268,13 +1301,15 @@ def _namespaces_json(lines: pa.Array, head: bool = False) -> pa.Array:
     )
 
 
-def _repeated_names(lines: pa.Array) -> npt.NDArray[np.bool_]:
+def _repeated_names(lines: pa.Array, toks: _Tokens | None = None) -> npt.NDArray[np.bool_]:
     """Which lines of VW namespaces (form :data:`_VW_LINE`) name a namespace
     twice, or a feature twice in one namespace.
 
     Parameters
     ----------
     lines : pyarrow.Array of string, shape (n,)
+    toks : _Tokens, optional
+        ``_Tokens.of(lines)``, if the caller has it.
 
     Returns
     -------
@@ -1282,15 +1317,14 @@ def _repeated_names(lines: pa.Array) -> npt.NDArray[np.bool_]:
     """
     n = len(lines)
     out = np.zeros(n, dtype=bool)
-    parts = pc.split_pattern(lines, " ")
-    toks = pc.list_flatten(parts)
-    if len(toks) == 0:
+    if toks is None:
+        toks = _Tokens.of(lines)
+    parts, distinct, words = toks.parts, toks.distinct, toks.words
+    if len(distinct) == 0:
         return out
     row = pc.list_parent_indices(parts).to_numpy()
     # each distinct token's name (up to its first colon) coded once, in Python
-    distinct = pc.dictionary_encode(toks)
     names: dict[str, int] = {}
-    words = distinct.dictionary.to_pylist()
     word_code = np.array([names.setdefault(w.partition(":")[0], len(names)) for w in words])
     word_ns = np.array([w.startswith("|") for w in words], dtype=bool)
     word_real = np.array([w != "" for w in words], dtype=bool)  # an empty line has no name
@@ -1310,8 +1344,14 @@ def _repeated_names(lines: pa.Array) -> npt.NDArray[np.bool_]:
 _CACHE_LINES = 200_000
 
 
+#: what ``json.dumps(obj, separators=(",", ":"), ensure_ascii=False)`` makes for
+#: each call, made once (its ``encode`` gives the same text)
+_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+
+
 def _json(obj: Any) -> str:
-    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
+    """``json.dumps(obj, separators=(",", ":"), ensure_ascii=False)``."""
+    return _ENCODER.encode(obj)
 
 
 def export_dsjson(
@@ -1366,8 +1406,23 @@ def export_dsjson(
             ) as bar,
         ):
             if not parallel:
+                table, other = _prepare(joined, outcomes, bulk)
                 n = _write_lines(
-                    fh, bar, _iter_lines(joined, catalogs, 4096, outcomes, pulls, bulk)
+                    fh,
+                    bar,
+                    _iter_range(
+                        table,
+                        joined,
+                        other,
+                        catalogs,
+                        4096,
+                        outcomes,
+                        pulls,
+                        bulk,
+                        0,
+                        table.num_rows,
+                        newline=True,
+                    ),
                 )
             else:
                 table, other = _prepare(joined, outcomes, bulk)
@@ -1376,7 +1431,17 @@ def export_dsjson(
 
                 def lines(begin: int, end: int) -> Iterator[str | pa.Array]:
                     return _iter_range(
-                        table, joined, other, catalogs, 4096, outcomes, pulls, True, begin, end
+                        table,
+                        joined,
+                        other,
+                        catalogs,
+                        4096,
+                        outcomes,
+                        pulls,
+                        True,
+                        begin,
+                        end,
+                        newline=True,
                     )
 
                 fh.flush()
@@ -1422,17 +1487,18 @@ def _two_cores() -> bool:
 
 
 def _write_lines(fh: BinaryIO, bar: Any, lines: Iterable[str | pa.Array]) -> int:
-    """Write lines (a line as ``str``, or a run of them as a string array) to
-    ``fh``, each followed by a newline; update ``bar`` (a tqdm bar, or None);
-    return how many were written."""
+    """Write lines to ``fh``: a line as ``str`` followed by a newline, a run of
+    them as a string array whose strings end with their newline (written from
+    its data buffer, not copied); update ``bar`` (a tqdm bar, or None); return
+    how many were written."""
     n = 0
     for run in lines:
         if isinstance(run, str):
             fh.write(run.encode("utf-8"))
             fh.write(b"\n")
             k = 1
-        else:  # a run of column-wise lines: their bytes as they are
-            fh.write(concat_lines(run))
+        else:
+            fh.write(_span(run))
             k = len(run)
         n += k
         if bar is not None:
