@@ -81,8 +81,9 @@ def test_foreign_rows_in_either_half_keep_their_place(
     table = inputs[0]
     n = table.num_rows
     foreign = json.dumps({"dsjson": {"u": {"age": 3}}, "dsjson_actions": {}})
-    # one in each half, and the last row of the first half
-    mixed = _with_context(table, {3: foreign, (n + 1) // 2 - 1: foreign, n - 2: foreign})
+    cut = max(1, n * dsjson_mod._PARENT_SHARE // 100)  # the child's first row
+    # one in each part, and on both sides of the cut
+    mixed = _with_context(table, {3: foreign, cut - 1: foreign, cut: foreign, n - 2: foreign})
     one = _export(mixed, inputs, tmp_path / "a" / "one.dsjson", workers=1)
     two = _export(mixed, inputs, tmp_path / "b" / "two.dsjson", workers=2)
     assert one == two
