@@ -1377,9 +1377,10 @@ def export_dsjson(
     is then appended; the file is the
     same bytes as with 1. A child that fails for any reason leaves its half to
     this process, which writes it as with 1, so a bad row fails with the very
-    error it fails with there. Default: 2 where the process may run on two
-    cores or more, ``os.fork`` exists and the table has at least
-    :data:`_PARALLEL_ROWS` rows; else 1.
+    error it fails with there. Default: 2 where the table has at least
+    :data:`_PARALLEL_ROWS` rows and a second core is idle (:func:`_idle_core`:
+    on a busy machine the child's copied pages cost more than its core gives),
+    and ``os.fork`` exists; else 1.
 
     Returns
     -------
@@ -1391,7 +1392,7 @@ def export_dsjson(
     tmp = out.with_name(f".{out.name}.tmp")
     part = out.with_name(f".{out.name}.part.tmp")
     if workers is None:
-        workers = 2 if _two_cores() and joined.num_rows >= _PARALLEL_ROWS else 1
+        workers = 2 if joined.num_rows >= _PARALLEL_ROWS and _idle_core() else 1
     parallel = bulk and workers > 1 and hasattr(os, "fork") and joined.num_rows >= 2
     n = 0
     child = 0
@@ -1478,17 +1479,28 @@ def export_dsjson(
 
 #: fewest rows :func:`export_dsjson` splits between two processes by default
 _PARALLEL_ROWS = 2048
+#: how much of a core the load average must leave idle for the default to split
+_IDLE_MARGIN = 0.5
 #: percent of the rows the parent writes when split (the rest: the child's part,
 #: which the parent then appends, at about a tenth of the cost of writing it)
 _PARENT_SHARE = 45
 
 
-def _two_cores() -> bool:
-    """Whether this process may run on two cores or more."""
+def _idle_core() -> bool:
+    """Whether this process may run on two cores or more and, by the last
+    minute's load average, about one of them is idle: a second process costs
+    CPU (its copied pages), so it pays only where it gets a core of its own."""
     try:
-        return len(os.sched_getaffinity(0)) >= 2
+        cores = len(os.sched_getaffinity(0))
     except AttributeError:  # no affinity call on this platform
-        return (os.cpu_count() or 1) >= 2
+        cores = os.cpu_count() or 1
+    if cores < 2:
+        return False
+    try:
+        load = os.getloadavg()[0]
+    except (AttributeError, OSError):  # no load average here: trust the cores
+        return True
+    return load <= cores - _IDLE_MARGIN
 
 
 def _write_lines(fh: BinaryIO, bar: Any, lines: Iterable[str | pa.Array]) -> int:

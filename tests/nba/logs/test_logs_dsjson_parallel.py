@@ -145,12 +145,25 @@ def test_the_default_splits_only_tables_large_enough(
     _export(small, inputs, tmp_path / "s" / "x.dsjson", workers=None)  # type: ignore[arg-type]
     assert forks == []
     monkeypatch.setattr(dsjson_mod, "_PARALLEL_ROWS", 40)
-    monkeypatch.setattr(dsjson_mod, "_two_cores", lambda: True)
+    monkeypatch.setattr(dsjson_mod, "_idle_core", lambda: True)
     _export(small, inputs, tmp_path / "l" / "x.dsjson", workers=None)  # type: ignore[arg-type]
     assert forks == [1]
-    monkeypatch.setattr(dsjson_mod, "_two_cores", lambda: False)
+    monkeypatch.setattr(dsjson_mod, "_idle_core", lambda: False)
     _export(small, inputs, tmp_path / "c" / "x.dsjson", workers=None)  # type: ignore[arg-type]
-    assert forks == [1]  # one core: no child
+    assert forks == [1]  # no idle core: no child
+
+
+@pytest.mark.parametrize(
+    ("cores", "load", "idle"),
+    [(1, 0.0, False), (2, 0.2, True), (2, 1.5, True), (2, 1.6, False), (2, 9.0, False),
+     (8, 7.0, True), (8, 7.6, False)],
+)  # fmt: skip
+def test_a_second_process_only_where_a_core_is_idle(
+    monkeypatch: pytest.MonkeyPatch, cores: int, load: float, idle: bool
+) -> None:
+    monkeypatch.setattr(dsjson_mod.os, "sched_getaffinity", lambda _: set(range(cores)))
+    monkeypatch.setattr(dsjson_mod.os, "getloadavg", lambda: (load, load, load))
+    assert dsjson_mod._idle_core() is idle
 
 
 @pytest.mark.parametrize("large", [False, True])
