@@ -891,6 +891,8 @@ def _mentions(strings: pa.Array, needle: bytes) -> bool:
     holds ``needle``: one search of the bytes they span (a match across two
     strings can only say yes where the strings' own test would say no, never the
     reverse, so a False is exact)."""
+    if not (pa.types.is_string(strings.type) or pa.types.is_large_string(strings.type)):
+        return True  # another layout (string views): "maybe", the caller looks row by row
     return _span(strings).tobytes().find(needle) >= 0
 
 
@@ -899,6 +901,8 @@ def _span(strings: pa.Array) -> memoryview:
     (n,), any slice of an array), back to back: a view of its data buffer."""
     if len(strings) == 0:
         return memoryview(b"")
+    if not (pa.types.is_string(strings.type) or pa.types.is_large_string(strings.type)):
+        strings = strings.cast(pa.large_string())
     width = np.int64 if pa.types.is_large_string(strings.type) else np.int32
     offsets = np.frombuffer(strings.buffers()[1], dtype=width)
     lo, hi = int(offsets[strings.offset]), int(offsets[strings.offset + len(strings)])

@@ -17,7 +17,14 @@ from click.testing import CliRunner
 
 import nba.logs.dsjson as dsjson_mod
 from nba.logs import io
-from nba.logs.dsjson import DsjsonError, _mentions, export_dsjson, load_catalogs, window_pulls
+from nba.logs.dsjson import (
+    DsjsonError,
+    _mentions,
+    _span,
+    export_dsjson,
+    load_catalogs,
+    window_pulls,
+)
 from nba.logs.join import load_joined
 from nba.reward import RewardDefinition
 from nba_cli.main import main as nba
@@ -181,3 +188,10 @@ def test_mentions_finds_the_key_wherever_it_is(large: bool) -> None:
     assert not _mentions(pa.array(["", ""], kind), needle)
     # a needle spread over two strings: "maybe" (the caller then tests row by row)
     assert _mentions(pa.array(['x"ds', "json"], kind), needle)
+
+
+def test_mentions_says_maybe_for_string_views_and_span_reads_them() -> None:
+    views = pa.array(['{"a":1}', "é"], pa.string_view())
+    assert _mentions(views, b'"dsjson')  # not searched: "maybe"
+    assert _span(views).tobytes() == '{"a":1}é'.encode()
+    assert _span(pa.array(["ab", "c", "de"]).slice(1, 2)).tobytes() == b"cde"
