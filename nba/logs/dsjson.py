@@ -121,13 +121,16 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import shutil
+import signal
 import sys
 from bisect import bisect_left, bisect_right
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 import numpy.typing as npt
@@ -150,7 +153,6 @@ from nba.domain import (
     outcome_channel_problem,
 )
 from nba.features import Featurizer
-from nba.features.batch import concat_lines
 from nba.features.dsjson import DSJSON_PREFIX_PATTERN, line_to_namespaces
 from nba.logs import io
 from nba.logs.io import LogError
@@ -703,22 +705,59 @@ def _iter_lines(
     """The lines of :func:`iter_dsjson`, in order: a run of lines written
     column-wise as one string array (no nulls), or one line written by the
     per-row path."""
+    table, other_texts = _prepare(joined, outcomes, bulk)
+    yield from _iter_range(
+        table, joined, other_texts, catalogs, batch_size, outcomes, pulls, bulk, 0, table.num_rows
+    )
+
+
+def _prepare(
+    joined: pa.Table, outcomes: pa.Table | None, bulk: bool
+) -> tuple[pa.Table, pa.Array | None]:
+    """The joined table's columns the lines read and, on the bulk path, each
+    row's outcomes about other suggestions as text (:func:`_other_texts`; None
+    where that writer does not cover them). Raises :class:`DsjsonError` for a
+    missing column."""
     missing = [f.name for f in JOINED if f.name not in joined.column_names]
     if missing:
         raise DsjsonError(f"joined table: missing column(s) {', '.join(missing)}")
-    cats = dict(catalogs or {})
-    window = pulls or {}
-    cache: dict[str, str] = {}
-    pull_texts: dict[int, tuple[Mapping[str, Any], str]] = {}
     table = joined.select(JOINED.names)
     # the outcomes about other suggestions: as text per row, column-wise, where
     # covered; as rows (the per-row path's input) only when needed
     other_texts = _other_texts(outcomes, table) if bulk else None
+    return table, other_texts
+
+
+def _iter_range(
+    table: pa.Table,
+    joined: pa.Table,
+    other_texts: pa.Array | None,
+    catalogs: Mapping[str, Catalog] | None,
+    batch_size: int,
+    outcomes: pa.Table | None,
+    pulls: Mapping[str, Sequence[Mapping[str, Any]]] | None,
+    bulk: bool,
+    begin: int,
+    end: int,
+    newline: bool = False,
+) -> Iterator[str | pa.Array]:
+    """The lines of rows ``begin`` to ``end`` (exclusive) of ``table`` (from
+    :func:`_prepare`, ``other_texts`` with it), as :func:`_iter_lines` gives
+    them; ``joined`` is the caller's whole table (for the per-row path's
+    outcomes about other suggestions). With ``newline`` the column-wise lines
+    end with a newline (the lines of the per-row path, ``str``, still do not)."""
+    cats = dict(catalogs or {})
+    window = pulls or {}
+    cache: dict[str, str] = {}
+    pull_texts: dict[int, tuple[Mapping[str, Any], str]] = {}
     others_rows: dict[str, list[dict[str, Any]]] | None = None
+    start_row = begin
+    span = table.slice(begin, end - begin)
     if bulk:  # the bulk featurizer's cost is per call: give it whole batches
-        table = table.combine_chunks()
-    start_row = 0
-    for batch in table.to_batches(max_chunksize=batch_size):
+        span = span.combine_chunks()
+    for batch in span.to_batches(max_chunksize=batch_size):
+        if batch.num_rows == 0:
+            continue
         fast: pa.Array | None = None
         if bulk:
             c_texts = _bulk_features(batch, cats, cache)
@@ -729,7 +768,7 @@ def _iter_lines(
                 if other_texts is not None
                 else others_rows or {}
             )
-            fast = _bulk_line_array(batch, c_texts, others, window, pull_texts)
+            fast = _bulk_line_array(batch, c_texts, others, window, pull_texts, newline)
         start_row += batch.num_rows
         if fast is not None and fast.null_count == 0:
             yield fast
@@ -801,10 +840,13 @@ def _bulk_features(
     ctx = batch.column("context")
     # an imported context, or anything else that mentions the key (the per-row path
     # decides what it is)
-    foreign = pc.or_(
-        pc.match_substring_regex(ctx, DSJSON_PREFIX_PATTERN),
-        pc.match_substring(ctx, f'"{FOREIGN_KEY}'),
-    ).to_numpy(zero_copy_only=False)
+    if ctx.null_count == 0 and not _mentions(ctx, f'"{FOREIGN_KEY}'.encode()):
+        foreign = np.zeros(n, dtype=bool)  # the usual batch: no row to look at
+    else:
+        foreign = pc.or_(
+            pc.match_substring_regex(ctx, DSJSON_PREFIX_PATTERN),
+            pc.match_substring(ctx, f'"{FOREIGN_KEY}'),
+        ).to_numpy(zero_copy_only=False)
     versions = batch.column("catalog_version").dictionary_encode()
     codes = versions.indices.to_numpy(zero_copy_only=False)
     table = pa.table(
@@ -844,6 +886,32 @@ def _bulk_features(
     return pa.concat_arrays(pieces).take(pa.array(order, mask=order < 0))
 
 
+def _mentions(strings: pa.Array, needle: bytes) -> bool:
+    """Whether any string of ``strings`` (string or large string, shape (n,))
+    holds ``needle``: one search of the bytes they span (a match across two
+    strings can only say yes where the strings' own test would say no, never the
+    reverse, so a False is exact)."""
+    if not (pa.types.is_string(strings.type) or pa.types.is_large_string(strings.type)):
+        return True  # another layout (string views): "maybe", the caller looks row by row
+    return _span(strings).tobytes().find(needle) >= 0
+
+
+def _span(strings: pa.Array) -> memoryview:
+    """The bytes of the strings of ``strings`` (string or large string, shape
+    (n,), any slice of an array), back to back: a view of its data buffer."""
+    if len(strings) == 0:
+        return memoryview(b"")
+    if not (pa.types.is_string(strings.type) or pa.types.is_large_string(strings.type)):
+        strings = strings.cast(pa.large_string())
+    width = np.int64 if pa.types.is_large_string(strings.type) else np.int32
+    offsets = np.frombuffer(strings.buffers()[1], dtype=width)
+    lo, hi = int(offsets[strings.offset]), int(offsets[strings.offset + len(strings)])
+    data = strings.buffers()[2]
+    if data is None or hi <= lo:
+        return memoryview(b"")
+    return memoryview(data)[lo:hi]
+
+
 def _shared_heads(shared: pa.Array) -> pa.Array:
     """The start of ``c`` per shared line (``shared |ns ...``): its namespaces as
     an open JSON object (:func:`_namespaces_json` with ``head``), null where the
@@ -863,8 +931,9 @@ def _shared_heads(shared: pa.Array) -> pa.Array:
         pc.starts_with(shared, prefix), pc.match_substring_regex(body, _VW_LINE)
     ).to_numpy(zero_copy_only=False)
     usual &= ~pc.match_substring_regex(body, r"(^| )\|_multi( |$)").to_numpy(zero_copy_only=False)
-    usual &= ~_repeated_names(body)
-    heads = _namespaces_json(body, head=True)
+    toks = _Tokens.of(body)  # cut and coded once for both steps
+    usual &= ~_repeated_names(body, toks)
+    heads = _namespaces_json(body, head=True, toks=toks)
     if usual.all():
         return heads
     texts: list[str | None] = heads.to_pylist()
@@ -999,8 +1068,10 @@ def _bulk_line_array(
     others: Mapping[str, Sequence[Mapping[str, Any]]] | pa.Array,
     window: Mapping[str, Sequence[Mapping[str, Any]]],
     pull_texts: dict[int, tuple[Mapping[str, Any], str]],
+    newline: bool = False,
 ) -> pa.Array | None:
-    """The DSJSON lines of a batch written column-wise: the bytes of :func:`_line`.
+    """The DSJSON lines of a batch written column-wise: the bytes of :func:`_line`
+    (each followed by a newline with ``newline``).
 
     Parameters
     ----------
@@ -1124,7 +1195,7 @@ def _bulk_line_array(
         pc.if_else(col("reward_is_default"), "true", "false"),
         slate_texts,
         extra_texts,
-        "}}",
+        "}}\n" if newline else "}}",
         "",
     )
     return lines
@@ -1157,7 +1228,27 @@ _ACTION_LINE = (
 _VW_LINE = rf"^(?:\|{_NAME}(?: {_NAME}(?::{_NUM})?)*(?: \|{_NAME}(?: {_NAME}(?::{_NUM})?)*)*)?$"
 
 
-def _namespaces_json(lines: pa.Array, head: bool = False) -> pa.Array:
+@dataclass
+class _Tokens:
+    """Lines of VW namespaces cut into tokens at single spaces, the tokens
+    dictionary-encoded: what :func:`_namespaces_json` and
+    :func:`_repeated_names` both start from."""
+
+    #: each line's tokens, list array, shape (n,)
+    parts: pa.Array
+    #: the tokens of all lines, dictionary-encoded, shape (total tokens,)
+    distinct: pa.DictionaryArray
+    #: the distinct tokens, in the dictionary's order
+    words: list[str]
+
+    @classmethod
+    def of(cls, lines: pa.Array) -> _Tokens:
+        parts = pc.split_pattern(lines, " ")
+        distinct = pc.dictionary_encode(pc.list_flatten(parts))
+        return cls(parts, distinct, distinct.dictionary.to_pylist())
+
+
+def _namespaces_json(lines: pa.Array, head: bool = False, toks: _Tokens | None = None) -> pa.Array:
     """``json.dumps(line_to_namespaces(line))`` (compact, non-ASCII kept) of
     lines of the form :data:`_VW_LINE` with distinct names (the caller checks).
 
@@ -1171,18 +1262,20 @@ def _namespaces_json(lines: pa.Array, head: bool = False) -> pa.Array:
     head : bool, default False
         Leave the object open for more keys: without its closing brace, and
         with a comma after its last namespace if it has any.
+    toks : _Tokens, optional
+        ``_Tokens.of(lines)``, if the caller has it.
 
     Returns
     -------
     pyarrow.Array of string, shape (n,)
     """
-    parts = pc.split_pattern(lines, " ")
-    toks = pc.list_flatten(parts)
-    distinct = pc.dictionary_encode(toks)
+    if toks is None:
+        toks = _Tokens.of(lines)
+    parts, distinct = toks.parts, toks.distinct
     first: list[str] = []  # a token opening its line or its namespace
     later: list[str] = []  # any other
     ns_flags: list[bool] = []
-    for tok in distinct.dictionary.to_pylist():
+    for tok in toks.words:
         if tok.startswith("|"):
             key = _json(tok[1:])
             first.append(f"{{{key}:{{")
@@ -1212,13 +1305,15 @@ def _namespaces_json(lines: pa.Array, head: bool = False) -> pa.Array:
     )
 
 
-def _repeated_names(lines: pa.Array) -> npt.NDArray[np.bool_]:
+def _repeated_names(lines: pa.Array, toks: _Tokens | None = None) -> npt.NDArray[np.bool_]:
     """Which lines of VW namespaces (form :data:`_VW_LINE`) name a namespace
     twice, or a feature twice in one namespace.
 
     Parameters
     ----------
     lines : pyarrow.Array of string, shape (n,)
+    toks : _Tokens, optional
+        ``_Tokens.of(lines)``, if the caller has it.
 
     Returns
     -------
@@ -1226,15 +1321,14 @@ def _repeated_names(lines: pa.Array) -> npt.NDArray[np.bool_]:
     """
     n = len(lines)
     out = np.zeros(n, dtype=bool)
-    parts = pc.split_pattern(lines, " ")
-    toks = pc.list_flatten(parts)
-    if len(toks) == 0:
+    if toks is None:
+        toks = _Tokens.of(lines)
+    parts, distinct, words = toks.parts, toks.distinct, toks.words
+    if len(distinct) == 0:
         return out
     row = pc.list_parent_indices(parts).to_numpy()
     # each distinct token's name (up to its first colon) coded once, in Python
-    distinct = pc.dictionary_encode(toks)
     names: dict[str, int] = {}
-    words = distinct.dictionary.to_pylist()
     word_code = np.array([names.setdefault(w.partition(":")[0], len(names)) for w in words])
     word_ns = np.array([w.startswith("|") for w in words], dtype=bool)
     word_real = np.array([w != "" for w in words], dtype=bool)  # an empty line has no name
@@ -1254,8 +1348,14 @@ def _repeated_names(lines: pa.Array) -> npt.NDArray[np.bool_]:
 _CACHE_LINES = 200_000
 
 
+#: what ``json.dumps(obj, separators=(",", ":"), ensure_ascii=False)`` makes for
+#: each call, made once (its ``encode`` gives the same text)
+_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+
+
 def _json(obj: Any) -> str:
-    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
+    """``json.dumps(obj, separators=(",", ":"), ensure_ascii=False)``."""
+    return _ENCODER.encode(obj)
 
 
 def export_dsjson(
@@ -1266,6 +1366,7 @@ def export_dsjson(
     outcomes: pa.Table | None = None,
     pulls: Mapping[str, Sequence[Mapping[str, Any]]] | None = None,
     bulk: bool = True,
+    workers: int | None = None,
 ) -> int:
     """Write ``joined`` as a DSJSON file (atomically: temp file, then rename).
 
@@ -1273,6 +1374,17 @@ def export_dsjson(
     actions than the chosen one, ``pulls`` (optional) each decision's pull
     touches of its reward window, and ``bulk`` chooses the featurizing path,
     as for :func:`iter_dsjson`.
+
+    ``workers`` (the bulk path only): with 2, the rows after the first
+    :data:`_PARENT_SHARE` percent are written by a forked child process into a
+    part file of its own while this process writes those before, and the part
+    is then appended; the file is the
+    same bytes as with 1. A child that fails for any reason leaves its half to
+    this process, which writes it as with 1, so a bad row fails with the very
+    error it fails with there. Default: 2 where the table has at least
+    :data:`_PARALLEL_ROWS` rows and a second core is idle (:func:`_idle_core`:
+    on a busy machine the child's copied pages cost more than its core gives),
+    and ``os.fork`` exists; else 1.
 
     Returns
     -------
@@ -1282,7 +1394,12 @@ def export_dsjson(
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp")
+    part = out.with_name(f".{out.name}.part.tmp")
+    if workers is None:
+        workers = 2 if joined.num_rows >= _PARALLEL_ROWS and _idle_core() else 1
+    parallel = bulk and workers > 1 and hasattr(os, "fork") and joined.num_rows >= 2
     n = 0
+    child = 0
     try:
         with (
             open(tmp, "wb") as fh,
@@ -1294,20 +1411,144 @@ def export_dsjson(
                 desc="dsjson",
             ) as bar,
         ):
-            for lines in _iter_lines(joined, catalogs, 4096, outcomes, pulls, bulk):
-                if isinstance(lines, str):
-                    fh.write(lines.encode("utf-8"))
-                    fh.write(b"\n")
-                    k = 1
-                else:  # a run of column-wise lines: their bytes as they are
-                    fh.write(concat_lines(lines))
-                    k = len(lines)
-                n += k
-                bar.update(k)
+            if not parallel:
+                table, other = _prepare(joined, outcomes, bulk)
+                n = _write_lines(
+                    fh,
+                    bar,
+                    _iter_range(
+                        table,
+                        joined,
+                        other,
+                        catalogs,
+                        4096,
+                        outcomes,
+                        pulls,
+                        bulk,
+                        0,
+                        table.num_rows,
+                        newline=True,
+                    ),
+                )
+            else:
+                table, other = _prepare(joined, outcomes, bulk)
+                rows = table.num_rows
+                # the child's share a little larger: this process also appends it
+                half = max(1, rows * _PARENT_SHARE // 100)
+
+                def lines(begin: int, end: int) -> Iterator[str | pa.Array]:
+                    return _iter_range(
+                        table,
+                        joined,
+                        other,
+                        catalogs,
+                        4096,
+                        outcomes,
+                        pulls,
+                        True,
+                        begin,
+                        end,
+                        newline=True,
+                    )
+
+                fh.flush()
+                child = os.fork()
+                if child == 0:  # the child: the second half into the part file, then out
+                    code = 1
+                    try:
+                        with open(part, "wb") as pf:
+                            _write_lines(pf, None, lines(half, rows))
+                        code = 0
+                    finally:
+                        os._exit(code)
+                n = _write_lines(fh, bar, lines(0, half))
+                _, status = os.waitpid(child, 0)
+                child = 0
+                if os.waitstatus_to_exitcode(status) == 0 and part.exists():
+                    fh.flush()
+                    _append(fh, part)
+                    n += rows - half
+                    bar.update(rows - half)
+                else:  # whatever went wrong there: the half written here, as with 1
+                    n += _write_lines(fh, bar, lines(half, rows))
         tmp.replace(out)
     finally:
+        if child:
+            os.kill(child, signal.SIGKILL)
+            os.waitpid(child, 0)
         tmp.unlink(missing_ok=True)
+        part.unlink(missing_ok=True)
     return n
+
+
+#: fewest rows :func:`export_dsjson` splits between two processes by default
+_PARALLEL_ROWS = 2048
+#: how much of a core the load average must leave idle for the default to split
+_IDLE_MARGIN = 0.5
+#: percent of the rows the parent writes when split (the rest: the child's part,
+#: which the parent then appends, at about a tenth of the cost of writing it)
+_PARENT_SHARE = 45
+
+
+def _idle_core() -> bool:
+    """Whether this process may run on two cores or more and, by the last
+    minute's load average, about one of them is idle: a second process costs
+    CPU (its copied pages), so it pays only where it gets a core of its own."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # no affinity call on this platform
+        cores = os.cpu_count() or 1
+    if cores < 2:
+        return False
+    try:
+        load = os.getloadavg()[0]
+    except (AttributeError, OSError):  # no load average here: trust the cores
+        return True
+    return load <= cores - _IDLE_MARGIN
+
+
+def _write_lines(fh: BinaryIO, bar: Any, lines: Iterable[str | pa.Array]) -> int:
+    """Write lines to ``fh``: a line as ``str`` followed by a newline, a run of
+    them as a string array whose strings end with their newline (written from
+    its data buffer, not copied); update ``bar`` (a tqdm bar, or None); return
+    how many were written."""
+    n = 0
+    for run in lines:
+        if isinstance(run, str):
+            fh.write(run.encode("utf-8"))
+            fh.write(b"\n")
+            k = 1
+        else:
+            fh.write(_span(run))
+            k = len(run)
+        n += k
+        if bar is not None:
+            bar.update(k)
+    return n
+
+
+def _append(fh: BinaryIO, part: Path) -> None:
+    """Append the bytes of file ``part`` to ``fh`` (flushed), in the kernel
+    where it can."""
+    size = part.stat().st_size
+    with open(part, "rb") as src:
+        offset = fh.tell()
+        copy = getattr(os, "copy_file_range", None)
+        done = 0
+        if copy is not None:
+            try:
+                while done < size:
+                    k = copy(src.fileno(), fh.fileno(), size - done, done, offset + done)
+                    if k == 0:
+                        break
+                    done += k
+            except OSError:
+                done = 0  # this file system refuses it: copy by hand from the start
+        if done < size:
+            src.seek(done)
+            fh.seek(offset + done)
+            shutil.copyfileobj(src, fh, 1 << 20)
+        fh.seek(offset + size)
 
 
 def load_catalogs(logs_dir: str | Path, versions: Iterable[str]) -> dict[str, Catalog]:
