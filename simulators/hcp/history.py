@@ -36,6 +36,7 @@ import json
 from collections import deque
 from collections.abc import Sequence
 from datetime import date
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -542,7 +543,7 @@ class ContextBuilder:
         """
         return self.render(day, profile_json[hcp], self.gather(tracker, hcp), request_json)
 
-    def gather(self, tracker: HistoryTracker, hcp: I64) -> dict[str, npt.NDArray[np.generic]]:
+    def gather(self, tracker: HistoryTracker, hcp: I64) -> dict[str, Any]:
         """The numbers behind the history part of each decision's context: what
         :meth:`render` turns into JSON. Gathering reads the tracker (so it must run
         on the decision day); rendering needs nothing else, so it can run later or
@@ -585,7 +586,7 @@ class ContextBuilder:
         self,
         day: date,
         profiles: npt.NDArray[np.object_],
-        history: dict[str, npt.NDArray[np.generic]],
+        history: dict[str, Any],
         request_json: str,
     ) -> npt.NDArray[np.object_]:
         """Context JSON of each decision from its profile and gathered history.

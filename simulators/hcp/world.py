@@ -52,8 +52,8 @@ from simulators.hcp.history import ContactState, ContextBuilder, HistoryTracker,
 from simulators.hcp.policies import (
     WORLD_POLICIES,
     BatchPolicy,
-    DecisionBatch,
     CampaignBatch,
+    DecisionBatch,
     LearnBatch,
     OracleBatch,
     SegmentBatch,
@@ -84,9 +84,6 @@ HOLDOUT_PREFIX = "holdout:"
 HOLDOUT_BASELINE = "uniform"
 #: what the holdout may get instead in the simulator (fixed policies that need no model)
 HOLDOUT_POLICIES: tuple[str, ...] = ("uniform", "campaign", "segment")
-#: the tables other than ``decisions`` whose parts the decisions writer process
-#: also writes (when it runs); the others are written by the writer thread
-_PROCESS_TABLES: frozenset[str] = frozenset()
 #: policies known not to read ``DecisionBatch.contexts`` (exact types: a subclass may)
 _CONTEXT_FREE = (UniformBatch, CampaignBatch, SegmentBatch, OracleBatch)
 
@@ -347,7 +344,7 @@ class _PartWriter:
             raise self._error
 
 
-_Job = tuple[Path, str, dict[str, list[Any]] | pa.Table]
+_Job = tuple[Path, dict[str, list[Any]]]
 
 
 class _DecisionsProcess:
@@ -372,9 +369,7 @@ class _DecisionsProcess:
 
     def __init__(self, world: World, depth: int = 2) -> None:
         ctx = mp.get_context("fork")
-        self._jobs: mp.queues.Queue[_Job | None] = ctx.Queue(
-            maxsize=depth
-        )
+        self._jobs: mp.queues.Queue[_Job | None] = ctx.Queue(maxsize=depth)
         self._results, self._send_result = ctx.Pipe(duplex=False)
         self._error: BaseException | None = None
         self._closed = False
@@ -388,25 +383,20 @@ class _DecisionsProcess:
         while (job := self._jobs.get()) is not None:
             if failed:
                 continue  # drain: nothing is written after a failure
-            out, name, data = job
+            out, dec = job
             try:
-                if isinstance(data, pa.Table):
-                    table = data
-                else:
-                    contexts = [world.builder.render(*args) for args in data.pop("context_in")]
-                    data["context"] = contexts
-                    table = world._decisions_table(data)
-                logio.append(out, name, table, fsync=False)
+                dec["context"] = [world.builder.render(*args) for args in dec.pop("context_in")]
+                logio.append(out, "decisions", world._decisions_table(dec), fsync=False)
             except BaseException as exc:
                 failed = True
                 self._send_result.send(_picklable(exc))
         self._send_result.send(None)  # done
 
-    def append(self, out: Path, name: str, data: dict[str, list[Any]] | pa.Table) -> None:
-        """Queue rows of log table ``name`` under ``out``: for ``decisions`` the day
-        loop's buffered columns (with ``context_in``), for another table the table."""
+    def append(self, out: Path, dec: dict[str, list[Any]]) -> None:
+        """Queue the day loop's buffered decision columns ``dec`` (with
+        ``context_in`` in place of ``context``) for the log under ``out``."""
         self._raise()
-        self._put((out, name, data))
+        self._put((out, dec))
 
     def _put(self, job: _Job | None) -> None:
         while True:
@@ -1615,7 +1605,7 @@ class World:
         if dec:
             dec_proc = getattr(self, "_dec_proc", None)
             if dec_proc is not None:
-                dec_proc.append(out, "decisions", dec)
+                dec_proc.append(out, dec)
             else:
                 self._append(out, "decisions", self._decisions_table(dec))
         tch = self._bufs["touches"].take()
@@ -1700,10 +1690,6 @@ class World:
 
     def _append(self, out: Path, name: str, table: pa.Table) -> None:
         """Append to log table ``name``: on the writer thread during :meth:`run`."""
-        dec_proc = getattr(self, "_dec_proc", None)
-        if dec_proc is not None and name in _PROCESS_TABLES:
-            dec_proc.append(out, name, table)
-            return
         writer = getattr(self, "_writer", None)
         if writer is not None:
             writer.append(out, name, table)
