@@ -863,14 +863,14 @@ class World:
                 f"({release_lag} days)"
             )
         self._early_days = early
-        bar = tqdm(range(days), desc="simulate", unit="day", file=sys.stderr, disable=not progress)
         # contexts rendered and decisions written in a process of their own when no
-        # policy reads the contexts (forked before the writer thread starts)
+        # policy reads the contexts (forked before any thread of the run starts)
         self._dec_proc = (
             _DecisionsProcess(self)
             if outp is not None and learner is None and self._contexts_unread(pol)
             else None
         )
+        bar = tqdm(range(days), desc="simulate", unit="day", file=sys.stderr, disable=not progress)
         self._writer = _PartWriter() if outp is not None else None
         try:
             for d in bar:
