@@ -576,7 +576,8 @@ class ContextBuilder:
             "touches_90d": tr.touch_win[90][hcp],
             "topic_engagements_90d": tr.topic_win[hcp],
             "topic_channel_engagements_90d": tr.tc_win[hcp],
-            "days_since_content": tr.days_since_content(hcp).astype(np.int8),
+            # as days_since_content, in int32 (item days are int32; no int64 pass)
+            "days_since_content": _recent_days(tr.day - tr.item_last_day[hcp]),
             "interest": tr.interest(hcp),
             "topic_pulls_90d": tr.pull_win[hcp],
             "last_content": tr.last_content[hcp],
@@ -633,6 +634,12 @@ class ContextBuilder:
             )
         ]
         return np.array(rows, dtype=object)
+
+
+def _recent_days(ds: I32) -> npt.NDArray[np.int8]:
+    """Days since (shape any, int32), 0 where more than the longest window ago, as
+    int8 (0 to 90)."""
+    return np.where(ds <= LONGEST, ds, 0).astype(np.int8)
 
 
 NEVER_US = -(1 << 60)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import filecmp
 import os
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -110,3 +111,20 @@ def test_a_policy_that_may_read_contexts_gets_them(tmp_path: Path) -> None:
     assert all(isinstance(c, str) and c.startswith('{"day":"') for c in pol.seen)
     logged = logio.read(tmp_path / "logs", "decisions").column("context").to_pylist()
     assert sorted(logged) == sorted(pol.seen)  # type: ignore[type-var]
+
+
+def test_gathered_numbers_equal_the_trackers_and_render_as_build() -> None:
+    world = World(600, seed=9)
+    world.run(30)
+    tr, hcp = world.history, np.arange(0, 600, 3)
+    g = world.builder.gather(tr, hcp)
+    assert g["days_since_content"].dtype == g["days_since_touch"].dtype == np.int8
+    assert np.array_equal(g["days_since_content"], tr.days_since_content(hcp))
+    assert np.array_equal(g["days_since_touch"], tr.days_since_touch(hcp))
+    assert np.array_equal(g["topic_channel_engagements_90d"], tr.topic_channel_engagements(hcp))
+    assert np.array_equal(g["topic_pulls_90d"], tr.topic_pulls(hcp))
+    assert (g["days_since_content"] > 0).any() and (g["days_since_touch"] > 0).any()
+    day = world.start + timedelta(days=world.history.day)
+    built = world.builder.build(day, world.profile_json, tr, hcp, "{}")
+    rendered = world.builder.render(day, world.profile_json[hcp], g, "{}")
+    assert built.tolist() == rendered.tolist()
