@@ -564,7 +564,7 @@ class ContextBuilder:
             (b, n_topics), before rounding); ``topic_channel_engagements_90d`` (shape
             (b, n_topics * n_channels)); ``days_since_content`` (shape (b, n_items));
             ``last_content`` (int64, shape (b,), -1 for none). Days are int8 (0 to
-            90), counts int32.
+            90), counts int32 (topic x channel engagements int16 when they fit).
         """
         tr = tracker
         # days are 0..90 (int8); counts keep the tracker's int32 (compact to send)
@@ -575,7 +575,7 @@ class ContextBuilder:
             "touches_30d": tr.touch_win[30][hcp],
             "touches_90d": tr.touch_win[90][hcp],
             "topic_engagements_90d": tr.topic_win[hcp],
-            "topic_channel_engagements_90d": tr.tc_win[hcp],
+            "topic_channel_engagements_90d": _compact(tr.tc_win[hcp]),
             # as days_since_content, in int32 (item days are int32; no int64 pass)
             "days_since_content": _recent_days(tr.day - tr.item_last_day[hcp]),
             "interest": tr.interest(hcp),
@@ -634,6 +634,14 @@ class ContextBuilder:
             )
         ]
         return np.array(rows, dtype=object)
+
+
+def _compact(counts: I32) -> npt.NDArray[np.int16] | I32:
+    """Non-negative counts as int16 when they fit (the widest map, to send), else
+    as they are."""
+    if counts.size and int(counts.max()) > np.iinfo(np.int16).max:
+        return counts
+    return counts.astype(np.int16)
 
 
 def _recent_days(ds: I32) -> npt.NDArray[np.int8]:

@@ -1605,6 +1605,9 @@ class World:
         if dec:
             dec_proc = getattr(self, "_dec_proc", None)
             if dec_proc is not None:
+                if len(self.catalog.actions) <= np.iinfo(np.int16).max:
+                    # the bulkiest column to send (an entry per eligible action): halve it
+                    dec["action"] = [a.astype(np.int16) for a in dec["action"]]
                 dec_proc.append(out, dec)
             else:
                 self._append(out, "decisions", self._decisions_table(dec))

@@ -128,3 +128,12 @@ def test_gathered_numbers_equal_the_trackers_and_render_as_build() -> None:
     built = world.builder.build(day, world.profile_json, tr, hcp, "{}")
     rendered = world.builder.render(day, world.profile_json[hcp], g, "{}")
     assert built.tolist() == rendered.tolist()
+
+
+def test_counts_too_large_for_int16_are_sent_as_they_are() -> None:
+    from simulators.hcp.history import _compact
+
+    small = np.array([[0, 5], [32767, 1]], dtype=np.int32)
+    large = np.array([[0, 5], [32768, 1]], dtype=np.int32)
+    assert _compact(small).dtype == np.int16 and np.array_equal(_compact(small), small)
+    assert _compact(large).dtype == np.int32 and np.array_equal(_compact(large), large)
