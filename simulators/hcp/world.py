@@ -867,7 +867,10 @@ class World:
         # policy reads the contexts (forked before any thread of the run starts)
         self._dec_proc = (
             _DecisionsProcess(self)
-            if outp is not None and learner is None and self._contexts_unread(pol)
+            if outp is not None
+            and learner is None
+            and self._contexts_unread(pol)
+            and "fork" in mp.get_all_start_methods()  # not on Windows: written inline
             else None
         )
         bar = tqdm(range(days), desc="simulate", unit="day", file=sys.stderr, disable=not progress)
