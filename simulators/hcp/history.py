@@ -36,6 +36,7 @@ import json
 from collections import deque
 from collections.abc import Sequence
 from datetime import date
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -540,26 +541,86 @@ class ContextBuilder:
         -------
         ndarray of object (str), shape (b,)
         """
-        b = hcp.shape[0]
+        return self.render(day, profile_json[hcp], self.gather(tracker, hcp), request_json)
+
+    def gather(self, tracker: HistoryTracker, hcp: I64) -> dict[str, Any]:
+        """The numbers behind the history part of each decision's context: what
+        :meth:`render` turns into JSON. Gathering reads the tracker (so it must run
+        on the decision day); rendering needs nothing else, so it can run later or
+        in another process (see ``simulators.hcp.world``).
+
+        Parameters
+        ----------
+        tracker : HistoryTracker
+            Positioned on the decision day.
+        hcp : ndarray of int, shape (b,)
+
+        Returns
+        -------
+        dict of str to ndarray
+            ``days_since_touch``, ``engagements_30d``, ``touches_7d``, ``touches_30d``,
+            ``touches_90d`` (each shape (b, n_channels)); ``topic_engagements_90d``,
+            ``topic_pulls_90d`` (shape (b, n_topics)); ``interest`` (float64, shape
+            (b, n_topics), before rounding); ``topic_channel_engagements_90d`` (shape
+            (b, n_topics * n_channels)); ``days_since_content`` (shape (b, n_items));
+            ``last_content`` (int64, shape (b,), -1 for none). Days are int8 (0 to
+            90), counts int32 (topic x channel engagements int16 when they fit).
+        """
+        tr = tracker
+        # days are 0..90 (int8); counts keep the tracker's int32 (compact to send)
+        return {
+            "days_since_touch": tr.days_since_touch(hcp).astype(np.int8),
+            "engagements_30d": tr.eng_win[hcp],
+            "touches_7d": tr.touch_win[7][hcp],
+            "touches_30d": tr.touch_win[30][hcp],
+            "touches_90d": tr.touch_win[90][hcp],
+            "topic_engagements_90d": tr.topic_win[hcp],
+            "topic_channel_engagements_90d": _compact(tr.tc_win[hcp]),
+            # as days_since_content, in int32 (item days are int32; no int64 pass)
+            "days_since_content": _recent_days(tr.day - tr.item_last_day[hcp]),
+            "interest": tr.interest(hcp),
+            "topic_pulls_90d": tr.pull_win[hcp],
+            "last_content": tr.last_content[hcp],
+        }
+
+    def render(
+        self,
+        day: date,
+        profiles: npt.NDArray[np.object_],
+        history: dict[str, Any],
+        request_json: str,
+    ) -> npt.NDArray[np.object_]:
+        """Context JSON of each decision from its profile and gathered history.
+
+        Parameters
+        ----------
+        day : date
+        profiles : ndarray of object (str), shape (b,)
+            Canonical JSON of each decision's HCP profile.
+        history : dict of str to ndarray
+            :meth:`gather`'s arrays for the same b decisions.
+        request_json : str
+            Canonical JSON of the request map (same for the whole batch).
+
+        Returns
+        -------
+        ndarray of object (str), shape (b,)
+        """
+        b = profiles.shape[0]
         if b == 0:
             return np.empty(0, dtype=object)
-        tr = tracker
-        dst = self._channel_map.render_small(tr.days_since_touch(hcp), LONGEST + 1)
+        h = history
+        dst = self._channel_map.render_small(h["days_since_touch"], LONGEST + 1)
         eng, t7, t30, t90 = self._channel_map.render_many(
-            [
-                tr.eng_win[hcp],
-                tr.touch_win[7][hcp],
-                tr.touch_win[30][hcp],
-                tr.touch_win[90][hcp],
-            ]
+            [h["engagements_30d"], h["touches_7d"], h["touches_30d"], h["touches_90d"]]
         )
-        teng = self._topic_map.render(tr.topic_win[hcp])
-        tceng = self._topic_channel_map.render(tr.topic_channel_engagements(hcp))
-        dsc = self._item_map.render_small(tr.days_since_content(hcp), LONGEST + 1)
-        inter = self._interest_json(tr.interest(hcp))
-        tpull = self._topic_map.render(tr.topic_pulls(hcp))
-        last = self._content[tr.last_content[hcp]].tolist()  # -1 -> "null" (last entry)
-        prof = profile_json[hcp].tolist()
+        teng = self._topic_map.render(h["topic_engagements_90d"])
+        tceng = self._topic_channel_map.render(h["topic_channel_engagements_90d"])
+        dsc = self._item_map.render_small(h["days_since_content"], LONGEST + 1)
+        inter = self._interest_json(h["interest"])
+        tpull = self._topic_map.render(h["topic_pulls_90d"])
+        last = self._content[h["last_content"]].tolist()  # -1 -> "null" (last entry)
+        prof = profiles.tolist()
         head = f'{{"day":"{day.isoformat()}","hcp":'
         tail = f'}},"request":{request_json},"v":{CONTEXT_VERSION}}}'
         rows = [
@@ -573,6 +634,20 @@ class ContextBuilder:
             )
         ]
         return np.array(rows, dtype=object)
+
+
+def _compact(counts: I32) -> npt.NDArray[np.int16] | I32:
+    """Non-negative counts as int16 when they fit (the widest map, to send), else
+    as they are."""
+    if counts.size and int(counts.max()) > np.iinfo(np.int16).max:
+        return counts
+    return counts.astype(np.int16)
+
+
+def _recent_days(ds: I32) -> npt.NDArray[np.int8]:
+    """Days since (shape any, int32), 0 where more than the longest window ago, as
+    int8 (0 to 90)."""
+    return np.where(ds <= LONGEST, ds, 0).astype(np.int8)
 
 
 NEVER_US = -(1 << 60)

@@ -477,19 +477,21 @@ class ResponseModel:
     def expected_reward(self, probs: OutcomeProbabilities) -> F64:
         """Exact expected reward of each entry inside the window, shape (m,)."""
         c = probs.channel
+        # per-channel constants as flat tables, each gathered with one take (the
+        # same values and arithmetic as indexing the 4-d reward table per entry)
+        k = self._reward_by_channel()
         p1, p2 = probs.primary, probs.secondary
-        both = p1 * p2 * self.q_both[c]
-        prim_only = p1 * self.q_primary[c] - both
+        both = p1 * p2 * k["q_both"].take(c)
+        prim_only = p1 * k["q_primary"].take(c) - both
         neither = 1.0 - both - prim_only
-        side = probs.side * self.q_side[c]
-        rt = self.reward_table
+        side = probs.side * k["q_side"].take(c)
+        keep = 1 - side
         passed = (
-            both * ((1 - side) * rt[c, 1, BOTH, 0] + side * rt[c, 1, BOTH, 1])
-            + prim_only
-            * ((1 - side) * rt[c, 1, PRIMARY_ONLY, 0] + side * rt[c, 1, PRIMARY_ONLY, 1])
-            + neither * ((1 - side) * rt[c, 1, NEITHER, 0] + side * rt[c, 1, NEITHER, 1])
+            both * (keep * k["both_0"].take(c) + side * k["both_1"].take(c))
+            + prim_only * (keep * k["primary_0"].take(c) + side * k["primary_1"].take(c))
+            + neither * (keep * k["neither_0"].take(c) + side * k["neither_1"].take(c))
         )
-        out = (1.0 - probs.gate) * rt[c, 0, NEITHER, 0] + probs.gate * passed
+        out = (1.0 - probs.gate) * k["gated"].take(c) + probs.gate * passed
         if self.value_types:
             # value events follow the primary; their weights add (aggregation sum)
             per = (self.value_rate[c] * self.q_value[c]) @ self.value_weight
@@ -497,6 +499,27 @@ class ResponseModel:
         if self.channel_cost.any():
             out = out - self.channel_cost[c]
         return out
+
+    def _reward_by_channel(self) -> dict[str, F64]:
+        """The channel-indexed constants of :meth:`expected_reward`, each shape
+        (n_channels,), built once."""
+        k: dict[str, F64] | None = getattr(self, "_reward_k", None)
+        if k is None:
+            rt = self.reward_table
+            k = {
+                "q_both": self.q_both.copy(),
+                "q_primary": self.q_primary.copy(),
+                "q_side": self.q_side.copy(),
+                "both_0": rt[:, 1, BOTH, 0].copy(),
+                "both_1": rt[:, 1, BOTH, 1].copy(),
+                "primary_0": rt[:, 1, PRIMARY_ONLY, 0].copy(),
+                "primary_1": rt[:, 1, PRIMARY_ONLY, 1].copy(),
+                "neither_0": rt[:, 1, NEITHER, 0].copy(),
+                "neither_1": rt[:, 1, NEITHER, 1].copy(),
+                "gated": rt[:, 0, NEITHER, 0].copy(),
+            }
+            self._reward_k = k
+        return k
 
     # ----------------------------------------------------------------- sampling
     def sample(

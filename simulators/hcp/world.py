@@ -11,6 +11,9 @@ from __future__ import annotations
 import importlib.metadata
 import json
 import math
+import multiprocessing as mp
+import multiprocessing.queues
+import pickle
 import platform
 import queue
 import sys
@@ -49,8 +52,12 @@ from simulators.hcp.history import ContactState, ContextBuilder, HistoryTracker,
 from simulators.hcp.policies import (
     WORLD_POLICIES,
     BatchPolicy,
+    CampaignBatch,
     DecisionBatch,
     LearnBatch,
+    OracleBatch,
+    SegmentBatch,
+    UniformBatch,
     make_policy,
 )
 from simulators.hcp.population import Population
@@ -77,6 +84,8 @@ HOLDOUT_PREFIX = "holdout:"
 HOLDOUT_BASELINE = "uniform"
 #: what the holdout may get instead in the simulator (fixed policies that need no model)
 HOLDOUT_POLICIES: tuple[str, ...] = ("uniform", "campaign", "segment")
+#: policies known not to read ``DecisionBatch.contexts`` (exact types: a subclass may)
+_CONTEXT_FREE = (UniformBatch, CampaignBatch, SegmentBatch, OracleBatch)
 
 
 class SimulationError(ValidationError):
@@ -333,6 +342,129 @@ class _PartWriter:
     def _raise(self) -> None:
         if self._error is not None:
             raise self._error
+
+
+_Job = tuple[Path, dict[str, list[Any]]]
+
+
+class _DecisionsProcess:
+    """Renders the contexts' JSON, builds the ``decisions`` table and appends its
+    parts in a process of its own (forked from the simulating one), while the day
+    loop goes on.
+
+    The day loop gathers each decision's context numbers
+    (:meth:`ContextBuilder.gather`, on the decision day) and its HCP's profile
+    JSON; this process renders them (:meth:`ContextBuilder.render`) into the same
+    strings the loop would have written, builds the table with the forked copy of
+    the world (the catalog, HCP ids and rules do not change during a run) and
+    appends it. Only the ``decisions`` parts are written here, each in order, so
+    every file is the one writing inline gives; the other tables stay on
+    :class:`_PartWriter`. Used only when no policy reads the contexts (the named
+    policies, with no learning) and logs are written.
+
+    Jobs pass through a queue of depth ``depth`` (pickling runs on the queue's
+    feeder thread). The first error is sent back at once, raised again by the next
+    :meth:`append` or by :meth:`close`; nothing is written after it.
+    """
+
+    def __init__(self, world: World, depth: int = 2) -> None:
+        ctx = mp.get_context("fork")
+        self._jobs: mp.queues.Queue[_Job | None] = ctx.Queue(maxsize=depth)
+        self._results, self._send_result = ctx.Pipe(duplex=False)
+        self._error: BaseException | None = None
+        self._closed = False
+        self._proc = ctx.Process(
+            target=self._work, args=(world,), name="sim-decisions-writer", daemon=True
+        )
+        self._proc.start()
+
+    def _work(self, world: World) -> None:
+        failed = False
+        while (job := self._jobs.get()) is not None:
+            if failed:
+                continue  # drain: nothing is written after a failure
+            out, dec = job
+            try:
+                dec["context"] = [world.builder.render(*args) for args in dec.pop("context_in")]
+                logio.append(out, "decisions", world._decisions_table(dec), fsync=False)
+            except BaseException as exc:
+                failed = True
+                self._send_result.send(_picklable(exc))
+        self._send_result.send(None)  # done
+
+    def append(self, out: Path, dec: dict[str, list[Any]]) -> None:
+        """Queue the day loop's buffered decision columns ``dec`` (with
+        ``context_in`` in place of ``context``) for the log under ``out``."""
+        self._raise()
+        self._put((out, dec))
+
+    def _put(self, job: _Job | None) -> None:
+        while True:
+            try:
+                self._jobs.put(job, timeout=0.2)
+                return
+            except queue.Full:
+                if not self._proc.is_alive():
+                    self._error = self._error or self._receive(wait=True)
+                    self._raise()
+
+    def close(self, raise_error: bool = True) -> None:
+        """Wait until every queued part is written (or the process stopped); raise
+        its first error if any (unless ``raise_error`` is false)."""
+        if not self._closed:
+            self._closed = True
+            if raise_error:
+                self._put(None)
+                while True:
+                    msg = self._receive(wait=True)
+                    if msg is None:
+                        break
+                    self._error = self._error or msg
+                    if isinstance(msg, _WriterDied):
+                        break
+                self._proc.join()
+                self._jobs.close()
+                self._jobs.join_thread()
+            else:  # closing after another error: stop writing now
+                self._proc.terminate()
+                self._proc.join()
+                self._jobs.cancel_join_thread()
+                self._jobs.close()
+        if raise_error:
+            self._raise()
+
+    def _receive(self, wait: bool) -> BaseException | None:
+        """The next message of the process: an error, or None once it is done (or,
+        with ``wait`` false, when nothing has come)."""
+        while True:
+            if self._results.poll(0.2 if wait else 0):
+                msg: BaseException | None = self._results.recv()
+                return msg
+            if not wait:
+                return None
+            if not self._proc.is_alive() and not self._results.poll(0):
+                return _WriterDied(
+                    f"the decisions writer process stopped (exit code {self._proc.exitcode})"
+                )
+
+    def _raise(self) -> None:
+        if self._error is None and not self._closed:
+            self._error = self._receive(wait=False)
+        if self._error is not None:
+            raise self._error
+
+
+class _WriterDied(RuntimeError):
+    """The decisions writer process ended without saying why."""
+
+
+def _picklable(exc: BaseException) -> BaseException:
+    """``exc`` if it survives pickling, else a RuntimeError with its text."""
+    try:
+        pickle.loads(pickle.dumps(exc))
+    except Exception:
+        return RuntimeError(f"{type(exc).__name__}: {exc}")
+    return exc
 
 
 _US_PER_DAY = 86_400 * 1_000_000
@@ -731,6 +863,16 @@ class World:
                 f"({release_lag} days)"
             )
         self._early_days = early
+        # contexts rendered and decisions written in a process of their own when no
+        # policy reads the contexts (forked before any thread of the run starts)
+        self._dec_proc = (
+            _DecisionsProcess(self)
+            if outp is not None
+            and learner is None
+            and self._contexts_unread(pol)
+            and "fork" in mp.get_all_start_methods()  # not on Windows: written inline
+            else None
+        )
         bar = tqdm(range(days), desc="simulate", unit="day", file=sys.stderr, disable=not progress)
         self._writer = _PartWriter() if outp is not None else None
         try:
@@ -773,11 +915,21 @@ class World:
         except BaseException:
             if self._writer is not None:
                 self._writer.close(raise_error=False)
+            if self._dec_proc is not None:
+                self._dec_proc.close(raise_error=False)
             raise
         finally:
             writer, self._writer = self._writer, None
+            dec_proc, self._dec_proc = self._dec_proc, None
         if writer is not None:
-            writer.close()  # every part is on disk before the manifest names them
+            try:
+                writer.close()  # every part is on disk before the manifest names them
+            except BaseException:
+                if dec_proc is not None:
+                    dec_proc.close(raise_error=False)
+                raise
+        if dec_proc is not None:
+            dec_proc.close()
         if outp is not None:
             self.catalog.write_snapshot(outp / "catalog")
             self._write_population(outp)
@@ -785,6 +937,11 @@ class World:
         if outp is not None:
             self._write_manifest(outp, pol, days, epsilon, summary, self._horizon(days))
         return summary
+
+    def _contexts_unread(self, pol: BatchPolicy) -> bool:
+        """Whether neither ``pol`` nor the holdout's baseline reads the contexts."""
+        pols = [pol] + ([self._holdout_pol] if getattr(self, "_holdout_pol", None) else [])
+        return all(type(p) in _CONTEXT_FREE for p in pols)
 
     def _horizon(self, days: int) -> dict[str, Any]:
         """The manifest's horizon fields (docs/DESIGN.md, "Decisions taken here")."""
@@ -1104,7 +1261,23 @@ class World:
         request_json = json.dumps(
             {"requester": requester.name}, sort_keys=True, separators=(",", ":")
         )
-        contexts = self.builder.build(the_day, self.profile_json, self.history, hcp, request_json)
+        dec_proc = getattr(self, "_dec_proc", None)
+        if dec_proc is None:
+            contexts = self.builder.build(
+                the_day, self.profile_json, self.history, hcp, request_json
+            )
+            context_log: dict[str, Any] = {"context": contexts}
+        else:
+            # no policy here reads them: the decisions writer renders them later
+            contexts = np.full(n, None, dtype=object)
+            context_log = {
+                "context_in": (
+                    the_day,
+                    self.profile_json[hcp],
+                    self.builder.gather(self.history, hcp),
+                    request_json,
+                )
+            }
         probs_all = self.response.batch_probabilities(pop, hcp, seg, action)
         truth = self.response.expected_reward(probs_all)
         batch = DecisionBatch(
@@ -1158,7 +1331,6 @@ class World:
             hcp=hcp,
             requester=requester.name,
             channels=channels,
-            context=contexts,
             sizes=sizes,
             action=action,
             probabilities=p,
@@ -1167,6 +1339,7 @@ class World:
             propensity=propensity,
             model_version=pol.model_version,
             policy=pol.name,
+            **context_log,
         )
         if supp_rule is not None and hold is not None:
             rows, cols = np.nonzero(supp_rule >= 0)
@@ -1433,7 +1606,14 @@ class World:
         # a 10k x 90 run).
         dec = self._bufs["decisions"].take()
         if dec:
-            self._append(out, "decisions", self._decisions_table(dec))
+            dec_proc = getattr(self, "_dec_proc", None)
+            if dec_proc is not None:
+                if len(self.catalog.actions) <= np.iinfo(np.int16).max:
+                    # the bulkiest column to send (an entry per eligible action): halve it
+                    dec["action"] = [a.astype(np.int16) for a in dec["action"]]
+                dec_proc.append(out, dec)
+            else:
+                self._append(out, "decisions", self._decisions_table(dec))
         tch = self._bufs["touches"].take()
         if tch:
             rows = Touches.concat(tch["rows"])
