@@ -29,7 +29,6 @@ is then left as it was and the part files are removed.
 
 from __future__ import annotations
 
-import re
 import shutil
 import sys
 from collections.abc import Mapping, Sequence
@@ -54,7 +53,7 @@ from nba.logs.dsjson import (
     _pull_text,
     other_action_outcomes,
 )
-from nba.logs.engine import ArrowFunction, EngineError, ParquetSource, SqlEngine
+from nba.logs.engine import ArrowFunction, ParquetSource, SqlEngine
 from nba.logs.schema import DECISIONS, JOINED
 
 #: The name the SQL calls the line-writing function by.
@@ -372,9 +371,6 @@ def lines_on_engine(engine: SqlEngine) -> bool:
     return engine.name != "duckdb"
 
 
-_DSJSON_ERROR = re.compile(r"DsjsonError: (.+)")
-
-
 def write_dsjson_parts(
     engine: SqlEngine,
     logs_dir: str | Path,
@@ -418,7 +414,7 @@ def write_dsjson_parts(
         raise DsjsonError(f"joined table: missing column(s) {', '.join(missing)}")
     rows = dsjson_rows(joined, line_extras(joined, outcomes, pulls))
     files = tuple(io.part_files_spanning(logs_dir, "decisions", rows.column("ts_us")))
-    try:
+    with engine.function_errors(DsjsonError, "writing DSJSON"):
         return engine.write_lines(
             {"decisions_log": ParquetSource(files, DECISIONS)},
             {"dsjson_rows": rows},
@@ -426,11 +422,6 @@ def write_dsjson_parts(
             {DSJSON_FUNCTION: DsjsonLineFunction(dict(catalogs or {})).as_engine_function()},
             out,
         )
-    except EngineError as exc:
-        found = _DSJSON_ERROR.search(str(exc))
-        if found:
-            raise DsjsonError(f"writing DSJSON on {engine.describe()}: {found.group(1)}") from exc
-        raise
 
 
 def export_dsjson_on_engine(
