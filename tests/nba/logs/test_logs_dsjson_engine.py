@@ -1,20 +1,26 @@
 """``nba logs export --format dsjson``'s lines made by the engine: the line writer
 registered as an Arrow function, called by one SQL statement
 (:data:`nba.logs.dsjson_engine.DSJSON_SQL`), written as part files (by Spark's
-executors, or by DuckDB here) and concatenated into the one ``--out`` file.
+executors, or by DuckDB here) and concatenated into the one ``--out`` file. The
+same statement picks each line's outcomes about other suggestions and window
+pulls from the outcomes and touches the engine reads itself.
 
 The file must hold the bytes of the in-process export on a varied log: 3-slot
 slates, outcomes about other suggestions, window pulls, imported foreign
-decisions (both context forms, one never activated); the function must run once
-per row (Spark's sort samples its input); a row the writer refuses stops the
-export with an error naming its event, ``--out`` left as it was.
+decisions (both context forms, one never activated); and on a log made to hit
+the rules' edges (outcomes and pulls exactly on the window's bounds and just
+outside, ties in time and value, -0.0, copies of one outcome key in two part
+files, an HCP without touches, ``since`` and ``as_of`` cuts). The function must
+run once per row (Spark's sort samples its input); a row the writer refuses
+stops the export with an error naming its event, ``--out`` left as it was.
 """
 
 from __future__ import annotations
 
 import json
 import re
-from datetime import timedelta
+import shutil
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -34,14 +40,21 @@ from nba.logs.dsjson_engine import (
     DSJSON_FUNCTION,
     DSJSON_SQL,
     DsjsonLineFunction,
+    LineExtras,
     dsjson_rows,
     export_dsjson_on_engine,
-    line_extras,
     write_dsjson_parts,
 )
-from nba.logs.engine import ArrowFunction, DuckDBEngine, ParquetSource, SparkEngine, SqlEngine
+from nba.logs.engine import (
+    ArrowFunction,
+    DuckDBEngine,
+    EngineError,
+    ParquetSource,
+    SparkEngine,
+    SqlEngine,
+)
 from nba.logs.join import JoinResult, load_joined
-from nba.logs.schema import DECISIONS
+from nba.logs.schema import DECISIONS, OUTCOMES, TOUCHES
 from nba.reward import RewardDefinition
 from nba_cli.main import main as nba
 
@@ -130,13 +143,15 @@ def varied_log(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def _gathered(root: Path) -> tuple[JoinResult, dict[str, Any]]:
     """The join (never-activated decisions kept) and what the command gathers for
-    the DSJSON lines: catalogs, outcomes, pulls."""
+    the in-process DSJSON lines (catalogs, outcomes, pulls), with the engine's
+    description of the same outcomes and pulls (``extras``)."""
     result = load_joined(root, RD, activated_only=False)
     table = result.table
     extras = {
         "catalogs": load_catalogs(root, table.column("catalog_version").unique().to_pylist()),
         "outcomes": io.read(root, "outcomes"),
         "pulls": window_pulls(io.read(root, "touches"), table, RD.window_days, result.as_of),
+        "extras": LineExtras(RD.window_days, result.as_of),
     }
     return result, extras
 
@@ -184,7 +199,8 @@ def _rows_through_function(engine: SqlEngine, root: Path, tmp_path: Path) -> tup
         reward: pa.Array,
         reward_is_default: pa.Array,
         reward_definition: pa.Array,
-        extra: pa.Array,
+        others: pa.Array,
+        pulls: pa.Array,
     ) -> pa.Array:
         with open(counts, "a") as fh:
             fh.write(f"{len(event_id)}\n")
@@ -208,16 +224,21 @@ def _rows_through_function(engine: SqlEngine, root: Path, tmp_path: Path) -> tup
             reward,
             reward_is_default,
             reward_definition,
-            extra,
+            others,
+            pulls,
         )
 
     spec = fn.as_engine_function()
-    rows = dsjson_rows(table, line_extras(table, None, None))
+    rows = dsjson_rows(table)
     files = tuple(io.part_files_between(root, "decisions", None, None))
+    extras = gathered["extras"]
     out = engine.write_lines(
-        {"decisions_log": ParquetSource(files, DECISIONS)},
+        {
+            "decisions_log": ParquetSource(files, DECISIONS),
+            **extras.sources(root, rows.column("ts_us")),
+        },
         {"dsjson_rows": rows},
-        (DSJSON_SQL, {}),
+        (DSJSON_SQL, extras.params()),
         {DSJSON_FUNCTION: ArrowFunction(counted, spec.arg_types, spec.return_type)},
         tmp_path / "counted",
     )
@@ -236,9 +257,7 @@ def _check_engine_export(
     table = result.table
     ref, out = tmp_path / "in-process.dsjson", tmp_path / "engine.dsjson"
     n_ref = export_dsjson(table, ref, g["catalogs"], outcomes=g["outcomes"], pulls=g["pulls"])
-    n = export_dsjson_on_engine(
-        engine, varied_log, table, out, g["catalogs"], outcomes=g["outcomes"], pulls=g["pulls"]
-    )
+    n = export_dsjson_on_engine(engine, varied_log, table, out, g["catalogs"], g["extras"])
     text = ref.read_bytes()
     assert out.read_bytes() == text
     assert n == n_ref == table.num_rows == text.count(b"\n") > 150
@@ -259,8 +278,7 @@ def _check_engine_export(
         table,
         tmp_path / "parts",
         g["catalogs"],
-        outcomes=g["outcomes"],
-        pulls=g["pulls"],
+        g["extras"],
     )
     assert parts and b"".join(p.read_bytes() for p in parts) == text
 
@@ -351,6 +369,6 @@ def test_the_command_on_duckdb_makes_the_lines_in_its_process_and_counts_the_fil
     result, g = _gathered(varied_log)
     again = tmp_path / "engine.dsjson"
     export_dsjson_on_engine(
-        DuckDBEngine(), varied_log, result.table, again, g["catalogs"], g["outcomes"], g["pulls"]
+        DuckDBEngine(), varied_log, result.table, again, g["catalogs"], g["extras"]
     )
     assert again.read_bytes() == out.read_bytes()
