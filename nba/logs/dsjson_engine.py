@@ -506,8 +506,9 @@ class DsjsonLineFunction:
         try:
             for lines in _iter_lines(table, self.catalogs, 4096, None, None, True):
                 pieces.append(pa.array([lines], pa.string()) if isinstance(lines, str) else lines)
+            events = table.column("event_id").combine_chunks()
             extras = pc.binary_join_element_wise(
-                other_members(_arrow(others)), pull_members(_arrow(pulls)), ""
+                other_members(_arrow(others), events), pull_members(_arrow(pulls), events), ""
             )
         except DsjsonError:
             raise
@@ -642,7 +643,45 @@ def _members(key: str, texts: pa.Array, counts: np.ndarray) -> pa.Array:
     return pc.if_else(pa.array(counts > 0), member, "")
 
 
-def other_members(others: pa.Array) -> pa.Array:
+def _refuse_nulls(
+    items: pa.StructArray,
+    fields: tuple[str, ...],
+    counts: np.ndarray,
+    events: pa.Array | None,
+    table: str,
+) -> None:
+    """Refuse an item with a null in one of ``fields`` (the log's contract has
+    none there; the in-process export refuses such a table,
+    :func:`nba.logs.io.conform`).
+
+    Parameters
+    ----------
+    items : pyarrow.StructArray, shape (m,)
+    fields : tuple of str
+    counts : numpy.ndarray of int64, shape (n,)
+        Each row's number of items.
+    events : pyarrow.StringArray, shape (n,), optional
+        The rows' event ids, to name the row.
+    table : str
+        The log table the items come from.
+
+    Raises
+    ------
+    DsjsonError
+        Naming the event, the table and the column.
+    """
+    for name in fields:
+        column = items.field(name)
+        if column.null_count:
+            item = int(np.flatnonzero(column.is_null().to_numpy(zero_copy_only=False))[0])
+            row = int(np.searchsorted(np.cumsum(counts), item, side="right"))
+            event = "?" if events is None else events[row].as_py()
+            raise DsjsonError(
+                f"event {event!r}: {table}: column '{name}' has a null (the contract allows none)"
+            )
+
+
+def other_members(others: pa.Array, events: pa.Array | None = None) -> pa.Array:
     """The ``nba.other_action_outcomes`` member of each line (``,"other_action_outcomes":[...]``),
     as the in-process writer writes it; ``""`` for a line without.
 
@@ -650,14 +689,25 @@ def other_members(others: pa.Array) -> pa.Array:
     ----------
     others : pyarrow.ListArray of :data:`OTHER_TYPE`, shape (n,)
         Each line's outcomes about other suggestions, in order (null: none).
+    events : pyarrow.StringArray, shape (n,), optional
+        The lines' event ids, to name a line in an error.
 
     Returns
     -------
     pyarrow.StringArray, shape (n,)
+
+    Raises
+    ------
+    DsjsonError
+        On an outcome with a null the log's contract does not allow, naming
+        its line's event.
     """
     items, counts = _items(others, OTHER_TYPE)
     if not len(items):
         return pa.array([""] * len(counts), pa.string())
+    _refuse_nulls(
+        items, ("ts_us", "type", "value", "source", "source_id"), counts, events, "outcomes"
+    )
     f = items.field
     texts = pc.binary_join_element_wise(
         '{"action_id":',
@@ -678,7 +728,7 @@ def other_members(others: pa.Array) -> pa.Array:
     return _members(OTHER_OUTCOMES_KEY, texts, counts)
 
 
-def pull_members(pulls: pa.Array) -> pa.Array:
+def pull_members(pulls: pa.Array, events: pa.Array | None = None) -> pa.Array:
     """The ``nba.pulls`` member of each line (``,"pulls":[...]``), as the
     in-process writer writes it; ``""`` for a line without.
 
@@ -686,14 +736,23 @@ def pull_members(pulls: pa.Array) -> pa.Array:
     ----------
     pulls : pyarrow.ListArray of :data:`PULL_TYPE`, shape (n,)
         Each line's window pulls, in order (null: none).
+    events : pyarrow.StringArray, shape (n,), optional
+        The lines' event ids, to name a line in an error.
 
     Returns
     -------
     pyarrow.StringArray, shape (n,)
+
+    Raises
+    ------
+    DsjsonError
+        On a touch with a null the log's contract does not allow, naming its
+        line's event.
     """
     items, counts = _items(pulls, PULL_TYPE)
     if not len(items):
         return pa.array([""] * len(counts), pa.string())
+    _refuse_nulls(items, ("ts_us", "channel", "content_id", "origin"), counts, events, "touches")
     f = items.field
     texts = pc.binary_join_element_wise(
         '{"ts":',

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
 
@@ -542,6 +543,50 @@ def test_function_errors_gives_back_the_callers_error_and_passes_any_other() -> 
     with pytest.raises(EngineError, match="could not read"):
         with engine.function_errors(DsjsonError, "writing DSJSON"):
             raise EngineError("duckdb could not read the log: not Parquet")
+
+
+def test_a_touch_with_a_null_the_contract_forbids_names_the_event(
+    varied_log: Path, tmp_path: Path
+) -> None:
+    """A touches part file written by other means, with a null channel in a
+    decision's window: the in-process export refuses the table, and the
+    engine's export names the decision whose line it would have been in,
+    ``--out`` left as it was."""
+    root = tmp_path / "logs"
+    shutil.copytree(varied_log, root)
+    result, _ = _gathered(root)
+    first = next(r for r in result.table.to_pylist() if r["activated"])
+    nullable = pa.schema([f.with_nullable(True) for f in TOUCHES])
+    bad = pa.Table.from_pylist(
+        [
+            {
+                "hcp_id": first["hcp_id"],
+                "ts": first["ts"] + timedelta(hours=1),
+                "channel": None,
+                "content_id": "c",
+                "origin": "external",
+                "kind": "view",
+                "topics": [],
+                "content_ids": [],
+                "dwell_s": None,
+                "overrides_event_id": None,
+            }
+        ],
+        schema=nullable,
+    )
+    day = root / "touches" / f"date={first['ts'].date().isoformat()}"
+    day.mkdir(parents=True, exist_ok=True)
+    pq.write_table(bad, day / "part-99999.parquet")
+    # (io.read itself refuses it, with pyarrow's message)
+    with pytest.raises(ValueError, match="'channel' with null values"):
+        window_pulls(io.read(root, "touches"), result.table, RD.window_days, result.as_of)
+    out = tmp_path / "out.dsjson"
+    out.write_bytes(b"before\n")
+    extras = LineExtras(RD.window_days, result.as_of)
+    with pytest.raises(DsjsonError, match="touches: column 'channel' has a null") as err:
+        export_dsjson_on_engine(DuckDBEngine(), root, result.table, out, {}, extras)
+    assert "writing DSJSON on duckdb: event '" in str(err.value)
+    assert out.read_bytes() == b"before\n"
 
 
 def test_an_empty_join_writes_an_empty_file(varied_log: Path, tmp_path: Path) -> None:
