@@ -334,7 +334,14 @@ class LineExtras:
         return round(float(self.window_days) * _US_PER_DAY)
 
     def params(self) -> dict[str, int | float]:
-        """The parameters of :data:`EXTRAS_SQL`."""
+        """The parameters of :data:`EXTRAS_SQL`.
+
+        Returns
+        -------
+        dict
+            ``since_us``, ``as_of_us`` (microseconds since the epoch; a bound
+            no log time reaches when not given) and ``window_us``.
+        """
         lo, _ = io.time_bounds(self.since, None)
         return {
             "since_us": -_NO_BOUND_US if lo is None else _us(lo),
@@ -354,6 +361,12 @@ class LineExtras:
         logs_dir : path
         ts_us : pyarrow array of int64, shape (n,)
             The decisions' times (microseconds since the epoch).
+
+        Returns
+        -------
+        dict
+            ``outcomes_log`` and ``touches_log``, the Parquet sources
+            :data:`EXTRAS_SQL` reads.
         """
         lo, _ = io.time_bounds(self.since, None)
         touches: list[Path] = []
