@@ -164,7 +164,7 @@ def export_cmd(
 
     from nba.logs import io
     from nba.logs.dsjson import export_dsjson, load_catalogs, window_pulls
-    from nba.logs.dsjson_engine import export_dsjson_on_engine, lines_on_engine
+    from nba.logs.dsjson_engine import LineExtras, export_dsjson_on_engine, lines_on_engine
 
     if fmt is None:
         if store_db is None:
@@ -229,27 +229,27 @@ def export_cmd(
                     "featurizing with the packaged catalog where its version matches",
                     err=True,
                 )
-            # outcomes about other suggestions than the chosen one travel in each line
-            outcomes = io.read(catalog_dir, "outcomes", since=_day(since)) if catalog_dir else None
-            # and so do the HCP's pull touches of each reward window (nba.pulls)
-            pulls = None
-            if catalog_dir is not None:
-                touches = io.read(catalog_dir, "touches", since=_day(since))
-                pulls = window_pulls(touches, table, rd.window_days, result.as_of)
             if lines_on_engine(sql_engine) and catalog_dir is not None:
                 # one SQL statement calls the line writer: Spark's executors make the
-                # lines and write part files, concatenated in order into --out
+                # lines and write part files, concatenated in order into --out; the
+                # engine reads the outcomes and touches each line carries itself
                 written = export_dsjson_on_engine(
                     sql_engine,
                     catalog_dir,
                     table,
                     out,
                     catalogs,
-                    outcomes=outcomes,
-                    pulls=pulls,
+                    LineExtras(rd.window_days, result.as_of, since=_day(since)),
                     progress=not quiet,
                 )
             else:
+                # outcomes about other suggestions than the chosen one travel in each
+                # line, and so do the HCP's pull touches of each reward window
+                outcomes, pulls = None, None
+                if catalog_dir is not None:
+                    outcomes = io.read(catalog_dir, "outcomes", since=_day(since))
+                    touches = io.read(catalog_dir, "touches", since=_day(since))
+                    pulls = window_pulls(touches, table, rd.window_days, result.as_of)
                 written = export_dsjson(
                     table, out, catalogs, progress=not quiet, outcomes=outcomes, pulls=pulls
                 )

@@ -24,7 +24,6 @@ naming its ``event_id``, from a Spark executor as from DuckDB.
 from __future__ import annotations
 
 import itertools
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeAlias
@@ -35,7 +34,7 @@ import pyarrow.compute as pc
 
 from nba.features import Featurizer
 from nba.logs import io
-from nba.logs.engine import ArrowFunction, EngineError, ParquetSource, SqlEngine
+from nba.logs.engine import ArrowFunction, ParquetSource, SqlEngine
 from nba.logs.io import LogError
 from nba.logs.schema import DECISIONS, JOINED
 from nba.policies.vw import labelled_text_buffer
@@ -298,7 +297,7 @@ def write_examples(
         raise ExampleError(f"write_examples: rows lack column {missing[0]!r}")
     rows = rows.select(ROWS_SCHEMA.names).cast(ROWS_SCHEMA)
     files = tuple(io.part_files_spanning(logs_dir, "decisions", rows.column("ts_us")))
-    try:
+    with engine.function_errors(ExampleError, "featurizing"):
         return engine.write_lines(
             {"decisions_log": ParquetSource(files, DECISIONS)},
             {"train_rows": rows},
@@ -306,11 +305,3 @@ def write_examples(
             {EXAMPLE_FUNCTION: ExampleFunction(featurizer).as_engine_function()},
             out,
         )
-    except EngineError as exc:
-        found = _EXAMPLE_ERROR.search(str(exc))
-        if found:
-            raise ExampleError(f"featurizing on {engine.describe()}: {found.group(1)}") from exc
-        raise
-
-
-_EXAMPLE_ERROR = re.compile(r"ExampleError: (.+)")

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import hashlib
 import itertools
-import re
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,7 +36,7 @@ import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from nba.logs.engine import ArrowFunction, EngineError, ParquetSource, SqlEngine
+from nba.logs.engine import ArrowFunction, ParquetSource, SqlEngine
 from nba.logs.io import LogError
 from nba.logs.schema import DECISIONS
 from nba.policies.vw import VWPolicy
@@ -175,9 +174,6 @@ class HoldoutFunction:
         return ArrowFunction(self, ("VARCHAR", "VARCHAR[]", "VARCHAR"), "VARCHAR")
 
 
-_HOLDOUT_ERROR = re.compile(r"HoldoutError: (.+)")
-
-
 def holdout_probabilities(
     engine: SqlEngine,
     files: tuple[Path, ...],
@@ -222,7 +218,7 @@ def holdout_probabilities(
         },
         schema=HOLDOUT_ROWS,
     )
-    try:
+    with engine.function_errors(HoldoutError, "scoring the held-out slice"):
         parts = engine.write_lines(
             {"decisions_log": ParquetSource(files, DECISIONS)},
             {"holdout_rows": table},
@@ -230,13 +226,6 @@ def holdout_probabilities(
             {HOLDOUT_FUNCTION: HoldoutFunction.of(policy).as_engine_function()},
             out,
         )
-    except EngineError as exc:
-        found = _HOLDOUT_ERROR.search(str(exc))
-        if found:
-            raise HoldoutError(
-                f"scoring the held-out slice on {engine.describe()}: {found.group(1)}"
-            ) from exc
-        raise
     lines: list[Any] = b"".join(p.read_bytes() for p in parts).decode("utf-8").splitlines()
     if len(lines) != rows.num_rows:
         raise HoldoutError(

@@ -37,7 +37,8 @@ import sys
 import threading
 import warnings
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -240,6 +241,43 @@ class SqlEngine(ABC):
             When the statement fails, with the engine's message (a function's
             exception included).
         """
+
+    @contextmanager
+    def function_errors(self, error: type[Exception], doing: str) -> Iterator[None]:
+        """Give a function's refusal, raised where the engine ran it, back as ``error``.
+
+        A function called by :meth:`write_lines` that raises ``error`` fails the
+        statement; the engine reports it as an :class:`EngineError` whose text
+        carries ``<error's class name>: <message>`` (DuckDB's message, or the
+        Python traceback a Spark executor sent back). Inside this block such an
+        error becomes ``error(f"{doing} on {engine}: {message}")``; any other
+        :class:`EngineError` passes as it is.
+
+        Parameters
+        ----------
+        error : type of Exception
+            The function's own error class (its name is looked for in the text).
+        doing : str
+            What the statement was doing, for the message (``"featurizing"``).
+
+        Examples
+        --------
+        >>> class RowError(ValueError):
+        ...     pass
+        >>> with DuckDBEngine().function_errors(RowError, "scoring"):
+        ...     raise EngineError("duckdb: Invalid Input Error: RowError: event 'e7': bad")
+        Traceback (most recent call last):
+        ...
+        nba.logs.engine.RowError: scoring on duckdb: event 'e7': bad
+        """
+        found_in = re.compile(rf"(?<!\w){re.escape(error.__name__)}: (.+)")
+        try:
+            yield
+        except EngineError as exc:
+            found = found_in.search(str(exc))
+            if found is None:
+                raise
+            raise error(f"{doing} on {self.describe()}: {found.group(1)}") from exc
 
     def describe(self) -> str:
         """One line for the commands' output (which engine ran the SQL)."""

@@ -168,7 +168,8 @@ def test_bench_export(env: dict[str, str]) -> None:
     assert "files identical: True" in text
     # the lines made by DuckDB's function path: the same file, with its ratio
     line = next(ln for ln in text.splitlines() if ln.startswith("lines made by duckdb"))
-    assert "x the in-process bulk path; file identical: True" in line, text
+    assert "x the in-process bulk path with its outcomes and pulls read; " in line, text
+    assert line.endswith("file identical: True)"), text
 
 
 @pytest.mark.slow
