@@ -58,7 +58,7 @@ import os
 import threading
 import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from json.encoder import encode_basestring_ascii as _json_str
@@ -970,17 +970,29 @@ class EventStore(StoreExport):
             _close_connections(self._conns)
             self._generation += 1
 
+    def writer_turn(self) -> AbstractContextManager[object]:
+        """This thread's turn to write, across the processes sharing the database.
+
+        Every write transaction is taken inside it; a group committer holds it from
+        taking its group to committing it (so what arrives while it waits for the
+        turn joins the group). Re-entrant within a thread. None here (PostgreSQL's
+        writers queue on the transaction's advisory lock); on SQLite a lock file
+        (:mod:`serving.writer_turn`).
+        """
+        return nullcontext()
+
     @contextmanager
     def _write(self) -> Iterator[Connection]:
         """One write transaction (``BEGIN IMMEDIATE``: writers queue), committed on exit."""
-        con = self._conn()
-        con.execute("BEGIN IMMEDIATE")
-        try:
-            yield con
-        except BaseException:
-            con.execute("ROLLBACK")
-            raise
-        con.execute("COMMIT")
+        with self.writer_turn():
+            con = self._conn()
+            con.execute("BEGIN IMMEDIATE")
+            try:
+                yield con
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+            con.execute("COMMIT")
 
     def add_holdout_requests(self, rows: Sequence[tuple[str, datetime, str, str, str]]) -> None:
         """Record requests of holdout HCPs that got no contact, ``(event_id, ts, hcp_id,
