@@ -59,6 +59,12 @@ def _free(lock: Path) -> bool:
     return True
 
 
+def _turn_of(store: EventStore) -> WriterTurn:
+    turn = store.writer_turn()
+    assert isinstance(turn, WriterTurn)  # the SQLite store's
+    return turn
+
+
 def test_store_writes_take_the_turn_on_the_lock_file_beside_the_database(
     tmp_path: Path,
 ) -> None:
@@ -68,12 +74,12 @@ def test_store_writes_take_the_turn_on_the_lock_file_beside_the_database(
     seen: list[bool] = []
 
     def hook(con: Any, hcp_id: str, action_id: str) -> None:  # runs inside the write
-        seen.append(store.writer_turn().held and not _free(lock))
+        seen.append(_turn_of(store).held and not _free(lock))
 
     store.add_decision(_decision("E1", 0))
     assert store.add_outcome(Outcome("E1", T0 + timedelta(hours=1), "opened"), on_stored=hook)
     assert seen == [True]
-    assert _free(lock) and not store.writer_turn().held
+    assert _free(lock) and not _turn_of(store).held
 
 
 def test_turn_is_reentrant_and_released_by_the_outermost_exit(tmp_path: Path) -> None:
@@ -97,7 +103,7 @@ def test_turn_is_released_when_the_write_fails(tmp_path: Path) -> None:
             raise ValueError("hook failed")
 
         store.add_outcome(Outcome("E1", T0 + timedelta(hours=1), "opened"), on_stored=bad)
-    assert _free(tmp_path / "events.db-lock") and not store.writer_turn().held
+    assert _free(tmp_path / "events.db-lock") and not _turn_of(store).held
     assert store.outcomes_of("E1") == []  # rolled back
     assert store.add_outcome(Outcome("E1", T0 + timedelta(hours=1), "opened"))  # next one writes
 
