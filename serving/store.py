@@ -23,6 +23,9 @@ Concurrency and durability
   process/thread gets its own connection (re-opened after a fork) and takes the
   write lock up front (``BEGIN IMMEDIATE`` on SQLite, an advisory lock on
   PostgreSQL) for every write, so writers queue instead of failing half-way.
+  On SQLite each write first takes its turn on a lock file beside the database
+  (:meth:`EventStore.writer_turn`), so waiting writers are woken when the lock
+  is free rather than sleeping in SQLite's busy handler.
 - Every write method commits before it returns: what it acknowledged is in the
   database. On SQLite the default ``synchronous="FULL"`` also fsyncs the
   write-ahead log at each commit, so an acknowledged decision survives a power
