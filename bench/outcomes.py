@@ -5,7 +5,10 @@ at the store and over HTTP, in one run.
    SQLite file (``synchronous=FULL``, the service default), first each with its
    own :meth:`~serving.store.EventStore.add_outcome` transaction (one fsync per
    outcome), then through an :class:`~serving.commit_outcomes.OutcomeCommitter`
-   (one fsync per group). Prints outcomes/s of both and their ratio.
+   (one fsync per group). Prints outcomes/s of both and their ratio. Then two
+   processes (as two workers), each with its own committer fed by 8 threads,
+   share one file: outcomes/s, commits/s, outcomes per commit and the commit
+   times' distribution (their tail is the wait for the other process).
 2. HTTP: ``nba serve`` (real uvicorn workers on 127.0.0.1, ``--workers 2``,
    group commit on) is driven by wrk (Debian's package; one thread, 16
    connections) when it is installed, else by a Python/httpx load generator in
@@ -29,6 +32,7 @@ Usage::
 
     .venv/bin/python bench/outcomes.py [--seconds 8] [--rounds 2] [--workers 2]
         [--batch-size 100] [--loadgen auto|wrk|python] [--store-outcomes 3000]
+        [--two-process-seconds 8]
 """
 
 from __future__ import annotations
@@ -134,6 +138,100 @@ def store_rate(tmp: Path, n: int, grouped: bool) -> tuple[float, int, int]:
     store.close()
     missing = len(set(acked) - stored_keys(path))
     return len(acked) / seconds, len(acked), missing
+
+
+@dataclass
+class TwoProcessRun:
+    """What :func:`two_process_rate` measured: both processes' outcomes pooled."""
+
+    outcomes_per_s: float
+    commits_per_s: float
+    mean_group: float
+    #: seconds of each shared transaction (``add_outcomes``), sorted
+    commit_seconds: list[float]
+    acknowledged: int
+    missing: int
+
+    def commit_ms(self, q: float) -> float:
+        """The ``q`` quantile (0..1) of a shared transaction's time, in ms."""
+        c = self.commit_seconds
+        return 1e3 * c[round(q * (len(c) - 1))] if c else float("nan")
+
+
+def _committing_process(path: str, tag: str, seconds: float, out: Any) -> None:
+    """One 'worker process': an OutcomeCommitter fed by 8 threads for ``seconds``;
+    sends back the acknowledged (event, source_id) and each commit's (seconds, size)."""
+    from nba.domain import Outcome
+    from serving.commit_outcomes import OutcomeCommitter
+    from serving.store import EventStore, OutcomeWrite
+
+    store = EventStore(path, synchronous="FULL")
+    commits: list[tuple[float, int]] = []
+    add_outcomes = store.add_outcomes
+
+    def timed(writes: Any) -> list[bool | Exception]:
+        t0 = time.perf_counter()
+        try:
+            return add_outcomes(writes)
+        finally:
+            commits.append((time.perf_counter() - t0, len(writes)))
+
+    store.add_outcomes = timed  # type: ignore[method-assign]
+    oc = OutcomeCommitter(store)
+    acked: list[tuple[str, str]] = []
+    lock = threading.Lock()
+    ids = [f"BE{i:07d}" for i in range(CONCURRENCY * 100)]
+    ts = T0 + timedelta(hours=1)
+    stop = time.perf_counter() + seconds
+
+    def worker(k: int) -> None:
+        i = k
+        while time.perf_counter() < stop:
+            o = Outcome(ids[i % len(ids)], ts, "opened", 1.0, "hcp", f"{tag}-{i}")
+            if oc.add(OutcomeWrite(o)):
+                with lock:
+                    acked.append((o.event_id, o.source_id))
+            i += CONCURRENCY // 2
+
+    threads = [threading.Thread(target=worker, args=(k,)) for k in range(CONCURRENCY // 2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    oc.close()
+    store.close()
+    out.send((acked, commits))
+
+
+def two_process_rate(tmp: Path, seconds: float) -> TwoProcessRun:
+    """Two processes (as ``nba serve --workers 2``), each with its own group
+    committer and 8 threads, store outcomes into one SQLite file for ``seconds``:
+    outcomes/s, commits/s, the mean group and each commit's time (the wait for the
+    other process's writes shows in the commit times' tail)."""
+    path = tmp / "store-two-processes.db"
+    seed_decisions(path, CONCURRENCY * 100)
+    ctx = mp.get_context("fork")
+    pipes = [ctx.Pipe(duplex=False) for _ in range(2)]
+    procs = [
+        ctx.Process(target=_committing_process, args=(str(path), tag, seconds, send))
+        for tag, (_, send) in zip(("p1", "p2"), pipes, strict=True)
+    ]
+    for p in procs:
+        p.start()
+    results = [recv.recv() for recv, _ in pipes]
+    for p in procs:
+        p.join()
+    acked = [a for r in results for a in r[0]]
+    commits = [c for r in results for c in r[1]]
+    missing = len(set(acked) - stored_keys(path))
+    return TwoProcessRun(
+        len(acked) / seconds,
+        len(commits) / seconds,
+        sum(n for _, n in commits) / len(commits) if commits else float("nan"),
+        sorted(c for c, _ in commits),
+        len(acked),
+        missing,
+    )
 
 
 # --------------------------------------------------------------------- HTTP path
@@ -429,6 +527,9 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--store-outcomes", type=int, default=3000, help="per store-path run")
     ap.add_argument("--seconds", type=float, default=8.0, help="per HTTP route and round")
+    ap.add_argument(
+        "--two-process-seconds", type=float, default=8.0, help="store path, two processes"
+    )
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--decisions", type=int, default=5000, help="decisions the HTTP runs report on")
@@ -466,6 +567,16 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  group commit:                {grouped:10.1f} outcomes/s  ({n2} acknowledged)")
         print(f"  ratio: {grouped / single:.1f}x; acknowledged but missing: {miss1 + miss2}")
         missing += miss1 + miss2
+        two = two_process_rate(tmp, args.two_process_seconds)
+        print(
+            f"  group commit, two processes (8 threads each, {args.two_process_seconds:.0f} s): "
+            f"{two.outcomes_per_s:10.1f} outcomes/s, {two.commits_per_s:.0f} commits/s, "
+            f"{two.mean_group:.1f} outcomes per commit; commit ms p50 {two.commit_ms(0.5):.1f} "
+            f"p90 {two.commit_ms(0.9):.1f} p99 {two.commit_ms(0.99):.1f} "
+            f"max {two.commit_ms(1.0):.1f}; acknowledged {two.acknowledged}, "
+            f"missing {two.missing}"
+        )
+        missing += two.missing
     if not args.skip_http:
         missing += report_http(tmp, args)
     print(f"load average at the end {os.getloadavg()[0]:.1f}; data in {tmp}")

@@ -32,14 +32,21 @@ import logging
 import threading
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from typing import Generic, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 from nba.domain import Decision
 from serving.store import DuplicateEventError, EventStore
 
 log = logging.getLogger("nba.serving.commit")
 
-ItemT = TypeVar("ItemT")
+
+class _Waiting(Protocol):
+    """What a group writer's item has: the future its request thread waits on."""
+
+    done: Future[Any]
+
+
+ItemT = TypeVar("ItemT", bound=_Waiting)
 
 MAX_GROUP = 512
 
@@ -99,12 +106,16 @@ class GroupWriter(Generic[ItemT]):
     def _commit(self, items: list[ItemT]) -> None:
         raise NotImplementedError
 
-    def _take(self) -> list[ItemT] | None:
+    def _wait(self) -> bool:
+        """Wait until an item is waiting (True) or the writer is closed with none (False)."""
         with self._cond:
             while not self._pending and not self._closed:
                 self._cond.wait()
-            if not self._pending:
-                return None
+            return bool(self._pending)
+
+    def _take(self) -> list[ItemT]:
+        """The items waiting now, oldest first, up to ``max_group`` units."""
+        with self._cond:
             group: list[ItemT] = []
             n = 0
             while self._pending and (
@@ -117,11 +128,20 @@ class GroupWriter(Generic[ItemT]):
 
     def _run(self) -> None:
         try:
-            while True:
-                group = self._take()
-                if group is None:
-                    return
-                self._commit(group)
+            while self._wait():
+                # the group is taken once this process's turn to write has come
+                # (EventStore.writer_turn): what arrived while another process was
+                # writing joins it, rather than waiting for the next turn
+                group: list[ItemT] | None = None
+                try:
+                    with self.store.writer_turn():
+                        group = self._take()
+                        self._commit(group)
+                except Exception as exc:  # the turn itself failed (e.g. its lock file)
+                    log.error("%s: no turn to write: %s", self._thread.name, exc)
+                    for item in group if group is not None else self._take():
+                        if not item.done.done():
+                            item.done.set_exception(exc)
         finally:
             self.store.close()
 

@@ -23,6 +23,9 @@ Concurrency and durability
   process/thread gets its own connection (re-opened after a fork) and takes the
   write lock up front (``BEGIN IMMEDIATE`` on SQLite, an advisory lock on
   PostgreSQL) for every write, so writers queue instead of failing half-way.
+  On SQLite each write first takes its turn on a lock file beside the database
+  (:meth:`EventStore.writer_turn`), so waiting writers are woken when the lock
+  is free rather than sleeping in SQLite's busy handler.
 - Every write method commits before it returns: what it acknowledged is in the
   database. On SQLite the default ``synchronous="FULL"`` also fsyncs the
   write-ahead log at each commit, so an acknowledged decision survives a power
@@ -58,7 +61,7 @@ import os
 import threading
 import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from json.encoder import encode_basestring_ascii as _json_str
@@ -970,17 +973,29 @@ class EventStore(StoreExport):
             _close_connections(self._conns)
             self._generation += 1
 
+    def writer_turn(self) -> AbstractContextManager[object]:
+        """This thread's turn to write, across the processes sharing the database.
+
+        Every write transaction is taken inside it; a group committer holds it from
+        taking its group to committing it (so what arrives while it waits for the
+        turn joins the group). Re-entrant within a thread. None here (PostgreSQL's
+        writers queue on the transaction's advisory lock); on SQLite a lock file
+        (:mod:`serving.writer_turn`).
+        """
+        return nullcontext()
+
     @contextmanager
     def _write(self) -> Iterator[Connection]:
         """One write transaction (``BEGIN IMMEDIATE``: writers queue), committed on exit."""
-        con = self._conn()
-        con.execute("BEGIN IMMEDIATE")
-        try:
-            yield con
-        except BaseException:
-            con.execute("ROLLBACK")
-            raise
-        con.execute("COMMIT")
+        with self.writer_turn():
+            con = self._conn()
+            con.execute("BEGIN IMMEDIATE")
+            try:
+                yield con
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+            con.execute("COMMIT")
 
     def add_holdout_requests(self, rows: Sequence[tuple[str, datetime, str, str, str]]) -> None:
         """Record requests of holdout HCPs that got no contact, ``(event_id, ts, hcp_id,

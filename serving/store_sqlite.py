@@ -4,7 +4,10 @@ The embedded default (no ``NBA_STORE_URL``). Several worker processes (and
 threads) may share one file: each process/thread gets its own connection
 (re-opened after a fork), waits on a lock for up to ``busy_timeout_s`` and takes
 the write lock up front (``BEGIN IMMEDIATE``) for every write, so writers queue
-instead of failing half-way. ``synchronous="FULL"`` fsyncs the write-ahead log
+instead of failing half-way; before that, each takes its turn on a lock file
+beside the database (``<database>-lock``, :mod:`serving.writer_turn`), so that
+waiting writers are woken when the lock is free instead of sleeping in SQLite's
+busy handler. ``synchronous="FULL"`` fsyncs the write-ahead log
 at each commit (see :mod:`serving.store`).
 """
 
@@ -18,6 +21,7 @@ from typing import Any, cast
 
 from serving.store import _TOUCH_PART_COLS, EventStore, StoreError, _Part
 from serving.store_sql import SQLITE, Connection
+from serving.writer_turn import WriterTurn
 
 #: statement text (and type sets) of the merged outcome parts, per the parts' types
 _OUTCOME_SQL: dict[tuple[Any, ...], tuple[str, tuple[str, ...], tuple[frozenset[str], ...]]] = {}
@@ -41,11 +45,18 @@ class SQLiteStore(EventStore):
         self.path = Path(path)
         self.location = self.path
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._turn = WriterTurn(self.path.with_name(self.path.name + "-lock"))
         con = self._conn()
         mode = con.execute("PRAGMA journal_mode=WAL").fetchone()[0]
         if str(mode).lower() != "wal":
             raise StoreError(f"EventStore: {self.path} cannot use WAL mode (got {mode!r})")
         self._setup_schema()
+
+    def writer_turn(self) -> WriterTurn:
+        """This thread's turn to write: a ``flock`` on ``<database>-lock``
+        (:mod:`serving.writer_turn`), so that writers of all processes queue in the
+        kernel instead of sleeping in SQLite's busy handler."""
+        return self._turn
 
     @contextlib.contextmanager
     def _snapshot(self) -> Iterator[sqlite3.Connection]:

@@ -123,11 +123,21 @@ def test_bench_outcomes(env: dict[str, str], loadgen: str) -> None:
             "300",
             "--batch-size",
             "20",
+            "--two-process-seconds",
+            "1",
         ],
         env,
     )
     assert "group commit:" in text and "ratio:" in text
     assert "acknowledged but missing: 0" in text
+    # two committing processes on one file: they stored something, and all of it
+    two = re.search(
+        r"two processes .* (\d+) commits/s, ([\d.]+) outcomes per commit;.*"
+        r"acknowledged (\d+), missing (\d+)",
+        text,
+    )
+    assert two is not None, text
+    assert int(two.group(1)) > 0 and int(two.group(3)) > 0 and two.group(4) == "0"
     assert ("load generator wrk" in text) == (loadgen == "wrk")
     for route in ("bare FastAPI no-op", "our no-op", "/outcomes ", "/v1/outcomes:batch"):
         assert route in text
