@@ -151,9 +151,21 @@ class GroupCommitter(GroupWriter[_Item]):
 
     def add_many(self, decisions: list[Decision], deferred: bool = False) -> None:
         """Store decisions all-or-none (a batch request); returns once committed."""
+        self.submit_many(decisions, deferred).result()
+
+    def submit_many(self, decisions: list[Decision], deferred: bool = False) -> Future[None]:
+        """Hand decisions over to be stored all-or-none, without waiting.
+
+        The future is settled once the group holding them is committed: its result
+        None, or the error (:class:`~serving.store.DuplicateEventError` when an
+        ``event_id`` is already stored). It cannot be cancelled: once handed over,
+        the decisions are written whoever still waits for them (an event loop
+        awaiting it through :func:`asyncio.wrap_future` may be cancelled alone).
+        """
         item = _Item(list(decisions), deferred)
+        item.done.set_running_or_notify_cancel()  # Future.cancel() now refuses
         self._submit(item, "group committer")
-        item.done.result()
+        return item.done
 
     # ------------------------------------------------------------- writer
     def _size(self, item: _Item) -> int:
