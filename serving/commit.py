@@ -36,6 +36,7 @@ from typing import Generic, TypeVar
 
 from nba.domain import Decision
 from serving.store import DuplicateEventError, EventStore
+from serving.threads import name_native_thread
 
 log = logging.getLogger("nba.serving.commit")
 
@@ -116,6 +117,7 @@ class GroupWriter(Generic[ItemT]):
             return group
 
     def _run(self) -> None:
+        name_native_thread()  # per-thread CPU clocks can name the writer
         try:
             while True:
                 group = self._take()

@@ -57,6 +57,7 @@ from serving.engine import DecisionWork, event_id_conflict
 from serving.errors import ApiError
 from serving.store import DuplicateEventError
 from serving.territory import check_event, check_hcp
+from serving.threads import name_native_thread
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -320,13 +321,17 @@ class FastRoutes:
 
 def open_executor() -> ThreadPoolExecutor:
     """The hand-over pool of :class:`FastRoutes` (one per worker process)."""
-    return ThreadPoolExecutor(max_workers=THREADS, thread_name_prefix="nba-fast")
+    return ThreadPoolExecutor(
+        max_workers=THREADS, thread_name_prefix="nba-fast", initializer=name_native_thread
+    )
 
 
 def open_decide_executor() -> ThreadPoolExecutor:
     """The decision pool of :class:`FastRoutes` (one per worker process): the
     decisions' CPU-bound work, :data:`DECIDE_THREADS` at a time."""
-    return ThreadPoolExecutor(max_workers=DECIDE_THREADS, thread_name_prefix="nba-decide")
+    return ThreadPoolExecutor(
+        max_workers=DECIDE_THREADS, thread_name_prefix="nba-decide", initializer=name_native_thread
+    )
 
 
 def _json(model: BaseModel) -> bytes:
