@@ -275,7 +275,7 @@ class FastRoutes:
         pool: ThreadPoolExecutor = (
             getattr(self.fastapi_app.state, "decide_executor", None) or executor
         )
-        work = await loop.run_in_executor(pool, _decide, svc, who, req)
+        work, out = await loop.run_in_executor(pool, _decide, svc, who, req)
         if work.no_contact:
             await loop.run_in_executor(executor, engine.record_no_contact_of, work)
         decision = work.prepared.decision
@@ -291,7 +291,7 @@ class FastRoutes:
             except DuplicateEventError:
                 raise event_id_conflict(decision.event_id) from None
             engine.decision_stored(work)
-        return work.status, _json(work.response)
+        return work.status, out
 
     def _handler(self, exc: Exception) -> Callable[..., Any] | None:
         """The app's handler for ``exc`` as FastAPI's exception middleware finds it
@@ -339,11 +339,15 @@ def _json(model: BaseModel) -> bytes:
     return model.__pydantic_serializer__.to_json(model)
 
 
-def _decide(svc: Services, who: Principal, req: schemas.DecisionRequest) -> DecisionWork:
+def _decide(
+    svc: Services, who: Principal, req: schemas.DecisionRequest
+) -> tuple[DecisionWork, bytes]:
     """``POST /v1/decisions``'s work before its writes, as the FastAPI route does it
-    (in the decision pool): the territory check, then the engine's decision."""
+    (in the decision pool): the territory check, the engine's decision, and its
+    answer serialized (off the event loop; sent only once the decision is stored)."""
     check_hcp(svc.store, who, req.hcp_id)
-    return svc.engine.start_decision(req, who.name)
+    work = svc.engine.start_decision(req, who.name)
+    return work, _json(work.response)
 
 
 def _outcome(
