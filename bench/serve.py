@@ -108,6 +108,48 @@ def group_loop_cpu_seconds(pgid: int) -> float:
     return _group_cpu(pgid, main_threads_only=True)
 
 
+def thread_role(comm: str, is_main: bool) -> str:
+    """What a server thread is, by its kernel name (``serving.threads``): the event
+    loop (a process's main thread), or the name without its pool index.
+
+    >>> thread_role("python", True), thread_role("nba-decide_1", False)
+    ('event loop', 'nba-decide')
+    >>> thread_role("nba-group-commi", False), thread_role("python", False)
+    ('nba-group-commi', 'other (unnamed)')
+    """
+    if is_main:
+        return "event loop"
+    base = comm.rstrip("0123456789")
+    base = base[:-1] if base.endswith("_") else comm
+    return "other (unnamed)" if base == "python" else base
+
+
+def group_thread_cpu(pgid: int) -> dict[str, float]:
+    """CPU seconds (user + system) of the live processes of process group ``pgid``
+    by thread role (:func:`thread_role`); empty where ``/proc`` is missing."""
+    if not os.path.isdir("/proc"):
+        return {}
+    tick = os.sysconf("SC_CLK_TCK")
+    out: dict[str, float] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                if int(f.read().rsplit(")", 1)[1].split()[2]) != pgid:
+                    continue
+            for tid in os.listdir(f"/proc/{entry}/task"):
+                with open(f"/proc/{entry}/task/{tid}/comm") as f:
+                    comm = f.read().strip()
+                with open(f"/proc/{entry}/task/{tid}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+                role = thread_role(comm, tid == entry)
+                out[role] = out.get(role, 0.0) + (int(fields[11]) + int(fields[12])) / tick
+        except (OSError, IndexError, ValueError):  # ended meanwhile
+            continue
+    return out
+
+
 @dataclass(frozen=True)
 class RunStats:
     route: str
@@ -458,16 +500,23 @@ def main(argv: list[str] | None = None) -> int:
         loop_cpu: dict[str, float] = {name: 0.0 for name in routes}
         acked_single: list[str] = []  # event ids (Python load generator only)
         acked_count = 0  # 2xx decisions, whichever load generator
+        decide_roles: dict[str, float] = {}  # the decisions' CPU by server thread role
         results: dict[str, list[Any]] = {name: [] for name in routes}
         for rnd in range(-1, args.rounds):  # round -1 warms up and is not counted
             for name, (url, path) in routes.items():
                 seconds = 1.5 if rnd < 0 else args.seconds
                 cpu0 = group_cpu_seconds(groups[name])
                 loop0 = group_loop_cpu_seconds(groups[name])
+                roles0 = group_thread_cpu(groups[name]) if name == DECIDE else {}
                 res = load(url, path, KEYS["decide"], hcp_ids, seconds, 100 + rnd)
                 if rnd >= 0:
                     cpu[name] += group_cpu_seconds(groups[name]) - cpu0
                     loop_cpu[name] += group_loop_cpu_seconds(groups[name]) - loop0
+                    if name == DECIDE:
+                        for role, sec in group_thread_cpu(groups[name]).items():
+                            decide_roles[role] = (
+                                decide_roles.get(role, 0.0) + sec - roles0.get(role, 0.0)
+                            )
                 if name == DECIDE:  # only the service's decisions are stored
                     acked_single.extend(res[4])
                     acked_count += res[6]
@@ -533,6 +582,12 @@ def main(argv: list[str] | None = None) -> int:
     for s in (bare, noop, dec):
         loop = s.loop_cpu_ms_per_request
         print(f"{s.route:<28}{loop:>12.2f}{s.cpu_ms_per_request - loop:>15.2f}")
+    if decide_roles and dec.requests:
+        print()
+        print(f"{'/v1/decisions CPU by thread':<28}{'ms/request':>12}")
+        for role, sec in sorted(decide_roles.items(), key=lambda kv: -kv[1]):
+            if sec > 0:
+                print(f"{role:<28}{1e3 * sec / dec.requests:>12.3f}")
     rps_ratio = dec.rps / noop.rps if noop.rps else float("nan")
     p99_ratio = dec.p99_ms / noop.p99_ms if noop.requests else float("nan")
     bare_rps = dec.rps / bare.rps if bare.rps else float("nan")

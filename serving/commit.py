@@ -36,6 +36,7 @@ from typing import Any, Generic, Protocol, TypeVar
 
 from nba.domain import Decision
 from serving.store import DuplicateEventError, EventStore
+from serving.threads import name_native_thread
 
 log = logging.getLogger("nba.serving.commit")
 
@@ -127,6 +128,7 @@ class GroupWriter(Generic[ItemT]):
             return group
 
     def _run(self) -> None:
+        name_native_thread()  # per-thread CPU clocks can name the writer
         try:
             while self._wait():
                 # the group is taken once this process's turn to write has come
@@ -171,9 +173,21 @@ class GroupCommitter(GroupWriter[_Item]):
 
     def add_many(self, decisions: list[Decision], deferred: bool = False) -> None:
         """Store decisions all-or-none (a batch request); returns once committed."""
+        self.submit_many(decisions, deferred).result()
+
+    def submit_many(self, decisions: list[Decision], deferred: bool = False) -> Future[None]:
+        """Hand decisions over to be stored all-or-none, without waiting.
+
+        The future is settled once the group holding them is committed: its result
+        None, or the error (:class:`~serving.store.DuplicateEventError` when an
+        ``event_id`` is already stored). It cannot be cancelled: once handed over,
+        the decisions are written whoever still waits for them (an event loop
+        awaiting it through :func:`asyncio.wrap_future` may be cancelled alone).
+        """
         item = _Item(list(decisions), deferred)
+        item.done.set_running_or_notify_cancel()  # Future.cancel() now refuses
         self._submit(item, "group committer")
-        item.done.result()
+        return item.done
 
     # ------------------------------------------------------------- writer
     def _size(self, item: _Item) -> int:

@@ -30,6 +30,7 @@ import json
 import logging
 import threading
 from collections.abc import Mapping, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -135,6 +136,34 @@ class Prepared:
     rules_market: str = ""
     #: the journey step that allowed the actions ("<journey>/<step>"), or None
     journey: str | None = None
+
+
+@dataclass(frozen=True)
+class DecisionWork:
+    """One decision request computed by :meth:`DecisionEngine.start_decision`, its
+    answer built, nothing stored yet."""
+
+    #: 201 when a decision is to be stored, 200 when nothing may be offered
+    status: int
+    response: schemas.DecisionResponse
+    prepared: Prepared
+    #: the request's ``defer_activation`` (how the decision is stored)
+    deferred: bool
+    now: datetime
+    requester: str
+    channels: tuple[str, ...]
+    #: the request's own event id, if it gave one
+    event_id: str | None
+
+    @property
+    def no_contact(self) -> bool:
+        """A holdout HCP answered with no contact: that request is to be recorded."""
+        return self.prepared.no_contact
+
+
+def event_id_conflict(event_id: str) -> ApiError:
+    """The 409 answer to a decision whose event id is already stored."""
+    return ApiError(409, "event_id_conflict", f"event id {event_id!r} is already used")
 
 
 class DecisionEngine:
@@ -588,7 +617,38 @@ class DecisionEngine:
     def decide(
         self, req: schemas.DecisionRequest, principal: str
     ) -> tuple[int, schemas.DecisionResponse]:
-        """One decision; (status, body): 201 stored, 200 when nothing may be offered."""
+        """One decision; (status, body): 201 stored, 200 when nothing may be offered.
+
+        :meth:`start_decision`, then its writes (:meth:`record_no_contact_of`,
+        :meth:`store_decisions`) and its count, waiting for the commit here.
+        """
+        work = self.start_decision(req, principal)
+        if work.no_contact:
+            self.record_no_contact_of(work)
+        decision = work.prepared.decision
+        if decision is not None:
+            try:
+                self.store_decisions([decision], work.deferred)
+            except DuplicateEventError:
+                raise event_id_conflict(decision.event_id) from None
+            self.decision_stored(work)
+        return work.status, work.response
+
+    def start_decision(self, req: schemas.DecisionRequest, principal: str) -> DecisionWork:
+        """One decision computed and its answer built, nothing written yet.
+
+        Reads the store (the HCP's state) but writes nothing: the caller stores
+        :attr:`DecisionWork.prepared`'s decision (and the no-contact record when
+        :attr:`DecisionWork.no_contact`), then calls :meth:`decision_stored` and
+        answers :attr:`DecisionWork.response` -- as :meth:`decide` does, or with the
+        commit awaited on an event loop (:meth:`submit_decision`).
+
+        Raises
+        ------
+        ApiError
+            Bad channels or ``exclude`` entries, client time switched off, or an
+            unknown HCP.
+        """
         channels = self._channels(req.channels)
         exclude = self._parse_action_ids(req.exclude, "exclude")
         now = self.decision_time(req.as_of)
@@ -614,10 +674,8 @@ class DecisionEngine:
             state=state,
         )
         supp = [schemas.SuppressedAction(action_id=s.action_id, rule=s.rule) for s in pr.suppressed]
-        if pr.no_contact:
-            self._record_no_contact([pr], now, requester, channels, [req.event_id])
         if pr.decision is None:
-            return 200, schemas.DecisionResponse(
+            response = schemas.DecisionResponse(
                 event_id=None,
                 model_version=pr.model_version,
                 policy=pr.policy,
@@ -628,25 +686,44 @@ class DecisionEngine:
                 rules_version=pr.rules_version,
                 rules_market=pr.rules_market,
             )
-        try:
-            self.store_decisions([pr.decision], req.defer_activation)
-        except DuplicateEventError:
-            raise ApiError(
-                409, "event_id_conflict", f"event id {pr.decision.event_id!r} is already used"
-            ) from None
-        self._count([pr])
-        return 201, schemas.DecisionResponse(
-            event_id=pr.decision.event_id,
-            model_version=pr.model_version,
-            policy=pr.policy,
-            suggestions=pr.suggestions,
-            chosen_action_id=pr.decision.chosen_action_id,
-            suppressed=supp,
-            activated=pr.decision.activated,
-            rules_version=pr.rules_version,
-            rules_market=pr.rules_market,
-            journey=pr.journey,
+            status = 200
+        else:
+            response = schemas.DecisionResponse(
+                event_id=pr.decision.event_id,
+                model_version=pr.model_version,
+                policy=pr.policy,
+                suggestions=pr.suggestions,
+                chosen_action_id=pr.decision.chosen_action_id,
+                suppressed=supp,
+                activated=pr.decision.activated,
+                rules_version=pr.rules_version,
+                rules_market=pr.rules_market,
+                journey=pr.journey,
+            )
+            status = 201
+        return DecisionWork(
+            status, response, pr, req.defer_activation, now, requester, channels, req.event_id
         )
+
+    def record_no_contact_of(self, work: DecisionWork) -> None:
+        """Record ``work``'s holdout request answered with no contact (a write)."""
+        self._record_no_contact(
+            [work.prepared], work.now, work.requester, work.channels, [work.event_id]
+        )
+
+    def submit_decision(self, work: DecisionWork) -> Future[None] | None:
+        """Hand ``work``'s decision to the group committer without waiting: the future
+        is settled once it is committed (its exception a
+        :class:`~serving.store.DuplicateEventError` when its event id is taken). None
+        when no committer is attached (then :meth:`decide` stores it in place)."""
+        decision = work.prepared.decision
+        if self.committer is None or decision is None:
+            return None
+        return self.committer.submit_many([decision], work.deferred)
+
+    def decision_stored(self, work: DecisionWork) -> None:
+        """Count ``work``'s decision once stored (the decisions counter)."""
+        self._count([work.prepared])
 
     def decide_batch(
         self, req: schemas.BatchDecisionRequest, principal: str, max_batch: int

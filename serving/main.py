@@ -374,6 +374,7 @@ def create_app(settings: Settings | None = None, loader: PolicyLoader | None = N
         services = await asyncio.to_thread(open_services, cfg, loader)
         if cfg.fast_routes:
             app.state.fast_executor = fast.open_executor()
+            app.state.decide_executor = fast.open_decide_executor()
         app.state.services = services
         follower = None
         if cfg.model_poll_seconds > 0:
@@ -394,6 +395,10 @@ def create_app(settings: Settings | None = None, loader: PolicyLoader | None = N
             app.state.fast_executor = None
             if executor is not None:
                 executor.shutdown(wait=True)
+            decide_executor = app.state.decide_executor
+            app.state.decide_executor = None
+            if decide_executor is not None:
+                decide_executor.shutdown(wait=True)
             if services.engine.committer is not None:
                 services.engine.committer.close()
             if services.engine.outcome_committer is not None:
@@ -414,6 +419,7 @@ def create_app(settings: Settings | None = None, loader: PolicyLoader | None = N
     app.state.auth = Authenticator(cfg)
     app.state.services = None
     app.state.fast_executor = None
+    app.state.decide_executor = None
     errors.install(app)
     for module in (
         decisions,

@@ -17,8 +17,14 @@ front of FastAPI's router. For exactly these two routes it:
    ``model_validate_json`` call of the route's request model;
 2. checks the API key with the app's own :class:`~serving.auth.Authenticator`;
 3. hands the route's work (the same calls the FastAPI route makes: the
-   territory check, then the engine) to its thread pool once, and sends the
+   territory check, then the engine) to a thread pool once, and sends the
    answer serialized once by pydantic, with the headers FastAPI would send.
+   A decision is computed in a small pool of its own
+   (:data:`DECIDE_THREADS`) and handed to the group committer from there; its
+   commit is awaited on the event loop, so no thread waits for the fsync and
+   the few threads that hold the GIL do not hand it over to a dozen others
+   (docs/performance.md, "Where the decision's CPU goes in the server"). It is
+   answered, as before, only once its decision is committed.
 
 Every request it is not sure to answer exactly as FastAPI would goes to FastAPI
 unchanged, with the body it already read replayed: another method or path, a
@@ -47,8 +53,11 @@ from starlette.requests import Request
 from serving import schemas
 from serving.api.deps import Services
 from serving.auth import KEY_HEADERS, Principal
+from serving.engine import DecisionWork, event_id_conflict
 from serving.errors import ApiError
+from serving.store import DuplicateEventError
 from serving.territory import check_event, check_hcp
+from serving.threads import name_native_thread
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -69,6 +78,11 @@ EVENT_ID_MAX = 128
 #: threads of the hand-over pool: as many as anyio's default limiter lets FastAPI
 #: run, since a request waiting for its group commit holds its thread
 THREADS = 40
+
+#: threads of the decision pool: a decision's work (the store's reads, the policy)
+#: holds the GIL but for SQLite's statements, so more threads than cores only add
+#: GIL hand-overs; its commit is awaited on the loop, holding no thread
+DECIDE_THREADS = 2
 
 _KEY_HEADERS_RAW = frozenset(h.encode("latin-1") for h in KEY_HEADERS)
 _JSON = b"application/json"
@@ -125,9 +139,10 @@ class FastRoutes:
         overrides, its routes (for the metrics' route template) and its exception
         handlers.
 
-    The routes' work runs in the thread pool ``fastapi_app.state.fast_executor``
-    (opened and closed with the services in ``lifespan``): it may wait on the
-    store and on the group committer, so never on the event loop.
+    The routes' work runs in the thread pools ``fastapi_app.state.fast_executor``
+    and (decisions) ``fastapi_app.state.decide_executor``, opened and closed with
+    the services in ``lifespan``: it reads the store and may wait on it, so never
+    on the event loop. A decision's commit is awaited on the loop.
     """
 
     def __init__(self, app: ASGIApp, fastapi_app: FastAPI) -> None:
@@ -224,7 +239,7 @@ class FastRoutes:
         loop = asyncio.get_running_loop()
         try:
             if event_id is None:
-                status, out = await loop.run_in_executor(executor, _decide, services, who, request)
+                status, out = await self._decide(loop, executor, services, who, request)
             else:
                 status, out = await loop.run_in_executor(
                     executor, _outcome, services, who, event_id, request
@@ -245,6 +260,38 @@ class FastRoutes:
             }
         )
         await send({"type": "http.response.body", "body": out})
+
+    async def _decide(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        executor: ThreadPoolExecutor,
+        svc: Services,
+        who: Principal,
+        req: schemas.DecisionRequest,
+    ) -> tuple[int, bytes]:
+        """``POST /v1/decisions``'s work: computed in the decision pool, then its
+        commit awaited here on the loop (no thread is held while the group commits)."""
+        engine = svc.engine
+        pool: ThreadPoolExecutor = (
+            getattr(self.fastapi_app.state, "decide_executor", None) or executor
+        )
+        work, out = await loop.run_in_executor(pool, _decide, svc, who, req)
+        if work.no_contact:
+            await loop.run_in_executor(executor, engine.record_no_contact_of, work)
+        decision = work.prepared.decision
+        if decision is not None:
+            stored = engine.submit_decision(work)
+            try:
+                if stored is None:  # no group committer: stored (and waited for) in the pool
+                    await loop.run_in_executor(
+                        executor, engine.store_decisions, [decision], work.deferred
+                    )
+                else:
+                    await asyncio.wrap_future(stored, loop=loop)
+            except DuplicateEventError:
+                raise event_id_conflict(decision.event_id) from None
+            engine.decision_stored(work)
+        return work.status, out
 
     def _handler(self, exc: Exception) -> Callable[..., Any] | None:
         """The app's handler for ``exc`` as FastAPI's exception middleware finds it
@@ -274,7 +321,17 @@ class FastRoutes:
 
 def open_executor() -> ThreadPoolExecutor:
     """The hand-over pool of :class:`FastRoutes` (one per worker process)."""
-    return ThreadPoolExecutor(max_workers=THREADS, thread_name_prefix="nba-fast")
+    return ThreadPoolExecutor(
+        max_workers=THREADS, thread_name_prefix="nba-fast", initializer=name_native_thread
+    )
+
+
+def open_decide_executor() -> ThreadPoolExecutor:
+    """The decision pool of :class:`FastRoutes` (one per worker process): the
+    decisions' CPU-bound work, :data:`DECIDE_THREADS` at a time."""
+    return ThreadPoolExecutor(
+        max_workers=DECIDE_THREADS, thread_name_prefix="nba-decide", initializer=name_native_thread
+    )
 
 
 def _json(model: BaseModel) -> bytes:
@@ -282,11 +339,15 @@ def _json(model: BaseModel) -> bytes:
     return model.__pydantic_serializer__.to_json(model)
 
 
-def _decide(svc: Services, who: Principal, req: schemas.DecisionRequest) -> tuple[int, bytes]:
-    """``POST /v1/decisions``'s work, as the FastAPI route does it (in the pool)."""
+def _decide(
+    svc: Services, who: Principal, req: schemas.DecisionRequest
+) -> tuple[DecisionWork, bytes]:
+    """``POST /v1/decisions``'s work before its writes, as the FastAPI route does it
+    (in the decision pool): the territory check, the engine's decision, and its
+    answer serialized (off the event loop; sent only once the decision is stored)."""
     check_hcp(svc.store, who, req.hcp_id)
-    status, out = svc.engine.decide(req, who.name)
-    return status, _json(out)
+    work = svc.engine.start_decision(req, who.name)
+    return work, _json(work.response)
 
 
 def _outcome(

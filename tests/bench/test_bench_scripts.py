@@ -97,6 +97,20 @@ def test_bench_serve(env: dict[str, str], loadgen: str) -> None:
         float(x) for x in next(ln for ln in split if ln.startswith("/v1/decisions")).split()[1:3]
     )
     assert loop_ms >= 0 and other_ms > 0  # measured; a decision's work runs off the loop
+    # the decisions' CPU by thread role: the decision pool's threads are named
+    roles = dict(re.findall(r"^(event loop|nba-decide|nba-group-commi)\s+([\d.]+)$", text, re.M))
+    assert float(roles["nba-decide"]) > 0, text
+
+
+@pytest.mark.slow
+def test_bench_decide_threads(env: dict[str, str]) -> None:
+    """Both ways of handing a decision over run and print their CPU per decision."""
+    text = _run(
+        ["bench/decide_threads.py", "--decisions", "60", "--rounds", "1", "--hcps", "40"], env
+    )
+    for way in ("blocking", "awaited"):
+        row = re.search(rf"^  {way}\s+CPU ([\d.]+) ms/decision, ([\d.]+) switches", text, re.M)
+        assert row is not None and float(row.group(1)) > 0, text
 
 
 @pytest.mark.slow

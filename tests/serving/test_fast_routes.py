@@ -234,7 +234,8 @@ def test_an_unexpected_error_is_a_logged_500_either_way(
     def broken(*args: Any, **kwargs: Any) -> Any:
         raise RuntimeError("a bug")
 
-    monkeypatch.setattr(DecisionEngine, "decide", broken)
+    # the FastAPI route's decide and the fast layer both start here
+    monkeypatch.setattr(DecisionEngine, "start_decision", broken)
     app = create_app(make_settings(tmp_path, fast_routes=fast_routes))
     with TestClient(app, raise_server_exceptions=False) as c:
         _hcp(c)
