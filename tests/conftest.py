@@ -60,6 +60,19 @@ __all__ = ["mlflow_server", "postgres", "spark_engine"]
 # before any test starts a JVM, in this process or a subprocess (which inherits it)
 os.environ.setdefault("SPARK_CONF_DIR", str(Path(__file__).parent / "spark-conf"))
 
+#: one OpenBLAS thread for NumPy and SciPy in the test processes and every process
+#: they start (which inherit it), unless already set. The tests' linear algebra is
+#: small (the slate estimators' eigen-decompositions are of matrices of some tens
+#: to a few hundred rows): a second BLAS thread does not speed it up, and on two
+#: cores already busy with two pytest-xdist workers its threads wait for each other
+#: spinning: 10-40 times the CPU of one thread for the slate estimators'
+#: pseudo-inverse (docs/performance.md, "Fifth pass"). Only the thread count
+#: changes (results agree to rounding). Set before NumPy is first imported
+#: (OpenBLAS reads it when it loads): the imports above do not import it.
+BLAS_THREADS = {"OPENBLAS_NUM_THREADS": "1"}
+for _var, _value in BLAS_THREADS.items():
+    os.environ.setdefault(_var, _value)
+
 
 @pytest.fixture(scope="session")
 def spark_engine() -> Iterator[Any]:
