@@ -45,6 +45,7 @@ import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
 from scipy import stats
+from threadpoolctl import threadpool_limits
 
 from nba.domain import SLATE_MASS_FLOOR
 from nba.ope.data import OPEInputError
@@ -294,6 +295,16 @@ def slate_terms(
     """
     if len(target) != log.n:
         raise OPEInputError(f"target: {len(target)} probability vectors for {log.n} decisions")
+    # The matrices are small (k n x k n): a multi-threaded BLAS spends 10-30x the
+    # CPU of one thread on them (its threads spin waiting for each other), so
+    # the loop runs with one BLAS thread; the setting is restored afterwards.
+    with threadpool_limits(limits=1, user_api="blas"):
+        return _slate_terms(log, target, pseudo_inverse)
+
+
+def _slate_terms(
+    log: SlateLog, target: Sequence[F64], pseudo_inverse: bool
+) -> tuple[F64, F64, F64]:
     k = log.k
     w = np.zeros((log.n, k))
     r = np.zeros((log.n, k))

@@ -188,3 +188,37 @@ def test_sampling_with_no_mass_left_and_short_decisions() -> None:
 def test_bad_inputs(build: object, match: str) -> None:
     with pytest.raises(OPEInputError, match=match):
         build()  # type: ignore[operator]
+
+
+def test_slate_terms_run_with_one_blas_thread_and_restore_the_setting(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The pseudo-inverses are small eigen-decompositions: they run with one BLAS
+    thread whatever the process's setting, which is given back afterwards (also
+    when the computation fails)."""
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    import nba.ope.slates as slates
+
+    def blas_threads() -> list[int]:
+        return [i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"]
+
+    seen: list[list[int]] = []
+    real = slates._gamma_pinv.__wrapped__  # the function behind its cache
+
+    def recording(p_bytes: bytes, k: int) -> np.ndarray:
+        seen.append(blas_threads())
+        return real(p_bytes, k)
+
+    monkeypatch.setattr(slates, "_gamma_pinv", recording)
+    log = SlateLog([LOGGING, LOGGING], [np.array([0, 1]), np.array([2, 0])], [np.ones(2)] * 2)
+    with threadpool_limits(limits=2, user_api="blas"):
+        outside = blas_threads()
+        assert outside and all(n == 2 for n in outside)
+        w, _, pi_terms = slate_terms(log, [TARGET, TARGET])
+        assert blas_threads() == outside
+        with pytest.raises(OPEInputError, match="not a probability vector"):
+            slate_terms(log, [TARGET, np.full(LOGGING.shape, 0.5)])
+        assert blas_threads() == outside
+    assert seen and all(n == 1 for threads in seen for n in threads)
+    assert np.all(np.isfinite(w)) and np.all(np.isfinite(pi_terms))
