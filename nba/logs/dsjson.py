@@ -1411,46 +1411,29 @@ def export_dsjson(
                 desc="dsjson",
             ) as bar,
         ):
-            if not parallel:
-                table, other = _prepare(joined, outcomes, bulk)
-                n = _write_lines(
-                    fh,
-                    bar,
-                    _iter_range(
-                        table,
-                        joined,
-                        other,
-                        catalogs,
-                        4096,
-                        outcomes,
-                        pulls,
-                        bulk,
-                        0,
-                        table.num_rows,
-                        newline=True,
-                    ),
+            table, other = _prepare(joined, outcomes, bulk)
+            rows = table.num_rows
+
+            def lines(begin: int, end: int) -> Iterator[str | pa.Array]:
+                return _iter_range(
+                    table,
+                    joined,
+                    other,
+                    catalogs,
+                    4096,
+                    outcomes,
+                    pulls,
+                    bulk,
+                    begin,
+                    end,
+                    newline=True,
                 )
+
+            if not parallel:
+                n = _write_lines(fh, bar, lines(0, rows))
             else:
-                table, other = _prepare(joined, outcomes, bulk)
-                rows = table.num_rows
                 # the child's share a little larger: this process also appends it
                 half = max(1, rows * _PARENT_SHARE // 100)
-
-                def lines(begin: int, end: int) -> Iterator[str | pa.Array]:
-                    return _iter_range(
-                        table,
-                        joined,
-                        other,
-                        catalogs,
-                        4096,
-                        outcomes,
-                        pulls,
-                        True,
-                        begin,
-                        end,
-                        newline=True,
-                    )
-
                 fh.flush()
                 child = os.fork()
                 if child == 0:  # the child: the second half into the part file, then out
