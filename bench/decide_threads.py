@@ -35,7 +35,6 @@ import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -53,9 +52,8 @@ K = 3
 def _services(tmp: Path, hcps: int, model: str | None) -> tuple[Any, list[str]]:
     """The service's objects on a new store (``synchronous=FULL``, group commit)
     holding ``hcps`` HCPs, a third of them with a few touches."""
-    from serving_testkit import make_settings
+    from serving_testkit import add_population, make_settings
 
-    from nba.domain import HCPProfile, Touch
     from serving.main import open_services
 
     settings = make_settings(
@@ -63,30 +61,7 @@ def _services(tmp: Path, hcps: int, model: str | None) -> tuple[Any, list[str]]:
     )
     svc = open_services(settings)
     rng = np.random.default_rng(1)
-    ids = [f"B{i:06d}" for i in range(hcps)]
-    svc.store.upsert_hcps(
-        [
-            HCPProfile(
-                h,
-                "cardiology",
-                int(rng.integers(1, 11)),
-                "US",
-                "aware",
-                frozenset({"email", "portal", "webinar"}),
-                digital_affinity=round(float(rng.random()), 3),
-            )
-            for h in ids
-        ]
-    )
-    now = datetime.now(UTC)
-    content = [c for c in svc.catalog.by_id if c]
-    svc.store.add_touches(
-        [
-            Touch(h, now - timedelta(days=2 + 9 * d), "email", content[(j + d) % len(content)])
-            for j, h in enumerate(ids[: hcps // 3])
-            for d in range(1 + j % 4)
-        ]
-    )
+    ids = add_population(svc.store, svc.catalog, hcps, rng)
     return svc, ids
 
 

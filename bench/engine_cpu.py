@@ -51,14 +51,12 @@ K = 3
 def _child(args: argparse.Namespace) -> dict[str, Any]:
     """Measure the engine of the source tree first on ``sys.path``; returns the
     figures (CPU ms per decision, best and all rounds)."""
-    from datetime import UTC, datetime, timedelta
 
     import numpy as np
 
     sys.path.insert(0, str(ROOT / "tests" / "serving"))
-    from serving_testkit import make_settings
+    from serving_testkit import add_population, make_settings
 
-    from nba.domain import HCPProfile, Touch
     from serving import schemas
     from serving.main import open_services
 
@@ -69,31 +67,8 @@ def _child(args: argparse.Namespace) -> dict[str, Any]:
     svc = open_services(settings)
     engine, store = svc.engine, svc.store
     rng = np.random.default_rng(1)
-    hcp_ids = [f"B{i:06d}" for i in range(args.hcps)]
-    store.upsert_hcps(
-        [
-            HCPProfile(
-                h,
-                "cardiology",
-                int(rng.integers(1, 11)),
-                "US",
-                "aware",
-                frozenset({"email", "portal", "webinar"}),
-                digital_affinity=round(float(rng.random()), 3),
-            )
-            for h in hcp_ids
-        ]
-    )
-    # a third of the HCPs have some history: touches of ours and pulls
-    now = datetime.now(UTC)
-    content = [c for c in svc.catalog.by_id if c]
-    touches = []
-    for j, h in enumerate(hcp_ids[: args.hcps // 3]):
-        for d in range(1 + j % 4):
-            touches.append(
-                Touch(h, now - timedelta(days=2 + 9 * d), "email", content[(j + d) % len(content)])
-            )
-    store.add_touches(touches)
+    # a third of the HCPs have some history: touches of ours
+    hcp_ids = add_population(store, svc.catalog, args.hcps, rng)
     principal = "decide-client"
     reqs = [
         schemas.DecisionRequest(hcp_id=hcp_ids[int(i)], channels=CHANNELS, k=K)

@@ -169,3 +169,69 @@ def stop_server(proc: Any, kill: bool = False) -> None:
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(timeout=30)
+
+
+def add_population(store: Any, catalog: Any, hcps: int, rng: Any) -> list[str]:
+    """Store ``hcps`` HCPs (``B000000``, ...) of the benchmarks' shape.
+
+    US cardiologists with email, portal and webinar consent, deciles and
+    digital affinities drawn from ``rng`` (a ``numpy.random.Generator``); the
+    first third have one to four email touches of ours, nine days apart, the
+    latest two days ago. Returns their ids.
+    """
+    from datetime import UTC, datetime, timedelta
+
+    from nba.domain import HCPProfile, Touch
+
+    ids = [f"B{i:06d}" for i in range(hcps)]
+    store.upsert_hcps(
+        [
+            HCPProfile(
+                h,
+                "cardiology",
+                int(rng.integers(1, 11)),
+                "US",
+                "aware",
+                frozenset({"email", "portal", "webinar"}),
+                digital_affinity=round(float(rng.random()), 3),
+            )
+            for h in ids
+        ]
+    )
+    now = datetime.now(UTC)
+    content = [c for c in catalog.by_id if c]
+    store.add_touches(
+        [
+            Touch(h, now - timedelta(days=2 + 9 * d), "email", content[(j + d) % len(content)])
+            for j, h in enumerate(ids[: hcps // 3])
+            for d in range(1 + j % 4)
+        ]
+    )
+    return ids
+
+
+def sample_decision(event_id: str, i: int, at: Any) -> Any:
+    """Decision ``event_id``, the ``i``-th of a run starting at ``at`` (a UTC
+    datetime): ``i`` seconds later, for one of seven HCPs, uniform over two
+    email actions, choosing the first or the second as ``i`` is even or odd."""
+    from datetime import timedelta
+
+    from nba.domain import Decision
+
+    actions = ("a@email", "b@email")
+    return Decision(
+        event_id,
+        at + timedelta(seconds=i),
+        f"h{i % 7}",
+        "rep_app",
+        ("email",),
+        "{}",
+        "v1",
+        actions,
+        (0.5, 0.5),
+        i % 2,
+        actions[i % 2],
+        0.5,
+        "uniform",
+        "none",
+    )

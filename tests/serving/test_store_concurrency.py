@@ -11,6 +11,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from serving_testkit import sample_decision
+
 from nba.domain import Decision, Outcome, Touch
 from serving.store import EventStore
 
@@ -19,22 +21,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def _decision(event_id: str, i: int) -> Decision:
-    return Decision(
-        event_id,
-        T0 + timedelta(seconds=i),
-        f"h{i % 7}",
-        "rep_app",
-        ("email",),
-        "{}",
-        "v1",
-        ("a@email", "b@email"),
-        (0.5, 0.5),
-        i % 2,
-        ("a@email", "b@email")[i % 2],
-        0.5,
-        "uniform",
-        "none",
-    )
+    return sample_decision(event_id, i, T0)
 
 
 def _writer(path: str, tag: str, n: int, start: mp.synchronize.Event) -> None:

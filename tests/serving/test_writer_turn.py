@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from serving_testkit import sample_decision
 
 from nba.domain import Decision, Outcome
 from serving.commit_outcomes import OutcomeCommitter
@@ -29,22 +30,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def _decision(event_id: str, i: int) -> Decision:
-    return Decision(
-        event_id,
-        T0 + timedelta(seconds=i),
-        f"h{i % 7}",
-        "rep_app",
-        ("email",),
-        "{}",
-        "v1",
-        ("a@email", "b@email"),
-        (0.5, 0.5),
-        i % 2,
-        ("a@email", "b@email")[i % 2],
-        0.5,
-        "uniform",
-        "none",
-    )
+    return sample_decision(event_id, i, T0)
 
 
 def _free(lock: Path) -> bool:
