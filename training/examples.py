@@ -34,7 +34,7 @@ import pyarrow.compute as pc
 
 from nba.features import Featurizer
 from nba.logs import io
-from nba.logs.engine import ArrowFunction, ParquetSource, SqlEngine
+from nba.logs.engine import ArrowFunction, ParquetSource, SqlEngine, first_missing_context
 from nba.logs.io import LogError
 from nba.logs.schema import DECISIONS, JOINED
 from nba.policies.vw import labelled_text_buffer
@@ -173,9 +173,8 @@ class ExampleFunction:
         )
         if table.num_rows == 0:
             return pa.array([], pa.string())
-        lost = table.column("context").is_null()
-        if pc.any(lost).as_py():
-            event = table.column("event_id").filter(lost)[0].as_py()
+        event = first_missing_context(table)
+        if event is not None:
             raise ExampleError(
                 f"event {event!r} was joined but is not an activated decision of the log's "
                 "part files (was the log changed while training?)"

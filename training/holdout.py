@@ -34,9 +34,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
-import pyarrow.compute as pc
 
-from nba.logs.engine import ArrowFunction, ParquetSource, SqlEngine
+from nba.logs.engine import ArrowFunction, ParquetSource, SqlEngine, first_missing_context
 from nba.logs.io import LogError
 from nba.logs.schema import DECISIONS
 from nba.policies.vw import VWPolicy
@@ -152,9 +151,8 @@ class HoldoutFunction:
         )
         if table.num_rows == 0:
             return pa.array([], pa.string())
-        lost = table.column("context").is_null()
-        if pc.any(lost).as_py():
-            event = table.column("event_id").filter(lost)[0].as_py()
+        event = first_missing_context(table)
+        if event is not None:
             raise HoldoutError(
                 f"event {event!r} was held out but is not an activated decision of the log's "
                 "part files (was the log changed while training?)"

@@ -64,7 +64,7 @@ from nba.logs.dsjson import (
     _str_texts,
     _timestamp,
 )
-from nba.logs.engine import ArrowFunction, ParquetSource, SqlEngine
+from nba.logs.engine import ArrowFunction, ParquetSource, SqlEngine, first_missing_context
 from nba.logs.schema import DECISIONS, JOINED, OUTCOMES, TOUCHES
 
 #: The name the SQL calls the line-writing function by.
@@ -508,9 +508,8 @@ class DsjsonLineFunction:
             else:  # columns no line reads (suppressed, counts, ...)
                 cols.append(pa.nulls(n, f.type))
         table = pa.Table.from_arrays(cols, names=JOINED.names)
-        lost = table.column("context").is_null()
-        if pc.any(lost).as_py():
-            event = table.column("event_id").filter(lost)[0].as_py()
+        event = first_missing_context(table)
+        if event is not None:
             raise DsjsonError(
                 f"event {event!r} was joined but is not a decision of the log's part files "
                 "(was the log changed while exporting?)"

@@ -116,6 +116,24 @@ class EngineError(LogError):
     """An engine cannot be built or run (bad option, missing pyspark or Java)."""
 
 
+def first_missing_context(table: pa.Table) -> str | None:
+    """The event id of the first row of ``table`` whose ``context`` is null, or None.
+
+    An engine function that joins its rows back to the log's decisions by event
+    id gets a null context for a row whose decision is no longer in the part
+    files (the log changed under the command); each caller words its own error.
+
+    Parameters
+    ----------
+    table : pyarrow.Table
+        Rows with ``event_id`` and ``context`` columns, shape (n rows,).
+    """
+    lost = table.column("context").is_null()
+    if not pc.any(lost).as_py():
+        return None
+    return str(table.column("event_id").filter(lost)[0].as_py())
+
+
 class SqlEngine(ABC):
     """Runs the pipeline's SQL (DuckDB dialect) over Arrow tables."""
 
