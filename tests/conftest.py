@@ -92,6 +92,22 @@ def spark_engine() -> Iterator[Any]:
     stop_spark_session()
 
 
+@pytest.fixture
+def spark_parts_apart(spark_engine: Any) -> Iterator[Any]:
+    """The session's Spark engine with adaptive coalescing of partitions off for
+    one test, then as it was. Spark would coalesce a small log's sorted partitions
+    into one; kept apart, several part files, each written by an executor task,
+    must still hold the lines in order across files."""
+    conf = spark_engine.session.conf
+    key = "spark.sql.adaptive.coalescePartitions.enabled"
+    before = conf.get(key)
+    conf.set(key, "false")
+    try:
+        yield spark_engine
+    finally:
+        conf.set(key, before)
+
+
 @pytest.fixture(scope="session")
 def empty_mlflow_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """An empty MLflow SQLite store (tables and the default experiment), built once
@@ -186,13 +202,19 @@ def _file(nodeid: str) -> str:
     return nodeid.split("::", 1)[0]
 
 
+#: the fixtures that hand a test the session's Spark engine
+SPARK_FIXTURES = ("spark_engine", "spark_parts_apart")
+
+
 @functools.cache
 def _names_spark(path: str) -> bool:
-    """Whether the test file at ``path`` (relative to the project) names ``spark_engine``."""
+    """Whether the test file at ``path`` (relative to the project) names a fixture
+    of :data:`SPARK_FIXTURES`."""
     try:
-        return "spark_engine" in (Path(__file__).parents[1] / path).read_text(encoding="utf-8")
+        text = (Path(__file__).parents[1] / path).read_text(encoding="utf-8")
     except OSError:
         return False
+    return any(name in text for name in SPARK_FIXTURES)
 
 
 def _unit(nodeid: str) -> str:

@@ -234,19 +234,16 @@ def test_duckdb_writes_the_drivers_examples_and_names_a_bad_event(
 
 @pytest.mark.slow
 def test_spark_executors_write_the_drivers_examples_and_name_a_bad_event(
-    spark_engine: SparkEngine, sim_log: Path, bad_log: tuple[Path, pa.Table, str], tmp_path: Path
+    spark_parts_apart: SparkEngine,
+    sim_log: Path,
+    bad_log: tuple[Path, pa.Table, str],
+    tmp_path: Path,
 ) -> None:
     # Spark would coalesce this small log's sorted partitions into one: kept apart
     # here, several part files, each written by an executor task, must still hold
     # the lines in the ORDER BY's order across files
-    conf = spark_engine.session.conf
-    key = "spark.sql.adaptive.coalescePartitions.enabled"
-    before = conf.get(key)
-    conf.set(key, "false")
-    try:
-        parts = _check_engine_examples(spark_engine, sim_log, bad_log, tmp_path)
-    finally:
-        conf.set(key, before)
+    # (spark_parts_apart: the partitions kept apart, so there are several)
+    parts = _check_engine_examples(spark_parts_apart, sim_log, bad_log, tmp_path)
     assert len(parts) > 1
 
 

@@ -599,19 +599,13 @@ def test_an_empty_join_writes_an_empty_file(varied_log: Path, tmp_path: Path) ->
 
 @pytest.mark.slow
 def test_spark_executors_write_the_in_process_dsjson_and_name_a_bad_event(
-    spark_engine: SparkEngine, varied_log: Path, bad_log: tuple[Path, str], tmp_path: Path
+    spark_parts_apart: SparkEngine, varied_log: Path, bad_log: tuple[Path, str], tmp_path: Path
 ) -> None:
     # Spark would coalesce this small log's sorted partitions into one: kept apart
     # here, several part files, each written by an executor task, must still hold
     # the lines in the joined table's order across files
-    conf = spark_engine.session.conf
-    key = "spark.sql.adaptive.coalescePartitions.enabled"
-    before = conf.get(key)
-    conf.set(key, "false")
-    try:
-        parts = _check_engine_export(spark_engine, varied_log, bad_log, tmp_path)
-    finally:
-        conf.set(key, before)
+    # (spark_parts_apart: the partitions kept apart, so there are several)
+    parts = _check_engine_export(spark_parts_apart, varied_log, bad_log, tmp_path)
     assert len(parts) > 1
 
 
