@@ -437,6 +437,85 @@ def context_features(contexts: Sequence[str]) -> dict[str, list[Any]]:
     return {k: [r.get(k) for r in rows] for k in keys}
 
 
+def _may_hold_drift_keys(prefix: str) -> bool:
+    """Whether a mapping flattened at ``prefix`` can give a key that starts with one
+    of :data:`DRIFT_PREFIXES` (its keys are ``prefix.<key>...``; a mapping at the
+    empty prefix gives its keys as they are)."""
+    if not prefix:
+        return True
+    dotted = prefix + "."
+    return any(dotted.startswith(d) or d.startswith(dotted) for d in DRIFT_PREFIXES)
+
+
+def _flatten_drift(
+    obj: Mapping[str, Any], prefix: str, out: dict[str, Any], keep: dict[str, bool]
+) -> None:
+    """:func:`_flatten` of the mapping ``obj`` keeping only the keys that start with
+    one of :data:`DRIFT_PREFIXES`, and not descending into a mapping whose keys
+    cannot (``keep`` caches :func:`_may_hold_drift_keys` by prefix). Same keys,
+    values and insertion order as :func:`_flatten` followed by that filter."""
+    for k, v in obj.items():
+        path = f"{prefix}.{k}" if prefix else str(k)
+        if isinstance(v, dict) or isinstance(v, Mapping):  # the C check first (json's)
+            may = keep.get(path)
+            if may is None:
+                may = keep[path] = _may_hold_drift_keys(path)
+            if may:
+                _flatten_drift(v, path, out, keep)
+        elif isinstance(v, list) or isinstance(v, tuple):
+            key = f"{path}#len"
+            if key.startswith(DRIFT_PREFIXES):
+                out[key] = len(v)
+        elif path.startswith(DRIFT_PREFIXES):
+            out[path] = v
+
+
+def _drift_features(contexts: Sequence[str]) -> dict[str, list[Any]]:
+    """The columns of :func:`context_features` whose keys start with one of
+    :data:`DRIFT_PREFIXES` (the same lists, keys in the same order), flattening
+    only the parts of each context that can hold such keys.
+
+    >>> _drift_features(['{"hcp": {"decile": 3}, "history": {"seen": [1]}}'])
+    {'hcp.decile': [3]}
+    """
+    rows: list[dict[str, Any]] = []
+    keep: dict[str, bool] = {}
+    for c in contexts:
+        flat: dict[str, Any] = {}
+        obj = json.loads(c)
+        if isinstance(obj, Mapping):  # (a scalar's or a list's one key, "" or "#len", is none)
+            _flatten_drift(obj, "", flat, keep)
+        rows.append(flat)
+    keys = sorted({k for r in rows for k in r})
+    return {k: [r.get(k) for r in rows] for k in keys}
+
+
+#: types whose equal values have the same JSON text (floats do not: 0.0 == -0.0)
+_TEXT_BY_VALUE = (str, int, bool, type(None))
+
+
+def _value_texts(values: Sequence[Any]) -> list[str]:
+    """``[json.dumps(v) for v in values]``, each distinct string, integer, boolean
+    or None dumped once.
+
+    >>> _value_texts(["a", 1, True, None, 1, -0.0, 0.0, "a"])
+    ['"a"', '1', 'true', 'null', '1', '-0.0', '0.0', '"a"']
+    """
+    seen: dict[tuple[type, Any], str] = {}
+    out: list[str] = []
+    for v in values:
+        t = type(v)
+        if t in _TEXT_BY_VALUE:
+            key = (t, v)
+            text = seen.get(key)
+            if text is None:
+                text = seen[key] = json.dumps(v)
+        else:
+            text = json.dumps(v)
+        out.append(text)
+    return out
+
+
 def psi(reference: Sequence[Any], current: Sequence[Any], bins: int = 10) -> float:
     """Population stability index of ``current`` against ``reference``.
 
@@ -459,10 +538,12 @@ def psi(reference: Sequence[Any], current: Sequence[Any], bins: int = 10) -> flo
         rc = np.bincount(np.searchsorted(edges, r, side="right"), minlength=edges.size + 1)
         cc = np.bincount(np.searchsorted(edges, c, side="right"), minlength=edges.size + 1)
     else:
-        cats = sorted({json.dumps(v) for v in (*reference, *current)})
+        ref_texts = _value_texts(reference)
+        cur_texts = _value_texts(current)
+        cats = sorted({*ref_texts, *cur_texts})
         index = {k: i for i, k in enumerate(cats)}
-        rc = np.bincount([index[json.dumps(v)] for v in reference], minlength=len(cats))
-        cc = np.bincount([index[json.dumps(v)] for v in current], minlength=len(cats))
+        rc = np.bincount([index[t] for t in ref_texts], minlength=len(cats))
+        cc = np.bincount([index[t] for t in cur_texts], minlength=len(cats))
     rs = np.maximum(rc / max(rc.sum(), 1), 1e-4)
     cs = np.maximum(cc / max(cc.sum(), 1), 1e-4)
     return float(np.sum((cs - rs) * np.log(cs / rs)))
@@ -474,8 +555,10 @@ def feature_drift(reference: Sequence[str], current: Sequence[str]) -> list[tupl
     rows, largest first (contexts as logged JSON)."""
     if not reference or not current:
         return []
-    ref = context_features(reference)
-    cur = context_features(current)
+    # only the drift features' columns: the same ones context_features would give
+    # for these keys, without flattening the contact history (most of a context)
+    ref = _drift_features(reference)
+    cur = _drift_features(current)
     out = []
     for k, col in ref.items():
         if not k.startswith(DRIFT_PREFIXES) or k.endswith("_id"):
