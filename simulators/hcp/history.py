@@ -24,9 +24,10 @@ updated once a day: adding the day that just ended and subtracting the day
 that left each window.
 
 Context strings are assembled from fragments: the profile fragment of each HCP
-is cached until the profile changes, and each history map is rendered once per
-distinct row of counts in a batch, so no decision pays for ``json.dumps``; the
-result is byte-identical to :meth:`nba.context.DecisionContext.to_json`.
+is cached until the profile changes, and each history map's non-zero cells are
+looked up as ready pieces, all of a batch's pieces placed in one array and
+joined once per decision, so no decision pays for ``json.dumps``; the result is
+byte-identical to :meth:`nba.context.DecisionContext.to_json`.
 """
 
 from __future__ import annotations
