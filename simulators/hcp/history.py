@@ -24,9 +24,10 @@ updated once a day: adding the day that just ended and subtracting the day
 that left each window.
 
 Context strings are assembled from fragments: the profile fragment of each HCP
-is cached until the profile changes, and each history map is rendered once per
-distinct row of counts in a batch, so no decision pays for ``json.dumps``; the
-result is byte-identical to :meth:`nba.context.DecisionContext.to_json`.
+is cached until the profile changes, and each history map's non-zero cells are
+looked up as ready pieces, all of a batch's pieces placed in one array and
+joined once per decision, so no decision pays for ``json.dumps``; the result is
+byte-identical to :meth:`nba.context.DecisionContext.to_json`.
 """
 
 from __future__ import annotations
@@ -55,6 +56,8 @@ LONGEST = max(HISTORY_WINDOWS)
 _INTEREST_W = np.array(INTEREST_WEIGHTS[: LONGEST + 1], dtype=np.float64)
 ENGAGEMENT_CHANNEL_WINDOW = 30
 ENGAGEMENT_TOPIC_WINDOW = 90
+#: values below this have a ready piece in :meth:`MapRenderer.cells`' table
+_CELL_LIMIT = 128
 
 
 def add_counts(
@@ -373,6 +376,7 @@ class MapRenderer:
         self.cache: dict[int, str] = {}
         self._comma_pieces: dict[int, list[npt.NDArray[np.object_]]] = {}
         self._flat_pieces: dict[int, npt.NDArray[np.object_]] = {}
+        self._cell_table: npt.NDArray[np.object_] | None = None
 
     def _render_row(self, row: Sequence[int]) -> str:
         pieces = self._pieces
@@ -433,6 +437,52 @@ class MapRenderer:
         bounds = np.searchsorted(row, np.arange(b + 1)).tolist()
         return ["{" + ",".join(parts[lo:hi]) + "}" for lo, hi in itertools.pairwise(bounds)]
 
+    def cells(self, rows: npt.NDArray[np.integer]) -> tuple[I64, npt.NDArray[np.object_]]:
+        """The JSON pieces of the non-zero cells of ``rows`` (shape (b, k)), for
+        :meth:`ContextBuilder.render` to join: ``'"key":value'`` for the first cell
+        of a row and ``',"key":value'`` for the others, rows ascending and keys in
+        output order, so that joining a row's pieces between braces gives
+        :meth:`render`'s string for it.
+
+        Returns
+        -------
+        row : ndarray of int64, shape (m,)
+            The row of each piece (ascending).
+        pieces : ndarray of object (str), shape (m,)
+        """
+        k = len(self.keys)
+        limit = _CELL_LIMIT
+        table = self._cell_table
+        if table is None:
+            # [comma pieces of every key and value below the limit | the same without]
+            comma = [f",{key}:{v}" for key in self.keys for v in range(limit)]
+            table = self._cell_table = np.array(comma + [c[1:] for c in comma], dtype=object)
+        ordered = rows[:, self.order] if self.order != list(range(k)) else rows
+        row, col = np.nonzero(ordered)  # row-major: rows ascending, keys in order
+        values = ordered[row, col].astype(np.int64, copy=False)
+        first = np.empty(row.shape[0], dtype=bool)
+        if row.size:
+            first[0] = True
+            np.not_equal(row[1:], row[:-1], out=first[1:])
+        small = (values >= 0) & (values < limit)
+        index = np.where(small, col * limit + values, 0) + first * (k * limit)
+        pieces = table.take(index)
+        if not small.all():  # counts beyond the table: written from the number
+            keys = self.keys
+            for i in np.flatnonzero(~small).tolist():
+                pieces[i] = ("" if first[i] else ",") + f"{keys[col[i]]}:{values[i]}"
+        return row.astype(np.int64, copy=False), pieces
+
+    def render_array(self, rows: npt.NDArray[np.integer]) -> npt.NDArray[np.object_]:
+        """:meth:`render` as an object array, shape (b,)."""
+        b = rows.shape[0]
+        if b == 0:
+            return np.empty(0, dtype=object)
+        r = rows.astype(np.int64, copy=False)
+        if not (self.bits >= 4 and r.min() >= 0 and r.max() < (1 << self.bits)):
+            return np.array(self._render_sparse(r), dtype=object)
+        return self._render_packed(r)
+
     def render(self, rows: npt.NDArray[np.integer]) -> list[str]:
         """Canonical JSON of each row of ``rows`` (shape (b, k)), as a list of b strings."""
         b = rows.shape[0]
@@ -440,28 +490,32 @@ class MapRenderer:
             return []
         r = rows.astype(np.int64, copy=False)
         if self.bits >= 4 and r.min() >= 0 and r.max() < (1 << self.bits):
-            packed = (r << self.shifts).sum(axis=1)
-            # exact hash-based dedup (no sort): codes index the distinct keys
-            inverse, uniq = pd.factorize(packed)
-            cache = self.cache
-            keys = uniq.tolist()
-            frags = [cache.get(key) for key in keys]
-            missing = [i for i, f in enumerate(frags) if f is None]
-            if missing:
-                mask = (1 << self.bits) - 1
-                shifts = self._shift_list
-                for i in missing:
-                    key = keys[i]
-                    frag = self._render_row([(key >> s) & mask for s in shifts])
-                    cache[key] = frag
-                    frags[i] = frag
-        else:
-            # rows too wide to pack into one integer (and sparse): each row's
-            # non-zero cells, in key order, joined
-            return self._render_sparse(r)
+            out: list[str] = self._render_packed(r).tolist()
+            return out
+        # rows too wide to pack into one integer (and sparse): each row's
+        # non-zero cells, in key order, joined
+        return self._render_sparse(r)
+
+    def _render_packed(self, r: I64) -> npt.NDArray[np.object_]:
+        """:meth:`render` of rows (shape (b, k)) whose values fit ``bits`` each, by
+        their distinct packed keys, as an object array of shape (b,)."""
+        packed = (r << self.shifts).sum(axis=1)
+        # exact hash-based dedup (no sort): codes index the distinct keys
+        inverse, uniq = pd.factorize(packed)
+        cache = self.cache
+        keys = uniq.tolist()
+        frags = [cache.get(key) for key in keys]
+        missing = [i for i, f in enumerate(frags) if f is None]
+        if missing:
+            mask = (1 << self.bits) - 1
+            shifts = self._shift_list
+            for i in missing:
+                key = keys[i]
+                frag = self._render_row([(key >> s) & mask for s in shifts])
+                cache[key] = frag
+                frags[i] = frag
         table = np.array(frags, dtype=object)
-        out: list[str] = table[inverse.reshape(-1)].tolist()
-        return out
+        return table.take(inverse.reshape(-1))
 
 
 class ContextBuilder:
@@ -490,6 +544,9 @@ class ContextBuilder:
         self._topic_keys = [json.dumps(t) for t in self.topics]
         self._topic_order = sorted(range(len(self.topics)), key=lambda i: self.topics[i])
         self._sorted_topic_keys = [self._topic_keys[i] + ":" for i in self._topic_order]
+        self._cell_topic_keys = np.array(
+            ["," + k for k in self._sorted_topic_keys] + self._sorted_topic_keys, dtype=object
+        )
 
     def _interest_json(self, values: F64) -> list[str]:
         """``History.interest`` as canonical JSON, shape (b, n_topics) -> b strings.
@@ -515,6 +572,27 @@ class ContextBuilder:
             "{" + ",".join(pieces[lo:hi]) + "}" if hi > lo else "{}"
             for lo, hi in itertools.pairwise(bounds)
         ]
+
+    def _interest_cells(self, values: F64) -> tuple[I64, npt.NDArray[np.object_]]:
+        """:meth:`_interest_json`'s cells as :meth:`MapRenderer.cells` gives them:
+        the row of each written cell (ascending) and its piece, ``'"topic":value'``
+        first in a row and ``',"topic":value'`` after, shape (m,) each."""
+        ordered = values[:, self._topic_order]
+        row, col = np.nonzero(ordered)  # row-major: rows ascending, topics in key order
+        if row.size == 0:
+            return row.astype(np.int64), np.empty(0, dtype=object)
+        uniq, inv = np.unique(ordered[row, col], return_inverse=True)
+        text = [repr(v) if (v := round(x, 3)) else "" for x in uniq.tolist()]
+        written = np.array([bool(t) for t in text], dtype=bool)[inv]
+        if not written.all():  # values that round to zero are left out
+            row, col, inv = row[written], col[written], inv[written]
+        first = np.empty(row.shape[0], dtype=bool)
+        if row.size:
+            first[0] = True
+            np.not_equal(row[1:], row[:-1], out=first[1:])
+        keys = self._cell_topic_keys
+        pieces = keys.take(col + first * len(self.topics)) + np.array(text, dtype=object)[inv]
+        return row.astype(np.int64, copy=False), pieces
 
     def build(
         self,
@@ -591,6 +669,98 @@ class ContextBuilder:
         request_json: str,
     ) -> npt.NDArray[np.object_]:
         """Context JSON of each decision from its profile and gathered history.
+
+        The same strings as :meth:`render_by_map`, joined once per decision from
+        one array of pieces: the fixed text between the maps, each decision's
+        profile and last content, the dense maps' strings (rendered once per
+        distinct row) and one piece per non-zero cell of the sparse maps (days
+        since each item and each channel's last touch, interest, topic x channel
+        engagements), each piece placed at its position in its decision's
+        sequence by array arithmetic, so no map's string is joined apart.
+
+        Parameters
+        ----------
+        day : date
+        profiles : ndarray of object (str), shape (b,)
+            Canonical JSON of each decision's HCP profile.
+        history : dict of str to ndarray
+            :meth:`gather`'s arrays for the same b decisions.
+        request_json : str
+            Canonical JSON of the request map (same for the whole batch).
+
+        Returns
+        -------
+        ndarray of object (str), shape (b,)
+        """
+        b = profiles.shape[0]
+        if b == 0:
+            return np.empty(0, dtype=object)
+        h = history
+        chan, topic = self._channel_map, self._topic_map
+        # the decision's pieces in order: a str is the same text for every decision,
+        # an object array one piece per decision, a (row, pieces) pair a map's cells
+        seq: list[Any] = [
+            f'{{"day":"{day.isoformat()}","hcp":',
+            profiles,
+            ',"history":{"days_since_content":{',
+            self._item_map.cells(h["days_since_content"]),
+            '},"days_since_touch":{',
+            chan.cells(h["days_since_touch"]),
+            '},"engagements_30d":{',
+            chan.cells(h["engagements_30d"]),
+            '},"interest":{',
+            self._interest_cells(h["interest"]),
+            '},"last_content_id":',
+            self._content.take(h["last_content"]),  # -1 -> "null" (last entry)
+            ',"topic_channel_engagements_90d":{',
+            self._topic_channel_map.cells(h["topic_channel_engagements_90d"]),
+            '},"topic_engagements_90d":{',
+            topic.cells(h["topic_engagements_90d"]),
+            '},"topic_pulls_90d":{',
+            topic.cells(h["topic_pulls_90d"]),
+            '},"touches_30d":{',
+            chan.cells(h["touches_30d"]),
+            '},"touches_7d":{',
+            chan.cells(h["touches_7d"]),
+            '},"touches_90d":{',
+            chan.cells(h["touches_90d"]),
+            f'}}}},"request":{request_json},"v":{CONTEXT_VERSION}}}',
+        ]
+        counts = [np.bincount(x[0], minlength=b) for x in seq if isinstance(x, tuple)]
+        per_row = sum(1 for x in seq if not isinstance(x, tuple)) + sum(counts)
+        bounds = np.zeros(b + 1, dtype=np.int64)
+        np.cumsum(per_row, out=bounds[1:])
+        pieces = np.empty(int(bounds[-1]), dtype=object)
+        at = bounds[:-1].copy()  # where each decision's next piece goes
+        cell_counts = iter(counts)
+        for x in seq:
+            if isinstance(x, tuple):
+                row, cells = x
+                n = next(cell_counts)
+                if cells.size:
+                    # k-th cell of its row goes k places after the row's position
+                    row_first = np.cumsum(n) - n
+                    pieces[at[row] + (np.arange(row.shape[0]) - row_first[row])] = cells
+                at += n
+            else:
+                pieces[at] = x
+                at += 1
+        flat = pieces.tolist()
+        return np.array(
+            ["".join(flat[lo:hi]) for lo, hi in itertools.pairwise(bounds.tolist())],
+            dtype=object,
+        )
+
+    def render_by_map(
+        self,
+        day: date,
+        profiles: npt.NDArray[np.object_],
+        history: dict[str, Any],
+        request_json: str,
+    ) -> npt.NDArray[np.object_]:
+        """:meth:`render` as it was written before (each map's strings made apart,
+        then one f-string per decision): kept as the reference the tests hold
+        :meth:`render` to.
 
         Parameters
         ----------

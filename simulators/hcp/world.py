@@ -353,8 +353,10 @@ class _DecisionsProcess:
     loop goes on.
 
     The day loop gathers each decision's context numbers
-    (:meth:`ContextBuilder.gather`, on the decision day) and its HCP's profile
-    JSON; this process renders them (:meth:`ContextBuilder.render`) into the same
+    (:meth:`ContextBuilder.gather`, on the decision day) and sends, with each
+    batch, the profiles' JSON that changed since the previous batch; this process
+    keeps every HCP's profile JSON (its forked copy, updated by those changes, in
+    order), renders the contexts (:meth:`ContextBuilder.render`) into the same
     strings the loop would have written, builds the table with the forked copy of
     the world (the catalog, HCP ids and rules do not change during a run) and
     appends it. Only the ``decisions`` parts are written here, each in order, so
@@ -380,12 +382,18 @@ class _DecisionsProcess:
 
     def _work(self, world: World) -> None:
         failed = False
+        # every HCP's profile JSON as the run started (forked), kept up to date with
+        # the changes each batch brings (sent, instead of each decision's profile)
+        profiles = world.profile_json.copy()
         while (job := self._jobs.get()) is not None:
             if failed:
                 continue  # drain: nothing is written after a failure
             out, dec = job
             try:
-                dec["context"] = [world.builder.render(*args) for args in dec.pop("context_in")]
+                dec["context"] = [
+                    world.builder.render(day, _profiles(profiles, changes, hcp), history, req)
+                    for day, hcp, changes, history, req in dec.pop("context_in")
+                ]
                 logio.append(out, "decisions", world._decisions_table(dec), fsync=False)
             except BaseException as exc:
                 failed = True
@@ -452,6 +460,19 @@ class _DecisionsProcess:
             self._error = self._receive(wait=False)
         if self._error is not None:
             raise self._error
+
+
+def _profiles(
+    profiles: npt.NDArray[np.object_],
+    changes: list[tuple[I64, npt.NDArray[np.object_]]],
+    hcp: I64,
+) -> npt.NDArray[np.object_]:
+    """Apply ``changes`` (HCP indices and their new profile JSON, in the order made)
+    to ``profiles`` (shape (n_hcps,), in place), then take the profiles of ``hcp``
+    (shape (b,))."""
+    for idx, text in changes:
+        profiles[idx] = text
+    return profiles[hcp]
 
 
 class _WriterDied(RuntimeError):
@@ -873,6 +894,7 @@ class World:
             and "fork" in mp.get_all_start_methods()  # not on Windows: written inline
             else None
         )
+        self._profile_changes: list[tuple[I64, npt.NDArray[np.object_]]] = []
         bar = tqdm(range(days), desc="simulate", unit="day", file=sys.stderr, disable=not progress)
         self._writer = _PartWriter() if outp is not None else None
         try:
@@ -1205,7 +1227,10 @@ class World:
                 changed.append(hcp)
         if changed:
             idx = np.unique(np.concatenate(changed))
-            self.profile_json[idx] = np.array(pop.profile_json(idx), dtype=object)
+            text = np.array(pop.profile_json(idx), dtype=object)
+            self.profile_json[idx] = text
+            if getattr(self, "_dec_proc", None) is not None:
+                self._profile_changes.append((idx, text))  # for the decisions process
         self._day_index = d
 
     def _decide(
@@ -1270,10 +1295,13 @@ class World:
         else:
             # no policy here reads them: the decisions writer renders them later
             contexts = np.full(n, None, dtype=object)
+            # the profiles that changed since the last batch, not each decision's
+            changes, self._profile_changes = self._profile_changes, []
             context_log = {
                 "context_in": (
                     the_day,
-                    self.profile_json[hcp],
+                    hcp,
+                    changes,
                     self.builder.gather(self.history, hcp),
                     request_json,
                 )
