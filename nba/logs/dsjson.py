@@ -1420,7 +1420,7 @@ def export_dsjson(
                     joined,
                     other,
                     catalogs,
-                    4096,
+                    _EXPORT_BATCH_ROWS,
                     outcomes,
                     pulls,
                     bulk,
@@ -1464,6 +1464,11 @@ def export_dsjson(
     return n
 
 
+#: rows per batch of :func:`export_dsjson` (featurized and written together):
+#: each batch costs some fixed work (per-call Arrow overheads, each distinct
+#: token's JSON written once per batch), so larger batches cost less CPU per
+#: row; memory grows with the batch (see docs/performance.md, "Sixth round")
+_EXPORT_BATCH_ROWS = 16_384
 #: fewest rows :func:`export_dsjson` splits between two processes by default
 _PARALLEL_ROWS = 2048
 #: how much of a core the load average must leave idle for the default to split
