@@ -1398,6 +1398,9 @@ def _repeated_names(lines: pa.Array, toks: _Tokens | None = None) -> npt.NDArray
     group = np.where(is_ns, row, np.cumsum(is_ns) + n)  # a namespace's features: its own group
     key = group.astype(np.int64) * (int(code.max()) + 1) + code
     real = np.flatnonzero(word_real[at])
+    keys = np.sort(key[real])  # the usual batch has no repeat: one sort says so
+    if not np.any(keys[1:] == keys[:-1]):
+        return out
     order = real[np.argsort(key[real], kind="stable")]
     dup = np.flatnonzero(np.diff(key[order]) == 0)
     out[row[order[dup]]] = True
