@@ -954,9 +954,8 @@ def _shared_heads(shared: pa.Array) -> pa.Array:
         zero_copy_only=False
     )
     usual &= ~pc.match_substring_regex(body, r"(^| )\|_multi( |$)").to_numpy(zero_copy_only=False)
-    toks = _Tokens.of(body)  # cut and coded once for both steps
-    usual &= ~_repeated_names(body, toks)
-    heads = _namespaces_json(body, head=True, toks=toks)
+    heads, repeated = _segment_heads(body)
+    usual &= ~repeated
     if usual.all():
         return heads
     texts: list[str | None] = heads.to_pylist()
@@ -964,6 +963,70 @@ def _shared_heads(shared: pa.Array) -> pa.Array:
         ns = line_to_namespaces(shared[i].as_py()[len(prefix) :])
         texts[i] = None if "_multi" in ns else (_json(ns)[:-1] + "," if ns else "{")
     return pa.array(texts, pa.string())
+
+
+def _segment_heads(body: pa.Array) -> tuple[pa.Array, npt.NDArray[np.bool_]]:
+    """``_namespaces_json(body, head=True)`` and ``_repeated_names(body)`` of
+    shared lines of the form :data:`_VW_LINE` (the caller checks), each
+    distinct namespace segment converted once: an HCP's profile namespace, the
+    request and the calendar recur over many decisions, so a batch holds a
+    fraction of its segments' tokens as distinct segments.
+
+    A line of that form has no ``|`` but at its namespaces' starts and single
+    spaces, so cut at ``|`` it gives an empty piece, then each namespace with
+    the space before the next one. Each distinct namespace becomes
+    ``"ns":{...},`` (the open head form without its opening brace) and the
+    line ``{`` and its namespaces' texts; a line repeats a name when one of
+    its namespaces does, or when two of its namespaces have the same name.
+
+    Parameters
+    ----------
+    body : pyarrow.Array of string, shape (n,)
+
+    Returns
+    -------
+    heads : pyarrow.Array of string, shape (n,)
+    repeated : numpy.ndarray of bool, shape (n,)
+    """
+    n = len(body)
+    segs = pc.split_pattern(body, "|")
+    enc = pc.dictionary_encode(pc.list_flatten(segs))
+    words: list[str] = enc.dictionary.to_pylist()
+    # each distinct namespace alone, without the space before the next one
+    alone = ["|" + w[:-1] if w.endswith(" ") else "|" + w for w in words if w]
+    empty = [i for i, w in enumerate(words) if not w]
+    seg_lines = pa.array(alone, pa.string())
+    toks = _Tokens.of(seg_lines)
+    seg_repeated = _repeated_names(seg_lines, toks)
+    seg_texts = pc.binary_slice(
+        _namespaces_json(seg_lines, head=True, toks=toks).view(pa.binary()), 1, 2**31 - 1
+    ).view(pa.string())
+    # back to the dictionary's order: the empty piece writes nothing
+    real = np.ones(len(words), dtype=bool)
+    real[empty] = False
+    at = np.full(len(words), -1, dtype=np.int64)
+    at[real] = np.arange(len(alone))
+    texts = pa.concat_arrays([seg_texts, pa.array([""], pa.string())])
+    idx = np.asarray(enc.indices.to_numpy(zero_copy_only=False), dtype=np.int64)
+    word_text = np.where(real, at, len(alone))
+    pieces = texts.take(pa.array(word_text[idx]))
+    off = np.asarray(segs.offsets, dtype=np.int64)
+    heads = pc.binary_join_element_wise("{", pc.binary_join(_lists(off, pieces), ""), "")
+    # repeats: inside a namespace, or a namespace named twice in a line
+    row = np.asarray(pc.list_parent_indices(segs).to_numpy(zero_copy_only=False), dtype=np.int64)
+    seg_rep = np.zeros(len(words), dtype=bool)
+    seg_rep[real] = seg_repeated
+    repeated = np.zeros(n, dtype=bool)
+    repeated[row[seg_rep[idx]]] = True
+    names: dict[str, int] = {}
+    ns_code = np.full(len(words), -1, dtype=np.int64)
+    ns_code[real] = [names.setdefault(w.split(" ", 1)[0], len(names)) for w in alone]
+    code = ns_code[idx]
+    named = code >= 0
+    key = np.sort(row[named] * (len(names) + 1) + code[named])
+    twice = key[1:][key[1:] == key[:-1]] // (len(names) + 1)
+    repeated[twice] = True
+    return heads, repeated
 
 
 def _action_texts(actions: pa.Array, cache: dict[str, str]) -> pa.Array:
