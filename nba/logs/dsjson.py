@@ -950,9 +950,7 @@ def _shared_heads(shared: pa.Array) -> pa.Array:
         body = body.view(shared.type)
     else:
         body = pc.utf8_slice_codeunits(shared, len(prefix))
-    usual = pc.and_(starts, pc.match_substring_regex(body, _VW_LINE)).to_numpy(
-        zero_copy_only=False
-    )
+    usual = pc.and_(starts, pc.match_substring_regex(body, _VW_LINE)).to_numpy(zero_copy_only=False)
     usual &= ~pc.match_substring_regex(body, r"(^| )\|_multi( |$)").to_numpy(zero_copy_only=False)
     heads, repeated = _segment_heads(body)
     usual &= ~repeated
