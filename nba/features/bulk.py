@@ -432,7 +432,12 @@ def _cross_factors(
 
     # per (decision, channel) pair that occurs
     pair_key = row_of * nch + ch_of
-    pairs = np.unique(pair_key)
+    # the pairs that occur, in order, and each line's pair: a mark per possible
+    # pair (n * channels of them) instead of sorting the lines' keys
+    occurs = np.zeros(hist.n * nch, dtype=bool)
+    occurs[pair_key] = True
+    pairs = np.flatnonzero(occurs)
+    pair_of = np.cumsum(occurs) - 1
     p_row, p_ch = pairs // nch, pairs % nch
     at_c = p_row * nch + p_ch
 
@@ -493,7 +498,7 @@ def _cross_factors(
     ago = [""] + [f" it_ago={name}" for _, name in AGE_BUCKETS] + [f" it_ago={AGE_BUCKET_OLDER}"]
     factors.append((ago, age))
     factors.extend(_interest_stated_factors(cat, row_of, top_of, ch_of, hist, stated))
-    return factors, per_channel, np.searchsorted(pairs, pair_key)
+    return factors, per_channel, pair_of[pair_key]
 
 
 def _aff_vocab(channels: tuple[str, ...]) -> list[str]:
@@ -665,7 +670,13 @@ def _cross_json(
     always = any(isinstance(f, tuple) and all(f[0]) for f in [*inner, *rest[1:]])
     if not always and not pc.all(pc.ends_with(body, ",")).as_py():  # an empty x namespace
         return None
-    return pc.binary_join_element_wise(pc.utf8_slice_codeunits(body, 0, -1), "}}", "")
+    # the last byte (that comma) replaced by the two closing braces, bytewise:
+    # one kernel, no decoding of the UTF-8 to find the last character
+    return pc.binary_replace_slice(body, -1, _NO_END, "}}")
+
+
+#: a slice end past any string (Arrow's slice kernels take no open end)
+_NO_END = 2**31 - 1
 
 
 def _dumps(obj: object) -> str:

@@ -134,6 +134,7 @@ from typing import Any, BinaryIO
 
 import numpy as np
 import numpy.typing as npt
+import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 from tqdm import tqdm
@@ -420,8 +421,24 @@ def _pull_text(pull: Mapping[str, Any], texts: dict[int, tuple[Mapping[str, Any]
     row's identity (the windows of one HCP's decisions share their rows)."""
     hit = texts.get(id(pull))
     if hit is None or hit[0] is not pull:
-        hit = texts[id(pull)] = (pull, _json(_pull_entries([pull])[0]))
+        hit = texts[id(pull)] = (pull, _pull_json(pull))
     return hit[1]
+
+
+def _pull_json(pull: Mapping[str, Any]) -> str:
+    """``_json(_pull_entries([pull])[0])``: the strings and lists by orjson (whose
+    strings are those of :func:`json.dumps` without ``ensure_ascii``, checked
+    by the tests on every code point), ``dwell_s`` by :func:`_json` (orjson
+    writes some floats otherwise, ``1e-05`` as ``0.00001``); anything orjson
+    refuses (a lone surrogate, a type it does not know) by :func:`_json`."""
+    entry = _pull_entries([pull])[0]
+    dwell = entry.pop("dwell_s")
+    try:
+        head = orjson.dumps(entry).decode()
+    except TypeError:  # orjson.JSONEncodeError is one
+        entry["dwell_s"] = dwell
+        return _json(entry)
+    return f'{head[:-1]},"dwell_s":{_json(dwell)}}}'
 
 
 def _pull_entries(pulls: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
@@ -926,14 +943,17 @@ def _shared_heads(shared: pa.Array) -> pa.Array:
     pyarrow.Array of string, shape (n,)
     """
     prefix = "shared "
-    body = pc.utf8_slice_codeunits(shared, len(prefix))
-    usual = pc.and_(
-        pc.starts_with(shared, prefix), pc.match_substring_regex(body, _VW_LINE)
-    ).to_numpy(zero_copy_only=False)
+    starts = pc.starts_with(shared, prefix)
+    if pc.all(starts).as_py():  # as always: cut the prefix bytewise (it is ASCII)
+        raw = pa.large_binary() if pa.types.is_large_string(shared.type) else pa.binary()
+        body = pc.binary_slice(shared.view(raw), len(prefix), 2**31 - 1)
+        body = body.view(shared.type)
+    else:
+        body = pc.utf8_slice_codeunits(shared, len(prefix))
+    usual = pc.and_(starts, pc.match_substring_regex(body, _VW_LINE)).to_numpy(zero_copy_only=False)
     usual &= ~pc.match_substring_regex(body, r"(^| )\|_multi( |$)").to_numpy(zero_copy_only=False)
-    toks = _Tokens.of(body)  # cut and coded once for both steps
-    usual &= ~_repeated_names(body, toks)
-    heads = _namespaces_json(body, head=True, toks=toks)
+    heads, repeated = _segment_heads(body)
+    usual &= ~repeated
     if usual.all():
         return heads
     texts: list[str | None] = heads.to_pylist()
@@ -941,6 +961,70 @@ def _shared_heads(shared: pa.Array) -> pa.Array:
         ns = line_to_namespaces(shared[i].as_py()[len(prefix) :])
         texts[i] = None if "_multi" in ns else (_json(ns)[:-1] + "," if ns else "{")
     return pa.array(texts, pa.string())
+
+
+def _segment_heads(body: pa.Array) -> tuple[pa.Array, npt.NDArray[np.bool_]]:
+    """``_namespaces_json(body, head=True)`` and ``_repeated_names(body)`` of
+    shared lines of the form :data:`_VW_LINE` (the caller checks), each
+    distinct namespace segment converted once: an HCP's profile namespace, the
+    request and the calendar recur over many decisions, so a batch holds a
+    fraction of its segments' tokens as distinct segments.
+
+    A line of that form has no ``|`` but at its namespaces' starts and single
+    spaces, so cut at ``|`` it gives an empty piece, then each namespace with
+    the space before the next one. Each distinct namespace becomes
+    ``"ns":{...},`` (the open head form without its opening brace) and the
+    line ``{`` and its namespaces' texts; a line repeats a name when one of
+    its namespaces does, or when two of its namespaces have the same name.
+
+    Parameters
+    ----------
+    body : pyarrow.Array of string, shape (n,)
+
+    Returns
+    -------
+    heads : pyarrow.Array of string, shape (n,)
+    repeated : numpy.ndarray of bool, shape (n,)
+    """
+    n = len(body)
+    segs = pc.split_pattern(body, "|")
+    enc = pc.dictionary_encode(pc.list_flatten(segs))
+    words: list[str] = enc.dictionary.to_pylist()
+    # each distinct namespace alone, without the space before the next one
+    alone = ["|" + w[:-1] if w.endswith(" ") else "|" + w for w in words if w]
+    empty = [i for i, w in enumerate(words) if not w]
+    seg_lines = pa.array(alone, pa.string())
+    toks = _Tokens.of(seg_lines)
+    seg_repeated = _repeated_names(seg_lines, toks)
+    seg_texts = pc.binary_slice(
+        _namespaces_json(seg_lines, head=True, toks=toks).view(pa.binary()), 1, 2**31 - 1
+    ).view(pa.string())
+    # back to the dictionary's order: the empty piece writes nothing
+    real = np.ones(len(words), dtype=bool)
+    real[empty] = False
+    at = np.full(len(words), -1, dtype=np.int64)
+    at[real] = np.arange(len(alone))
+    texts = pa.concat_arrays([seg_texts, pa.array([""], pa.string())])
+    idx = np.asarray(enc.indices.to_numpy(zero_copy_only=False), dtype=np.int64)
+    word_text = np.where(real, at, len(alone))
+    pieces = texts.take(pa.array(word_text[idx]))
+    off = np.asarray(segs.offsets, dtype=np.int64)
+    heads = pc.binary_join_element_wise("{", pc.binary_join(_lists(off, pieces), ""), "")
+    # repeats: inside a namespace, or a namespace named twice in a line
+    row = np.asarray(pc.list_parent_indices(segs).to_numpy(zero_copy_only=False), dtype=np.int64)
+    seg_rep = np.zeros(len(words), dtype=bool)
+    seg_rep[real] = seg_repeated
+    repeated = np.zeros(n, dtype=bool)
+    repeated[row[seg_rep[idx]]] = True
+    names: dict[str, int] = {}
+    ns_code = np.full(len(words), -1, dtype=np.int64)
+    ns_code[real] = [names.setdefault(w.split(" ", 1)[0], len(names)) for w in alone]
+    code = ns_code[idx]
+    named = code >= 0
+    key = np.sort(row[named] * (len(names) + 1) + code[named])
+    twice = key[1:][key[1:] == key[:-1]] // (len(names) + 1)
+    repeated[twice] = True
+    return heads, repeated
 
 
 def _action_texts(actions: pa.Array, cache: dict[str, str]) -> pa.Array:
@@ -987,10 +1071,30 @@ def _list_texts(column: pa.Array, texts: pa.Array) -> pa.Array:
 
 _NEEDS_ESCAPE = r'["\\\x00-\x1f]'
 
+#: the bytes :func:`json.dumps` escapes in a string (a quote, a backslash, the
+#: control characters below U+0020); in UTF-8 every byte of a character beyond
+#: ASCII is 0x80 or more, so a byte test is exact
+_ESCAPED_BYTES = np.zeros(256, dtype=bool)
+_ESCAPED_BYTES[:0x20] = True
+_ESCAPED_BYTES[[ord('"'), ord("\\")]] = True
+
+
+def _needs_escape(values: pa.Array) -> bool:
+    """Whether a string of ``values`` (shape (n,)) holds a character
+    :func:`json.dumps` escapes: one test of the bytes the strings span (bytes
+    under a null slot can only say yes, which costs the slow path, never a
+    wrong text)."""
+    if len(values) == 0:
+        return False
+    if not (pa.types.is_string(values.type) or pa.types.is_large_string(values.type)):
+        return bool(pc.any(pc.match_substring_regex(values, _NEEDS_ESCAPE)).as_py())
+    span = np.frombuffer(_span(values), dtype=np.uint8)
+    return bool(_ESCAPED_BYTES[span].any())
+
 
 def _str_texts(values: pa.Array) -> pa.Array:
     """Each string as :func:`json.dumps` writes it (non-ASCII kept)."""
-    if len(values) and pc.any(pc.match_substring_regex(values, _NEEDS_ESCAPE)).as_py():
+    if _needs_escape(values):
         return pa.array([_json(v) for v in values.to_pylist()], pa.string())
     return pc.binary_join_element_wise('"', values, '"', "")
 
@@ -999,9 +1103,26 @@ def _str_parts(values: pa.Array) -> list[pa.Array | str]:
     """Pieces that write each string as :func:`json.dumps` does, for an
     element-wise join: the string between quote pieces when none needs
     escaping (no copy of the column), else :func:`_str_texts`."""
-    if len(values) and pc.any(pc.match_substring_regex(values, _NEEDS_ESCAPE)).as_py():
+    if _needs_escape(values):
         return [_str_texts(values)]
     return ['"', values, '"']
+
+
+def _str_list_parts(column: pa.Array) -> list[pa.Array | str]:
+    """Pieces that write each list of strings of ``column`` (no null list,
+    shape (n,)) as the inside of its JSON array (``"a","b"``, empty for an
+    empty list), for an element-wise join: when no string needs escaping, each
+    list joined by ``","`` in one kernel (no text per element); else each
+    element through :func:`_str_texts`."""
+    flat = pc.list_flatten(column)
+    if _needs_escape(flat):
+        return [_list_texts(column, _str_texts(flat))]
+    joined = pc.binary_join(column, '","')
+    lengths = pc.list_value_length(column)
+    if len(column) == 0 or pc.min(lengths).as_py() > 0:
+        return ['"', joined, '"']
+    quoted = pc.binary_join_element_wise('"', joined, '"', "")
+    return [pc.if_else(pc.equal(lengths, 0), "", quoted)]
 
 
 def _float_texts(values: npt.NDArray[np.float64]) -> pa.Array:
@@ -1178,13 +1299,13 @@ def _bulk_line_array(
         '],"VWState":{"m":',
         *_str_parts(col("model_version")),
         f'}},"{NBA_KEY}":{{"action_ids":[',
-        _list_texts(action_ids, _str_texts(pc.list_flatten(action_ids))),
+        *_str_list_parts(action_ids),
         '],"hcp_id":',
         *_str_parts(col("hcp_id")),
         ',"requester":',
         *_str_parts(col("requester")),
         ',"channels_requested":[',
-        _list_texts(channels, _str_texts(pc.list_flatten(channels))),
+        *_str_list_parts(channels),
         '],"catalog_version":',
         *_str_parts(col("catalog_version")),
         ',"policy":',
@@ -1338,6 +1459,9 @@ def _repeated_names(lines: pa.Array, toks: _Tokens | None = None) -> npt.NDArray
     group = np.where(is_ns, row, np.cumsum(is_ns) + n)  # a namespace's features: its own group
     key = group.astype(np.int64) * (int(code.max()) + 1) + code
     real = np.flatnonzero(word_real[at])
+    keys = np.sort(key[real])  # the usual batch has no repeat: one sort says so
+    if not np.any(keys[1:] == keys[:-1]):
+        return out
     order = real[np.argsort(key[real], kind="stable")]
     dup = np.flatnonzero(np.diff(key[order]) == 0)
     out[row[order[dup]]] = True
@@ -1420,7 +1544,7 @@ def export_dsjson(
                     joined,
                     other,
                     catalogs,
-                    4096,
+                    _EXPORT_BATCH_ROWS,
                     outcomes,
                     pulls,
                     bulk,
@@ -1464,6 +1588,11 @@ def export_dsjson(
     return n
 
 
+#: rows per batch of :func:`export_dsjson` (featurized and written together):
+#: each batch costs some fixed work (per-call Arrow overheads, each distinct
+#: token's JSON written once per batch), so larger batches cost less CPU per
+#: row; memory grows with the batch (see docs/performance.md, "Sixth round")
+_EXPORT_BATCH_ROWS = 16_384
 #: fewest rows :func:`export_dsjson` splits between two processes by default
 _PARALLEL_ROWS = 2048
 #: how much of a core the load average must leave idle for the default to split

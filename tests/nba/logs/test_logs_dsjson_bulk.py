@@ -9,6 +9,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
@@ -25,6 +26,7 @@ from nba.logs.dsjson import (
     _bulk_lines,
     _namespaces_json,
     _repeated_names,
+    _segment_heads,
     _shared_heads,
     export_dsjson,
     iter_dsjson,
@@ -245,3 +247,31 @@ def test_a_null_in_a_written_column_sends_the_batch_the_per_row_way(sim_log: Pat
         ),
     )
     assert _bulk_lines(nulled, _bulk_features(nulled, catalogs, {}), {}, {}, {}) == [None] * 30
+
+
+def test_shared_namespaces_converted_once_match_the_whole_line_conversion() -> None:
+    # _segment_heads (each distinct namespace once) against the token conversion
+    # of whole lines, on random lines whose namespaces recur between lines and
+    # sometimes repeat a name, or a namespace, within one line
+    rng = np.random.default_rng(7)
+    spaces = ["p", "h", "r", "c", "x"]
+    tokens = ["a", "b", "a:1.500", "b:-0.000", "c=é→ü", "d:12", "e:0.010"]
+    lines = [""]
+    for _ in range(400):
+        parts = []
+        for _ in range(int(rng.integers(1, 5))):
+            ns = spaces[int(rng.integers(len(spaces)))]
+            toks = [tokens[int(k)] for k in rng.integers(len(tokens), size=int(rng.integers(0, 4)))]
+            parts.append(" ".join([f"|{ns}", *toks]))
+        lines.append(" ".join(parts))
+    body = pa.array(lines)
+    heads, repeated = _segment_heads(body)
+    assert repeated.tolist() == _repeated_names(body).tolist()
+    assert 50 < int(repeated.sum()) < 350  # both kinds of line are there
+    whole = _namespaces_json(body, head=True).to_pylist()
+    got = heads.to_pylist()
+    for i in np.flatnonzero(~repeated).tolist():
+        assert got[i] == whole[i], lines[i]
+        ns = line_to_namespaces(lines[i])
+        text = json.dumps(ns, separators=(",", ":"), ensure_ascii=False)
+        assert got[i] == (text[:-1] + "," if ns else "{")
