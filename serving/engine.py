@@ -72,6 +72,7 @@ from serving.store import (
     DuplicateEventError,
     EventStore,
     HCPState,
+    OutcomeTarget,
     OutcomeWrite,
     StoreError,
     UnknownEventError,
@@ -815,8 +816,36 @@ class DecisionEngine:
         self, event_id: str, req: schemas.OutcomeRequest
     ) -> tuple[int, schemas.OutcomeResponse]:
         """Store one outcome; (201, ...) when new, (200, ...) when already stored."""
-        pending = self._prepare_outcome(event_id, req)
+        pending = self.start_outcome(event_id, req)
         (result,) = self.commit_outcomes([pending.write])
+        return self.finish_outcome(pending, result)
+
+    def start_outcome(self, event_id: str, req: schemas.OutcomeRequest) -> _PendingOutcome:
+        """:meth:`record_outcome`'s work before its write: the outcome checked against
+        its decision and its write built (it reads the store; nothing is stored).
+
+        Raises
+        ------
+        ApiError
+            404 for an unknown event, 422 for an outcome its decision refuses.
+        """
+        return self._prepare_outcome(event_id, req)
+
+    def submit_outcome(self, pending: _PendingOutcome) -> Future[list[bool | Exception]] | None:
+        """Hand ``pending``'s write to the outcome committer without waiting: the
+        future is settled once it is committed, with a one-entry list as
+        :meth:`commit_outcomes` returns it. None when no committer is attached
+        (then :meth:`commit_outcomes` stores it in place)."""
+        if self.outcome_committer is None:
+            return None
+        return self.outcome_committer.submit_many([pending.write])
+
+    def finish_outcome(
+        self, pending: _PendingOutcome, result: bool | Exception
+    ) -> tuple[int, schemas.OutcomeResponse]:
+        """The answer of :meth:`record_outcome` once ``pending``'s write is settled
+        (``result`` as :meth:`commit_outcomes` gives it): (201, ...) when new,
+        (200, ...) when already stored; its error raised as the route answers it."""
         stored = self._settle_outcome(pending, result)
         return (201 if stored else 200), self._outcome_answer(pending, stored)
 
@@ -888,7 +917,8 @@ class DecisionEngine:
         ApiError
             404 for an unknown event, 422 for an outcome its decision refuses.
         """
-        decision = self.store.get_decision(event_id)
+        # the decision and its override in one read (not the whole decision)
+        decision = self.store.outcome_target(event_id)
         if decision is None:
             raise unknown_event(event_id)
         is_feedback = req.type in REP_FEEDBACK_TYPES
@@ -913,9 +943,7 @@ class DecisionEngine:
                 raise invalid(f"until: {req.until.isoformat()} is not after the feedback time")
         concerns_chosen = req.action_id is None or req.action_id == decision.chosen_action_id
         if concerns_chosen and req.type not in ("dismissed", "snoozed"):
-            from serving.store_reps import override_of
-
-            overridden = override_of(self.store, event_id)
+            overridden = decision.overridden
             if overridden is not None:
                 # the rep did something else: the chosen action did not happen, and a
                 # response or acceptance must not be credited to it
@@ -1014,7 +1042,7 @@ class DecisionEngine:
         return event, fire(c, self.triggers, ev, webhook=self.webhook)
 
     def _touch_from_outcome(
-        self, c: Connection, decision: Decision, concerned: str, ts: datetime
+        self, c: Connection, decision: OutcomeTarget, concerned: str, ts: datetime
     ) -> None:
         """The first outcome proving contact with one of the decision's actions
         (``concerned``) turns that action into a touch ("ours"); in the outcome's

@@ -84,6 +84,10 @@ THREADS = 40
 #: GIL hand-overs; its commit is awaited on the loop, holding no thread
 DECIDE_THREADS = 2
 
+#: threads of the outcome pool: an outcome's reads before its write are short and
+#: hold the GIL but for SQLite's statements; its commit is awaited on the loop
+OUTCOME_THREADS = 2
+
 _KEY_HEADERS_RAW = frozenset(h.encode("latin-1") for h in KEY_HEADERS)
 _JSON = b"application/json"
 _CONTENT_TYPE = (b"content-type", b"application/json")
@@ -241,9 +245,7 @@ class FastRoutes:
             if event_id is None:
                 status, out = await self._decide(loop, executor, services, who, request)
             else:
-                status, out = await loop.run_in_executor(
-                    executor, _outcome, services, who, event_id, request
-                )
+                status, out = await self._outcome(loop, executor, services, who, event_id, request)
         except Exception as exc:
             handler = self._handler(exc)
             if handler is None:
@@ -293,6 +295,34 @@ class FastRoutes:
             engine.decision_stored(work)
         return work.status, out
 
+    async def _outcome(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        executor: ThreadPoolExecutor,
+        svc: Services,
+        who: Principal,
+        event_id: str,
+        req: schemas.OutcomeRequest,
+    ) -> tuple[int, bytes]:
+        """``POST /v1/events/{event_id}/outcomes``'s work: checked against its decision
+        in the outcome pool, then its commit awaited here on the loop (no thread is
+        held while the group commits), then answered."""
+        engine = svc.engine
+        pool: ThreadPoolExecutor = (
+            getattr(self.fastapi_app.state, "outcome_executor", None) or executor
+        )
+        pending, written = await loop.run_in_executor(
+            pool, _start_outcome, svc, who, event_id, req
+        )
+        if written is None:  # no group committer: stored (and waited for) in the pool
+            (result,) = await loop.run_in_executor(
+                executor, engine.commit_outcomes, [pending.write]
+            )
+        else:
+            (result,) = await asyncio.wrap_future(written, loop=loop)
+        status, answer = engine.finish_outcome(pending, result)
+        return status, _json(answer)
+
     def _handler(self, exc: Exception) -> Callable[..., Any] | None:
         """The app's handler for ``exc`` as FastAPI's exception middleware finds it
         (by the exception's classes; ``Exception`` itself belongs to the
@@ -334,6 +364,17 @@ def open_decide_executor() -> ThreadPoolExecutor:
     )
 
 
+def open_outcome_executor() -> ThreadPoolExecutor:
+    """The outcome pool of :class:`FastRoutes` (one per worker process): an
+    outcome's checks against its decision, :data:`OUTCOME_THREADS` at a time (its
+    commit is awaited on the loop, holding no thread)."""
+    return ThreadPoolExecutor(
+        max_workers=OUTCOME_THREADS,
+        thread_name_prefix="nba-outcome",
+        initializer=name_native_thread,
+    )
+
+
 def _json(model: BaseModel) -> bytes:
     """``model`` serialized by pydantic: the bytes of ``model.model_dump_json()``."""
     return model.__pydantic_serializer__.to_json(model)
@@ -350,10 +391,12 @@ def _decide(
     return work, _json(work.response)
 
 
-def _outcome(
+def _start_outcome(
     svc: Services, who: Principal, event_id: str, req: schemas.OutcomeRequest
-) -> tuple[int, bytes]:
-    """``POST /v1/events/{event_id}/outcomes``'s work, as the FastAPI route does it."""
+) -> Any:
+    """``POST /v1/events/{event_id}/outcomes``'s work before its write, as the
+    FastAPI route does it (in the outcome pool): the territory check, then the
+    outcome checked against its decision (:meth:`DecisionEngine.start_outcome`)."""
     check_event(svc.store, who, event_id)
-    status, out = svc.engine.record_outcome(event_id, req)
-    return status, _json(out)
+    pending = svc.engine.start_outcome(event_id, req)
+    return pending, svc.engine.submit_outcome(pending)
