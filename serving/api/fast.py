@@ -311,9 +311,7 @@ class FastRoutes:
         pool: ThreadPoolExecutor = (
             getattr(self.fastapi_app.state, "outcome_executor", None) or executor
         )
-        pending, written = await loop.run_in_executor(
-            pool, _start_outcome, svc, who, event_id, req
-        )
+        pending, written = await loop.run_in_executor(pool, _start_outcome, svc, who, event_id, req)
         if written is None:  # no group committer: stored (and waited for) in the pool
             (result,) = await loop.run_in_executor(
                 executor, engine.commit_outcomes, [pending.write]
