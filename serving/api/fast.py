@@ -42,8 +42,9 @@ from the FastAPI route.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable, MutableMapping
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 from fastapi.routing import APIRoute
@@ -61,6 +62,8 @@ from serving.threads import name_native_thread
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
+
+log = logging.getLogger("nba.serving.fast")
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -311,13 +314,15 @@ class FastRoutes:
         pool: ThreadPoolExecutor = (
             getattr(self.fastapi_app.state, "outcome_executor", None) or executor
         )
-        pending, written = await loop.run_in_executor(pool, _start_outcome, svc, who, event_id, req)
-        if written is None:  # no group committer: stored (and waited for) in the pool
+        # one future the pool thread (or, once it has handed the outcome over, the
+        # committer) settles: the loop is woken once per outcome, for its answer
+        settled: asyncio.Future[tuple[Any, Any]] = loop.create_future()
+        pool.submit(_start_outcome, loop, settled, svc, who, event_id, req)
+        pending, result = await settled
+        if result is _IN_PLACE:  # no group committer: stored (and waited for) in the pool
             (result,) = await loop.run_in_executor(
                 executor, engine.commit_outcomes, [pending.write]
             )
-        else:
-            (result,) = await asyncio.wrap_future(written, loop=loop)
         status, answer = engine.finish_outcome(pending, result)
         return status, _json(answer)
 
@@ -389,12 +394,60 @@ def _decide(
     return work, _json(work.response)
 
 
+#: what :func:`_start_outcome` settles its future with when no group committer is
+#: attached: the loop then stores the outcome in the hand-over pool
+_IN_PLACE = object()
+
+
 def _start_outcome(
-    svc: Services, who: Principal, event_id: str, req: schemas.OutcomeRequest
-) -> Any:
+    loop: asyncio.AbstractEventLoop,
+    settled: asyncio.Future[tuple[Any, Any]],
+    svc: Services,
+    who: Principal,
+    event_id: str,
+    req: schemas.OutcomeRequest,
+) -> None:
     """``POST /v1/events/{event_id}/outcomes``'s work before its write, as the
-    FastAPI route does it (in the outcome pool): the territory check, then the
-    outcome checked against its decision (:meth:`DecisionEngine.start_outcome`)."""
-    check_event(svc.store, who, event_id)
-    pending = svc.engine.start_outcome(event_id, req)
-    return pending, svc.engine.submit_outcome(pending)
+    FastAPI route does it (in the outcome pool): the territory check, the outcome
+    checked against its decision (:meth:`DecisionEngine.start_outcome`), then
+    handed to the outcome committer. ``settled`` (on ``loop``) gets the pending
+    outcome and its write's result once committed, or the error of a step."""
+    try:
+        check_event(svc.store, who, event_id)
+        pending = svc.engine.start_outcome(event_id, req)
+        written = svc.engine.submit_outcome(pending)
+    except BaseException as exc:  # the route's error (404, 422, ...): the loop raises it
+        _call_on(loop, _settle, settled, None, exc)
+        return
+    if written is None:
+        _call_on(loop, _settle, settled, (pending, _IN_PLACE), None)
+        return
+
+    def committed(f: Future[list[bool | Exception]]) -> None:  # in the committer's thread
+        exc = f.exception()
+        _call_on(loop, _settle, settled, None if exc else (pending, f.result()[0]), exc)
+
+    written.add_done_callback(committed)
+
+
+def _settle(
+    settled: asyncio.Future[tuple[Any, Any]],
+    value: tuple[Any, Any] | None,
+    exc: BaseException | None,
+) -> None:
+    """Settle ``settled`` (on its loop) unless its request was cancelled meanwhile."""
+    if settled.done():
+        return
+    if exc is not None:
+        settled.set_exception(exc)
+    else:
+        settled.set_result(value)  # type: ignore[arg-type]
+
+
+def _call_on(loop: asyncio.AbstractEventLoop, fn: Callable[..., None], *args: Any) -> None:
+    """``fn(*args)`` on ``loop`` from another thread; nothing when the loop is closed
+    (the server stopped while the outcome was being written)."""
+    try:
+        loop.call_soon_threadsafe(fn, *args)
+    except RuntimeError:  # closed
+        log.warning("an outcome was settled after its event loop closed")
