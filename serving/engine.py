@@ -98,6 +98,12 @@ CONTACT_TYPES: frozenset[str] = frozenset(
         "registered",
     }
 )
+_CONTACT_TYPES_SORTED = tuple(sorted(CONTACT_TYPES))
+#: how many contact outcomes one action of a decision has (the first records a touch)
+_CONTACTS_OF_ACTION = (
+    "SELECT COUNT(*) FROM outcomes WHERE event_id=?"
+    f" AND type IN ({','.join('?' * len(_CONTACT_TYPES_SORTED))}) AND COALESCE(action_id, ?)=?"
+)
 HOLDOUT_PREFIX = "holdout:"
 FALLBACK_PREFIX = "fallback:"
 NO_CONTACT = "no_contact"
@@ -1024,9 +1030,9 @@ class DecisionEngine:
     ) -> tuple[str, Fired] | None:
         """Fire the triggers of the event a new outcome is (in its transaction)."""
         event = OUTCOME_EVENTS.get(outcome.type)
-        a = Action.parse(action_id)
-        if event is None:
+        if event is None:  # most outcome types fire nothing
             return None
+        a = Action.parse(action_id)
         if event == "safety_click":
             item = self.catalog.by_id.get(a.content_id)
             if item is None or item.topic != SAFETY_TOPIC:
@@ -1047,11 +1053,9 @@ class DecisionEngine:
         """The first outcome proving contact with one of the decision's actions
         (``concerned``) turns that action into a touch ("ours"); in the outcome's
         transaction ``c``, after the outcome itself is inserted."""
-        types = sorted(CONTACT_TYPES)
         (n,) = c.execute(
-            "SELECT COUNT(*) FROM outcomes WHERE event_id=?"
-            f" AND type IN ({','.join('?' * len(types))}) AND COALESCE(action_id, ?)=?",
-            (decision.event_id, *types, decision.chosen_action_id, concerned),
+            _CONTACTS_OF_ACTION,
+            (decision.event_id, *_CONTACT_TYPES_SORTED, decision.chosen_action_id, concerned),
         ).fetchone()
         if n != 1:
             return

@@ -24,7 +24,13 @@ front of FastAPI's router. For exactly these two routes it:
    commit is awaited on the event loop, so no thread waits for the fsync and
    the few threads that hold the GIL do not hand it over to a dozen others
    (docs/performance.md, "Where the decision's CPU goes in the server"). It is
-   answered, as before, only once its decision is committed.
+   answered, as before, only once its decision is committed. An outcome is
+   checked against its decision in a small pool of its own
+   (:data:`OUTCOME_THREADS`, one read: :meth:`EventStore.outcome_target`) and
+   handed to the outcome committer from there; the event loop awaits one future,
+   settled by the pool thread on an error or by the committer once the outcome
+   is committed (docs/performance.md, "Sixth pass: no thread waits for an
+   outcome's commit").
 
 Every request it is not sure to answer exactly as FastAPI would goes to FastAPI
 unchanged, with the body it already read replayed: another method or path, a
