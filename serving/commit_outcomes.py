@@ -107,9 +107,26 @@ class OutcomeCommitter(GroupWriter[_Item]):
         """
         if not writes:
             return []
+        return self.submit_many(writes).result()
+
+    def submit_many(self, writes: list[OutcomeWrite]) -> Future[list[bool | Exception]]:
+        """Hand outcomes over to be stored in one group, without waiting.
+
+        The future is settled once the group holding them is committed, with what
+        :meth:`add_many` returns (or the shared transaction's error). It cannot be
+        cancelled: once handed over, the outcomes are written whoever still waits
+        for them (an event loop awaiting it through :func:`asyncio.wrap_future` may
+        be cancelled alone).
+
+        Raises
+        ------
+        RuntimeError
+            When the committer is closed.
+        """
         item = _Item(list(writes))
+        item.done.set_running_or_notify_cancel()  # Future.cancel() now refuses
         self._submit(item, "outcome committer")
-        return item.done.result()
+        return item.done
 
     # ------------------------------------------------------------- writer
     def _size(self, item: _Item) -> int:

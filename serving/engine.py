@@ -72,6 +72,7 @@ from serving.store import (
     DuplicateEventError,
     EventStore,
     HCPState,
+    OutcomeTarget,
     OutcomeWrite,
     StoreError,
     UnknownEventError,
@@ -96,6 +97,12 @@ CONTACT_TYPES: frozenset[str] = frozenset(
         "downloaded",
         "registered",
     }
+)
+_CONTACT_TYPES_SORTED = tuple(sorted(CONTACT_TYPES))
+#: how many contact outcomes one action of a decision has (the first records a touch)
+_CONTACTS_OF_ACTION = (
+    "SELECT COUNT(*) FROM outcomes WHERE event_id=?"
+    f" AND type IN ({','.join('?' * len(_CONTACT_TYPES_SORTED))}) AND COALESCE(action_id, ?)=?"
 )
 HOLDOUT_PREFIX = "holdout:"
 FALLBACK_PREFIX = "fallback:"
@@ -815,8 +822,36 @@ class DecisionEngine:
         self, event_id: str, req: schemas.OutcomeRequest
     ) -> tuple[int, schemas.OutcomeResponse]:
         """Store one outcome; (201, ...) when new, (200, ...) when already stored."""
-        pending = self._prepare_outcome(event_id, req)
+        pending = self.start_outcome(event_id, req)
         (result,) = self.commit_outcomes([pending.write])
+        return self.finish_outcome(pending, result)
+
+    def start_outcome(self, event_id: str, req: schemas.OutcomeRequest) -> _PendingOutcome:
+        """:meth:`record_outcome`'s work before its write: the outcome checked against
+        its decision and its write built (it reads the store; nothing is stored).
+
+        Raises
+        ------
+        ApiError
+            404 for an unknown event, 422 for an outcome its decision refuses.
+        """
+        return self._prepare_outcome(event_id, req)
+
+    def submit_outcome(self, pending: _PendingOutcome) -> Future[list[bool | Exception]] | None:
+        """Hand ``pending``'s write to the outcome committer without waiting: the
+        future is settled once it is committed, with a one-entry list as
+        :meth:`commit_outcomes` returns it. None when no committer is attached
+        (then :meth:`commit_outcomes` stores it in place)."""
+        if self.outcome_committer is None:
+            return None
+        return self.outcome_committer.submit_many([pending.write])
+
+    def finish_outcome(
+        self, pending: _PendingOutcome, result: bool | Exception
+    ) -> tuple[int, schemas.OutcomeResponse]:
+        """The answer of :meth:`record_outcome` once ``pending``'s write is settled
+        (``result`` as :meth:`commit_outcomes` gives it): (201, ...) when new,
+        (200, ...) when already stored; its error raised as the route answers it."""
         stored = self._settle_outcome(pending, result)
         return (201 if stored else 200), self._outcome_answer(pending, stored)
 
@@ -888,7 +923,8 @@ class DecisionEngine:
         ApiError
             404 for an unknown event, 422 for an outcome its decision refuses.
         """
-        decision = self.store.get_decision(event_id)
+        # the decision and its override in one read (not the whole decision)
+        decision = self.store.outcome_target(event_id)
         if decision is None:
             raise unknown_event(event_id)
         is_feedback = req.type in REP_FEEDBACK_TYPES
@@ -913,9 +949,7 @@ class DecisionEngine:
                 raise invalid(f"until: {req.until.isoformat()} is not after the feedback time")
         concerns_chosen = req.action_id is None or req.action_id == decision.chosen_action_id
         if concerns_chosen and req.type not in ("dismissed", "snoozed"):
-            from serving.store_reps import override_of
-
-            overridden = override_of(self.store, event_id)
+            overridden = decision.overridden
             if overridden is not None:
                 # the rep did something else: the chosen action did not happen, and a
                 # response or acceptance must not be credited to it
@@ -996,9 +1030,9 @@ class DecisionEngine:
     ) -> tuple[str, Fired] | None:
         """Fire the triggers of the event a new outcome is (in its transaction)."""
         event = OUTCOME_EVENTS.get(outcome.type)
-        a = Action.parse(action_id)
-        if event is None:
+        if event is None:  # most outcome types fire nothing
             return None
+        a = Action.parse(action_id)
         if event == "safety_click":
             item = self.catalog.by_id.get(a.content_id)
             if item is None or item.topic != SAFETY_TOPIC:
@@ -1014,16 +1048,14 @@ class DecisionEngine:
         return event, fire(c, self.triggers, ev, webhook=self.webhook)
 
     def _touch_from_outcome(
-        self, c: Connection, decision: Decision, concerned: str, ts: datetime
+        self, c: Connection, decision: OutcomeTarget, concerned: str, ts: datetime
     ) -> None:
         """The first outcome proving contact with one of the decision's actions
         (``concerned``) turns that action into a touch ("ours"); in the outcome's
         transaction ``c``, after the outcome itself is inserted."""
-        types = sorted(CONTACT_TYPES)
         (n,) = c.execute(
-            "SELECT COUNT(*) FROM outcomes WHERE event_id=?"
-            f" AND type IN ({','.join('?' * len(types))}) AND COALESCE(action_id, ?)=?",
-            (decision.event_id, *types, decision.chosen_action_id, concerned),
+            _CONTACTS_OF_ACTION,
+            (decision.event_id, *_CONTACT_TYPES_SORTED, decision.chosen_action_id, concerned),
         ).fetchone()
         if n != 1:
             return

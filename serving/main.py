@@ -375,6 +375,7 @@ def create_app(settings: Settings | None = None, loader: PolicyLoader | None = N
         if cfg.fast_routes:
             app.state.fast_executor = fast.open_executor()
             app.state.decide_executor = fast.open_decide_executor()
+            app.state.outcome_executor = fast.open_outcome_executor()
         app.state.services = services
         follower = None
         if cfg.model_poll_seconds > 0:
@@ -399,6 +400,10 @@ def create_app(settings: Settings | None = None, loader: PolicyLoader | None = N
             app.state.decide_executor = None
             if decide_executor is not None:
                 decide_executor.shutdown(wait=True)
+            outcome_executor = app.state.outcome_executor
+            app.state.outcome_executor = None
+            if outcome_executor is not None:
+                outcome_executor.shutdown(wait=True)
             if services.engine.committer is not None:
                 services.engine.committer.close()
             if services.engine.outcome_committer is not None:
@@ -420,6 +425,7 @@ def create_app(settings: Settings | None = None, loader: PolicyLoader | None = N
     app.state.services = None
     app.state.fast_executor = None
     app.state.decide_executor = None
+    app.state.outcome_executor = None
     errors.install(app)
     for module in (
         decisions,

@@ -66,7 +66,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from json.encoder import encode_basestring_ascii as _json_str
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from nba.catalog import Catalog
 from nba.contact import Feedback
@@ -442,6 +442,18 @@ class OutcomeWrite:
     reason_code: str | None = None
     snooze_until: datetime | None = None
     on_stored: Callable[[Connection, str, str], None] | None = None
+
+
+class OutcomeTarget(NamedTuple):
+    """A stored decision as an outcome report is checked against it
+    (:meth:`EventStore.outcome_target`)."""
+
+    event_id: str
+    ts: datetime
+    hcp_id: str
+    chosen_action_id: str
+    #: when the earliest touch overriding the decision happened, or None
+    overridden: datetime | None
 
 
 def _to_us(ts: datetime) -> int:
@@ -1498,6 +1510,35 @@ class EventStore(StoreExport):
             .fetchone()
         )
         return None if row is None else self._decision_from_row(row)
+
+    def outcome_target(self, event_id: str) -> OutcomeTarget | None:
+        """What an outcome report is checked against before its write: the decision's
+        time, HCP and chosen action, and when the earliest touch overriding it
+        happened (``None`` when none did); ``None`` for an unknown decision.
+
+        One statement (one read of one snapshot): what :meth:`get_decision` and
+        :func:`serving.store_reps.override_of` give, without building the whole
+        decision (its JSON columns parsed, its fields checked).
+        """
+        row = (
+            self._conn()
+            .execute(
+                "SELECT d.ts_us, d.hcp_id, d.chosen_action_id, (SELECT MIN(t.ts_us) FROM"
+                " touches t WHERE t.overrides_event_id=d.event_id) FROM decisions d"
+                " WHERE d.event_id=?",
+                (event_id,),
+            )
+            .fetchone()
+        )
+        if row is None:
+            return None
+        return OutcomeTarget(
+            event_id,
+            _from_us(row[0]),
+            row[1],
+            row[2],
+            None if row[3] is None else _from_us(row[3]),
+        )
 
     def is_deferred(self, event_id: str) -> bool:
         """Whether the decision was made with deferred activation.

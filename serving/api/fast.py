@@ -24,7 +24,13 @@ front of FastAPI's router. For exactly these two routes it:
    commit is awaited on the event loop, so no thread waits for the fsync and
    the few threads that hold the GIL do not hand it over to a dozen others
    (docs/performance.md, "Where the decision's CPU goes in the server"). It is
-   answered, as before, only once its decision is committed.
+   answered, as before, only once its decision is committed. An outcome is
+   checked against its decision in a small pool of its own
+   (:data:`OUTCOME_THREADS`, one read: :meth:`EventStore.outcome_target`) and
+   handed to the outcome committer from there; the event loop awaits one future,
+   settled by the pool thread on an error or by the committer once the outcome
+   is committed (docs/performance.md, "Sixth pass: no thread waits for an
+   outcome's commit").
 
 Every request it is not sure to answer exactly as FastAPI would goes to FastAPI
 unchanged, with the body it already read replayed: another method or path, a
@@ -42,8 +48,9 @@ from the FastAPI route.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable, MutableMapping
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 from fastapi.routing import APIRoute
@@ -61,6 +68,8 @@ from serving.threads import name_native_thread
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
+
+log = logging.getLogger("nba.serving.fast")
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -83,6 +92,10 @@ THREADS = 40
 #: holds the GIL but for SQLite's statements, so more threads than cores only add
 #: GIL hand-overs; its commit is awaited on the loop, holding no thread
 DECIDE_THREADS = 2
+
+#: threads of the outcome pool: an outcome's reads before its write are short and
+#: hold the GIL but for SQLite's statements; its commit is awaited on the loop
+OUTCOME_THREADS = 2
 
 _KEY_HEADERS_RAW = frozenset(h.encode("latin-1") for h in KEY_HEADERS)
 _JSON = b"application/json"
@@ -241,9 +254,7 @@ class FastRoutes:
             if event_id is None:
                 status, out = await self._decide(loop, executor, services, who, request)
             else:
-                status, out = await loop.run_in_executor(
-                    executor, _outcome, services, who, event_id, request
-                )
+                status, out = await self._outcome(loop, executor, services, who, event_id, request)
         except Exception as exc:
             handler = self._handler(exc)
             if handler is None:
@@ -293,6 +304,34 @@ class FastRoutes:
             engine.decision_stored(work)
         return work.status, out
 
+    async def _outcome(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        executor: ThreadPoolExecutor,
+        svc: Services,
+        who: Principal,
+        event_id: str,
+        req: schemas.OutcomeRequest,
+    ) -> tuple[int, bytes]:
+        """``POST /v1/events/{event_id}/outcomes``'s work: checked against its decision
+        in the outcome pool, then its commit awaited here on the loop (no thread is
+        held while the group commits), then answered."""
+        engine = svc.engine
+        pool: ThreadPoolExecutor = (
+            getattr(self.fastapi_app.state, "outcome_executor", None) or executor
+        )
+        # one future the pool thread (or, once it has handed the outcome over, the
+        # committer) settles: the loop is woken once per outcome, for its answer
+        settled: asyncio.Future[tuple[Any, Any]] = loop.create_future()
+        pool.submit(_start_outcome, loop, settled, svc, who, event_id, req)
+        pending, result = await settled
+        if result is _IN_PLACE:  # no group committer: stored (and waited for) in the pool
+            (result,) = await loop.run_in_executor(
+                executor, engine.commit_outcomes, [pending.write]
+            )
+        status, answer = engine.finish_outcome(pending, result)
+        return status, _json(answer)
+
     def _handler(self, exc: Exception) -> Callable[..., Any] | None:
         """The app's handler for ``exc`` as FastAPI's exception middleware finds it
         (by the exception's classes; ``Exception`` itself belongs to the
@@ -334,6 +373,17 @@ def open_decide_executor() -> ThreadPoolExecutor:
     )
 
 
+def open_outcome_executor() -> ThreadPoolExecutor:
+    """The outcome pool of :class:`FastRoutes` (one per worker process): an
+    outcome's checks against its decision, :data:`OUTCOME_THREADS` at a time (its
+    commit is awaited on the loop, holding no thread)."""
+    return ThreadPoolExecutor(
+        max_workers=OUTCOME_THREADS,
+        thread_name_prefix="nba-outcome",
+        initializer=name_native_thread,
+    )
+
+
 def _json(model: BaseModel) -> bytes:
     """``model`` serialized by pydantic: the bytes of ``model.model_dump_json()``."""
     return model.__pydantic_serializer__.to_json(model)
@@ -350,10 +400,60 @@ def _decide(
     return work, _json(work.response)
 
 
-def _outcome(
-    svc: Services, who: Principal, event_id: str, req: schemas.OutcomeRequest
-) -> tuple[int, bytes]:
-    """``POST /v1/events/{event_id}/outcomes``'s work, as the FastAPI route does it."""
-    check_event(svc.store, who, event_id)
-    status, out = svc.engine.record_outcome(event_id, req)
-    return status, _json(out)
+#: what :func:`_start_outcome` settles its future with when no group committer is
+#: attached: the loop then stores the outcome in the hand-over pool
+_IN_PLACE = object()
+
+
+def _start_outcome(
+    loop: asyncio.AbstractEventLoop,
+    settled: asyncio.Future[tuple[Any, Any]],
+    svc: Services,
+    who: Principal,
+    event_id: str,
+    req: schemas.OutcomeRequest,
+) -> None:
+    """``POST /v1/events/{event_id}/outcomes``'s work before its write, as the
+    FastAPI route does it (in the outcome pool): the territory check, the outcome
+    checked against its decision (:meth:`DecisionEngine.start_outcome`), then
+    handed to the outcome committer. ``settled`` (on ``loop``) gets the pending
+    outcome and its write's result once committed, or the error of a step."""
+    try:
+        check_event(svc.store, who, event_id)
+        pending = svc.engine.start_outcome(event_id, req)
+        written = svc.engine.submit_outcome(pending)
+    except BaseException as exc:  # the route's error (404, 422, ...): the loop raises it
+        _call_on(loop, _settle, settled, None, exc)
+        return
+    if written is None:
+        _call_on(loop, _settle, settled, (pending, _IN_PLACE), None)
+        return
+
+    def committed(f: Future[list[bool | Exception]]) -> None:  # in the committer's thread
+        exc = f.exception()
+        _call_on(loop, _settle, settled, None if exc else (pending, f.result()[0]), exc)
+
+    written.add_done_callback(committed)
+
+
+def _settle(
+    settled: asyncio.Future[tuple[Any, Any]],
+    value: tuple[Any, Any] | None,
+    exc: BaseException | None,
+) -> None:
+    """Settle ``settled`` (on its loop) unless its request was cancelled meanwhile."""
+    if settled.done():
+        return
+    if exc is not None:
+        settled.set_exception(exc)
+    else:
+        settled.set_result(value)  # type: ignore[arg-type]
+
+
+def _call_on(loop: asyncio.AbstractEventLoop, fn: Callable[..., None], *args: Any) -> None:
+    """``fn(*args)`` on ``loop`` from another thread; nothing when the loop is closed
+    (the server stopped while the outcome was being written)."""
+    try:
+        loop.call_soon_threadsafe(fn, *args)
+    except RuntimeError:  # closed
+        log.warning("an outcome was settled after its event loop closed")

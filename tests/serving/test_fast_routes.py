@@ -157,11 +157,11 @@ def test_fast_routes_count_the_same_metrics(servers: dict[str, str]) -> None:
 def spied(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """Names of the fast layer's route functions called (``decide``, ``outcome``)."""
     calls: list[str] = []
-    for name in ("_decide", "_outcome"):
+    for name, called in (("_decide", "decide"), ("_start_outcome", "outcome")):
         real = getattr(fast, name)
 
-        def spy(*args: Any, _real: Any = real, _name: str = name) -> Any:
-            calls.append(_name.lstrip("_"))
+        def spy(*args: Any, _real: Any = real, _name: str = called) -> Any:
+            calls.append(_name)
             return _real(*args)
 
         monkeypatch.setattr(fast, name, spy)
