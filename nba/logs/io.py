@@ -423,7 +423,9 @@ def read(
         if hi is not None:
             m2 = pc.less(ts, pa.scalar(hi, type=schema.field("ts").type))
             mask = m2 if mask is None else pc.and_(mask, m2)
-        out = out.filter(mask)
+        if not pc.all(mask).as_py():
+            # (a filter copies every column: a day read whole, the usual case, is kept)
+            out = out.filter(mask)
     if columns:
         out = out.select(list(columns))
     return out
