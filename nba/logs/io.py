@@ -332,6 +332,10 @@ class PartListing:
         self._days = _day_dirs(root, name)
         self._parts: dict[date, list[Path]] = {}
 
+    def days(self) -> list[date]:
+        """The table's days (those with a day directory), in date order."""
+        return [day for day, _ in self._days]
+
     def between(self, lo: datetime | None, hi: datetime | None) -> list[Path]:
         """The part files whose UTC day meets ``[lo, hi)`` (None: unbounded), in date,
         then sequence order; each day directory is listed at most once."""
