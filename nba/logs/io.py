@@ -332,6 +332,10 @@ class PartListing:
         self._days = _day_dirs(root, name)
         self._parts: dict[date, list[Path]] = {}
 
+    def days(self) -> list[date]:
+        """The table's days (those with a day directory), in date order."""
+        return [day for day, _ in self._days]
+
     def between(self, lo: datetime | None, hi: datetime | None) -> list[Path]:
         """The part files whose UTC day meets ``[lo, hi)`` (None: unbounded), in date,
         then sequence order; each day directory is listed at most once."""
@@ -423,7 +427,9 @@ def read(
         if hi is not None:
             m2 = pc.less(ts, pa.scalar(hi, type=schema.field("ts").type))
             mask = m2 if mask is None else pc.and_(mask, m2)
-        out = out.filter(mask)
+        if not pc.all(mask).as_py():
+            # (a filter copies every column: a day read whole, the usual case, is kept)
+            out = out.filter(mask)
     if columns:
         out = out.select(list(columns))
     return out
