@@ -588,9 +588,13 @@ class _Part(NamedTuple):
 
     def with_args(self, args: tuple[Any, ...]) -> _Part:
         """This part with other parameters, its statement text built once and kept."""
-        return _Part(self.cols, self.rest, self.order, args, self.limit, self.text or self.sql())
+        return _new_part(
+            _Part, (self[0], self[1], self[2], args, self[4], self[5] or self.sql())
+        )
 
 
+#: a part from its six fields, without the named tuple's keyword handling
+_new_part = tuple.__new__
 #: statement text of each part shape (:meth:`_Part.sql`)
 _PART_SQL: dict[tuple[tuple[tuple[str, str], ...], str, str, int | None], str] = {}
 
@@ -718,9 +722,7 @@ def _history_parts(dialect: Dialect, hcp_id: str, day: date) -> dict[str, _Part]
     if shapes is None:
         built = _history_parts_built(dialect, "", date(2000, 1, 1))
         shapes = _HISTORY_SHAPES[dialect] = {n: p.with_args(p.args) for n, p in built.items()}
-    end_us = _day_start_us(day)
-    lo_us = _day_start_us(day - timedelta(days=_LONGEST))
-    d30_us = _day_start_us(day - timedelta(days=30))
+    end_us, lo_us, d30_us, _ = _day_bounds(day)
     args = {
         "h_touches": (hcp_id, lo_us, end_us),
         "h_latest": (hcp_id, end_us),
@@ -733,6 +735,26 @@ def _history_parts(dialect: Dialect, hcp_id: str, day: date) -> dict[str, _Part]
 
 
 _LONGEST = max(HISTORY_WINDOWS)
+#: :func:`_day_bounds` by day (a pure function of the day; one entry a day served)
+_DAY_BOUNDS: dict[date, tuple[int, int, int, int]] = {}
+
+
+def _day_bounds(day: date) -> tuple[int, int, int, int]:
+    """The microsecond bounds an HCP's state reads for ``day``: the start of the
+    day, of the history's longest window, of its 30 days, and of the stated
+    preferences' window (:data:`nba.context.STATED_WINDOW_DAYS`)."""
+    found = _DAY_BOUNDS.get(day)
+    if found is None:
+        found = (
+            _day_start_us(day),
+            _day_start_us(day - timedelta(days=_LONGEST)),
+            _day_start_us(day - timedelta(days=30)),
+            _day_start_us(day - timedelta(days=STATED_WINDOW_DAYS)),
+        )
+        if len(_DAY_BOUNDS) >= 64:  # a service asks for today (and replays for a few days)
+            _DAY_BOUNDS.clear()
+        _DAY_BOUNDS[day] = found
+    return found
 _ENGAGEMENT_SORTED = tuple(sorted(ENGAGEMENT_TYPES))
 #: the profiles built from rows of the ``hcps`` table, by the row's values
 #: (:meth:`EventStore._profile_from`); shared by the stores of the process
@@ -1270,17 +1292,12 @@ class EventStore(StoreExport):
         # the parts of _profile_part, _touches_part, ... with these parameters, copied
         # from templates whose statement text is built (a decision makes them all)
         shapes = _state_shapes()
+        bounds = _day_bounds(day)
         parts: dict[str, _Part] = {
             "profile": shapes["profile"].with_args((hcp_id,)),
             "touches": shapes["touches"].with_args((hcp_id, since_us)),
             "feedback": shapes["feedback"].with_args((hcp_id, now_us, -(2**62), now_us)),
-            "extras": shapes["extras"].with_args(
-                (
-                    _day_start_us(day - timedelta(days=STATED_WINDOW_DAYS)),
-                    _day_start_us(day),
-                    hcp_id,
-                )
-            ),
+            "extras": shapes["extras"].with_args((bounds[3], bounds[0], hcp_id)),
             "suppressions": shapes["suppressions"].with_args((hcp_id, now_us, now_us)),
         }
         parts.update(_history_parts(self.dialect, hcp_id, day))

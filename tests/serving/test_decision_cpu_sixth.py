@@ -92,6 +92,7 @@ def test_part_text_is_its_statement() -> None:
     carried = p.with_args(("h2",))
     assert carried.text == p.sql() and carried.sql() == p.sql()
     assert carried.args == ("h2",) and carried.cols == p.cols
+    assert isinstance(carried, _Part) and carried.limit is None
     assert _Part((("x", "t"),), "FROM t", "x", limit=2).sql() == "SELECT x FROM t ORDER BY x LIMIT 2"
 
 
