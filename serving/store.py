@@ -760,6 +760,10 @@ _ENGAGEMENT_SORTED = tuple(sorted(ENGAGEMENT_TYPES))
 #: (:meth:`EventStore._profile_from`); shared by the stores of the process
 _PROFILES: dict[tuple[Any, ...], HCPProfile] = {}
 _PROFILES_MAX = 8192
+#: the touches built from rows of the ``touches`` table, by the row's values
+#: (:meth:`EventStore._touch_from_row`)
+_TOUCHES: dict[tuple[Any, ...], Touch] = {}
+_TOUCHES_MAX = 32768
 #: :func:`_history_parts_built`'s parts per dialect, their parameters left as built
 _HISTORY_SHAPES: dict[Dialect, dict[str, _Part]] = {}
 #: the other parts of an HCP's state (:meth:`EventStore._state_parts`), their
@@ -1400,7 +1404,14 @@ class EventStore(StoreExport):
 
     @staticmethod
     def _touch_from_row(r: Sequence[Any]) -> Touch:
-        return Touch(
+        # a touch is immutable and a function of its row alone: the one built from an
+        # equal row is given again (keyed on the whole row, never stale); a dwell of
+        # zero is left out, as -0.0 and 0.0 are equal keys
+        key = tuple(r[:9]) if r[8] is None or r[8] else None
+        found = _TOUCHES.get(key) if key is not None else None
+        if found is not None:
+            return found
+        touch = Touch(
             r[0],
             _from_us(r[1]),
             r[2],
@@ -1411,6 +1422,11 @@ class EventStore(StoreExport):
             () if r[7] == "[]" else tuple(json.loads(r[7])),
             None if r[8] is None else float(r[8]),
         )
+        if key is not None:
+            if len(_TOUCHES) >= _TOUCHES_MAX:  # bounded: start again when full
+                _TOUCHES.clear()
+            _TOUCHES[key] = touch
+        return touch
 
     def add_touch(self, touch: Touch) -> None:
         """Record one touch (ours or external); committed on return."""

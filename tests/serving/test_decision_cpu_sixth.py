@@ -18,7 +18,7 @@ import pytest
 
 from nba.catalog import Catalog
 from nba.context import STATED_WINDOW_DAYS
-from nba.domain import HCPProfile
+from nba.domain import HCPProfile, Touch
 from serving import store as store_mod
 from serving.store import (
     _AO_TYPES,
@@ -93,7 +93,9 @@ def test_part_text_is_its_statement() -> None:
     assert carried.text == p.sql() and carried.sql() == p.sql()
     assert carried.args == ("h2",) and carried.cols == p.cols
     assert isinstance(carried, _Part) and carried.limit is None
-    assert _Part((("x", "t"),), "FROM t", "x", limit=2).sql() == "SELECT x FROM t ORDER BY x LIMIT 2"
+    assert (
+        _Part((("x", "t"),), "FROM t", "x", limit=2).sql() == "SELECT x FROM t ORDER BY x LIMIT 2"
+    )
 
 
 def test_history_shapes_carry_their_text(tmp_path: Path) -> None:
@@ -179,3 +181,86 @@ def test_profile_cache_stays_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
         row = (f"h{i}", "cardiology", 5, "US", "aware", '["email"]', 0, 0.5)
         assert EventStore._profile_from([row]) == _profile_anew(row)
         assert len(store_mod._PROFILES) <= 5
+
+
+def _touch_anew(r: tuple[object, ...]) -> Touch:
+    return Touch(
+        str(r[0]),
+        datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=int(r[1])),  # type: ignore[call-overload]
+        str(r[2]),
+        str(r[3]),
+        str(r[4]),
+        str(r[5]),
+        tuple(json.loads(str(r[6]))),
+        tuple(json.loads(str(r[7]))),
+        None if r[8] is None else float(r[8]),  # type: ignore[arg-type]
+    )
+
+
+@pytest.mark.parametrize(
+    "row",
+    [
+        ("h1", 1_700_000_000_000_000, "email", "C1", "ours", "contact", "[]", "[]", None),
+        ("h1", 1_700_000_000_000_001, "email", "C1", "ours", "contact", "[]", "[]", None),
+        ("h1", 1_700_000_000_000_000, "email", "C2", "ours", "contact", "[]", "[]", None),
+        (
+            "h1",
+            1_700_000_000_000_000,
+            "portal",
+            "p",
+            "external",
+            "portal_view",
+            '["dosing"]',
+            '["C1", "C2"]',
+            31.5,
+        ),
+        (
+            "h1",
+            1_700_000_000_000_000,
+            "portal",
+            "p",
+            "external",
+            "portal_view",
+            '["dosing"]',
+            '["C1", "C2"]',
+            0.0,
+        ),
+        (
+            "h1",
+            1_700_000_000_000_000,
+            "portal",
+            "p",
+            "external",
+            "portal_view",
+            '["dosing"]',
+            '["C1", "C2"]',
+            -0.0,
+        ),
+        (
+            "h1",
+            1_700_000_000_000_000,
+            "portal",
+            "p",
+            "external",
+            "portal_view",
+            '["dosing"]',
+            '["C1", "C2"]',
+            31,
+        ),
+    ],
+)
+def test_touch_from_a_row_is_the_touch_that_row_builds(row: tuple[object, ...]) -> None:
+    want = _touch_anew(row)
+    for extra in ((), ("override-event", 1, 2)):  # the reps' rows carry more columns
+        got = EventStore._touch_from_row(row + extra)
+        assert got == want
+        assert repr(got.dwell_s) == repr(want.dwell_s)
+
+
+def test_touch_cache_stays_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(store_mod, "_TOUCHES", {})
+    monkeypatch.setattr(store_mod, "_TOUCHES_MAX", 3)
+    for i in range(10):
+        row = ("h1", 1_700_000_000_000_000 + i, "email", "C1", "ours", "contact", "[]", "[]", None)
+        assert EventStore._touch_from_row(row) == _touch_anew(row)
+        assert len(store_mod._TOUCHES) <= 3
