@@ -588,9 +588,7 @@ class _Part(NamedTuple):
 
     def with_args(self, args: tuple[Any, ...]) -> _Part:
         """This part with other parameters, its statement text built once and kept."""
-        return _new_part(
-            _Part, (self[0], self[1], self[2], args, self[4], self[5] or self.sql())
-        )
+        return _new_part(_Part, (self[0], self[1], self[2], args, self[4], self[5] or self.sql()))
 
 
 #: a part from its six fields, without the named tuple's keyword handling
@@ -755,11 +753,18 @@ def _day_bounds(day: date) -> tuple[int, int, int, int]:
             _DAY_BOUNDS.clear()
         _DAY_BOUNDS[day] = found
     return found
+
+
 _ENGAGEMENT_SORTED = tuple(sorted(ENGAGEMENT_TYPES))
 #: the profiles built from rows of the ``hcps`` table, by the row's values
 #: (:meth:`EventStore._profile_from`); shared by the stores of the process
 _PROFILES: dict[tuple[Any, ...], HCPProfile] = {}
 _PROFILES_MAX = 8192
+#: the histories built from the history parts' rows, by (day, catalog, rows)
+#: (:meth:`EventStore._history_from`), each with the catalog it was built with
+_HISTORY_ROWS = ("h_touches", "h_latest", "h_engaged", "h_engaged_at", "h_pulls", "h_overridden")
+_HISTORIES: dict[tuple[Any, ...], tuple[Catalog, History]] = {}
+_HISTORIES_MAX = 8192
 #: the touches built from rows of the ``touches`` table, by the row's values
 #: (:meth:`EventStore._touch_from_row`)
 _TOUCHES: dict[tuple[Any, ...], Touch] = {}
@@ -1306,9 +1311,7 @@ class EventStore(StoreExport):
         }
         parts.update(_history_parts(self.dialect, hcp_id, day))
         if evidence:
-            parts["outcomes"] = shapes["outcomes"].with_args(
-                (hcp_id, *_AO_TYPES, since_us, now_us)
-            )
+            parts["outcomes"] = shapes["outcomes"].with_args((hcp_id, *_AO_TYPES, since_us, now_us))
             parts["stated"] = shapes["stated"].with_args((hcp_id,))
         return parts
 
@@ -1963,7 +1966,29 @@ class EventStore(StoreExport):
     def _history_from(
         rows: Mapping[str, Sequence[Sequence[Any]]], day: date, catalog: Catalog
     ) -> History:
-        """:meth:`history` from the rows of :func:`_history_parts`."""
+        """:meth:`history` from the rows of :func:`_history_parts`.
+
+        A history is immutable and a function of the day, the catalog and these
+        rows alone: the one built from equal rows of the same day and catalog is
+        given again (keyed on all of them, never stale; bounded)."""
+        key = (day, id(catalog), *(tuple(rows[n]) for n in _HISTORY_ROWS))
+        try:
+            found = _HISTORIES.get(key)
+        except TypeError:  # a backend's rows that are not tuples: built, not kept
+            return EventStore._history_built(rows, day, catalog)
+        if found is not None and found[0] is catalog:
+            return found[1]
+        history = EventStore._history_built(rows, day, catalog)
+        if len(_HISTORIES) >= _HISTORIES_MAX:  # bounded: start again when full
+            _HISTORIES.clear()
+        _HISTORIES[key] = (catalog, history)  # the catalog held: its id stays its own
+        return history
+
+    @staticmethod
+    def _history_built(
+        rows: Mapping[str, Sequence[Sequence[Any]]], day: date, catalog: Catalog
+    ) -> History:
+        """:meth:`_history_from` built anew."""
         counts: dict[int, dict[str, int]] = {w: {} for w in HISTORY_WINDOWS}
         last_day: dict[str, date] = {}
         content_day: dict[str, date] = {}

@@ -154,7 +154,10 @@ class Featurizer:
             raise FeaturizeError("featurize_one: no actions given")
         parts: dict[str, str] = {}  # each channel's tokens, once per decision
         if "x" not in self.config.namespaces:
-            return [self.shared_line(context), *(self.action_line(context, a, parts) for a in actions)]
+            return [
+                self.shared_line(context),
+                *(self.action_line(context, a, parts) for a in actions),
+            ]
         # :meth:`action_line` of each action, its x tokens written as cross_tokens
         # writes them, from the parts of the action known ahead (the same bytes: the
         # tests hold the two together)

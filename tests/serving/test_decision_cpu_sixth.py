@@ -264,3 +264,58 @@ def test_touch_cache_stays_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
         row = ("h1", 1_700_000_000_000_000 + i, "email", "C1", "ours", "contact", "[]", "[]", None)
         assert EventStore._touch_from_row(row) == _touch_anew(row)
         assert len(store_mod._TOUCHES) <= 3
+
+
+def test_history_follows_the_store_and_equals_one_built_anew(tmp_path: Path) -> None:
+    """The history given again for equal rows equals the one built anew; a new touch,
+    another day or another catalog gives a history of its own."""
+    store = EventStore(tmp_path / "s.db")
+    other = EventStore(tmp_path / "s.db")
+    cat = Catalog.default()
+    now = datetime(2026, 3, 1, 12, tzinfo=UTC)
+    since = now - timedelta(days=90)
+    store.upsert_hcp(HCPProfile("h1", "cardiology", 5, "US", "aware", frozenset({"email"})))
+    item = cat.items[0]
+    channel = item.channels[0]
+
+    def built(s: EventStore, at: datetime) -> object:
+        parts = store_mod._history_parts(s.dialect, "h1", at.date())
+        return EventStore._history_built({n: s._rows(p) for n, p in parts.items()}, at.date(), cat)
+
+    seen = []
+    for i in range(4):
+        got = store.hcp_state("h1", now, since, cat).history
+        assert got == built(store, now)
+        assert store.hcp_state("h1", now, since, cat).history == got  # given again
+        seen.append(got)
+        # another process's store adds a touch: the next read must count it
+        other.add_touch(Touch("h1", now - timedelta(days=3 + i), channel, item.id, "ours"))
+    assert len({repr(h) for h in seen}) == 4
+    assert seen[-1].touches_30d[channel] == 3
+    later = now + timedelta(days=40)
+    assert store.hcp_state("h1", later, later - timedelta(days=90), cat).history == built(
+        store, later
+    )
+
+
+def test_history_rows_that_are_not_tuples_are_built_not_kept() -> None:
+    rows: dict[str, list[object]] = {n: [] for n in store_mod._HISTORY_ROWS}
+    rows["h_overridden"] = [[2]]  # a list row: unhashable
+    h = EventStore._history_from(rows, date(2026, 3, 1), Catalog.default())  # type: ignore[arg-type]
+    assert h.overrides_90d == 2
+
+
+def test_history_of_another_catalog_object_is_its_own(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(store_mod, "_HISTORIES", {})
+    cat = Catalog.default()
+    other = Catalog.default()
+    rows: dict[str, list[tuple[object, ...]]] = {n: [] for n in store_mod._HISTORY_ROWS}
+    day = date(2026, 3, 1)
+    a = EventStore._history_from(rows, day, cat)  # type: ignore[arg-type]
+    assert EventStore._history_from(rows, day, cat) is a  # type: ignore[arg-type]
+    b = EventStore._history_from(rows, day, other)  # type: ignore[arg-type]
+    assert b == a and (b is not a or id(cat) == id(other))
+    monkeypatch.setattr(store_mod, "_HISTORIES_MAX", 2)
+    for i in range(6):
+        EventStore._history_from(rows, day + timedelta(days=i), cat)  # type: ignore[arg-type]
+        assert len(store_mod._HISTORIES) <= 2
