@@ -553,20 +553,27 @@ class ActionOutcome:
 _KINDS = {"i": "BIGINT", "t": "TEXT", "f": "DOUBLE PRECISION"}
 
 
-@dataclass(frozen=True)
-class _Part:
+class _Part(NamedTuple):
     """One query of an HCP's state: its columns (SQL, kind ``i``/``t``/``f``), the
-    rest of the statement (FROM, WHERE, GROUP BY), its order and parameters."""
+    rest of the statement (FROM, WHERE, GROUP BY), its order and parameters.
+
+    A named tuple, not a dataclass: the parts of an HCP's state are made for every
+    decision, and a frozen dataclass's ``__init__`` cost several times a tuple's.
+    ``text``, when not empty, is the part's statement built ahead (the parts of
+    :meth:`EventStore._state_parts` are copies of templates that carry it)."""
 
     cols: tuple[tuple[str, str], ...]
     rest: str
     order: str
     args: tuple[Any, ...] = ()
     limit: int | None = None
+    text: str = ""
 
     def sql(self) -> str:
         """The part as a statement of its own (built once per distinct part shape:
         the parameters are not in the text)."""
+        if self.text:
+            return self.text
         key = (self.cols, self.rest, self.order, self.limit)
         text = _PART_SQL.get(key)
         if text is None:
@@ -577,7 +584,27 @@ class _Part:
             _PART_SQL[key] = text
         return text
 
+    # ``text`` is derived from the rest: two parts are equal when the query is
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, _Part):
+            return self[:5] == other[:5]
+        return NotImplemented
 
+    def __ne__(self, other: object) -> bool:
+        if isinstance(other, _Part):
+            return self[:5] != other[:5]
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(self[:5])
+
+    def with_args(self, args: tuple[Any, ...]) -> _Part:
+        """This part with other parameters, its statement text built once and kept."""
+        return _new_part(_Part, (self[0], self[1], self[2], args, self[4], self[5] or self.sql()))
+
+
+#: a part from its six fields, without the named tuple's keyword handling
+_new_part = tuple.__new__
 #: statement text of each part shape (:meth:`_Part.sql`)
 _PART_SQL: dict[tuple[tuple[tuple[str, str], ...], str, str, int | None], str] = {}
 
@@ -703,10 +730,9 @@ def _history_parts(dialect: Dialect, hcp_id: str, day: date) -> dict[str, _Part]
     are built for every decision) and their parameters for ``hcp_id`` and ``day``."""
     shapes = _HISTORY_SHAPES.get(dialect)
     if shapes is None:
-        shapes = _HISTORY_SHAPES[dialect] = _history_parts_built(dialect, "", date(2000, 1, 1))
-    end_us = _day_start_us(day)
-    lo_us = _day_start_us(day - timedelta(days=_LONGEST))
-    d30_us = _day_start_us(day - timedelta(days=30))
+        built = _history_parts_built(dialect, "", date(2000, 1, 1))
+        shapes = _HISTORY_SHAPES[dialect] = {n: p.with_args(p.args) for n, p in built.items()}
+    end_us, lo_us, d30_us, _ = _day_bounds(day)
     args = {
         "h_touches": (hcp_id, lo_us, end_us),
         "h_latest": (hcp_id, end_us),
@@ -715,13 +741,69 @@ def _history_parts(dialect: Dialect, hcp_id: str, day: date) -> dict[str, _Part]
         "h_pulls": (hcp_id, lo_us, end_us),
         "h_overridden": (hcp_id, lo_us, end_us),
     }
-    return {name: _Part(p.cols, p.rest, p.order, args[name], p.limit) for name, p in shapes.items()}
+    return {name: p.with_args(args[name]) for name, p in shapes.items()}
 
 
 _LONGEST = max(HISTORY_WINDOWS)
+#: :func:`_day_bounds` by day (a pure function of the day; one entry a day served)
+_DAY_BOUNDS: dict[date, tuple[int, int, int, int]] = {}
+
+
+def _day_bounds(day: date) -> tuple[int, int, int, int]:
+    """The microsecond bounds an HCP's state reads for ``day``: the start of the
+    day, of the history's longest window, of its 30 days, and of the stated
+    preferences' window (:data:`nba.context.STATED_WINDOW_DAYS`)."""
+    found = _DAY_BOUNDS.get(day)
+    if found is None:
+        found = (
+            _day_start_us(day),
+            _day_start_us(day - timedelta(days=_LONGEST)),
+            _day_start_us(day - timedelta(days=30)),
+            _day_start_us(day - timedelta(days=STATED_WINDOW_DAYS)),
+        )
+        if len(_DAY_BOUNDS) >= 64:  # a service asks for today (and replays for a few days)
+            _DAY_BOUNDS.clear()
+        _DAY_BOUNDS[day] = found
+    return found
+
+
 _ENGAGEMENT_SORTED = tuple(sorted(ENGAGEMENT_TYPES))
+#: the profiles built from rows of the ``hcps`` table, by the row's values
+#: (:meth:`EventStore._profile_from`); shared by the stores of the process
+_PROFILES: dict[tuple[Any, ...], HCPProfile] = {}
+_PROFILES_MAX = 8192
+#: the histories built from the history parts' rows, by (day, catalog, rows)
+#: (:meth:`EventStore._history_from`), each with the catalog it was built with
+_HISTORY_ROWS = ("h_touches", "h_latest", "h_engaged", "h_engaged_at", "h_pulls", "h_overridden")
+_HISTORIES: dict[tuple[Any, ...], tuple[Catalog, History]] = {}
+_HISTORIES_MAX = 8192
+#: the touches built from rows of the ``touches`` table, by the row's values
+#: (:meth:`EventStore._touch_from_row`)
+_TOUCHES: dict[tuple[Any, ...], Touch] = {}
+_TOUCHES_MAX = 32768
 #: :func:`_history_parts_built`'s parts per dialect, their parameters left as built
 _HISTORY_SHAPES: dict[Dialect, dict[str, _Part]] = {}
+#: the other parts of an HCP's state (:meth:`EventStore._state_parts`), their
+#: statement text built once, their parameters left as built
+_STATE_SHAPES: dict[str, _Part] = {}
+
+
+def _state_shapes() -> dict[str, _Part]:
+    """The templates of :meth:`EventStore._state_parts`'s parts that are not the
+    history's (the same for every dialect), built on first use."""
+    if not _STATE_SHAPES:
+        day = date(2000, 1, 1)
+        built = {
+            "profile": _profile_part(""),
+            "touches": _touches_part("", 0),
+            "feedback": _feedback_part("", 0, 0),
+            "extras": _extras_part("", day),
+            "suppressions": _suppressions_part("", 0),
+            "outcomes": _action_outcomes_part("", 0, 0),
+            "stated": _stated_part(""),
+        }
+        _STATE_SHAPES.update({n: p.with_args(p.args) for n, p in built.items()})
+    return _STATE_SHAPES
 
 
 def _history_parts_built(dialect: Dialect, hcp_id: str, day: date) -> dict[str, _Part]:
@@ -1156,7 +1238,14 @@ class EventStore(StoreExport):
         if not rows:
             return None
         row = rows[0]
-        return HCPProfile(
+        # a profile is immutable and a function of its row alone: the one built from
+        # an equal row is given again (keyed on the whole row, never stale); an
+        # affinity of zero is left out, as -0.0 and 0.0 are equal keys
+        key = tuple(row) if row[7] else None
+        found = _PROFILES.get(key) if key is not None else None
+        if found is not None:
+            return found
+        profile = HCPProfile(
             hcp_id=row[0],
             specialty=row[1],
             decile=int(row[2]),
@@ -1166,6 +1255,11 @@ class EventStore(StoreExport):
             no_see=bool(row[6]),
             digital_affinity=float(row[7]),
         )
+        if key is not None:
+            if len(_PROFILES) >= _PROFILES_MAX:  # bounded: start again when full
+                _PROFILES.clear()
+            _PROFILES[key] = profile
+        return profile
 
     def _rows(self, part: _Part) -> list[Any]:
         """The rows of one query part, run on its own."""
@@ -1215,17 +1309,22 @@ class EventStore(StoreExport):
         """The query parts of :meth:`hcp_state` (``now`` and ``since`` in UTC)."""
         day = now.date()
         now_us = _to_us(now)
+        since_us = _to_us(since)
+        # the parts of _profile_part, _touches_part, ... with these parameters, copied
+        # from templates whose statement text is built (a decision makes them all)
+        shapes = _state_shapes()
+        bounds = _day_bounds(day)
         parts: dict[str, _Part] = {
-            "profile": _profile_part(hcp_id),
-            "touches": _touches_part(hcp_id, _to_us(since)),
-            "feedback": _feedback_part(hcp_id, now_us, -(2**62)),
-            "extras": _extras_part(hcp_id, day),
-            "suppressions": _suppressions_part(hcp_id, now_us),
+            "profile": shapes["profile"].with_args((hcp_id,)),
+            "touches": shapes["touches"].with_args((hcp_id, since_us)),
+            "feedback": shapes["feedback"].with_args((hcp_id, now_us, -(2**62), now_us)),
+            "extras": shapes["extras"].with_args((bounds[3], bounds[0], hcp_id)),
+            "suppressions": shapes["suppressions"].with_args((hcp_id, now_us, now_us)),
         }
         parts.update(_history_parts(self.dialect, hcp_id, day))
         if evidence:
-            parts["outcomes"] = _action_outcomes_part(hcp_id, _to_us(since), now_us)
-            parts["stated"] = _stated_part(hcp_id)
+            parts["outcomes"] = shapes["outcomes"].with_args((hcp_id, *_AO_TYPES, since_us, now_us))
+            parts["stated"] = shapes["stated"].with_args((hcp_id,))
         return parts
 
     def _fetch_state_parts(
@@ -1320,7 +1419,14 @@ class EventStore(StoreExport):
 
     @staticmethod
     def _touch_from_row(r: Sequence[Any]) -> Touch:
-        return Touch(
+        # a touch is immutable and a function of its row alone: the one built from an
+        # equal row is given again (keyed on the whole row, never stale); a dwell of
+        # zero is left out, as -0.0 and 0.0 are equal keys
+        key = tuple(r[:9]) if r[8] is None or r[8] else None
+        found = _TOUCHES.get(key) if key is not None else None
+        if found is not None:
+            return found
+        touch = Touch(
             r[0],
             _from_us(r[1]),
             r[2],
@@ -1331,6 +1437,11 @@ class EventStore(StoreExport):
             () if r[7] == "[]" else tuple(json.loads(r[7])),
             None if r[8] is None else float(r[8]),
         )
+        if key is not None:
+            if len(_TOUCHES) >= _TOUCHES_MAX:  # bounded: start again when full
+                _TOUCHES.clear()
+            _TOUCHES[key] = touch
+        return touch
 
     def add_touch(self, touch: Touch) -> None:
         """Record one touch (ours or external); committed on return."""
@@ -1896,7 +2007,29 @@ class EventStore(StoreExport):
     def _history_from(
         rows: Mapping[str, Sequence[Sequence[Any]]], day: date, catalog: Catalog
     ) -> History:
-        """:meth:`history` from the rows of :func:`_history_parts`."""
+        """:meth:`history` from the rows of :func:`_history_parts`.
+
+        A history is immutable and a function of the day, the catalog and these
+        rows alone: the one built from equal rows of the same day and catalog is
+        given again (keyed on all of them, never stale; bounded)."""
+        key = (day, id(catalog), *(tuple(rows[n]) for n in _HISTORY_ROWS))
+        try:
+            found = _HISTORIES.get(key)
+        except TypeError:  # a backend's rows that are not tuples: built, not kept
+            return EventStore._history_built(rows, day, catalog)
+        if found is not None and found[0] is catalog:
+            return found[1]
+        history = EventStore._history_built(rows, day, catalog)
+        if len(_HISTORIES) >= _HISTORIES_MAX:  # bounded: start again when full
+            _HISTORIES.clear()
+        _HISTORIES[key] = (catalog, history)  # the catalog held: its id stays its own
+        return history
+
+    @staticmethod
+    def _history_built(
+        rows: Mapping[str, Sequence[Sequence[Any]]], day: date, catalog: Catalog
+    ) -> History:
+        """:meth:`_history_from` built anew."""
         counts: dict[int, dict[str, int]] = {w: {} for w in HISTORY_WINDOWS}
         last_day: dict[str, date] = {}
         content_day: dict[str, date] = {}

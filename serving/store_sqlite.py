@@ -215,7 +215,8 @@ class SQLiteStore(EventStore):
             if self._OUTCOME_PARTS[0] in merged:
                 out.update(self._outcome_parts(con, hcp_id, parts))
             if profile is not None and extras is not None and "profile" in merged:
-                key = (profile.cols, extras.cols, extras.rest, extras.order)
+                # the texts name the parts' shapes (hashed once per string, not per call)
+                key = (profile.sql(), extras.sql())
                 sql = _PROFILE_EXTRAS_SQL.get(key)
                 if sql is None:
                     sql = _Part(

@@ -54,7 +54,19 @@ def clean(name: str) -> str:
     >>> clean("internal medicine|x:y")
     'internal_medicine_x_y'
     """
-    return _CLEAN.sub("_", name)
+    out = _CLEANED.get(name)
+    if out is None:
+        out = _CLEAN.sub("_", name)
+        if len(_CLEANED) < _CLEANED_MAX:  # names are few (catalog, profiles); stay bounded
+            _CLEANED[name] = out
+    return out
+
+
+#: :func:`clean`'s answers by name (a pure function of its argument), so that the
+#: names every decision writes (channels, topics, specialties, markets) are not
+#: run through the pattern each time
+_CLEANED: dict[str, str] = {}
+_CLEANED_MAX = 16384
 
 
 def fixed3(x: float) -> str:

@@ -17,11 +17,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from nba.catalog import Catalog
-from nba.context import DecisionContext
+from nba.context import DecisionContext, topic_channel_key
 from nba.domain import Action, ValidationError
 from nba.features.batch import FeaturizedBatch
 from nba.features.bulk import featurize_bulk
-from nba.features.config import FeaturizeError, FeaturizerConfig, clean
+from nba.features.config import FeaturizeError, FeaturizerConfig, age_bucket, clean, fixed3
 from nba.features.dsjson import (
     DSJSON_PREFIX,
     DSJSON_PREFIX_PATTERN,
@@ -67,6 +67,21 @@ class Featurizer:
                 parts.append(f"|I {clean(a.content_id)}")
             self._static[a.action_id] = " ".join(parts)
         self._topic = {a.action_id: catalog.by_id[a.content_id].topic for a in catalog.actions}
+        # what :func:`cross_tokens` writes of each action that does not depend on the
+        # context: (static line, channel, topic, content id, clean topic, clean
+        # channel, topic-channel key) -- :meth:`featurize_one` writes the x line from it
+        self._cross: dict[str, tuple[str, str, str, str, str, str, str]] = {
+            a.action_id: (
+                self._static[a.action_id],
+                a.channel,
+                self._topic[a.action_id],
+                a.content_id,
+                clean(self._topic[a.action_id]),
+                clean(a.channel),
+                topic_channel_key(self._topic[a.action_id], a.channel),
+            )
+            for a in catalog.actions
+        }
 
     @property
     def interactions(self) -> tuple[str, ...]:
@@ -138,7 +153,59 @@ class Featurizer:
         if not actions:
             raise FeaturizeError("featurize_one: no actions given")
         parts: dict[str, str] = {}  # each channel's tokens, once per decision
-        return [self.shared_line(context), *(self.action_line(context, a, parts) for a in actions)]
+        if "x" not in self.config.namespaces:
+            return [
+                self.shared_line(context),
+                *(self.action_line(context, a, parts) for a in actions),
+            ]
+        # :meth:`action_line` of each action, its x tokens written as cross_tokens
+        # writes them, from the parts of the action known ahead (the same bytes: the
+        # tests hold the two together)
+        lines = [self.shared_line(context)]
+        h = context.history
+        last = h.last_content_id
+        top_e90 = h.topic_engagements_90d
+        tc_e90 = h.topic_channel_engagements_90d
+        ago = h.days_since_content
+        interest = h.interest
+        pulls = h.topic_pulls_90d
+        stated_topics = context.stated_topics
+        stated_channels = context.stated_channels
+        stage = context.hcp.adoption_stage
+        cross = self._cross
+        for a in actions:
+            known = cross.get(a.action_id)
+            if known is None:  # not in the catalog: action_line names it
+                lines.append(self.action_line(context, a, parts))
+                continue
+            line, ch, topic, content_id, topic_c, ch_c, tc_key = known
+            x = " same_last" if last is not None and last == content_id else ""
+            part = parts.get(ch)
+            if part is None:
+                part = parts[ch] = channel_tokens(context, ch)
+            x += part
+            v = top_e90.get(topic, 0)
+            if v:
+                x += f" top_e90:{v}"
+            x += f" st_top={stage}_{topic_c}"
+            v = tc_e90.get(tc_key, 0)
+            if v:
+                x += f" tc_e90:{v}"
+            d = ago.get(content_id)
+            if d is not None:
+                x += f" it_ago={age_bucket(d)}"
+            i = interest.get(topic)
+            if i is not None:
+                x += f" it_int:{fixed3(i)}"
+            v = pulls.get(topic, 0)
+            if v:
+                x += f" it_pull:{v} it_pull_{ch_c}:{v}"
+            if topic in stated_topics:
+                x += " sp_top"
+            if ch in stated_channels:
+                x += " sp_ch"
+            lines.append(f"{line} |x{x}" if line else f"|x{x}")
+        return lines
 
     def featurize_json(self, context_json: str, action_ids: Sequence[str]) -> list[str]:
         """Like :meth:`featurize_one` for a logged ``context`` column value.

@@ -546,3 +546,46 @@ def test_channel_tokens_kept_per_decision_give_the_same_action_lines() -> None:
         assert f.featurize_one(ctx, acts)[1:] == [f.action_line(ctx, a) for a in acts]
         channels.update(a.channel for a in acts)
     assert len(channels) > 1
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        FeaturizerConfig(),
+        FeaturizerConfig(namespaces=("p", "c", "K", "x"), interactions=("pK",)),
+        FeaturizerConfig(namespaces=("h", "r", "x"), interactions=()),
+        FeaturizerConfig(namespaces=("p", "T", "K"), interactions=("pT",)),
+    ],
+    ids=["default", "partial", "crosses-only", "no-crosses"],
+)
+def test_one_decision_lines_equal_each_action_line_on_its_own(config: FeaturizerConfig) -> None:
+    """featurize_one writes each action's x tokens from what it knows of the action
+    ahead; the lines must be those of action_line (cross_tokens) one action at a time,
+    whatever the history, the stated preferences and the channels mixed."""
+    _, ctxs, actions = random_table(400, seed=23)
+    f = Featurizer(CATALOG, config)
+    crossed = 0
+    for ctx, acts in zip(ctxs, actions, strict=True):
+        want = [f.shared_line(ctx), *(f.action_line(ctx, a) for a in acts)]
+        assert f.featurize_one(ctx, acts) == want
+        crossed += sum(" same_last" in line or " sp_" in line for line in want)
+    if "x" in config.namespaces:
+        assert crossed > 50  # the context-dependent tokens were exercised
+
+
+def test_one_decision_refuses_an_action_outside_the_catalog() -> None:
+    f = Featurizer(CATALOG)
+    ctx = random_context(np.random.default_rng(3), 0)
+    with pytest.raises(FeaturizeError, match="NOPE@email"):
+        f.featurize_one(ctx, [CATALOG.actions[0], Action("NOPE", "email")])
+
+
+def test_clean_is_the_pattern_and_stays_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    from nba.features import config as cfg
+
+    monkeypatch.setattr(cfg, "_CLEANED", {})
+    monkeypatch.setattr(cfg, "_CLEANED_MAX", 4)
+    names = ["a b", "x|y:z", "tab\there", "ok", "new\nline", "a b", "v\x0bw", "plain"]
+    for name in names * 2:
+        assert cfg.clean(name) == re.sub(cfg.CLEAN_PATTERN, "_", name)
+    assert len(cfg._CLEANED) == 4
