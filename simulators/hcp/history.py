@@ -760,21 +760,8 @@ class ContextBuilder:
     ) -> npt.NDArray[np.object_]:
         """:meth:`render` as it was written before (each map's strings made apart,
         then one f-string per decision): kept as the reference the tests hold
-        :meth:`render` to.
-
-        Parameters
-        ----------
-        day : date
-        profiles : ndarray of object (str), shape (b,)
-            Canonical JSON of each decision's HCP profile.
-        history : dict of str to ndarray
-            :meth:`gather`'s arrays for the same b decisions.
-        request_json : str
-            Canonical JSON of the request map (same for the whole batch).
-
-        Returns
-        -------
-        ndarray of object (str), shape (b,)
+        :meth:`render` to. Parameters and result as :meth:`render`'s: ``b``
+        profiles, shape (b,), give b context strings, shape (b,).
         """
         b = profiles.shape[0]
         if b == 0:

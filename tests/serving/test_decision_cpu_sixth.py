@@ -197,56 +197,29 @@ def _touch_anew(r: tuple[object, ...]) -> Touch:
     )
 
 
+#: a portal view's row up to its dwell time (the last column)
+_PORTAL_VIEW = (
+    "h1",
+    1_700_000_000_000_000,
+    "portal",
+    "p",
+    "external",
+    "portal_view",
+    '["dosing"]',
+    '["C1", "C2"]',
+)
+
+
 @pytest.mark.parametrize(
     "row",
     [
         ("h1", 1_700_000_000_000_000, "email", "C1", "ours", "contact", "[]", "[]", None),
         ("h1", 1_700_000_000_000_001, "email", "C1", "ours", "contact", "[]", "[]", None),
         ("h1", 1_700_000_000_000_000, "email", "C2", "ours", "contact", "[]", "[]", None),
-        (
-            "h1",
-            1_700_000_000_000_000,
-            "portal",
-            "p",
-            "external",
-            "portal_view",
-            '["dosing"]',
-            '["C1", "C2"]',
-            31.5,
-        ),
-        (
-            "h1",
-            1_700_000_000_000_000,
-            "portal",
-            "p",
-            "external",
-            "portal_view",
-            '["dosing"]',
-            '["C1", "C2"]',
-            0.0,
-        ),
-        (
-            "h1",
-            1_700_000_000_000_000,
-            "portal",
-            "p",
-            "external",
-            "portal_view",
-            '["dosing"]',
-            '["C1", "C2"]',
-            -0.0,
-        ),
-        (
-            "h1",
-            1_700_000_000_000_000,
-            "portal",
-            "p",
-            "external",
-            "portal_view",
-            '["dosing"]',
-            '["C1", "C2"]',
-            31,
-        ),
+        (*_PORTAL_VIEW, 31.5),
+        (*_PORTAL_VIEW, 0.0),
+        (*_PORTAL_VIEW, -0.0),
+        (*_PORTAL_VIEW, 31),
     ],
 )
 def test_touch_from_a_row_is_the_touch_that_row_builds(row: tuple[object, ...]) -> None:
