@@ -826,17 +826,6 @@ class DecisionEngine:
         (result,) = self.commit_outcomes([pending.write])
         return self.finish_outcome(pending, result)
 
-    def start_outcome(self, event_id: str, req: schemas.OutcomeRequest) -> _PendingOutcome:
-        """:meth:`record_outcome`'s work before its write: the outcome checked against
-        its decision and its write built (it reads the store; nothing is stored).
-
-        Raises
-        ------
-        ApiError
-            404 for an unknown event, 422 for an outcome its decision refuses.
-        """
-        return self._prepare_outcome(event_id, req)
-
     def submit_outcome(self, pending: _PendingOutcome) -> Future[list[bool | Exception]] | None:
         """Hand ``pending``'s write to the outcome committer without waiting: the
         future is settled once it is committed, with a one-entry list as
@@ -881,7 +870,7 @@ class DecisionEngine:
                 results.append(item)
                 continue
             try:
-                pending.append((i, self._prepare_outcome(*item)))
+                pending.append((i, self.start_outcome(*item)))
                 results.append(None)
             except ApiError as exc:
                 results.append(exc)
@@ -915,7 +904,7 @@ class DecisionEngine:
                 return [exc]
         return self.store.add_outcomes(writes)
 
-    def _prepare_outcome(self, event_id: str, req: schemas.OutcomeRequest) -> _PendingOutcome:
+    def start_outcome(self, event_id: str, req: schemas.OutcomeRequest) -> _PendingOutcome:
         """Check one outcome against its decision and build its write (nothing stored).
 
         Raises

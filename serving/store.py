@@ -1627,9 +1627,10 @@ class EventStore(StoreExport):
         time, HCP and chosen action, and when the earliest touch overriding it
         happened (``None`` when none did); ``None`` for an unknown decision.
 
-        One statement (one read of one snapshot): what :meth:`get_decision` and
-        :func:`serving.store_reps.override_of` give, without building the whole
-        decision (its JSON columns parsed, its fields checked).
+        One statement (one read of one snapshot): what :meth:`get_decision` and the
+        earliest of the ``touches`` whose ``overrides_event_id`` is the decision
+        give, without building the whole decision (its JSON columns parsed, its
+        fields checked).
         """
         row = (
             self._conn()

@@ -455,18 +455,6 @@ def add_override_touch(store: EventStore, touch: Touch, event_id: str) -> None:
         )
 
 
-def override_of(store: EventStore, event_id: str) -> datetime | None:
-    """When the earliest touch overriding ``event_id`` happened, or ``None``."""
-    from serving.store import _from_us
-
-    row = (
-        store._conn()
-        .execute("SELECT MIN(ts_us) FROM touches WHERE overrides_event_id=?", (event_id,))
-        .fetchone()
-    )
-    return None if row is None or row[0] is None else _from_us(row[0])
-
-
 @dataclass(frozen=True, slots=True)
 class OverrideTouch:
     """A touch that overrode a decision, with what the decision had chosen."""

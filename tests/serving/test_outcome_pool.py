@@ -24,10 +24,19 @@ from serving_testkit import HCP_BODY, auth, start_server, stop_server
 
 from nba.domain import Decision, Outcome, Touch
 from serving.commit_outcomes import OutcomeCommitter
-from serving.store import EventStore, OutcomeWrite
-from serving.store_reps import override_of
+from serving.store import EventStore, OutcomeWrite, _from_us
 
 T0 = datetime(2026, 1, 5, 9, tzinfo=UTC)
+
+
+def _earliest_override(store: EventStore, event_id: str) -> datetime | None:
+    """The reference: the earliest touch overriding ``event_id``, read apart."""
+    (us,) = (
+        store._conn()
+        .execute("SELECT MIN(ts_us) FROM touches WHERE overrides_event_id=?", (event_id,))
+        .fetchone()
+    )
+    return None if us is None else _from_us(us)
 
 
 def _decision(event_id: str) -> Decision:
@@ -68,7 +77,7 @@ def test_outcome_target_is_the_decision_and_its_override(tmp_path: Path) -> None
             decision.hcp_id,
             decision.chosen_action_id,
         )
-        assert target.overridden == override_of(store, event_id)
+        assert target.overridden == _earliest_override(store, event_id)
     assert store.outcome_target("E2").overridden == T0 + timedelta(hours=2)  # type: ignore[union-attr]
     assert store.outcome_target("E1").overridden is None  # type: ignore[union-attr]
     store.close()
