@@ -12,12 +12,19 @@ uvicorn parses HTTP with httptools and runs its event loop on uvloop when both
 are installed (they are in the lock file), and falls back to its pure-Python h11
 parser and asyncio's own loop otherwise (:func:`server_options`); the banner
 names what it uses.
+
+``--fd N`` serves on a socket that is already bound and listening, inherited as
+file descriptor ``N`` (:func:`inherited_listener` checks it first), instead of
+binding ``--host``/``--port``: whoever started the command owns the port from
+before the service starts until it exits, so no other process can take it in
+between (a supervisor's socket activation, or the tests' server helper).
 """
 
 from __future__ import annotations
 
 import os
 import shutil
+import socket
 import tempfile
 from pathlib import Path
 
@@ -45,9 +52,62 @@ def server_options() -> dict[str, str]:
     }
 
 
+HINT = "'--fd'"
+
+
+def inherited_listener(fd: int) -> str:
+    """The address of the listening stream socket at file descriptor ``fd``, as text.
+
+    Raises :class:`click.BadParameter` naming ``--fd`` and what is wrong when ``fd``
+    is not open, not a socket, not a stream socket, or not listening. The socket
+    itself is left as it is (a duplicate of it is inspected and closed).
+
+    >>> with socket.create_server(("127.0.0.1", 0)) as s:
+    ...     inherited_listener(s.fileno()) == f"http://127.0.0.1:{s.getsockname()[1]}"
+    True
+    """
+    try:
+        dup = os.dup(fd)
+    except OSError as exc:
+        raise click.BadParameter(
+            f"{fd} is not an open file descriptor ({exc.strerror})", param_hint=HINT
+        ) from None
+    try:
+        sock = socket.socket(fileno=dup)
+    except OSError as exc:
+        os.close(dup)
+        raise click.BadParameter(
+            f"{fd} is not a socket ({exc.strerror})", param_hint=HINT
+        ) from None
+    with sock:
+        if sock.type != socket.SOCK_STREAM:
+            raise click.BadParameter(f"{fd} is not a stream (TCP or Unix) socket", param_hint=HINT)
+        if not sock.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN):
+            raise click.BadParameter(
+                f"socket {fd} is not listening (call listen() on it first)", param_hint=HINT
+            )
+        address = sock.getsockname()
+        if sock.family == socket.AF_INET:
+            return f"http://{address[0]}:{address[1]}"
+        if sock.family == socket.AF_INET6:
+            return f"http://[{address[0]}]:{address[1]}"
+        if sock.family == socket.AF_UNIX:
+            return f"unix:{address}"
+        raise click.BadParameter(
+            f"socket {fd} is of an unsupported family ({sock.family!r})", param_hint=HINT
+        )
+
+
 @click.command("serve")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Interface to bind.")
 @click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535))
+@click.option(
+    "--fd",
+    type=click.IntRange(0),
+    default=None,
+    help="Serve on the bound, listening socket inherited as this file descriptor "
+    "instead of binding --host/--port (the caller owns the port).",
+)
 @click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 64))
 @click.option(
     "--store",
@@ -65,6 +125,7 @@ def server_options() -> dict[str, str]:
 def serve(
     host: str,
     port: int,
+    fd: int | None,
     workers: int,
     store: Path | str | None,
     model_uri: str | None,
@@ -75,6 +136,14 @@ def serve(
 
     from serving.settings import Settings
 
+    if fd is not None:
+        context = click.get_current_context()
+        for name in ("host", "port"):
+            if context.get_parameter_source(name) is not click.core.ParameterSource.DEFAULT:
+                raise click.UsageError(f"--fd serves on an inherited socket: drop --{name}")
+        where = inherited_listener(fd)  # before the settings: a bad --fd is named first
+    else:
+        where = f"http://{host}:{port}"
     if isinstance(store, Path):
         os.environ["NBA_STORE_PATH"] = str(store.resolve())
         os.environ.pop("NBA_STORE_URL", None)
@@ -99,7 +168,7 @@ def serve(
         )
     options = server_options()
     click.echo(
-        f"nba serve: http://{host}:{port}  workers={workers}  "
+        f"nba serve: {where}  workers={workers}  "
         f"store={settings.store_location_text}  model={settings.model_uri}  "
         f"http={options['http']}  loop={options['loop']}",
         err=True,
@@ -125,6 +194,7 @@ def serve(
             factory=True,
             host=host,
             port=port,
+            fd=fd,  # when given, uvicorn serves on it and binds nothing itself
             workers=workers,
             access_log=False,  # the app logs route templates, never raw paths with HCP ids
             log_level=log_level,

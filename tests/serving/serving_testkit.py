@@ -87,11 +87,27 @@ def server_env(tmp: Path, **extra: str) -> dict[str, str]:
     return env
 
 
-def start_server(tmp: Path, workers: int = 1, **extra: str) -> tuple[Any, str]:
-    """Start ``nba serve`` on a free loopback port in its own process group; wait
-    until ``/readyz`` answers 200. Returns (process, base URL)."""
+def listening_socket() -> Any:
+    """A TCP socket bound to a free loopback port and listening, owned by the caller
+    (a ``socket.socket``)."""
+    import socket
+
+    return socket.create_server(("127.0.0.1", 0))
+
+
+def start_server(
+    tmp: Path, workers: int = 1, serve_args: tuple[str, ...] = (), **extra: str
+) -> tuple[Any, str]:
+    """Start ``nba serve`` (plus ``serve_args``) in its own process group on a
+    loopback socket this process binds and hands over (``nba serve --fd``); wait
+    until ``/readyz`` answers 200. Returns (process, base URL).
+
+    The port is never free between choosing it and the server serving on it, so
+    another process (another test suite's server, on a shared machine) cannot take
+    it and answer in the server's place."""
     import sys
 
+    listener = listening_socket()
     return start_process(
         tmp,
         "server",
@@ -100,16 +116,16 @@ def start_server(tmp: Path, workers: int = 1, **extra: str) -> tuple[Any, str]:
             "-m",
             "nba_cli.main",
             "serve",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
+            "--fd",
+            str(listener.fileno()),
             "--workers",
             str(workers),
             "--log-level",
             "warning",
+            *serve_args,
         ],
         env=server_env(tmp, **extra),
+        listener=listener,
     )
 
 
@@ -119,24 +135,36 @@ def start_process(
     command: Callable[[int], list[str]],
     env: dict[str, str] | None = None,
     wait_s: float = 90,
+    listener: Any = None,
 ) -> tuple[Any, str]:
-    """Start ``command(port)`` on a free loopback port in its own process group,
-    its output in ``tmp/<name>-<port>.log``; wait until its ``/readyz`` answers 200.
-    Returns (process, base URL)."""
+    """Start ``command(port)`` in its own process group, its output in
+    ``tmp/<name>-<port>.log``; wait until its ``/readyz`` answers 200. Returns
+    (process, base URL).
+
+    With ``listener`` (a bound, listening socket of :func:`listening_socket`) the
+    port is the listener's, the process inherits the socket (its file descriptor
+    stays open in the child) and this process closes its own copy once the child
+    has started; else the port is a free one, which the command binds itself (and
+    another process could take first)."""
     import subprocess
     import time
 
     import httpx
 
-    port = free_port()
+    port = free_port() if listener is None else int(listener.getsockname()[1])
     log_path = tmp / f"{name}-{port}.log"
-    proc = subprocess.Popen(
-        command(port),
-        env=env,
-        stdout=open(log_path, "wb"),
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
+    try:
+        proc = subprocess.Popen(
+            command(port),
+            env=env,
+            stdout=open(log_path, "wb"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            pass_fds=() if listener is None else (listener.fileno(),),
+        )
+    finally:
+        if listener is not None:
+            listener.close()  # the child holds the socket; a dead child refuses connections
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + wait_s
     # one client for the polls: httpx.get builds a client, and an SSL context, each

@@ -4,7 +4,6 @@ database, and no outcome is stored twice (the same outcome is posted to both).""
 
 from __future__ import annotations
 
-import sys
 import threading
 import time
 from pathlib import Path
@@ -12,7 +11,7 @@ from typing import Any
 
 import httpx
 import pytest
-from serving_testkit import HCP_BODY, auth, server_env, start_process, start_server, stop_server
+from serving_testkit import HCP_BODY, auth, start_server, stop_server
 
 from serving.store import EventStore
 
@@ -28,15 +27,7 @@ def test_two_replicas_one_killed_lose_no_acknowledged_write(tmp_path: Path, post
         d.mkdir()
     # replica A takes the URL from NBA_STORE_URL, replica B from `nba serve --store URL`
     proc_a, base_a = start_server(dirs[0], NBA_STORE_URL=url)
-    proc_b, base_b = start_process(
-        dirs[1],
-        "server",
-        lambda port: [
-            sys.executable, "-m", "nba_cli.main", "serve", "--host", "127.0.0.1",
-            "--port", str(port), "--store", url, "--log-level", "warning",
-        ],
-        env=server_env(dirs[1]),
-    )  # fmt: skip
+    proc_b, base_b = start_server(dirs[1], serve_args=("--store", url))
     n_hcps = 400  # enough that contact caps do not stop the load
     with httpx.Client(base_url=base_a, timeout=30) as c:
         for i in range(n_hcps):
