@@ -173,6 +173,7 @@ SPARK_UNIT = frozenset(
     {
         "tests/bench/test_bench_scripts.py::test_bench_scale_pipeline",
         "tests/bench/test_bench_scripts.py::test_bench_scale_featurize",
+        "tests/test_readme.py::test_spark_pipeline_block_runs_verbatim",
     }
 )
 _SPARK_UNIT_NAME = "spark_engine"

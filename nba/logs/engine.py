@@ -725,6 +725,26 @@ def spark_session(master: str | None = None) -> Any:
         return session
 
 
+def _spark_path(path: str | Path) -> str:
+    """``path`` as Spark should be given it: a local path made absolute against this
+    process's working directory, a URI (``scheme://...``, ``scheme:/...``) as is.
+
+    Spark resolves a relative path against its JVM's working directory, which is
+    the one this process had when the session started: in a process that changed
+    directory since (a notebook, a test), a relative path would name another file.
+
+    >>> import os
+    >>> _spark_path("logs/a.parquet") == os.path.join(os.getcwd(), "logs", "a.parquet")
+    True
+    >>> _spark_path("hdfs://nn/logs/a.parquet"), _spark_path("file:/tmp/a")
+    ('hdfs://nn/logs/a.parquet', 'file:/tmp/a')
+    """
+    text = str(path)
+    if re.match(r"[A-Za-z][A-Za-z0-9+.-]+:/", text):
+        return text
+    return os.path.abspath(text)
+
+
 def stop_spark_session() -> None:
     """Stop the process's Spark session, if one was started."""
     global _SESSION, _SESSION_MASTER
@@ -817,14 +837,14 @@ class SparkEngine(SqlEngine):
         try:
             for name, files in parquet.items():
                 names[name] = f"nba_{os.getpid()}_{call}_{name}"
-                spark.read.parquet(*[str(f) for f in files]).createOrReplaceTempView(names[name])
+                spark.read.parquet(*map(_spark_path, files)).createOrReplaceTempView(names[name])
             for name, sql in views:
                 df = spark.sql(to_spark_sql(sql, {}, names))
                 names[name] = f"nba_{os.getpid()}_{call}_{name}"
                 df.createOrReplaceTempView(names[name])
             sql, params = statement
             out_df = spark.sql(to_spark_sql(sql, params, names))
-            out_df.write.mode("overwrite").option("compression", "zstd").parquet(str(out))
+            out_df.write.mode("overwrite").option("compression", "zstd").parquet(_spark_path(out))
         finally:
             for view in names.values():
                 spark.catalog.dropTempView(view)
@@ -855,7 +875,7 @@ class SparkEngine(SqlEngine):
             sql, params = statement
             result = spark.sql(to_spark_sql(sql, params, names))
             # each partition's rows, written by its executor, in the ORDER BY's order
-            result.write.mode("overwrite").option("compression", "none").text(str(target))
+            result.write.mode("overwrite").option("compression", "none").text(_spark_path(target))
         except Exception as exc:
             from py4j.protocol import Py4JJavaError
             from pyspark.errors import PySparkException
@@ -903,7 +923,7 @@ def _spark_sources(
         )
         read = (
             spark.read.schema(given)
-            .parquet(*[str(f) for f in source.files])
+            .parquet(*map(_spark_path, source.files))
             .select(
                 *[F.col(c) for c in given.fieldNames()],
                 F.col("_metadata.file_path").alias(FILE_COLUMN),
