@@ -200,17 +200,23 @@ class Replica:
 
 
 def _start_replica(env: dict[str, str], cwd: Path, timeout: float = 240) -> Replica:
-    port = free_port()
-    log = cwd / f"replica-{port}.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [*NBA, "serve", "--host", "127.0.0.1", "--port", str(port), "--log-level", "info"],
-            env=env,
-            cwd=cwd,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+    """``nba serve`` on a loopback socket bound here and handed over (``--fd``): no
+    other process can take its port before the replica serves on it."""
+    import socket
+
+    with socket.create_server(("127.0.0.1", 0)) as listener:  # closed here once handed over
+        port = listener.getsockname()[1]
+        log = cwd / f"replica-{port}.log"
+        with log.open("wb") as out:
+            proc = subprocess.Popen(
+                [*NBA, "serve", "--fd", str(listener.fileno()), "--log-level", "info"],
+                env=env,
+                cwd=cwd,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                pass_fds=(listener.fileno(),),
+            )
     replica = Replica(proc, f"http://127.0.0.1:{port}", log, httpx.Client(timeout=30))
     deadline = time.monotonic() + timeout
     while True:
