@@ -137,7 +137,8 @@ KNOWN_SECONDS: dict[str, float] = {
     # replicas, 35 s for three commands against a dead server, and the rest
     "tests/test_mlflow_server_deploy.py": 190.0,
     "tests/nba_cli/test_make_demo.py": 89.0,
-    "tests/test_readme.py::test_spark_pipeline_block_runs_verbatim": 84.0,
+    # (in the Spark unit since its nba lines run on the session: no JVM of its own)
+    "tests/test_readme.py::test_spark_pipeline_block_runs_verbatim": 30.0,
     "tests/training/test_train_mlproject.py": 71.0,
     "tests/test_readme.py::test_data_scientist_tour_runs_verbatim": 64.0,
     "tests/test_readme.py::test_mlflow_ui_command_serves_the_tracking_store": 46.0,
