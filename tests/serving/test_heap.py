@@ -73,7 +73,7 @@ def test_a_negative_threshold_setting_is_refused_by_name(monkeypatch: pytest.Mon
 
 def test_the_app_settles_on_start_and_releases_on_shutdown(tmp_path: Path) -> None:
     before = gc.get_threshold()
-    settings = make_settings(tmp_path, gc_young_threshold=9_000)
+    settings = make_settings(tmp_path, gc_freeze=True, gc_young_threshold=9_000)
     with TestClient(create_app(settings)) as c:
         assert gc.get_threshold()[0] == 9_000 and gc.get_freeze_count() > 0
         assert c.put("/v1/hcps/H1", json=HCP_BODY, headers=auth("report")).status_code == 201
@@ -83,6 +83,17 @@ def test_the_app_settles_on_start_and_releases_on_shutdown(tmp_path: Path) -> No
         assert _gauges(text, "nba_gc_young_threshold") == [9_000.0]
         assert _gauges(text, "nba_gc_frozen_objects")[0] > 0
     assert gc.get_freeze_count() == 0 and gc.get_threshold() == before
+
+
+def test_an_app_told_to_keep_pythons_collector_leaves_it_alone(tmp_path: Path) -> None:
+    before = gc.get_threshold()
+    settings = make_settings(tmp_path, gc_freeze=False, gc_young_threshold=0)
+    with TestClient(create_app(settings)) as c:
+        assert gc.get_freeze_count() == 0 and gc.get_threshold() == before
+        text = c.get("/metrics").text
+        assert _gauges(text, "nba_gc_frozen_objects") == [0.0]
+        assert _gauges(text, "nba_gc_young_threshold") == [float(before[0])]
+    assert gc.get_threshold() == before
 
 
 def test_a_real_worker_runs_with_its_start_up_frozen(tmp_path: Path) -> None:
