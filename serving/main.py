@@ -28,7 +28,7 @@ from nba.hcp_features import HCPFeatures
 from nba.paths import default_tracking_uri
 from nba.reward import RewardDefinition
 from nba.triggers import TriggerSet
-from serving import errors
+from serving import errors, heap
 from serving import journeys as journeys_lib
 from serving.api import fast
 from serving.api.deps import Services
@@ -377,6 +377,9 @@ def create_app(settings: Settings | None = None, loader: PolicyLoader | None = N
             app.state.decide_executor = fast.open_decide_executor()
             app.state.outcome_executor = fast.open_outcome_executor()
         app.state.services = services
+        # the start-up's objects out of the collector's walks (serving/heap.py)
+        settled = heap.settle(cfg.gc_freeze, cfg.gc_young_threshold)
+        services.metrics.set_heap(settled.frozen, settled.threshold[0])
         follower = None
         if cfg.model_poll_seconds > 0:
             follower = asyncio.create_task(_follow_alias(app, services))
@@ -409,6 +412,7 @@ def create_app(settings: Settings | None = None, loader: PolicyLoader | None = N
             if services.engine.outcome_committer is not None:
                 services.engine.outcome_committer.close()
             services.store.close()
+            heap.release(settled)
             if multiprocess_dir():
                 from prometheus_client import multiprocess
 

@@ -86,6 +86,18 @@ class ServiceMetrics:
             registry=reg,
             **gauge_kw,  # type: ignore[arg-type]
         )
+        self.gc_frozen = Gauge(
+            "nba_gc_frozen_objects",
+            "Objects frozen out of the garbage collector's walks once the worker started",
+            registry=reg,
+            **gauge_kw,  # type: ignore[arg-type]
+        )
+        self.gc_young_threshold = Gauge(
+            "nba_gc_young_threshold",
+            "The garbage collector's threshold for its young generation in the worker",
+            registry=reg,
+            **gauge_kw,  # type: ignore[arg-type]
+        )
         self._version: str | None = None
         #: the latency histogram's child per (route, method, status): ``labels()``
         #: checks and joins its label values on every call
@@ -112,6 +124,11 @@ class ServiceMetrics:
             self.model_info.labels(version=self._version).set(0)
         self.model_info.labels(version=version).set(1)
         self._version = version
+
+    def set_heap(self, frozen: int, young_threshold: int) -> None:
+        """What :func:`serving.heap.settle` left: frozen objects, young threshold."""
+        self.gc_frozen.set(frozen)
+        self.gc_young_threshold.set(young_threshold)
 
     def render(self) -> bytes:
         if self.registry is not None:

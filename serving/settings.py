@@ -117,6 +117,18 @@ class Settings(BaseSettings):
         "FastAPI's routing and dependency solving (serving/api/fast.py), same contract; "
         "false: through FastAPI like every other route.",
     )
+    gc_freeze: bool = Field(
+        default=True,
+        description="Once a worker has started, collect once and freeze every object alive "
+        "(gc.freeze): the collector's full passes then skip the start-up's quarter of a "
+        "million objects, which paused every request for 100-300 ms (serving/heap.py).",
+    )
+    gc_young_threshold: int = Field(
+        default=20_000,
+        ge=0,
+        description="The garbage collector's threshold for its young generation in a "
+        "started worker (Python's is 700); 0 keeps Python's (serving/heap.py).",
+    )
     catalog_path: Path | None = Field(default=None, description="Catalog TOML; default: packaged.")
     rules_path: Path | None = Field(
         default=None,

@@ -40,6 +40,11 @@ def make_settings(tmp: Path, **overrides: Any) -> Settings:
         "model_uri": str(tmp / "no-model-yet"),
         "tracking_uri": f"sqlite:///{tmp / 'mlflow.db'}",
         "model_poll_seconds": 0,
+        # a test process starts and stops many apps: each start would collect its
+        # whole heap to freeze it (serving/heap.py); servers started by
+        # start_server (and the benchmarks) keep the service's defaults
+        "gc_freeze": False,
+        "gc_young_threshold": 0,
     }
     base.update(overrides)
     return Settings(**base)
