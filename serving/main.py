@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import os
 import time
@@ -377,6 +378,9 @@ def create_app(settings: Settings | None = None, loader: PolicyLoader | None = N
             app.state.decide_executor = fast.open_decide_executor()
             app.state.outcome_executor = fast.open_outcome_executor()
         app.state.services = services
+        if cfg.gc_freeze:
+            # what the worker holds for its lifetime is left out of every collection
+            gc.freeze()
         follower = None
         if cfg.model_poll_seconds > 0:
             follower = asyncio.create_task(_follow_alias(app, services))

@@ -229,6 +229,13 @@ class Settings(BaseSettings):
         description="Most outcomes in one `POST /v1/outcomes:batch` request (422 beyond).",
     )
     history_days: int = Field(default=90, ge=1)
+    gc_freeze: bool = Field(
+        default=True,
+        description="Once a worker has opened its services (model, catalog, store), move "
+        "every object it holds out of the garbage collector's generations "
+        "(`gc.freeze`), so that a full collection walks only what requests made: a "
+        "batch of decisions spent about a sixth of its CPU in collections without it.",
+    )
 
     # ------------------------------------------------------------ simulation
     allow_client_time: bool = Field(

@@ -40,6 +40,8 @@ def make_settings(tmp: Path, **overrides: Any) -> Settings:
         "model_uri": str(tmp / "no-model-yet"),
         "tracking_uri": f"sqlite:///{tmp / 'mlflow.db'}",
         "model_poll_seconds": 0,
+        # apps made in the test process come and go: nothing of theirs is frozen
+        "gc_freeze": False,
     }
     base.update(overrides)
     return Settings(**base)
