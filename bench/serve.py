@@ -551,12 +551,14 @@ def main(argv: list[str] | None = None) -> int:
 
         from concurrent.futures import ThreadPoolExecutor
 
+        batch_cpu0 = group_cpu_seconds(proc.pid)
         t0 = time.perf_counter()
         with ThreadPoolExecutor(max_workers=args.workers) as pool:
             for out in pool.map(one_batch, range(args.batches)):
                 batch_decisions += int(out["n_decisions"])
                 batch_events += [d["event_id"] for d in out["decisions"] if d["event_id"]]
         batch_seconds = time.perf_counter() - t0
+        batch_cpu = group_cpu_seconds(proc.pid) - batch_cpu0
     finally:
         stop_server(proc)
         for p in bare_procs:
@@ -608,6 +610,14 @@ def main(argv: list[str] | None = None) -> int:
         f"batch: {batch_decisions} decisions in {batch_seconds:.2f} s = {batch_rate:.1f}/s; "
         f"vs single {dec.rps:.1f}/s: {batch_ratio:.2f}x  (target >= 5)"
     )
+    if batch_decisions and batch_cpu > 0:
+        # the server's CPU, which the machine's load moves much less than decisions/s
+        print(
+            f"batch server CPU: {1e3 * batch_cpu / batch_decisions:.3f} ms a decision "
+            f"({batch_decisions / batch_cpu:.0f} decisions per CPU second); single "
+            f"{dec.cpu_ms_per_request:.3f} ms a decision: "
+            f"{dec.cpu_ms_per_request * batch_decisions / (1e3 * batch_cpu):.2f}x per CPU second"
+        )
     logged = after - before
     print(
         f"logged decisions: {logged} new rows in the store; acknowledged (201): "

@@ -732,6 +732,70 @@ class DecisionEngine:
         """Count ``work``'s decision once stored (the decisions counter)."""
         self._count([work.prepared])
 
+    def prepare_many(
+        self,
+        hcp_ids: Sequence[str],
+        *,
+        now: datetime,
+        channels: tuple[str, ...],
+        k: int,
+        request: Mapping[str, Any],
+        requester: str,
+        defer_activation: bool = False,
+        explain: bool = False,
+        served: ServedModel | None = None,
+    ) -> tuple[list[Prepared], list[str]]:
+        """One decision each for many HCPs at one ``now`` (a batch), not stored yet.
+
+        Each is :meth:`prepare`'s decision of the HCP under one rules version and
+        one served model for the whole batch; what differs from calling
+        :meth:`prepare` with :meth:`serving.store.EventStore.hcp_state` per HCP is
+        only how the work is shared: the states of all HCPs are read together
+        (:meth:`serving.store.EventStore.hcp_states`, a few set-based statements on
+        SQLite), the candidates once, and the event ids drawn in one vectorized call
+        (one per listed HCP, in order, known or not, as before).
+
+        Returns
+        -------
+        prepared : list of Prepared
+            One per HCP in the store, in ``hcp_ids`` order.
+        unknown : list of str
+            The HCPs not in the store, in order.
+        """
+        served = served or self.models.current
+        contact = self.contact  # one rules version for the whole batch
+        since = now - timedelta(days=self.history_days)
+        states = self.store.hcp_states(hcp_ids, now, since, self.catalog, evidence=explain)
+        candidates = self._candidates(channels)
+        prepared: list[Prepared] = []
+        unknown: list[str] = []
+        with self._rng_lock:  # all ids of the batch in one vectorized call
+            ms = np.full(len(hcp_ids), int(now.timestamp() * 1000), dtype=np.int64)
+            ids = event_ids(ms, self._rng)
+        for hid, eid in zip(hcp_ids, ids, strict=True):
+            state = states.get(hid)
+            if state is None or state.profile is None:
+                unknown.append(hid)
+                continue
+            prepared.append(
+                self.prepare(
+                    state.profile,
+                    event_id=str(eid),
+                    now=now,
+                    channels=channels,
+                    k=k,
+                    request=request,
+                    requester=requester,
+                    defer_activation=defer_activation,
+                    explain=explain,
+                    served=served,
+                    candidates=candidates,
+                    contact=contact,
+                    state=state,
+                )
+            )
+        return prepared, unknown
+
     def decide_batch(
         self, req: schemas.BatchDecisionRequest, principal: str, max_batch: int
     ) -> schemas.BatchResponse:
@@ -749,42 +813,17 @@ class DecisionEngine:
         requester = str(request.get("requester", principal))
         now = self.decision_time(req.as_of)
         served = self.models.current
-        contact = self.contact  # one rules version for the whole batch
-        # each HCP's profile and state in one round trip
-        since = now - timedelta(days=self.history_days)
-        states = {
-            h: self.store.hcp_state(h, now, since, self.catalog, evidence=req.explain)
-            for h in req.hcp_ids
-        }
-        profiles = {h: s.profile for h, s in states.items()}
-        candidates = self._candidates(channels)
-        prepared: list[Prepared] = []
-        unknown: list[str] = []
-        with self._rng_lock:  # all ids of the batch in one vectorized call
-            ms = np.full(len(req.hcp_ids), int(now.timestamp() * 1000), dtype=np.int64)
-            ids = event_ids(ms, self._rng)
-        for hid, eid in zip(req.hcp_ids, ids, strict=True):
-            hcp = profiles.get(hid)
-            if hcp is None:
-                unknown.append(hid)
-                continue
-            prepared.append(
-                self.prepare(
-                    hcp,
-                    event_id=str(eid),
-                    now=now,
-                    channels=channels,
-                    k=req.k,
-                    request=request,
-                    requester=requester,
-                    defer_activation=req.defer_activation,
-                    explain=req.explain,
-                    served=served,
-                    candidates=candidates,
-                    contact=contact,
-                    state=states[hid],
-                )
-            )
+        prepared, unknown = self.prepare_many(
+            req.hcp_ids,
+            now=now,
+            channels=channels,
+            k=req.k,
+            request=request,
+            requester=requester,
+            defer_activation=req.defer_activation,
+            explain=req.explain,
+            served=served,
+        )
         decisions = [pr.decision for pr in prepared if pr.decision is not None]
         if decisions:
             self.store_decisions(decisions, req.defer_activation)

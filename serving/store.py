@@ -1360,8 +1360,42 @@ class EventStore(StoreExport):
         """
         now = ensure_utc(now, "hcp_state", "now")
         since = ensure_utc(since, "hcp_state", "since")
-        day = now.date()
         rows = self._fetch_state_parts(self._state_parts(hcp_id, now, since, evidence))
+        return self._state_from(rows, now.date(), catalog, evidence)
+
+    def hcp_states(
+        self,
+        hcp_ids: Sequence[str],
+        now: datetime,
+        since: datetime,
+        catalog: Catalog,
+        evidence: bool = True,
+    ) -> dict[str, HCPState]:
+        """:meth:`hcp_state` of many HCPs at one ``now`` (a batch of decisions): each
+        HCP's state equals its own :meth:`hcp_state`. HCPs not in the store are left
+        out. Here one :meth:`hcp_state` per HCP; a backend may read them all with a
+        few set-based statements (:meth:`serving.store_sqlite.SQLiteStore.hcp_states`).
+
+        Raises
+        ------
+        ValidationError
+            When ``now`` or ``since`` is not a timezone-aware datetime.
+        """
+        out: dict[str, HCPState] = {}
+        for h in hcp_ids:
+            state = self.hcp_state(h, now, since, catalog, evidence)
+            if state.profile is not None:
+                out[h] = state
+        return out
+
+    def _state_from(
+        self,
+        rows: Mapping[str, Sequence[tuple[Any, ...]]],
+        day: date,
+        catalog: Catalog,
+        evidence: bool,
+    ) -> HCPState:
+        """The :class:`HCPState` of the rows of its parts (:meth:`_state_parts`)."""
         return HCPState(
             profile=self._profile_from(rows["profile"]),
             touches=[self._touch_from_row(r) for r in rows["touches"]],

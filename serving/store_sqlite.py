@@ -16,10 +16,13 @@ from __future__ import annotations
 import contextlib
 import sqlite3
 from collections.abc import Iterator, Mapping, Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import Any, cast
 
-from serving.store import _TOUCH_PART_COLS, EventStore, StoreError, _Part
+from nba.catalog import Catalog
+from nba.domain import ensure_utc
+from serving.store import _TOUCH_PART_COLS, EventStore, HCPState, StoreError, _Part
 from serving.store_sql import SQLITE, Connection
 from serving.writer_turn import WriterTurn
 
@@ -111,6 +114,17 @@ class SQLiteStore(EventStore):
         :meth:`_fetch_state_parts`. Each part's parameters are ``(hcp_id, *types,
         lo_us, hi_us)``; the engagements of 30 days and the responses include
         ``hi_us``, the engagements of 90 days do not."""
+        sql, types_, spans, lo, hi = SQLiteStore._outcome_plan(hcp_id, parts)
+        rows = con.execute(sql, (hcp_id, *types_, lo, hi)).fetchall()
+        return SQLiteStore._outcome_rows_split(rows, spans)
+
+    @staticmethod
+    def _outcome_plan(
+        hcp_id: str, parts: Mapping[str, _Part]
+    ) -> tuple[str, tuple[str, ...], dict[str, tuple[frozenset[str], int, int, bool]], int, int]:
+        """The merged statement of the outcome parts (its parameters ``(hcp_id,
+        *types, lo, hi)``), its types, each part's span (types, lo, hi, hi
+        included) and the union's ``lo`` and ``hi``."""
         # (types, lo, hi, hi included) of each part, read from its own parameters
         spans: dict[str, tuple[frozenset[str], int, int, bool]] = {}
         shape: list[tuple[Any, ...]] = []
@@ -143,7 +157,16 @@ class SQLiteStore(EventStore):
         }
         lo = min(v[1] for v in spans.values())
         hi = max(v[2] for v in spans.values())
-        rows = con.execute(sql, (hcp_id, *types_, lo, hi)).fetchall()
+        return sql, types_, spans, lo, hi
+
+    @staticmethod
+    def _outcome_rows_split(
+        rows: Sequence[tuple[Any, ...]],
+        spans: Mapping[str, tuple[frozenset[str], int, int, bool]],
+    ) -> dict[str, list[tuple[Any, ...]]]:
+        """Each outcome part's rows from the merged statement's rows ``(event_id,
+        action, type, ts_us)`` of one HCP; ``spans`` gives each part's (types, lo,
+        hi, hi included), as :meth:`_outcome_parts` reads them."""
         if not rows:
             return {name: [] for name in spans}
         out: dict[str, list[tuple[Any, ...]]] = {}
@@ -248,6 +271,163 @@ class SQLiteStore(EventStore):
         ]
         out["h_latest"] = latest
         return out
+
+    #: HCPs per set-based statement of :meth:`hcp_states` (SQLite's parameter limit
+    #: is far above; a few statement texts are kept in the connection's cache)
+    _MANY_CHUNK = 500
+
+    def hcp_states(
+        self,
+        hcp_ids: Sequence[str],
+        now: datetime,
+        since: datetime,
+        catalog: Catalog,
+        evidence: bool = True,
+    ) -> dict[str, HCPState]:
+        """:meth:`EventStore.hcp_states` with a few set-based statements for all the
+        HCPs instead of one state read each, in one read transaction (one snapshot):
+        per chunk of :data:`_MANY_CHUNK` HCPs, the profiles with their statements of
+        the window, their touches, feedback, trigger suppressions, outcomes on their
+        decisions, overridden decisions (and with ``evidence`` their statements),
+        each statement ordered by HCP and then as its part of
+        :meth:`EventStore._state_parts` is; the rows are split per HCP as
+        :meth:`_fetch_state_parts` splits one HCP's. Only the HCPs without a contact
+        in the range read need one more statement (their latest contact, however
+        old). Each state equals :meth:`EventStore.hcp_state`'s (the tests compare
+        them field by field).
+        """
+        now = ensure_utc(now, "hcp_states", "now")
+        since = ensure_utc(since, "hcp_states", "since")
+        ids = list(dict.fromkeys(hcp_ids))
+        out: dict[str, HCPState] = {}
+        if not ids:
+            return out
+        day = now.date()
+        # the parameters of every part, as one HCP's parts carry them
+        parts = self._state_parts(ids[0], now, since, evidence)
+        _, since_us = parts["touches"].args
+        _, lo_us, end_us = parts["h_touches"].args
+        feedback_args = parts["feedback"].args[1:]
+        stated_lo, stated_hi, _ = parts["extras"].args
+        supp_args = parts["suppressions"].args[1:]
+        over_args = parts["h_overridden"].args[1:]
+        _, types_, spans, o_lo, o_hi = self._outcome_plan(ids[0], parts)
+        profile_cols = ", ".join("h." + c for c, _ in parts["profile"].cols)
+        width = len(parts["profile"].cols)
+        chunk = self._MANY_CHUNK
+        with self._snapshot() as con:
+            for start in range(0, len(ids), chunk):
+                some = ids[start : start + chunk]
+                marks = ",".join("?" * len(some))
+                rows: dict[str, dict[str, list[tuple[Any, ...]]]] = {}
+                for r in con.execute(
+                    f"SELECT {profile_cols}, h.attributes, s.topics, s.channels"
+                    " FROM hcps h LEFT JOIN stated_preferences s ON s.hcp_id=h.hcp_id"
+                    f" AND s.ts_us>=? AND s.ts_us<? WHERE h.hcp_id IN ({marks})"
+                    " ORDER BY h.hcp_id, s.ts_us DESC, s.id DESC",
+                    (stated_lo, stated_hi, *some),
+                ):
+                    got = rows.get(r[0])
+                    if got is None:  # the HCP's row once per statement (at least once)
+                        got = rows[r[0]] = {n: [] for n in self._MANY_PARTS}
+                        got["profile"].append(r[:width])
+                    got["extras"].append(r[width:])
+                known = [h for h in some if h in rows]
+                if not known:
+                    continue
+                marks = ",".join("?" * len(known))
+                wide_of: dict[str, list[tuple[Any, ...]]] = {h: [] for h in known}
+                for r in con.execute(
+                    f"SELECT id, {', '.join(c for c, _ in _TOUCH_PART_COLS)} FROM touches"
+                    f" WHERE hcp_id IN ({marks}) AND ts_us>=? ORDER BY hcp_id, ts_us, id",
+                    (*known, min(since_us, lo_us)),
+                ):
+                    wide_of[r[1]].append(r)
+                no_contact: list[str] = []
+                for h in known:
+                    got, wide = rows[h], wide_of[h]
+                    # columns: id, hcp_id, ts_us, channel, content_id, origin, kind, ...
+                    contacts = [r for r in wide if r[6] == "contact" and r[2] < end_us]
+                    if contacts:  # (ts_us, id) order: the last is the latest
+                        got["h_latest"].append((contacts[-1][4],))
+                    else:
+                        no_contact.append(h)
+                    got["touches"] = [r[1:] for r in wide if r[2] >= since_us]
+                    got["h_touches"] = [(r[2], r[3], r[4]) for r in contacts if r[2] >= lo_us]
+                    got["h_pulls"] = [
+                        (r[2], r[7]) for r in wide if r[6] != "contact" and lo_us <= r[2] < end_us
+                    ]
+                if no_contact:
+                    for h, content in con.execute(
+                        "SELECT h.hcp_id, (SELECT t.content_id FROM touches t"
+                        " WHERE t.hcp_id=h.hcp_id AND t.kind='contact' AND t.ts_us<?"
+                        " ORDER BY t.ts_us DESC, t.id DESC LIMIT 1)"
+                        f" FROM hcps h WHERE h.hcp_id IN ({','.join('?' * len(no_contact))})",
+                        (end_us, *no_contact),
+                    ):
+                        if content is not None:
+                            rows[h]["h_latest"].append((content,))
+                for r in con.execute(
+                    "SELECT hcp_id, content_id, type, ts_us, event_id, reason_code,"
+                    f" snooze_until_us FROM feedback WHERE hcp_id IN ({marks})"
+                    " AND type IN ('dismissed', 'snoozed') AND ts_us<=?"
+                    " AND (ts_us>=? OR snooze_until_us>?) ORDER BY hcp_id, ts_us, outcome_id",
+                    (*known, *feedback_args),
+                ):
+                    rows[r[0]]["feedback"].append(r)
+                for r in con.execute(
+                    "SELECT hcp_id, trigger, channel, content_id, since_us, until_us"
+                    f" FROM trigger_suppressions WHERE hcp_id IN ({marks})"
+                    " AND until_us>? AND since_us<=? ORDER BY hcp_id, id",
+                    (*known, *supp_args),
+                ):
+                    rows[r[0]]["suppressions"].append(r[1:])
+                outcomes: dict[str, list[tuple[Any, ...]]] = {}
+                for r in con.execute(
+                    "SELECT d.hcp_id, o.event_id, COALESCE(o.action_id, d.chosen_action_id),"
+                    " o.type, o.ts_us FROM outcomes o JOIN decisions d ON d.event_id=o.event_id"
+                    f" WHERE d.hcp_id IN ({marks})"
+                    f" AND o.type IN ({','.join('?' * len(types_))}) AND o.ts_us>=? AND o.ts_us<=?",
+                    (*known, *types_, o_lo, o_hi),
+                ):
+                    outcomes.setdefault(r[0], []).append(r[1:])
+                overridden = dict(
+                    con.execute(
+                        "SELECT d.hcp_id, COUNT(DISTINCT t.overrides_event_id) FROM touches t"
+                        " JOIN decisions d ON d.event_id=t.overrides_event_id"
+                        " WHERE t.overrides_event_id IS NOT NULL"
+                        f" AND d.hcp_id IN ({marks}) AND t.ts_us>=? AND t.ts_us<?"
+                        " GROUP BY d.hcp_id",
+                        (*known, *over_args),
+                    ).fetchall()
+                )
+                if evidence:
+                    for r in con.execute(
+                        "SELECT hcp_id, ts_us, recorded_by, topics, channels"
+                        f" FROM stated_preferences WHERE hcp_id IN ({marks})"
+                        " ORDER BY hcp_id, ts_us, id",
+                        known,
+                    ):
+                        rows[r[0]]["stated"].append(r)
+                for h in known:
+                    got = rows[h]
+                    got.update(self._outcome_rows_split(outcomes.get(h, []), spans))
+                    got["h_overridden"] = [(overridden.get(h, 0),)]
+                    out[h] = self._state_from(got, day, catalog, evidence)
+        return out
+
+    #: the parts of one HCP's rows :meth:`hcp_states` fills
+    _MANY_PARTS = (
+        "profile",
+        "extras",
+        "h_latest",
+        "touches",
+        "h_touches",
+        "h_pulls",
+        "feedback",
+        "suppressions",
+        "stated",
+    )
 
     def _connect(self) -> Connection:
         # check_same_thread=False only so that the fork hook may close it; each

@@ -91,6 +91,9 @@ def test_bench_serve(env: dict[str, str], loadgen: str) -> None:
     # both servers run on the same HTTP parser and event loop
     assert "server (service and bare app alike): uvicorn http=" in text
     assert "server CPU per request, decisions/bare FastAPI:" in text
+    # the batch's server CPU per decision, measured (positive) like the single route's
+    batch_cpu = next(ln for ln in text.splitlines() if ln.startswith("batch server CPU:"))
+    assert float(batch_cpu.split()[3]) > 0 and "decisions per CPU second" in batch_cpu
     # the event loop's CPU per request apart from the other threads' (thread pool, committer)
     split = text.split("server CPU ms per request", 1)[1].splitlines()
     loop_ms, other_ms = (
