@@ -32,7 +32,7 @@ class FeaturizedBatch:
     See :meth:`from_parts` for action lines kept as pieces until needed.
     """
 
-    __slots__ = ("_actions", "_parts", "actions_json", "offsets", "shared")
+    __slots__ = ("_actions", "_parts", "actions_json", "offsets", "shared", "shared_json")
 
     def __init__(
         self, shared: pa.StringArray, actions: pa.StringArray, offsets: npt.NDArray[np.int64]
@@ -46,6 +46,13 @@ class FeaturizedBatch:
         #: (n_action_lines,), when asked for and the bulk path could write it;
         #: else None
         self.actions_json: pa.StringArray | None = None
+        #: each shared line's namespaces as the start of its DSJSON ``c``
+        #: object, left open for more keys: ``json.dumps`` of
+        #: :func:`nba.features.dsjson.line_to_namespaces` (compact) without its
+        #: closing brace and with a comma after its last namespace (``{`` alone
+        #: when it has none), shape (n_decisions,), when asked for with
+        #: :attr:`actions_json` and the bulk path could write it; else None
+        self.shared_json: pa.StringArray | None = None
 
     @classmethod
     def from_parts(

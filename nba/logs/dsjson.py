@@ -886,7 +886,9 @@ def _bulk_features(
             fb = _featurizer(cats.get(version), version).featurize_table(part, action_json=True)
         except (ValidationError, KeyError, ValueError, pa.ArrowException):
             continue  # the per-row path featurizes these rows and names the problem
-        heads = _shared_heads(fb.shared)
+        # the shared namespaces' JSON as the featurizer wrote it from its own
+        # token tables, else converted from its VW text
+        heads = fb.shared_json if fb.shared_json is not None else _shared_heads(fb.shared)
         per_action = (
             fb.actions_json if fb.actions_json is not None else _action_texts(fb.actions, cache)
         )
