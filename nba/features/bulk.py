@@ -10,6 +10,7 @@ per-decision path (:mod:`nba.features.tokens`) row by row.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import TYPE_CHECKING, TypeAlias
 
 import numpy as np
@@ -132,7 +133,8 @@ def _featurize_bulk(
     day = cols.req("day")
     day = _as_date32(day, cols)
 
-    shared_parts: list[pa.Array | str] = ["shared"]
+    # each shared namespace's VW text, built when the lines are read
+    shared_parts: list[Callable[[], pa.Array]] = []
     # each shared namespace's tokens as factors, for its DSJSON (action_json)
     json_ns: list[tuple[str, list[_Factor]]] = []
     cfg = set(f.config.namespaces)
@@ -147,22 +149,23 @@ def _featurize_bulk(
         cons = consents.tokens()
         attrs = _attribute_pieces(cols.get("attributes"), cols)
         dec_s = pc.cast(decile.cast(pa.int64()), pa.string())
-        p = join(
-            " |p spec=",
-            _clean_arrow(spec),
-            " mkt=",
-            _clean_arrow(market),
-            " stage=",
-            stage,
-            " dec=",
-            dec_s,
-            " aff:",
-            aff_s,
-            nosee,
-            cons,
-            *attrs,
+        shared_parts.append(
+            lambda: join(
+                " |p spec=",
+                _clean_arrow(spec),
+                " mkt=",
+                _clean_arrow(market),
+                " stage=",
+                stage,
+                " dec=",
+                dec_s,
+                " aff:",
+                aff_s,
+                nosee,
+                cons,
+                *attrs,
+            )
         )
-        shared_parts.append(p)
         if action_json:
             aff_milli = np.rint(aff * 1000.0).astype(np.int64)  # aff is in [0, 1]
             json_ns.append(
@@ -185,21 +188,26 @@ def _featurize_bulk(
         return None  # interest values with more than three decimals: rounded row by row
     if "h" in cfg:
         h_tokens = hist.tokens()
-        shared_parts.append(join(" |h", *_gather(h_tokens)))
+        shared_parts.append(lambda: join(" |h", *_gather(h_tokens)))
         json_ns.append(("h", h_tokens))
     if "r" in cfg:
         try:
             request = _request_pieces(cols.get("request"), cols)
         except pa.ArrowInvalid:
             return None  # a request value Arrow read as a timestamp: row by row
-        shared_parts.append(join(" |r", *request))
+        shared_parts.append(lambda: join(" |r", *request))
         json_ns.append(("r", list(request)))
     if "c" in cfg:
         dow_code = pc.day_of_week(day)
         month = pc.month(day)
-        dow = pa.array(list(DOW), pa.string()).take(dow_code)
-        mon = pc.cast(month, pa.string())
-        shared_parts.append(join(" |c dow=", dow, " mon=", mon))
+        shared_parts.append(
+            lambda: join(
+                " |c dow=",
+                pa.array(list(DOW), pa.string()).take(dow_code),
+                " mon=",
+                pc.cast(month, pa.string()),
+            )
+        )
         json_ns.append(
             (
                 "c",
@@ -209,9 +217,19 @@ def _featurize_bulk(
                 ],
             )
         )
-    # no shared namespace: the bare word (a join of no array gives a scalar)
-    shared = join(*shared_parts) if len(shared_parts) > 1 else pa.array(["shared"] * n)
     shared_json = _shared_json(json_ns, n) if action_json else None
+
+    def shared_lines() -> pa.Array:
+        # no shared namespace: the bare word (a join of no array gives a scalar)
+        if not shared_parts:
+            return pa.array(["shared"] * n)
+        return join("shared", *(part() for part in shared_parts))
+
+    # the VW shared lines only if read where their JSON was written (the DSJSON
+    # export reads the JSON)
+    shared: pa.Array | Callable[[], pa.Array] = (
+        shared_lines if shared_json is not None else shared_lines()
+    )
 
     # ---- actions
     flat_ids = acts.flatten()
