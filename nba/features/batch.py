@@ -22,8 +22,9 @@ class FeaturizedBatch:
 
     Parameters
     ----------
-    shared : pyarrow.StringArray, shape (n_decisions,)
-        The ``shared`` line of each decision.
+    shared : pyarrow.StringArray, shape (n_decisions,), or a function giving it
+        The ``shared`` line of each decision (a function is called once, when
+        :attr:`shared` is first read).
     actions : pyarrow.StringArray, shape (n_action_lines,)
         Action lines of all decisions, concatenated in decision order.
     offsets : ndarray of int64, shape (n_decisions + 1,)
@@ -32,12 +33,15 @@ class FeaturizedBatch:
     See :meth:`from_parts` for action lines kept as pieces until needed.
     """
 
-    __slots__ = ("_actions", "_parts", "actions_json", "offsets", "shared")
+    __slots__ = ("_actions", "_parts", "_shared", "actions_json", "offsets", "shared_json")
 
     def __init__(
-        self, shared: pa.StringArray, actions: pa.StringArray, offsets: npt.NDArray[np.int64]
+        self,
+        shared: pa.StringArray | Callable[[], pa.StringArray],
+        actions: pa.StringArray,
+        offsets: npt.NDArray[np.int64],
     ) -> None:
-        self.shared = shared
+        self._shared = shared
         self.offsets = offsets
         self._actions: pa.StringArray | None = actions
         self._parts: tuple[pa.Array, ...] | Callable[[], list[pa.Array]] = ()
@@ -46,11 +50,18 @@ class FeaturizedBatch:
         #: (n_action_lines,), when asked for and the bulk path could write it;
         #: else None
         self.actions_json: pa.StringArray | None = None
+        #: each shared line's namespaces as the start of its DSJSON ``c``
+        #: object, left open for more keys: ``json.dumps`` of
+        #: :func:`nba.features.dsjson.line_to_namespaces` (compact) without its
+        #: closing brace and with a comma after its last namespace (``{`` alone
+        #: when it has none), shape (n_decisions,), when asked for with
+        #: :attr:`actions_json` and the bulk path could write it; else None
+        self.shared_json: pa.StringArray | None = None
 
     @classmethod
     def from_parts(
         cls,
-        shared: pa.StringArray,
+        shared: pa.StringArray | Callable[[], pa.StringArray],
         parts: list[pa.Array] | Callable[[], list[pa.Array]],
         offsets: npt.NDArray[np.int64],
     ) -> FeaturizedBatch:
@@ -63,6 +74,14 @@ class FeaturizedBatch:
         batch._actions = None
         batch._parts = parts if callable(parts) else tuple(parts)
         return batch
+
+    @property
+    def shared(self) -> pa.StringArray:
+        """The ``shared`` line of each decision, shape (n_decisions,) (joined now
+        if it was deferred: the DSJSON export reads :attr:`shared_json`)."""
+        if callable(self._shared):
+            self._shared = self._shared()
+        return self._shared
 
     def _pending(self) -> tuple[pa.Array, ...]:
         """The pieces of the action lines (built now if they were deferred)."""
@@ -83,7 +102,7 @@ class FeaturizedBatch:
         return [self._actions] if self._actions is not None else list(self._pending())
 
     def __len__(self) -> int:
-        return len(self.shared)
+        return len(self.offsets) - 1
 
     def lines(self, i: int) -> list[str]:
         """The lines of decision ``i`` (what :meth:`Featurizer.featurize_one` returns)."""

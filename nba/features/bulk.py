@@ -10,6 +10,7 @@ per-decision path (:mod:`nba.features.tokens`) row by row.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import TYPE_CHECKING, TypeAlias
 
 import numpy as np
@@ -132,7 +133,10 @@ def _featurize_bulk(
     day = cols.req("day")
     day = _as_date32(day, cols)
 
-    shared_parts: list[pa.Array | str] = ["shared"]
+    # each shared namespace's VW text, built when the lines are read
+    shared_parts: list[Callable[[], pa.Array]] = []
+    # each shared namespace's tokens as factors, for its DSJSON (action_json)
+    json_ns: list[tuple[str, list[_Factor]]] = []
     cfg = set(f.config.namespaces)
     consents = _Consents(cols.get("hcp", "consents"), n)
     if "p" in cfg:
@@ -144,38 +148,88 @@ def _featurize_bulk(
         )
         cons = consents.tokens()
         attrs = _attribute_pieces(cols.get("attributes"), cols)
-        p = join(
-            " |p spec=",
-            _clean_arrow(spec),
-            " mkt=",
-            _clean_arrow(market),
-            " stage=",
-            stage,
-            " dec=",
-            pc.cast(decile.cast(pa.int64()), pa.string()),
-            " aff:",
-            aff_s,
-            nosee,
-            cons,
-            *attrs,
+        dec_s = pc.cast(decile.cast(pa.int64()), pa.string())
+        shared_parts.append(
+            lambda: join(
+                " |p spec=",
+                _clean_arrow(spec),
+                " mkt=",
+                _clean_arrow(market),
+                " stage=",
+                stage,
+                " dec=",
+                dec_s,
+                " aff:",
+                aff_s,
+                nosee,
+                cons,
+                *attrs,
+            )
         )
-        shared_parts.append(p)
+        if action_json:
+            aff_milli = np.rint(aff * 1000.0).astype(np.int64)  # aff is in [0, 1]
+            json_ns.append(
+                (
+                    "p",
+                    [
+                        _token_factor(" spec=", spec, True),
+                        _token_factor(" mkt=", market, True),
+                        _token_factor(" stage=", stage, False),
+                        _token_factor(" dec=", dec_s, False),
+                        ([" aff:" + t for t in _fixed3_upto(1000)[:1001]], aff_milli),
+                        nosee,
+                        cons,
+                        *attrs,
+                    ],
+                )
+            )
     hist = _HistoryColumns(cols, n, count_maps)
     if hist.interest_noncanonical:
         return None  # interest values with more than three decimals: rounded row by row
     if "h" in cfg:
-        shared_parts.append(join(" |h", *_gather(hist.tokens())))
+        h_tokens = hist.tokens()
+        shared_parts.append(lambda: join(" |h", *_gather(h_tokens)))
+        json_ns.append(("h", h_tokens))
     if "r" in cfg:
         try:
             request = _request_pieces(cols.get("request"), cols)
         except pa.ArrowInvalid:
             return None  # a request value Arrow read as a timestamp: row by row
-        shared_parts.append(join(" |r", *request))
+        shared_parts.append(lambda: join(" |r", *request))
+        json_ns.append(("r", list(request)))
     if "c" in cfg:
-        dow = pa.array(list(DOW), pa.string()).take(pc.day_of_week(day))
-        mon = pc.cast(pc.month(day), pa.string())
-        shared_parts.append(join(" |c dow=", dow, " mon=", mon))
-    shared = join(*shared_parts)
+        dow_code = pc.day_of_week(day)
+        month = pc.month(day)
+        shared_parts.append(
+            lambda: join(
+                " |c dow=",
+                pa.array(list(DOW), pa.string()).take(dow_code),
+                " mon=",
+                pc.cast(month, pa.string()),
+            )
+        )
+        json_ns.append(
+            (
+                "c",
+                [
+                    ([f" dow={d}" for d in DOW], _codes(dow_code)),
+                    ([f" mon={m}" for m in range(13)], _codes(month)),
+                ],
+            )
+        )
+    shared_json = _shared_json(json_ns, n) if action_json else None
+
+    def shared_lines() -> pa.Array:
+        # no shared namespace: the bare word (a join of no array gives a scalar)
+        if not shared_parts:
+            return pa.array(["shared"] * n)
+        return join("shared", *(part() for part in shared_parts))
+
+    # the VW shared lines only if read where their JSON was written (the DSJSON
+    # export reads the JSON)
+    shared: pa.Array | Callable[[], pa.Array] = (
+        shared_lines if shared_json is not None else shared_lines()
+    )
 
     # ---- actions
     flat_ids = acts.flatten()
@@ -202,6 +256,7 @@ def _featurize_bulk(
     if "x" not in cfg:
         line = pa.array(static, pa.string()).take(pa.array(aidx))
         batch = FeaturizedBatch(shared, line, list_offsets)
+        batch.shared_json = shared_json
         if action_json:
             opened = [_static_json(s, False) for s in static]
             if all(o is not None for o in opened):
@@ -224,7 +279,72 @@ def _featurize_bulk(
         shared, lambda: _assemble(factors, per_channel, channel_of), list_offsets
     )
     batch.actions_json = _cross_json(factors, per_channel, channel_of)
+    batch.shared_json = shared_json
     return batch
+
+
+def _codes(arr: pa.Array) -> npt.NDArray[np.int64]:
+    """An integer array without nulls as int64 NumPy, shape (n,)."""
+    return np.asarray(arr.to_numpy(zero_copy_only=False), dtype=np.int64)
+
+
+def _token_factor(prefix: str, values: pa.Array, cleaned: bool) -> _Factor:
+    """``prefix`` + each value (through :func:`_clean_arrow` when ``cleaned``) as
+    a factor: the distinct values' tokens and each row's code (``values``:
+    string array without nulls, shape (n,))."""
+    enc = pc.dictionary_encode(values)
+    words = _clean_arrow(enc.dictionary) if cleaned else enc.dictionary
+    return [prefix + w for w in words.to_pylist()], _codes(enc.indices)
+
+
+def _shared_json(namespaces: list[tuple[str, list[_Factor]]], n: int) -> pa.Array | None:
+    """The shared lines' namespaces as the open start of each decision's DSJSON
+    ``c`` object (see :attr:`FeaturizedBatch.shared_json`), built from the
+    factors of each namespace's tokens (the ones its VW text is joined from):
+    each factor's distinct values written once as ``"name":value,`` pieces
+    (:func:`_factor_json`), gathered per row like the VW text, the last comma
+    of each namespace replaced by its closing brace.
+
+    The bytes are those of ``json.dumps(line_to_namespaces(line))`` (compact,
+    non-ASCII kept) without the closing brace, a comma after the last
+    namespace: the namespaces are distinct and in the line's order, each row
+    takes one value of every factor, every value starts with a space and holds
+    no ``|`` (so it splits into the same tokens alone as inside the line), and
+    the feature names are checked distinct within each value and between the
+    factors of a namespace, so no dict would merge a repeated name.
+
+    Parameters
+    ----------
+    namespaces : list of (str, list of factors)
+        Each namespace's name and its factors in line order (string arrays of
+        shape (n,), nulls writing nothing, or ``(vocab, codes)`` pairs).
+    n : int
+        Rows.
+
+    Returns
+    -------
+    pyarrow.StringArray, shape (n,), or None
+        None when a value is of a form not covered (:func:`_fragment_json`), or
+        a name may repeat within a namespace: the caller converts the VW text.
+    """
+    pieces: list[pa.Array | str] = ["{"]
+    try:
+        for name, factors in namespaces:
+            names: set[str] = set()
+            inner = [_factor_json(fac, names) for fac in factors]
+            pieces.append(f"{_dumps(name)}:{{")
+            if inner:
+                # every value's text ends with a comma: the last one (if any)
+                # becomes the namespace's closing brace, bytewise
+                body = join(*_gather(inner))
+                pieces.append(pc.binary_replace_slice(body, -1, _NO_END, "},"))
+            else:
+                pieces.append("},")
+    except _NotJson:
+        return None
+    if not any(isinstance(piece, pa.Array) for piece in pieces):
+        return pa.array(["".join(str(piece) for piece in pieces)] * n, pa.string())
+    return join(*pieces)
 
 
 def _read_json(blob: pa.Buffer) -> pa.Table:

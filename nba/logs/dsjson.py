@@ -829,7 +829,7 @@ def _bulk_features(
     batch: pa.RecordBatch,
     cats: Mapping[str, Catalog],
     cache: dict[str, str],
-) -> pa.Array:
+) -> list[pa.Array | str]:
     """The JSON text of ``c`` (what :func:`dsjson_features` gives, encoded) of a
     batch's own (not imported) contexts, through the bulk featurizer, one catalog
     version at a time.
@@ -848,10 +848,14 @@ def _bulk_features(
 
     Returns
     -------
-    pyarrow.Array of string, shape (n,)
-        The ``c`` text per row, null for a row left to :func:`dsjson_features`
-        (an imported foreign context, or a row of a catalog version whose rows
-        the bulk featurizer refused).
+    list of pyarrow.Array of string (shape (n,)) and str
+        Pieces whose element-wise join is the ``c`` text per row (null for a
+        row left to :func:`dsjson_features`: an imported foreign context, or a
+        row of a catalog version whose rows the bulk featurizer refused): one
+        array holding the nulls, or, for a batch of one catalog version
+        without foreign rows, the shared namespaces' and the ``_multi`` texts
+        apart (no nulls), so that the line's own join copies the action
+        objects once instead of twice.
     """
     n = batch.num_rows
     ctx = batch.column("context")
@@ -886,21 +890,23 @@ def _bulk_features(
             fb = _featurizer(cats.get(version), version).featurize_table(part, action_json=True)
         except (ValidationError, KeyError, ValueError, pa.ArrowException):
             continue  # the per-row path featurizes these rows and names the problem
-        heads = _shared_heads(fb.shared)
+        # the shared namespaces' JSON as the featurizer wrote it from its own
+        # token tables, else converted from its VW text
+        heads = fb.shared_json if fb.shared_json is not None else _shared_heads(fb.shared)
         per_action = (
             fb.actions_json if fb.actions_json is not None else _action_texts(fb.actions, cache)
         )
         multi = pc.binary_join(_lists(fb.offsets, per_action), ",")
+        if len(rows) == n:  # one version, no foreign row: in order, joined in the line
+            return [heads, '"_multi":[', multi, "]}"]
         pieces.append(pc.binary_join_element_wise(heads, '"_multi":[', multi, "]}", ""))
         where.append(rows)
     if not pieces:
-        return pa.nulls(n, pa.string())
-    if len(pieces) == 1 and len(where[0]) == n:  # one version, no foreign row: in order
-        return pieces[0]
+        return [pa.nulls(n, pa.string())]
     positions = np.concatenate(where)
     order = np.full(n, -1, dtype=np.int64)
     order[positions] = np.arange(len(positions))
-    return pa.concat_arrays(pieces).take(pa.array(order, mask=order < 0))
+    return [pa.concat_arrays(pieces).take(pa.array(order, mask=order < 0))]
 
 
 def _mentions(strings: pa.Array, needle: bytes) -> bool:
@@ -1172,7 +1178,7 @@ _YEAR_US = (
 
 def _bulk_lines(
     batch: pa.RecordBatch,
-    c_texts: pa.Array,
+    c_texts: pa.Array | Sequence[pa.Array | str],
     others: Mapping[str, Sequence[Mapping[str, Any]]],
     window: Mapping[str, Sequence[Mapping[str, Any]]],
     pull_texts: dict[int, tuple[Mapping[str, Any], str]],
@@ -1185,7 +1191,7 @@ def _bulk_lines(
 
 def _bulk_line_array(
     batch: pa.RecordBatch,
-    c_texts: pa.Array,
+    c_texts: pa.Array | Sequence[pa.Array | str],
     others: Mapping[str, Sequence[Mapping[str, Any]]] | pa.Array,
     window: Mapping[str, Sequence[Mapping[str, Any]]],
     pull_texts: dict[int, tuple[Mapping[str, Any], str]],
@@ -1198,9 +1204,10 @@ def _bulk_line_array(
     ----------
     batch : pyarrow.RecordBatch
         Rows of the joined table, shape (n rows,).
-    c_texts : pyarrow.Array of string, shape (n,)
-        Each row's ``c`` as JSON text (:func:`_bulk_features`), null for a row
-        left to the per-row path.
+    c_texts : pyarrow.Array of string, shape (n,), or pieces
+        Each row's ``c`` as JSON text, null for a row left to the per-row
+        path; or the pieces :func:`_bulk_features` gives (their element-wise
+        join is that text; only a lone array holds nulls).
     others, window : mapping of event_id -> rows
         Outcomes about other actions and pulls, as for :func:`iter_dsjson`;
         ``others`` may also be the batch's rows of :func:`_other_texts`
@@ -1218,7 +1225,8 @@ def _bulk_line_array(
     """
     n = batch.num_rows
     col = batch.column
-    if n == 0 or c_texts.null_count == n:
+    c_parts: list[pa.Array | str] = [c_texts] if isinstance(c_texts, pa.Array) else list(c_texts)
+    if n == 0 or any(isinstance(p, pa.Array) and p.null_count == n for p in c_parts):
         return None
     if any(col(name).null_count for name in _LINE_COLUMNS):
         return None
@@ -1293,7 +1301,7 @@ def _bulk_line_array(
         ',"a":',
         pa.array([a_texts[k] for k in n_actions.tolist()], pa.string()),
         ',"c":',
-        c_texts,
+        *c_parts,
         ',"p":[',
         _list_texts(probs, _float_texts(pc.list_flatten(probs).to_numpy())),
         '],"VWState":{"m":',

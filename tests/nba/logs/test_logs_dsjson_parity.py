@@ -238,11 +238,12 @@ def test_fast_path_equals_dsjson_line_on_varied_logs(
     assert (covered is None) == (value == 0.0 or value != value)
 
 
-def test_the_featurizer_writes_every_action_line_as_its_json_object(
+def test_the_featurizer_writes_every_action_line_and_shared_line_as_json(
     joined: tuple[pa.Table, Path],
 ) -> None:
-    """The action objects come from the featurizer's own pieces (not from
-    re-reading its lines) and equal ``json.dumps(line_to_namespaces(line))``."""
+    """The action objects and the shared lines' namespaces come from the
+    featurizer's own pieces (not from re-reading its lines) and equal
+    ``json.dumps(line_to_namespaces(line))``."""
     table, logs = joined
     (cat,) = load_catalogs(logs, table.column("catalog_version").unique().to_pylist()).values()
     for catalog in (cat, _second_catalog(cat)):
@@ -257,7 +258,15 @@ def test_the_featurizer_writes_every_action_line_as_its_json_object(
         assert len(objects) == len(lines) > 0
         for line, obj in zip(lines, objects, strict=True):
             assert obj == _dumps(line_to_namespaces(line))
-        assert Featurizer(catalog).featurize_table(native).actions_json is None  # not asked
+        # the shared namespaces too, as the open start of c
+        assert fb.shared_json is not None
+        heads = fb.shared_json.to_pylist()
+        shared = fb.shared.to_pylist()
+        assert len(heads) == len(shared) == native.num_rows
+        for line, head in zip(shared, heads, strict=True):
+            assert head == _dumps(line_to_namespaces(line[len("shared ") :]))[:-1] + ","
+        plain = Featurizer(catalog).featurize_table(native)
+        assert plain.actions_json is None and plain.shared_json is None  # not asked
 
 
 def test_static_namespaces_open_only_at_an_empty_last_namespace() -> None:
