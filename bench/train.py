@@ -15,12 +15,20 @@ example file, same machine, same run (docs/DESIGN.md, "Performance budgets": rat
 Both figures are decisions per second of wall-clock time. CPU seconds (this
 process plus its children, since ``nba train`` streams examples to VW running in
 a child process) are printed too: the machine may be shared, and the streaming
-path uses a second core for VW while the first joins and featurizes. Each side
-runs ``--repeat`` times, alternating, best wall time kept. The load average
+path uses a second core for VW while the first joins and featurizes.
+
+The two sides run ``--repeat`` times as pairs, one run of each side per pair,
+alternating (the first pair runs ``nba train`` first, the next VW's parser
+first, and so on), so that a change of load from other jobs hits both alike.
+Printed: each pair's figures and ratio; the best wall time of each side and
+the ratio of those (the "ratio" line, as before); and the median of the
+pairs' ratios with their least and greatest (the reference's own spread
+between runs is as large as most changes, so one ratio says little). Every
+run's model is checked to be the same bytes. The load average
 (``os.getloadavg``) is printed before and after.
 Figures only, no assertions. Usage::
 
-    python bench/train.py [--hcps 14000] [--days 90] [--logs DIR] [--repeat 2]
+    python bench/train.py [--hcps 14000] [--days 90] [--logs DIR] [--repeat 3]
 """
 
 from __future__ import annotations
@@ -28,9 +36,11 @@ from __future__ import annotations
 import argparse
 import os
 import resource
+import statistics
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
@@ -50,16 +60,53 @@ def _cpu() -> float:
     return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
 
 
-def _best(fn: Callable[[], T], repeat: int) -> tuple[float, float, T]:
-    best: tuple[float, float, T] | None = None
-    for _ in range(repeat):
-        w0, c0 = time.perf_counter(), _cpu()
-        out = fn()
-        w, c = time.perf_counter() - w0, _cpu() - c0
-        if best is None or w < best[0]:
-            best = (w, c, out)
-    assert best is not None
-    return best
+def _timed(fn: Callable[[], T]) -> tuple[float, float, T]:
+    """Wall seconds, CPU seconds (this process and its children) and the result of
+    one call of ``fn``."""
+    w0, c0 = time.perf_counter(), _cpu()
+    out = fn()
+    return time.perf_counter() - w0, _cpu() - c0, out
+
+
+@dataclass(frozen=True)
+class Pair:
+    """One run of each side, back to back.
+
+    Attributes
+    ----------
+    nba_wall, nba_cpu : float
+        ``nba train``'s wall and CPU seconds.
+    vw_wall, vw_cpu : float
+        VW's native parser's wall and CPU seconds on the same examples.
+    """
+
+    nba_wall: float
+    nba_cpu: float
+    vw_wall: float
+    vw_cpu: float
+
+    @property
+    def ratio(self) -> float:
+        """``nba train``'s decisions per second over VW's (same decisions)."""
+        return self.vw_wall / self.nba_wall
+
+    @property
+    def cpu_ratio(self) -> float:
+        """VW's CPU seconds over ``nba train``'s."""
+        return self.vw_cpu / self.nba_cpu
+
+
+def spread(values: list[float]) -> tuple[float, float, float]:
+    """Median, least and greatest of ``values`` (non-empty).
+
+    Examples
+    --------
+    >>> spread([0.6, 0.5, 0.7, 0.55])
+    (0.575, 0.5, 0.7)
+    """
+    if not values:
+        raise ValueError("spread of no values")
+    return statistics.median(values), min(values), max(values)
 
 
 def main() -> None:
@@ -69,8 +116,10 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--logs", type=Path, default=None, help="reuse an existing log directory")
     ap.add_argument("--vw-args", default="--epsilon 0.05")
-    ap.add_argument("--repeat", type=int, default=2)
+    ap.add_argument("--repeat", type=int, default=3, help="pairs of runs (one of each side)")
     args = ap.parse_args()
+    if args.repeat < 1:
+        ap.error(f"--repeat must be at least 1 (pairs of runs), got {args.repeat}")
 
     with tempfile.TemporaryDirectory() as tmp:
         logs = args.logs
@@ -92,7 +141,7 @@ def main() -> None:
         print("load average before: " + " ".join(f"{x:.2f}" for x in os.getloadavg()))
         # the first run keeps the example file VW's parser then reads; after that
         # the two sides alternate, so load from other jobs hits both alike
-        w_keep, c_keep, kept = _best(lambda: train(logs, rd, cfg, seed=args.seed, work_dir=work), 1)
+        w_keep, c_keep, kept = _timed(lambda: train(logs, rd, cfg, seed=args.seed, work_dir=work))
         data_file = work / "train.vw.txt"
         size_mb = data_file.stat().st_size / 1e6
 
@@ -104,23 +153,40 @@ def main() -> None:
                 data_file, cfg, kept.policy.featurizer_config, kept.policy.catalog, args.seed
             )
 
-        w_nba, c_nba, result = _best(nba, 1)
-        w_vw, c_vw, fit = _best(native, 1)
-        for _ in range(args.repeat - 1):
-            w, c, r = _best(nba, 1)
-            if w < w_nba:
-                w_nba, c_nba, result = w, c, r
-            w, c, f = _best(native, 1)
-            if w < w_vw:
-                w_vw, c_vw, fit = w, c, f
-        same = fit.policy.model_bytes() == result.policy.model_bytes() == kept.policy.model_bytes()
+        want = kept.policy.model_bytes()
+        same = True
+        pairs: list[Pair] = []
+        result: TrainResult | None = None
+        best_nba = best_vw = (float("inf"), 0.0)
+        for i in range(args.repeat):
+            if i % 2 == 0:
+                w_n, c_n, r = _timed(nba)
+                w_v, c_v, f = _timed(native)
+            else:
+                w_v, c_v, f = _timed(native)
+                w_n, c_n, r = _timed(nba)
+            same = same and r.policy.model_bytes() == want == f.policy.model_bytes()
+            pair = Pair(w_n, c_n, w_v, c_v)
+            pairs.append(pair)
+            print(
+                f"pair {i + 1} ({'nba train' if i % 2 == 0 else 'VW native'} first): "
+                f"nba train {w_n:.2f} s ({c_n:.2f} s CPU), VW native {w_v:.2f} s "
+                f"({c_v:.2f} s CPU); ratio {pair.ratio:.3f}, CPU ratio {pair.cpu_ratio:.3f}; "
+                "load " + " ".join(f"{x:.2f}" for x in os.getloadavg()),
+                flush=True,
+            )
+            if w_n < best_nba[0]:
+                best_nba, result = (w_n, c_n), r
+            best_vw = min(best_vw, (w_v, c_v))
+        assert result is not None
+        (w_nba, c_nba), (w_vw, c_vw) = best_nba, best_vw
         n_train = result.n_train
         rate_nba, rate_vw = n_train / w_nba, n_train / w_vw
         print(f"example file: {size_mb:.1f} MB, {n_train} examples")
         print("nba train path  : " + ", ".join(f"{k} {v:.2f} s" for k, v in result.timings.items()))
         print(
             f"nba train       : {w_nba:7.2f} s wall ({c_nba:7.2f} s CPU)  "
-            f"{rate_nba:10,.0f} decisions/s"
+            f"{rate_nba:10,.0f} decisions/s (best of {len(pairs)})"
         )
         print(
             f"  keeping file  : {w_keep:7.2f} s wall ({c_keep:7.2f} s CPU)  "
@@ -128,11 +194,18 @@ def main() -> None:
         )
         print(
             f"VW native parser: {w_vw:7.2f} s wall ({c_vw:7.2f} s CPU)  "
-            f"{rate_vw:10,.0f} decisions/s"
+            f"{rate_vw:10,.0f} decisions/s (best of {len(pairs)})"
         )
         print(
             f"ratio (nba / VW native): {rate_nba / rate_vw:.3f}  (target >= {TARGET}); "
             f"CPU ratio {c_vw / c_nba:.3f}; identical models: {same}"
+        )
+        med, lo, hi = spread([p.ratio for p in pairs])
+        cmed, clo, chi = spread([p.cpu_ratio for p in pairs])
+        print(
+            f"ratio per pair (median of {len(pairs)}, alternating): {med:.3f} "
+            f"(least {lo:.3f}, greatest {hi:.3f}; target >= {TARGET}); "
+            f"CPU ratio {cmed:.3f} (least {clo:.3f}, greatest {chi:.3f})"
         )
         print("load average after: " + " ".join(f"{x:.2f}" for x in os.getloadavg()))
 

@@ -20,7 +20,7 @@ import queue
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -37,7 +37,7 @@ from nba.domain import ValidationError, parse_day
 from nba.features import FeaturizerConfig
 from nba.logs import io as logio
 from nba.logs.engine import SqlEngine, get_engine
-from nba.logs.join import JoinResult, OpenWindows, load_joined, open_windows_hint
+from nba.logs.join import OpenWindows, load_joined, open_windows_hint
 from nba.logs.schema import JOINED
 from nba.ope import IPS, SNIPS, LoggedData
 from nba.ope.checks import DEFAULT_MIN_ESS_SHARE, OPEWarning, disagreement_checks, ess_check
@@ -328,11 +328,6 @@ class _DayColumns:
             self._days[day] = table
         return table
 
-    def day_with_ts(self, day: date) -> pa.Table:
-        """``event_id``, ``ts`` and :data:`DAY_COLUMNS` of the (activated) decisions
-        of ``day``, in the order of its part files (kept for :meth:`take`)."""
-        return self._day(day)
-
     def take(self, event_id: pa.Array, ts: pa.Array) -> pa.Table:
         """:data:`DAY_COLUMNS` of the decisions ``event_id`` logged at ``ts`` (both shape
         (k,), in time order), as a table of k rows in the same order."""
@@ -370,135 +365,6 @@ def _with_day_columns(light: pa.Table, reader: _DayColumns, columns: list[str]) 
     for c in DAY_COLUMNS:
         light = light.append_column(JOINED.field(c), heavy.column(c))
     return light.select(columns)
-
-
-@dataclass
-class _EarlyChunks:
-    """The first training chunks, featurized while the join ran, by guess.
-
-    Attributes
-    ----------
-    policy : VWPolicy
-        The policy (closed) whose featurizer made them, with the catalog of the
-        range's latest activated decision as logged (the join's may differ when it
-        leaves decisions out; the chunks are then not used).
-    chunks : dict of (int, int) to (pyarrow.ChunkedArray, FeaturizedBatch)
-        Rows ``a:b`` of the guessed time order: their event ids (shape (b - a,))
-        and their featurized lines.
-    seconds : float
-        Wall seconds the guess took.
-    """
-
-    policy: VWPolicy
-    chunks: dict[tuple[int, int], tuple[pa.ChunkedArray, Any]]
-    #: wall seconds the guessing and featurizing took (beside the join)
-    seconds: float = 0.0
-
-    def batch_for(self, a: int, b: int) -> tuple[pa.ChunkedArray, Any] | None:
-        """The event ids and lines of rows ``a:b`` if they were featurized (once);
-        chunks that end before ``b`` are dropped (the stream has passed them)."""
-        for key in [k for k in self.chunks if k[1] < b]:
-            del self.chunks[key]
-        return self.chunks.pop((a, b), None)
-
-
-def _join_beside_early_chunks(
-    join: Callable[[], JoinResult],
-    days: _DayColumns,
-    since: date | None,
-    until: date | None,
-    bounds: list[int],
-    vw_config: VWConfig | None,
-    featurizer_config: FeaturizerConfig | None,
-    seed: int,
-) -> tuple[JoinResult, _EarlyChunks | None]:
-    """Run ``join`` on a thread while this one featurizes the chunks ``bounds``
-    (``bounds[i]:bounds[i + 1]``) of the activated decisions of the range's first
-    days in time order, as the join's rows will most likely begin.
-
-    Nothing guessed reaches VW unchecked: the caller uses a chunk only when the
-    join's rows in those places have the same event ids (so the same contexts and
-    action lists, read from the same day files) and the catalog is the one
-    guessed. Anything that goes wrong while guessing (an unreadable part, a
-    context the featurizer refuses) only drops the guess; the join's own error,
-    if any, is raised.
-    """
-    box: dict[str, Any] = {}
-
-    def run() -> None:
-        try:
-            box["joined"] = join()
-        except BaseException as exc:  # re-raised in the calling thread
-            box["error"] = exc
-
-    worker = threading.Thread(target=run, name="train-join", daemon=True)
-    worker.start()
-    early: _EarlyChunks | None
-    t0 = time.perf_counter()
-    try:
-        early = _early_chunks(days, since, until, bounds, vw_config, featurizer_config, seed)
-        if early is not None:
-            early.seconds = time.perf_counter() - t0
-    except Exception:  # a guess only: the chunks are featurized after the join instead
-        early = None
-    finally:
-        worker.join()
-    if "error" in box:
-        raise box["error"]
-    return box["joined"], early
-
-
-def _early_chunks(
-    days: _DayColumns,
-    since: date | None,
-    until: date | None,
-    bounds: list[int],
-    vw_config: VWConfig | None,
-    featurizer_config: FeaturizerConfig | None,
-    seed: int,
-) -> _EarlyChunks | None:
-    """The guessed first chunks (see :func:`_join_beside_early_chunks`); None when
-    the range has no day to guess from."""
-    listing = days.listing
-    in_range = [
-        d for d in listing.days() if (since is None or d >= since) and (until is None or d <= until)
-    ]
-    if not in_range:
-        return None
-    # the catalog of the latest activated decision as logged
-    last = logio.read(
-        days.root,
-        "decisions",
-        since=in_range[-1],
-        until=in_range[-1],
-        columns=["event_id", "ts", "catalog_version", "activated"],
-        listing=listing,
-    )
-    last = last.filter(last.column("activated"))
-    if last.num_rows == 0:
-        return None
-    latest = pc.sort_indices(last, sort_keys=[("ts", "descending"), ("event_id", "descending")])
-    catalog = _catalog_for(days.root, last.take(latest.slice(0, 1)))
-    policy = VWPolicy(vw_config, featurizer_config, catalog, seed)
-    policy.close()
-    # the first days' decisions, enough of them for the chunks, in time order
-    tables = []
-    n = 0
-    for day in in_range:
-        if n >= bounds[-1]:
-            break
-        t = days.day_with_ts(day)
-        tables.append(t)
-        n += t.num_rows
-    first = pa.concat_tables(tables)
-    order = pc.sort_indices(first, sort_keys=[("ts", "ascending"), ("event_id", "ascending")])
-    chunks = {}
-    for a, b in itertools.pairwise(bounds):
-        if b > first.num_rows:
-            break
-        part = first.take(order.slice(a, b - a)).select(["event_id", *DAY_COLUMNS])
-        chunks[(a, b)] = (part.column("event_id"), policy.featurizer.featurize_table(part))
-    return _EarlyChunks(policy, chunks)
 
 
 #: decisions of the first chunk and the least of the last ones (see :func:`chunk_bounds`)
@@ -676,38 +542,17 @@ def train(
 
             # the join without the large columns (contexts, action lists): those are
             # read a day at a time below, so they are never all in memory at once
-            def join() -> JoinResult:
-                return load_joined(
-                    root,
-                    reward_def,
-                    since=lo,
-                    until=hi,
-                    as_of=as_of,
-                    open_windows=ow,
-                    columns=JOIN_COLUMNS,
-                    engine=engine,
-                )
-
+            joined = load_joined(
+                root,
+                reward_def,
+                since=lo,
+                until=hi,
+                as_of=as_of,
+                open_windows=ow,
+                columns=JOIN_COLUMNS,
+                engine=engine,
+            )
             days = _DayColumns(root)
-            early: _EarlyChunks | None = None
-            if featurize_on_engine:
-                joined = join()
-            else:
-                # the join runs on a thread of its own (Parquet reads and DuckDB
-                # release the GIL) while this one featurizes the first chunks the
-                # join will most likely give: the second core, otherwise idle
-                # until VW has examples, does that work during the join
-                joined, early = _join_beside_early_chunks(
-                    join,
-                    days,
-                    lo,
-                    hi,
-                    # the first two chunks of any stream longer than three chunks
-                    chunk_bounds(EDGE_CHUNK + 3 * chunk_decisions + 1, chunk_decisions)[:3],
-                    vw_config,
-                    featurizer_config,
-                    seed,
-                )
             table = joined.table
             if table.num_rows == 0:
                 raise TrainingError(
@@ -748,13 +593,8 @@ def train(
                         f"data (data spans {first} .. {last})"
                     )
             catalog = _catalog_for(root, table.slice(int(order[-1]), 1))
-            early_seconds = 0.0 if early is None else early.seconds
-            if early is not None and early.policy.catalog.version == catalog.version:
-                policy = early.policy
-            else:
-                early = None  # featurized with another catalog: not used
-                policy = VWPolicy(vw_config, featurizer_config, catalog, seed)
-                policy.close()
+            policy = VWPolicy(vw_config, featurizer_config, catalog, seed)
+            policy.close()
             learner.catalog = catalog
             timings["featurize"] = timings["write"] = 0.0
             # one chunk per column (the log has one per day): gathering rows from it
@@ -763,7 +603,6 @@ def train(
             slates = has_slates(table)
             if slates:
                 columns += ["slate", "slot_rewards"]
-                early = None  # (slot examples are labelled from more columns)
             light = [c for c in columns if c not in DAY_COLUMNS] + ["ts"]
             narrow = table.select(light).combine_chunks()
             t_start = time.perf_counter()
@@ -814,20 +653,8 @@ def train(
                     if failure:
                         break
                     t2 = time.perf_counter()
-                    ahead = None if early is None else early.batch_for(a, b)
-                    if early is not None and not early.chunks:
-                        early = None  # (all used or passed)
-                    if ahead is not None:
-                        # featurized during the join: only the labels are added, the
-                        # rows checked to be the join's first ones (same event ids)
-                        rows = narrow.take(pa.array(order[a:b]))
-                        ahead = ahead if rows.column("event_id").equals(ahead[0]) else None
-                    if ahead is not None:
-                        batch = ahead[1]
-                        timings["early_featurize"] = early_seconds
-                    else:
-                        rows = _with_day_columns(narrow.take(pa.array(order[a:b])), days, columns)
-                        batch = policy.featurizer.featurize_table(rows)
+                    rows = _with_day_columns(narrow.take(pa.array(order[a:b])), days, columns)
+                    batch = policy.featurizer.featurize_table(rows)
                     if slates and has_slates(rows):
                         # every slot of a logged list is an example of its own
                         text = pa.py_buffer(labelled_slot_text(rows, batch))

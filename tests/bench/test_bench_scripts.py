@@ -13,6 +13,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -49,9 +50,55 @@ def test_bench_simulate(env: dict[str, str]) -> None:
 
 @pytest.mark.slow
 def test_bench_train(env: dict[str, str]) -> None:
-    text = _run(["bench/train.py", "--hcps", "300", "--days", "8", "--repeat", "1"], env)
+    text = _run(["bench/train.py", "--hcps", "300", "--days", "8", "--repeat", "2"], env)
     assert "ratio (nba / VW native):" in text
     assert "identical models: True" in text
+    # the two pairs alternate which side runs first, and their median is printed
+    assert "pair 1 (nba train first):" in text and "pair 2 (VW native first):" in text
+    assert "ratio per pair (median of 2, alternating):" in text
+
+
+def _bench_train_module() -> Any:
+    spec = importlib.util.spec_from_file_location(
+        "bench_train", PROJECT_ROOT / "bench" / "train.py"
+    )
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["bench_train"] = module  # its dataclass looks itself up
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        del sys.modules["bench_train"]
+    return module
+
+
+def test_bench_train_pairs_median_and_spread() -> None:
+    bt = _bench_train_module()
+    pairs = [
+        bt.Pair(10.0, 20.0, 6.0, 11.0),
+        bt.Pair(12.0, 22.0, 9.0, 11.0),
+        bt.Pair(8.0, 18.0, 6.0, 9.0),
+    ]
+    assert [p.ratio for p in pairs] == [0.6, 0.75, 0.75]
+    assert pairs[0].cpu_ratio == 0.55
+    assert bt.spread([p.ratio for p in pairs]) == (0.75, 0.6, 0.75)
+    assert bt.spread([0.5, 0.75, 0.25, 1.0]) == (0.625, 0.25, 1.0)  # even count: middle two
+    with pytest.raises(ValueError, match="no values"):
+        bt.spread([])
+
+
+def test_bench_train_refuses_no_pairs(env: dict[str, str]) -> None:
+    out = subprocess.run(
+        [sys.executable, "bench/train.py", "--repeat", "0"],
+        cwd=PROJECT_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert out.returncode == 2
+    assert "--repeat must be at least 1 (pairs of runs), got 0" in out.stderr
 
 
 @pytest.mark.slow
