@@ -1,6 +1,6 @@
 """``ContextBuilder.render`` (every decision's context joined once from one array
-of pieces) against ``ContextBuilder.render_by_map`` (each map's strings made apart,
-then one f-string per decision: the way before), on a simulated run's gathered
+of pieces) against ``render_reference.render_by_map`` (each map's strings made apart,
+then one f-string per decision: the way before, kept in the tests), on a simulated run's gathered
 numbers and on edge cases the run does not reach."""
 
 from __future__ import annotations
@@ -8,6 +8,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import numpy as np
+from render_reference import render_by_map
 
 from simulators.hcp.history import ContextBuilder
 from simulators.hcp.world import World
@@ -21,7 +22,7 @@ def test_render_equals_the_map_by_map_render_on_a_run() -> None:
     g = world.builder.gather(world.history, hcp)
     profiles = world.profile_json[hcp]
     got = world.builder.render(day, profiles, g, '{"requester":"rep"}').tolist()
-    want = world.builder.render_by_map(day, profiles, g, '{"requester":"rep"}').tolist()
+    want = render_by_map(world.builder, day, profiles, g, '{"requester":"rep"}').tolist()
     assert got == want
     # the run filled the maps made of cells (not only empty ones)
     joined = "".join(want)
@@ -72,7 +73,7 @@ def test_render_equals_the_map_by_map_render_at_the_edges() -> None:
     profiles = np.array([f'{{"id":"h{i}"}}' for i in range(b)], dtype=object)
     day = World(5, seed=1).start
     got = cb.render(day, profiles, h, "{}").tolist()
-    want = cb.render_by_map(day, profiles, h, "{}").tolist()
+    want = render_by_map(cb, day, profiles, h, "{}").tolist()
     assert got == want
     assert '"touches_90d":{}' in got[3] and '"topic_channel_engagements_90d":{}' in got[2]
     assert '"interest":{}' in got[0] and '"interest":{"alpha":0.001' in got[1]
@@ -81,6 +82,6 @@ def test_render_equals_the_map_by_map_render_at_the_edges() -> None:
     zero = {k: v[:1] * 0 for k, v in h.items()}
     zero["last_content"] = np.array([-1])
     one = cb.render(day, profiles[:1], zero, "{}").tolist()
-    assert one == cb.render_by_map(day, profiles[:1], zero, "{}").tolist()
+    assert one == render_by_map(cb, day, profiles[:1], zero, "{}").tolist()
     assert '"days_since_touch":{},"engagements_30d":{},"interest":{}' in one[0]
     assert '"last_content_id":null' in one[0]
