@@ -41,6 +41,7 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+import pyarrow as pa
 
 from nba.context import CONTEXT_VERSION, HISTORY_WINDOWS, INTEREST_WEIGHTS, topic_channel_key
 
@@ -55,6 +56,8 @@ LONGEST = max(HISTORY_WINDOWS)
 _INTEREST_W = np.array(INTEREST_WEIGHTS[: LONGEST + 1], dtype=np.float64)
 ENGAGEMENT_CHANNEL_WINDOW = 30
 ENGAGEMENT_TOPIC_WINDOW = 90
+#: interest texts kept by a ContextBuilder before the dictionary is emptied
+_INTEREST_TEXTS = 1 << 20
 #: values below this have a ready piece in :meth:`MapRenderer.cells`' table
 _CELL_LIMIT = 128
 
@@ -355,9 +358,10 @@ class MapRenderer:
     names : sequence of str
         Column names.
 
-    >>> row, pieces = MapRenderer(["portal", "email"]).cells(np.array([[0, 2], [0, 0], [1, 3]]))
-    >>> row.tolist(), pieces.tolist()
-    ([0, 2, 2], ['"email":2', '"email":3', ',"portal":1'])
+    >>> row, pieces, lengths = MapRenderer(["portal", "email"]).cells(
+    ...     np.array([[0, 2], [0, 0], [1, 3]]))
+    >>> row.tolist(), pieces.tolist(), lengths.tolist()
+    ([0, 2, 2], ['"email":2', '"email":3', ',"portal":1'], [9, 9, 11])
     """
 
     def __init__(self, names: Sequence[str]) -> None:
@@ -366,19 +370,22 @@ class MapRenderer:
         self.order = sorted(range(k), key=lambda i: self.names[i])
         self.keys = [json.dumps(self.names[i]) for i in self.order]
         self._cell_table: npt.NDArray[np.object_] | None = None
+        self._cell_len = np.zeros(0, dtype=np.int64)
 
-    def cells(self, rows: npt.NDArray[np.integer]) -> tuple[I64, npt.NDArray[np.object_]]:
+    def cells(self, rows: npt.NDArray[np.integer]) -> tuple[I64, npt.NDArray[np.object_], I64]:
         """The JSON pieces of the non-zero cells of ``rows`` (shape (b, k)), for
         :meth:`ContextBuilder.render` to join: ``'"key":value'`` for the first cell
         of a row and ``',"key":value'`` for the others, rows ascending and keys in
-        output order, so that joining a row's pieces between braces gives
-        :meth:`render`'s string for it.
+        output order, so that joining a row's pieces between braces gives the
+        row's JSON object (keys in sorted order, zero counts left out).
 
         Returns
         -------
         row : ndarray of int64, shape (m,)
             The row of each piece (ascending).
         pieces : ndarray of object (str), shape (m,)
+        lengths : ndarray of int64, shape (m,)
+            ``len`` of each piece.
         """
         k = len(self.keys)
         limit = _CELL_LIMIT
@@ -387,6 +394,7 @@ class MapRenderer:
             # [comma pieces of every key and value below the limit | the same without]
             comma = [f",{key}:{v}" for key in self.keys for v in range(limit)]
             table = self._cell_table = np.array(comma + [c[1:] for c in comma], dtype=object)
+            self._cell_len = np.array([len(c) for c in table.tolist()], dtype=np.int64)
         ordered = rows[:, self.order] if self.order != list(range(k)) else rows
         row, col = np.nonzero(ordered)  # row-major: rows ascending, keys in order
         values = ordered[row, col].astype(np.int64, copy=False)
@@ -397,11 +405,13 @@ class MapRenderer:
         small = (values >= 0) & (values < limit)
         index = np.where(small, col * limit + values, 0) + first * (k * limit)
         pieces = table.take(index)
+        lengths = self._cell_len.take(index)
         if not small.all():  # counts beyond the table: written from the number
             keys = self.keys
             for i in np.flatnonzero(~small).tolist():
-                pieces[i] = ("" if first[i] else ",") + f"{keys[col[i]]}:{values[i]}"
-        return row.astype(np.int64, copy=False), pieces
+                pieces[i] = piece = ("" if first[i] else ",") + f"{keys[col[i]]}:{values[i]}"
+                lengths[i] = len(piece)
+        return row.astype(np.int64, copy=False), pieces, lengths
 
 
 class ContextBuilder:
@@ -433,20 +443,34 @@ class ContextBuilder:
         self._cell_topic_keys = np.array(
             ["," + k for k in self._sorted_topic_keys] + self._sorted_topic_keys, dtype=object
         )
+        self._cell_topic_len = np.array([len(k) for k in self._cell_topic_keys.tolist()])
+        #: interest values already written: value -> its text ("" if it rounds to 0)
+        self._interest_text: dict[float, str] = {}
+        self._content_len = np.array([len(c) for c in self._content.tolist()], dtype=np.int64)
 
-    def _interest_cells(self, values: F64) -> tuple[I64, npt.NDArray[np.object_]]:
+    def _interest_cells(self, values: F64) -> tuple[I64, npt.NDArray[np.object_], I64]:
         """The interest map's cells (``values``: float64, shape (b, n_topics), before
         rounding) as :meth:`MapRenderer.cells` gives a count map's: the row of each
         written cell (ascending) and its piece, ``'"topic":value'`` first in a row
-        and ``',"topic":value'`` after, shape (m,) each. Each distinct value is
+        and ``',"topic":value'`` after, and its ``len``, shape (m,) each. Each distinct value is
         rounded (``round(x, 3)``, as ``nba.context.History`` rounds it) and
         formatted once; values that round to zero are left out."""
         ordered = values[:, self._topic_order]
         row, col = np.nonzero(ordered)  # row-major: rows ascending, topics in key order
         if row.size == 0:
-            return row.astype(np.int64), np.empty(0, dtype=object)
+            return row.astype(np.int64), np.empty(0, dtype=object), np.zeros(0, dtype=np.int64)
         uniq, inv = np.unique(ordered[row, col], return_inverse=True)
-        text = [repr(v) if (v := round(x, 3)) else "" for x in uniq.tolist()]
+        values = uniq.tolist()
+        # each value's text is kept across batches (the same sums recur): exact
+        # float keys, so a kept text is the one rounding gives
+        kept = self._interest_text
+        text = [kept.get(x) for x in values]
+        if None in text:
+            if len(kept) > _INTEREST_TEXTS:
+                kept.clear()
+            for i, x in enumerate(values):
+                if text[i] is None:
+                    text[i] = kept[x] = repr(v) if (v := round(x, 3)) else ""
         written = np.array([bool(t) for t in text], dtype=bool)[inv]
         if not written.all():  # values that round to zero are left out
             row, col, inv = row[written], col[written], inv[written]
@@ -454,9 +478,10 @@ class ContextBuilder:
         if row.size:
             first[0] = True
             np.not_equal(row[1:], row[:-1], out=first[1:])
-        keys = self._cell_topic_keys
-        pieces = keys.take(col + first * len(self.topics)) + np.array(text, dtype=object)[inv]
-        return row.astype(np.int64, copy=False), pieces
+        key = col + first * len(self.topics)
+        pieces = self._cell_topic_keys.take(key) + np.array(text, dtype=object)[inv]
+        lengths = self._cell_topic_len.take(key) + np.array([len(t) for t in text])[inv]
+        return row.astype(np.int64, copy=False), pieces, lengths
 
     def build(
         self,
@@ -534,12 +559,9 @@ class ContextBuilder:
     ) -> npt.NDArray[np.object_]:
         """Context JSON of each decision from its profile and gathered history.
 
-        Each context is joined once from one array of pieces: the fixed text
-        between the maps, each decision's profile and last content, and one
-        piece per non-zero cell of every history map (:meth:`MapRenderer.cells`,
-        :meth:`_interest_cells`), each piece placed at its position in its
-        decision's sequence by array arithmetic, so no map's string is joined
-        apart. The tests hold it to a reference that writes each map apart.
+        Each context is joined once from one array of pieces (:meth:`_pieces`), so
+        no map's string is joined apart. The tests hold it to a reference that
+        writes each map apart.
 
         Parameters
         ----------
@@ -555,16 +577,81 @@ class ContextBuilder:
         -------
         ndarray of object (str), shape (b,)
         """
+        if profiles.shape[0] == 0:
+            return np.empty(0, dtype=object)
+        pieces, bounds, _ = self._pieces(day, profiles, history, request_json)
+        flat = pieces.tolist()
+        return np.array(
+            ["".join(flat[lo:hi]) for lo, hi in itertools.pairwise(bounds.tolist())],
+            dtype=object,
+        )
+
+    def render_column(
+        self,
+        day: date,
+        profiles: npt.NDArray[np.object_],
+        history: dict[str, Any],
+        request_json: str,
+    ) -> pa.StringArray:
+        """:meth:`render`'s strings as an Arrow string array (what the ``decisions``
+        table's ``context`` column takes), made without a Python string per
+        decision: every piece of the batch is joined once into one text, encoded
+        once, and each decision's bounds come from the pieces' lengths. Text that is
+        not all ASCII (where lengths in characters and in bytes differ; the
+        canonical JSON here is ASCII) is joined decision by decision instead.
+
+        Parameters and their shapes as :meth:`render`'s; returns b strings.
+        """
         b = profiles.shape[0]
         if b == 0:
-            return np.empty(0, dtype=object)
+            return pa.array([], pa.string())
+        pieces, bounds, lengths = self._pieces(day, profiles, history, request_json)
+        flat = pieces.tolist()
+        text = "".join(flat)
+        if text.isascii() and len(text) < np.iinfo(np.int32).max:
+            ends = np.zeros(lengths.shape[0] + 1, dtype=np.int64)
+            np.cumsum(lengths, out=ends[1:])
+            offsets = ends[bounds]
+            if int(offsets[-1]) == len(text):  # the lengths add up (they always should)
+                return pa.StringArray.from_buffers(
+                    b, pa.py_buffer(offsets.astype(np.int32)), pa.py_buffer(text.encode("ascii"))
+                )
+        rows = ["".join(flat[lo:hi]) for lo, hi in itertools.pairwise(bounds.tolist())]
+        return pa.array(rows, pa.string())
+
+    def _pieces(
+        self,
+        day: date,
+        profiles: npt.NDArray[np.object_],
+        history: dict[str, Any],
+        request_json: str,
+    ) -> tuple[npt.NDArray[np.object_], I64, I64]:
+        """Every piece of b > 0 decisions' contexts, in order: the fixed text
+        between the maps, each decision's profile and last content, and one piece
+        per non-zero cell of every history map (:meth:`MapRenderer.cells`,
+        :meth:`_interest_cells`), each piece placed at its position in its
+        decision's sequence by array arithmetic.
+
+        Parameters as :meth:`render`'s (``profiles`` shape (b,)).
+
+        Returns
+        -------
+        pieces : ndarray of object (str), shape (m,)
+        bounds : ndarray of int64, shape (b + 1,)
+            Decision i's pieces are ``pieces[bounds[i]:bounds[i + 1]]``.
+        lengths : ndarray of int64, shape (m,)
+            ``len`` of each piece.
+        """
+        b = profiles.shape[0]
         h = history
         chan, topic = self._channel_map, self._topic_map
+        last = h["last_content"]
         # the decision's pieces in order: a str is the same text for every decision,
-        # an object array one piece per decision, a (row, pieces) pair a map's cells
+        # an (object array, lengths) pair one piece per decision, a (row, pieces,
+        # lengths) triple a map's cells
         seq: list[Any] = [
             f'{{"day":"{day.isoformat()}","hcp":',
-            profiles,
+            (profiles, np.fromiter(map(len, profiles.tolist()), np.int64, b)),
             ',"history":{"days_since_content":{',
             self._item_map.cells(h["days_since_content"]),
             '},"days_since_touch":{',
@@ -574,7 +661,8 @@ class ContextBuilder:
             '},"interest":{',
             self._interest_cells(h["interest"]),
             '},"last_content_id":',
-            self._content.take(h["last_content"]),  # -1 -> "null" (last entry)
+            # -1 -> "null" (last entry)
+            (self._content.take(last), self._content_len.take(last)),
             ',"topic_channel_engagements_90d":{',
             self._topic_channel_map.cells(h["topic_channel_engagements_90d"]),
             '},"topic_engagements_90d":{',
@@ -589,30 +677,34 @@ class ContextBuilder:
             chan.cells(h["touches_90d"]),
             f'}}}},"request":{request_json},"v":{CONTEXT_VERSION}}}',
         ]
-        counts = [np.bincount(x[0], minlength=b) for x in seq if isinstance(x, tuple)]
-        per_row = sum(1 for x in seq if not isinstance(x, tuple)) + sum(counts)
+        cell_maps = [x for x in seq if isinstance(x, tuple) and len(x) == 3]
+        counts = [np.bincount(x[0], minlength=b) for x in cell_maps]
+        per_row = len(seq) - len(cell_maps) + sum(counts)
         bounds = np.zeros(b + 1, dtype=np.int64)
         np.cumsum(per_row, out=bounds[1:])
         pieces = np.empty(int(bounds[-1]), dtype=object)
+        lengths = np.empty(int(bounds[-1]), dtype=np.int64)
         at = bounds[:-1].copy()  # where each decision's next piece goes
         cell_counts = iter(counts)
         for x in seq:
-            if isinstance(x, tuple):
-                row, cells = x
+            if isinstance(x, str):
+                pieces[at] = x
+                lengths[at] = len(x)
+                at += 1
+            elif len(x) == 2:
+                pieces[at], lengths[at] = x
+                at += 1
+            else:
+                row, cells, cell_len = x
                 n = next(cell_counts)
                 if cells.size:
                     # k-th cell of its row goes k places after the row's position
                     row_first = np.cumsum(n) - n
-                    pieces[at[row] + (np.arange(row.shape[0]) - row_first[row])] = cells
+                    where = at[row] + (np.arange(row.shape[0]) - row_first[row])
+                    pieces[where] = cells
+                    lengths[where] = cell_len
                 at += n
-            else:
-                pieces[at] = x
-                at += 1
-        flat = pieces.tolist()
-        return np.array(
-            ["".join(flat[lo:hi]) for lo, hi in itertools.pairwise(bounds.tolist())],
-            dtype=object,
-        )
+        return pieces, bounds, lengths
 
 
 def _compact(counts: I32) -> npt.NDArray[np.int16] | I32:

@@ -390,8 +390,11 @@ class _DecisionsProcess:
                 continue  # drain: nothing is written after a failure
             out, dec = job
             try:
+                # straight to Arrow: no Python string per decision in this process
                 dec["context"] = [
-                    world.builder.render(day, _profiles(profiles, changes, hcp), history, req)
+                    world.builder.render_column(
+                        day, _profiles(profiles, changes, hcp), history, req
+                    )
                     for day, hcp, changes, history, req in dec.pop("context_in")
                 ]
                 logio.append(out, "decisions", world._decisions_table(dec), fsync=False)
@@ -494,6 +497,15 @@ _US_PER_DAY = 86_400 * 1_000_000
 def _iso_us(ts_us: int) -> str:
     """ISO 8601 (UTC, microseconds) of an integer microsecond timestamp."""
     return (datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=ts_us)).isoformat()
+
+
+def _context_column(parts: list[Any]) -> pa.Array:
+    """The ``context`` column from each batch's contexts: Arrow string arrays
+    (:meth:`ContextBuilder.render_column`, the decisions process) or object
+    arrays of str (rendered in the day loop), shape (b,) each."""
+    if parts and all(isinstance(p, pa.Array) for p in parts):
+        return pa.concat_arrays(parts)
+    return pa.array(np.concatenate(parts), pa.string())
 
 
 def _list_array(offsets: I64, values: pa.Array) -> pa.Array:
@@ -1805,7 +1817,7 @@ class World:
                 "hcp_id": pa.array(self.population.hcp_ids[hcp], pa.string()),
                 "requester": pa.array(requester, pa.string()),
                 "channels_requested": _list_array(chan_off, pa.array(chan_values, pa.string())),
-                "context": pa.array(np.concatenate(dec["context"]), pa.string()),
+                "context": _context_column(dec["context"]),
                 "catalog_version": pa.array(
                     np.full(nrows, self.catalog.version, dtype=object), pa.string()
                 ),

@@ -163,12 +163,19 @@ def interest_json(topics: Sequence[str], values: npt.NDArray[np.float64]) -> lis
     return ["{" + ",".join(pieces[lo:hi]) + "}" for lo, hi in itertools.pairwise(bounds)]
 
 
-def joined_cells(b: int, row: npt.NDArray[np.int64], pieces: npt.NDArray[np.object_]) -> list[str]:
+def joined_cells(
+    b: int,
+    row: npt.NDArray[np.int64],
+    pieces: npt.NDArray[np.object_],
+    lengths: npt.NDArray[np.int64],
+) -> list[str]:
     """The product's cells (``MapRenderer.cells``, ``ContextBuilder._interest_cells``:
-    the row of each piece, ascending, and the pieces, shape (m,) each) joined into
-    each of the ``b`` rows' JSON objects."""
-    bounds = np.searchsorted(row, np.arange(b + 1)).tolist()
+    the row of each piece, ascending, the pieces and their lengths, shape (m,)
+    each) joined into each of the ``b`` rows' JSON objects, after checking that
+    each length is its piece's ``len``."""
     flat = pieces.tolist()
+    assert lengths.tolist() == [len(p) for p in flat]
+    bounds = np.searchsorted(row, np.arange(b + 1)).tolist()
     return ["{" + "".join(flat[lo:hi]) + "}" for lo, hi in itertools.pairwise(bounds)]
 
 

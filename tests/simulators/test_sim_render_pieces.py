@@ -8,6 +8,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import numpy as np
+import pyarrow as pa
 from render_reference import render_by_map
 
 from simulators.hcp.history import ContextBuilder
@@ -85,3 +86,27 @@ def test_render_equals_the_map_by_map_render_at_the_edges() -> None:
     assert one == render_by_map(cb, day, profiles[:1], zero, "{}").tolist()
     assert '"days_since_touch":{},"engagements_30d":{},"interest":{}' in one[0]
     assert '"last_content_id":null' in one[0]
+
+
+def test_render_column_equals_render_on_a_run_and_off_ascii() -> None:
+    """The decisions process's Arrow column (one join, bounds from the pieces'
+    lengths) holds ``render``'s strings; text that is not ASCII takes the
+    per-decision path and still gives them."""
+    world = World(400, seed=17)
+    world.run(30, policy="campaign")
+    day = world.start + timedelta(days=world.history.day)
+    hcp = np.r_[np.arange(0, 400, 3), [4, 4, 399]]
+    g = world.builder.gather(world.history, hcp)
+    profiles = world.profile_json[hcp]
+    want = world.builder.render(day, profiles, g, '{"requester":"rep"}').tolist()
+    col = world.builder.render_column(day, profiles, g, '{"requester":"rep"}')
+    assert col.type == pa.string() and col.null_count == 0
+    assert col.to_pylist() == want
+    # a profile with non-ASCII text: lengths in characters and bytes differ
+    odd = profiles.copy()
+    odd[1] = odd[1].replace('"hcp_id":"', '"hcp_id":"\u00e9\u4e2d')
+    want_odd = world.builder.render(day, odd, g, "{}").tolist()
+    assert "\u00e9\u4e2d" in want_odd[1]
+    assert world.builder.render_column(day, odd, g, "{}").to_pylist() == want_odd
+    none = world.builder.gather(world.history, hcp[:0])
+    assert world.builder.render_column(day, profiles[:0], none, "{}").to_pylist() == []
