@@ -448,6 +448,12 @@ class ContextBuilder:
         self._interest_text: dict[float, str] = {}
         self._content_len = np.array([len(c) for c in self._content.tolist()], dtype=np.int64)
 
+    def _new_interest_text(self, x: float) -> str:
+        """The interest value ``x`` as written (``round(x, 3)``; "" when that is 0),
+        kept for the next batches."""
+        text = self._interest_text[x] = repr(v) if (v := round(x, 3)) else ""
+        return text
+
     def _interest_cells(self, values: F64) -> tuple[I64, npt.NDArray[np.object_], I64]:
         """The interest map's cells (``values``: float64, shape (b, n_topics), before
         rounding) as :meth:`MapRenderer.cells` gives a count map's: the row of each
@@ -464,13 +470,10 @@ class ContextBuilder:
         # each value's text is kept across batches (the same sums recur): exact
         # float keys, so a kept text is the one rounding gives
         kept = self._interest_text
-        text = [kept.get(x) for x in values]
-        if None in text:
-            if len(kept) > _INTEREST_TEXTS:
-                kept.clear()
-            for i, x in enumerate(values):
-                if text[i] is None:
-                    text[i] = kept[x] = repr(v) if (v := round(x, 3)) else ""
+        if len(kept) > _INTEREST_TEXTS:
+            kept.clear()
+        new = self._new_interest_text
+        text = [t if (t := kept.get(x)) is not None else new(x) for x in values]
         written = np.array([bool(t) for t in text], dtype=bool)[inv]
         if not written.all():  # values that round to zero are left out
             row, col, inv = row[written], col[written], inv[written]
@@ -612,10 +615,14 @@ class ContextBuilder:
             ends = np.zeros(lengths.shape[0] + 1, dtype=np.int64)
             np.cumsum(lengths, out=ends[1:])
             offsets = ends[bounds]
-            if int(offsets[-1]) == len(text):  # the lengths add up (they always should)
-                return pa.StringArray.from_buffers(
-                    b, pa.py_buffer(offsets.astype(np.int32)), pa.py_buffer(text.encode("ascii"))
+            if int(offsets[-1]) != len(text):  # pragma: no cover - a bug, never data
+                raise RuntimeError(
+                    f"contexts: the pieces' lengths add up to {int(offsets[-1])}, "
+                    f"their text has {len(text)} characters"
                 )
+            return pa.StringArray.from_buffers(
+                b, pa.py_buffer(offsets.astype(np.int32)), pa.py_buffer(text.encode("ascii"))
+            )
         rows = ["".join(flat[lo:hi]) for lo, hi in itertools.pairwise(bounds.tolist())]
         return pa.array(rows, pa.string())
 

@@ -76,6 +76,9 @@ def test_interest_json_matches_rounding_each_value() -> None:
     values[5] = 0.0
     want = _interest_json_by_loop(cb, values)
     assert joined_cells(300, *cb._interest_cells(values)) == want
+    # again, now from the texts kept by the first call
+    assert cb._interest_text
+    assert joined_cells(300, *cb._interest_cells(values)) == want
     assert joined_cells(2, *cb._interest_cells(np.zeros((2, 4)))) == ["{}", "{}"]
     assert joined_cells(0, *cb._interest_cells(np.zeros((0, 4)))) == []
     # and the tests' reference (the interest JSON as the render wrote it before)
