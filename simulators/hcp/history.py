@@ -582,7 +582,7 @@ class ContextBuilder:
         """
         if profiles.shape[0] == 0:
             return np.empty(0, dtype=object)
-        pieces, bounds, _ = self._pieces(day, profiles, history, request_json)
+        pieces, bounds, _ = self._pieces(day, profiles, history, request_json, False)
         flat = pieces.tolist()
         return np.array(
             ["".join(flat[lo:hi]) for lo, hi in itertools.pairwise(bounds.tolist())],
@@ -608,7 +608,7 @@ class ContextBuilder:
         b = profiles.shape[0]
         if b == 0:
             return pa.array([], pa.string())
-        pieces, bounds, lengths = self._pieces(day, profiles, history, request_json)
+        pieces, bounds, lengths = self._pieces(day, profiles, history, request_json, True)
         flat = pieces.tolist()
         text = "".join(flat)
         if text.isascii() and len(text) < np.iinfo(np.int32).max:
@@ -632,6 +632,7 @@ class ContextBuilder:
         profiles: npt.NDArray[np.object_],
         history: dict[str, Any],
         request_json: str,
+        measure: bool,
     ) -> tuple[npt.NDArray[np.object_], I64, I64]:
         """Every piece of b > 0 decisions' contexts, in order: the fixed text
         between the maps, each decision's profile and last content, and one piece
@@ -639,14 +640,16 @@ class ContextBuilder:
         :meth:`_interest_cells`), each piece placed at its position in its
         decision's sequence by array arithmetic.
 
-        Parameters as :meth:`render`'s (``profiles`` shape (b,)).
+        Parameters as :meth:`render`'s (``profiles`` shape (b,)); ``measure``:
+        whether to give the pieces' lengths (:meth:`render_column` needs them,
+        :meth:`render` does not).
 
         Returns
         -------
         pieces : ndarray of object (str), shape (m,)
         bounds : ndarray of int64, shape (b + 1,)
             Decision i's pieces are ``pieces[bounds[i]:bounds[i + 1]]``.
-        lengths : ndarray of int64, shape (m,)
+        lengths : ndarray of int64, shape (m,), or shape (0,) unless ``measure``
             ``len`` of each piece.
         """
         b = profiles.shape[0]
@@ -658,7 +661,7 @@ class ContextBuilder:
         # lengths) triple a map's cells
         seq: list[Any] = [
             f'{{"day":"{day.isoformat()}","hcp":',
-            (profiles, np.fromiter(map(len, profiles.tolist()), np.int64, b)),
+            (profiles, np.fromiter(map(len, profiles.tolist()), np.int64, b) if measure else None),
             ',"history":{"days_since_content":{',
             self._item_map.cells(h["days_since_content"]),
             '},"days_since_touch":{',
@@ -669,7 +672,7 @@ class ContextBuilder:
             self._interest_cells(h["interest"]),
             '},"last_content_id":',
             # -1 -> "null" (last entry)
-            (self._content.take(last), self._content_len.take(last)),
+            (self._content.take(last), self._content_len.take(last) if measure else None),
             ',"topic_channel_engagements_90d":{',
             self._topic_channel_map.cells(h["topic_channel_engagements_90d"]),
             '},"topic_engagements_90d":{',
@@ -690,16 +693,19 @@ class ContextBuilder:
         bounds = np.zeros(b + 1, dtype=np.int64)
         np.cumsum(per_row, out=bounds[1:])
         pieces = np.empty(int(bounds[-1]), dtype=object)
-        lengths = np.empty(int(bounds[-1]), dtype=np.int64)
+        lengths = np.empty(int(bounds[-1]) if measure else 0, dtype=np.int64)
         at = bounds[:-1].copy()  # where each decision's next piece goes
         cell_counts = iter(counts)
         for x in seq:
             if isinstance(x, str):
                 pieces[at] = x
-                lengths[at] = len(x)
+                if measure:
+                    lengths[at] = len(x)
                 at += 1
             elif len(x) == 2:
-                pieces[at], lengths[at] = x
+                pieces[at] = x[0]
+                if measure:
+                    lengths[at] = x[1]
                 at += 1
             else:
                 row, cells, cell_len = x
@@ -709,7 +715,8 @@ class ContextBuilder:
                     row_first = np.cumsum(n) - n
                     where = at[row] + (np.arange(row.shape[0]) - row_first[row])
                     pieces[where] = cells
-                    lengths[where] = cell_len
+                    if measure:
+                        lengths[where] = cell_len
                 at += n
         return pieces, bounds, lengths
 
