@@ -131,6 +131,21 @@ def event_ids(ts_ms: npt.NDArray[np.int64], rng: np.random.Generator) -> npt.NDA
     -------
     ndarray of str, shape (n,)
     """
+    return event_id_bytes(ts_ms, rng).astype("U26")
+
+
+def event_id_bytes(
+    ts_ms: npt.NDArray[np.int64], rng: np.random.Generator
+) -> npt.NDArray[np.bytes_]:
+    """:func:`event_ids` as ASCII bytes (dtype ``S26``, shape (n,)): the same ids
+    from the same draws, for callers that write them to Arrow without a Python
+    string each.
+
+    >>> rng = np.random.default_rng(5)
+    >>> event_id_bytes(np.array([0, 1]), rng).astype("U26").tolist() == event_ids(
+    ...     np.array([0, 1]), np.random.default_rng(5)).tolist()
+    True
+    """
     ts_ms = np.asarray(ts_ms, dtype=np.int64)
     n = ts_ms.shape[0]
     if n and (ts_ms.min() < 0 or ts_ms.max() >= 1 << 48):
@@ -142,7 +157,7 @@ def event_ids(ts_ms: npt.NDArray[np.int64], rng: np.random.Generator) -> npt.NDA
         t = t >> np.uint64(5)
     digits[:, 10:] = rng.integers(0, 32, size=(n, 16), dtype=np.uint8)
     chars = _ALPHABET_BYTES[digits]
-    return np.frombuffer(chars.tobytes(), dtype="S26").astype("U26")
+    return np.frombuffer(chars.tobytes(), dtype="S26")
 
 
 def event_id_time(event_id: str) -> datetime:

@@ -41,7 +41,7 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-import pandas as pd
+import pyarrow as pa
 
 from nba.context import CONTEXT_VERSION, HISTORY_WINDOWS, INTEREST_WEIGHTS, topic_channel_key
 
@@ -56,6 +56,8 @@ LONGEST = max(HISTORY_WINDOWS)
 _INTEREST_W = np.array(INTEREST_WEIGHTS[: LONGEST + 1], dtype=np.float64)
 ENGAGEMENT_CHANNEL_WINDOW = 30
 ENGAGEMENT_TOPIC_WINDOW = 90
+#: interest texts kept by a ContextBuilder before the dictionary is emptied
+_INTEREST_TEXTS = 1 << 20
 #: values below this have a ready piece in :meth:`MapRenderer.cells`' table
 _CELL_LIMIT = 128
 
@@ -347,20 +349,19 @@ class HistoryTracker:
 
 
 class MapRenderer:
-    """Renders rows of counts as canonical JSON objects (``{"key":count,...}``).
-
-    Rows are packed into one integer key each (``bits`` per column) so a batch
-    is reduced to its distinct rows with one integer sort, and each distinct
-    row is rendered once per world (a cache keyed by the packed row). Rows
-    with a value that does not fit fall back to a row-wise unique.
+    """Gives the JSON pieces of rows of counts, for canonical JSON objects
+    (``{"key":count,...}``: keys in sorted order, zero counts left out) that
+    :meth:`ContextBuilder.render` joins once per decision.
 
     Parameters
     ----------
     names : sequence of str
-        Column names; keys are written in sorted order, zero counts left out.
+        Column names.
 
-    >>> MapRenderer(["email", "portal"]).render(np.array([[2, 0], [0, 0], [2, 0]]))
-    ['{"email":2}', '{}', '{"email":2}']
+    >>> row, pieces, lengths = MapRenderer(["portal", "email"]).cells(
+    ...     np.array([[0, 2], [0, 0], [1, 3]]))
+    >>> row.tolist(), pieces.tolist(), lengths.tolist()
+    ([0, 2, 2], ['"email":2', '"email":3', ',"portal":1'], [9, 9, 11])
     """
 
     def __init__(self, names: Sequence[str]) -> None:
@@ -368,87 +369,23 @@ class MapRenderer:
         k = len(self.names)
         self.order = sorted(range(k), key=lambda i: self.names[i])
         self.keys = [json.dumps(self.names[i]) for i in self.order]
-        self.bits = 62 // max(k, 1)
-        self.shifts = np.arange(k, dtype=np.int64) * self.bits
-        self._shift_list = [int(s) for s in self.shifts]
-        # '"key":value' pieces in output order, for small values
-        self._pieces = [[f"{key}:{v}" for v in range(128)] for key in self.keys]
-        self.cache: dict[int, str] = {}
-        self._comma_pieces: dict[int, list[npt.NDArray[np.object_]]] = {}
-        self._flat_pieces: dict[int, npt.NDArray[np.object_]] = {}
         self._cell_table: npt.NDArray[np.object_] | None = None
+        self._cell_len = np.zeros(0, dtype=np.int64)
 
-    def _render_row(self, row: Sequence[int]) -> str:
-        pieces = self._pieces
-        keys = self.keys
-        parts = []
-        for j, i in enumerate(self.order):
-            v = row[i]
-            if v:
-                parts.append(pieces[j][v] if v < 128 else f"{keys[j]}:{v}")
-        return "{" + ",".join(parts) + "}"
-
-    def render_small(self, rows: npt.NDArray[np.integer], limit: int) -> list[str]:
-        """:meth:`render` for rows whose values are all below ``limit``, without
-        caching: per-column pieces are looked up and joined row by row (faster
-        for high-cardinality rows such as days since the last touch)."""
-        if rows.shape[0] == 0:
-            return []
-        if rows.min() < 0 or rows.max() >= limit:
-            return self.render(rows)
-        tables = self._comma_pieces.get(limit)
-        if tables is None:
-            tables = [
-                np.array([""] + [f",{key}:{v}" for v in range(1, limit)], dtype=object)
-                for key in self.keys
-            ]
-            self._comma_pieces[limit] = tables
-        ordered = rows[:, self.order]
-        row, col = np.nonzero(ordered)  # row-major: rows ascending, keys in order
-        if row.size * 2 > ordered.size:  # dense rows: join every column's piece
-            cols = [tables[j].take(ordered[:, j]).tolist() for j in range(len(tables))]
-            return ["{" + "".join(parts)[1:] + "}" for parts in zip(*cols, strict=True)]
-        # sparse rows: only the non-zero cells' pieces
-        flat = self._flat_pieces.get(limit)
-        if flat is None:
-            flat = self._flat_pieces[limit] = np.concatenate(tables)
-        pieces = flat.take(col * limit + ordered[row, col]).tolist()
-        bounds = np.searchsorted(row, np.arange(rows.shape[0] + 1)).tolist()
-        return ["{" + "".join(pieces[lo:hi])[1:] + "}" for lo, hi in itertools.pairwise(bounds)]
-
-    def render_many(self, blocks: Sequence[npt.NDArray[np.integer]]) -> list[list[str]]:
-        """:meth:`render` of several (b, k) blocks at once (one sort, one cache pass)."""
-        b = blocks[0].shape[0]
-        rows = np.concatenate([np.asarray(x) for x in blocks], axis=0)
-        flat = self.render(rows)
-        return [flat[i * b : (i + 1) * b] for i in range(len(blocks))]
-
-    def _render_sparse(self, rows: I64) -> list[str]:
-        """:meth:`render` by the non-zero cells of each row (shape (b, k), b strings)."""
-        b = rows.shape[0]
-        ordered = rows[:, self.order]
-        row, col = np.nonzero(ordered)  # row-major: rows ascending, keys in order
-        values = ordered[row, col].tolist()
-        pieces, keys = self._pieces, self.keys
-        parts = [
-            pieces[j][v] if 0 <= v < 128 else f"{keys[j]}:{v}"
-            for j, v in zip(col.tolist(), values, strict=True)
-        ]
-        bounds = np.searchsorted(row, np.arange(b + 1)).tolist()
-        return ["{" + ",".join(parts[lo:hi]) + "}" for lo, hi in itertools.pairwise(bounds)]
-
-    def cells(self, rows: npt.NDArray[np.integer]) -> tuple[I64, npt.NDArray[np.object_]]:
+    def cells(self, rows: npt.NDArray[np.integer]) -> tuple[I64, npt.NDArray[np.object_], I64]:
         """The JSON pieces of the non-zero cells of ``rows`` (shape (b, k)), for
         :meth:`ContextBuilder.render` to join: ``'"key":value'`` for the first cell
         of a row and ``',"key":value'`` for the others, rows ascending and keys in
-        output order, so that joining a row's pieces between braces gives
-        :meth:`render`'s string for it.
+        output order, so that joining a row's pieces between braces gives the
+        row's JSON object (keys in sorted order, zero counts left out).
 
         Returns
         -------
         row : ndarray of int64, shape (m,)
             The row of each piece (ascending).
         pieces : ndarray of object (str), shape (m,)
+        lengths : ndarray of int64, shape (m,)
+            ``len`` of each piece.
         """
         k = len(self.keys)
         limit = _CELL_LIMIT
@@ -457,6 +394,7 @@ class MapRenderer:
             # [comma pieces of every key and value below the limit | the same without]
             comma = [f",{key}:{v}" for key in self.keys for v in range(limit)]
             table = self._cell_table = np.array(comma + [c[1:] for c in comma], dtype=object)
+            self._cell_len = np.array([len(c) for c in table.tolist()], dtype=np.int64)
         ordered = rows[:, self.order] if self.order != list(range(k)) else rows
         row, col = np.nonzero(ordered)  # row-major: rows ascending, keys in order
         values = ordered[row, col].astype(np.int64, copy=False)
@@ -467,55 +405,13 @@ class MapRenderer:
         small = (values >= 0) & (values < limit)
         index = np.where(small, col * limit + values, 0) + first * (k * limit)
         pieces = table.take(index)
+        lengths = self._cell_len.take(index)
         if not small.all():  # counts beyond the table: written from the number
             keys = self.keys
             for i in np.flatnonzero(~small).tolist():
-                pieces[i] = ("" if first[i] else ",") + f"{keys[col[i]]}:{values[i]}"
-        return row.astype(np.int64, copy=False), pieces
-
-    def render_array(self, rows: npt.NDArray[np.integer]) -> npt.NDArray[np.object_]:
-        """:meth:`render` as an object array, shape (b,)."""
-        b = rows.shape[0]
-        if b == 0:
-            return np.empty(0, dtype=object)
-        r = rows.astype(np.int64, copy=False)
-        if not (self.bits >= 4 and r.min() >= 0 and r.max() < (1 << self.bits)):
-            return np.array(self._render_sparse(r), dtype=object)
-        return self._render_packed(r)
-
-    def render(self, rows: npt.NDArray[np.integer]) -> list[str]:
-        """Canonical JSON of each row of ``rows`` (shape (b, k)), as a list of b strings."""
-        b = rows.shape[0]
-        if b == 0:
-            return []
-        r = rows.astype(np.int64, copy=False)
-        if self.bits >= 4 and r.min() >= 0 and r.max() < (1 << self.bits):
-            out: list[str] = self._render_packed(r).tolist()
-            return out
-        # rows too wide to pack into one integer (and sparse): each row's
-        # non-zero cells, in key order, joined
-        return self._render_sparse(r)
-
-    def _render_packed(self, r: I64) -> npt.NDArray[np.object_]:
-        """:meth:`render` of rows (shape (b, k)) whose values fit ``bits`` each, by
-        their distinct packed keys, as an object array of shape (b,)."""
-        packed = (r << self.shifts).sum(axis=1)
-        # exact hash-based dedup (no sort): codes index the distinct keys
-        inverse, uniq = pd.factorize(packed)
-        cache = self.cache
-        keys = uniq.tolist()
-        frags = [cache.get(key) for key in keys]
-        missing = [i for i, f in enumerate(frags) if f is None]
-        if missing:
-            mask = (1 << self.bits) - 1
-            shifts = self._shift_list
-            for i in missing:
-                key = keys[i]
-                frag = self._render_row([(key >> s) & mask for s in shifts])
-                cache[key] = frag
-                frags[i] = frag
-        table = np.array(frags, dtype=object)
-        return table.take(inverse.reshape(-1))
+                pieces[i] = piece = ("" if first[i] else ",") + f"{keys[col[i]]}:{values[i]}"
+                lengths[i] = len(piece)
+        return row.astype(np.int64, copy=False), pieces, lengths
 
 
 class ContextBuilder:
@@ -547,42 +443,37 @@ class ContextBuilder:
         self._cell_topic_keys = np.array(
             ["," + k for k in self._sorted_topic_keys] + self._sorted_topic_keys, dtype=object
         )
+        self._cell_topic_len = np.array([len(k) for k in self._cell_topic_keys.tolist()])
+        #: interest values already written: value -> its text ("" if it rounds to 0)
+        self._interest_text: dict[float, str] = {}
+        self._content_len = np.array([len(c) for c in self._content.tolist()], dtype=np.int64)
 
-    def _interest_json(self, values: F64) -> list[str]:
-        """``History.interest`` as canonical JSON, shape (b, n_topics) -> b strings.
+    def _new_interest_text(self, x: float) -> str:
+        """The interest value ``x`` as written (``round(x, 3)``; "" when that is 0),
+        kept for the next batches."""
+        text = self._interest_text[x] = repr(v) if (v := round(x, 3)) else ""
+        return text
 
-        Only the non-zero cells are written: each distinct value is rounded and
-        formatted once (as ``nba.context.History`` rounds it: ``round(x, 3)``),
-        and each row joins its cells' ``"topic":value`` pieces in topic order."""
-        b = values.shape[0]
-        if b == 0:
-            return []
+    def _interest_cells(self, values: F64) -> tuple[I64, npt.NDArray[np.object_], I64]:
+        """The interest map's cells (``values``: float64, shape (b, n_topics), before
+        rounding) as :meth:`MapRenderer.cells` gives a count map's: the row of each
+        written cell (ascending) and its piece, ``'"topic":value'`` first in a row
+        and ``',"topic":value'`` after, and its ``len``, shape (m,) each. Each distinct value is
+        rounded (``round(x, 3)``, as ``nba.context.History`` rounds it) and
+        formatted once; values that round to zero are left out."""
         ordered = values[:, self._topic_order]
         row, col = np.nonzero(ordered)  # row-major: rows ascending, topics in key order
         if row.size == 0:
-            return ["{}"] * b
+            return row.astype(np.int64), np.empty(0, dtype=object), np.zeros(0, dtype=np.int64)
         uniq, inv = np.unique(ordered[row, col], return_inverse=True)
-        text = [repr(v) if (v := round(x, 3)) else "" for x in uniq.tolist()]
-        keep = np.array([bool(t) for t in text], dtype=bool)[inv]
-        row, col, inv = row[keep], col[keep], inv[keep]
-        keys = self._sorted_topic_keys
-        pieces = [keys[c] + text[i] for c, i in zip(col.tolist(), inv.tolist(), strict=True)]
-        bounds = np.searchsorted(row, np.arange(b + 1)).tolist()
-        return [
-            "{" + ",".join(pieces[lo:hi]) + "}" if hi > lo else "{}"
-            for lo, hi in itertools.pairwise(bounds)
-        ]
-
-    def _interest_cells(self, values: F64) -> tuple[I64, npt.NDArray[np.object_]]:
-        """:meth:`_interest_json`'s cells as :meth:`MapRenderer.cells` gives them:
-        the row of each written cell (ascending) and its piece, ``'"topic":value'``
-        first in a row and ``',"topic":value'`` after, shape (m,) each."""
-        ordered = values[:, self._topic_order]
-        row, col = np.nonzero(ordered)  # row-major: rows ascending, topics in key order
-        if row.size == 0:
-            return row.astype(np.int64), np.empty(0, dtype=object)
-        uniq, inv = np.unique(ordered[row, col], return_inverse=True)
-        text = [repr(v) if (v := round(x, 3)) else "" for x in uniq.tolist()]
+        values = uniq.tolist()
+        # each value's text is kept across batches (the same sums recur): exact
+        # float keys, so a kept text is the one rounding gives
+        kept = self._interest_text
+        if len(kept) > _INTEREST_TEXTS:
+            kept.clear()
+        new = self._new_interest_text
+        text = [t if (t := kept.get(x)) is not None else new(x) for x in values]
         written = np.array([bool(t) for t in text], dtype=bool)[inv]
         if not written.all():  # values that round to zero are left out
             row, col, inv = row[written], col[written], inv[written]
@@ -590,9 +481,10 @@ class ContextBuilder:
         if row.size:
             first[0] = True
             np.not_equal(row[1:], row[:-1], out=first[1:])
-        keys = self._cell_topic_keys
-        pieces = keys.take(col + first * len(self.topics)) + np.array(text, dtype=object)[inv]
-        return row.astype(np.int64, copy=False), pieces
+        key = col + first * len(self.topics)
+        pieces = self._cell_topic_keys.take(key) + np.array(text, dtype=object)[inv]
+        lengths = self._cell_topic_len.take(key) + np.array([len(t) for t in text])[inv]
+        return row.astype(np.int64, copy=False), pieces, lengths
 
     def build(
         self,
@@ -670,13 +562,9 @@ class ContextBuilder:
     ) -> npt.NDArray[np.object_]:
         """Context JSON of each decision from its profile and gathered history.
 
-        The same strings as :meth:`render_by_map`, joined once per decision from
-        one array of pieces: the fixed text between the maps, each decision's
-        profile and last content, the dense maps' strings (rendered once per
-        distinct row) and one piece per non-zero cell of the sparse maps (days
-        since each item and each channel's last touch, interest, topic x channel
-        engagements), each piece placed at its position in its decision's
-        sequence by array arithmetic, so no map's string is joined apart.
+        Each context is joined once from one array of pieces (:meth:`_pieces`), so
+        no map's string is joined apart. The tests hold it to a reference that
+        writes each map apart.
 
         Parameters
         ----------
@@ -692,16 +580,88 @@ class ContextBuilder:
         -------
         ndarray of object (str), shape (b,)
         """
+        if profiles.shape[0] == 0:
+            return np.empty(0, dtype=object)
+        pieces, bounds, _ = self._pieces(day, profiles, history, request_json, False)
+        flat = pieces.tolist()
+        return np.array(
+            ["".join(flat[lo:hi]) for lo, hi in itertools.pairwise(bounds.tolist())],
+            dtype=object,
+        )
+
+    def render_column(
+        self,
+        day: date,
+        profiles: npt.NDArray[np.object_],
+        history: dict[str, Any],
+        request_json: str,
+    ) -> pa.StringArray:
+        """:meth:`render`'s strings as an Arrow string array (what the ``decisions``
+        table's ``context`` column takes), made without a Python string per
+        decision: every piece of the batch is joined once into one text, encoded
+        once, and each decision's bounds come from the pieces' lengths. Text that is
+        not all ASCII (where lengths in characters and in bytes differ; the
+        canonical JSON here is ASCII) is joined decision by decision instead.
+
+        Parameters and their shapes as :meth:`render`'s; returns b strings.
+        """
         b = profiles.shape[0]
         if b == 0:
-            return np.empty(0, dtype=object)
+            return pa.array([], pa.string())
+        pieces, bounds, lengths = self._pieces(day, profiles, history, request_json, True)
+        flat = pieces.tolist()
+        text = "".join(flat)
+        if text.isascii() and len(text) < np.iinfo(np.int32).max:
+            ends = np.zeros(lengths.shape[0] + 1, dtype=np.int64)
+            np.cumsum(lengths, out=ends[1:])
+            offsets = ends[bounds]
+            if int(offsets[-1]) != len(text):  # pragma: no cover - a bug, never data
+                raise RuntimeError(
+                    f"contexts: the pieces' lengths add up to {int(offsets[-1])}, "
+                    f"their text has {len(text)} characters"
+                )
+            return pa.StringArray.from_buffers(
+                b, pa.py_buffer(offsets.astype(np.int32)), pa.py_buffer(text.encode("ascii"))
+            )
+        rows = ["".join(flat[lo:hi]) for lo, hi in itertools.pairwise(bounds.tolist())]
+        return pa.array(rows, pa.string())
+
+    def _pieces(
+        self,
+        day: date,
+        profiles: npt.NDArray[np.object_],
+        history: dict[str, Any],
+        request_json: str,
+        measure: bool,
+    ) -> tuple[npt.NDArray[np.object_], I64, I64]:
+        """Every piece of b > 0 decisions' contexts, in order: the fixed text
+        between the maps, each decision's profile and last content, and one piece
+        per non-zero cell of every history map (:meth:`MapRenderer.cells`,
+        :meth:`_interest_cells`), each piece placed at its position in its
+        decision's sequence by array arithmetic.
+
+        Parameters as :meth:`render`'s (``profiles`` shape (b,)); ``measure``:
+        whether to give the pieces' lengths (:meth:`render_column` needs them,
+        :meth:`render` does not).
+
+        Returns
+        -------
+        pieces : ndarray of object (str), shape (m,)
+        bounds : ndarray of int64, shape (b + 1,)
+            Decision i's pieces are ``pieces[bounds[i]:bounds[i + 1]]``.
+        lengths : ndarray of int64, shape (m,), or shape (0,) unless ``measure``
+            ``len`` of each piece.
+        """
+        b = profiles.shape[0]
         h = history
         chan, topic = self._channel_map, self._topic_map
+        last = h["last_content"]
         # the decision's pieces in order: a str is the same text for every decision,
-        # an object array one piece per decision, a (row, pieces) pair a map's cells
+        # an (object array, lengths) pair one piece per decision, a (row, pieces,
+        # lengths) triple a map's cells
         seq: list[Any] = [
             f'{{"day":"{day.isoformat()}","hcp":',
-            profiles,
+            (profiles, np.fromiter(map(len, profiles.tolist()), np.int64, b) if measure else None),
             ',"history":{"days_since_content":{',
             self._item_map.cells(h["days_since_content"]),
             '},"days_since_touch":{',
@@ -711,7 +671,8 @@ class ContextBuilder:
             '},"interest":{',
             self._interest_cells(h["interest"]),
             '},"last_content_id":',
-            self._content.take(h["last_content"]),  # -1 -> "null" (last entry)
+            # -1 -> "null" (last entry)
+            (self._content.take(last), self._content_len.take(last) if measure else None),
             ',"topic_channel_engagements_90d":{',
             self._topic_channel_map.cells(h["topic_channel_engagements_90d"]),
             '},"topic_engagements_90d":{',
@@ -726,71 +687,38 @@ class ContextBuilder:
             chan.cells(h["touches_90d"]),
             f'}}}},"request":{request_json},"v":{CONTEXT_VERSION}}}',
         ]
-        counts = [np.bincount(x[0], minlength=b) for x in seq if isinstance(x, tuple)]
-        per_row = sum(1 for x in seq if not isinstance(x, tuple)) + sum(counts)
+        cell_maps = [x for x in seq if isinstance(x, tuple) and len(x) == 3]
+        counts = [np.bincount(x[0], minlength=b) for x in cell_maps]
+        per_row = len(seq) - len(cell_maps) + sum(counts)
         bounds = np.zeros(b + 1, dtype=np.int64)
         np.cumsum(per_row, out=bounds[1:])
         pieces = np.empty(int(bounds[-1]), dtype=object)
+        lengths = np.empty(int(bounds[-1]) if measure else 0, dtype=np.int64)
         at = bounds[:-1].copy()  # where each decision's next piece goes
         cell_counts = iter(counts)
         for x in seq:
-            if isinstance(x, tuple):
-                row, cells = x
+            if isinstance(x, str):
+                pieces[at] = x
+                if measure:
+                    lengths[at] = len(x)
+                at += 1
+            elif len(x) == 2:
+                pieces[at] = x[0]
+                if measure:
+                    lengths[at] = x[1]
+                at += 1
+            else:
+                row, cells, cell_len = x
                 n = next(cell_counts)
                 if cells.size:
                     # k-th cell of its row goes k places after the row's position
                     row_first = np.cumsum(n) - n
-                    pieces[at[row] + (np.arange(row.shape[0]) - row_first[row])] = cells
+                    where = at[row] + (np.arange(row.shape[0]) - row_first[row])
+                    pieces[where] = cells
+                    if measure:
+                        lengths[where] = cell_len
                 at += n
-            else:
-                pieces[at] = x
-                at += 1
-        flat = pieces.tolist()
-        return np.array(
-            ["".join(flat[lo:hi]) for lo, hi in itertools.pairwise(bounds.tolist())],
-            dtype=object,
-        )
-
-    def render_by_map(
-        self,
-        day: date,
-        profiles: npt.NDArray[np.object_],
-        history: dict[str, Any],
-        request_json: str,
-    ) -> npt.NDArray[np.object_]:
-        """:meth:`render` as it was written before (each map's strings made apart,
-        then one f-string per decision): kept as the reference the tests hold
-        :meth:`render` to. Parameters and result as :meth:`render`'s: ``b``
-        profiles, shape (b,), give b context strings, shape (b,).
-        """
-        b = profiles.shape[0]
-        if b == 0:
-            return np.empty(0, dtype=object)
-        h = history
-        dst = self._channel_map.render_small(h["days_since_touch"], LONGEST + 1)
-        eng, t7, t30, t90 = self._channel_map.render_many(
-            [h["engagements_30d"], h["touches_7d"], h["touches_30d"], h["touches_90d"]]
-        )
-        teng = self._topic_map.render(h["topic_engagements_90d"])
-        tceng = self._topic_channel_map.render(h["topic_channel_engagements_90d"])
-        dsc = self._item_map.render_small(h["days_since_content"], LONGEST + 1)
-        inter = self._interest_json(h["interest"])
-        tpull = self._topic_map.render(h["topic_pulls_90d"])
-        last = self._content[h["last_content"]].tolist()  # -1 -> "null" (last entry)
-        prof = profiles.tolist()
-        head = f'{{"day":"{day.isoformat()}","hcp":'
-        tail = f'}},"request":{request_json},"v":{CONTEXT_VERSION}}}'
-        rows = [
-            f'{head}{p},"history":{{"days_since_content":{sc},"days_since_touch":{a},'
-            f'"engagements_30d":{e},"interest":{it},"last_content_id":{lc},'
-            f'"topic_channel_engagements_90d":{tce},"topic_engagements_90d":{te},'
-            f'"topic_pulls_90d":{tp},"touches_30d":{b30},"touches_7d":{b7},"touches_90d":{b90}'
-            f"{tail}"
-            for p, sc, a, e, it, lc, tce, te, tp, b30, b7, b90 in zip(
-                prof, dsc, dst, eng, inter, last, tceng, teng, tpull, t30, t7, t90, strict=True
-            )
-        ]
-        return np.array(rows, dtype=object)
+        return pieces, bounds, lengths
 
 
 def _compact(counts: I32) -> npt.NDArray[np.int16] | I32:

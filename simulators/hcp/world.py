@@ -19,7 +19,7 @@ import queue
 import sys
 import threading
 from collections import defaultdict, deque
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -34,7 +34,7 @@ from tqdm import tqdm
 from nba.catalog import Catalog
 from nba.contact import ContactPolicy
 from nba.domain import ADOPTION_STAGES, ENGAGEMENT_TYPES, HCPProfile, ValidationError
-from nba.ids import event_ids
+from nba.ids import event_id_bytes
 from nba.journeys import DECISION, JourneyEvent, JourneySet
 from nba.logs import io as logio
 from nba.logs.schema import (
@@ -390,8 +390,11 @@ class _DecisionsProcess:
                 continue  # drain: nothing is written after a failure
             out, dec = job
             try:
+                # straight to Arrow: no Python string per decision in this process
                 dec["context"] = [
-                    world.builder.render(day, _profiles(profiles, changes, hcp), history, req)
+                    world.builder.render_column(
+                        day, _profiles(profiles, changes, hcp), history, req
+                    )
                     for day, hcp, changes, history, req in dec.pop("context_in")
                 ]
                 logio.append(out, "decisions", world._decisions_table(dec), fsync=False)
@@ -494,6 +497,34 @@ _US_PER_DAY = 86_400 * 1_000_000
 def _iso_us(ts_us: int) -> str:
     """ISO 8601 (UTC, microseconds) of an integer microsecond timestamp."""
     return (datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=ts_us)).isoformat()
+
+
+def _id_column(ids: npt.NDArray[np.bytes_]) -> pa.Array:
+    """Event ids (ASCII bytes of one width, shape (n,)) as an Arrow string column
+    made from their buffer (no Python string per id)."""
+    n, width = ids.shape[0], ids.dtype.itemsize
+    if n == 0 or ids.dtype.kind != "S":
+        return pa.array(ids.astype(str), pa.string())
+    data = np.ascontiguousarray(ids).view(np.uint8)
+    if not data.max() < 128:  # pragma: no cover - ids are base32
+        raise ValueError("event ids: not ASCII")
+    offsets = np.arange(n + 1, dtype=np.int32) * np.int32(width)
+    return pa.StringArray.from_buffers(n, pa.py_buffer(offsets), pa.py_buffer(data))
+
+
+def _strings(values: Sequence[str], index: npt.NDArray[np.integer[Any]]) -> pa.Array:
+    """A string column of ``values[index]`` (``index`` shape (n,)), taken from an
+    Arrow array of the few distinct ``values``: no Python string per row."""
+    return pa.array(values, pa.string()).take(pa.array(index))
+
+
+def _context_column(parts: list[Any]) -> pa.Array:
+    """The ``context`` column from each batch's contexts: Arrow string arrays
+    (:meth:`ContextBuilder.render_column`, the decisions process) or object
+    arrays of str (rendered in the day loop), shape (b,) each."""
+    if parts and all(isinstance(p, pa.Array) for p in parts):
+        return pa.concat_arrays(parts)
+    return pa.array(np.concatenate(parts), pa.string())
 
 
 def _list_array(offsets: I64, values: pa.Array) -> pa.Array:
@@ -637,6 +668,9 @@ class World:
             [0.5 ** (1.0 / self.config.fatigue_halflife.get(ch, 7.0)) for ch in self.channels]
         )
         self._action_ids = pa.array(cat.action_ids, pa.string())
+        # string columns are taken from these by index: no Python str per row
+        self._hcp_ids = pa.array(self.population.hcp_ids, pa.string())
+        self._channel_names = pa.array(self.channels, pa.string())
         self._action_channel = cat.action_channel_index.astype(np.int64)
         self._action_topic = cat.action_topic_index.astype(np.int64)
         self._action_item = cat.action_item_index.astype(np.int64)
@@ -1282,7 +1316,9 @@ class World:
             ts_us = self._decision_times(start_us, requester, spread, n)
         else:
             ts_us = ts_all
-        eids = event_ids(ts_us // 1000, self.rng_ids)
+        # the logs keep the ids as ASCII bytes (S26); the policies get str
+        ids = event_id_bytes(ts_us // 1000, self.rng_ids)
+        eids = ids.astype("U26")
         request_json = json.dumps(
             {"requester": requester.name}, sort_keys=True, separators=(",", ":")
         )
@@ -1354,7 +1390,7 @@ class World:
         )
         bufs = self._bufs
         bufs["decisions"].add(
-            event_id=eids,
+            event_id=ids,
             ts=ts_us,
             hcp=hcp,
             requester=requester.name,
@@ -1389,13 +1425,13 @@ class World:
                     self._journey_counts[lab] = self._journey_counts.get(lab, 0) + 1
         if self.slate_size > 1:
             self._slot_hcp = hcp  # whose slots they are (journey histories)
-            self._later_slots(ts_us, eids, offsets, action, p, chosen, probs_all)
+            self._later_slots(ts_us, ids, offsets, action, p, chosen, probs_all)
         bufs["touches"].add(rows=Touches.contacts(hcp, ts_us, ch, item))
         if ex.pulls.n:
             bufs["touches"].add(rows=ex.pulls)
-        bufs["ground_truth"].add(event_id=eids, ts=ts_us, sizes=sizes, truth=truth)
+        bufs["ground_truth"].add(event_id=ids, ts=ts_us, sizes=sizes, truth=truth)
         bufs["outcomes"].add(
-            event_id=eids[ev_entry],
+            event_id=ids[ev_entry],
             ts=ev_ts,
             day=ev_day,
             type_code=sampled.type_code,
@@ -1430,7 +1466,7 @@ class World:
     def _later_slots(
         self,
         ts_us: I64,
-        eids: npt.NDArray[np.str_],
+        ids: npt.NDArray[np.bytes_],
         offsets: I64,
         action: I64,
         p: F64,
@@ -1443,7 +1479,8 @@ class World:
         the HCP looks at slot ``j`` with probability ``slot_attention ** (j - 1)``
         and then responds to its action as to the same action alone. The responses
         are outcomes naming the slot's action (``source_id`` ``sim|<action id>``);
-        they change no state (docs/simulator.md, "Slates")."""
+        they change no state (docs/simulator.md, "Slates"). ``ids`` are the
+        decisions' event ids as logged (ASCII bytes, shape (n,))."""
         k = self.slate_size
         positions, conditional = sample_slates(p, offsets, chosen, k, self.rng_slates)
         slot_action = np.where(positions >= 0, action[offsets[:-1, None] + positions], -1)
@@ -1467,7 +1504,7 @@ class World:
                     self._slot_hcp[ent], ev_ts, sampled.type_code, action[flat[sampled.entry]]
                 )
             self._bufs["outcomes"].add(
-                event_id=eids[ent],
+                event_id=ids[ent],
                 ts=ev_ts,
                 day=(ev_ts - self._start_us) // DAY_US,
                 type_code=sampled.type_code,
@@ -1660,11 +1697,10 @@ class World:
             np.cumsum(sizes, out=offsets[1:])
             table = pa.table(
                 {
-                    "event_id": pa.array(np.concatenate(gt["event_id"]), pa.string()),
+                    "event_id": _id_column(np.concatenate(gt["event_id"])),
                     "ts": pa.array(np.concatenate(gt["ts"]), GROUND_TRUTH.field("ts").type),
-                    "reward_definition": pa.array(
-                        np.full(sizes.shape[0], self.reward_definition.id, dtype=object),
-                        pa.string(),
+                    "reward_definition": _strings(
+                        [self.reward_definition.id], np.zeros(sizes.shape[0], np.int64)
                     ),
                     "expected_rewards": _list_array(
                         offsets, pa.array(np.concatenate(gt["truth"]), pa.float64())
@@ -1692,9 +1728,7 @@ class World:
                     (cols["action"], cols["type_code"], cols["event_id"], cols["ts"])
                 )
                 cols = {k: v[order] for k, v in cols.items()}
-                sources = np.array(
-                    [OUTCOME_SOURCE.get(c, "simulator") for c in self.channels], dtype=object
-                )
+                sources = [OUTCOME_SOURCE.get(c, "simulator") for c in self.channels]
                 slot = cols["action"] >= 0
                 if slot.any():
                     named = self._action_ids.take(pa.array(np.where(slot, cols["action"], 0)))
@@ -1709,11 +1743,11 @@ class World:
                     source_id = pa.array(np.full(n, "sim", dtype=object), pa.string())
                 table = pa.table(
                     {
-                        "event_id": pa.array(cols["event_id"], pa.string()),
+                        "event_id": _id_column(cols["event_id"]),
                         "ts": pa.array(cols["ts"], OUTCOMES.field("ts").type),
                         "type": self._type_names.take(pa.array(cols["type_code"])),
                         "value": pa.array(np.ones(n), pa.float64()),
-                        "source": pa.array(sources[cols["channel"]], pa.string()),
+                        "source": _strings(sources, cols["channel"]),
                         "source_id": source_id,
                         # null: the chosen action; else a later slot of the decision's list
                         "action_id": action_id,
@@ -1735,8 +1769,8 @@ class World:
         the world logs, and what the HTTP driver (``simulators.via_http``) posts."""
         order = np.lexsort((rows.kind, rows.hcp, rows.ts_us))
         r = rows.take(order)
-        kinds = np.array(TOUCH_KINDS, dtype=object)
-        origin = np.array(["external" if k in EXTERNAL_KINDS else "ours" for k in TOUCH_KINDS])
+        kinds = list(TOUCH_KINDS)
+        origin = ["external" if k in EXTERNAL_KINDS else "ours" for k in TOUCH_KINDS]
         content = pa.array(self.pulls.content_ids, pa.string())
         t_off = np.zeros(r.n + 1, dtype=np.int64)
         np.cumsum(r.topic_sizes, out=t_off[1:])
@@ -1744,12 +1778,12 @@ class World:
         np.cumsum(r.slide_sizes, out=s_off[1:])
         return pa.table(
             {
-                "hcp_id": pa.array(self.population.hcp_ids[r.hcp], pa.string()),
+                "hcp_id": self._hcp_ids.take(pa.array(r.hcp)),
                 "ts": pa.array(r.ts_us, TOUCHES.field("ts").type),
-                "channel": pa.array(np.array(self.channels, dtype=object)[r.channel], pa.string()),
+                "channel": self._channel_names.take(pa.array(r.channel)),
                 "content_id": content.take(pa.array(r.content)),
-                "origin": pa.array(origin[r.kind].astype(object), pa.string()),
-                "kind": pa.array(kinds[r.kind], pa.string()),
+                "origin": _strings(origin, r.kind),
+                "kind": _strings(kinds, r.kind),
                 "topics": _list_array(
                     t_off, pa.array(self.catalog.topics, pa.string()).take(pa.array(r.topics))
                 ),
@@ -1767,21 +1801,27 @@ class World:
         offsets = np.zeros(nrows + 1, dtype=np.int64)
         np.cumsum(sizes, out=offsets[1:])
         per_batch = [len(e) for e in dec["event_id"]]
-        requester = np.repeat(np.array(dec["requester"], dtype=object), per_batch)
+        batch_of = np.repeat(np.arange(len(per_batch)), per_batch)  # each row's batch
+        requester = _strings(dec["requester"], batch_of)
         chan_lists = [list(c) for c in dec["channels"]]
-        chan_idx = np.repeat(np.arange(len(chan_lists)), per_batch)
-        chan_sizes = np.array([len(c) for c in chan_lists], dtype=np.int64)[chan_idx]
+        chan_sizes = np.array([len(c) for c in chan_lists], dtype=np.int64)[batch_of]
         chan_off = np.zeros(nrows + 1, dtype=np.int64)
         np.cumsum(chan_sizes, out=chan_off[1:])
-        chan_values = [c for i in chan_idx.tolist() for c in chan_lists[i]]
+        # each row's requested channels: its batch's list, as indices into self.channels
+        chan_codes = np.concatenate(
+            [
+                np.tile(np.array([self.chan_pos[c] for c in lst], dtype=np.int64), k)
+                for lst, k in zip(chan_lists, per_batch, strict=True)
+            ]
+        )
         hcp = np.concatenate(dec["hcp"])
         chosen_action = np.concatenate(dec["chosen_action"])
         if "policy_rows" in dec:  # per decision (holdout HCPs get the baseline)
-            policy = np.concatenate(dec["policy_rows"])
-            model_version = np.concatenate(dec["model_version_rows"])
+            policy = pa.array(np.concatenate(dec["policy_rows"]), pa.string())
+            model_version = pa.array(np.concatenate(dec["model_version_rows"]), pa.string())
         else:
-            policy = np.repeat(np.array(dec["policy"], dtype=object), per_batch)
-            model_version = np.repeat(np.array(dec["model_version"], dtype=object), per_batch)
+            policy = _strings(dec["policy"], batch_of)
+            model_version = _strings(dec["model_version"], batch_of)
         if "supp_sizes" in dec:
             s_off = np.zeros(nrows + 1, dtype=np.int64)
             np.cumsum(np.concatenate(dec["supp_sizes"]), out=s_off[1:])
@@ -1800,15 +1840,15 @@ class World:
             )
         return pa.table(
             {
-                "event_id": pa.array(np.concatenate(dec["event_id"]), pa.string()),
+                "event_id": _id_column(np.concatenate(dec["event_id"])),
                 "ts": pa.array(np.concatenate(dec["ts"]), DECISIONS.field("ts").type),
-                "hcp_id": pa.array(self.population.hcp_ids[hcp], pa.string()),
-                "requester": pa.array(requester, pa.string()),
-                "channels_requested": _list_array(chan_off, pa.array(chan_values, pa.string())),
-                "context": pa.array(np.concatenate(dec["context"]), pa.string()),
-                "catalog_version": pa.array(
-                    np.full(nrows, self.catalog.version, dtype=object), pa.string()
+                "hcp_id": self._hcp_ids.take(pa.array(hcp)),
+                "requester": requester,
+                "channels_requested": _list_array(
+                    chan_off, self._channel_names.take(pa.array(chan_codes))
                 ),
+                "context": _context_column(dec["context"]),
+                "catalog_version": _strings([self.catalog.version], np.zeros(nrows, np.int64)),
                 "action_ids": _list_array(
                     offsets, self._action_ids.take(pa.array(np.concatenate(dec["action"])))
                 ),
@@ -1818,8 +1858,8 @@ class World:
                 "chosen_index": pa.array(np.concatenate(dec["chosen"]).astype(np.int32)),
                 "chosen_action_id": self._action_ids.take(pa.array(chosen_action)),
                 "propensity": pa.array(np.concatenate(dec["propensity"]), pa.float64()),
-                "policy": pa.array(policy, pa.string()),
-                "model_version": pa.array(model_version, pa.string()),
+                "policy": policy,
+                "model_version": model_version,
                 "suppressed": suppressed,
                 "activated": pa.array(np.ones(nrows, dtype=bool)),
                 "slate": self._slate_column(dec, nrows),

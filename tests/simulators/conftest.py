@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -10,6 +11,9 @@ import pytest
 
 from nba.logs import io as logio
 from simulators.hcp.world import Summary, simulate
+
+# the tests' own helper modules (render_reference) import by name
+sys.path.insert(0, str(Path(__file__).parent))
 
 
 @dataclass

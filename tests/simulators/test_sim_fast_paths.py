@@ -1,5 +1,6 @@
 """The simulator's vectorized paths against the plain loops they replaced: the
-``interest`` sums, the interest JSON, wide count maps, and the log writer thread."""
+``interest`` sums, the interest map's cells, count maps' cells (wide and small),
+and the log writer thread."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from render_reference import ReferenceMap, interest_json, joined_cells
 
 from nba.context import INTEREST_WEIGHTS
 from nba.logs import io as logio
@@ -72,21 +74,29 @@ def test_interest_json_matches_rounding_each_value() -> None:
     values[rng.random(values.shape) < 0.1] = 0.0004  # rounds to 0: left out
     values[rng.random(values.shape) < 0.1] = 2.0  # written "2.0"
     values[5] = 0.0
-    assert cb._interest_json(values) == _interest_json_by_loop(cb, values)
-    assert cb._interest_json(np.zeros((2, 4))) == ["{}", "{}"]
-    assert cb._interest_json(np.zeros((0, 4))) == []
+    want = _interest_json_by_loop(cb, values)
+    assert joined_cells(300, *cb._interest_cells(values)) == want
+    # again, now from the texts kept by the first call
+    assert cb._interest_text
+    assert joined_cells(300, *cb._interest_cells(values)) == want
+    assert joined_cells(2, *cb._interest_cells(np.zeros((2, 4)))) == ["{}", "{}"]
+    assert joined_cells(0, *cb._interest_cells(np.zeros((0, 4)))) == []
+    # and the tests' reference (the interest JSON as the render wrote it before)
+    assert interest_json(cb.topics, values) == want
 
 
 def test_wide_count_maps_render_each_row_as_before() -> None:
     rng = np.random.default_rng(3)
     names = [f"k{i:02d}" for i in range(50)][::-1]  # written in sorted key order
-    m = MapRenderer(names)
-    assert m.bits < 4  # too wide to pack: the sparse path
+    ref = ReferenceMap(names)
+    assert ref.bits < 4  # too wide to pack: the reference's sparse path
     rows = (rng.random((400, 50)) < 0.05) * rng.integers(1, 300, (400, 50))
     rows[0] = 0
-    got = m.render(rows)
-    assert got == [m._render_row(r) for r in rows.tolist()]
+    want = [ref.render_row(r) for r in rows.tolist()]
+    got = joined_cells(400, *MapRenderer(names).cells(rows))
+    assert got == want
     assert got[0] == "{}"
+    assert ref.render(rows) == want
 
 
 def test_a_failing_log_write_stops_the_run_with_its_error(
@@ -134,9 +144,12 @@ def test_logs_written_on_the_writer_thread_equal_those_written_inline(
 @pytest.mark.parametrize("density", [0.02, 0.3, 0.9])
 def test_small_count_maps_render_as_row_by_row(density: float) -> None:
     rng = np.random.default_rng(4)
-    m = MapRenderer([f"item{i}" for i in range(40)][::-1])
+    names = [f"item{i}" for i in range(40)][::-1]
+    ref = ReferenceMap(names)
     rows = (rng.random((300, 40)) < density) * rng.integers(1, LONGEST + 1, (300, 40))
     rows[7] = 0
-    got = m.render_small(rows, LONGEST + 1)
-    assert got == [m._render_row(r) for r in rows.tolist()]
+    want = [ref.render_row(r) for r in rows.tolist()]
+    got = joined_cells(300, *MapRenderer(names).cells(rows))
+    assert got == want
     assert got[7] == "{}"
+    assert ref.render_small(rows, LONGEST + 1) == want

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
+from render_reference import joined_cells
 
 from nba.contact import ContactPolicy
 from nba.context import CONTEXT_VERSION
@@ -110,17 +111,18 @@ def test_built_contexts_equal_the_per_decision_assembly() -> None:
 
 
 def test_counts_beyond_the_piece_tables_are_written_in_full() -> None:
-    """Counts of 128 and more (and days beyond the 90-day window) have no piece in
-    the renderers' tables: they are written from the number itself."""
+    """Counts of 128 and more (and negative ones) have no piece in the renderers'
+    table: they are written from the number itself."""
     cb = ContextBuilder(["email", "visit"], ["b", "a"], ["i1", "i2"])
     m = cb._topic_channel_map
     rows = np.zeros((3, len(m.names)), dtype=np.int64)
     rows[0, 0], rows[0, 3], rows[2, 1] = 128, 7, 100_000
-    assert m.render(rows) == [_map_json(m.names, r) for r in rows.tolist()]
-    small = np.array([[0, LONGEST + 5], [3, 0]])
-    assert cb._channel_map.render_small(small, LONGEST + 1) == [
+    assert joined_cells(3, *m.cells(rows)) == [_map_json(m.names, r) for r in rows.tolist()]
+    small = np.array([[0, LONGEST + 5], [3, 0], [-2, 128]])
+    assert joined_cells(3, *cb._channel_map.cells(small)) == [
         '{"visit":95}',
         '{"email":3}',
+        '{"email":-2,"visit":128}',
     ]
 
 

@@ -1,6 +1,6 @@
 """``ContextBuilder.render`` (every decision's context joined once from one array
-of pieces) against ``ContextBuilder.render_by_map`` (each map's strings made apart,
-then one f-string per decision: the way before), on a simulated run's gathered
+of pieces) against ``render_reference.render_by_map`` (each map's strings made apart,
+then one f-string per decision: the way before, kept in the tests), on a simulated run's gathered
 numbers and on edge cases the run does not reach."""
 
 from __future__ import annotations
@@ -8,6 +8,8 @@ from __future__ import annotations
 from datetime import timedelta
 
 import numpy as np
+import pyarrow as pa
+from render_reference import render_by_map
 
 from simulators.hcp.history import ContextBuilder
 from simulators.hcp.world import World
@@ -21,7 +23,7 @@ def test_render_equals_the_map_by_map_render_on_a_run() -> None:
     g = world.builder.gather(world.history, hcp)
     profiles = world.profile_json[hcp]
     got = world.builder.render(day, profiles, g, '{"requester":"rep"}').tolist()
-    want = world.builder.render_by_map(day, profiles, g, '{"requester":"rep"}').tolist()
+    want = render_by_map(world.builder, day, profiles, g, '{"requester":"rep"}').tolist()
     assert got == want
     # the run filled the maps made of cells (not only empty ones)
     joined = "".join(want)
@@ -72,7 +74,7 @@ def test_render_equals_the_map_by_map_render_at_the_edges() -> None:
     profiles = np.array([f'{{"id":"h{i}"}}' for i in range(b)], dtype=object)
     day = World(5, seed=1).start
     got = cb.render(day, profiles, h, "{}").tolist()
-    want = cb.render_by_map(day, profiles, h, "{}").tolist()
+    want = render_by_map(cb, day, profiles, h, "{}").tolist()
     assert got == want
     assert '"touches_90d":{}' in got[3] and '"topic_channel_engagements_90d":{}' in got[2]
     assert '"interest":{}' in got[0] and '"interest":{"alpha":0.001' in got[1]
@@ -81,6 +83,30 @@ def test_render_equals_the_map_by_map_render_at_the_edges() -> None:
     zero = {k: v[:1] * 0 for k, v in h.items()}
     zero["last_content"] = np.array([-1])
     one = cb.render(day, profiles[:1], zero, "{}").tolist()
-    assert one == cb.render_by_map(day, profiles[:1], zero, "{}").tolist()
+    assert one == render_by_map(cb, day, profiles[:1], zero, "{}").tolist()
     assert '"days_since_touch":{},"engagements_30d":{},"interest":{}' in one[0]
     assert '"last_content_id":null' in one[0]
+
+
+def test_render_column_equals_render_on_a_run_and_off_ascii() -> None:
+    """The decisions process's Arrow column (one join, bounds from the pieces'
+    lengths) holds ``render``'s strings; text that is not ASCII takes the
+    per-decision path and still gives them."""
+    world = World(400, seed=17)
+    world.run(30, policy="campaign")
+    day = world.start + timedelta(days=world.history.day)
+    hcp = np.r_[np.arange(0, 400, 3), [4, 4, 399]]
+    g = world.builder.gather(world.history, hcp)
+    profiles = world.profile_json[hcp]
+    want = world.builder.render(day, profiles, g, '{"requester":"rep"}').tolist()
+    col = world.builder.render_column(day, profiles, g, '{"requester":"rep"}')
+    assert col.type == pa.string() and col.null_count == 0
+    assert col.to_pylist() == want
+    # a profile with non-ASCII text: lengths in characters and bytes differ
+    odd = profiles.copy()
+    odd[1] = odd[1].replace('"hcp_id":"', '"hcp_id":"\u00e9\u4e2d')
+    want_odd = world.builder.render(day, odd, g, "{}").tolist()
+    assert "\u00e9\u4e2d" in want_odd[1]
+    assert world.builder.render_column(day, odd, g, "{}").to_pylist() == want_odd
+    none = world.builder.gather(world.history, hcp[:0])
+    assert world.builder.render_column(day, profiles[:0], none, "{}").to_pylist() == []
