@@ -27,6 +27,7 @@ import shutil
 import socket
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import click
 from pydantic import ValidationError
@@ -96,6 +97,41 @@ def inherited_listener(fd: int) -> str:
         raise click.BadParameter(
             f"socket {fd} is of an unsupported family ({sock.family!r})", param_hint=HINT
         )
+
+
+def inherited_socket(fd: int) -> socket.socket:
+    """The listening socket at file descriptor ``fd`` (checked by
+    :func:`inherited_listener`), with its own family, type and protocol.
+
+    uvicorn's own ``fd=`` option takes every inherited socket for a Unix one
+    (``socket.fromfd(fd, AF_UNIX, ...)``), so the event loop never sets
+    ``TCP_NODELAY`` on the TCP connections it accepts there: each keep-alive
+    answer then waits for the client's delayed acknowledgement (tens of
+    milliseconds a request). Read from the descriptor, the family is the
+    socket's own.
+    """
+    return socket.socket(fileno=fd)
+
+
+def _serve_on(sock: socket.socket, options: dict[str, Any]) -> None:
+    """Run the service's uvicorn on the listening ``sock`` (one process, or
+    ``options["workers"]`` worker processes sharing it), as ``uvicorn.run`` does
+    for a socket it binds itself."""
+    import sys
+
+    import uvicorn
+    from uvicorn.config import STARTUP_FAILURE
+    from uvicorn.supervisors import Multiprocess
+
+    config = uvicorn.Config("serving.main:create_app", **options)
+    server = uvicorn.Server(config=config)
+    if config.workers > 1:
+        Multiprocess(config, sockets=[sock]).run()
+        return
+    config.load_app()
+    server.run(sockets=[sock])
+    if not server.started:
+        sys.exit(STARTUP_FAILURE)
 
 
 @click.command("serve")
@@ -188,21 +224,21 @@ def serve(
         "level": log_level.upper(),
         "propagate": False,
     }
+    options_run: dict[str, Any] = {
+        "factory": True,
+        "workers": workers,
+        "access_log": False,  # the app logs route templates, never raw paths with HCP ids
+        "log_level": log_level,
+        "log_config": log_config,
+        "timeout_graceful_shutdown": 10,
+        "http": options["http"],
+        "loop": options["loop"],
+    }
     try:
-        uvicorn.run(
-            "serving.main:create_app",
-            factory=True,
-            host=host,
-            port=port,
-            fd=fd,  # when given, uvicorn serves on it and binds nothing itself
-            workers=workers,
-            access_log=False,  # the app logs route templates, never raw paths with HCP ids
-            log_level=log_level,
-            log_config=log_config,
-            timeout_graceful_shutdown=10,
-            http=options["http"],
-            loop=options["loop"],
-        )
+        if fd is None:
+            uvicorn.run("serving.main:create_app", host=host, port=port, **options_run)
+        else:
+            _serve_on(inherited_socket(fd), options_run)
     finally:
         if own_dir is not None:
             shutil.rmtree(own_dir, ignore_errors=True)

@@ -23,11 +23,18 @@ ENV = {"NBA_AUTH_DISABLED": "true"}
 
 
 def _run_serve(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, args: list[str]) -> Any:
-    """``nba serve ARGS`` with uvicorn.run recorded instead of run."""
+    """``nba serve ARGS`` with uvicorn recorded instead of run: each call's keyword
+    arguments (``uvicorn.run``'s, or the socket and options handed to the service's
+    own run on an inherited socket)."""
     import uvicorn
+
+    from serving import cli
 
     calls: list[dict[str, Any]] = []
     monkeypatch.setattr(uvicorn, "run", lambda *a, **kw: calls.append(kw))
+    monkeypatch.setattr(
+        cli, "_serve_on", lambda sock, options: calls.append({"sock": sock, **options})
+    )
     env = {**ENV, "NBA_STORE_PATH": str(tmp_path / "e.db")}
     result = CliRunner().invoke(main, ["serve", *args], env=env)
     return result, calls
@@ -40,10 +47,52 @@ def test_serve_hands_uvicorn_the_inherited_socket(
         port = sock.getsockname()[1]
         result, calls = _run_serve(monkeypatch, tmp_path, ["--fd", str(sock.fileno())])
         assert result.exit_code == 0, result.output
-        assert calls[0]["fd"] == sock.fileno()
+        served = calls[0]["sock"]
+        # the inherited socket itself, known as the TCP socket it is (uvicorn's own
+        # fd= option would take it for a Unix one)
+        assert served.fileno() == sock.fileno()
+        assert served.family == socket.AF_INET and served.type == socket.SOCK_STREAM
+        assert "fd" not in calls[0] and calls[0]["workers"] == 1
         assert f"nba serve: http://127.0.0.1:{port}  workers=1" in result.output
         # the socket is left open and listening for uvicorn
         assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN)
+
+
+def _nodelay_of_an_accepted_connection(listener: socket.socket) -> int:
+    """TCP_NODELAY of a connection an asyncio server accepted on ``listener``."""
+    import asyncio
+
+    async def run() -> int:
+        accepted: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+
+        class Probe(asyncio.Protocol):
+            def connection_made(self, transport: asyncio.BaseTransport) -> None:
+                raw = transport.get_extra_info("socket")
+                accepted.set_result(raw.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+                transport.close()
+
+        server = await asyncio.get_running_loop().create_server(Probe, sock=listener)
+        try:
+            with socket.create_connection(listener.getsockname()[:2]):
+                return await asyncio.wait_for(accepted, 10)
+        finally:
+            server.close()
+
+    return asyncio.run(run())
+
+
+def test_connections_on_the_inherited_socket_are_not_delayed_by_nagle() -> None:
+    """The event loop sets TCP_NODELAY on the connections it accepts only on a socket
+    it knows as TCP: on the socket ``inherited_socket`` makes it does; on the Unix-typed
+    socket uvicorn's ``fd=`` made (every keep-alive answer then waited for the
+    client's delayed acknowledgement) it does not."""
+    from serving.cli import inherited_socket
+
+    with listening_socket() as sock:
+        assert _nodelay_of_an_accepted_connection(inherited_socket(os.dup(sock.fileno()))) == 1
+    with listening_socket() as sock:
+        as_unix = socket.fromfd(sock.fileno(), socket.AF_UNIX, socket.SOCK_STREAM)
+        assert _nodelay_of_an_accepted_connection(as_unix) == 0
 
 
 def test_serve_without_fd_binds_host_and_port(
@@ -51,7 +100,7 @@ def test_serve_without_fd_binds_host_and_port(
 ) -> None:
     result, calls = _run_serve(monkeypatch, tmp_path, ["--port", "8123"])
     assert result.exit_code == 0, result.output
-    assert calls[0]["fd"] is None and calls[0]["port"] == 8123
+    assert "sock" not in calls[0] and calls[0]["port"] == 8123
     assert "nba serve: http://127.0.0.1:8123" in result.output
 
 
