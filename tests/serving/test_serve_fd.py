@@ -52,6 +52,9 @@ def test_serve_hands_uvicorn_the_inherited_socket(
         # fd= option would take it for a Unix one)
         assert served.fileno() == sock.fileno()
         assert served.family == socket.AF_INET and served.type == socket.SOCK_STREAM
+        # it owns the descriptor as the server would: let go of it here, or its
+        # collection would close whatever later reuses the number
+        served.detach()
         assert "fd" not in calls[0] and calls[0]["workers"] == 1
         assert f"nba serve: http://127.0.0.1:{port}  workers=1" in result.output
         # the socket is left open and listening for uvicorn
