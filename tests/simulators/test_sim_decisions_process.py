@@ -1,7 +1,8 @@
-"""The decisions writer process (``simulators.hcp.world._DecisionsProcess``): under
-the named policies the contexts are rendered and the ``decisions`` parts written in
-a forked process; its logs must be those written in the simulating process, its
-errors must stop the run, and a policy that reads contexts must still get them."""
+"""The writer processes (``simulators.hcp.world._DecisionsProcess`` and
+``_TablesProcess``): under the named policies the contexts are rendered and the
+``decisions`` parts written in a forked process, the other three tables in
+another; their logs must be those written in the simulating process, their errors
+must stop the run, and a policy that reads contexts must still get them."""
 
 from __future__ import annotations
 
@@ -37,19 +38,21 @@ def _part_files(root: Path) -> list[Path]:
 def test_decisions_written_by_the_process_equal_those_written_inline(
     policy: str, kw: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    made: list[object] = []
-    real = world_module._DecisionsProcess
+    made: list[str] = []
+    for cls in ("_DecisionsProcess", "_TablesProcess"):
+        real = getattr(world_module, cls)
 
-    def spy(world: World) -> object:
-        made.append(world)
-        return real(world)
+        def spy(world: World, real: type = real) -> object:
+            made.append(real.__name__)
+            return real(world)
 
-    monkeypatch.setattr(world_module, "_DecisionsProcess", spy)
+        monkeypatch.setattr(world_module, cls, spy)
     forked = World(500, seed=3, **kw).run(16, policy=policy, out=tmp_path / "a", flush_days=3)
-    assert len(made) == 1  # the process did write them
+    # the processes did write them
+    assert sorted(made) == ["_DecisionsProcess", "_TablesProcess"]
     monkeypatch.setattr(World, "_contexts_unread", lambda self, pol: False)
     inline = World(500, seed=3, **kw).run(16, policy=policy, out=tmp_path / "b", flush_days=3)
-    assert len(made) == 1  # and here the simulating process did
+    assert len(made) == 2  # and here the simulating process did
     assert forked.decisions == inline.decisions > 0
     files = _part_files(tmp_path / "a")
     assert files == _part_files(tmp_path / "b") and files
@@ -86,6 +89,36 @@ def test_a_writer_process_that_dies_stops_the_run(
 
     monkeypatch.setattr(World, "_decisions_table", die)
     with pytest.raises(RuntimeError, match=r"decisions writer process stopped \(exit code 3\)"):
+        World(300, seed=1).run(10, out=tmp_path / "logs", flush_days=2)
+    assert not (tmp_path / "logs" / "manifest.json").exists()
+
+
+@pytest.mark.parametrize("table", ["touches", "ground_truth", "outcomes"])
+def test_a_failing_write_in_the_tables_process_stops_the_run_with_its_error(
+    table: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    original = logio.append
+
+    def failing(root: Path, name: str, t: object, **kw: object) -> object:
+        if name == table:  # runs in the tables process
+            raise OSError(28, "No space left on device")
+        return original(root, name, t, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(logio, "append", failing)
+    with pytest.raises(OSError, match="No space left on device"):
+        World(300, seed=1).run(10, out=tmp_path / "logs", flush_days=2)
+    assert not (tmp_path / "logs" / "manifest.json").exists()
+    assert not logio.part_files(tmp_path / "logs", table)
+
+
+def test_a_tables_process_that_dies_stops_the_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def die(self: World, name: str, payload: object) -> object:
+        os._exit(4)  # only ever called in the forked process here
+
+    monkeypatch.setattr(World, "_log_table", die)
+    with pytest.raises(RuntimeError, match=r"log tables writer process stopped \(exit code 4\)"):
         World(300, seed=1).run(10, out=tmp_path / "logs", flush_days=2)
     assert not (tmp_path / "logs" / "manifest.json").exists()
 

@@ -130,7 +130,19 @@ class _Inline:
 def test_logs_written_on_the_writer_thread_equal_those_written_inline(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # as for a policy that reads contexts: every table on the writer thread, none
+    # in the writer processes
+    monkeypatch.setattr(World, "_contexts_unread", lambda self, pol: False)
+    used: list[object] = []
+    real = world_module._PartWriter
+
+    def spy() -> object:
+        used.append(1)
+        return real()
+
+    monkeypatch.setattr(world_module, "_PartWriter", spy)
     threaded = World(400, seed=5).run(14, out=tmp_path / "a", flush_days=3)
+    assert used == [1]
     monkeypatch.setattr(world_module, "_PartWriter", _Inline)
     inline = World(400, seed=5).run(14, out=tmp_path / "b", flush_days=3)
     assert threaded.decisions == inline.decisions > 0
