@@ -12,10 +12,11 @@ import importlib.metadata
 import json
 import math
 import multiprocessing as mp
-import multiprocessing.queues
+import os
 import pickle
 import platform
 import queue
+import struct
 import sys
 import threading
 from collections import defaultdict, deque
@@ -344,13 +345,131 @@ class _PartWriter:
             raise self._error
 
 
+#: every end of a :class:`_JobPipe` that the simulating process holds: a forked
+#: writer closes those it inherited, but for its own pipe's read end
+_PIPE_ENDS: set[int] = set()
+_HEAD = struct.Struct("<QQ")
+
+
+def _write_all(fd: int, data: memoryview) -> None:
+    """Write all of ``data`` (bytes, format "B") to ``fd``; ``os.write`` releases
+    the GIL while the pipe is full."""
+    while data:
+        data = data[os.write(fd, data) :]
+
+
+def _read_exact(fd: int, n: int) -> bytearray | None:
+    """``n`` bytes read from ``fd`` into a buffer of their own; None at the end of
+    the pipe before the first byte."""
+    buf = bytearray(n)
+    view, got = memoryview(buf), 0
+    while got < n:
+        k = os.readv(fd, [view[got:]])
+        if k == 0:
+            if got == 0:
+                return None
+            raise EOFError(f"job pipe: {got} of {n} bytes, then the end of the pipe")
+        got += k
+    return buf
+
+
+class _JobPipe:
+    """Jobs to a forked process over an OS pipe, with NumPy arrays sent out of band.
+
+    A job is pickled with protocol 5: its arrays' buffers are left out of the
+    pickle's bytes and each is written to the pipe from its own memory, then read
+    into a buffer of its own that the unpickled array keeps, so no array is copied
+    into or out of a pickle (``multiprocessing.Queue`` copies each twice on each
+    side). A feeder thread writes them; ``os.write`` releases the GIL while the
+    reader has not caught up. At most ``depth`` jobs wait for the feeder. The
+    pipe is made before the fork: :meth:`parent_started` and
+    :meth:`child_started` close the ends each side does not use.
+    """
+
+    def __init__(self, depth: int) -> None:
+        self._r, self._w = os.pipe()
+        _PIPE_ENDS.update((self._r, self._w))
+        try:  # fewer wake-ups for the large jobs (Linux; the default is 64 kB)
+            import fcntl
+
+            fcntl.fcntl(self._w, fcntl.F_SETPIPE_SZ, 1 << 20)
+        except (ImportError, AttributeError, OSError):  # pragma: no cover - not Linux
+            pass
+        self._pending: queue.Queue[Any] = queue.Queue(maxsize=depth)
+        self._thread: threading.Thread | None = None
+        self._closed = False
+
+    def parent_started(self) -> None:
+        """In the simulating process, once the reader is forked."""
+        os.close(self._r)
+        _PIPE_ENDS.discard(self._r)
+
+    def child_started(self) -> None:
+        """In the forked reader: close every inherited pipe end but our read end
+        (so that a writer whose reader ended gets an error, not a wait)."""
+        for fd in _PIPE_ENDS - {self._r}:
+            os.close(fd)
+        _PIPE_ENDS.clear()
+
+    def put(self, job: Any, timeout: float) -> None:
+        """Queue ``job`` (None: the last); :class:`queue.Full` after ``timeout`` s."""
+        if self._thread is None:
+            # started on the first job, after every fork of the run
+            self._thread = threading.Thread(target=self._feed, name="sim-job-pipe", daemon=True)
+            self._thread.start()
+        self._pending.put(job, timeout=timeout)
+
+    def _feed(self) -> None:
+        broken = False
+        while True:
+            job = self._pending.get()
+            if not broken:
+                try:
+                    buffers: list[pickle.PickleBuffer] = []
+                    meta = pickle.dumps(job, protocol=5, buffer_callback=buffers.append)
+                    raws = [b.raw() for b in buffers]
+                    sizes = struct.pack(f"<{len(raws)}Q", *(r.nbytes for r in raws))
+                    _write_all(self._w, memoryview(_HEAD.pack(len(meta), len(raws)) + sizes))
+                    _write_all(self._w, memoryview(meta))
+                    for raw in raws:
+                        _write_all(self._w, raw)
+                except OSError:  # the reader is gone: its exit is reported apart
+                    broken = True
+            if job is None:
+                return
+
+    def get(self) -> Any:
+        """The next job, in the reader (None once the writer sent the last, or
+        ended)."""
+        head = _read_exact(self._r, _HEAD.size)
+        if head is None:
+            return None
+        meta_len, n = _HEAD.unpack(head)
+        sizes = struct.unpack(f"<{n}Q", _read_exact(self._r, 8 * n) or b"")
+        meta = _read_exact(self._r, meta_len)
+        buffers = [_read_exact(self._r, size) if size else bytearray() for size in sizes]
+        return pickle.loads(meta or b"", buffers=buffers)
+
+    def close(self) -> None:
+        """In the simulating process: send the last job (if the feeder runs) and
+        wait until it is written (or the reader is gone), then close the pipe."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._thread is not None:
+            self._pending.put(None)
+            self._thread.join()
+        os.close(self._w)
+        _PIPE_ENDS.discard(self._w)
+
+
 class _ForkedWriter:
     """Writes log parts in a process of its own (forked from the simulating one),
     while the day loop goes on: the base of :class:`_DecisionsProcess` and
     :class:`_TablesProcess`, which say what a job is (:meth:`_write`).
 
-    Jobs pass through a queue of depth ``depth`` (pickling runs on the queue's
-    feeder thread) and are written one at a time in the order given, so the part
+    Jobs pass through a :class:`_JobPipe` of depth ``depth`` (its feeder thread
+    writes them) and are written one at a time in the order given, so the part
     files are those of writing inline. The first error is sent back at once,
     raised again by the next :meth:`_submit` or by :meth:`close`; nothing is
     written after it. If the process dies without a word, the run stops with
@@ -362,7 +481,7 @@ class _ForkedWriter:
 
     def __init__(self, world: World, depth: int = 2) -> None:
         ctx = mp.get_context("fork")
-        self._jobs: mp.queues.Queue[Any] = ctx.Queue(maxsize=depth)
+        self._jobs = _JobPipe(depth)
         self._results, self._send_result = ctx.Pipe(duplex=False)
         self._error: BaseException | None = None
         self._closed = False
@@ -372,7 +491,10 @@ class _ForkedWriter:
             name=f"sim-{self.what.replace(' ', '-')}",
             daemon=True,
         )
-        self._proc.start()
+        try:
+            self._proc.start()
+        finally:
+            self._jobs.parent_started()
 
     def _start(self, world: World) -> Any:
         """State the process keeps across jobs (made once, in the process)."""
@@ -382,6 +504,7 @@ class _ForkedWriter:
         raise NotImplementedError
 
     def _work(self, world: World) -> None:
+        self._jobs.child_started()
         failed = False
         state = self._start(world)
         while (job := self._jobs.get()) is not None:
@@ -396,13 +519,15 @@ class _ForkedWriter:
 
     def _submit(self, job: Any) -> None:
         """Queue ``job`` (raising the process's first error, if any, first)."""
+        if self._error is None and not self._proc.is_alive():
+            self._error = self._receive(wait=True)  # its error, or that it died
         self._raise()
         self._put(job)
 
     def _put(self, job: Any) -> None:
         while True:
             try:
-                self._jobs.put(job, timeout=0.2)
+                self._jobs.put(job, 0.2)
                 return
             except queue.Full:
                 if not self._proc.is_alive():
@@ -425,12 +550,10 @@ class _ForkedWriter:
                         break
                 self._proc.join()
                 self._jobs.close()
-                self._jobs.join_thread()
             else:  # closing after another error: stop writing now
                 self._proc.terminate()
                 self._proc.join()
-                self._jobs.cancel_join_thread()
-                self._jobs.close()
+                self._jobs.close()  # the reader is gone: the feeder stops at once
         if raise_error:
             self._raise()
 

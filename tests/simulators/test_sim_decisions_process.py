@@ -170,3 +170,65 @@ def test_counts_too_large_for_int16_are_sent_as_they_are() -> None:
     large = np.array([[0, 5], [32768, 1]], dtype=np.int32)
     assert _compact(small).dtype == np.int16 and np.array_equal(_compact(small), small)
     assert _compact(large).dtype == np.int32 and np.array_equal(_compact(large), large)
+
+
+def _echo(pipe: Any, back: Any) -> None:
+    """In a forked reader: send back every job read, then None."""
+    pipe.child_started()
+    while (job := pipe.get()) is not None:
+        back.send(job)
+    back.send(None)
+
+
+def test_jobs_cross_the_pipe_whole_with_their_arrays_out_of_band() -> None:
+    import multiprocessing as mp
+
+    ctx = mp.get_context("fork")
+    rng = np.random.default_rng(1)
+    base = rng.random((6, 5))
+    jobs = [
+        (
+            Path("/x"),
+            {
+                "f": [base, base[:, 1:3], base.T, np.empty((0, 3))],  # a view, a transpose
+                "i": [np.arange(7, dtype=np.int16), np.array([2**40], dtype=np.int64)],
+                "s": np.array([b"abc", b"de"], dtype="S3"),
+                "o": np.array(['{"a":1}', "é"], dtype=object),  # pickled in band
+            },
+        ),
+        (Path("/y"), {"big": rng.integers(0, 9, 3_000_000, dtype=np.int8)}),  # > the pipe
+    ]
+    pipe = world_module._JobPipe(2)
+    back, send = ctx.Pipe(duplex=False)
+    proc = ctx.Process(target=_echo, args=(pipe, send))
+    proc.start()
+    pipe.parent_started()
+    for job in jobs:
+        pipe.put(job, 5.0)
+    got = [back.recv() for _ in jobs]
+    pipe.close()
+    assert back.recv() is None
+    proc.join()
+    assert proc.exitcode == 0
+    for (p, want), (q, have) in zip(jobs, got, strict=True):
+        assert p == q and want.keys() == have.keys()
+        for k in want:
+            w = want[k] if isinstance(want[k], list) else [want[k]]
+            h = have[k] if isinstance(have[k], list) else [have[k]]
+            for a, b in zip(w, h, strict=True):
+                assert a.dtype == b.dtype and a.shape == b.shape
+                assert np.array_equal(a, b)
+
+
+def test_a_pipe_whose_writer_ends_without_its_last_job_reads_as_ended() -> None:
+    pipe = world_module._JobPipe(1)
+    pipe.put(np.arange(3), 5.0)
+    pipe._pending.put(None)  # the feeder writes the job, then stops
+    assert pipe._thread is not None
+    pipe._thread.join()
+    first = pipe.get()
+    assert first.tolist() == [0, 1, 2]
+    assert pipe.get() is None  # the None job
+    os.close(pipe._w)
+    pipe._closed = True
+    assert pipe.get() is None  # the end of the pipe
