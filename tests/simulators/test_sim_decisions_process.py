@@ -205,9 +205,12 @@ def test_jobs_cross_the_pipe_whole_with_their_arrays_out_of_band() -> None:
     pipe.parent_started()
     for job in jobs:
         pipe.put(job, 5.0)
-    got = [back.recv() for _ in jobs]
+    got = []
+    for _ in jobs:
+        assert back.poll(30), "the reader sent nothing back"
+        got.append(back.recv())
     pipe.close()
-    assert back.recv() is None
+    assert back.poll(30) and back.recv() is None
     proc.join()
     assert proc.exitcode == 0
     for (p, want), (q, have) in zip(jobs, got, strict=True):
