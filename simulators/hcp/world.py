@@ -49,7 +49,13 @@ from nba.logs.schema import (
 from nba.policies.base import PolicyError
 from nba.reward import RewardDefinition
 from simulators.hcp.config import SimulatorConfigError, WorldConfig
-from simulators.hcp.history import ContactState, ContextBuilder, HistoryTracker, add_counts
+from simulators.hcp.history import (
+    ContactState,
+    ContextBuilder,
+    HistoryTracker,
+    add_counts,
+    nonzero_2d,
+)
 from simulators.hcp.policies import (
     WORLD_POLICIES,
     BatchPolicy,
@@ -1484,8 +1490,7 @@ class World:
         n = hcp.shape[0]
         if n == 0:
             return
-        _, action = np.nonzero(elig)
-        action = action.astype(np.int64)
+        _, action = nonzero_2d(elig)
         offsets = np.zeros(n + 1, dtype=np.int64)
         np.cumsum(counts, out=offsets[1:])
         sizes = counts.astype(np.int64)
@@ -1584,7 +1589,7 @@ class World:
             **context_log,
         )
         if supp_rule is not None and hold is not None:
-            rows, cols = np.nonzero(supp_rule >= 0)
+            rows, cols = nonzero_2d(supp_rule >= 0)
             hp = self._holdout_pol
             self._stats.holdout += int(hold.sum())
             bufs["decisions"].add(
