@@ -237,20 +237,12 @@ class HistoryTracker:
             return out
         cell = row[mine] * n_t + s_topic[mine]
         terms = count[mine] * _INTEREST_W[self.day - day[mine]]
-        # Each cell's terms in ascending ages (a stable sort keeps the newest-first
-        # order within a cell); adding the k-th term of every cell in round k sums
-        # each cell in the order of a plain loop over ages 1..90. The zero counts
-        # that loop also adds change nothing (x + 0.0 == x), so the sums are
-        # bit-identical to it.
-        order = np.argsort(cell, kind="stable")
-        cell, terms = cell[order], terms[order]
-        start = np.flatnonzero(np.r_[True, cell[1:] != cell[:-1]])
-        size = np.diff(np.r_[start, cell.size])
-        rank = np.arange(cell.size) - np.repeat(start, size)
-        flat = out.reshape(-1)
-        for k in range(int(size.max())):
-            sel = rank == k
-            flat[cell[sel]] += terms[sel]
+        # The signals are newest day first, so each cell's terms come in ascending
+        # ages; bincount adds its weights one at a time in input order, so each
+        # cell is summed in the order of a plain loop over ages 1..90. The zero
+        # counts that loop also adds change nothing (x + 0.0 == x), so the sums
+        # are bit-identical to it.
+        out = np.bincount(cell, weights=terms, minlength=b * n_t).reshape(b, n_t)
         return out
 
     def _freeze_signals(self, ended: int) -> None:
