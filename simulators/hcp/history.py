@@ -242,8 +242,8 @@ class HistoryTracker:
         # cell is summed in the order of a plain loop over ages 1..90. The zero
         # counts that loop also adds change nothing (x + 0.0 == x), so the sums
         # are bit-identical to it.
-        out = np.bincount(cell, weights=terms, minlength=b * n_t).reshape(b, n_t)
-        return out
+        sums: F64 = np.bincount(cell, weights=terms, minlength=b * n_t)
+        return sums.reshape(b, n_t)
 
     def _freeze_signals(self, ended: int) -> None:
         """Keep the non-zero signal counts (pulls + engagements by topic) of the day
