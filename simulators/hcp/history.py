@@ -242,7 +242,8 @@ class HistoryTracker:
         # cell is summed in the order of a plain loop over ages 1..90. The zero
         # counts that loop also adds change nothing (x + 0.0 == x), so the sums
         # are bit-identical to it.
-        sums: F64 = np.bincount(cell, weights=terms, minlength=b * n_t)
+        # (float64 with weights; the stubs say int: no copy is made)
+        sums = np.bincount(cell, weights=terms, minlength=b * n_t).astype(np.float64, copy=False)
         return sums.reshape(b, n_t)
 
     def _freeze_signals(self, ended: int) -> None:
