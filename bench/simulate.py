@@ -12,10 +12,10 @@ Prints, for the same world and seed in the same run:
   core is free; they are not a share of the total. The wall-clock seconds also
   count the writer's waits for the GIL while the day loop runs Python code.
   Under the named policies the ``decisions`` table (contexts' JSON, table,
-  Parquet) is written by a process of its own: its CPU seconds are printed
-  apart ("writer process"), and the CPU figure of the run is the sum of both
-  processes'; ``nba.logs.io.append`` on the writer thread then covers the other
-  three tables only.
+  Parquet) is written by a process of its own, and the other three tables by
+  another: the CPU seconds of each are printed apart ("decisions process",
+  "tables process"), and the CPU figure of the run is the sum of all three
+  processes'; the writer thread is then not used (its figures are 0).
 
 Wall-clock and CPU time are both printed: on a machine shared with other jobs
 the CPU figure shows what the code costs, the wall figure what a user waits.
@@ -39,12 +39,14 @@ import resource
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import pandas  # noqa: F401  (imported up front: pyarrow loads it lazily on first use)
 import pyarrow.parquet  # noqa: F401
 
 from nba.contact import ContactPolicy
 from nba.logs import io as logio
+from simulators.hcp import world as world_module
 from simulators.hcp.world import World
 
 TARGET = 100_000
@@ -65,6 +67,39 @@ def _timed_append():
             spent[1] += time.thread_time() - c
 
     return wrapper, spent, original
+
+
+def _writer_base() -> Any:
+    """The class whose ``_work`` every forked writer process runs."""
+    return getattr(world_module, "_ForkedWriter", None) or world_module._DecisionsProcess
+
+
+def _timed_processes(path: Path):
+    """``_ForkedWriter._work`` wrapped so that each forked writer process appends
+    its name and the CPU seconds it spent (user + system) to ``path`` as it ends.
+    (Code before the tables process had only ``_DecisionsProcess``: the same.)"""
+    original = _writer_base()._work
+
+    def wrapper(self, world):
+        try:
+            return original(self, world)
+        finally:
+            ru = resource.getrusage(resource.RUSAGE_SELF)
+            with open(path, "a") as fh:
+                name = getattr(self, "what", "decisions writer")
+                fh.write(f"{name}\t{ru.ru_utime + ru.ru_stime}\n")
+
+    return wrapper, original
+
+
+def _process_cpu(path: Path) -> dict[str, float]:
+    """The CPU seconds :func:`_timed_processes` recorded, by process name."""
+    out: dict[str, float] = {}
+    if path.exists():
+        for line in path.read_text().splitlines():
+            name, cpu = line.split("\t")
+            out[name] = out.get(name, 0.0) + float(cpu)
+    return out
 
 
 def _children_cpu() -> float:
@@ -101,6 +136,9 @@ def main() -> None:
         loop_rate = s.decisions / t_loop
         wrapper, spent, original = _timed_append()
         logio.append = wrapper
+        cpu_file = Path(tempfile.mkdtemp()) / "cpu.tsv"
+        work, original_work = _timed_processes(cpu_file)
+        _writer_base()._work = work
         try:
             with tempfile.TemporaryDirectory() as tmp:
                 t0, c0, k0 = time.perf_counter(), time.process_time(), _children_cpu()
@@ -111,6 +149,8 @@ def main() -> None:
                 c_total = c_main + c_child
         finally:
             logio.append = original
+            _writer_base()._work = original_work
+        by_proc = _process_cpu(cpu_file)
         total_rate = s2.decisions / t_total
         best_loop, best_total = max(best_loop, loop_rate), max(best_total, total_rate)
         print(
@@ -119,7 +159,9 @@ def main() -> None:
             f"(CPU {c_loop:.2f} s = {s.decisions / c_loop:,.0f} decisions per CPU-s) | "
             f"with logs {t_total:.2f} s = {total_rate:,.0f} decisions/s "
             f"(CPU {c_total:.2f} s: {c_main:.2f} s simulating process, "
-            f"{c_child:.2f} s writer process) "
+            f"{c_child:.2f} s writer processes: "
+            f"{by_proc.get('decisions writer', 0.0):.2f} decisions process, "
+            f"{by_proc.get('log tables writer', 0.0):.2f} tables process) "
             f"(nba.logs.io.append {spent[0]:.2f} s on the writer thread, "
             f"{spent[1]:.2f} CPU s of it)"
         )

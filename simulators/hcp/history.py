@@ -62,6 +62,31 @@ _INTEREST_TEXTS = 1 << 20
 _CELL_LIMIT = 128
 
 
+def nonzero_2d(a: npt.NDArray[Any]) -> tuple[I64, I64]:
+    """``np.nonzero(a)`` of a 2-d array: the rows and columns of its non-zero
+    cells in row-major order, from the flat positions of ``a != 0``. The same
+    arrays; ``np.nonzero`` of a 2-d array is an order of magnitude slower than
+    this for the batches here (a few hundred microseconds against tens).
+
+    Parameters
+    ----------
+    a : ndarray, shape (b, k)
+
+    Returns
+    -------
+    row, col : ndarray of int64, shape (m,) each
+
+    >>> [x.tolist() for x in nonzero_2d(np.array([[0, 3, 0], [1, 0, 2]], dtype=np.int8))]
+    [[0, 1, 1], [1, 0, 2]]
+    """
+    flat = np.flatnonzero(a != 0)
+    k = a.shape[1]
+    if k == 1:
+        return flat.astype(np.int64, copy=False), np.zeros(flat.shape[0], dtype=np.int64)
+    row, col = np.divmod(flat, k)
+    return row.astype(np.int64, copy=False), col.astype(np.int64, copy=False)
+
+
 def add_counts(
     arr: npt.NDArray[np.integer], index: tuple[I64, ...], distinct: bool = False
 ) -> None:
@@ -212,21 +237,14 @@ class HistoryTracker:
             return out
         cell = row[mine] * n_t + s_topic[mine]
         terms = count[mine] * _INTEREST_W[self.day - day[mine]]
-        # Each cell's terms in ascending ages (a stable sort keeps the newest-first
-        # order within a cell); adding the k-th term of every cell in round k sums
-        # each cell in the order of a plain loop over ages 1..90. The zero counts
-        # that loop also adds change nothing (x + 0.0 == x), so the sums are
-        # bit-identical to it.
-        order = np.argsort(cell, kind="stable")
-        cell, terms = cell[order], terms[order]
-        start = np.flatnonzero(np.r_[True, cell[1:] != cell[:-1]])
-        size = np.diff(np.r_[start, cell.size])
-        rank = np.arange(cell.size) - np.repeat(start, size)
-        flat = out.reshape(-1)
-        for k in range(int(size.max())):
-            sel = rank == k
-            flat[cell[sel]] += terms[sel]
-        return out
+        # The signals are newest day first, so each cell's terms come in ascending
+        # ages; bincount adds its weights one at a time in input order, so each
+        # cell is summed in the order of a plain loop over ages 1..90. The zero
+        # counts that loop also adds change nothing (x + 0.0 == x), so the sums
+        # are bit-identical to it.
+        # (float64 with weights; the stubs say int: no copy is made)
+        sums = np.bincount(cell, weights=terms, minlength=b * n_t).astype(np.float64, copy=False)
+        return sums.reshape(b, n_t)
 
     def _freeze_signals(self, ended: int) -> None:
         """Keep the non-zero signal counts (pulls + engagements by topic) of the day
@@ -234,10 +252,8 @@ class HistoryTracker:
         day, so they are final. Days older than the longest window are dropped."""
         slot = ended % self.ring
         counts = self.pull_day[slot].astype(np.int32) + self.topic_day[slot]
-        h, t = np.nonzero(counts)
-        self._signal_days.append(
-            (ended, h.astype(np.int64), t.astype(np.int64), counts[h, t].astype(np.float64))
-        )
+        h, t = nonzero_2d(counts)
+        self._signal_days.append((ended, h, t, counts[h, t].astype(np.float64)))
         while self._signal_days and self._signal_days[0][0] < ended + 1 - LONGEST:
             self._signal_days.popleft()
         self._signals = None
@@ -396,7 +412,7 @@ class MapRenderer:
             table = self._cell_table = np.array(comma + [c[1:] for c in comma], dtype=object)
             self._cell_len = np.array([len(c) for c in table.tolist()], dtype=np.int64)
         ordered = rows[:, self.order] if self.order != list(range(k)) else rows
-        row, col = np.nonzero(ordered)  # row-major: rows ascending, keys in order
+        row, col = nonzero_2d(ordered)  # row-major: rows ascending, keys in order
         values = ordered[row, col].astype(np.int64, copy=False)
         first = np.empty(row.shape[0], dtype=bool)
         if row.size:
@@ -462,7 +478,7 @@ class ContextBuilder:
         rounded (``round(x, 3)``, as ``nba.context.History`` rounds it) and
         formatted once; values that round to zero are left out."""
         ordered = values[:, self._topic_order]
-        row, col = np.nonzero(ordered)  # row-major: rows ascending, topics in key order
+        row, col = nonzero_2d(ordered)  # row-major: rows ascending, topics in key order
         if row.size == 0:
             return row.astype(np.int64), np.empty(0, dtype=object), np.zeros(0, dtype=np.int64)
         uniq, inv = np.unique(ordered[row, col], return_inverse=True)

@@ -49,6 +49,7 @@ import numpy.typing as npt
 from nba.catalog import Catalog
 from nba.logs.schema import TOUCH_KINDS
 from simulators.hcp.config import WorldConfig
+from simulators.hcp.history import nonzero_2d
 from simulators.hcp.population import Population
 
 F64 = npt.NDArray[np.float64]
@@ -320,7 +321,7 @@ class PullModel:
             take = (np.arange(n_t)[None, :] < k[:, None]) & (
                 np.take_along_axis(w, order, axis=1) > 0
             )
-            row, col = np.nonzero(take)
+            row, col = nonzero_2d(take)
             topic = order[row, col].astype(np.int64)
             sizes = np.bincount(row, minlength=e).astype(np.int64)
             know = pop.knowledge[hcp[row], topic]

@@ -12,10 +12,11 @@ import importlib.metadata
 import json
 import math
 import multiprocessing as mp
-import multiprocessing.queues
+import os
 import pickle
 import platform
 import queue
+import struct
 import sys
 import threading
 from collections import defaultdict, deque
@@ -48,7 +49,13 @@ from nba.logs.schema import (
 from nba.policies.base import PolicyError
 from nba.reward import RewardDefinition
 from simulators.hcp.config import SimulatorConfigError, WorldConfig
-from simulators.hcp.history import ContactState, ContextBuilder, HistoryTracker, add_counts
+from simulators.hcp.history import (
+    ContactState,
+    ContextBuilder,
+    HistoryTracker,
+    add_counts,
+    nonzero_2d,
+)
 from simulators.hcp.policies import (
     WORLD_POLICIES,
     BatchPolicy,
@@ -344,75 +351,189 @@ class _PartWriter:
             raise self._error
 
 
-_Job = tuple[Path, dict[str, list[Any]]]
+#: every end of a :class:`_JobPipe` that the simulating process holds: a forked
+#: writer closes those it inherited, but for its own pipe's read end
+_PIPE_ENDS: set[int] = set()
+_HEAD = struct.Struct("<QQ")
 
 
-class _DecisionsProcess:
-    """Renders the contexts' JSON, builds the ``decisions`` table and appends its
-    parts in a process of its own (forked from the simulating one), while the day
-    loop goes on.
+def _write_all(fd: int, data: memoryview) -> None:
+    """Write all of ``data`` (bytes, format "B") to ``fd``; ``os.write`` releases
+    the GIL while the pipe is full."""
+    while data:
+        data = data[os.write(fd, data) :]
 
-    The day loop gathers each decision's context numbers
-    (:meth:`ContextBuilder.gather`, on the decision day) and sends, with each
-    batch, the profiles' JSON that changed since the previous batch; this process
-    keeps every HCP's profile JSON (its forked copy, updated by those changes, in
-    order), renders the contexts (:meth:`ContextBuilder.render`) into the same
-    strings the loop would have written, builds the table with the forked copy of
-    the world (the catalog, HCP ids and rules do not change during a run) and
-    appends it. Only the ``decisions`` parts are written here, each in order, so
-    every file is the one writing inline gives; the other tables stay on
-    :class:`_PartWriter`. Used only when no policy reads the contexts (the named
-    policies, with no learning) and logs are written.
 
-    Jobs pass through a queue of depth ``depth`` (pickling runs on the queue's
-    feeder thread). The first error is sent back at once, raised again by the next
-    :meth:`append` or by :meth:`close`; nothing is written after it.
+def _read_exact(fd: int, n: int) -> bytearray | None:
+    """``n`` bytes read from ``fd`` into a buffer of their own; None at the end of
+    the pipe before the first byte."""
+    buf = bytearray(n)
+    view, got = memoryview(buf), 0
+    while got < n:
+        k = os.readv(fd, [view[got:]])
+        if k == 0:
+            if got == 0:
+                return None
+            raise EOFError(f"job pipe: {got} of {n} bytes, then the end of the pipe")
+        got += k
+    return buf
+
+
+class _JobPipe:
+    """Jobs to a forked process over an OS pipe, with NumPy arrays sent out of band.
+
+    A job is pickled with protocol 5: its arrays' buffers are left out of the
+    pickle's bytes and each is written to the pipe from its own memory, then read
+    into a buffer of its own that the unpickled array keeps, so no array is copied
+    into or out of a pickle (``multiprocessing.Queue`` copies each twice on each
+    side). A feeder thread writes them; ``os.write`` releases the GIL while the
+    reader has not caught up. At most ``depth`` jobs wait for the feeder. The
+    pipe is made before the fork: :meth:`parent_started` and
+    :meth:`child_started` close the ends each side does not use.
     """
+
+    def __init__(self, depth: int) -> None:
+        self._r, self._w = os.pipe()
+        _PIPE_ENDS.update((self._r, self._w))
+        try:  # fewer wake-ups for the large jobs (Linux; the default is 64 kB)
+            import fcntl
+
+            fcntl.fcntl(self._w, fcntl.F_SETPIPE_SZ, 1 << 20)
+        except (ImportError, AttributeError, OSError):  # pragma: no cover - not Linux
+            pass
+        self._pending: queue.Queue[Any] = queue.Queue(maxsize=depth)
+        self._thread: threading.Thread | None = None
+        self._closed = False
+
+    def parent_started(self) -> None:
+        """In the simulating process, once the reader is forked."""
+        os.close(self._r)
+        _PIPE_ENDS.discard(self._r)
+
+    def child_started(self) -> None:
+        """In the forked reader: close every inherited pipe end but our read end
+        (so that a writer whose reader ended gets an error, not a wait)."""
+        for fd in _PIPE_ENDS - {self._r}:
+            os.close(fd)
+        _PIPE_ENDS.clear()
+
+    def put(self, job: Any, timeout: float) -> None:
+        """Queue ``job`` (None: the last); :class:`queue.Full` after ``timeout`` s."""
+        if self._thread is None:
+            # started on the first job, after every fork of the run
+            self._thread = threading.Thread(target=self._feed, name="sim-job-pipe", daemon=True)
+            self._thread.start()
+        self._pending.put(job, timeout=timeout)
+
+    def _feed(self) -> None:
+        broken = False
+        while True:
+            job = self._pending.get()
+            if not broken:
+                try:
+                    buffers: list[pickle.PickleBuffer] = []
+                    meta = pickle.dumps(job, protocol=5, buffer_callback=buffers.append)
+                    raws = [b.raw() for b in buffers]
+                    sizes = struct.pack(f"<{len(raws)}Q", *(r.nbytes for r in raws))
+                    _write_all(self._w, memoryview(_HEAD.pack(len(meta), len(raws)) + sizes))
+                    _write_all(self._w, memoryview(meta))
+                    for raw in raws:
+                        _write_all(self._w, raw)
+                except OSError:  # the reader is gone: its exit is reported apart
+                    broken = True
+            if job is None:
+                return
+
+    def get(self) -> Any:
+        """The next job, in the reader (None once the writer sent the last, or
+        ended)."""
+        head = _read_exact(self._r, _HEAD.size)
+        if head is None:
+            return None
+        meta_len, n = _HEAD.unpack(head)
+        sizes = struct.unpack(f"<{n}Q", _read_exact(self._r, 8 * n) or b"")
+        meta = _read_exact(self._r, meta_len)
+        buffers = [_read_exact(self._r, size) if size else bytearray() for size in sizes]
+        return pickle.loads(meta or b"", buffers=buffers)
+
+    def close(self) -> None:
+        """In the simulating process: send the last job (if the feeder runs) and
+        wait until it is written (or the reader is gone), then close the pipe."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._thread is not None:
+            self._pending.put(None)
+            self._thread.join()
+        os.close(self._w)
+        _PIPE_ENDS.discard(self._w)
+
+
+class _ForkedWriter:
+    """Writes log parts in a process of its own (forked from the simulating one),
+    while the day loop goes on: the base of :class:`_DecisionsProcess` and
+    :class:`_TablesProcess`, which say what a job is (:meth:`_write`).
+
+    Jobs pass through a :class:`_JobPipe` of depth ``depth`` (its feeder thread
+    writes them) and are written one at a time in the order given, so the part
+    files are those of writing inline. The first error is sent back at once,
+    raised again by the next :meth:`_submit` or by :meth:`close`; nothing is
+    written after it. If the process dies without a word, the run stops with
+    "the <what> process stopped (exit code N)".
+    """
+
+    #: named in the error when the process dies without a word
+    what = "log writer"
 
     def __init__(self, world: World, depth: int = 2) -> None:
         ctx = mp.get_context("fork")
-        self._jobs: mp.queues.Queue[_Job | None] = ctx.Queue(maxsize=depth)
+        self._jobs = _JobPipe(depth)
         self._results, self._send_result = ctx.Pipe(duplex=False)
         self._error: BaseException | None = None
         self._closed = False
         self._proc = ctx.Process(
-            target=self._work, args=(world,), name="sim-decisions-writer", daemon=True
+            target=self._work,
+            args=(world,),
+            name=f"sim-{self.what.replace(' ', '-')}",
+            daemon=True,
         )
-        self._proc.start()
+        try:
+            self._proc.start()
+        finally:
+            self._jobs.parent_started()
+
+    def _start(self, world: World) -> Any:
+        """State the process keeps across jobs (made once, in the process)."""
+        return None
+
+    def _write(self, world: World, state: Any, job: Any) -> None:  # pragma: no cover
+        raise NotImplementedError
 
     def _work(self, world: World) -> None:
+        self._jobs.child_started()
         failed = False
-        # every HCP's profile JSON as the run started (forked), kept up to date with
-        # the changes each batch brings (sent, instead of each decision's profile)
-        profiles = world.profile_json.copy()
+        state = self._start(world)
         while (job := self._jobs.get()) is not None:
             if failed:
                 continue  # drain: nothing is written after a failure
-            out, dec = job
             try:
-                # straight to Arrow: no Python string per decision in this process
-                dec["context"] = [
-                    world.builder.render_column(
-                        day, _profiles(profiles, changes, hcp), history, req
-                    )
-                    for day, hcp, changes, history, req in dec.pop("context_in")
-                ]
-                logio.append(out, "decisions", world._decisions_table(dec), fsync=False)
+                self._write(world, state, job)
             except BaseException as exc:
                 failed = True
                 self._send_result.send(_picklable(exc))
         self._send_result.send(None)  # done
 
-    def append(self, out: Path, dec: dict[str, list[Any]]) -> None:
-        """Queue the day loop's buffered decision columns ``dec`` (with
-        ``context_in`` in place of ``context``) for the log under ``out``."""
+    def _submit(self, job: Any) -> None:
+        """Queue ``job`` (raising the process's first error, if any, first)."""
+        if self._error is None and not self._proc.is_alive():
+            self._error = self._receive(wait=True)  # its error, or that it died
         self._raise()
-        self._put((out, dec))
+        self._put(job)
 
-    def _put(self, job: _Job | None) -> None:
+    def _put(self, job: Any) -> None:
         while True:
             try:
-                self._jobs.put(job, timeout=0.2)
+                self._jobs.put(job, 0.2)
                 return
             except queue.Full:
                 if not self._proc.is_alive():
@@ -435,12 +556,10 @@ class _DecisionsProcess:
                         break
                 self._proc.join()
                 self._jobs.close()
-                self._jobs.join_thread()
             else:  # closing after another error: stop writing now
                 self._proc.terminate()
                 self._proc.join()
-                self._jobs.cancel_join_thread()
-                self._jobs.close()
+                self._jobs.close()  # the reader is gone: the feeder stops at once
         if raise_error:
             self._raise()
 
@@ -455,7 +574,7 @@ class _DecisionsProcess:
                 return None
             if not self._proc.is_alive() and not self._results.poll(0):
                 return _WriterDied(
-                    f"the decisions writer process stopped (exit code {self._proc.exitcode})"
+                    f"the {self.what} process stopped (exit code {self._proc.exitcode})"
                 )
 
     def _raise(self) -> None:
@@ -463,6 +582,64 @@ class _DecisionsProcess:
             self._error = self._receive(wait=False)
         if self._error is not None:
             raise self._error
+
+
+class _DecisionsProcess(_ForkedWriter):
+    """Renders the contexts' JSON, builds the ``decisions`` table and appends its
+    parts in a process of its own (:class:`_ForkedWriter`).
+
+    The day loop gathers each decision's context numbers
+    (:meth:`ContextBuilder.gather`, on the decision day) and sends, with each
+    batch, the profiles' JSON that changed since the previous batch; this process
+    keeps every HCP's profile JSON (its forked copy, updated by those changes, in
+    order), renders the contexts (:meth:`ContextBuilder.render_column`) into the
+    same strings the loop would have written, builds the table with the forked
+    copy of the world (the catalog, HCP ids and rules do not change during a run)
+    and appends it. Only the ``decisions`` parts are written here; the other
+    tables go to :class:`_TablesProcess`. Used only when no policy reads the
+    contexts (the named policies, with no learning) and logs are written.
+    """
+
+    what = "decisions writer"
+
+    def _start(self, world: World) -> npt.NDArray[np.object_]:
+        # every HCP's profile JSON as the run started (forked), kept up to date with
+        # the changes each batch brings (sent, instead of each decision's profile)
+        return world.profile_json.copy()
+
+    def _write(self, world: World, profiles: npt.NDArray[np.object_], job: Any) -> None:
+        out, dec = job
+        # straight to Arrow: no Python string per decision in this process
+        dec["context"] = [
+            world.builder.render_column(day, _profiles(profiles, changes, hcp), history, req)
+            for day, hcp, changes, history, req in dec.pop("context_in")
+        ]
+        logio.append(out, "decisions", world._decisions_table(dec), fsync=False)
+
+    def append(self, out: Path, dec: dict[str, list[Any]]) -> None:
+        """Queue the day loop's buffered decision columns ``dec`` (with
+        ``context_in`` in place of ``context``) for the log under ``out``."""
+        self._submit((out, dec))
+
+
+class _TablesProcess(_ForkedWriter):
+    """Builds the ``outcomes``, ``touches`` and ``ground_truth`` tables from the
+    day loop's arrays (:meth:`World._log_table`) and appends their parts in a
+    process of its own (:class:`_ForkedWriter`), beside :class:`_DecisionsProcess`,
+    so that the simulating process keeps only the day loop: its Parquet encoding
+    no longer shares that process with it. Each table has its own directory, so
+    the part files are those of writing inline."""
+
+    what = "log tables writer"
+
+    def _write(self, world: World, state: None, job: Any) -> None:
+        out, name, payload = job
+        logio.append(out, name, world._log_table(name, payload), fsync=False)
+
+    def append(self, out: Path, name: str, payload: Any) -> None:
+        """Queue the arrays ``payload`` of log table ``name`` (what
+        :meth:`World._log_table` takes) for the log under ``out``."""
+        self._submit((out, name, payload))
 
 
 def _profiles(
@@ -919,18 +1096,25 @@ class World:
             )
         self._early_days = early
         # contexts rendered and decisions written in a process of their own when no
-        # policy reads the contexts (forked before any thread of the run starts)
-        self._dec_proc = (
-            _DecisionsProcess(self)
-            if outp is not None
+        # policy reads the contexts, and the other three tables in another, so the
+        # simulating process keeps only the day loop (both forked before any thread
+        # of the run starts)
+        forked = (
+            outp is not None
             and learner is None
             and self._contexts_unread(pol)
             and "fork" in mp.get_all_start_methods()  # not on Windows: written inline
-            else None
         )
+        self._tables_proc = _TablesProcess(self) if forked else None
+        try:
+            self._dec_proc = _DecisionsProcess(self) if forked else None
+        except BaseException:
+            if self._tables_proc is not None:
+                self._tables_proc.close(raise_error=False)
+            raise
         self._profile_changes: list[tuple[I64, npt.NDArray[np.object_]]] = []
         bar = tqdm(range(days), desc="simulate", unit="day", file=sys.stderr, disable=not progress)
-        self._writer = _PartWriter() if outp is not None else None
+        self._writer = _PartWriter() if outp is not None and not forked else None
         try:
             for d in bar:
                 if d > 0:
@@ -969,23 +1153,23 @@ class World:
             if outp is not None:
                 self._flush(outp, final=True, before_day=days)
         except BaseException:
-            if self._writer is not None:
-                self._writer.close(raise_error=False)
-            if self._dec_proc is not None:
-                self._dec_proc.close(raise_error=False)
+            for w in (self._writer, self._tables_proc, self._dec_proc):
+                if w is not None:
+                    w.close(raise_error=False)
             raise
         finally:
-            writer, self._writer = self._writer, None
-            dec_proc, self._dec_proc = self._dec_proc, None
-        if writer is not None:
+            writers = [
+                w for w in (self._writer, self._tables_proc, self._dec_proc) if w is not None
+            ]
+            self._writer = self._tables_proc = self._dec_proc = None
+        # every part is on disk before the manifest names them
+        for i, w in enumerate(writers):
             try:
-                writer.close()  # every part is on disk before the manifest names them
+                w.close()
             except BaseException:
-                if dec_proc is not None:
-                    dec_proc.close(raise_error=False)
+                for rest in writers[i + 1 :]:
+                    rest.close(raise_error=False)
                 raise
-        if dec_proc is not None:
-            dec_proc.close()
         if outp is not None:
             self.catalog.write_snapshot(outp / "catalog")
             self._write_population(outp)
@@ -1306,8 +1490,7 @@ class World:
         n = hcp.shape[0]
         if n == 0:
             return
-        _, action = np.nonzero(elig)
-        action = action.astype(np.int64)
+        _, action = nonzero_2d(elig)
         offsets = np.zeros(n + 1, dtype=np.int64)
         np.cumsum(counts, out=offsets[1:])
         sizes = counts.astype(np.int64)
@@ -1406,7 +1589,7 @@ class World:
             **context_log,
         )
         if supp_rule is not None and hold is not None:
-            rows, cols = np.nonzero(supp_rule >= 0)
+            rows, cols = nonzero_2d(supp_rule >= 0)
             hp = self._holdout_pol
             self._stats.holdout += int(hold.sum())
             bufs["decisions"].add(
@@ -1689,26 +1872,10 @@ class World:
                     self._bufs["touches"].add(rows=rows.take(np.flatnonzero(later)))
                     rows = rows.take(np.flatnonzero(~later))
             if rows.n:
-                self._append(out, "touches", self.touches_table(rows))
+                self._emit(out, "touches", rows)
         gt = self._bufs["ground_truth"].take()
         if gt:
-            sizes = np.concatenate(gt["sizes"])
-            offsets = np.zeros(sizes.shape[0] + 1, dtype=np.int64)
-            np.cumsum(sizes, out=offsets[1:])
-            table = pa.table(
-                {
-                    "event_id": _id_column(np.concatenate(gt["event_id"])),
-                    "ts": pa.array(np.concatenate(gt["ts"]), GROUND_TRUTH.field("ts").type),
-                    "reward_definition": _strings(
-                        [self.reward_definition.id], np.zeros(sizes.shape[0], np.int64)
-                    ),
-                    "expected_rewards": _list_array(
-                        offsets, pa.array(np.concatenate(gt["truth"]), pa.float64())
-                    ),
-                },
-                schema=GROUND_TRUTH,
-            )
-            self._append(out, "ground_truth", table)
+            self._emit(out, "ground_truth", gt)
         oc = self._bufs["outcomes"].take()
         if oc:
             cols = {k: np.concatenate(v) for k, v in oc.items()}
@@ -1721,40 +1888,80 @@ class World:
                 keep = cols["ts"] <= self._cut_us
                 self._withheld += int((~keep).sum())
                 cols = {k: v[keep] for k, v in cols.items()}
-            n = cols["event_id"].shape[0]
-            if n:
+            if cols["event_id"].shape[0]:
                 self._last_outcome_us = max(self._last_outcome_us, int(cols["ts"].max()))
-                order = np.lexsort(
-                    (cols["action"], cols["type_code"], cols["event_id"], cols["ts"])
-                )
-                cols = {k: v[order] for k, v in cols.items()}
-                sources = [OUTCOME_SOURCE.get(c, "simulator") for c in self.channels]
-                slot = cols["action"] >= 0
-                if slot.any():
-                    named = self._action_ids.take(pa.array(np.where(slot, cols["action"], 0)))
-                    action_id = pc.if_else(pa.array(slot), named, pa.nulls(n, pa.string()))
-                    source_id = pc.if_else(
-                        pa.array(slot),
-                        pc.binary_join_element_wise("sim", named, "|"),
-                        "sim",
-                    )
-                else:
-                    action_id = pa.nulls(n, pa.string())
-                    source_id = pa.array(np.full(n, "sim", dtype=object), pa.string())
-                table = pa.table(
-                    {
-                        "event_id": _id_column(cols["event_id"]),
-                        "ts": pa.array(cols["ts"], OUTCOMES.field("ts").type),
-                        "type": self._type_names.take(pa.array(cols["type_code"])),
-                        "value": pa.array(np.ones(n), pa.float64()),
-                        "source": _strings(sources, cols["channel"]),
-                        "source_id": source_id,
-                        # null: the chosen action; else a later slot of the decision's list
-                        "action_id": action_id,
-                    },
-                    schema=OUTCOMES,
-                )
-                self._append(out, "outcomes", table)
+                self._emit(out, "outcomes", cols)
+
+    def _emit(self, out: Path, name: str, payload: Any) -> None:
+        """Log table ``name`` from the day loop's arrays ``payload``: built and
+        appended by the tables process during :meth:`run` when there is one, else
+        built here and appended on the writer thread (or inline)."""
+        proc = getattr(self, "_tables_proc", None)
+        if proc is not None:
+            proc.append(out, name, payload)
+        else:
+            self._append(out, name, self._log_table(name, payload))
+
+    def _log_table(self, name: str, payload: Any) -> pa.Table:
+        """The ``touches``, ``ground_truth`` or ``outcomes`` table of ``payload``:
+        the touch rows (:class:`Touches`), the ground-truth buffer's columns (lists
+        of arrays), or the outcome columns (arrays of one length, in any order)."""
+        if name == "touches":
+            return self.touches_table(payload)
+        if name == "ground_truth":
+            return self._ground_truth_table(payload)
+        if name == "outcomes":
+            return self._outcomes_table(payload)
+        raise ValueError(f"no log table {name!r} is built from arrays")  # pragma: no cover
+
+    def _ground_truth_table(self, gt: Mapping[str, list[Any]]) -> pa.Table:
+        sizes = np.concatenate(gt["sizes"])
+        offsets = np.zeros(sizes.shape[0] + 1, dtype=np.int64)
+        np.cumsum(sizes, out=offsets[1:])
+        return pa.table(
+            {
+                "event_id": _id_column(np.concatenate(gt["event_id"])),
+                "ts": pa.array(np.concatenate(gt["ts"]), GROUND_TRUTH.field("ts").type),
+                "reward_definition": _strings(
+                    [self.reward_definition.id], np.zeros(sizes.shape[0], np.int64)
+                ),
+                "expected_rewards": _list_array(
+                    offsets, pa.array(np.concatenate(gt["truth"]), pa.float64())
+                ),
+            },
+            schema=GROUND_TRUTH,
+        )
+
+    def _outcomes_table(self, cols: Mapping[str, npt.NDArray[Any]]) -> pa.Table:
+        n = cols["event_id"].shape[0]
+        order = np.lexsort((cols["action"], cols["type_code"], cols["event_id"], cols["ts"]))
+        cols = {k: v[order] for k, v in cols.items()}
+        sources = [OUTCOME_SOURCE.get(c, "simulator") for c in self.channels]
+        slot = cols["action"] >= 0
+        if slot.any():
+            named = self._action_ids.take(pa.array(np.where(slot, cols["action"], 0)))
+            action_id = pc.if_else(pa.array(slot), named, pa.nulls(n, pa.string()))
+            source_id = pc.if_else(
+                pa.array(slot),
+                pc.binary_join_element_wise("sim", named, "|"),
+                "sim",
+            )
+        else:
+            action_id = pa.nulls(n, pa.string())
+            source_id = pa.array(np.full(n, "sim", dtype=object), pa.string())
+        return pa.table(
+            {
+                "event_id": _id_column(cols["event_id"]),
+                "ts": pa.array(cols["ts"], OUTCOMES.field("ts").type),
+                "type": self._type_names.take(pa.array(cols["type_code"])),
+                "value": pa.array(np.ones(n), pa.float64()),
+                "source": _strings(sources, cols["channel"]),
+                "source_id": source_id,
+                # null: the chosen action; else a later slot of the decision's list
+                "action_id": action_id,
+            },
+            schema=OUTCOMES,
+        )
 
     def _append(self, out: Path, name: str, table: pa.Table) -> None:
         """Append to log table ``name``: on the writer thread during :meth:`run`."""

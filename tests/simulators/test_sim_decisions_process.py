@@ -1,7 +1,8 @@
-"""The decisions writer process (``simulators.hcp.world._DecisionsProcess``): under
-the named policies the contexts are rendered and the ``decisions`` parts written in
-a forked process; its logs must be those written in the simulating process, its
-errors must stop the run, and a policy that reads contexts must still get them."""
+"""The writer processes (``simulators.hcp.world._DecisionsProcess`` and
+``_TablesProcess``): under the named policies the contexts are rendered and the
+``decisions`` parts written in a forked process, the other three tables in
+another; their logs must be those written in the simulating process, their errors
+must stop the run, and a policy that reads contexts must still get them."""
 
 from __future__ import annotations
 
@@ -37,19 +38,21 @@ def _part_files(root: Path) -> list[Path]:
 def test_decisions_written_by_the_process_equal_those_written_inline(
     policy: str, kw: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    made: list[object] = []
-    real = world_module._DecisionsProcess
+    made: list[str] = []
+    for cls in ("_DecisionsProcess", "_TablesProcess"):
+        real = getattr(world_module, cls)
 
-    def spy(world: World) -> object:
-        made.append(world)
-        return real(world)
+        def spy(world: World, real: type = real) -> object:
+            made.append(real.__name__)
+            return real(world)
 
-    monkeypatch.setattr(world_module, "_DecisionsProcess", spy)
+        monkeypatch.setattr(world_module, cls, spy)
     forked = World(500, seed=3, **kw).run(16, policy=policy, out=tmp_path / "a", flush_days=3)
-    assert len(made) == 1  # the process did write them
+    # the processes did write them
+    assert sorted(made) == ["_DecisionsProcess", "_TablesProcess"]
     monkeypatch.setattr(World, "_contexts_unread", lambda self, pol: False)
     inline = World(500, seed=3, **kw).run(16, policy=policy, out=tmp_path / "b", flush_days=3)
-    assert len(made) == 1  # and here the simulating process did
+    assert len(made) == 2  # and here the simulating process did
     assert forked.decisions == inline.decisions > 0
     files = _part_files(tmp_path / "a")
     assert files == _part_files(tmp_path / "b") and files
@@ -86,6 +89,36 @@ def test_a_writer_process_that_dies_stops_the_run(
 
     monkeypatch.setattr(World, "_decisions_table", die)
     with pytest.raises(RuntimeError, match=r"decisions writer process stopped \(exit code 3\)"):
+        World(300, seed=1).run(10, out=tmp_path / "logs", flush_days=2)
+    assert not (tmp_path / "logs" / "manifest.json").exists()
+
+
+@pytest.mark.parametrize("table", ["touches", "ground_truth", "outcomes"])
+def test_a_failing_write_in_the_tables_process_stops_the_run_with_its_error(
+    table: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    original = logio.append
+
+    def failing(root: Path, name: str, t: object, **kw: object) -> object:
+        if name == table:  # runs in the tables process
+            raise OSError(28, "No space left on device")
+        return original(root, name, t, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(logio, "append", failing)
+    with pytest.raises(OSError, match="No space left on device"):
+        World(300, seed=1).run(10, out=tmp_path / "logs", flush_days=2)
+    assert not (tmp_path / "logs" / "manifest.json").exists()
+    assert not logio.part_files(tmp_path / "logs", table)
+
+
+def test_a_tables_process_that_dies_stops_the_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def die(self: World, name: str, payload: object) -> object:
+        os._exit(4)  # only ever called in the forked process here
+
+    monkeypatch.setattr(World, "_log_table", die)
+    with pytest.raises(RuntimeError, match=r"log tables writer process stopped \(exit code 4\)"):
         World(300, seed=1).run(10, out=tmp_path / "logs", flush_days=2)
     assert not (tmp_path / "logs" / "manifest.json").exists()
 
@@ -137,3 +170,68 @@ def test_counts_too_large_for_int16_are_sent_as_they_are() -> None:
     large = np.array([[0, 5], [32768, 1]], dtype=np.int32)
     assert _compact(small).dtype == np.int16 and np.array_equal(_compact(small), small)
     assert _compact(large).dtype == np.int32 and np.array_equal(_compact(large), large)
+
+
+def _echo(pipe: Any, back: Any) -> None:
+    """In a forked reader: send back every job read, then None."""
+    pipe.child_started()
+    while (job := pipe.get()) is not None:
+        back.send(job)
+    back.send(None)
+
+
+def test_jobs_cross_the_pipe_whole_with_their_arrays_out_of_band() -> None:
+    import multiprocessing as mp
+
+    ctx = mp.get_context("fork")
+    rng = np.random.default_rng(1)
+    base = rng.random((6, 5))
+    jobs = [
+        (
+            Path("/x"),
+            {
+                "f": [base, base[:, 1:3], base.T, np.empty((0, 3))],  # a view, a transpose
+                "i": [np.arange(7, dtype=np.int16), np.array([2**40], dtype=np.int64)],
+                "s": np.array([b"abc", b"de"], dtype="S3"),
+                "o": np.array(['{"a":1}', "é"], dtype=object),  # pickled in band
+            },
+        ),
+        (Path("/y"), {"big": rng.integers(0, 9, 3_000_000, dtype=np.int8)}),  # > the pipe
+    ]
+    pipe = world_module._JobPipe(2)
+    back, send = ctx.Pipe(duplex=False)
+    proc = ctx.Process(target=_echo, args=(pipe, send))
+    proc.start()
+    pipe.parent_started()
+    for job in jobs:
+        pipe.put(job, 5.0)
+    got = []
+    for _ in jobs:
+        assert back.poll(30), "the reader sent nothing back"
+        got.append(back.recv())
+    pipe.close()
+    assert back.poll(30) and back.recv() is None
+    proc.join()
+    assert proc.exitcode == 0
+    for (p, want), (q, have) in zip(jobs, got, strict=True):
+        assert p == q and want.keys() == have.keys()
+        for k in want:
+            w = want[k] if isinstance(want[k], list) else [want[k]]
+            h = have[k] if isinstance(have[k], list) else [have[k]]
+            for a, b in zip(w, h, strict=True):
+                assert a.dtype == b.dtype and a.shape == b.shape
+                assert np.array_equal(a, b)
+
+
+def test_a_pipe_whose_writer_ends_without_its_last_job_reads_as_ended() -> None:
+    pipe = world_module._JobPipe(1)
+    pipe.put(np.arange(3), 5.0)
+    pipe._pending.put(None)  # the feeder writes the job, then stops
+    assert pipe._thread is not None
+    pipe._thread.join()
+    first = pipe.get()
+    assert first.tolist() == [0, 1, 2]
+    assert pipe.get() is None  # the None job
+    os.close(pipe._w)
+    pipe._closed = True
+    assert pipe.get() is None  # the end of the pipe

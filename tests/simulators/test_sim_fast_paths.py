@@ -130,7 +130,19 @@ class _Inline:
 def test_logs_written_on_the_writer_thread_equal_those_written_inline(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # as for a policy that reads contexts: every table on the writer thread, none
+    # in the writer processes
+    monkeypatch.setattr(World, "_contexts_unread", lambda self, pol: False)
+    used: list[object] = []
+    real = world_module._PartWriter
+
+    def spy() -> object:
+        used.append(1)
+        return real()
+
+    monkeypatch.setattr(world_module, "_PartWriter", spy)
     threaded = World(400, seed=5).run(14, out=tmp_path / "a", flush_days=3)
+    assert used == [1]
     monkeypatch.setattr(world_module, "_PartWriter", _Inline)
     inline = World(400, seed=5).run(14, out=tmp_path / "b", flush_days=3)
     assert threaded.decisions == inline.decisions > 0
@@ -153,3 +165,20 @@ def test_small_count_maps_render_as_row_by_row(density: float) -> None:
     assert got == want
     assert got[7] == "{}"
     assert ref.render_small(rows, LONGEST + 1) == want
+
+
+@pytest.mark.parametrize("dtype", [np.int8, np.int16, np.int32, np.float64, bool])
+@pytest.mark.parametrize("shape", [(0, 4), (5, 0), (7, 1), (1, 9), (40, 13)])
+def test_nonzero_2d_gives_what_np_nonzero_gives(dtype: type, shape: tuple[int, int]) -> None:
+    from simulators.hcp.history import nonzero_2d
+
+    rng = np.random.default_rng(sum(shape))
+    a = (rng.random(shape) < 0.3) * rng.integers(-3, 4, shape)
+    a = a.astype(dtype)
+    if dtype is np.float64 and a.size:
+        a.flat[0], a.flat[-1] = np.nan, -0.0  # NaN counts as non-zero, -0.0 does not
+    for x in (a, a[:, ::-1], a[::2]):  # views that are not C-contiguous
+        want = np.nonzero(x)
+        got = nonzero_2d(x)
+        assert all(g.dtype == np.int64 for g in got)
+        assert [g.tolist() for g in got] == [w.tolist() for w in want]
