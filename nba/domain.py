@@ -398,7 +398,13 @@ class Decision:
                 where, "slate", f"has {len(slate)} slots for {len(self.action_ids)} actions"
             )
         position = {a: i for i, a in enumerate(self.action_ids)}
+        probabilities = self.probabilities
         taken: list[int] = []
+        # the actions not placed yet, in index order: each slot's expected probability
+        # is slot_probability(probabilities, taken, i), written here on this list (the
+        # same entries, so the same fsum and the same quotient) instead of rebuilding
+        # the list of actions left for every slot
+        left = list(range(len(probabilities)))
         for j, slot in enumerate(slate, start=1):
             if not isinstance(slot, SlateSlot):
                 raise _fail(where, "slate", f"slot {j} is not a SlateSlot")
@@ -412,7 +418,10 @@ class Decision:
                 raise _fail(where, "slate", f"slot {j} repeats action {slot.action_id!r}")
             if j == 1 and slot.action_id != self.chosen_action_id:
                 raise _fail(where, "slate", f"slot 1 is {slot.action_id!r}, not the chosen action")
-            expected = slot_probability(self.probabilities, taken, i)
+            mass = math.fsum([probabilities[x] for x in left])
+            expected = (
+                float(probabilities[i]) / mass if mass > SLATE_MASS_FLOOR else 1.0 / len(left)
+            )
             if abs(p - expected) > PROBABILITY_TOLERANCE * max(1.0, expected):
                 raise _fail(
                     where,
@@ -421,6 +430,7 @@ class Decision:
                     f"drawing {slot.action_id!r} without replacement after the slots before",
                 )
             taken.append(i)
+            left.remove(i)
 
 
 def outcome_channel_problem(type_: str, channel: str) -> str | None:
