@@ -224,3 +224,24 @@ def test_uniform_policy_probabilities_equal_the_vectorized_ones() -> None:
     flat = uniform_probabilities(off)
     for i, n in enumerate(sizes):
         assert flat[off[i] : off[i + 1]].tobytes() == np.full(n, 1.0 / n).tobytes()
+
+
+def test_reasons_without_contributions_rank_as_with_unmatched_ones() -> None:
+    # the sort key without contributions against the general key, whose contributions
+    # here back no reason's feature: the same texts in the same order
+    from serving.reasons import reasons_for, reasons_for_list
+
+    ctxs = _contexts(200, seed=11)
+    rng = np.random.default_rng(12)
+    unmatched = {"no-such-feature": 3.0}
+    for ctx in ctxs:
+        picks = rng.choice(len(CATALOG.actions), size=3, replace=False)
+        shown = [
+            (CATALOG.actions[int(j)], CATALOG.by_id[CATALOG.actions[int(j)].content_id].topic)
+            for j in picks
+        ]
+        for action, topic in shown:
+            assert reasons_for(ctx, action, topic, max_reasons=9) == reasons_for(
+                ctx, action, topic, unmatched, max_reasons=9
+            )
+        assert reasons_for_list(ctx, shown) == reasons_for_list(ctx, shown, None, [unmatched] * 3)
