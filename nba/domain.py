@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 import tomllib
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
@@ -185,16 +185,16 @@ class Action:
 
     content_id: str
     channel: str
+    #: ``content@channel``, written once when the action is made (a decision reads it
+    #: several times per action); not an argument, and not compared, hashed or shown
+    action_id: str = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if not self.content_id or ACTION_SEPARATOR in self.content_id:
             raise _fail("Action", "content_id", f"invalid content id {self.content_id!r}")
         if not self.channel or ACTION_SEPARATOR in self.channel:
             raise _fail("Action", "channel", f"invalid channel {self.channel!r}")
-
-    @property
-    def action_id(self) -> str:
-        return f"{self.content_id}{ACTION_SEPARATOR}{self.channel}"
+        object.__setattr__(self, "action_id", f"{self.content_id}{ACTION_SEPARATOR}{self.channel}")
 
     @classmethod
     def parse(cls, action_id: str) -> Action:

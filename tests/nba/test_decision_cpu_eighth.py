@@ -245,3 +245,29 @@ def test_reasons_without_contributions_rank_as_with_unmatched_ones() -> None:
                 ctx, action, topic, unmatched, max_reasons=9
             )
         assert reasons_for_list(ctx, shown) == reasons_for_list(ctx, shown, None, [unmatched] * 3)
+
+
+def test_action_id_written_once_is_the_joined_name() -> None:
+    import copy
+    import pickle
+
+    from nba.domain import Action
+
+    for a in CATALOG.actions:
+        assert a.action_id == f"{a.content_id}@{a.channel}"
+        assert Action.parse(a.action_id) == a
+        assert Action.parse(a.action_id).action_id == a.action_id
+        again = pickle.loads(pickle.dumps(a))
+        assert again == a and again.action_id == a.action_id
+        assert copy.deepcopy(a).action_id == a.action_id
+        moved = replace(a, channel="fax")
+        assert moved.action_id == f"{a.content_id}@fax"
+        # equality, order, hash and repr are the pair's alone, as before
+        assert hash(a) == hash(Action(a.content_id, a.channel))
+        assert repr(a) == f"Action(content_id={a.content_id!r}, channel={a.channel!r})"
+    pairs = [(a.content_id, a.channel) for a in CATALOG.actions]
+    assert [(a.content_id, a.channel) for a in sorted(CATALOG.actions)] == sorted(pairs)
+    with pytest.raises(TypeError):
+        Action("X-1", "email", "X-1@email")  # type: ignore[call-arg]
+    with pytest.raises(ValidationError, match="channel"):
+        Action("X-1", "e@mail")
