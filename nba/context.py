@@ -390,9 +390,7 @@ class DecisionContext:
                 "channels": list(self.stated_channels),
             }
         if self.attributes:
-            out["attributes"] = {
-                k: list(v) if isinstance(v, list | tuple) else v for k, v in self.attributes.items()
-            }
+            out["attributes"] = _attributes_out(self.attributes)
         return out
 
     def to_json(self) -> str:
@@ -440,3 +438,68 @@ class DecisionContext:
         if not isinstance(d, Mapping):
             raise ValidationError("context: must be a JSON object")
         return cls.from_dict(d)
+
+
+def _attributes_out(attributes: Mapping[str, Any]) -> dict[str, Any]:
+    """A context's attributes as :meth:`DecisionContext.to_dict` writes them."""
+    return {k: list(v) if isinstance(v, list | tuple) else v for k, v in attributes.items()}
+
+
+#: the canonical encoder of :meth:`DecisionContext.to_json` (what ``json.dumps`` builds
+#: from its arguments on every call)
+_encode = json.JSONEncoder(sort_keys=True, separators=(",", ":")).encode
+
+
+class ContextJSON:
+    """:meth:`DecisionContext.to_json`, the same text, with the profile's and the
+    history's JSON kept per object.
+
+    A decision service reads the same :class:`~nba.domain.HCPProfile` and
+    :class:`History` objects again for the same rows (the store keeps them), and
+    both are immutable, so their JSON is written once per object. With sorted keys
+    and no spaces a JSON object's text is its members' texts joined in key order,
+    so the context's text is assembled from the parts: the same bytes as
+    ``to_json`` (the tests hold the two together).
+
+    Objects are matched by identity (each kept with its text, so that its ``id``
+    cannot be reused while it is kept); at most ``max_entries`` are kept, all
+    dropped when full. Safe to share between threads (a race writes the same text
+    twice).
+
+    Parameters
+    ----------
+    max_entries : int
+        How many profiles and histories are kept (together).
+    """
+
+    def __init__(self, max_entries: int = 16_384) -> None:
+        if max_entries < 1:
+            raise ValueError(f"max_entries must be at least 1, got {max_entries}")
+        self.max_entries = max_entries
+        self._kept: dict[int, tuple[object, str]] = {}
+
+    def _part(self, obj: HCPProfile | History) -> str:
+        kept = self._kept.get(id(obj))
+        if kept is not None and kept[0] is obj:
+            return kept[1]
+        text = _encode(obj.to_dict())
+        if len(self._kept) >= self.max_entries:
+            self._kept.clear()
+        self._kept[id(obj)] = (obj, text)
+        return text
+
+    def __call__(self, context: DecisionContext) -> str:
+        """The text of ``context.to_json()``."""
+        # the members in key order: attributes, day, hcp, history, request, stated, v
+        out = "{"
+        if context.attributes:
+            out += '"attributes":' + _encode(_attributes_out(context.attributes)) + ","
+        out += '"day":' + _encode(context.day.isoformat())
+        out += ',"hcp":' + self._part(context.hcp)
+        out += ',"history":' + self._part(context.history)
+        out += ',"request":' + _encode(dict(context.request))
+        if context.stated_topics or context.stated_channels:
+            out += ',"stated":' + _encode(
+                {"channels": list(context.stated_channels), "topics": list(context.stated_topics)}
+            )
+        return out + ',"v":' + _encode(CONTEXT_VERSION) + "}"

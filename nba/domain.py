@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 import tomllib
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
@@ -185,16 +185,16 @@ class Action:
 
     content_id: str
     channel: str
+    #: ``content@channel``, written once when the action is made (a decision reads it
+    #: several times per action); not an argument, and not compared, hashed or shown
+    action_id: str = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if not self.content_id or ACTION_SEPARATOR in self.content_id:
             raise _fail("Action", "content_id", f"invalid content id {self.content_id!r}")
         if not self.channel or ACTION_SEPARATOR in self.channel:
             raise _fail("Action", "channel", f"invalid channel {self.channel!r}")
-
-    @property
-    def action_id(self) -> str:
-        return f"{self.content_id}{ACTION_SEPARATOR}{self.channel}"
+        object.__setattr__(self, "action_id", f"{self.content_id}{ACTION_SEPARATOR}{self.channel}")
 
     @classmethod
     def parse(cls, action_id: str) -> Action:
@@ -398,7 +398,13 @@ class Decision:
                 where, "slate", f"has {len(slate)} slots for {len(self.action_ids)} actions"
             )
         position = {a: i for i, a in enumerate(self.action_ids)}
+        probabilities = self.probabilities
         taken: list[int] = []
+        # the actions not placed yet, in index order: each slot's expected probability
+        # is slot_probability(probabilities, taken, i), written here on this list (the
+        # same entries, so the same fsum and the same quotient) instead of rebuilding
+        # the list of actions left for every slot
+        left = list(range(len(probabilities)))
         for j, slot in enumerate(slate, start=1):
             if not isinstance(slot, SlateSlot):
                 raise _fail(where, "slate", f"slot {j} is not a SlateSlot")
@@ -412,7 +418,10 @@ class Decision:
                 raise _fail(where, "slate", f"slot {j} repeats action {slot.action_id!r}")
             if j == 1 and slot.action_id != self.chosen_action_id:
                 raise _fail(where, "slate", f"slot 1 is {slot.action_id!r}, not the chosen action")
-            expected = slot_probability(self.probabilities, taken, i)
+            mass = math.fsum([probabilities[x] for x in left])
+            expected = (
+                float(probabilities[i]) / mass if mass > SLATE_MASS_FLOOR else 1.0 / len(left)
+            )
             if abs(p - expected) > PROBABILITY_TOLERANCE * max(1.0, expected):
                 raise _fail(
                     where,
@@ -421,6 +430,7 @@ class Decision:
                     f"drawing {slot.action_id!r} without replacement after the slots before",
                 )
             taken.append(i)
+            left.remove(i)
 
 
 def outcome_channel_problem(type_: str, channel: str) -> str | None:

@@ -39,7 +39,7 @@ import numpy as np
 
 from nba.catalog import Catalog
 from nba.contact import ContactPolicy
-from nba.context import DecisionContext
+from nba.context import ContextJSON, DecisionContext
 from nba.domain import (
     REP_FEEDBACK_TYPES,
     Action,
@@ -253,6 +253,10 @@ class DecisionEngine:
         #: the outcome counter's child per (type, late), made on first use
         self._outcome_counters: dict[tuple[str, bool], Any] = {}
         self._decision_counters: dict[str, Any] = {}
+        #: the suppressions counter's child per rule, made on first use
+        self._suppression_counters: dict[str, Any] = {}
+        #: the logged context's JSON, the profile's and history's parts kept per object
+        self._context_json = ContextJSON()
 
     @property
     def contact(self) -> ContactPolicy:
@@ -413,7 +417,7 @@ class DecisionEngine:
         filtered = contact.filter(hcp, kept, now, touches, feedback, self.catalog)
         suppressed = pre + filtered.suppressed
         for rule, n in filtered.counts_by_rule().items():
-            self.metrics.suppressions.labels(rule=rule).inc(n)
+            self._suppressions(rule).inc(n)
         allowed = list(filtered.allowed)
         # suppressions started by triggers (docs/triggers.md): rule "trigger:<name>"
         in_force = [ActiveSuppression(*row) for row in state.trigger_suppressions]
@@ -546,10 +550,10 @@ class DecisionEngine:
             hcp_id=hcp.hcp_id,
             requester=requester,
             channels_requested=channels,
-            context=context.to_json(),
+            context=self._context_json(context),
             catalog_version=self.catalog.version,
             action_ids=tuple(a.action_id for a in allowed),
-            probabilities=tuple(float(x) for x in p),
+            probabilities=tuple(np.asarray(p, dtype=np.float64).tolist()),
             chosen_index=pd.chosen_index,
             chosen_action_id=allowed[pd.chosen_index].action_id,
             propensity=pd.propensity,
@@ -620,6 +624,13 @@ class DecisionEngine:
                 if counter is None:  # the labelled child, looked up once per channel
                     counter = counters[channel] = self.metrics.decisions.labels(channel=channel)
                 counter.inc()
+
+    def _suppressions(self, rule: str) -> Any:
+        """The suppressions counter's child of ``rule`` (looked up once per rule)."""
+        counter = self._suppression_counters.get(rule)
+        if counter is None:
+            counter = self._suppression_counters[rule] = self.metrics.suppressions.labels(rule=rule)
+        return counter
 
     def decide(
         self, req: schemas.DecisionRequest, principal: str

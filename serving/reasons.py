@@ -440,7 +440,12 @@ def _ranked(
         backed = max((contrib.get(f, 0.0) for f in r.features), default=0.0)
         return (max(backed, 0.0), -r.group, r.strength)
 
-    cands.sort(key=key, reverse=True)
+    def unbacked(r: Reason) -> tuple[float, int, float]:
+        # key without contributions: no feature backs any reason, so its first entry
+        # is 0.0 for every reason, as key gives it (the same keys, the same order)
+        return (0.0, -r.group, r.strength)
+
+    cands.sort(key=key if contrib else unbacked, reverse=True)
     texts = list(dict.fromkeys(r.text for r in cands))
     if not texts:
         one, many = _words(action.channel)

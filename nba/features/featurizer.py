@@ -83,6 +83,29 @@ class Featurizer:
             for a in catalog.actions
         }
 
+        # the profile's and the history's tokens, kept per object (see _tokens_of)
+        self._kept_tokens: dict[int, tuple[object, str]] = {}
+
+    #: how many profiles and histories :meth:`_tokens_of` keeps (together)
+    KEPT_TOKENS = 4096
+
+    def _tokens_of(self, obj: Any, tokens: Any) -> str:
+        """``tokens(obj)`` for an immutable profile or history, kept per object.
+
+        A decision service reads the same profile and history objects again for the
+        same rows (its store keeps them), so their tokens are written once per
+        object. Matched by identity, each kept with its text (so that its ``id``
+        cannot be reused while kept); all dropped when :attr:`KEPT_TOKENS` are kept.
+        """
+        kept = self._kept_tokens.get(id(obj))
+        if kept is not None and kept[0] is obj:
+            return kept[1]
+        text: str = tokens(obj)
+        if len(self._kept_tokens) >= self.KEPT_TOKENS:
+            self._kept_tokens.clear()
+        self._kept_tokens[id(obj)] = (obj, text)
+        return text
+
     @property
     def interactions(self) -> tuple[str, ...]:
         return self.config.interactions
@@ -94,10 +117,12 @@ class Featurizer:
         for ns in self.config.shared:
             if ns == "p":
                 parts.append(
-                    "|p" + profile_tokens(context.hcp) + attribute_tokens(context.attributes)
+                    "|p"
+                    + self._tokens_of(context.hcp, profile_tokens)
+                    + attribute_tokens(context.attributes)
                 )
             elif ns == "h":
-                parts.append("|h" + history_tokens(context.history))
+                parts.append("|h" + self._tokens_of(context.history, history_tokens))
             elif ns == "r":
                 parts.append("|r" + request_tokens(context.request))
             else:

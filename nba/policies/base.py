@@ -155,13 +155,16 @@ def _slate_listed(
         cand = [i for i in range(n) if i not in taken]
         w = [p[i] for i in cand]
         mass = math.fsum(w)
-        if mass <= SLATE_MASS_FLOOR:
+        # slot_probability(p, indices, i) is p[i] over this very mass (the fsum of the
+        # same entries), or uniform over the actions left when no mass is left
+        some_mass = mass > SLATE_MASS_FLOOR
+        if not some_mass:
             w = [1.0] * len(cand)
             mass = float(len(cand))
         pos = _sample_listed([x / mass for x in w], seed, f"{event_id}/slot{j}")
         i = cand[pos]
         indices.append(i)
-        conditional.append(slot_probability(p, indices[:-1], i))
+        conditional.append(p[i] / mass if some_mass else 1.0 / len(cand))
         taken.add(i)
     return indices, conditional
 
