@@ -172,6 +172,9 @@ def _command(logs: Path, out: Path, n: int, reference: Path | None, label: str) 
         [sys.executable, "-m", "nba_cli.main", *command, "--quiet"],
         check=True,
         stdout=subprocess.DEVNULL,  # its summary; errors still reach stderr
+        # not the checkout: ``-m`` puts the working directory first on the path,
+        # where it would shadow a PYTHONPATH naming another copy of the code
+        cwd=out.parent,
     )
     wall = time.perf_counter() - t0
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
