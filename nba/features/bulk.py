@@ -708,6 +708,10 @@ def _vocab_json(vocab: list[str]) -> tuple[list[str], frozenset[str]]:
     names; kept per table (the same tables recur in every batch)."""
     key = tuple(vocab)
     hit = _VOCABS.get(key)
+    if hit is not None:
+        return hit
+    if len(key) >= _COLUMNWISE_VOCAB:
+        hit = _longer_table(key)
     if hit is None:
         # a large table of the usual form column-wise (its first sight in a
         # process wrote every value one at a time: 0.2 CPU s on a 14,059-row batch)
@@ -715,16 +719,42 @@ def _vocab_json(vocab: list[str]) -> tuple[list[str], frozenset[str]]:
         if hit is None:
             mine: set[str] = set()
             hit = ([_fragment_json(v, mine) for v in vocab], frozenset(mine))
-        if len(_VOCABS) >= _MAX_VOCABS:
-            _VOCABS.clear()
-        _VOCABS[key] = hit
+        if len(key) >= _COLUMNWISE_VOCAB:
+            longest = _LONGEST.get(key[:2])
+            if longest is None or len(longest[0]) < len(key):
+                if len(_LONGEST) >= _MAX_VOCABS:
+                    _LONGEST.clear()
+                _LONGEST[key[:2]] = (key, *hit)
+    if len(_VOCABS) >= _MAX_VOCABS:
+        _VOCABS.clear()
+    _VOCABS[key] = hit
     return hit
+
+
+def _longer_table(key: tuple[str, ...]) -> tuple[list[str], frozenset[str]] | None:
+    """:func:`_vocab_json` of ``key`` cut from that of a longer table it starts
+    (kept in :data:`_LONGEST` by its first two values) whose values all name
+    the same one feature, else None. An interest table runs from 0.001 to the
+    batch's largest value, so each batch's table is a new length of the same
+    values; with one name in all, the names of any start of it are that name
+    (or none, when all its values are empty)."""
+    longest = _LONGEST.get(key[:2])
+    if longest is None:
+        return None
+    longer, texts, names = longest
+    if len(names) != 1 or len(longer) < len(key) or longer[: len(key)] != key:
+        return None
+    return texts[: len(key)], (names if any(key) else frozenset())
 
 
 #: :func:`_vocab_json` of the tables seen so far, started afresh beyond
 #: :data:`_MAX_VOCABS`
 _VOCABS: dict[tuple[str, ...], tuple[list[str], frozenset[str]]] = {}
 _MAX_VOCABS = 4096
+
+#: the longest table of :func:`_vocab_json` of :data:`_COLUMNWISE_VOCAB` values
+#: or more, by its first two values: (its values, their texts, their names)
+_LONGEST: dict[tuple[str, ...], tuple[tuple[str, ...], list[str], frozenset[str]]] = {}
 
 #: fewest values of a token table :func:`_vocab_json` writes column-wise (below
 #: it, Arrow's per-call cost exceeds that of writing each value in Python)

@@ -136,3 +136,39 @@ def test_vocab_json_goes_column_wise_only_for_large_tables(monkeypatch: pytest.M
     refused = [*large, " a a:1"]
     with pytest.raises(bulk._NotJson):
         bulk._vocab_json(refused)
+
+
+def test_a_shorter_interest_table_is_cut_from_the_longer_one(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(bulk, "_VOCABS", {})
+    monkeypatch.setattr(bulk, "_LONGEST", {})
+    written: list[int] = []
+    real = bulk._vocab_json_columns
+
+    def spy(vocab: list[str]) -> tuple[list[str], frozenset[str]] | None:
+        written.append(len(vocab))
+        return real(vocab)
+
+    monkeypatch.setattr(bulk, "_vocab_json_columns", spy)
+    table = [""] + [f" int_dosing:{k / 1000:.3f}" for k in range(1, 500)]
+    assert bulk._vocab_json(table[:300]) == _by_value(table[:300])
+    assert bulk._vocab_json(table) == _by_value(table)  # longer: written
+    for k in (64, 100, 299, 450):  # shorter than the longest: cut from it
+        assert bulk._vocab_json(table[:k]) == _by_value(table[:k])
+    assert written == [300, 500]
+    # a start of only empty values names nothing
+    empties = [""] * 80
+    longer = [*empties, " int_x:0.001"]
+    assert bulk._vocab_json(longer) == _by_value(longer)
+    assert bulk._vocab_json(empties) == ([""] * 80, frozenset())
+    # a table of several names is never cut: its start may name fewer
+    mixed = ["", " a:1", *(f" b:{k}" for k in range(100))]
+    assert bulk._vocab_json(mixed) == _by_value(mixed)
+    written.clear()
+    assert bulk._vocab_json(mixed[:70]) == _by_value(mixed[:70])
+    assert written == [70]
+    # the same first values, then others: written, not cut
+    other = [*table[:100], " int_dosing:9.000"]
+    assert bulk._vocab_json(other) == _by_value(other)
+    assert written == [70, 101]
