@@ -232,14 +232,22 @@ def test_bench_process_cpu(env: dict[str, str]) -> None:
 
 @pytest.mark.slow
 def test_bench_export(env: dict[str, str]) -> None:
-    text = _run(["bench/export.py", "--hcps", "120", "--days", "8", "--repeat", "1"], env)
+    small = ["--hcps", "120", "--days", "8", "--repeat", "1"]
+    text = _run(["bench/export.py", *small, "--large-hcps", "200", "--check-rows", "40"], env)
     assert (
         "one decision at a time:" in text
         and "bulk (column-wise):" in text
         and "per CPU second" in text
         and "bulk featurizer alone:" in text
+        and "bulk, first export in the process (caches empty):" in text
     )
     assert "files identical: True" in text
+    # the command in a fresh process, on both logs: the same bytes
+    for label in ("the command end to end:", "larger log, the command end to end:"):
+        line = next(ln for ln in text.splitlines() if ln.startswith(label))
+        assert line.endswith("file identical: True)"), text
+    line = next(ln for ln in text.splitlines() if ln.startswith("larger log: "))
+    assert re.search(r"; 40 lines from row \d+ identical to one at a time: True$", line), text
     # the lines made by DuckDB's function path: the same file, with its ratio
     line = next(ln for ln in text.splitlines() if ln.startswith("lines made by duckdb"))
     assert "x the in-process bulk path with its outcomes and pulls read; " in line, text
