@@ -146,7 +146,12 @@ def _slate_listed(
 ) -> tuple[list[int], list[float]]:
     """:func:`sample_slate` on non-negative finite probabilities given as a list (the
     same slots and conditional probabilities, bit for bit: each slot's weights are
-    divided by the mass left one by one, as numpy divides a vector)."""
+    divided by the mass left one by one, as numpy divides a vector).
+
+    A slot's conditional probability is :func:`~nba.domain.slot_probability`'s
+    arithmetic on the mass already summed for its draw: the actions left before
+    the slot are the candidates, and ``math.fsum`` is exactly rounded, so their
+    mass is the same float whichever way it is summed."""
     n = len(p)
     indices = [chosen_index]
     conditional = [p[chosen_index]]
@@ -156,12 +161,14 @@ def _slate_listed(
         w = [p[i] for i in cand]
         mass = math.fsum(w)
         if mass <= SLATE_MASS_FLOOR:
-            w = [1.0] * len(cand)
-            mass = float(len(cand))
-        pos = _sample_listed([x / mass for x in w], seed, f"{event_id}/slot{j}")
+            pos = _sample_listed([1.0 / len(cand)] * len(cand), seed, f"{event_id}/slot{j}")
+            q = 1.0 / len(cand)
+        else:
+            pos = _sample_listed([x / mass for x in w], seed, f"{event_id}/slot{j}")
+            q = float(w[pos]) / mass
         i = cand[pos]
         indices.append(i)
-        conditional.append(slot_probability(p, indices[:-1], i))
+        conditional.append(q)
         taken.add(i)
     return indices, conditional
 
