@@ -19,6 +19,8 @@ from __future__ import annotations
 import json
 import shutil
 import sqlite3
+from dataclasses import replace
+from datetime import timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +38,7 @@ from serving import engine as engine_mod
 from serving import schemas
 from serving.errors import ApiError
 from serving.main import open_services
-from serving.store import EventStore
+from serving.store import EventStore, _SharedColumns
 
 
 @pytest.fixture(scope="module")
@@ -195,3 +197,46 @@ def test_batch_answers_and_rows_equal_single_decisions(
     assert checked["items"] == len(BATCHES) * (len(asked) - 2)
     assert checked["decided"] >= 40 and checked["blocked"] >= 10 and checked["slates"] >= 10
     assert {"consent", "trigger", "repeat"} <= counted_rules, counted_rules
+
+
+def test_rows_written_with_shared_columns_equal_rows_written_alone(
+    tmp_path: Path, model: Path
+) -> None:
+    """``add_decisions`` writes the columns its decisions share once per distinct
+    value (time, channels, eligible actions, suppressions): each row equals the row
+    written for its decision alone, over batches of every shape, decisions of other
+    times and zones, and repeated values."""
+    catalog = Catalog.default()
+    store = EventStore(tmp_path / "events.db")
+    asked = _population(store, catalog)
+    store.close()
+    svc = open_services(
+        make_settings(tmp_path, model_uri=str(model), allow_client_time=True, group_commit=False)
+    )
+    decisions = []
+    for b, extra in enumerate(BATCHES):
+        prepared, _ = svc.engine.prepare_many(
+            asked,
+            now=NOW + timedelta(minutes=b),
+            channels=svc.engine._channels(extra.get("channels")),
+            k=int(extra.get("k", 1)),
+            request={"requester": "nightly"},
+            requester="nightly",
+            defer_activation=bool(extra.get("defer_activation", False)),
+            explain=bool(extra.get("explain", False)),
+        )
+        decisions += [p.decision for p in prepared if p.decision is not None]
+    svc.store.close()
+    # the same instant in another zone, and a second later
+    decisions += [
+        replace(decisions[0], event_id="01ZONE", ts=NOW.astimezone(timezone(timedelta(hours=2)))),
+        replace(decisions[1], event_id="01LATER", ts=NOW + timedelta(seconds=1)),
+    ]
+    assert len({d.action_ids for d in decisions}) > 3
+    assert len({d.suppressed for d in decisions}) > 3
+    assert len({d.ts for d in decisions}) > 3
+    for deferred in (False, True):
+        some = [d for d in decisions if not (deferred and d.activated)]
+        shared = _SharedColumns()
+        alone = [EventStore._decision_row(d, deferred) for d in some]
+        assert [EventStore._decision_row(d, deferred, shared) for d in some] == alone
