@@ -165,6 +165,9 @@ CREATE TABLE IF NOT EXISTS decisions (
 );
 CREATE INDEX IF NOT EXISTS decisions_hcp_ts ON decisions (hcp_id, ts_us);
 CREATE INDEX IF NOT EXISTS decisions_ts ON decisions (ts_us);
+-- an HCP's decisions with their ids from the index alone: the walks of a state read
+-- (outcomes on them, overridden ones) join on the id, not on the decision's row
+CREATE INDEX IF NOT EXISTS decisions_hcp_event ON decisions (hcp_id, event_id);
 CREATE TABLE IF NOT EXISTS outcomes (
     id INTEGER PRIMARY KEY,
     event_id TEXT NOT NULL,
