@@ -165,6 +165,9 @@ CREATE TABLE IF NOT EXISTS decisions (
 );
 CREATE INDEX IF NOT EXISTS decisions_hcp_ts ON decisions (hcp_id, ts_us);
 CREATE INDEX IF NOT EXISTS decisions_ts ON decisions (ts_us);
+-- an HCP's decisions with their ids from the index alone: the walks of a state read
+-- (outcomes on them, overridden ones) join on the id, not on the decision's row
+CREATE INDEX IF NOT EXISTS decisions_hcp_event ON decisions (hcp_id, event_id);
 CREATE TABLE IF NOT EXISTS outcomes (
     id INTEGER PRIMARY KEY,
     event_id TEXT NOT NULL,
@@ -369,6 +372,51 @@ def _json_floats(values: Iterable[float]) -> str:
     if not all(map(math.isfinite, out)):
         return json.dumps(out)
     return "[" + ", ".join(map(float.__repr__, out)) + "]"
+
+
+def _suppressed_json(suppressed: Sequence[Suppression]) -> str:
+    """The ``decisions.suppressed`` column: JSON ``[[action_id, rule], ...]``.
+
+    >>> _suppressed_json([Suppression("a@email", "consent")])
+    '[["a@email", "consent"]]'
+    """
+    return (
+        "["
+        + ", ".join(f"[{_json_str(s.action_id)}, {_json_str(s.rule)}]" for s in suppressed)
+        + "]"
+    )
+
+
+class _SharedColumns:
+    """The JSON and time columns of many decisions stored together, each distinct
+    value written once: a batch's decisions share their time, the channels asked
+    for and mostly the eligible actions and suppressions. Each text is what
+    :func:`_json_strings`, :func:`_suppressed_json` and :func:`_to_us` give for the
+    value (kept by equal value: equal tuples of strings, of suppressions, equal
+    instants give equal text)."""
+
+    def __init__(self) -> None:
+        self._strings: dict[tuple[str, ...], str] = {}
+        self._suppressed: dict[tuple[Suppression, ...], str] = {}
+        self._us: dict[datetime, int] = {}
+
+    def strings(self, values: tuple[str, ...]) -> str:
+        text = self._strings.get(values)
+        if text is None:
+            text = self._strings[values] = _json_strings(values)
+        return text
+
+    def suppressed(self, values: tuple[Suppression, ...]) -> str:
+        text = self._suppressed.get(values)
+        if text is None:
+            text = self._suppressed[values] = _suppressed_json(values)
+        return text
+
+    def us(self, ts: datetime) -> int:
+        us = self._us.get(ts)
+        if us is None:
+            us = self._us[ts] = _to_us(ts)
+        return us
 
 
 def _slate_json(slate: Sequence[SlateSlot]) -> str | None:
@@ -1529,34 +1577,47 @@ class EventStore(StoreExport):
 
     # ----------------------------------------------------------- decisions
     @staticmethod
-    def _decision_row(d: Decision, deferred: bool) -> tuple[Any, ...]:
+    def _decision_row(
+        d: Decision, deferred: bool, shared: _SharedColumns | None = None
+    ) -> tuple[Any, ...]:
+        """The ``decisions`` row of ``d``; ``shared`` (one per call of
+        :meth:`add_decisions`) writes the columns its decisions share once per
+        distinct value, the same text."""
         if not isinstance(d, Decision):
             raise StoreError(f"add_decision: expected a Decision, got {type(d).__name__}")
         if deferred and d.activated:
             raise StoreError(
                 f"add_decision: decision '{d.event_id}' is deferred but marked activated"
             )
+        if shared is None:
+            ts_us = _to_us(d.ts)
+            channels = _json_strings(d.channels_requested)
+            action_ids = _json_strings(d.action_ids)
+            suppressed = _suppressed_json(d.suppressed)
+        else:
+            ts_us = shared.us(d.ts)
+            channels = shared.strings(d.channels_requested)
+            action_ids = shared.strings(d.action_ids)
+            suppressed = shared.suppressed(d.suppressed)
         return (
             d.event_id,
-            _to_us(d.ts),
+            ts_us,
             d.hcp_id,
             d.requester,
-            _json_strings(d.channels_requested),
+            channels,
             d.context,
             d.catalog_version,
-            _json_strings(d.action_ids),
+            action_ids,
             _json_floats(d.probabilities),
             int(d.chosen_index),
             d.chosen_action_id,
             float(d.propensity),
             d.policy,
             d.model_version,
-            "["
-            + ", ".join(f"[{_json_str(s.action_id)}, {_json_str(s.rule)}]" for s in d.suppressed)
-            + "]",
+            suppressed,
             int(d.activated),
             int(deferred),
-            _to_us(d.ts) if d.activated else None,
+            ts_us if d.activated else None,
             _slate_json(d.slate),
             d.rules_version,
             d.rules_market,
@@ -1602,7 +1663,8 @@ class EventStore(StoreExport):
         DuplicateEventError
             When any ``event_id`` is already stored or repeated; nothing is stored then.
         """
-        rows = [self._decision_row(d, deferred) for d in decisions]
+        shared = _SharedColumns()
+        rows = [self._decision_row(d, deferred, shared) for d in decisions]
         ids = [r[0] for r in rows]
         if len(set(ids)) != len(ids):
             dup = next(e for e in ids if ids.count(e) > 1)

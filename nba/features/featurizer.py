@@ -52,6 +52,8 @@ class Featurizer:
     def __init__(self, catalog: Catalog, config: FeaturizerConfig | None = None) -> None:
         self.catalog = catalog
         self.config = config or FeaturizerConfig()
+        #: the shared namespaces in order (``config.shared`` builds the tuple per call)
+        self._shared_namespaces = self.config.shared
         ns = set(self.config.namespaces)
         self._static: dict[str, str] = {}
         for a in catalog.actions:
@@ -114,7 +116,7 @@ class Featurizer:
     def shared_line(self, context: DecisionContext) -> str:
         """The ``shared`` line of one decision."""
         parts = ["shared"]
-        for ns in self.config.shared:
+        for ns in self._shared_namespaces:
             if ns == "p":
                 parts.append(
                     "|p"

@@ -146,7 +146,12 @@ def _slate_listed(
 ) -> tuple[list[int], list[float]]:
     """:func:`sample_slate` on non-negative finite probabilities given as a list (the
     same slots and conditional probabilities, bit for bit: each slot's weights are
-    divided by the mass left one by one, as numpy divides a vector)."""
+    divided by the mass left one by one, as numpy divides a vector).
+
+    A slot's conditional probability is :func:`~nba.domain.slot_probability`'s
+    arithmetic on the mass already summed for its draw: the actions left before
+    the slot are the candidates, and ``math.fsum`` is exactly rounded, so their
+    mass is the same float whichever way it is summed."""
     n = len(p)
     indices = [chosen_index]
     conditional = [p[chosen_index]]

@@ -578,7 +578,6 @@ class VWPolicy(Policy):
             args += ["--testonly"]
         self._ws = _workspace(args)
         # what :meth:`_predict` needs to score through VW's binding directly
-        self._label_type = self._ws.get_label_type().value
         self._scores_predicted = self._ws.get_prediction_type() in (
             vowpalwabbit.PredictionType.ACTION_PROBS,
             vowpalwabbit.PredictionType.ACTION_SCORES,
@@ -620,13 +619,16 @@ class VWPolicy(Policy):
         ``Workspace.predict`` makes -- parse, predict, read the first example's
         action scores, give the examples back -- without wrapping every line in a
         Python ``Example`` (label and prediction types looked up per line), which
-        cost about as much as VW's own parsing and prediction of a decision.
+        cost about as much as VW's own parsing and prediction of a decision. The
+        parsed examples go to VW as the parser gives them: the binding's
+        ``example(ws, label_type, existing)`` that ``pyvw`` wraps each one with
+        returns the same example (VW 9's ``my_existing_example``), so wrapping
+        them was a Python object per line for nothing.
         """
         ws = self._ws
         if not self._scores_predicted:
             return ws.predict(text)
-        parsed = pylibvw.vw._parse(ws, text.replace("\r", "").strip())
-        examples = [pylibvw.example(ws, self._label_type, x) for x in parsed]
+        examples = pylibvw.vw._parse(ws, text.replace("\r", "").strip())
         try:
             pylibvw.vw.predict_multi(ws, examples)
             return examples[0].get_action_scores()
