@@ -49,7 +49,10 @@ TABLET = {"width": 768, "height": 1024}
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope="session")
+# module scope: the sync API keeps its event loop running in this thread until the
+# ``with`` block ends, and while it runs any later test of the same worker that calls
+# ``asyncio.run`` fails ("cannot be called from a running event loop")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
     if not CHROMIUM.exists():
         if os.environ.get("CI"):
