@@ -108,8 +108,9 @@ def _trained_registry(tmp: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def server(tmp_path_factory: pytest.TempPathFactory, empty_mlflow_store: Path) -> Iterator[str]:
     tmp = tmp_path_factory.mktemp("console")
+    shutil.copy(empty_mlflow_store, tmp / "mlflow.db")
     tracking = f"sqlite:///{tmp / 'mlflow.db'}"
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("MLFLOW_TRACKING_URI", tracking)
