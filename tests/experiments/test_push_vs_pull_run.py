@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -28,8 +29,9 @@ POLICIES = ("uniform", "campaign", "vw:epsilon", "oracle")
 
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
+def tiny(tmp_path_factory, empty_mlflow_store):
     root = tmp_path_factory.mktemp("pvp")
+    shutil.copy(empty_mlflow_store, root / "mlflow.db")
     uri = f"sqlite:///{root / 'mlflow.db'}"
     cfg = ExperimentConfig(hcps=60, days=16, seeds=(1, 2), policies=POLICIES, last_weeks=1)
     res = run(cfg, root / "out", log_mlflow=True, tracking_uri=uri)

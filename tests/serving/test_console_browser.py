@@ -49,7 +49,10 @@ TABLET = {"width": 768, "height": 1024}
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope="session")
+# module scope: the sync API keeps its event loop running in this thread until the
+# ``with`` block ends, and while it runs any later test of the same worker that calls
+# ``asyncio.run`` fails ("cannot be called from a running event loop")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
     if not CHROMIUM.exists():
         if os.environ.get("CI"):
@@ -105,8 +108,9 @@ def _trained_registry(tmp: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def server(tmp_path_factory: pytest.TempPathFactory, empty_mlflow_store: Path) -> Iterator[str]:
     tmp = tmp_path_factory.mktemp("console")
+    shutil.copy(empty_mlflow_store, tmp / "mlflow.db")
     tracking = f"sqlite:///{tmp / 'mlflow.db'}"
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("MLFLOW_TRACKING_URI", tracking)

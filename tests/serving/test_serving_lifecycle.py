@@ -141,11 +141,12 @@ def test_reload_needs_admin(client: TestClient) -> None:
 
 
 @pytest.mark.slow
-def test_follows_the_mlflow_champion_alias(tmp_path: Path) -> None:
+def test_follows_the_mlflow_champion_alias(tmp_path: Path, empty_mlflow_store: Path) -> None:
     import mlflow
 
     from training import mlflow_utils
 
+    shutil.copy(empty_mlflow_store, tmp_path / "mlflow.db")
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
 
     def register(policy: VWPolicy) -> str:

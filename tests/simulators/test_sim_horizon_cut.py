@@ -4,6 +4,7 @@ day would hold, and what leaving open reward windows out does to an estimate."""
 from __future__ import annotations
 
 import json
+import shutil
 from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
 
@@ -118,8 +119,11 @@ def test_open_windows_bias_the_estimate_low_and_the_rule_removes_it(tmp_path: Pa
     assert abs(rule["estimate"] - rule["truth"]) < naive["truth"] - naive["estimate"]
 
 
-def test_train_evaluate_promote_print_the_horizon(pair, tmp_path, monkeypatch) -> None:
+def test_train_evaluate_promote_print_the_horizon(
+    pair, tmp_path, monkeypatch, empty_mlflow_store
+) -> None:
     _, cut, _, _ = pair
+    shutil.copy(empty_mlflow_store, tmp_path / "mlflow.db")
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
     monkeypatch.setenv("NBA_DATA_DIR", str(tmp_path / "data"))
     n_open = load_joined(cut, RD).counts.open_window_decisions

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
@@ -13,8 +14,9 @@ from simulators.hcp.world import simulate
 
 @pytest.mark.slow
 def test_gate_refuses_in_sample_logs_and_judges_later_ones(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, empty_mlflow_store: Path
 ) -> None:
+    shutil.copy(empty_mlflow_store, tmp_path / "mlflow.db")
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
     monkeypatch.setenv("NBA_DATA_DIR", str(tmp_path / "data"))
     logs = tmp_path / "logs"

@@ -4,6 +4,7 @@ drives the whole path. Each test uses its own SQLite store in a tmp dir."""
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -34,8 +35,10 @@ def store_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def store(store_dir: Path) -> Iterator[str]:
-    """One SQLite store for the module (creating one costs seconds)."""
+def store(store_dir: Path, empty_mlflow_store: Path) -> Iterator[str]:
+    """One SQLite store for the module, a copy of the session's empty store
+    (creating one costs seconds)."""
+    shutil.copy(empty_mlflow_store, store_dir / "mlflow.db")
     uri = f"sqlite:///{store_dir / 'mlflow.db'}"
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("MLFLOW_TRACKING_URI", uri)
