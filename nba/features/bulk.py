@@ -562,11 +562,9 @@ def _cross_factors(
     at_c = p_row * nch + p_ch
 
     def ch_counts(name: str) -> npt.NDArray[np.int64]:
-        return hist.matrix(name, channels).reshape(-1)[at_c]
+        return hist.values_at(name, channels, p_row, p_ch)[0]
 
-    dst_m, dst_present = hist.matrix_present("days_since_touch", channels)
-    dst = dst_m.reshape(-1)[at_c]
-    dst_here = dst_present.reshape(-1)[at_c]
+    dst, dst_here = hist.values_at("days_since_touch", channels, p_row, p_ch)
     top_dst = int(dst[dst_here].max()) if dst_here.any() else 0
     dst_factor: _Factor
     if top_dst <= _MAX_TABLED_COUNT:
@@ -594,9 +592,10 @@ def _cross_factors(
     factors.append(None)
 
     # per action line: topic engagements, stage x topic, topic x channel, item age
-    at_t = row_of * ntop + top_of
     factors.append(
-        _count_factor(" top_e90:", hist.matrix("topic_engagements_90d", topics).reshape(-1)[at_t])
+        _count_factor(
+            " top_e90:", hist.values_at("topic_engagements_90d", topics, row_of, top_of)[0]
+        )
     )
     stage_code = np.asarray(
         pc.index_in(stage, value_set=pa.array(ADOPTION_STAGES)).to_numpy(zero_copy_only=False),
@@ -606,15 +605,10 @@ def _cross_factors(
     factors.append((st_vocab, stage_code[row_of] * ntop + top_of))
     # topic x channel: key index t * nch + c, as in the catalog's vocabularies
     tc_keys = [topic_channel_key(t, c) for t in topics for c in channels]
-    tc = hist.matrix("topic_channel_engagements_90d", tc_keys).reshape(-1)[
-        row_of * (ntop * nch) + top_of * nch + ch_of
-    ]
+    tc = hist.values_at("topic_channel_engagements_90d", tc_keys, row_of, top_of * nch + ch_of)[0]
     factors.append(_count_factor(" tc_e90:", tc))
-    seen_m, seen_present = hist.matrix_present("days_since_content", item_ids)
-    at_i = row_of * len(item_ids) + item_of
-    age = np.where(
-        seen_present.reshape(-1)[at_i], _age_bucket_code(seen_m.reshape(-1)[at_i]) + 1, 0
-    )
+    seen, seen_here = hist.values_at("days_since_content", item_ids, row_of, item_of)
+    age = np.where(seen_here, _age_bucket_code(seen) + 1, 0)
     ago = [""] + [f" it_ago={name}" for _, name in AGE_BUCKETS] + [f" it_ago={AGE_BUCKET_OLDER}"]
     factors.append((ago, age))
     factors.extend(_interest_stated_factors(cat, row_of, top_of, ch_of, hist, stated))
@@ -942,7 +936,7 @@ def _interest_stated_factors(
                 )
             )
     # context version 4: pulls of this topic in 90 days, also keyed by the channel
-    pulls = hist.matrix("topic_pulls_90d", topics).reshape(-1)[at]
+    pulls = hist.values_at("topic_pulls_90d", topics, row_of, top_of)[0]
     top = int(pulls.max()) if pulls.size else 0
     if top <= _MAX_TABLED_COUNT:
         names = [clean(c) for c in channels]
@@ -1363,22 +1357,26 @@ class _HistoryColumns:
         out.append((names, np.where(written.any(axis=1), best + 1, 0)))
         return out
 
-    def matrix(self, name: str, vocab: list[str]) -> npt.NDArray[np.int64]:
-        return self.matrix_present(name, vocab)[0]
-
-    def matrix_present(
-        self, name: str, vocab: list[str]
+    def values_at(
+        self,
+        name: str,
+        vocab: list[str],
+        rows: npt.NDArray[np.int64],
+        cols: npt.NDArray[np.int64],
     ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.bool_]]:
-        vals = np.zeros((self.n, len(vocab)), dtype=np.int64)
-        present = np.zeros((self.n, len(vocab)), dtype=bool)
+        """History map ``name``'s count of key ``vocab[cols[i]]`` in row ``rows[i]``
+        (0 where absent) and whether the row has that key, each shape (k,) like
+        ``rows`` and ``cols``; gathered from the map's own columns, without a dense
+        (rows x vocabulary) matrix first (that cost more than the gather)."""
         keys, kvals, kpresent = self._fields(name)
         pos = {k: i for i, k in enumerate(keys)}
-        at = [(j, pos[v]) for j, v in enumerate(vocab) if v in pos]
-        if at:
-            dst, src = (np.array(x, dtype=np.int64) for x in zip(*at, strict=True))
-            vals[:, dst] = kvals[:, src]
-            present[:, dst] = kpresent[:, src]
-        return vals, present
+        src = np.array([pos.get(v, -1) for v in vocab], dtype=np.int64)[cols]
+        known = src >= 0
+        if not known.any():
+            return np.zeros(len(rows), dtype=np.int64), np.zeros(len(rows), dtype=bool)
+        src = np.where(known, src, 0)
+        vals = np.where(known, kvals[rows, src], 0)
+        return vals, known & kpresent[rows, src]
 
     def tokens(self) -> list[_Factor]:
         """The ``h`` namespace's tokens, as pieces for :func:`_gather`."""

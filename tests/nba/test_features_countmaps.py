@@ -16,7 +16,7 @@ import pytest
 import nba.features.bulk as bulk
 from nba.features import FeaturizeError, Featurizer
 from nba.features.batch import concat_buffer
-from nba.features.countmaps import maps_check_out, split_count_maps
+from nba.features.countmaps import _PROBE, _tokens_before, maps_check_out, split_count_maps
 
 from .test_features_parity import CATALOG, random_table
 
@@ -95,6 +95,44 @@ def test_the_maps_read_equal_the_json() -> None:
             if name in want["history"]:
                 want["history"][name] = {}
         assert d == want
+
+
+def test_maps_with_more_keys_than_the_probe_are_read_whole() -> None:
+    """Maps of 0 to 3 x ``_PROBE`` keys (the probe's fallback search included), in
+    rows of different lengths, read as ``json.loads`` reads them."""
+    rng = np.random.default_rng(5)
+    table, _ctxs, _actions = random_table(30, seed=4)
+    texts = []
+    for i, text in enumerate(table.column("context").to_pylist()):
+        d = json.loads(text)
+        k = int(rng.integers(0, 3 * _PROBE + 1)) if i else 3 * _PROBE
+        d["history"]["touches_30d"] = {f"ch{j:02d}": int(rng.integers(1, 99)) for j in range(k)}
+        texts.append(_compact(d))
+    blob = pa.py_buffer("".join(t + "\n" for t in texts).encode())
+    starts = np.cumsum([0] + [len(t.encode()) + 1 for t in texts])
+    got = split_count_maps(blob, starts, bulk.COUNT_MAPS)
+    assert got is not None
+    m = got[1]["touches_30d"]
+    for i, text in enumerate(texts):
+        row = {k: int(m.values[i, j]) for j, k in enumerate(m.keys) if m.present[i, j]}
+        assert row == json.loads(text)["history"]["touches_30d"], i
+
+
+def test_tokens_before_is_the_binary_search() -> None:
+    """``_tokens_before`` equals ``np.searchsorted`` for maps of 0 to 3 x
+    ``_PROBE`` tokens, up to the last token of the batch."""
+    rng = np.random.default_rng(8)
+    s = np.cumsum(rng.integers(2, 9, size=400)).astype(np.int64)
+    first = np.sort(rng.choice(np.arange(1, len(s)), size=60, replace=False)).astype(np.int64)
+    span = rng.integers(0, 3 * _PROBE + 1, size=len(first))
+    last = np.minimum(first + span, len(s))
+    # the closing brace: after the last token before it, at or before the next one
+    ends = np.where(last < len(s), s[np.minimum(last, len(s) - 1)], s[-1] + 3)
+    ends = ends - (rng.random(len(first)) < 0.5)
+    ends = np.maximum(ends, s[first - 1] + 1)
+    assert np.array_equal(_tokens_before(s, first, ends), np.searchsorted(s, ends))
+    edge = np.array([len(s)], dtype=np.int64)  # the map after the last token
+    assert np.array_equal(_tokens_before(s, edge, s[-1:] + 5), [len(s)])
 
 
 def _variant(fn: Callable[[dict[str, Any]], str | None]) -> Callable[[pa.Table], pa.Table]:
