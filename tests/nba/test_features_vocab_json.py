@@ -124,6 +124,8 @@ def test_vocab_json_goes_column_wise_only_for_large_tables(monkeypatch: pytest.M
 
     monkeypatch.setattr(bulk, "_vocab_json_columns", spy)
     monkeypatch.setattr(bulk, "_VOCABS", {})
+    # no longer table kept from an earlier test: this one would be cut from it
+    monkeypatch.setattr(bulk, "_LONGEST", {})
     large = [""] + [f" it_int:{k / 1000:.3f}" for k in range(1, 200)]
     small = [" mkt=GB", " mkt=US"]
     assert bulk._vocab_json(large) == _by_value(large)
