@@ -26,6 +26,17 @@ HCP_BODY: dict[str, Any] = {
 }
 
 
+def sqlite_rows(db: str | Path, sql: str) -> list[tuple[Any, ...]]:
+    """All rows of ``sql`` on the SQLite file ``db``, read on a connection of its own."""
+    import sqlite3
+
+    con = sqlite3.connect(db)
+    try:
+        return con.execute(sql).fetchall()
+    finally:
+        con.close()
+
+
 def auth(scope: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {KEYS[scope]}"}
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import sqlite3
 from dataclasses import replace
 from datetime import timedelta, timezone
 from pathlib import Path
@@ -26,7 +25,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from serving_testkit import make_settings
+from serving_testkit import make_settings, sqlite_rows
 from test_batch_prepare_many import BATCHES, _population, _rules
 from test_store_hcp_state import NOW
 
@@ -69,14 +68,6 @@ def model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("model") / "batch-vw"
     pol.save(path)
     return path
-
-
-def _rows(path: Path, sql: str) -> list[tuple[Any, ...]]:
-    con = sqlite3.connect(path)
-    try:
-        return con.execute(sql).fetchall()
-    finally:
-        con.close()
 
 
 def _suppression_counts(svc: Any) -> dict[str, float]:
@@ -180,17 +171,19 @@ def test_batch_answers_and_rows_equal_single_decisions(
         single_svc.store.close()
 
         every = "SELECT * FROM decisions ORDER BY event_id"
-        got_rows = _rows(batch_dir / "events.db", every)
-        assert got_rows == _rows(single_dir / "events.db", every)
-        before = len(_rows(tmp_path / "events.db", every))
+        got_rows = sqlite_rows(batch_dir / "events.db", every)
+        assert got_rows == sqlite_rows(single_dir / "events.db", every)
+        before = len(sqlite_rows(tmp_path / "events.db", every))
         assert len(got_rows) - before == answer["n_decisions"] > 0
         held = (
             "SELECT ts_us, hcp_id, requester, channels_requested FROM holdout_requests"
             " ORDER BY 2, 1, 4"
         )
-        assert _rows(batch_dir / "events.db", held) == _rows(single_dir / "events.db", held)
+        assert sqlite_rows(batch_dir / "events.db", held) == sqlite_rows(
+            single_dir / "events.db", held
+        )
         if holdout == "no_contact":
-            assert _rows(batch_dir / "events.db", held)
+            assert sqlite_rows(batch_dir / "events.db", held)
 
     # what was compared: decided and blocked HCPs, lists of several suggestions,
     # and every metric of suppressions a batch adds (consent, gaps, triggers)

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import sqlite3
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -23,7 +22,7 @@ from typing import Any
 import httpx
 import numpy as np
 import pytest
-from serving_testkit import auth, make_settings, start_server, stop_server
+from serving_testkit import auth, make_settings, sqlite_rows, start_server, stop_server
 from test_store_hcp_state import NOW, _populate
 
 from nba.catalog import Catalog
@@ -93,14 +92,6 @@ def _population(store: EventStore, catalog: Catalog) -> list[str]:
     return ["h1", "GHOST-1", *ids[:20], "h2", "GHOST-2", *ids[20:], "h3"]
 
 
-def _rows(path: Path, sql: str) -> list[tuple[Any, ...]]:
-    con = sqlite3.connect(path)
-    try:
-        return con.execute(sql).fetchall()
-    finally:
-        con.close()
-
-
 @pytest.mark.parametrize("holdout", ["uniform", "no_contact"])
 def test_batch_answers_and_rows_equal_the_per_hcp_path(
     tmp_path: Path, holdout: str, monkeypatch: pytest.MonkeyPatch
@@ -161,18 +152,18 @@ def test_batch_answers_and_rows_equal_the_per_hcp_path(
     blocked = [r for d in items for r in d["blocked_by"]]
     assert all(a["unknown_hcp_ids"] == ["GHOST-1", "GHOST-2"] for a in answers)
     assert {"consent", "holdout" if holdout == "no_contact" else "consent"} <= set(blocked)
-    supp = " ".join(r[0] for r in _rows(db, "SELECT suppressed FROM decisions"))
+    supp = " ".join(r[0] for r in sqlite_rows(db, "SELECT suppressed FROM decisions"))
     assert "trigger:t1" in supp and "repeat" in supp  # rules that left something
     assert any(len(d["suggestions"]) == 3 for d in items)
     assert any(s["reasons"] for d in items for s in d["suggestions"])
     # the stored rows: decisions identical, column by column; no-contact records
     # identical but for their event ids (drawn apart from the batch's)
     every = "SELECT * FROM decisions ORDER BY event_id"
-    got, want_rows = _rows(db, every), _rows(ref_dir / "events.db", every)
+    got, want_rows = sqlite_rows(db, every), sqlite_rows(ref_dir / "events.db", every)
     assert got == want_rows and len(got) >= 25 + 40
     held = (
         "SELECT ts_us, hcp_id, requester, channels_requested FROM holdout_requests ORDER BY 2, 1, 4"
     )
-    assert _rows(db, held) == _rows(ref_dir / "events.db", held)
+    assert sqlite_rows(db, held) == sqlite_rows(ref_dir / "events.db", held)
     if holdout == "no_contact":
-        assert _rows(db, held)
+        assert sqlite_rows(db, held)

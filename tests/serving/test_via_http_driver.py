@@ -6,7 +6,6 @@ fail with errors that say what to fix."""
 from __future__ import annotations
 
 import json
-import sqlite3
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,7 +17,7 @@ from fastapi.testclient import TestClient
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from serving_testkit import KEYS, make_settings
+from serving_testkit import KEYS, make_settings, sqlite_rows
 
 from serving.main import create_app
 from serving.settings import hash_key
@@ -40,14 +39,6 @@ def _settings(tmp: Path, **overrides: Any) -> Any:
 def sim_app(tmp_path: Path) -> Iterator[tuple[TestClient, Path]]:
     with TestClient(create_app(_settings(tmp_path, allow_client_time=True))) as c:
         yield c, tmp_path / "events.db"
-
-
-def _rows(db: Path, sql: str) -> list[tuple[Any, ...]]:
-    con = sqlite3.connect(db)
-    try:
-        return con.execute(sql).fetchall()
-    finally:
-        con.close()
 
 
 @pytest.mark.parametrize("outcomes_batch", [None, 1000], ids=["one-per-report", "batch"])
@@ -73,7 +64,7 @@ def test_driver_acknowledges_what_the_service_stored(
     assert set(summary.by_requester) == {"email_platform", "rep_app"}
     stored = {
         r[0]: r[1:]
-        for r in _rows(
+        for r in sqlite_rows(
             db,
             "SELECT event_id, chosen_action_id, propensity, requester, ts_us, probabilities,"
             " chosen_index FROM decisions",
@@ -89,7 +80,7 @@ def test_driver_acknowledges_what_the_service_stored(
         assert ts_us == int(s.ts.timestamp() * 1_000_000)  # the simulated time, not the clock
         assert s.ts.year == 2026 and s.ts.month == 1
     # every report was stored once, and after its decision
-    outcomes = _rows(
+    outcomes = sqlite_rows(
         db,
         "SELECT o.type, o.kind, o.ts_us - d.ts_us FROM outcomes o"
         " JOIN decisions d ON d.event_id = o.event_id",
@@ -101,11 +92,11 @@ def test_driver_acknowledges_what_the_service_stored(
     assert ("accepted", "feedback") in kinds and ("delivered", "response") in kinds
     n_feedback = sum(1 for _, k, _ in outcomes if k == "feedback")
     assert n_feedback == summary.by_requester["rep_app"] == summary.feedback_posted
-    external = _rows(
+    external = sqlite_rows(
         db, "SELECT count(*) FROM touches WHERE origin = 'external' AND kind = 'contact'"
     )[0][0]
     assert external == summary.touches_posted > 0
-    pulls = _rows(db, "SELECT count(*) FROM touches WHERE kind != 'contact'")[0][0]
+    pulls = sqlite_rows(db, "SELECT count(*) FROM touches WHERE kind != 'contact'")[0][0]
     assert pulls == summary.pulls_posted > 0
     # the driver's record matches what it acknowledged
     rec = pq.read_table(tmp_path / "record" / "served.parquet")
@@ -113,7 +104,7 @@ def test_driver_acknowledges_what_the_service_stored(
     assert (tmp_path / "record" / "via_summary.json").is_file()
     # ground truth for every chosen action carried out; none for dismissed suggestions
     truth = rec.column("expected_reward").to_pylist()
-    dismissed = _rows(db, "SELECT count(*) FROM outcomes WHERE type = 'dismissed'")[0][0]
+    dismissed = sqlite_rows(db, "SELECT count(*) FROM outcomes WHERE type = 'dismissed'")[0][0]
     assert sum(t is None for t in truth) == dismissed
     assert summary.executed == len(truth) - dismissed > 0
     assert all(t is None or -1.0 <= t <= 3.0 for t in truth)
@@ -153,7 +144,7 @@ def test_service_without_client_time_is_refused(tmp_path: Path) -> None:
         with pytest.raises(ViaError, match="NBA_ALLOW_CLIENT_TIME=true"):
             drive("http://testserver", hcps=20, days=1, api_key=DRIVER_KEY, http=c)
         # nothing was decided
-        assert _rows(tmp_path / "events.db", "SELECT count(*) FROM decisions")[0][0] == 0
+        assert sqlite_rows(tmp_path / "events.db", "SELECT count(*) FROM decisions")[0][0] == 0
 
 
 @pytest.mark.parametrize(
@@ -248,7 +239,7 @@ def test_pulls_of_every_kind_reach_the_store_as_the_world_logs_them(
     driver._pulls(Touches.concat([questions]))
     driver._deliver(until_us=None)
     assert summary.pulls_posted == before + questions.n
-    stored = _rows(
+    stored = sqlite_rows(
         db,
         "SELECT hcp_id, ts_us, channel, content_id, origin, topics, content_ids, dwell_s"
         " FROM touches WHERE kind = 'webinar_question' ORDER BY ts_us, hcp_id",
