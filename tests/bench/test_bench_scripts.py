@@ -141,6 +141,8 @@ def test_bench_serve(env: dict[str, str], loadgen: str) -> None:
     # the batch's server CPU per decision, measured (positive) like the single route's
     batch_cpu = next(ln for ln in text.splitlines() if ln.startswith("batch server CPU:"))
     assert float(batch_cpu.split()[3]) > 0 and "decisions per CPU second" in batch_cpu
+    # two batch requests in flight per worker by default, all of them answered
+    assert "batch: 200 decisions (100 a request, 2 in flight)" in text
     # the event loop's CPU per request apart from the other threads' (thread pool, committer)
     split = text.split("server CPU ms per request", 1)[1].splitlines()
     loop_ms, other_ms = (
@@ -150,6 +152,20 @@ def test_bench_serve(env: dict[str, str], loadgen: str) -> None:
     # the decisions' CPU by thread role: the decision pool's threads are named
     roles = dict(re.findall(r"^(event loop|nba-decide|nba-group-commi)\s+([\d.]+)$", text, re.M))
     assert float(roles["nba-decide"]) > 0, text
+
+
+def test_bench_serve_refuses_no_batch_in_flight(env: dict[str, str]) -> None:
+    out = subprocess.run(
+        [sys.executable, "bench/serve.py", "--batch-in-flight", "0"],
+        cwd=PROJECT_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert out.returncode == 2
+    assert "--batch-in-flight must be at least 1, got 0" in out.stderr
 
 
 @pytest.mark.slow
