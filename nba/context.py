@@ -74,7 +74,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
@@ -450,21 +450,52 @@ def _attributes_out(attributes: Mapping[str, Any]) -> dict[str, Any]:
 _encode = json.JSONEncoder(sort_keys=True, separators=(",", ":")).encode
 
 
-class ContextJSON:
-    """:meth:`DecisionContext.to_json`, the same text, with the profile's and the
-    history's JSON kept per object.
+class TextPerObject:
+    """Text written once per immutable object, matched by identity.
 
     A decision service reads the same :class:`~nba.domain.HCPProfile` and
-    :class:`History` objects again for the same rows (the store keeps them), and
-    both are immutable, so their JSON is written once per object. With sorted keys
-    and no spaces a JSON object's text is its members' texts joined in key order,
-    so the context's text is assembled from the parts: the same bytes as
-    ``to_json`` (the tests hold the two together).
-
-    Objects are matched by identity (each kept with its text, so that its ``id``
-    cannot be reused while it is kept); at most ``max_entries`` are kept, all
-    dropped when full. Safe to share between threads (a race writes the same text
+    :class:`History` objects again for the same rows (its store keeps them), and
+    both are immutable, so a text made from one (its JSON, its tokens) is the
+    same every time. Each object is kept with its text, so that its ``id``
+    cannot be reused while it is kept; at most ``max_entries`` are kept, all
+    dropped when full. Safe to share between threads (a race makes the same text
     twice).
+
+    Parameters
+    ----------
+    max_entries : int
+        How many objects are kept.
+    """
+
+    def __init__(self, max_entries: int) -> None:
+        if max_entries < 1:
+            raise ValueError(f"max_entries must be at least 1, got {max_entries}")
+        self.max_entries = max_entries
+        self._kept: dict[int, tuple[object, str]] = {}
+
+    def __call__(self, obj: object, make: Callable[[Any], str]) -> str:
+        """``make(obj)``, made once while ``obj`` is kept."""
+        kept = self._kept.get(id(obj))
+        if kept is not None and kept[0] is obj:
+            return kept[1]
+        text = make(obj)
+        if len(self._kept) >= self.max_entries:
+            self._kept.clear()
+        self._kept[id(obj)] = (obj, text)
+        return text
+
+
+def _json_of(obj: HCPProfile | History) -> str:
+    return _encode(obj.to_dict())
+
+
+class ContextJSON:
+    """:meth:`DecisionContext.to_json`, the same text, with the profile's and the
+    history's JSON kept per object (:class:`TextPerObject`).
+
+    With sorted keys and no spaces a JSON object's text is its members' texts
+    joined in key order, so the context's text is assembled from the parts: the
+    same bytes as ``to_json`` (the tests hold the two together).
 
     Parameters
     ----------
@@ -473,20 +504,14 @@ class ContextJSON:
     """
 
     def __init__(self, max_entries: int = 16_384) -> None:
-        if max_entries < 1:
-            raise ValueError(f"max_entries must be at least 1, got {max_entries}")
-        self.max_entries = max_entries
-        self._kept: dict[int, tuple[object, str]] = {}
+        self._parts = TextPerObject(max_entries)
+
+    @property
+    def max_entries(self) -> int:
+        return self._parts.max_entries
 
     def _part(self, obj: HCPProfile | History) -> str:
-        kept = self._kept.get(id(obj))
-        if kept is not None and kept[0] is obj:
-            return kept[1]
-        text = _encode(obj.to_dict())
-        if len(self._kept) >= self.max_entries:
-            self._kept.clear()
-        self._kept[id(obj)] = (obj, text)
-        return text
+        return self._parts(obj, _json_of)
 
     def __call__(self, context: DecisionContext) -> str:
         """The text of ``context.to_json()``."""

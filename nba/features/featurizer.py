@@ -17,7 +17,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from nba.catalog import Catalog
-from nba.context import DecisionContext, topic_channel_key
+from nba.context import DecisionContext, TextPerObject, topic_channel_key
 from nba.domain import Action, ValidationError
 from nba.features.batch import FeaturizedBatch
 from nba.features.bulk import featurize_bulk
@@ -85,28 +85,11 @@ class Featurizer:
             for a in catalog.actions
         }
 
-        # the profile's and the history's tokens, kept per object (see _tokens_of)
-        self._kept_tokens: dict[int, tuple[object, str]] = {}
+        #: the profile's and the history's tokens, made once per (immutable) object
+        self._tokens_of = TextPerObject(self.KEPT_TOKENS)
 
-    #: how many profiles and histories :meth:`_tokens_of` keeps (together)
+    #: how many profiles and histories :attr:`_tokens_of` keeps (together)
     KEPT_TOKENS = 4096
-
-    def _tokens_of(self, obj: Any, tokens: Any) -> str:
-        """``tokens(obj)`` for an immutable profile or history, kept per object.
-
-        A decision service reads the same profile and history objects again for the
-        same rows (its store keeps them), so their tokens are written once per
-        object. Matched by identity, each kept with its text (so that its ``id``
-        cannot be reused while kept); all dropped when :attr:`KEPT_TOKENS` are kept.
-        """
-        kept = self._kept_tokens.get(id(obj))
-        if kept is not None and kept[0] is obj:
-            return kept[1]
-        text: str = tokens(obj)
-        if len(self._kept_tokens) >= self.KEPT_TOKENS:
-            self._kept_tokens.clear()
-        self._kept_tokens[id(obj)] = (obj, text)
-        return text
 
     @property
     def interactions(self) -> tuple[str, ...]:

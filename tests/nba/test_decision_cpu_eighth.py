@@ -73,7 +73,7 @@ def test_context_json_keeps_at_most_max_entries_and_matches_by_identity() -> Non
     ctxs = _contexts(40, seed=9)
     for ctx in ctxs:
         assert encode(ctx) == ctx.to_json()
-        assert len(encode._kept) <= 3
+        assert len(encode._parts._kept) <= 3
     # an equal profile built anew is another object: its own text, the same bytes
     ctx = ctxs[5]
     again = replace(ctx, hcp=replace(ctx.hcp), history=History.from_dict(ctx.history.to_dict()))
@@ -93,7 +93,7 @@ def test_context_json_keeps_at_most_max_entries_and_matches_by_identity() -> Non
 )
 def test_shared_line_from_kept_tokens(config: FeaturizerConfig) -> None:
     feat = Featurizer(CATALOG, config)
-    feat.KEPT_TOKENS = 7  # fill and empty the kept tokens several times
+    feat._tokens_of.max_entries = 7  # fill and empty the kept tokens several times
     ctxs = _contexts(120, seed=10)
     for ctx in [*ctxs, *ctxs]:
         parts = ["shared"]
@@ -107,7 +107,7 @@ def test_shared_line_from_kept_tokens(config: FeaturizerConfig) -> None:
             else:
                 parts.append("|c" + calendar_tokens(ctx.day))
         assert feat.shared_line(ctx) == " ".join(parts)
-        assert len(feat._kept_tokens) <= 7
+        assert len(feat._tokens_of._kept) <= 7
     # another profile object with other values is not given the kept tokens
     ctx = ctxs[0]
     other = replace(ctx, hcp=replace(ctx.hcp, decile=11 - ctx.hcp.decile))
