@@ -87,9 +87,18 @@ def test_bench_train_pairs_median_and_spread() -> None:
         bt.spread([])
 
 
-def test_bench_train_refuses_no_pairs(env: dict[str, str]) -> None:
+@pytest.mark.parametrize(
+    ("script", "arg", "message"),
+    [
+        ("bench/train.py", "--repeat", "--repeat must be at least 1 (pairs of runs), got 0"),
+        ("bench/serve.py", "--batch-in-flight", "--batch-in-flight must be at least 1, got 0"),
+    ],
+)
+def test_bench_refuses_a_zero_count(
+    env: dict[str, str], script: str, arg: str, message: str
+) -> None:
     out = subprocess.run(
-        [sys.executable, "bench/train.py", "--repeat", "0"],
+        [sys.executable, script, arg, "0"],
         cwd=PROJECT_ROOT,
         env=env,
         capture_output=True,
@@ -98,7 +107,7 @@ def test_bench_train_refuses_no_pairs(env: dict[str, str]) -> None:
         check=False,
     )
     assert out.returncode == 2
-    assert "--repeat must be at least 1 (pairs of runs), got 0" in out.stderr
+    assert message in out.stderr
 
 
 @pytest.mark.slow
@@ -152,20 +161,6 @@ def test_bench_serve(env: dict[str, str], loadgen: str) -> None:
     # the decisions' CPU by thread role: the decision pool's threads are named
     roles = dict(re.findall(r"^(event loop|nba-decide|nba-group-commi)\s+([\d.]+)$", text, re.M))
     assert float(roles["nba-decide"]) > 0, text
-
-
-def test_bench_serve_refuses_no_batch_in_flight(env: dict[str, str]) -> None:
-    out = subprocess.run(
-        [sys.executable, "bench/serve.py", "--batch-in-flight", "0"],
-        cwd=PROJECT_ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert out.returncode == 2
-    assert "--batch-in-flight must be at least 1, got 0" in out.stderr
 
 
 @pytest.mark.slow
