@@ -64,23 +64,6 @@ def test_decisions_written_by_the_process_equal_those_written_inline(
     assert all(c.startswith('{"day":"') for c in contexts)
 
 
-def test_a_failing_decisions_write_stops_the_run_with_its_error(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    original = logio.append
-
-    def failing(root: Path, name: str, table: object, **kw: object) -> object:
-        if name == "decisions":  # runs in the forked process
-            raise OSError(28, "No space left on device")
-        return original(root, name, table, **kw)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(logio, "append", failing)
-    with pytest.raises(OSError, match="No space left on device"):
-        World(300, seed=1).run(10, out=tmp_path / "logs", flush_days=2)
-    assert not (tmp_path / "logs" / "manifest.json").exists()
-    assert not logio.part_files(tmp_path / "logs", "decisions")
-
-
 def test_a_writer_process_that_dies_stops_the_run(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -93,14 +76,14 @@ def test_a_writer_process_that_dies_stops_the_run(
     assert not (tmp_path / "logs" / "manifest.json").exists()
 
 
-@pytest.mark.parametrize("table", ["touches", "ground_truth", "outcomes"])
-def test_a_failing_write_in_the_tables_process_stops_the_run_with_its_error(
+@pytest.mark.parametrize("table", ["decisions", "touches", "ground_truth", "outcomes"])
+def test_a_failing_write_in_a_writer_process_stops_the_run_with_its_error(
     table: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     original = logio.append
 
     def failing(root: Path, name: str, t: object, **kw: object) -> object:
-        if name == table:  # runs in the tables process
+        if name == table:  # runs in the decisions process or the tables process
             raise OSError(28, "No space left on device")
         return original(root, name, t, **kw)  # type: ignore[arg-type]
 
