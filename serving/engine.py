@@ -606,9 +606,6 @@ class DecisionEngine:
             journey=journey,
         )
 
-    def _count_suppressed(self, rule: str, n: int) -> None:
-        self._suppressions(rule).inc(n)
-
     def journey_states(
         self, hcp: HCPProfile, now: datetime, journeys: JourneySet
     ) -> list[JourneyState]:
@@ -646,12 +643,13 @@ class DecisionEngine:
                     counter = counters[channel] = self.metrics.decisions.labels(channel=channel)
                 counter.inc()
 
-    def _suppressions(self, rule: str) -> Any:
-        """The suppressions counter's child of ``rule`` (looked up once per rule)."""
+    def _count_suppressed(self, rule: str, n: int) -> None:
+        """Add ``n`` to the suppressions counter's child of ``rule`` (looked up once
+        per rule)."""
         counter = self._suppression_counters.get(rule)
         if counter is None:
             counter = self._suppression_counters[rule] = self.metrics.suppressions.labels(rule=rule)
-        return counter
+        counter.inc(n)
 
     def decide(
         self, req: schemas.DecisionRequest, principal: str
