@@ -72,17 +72,80 @@ def test_two_commands_are_the_makefile_targets() -> None:
     assert "make test" in ci
 
 
+def _run_lines(
+    block: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    in_process: frozenset[str],
+    timeout: float = 600,
+) -> list[str]:
+    """Run a README block's lines in order, each as written, from ``tmp_path`` with
+    :func:`_env`; the standard output of each. An ``nba SUBCOMMAND`` line whose
+    subcommand is in ``in_process`` runs in this process (the same arguments, through
+    the same command-line entry point, ``nba_cli.main.main``), the others with bash.
+    A line ``nba ... || ALTERNATIVE`` runs ``ALTERNATIVE`` with bash when the command
+    exits non-zero, as the shell does.
+
+    Each ``nba`` process would import the command's stack again (MLflow, pandas,
+    SciPy: seconds of CPU) that the test's process has already imported. The
+    subcommands run in-process here are still run as real processes elsewhere
+    (``make demo``'s test; ``nba train`` and ``nba promote`` also in the MLflow-server
+    deployment's)."""
+    from click.testing import CliRunner
+
+    from nba_cli.main import main
+
+    monkeypatch.chdir(tmp_path)
+    for var, value in _env(tmp_path).items():
+        monkeypatch.setenv(var, value)
+    outputs: list[str] = []
+    for line in _commands(block):
+        command, _, alternative = line.partition(" || ")
+        words = shlex.split(command)
+        if words[0] != "nba" or words[1] not in in_process:
+            out = _bash(line, tmp_path, _env(tmp_path), timeout=timeout)
+            assert out.returncode == 0, (line, out.stdout[-3000:], out.stderr[-3000:])
+            outputs.append(out.stdout)
+            continue
+        # a shell construct would need bash: this loop only splits words
+        assert not re.search(r"[|;&<>$`*?]", command.replace('"local[2]"', "")), line
+        result = CliRunner().invoke(main, words[1:], catch_exceptions=False)
+        outputs.append(result.stdout)
+        if result.exit_code != 0:
+            assert alternative, (line, result.exit_code, result.output[-3000:])
+            out = _bash(alternative, tmp_path, _env(tmp_path), timeout=timeout)
+            assert out.returncode == 0, (line, out.stdout, out.stderr)
+            outputs.append(out.stdout)
+    return outputs
+
+
 @pytest.mark.slow
-def test_data_scientist_tour_runs_verbatim(tmp_path: Path) -> None:
+def test_data_scientist_tour_runs_verbatim(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The tour's lines in order; ``nba logs export`` and ``nba logs import`` as real
+    commands (no other test starts them as processes), the others in this process."""
     block = _blocks_after("## A tour for data scientists")[0]
-    out = _bash(block, tmp_path, _env(tmp_path), timeout=1200)
-    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    assert [shlex.split(line)[:2] for line in _commands(block)] == [
+        ["nba", "simulate"],
+        ["nba", "logs"],
+        ["nba", "logs"],
+        ["nba", "train"],
+        ["nba", "evaluate"],
+        ["nba", "promote"],
+    ], "the README's tour changed: check what this test runs in-process"
+    outputs = _run_lines(
+        block,
+        tmp_path,
+        monkeypatch,
+        in_process=frozenset({"simulate", "train", "evaluate", "promote"}),
+        timeout=1200,
+    )
+    stdout = "".join(outputs)
     assert (tmp_path / "logs" / "decisions").is_dir()
     assert (tmp_path / "logs.dsjson").stat().st_size > 0
     assert (tmp_path / "imported" / "decisions").is_dir()
     assert (tmp_path / "report" / "estimates.png").is_file()
-    assert "registered nba version 1 as 'challenger'" in out.stdout
-    assert "| truth |" in out.stdout
+    assert "registered nba version 1 as 'challenger'" in stdout
+    assert "| truth |" in stdout
 
 
 def _free_port() -> int:
@@ -463,12 +526,21 @@ def test_marketer_builds_a_journey(tmp_path: Path) -> None:
         proc.wait(timeout=30)
 
 
-def test_retraining_loop_block_runs_verbatim(tmp_path: Path) -> None:
+def test_retraining_loop_block_runs_verbatim(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``nba loop`` as a real command (no other test starts it as a process), the
+    simulation before it in this process."""
     block = _blocks_after("## The retraining loop")[0]
-    out = _bash(block, tmp_path, _env(tmp_path), timeout=1200)
-    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
-    assert "cycle 1 as of 2026-02-16" in out.stdout
-    assert "gate (snips, gaussian)" in out.stdout  # it trained and gated
+    assert [shlex.split(line)[:2] for line in _commands(block)] == [
+        ["nba", "simulate"],
+        ["nba", "loop"],
+    ], "the README's loop block changed: check what this test runs in-process"
+    outputs = _run_lines(
+        block, tmp_path, monkeypatch, in_process=frozenset({"simulate"}), timeout=1200
+    )
+    assert "cycle 1 as of 2026-02-16" in outputs[1]
+    assert "gate (snips, gaussian)" in outputs[1]  # it trained and gated
     state = json.loads((tmp_path / "loop-work" / "loop_state.json").read_text())
     assert state["cycles"][0]["decision"] in ("promoted", "kept")
 
@@ -486,27 +558,10 @@ def test_spark_pipeline_block_runs_verbatim(
     bash. As separate processes the two `--engine spark` lines started and warmed
     up a JVM each, tens of CPU seconds for what the session already does. Needs
     Java: the session fixture skips without it, and fails under CI."""
-    from click.testing import CliRunner
-
-    from nba_cli.main import main
-
     block = _blocks_after("## Running the log pipeline on Spark")[0]
-    monkeypatch.chdir(tmp_path)
-    for var, value in _env(tmp_path).items():
-        monkeypatch.setenv(var, value)
-    outputs: list[str] = []
-    for line in _commands(block):
-        words = shlex.split(line)
-        if words[0] != "nba":
-            out = _bash(line, tmp_path, _env(tmp_path), timeout=300)
-            assert out.returncode == 0, (line, out.stdout, out.stderr)
-            outputs.append(out.stdout)
-            continue
-        # a shell construct would need bash: this loop only splits words
-        assert not re.search(r"[|;&<>$`*?]", line.replace('"local[2]"', "")), line
-        result = CliRunner().invoke(main, words[1:], catch_exceptions=False)
-        assert result.exit_code == 0, (line, result.output)
-        outputs.append(result.output)
+    outputs = _run_lines(
+        block, tmp_path, monkeypatch, in_process=frozenset({"simulate", "logs", "train"})
+    )
     assert [shlex.split(line)[0] for line in _commands(block)] == [
         "nba",
         "nba",
