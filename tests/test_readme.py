@@ -72,6 +72,25 @@ def test_two_commands_are_the_makefile_targets() -> None:
     assert "make test" in ci
 
 
+def _nba_in_process(
+    command: str, cwd: Path, env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> Any:
+    """A README ``nba ...`` line (no shell construct) run in this process from ``cwd``
+    with ``env``: its ``click.testing.Result``."""
+    from click.testing import CliRunner
+
+    from nba_cli.main import main
+
+    # a shell construct would need bash: this only splits words
+    assert not re.search(r"[|;&<>$`*?]", command.replace('"local[2]"', "")), command
+    words = shlex.split(command)
+    assert words[0] == "nba", command
+    monkeypatch.chdir(cwd)
+    for var, value in env.items():
+        monkeypatch.setenv(var, value)
+    return CliRunner().invoke(main, words[1:], catch_exceptions=False)
+
+
 def _run_lines(
     block: str,
     tmp_path: Path,
@@ -91,13 +110,6 @@ def _run_lines(
     subcommands run in-process here are still run as real processes elsewhere
     (``make demo``'s test; ``nba train`` and ``nba promote`` also in the MLflow-server
     deployment's)."""
-    from click.testing import CliRunner
-
-    from nba_cli.main import main
-
-    monkeypatch.chdir(tmp_path)
-    for var, value in _env(tmp_path).items():
-        monkeypatch.setenv(var, value)
     outputs: list[str] = []
     for line in _commands(block):
         command, _, alternative = line.partition(" || ")
@@ -107,9 +119,7 @@ def _run_lines(
             assert out.returncode == 0, (line, out.stdout[-3000:], out.stderr[-3000:])
             outputs.append(out.stdout)
             continue
-        # a shell construct would need bash: this loop only splits words
-        assert not re.search(r"[|;&<>$`*?]", command.replace('"local[2]"', "")), line
-        result = CliRunner().invoke(main, words[1:], catch_exceptions=False)
+        result = _nba_in_process(command, tmp_path, _env(tmp_path), monkeypatch)
         outputs.append(result.stdout)
         if result.exit_code != 0:
             assert alternative, (line, result.exit_code, result.output[-3000:])
@@ -464,7 +474,7 @@ def test_brand_manager_week_runs_against_a_real_server(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_marketer_builds_a_journey(tmp_path: Path) -> None:
+def test_marketer_builds_a_journey(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     serve_block, block = _blocks_after("## A marketer builds a journey")
     serve_line = _commands(serve_block)[0]
     env, _ = _serve_env(tmp_path, serve_line)
@@ -488,6 +498,11 @@ def test_marketer_builds_a_journey(tmp_path: Path) -> None:
                 answers.append((int(code), json.loads(body)))
                 if '"channels": ["webinar"]' in line:
                     event_id = answers[-1][1]["event_id"]
+            elif line.startswith("nba simulate "):
+                # in this process: make demo's test runs `nba simulate` as a real command
+                result = _nba_in_process(line, tmp_path, env, monkeypatch)
+                assert result.exit_code == 0, (line, result.output)
+                outputs.append((result.stdout, result.stderr))
             else:
                 out = _bash(line, tmp_path, env)
                 assert out.returncode == 0, (line, out.stdout, out.stderr)
