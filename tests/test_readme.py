@@ -196,7 +196,9 @@ def _start_readme_server(
         stderr=subprocess.STDOUT,
     )
     base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 240  # a fresh MLflow store is created on start
+    # (it imports MLflow to follow models:/nba@champion, then finds no store and
+    # serves the uniform baseline: it does not create one)
+    deadline = time.monotonic() + 240
     # one client for the polls: httpx.get builds a client, and an SSL context, each
     # call (about 40 ms of CPU, taken from the starting server on a busy machine)
     with httpx.Client(timeout=1) as http:
