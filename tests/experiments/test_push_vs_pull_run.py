@@ -187,10 +187,19 @@ def test_cli_runs_tiny_without_mlflow_and_refuses_bad_input(tmp_path):
     assert bad.exit_code != 0 and "must include 'campaign'" in bad.output
 
 
-def test_observable_ceiling_is_between_uniform_and_oracle_on_the_same_decisions():
+@pytest.fixture(scope="module")
+def ceiling():
+    """The honest ceiling of one small world, computed once: both ceiling tests
+    read it (the second compares it with the reveal study's honest set)."""
     from experiments.push_vs_pull.ceiling import observable_ceiling
 
-    c = observable_ceiling(hcps=120, days=12, seed=2, train_days=8, passes=2)
+    return observable_ceiling(hcps=120, days=12, seed=2, train_days=8, passes=2)
+
+
+def test_observable_ceiling_is_between_uniform_and_oracle_on_the_same_decisions(ceiling):
+    from experiments.push_vs_pull.ceiling import observable_ceiling
+
+    c = ceiling
     assert c["n_train"] > 0 and c["n_test"] > 0
     assert c["v_uniform"] <= c["v_oracle"] and c["v_ceiling"] <= c["v_oracle"]
     assert c["score"] == pytest.approx(
@@ -200,7 +209,7 @@ def test_observable_ceiling_is_between_uniform_and_oracle_on_the_same_decisions(
         observable_ceiling(hcps=20, days=12, train_days=12)
 
 
-def test_ceiling_reveal_scores_each_set_on_the_same_decisions():
+def test_ceiling_reveal_scores_each_set_on_the_same_decisions(ceiling):
     from experiments.push_vs_pull.ceiling import REVEALABLE, reveal_study
 
     sets = [(), ("seen",), ("channel_affinity", "interest", "knowledge"), ("primary",)]
@@ -216,9 +225,7 @@ def test_ceiling_reveal_scores_each_set_on_the_same_decisions():
     for r in res:
         assert r["v_uniform"] <= r["v_oracle"] and r["v_ceiling"] <= r["v_oracle"]
     # the honest set is the plain ceiling
-    from experiments.push_vs_pull.ceiling import observable_ceiling
-
-    plain = observable_ceiling(hcps=120, days=12, seed=2, train_days=8, passes=2)
+    plain = ceiling
     assert plain["score"] == res[0]["score"] and plain["reveal"] == ""
     # the exact primary response lifts even this tiny regressor well above the honest one
     assert res[3]["score"] > res[0]["score"]
