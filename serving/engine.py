@@ -33,9 +33,10 @@ from collections.abc import Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
+import orjson
 
 from nba.catalog import Catalog
 from nba.contact import ContactPolicy
@@ -123,6 +124,36 @@ class _PendingOutcome:
     fired: list[tuple[str, Fired] | None]
 
 
+class Shown(NamedTuple):
+    """One suggestion of a decision as its answer shows it: the fields of
+    :class:`serving.schemas.Suggestion`, in that order, as plain values (a batch's
+    answer is written from these without a model per suggestion)."""
+
+    action_id: str
+    content_id: str
+    title: str
+    topic: str
+    channel: str
+    probability: float
+    reasons: list[str]
+    slot: int
+    slot_probability: float | None
+
+    def model(self) -> schemas.Suggestion:
+        """The suggestion's model, as the single decision's answer carries it."""
+        return schemas.Suggestion(
+            action_id=self.action_id,
+            content_id=self.content_id,
+            title=self.title,
+            topic=self.topic,
+            channel=self.channel,
+            probability=self.probability,
+            reasons=self.reasons,
+            slot=self.slot,
+            slot_probability=self.slot_probability,
+        )
+
+
 @dataclass(frozen=True)
 class Prepared:
     """One decision computed but not yet stored (``decision`` is None when blocked)."""
@@ -130,7 +161,8 @@ class Prepared:
     hcp_id: str
     decision: Decision | None
     context: DecisionContext
-    suggestions: list[schemas.Suggestion]
+    #: the suggestions in slot order (empty when blocked)
+    shown: tuple[Shown, ...]
     suppressed: tuple[Suppression, ...]
     model_version: str
     policy: str
@@ -143,6 +175,11 @@ class Prepared:
     rules_market: str = ""
     #: the journey step that allowed the actions ("<journey>/<step>"), or None
     journey: str | None = None
+
+    @property
+    def suggestions(self) -> list[schemas.Suggestion]:
+        """The suggestions' models (built on each access: the single routes ask once)."""
+        return [s.model() for s in self.shown]
 
 
 @dataclass(frozen=True)
@@ -179,6 +216,39 @@ class _BatchScope:
 
     def count(self, rule: str, n: int) -> None:
         self.suppressions[rule] = self.suppressions.get(rule, 0) + n
+
+
+def _batch_item(pr: Prepared) -> dict[str, Any]:
+    """The :class:`serving.schemas.BatchItem` of ``pr`` as plain values, its fields
+    in the model's order (its suggestions' those of :class:`serving.schemas.Suggestion`)."""
+    d = pr.decision
+    return {
+        "hcp_id": pr.hcp_id,
+        "event_id": d.event_id if d is not None else None,
+        "chosen_action_id": d.chosen_action_id if d is not None else None,
+        "suggestions": [
+            {
+                "action_id": s[0],
+                "content_id": s[1],
+                "title": s[2],
+                "topic": s[3],
+                "channel": s[4],
+                "probability": s[5],
+                "reasons": s[6],
+                "slot": s[7],
+                "slot_probability": s[8],
+            }
+            for s in pr.shown
+        ],
+        "blocked_by": []
+        if d is not None
+        else ["holdout"]
+        if pr.no_contact
+        else sorted({s.rule for s in pr.suppressed}),
+        "rules_version": pr.rules_version,
+        "rules_market": pr.rules_market,
+        "journey": pr.journey,
+    }
 
 
 def event_id_conflict(event_id: str) -> ApiError:
@@ -470,7 +540,7 @@ class DecisionEngine:
                 hcp.hcp_id,
                 None,
                 context,
-                [],
+                (),
                 suppressed,
                 f"{HOLDOUT_PREFIX}{NO_CONTACT}",
                 NO_CONTACT,
@@ -489,7 +559,7 @@ class DecisionEngine:
                 hcp.hcp_id,
                 None,
                 context,
-                [],
+                (),
                 suppressed,
                 version,
                 policy.name,
@@ -546,22 +616,22 @@ class DecisionEngine:
                 now=now,
             )
             reasons = reasons_for_list(context, [(a, it.topic) for a, it in shown], evidence)
-        suggestions = [
-            schemas.Suggestion(
-                action_id=a.action_id,
-                content_id=a.content_id,
-                title=item.title,
-                topic=item.topic,
-                channel=a.channel,
-                probability=float(p[i]),
-                reasons=why,
-                slot=j,
-                slot_probability=None if q != q else q,
+        suggestions = tuple(
+            Shown(
+                a.action_id,
+                a.content_id,
+                item.title,
+                item.topic,
+                a.channel,
+                float(p[i]),
+                why,
+                j,
+                None if q != q else q,
             )
             for j, (i, q, (a, item), why) in enumerate(
                 zip(ranked, conditional, shown, reasons, strict=True), start=1
             )
-        ]
+        )
         decision = Decision(
             event_id=eid,
             ts=now,
@@ -833,7 +903,29 @@ class DecisionEngine:
     def decide_batch(
         self, req: schemas.BatchDecisionRequest, principal: str, max_batch: int
     ) -> schemas.BatchResponse:
-        """One decision per HCP, all stored in one transaction."""
+        """One decision per HCP, all stored in one transaction: the answer of
+        :meth:`decide_batch_json` as its model (for callers in the process)."""
+        return schemas.BatchResponse.model_validate_json(
+            self.decide_batch_json(req, principal, max_batch)
+        )
+
+    def decide_batch_json(
+        self, req: schemas.BatchDecisionRequest, principal: str, max_batch: int
+    ) -> bytes:
+        """One decision per HCP, all stored in one transaction; the answer as the
+        JSON of a :class:`serving.schemas.BatchResponse`.
+
+        The text is what pydantic writes for that model (the same keys in the same
+        order, the same numbers and strings), written by orjson from plain values:
+        no model per decision and per suggestion, which cost about as much as the
+        rest of the answer's work (docs/performance.md, "Ninth round: batch
+        decisions").
+
+        Raises
+        ------
+        ApiError
+            Too many or repeated HCPs, bad channels, client time switched off.
+        """
         if len(req.hcp_ids) > max_batch:
             raise invalid(f"hcp_ids: {len(req.hcp_ids)} HCPs; at most {max_batch} per batch")
         if len(set(req.hcp_ids)) != len(req.hcp_ids):
@@ -865,29 +957,14 @@ class DecisionEngine:
         if held:
             self._record_no_contact(held, now, requester, channels, [None] * len(held))
         self._count(prepared)
-        items = [
-            schemas.BatchItem(
-                hcp_id=pr.hcp_id,
-                event_id=pr.decision.event_id if pr.decision else None,
-                chosen_action_id=pr.decision.chosen_action_id if pr.decision else None,
-                suggestions=pr.suggestions,
-                blocked_by=[]
-                if pr.decision
-                else ["holdout"]
-                if pr.no_contact
-                else sorted({s.rule for s in pr.suppressed}),
-                rules_version=pr.rules_version,
-                rules_market=pr.rules_market,
-                journey=pr.journey,
-            )
-            for pr in prepared
-        ]
-        return schemas.BatchResponse(
-            model_version=served.version,
-            decisions=items,
-            n_decisions=len(decisions),
-            n_blocked=len(prepared) - len(decisions),
-            unknown_hcp_ids=unknown,
+        return orjson.dumps(
+            {  # the fields of schemas.BatchResponse, in order
+                "model_version": served.version,
+                "decisions": [_batch_item(pr) for pr in prepared],
+                "n_decisions": len(decisions),
+                "n_blocked": len(prepared) - len(decisions),
+                "unknown_hcp_ids": unknown,
+            }
         )
 
     # ------------------------------------------------------------- outcomes

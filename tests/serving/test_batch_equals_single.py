@@ -5,9 +5,10 @@ together, the candidates once, the suppression counts added to the metrics once
 for the batch); ``POST /v1/decisions`` decides one HCP at a time. For the same
 store, time, request and event ids, both must give the same answers and store
 the same rows. Each batch below is decided in-process by
-``DecisionEngine.decide_batch``; the same HCPs are then decided one by one by
-``DecisionEngine.decide`` (the single route's engine call) over a copy of the
-store taken before the batch, each with the batch's event id. The suggestions,
+``DecisionEngine.decide_batch_json`` (the route's call; its JSON, written without
+models, must be pydantic's text of the answer's model); the same HCPs are then
+decided one by one by ``DecisionEngine.decide`` (the single route's engine call)
+over a copy of the store taken before the batch, each with the batch's event id. The suggestions,
 chosen actions, rules versions and markets, the rules that blocked an HCP, the
 stored decision rows (every column) and the no-contact records (but for their
 event ids, which the batch draws apart) must be identical, and so must the
@@ -114,9 +115,11 @@ def test_batch_answers_and_rows_equal_single_decisions(
         batch_svc = open_services(make_settings(batch_dir, **common))
         assert batch_svc.engine.models.current.version == "batch-vw"
         req = schemas.BatchDecisionRequest.model_validate(body)
-        answer = json.loads(
-            batch_svc.engine.decide_batch(req, "decide-client", max_batch=10_000).model_dump_json()
-        )
+        raw = batch_svc.engine.decide_batch_json(req, "decide-client", max_batch=10_000)
+        # the answer written without models is pydantic's text of its model, byte for
+        # byte (the fields in order, the numbers and strings as pydantic writes them)
+        assert raw == schemas.BatchResponse.model_validate_json(raw).model_dump_json().encode()
+        answer = json.loads(raw)
         batch_counts = _suppression_counts(batch_svc)
         counted_rules |= set(batch_counts)
         batch_svc.store.close()

@@ -44,6 +44,22 @@ def test_strings_and_floats_as_json_dumps() -> None:
     )
 
 
+def test_floats_of_every_magnitude_as_json_dumps() -> None:
+    """The numbers' text is taken from orjson where it writes what ``repr`` writes
+    and from ``repr`` elsewhere: magnitudes from 1e-8 to 1e20 (``repr`` turns to an
+    exponent below 1e-4 and from 1e16, orjson at other bounds), both signs, zeros,
+    and numbers whose digits hold four zeros after the point."""
+    rng = np.random.default_rng(11)
+    edges = [1e-4, 9.999e-05, 1e-05, 4e-05, 1e-06, 1e15, 9999999999999998.0, 1e16, 1e21]
+    edges += [10.00001, 0.00010001, -0.0, 0.0, 1.0, -2.5e-05, 123456.789]
+    for x in edges:
+        assert _json_floats([0.5, x]) == json.dumps([0.5, x])
+    for _ in range(3000):
+        k = int(rng.integers(1, 13))
+        xs = (rng.random(k) * 10.0 ** rng.integers(-8, 21, k) * rng.choice([-1, 1], k)).tolist()
+        assert _json_floats(xs) == json.dumps(xs)
+
+
 def test_decision_rows_as_before() -> None:
     rng = np.random.default_rng(8)
     for i in range(200):

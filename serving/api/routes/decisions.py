@@ -58,5 +58,7 @@ def decide_batch(body: schemas.BatchDecisionRequest, svc: ServicesDep, who: Deci
     transaction. Unknown HCPs are listed in ``unknown_hcp_ids``; HCPs the contact
     policy blocks get no event and list the rules in ``blocked_by``."""
     check_hcps(svc.store, who, body.hcp_ids)
-    # serialized once (FastAPI would validate the thousands of items a second time)
-    return json_response(svc.engine.decide_batch(body, who.name, svc.settings.max_batch), 201)
+    # written once as JSON, without a model per item (FastAPI would also validate the
+    # thousands of items a second time)
+    answer = svc.engine.decide_batch_json(body, who.name, svc.settings.max_batch)
+    return Response(answer, status_code=201, media_type="application/json")
