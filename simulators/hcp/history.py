@@ -88,32 +88,39 @@ def nonzero_2d(a: npt.NDArray[Any]) -> tuple[I64, I64]:
 
 
 def add_counts(
-    arr: npt.NDArray[np.integer], index: tuple[I64, ...], distinct: bool = False
+    arr: npt.NDArray[np.integer],
+    index: tuple[I64, ...],
+    distinct: bool = False,
+    step: int = 1,
 ) -> None:
-    """``np.add.at(arr, index, 1)`` for a C-contiguous integer array, several times
-    faster for the few thousand entries of a batch.
+    """``np.add.at(arr, index, step)`` for a C-contiguous integer array, an order of
+    magnitude faster for the few thousand entries of a batch.
+
+    ``np.add.at`` has a fast loop for a 1-d array, an integer index and a value of
+    the array's own dtype; given a tuple of indices or a Python int it takes a
+    general path (about 100 µs for 3,000 entries against 10). So the indices are
+    folded into flat positions of the array's 1-d view and ``step`` is cast to its
+    dtype: the same sums (integer additions, in any order; wrapping as before).
 
     Parameters
     ----------
     arr : ndarray of int, any shape, C-contiguous
     index : tuple of ndarray of int64, one per axis of ``arr``, each shape (k,)
     distinct : bool
-        The caller guarantees no cell appears twice (then no sort is needed).
+        The caller guarantees no cell appears twice (kept for callers; both cases
+        take the same path now).
+    step : int
+        Added once per entry (-1 to take counts away; a signed dtype then).
     """
     if index[0].shape[0] == 0:
         return
     if not arr.flags.c_contiguous or len(index) != arr.ndim:  # pragma: no cover - never here
-        np.add.at(arr, index, 1)
+        np.add.at(arr, index, step)
         return
     flat = index[0].astype(np.int64, copy=False)
     for axis in range(1, arr.ndim):
         flat = flat * arr.shape[axis] + index[axis]
-    view = arr.reshape(-1)  # a view, as arr is C-contiguous
-    if distinct:
-        view[flat] += 1
-        return
-    cell, times = np.unique(flat, return_counts=True)
-    view[cell] += times.astype(arr.dtype)
+    np.add.at(arr.reshape(-1), flat, arr.dtype.type(step))
 
 
 class HistoryTracker:
@@ -337,9 +344,9 @@ class HistoryTracker:
         """Fold the day that ended into ``tc_win`` and ``item_last_day``; drop the
         engagements of the day that left the 90-day window."""
         for hcp, tc in self._tc_events.get(ended, []):
-            np.add.at(self.tc_win, (hcp, tc), 1)
+            add_counts(self.tc_win, (hcp, tc))
         for hcp, tc in self._tc_events.pop(ended - ENGAGEMENT_TOPIC_WINDOW, []):
-            np.subtract.at(self.tc_win, (hcp, tc), 1)
+            add_counts(self.tc_win, (hcp, tc), step=-1)
         if self._today_items:
             hcp = np.concatenate([h for h, _ in self._today_items])
             item = np.concatenate([i for _, i in self._today_items])
