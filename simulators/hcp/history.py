@@ -88,32 +88,39 @@ def nonzero_2d(a: npt.NDArray[Any]) -> tuple[I64, I64]:
 
 
 def add_counts(
-    arr: npt.NDArray[np.integer], index: tuple[I64, ...], distinct: bool = False
+    arr: npt.NDArray[np.integer],
+    index: tuple[I64, ...],
+    distinct: bool = False,
+    step: int = 1,
 ) -> None:
-    """``np.add.at(arr, index, 1)`` for a C-contiguous integer array, several times
-    faster for the few thousand entries of a batch.
+    """``np.add.at(arr, index, step)`` for a C-contiguous integer array, an order of
+    magnitude faster for the few thousand entries of a batch.
+
+    ``np.add.at`` has a fast loop for a 1-d array, an integer index and a value of
+    the array's own dtype; given a tuple of indices or a Python int it takes a
+    general path (about 100 µs for 3,000 entries against 10). So the indices are
+    folded into flat positions of the array's 1-d view and ``step`` is cast to its
+    dtype: the same sums (integer additions, in any order; wrapping as before).
 
     Parameters
     ----------
     arr : ndarray of int, any shape, C-contiguous
     index : tuple of ndarray of int64, one per axis of ``arr``, each shape (k,)
     distinct : bool
-        The caller guarantees no cell appears twice (then no sort is needed).
+        The caller guarantees no cell appears twice (kept for callers; both cases
+        take the same path now).
+    step : int
+        Added once per entry (-1 to take counts away; a signed dtype then).
     """
     if index[0].shape[0] == 0:
         return
     if not arr.flags.c_contiguous or len(index) != arr.ndim:  # pragma: no cover - never here
-        np.add.at(arr, index, 1)
+        np.add.at(arr, index, step)
         return
     flat = index[0].astype(np.int64, copy=False)
     for axis in range(1, arr.ndim):
         flat = flat * arr.shape[axis] + index[axis]
-    view = arr.reshape(-1)  # a view, as arr is C-contiguous
-    if distinct:
-        view[flat] += 1
-        return
-    cell, times = np.unique(flat, return_counts=True)
-    view[cell] += times.astype(arr.dtype)
+    np.add.at(arr.reshape(-1), flat, arr.dtype.type(step))
 
 
 class HistoryTracker:
@@ -162,9 +169,15 @@ class HistoryTracker:
         self.item_last_day = np.full((n, n_items), -(10**6), dtype=np.int32)
         self._today_items: list[tuple[I64, I64]] = []
         # ---- the non-zero signal counts (pulls + engagements by topic) of the days
-        # that ended, newest last: (day, hcp, topic, count) (see interest)
-        self._signal_days: deque[tuple[int, I64, I64, F64]] = deque()
-        self._signals: tuple[I64, I64, I64, F64] | None = None
+        # that ended, newest day first: (day, hcp, topic, count) (see interest); and
+        # each kept day with its number of signals, newest last
+        self._signal_days: deque[tuple[int, int]] = deque()
+        self._signals: tuple[I64, I64, I64, F64] = (
+            np.zeros(0, dtype=np.int64),
+            np.zeros(0, dtype=np.int64),
+            np.zeros(0, dtype=np.int64),
+            np.zeros(0, dtype=np.float64),
+        )
         self._row_of = np.full(n, -1, dtype=np.int64)
 
     # ------------------------------------------------------------ recording
@@ -216,15 +229,6 @@ class HistoryTracker:
         out = np.zeros((b, n_t))
         if b == 0 or not self._signal_days:
             return out
-        if self._signals is None:
-            # the ended days' signals, newest day first (ascending ages)
-            parts = list(reversed(self._signal_days))
-            self._signals = (
-                np.concatenate([np.full(p[1].shape[0], p[0], dtype=np.int64) for p in parts]),
-                np.concatenate([p[1] for p in parts]),
-                np.concatenate([p[2] for p in parts]),
-                np.concatenate([p[3] for p in parts]),
-            )
         day, s_hcp, s_topic, count = self._signals
         row_of = self._row_of
         row_of[hcp] = np.arange(b)
@@ -249,14 +253,27 @@ class HistoryTracker:
     def _freeze_signals(self, ended: int) -> None:
         """Keep the non-zero signal counts (pulls + engagements by topic) of the day
         that ended as a sparse list for :meth:`interest`; nothing records into a past
-        day, so they are final. Days older than the longest window are dropped."""
+        day, so they are final. Days older than the longest window are dropped.
+
+        The kept signals stay one set of arrays, newest day first: the new day's
+        go in front and the dropped days' (the oldest) are cut from the end, so
+        no day's arrays are concatenated again."""
         slot = ended % self.ring
         counts = self.pull_day[slot].astype(np.int32) + self.topic_day[slot]
-        h, t = nonzero_2d(counts)
-        self._signal_days.append((ended, h, t, counts[h, t].astype(np.float64)))
+        flat = np.flatnonzero(counts)
+        h, t = np.divmod(flat, counts.shape[1])
+        self._signal_days.append((ended, int(flat.shape[0])))
+        kept = sum(n for _, n in self._signal_days)
         while self._signal_days and self._signal_days[0][0] < ended + 1 - LONGEST:
-            self._signal_days.popleft()
-        self._signals = None
+            kept -= self._signal_days.popleft()[1]
+        rest = kept - flat.shape[0]  # the earlier days' signals still kept
+        day, s_hcp, s_topic, count = self._signals
+        self._signals = (
+            np.concatenate([np.full(flat.shape[0], ended, dtype=np.int64), day[:rest]]),
+            np.concatenate([h.astype(np.int64, copy=False), s_hcp[:rest]]),
+            np.concatenate([t.astype(np.int64, copy=False), s_topic[:rest]]),
+            np.concatenate([counts.reshape(-1).take(flat).astype(np.float64), count[:rest]]),
+        )
 
     def topic_pulls(self, hcp: I64) -> I64:
         """The context's ``topic_pulls_90d`` (version 4): topics pulled on each of the
@@ -337,9 +354,9 @@ class HistoryTracker:
         """Fold the day that ended into ``tc_win`` and ``item_last_day``; drop the
         engagements of the day that left the 90-day window."""
         for hcp, tc in self._tc_events.get(ended, []):
-            np.add.at(self.tc_win, (hcp, tc), 1)
+            add_counts(self.tc_win, (hcp, tc))
         for hcp, tc in self._tc_events.pop(ended - ENGAGEMENT_TOPIC_WINDOW, []):
-            np.subtract.at(self.tc_win, (hcp, tc), 1)
+            add_counts(self.tc_win, (hcp, tc), step=-1)
         if self._today_items:
             hcp = np.concatenate([h for h, _ in self._today_items])
             item = np.concatenate([i for _, i in self._today_items])

@@ -452,7 +452,8 @@ class ResponseModel:
         liking = pop.topic_interest[hcp] + cfg.stage_match_bonus * self.stage_match[pop.stage[hcp]]
         topic_part = liking + cfg.novelty_coef * (0.5 - pop.knowledge[hcp])
         n_c, n_t = chan_part.shape[1], topic_part.shape[1]
-        z = chan_part.ravel().take(seg * n_c + c) + topic_part.ravel().take(seg * n_t + t)
+        cell_t = seg * n_t + t  # each entry's (HCP, topic) cell, flat
+        z = chan_part.ravel().take(seg * n_c + c) + topic_part.ravel().take(cell_t)
         if cfg.repeat_coef:
             seen = pop.seen[hcp]  # (n, n_items): one row gather, then flat takes
             z -= cfg.repeat_coef * seen.ravel().take(seg * seen.shape[1] + it)
@@ -461,7 +462,9 @@ class ResponseModel:
         p2 = np.zeros(m)
         sec = np.flatnonzero(self.has_secondary[c])
         if sec.size:
-            p2[sec] = special.expit(self.secondary_logit[c[sec]] + 0.5 * liking[seg[sec], t[sec]])
+            # flat takes: the same cells as liking[seg[sec], t[sec]], without a 2-d gather
+            like = liking.ravel().take(cell_t[sec])
+            p2[sec] = special.expit(self.secondary_logit[c[sec]] + 0.5 * like)
         pg = np.where(self.has_gate[c], cfg.delivery_rate, 1.0)
         ps = np.zeros(m)
         side = np.flatnonzero(self.has_side[c])
@@ -469,7 +472,7 @@ class ResponseModel:
             h_side = seg[side]
             ps[side] = np.minimum(
                 pop.unsubscribe_hazard[hcp[h_side]]
-                * np.exp(cfg.unsubscribe_fatigue * fatigue[h_side, c[side]]),
+                * np.exp(cfg.unsubscribe_fatigue * fatigue.ravel().take(h_side * n_c + c[side])),
                 0.5,
             )
         return OutcomeProbabilities(c, pg, p1, p2, ps)
@@ -493,9 +496,10 @@ class ResponseModel:
         )
         out = (1.0 - probs.gate) * k["gated"].take(c) + probs.gate * passed
         if self.value_types:
-            # value events follow the primary; their weights add (aggregation sum)
-            per = (self.value_rate[c] * self.q_value[c]) @ self.value_weight
-            out = out + probs.gate * p1 * per
+            # value events follow the primary; their weights add (aggregation sum): the
+            # expected weight per channel, taken per entry (no (m, n_values) gathers
+            # and matrix product per batch)
+            out = out + probs.gate * p1 * k["value"].take(c)
         if self.channel_cost.any():
             out = out - self.channel_cost[c]
         return out
@@ -517,6 +521,10 @@ class ResponseModel:
                 "neither_0": rt[:, 1, NEITHER, 0].copy(),
                 "neither_1": rt[:, 1, NEITHER, 1].copy(),
                 "gated": rt[:, 0, NEITHER, 0].copy(),
+                # expected weight of the value events given the primary: row c of
+                # (value_rate * q_value) @ value_weight, as the product of each
+                # entry's row gave it
+                "value": (self.value_rate * self.q_value) @ self.value_weight,
             }
             self._reward_k = k
         return k

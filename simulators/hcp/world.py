@@ -611,7 +611,9 @@ class _DecisionsProcess(_ForkedWriter):
         out, dec = job
         # straight to Arrow: no Python string per decision in this process
         dec["context"] = [
-            world.builder.render_column(day, _profiles(profiles, changes, hcp), history, req)
+            world.builder.render_column(
+                day, _profiles(world.population, profiles, changes, hcp), history, req
+            )
             for day, hcp, changes, history, req in dec.pop("context_in")
         ]
         logio.append(out, "decisions", world._decisions_table(dec), fsync=False)
@@ -642,16 +644,25 @@ class _TablesProcess(_ForkedWriter):
         self._submit((out, name, payload))
 
 
+#: the profiles that changed on a day: HCP indices (shape (k,)), their adoption
+#: stages (shape (k,)) and consents (shape (k, n_channels)), the only profile
+#: fields a run changes
+_ProfileChange = tuple[I64, npt.NDArray[np.integer[Any]], npt.NDArray[np.bool_]]
+
+
 def _profiles(
+    pop: Population,
     profiles: npt.NDArray[np.object_],
-    changes: list[tuple[I64, npt.NDArray[np.object_]]],
+    changes: list[_ProfileChange],
     hcp: I64,
 ) -> npt.NDArray[np.object_]:
-    """Apply ``changes`` (HCP indices and their new profile JSON, in the order made)
-    to ``profiles`` (shape (n_hcps,), in place), then take the profiles of ``hcp``
-    (shape (b,))."""
-    for idx, text in changes:
-        profiles[idx] = text
+    """Apply ``changes`` (in the order made) to ``pop`` (the decisions process's
+    forked population) and write the changed HCPs' JSON into ``profiles`` (shape
+    (n_hcps,), in place), then take the profiles of ``hcp`` (shape (b,))."""
+    for idx, stage, consent in changes:
+        pop.stage[idx] = stage
+        pop.consent[idx] = consent
+        profiles[idx] = np.array(pop.profile_json(idx), dtype=object)
     return profiles[hcp]
 
 
@@ -1112,7 +1123,8 @@ class World:
             if self._tables_proc is not None:
                 self._tables_proc.close(raise_error=False)
             raise
-        self._profile_changes: list[tuple[I64, npt.NDArray[np.object_]]] = []
+        self._profile_changes: list[_ProfileChange] = []
+        self._stale_profiles: list[I64] = []
         bar = tqdm(range(days), desc="simulate", unit="day", file=sys.stderr, disable=not progress)
         self._writer = _PartWriter() if outp is not None and not forked else None
         try:
@@ -1152,6 +1164,7 @@ class World:
                     self._flush(outp, final=False, before_day=d + 1)
             if outp is not None:
                 self._flush(outp, final=True, before_day=days)
+            self._resync_profiles()  # while the writers finish the last parts
         except BaseException:
             for w in (self._writer, self._tables_proc, self._dec_proc):
                 if w is not None:
@@ -1177,6 +1190,16 @@ class World:
         if outp is not None:
             self._write_manifest(outp, pol, days, epsilon, summary, self._horizon(days))
         return summary
+
+    def _resync_profiles(self) -> None:
+        """Write the profile JSON (``profile_json``) of the HCPs whose profile
+        changed while the decisions process kept the profiles (the JSON is a
+        function of the current profile, so once per HCP at the end gives what
+        writing it at each change gave)."""
+        if self._stale_profiles:
+            idx = np.unique(np.concatenate(self._stale_profiles))
+            self.profile_json[idx] = np.array(self.population.profile_json(idx), dtype=object)
+            self._stale_profiles = []
 
     def _contexts_unread(self, pol: BatchPolicy) -> bool:
         """Whether neither ``pol`` nor the holdout's baseline reads the contexts."""
@@ -1423,8 +1446,8 @@ class World:
         for hcp, topic, advance, _day in self._effects.pop(d, []):
             k = pop.knowledge[hcp, topic]
             pop.knowledge[hcp, topic] = k + self.config.knowledge_gain * (1.0 - k)
-            adv = np.unique(hcp[advance])
-            if adv.size:
+            if advance.any():  # most effects advance nobody: no np.unique of nothing
+                adv = np.unique(hcp[advance])
                 pop.stage[adv] = np.minimum(pop.stage[adv] + 1, 5)
                 changed.append(adv)
         if self._pull_queue:
@@ -1445,10 +1468,14 @@ class World:
                 changed.append(hcp)
         if changed:
             idx = np.unique(np.concatenate(changed))
-            text = np.array(pop.profile_json(idx), dtype=object)
-            self.profile_json[idx] = text
             if getattr(self, "_dec_proc", None) is not None:
-                self._profile_changes.append((idx, text))  # for the decisions process
+                # the decisions process writes their JSON from the fields that
+                # changed (its forked population, kept up to date in order); here
+                # it is written once, at the end of the run (_resync_profiles)
+                self._profile_changes.append((idx, pop.stage[idx], pop.consent[idx]))
+                self._stale_profiles.append(idx)
+            else:
+                self.profile_json[idx] = np.array(pop.profile_json(idx), dtype=object)
         self._day_index = d
 
     def _decide(

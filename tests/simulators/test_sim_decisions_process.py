@@ -47,11 +47,14 @@ def test_decisions_written_by_the_process_equal_those_written_inline(
             return real(world)
 
         monkeypatch.setattr(world_module, cls, spy)
-    forked = World(500, seed=3, **kw).run(16, policy=policy, out=tmp_path / "a", flush_days=3)
+    fw = World(500, seed=3, **kw)
+    initial = fw.profile_json.copy()
+    forked = fw.run(16, policy=policy, out=tmp_path / "a", flush_days=3)
     # the processes did write them
     assert sorted(made) == ["_DecisionsProcess", "_TablesProcess"]
     monkeypatch.setattr(World, "_contexts_unread", lambda self, pol: False)
-    inline = World(500, seed=3, **kw).run(16, policy=policy, out=tmp_path / "b", flush_days=3)
+    iw = World(500, seed=3, **kw)
+    inline = iw.run(16, policy=policy, out=tmp_path / "b", flush_days=3)
     assert len(made) == 2  # and here the simulating process did
     assert forked.decisions == inline.decisions > 0
     files = _part_files(tmp_path / "a")
@@ -62,6 +65,11 @@ def test_decisions_written_by_the_process_equal_those_written_inline(
     assert different == []
     contexts = logio.read(tmp_path / "a", "decisions").column("context").to_pylist()
     assert all(c.startswith('{"day":"') for c in contexts)
+    # profiles changed during the run (their JSON was written by the decisions
+    # process); the world's own copy is current after the run all the same
+    assert (fw.profile_json != initial).any()
+    assert fw.profile_json.tolist() == iw.profile_json.tolist()
+    assert fw.profile_json.tolist() == fw.population.profile_json(np.arange(500))
 
 
 def test_a_writer_process_that_dies_stops_the_run(

@@ -182,3 +182,58 @@ def test_nonzero_2d_gives_what_np_nonzero_gives(dtype: type, shape: tuple[int, i
         got = nonzero_2d(x)
         assert all(g.dtype == np.int64 for g in got)
         assert [g.tolist() for g in got] == [w.tolist() for w in want]
+
+
+@pytest.mark.parametrize("dtype", [np.int8, np.int16, np.int32, np.int64])
+@pytest.mark.parametrize("step", [1, -1])
+def test_add_counts_adds_what_np_add_at_adds(dtype: type, step: int) -> None:
+    from simulators.hcp.history import add_counts
+
+    rng = np.random.default_rng(3)
+    shape = (4, 30, 6)
+    start = rng.integers(-5, 6, shape).astype(dtype)
+    # cells repeated many times in one call, and a sub-array view of a larger one
+    index = tuple(rng.integers(0, n, 500) for n in shape)
+    want = start.copy()
+    np.add.at(want, index, step)
+    got = start.copy()
+    add_counts(got, index, step=step)
+    assert got.dtype == dtype
+    assert np.array_equal(got, want)
+    ring = np.stack([start, start])
+    add_counts(ring[1], index, step=step)  # the caller's view is what changes
+    assert np.array_equal(ring[1], want) and np.array_equal(ring[0], start)
+    distinct = np.unique(np.ravel_multi_index(index, shape))
+    got = start.copy()
+    add_counts(got, np.unravel_index(distinct, shape), distinct=True, step=step)
+    want = start.copy()
+    np.add.at(want, np.unravel_index(distinct, shape), step)
+    assert np.array_equal(got, want)
+
+
+def test_expected_reward_of_value_events_is_bit_identical_to_each_rows_product(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from nba.reward import RewardDefinition
+
+    # the business-value definition weighs sample requests and Rx signals
+    world = World(200, reward_definition=RewardDefinition.business_value(), seed=4)
+    resp = world.response
+    assert resp.value_types and resp.value_weight.any()
+    rng = np.random.default_rng(5)
+    hcp = rng.integers(0, 200, 3000)
+    action = rng.integers(0, len(world.catalog.actions), 3000)
+    probs = resp.probabilities(world.population, hcp, action)
+    c = probs.channel
+    # without costs, the value term is the last addition
+    monkeypatch.setattr(resp, "channel_cost", np.zeros_like(resp.channel_cost))
+    monkeypatch.setattr(resp, "value_types", ())
+    without = resp.expected_reward(probs)
+    monkeypatch.undo()
+    monkeypatch.setattr(resp, "channel_cost", np.zeros_like(resp.channel_cost))
+    # as before: each entry's row of rates times chances, times the weights
+    per = (resp.value_rate[c] * resp.q_value[c]) @ resp.value_weight
+    want = without + probs.gate * probs.primary * per
+    got = resp.expected_reward(probs)
+    assert np.array_equal(got.view(np.int64), want.view(np.int64))
+    assert np.ptp(per) > 0  # the value term differs between channels
