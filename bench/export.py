@@ -265,7 +265,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"machine: {os.cpu_count()} cores; load average {os.getloadavg()[0]:.1f}")
 
     rd = RewardDefinition.default()
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     result = load_joined(logs, rd)
     table = result.table
     catalogs = load_catalogs(logs, table.column("catalog_version").unique().to_pylist())
@@ -273,12 +273,13 @@ def main(argv: list[str] | None = None) -> int:
     outcomes = io.read(logs, "outcomes")
     pulls = window_pulls(io.read(logs, "touches"), table, rd.window_days, result.as_of)
     gather = time.perf_counter() - t1
-    prep = time.perf_counter() - t0
+    prep, prep_cpu = time.perf_counter() - t0, time.process_time() - c0
     n = table.num_rows
     slates = sum(1 for s in table.column("slate").to_pylist() if s)
     print(
         f"log: {n} decisions ({slates} with slates, {len(pulls)} with pulls); "
-        f"join + outcomes + pulls (both sides) {prep:.2f} s"
+        f"join + outcomes + pulls (both sides) {prep:.2f} s ({prep_cpu:.2f} CPU s, the first "
+        "in this process)"
     )
 
     best: dict[bool, float] = {}

@@ -105,7 +105,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
@@ -116,6 +116,9 @@ from nba.logs.engine import SqlEngine, Statement, get_engine
 from nba.logs.io import LogError
 from nba.logs.schema import DECISIONS, JOINED, TABLES
 from nba.reward import RewardDefinition
+
+if TYPE_CHECKING:
+    import numpy.typing as npt
 
 _US_PER_DAY = 86_400 * 1_000_000
 DECISIONS_NAMES = tuple(DECISIONS.names)
@@ -588,7 +591,7 @@ def join_rewards(
             "event_id": ids,
             "ts_us": _ts_us(decisions.column("ts")),
             "chosen_action_id": decisions.column("chosen_action_id"),
-            "cost": _costs(reward_def, decisions.column("chosen_action_id").to_pylist()),
+            "cost": _action_costs(reward_def, decisions.column("chosen_action_id")),
         }
     )
     o_in = pa.table(
@@ -754,13 +757,19 @@ def _status_counts(table: pa.Table) -> dict[str, int]:
     }
 
 
-def _costs(reward_def: RewardDefinition, action_ids: Sequence[str | None]) -> pa.Array:
-    """Cost of each action under ``reward_def`` (0 for a missing action), shape (n,)."""
+def _action_costs(reward_def: RewardDefinition, action_ids: pa.Array | pa.ChunkedArray) -> pa.Array:
+    """Cost of each action under ``reward_def`` (0 for a null), shape (n,), looked
+    up once per distinct action."""
     if not reward_def.costs:
         return pa.array(np.zeros(len(action_ids)), pa.float64())
-    return pa.array(
-        [reward_def.cost_of(a) if a is not None else 0.0 for a in action_ids], pa.float64()
+    if isinstance(action_ids, pa.ChunkedArray):
+        action_ids = action_ids.combine_chunks()
+    enc = pc.dictionary_encode(action_ids)
+    each = np.array(
+        [0.0] + [reward_def.cost_of(a) for a in enc.dictionary.to_pylist()], dtype=np.float64
     )
+    codes = pc.fill_null(pc.add(enc.indices.cast(pa.int64()), 1), 0)
+    return pa.array(each[np.asarray(codes.to_numpy(), dtype=np.int64)])
 
 
 def _slot_rewards(
@@ -803,29 +812,22 @@ def _slot_rewards(
     status : dict of str to int
         Counts of slot outcomes ``used``, ``late`` and ``early``.
     """
-    slates = decisions.column("slate").to_pylist()
-    event_ids = d_in.column("event_id").to_pylist()
-    ts_us = d_in.column("ts_us").to_pylist()
-    keys: list[str] = []
-    slot_ts: list[int] = []
-    slot_action: list[str] = []
-    where: list[tuple[int, int]] = []
-    for r, slate in enumerate(slates):
-        for j, slot in enumerate(slate or ()):
-            if j == 0:
-                continue
-            keys.append(f"{event_ids[r]}{_SLOT_KEY_SEP}{slot['action_id']}")
-            slot_ts.append(ts_us[r])
-            slot_action.append(slot["action_id"])
-            where.append((r, j))
+    slots = _SlateSlots(decisions.column("slate"))
+    later = slots.position > 0  # slot 1 is the decision's own reward
+    row = slots.row[later]
+    slot_action = slots.action_ids.filter(pa.array(later))
+    # a slot without an action id is keyed by the text Python writes for None
+    named_as = pc.fill_null(slot_action, "None")
+    event_ids = d_in.column("event_id").combine_chunks().take(pa.array(row))
+    ts_us = np.asarray(d_in.column("ts_us").to_numpy(), dtype=np.int64)
     s_in = pa.table(
         {
-            "row_id": pa.array(np.arange(len(keys), dtype=np.int64)),
-            "event_id": pa.array(keys, pa.string()),
-            "ts_us": pa.array(slot_ts, pa.int64()),
-            "chosen_action_id": pa.array(slot_action, pa.string()),
+            "row_id": pa.array(np.arange(len(row), dtype=np.int64)),
+            "event_id": pc.binary_join_element_wise(event_ids, named_as, _SLOT_KEY_SEP),
+            "ts_us": pa.array(ts_us[row]),
+            "chosen_action_id": slot_action,
             # a slot's reward, like slot 1's, is net of its own action's channel cost
-            "cost": _costs(reward_def, slot_action),
+            "cost": _action_costs(reward_def, slot_action),
         }
     )
     sep = pa.array([_SLOT_KEY_SEP] * named.num_rows, pa.string())
@@ -836,16 +838,54 @@ def _slot_rewards(
         [(sql, params), (COUNTS_SQL, {"window_us": params["window_us"]})],
     )
     status = {k: c for k, c in _status_counts(counted).items() if k in ("used", "late", "early")}
-    per_slot = per.column("reward").to_pylist()
-    first = reward.to_pylist()
-    out: list[list[float] | None] = [
-        None if not sl else [float(first[r])] + [0.0] * (len(sl) - 1) for r, sl in enumerate(slates)
-    ]
-    for (r, j), value in zip(where, per_slot, strict=True):
-        row = out[r]
-        assert row is not None
-        row[j] = float(value)
-    return pa.array(out, JOINED.field("slot_rewards").type), status
+    values = np.empty(len(slots.row), dtype=np.float64)
+    first = np.asarray(reward.to_numpy(), dtype=np.float64)
+    values[~later] = first[slots.row[~later]]
+    values[later] = np.asarray(per.column("reward").to_numpy(), dtype=np.float64)
+    return slots.lists(values, JOINED.field("slot_rewards").type), status
+
+
+class _SlateSlots:
+    """The slots of every decision's slate, flattened in row and slot order.
+
+    A null or empty slate has no slots (and gets a null list back).
+
+    Parameters
+    ----------
+    slate : pyarrow.ChunkedArray or pyarrow.Array, shape (n,)
+        Lists of :data:`SLATE_SLOT` structs.
+
+    Attributes
+    ----------
+    row : numpy.ndarray of int64, shape (m,)
+        The decision of each slot.
+    position : numpy.ndarray of int64, shape (m,)
+        Its place in the slate (0 for slot 1).
+    action_ids : pyarrow.StringArray, shape (m,)
+        Its action.
+    """
+
+    def __init__(self, slate: pa.ChunkedArray | pa.Array) -> None:
+        lists = slate.combine_chunks() if isinstance(slate, pa.ChunkedArray) else slate
+        self.length = np.asarray(
+            pc.fill_null(pc.list_value_length(lists), 0).to_numpy(), dtype=np.int64
+        )
+        n, m = len(self.length), int(self.length.sum())
+        starts = np.cumsum(self.length) - self.length
+        self.row = np.repeat(np.arange(n, dtype=np.int64), self.length)
+        self.position = np.arange(m, dtype=np.int64) - np.repeat(starts, self.length)
+        # list_flatten skips the children a null list may still span
+        self.action_ids = pc.struct_field(pc.list_flatten(lists), "action_id")
+
+    def lists(self, values: npt.NDArray[np.float64], type_: pa.DataType) -> pa.Array:
+        """``values`` (shape (m,), one per slot) as one list per decision, null where
+        the slate was null or empty; shape (n,)."""
+        offsets = np.zeros(len(self.length) + 1, dtype=np.int32)
+        np.cumsum(self.length, out=offsets[1:])
+        empty = pa.array(self.length == 0)
+        return pa.ListArray.from_arrays(
+            pa.array(offsets), pa.array(values, pa.float64()), type=type_, mask=empty
+        )
 
 
 def _delay_correct(

@@ -310,3 +310,39 @@ def test_window_pulls_refuses_bad_arguments(
     args.update(kwargs)
     with pytest.raises(ValueError, match=match):
         window_pulls(**args)
+
+
+def test_window_pulls_read_the_decision_times_the_same_from_any_timestamp_column(
+    make_decisions: Any, make_outcomes: Any
+) -> None:
+    """The microsecond column of a zone is read as integers; other columns value by
+    value: the same windows either way, a null time still refused."""
+    joined = _joined(make_decisions, make_outcomes, n=10)
+    rows = []
+    for i, d in enumerate(joined.to_pylist()):
+        h, ts = d["hcp_id"], d["ts"]
+        rows += [
+            _touch(h, ts - US, content_id=f"before-{i}"),
+            _touch(h, ts, content_id=f"at-{i}"),
+            _touch(h, ts + timedelta(days=RD.window_days), content_id=f"end-{i}"),
+            _touch(h, ts + timedelta(days=RD.window_days) + US, content_id=f"after-{i}"),
+        ]
+    touches = _touches(rows)
+    want = window_pulls(touches, joined, RD.window_days)
+    # one HCP's touches fall in several of its decisions' windows
+    assert len(want) == 10 and max(len(v) for v in want.values()) > 2
+    i = joined.schema.get_field_index("ts")
+    for type_ in (
+        pa.timestamp("us", tz="America/New_York"),  # read as integers
+        pa.timestamp("ms", tz="UTC"),  # value by value
+        pa.timestamp("ns", tz="UTC"),
+    ):
+        other = joined.set_column(i, "ts", joined.column("ts").cast(type_))
+        assert window_pulls(touches, other, RD.window_days) == want
+    with_null = joined.set_column(
+        i,
+        "ts",
+        pa.array([None, *joined.column("ts").to_pylist()[1:]], joined.schema.field("ts").type),
+    )
+    with pytest.raises(TypeError):
+        window_pulls(touches, with_null, RD.window_days)

@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pytest
 import vowpalwabbit
 
@@ -259,3 +260,117 @@ def test_bad_slates_in_dsjson_are_refused(
     path.write_text(json.dumps(obj) + "\n")
     with pytest.raises(DsjsonError, match=match):
         read_dsjson(path)
+
+
+def _slot_rewards_by_row(
+    decisions: pa.Table,
+    d_in: pa.Table,
+    named: pa.Table,
+    reward: pa.ChunkedArray,
+    sql: str,
+    params: dict[str, Any],
+    weights: pa.Table,
+    reward_def: RewardDefinition,
+    sql_engine: Any,
+) -> tuple[pa.Array, dict[str, int]]:
+    """The slots' rewards one slot at a time in Python (the join's way before it
+    read the slates column-wise): the reference for the column-wise one."""
+    from nba.logs import join
+
+    slates = decisions.column("slate").to_pylist()
+    event_ids = d_in.column("event_id").to_pylist()
+    ts_us = d_in.column("ts_us").to_pylist()
+    keys, slot_ts, slot_action, where = [], [], [], []
+    for r, slate in enumerate(slates):
+        for j, slot in enumerate(slate or ()):
+            if j:
+                keys.append(f"{event_ids[r]}{join._SLOT_KEY_SEP}{slot['action_id']}")
+                slot_ts.append(ts_us[r])
+                slot_action.append(slot["action_id"])
+                where.append((r, j))
+    costs = [reward_def.cost_of(a) if a is not None else 0.0 for a in slot_action]
+    s_in = pa.table(
+        {
+            "row_id": pa.array(np.arange(len(keys), dtype=np.int64)),
+            "event_id": pa.array(keys, pa.string()),
+            "ts_us": pa.array(slot_ts, pa.int64()),
+            "chosen_action_id": pa.array(slot_action, pa.string()),
+            "cost": pa.array(costs, pa.float64()),
+        }
+    )
+    o_key = pc.binary_join_element_wise(
+        named.column("event_id"), named.column("action_id"), join._SLOT_KEY_SEP
+    )
+    per, counted = sql_engine.run(
+        {"decisions": s_in, "outcomes": named.set_column(0, "event_id", o_key), "weights": weights},
+        [(sql, params), (join.COUNTS_SQL, {"window_us": params["window_us"]})],
+    )
+    status = {
+        k: c for k, c in join._status_counts(counted).items() if k in ("used", "late", "early")
+    }
+    first = reward.to_pylist()
+    out: list[list[float] | None] = [
+        None if not sl else [float(first[r])] + [0.0] * (len(sl) - 1) for r, sl in enumerate(slates)
+    ]
+    for (r, j), value in zip(where, per.column("reward").to_pylist(), strict=True):
+        row = out[r]
+        assert row is not None
+        row[j] = float(value)
+    return pa.array(out, pa.list_(pa.float64())), status
+
+
+def test_slot_rewards_read_column_wise_match_one_slot_at_a_time(
+    make_decisions: Any, make_outcomes: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from nba.logs import join
+
+    dec = with_slates(make_decisions(40), 3)
+    rows = dec.to_pylist()
+    slates: list[Any] = [r["slate"] for r in rows]
+    slates[1], slates[2], slates[3] = None, [], slates[3][:1]  # null, empty, one slot
+    slates[4] = slates[4][:2]
+    slates[5] = [slates[5][0], {"action_id": None, "probability": 0.5}]  # no action id
+    i = dec.schema.get_field_index("slate")
+    dec = dec.set_column(
+        i, DECISIONS.field("slate"), pa.array(slates, DECISIONS.field("slate").type)
+    )
+    dec = pa.concat_tables([dec.slice(0, 17), dec.slice(17)])  # two chunks
+    assert dec.column("slate").num_chunks == 2
+    out = []
+    for k, r in enumerate(rows):
+        for j, slot in enumerate(slates[k] or ()):
+            if slot["action_id"] is not None and k % 3 != 1:
+                late = 30 * 24 * H if k % 7 == 0 else H
+                out.append(
+                    (
+                        r["event_id"],
+                        r["ts"] + late,
+                        "accepted",
+                        f"s{k}.{j}",
+                        1.0 + j,
+                        slot["action_id"],
+                    )
+                )
+    out.append((rows[5]["event_id"], rows[5]["ts"] + H, "accepted", "x", 1.0, "None"))
+    o = make_outcomes(out)
+    priced = RewardDefinition(
+        name="priced",
+        version="1",
+        weights=dict(ACCEPTING.weights),
+        value_types=ACCEPTING.value_types,
+        costs={"email": 0.25, "rep_visit": 1.5},
+    )
+    for rd in (ACCEPTING, priced):
+        got = join_rewards(dec, o, rd)
+        with monkeypatch.context() as m:
+            m.setattr(join, "_slot_rewards", _slot_rewards_by_row)
+            want = join_rewards(dec, o, rd)
+        assert (
+            got.table.column("slot_rewards").to_pylist()
+            == want.table.column("slot_rewards").to_pylist()
+        )
+        assert got.table.equals(want.table)
+        assert got.counts == want.counts
+        lists = got.table.column("slot_rewards").to_pylist()
+        assert lists[1] is None and lists[2] is None and len(lists[3]) == 1
+        assert got.counts.slot_outcomes > 0
