@@ -102,6 +102,7 @@ import enum
 import json
 import re
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -1142,8 +1143,18 @@ def _join_read_here(
     sql_engine: SqlEngine,
 ) -> tuple[JoinResult, int, int]:
     """The join of :func:`load_joined` with pyarrow reading the log in this process and
-    Python selecting; returns the result, the outcomes read and the unselected ones."""
-    decisions = io.read(root, "decisions", since=since, until=until, columns=wanted)
+    Python selecting; returns the result, the outcomes read and the unselected ones.
+
+    The outcomes are read in a thread while this one reads the decisions: Parquet
+    decoding releases the GIL, and while ``nba train`` joins, the other core has
+    nothing else to do (VW waits for its first examples)."""
+    o_until: datetime | None = None
+    if until is not None:
+        o_until = _upper_bound(until) + timedelta(days=float(reward_def.window_days))
+    with ThreadPoolExecutor(1, thread_name_prefix="read-outcomes") as pool:
+        outcomes_read = pool.submit(io.read, root, "outcomes", since=since, until=o_until)
+        decisions = io.read(root, "decisions", since=since, until=until, columns=wanted)
+        outcomes = outcomes_read.result()
     if wanted is not None:
         # the unread columns hold placeholders through the join, then are dropped
         for f in DECISIONS:
@@ -1157,10 +1168,6 @@ def _join_read_here(
         # (a filter copies every column, the contexts too: only when it drops rows)
         decisions = decisions.filter(decisions.column("activated"))
         whole_log = False
-    o_until: datetime | None = None
-    if until is not None:
-        o_until = _upper_bound(until) + timedelta(days=float(reward_def.window_days))
-    outcomes = io.read(root, "outcomes", since=since, until=o_until)
     n_read = outcomes.num_rows
     n_unselected = 0
     if not whole_log:  # (else every logged decision is selected: none is unselected)

@@ -13,7 +13,7 @@ import pytest
 from nba.logs import io
 from nba.logs.io import LogError
 from nba.logs.join import JoinResult, join_rewards, load_joined
-from nba.logs.schema import JOINED
+from nba.logs.schema import JOINED, PARTITION_KEY
 from nba.reward import RewardDefinition
 
 T0 = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)  # the factories' first decision
@@ -328,6 +328,19 @@ def test_load_joined_date_range_reads_outcomes_after_until(log_dir: Path) -> Non
     # outcomes read of decisions on later days are set aside
     assert res.counts.unselected_outcomes > 0
     assert res.counts.unknown_event_outcomes == 0
+
+
+def test_load_joined_outcome_read_errors_surface(log_dir: Path) -> None:
+    # the outcomes are read in a thread beside the decisions: its error is raised
+    # here as it was when they were read one after the other
+    (log_dir / "outcomes" / f"{PARTITION_KEY}=not-a-day").mkdir()
+    with pytest.raises(LogError, match=r"outcomes/.*=not-a-day: not a day directory"):
+        load_joined(log_dir, SUM)
+    # and, with a horizon given (none looked for among the outcomes), a decisions
+    # error still comes first when both tables are broken
+    (log_dir / "decisions" / f"{PARTITION_KEY}=not-a-day").mkdir()
+    with pytest.raises(LogError, match=r"decisions/.*=not-a-day: not a day directory"):
+        load_joined(log_dir, SUM, as_of=T0 + 365 * D)
 
 
 def test_load_joined_not_a_log_dir(tmp_path: Path) -> None:
