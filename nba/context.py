@@ -513,18 +513,37 @@ class ContextJSON:
     def _part(self, obj: HCPProfile | History) -> str:
         return self._parts(obj, _json_of)
 
-    def __call__(self, context: DecisionContext) -> str:
-        """The text of ``context.to_json()``."""
+    def __call__(self, context: DecisionContext, request_text: str | None = None) -> str:
+        """The text of ``context.to_json()``.
+
+        ``request_text``, when given, must be ``request_json(context.request)``: a
+        batch writes its one request's text once for all its decisions (the
+        caller holds the mapping each decision's ``request`` was copied from, so
+        the text is made from that very object, never looked up by an equal
+        value: ``1`` and ``1.0`` are equal and written differently).
+        """
         # the members in key order: attributes, day, hcp, history, request, stated, v
         out = "{"
         if context.attributes:
             out += '"attributes":' + _encode(_attributes_out(context.attributes)) + ","
-        out += '"day":' + _encode(context.day.isoformat())
-        out += ',"hcp":' + self._part(context.hcp)
+        out += '"day":"' + context.day.isoformat()  # digits and '-': nothing to escape
+        out += '","hcp":' + self._part(context.hcp)
         out += ',"history":' + self._part(context.history)
-        out += ',"request":' + _encode(dict(context.request))
+        out += ',"request":' + (
+            request_text if request_text is not None else _encode(dict(context.request))
+        )
         if context.stated_topics or context.stated_channels:
             out += ',"stated":' + _encode(
                 {"channels": list(context.stated_channels), "topics": list(context.stated_topics)}
             )
-        return out + ',"v":' + _encode(CONTEXT_VERSION) + "}"
+        return out + _VERSION_TAIL
+
+
+def request_json(request: Mapping[str, Any]) -> str:
+    """The ``request`` member's text in :meth:`DecisionContext.to_json` of a context
+    whose ``request`` is a copy of ``request``."""
+    return _encode(dict(request))
+
+
+#: the context's last member and its closing brace, the same for every context
+_VERSION_TAIL = ',"v":' + _encode(CONTEXT_VERSION) + "}"

@@ -400,11 +400,12 @@ class Decision:
         position = {a: i for i, a in enumerate(self.action_ids)}
         probabilities = self.probabilities
         taken: list[int] = []
-        # the actions not placed yet, in index order: each slot's expected probability
-        # is slot_probability(probabilities, taken, i), written here on this list (the
-        # same entries, so the same fsum and the same quotient) instead of rebuilding
-        # the list of actions left for every slot
-        left = list(range(len(probabilities)))
+        # each slot's expected probability is slot_probability(probabilities, taken, i),
+        # written here on a copy of the probabilities whose placed entries are zeroed:
+        # fsum is exactly rounded, so the placed entries' zeros change neither the mass
+        # nor, then, the quotient (the same values as summing the actions left)
+        mass_of = list(probabilities)
+        n_left = len(mass_of)
         for j, slot in enumerate(slate, start=1):
             if not isinstance(slot, SlateSlot):
                 raise _fail(where, "slate", f"slot {j} is not a SlateSlot")
@@ -418,10 +419,8 @@ class Decision:
                 raise _fail(where, "slate", f"slot {j} repeats action {slot.action_id!r}")
             if j == 1 and slot.action_id != self.chosen_action_id:
                 raise _fail(where, "slate", f"slot 1 is {slot.action_id!r}, not the chosen action")
-            mass = math.fsum([probabilities[x] for x in left])
-            expected = (
-                float(probabilities[i]) / mass if mass > SLATE_MASS_FLOOR else 1.0 / len(left)
-            )
+            mass = math.fsum(mass_of)
+            expected = float(probabilities[i]) / mass if mass > SLATE_MASS_FLOOR else 1.0 / n_left
             if abs(p - expected) > PROBABILITY_TOLERANCE * max(1.0, expected):
                 raise _fail(
                     where,
@@ -430,7 +429,8 @@ class Decision:
                     f"drawing {slot.action_id!r} without replacement after the slots before",
                 )
             taken.append(i)
-            left.remove(i)
+            mass_of[i] = 0.0
+            n_left -= 1
 
 
 def outcome_channel_problem(type_: str, channel: str) -> str | None:

@@ -40,7 +40,7 @@ import orjson
 
 from nba.catalog import Catalog
 from nba.contact import ContactPolicy
-from nba.context import ContextJSON, DecisionContext
+from nba.context import ContextJSON, DecisionContext, request_json
 from nba.domain import (
     REP_FEEDBACK_TYPES,
     Action,
@@ -154,6 +154,11 @@ class Shown(NamedTuple):
         )
 
 
+#: builds a :class:`Shown` from a tuple of its nine fields in order, in C (what
+#: ``Shown._make`` does, without the call through Python of ``Shown(...)``)
+_new_shown = tuple.__new__
+
+
 @dataclass(frozen=True)
 class Prepared:
     """One decision computed but not yet stored (``decision`` is None when blocked)."""
@@ -209,10 +214,14 @@ class _BatchScope:
     """What the decisions of one batch share while :meth:`DecisionEngine.prepare`
     computes them one by one: the suppressions counted by rule, added to the
     metrics once for the batch (a labelled child looked up per decision cost more
-    than the decision's count)."""
+    than the decision's count), and the text of the batch's one request mapping in
+    each decision's logged context (``request_json(request)``, written once: made
+    from the very mapping each decision's context copies, not looked up by value).
+    """
 
-    def __init__(self) -> None:
+    def __init__(self, request_text: str | None = None) -> None:
         self.suppressions: dict[str, int] = {}
+        self.request_text = request_text
 
     def count(self, rule: str, n: int) -> None:
         self.suppressions[rule] = self.suppressions.get(rule, 0) + n
@@ -617,16 +626,19 @@ class DecisionEngine:
             )
             reasons = reasons_for_list(context, [(a, it.topic) for a, it in shown], evidence)
         suggestions = tuple(
-            Shown(
-                a.action_id,
-                a.content_id,
-                item.title,
-                item.topic,
-                a.channel,
-                float(p[i]),
-                why,
-                j,
-                None if q != q else q,
+            _new_shown(  # a Shown, its fields in order (no NamedTuple.__new__)
+                Shown,
+                (
+                    a.action_id,
+                    a.content_id,
+                    item.title,
+                    item.topic,
+                    a.channel,
+                    float(p[i]),
+                    why,
+                    j,
+                    None if q != q else q,
+                ),
             )
             for j, (i, q, (a, item), why) in enumerate(
                 zip(ranked, conditional, shown, reasons, strict=True), start=1
@@ -638,7 +650,7 @@ class DecisionEngine:
             hcp_id=hcp.hcp_id,
             requester=requester,
             channels_requested=channels,
-            context=self._context_json(context),
+            context=self._context_json(context, scope.request_text if scope is not None else None),
             catalog_version=self.catalog.version,
             action_ids=tuple(a.action_id for a in allowed),
             probabilities=tuple(np.asarray(p, dtype=np.float64).tolist()),
@@ -872,7 +884,7 @@ class DecisionEngine:
         with self._rng_lock:  # all ids of the batch in one vectorized call
             ms = np.full(len(hcp_ids), int(now.timestamp() * 1000), dtype=np.int64)
             ids = event_ids(ms, self._rng)
-        scope = _BatchScope()
+        scope = _BatchScope(request_json(request))
         for hid, eid in zip(hcp_ids, ids, strict=True):
             state = states.get(hid)
             if state is None or state.profile is None:
