@@ -558,8 +558,9 @@ class WindowPulls(Mapping[str, list[dict[str, Any]]]):
         lo_us = _us_of_column(joined.column("ts"))
         # |lo_us| < 2**58 (years 1-9999): a window beyond 2**62 us reaches every pull
         hi_us = lo_us + min(round(float(window_days) * _US_PER_DAY), 2**62)
-        # times as ranks among every bound, so (HCP, time) packs into one int64
-        bounds = np.unique(np.concatenate([pull_us, lo_us, hi_us]))
+        # times as ranks among every bound (the first place of an equal value), so
+        # (HCP, time) packs into one int64; a plain sort (np.unique hashes first)
+        bounds = np.sort(np.concatenate([pull_us, lo_us, hi_us]))
         width = len(bounds)
         pull_key = pull_h * width + np.searchsorted(bounds, pull_us)
         lo = np.searchsorted(pull_key, dec_h_np * width + np.searchsorted(bounds, lo_us), "left")
