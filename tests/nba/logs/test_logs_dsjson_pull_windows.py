@@ -222,3 +222,15 @@ def test_random_logs_match_the_reference_and_the_lines_match_the_per_row_writer(
     assert columnwise == list(iter_dsjson(table, pulls=dict(got)))
     assert columnwise == list(iter_dsjson(table, pulls=got, bulk=False))
     assert sum(f'"{PULLS_KEY}":' in line for line in columnwise) == len(got)
+
+
+def test_a_null_topic_goes_to_the_per_row_writer_with_the_same_line(joined: pa.Table) -> None:
+    d = joined.to_pylist()[0]
+    rows = [_touch(d["hcp_id"], d["ts"], topics=["a", None], dwell_s=None)]
+    got = window_pulls(_touches(rows), joined, RD.window_days)
+    assert dict(got) == _reference(_touches(rows), joined, RD.window_days)
+    # the member's text is null: its line is left to the per-row writer
+    assert got.members(joined.column("event_id")).to_pylist()[:2] == [None, ""]
+    lines = list(iter_dsjson(joined, pulls=got))
+    assert lines == list(iter_dsjson(joined, pulls=got, bulk=False))
+    assert '"topics":["a",null]' in lines[0]
