@@ -592,7 +592,9 @@ class WindowPulls(Mapping[str, list[dict[str, Any]]]):
 
     def members(self, event_ids: pa.Array | pa.ChunkedArray) -> pa.Array:
         """The ``nba.pulls`` member of each line (``,"pulls":[...]``, ``""`` for
-        a decision without pulls), the bytes the per-row writer writes.
+        a decision without pulls), the bytes the per-row writer writes; null
+        where a pull's text holds a null (a null inside its lists), a line the
+        bulk writer leaves to the per-row writer.
 
         Parameters
         ----------
