@@ -125,7 +125,6 @@ import os
 import shutil
 import signal
 import sys
-from bisect import bisect_left, bisect_right
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -463,7 +462,7 @@ def window_pulls(
     joined: pa.Table,
     window_days: float,
     as_of: datetime | None = None,
-) -> dict[str, list[dict[str, Any]]]:
+) -> Mapping[str, list[dict[str, Any]]]:
     """The pull touches of each decision's HCP inside the decision's reward window.
 
     Parameters
@@ -480,9 +479,12 @@ def window_pulls(
 
     Returns
     -------
-    dict
+    mapping
         ``event_id`` -> touch rows (dicts with the :data:`TOUCHES` columns), in
-        time order (ties by kind, channel, content id); decisions without any are absent.
+        time order (ties by kind, channel, content id, then the order read);
+        decisions without any are absent. A :class:`WindowPulls` (found
+        column-wise; the bulk writer reads its lines' ``nba.pulls`` as text),
+        or ``{}`` when there is no pull or no decision.
 
     Raises
     ------
@@ -509,28 +511,144 @@ def window_pulls(
         pulls = pulls.filter(pc.less_equal(pulls.column("ts"), horizon))
     if pulls.num_rows == 0 or joined.num_rows == 0:
         return {}
-    rows = pulls.to_pylist()
-    rows.sort(key=lambda t: (t["ts"], t["kind"], t["channel"], t["content_id"]))
-    by_hcp: dict[str, tuple[list[int], list[dict[str, Any]]]] = {}
-    for t in rows:
-        us, kept = by_hcp.setdefault(t["hcp_id"], ([], []))
-        us.append(_us(t["ts"]))
-        kept.append(t)
-    window_us = round(float(window_days) * _US_PER_DAY)
-    out: dict[str, list[dict[str, Any]]] = {}
-    for eid, lo, hcp in zip(
-        joined.column("event_id").to_pylist(),
-        _us_of_column(joined.column("ts")),
-        joined.column("hcp_id").to_pylist(),
-        strict=True,
-    ):
-        hit = by_hcp.get(hcp)
-        if hit is None:
-            continue
-        i, j = bisect_left(hit[0], lo), bisect_right(hit[0], lo + window_us)
-        if i < j:
-            out[eid] = hit[1][i:j]
-    return out
+    return WindowPulls(pulls, joined, window_days)
+
+
+class WindowPulls(Mapping[str, list[dict[str, Any]]]):
+    """The result of :func:`window_pulls`: ``event_id`` -> the pull rows of its
+    decision's window, found column-wise.
+
+    The pulls are sorted once by HCP, time, kind, channel and content id (a
+    stable sort: ties keep the order read), and each decision's window is a
+    range of them found by :func:`numpy.searchsorted`. The rows as dicts are
+    made only when a value is read (the per-row writer); the bulk writer takes
+    each line's ``nba.pulls`` member as text from the columns
+    (:meth:`members`).
+
+    Parameters
+    ----------
+    pulls : pyarrow.Table
+        Pull touches conforming to :data:`TOUCHES`, shape (m rows,), m > 0.
+    joined : pyarrow.Table
+        With ``event_id``, ``ts`` and ``hcp_id``, shape (n rows,).
+    window_days : float
+        The reward window, a positive number (checked by :func:`window_pulls`).
+    """
+
+    def __init__(self, pulls: pa.Table, joined: pa.Table, window_days: float) -> None:
+        us = pc.cast(pulls.column("ts"), pa.int64())
+        keyed = pa.table(
+            {
+                "h": pulls.column("hcp_id"),
+                "t": us,
+                "k": pulls.column("kind"),
+                "c": pulls.column("channel"),
+                "i": pulls.column("content_id"),
+            }
+        )
+        order = pc.sort_indices(
+            keyed, sort_keys=[(name, "ascending") for name in ("h", "t", "k", "c", "i")]
+        )
+        self._pulls = pulls.take(order).combine_chunks()
+        pull_us = np.asarray(us.take(order).to_numpy(), dtype=np.int64)
+        hcps = self._pulls.column("hcp_id").combine_chunks().dictionary_encode()
+        pull_h = np.asarray(hcps.indices.to_numpy(zero_copy_only=False), dtype=np.int64)
+        dec_h = pc.index_in(joined.column("hcp_id"), value_set=hcps.dictionary)
+        dec_h_np = np.asarray(pc.fill_null(dec_h, -1).to_numpy(), dtype=np.int64)
+        lo_us = _us_of_column(joined.column("ts"))
+        # |lo_us| < 2**58 (years 1-9999): a window beyond 2**62 us reaches every pull
+        hi_us = lo_us + min(round(float(window_days) * _US_PER_DAY), 2**62)
+        # times as ranks among every bound (the first place of an equal value), so
+        # (HCP, time) packs into one int64; a plain sort (np.unique hashes first)
+        bounds = np.sort(np.concatenate([pull_us, lo_us, hi_us]))
+        width = len(bounds)
+        pull_key = pull_h * width + np.searchsorted(bounds, pull_us)
+        lo = np.searchsorted(pull_key, dec_h_np * width + np.searchsorted(bounds, lo_us), "left")
+        hi = np.searchsorted(pull_key, dec_h_np * width + np.searchsorted(bounds, hi_us), "right")
+        found = (dec_h_np >= 0) & (hi > lo)
+        at = np.flatnonzero(found)
+        events = joined.column("event_id").take(pa.array(at, pa.int64()))
+        # a repeated event id keeps its last window, listed where it came first
+        index = dict(zip(events.to_pylist(), at.tolist(), strict=True))
+        rows = np.fromiter(index.values(), dtype=np.int64, count=len(index))
+        self._keys = pa.array(list(index), pa.string())
+        self._lo = lo[rows]
+        self._hi = hi[rows]
+        self._where = dict(zip(index, range(len(index)), strict=True))
+        self._rows: list[dict[str, Any]] | None = None
+        self._texts: pa.Array | None = None
+
+    def __getitem__(self, event_id: str) -> list[dict[str, Any]]:
+        k = self._where[event_id]
+        if self._rows is None:
+            self._rows = self._pulls.to_pylist()
+        return self._rows[int(self._lo[k]) : int(self._hi[k])]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._where)
+
+    def __len__(self) -> int:
+        return len(self._where)
+
+    def members(self, event_ids: pa.Array | pa.ChunkedArray) -> pa.Array:
+        """The ``nba.pulls`` member of each line (``,"pulls":[...]``, ``""`` for
+        a decision without pulls), the bytes the per-row writer writes; null
+        where a pull's text holds a null (a null inside its lists), a line the
+        bulk writer leaves to the per-row writer.
+
+        Parameters
+        ----------
+        event_ids : pyarrow.Array of string, shape (n,)
+
+        Returns
+        -------
+        pyarrow.StringArray, shape (n,)
+        """
+        from nba.logs.dsjson_engine import _members, pull_texts
+
+        if not len(self._keys):
+            return pa.array([""] * len(event_ids), pa.string())
+        pos = pc.index_in(event_ids, value_set=self._keys)
+        valid = pos.is_valid().to_numpy(zero_copy_only=False)
+        k = np.asarray(pc.fill_null(pos, 0).to_numpy(zero_copy_only=False), dtype=np.int64)
+        counts = np.where(valid, self._hi[k] - self._lo[k], 0)
+        if not counts.any():
+            return pa.array([""] * len(counts), pa.string())
+        if self._texts is None:
+            p = self._pulls
+            items = pa.StructArray.from_arrays(
+                [
+                    pc.cast(p.column("ts"), pa.int64()).combine_chunks(),
+                    *(
+                        p.column(name).combine_chunks()
+                        for name in (
+                            "channel",
+                            "content_id",
+                            "origin",
+                            "kind",
+                            "topics",
+                            "content_ids",
+                            "dwell_s",
+                        )
+                    ),
+                ],
+                names=[
+                    "ts_us",
+                    "channel",
+                    "content_id",
+                    "origin",
+                    "kind",
+                    "topics",
+                    "content_ids",
+                    "dwell_s",
+                ],
+            )
+            self._texts = pull_texts(items)
+        starts = np.cumsum(counts) - counts
+        take = np.arange(int(counts.sum()), dtype=np.int64) + np.repeat(
+            np.where(valid, self._lo[k], 0) - starts, counts
+        )
+        return _members(PULLS_KEY, self._texts.take(pa.array(take)), counts)
 
 
 def _us(ts: datetime) -> int:
@@ -539,7 +657,7 @@ def _us(ts: datetime) -> int:
     return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
 
 
-def _us_of_column(ts: pa.ChunkedArray | pa.Array) -> list[int]:
+def _us_of_column(ts: pa.ChunkedArray | pa.Array) -> npt.NDArray[np.int64]:
     """:func:`_us` of each value of a timestamp column, shape (n,).
 
     A column of microsecond timestamps with a time zone and no null holds those
@@ -550,8 +668,8 @@ def _us_of_column(ts: pa.ChunkedArray | pa.Array) -> list[int]:
     """
     t = ts.type
     if pa.types.is_timestamp(t) and t.unit == "us" and t.tz is not None and not ts.null_count:
-        return list(pc.cast(ts, pa.int64()).to_pylist())
-    return [_us(v) for v in ts.to_pylist()]
+        return np.asarray(pc.cast(ts, pa.int64()).to_numpy(), dtype=np.int64)
+    return np.array([_us(v) for v in ts.to_pylist()], dtype=np.int64)
 
 
 def other_action_outcomes(outcomes: pa.Table, joined: pa.Table) -> dict[str, list[dict[str, Any]]]:
@@ -1283,9 +1401,13 @@ def _bulk_line_array(
     )
     extras: list[str] = [""] * n
     other_rows = others if isinstance(others, Mapping) else {}
-    if other_rows or window:
+    # the pulls found column-wise give their members as text; rows (a caller's
+    # own mapping) are written here, after the outcomes about other suggestions
+    pull_members = window.members(col("event_id")) if isinstance(window, WindowPulls) else None
+    window_rows = {} if pull_members is not None else window
+    if other_rows or window_rows:
         for i, eid in enumerate(col("event_id").to_pylist()):
-            other, pulled = other_rows.get(eid), window.get(eid)
+            other, pulled = other_rows.get(eid), window_rows.get(eid)
             if other or pulled:
                 text = ""
                 if other:
@@ -1298,6 +1420,8 @@ def _bulk_line_array(
     extra_texts = pa.array(extras, pa.string())
     if not isinstance(others, Mapping):  # the other outcomes' texts come first
         extra_texts = pc.binary_join_element_wise(pc.fill_null(others, ""), extra_texts, "")
+    if pull_members is not None:
+        extra_texts = pc.binary_join_element_wise(extra_texts, pull_members, "")
     lines = pc.binary_join_element_wise(
         '{"_label_cost":',
         _float_texts(np.where(reward != 0.0, -reward, 0.0)),

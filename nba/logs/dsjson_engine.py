@@ -765,8 +765,25 @@ def pull_members(pulls: pa.Array, events: pa.Array | None = None) -> pa.Array:
     if not len(items):
         return pa.array([""] * len(counts), pa.string())
     _refuse_nulls(items, ("ts_us", "channel", "content_id", "origin"), counts, events, "touches")
+    return _members(PULLS_KEY, pull_texts(items), counts)
+
+
+def pull_texts(items: pa.StructArray) -> pa.Array:
+    """The JSON object of each touch of ``nba.pulls``, as the in-process writer
+    writes it (:func:`nba.logs.dsjson._pull_json`).
+
+    Parameters
+    ----------
+    items : pyarrow.StructArray of :data:`PULL_TYPE` (or its fields but ``k``), shape (m,)
+        The touches, ``ts_us`` in microseconds since the epoch; no null where
+        the log's contract allows none.
+
+    Returns
+    -------
+    pyarrow.StringArray, shape (m,)
+    """
     f = items.field
-    texts = pc.binary_join_element_wise(
+    return pc.binary_join_element_wise(
         '{"ts":',
         _ts_texts(f("ts_us")),
         ',"channel":',
@@ -786,7 +803,6 @@ def pull_members(pulls: pa.Array, events: pa.Array | None = None) -> pa.Array:
         "}",
         "",
     )
-    return _members(PULLS_KEY, texts, counts)
 
 
 def dsjson_rows(joined: pa.Table) -> pa.Table:
