@@ -178,3 +178,16 @@ def test_statements_run_per_state(tmp_path: Path) -> None:
             assert state.history.last_content_id == ("c1" if h == "a" else "c0")
     finally:
         con.set_trace_callback(None)  # type: ignore[attr-defined]
+
+
+def test_outcomes_searched_once_per_decision(tmp_path: Path) -> None:
+    # the merged outcome statement tests the type on each outcome row of a decision
+    # instead of searching the (event_id, type, source_id) index once per type
+    store = EventStore(tmp_path / "s.db")
+    assert isinstance(store, SQLiteStore)
+    parts = store._state_parts("a", NOW, NOW - timedelta(days=90), evidence=True)
+    sql, types_, _spans, lo, hi = SQLiteStore._outcome_plan("a", parts)
+    con = store._conn()
+    plan = [r[3] for r in con.execute("EXPLAIN QUERY PLAN " + sql, ("a", *types_, lo, hi))]
+    searches = [p for p in plan if p.startswith("SEARCH o ")]
+    assert searches and all(p.endswith("(event_id=?)") for p in searches), plan
