@@ -239,7 +239,9 @@ class SQLiteStore(EventStore):
           engagements of 30 and 90 days, and the responses of the evidence) from
           one statement: the outcomes of all their types over the union of their
           ranges, grouped and ordered in Python as each part's ``GROUP BY`` and
-          ``ORDER BY`` do (the smallest time of each (decision, action, type)).
+          ``ORDER BY`` do (the smallest time of each (decision, action, type));
+        - the count of overridden decisions by :data:`_OVERRIDDEN` (the same count
+          without the part's ``COUNT(DISTINCT ...)``).
 
         Each part's rows equal its own statement's (the same values, in the same
         order); each statement saved is several per cent of a decision's SQLite time.
