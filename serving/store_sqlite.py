@@ -16,13 +16,20 @@ from __future__ import annotations
 import contextlib
 import sqlite3
 from collections.abc import Iterator, Mapping, Sequence
-from datetime import datetime
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any, cast
 
 from nba.catalog import Catalog
 from nba.domain import ensure_utc
-from serving.store import _TOUCH_PART_COLS, EventStore, HCPState, StoreError, _Part
+from serving.store import (
+    _TOUCH_PART_COLS,
+    EventStore,
+    HCPState,
+    StoreError,
+    _history_parts,
+    _Part,
+)
 from serving.store_sql import SQLITE, Connection
 from serving.writer_turn import WriterTurn
 
@@ -30,6 +37,19 @@ from serving.writer_turn import WriterTurn
 _OUTCOME_SQL: dict[tuple[Any, ...], tuple[str, tuple[str, ...], tuple[frozenset[str], ...]]] = {}
 #: statement text of the profile riding on the extras' statement, per part shapes
 _PROFILE_EXTRAS_SQL: dict[tuple[Any, ...], str] = {}
+
+
+def _overridden_sql() -> str:
+    """The statement text of the history's ``h_overridden`` part on SQLite (built
+    once): :meth:`SQLiteStore._fetch_state_parts` runs its own statement for that
+    part only when the part is this one."""
+    global _OVERRIDDEN_PART_SQL
+    if not _OVERRIDDEN_PART_SQL:
+        _OVERRIDDEN_PART_SQL = _history_parts(SQLITE, "", date(2000, 1, 1))["h_overridden"].sql()
+    return _OVERRIDDEN_PART_SQL
+
+
+_OVERRIDDEN_PART_SQL = ""
 
 
 class SQLiteStore(EventStore):
@@ -101,6 +121,16 @@ class SQLiteStore(EventStore):
         " WHERE hcp_id=? AND ts_us>=? ORDER BY ts_us, id"
     )
 
+    #: the history's ``h_overridden`` part (its parameters ``(hcp_id, lo_us, end_us)``):
+    #: the HCP's decisions that a touch in the range overrides, counted once each.
+    #: The part's ``COUNT(DISTINCT t.overrides_event_id)`` over the join counts the
+    #: same decisions (``event_id`` is the decisions' key) but sorts the ids in a
+    #: temporary B-tree; this walks the HCP's decisions in the index and tests each
+    _OVERRIDDEN = (
+        "SELECT COUNT(*) FROM decisions d WHERE d.hcp_id=? AND EXISTS (SELECT 1 FROM touches t"
+        " WHERE t.overrides_event_id=d.event_id AND t.ts_us>=? AND t.ts_us<?)"
+    )
+
     #: the history's parts on outcomes joined to the HCP's decisions (always there);
     #: "outcomes", the evidence's responses, joins them when asked for
     _OUTCOME_PARTS = ("h_engaged", "h_engaged_at")
@@ -136,13 +166,16 @@ class SQLiteStore(EventStore):
                 shape.append(args[1:-2])
                 spans[name] = (frozenset(), int(args[-2]), int(args[-1]), hi_in)
         shape_key = tuple(shape)
+        # "+o.type": the type is tested on each outcome row of a decision, not used to
+        # search the (event_id, type, source_id) index, which would take one search per
+        # decision and type (ten types) instead of one per decision (the same rows)
         built = _OUTCOME_SQL.get(shape_key)  # the statement and type sets of these parts' types
         if built is None:
             types = sorted(set().union(*shape))
             built = (
                 "SELECT o.event_id, COALESCE(o.action_id, d.chosen_action_id), o.type, o.ts_us"
                 " FROM outcomes o JOIN decisions d ON d.event_id=o.event_id"
-                f" WHERE d.hcp_id=? AND o.type IN ({','.join('?' * len(types))})"
+                f" WHERE d.hcp_id=? AND +o.type IN ({','.join('?' * len(types))})"
                 " AND o.ts_us>=? AND o.ts_us<=?",
                 tuple(types),
                 tuple(frozenset(t) for t in shape),
@@ -206,7 +239,9 @@ class SQLiteStore(EventStore):
           engagements of 30 and 90 days, and the responses of the evidence) from
           one statement: the outcomes of all their types over the union of their
           ranges, grouped and ordered in Python as each part's ``GROUP BY`` and
-          ``ORDER BY`` do (the smallest time of each (decision, action, type)).
+          ``ORDER BY`` do (the smallest time of each (decision, action, type));
+        - the count of overridden decisions by :data:`_OVERRIDDEN` (the same count
+          without the part's ``COUNT(DISTINCT ...)``).
 
         Each part's rows equal its own statement's (the same values, in the same
         order); each statement saved is several per cent of a decision's SQLite time.
@@ -231,10 +266,17 @@ class SQLiteStore(EventStore):
         ):
             merged += ("profile", "extras")
         rest = {n: p for n, p in parts.items() if n not in self._TOUCH_PARTS and n not in merged}
+        over = rest.get("h_overridden")
+        if over is not None and over.args[0] == hcp_id and over.sql() == _overridden_sql():
+            del rest["h_overridden"]  # the same count by a statement of its own (below)
+        else:
+            over = None
         with self._snapshot() as con:
             out: dict[str, Sequence[tuple[Any, ...]]] = {
                 name: con.execute(p.sql(), p.args).fetchall() for name, p in rest.items()
             }
+            if over is not None:
+                out["h_overridden"] = con.execute(self._OVERRIDDEN, over.args).fetchall()
             if self._OUTCOME_PARTS[0] in merged:
                 out.update(self._outcome_parts(con, hcp_id, parts))
             if profile is not None and extras is not None and "profile" in merged:
@@ -387,16 +429,17 @@ class SQLiteStore(EventStore):
                     "SELECT d.hcp_id, o.event_id, COALESCE(o.action_id, d.chosen_action_id),"
                     " o.type, o.ts_us FROM outcomes o JOIN decisions d ON d.event_id=o.event_id"
                     f" WHERE d.hcp_id IN ({marks})"
-                    f" AND o.type IN ({','.join('?' * len(types_))}) AND o.ts_us>=? AND o.ts_us<=?",
+                    f" AND +o.type IN ({','.join('?' * len(types_))})"  # see _outcome_plan
+                    " AND o.ts_us>=? AND o.ts_us<=?",
                     (*known, *types_, o_lo, o_hi),
                 ):
                     outcomes.setdefault(r[0], []).append(r[1:])
                 overridden = dict(
                     con.execute(
-                        "SELECT d.hcp_id, COUNT(DISTINCT t.overrides_event_id) FROM touches t"
-                        " JOIN decisions d ON d.event_id=t.overrides_event_id"
-                        " WHERE t.overrides_event_id IS NOT NULL"
-                        f" AND d.hcp_id IN ({marks}) AND t.ts_us>=? AND t.ts_us<?"
+                        # as _OVERRIDDEN, per HCP
+                        "SELECT d.hcp_id, COUNT(*) FROM decisions d"
+                        f" WHERE d.hcp_id IN ({marks}) AND EXISTS (SELECT 1 FROM touches t"
+                        " WHERE t.overrides_event_id=d.event_id AND t.ts_us>=? AND t.ts_us<?)"
                         " GROUP BY d.hcp_id",
                         (*known, *over_args),
                     ).fetchall()

@@ -178,3 +178,63 @@ def test_statements_run_per_state(tmp_path: Path) -> None:
             assert state.history.last_content_id == ("c1" if h == "a" else "c0")
     finally:
         con.set_trace_callback(None)  # type: ignore[attr-defined]
+
+
+def test_outcomes_searched_once_per_decision(tmp_path: Path) -> None:
+    # the merged outcome statement tests the type on each outcome row of a decision
+    # instead of searching the (event_id, type, source_id) index once per type
+    store = EventStore(tmp_path / "s.db")
+    assert isinstance(store, SQLiteStore)
+    parts = store._state_parts("a", NOW, NOW - timedelta(days=90), evidence=True)
+    sql, types_, _spans, lo, hi = SQLiteStore._outcome_plan("a", parts)
+    con = store._conn()
+    plan = [r[3] for r in con.execute("EXPLAIN QUERY PLAN " + sql, ("a", *types_, lo, hi))]
+    searches = [p for p in plan if p.startswith("SEARCH o ")]
+    assert searches and all(p.endswith("(event_id=?)") for p in searches), plan
+
+
+def test_overridden_decisions_counted_once_each(tmp_path: Path) -> None:
+    # the count of overridden decisions (its own statement on SQLite, without the
+    # part's COUNT(DISTINCT)) equals the part's statement, in the single and the
+    # batch read: two touches override one decision, one touch is outside the 90
+    # days, one is on the window's first microsecond and one on the day's start
+    # (excluded), one overrides another HCP's decision
+    from serving.store import _to_us
+
+    store = EventStore(tmp_path / "s.db")
+    cat = Catalog.default()
+    day0 = datetime.combine(NOW.date(), datetime.min.time(), UTC)
+    for h in ("a", "b", "c"):
+        _hcp(store, h)
+    for i, h in enumerate(("a", "a", "a", "a", "b")):
+        store.add_decision(
+            Decision(
+                f"E{i}", NOW - timedelta(days=5 + i), h, "rep_app", ("email",), "{}", "c1",
+                ("VEL-EFF-01@email",), (1.0,), 0, "VEL-EFF-01@email", 1.0, "vw", "m1",
+            )
+        )  # fmt: skip
+    overrides = [
+        ("E0", NOW - timedelta(days=1)),
+        ("E0", NOW - timedelta(days=2)),
+        ("E1", NOW - timedelta(days=120)),
+        ("E2", day0 - timedelta(days=90)),
+        ("E3", day0),
+        ("E4", NOW - timedelta(days=1)),
+    ]
+    with store._write() as c:
+        for event_id, ts in overrides:
+            c.execute(
+                "INSERT INTO touches (hcp_id, ts_us, channel, content_id, origin, kind,"
+                " overrides_event_id) VALUES (?,?,?,?,?,?,?)",
+                ("c", _to_us(ts), "rep_visit", "VEL-EFF-01", "external", "contact", event_id),
+            )
+    since = NOW - timedelta(days=30)
+    many = store.hcp_states(["a", "b", "c"], NOW, since, cat)
+    counts = {}
+    for h in ("a", "b", "c"):
+        rows = _each_on_its_own(store, h, NOW, since)  # each part against its statement
+        counts[h] = rows["h_overridden"][0][0]
+        state = store.hcp_state(h, NOW, since, cat)
+        assert state.history.overrides_90d == counts[h]
+        assert many[h] == state
+    assert counts == {"a": 2, "b": 1, "c": 0}
