@@ -616,32 +616,14 @@ class WindowPulls(Mapping[str, list[dict[str, Any]]]):
             return pa.array([""] * len(counts), pa.string())
         if self._texts is None:
             p = self._pulls
+            # the pull's columns as pull_texts reads them, the time as its integer
+            rest = ("channel", "content_id", "origin", "kind", "topics", "content_ids", "dwell_s")
             items = pa.StructArray.from_arrays(
                 [
                     pc.cast(p.column("ts"), pa.int64()).combine_chunks(),
-                    *(
-                        p.column(name).combine_chunks()
-                        for name in (
-                            "channel",
-                            "content_id",
-                            "origin",
-                            "kind",
-                            "topics",
-                            "content_ids",
-                            "dwell_s",
-                        )
-                    ),
+                    *(p.column(name).combine_chunks() for name in rest),
                 ],
-                names=[
-                    "ts_us",
-                    "channel",
-                    "content_id",
-                    "origin",
-                    "kind",
-                    "topics",
-                    "content_ids",
-                    "dwell_s",
-                ],
+                names=["ts_us", *rest],
             )
             self._texts = pull_texts(items)
         starts = np.cumsum(counts) - counts
