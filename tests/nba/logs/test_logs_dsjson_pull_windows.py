@@ -26,6 +26,8 @@ from nba.logs.join import join_rewards
 from nba.logs.schema import TOUCHES
 from nba.reward import RewardDefinition
 
+from .test_logs_dsjson_pulls import _touch, _touches
+
 RD = RewardDefinition.default()
 US = timedelta(microseconds=1)
 WINDOW = timedelta(days=RD.window_days)
@@ -68,26 +70,6 @@ def _reference(
         if i < j:
             out[eid] = hit[1][i:j]
     return out
-
-
-def _touch(hcp: str, ts: datetime, kind: str = "portal_view", **over: Any) -> dict[str, Any]:
-    row: dict[str, Any] = {
-        "hcp_id": hcp,
-        "ts": ts,
-        "channel": "portal",
-        "content_id": "portal:dosing",
-        "origin": "external",
-        "kind": kind,
-        "topics": [] if kind == "contact" else ["dosing"],
-        "content_ids": [],
-        "dwell_s": 12.5,
-    }
-    row.update(over)
-    return row
-
-
-def _touches(rows: list[dict[str, Any]]) -> pa.Table:
-    return pa.Table.from_pylist(rows, schema=TOUCHES)
 
 
 def _same(touches: pa.Table, joined: pa.Table, window_days: float, **kw: Any) -> Any:
