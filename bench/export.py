@@ -62,6 +62,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from record import Figure, publish
+
 GOAL = 50_000
 
 
@@ -160,11 +162,13 @@ def _on_engine(
     return same
 
 
-def _command(logs: Path, out: Path, n: int, reference: Path | None, label: str) -> bool:
+def _command(
+    logs: Path, out: Path, n: int, reference: Path | None, label: str
+) -> tuple[bool, float]:
     """Run ``nba logs export --format dsjson`` on ``logs`` in a fresh process
     (``python -m nba_cli.main``, this interpreter); print its decisions/s by
-    wall time and per CPU second of the process; whether its file is
-    ``reference``'s bytes (True without a reference)."""
+    wall time and per CPU second of the process. Returns whether its file is
+    ``reference``'s bytes (True without a reference) and its decisions/s."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     command = ["logs", "export", "--logs", str(logs), "--format", "dsjson", "--out", str(out)]
@@ -184,7 +188,7 @@ def _command(logs: Path, out: Path, n: int, reference: Path | None, label: str) 
         f"{label}: {n / wall:10.0f} decisions/s  ({wall:.2f} s; {n / cpu:.0f} per CPU second, "
         f"{cpu:.2f} CPU s; file identical: {same})"
     )
-    return same
+    return same, n / wall
 
 
 def _large(logs: Path, tmp: Path, repeat: int, check_rows: int) -> bool:
@@ -224,10 +228,10 @@ def _large(logs: Path, tmp: Path, repeat: int, check_rows: int) -> bool:
         f"process {n / walls[0]:.0f}/s ({n / cpus[0]:.0f} per CPU second); "
         f"{part.num_rows} lines from row {begin} identical to one at a time: {same}"
     )
-    return (
-        _command(logs, tmp / "large-command.dsjson", n, out, "larger log, the command end to end")
-        and same
+    same_command, _ = _command(
+        logs, tmp / "large-command.dsjson", n, out, "larger log, the command end to end"
     )
+    return same_command and same
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -338,7 +342,10 @@ def main(argv: list[str] | None = None) -> int:
             )
             and same
         )
-    same = _command(logs, tmp / "command.dsjson", n, files[True], "the command end to end") and same
+    same_command, command_rate = _command(
+        logs, tmp / "command.dsjson", n, files[True], "the command end to end"
+    )
+    same = same_command and same
     if args.large_hcps or args.large_logs:
         large = args.large_logs
         if large is None:
@@ -352,6 +359,18 @@ def main(argv: list[str] | None = None) -> int:
         same = _large(large, tmp, args.repeat, args.check_rows) and same
     print(f"load average at the end {os.getloadavg()[0]:.1f}; files in {tmp}")
     print(f"run finished {datetime.now(UTC).isoformat(timespec='seconds')}")
+    publish(
+        "bench/export.py",
+        [
+            Figure(f"`nba logs export --format dsjson`, {n:,} decisions, a fresh process",
+                   command_rate, "decisions/s", old, "one decision at a time, in-process",
+                   ratio_name="× one at a time", goal=f"≥ {GOAL:,} decisions/s",
+                   met=command_rate >= GOAL and same),
+            Figure(f"the bulk path in one process, {n:,} decisions (best of {args.repeat})",
+                   new, "decisions/s", old, "one decision at a time, in-process",
+                   ratio_name="× one at a time"),
+        ],
+    )  # fmt: skip
     return 0 if same else 1
 
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import math
 import os
 import sys
 import time
@@ -30,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from record import Figure, publish
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -221,6 +223,7 @@ def main() -> None:
         f"{'estimator':<10}{'resampling':<13}{'seconds':>9}{'s/resample':>12}"
         f"{'naive s/res':>13}{'ratio':>8}  interval"
     )
+    boot: dict[tuple[str, str], float] = {}
     for name, est in ests.items():
         t0 = time.perf_counter()
         naive_bootstrap(data, name, args.naive_resamples, 1)
@@ -232,6 +235,7 @@ def main() -> None:
                 data, n_bootstrap=args.bootstrap, seed=1, resampling=resampling
             )
             sec = time.perf_counter() - t0
+            boot[name, resampling] = sec
             per = sec / args.bootstrap
             print(
                 f"{name:<10}{resampling:<13}{sec:>9.2f}{per:>12.4f}{per_naive:>13.4f}"
@@ -241,6 +245,24 @@ def main() -> None:
         f"(naive bootstrap timed on {args.naive_resamples} resamples; its figure is per resample)"
     )
     print("load average at end (1, 5, 15 min): {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
+    size = f"{args.n:,} decisions"
+    loop_ok = math.isfinite(t_loop)
+    publish(
+        "bench/ope.py",
+        [
+            *(
+                Figure(f"{name.upper()} point estimate, {size}", args.n / sec, "decisions/s",
+                       args.n / t_loop if loop_ok else args.n / t_pad,
+                       "plain per-decision loop" if loop_ok else "padded (OBP-layout) reference",
+                       ratio_name="× faster", goal="≥ 5M decisions/s",
+                       met=args.n / sec >= 5e6)
+                for name, (sec, _) in results.items()
+            ),
+            Figure(f"{args.bootstrap:,} bootstrap resamples of SNIPS, {size}",
+                   boot["snips", "multinomial"], "s", goal="≤ 10 s",
+                   met=boot["snips", "multinomial"] <= 10.0),
+        ],
+    )  # fmt: skip
 
 
 if __name__ == "__main__":

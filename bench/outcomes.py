@@ -56,6 +56,8 @@ sys.path.insert(0, str(ROOT / "tests" / "serving"))
 sys.path.insert(0, str(ROOT / "bench"))
 sys.path.insert(0, str(ROOT))
 
+from record import Figure, publish  # noqa: E402  (bench/ is on the path above)
+
 CONCURRENCY = 16
 T0 = datetime(2026, 1, 5, 9, tzinfo=UTC)
 
@@ -558,6 +560,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{load[2]:.1f} (1, 5, 15 min); store synchronous=FULL"
     )
     missing = 0
+    figures: list[Figure] = []
     if not args.skip_store:
         single, n1, miss1 = store_rate(tmp, args.store_outcomes, grouped=False)
         grouped, n2, miss2 = store_rate(tmp, args.store_outcomes, grouped=True)
@@ -577,16 +580,29 @@ def main(argv: list[str] | None = None) -> int:
             f"missing {two.missing}"
         )
         missing += two.missing
+        figures.append(
+            Figure(f"store write path, group commit, {CONCURRENCY} threads", grouped,
+                   "outcomes/s", single, "one transaction per outcome",
+                   ratio_name="× one per transaction", goal="≥ 2,000 outcomes/s",
+                   met=grouped >= 2000)
+        )  # fmt: skip
     if not args.skip_http:
-        missing += report_http(tmp, args)
+        gone, http_figures = report_http(tmp, args)
+        missing += gone
+        figures += http_figures
     print(f"load average at the end {os.getloadavg()[0]:.1f}; data in {tmp}")
     print(f"run finished {datetime.now(UTC).isoformat(timespec='seconds')}")
+    figures.append(
+        Figure("acknowledged outcomes missing from the store", float(missing), "outcomes",
+               goal="none lost", met=missing == 0)
+    )  # fmt: skip
+    publish("bench/outcomes.py", figures)
     return 0 if missing == 0 else 1
 
 
-def report_http(tmp: Path, args: argparse.Namespace) -> int:
+def report_http(tmp: Path, args: argparse.Namespace) -> tuple[int, list[Figure]]:
     """Run and print the HTTP part; returns the number of acknowledged outcomes
-    missing from the store."""
+    missing from the store and the part's headline figures."""
     from wrk import wants_wrk
 
     from serving.cli import server_options
@@ -646,6 +662,17 @@ def report_http(tmp: Path, args: argparse.Namespace) -> int:
         f"({single.outcomes_per_s:.0f}/s); batch route "
         f"{'met' if batch.outcomes_per_s >= goal else 'NOT met'} ({batch.outcomes_per_s:.0f}/s)"
     )
+    workers = f"{args.workers} worker{'s' if args.workers > 1 else ''}"
+    figures = [
+        Figure(f"`POST /v1/events/{{event_id}}/outcomes`, {workers}, {CONCURRENCY} clients",
+               single.outcomes_per_s, "outcomes/s", bare.rps, "bare FastAPI no-op route, req/s",
+               ratio_name="× bare", goal=f"≥ {goal:,.0f} outcomes/s",
+               met=single.outcomes_per_s >= goal),
+        Figure(f"`POST /v1/outcomes:batch`, {args.batch_size} a request, {workers}",
+               batch.outcomes_per_s, "outcomes/s", single.outcomes_per_s, "single route",
+               ratio_name="× single", goal=f"≥ {goal:,.0f} outcomes/s",
+               met=batch.outcomes_per_s >= goal),
+    ]  # fmt: skip
     missing = 0
     for name in (SINGLE, BATCH):
         acked, stored = r["acked"][name], r["in_store"][name]
@@ -656,7 +683,7 @@ def report_http(tmp: Path, args: argparse.Namespace) -> int:
             f"acknowledged but missing from the store {gone}"
             + (f" ({stored - acked} stored while in flight at the end)" if stored > acked else "")
         )
-    return missing
+    return missing, figures
 
 
 if __name__ == "__main__":

@@ -23,11 +23,15 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/, also when imported
+from record import Figure, publish
 
 _US_PER_DAY = 86_400 * 1_000_000
 _START_US = int(datetime(2026, 1, 5, tzinfo=UTC).timestamp()) * 1_000_000
@@ -200,6 +204,15 @@ def main(argv: list[str] | None = None) -> int:
     print(f"ratio (spark / duckdb time): {spark_s / duck_s:.2f}; results identical: {same}")
     print(f"load average at the end {os.getloadavg()[0]:.1f}; files in {work}")
     print(f"run finished {datetime.now(UTC).isoformat(timespec='seconds')}")
+    publish(
+        "bench/scale_pipeline.py",
+        [
+            Figure(f"the join and label columns on Spark `{args.spark_master}`, {n:,} decisions",
+                   n / spark_s, "decisions/s", n / duck_s, "the same SQL on DuckDB",
+                   ratio_name="× DuckDB", goal="results identical to DuckDB's", met=same),
+        ],
+        argv,
+    )  # fmt: skip
     return 0 if same else 1
 
 

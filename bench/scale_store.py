@@ -44,6 +44,8 @@ sys.path.insert(0, str(ROOT / "tests" / "servers"))
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
+from record import Figure, publish  # noqa: E402  (bench/ is on the path above)
+
 SQLITE_1, PG_2 = "1 replica, SQLite", "2 replicas, PostgreSQL"
 
 
@@ -136,6 +138,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"decisions/s ratio (2 replicas on PostgreSQL / 1 on SQLite): {ratio:.2f}")
         for s in stores.values():
             s.close()
+    publish(
+        "bench/scale_store.py",
+        [
+            Figure(f"2 replicas on one PostgreSQL database, {args.workers} worker each, "
+                   "16 clients each", rate[PG_2], "decisions/s", rate[SQLITE_1],
+                   "1 replica on SQLite", ratio_name="× SQLite"),
+        ],
+        argv,
+    )  # fmt: skip
     return 0
 
 

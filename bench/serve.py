@@ -52,6 +52,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from record import Figure, publish
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests" / "serving"))
@@ -645,6 +646,28 @@ def main(argv: list[str] | None = None) -> int:
             f"{logged - n_acked}"
         )
     print(f"run finished {datetime.now(UTC).isoformat(timespec='seconds')}; data in {tmp}")
+    route = f"`POST /v1/decisions`, {args.workers} worker{'s' if args.workers > 1 else ''}"
+    publish(
+        "bench/serve.py",
+        [
+            Figure(f"{route}, 16 clients", dec.rps, "req/s", bare.rps,
+                   "bare FastAPI no-op route", ratio_name="× bare", goal="≥ 0.5× bare",
+                   met=bare_rps >= 0.5),
+            Figure(f"{route}, p99 latency", dec.p99_ms, "ms", bare.p99_ms,
+                   "bare FastAPI no-op route", ratio_name="× bare", goal="≤ 2× bare",
+                   met=bare_p99 <= 2.0),
+            Figure(f"{route}, server CPU per decision", dec.cpu_ms_per_request, "ms",
+                   bare.cpu_ms_per_request, "bare route, per request", ratio_name="× bare"),
+            *(
+                [Figure(f"`POST /v1/decisions:batch`, {args.batch_size} HCPs a request",
+                        batch_rate, "decisions/s", dec.rps, "single route",
+                        ratio_name="× single", goal="≥ 5× single", met=batch_ratio >= 5.0)]
+                if batch_decisions and dec.rps else []
+            ),
+            Figure("acknowledged decisions missing from the store", float(missing),
+                   "decisions", goal="none lost", met=missing == 0 and logged >= n_acked),
+        ],
+    )  # fmt: skip
     return 0 if logged >= n_acked and missing == 0 else 1
 
 

@@ -43,6 +43,7 @@ from typing import Any
 
 import pandas  # noqa: F401  (imported up front: pyarrow loads it lazily on first use)
 import pyarrow.parquet  # noqa: F401
+from record import Figure, publish
 
 from nba.contact import ContactPolicy
 from nba.logs import io as logio
@@ -183,6 +184,19 @@ def main() -> None:
         f"with logs {best_total:,.0f} decisions/s ({best_total / TARGET:.2f}x target); "
         f"target {TARGET:,} decisions/s"
     )
+    world_size = f"{args.hcps:,} HCPs × {args.days} days, {args.policy}"
+    publish(
+        "bench/simulate.py",
+        [
+            Figure(f"`nba simulate` with Parquet logs, {world_size} (best of {args.repeat})",
+                   best_total, "decisions/s", reference_name="no code reference: the goal",
+                   ratio=best_total / TARGET, ratio_name="× goal",
+                   goal=f"≥ {TARGET:,} decisions/s", met=best_total >= TARGET),
+            Figure(f"the day loop alone, no logs, {world_size}", best_loop, "decisions/s",
+                   reference_name="no code reference: the goal", ratio=best_loop / TARGET,
+                   ratio_name="× goal"),
+        ],
+    )  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -24,6 +24,8 @@ import subprocess
 import sys
 from datetime import UTC, datetime
 
+from record import Figure, publish
+
 GOAL_S = 0.5
 HEAVY = "import numpy, pyarrow, pandas, duckdb, vowpalwabbit, mlflow"
 GROUPS = ("simulate", "logs", "serve", "train", "evaluate", "experiment", "report", "rules")
@@ -64,6 +66,17 @@ def main(argv: list[str] | None = None) -> int:
     met = "met" if top <= GOAL_S else "NOT met"
     print(f"goal: nba --help <= {GOAL_S} CPU s: {met}; slowest group help {worst:.3f} s")
     print(f"run finished {datetime.now(UTC).isoformat(timespec='seconds')}")
+    publish(
+        "bench/startup.py",
+        [
+            Figure("`nba --help`, median CPU of a fresh process", top, "CPU s", ref,
+                   "`python -c pass`", ratio_name="× `python -c pass`",
+                   goal=f"≤ {GOAL_S} CPU s", met=top <= GOAL_S),
+            Figure("the slowest group's `--help`", worst, "CPU s", ref, "`python -c pass`",
+                   ratio_name="× `python -c pass`"),
+        ],
+        argv,
+    )  # fmt: skip
     return 0
 
 

@@ -37,6 +37,7 @@ import argparse
 import os
 import resource
 import statistics
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -48,6 +49,9 @@ from nba.logs import io as logio
 from nba.policies.vw import FileTrainResult, VWConfig, train_from_file
 from nba.reward import RewardDefinition
 from training.train import TrainResult, train
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/, also when imported
+from record import Figure, publish
 
 TARGET = 0.8
 T = TypeVar("T")
@@ -208,6 +212,17 @@ def main() -> None:
             f"CPU ratio {cmed:.3f} (least {clo:.3f}, greatest {chi:.3f})"
         )
         print("load average after: " + " ".join(f"{x:.2f}" for x in os.getloadavg()))
+    publish(
+        "bench/train.py",
+        [
+            Figure(f"`nba train`, {n_train:,} decisions (median of {len(pairs)} alternating pairs)",
+                   statistics.median(p.nba_wall for p in pairs), "s",
+                   statistics.median(p.vw_wall for p in pairs),
+                   "VW's native parser on the same example file", ratio=med,
+                   ratio_name=" (VW's time / ours, median pair)", goal=f"≥ {TARGET}",
+                   met=med >= TARGET),
+        ],
+    )  # fmt: skip
 
 
 if __name__ == "__main__":

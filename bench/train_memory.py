@@ -34,6 +34,8 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+from record import Figure, publish
+
 GOAL_BYTES = 2 * 1024**3
 DECISIONS_PER_HCP_DAY = 0.155
 DAYS = 90
@@ -137,6 +139,17 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(f"load average at the end {os.getloadavg()[0]:.1f}; data in {tmp}")
     print(f"run finished {datetime.now(UTC).isoformat(timespec='seconds')}")
+    peak = max(single, tree)
+    publish(
+        "bench/train_memory.py",
+        [
+            Figure(f"`nba train` peak memory, {n:,} decisions", peak / gib, "GiB",
+                   ref_single / gib, "importing numpy, pyarrow, duckdb, VW",
+                   ratio_name="× the imports", goal=f"≤ {GOAL_BYTES / gib:.0f} GiB",
+                   met=peak <= GOAL_BYTES),
+        ],
+        argv,
+    )  # fmt: skip
     return 0
 
 

@@ -7,6 +7,7 @@ checked is that each script runs to the end and prints the ratio it exists for.
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import re
 import shutil
@@ -38,7 +39,21 @@ def _run(args: list[str], tmp_env: dict[str, str]) -> str:
 def env(tmp_path):  # type: ignore[no-untyped-def]
     e = {**os.environ, "NBA_DATA_DIR": str(tmp_path / "data")}
     e["MLFLOW_TRACKING_URI"] = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    e["NBA_BENCH_RECORDS"] = str(tmp_path / "records.jsonl")
     return e
+
+
+def _figures(text: str, records: str | Path) -> dict[str, dict[str, Any]]:
+    """The run's headline figures by measure: the ``bench-record:`` line it printed,
+    which must also be the last line of the record file it appended to."""
+    printed = [ln[len("bench-record: ") :] for ln in text.splitlines()
+               if ln.startswith("bench-record: ")]  # fmt: skip
+    assert len(printed) == 1, text[-3000:]
+    assert Path(records).read_text().splitlines()[-1] == printed[0]
+    record = json.loads(printed[0])
+    assert record["machine"]["cores"] == os.cpu_count()
+    assert record["finished"] and len(record["load"]) == 2
+    return {f["measure"]: f for f in record["figures"]}
 
 
 @pytest.mark.slow
@@ -46,6 +61,12 @@ def test_bench_simulate(env: dict[str, str]) -> None:
     text = _run(["bench/simulate.py", "--hcps", "300", "--days", "5", "--repeat", "1"], env)
     assert "cpu_count=" in text and "decisions/s" in text and "target" in text
     assert "CPU s of it" in text
+    best = re.search(r"with logs ([\d,]+) decisions/s \(([\d.]+)x target\)", text)
+    assert best is not None, text
+    fig = _figures(text, env["NBA_BENCH_RECORDS"])
+    logs = fig["`nba simulate` with Parquet logs, 300 HCPs × 5 days, campaign (best of 1)"]
+    assert f"{logs['value']:,.0f}" == best.group(1)
+    assert logs["met"] is False and logs["reference"] is None  # 300 HCPs: far below the goal
 
 
 @pytest.mark.slow
@@ -56,6 +77,12 @@ def test_bench_train(env: dict[str, str]) -> None:
     # the two pairs alternate which side runs first, and their median is printed
     assert "pair 1 (nba train first):" in text and "pair 2 (VW native first):" in text
     assert "ratio per pair (median of 2, alternating):" in text
+    med = re.search(r"ratio per pair \(median of 2, alternating\): ([\d.]+)", text)
+    assert med is not None
+    (fig,) = _figures(text, env["NBA_BENCH_RECORDS"]).values()
+    assert fig["measure"].startswith("`nba train`, ") and fig["unit"] == "s"
+    assert f"{fig['ratio']:.3f}" == med.group(1) and fig["met"] == (fig["ratio"] >= 0.8)
+    assert fig["value"] > 0 and fig["reference"] > 0
 
 
 def _bench_train_module() -> Any:
@@ -161,6 +188,16 @@ def test_bench_serve(env: dict[str, str], loadgen: str) -> None:
     # the decisions' CPU by thread role: the decision pool's threads are named
     roles = dict(re.findall(r"^(event loop|nba-decide|nba-group-commi)\s+([\d.]+)$", text, re.M))
     assert float(roles["nba-decide"]) > 0, text
+    fig = _figures(text, env["NBA_BENCH_RECORDS"])
+    single = fig["`POST /v1/decisions`, 1 worker, 16 clients"]
+    decide_row = next(ln for ln in text.splitlines() if ln.startswith("/v1/decisions "))
+    assert f"{single['value']:.1f}" == decide_row.split()[3]
+    assert f"{single['reference']:.1f}" == bare_row.split()[5]
+    assert single["met"] == (single["ratio"] >= 0.5)
+    batch = fig["`POST /v1/decisions:batch`, 100 HCPs a request"]
+    assert batch["reference"] == single["value"] and batch["unit"] == "decisions/s"
+    lost = fig["acknowledged decisions missing from the store"]
+    assert lost["value"] == 0 and lost["met"] is True
 
 
 @pytest.mark.slow
@@ -221,12 +258,24 @@ def test_bench_outcomes(env: dict[str, str], loadgen: str) -> None:
     # both outcome routes really stored outcomes (a run that stores nothing is a failure)
     acked = [int(a) for a in re.findall(r"acknowledged (\d+) \(warm-up included\)", text)]
     assert len(acked) == 2 and min(acked) > 0, text
+    fig = _figures(text, env["NBA_BENCH_RECORDS"])
+    grouped = re.search(r"group commit:\s+([\d.]+) outcomes/s", text)
+    assert grouped is not None
+    assert f"{fig['store write path, group commit, 16 threads']['value']:.1f}" == grouped.group(1)
+    single = fig["`POST /v1/events/{event_id}/outcomes`, 1 worker, 16 clients"]
+    batch = fig["`POST /v1/outcomes:batch`, 20 a request, 1 worker"]
+    assert batch["reference"] == single["value"] > 0
+    assert fig["acknowledged outcomes missing from the store"]["met"] is True
 
 
 @pytest.mark.slow
 def test_bench_startup(env: dict[str, str]) -> None:
     text = _run(["bench/startup.py", "--repeat", "1"], env)
     assert "python -c pass" in text and "nba --help" in text and "goal: nba --help" in text
+    top = re.search(r"^nba --help\s+([\d.]+) s", text, re.M)
+    assert top is not None
+    fig = _figures(text, env["NBA_BENCH_RECORDS"])["`nba --help`, median CPU of a fresh process"]
+    assert f"{fig['value']:.3f}" == top.group(1) and fig["met"] == (fig["value"] <= 0.5)
 
 
 @pytest.mark.slow
@@ -263,6 +312,11 @@ def test_bench_export(env: dict[str, str]) -> None:
     line = next(ln for ln in text.splitlines() if ln.startswith("lines made by duckdb"))
     assert "x the in-process bulk path with its outcomes and pulls read; " in line, text
     assert line.endswith("file identical: True)"), text
+    command = re.search(r"^the command end to end:\s+(\d+) decisions/s", text, re.M)
+    assert command is not None
+    fig = _figures(text, env["NBA_BENCH_RECORDS"])
+    (cmd,) = [f for m, f in fig.items() if m.startswith("`nba logs export --format dsjson`")]
+    assert f"{cmd['value']:.0f}" == command.group(1) and cmd["goal"] == "≥ 50,000 decisions/s"
 
 
 @pytest.mark.slow
@@ -270,6 +324,8 @@ def test_bench_train_memory(env: dict[str, str]) -> None:
     text = _run(["bench/train_memory.py", "--decisions", "1500"], env)
     assert "reference: importing" in text and "largest single process max RSS" in text
     assert "goal: <= 2 GiB" in text
+    (fig,) = _figures(text, env["NBA_BENCH_RECORDS"]).values()
+    assert fig["unit"] == "GiB" and 0 < fig["reference"] < fig["value"] and fig["met"] is True
 
 
 @pytest.mark.slow
@@ -291,10 +347,15 @@ def test_bench_scale_store(env: dict[str, str]) -> None:
     for row in rows:
         decisions, missing = int(row.split()[-6]), int(row.split()[-1])
         assert decisions > 0 and missing == 0  # both really decided and stored
+    (fig,) = _figures(text, env["NBA_BENCH_RECORDS"]).values()
+    assert fig["value"] > 0 and fig["reference"] > 0 and fig["met"] is None
 
 
 def test_bench_scale_pipeline(
-    spark_engine: object, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    spark_engine: object,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Run in this process, so it uses the test session's Spark (``local[2]``) rather
     than starting a JVM of its own."""
@@ -304,11 +365,15 @@ def test_bench_scale_pipeline(
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
+    records = tmp_path / "records.jsonl"
+    monkeypatch.setenv("NBA_BENCH_RECORDS", str(records))
     code = module.main(["--decisions", "3000", "--out", str(tmp_path)])
     text = capsys.readouterr().out
     assert code == 0, text
     assert "duckdb:" in text and "spark:" in text
     assert "ratio (spark / duckdb time):" in text and "results identical: True" in text
+    (fig,) = _figures(text, records).values()
+    assert fig["measure"].endswith(", 3,000 decisions") and fig["met"] is True
 
 
 @pytest.mark.slow
