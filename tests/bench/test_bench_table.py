@@ -160,4 +160,3 @@ def test_readme_block_is_rewritten_and_checked(tmp_path: Path) -> None:
     missing = run()
     assert missing.returncode == 2 and "needs exactly one '<!-- bench-table -->'" in missing.stderr
     assert readme.read_text() == "no markers here\n"  # a refused rewrite changes nothing
-
