@@ -468,3 +468,42 @@ def test_bench_engine_cpu(env: dict[str, str], tmp_path: Path) -> None:
     for name in ("HCP state rows", "event id", "decision row JSON", "VW scores"):
         row = re.search(rf"^{name}.*?\s([\d.]+)\s+([\d.]+)\s+(-?[\d.]+)$", parts, re.M)
         assert row is not None and float(row.group(1)) > 0 and float(row.group(2)) > 0, parts
+
+
+def test_bench_suite_times_pytest_and_lists_the_slowest(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    """``--tests``: pytest on a few paths here, as ``make test`` calls it (the clean
+    clone's run is the suite itself, too long for a test)."""
+    quick = tmp_path / "test_quick.py"
+    quick.write_text(
+        "import time\n\ndef test_a():\n    time.sleep(0.2)\n\ndef test_b():\n    pass\n"
+    )
+    text = _run(["bench/suite.py", "--tests", str(quick)], env)
+    counts = re.search(r"^pytest: 2 passed in ([\d.]+) s \(([\d.]+) min\)$", text, re.M)
+    assert counts is not None, text
+    slow = re.search(r"^\s+([\d.]+) s  call\s+\S*test_quick.py::test_a$", text, re.M)
+    assert slow is not None and float(slow.group(1)) >= 0.2, text
+    fig = _figures(text, env["NBA_BENCH_RECORDS"])
+    pytest_time = fig[f"pytest on {quick}, this checkout, 2 tests passed"]
+    assert f"{pytest_time['value']:.2f}" == counts.group(2) and pytest_time["met"] is True
+
+
+def test_bench_suite_records_nothing_for_a_failing_run(env: dict[str, str], tmp_path: Path) -> None:
+    failing = tmp_path / "test_failing.py"
+    failing.write_text("def test_fails():\n    assert 1 == 2\n")
+    out = subprocess.run(
+        [sys.executable, "bench/suite.py", "--tests", str(failing)],
+        cwd=PROJECT_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert out.returncode == 1, out.stdout
+    assert "1 failed" in out.stdout and "goal <= 8 min of pytest with every test run: NOT met" in (
+        out.stdout
+    )
+    assert "bench-record: " not in out.stdout
+    assert not Path(env["NBA_BENCH_RECORDS"]).exists()

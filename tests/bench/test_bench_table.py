@@ -3,6 +3,7 @@ generated from them."""
 
 from __future__ import annotations
 
+import doctest
 import importlib.util
 import json
 import subprocess
@@ -160,3 +161,11 @@ def test_readme_block_is_rewritten_and_checked(tmp_path: Path) -> None:
     missing = run()
     assert missing.returncode == 2 and "needs exactly one '<!-- bench-table -->'" in missing.stderr
     assert readme.read_text() == "no markers here\n"  # a refused rewrite changes nothing
+
+
+@pytest.mark.parametrize("name", ["record", "table", "suite"])
+def test_the_examples_in_the_docstrings(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """bench/ is not among the suite's doctest paths; its modules' examples run here."""
+    monkeypatch.syspath_prepend(str(BENCH))  # their own imports of each other
+    result = doctest.testmod(_load(name))
+    assert result.attempted > 0 and result.failed == 0
