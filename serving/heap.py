@@ -164,7 +164,9 @@ def _due_generation(counts: tuple[int, int, int], thresholds: tuple[int, int, in
     1
     >>> _due_generation((19_000, 11, 4), (20_000, 10, 10)) is None
     True
+    >>> _due_generation((19_000, 11, 4), (0, 10, 10)) is None  # 0: no automatic collection
+    True
     """
-    if counts[0] <= thresholds[0]:
+    if thresholds[0] == 0 or counts[0] <= thresholds[0]:
         return None
     return 2 if counts[2] > thresholds[2] else 1 if counts[1] > thresholds[1] else 0
