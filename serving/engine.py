@@ -59,7 +59,7 @@ from nba.policies.base import Policy, sample_slate
 from nba.policies.registry import create
 from nba.reward import RewardDefinition
 from nba.triggers import OUTCOME_EVENTS, SAFETY_TOPIC, TriggerSet
-from serving import schemas
+from serving import heap, schemas
 from serving.auth import pseudonym
 from serving.commit import GroupCommitter
 from serving.commit_outcomes import OutcomeCommitter
@@ -933,11 +933,24 @@ class DecisionEngine:
         rest of the answer's work (docs/performance.md, "Ninth round: batch
         decisions").
 
+        The collector is paused while the batch runs (:func:`serving.heap.paused`):
+        its decisions' objects stay alive until the answer is written and are freed
+        by their reference counts when the work returns, so a collection during it
+        would only walk them.
+
         Raises
         ------
         ApiError
             Too many or repeated HCPs, bad channels, client time switched off.
         """
+        with heap.paused():  # the batch's objects are freed before the pause ends
+            return self._decide_batch_json(req, principal, max_batch)
+
+    def _decide_batch_json(
+        self, req: schemas.BatchDecisionRequest, principal: str, max_batch: int
+    ) -> bytes:
+        """:meth:`decide_batch_json`'s work (its frame and the batch's objects gone
+        when it returns)."""
         if len(req.hcp_ids) > max_batch:
             raise invalid(f"hcp_ids: {len(req.hcp_ids)} HCPs; at most {max_batch} per batch")
         if len(set(req.hcp_ids)) != len(req.hcp_ids):

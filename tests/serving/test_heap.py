@@ -9,6 +9,7 @@ from __future__ import annotations
 import gc
 import re
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -119,3 +120,75 @@ def test_a_real_worker_keeps_pythons_collector_when_told(tmp_path: Path) -> None
         stop_server(proc)
     assert _gauges(text, "nba_gc_frozen_objects") == [0.0]
     assert _gauges(text, "nba_gc_young_threshold") == [float(gc.get_threshold()[0])]
+
+
+def test_a_pause_switches_the_collector_off_until_the_last_overlapping_one_ends() -> None:
+    assert gc.isenabled()
+    first, second = heap.paused(), heap.paused()
+    first.__enter__()
+    assert not gc.isenabled()
+    second.__enter__()
+    first.__exit__(None, None, None)  # another pause is still open: still off
+    assert not gc.isenabled()
+    second.__exit__(None, None, None)
+    assert gc.isenabled()
+
+
+def test_a_pause_ends_on_an_exception_and_leaves_a_disabled_collector_disabled() -> None:
+    with pytest.raises(RuntimeError, match="boom"), heap.paused():
+        raise RuntimeError("boom")
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        with heap.paused():
+            pass
+        assert not gc.isenabled()  # it was off before: not switched on
+    finally:
+        gc.enable()
+
+
+def test_a_pause_that_ends_while_another_is_open_runs_the_young_collection_due() -> None:
+    collections: list[int] = []
+
+    def seen(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            collections.append(info["generation"])
+
+    threshold = gc.get_threshold()
+    gc.set_threshold(100, threshold[1], threshold[2])
+    gc.callbacks.append(seen)
+    try:
+        with heap.paused():
+            collections.clear()  # (any collection before the pause began)
+            with heap.paused():
+                kept = [[i] for i in range(1_000)]  # young containers, past the threshold
+                assert gc.get_count()[0] >= 100 and collections == []  # none started
+            assert collections == [0]  # the inner pause ended: the young collection due ran
+            assert not gc.isenabled()
+        assert gc.isenabled() and len(kept) == 1_000
+    finally:
+        gc.callbacks.remove(seen)
+        gc.set_threshold(*threshold)
+
+
+def test_a_batch_decision_runs_with_the_collector_paused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from serving import schemas
+    from serving.main import open_services
+
+    svc = open_services(make_settings(tmp_path, group_commit=False))
+    try:
+        seen: list[bool] = []
+        work = svc.engine._decide_batch_json
+
+        def spy(*args: Any) -> bytes:
+            seen.append(gc.isenabled())
+            return work(*args)
+
+        monkeypatch.setattr(svc.engine, "_decide_batch_json", spy)
+        req = schemas.BatchDecisionRequest(hcp_ids=["NOBODY"], channels=["email"])
+        svc.engine.decide_batch_json(req, "decide-client", max_batch=10)
+        assert seen == [False] and gc.isenabled()
+    finally:
+        svc.store.close()
