@@ -765,7 +765,9 @@ def _compact(counts: I32) -> npt.NDArray[np.int16] | I32:
 def _recent_days(ds: I32) -> npt.NDArray[np.int8]:
     """Days since (shape any, int32), 0 where more than the longest window ago, as
     int8 (0 to 90)."""
-    return np.where(ds <= LONGEST, ds, 0).astype(np.int8)
+    # the same values as np.where(ds <= LONGEST, ds, 0).astype(np.int8), whose
+    # where on int32 took ten times as long: a 0/1 mask times the int8 days
+    return (ds <= LONGEST).astype(np.int8) * ds.astype(np.int8)
 
 
 NEVER_US = -(1 << 60)

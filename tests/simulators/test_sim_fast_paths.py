@@ -13,7 +13,13 @@ from render_reference import ReferenceMap, interest_json, joined_cells
 from nba.context import INTEREST_WEIGHTS
 from nba.logs import io as logio
 from simulators.hcp import world as world_module
-from simulators.hcp.history import LONGEST, ContextBuilder, HistoryTracker, MapRenderer
+from simulators.hcp.history import (
+    LONGEST,
+    ContextBuilder,
+    HistoryTracker,
+    MapRenderer,
+    _recent_days,
+)
 from simulators.hcp.world import World
 
 
@@ -237,3 +243,17 @@ def test_expected_reward_of_value_events_is_bit_identical_to_each_rows_product(
     got = resp.expected_reward(probs)
     assert np.array_equal(got.view(np.int64), want.view(np.int64))
     assert np.ptp(per) > 0  # the value term differs between channels
+
+
+def test_recent_days_equal_the_where_they_replace() -> None:
+    """``_recent_days`` (a 0/1 mask times the int8 days) gives what
+    ``np.where(ds <= LONGEST, ds, 0).astype(np.int8)`` gave, for every day count
+    a run can hold and the tracker's never-seen sentinel, in any shape."""
+    ds = np.r_[np.arange(-300, 400), [LONGEST, LONGEST + 1, 10**6, 10**6 + 89, -(10**6)]].astype(
+        np.int32
+    )
+    for arr in (ds, ds.reshape(-1, 5), ds.reshape(5, -1)[:, ::2], ds[:0]):
+        got = _recent_days(arr)
+        want = np.where(arr <= LONGEST, arr, 0).astype(np.int8)
+        assert got.dtype == np.int8 and got.shape == arr.shape
+        assert np.array_equal(got, want)
