@@ -34,6 +34,17 @@ def _each_on_its_own(
         for name in want:
             assert list(got[name]) == want[name], name
         assert not store._conn().in_transaction
+        if isinstance(store, SQLiteStore):  # the read without the parts: the same rows
+            direct = store._state_rows(hcp_id, now, since, evidence)
+            assert set(direct) == set(want)
+            for name in want:
+                assert list(direct[name]) == want[name], name
+            assert not store._conn().in_transaction
+            # and the state from them equals the one built from the parts' rows
+            cat = Catalog.default()
+            assert store.hcp_state(hcp_id, now, since, cat, evidence) == store._state_from(
+                want, now.date(), cat, evidence
+            )
     return want
 
 
