@@ -6,9 +6,12 @@ Thin entry point: parses options, calls :mod:`nba.logs.join` and
 
 from __future__ import annotations
 
+import functools
+import gc
+from collections.abc import Callable
 from datetime import date, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
@@ -24,6 +27,66 @@ if TYPE_CHECKING:
 
 def _day(value: datetime | None) -> date | None:
     return None if value is None else value.date()
+
+
+class _PandasAbsent:
+    """An import finder that makes ``pandas`` look not installed (while it is on
+    :data:`sys.meta_path`)."""
+
+    def find_spec(self, name: str, path: Any = None, target: Any = None) -> None:
+        if name == "pandas" or name.startswith("pandas."):
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+
+
+def _arrow_without_pandas() -> None:
+    """Keep pyarrow from importing pandas (about 0.3 CPU s) in a process that never
+    uses it.
+
+    pyarrow imports pandas the first time it asks whether pandas is there: its
+    shim does on the first ``pa.array`` or ``pa.scalar`` of Python or NumPy
+    values, its C++ conversion on the first sequence whose type it infers. Both
+    ask once and remember the answer; here they ask while pandas cannot be
+    imported. pandas itself stays importable: pyarrow's calls that need it (e.g.
+    ``to_pandas``) import it then. Nothing when pandas is already imported.
+    """
+    import sys
+
+    if "pandas" in sys.modules:
+        return
+    import pyarrow as pa
+
+    blocker = _PandasAbsent()
+    sys.meta_path.insert(0, blocker)
+    try:
+        pa.lib._pandas_api.have_pandas  # noqa: B018 (the shim's question, asked now)
+        pa.array([True])  # the C++ conversion's question (a type inferred)
+    finally:
+        sys.meta_path.remove(blocker)
+
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def _without_collector(command: _F) -> _F:
+    """Run ``command`` with Python's cyclic garbage collector off.
+
+    The export allocates many short-lived containers (about 190 collections,
+    0.09 CPU s, for 14,000 decisions), none of them in cycles that must be freed
+    before the command ends: the collector is on again afterwards, and collects
+    what is left.
+    """
+
+    @functools.wraps(command)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        enabled = gc.isenabled()
+        gc.disable()
+        try:
+            return command(*args, **kwargs)
+        finally:
+            if enabled:
+                gc.enable()
+
+    return run  # type: ignore[return-value]
 
 
 def _load_reward_def(path: Path | None) -> RewardDefinition:
@@ -143,6 +206,7 @@ def logs() -> None:
 )
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @engine_options
+@_without_collector
 def export_cmd(
     logs_dir: Path | None,
     store_db: Path | None,
@@ -196,6 +260,9 @@ def export_cmd(
         return
     if out.is_dir():
         raise click.UsageError(f"--out {out} is a directory; --format {fmt} writes a file")
+    if engine == "duckdb" and spark_master is None:
+        # (Spark's driver converts with pandas: pyarrow must know it is there)
+        _arrow_without_pandas()
     sql_engine = resolve_engine(engine, spark_master)
     try:
         rd = _load_reward_def(reward_def)

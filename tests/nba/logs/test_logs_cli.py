@@ -144,3 +144,49 @@ def test_export_notes_a_missing_catalog_snapshot(tmp_path: Path, logs_dir: Path)
     first = json.loads(out.read_text().splitlines()[0])
     # the packaged catalog has that version: features are the same as with the snapshot
     assert all(len(a["T"]) == 1 for a in first["c"]["_multi"])
+
+
+def _fresh_python(code: str, cwd: Path) -> str:
+    """Run ``code`` in a new interpreter (pyarrow's memory of pandas is per process)."""
+    import subprocess
+    import sys
+
+    res = subprocess.run(
+        [sys.executable, "-c", code], cwd=cwd, capture_output=True, text=True, check=False
+    )
+    assert res.returncode == 0, res.stderr
+    return res.stdout
+
+
+def test_export_dsjson_in_a_fresh_process_leaves_pandas_unimported(
+    tmp_path: Path, logs_dir: Path
+) -> None:
+    here = tmp_path / "here.dsjson"
+    args = ["logs", "export", "--logs", str(logs_dir), "--format", "dsjson", "--quiet"]
+    res = CliRunner().invoke(main, [*args, "--out", str(here)])
+    assert res.exit_code == 0, res.output
+    fresh = tmp_path / "fresh.dsjson"
+    code = (
+        "import gc, sys\n"
+        "from nba_cli.main import main\n"
+        f"main({[*args, '--out', str(fresh)]!r}, standalone_mode=False)\n"
+        "print('pandas' in sys.modules, gc.isenabled())\n"
+    )
+    assert _fresh_python(code, tmp_path).splitlines()[-1] == "False True"
+    assert fresh.read_bytes() == here.read_bytes()
+
+
+def test_arrow_without_pandas_still_lets_pyarrow_use_pandas(tmp_path: Path) -> None:
+    code = (
+        "import sys\n"
+        "import numpy as np\n"
+        "import pyarrow as pa\n"
+        "from nba_cli.logs import _arrow_without_pandas\n"
+        "_arrow_without_pandas()\n"
+        "a = pa.array(np.arange(3)); b = pa.array([True, None]); s = pa.scalar(2, pa.int64())\n"
+        "print('pandas' in sys.modules, a.to_pylist(), b.to_pylist(), s.as_py())\n"
+        "df = pa.table({'x': [1, 2]}).to_pandas()\n"  # imports pandas when asked to
+        "print(type(df).__name__, 'pandas' in sys.modules, list(df['x']))\n"
+    )
+    out = _fresh_python(code, tmp_path).splitlines()
+    assert out == ["False [0, 1, 2] [True, None] 2", "DataFrame True [1, 2]"]
