@@ -48,6 +48,10 @@ def _arrow_without_pandas() -> None:
     ask once and remember the answer; here they ask while pandas cannot be
     imported. pandas itself stays importable: pyarrow's calls that need it (e.g.
     ``to_pandas``) import it then. Nothing when pandas is already imported.
+
+    For a process that ends with the command: once asked, pyarrow no longer
+    recognises pandas objects given to ``pa.array`` (a categorical Series
+    becomes strings) until a call that needs pandas has imported it.
     """
     import sys
 
@@ -260,8 +264,11 @@ def export_cmd(
         return
     if out.is_dir():
         raise click.UsageError(f"--out {out} is a directory; --format {fmt} writes a file")
-    if engine == "duckdb" and spark_master is None:
-        # (Spark's driver converts with pandas: pyarrow must know it is there)
+    from nba_cli import main as program
+
+    if program.PROCESS_ENDS_WITH_COMMAND and engine == "duckdb" and spark_master is None:
+        # (not where pandas may come later: Spark's driver converts with it, and
+        # a process that goes on after the command, as under CliRunner)
         _arrow_without_pandas()
     sql_engine = resolve_engine(engine, spark_master)
     try:

@@ -158,7 +158,7 @@ def _fresh_python(code: str, cwd: Path) -> str:
     return res.stdout
 
 
-def test_export_dsjson_in_a_fresh_process_leaves_pandas_unimported(
+def test_export_dsjson_as_the_program_leaves_pandas_unimported(
     tmp_path: Path, logs_dir: Path
 ) -> None:
     here = tmp_path / "here.dsjson"
@@ -166,14 +166,33 @@ def test_export_dsjson_in_a_fresh_process_leaves_pandas_unimported(
     res = CliRunner().invoke(main, [*args, "--out", str(here)])
     assert res.exit_code == 0, res.output
     fresh = tmp_path / "fresh.dsjson"
-    code = (
-        "import gc, sys\n"
-        "from nba_cli.main import main\n"
-        f"main({[*args, '--out', str(fresh)]!r}, standalone_mode=False)\n"
-        "print('pandas' in sys.modules, gc.isenabled())\n"
+    code = (  # as `nba logs export ...` runs: the arguments from sys.argv, then exit
+        "import atexit, gc, sys\n"
+        "from nba_cli import main\n"
+        "atexit.register(lambda: print('pandas' in sys.modules, gc.isenabled(),"
+        " main.PROCESS_ENDS_WITH_COMMAND))\n"
+        f"sys.argv = ['nba', *{[*args, '--out', str(fresh)]!r}]\n"
+        "main.main()\n"
     )
-    assert _fresh_python(code, tmp_path).splitlines()[-1] == "False True"
+    assert _fresh_python(code, tmp_path).splitlines()[-1] == "False True True"
     assert fresh.read_bytes() == here.read_bytes()
+
+
+def test_export_under_clirunner_leaves_pyarrow_aware_of_pandas(
+    tmp_path: Path, logs_dir: Path
+) -> None:
+    code = (  # a process that goes on after the command: pandas objects still known
+        "from click.testing import CliRunner\n"
+        "from nba_cli import main\n"
+        f"args = ['logs', 'export', '--logs', {str(logs_dir)!r}, '--format', 'dsjson']\n"
+        f"res = CliRunner().invoke(main.main, [*args, '--out', {str(tmp_path / 'o.dsjson')!r}])\n"
+        "assert res.exit_code == 0, res.output\n"
+        "import pandas as pd, pyarrow as pa\n"
+        "print(pa.array(pd.Series(pd.Categorical(['a', 'b']))).type,"
+        " main.PROCESS_ENDS_WITH_COMMAND)\n"
+    )
+    out = _fresh_python(code, tmp_path).splitlines()[-1]
+    assert out == "dictionary<values=large_string, indices=int8, ordered=0> False"
 
 
 def test_arrow_without_pandas_still_lets_pyarrow_use_pandas(tmp_path: Path) -> None:
