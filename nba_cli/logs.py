@@ -264,9 +264,9 @@ def export_cmd(
         return
     if out.is_dir():
         raise click.UsageError(f"--out {out} is a directory; --format {fmt} writes a file")
-    from nba_cli import main as program
+    import nba_cli
 
-    if program.PROCESS_ENDS_WITH_COMMAND and engine == "duckdb" and spark_master is None:
+    if nba_cli.PROCESS_ENDS_WITH_COMMAND and engine == "duckdb" and spark_master is None:
         # (not where pandas may come later: Spark's driver converts with it, and
         # a process that goes on after the command, as under CliRunner)
         _arrow_without_pandas()

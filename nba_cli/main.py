@@ -10,11 +10,7 @@ from typing import Any
 
 import click
 
-#: True once :meth:`LazyGroup.main` runs as the program: the command line read from
-#: ``sys.argv`` and the process ended after the command (click's standalone mode).
-#: A command may then change state of the whole process that later code would
-#: depend on (not under ``CliRunner``, which passes its arguments).
-PROCESS_ENDS_WITH_COMMAND = False
+import nba_cli
 
 #: subcommand -> "module:attribute"; each layer registers its own commands here.
 SUBCOMMANDS: dict[str, str] = {
@@ -80,13 +76,15 @@ class LazyGroup(click.Group):
 
     def main(self, *args: Any, **kwargs: Any) -> Any:
         """As :meth:`click.Group.main` (same arguments); sets
-        :data:`PROCESS_ENDS_WITH_COMMAND` when the arguments are the program's
-        (``args`` not given) and the process exits afterwards (``standalone_mode``)."""
-        global PROCESS_ENDS_WITH_COMMAND
+        :data:`nba_cli.PROCESS_ENDS_WITH_COMMAND` when the arguments are the
+        program's (``args`` not given) and the process exits afterwards
+        (``standalone_mode``)."""
         given = args[0] if args else kwargs.get("args")
         standalone = args[3] if len(args) > 3 else kwargs.get("standalone_mode", True)
         if given is None and standalone:
-            PROCESS_ENDS_WITH_COMMAND = True
+            # (in the package, not here: ``python -m nba_cli.main`` runs this
+            # module as ``__main__``, a second copy the commands do not import)
+            nba_cli.PROCESS_ENDS_WITH_COMMAND = True
         return super().main(*args, **kwargs)
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:

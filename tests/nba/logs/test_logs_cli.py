@@ -166,13 +166,13 @@ def test_export_dsjson_as_the_program_leaves_pandas_unimported(
     res = CliRunner().invoke(main, [*args, "--out", str(here)])
     assert res.exit_code == 0, res.output
     fresh = tmp_path / "fresh.dsjson"
-    code = (  # as `nba logs export ...` runs: the arguments from sys.argv, then exit
-        "import atexit, gc, sys\n"
-        "from nba_cli import main\n"
+    code = (  # as `python -m nba_cli.main logs export ...` runs, then exits
+        "import atexit, gc, runpy, sys\n"
+        "import nba_cli\n"
         "atexit.register(lambda: print('pandas' in sys.modules, gc.isenabled(),"
-        " main.PROCESS_ENDS_WITH_COMMAND))\n"
+        " nba_cli.PROCESS_ENDS_WITH_COMMAND))\n"
         f"sys.argv = ['nba', *{[*args, '--out', str(fresh)]!r}]\n"
-        "main.main()\n"
+        "runpy.run_module('nba_cli.main', run_name='__main__')\n"
     )
     assert _fresh_python(code, tmp_path).splitlines()[-1] == "False True True"
     assert fresh.read_bytes() == here.read_bytes()
@@ -188,8 +188,9 @@ def test_export_under_clirunner_leaves_pyarrow_aware_of_pandas(
         f"res = CliRunner().invoke(main.main, [*args, '--out', {str(tmp_path / 'o.dsjson')!r}])\n"
         "assert res.exit_code == 0, res.output\n"
         "import pandas as pd, pyarrow as pa\n"
+        "import nba_cli\n"
         "print(pa.array(pd.Series(pd.Categorical(['a', 'b']))).type,"
-        " main.PROCESS_ENDS_WITH_COMMAND)\n"
+        " nba_cli.PROCESS_ENDS_WITH_COMMAND)\n"
     )
     out = _fresh_python(code, tmp_path).splitlines()[-1]
     assert out == "dictionary<values=large_string, indices=int8, ordered=0> False"
