@@ -6,9 +6,11 @@ Thin entry point: parses options, calls :mod:`nba.logs.join` and
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from datetime import date, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
@@ -24,6 +26,29 @@ if TYPE_CHECKING:
 
 def _day(value: datetime | None) -> date | None:
     return None if value is None else value.date()
+
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def _without_collector(command: _F) -> _F:
+    """Run ``command`` with Python's cyclic garbage collector off.
+
+    The export allocates many short-lived containers (about 190 collections,
+    0.09 CPU s, for 14,000 decisions), none of them in cycles that must be freed
+    before the command ends: the collector is on again afterwards, and collects
+    what is left (:func:`serving.heap.paused`: back on in a ``finally``, and only
+    when it was on before).
+    """
+
+    @functools.wraps(command)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        from serving.heap import paused  # the service's pause, shared by threads
+
+        with paused():
+            return command(*args, **kwargs)
+
+    return run  # type: ignore[return-value]
 
 
 def _load_reward_def(path: Path | None) -> RewardDefinition:
@@ -143,6 +168,7 @@ def logs() -> None:
 )
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @engine_options
+@_without_collector
 def export_cmd(
     logs_dir: Path | None,
     store_db: Path | None,

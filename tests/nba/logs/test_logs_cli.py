@@ -144,3 +144,39 @@ def test_export_notes_a_missing_catalog_snapshot(tmp_path: Path, logs_dir: Path)
     first = json.loads(out.read_text().splitlines()[0])
     # the packaged catalog has that version: features are the same as with the snapshot
     assert all(len(a["T"]) == 1 for a in first["c"]["_multi"])
+
+
+def test_export_runs_with_the_collector_off_and_gives_it_back(
+    tmp_path: Path, logs_dir: Path
+) -> None:
+    import gc
+
+    from nba_cli.logs import _without_collector, export_cmd
+
+    seen: list[bool] = []
+
+    @_without_collector
+    def command(fail: bool) -> str:
+        seen.append(gc.isenabled())
+        if fail:
+            raise RuntimeError("boom")
+        return "done"
+
+    assert gc.isenabled()
+    assert command(False) == "done" and gc.isenabled()
+    with pytest.raises(RuntimeError, match="boom"):
+        command(True)
+    assert seen == [False, False] and gc.isenabled()  # back on after an error too
+    gc.disable()
+    try:
+        command(False)
+        assert not gc.isenabled()  # a collector that was off stays off
+    finally:
+        gc.enable()
+    # the export command is the wrapped one, and it still writes its file
+    assert export_cmd.callback is not None and hasattr(export_cmd.callback, "__wrapped__")
+    out = tmp_path / "o.dsjson"
+    args = ["logs", "export", "--logs", str(logs_dir), "--format", "dsjson", "--quiet"]
+    res = CliRunner().invoke(main, [*args, "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    assert out.stat().st_size > 0 and gc.isenabled()
