@@ -295,14 +295,10 @@ def _tokens_before(
     starts before ``ends[i]`` (its closing brace): ``first[i]`` plus how many of
     the tokens from ``first[i]`` on start before ``ends[i]``.
 
-    The tokens after each map's name are compared one step at a time, and each
-    step looks only at the maps whose tokens so far all started before their
-    brace: most maps hold 0 to 3 keys (a quarter of them none), so most drop
-    out after a step or two, where comparing a fixed :data:`_PROBE` tokens of
-    every map read eight per map. Maps with more keys than :data:`_PROBE` are
-    searched for. A binary search over a whole batch's tokens (a million and
-    more) misses the cache at almost every step: it was a quarter of reading
-    the maps.
+    The next :data:`_PROBE` tokens of each map are compared, next to each other
+    in memory; only maps with more keys than that are searched for. A binary
+    search over a whole batch's tokens (a million and more) misses the cache at
+    almost every step: it was a quarter of reading the maps.
 
     Parameters
     ----------
@@ -316,17 +312,14 @@ def _tokens_before(
     -------
     numpy.ndarray of int64, shape (m,)
     """
-    last = first.copy()
-    # the maps still counting: every token so far started before their brace
-    live = np.flatnonzero(first < len(s))
-    for _ in range(_PROBE):
-        if not live.size:
-            return last
-        live = live[s[last[live]] < ends[live]]
-        last[live] += 1
-        live = live[last[live] < len(s)]
-    if live.size:
-        last[live] = np.searchsorted(s, ends[live])
+    idx = first[:, None] + np.arange(_PROBE, dtype=np.int64)
+    inside = idx < len(s)
+    np.minimum(idx, len(s) - 1, out=idx)
+    before = (s[idx] < ends[:, None]) & inside  # true, then false, along each row
+    last = first + before.sum(axis=1)
+    more = before[:, -1]
+    if more.any():
+        last[more] = np.searchsorted(s, ends[more])
     return last
 
 
