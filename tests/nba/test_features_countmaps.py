@@ -136,9 +136,9 @@ def test_tokens_before_is_the_binary_search() -> None:
 
 
 def test_tokens_before_at_the_probe_boundary() -> None:
-    """Maps of every size from 0 to ``_PROBE + 2`` tokens, side by side (the step
-    loop ends, or falls back to the search, at the probe's length), and maps
-    running to the last token of the batch."""
+    """Maps of every size from 0 to ``_PROBE + 2`` tokens, side by side (the probe
+    covers ``_PROBE`` tokens, then falls back to the search), and maps running
+    to the last token of the batch."""
     sizes = np.arange(_PROBE + 3)
     # tokens two bytes apart; map i: a name token, then sizes[i] key tokens
     s = np.arange(0, 2 * int((sizes + 1).sum()), 2, dtype=np.int64)
