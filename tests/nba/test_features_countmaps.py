@@ -135,6 +135,22 @@ def test_tokens_before_is_the_binary_search() -> None:
     assert np.array_equal(_tokens_before(s, edge, s[-1:] + 5), [len(s)])
 
 
+def test_tokens_before_at_the_probe_boundary() -> None:
+    """Maps of every size from 0 to ``_PROBE + 2`` tokens, side by side (the probe
+    covers ``_PROBE`` tokens, then falls back to the search), and maps running
+    to the last token of the batch."""
+    sizes = np.arange(_PROBE + 3)
+    # tokens two bytes apart; map i: a name token, then sizes[i] key tokens
+    s = np.arange(0, 2 * int((sizes + 1).sum()), 2, dtype=np.int64)
+    first = np.cumsum(np.r_[0, sizes[:-1] + 1]) + 1
+    ends = s[first - 1 + sizes] + 1  # between the last key and the next name
+    assert np.array_equal(_tokens_before(s, first, ends), np.searchsorted(s, ends))
+    # the same sizes, each map's keys the batch's last tokens
+    for k in sizes:
+        tail = np.array([len(s) - k], dtype=np.int64)
+        assert np.array_equal(_tokens_before(s, tail, s[-1:] + 1), [len(s)])
+
+
 def _variant(fn: Callable[[dict[str, Any]], str | None]) -> Callable[[pa.Table], pa.Table]:
     """A table whose second row's context is ``fn`` of its dict (a JSON text)."""
 
