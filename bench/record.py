@@ -133,8 +133,26 @@ def _commit() -> str | None:
         )
         if head.returncode != 0:
             return None
+        # the records file itself is left out: appending to it is not a change
+        # of the code measured
+        records = os.environ.get(RECORDS_ENV)
+        skip = []
+        if records:
+            path = Path(records).resolve()
+            if path.is_relative_to(root):
+                skip = [f":(exclude){path.relative_to(root)}"]
         dirty = subprocess.run(
-            ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+            [
+                "git",
+                "-C",
+                str(root),
+                "status",
+                "--porcelain",
+                "--untracked-files=no",
+                "--",
+                ".",
+                *skip,
+            ],
             capture_output=True,
             text=True,
             timeout=10,
