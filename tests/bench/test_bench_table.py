@@ -169,3 +169,37 @@ def test_the_examples_in_the_docstrings(name: str, monkeypatch: pytest.MonkeyPat
     monkeypatch.syspath_prepend(str(BENCH))  # their own imports of each other
     result = doctest.testmod(_load(name))
     assert result.attempted > 0 and result.failed == 0
+
+
+def test_the_commit_is_dirty_for_code_changes_not_for_the_records(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A record names its commit; appending to the committed records file (what every
+    run does) does not make it ``-dirty``, a change to the code does."""
+    repo = tmp_path / "repo"
+    (repo / "bench").mkdir(parents=True)
+    (repo / "bench" / "record.py").write_text((BENCH / "record.py").read_text())
+    (repo / "bench" / "records.jsonl").write_text("{}\n")
+
+    def git(*args: str) -> str:
+        return subprocess.run(
+            ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@t", *args],
+            check=True, capture_output=True, text=True,
+        ).stdout.strip()  # fmt: skip
+
+    git("init", "-q")
+    git("add", ".")
+    git("commit", "-q", "-m", "first")
+    head = git("rev-parse", "--short=10", "HEAD")
+    spec = importlib.util.spec_from_file_location("repo_record", repo / "bench" / "record.py")
+    assert spec is not None and spec.loader is not None
+    copy = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "repo_record", copy)  # its dataclasses look it up
+    spec.loader.exec_module(copy)
+    monkeypatch.setenv(record.RECORDS_ENV, str(repo / "bench" / "records.jsonl"))
+    with open(repo / "bench" / "records.jsonl", "a") as fh:
+        fh.write("{}\n")
+    assert copy._commit() == head
+    with open(repo / "bench" / "record.py", "a") as fh:
+        fh.write("# changed\n")
+    assert copy._commit() == f"{head}-dirty"
