@@ -14,10 +14,9 @@ import re
 import tempfile
 from pathlib import Path
 
+from nba.paths import default_tracking_uri
 from nba.policies.base import PolicyError
 from nba.policies.vw import META_FILE, VWPolicy
-from training import mlflow_utils
-from training.pyfunc_model import POLICY_ARTIFACT
 
 #: MLflow error codes meaning "there is no such model, version or alias"
 _NOT_FOUND = frozenset({"RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "NOT_FOUND"})
@@ -30,15 +29,13 @@ def resolve_version(uri: str, tracking_uri: str | None = None) -> tuple[str, str
     m = _MODELS.match(uri)
     if not m:
         raise PolicyError(f"{uri!r} is not 'models:/<name>@<alias>' or 'models:/<name>/<version>'")
+    _refuse_missing_store(m.group(0), tracking_uri)
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
 
+    from training import mlflow_utils
+
     uri = mlflow_utils.configure(tracking_uri)
-    if uri.startswith("sqlite:///"):
-        db = Path(uri[len("sqlite:///") :])
-        if not db.is_file():
-            # looking a model up must not create (and migrate) an empty store
-            raise PolicyError(f"{uri}: no MLflow tracking store there yet, so no {m.group(0)}")
     client = MlflowClient(tracking_uri=uri, registry_uri=uri)
     name = m.group("name")
     try:
@@ -56,7 +53,20 @@ def resolve_version(uri: str, tracking_uri: str | None = None) -> tuple[str, str
     return name, str(mv.version)
 
 
+def _refuse_missing_store(model_uri: str, tracking_uri: str | None) -> None:
+    """Raise :class:`PolicyError` when the tracking store (``tracking_uri``, default
+    :func:`nba.paths.default_tracking_uri`) is an SQLite file that does not exist:
+    looking a model up must not create (and migrate) an empty store. Checked before
+    MLflow is imported, so that a service started before any training (which then
+    serves its baseline) does not pay MLflow's import for nothing."""
+    uri = tracking_uri or default_tracking_uri()
+    if uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///") :]).is_file():
+        raise PolicyError(f"{uri}: no MLflow tracking store there yet, so no {model_uri}")
+
+
 def _policy_dir(root: Path) -> Path:
+    from training.pyfunc_model import POLICY_ARTIFACT
+
     for cand in (root, root / "artifacts" / POLICY_ARTIFACT, root / POLICY_ARTIFACT):
         if (cand / META_FILE).is_file():
             return cand
@@ -67,8 +77,12 @@ def load_policy(uri_or_path: str | Path, tracking_uri: str | None = None) -> VWP
     """A predict-only policy from a registry URI, a run URI or a local path."""
     s = str(uri_or_path)
     if s.startswith("models:/") or s.startswith("runs:/"):
+        if s.startswith("models:/") and _MODELS.match(s):
+            _refuse_missing_store(s, tracking_uri)
         import mlflow.artifacts
         from mlflow.exceptions import MlflowException
+
+        from training import mlflow_utils
 
         uri = mlflow_utils.configure(tracking_uri)
         if s.startswith("models:/"):
