@@ -203,3 +203,19 @@ def test_the_commit_is_dirty_for_code_changes_not_for_the_records(
     with open(repo / "bench" / "record.py", "a") as fh:
         fh.write("# changed\n")
     assert copy._commit() == f"{head}-dirty"
+
+
+def test_the_readme_table_is_the_committed_records() -> None:
+    """The README's performance table is what bench/table.py makes of the records in
+    bench/records.jsonl, as the README says (the command is run as written there)."""
+    readme = (PROJECT_ROOT / "README.md").read_text()
+    command = ".venv/bin/python bench/table.py bench/records.jsonl --readme README.md --check"
+    assert command in readme
+    out = subprocess.run(
+        [sys.executable, *command.split()[1:]],
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert out.returncode == 0, out.stderr
