@@ -103,10 +103,12 @@ from serving.store_sql import INTEGRITY_ERRORS, SQLITE, Connection, Dialect
 #: preferences; version 4 reps and their alignment history, the rep's day lists,
 #: override touches, slates, the rules applied by each decision, versioned rules,
 #: holdout requests answered with no contact, trigger events, rep notifications,
-#: trigger suppressions and webhook deliveries. Older files are migrated when opened.
-SCHEMA_VERSION = 4
+#: trigger suppressions and webhook deliveries; version 5 ``outcomes.hcp_id`` (the HCP of
+#: the outcome's decision, so that an HCP's outcomes of a time window are one range of
+#: the ``outcomes_hcp_ts`` index). Older files are migrated when opened.
+SCHEMA_VERSION = 5
 #: older schema versions this code migrates in place when it opens their file
-MIGRATES_FROM = (1, 2, 3)
+MIGRATES_FROM = (1, 2, 3, 4)
 SYNCHRONOUS_MODES = ("FULL", "NORMAL", "EXTRA")
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _US = timedelta(microseconds=1)
@@ -182,9 +184,13 @@ CREATE TABLE IF NOT EXISTS outcomes (
     late INTEGER NOT NULL,
     received_us INTEGER NOT NULL,
     action_id TEXT,
+    -- the decision's HCP, copied at insert (schema version 5): an HCP's outcomes of a
+    -- time window are one range of outcomes_hcp_ts, not a walk of all its decisions
+    hcp_id TEXT,
     UNIQUE (event_id, type, source_id)
 );
 CREATE INDEX IF NOT EXISTS outcomes_ts ON outcomes (ts_us);
+CREATE INDEX IF NOT EXISTS outcomes_hcp_ts ON outcomes (hcp_id, ts_us);
 CREATE TABLE IF NOT EXISTS feedback (
     outcome_id INTEGER PRIMARY KEY,
     event_id TEXT NOT NULL,
@@ -348,6 +354,8 @@ _ADDED_COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("decisions", "rules_market", "TEXT"),
     # journeys: the step that allowed the decision's actions ("<journey>/<step>"), or null
     ("decisions", "journey", "TEXT"),
+    # the HCP of the outcome's decision (schema version 5; filled by _fill_outcome_hcps)
+    ("outcomes", "hcp_id", "TEXT"),
 )
 
 
@@ -776,7 +784,7 @@ _AO_ACTION = "COALESCE(o.action_id, d.chosen_action_id)"
 _AO_COLS = (("o.event_id", "t"), (_AO_ACTION, "t"), ("o.type", "t"), ("MIN(o.ts_us)", "i"))
 _AO_REST = (
     "FROM outcomes o JOIN decisions d ON d.event_id=o.event_id"
-    f" WHERE d.hcp_id=? AND o.type IN ({','.join('?' * len(_AO_TYPES))})"
+    f" WHERE o.hcp_id=? AND o.type IN ({','.join('?' * len(_AO_TYPES))})"
     f" AND o.ts_us>=? AND o.ts_us<=? GROUP BY o.event_id, {_AO_ACTION}, o.type"
 )
 _AO_ORDER = f"MIN(o.ts_us), {_AO_ACTION}, o.type, o.event_id"
@@ -879,7 +887,7 @@ def _history_parts_built(dialect: Dialect, hcp_id: str, day: date) -> dict[str, 
     action = "COALESCE(o.action_id, d.chosen_action_id)"
     engaged = (
         "FROM outcomes o JOIN decisions d ON d.event_id=o.event_id"
-        f" WHERE d.hcp_id=? AND o.type IN ({marks})"
+        f" WHERE o.hcp_id=? AND o.type IN ({marks})"
         " AND o.ts_us>=? AND o.ts_us{hi_op}? GROUP BY o.event_id, " + action + ", o.type"
     )
     return {
@@ -1085,6 +1093,7 @@ class EventStore(StoreExport):
             # columns added since this database's version was set (a no-op once present)
             self._add_columns(c)
             self._after_ddl(c)
+            self._fill_outcome_hcps(c)
             c.execute(
                 "CREATE INDEX IF NOT EXISTS touches_overrides ON touches (overrides_event_id)"
                 " WHERE overrides_event_id IS NOT NULL"
@@ -1097,6 +1106,18 @@ class EventStore(StoreExport):
 
     def _after_ddl(self, c: Connection) -> None:
         """Backend-specific schema steps after the DDL and the added columns."""
+
+    @staticmethod
+    def _fill_outcome_hcps(c: Connection) -> None:
+        """Copy each decision's ``hcp_id`` onto its outcomes that lack it: every
+        outcome of a file migrated from a version before 5, and any an older process
+        still running stored after the migration (each open fills those; finding
+        none is one search of the ``outcomes_hcp_ts`` index, whose NULLs come first).
+        An outcome whose decision is gone stays null (no read joins it)."""
+        c.execute(
+            "UPDATE outcomes SET hcp_id=(SELECT d.hcp_id FROM decisions d"
+            " WHERE d.event_id=outcomes.event_id) WHERE hcp_id IS NULL"
+        )
 
     def _add_columns(self, c: Connection) -> None:
         """Add each column of :data:`_ADDED_COLUMNS` the database's tables lack."""
@@ -1967,7 +1988,8 @@ class EventStore(StoreExport):
             raise StoreError(f"{where}: action '{target}': {problem}")
         cur = c.execute(
             "INSERT OR IGNORE INTO outcomes (event_id, ts_us, type, value, source, source_id,"
-            " kind, late, received_us, action_id) VALUES (?,?,?,?,?,?,?,?,?,?) RETURNING id",
+            " kind, late, received_us, action_id, hcp_id) VALUES (?,?,?,?,?,?,?,?,?,?,?)"
+            " RETURNING id",
             (
                 outcome.event_id,
                 ts_us,
@@ -1979,6 +2001,7 @@ class EventStore(StoreExport):
                 int(ts_us - d_us > window_us),
                 _to_us(datetime.now(UTC)),
                 outcome.action_id,
+                hcp_id,  # the decision's (schema version 5): see outcomes_hcp_ts
             ),
         )
         inserted = cur.fetchone()

@@ -217,7 +217,7 @@ class SQLiteStore(EventStore):
             built = (
                 "SELECT o.event_id, COALESCE(o.action_id, d.chosen_action_id), o.type, o.ts_us"
                 " FROM outcomes o JOIN decisions d ON d.event_id=o.event_id"
-                f" WHERE d.hcp_id=? AND +o.type IN ({','.join('?' * len(types))})"
+                f" WHERE o.hcp_id=? AND +o.type IN ({','.join('?' * len(types))})"
                 " AND o.ts_us>=? AND o.ts_us<=?",
                 tuple(types),
                 tuple(frozenset(t) for t in shape),
@@ -548,9 +548,9 @@ class SQLiteStore(EventStore):
                     rows[r[0]]["suppressions"].append(r[1:])
                 outcomes: dict[str, list[tuple[Any, ...]]] = {}
                 for r in con.execute(
-                    "SELECT d.hcp_id, o.event_id, COALESCE(o.action_id, d.chosen_action_id),"
+                    "SELECT o.hcp_id, o.event_id, COALESCE(o.action_id, d.chosen_action_id),"
                     " o.type, o.ts_us FROM outcomes o JOIN decisions d ON d.event_id=o.event_id"
-                    f" WHERE d.hcp_id IN ({marks})"
+                    f" WHERE o.hcp_id IN ({marks})"
                     f" AND +o.type IN ({','.join('?' * len(types_))})"  # see _outcome_plan
                     " AND o.ts_us>=? AND o.ts_us<=?",
                     (*known, *types_, o_lo, o_hi),
