@@ -103,9 +103,10 @@ from serving.store_sql import INTEGRITY_ERRORS, SQLITE, Connection, Dialect
 #: preferences; version 4 reps and their alignment history, the rep's day lists,
 #: override touches, slates, the rules applied by each decision, versioned rules,
 #: holdout requests answered with no contact, trigger events, rep notifications,
-#: trigger suppressions and webhook deliveries; version 5 ``outcomes.hcp_id`` (the HCP of
-#: the outcome's decision, so that an HCP's outcomes of a time window are one range of
-#: the ``outcomes_hcp_ts`` index). Older files are migrated when opened.
+#: trigger suppressions and webhook deliveries; version 5 ``outcomes.hcp_id`` and
+#: ``touches.overrides_hcp_id`` (the HCP of the decision an outcome concerns or a touch
+#: overrides, so that a state read finds them by one index range of its time window,
+#: not by a walk of all the HCP's decisions). Older files are migrated when opened.
 SCHEMA_VERSION = 5
 #: older schema versions this code migrates in place when it opens their file
 MIGRATES_FROM = (1, 2, 3, 4)
@@ -140,8 +141,11 @@ CREATE TABLE IF NOT EXISTS touches (
     topics TEXT NOT NULL DEFAULT '[]',
     content_ids TEXT NOT NULL DEFAULT '[]',
     dwell_s REAL,
-    overrides_event_id TEXT
+    overrides_event_id TEXT,
+    overrides_hcp_id TEXT
 );
+-- overrides_hcp_id: the HCP of the decision a touch overrides (the touch may be of
+-- another HCP), copied at insert (schema version 5), indexed with the time (touches_overrides_hcp)
 CREATE INDEX IF NOT EXISTS touches_hcp_ts ON touches (hcp_id, ts_us);
 CREATE INDEX IF NOT EXISTS touches_ts ON touches (ts_us);
 CREATE TABLE IF NOT EXISTS decisions (
@@ -169,8 +173,8 @@ CREATE TABLE IF NOT EXISTS decisions (
 );
 CREATE INDEX IF NOT EXISTS decisions_hcp_ts ON decisions (hcp_id, ts_us);
 CREATE INDEX IF NOT EXISTS decisions_ts ON decisions (ts_us);
--- an HCP's decisions with their ids from the index alone: the walks of a state read
--- (outcomes on them, overridden ones) join on the id, not on the decision's row
+-- an HCP's decisions with their ids from the index alone, for reads that join them on
+-- the id (before schema version 5 also the state read's outcomes and overridden ones)
 CREATE INDEX IF NOT EXISTS decisions_hcp_event ON decisions (hcp_id, event_id);
 CREATE TABLE IF NOT EXISTS outcomes (
     id INTEGER PRIMARY KEY,
@@ -354,8 +358,10 @@ _ADDED_COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("decisions", "rules_market", "TEXT"),
     # journeys: the step that allowed the decision's actions ("<journey>/<step>"), or null
     ("decisions", "journey", "TEXT"),
-    # the HCP of the outcome's decision (schema version 5; filled by _fill_outcome_hcps)
+    # the HCP of the outcome's decision and of the decision a touch overrides (schema
+    # version 5; filled by _fill_copied_hcps)
     ("outcomes", "hcp_id", "TEXT"),
+    ("touches", "overrides_hcp_id", "TEXT"),
 )
 
 
@@ -925,11 +931,12 @@ def _history_parts_built(dialect: Dialect, hcp_id: str, day: date) -> dict[str, 
             "ts_us, id",
             (hcp_id, lo_us, end_us),
         ),
-        # the HCP's decisions a rep overrode with a touch in the window, each once
+        # the HCP's decisions a rep overrode with a touch in the window, each once (the
+        # touch may be another HCP's: it carries the overridden decision's HCP)
         "h_overridden": _Part(
             (("COUNT(DISTINCT t.overrides_event_id)", "i"),),
             "FROM touches t JOIN decisions d ON d.event_id=t.overrides_event_id"
-            " WHERE t.overrides_event_id IS NOT NULL AND d.hcp_id=? AND t.ts_us>=? AND t.ts_us<?",
+            " WHERE t.overrides_hcp_id=? AND t.ts_us>=? AND t.ts_us<?",
             "1",
             (hcp_id, lo_us, end_us),
         ),
@@ -1093,11 +1100,16 @@ class EventStore(StoreExport):
             # columns added since this database's version was set (a no-op once present)
             self._add_columns(c)
             self._after_ddl(c)
-            self._fill_outcome_hcps(c)
             c.execute(
                 "CREATE INDEX IF NOT EXISTS touches_overrides ON touches (overrides_event_id)"
                 " WHERE overrides_event_id IS NOT NULL"
             )
+            # the touches overriding an HCP's decisions by time (schema version 5)
+            c.execute(
+                "CREATE INDEX IF NOT EXISTS touches_overrides_hcp ON touches"
+                " (overrides_hcp_id, ts_us) WHERE overrides_hcp_id IS NOT NULL"
+            )
+            self._fill_copied_hcps(c)
             if row is None:
                 c.execute(
                     "INSERT INTO meta (key, value) VALUES ('schema_version', ?)",
@@ -1108,15 +1120,22 @@ class EventStore(StoreExport):
         """Backend-specific schema steps after the DDL and the added columns."""
 
     @staticmethod
-    def _fill_outcome_hcps(c: Connection) -> None:
-        """Copy each decision's ``hcp_id`` onto its outcomes that lack it: every
-        outcome of a file migrated from a version before 5, and any an older process
-        still running stored after the migration (each open fills those; finding
-        none is one search of the ``outcomes_hcp_ts`` index, whose NULLs come first).
-        An outcome whose decision is gone stays null (no read joins it)."""
+    def _fill_copied_hcps(c: Connection) -> None:
+        """Copy each decision's ``hcp_id`` onto its outcomes (``hcp_id``) and onto the
+        touches overriding it (``overrides_hcp_id``) that lack it: every such row of a
+        file migrated from a version before 5, and any that a process of an older
+        version still running stored after the migration (each open fills those;
+        finding no outcome is one search of ``outcomes_hcp_ts``, whose NULLs come
+        first, and no touch one walk of the override touches' own index). A row
+        whose decision is gone stays null (no read joins it)."""
         c.execute(
             "UPDATE outcomes SET hcp_id=(SELECT d.hcp_id FROM decisions d"
             " WHERE d.event_id=outcomes.event_id) WHERE hcp_id IS NULL"
+        )
+        c.execute(
+            "UPDATE touches SET overrides_hcp_id=(SELECT d.hcp_id FROM decisions d"
+            " WHERE d.event_id=touches.overrides_event_id)"
+            " WHERE overrides_event_id IS NOT NULL AND overrides_hcp_id IS NULL"
         )
 
     def _add_columns(self, c: Connection) -> None:

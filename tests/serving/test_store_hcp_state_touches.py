@@ -214,6 +214,24 @@ def test_outcomes_searched_as_one_range_of_the_window(tmp_path: Path) -> None:
         ], plan
 
 
+def test_overridden_searched_as_one_range_of_the_window(tmp_path: Path) -> None:
+    # the count of overridden decisions reads the touches of the window that override
+    # the HCP's decisions as one range of (overrides_hcp_id, ts_us), each joined to
+    # its decision by the key: not all the HCP's decisions ever made (schema version 5)
+    store = EventStore(tmp_path / "s.db")
+    assert isinstance(store, SQLiteStore)
+    part = store._state_parts("a", NOW, NOW - timedelta(days=90), evidence=True)["h_overridden"]
+    con = store._conn()
+    for text in (SQLiteStore._OVERRIDDEN, part.sql()):
+        plan = [r[3] for r in con.execute("EXPLAIN QUERY PLAN " + text, part.args)]
+        searches = sorted(p for p in plan if p.startswith(("SEARCH", "SCAN")))
+        assert searches == [
+            "SEARCH d USING COVERING INDEX sqlite_autoindex_decisions_1 (event_id=?)",
+            "SEARCH t USING INDEX touches_overrides_hcp"
+            " (overrides_hcp_id=? AND ts_us>? AND ts_us<?)",
+        ], plan
+
+
 def test_overridden_decisions_counted_once_each(tmp_path: Path) -> None:
     # the count of overridden decisions (its own statement on SQLite, without the
     # part's COUNT(DISTINCT)) equals the part's statement, in the single and the
@@ -244,11 +262,13 @@ def test_overridden_decisions_counted_once_each(tmp_path: Path) -> None:
     ]
     with store._write() as c:
         for event_id, ts in overrides:
+            # as add_override_touch writes it: with the overridden decision's HCP
             c.execute(
                 "INSERT INTO touches (hcp_id, ts_us, channel, content_id, origin, kind,"
-                " overrides_event_id) VALUES (?,?,?,?,?,?,?)",
-                ("c", _to_us(ts), "rep_visit", "VEL-EFF-01", "external", "contact", event_id),
-            )
+                " overrides_event_id, overrides_hcp_id) VALUES (?,?,?,?,?,?,?,?)",
+                ("c", _to_us(ts), "rep_visit", "VEL-EFF-01", "external", "contact", event_id,
+                 "b" if event_id == "E4" else "a"),
+            )  # fmt: skip
     since = NOW - timedelta(days=30)
     many = store.hcp_states(["a", "b", "c"], NOW, since, cat)
     counts = {}
