@@ -1127,15 +1127,17 @@ class EventStore(StoreExport):
         version still running stored after the migration (each open fills those;
         finding no outcome is one search of ``outcomes_hcp_ts``, whose NULLs come
         first, and no touch one walk of the override touches' own index). A row
-        whose decision is gone stays null (no read joins it)."""
+        whose decision is gone stays null, and is not written again (no read joins it)."""
         c.execute(
             "UPDATE outcomes SET hcp_id=(SELECT d.hcp_id FROM decisions d"
             " WHERE d.event_id=outcomes.event_id) WHERE hcp_id IS NULL"
+            " AND EXISTS (SELECT 1 FROM decisions d WHERE d.event_id=outcomes.event_id)"
         )
         c.execute(
             "UPDATE touches SET overrides_hcp_id=(SELECT d.hcp_id FROM decisions d"
             " WHERE d.event_id=touches.overrides_event_id)"
             " WHERE overrides_event_id IS NOT NULL AND overrides_hcp_id IS NULL"
+            " AND EXISTS (SELECT 1 FROM decisions d WHERE d.event_id=touches.overrides_event_id)"
         )
 
     def _add_columns(self, c: Connection) -> None:
