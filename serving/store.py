@@ -103,10 +103,13 @@ from serving.store_sql import INTEGRITY_ERRORS, SQLITE, Connection, Dialect
 #: preferences; version 4 reps and their alignment history, the rep's day lists,
 #: override touches, slates, the rules applied by each decision, versioned rules,
 #: holdout requests answered with no contact, trigger events, rep notifications,
-#: trigger suppressions and webhook deliveries. Older files are migrated when opened.
-SCHEMA_VERSION = 4
+#: trigger suppressions and webhook deliveries; version 5 ``outcomes.hcp_id`` and
+#: ``touches.overrides_hcp_id`` (the HCP of the decision an outcome concerns or a touch
+#: overrides, so that a state read finds them by one index range of its time window,
+#: not by a walk of all the HCP's decisions). Older files are migrated when opened.
+SCHEMA_VERSION = 5
 #: older schema versions this code migrates in place when it opens their file
-MIGRATES_FROM = (1, 2, 3)
+MIGRATES_FROM = (1, 2, 3, 4)
 SYNCHRONOUS_MODES = ("FULL", "NORMAL", "EXTRA")
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _US = timedelta(microseconds=1)
@@ -138,8 +141,11 @@ CREATE TABLE IF NOT EXISTS touches (
     topics TEXT NOT NULL DEFAULT '[]',
     content_ids TEXT NOT NULL DEFAULT '[]',
     dwell_s REAL,
-    overrides_event_id TEXT
+    overrides_event_id TEXT,
+    overrides_hcp_id TEXT
 );
+-- overrides_hcp_id: the HCP of the decision a touch overrides (the touch may be of
+-- another HCP), copied at insert (schema version 5), indexed with the time (touches_overrides_hcp)
 CREATE INDEX IF NOT EXISTS touches_hcp_ts ON touches (hcp_id, ts_us);
 CREATE INDEX IF NOT EXISTS touches_ts ON touches (ts_us);
 CREATE TABLE IF NOT EXISTS decisions (
@@ -167,8 +173,8 @@ CREATE TABLE IF NOT EXISTS decisions (
 );
 CREATE INDEX IF NOT EXISTS decisions_hcp_ts ON decisions (hcp_id, ts_us);
 CREATE INDEX IF NOT EXISTS decisions_ts ON decisions (ts_us);
--- an HCP's decisions with their ids from the index alone: the walks of a state read
--- (outcomes on them, overridden ones) join on the id, not on the decision's row
+-- an HCP's decisions with their ids from the index alone, for reads that join them on
+-- the id (before schema version 5 also the state read's outcomes and overridden ones)
 CREATE INDEX IF NOT EXISTS decisions_hcp_event ON decisions (hcp_id, event_id);
 CREATE TABLE IF NOT EXISTS outcomes (
     id INTEGER PRIMARY KEY,
@@ -182,9 +188,13 @@ CREATE TABLE IF NOT EXISTS outcomes (
     late INTEGER NOT NULL,
     received_us INTEGER NOT NULL,
     action_id TEXT,
+    -- the decision's HCP, copied at insert (schema version 5): an HCP's outcomes of a
+    -- time window are one range of outcomes_hcp_ts, not a walk of all its decisions
+    hcp_id TEXT,
     UNIQUE (event_id, type, source_id)
 );
 CREATE INDEX IF NOT EXISTS outcomes_ts ON outcomes (ts_us);
+CREATE INDEX IF NOT EXISTS outcomes_hcp_ts ON outcomes (hcp_id, ts_us);
 CREATE TABLE IF NOT EXISTS feedback (
     outcome_id INTEGER PRIMARY KEY,
     event_id TEXT NOT NULL,
@@ -348,6 +358,10 @@ _ADDED_COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("decisions", "rules_market", "TEXT"),
     # journeys: the step that allowed the decision's actions ("<journey>/<step>"), or null
     ("decisions", "journey", "TEXT"),
+    # the HCP of the outcome's decision and of the decision a touch overrides (schema
+    # version 5; filled by _fill_copied_hcps)
+    ("outcomes", "hcp_id", "TEXT"),
+    ("touches", "overrides_hcp_id", "TEXT"),
 )
 
 
@@ -776,7 +790,7 @@ _AO_ACTION = "COALESCE(o.action_id, d.chosen_action_id)"
 _AO_COLS = (("o.event_id", "t"), (_AO_ACTION, "t"), ("o.type", "t"), ("MIN(o.ts_us)", "i"))
 _AO_REST = (
     "FROM outcomes o JOIN decisions d ON d.event_id=o.event_id"
-    f" WHERE d.hcp_id=? AND o.type IN ({','.join('?' * len(_AO_TYPES))})"
+    f" WHERE o.hcp_id=? AND o.type IN ({','.join('?' * len(_AO_TYPES))})"
     f" AND o.ts_us>=? AND o.ts_us<=? GROUP BY o.event_id, {_AO_ACTION}, o.type"
 )
 _AO_ORDER = f"MIN(o.ts_us), {_AO_ACTION}, o.type, o.event_id"
@@ -879,7 +893,7 @@ def _history_parts_built(dialect: Dialect, hcp_id: str, day: date) -> dict[str, 
     action = "COALESCE(o.action_id, d.chosen_action_id)"
     engaged = (
         "FROM outcomes o JOIN decisions d ON d.event_id=o.event_id"
-        f" WHERE d.hcp_id=? AND o.type IN ({marks})"
+        f" WHERE o.hcp_id=? AND o.type IN ({marks})"
         " AND o.ts_us>=? AND o.ts_us{hi_op}? GROUP BY o.event_id, " + action + ", o.type"
     )
     return {
@@ -917,11 +931,12 @@ def _history_parts_built(dialect: Dialect, hcp_id: str, day: date) -> dict[str, 
             "ts_us, id",
             (hcp_id, lo_us, end_us),
         ),
-        # the HCP's decisions a rep overrode with a touch in the window, each once
+        # the HCP's decisions a rep overrode with a touch in the window, each once (the
+        # touch may be another HCP's: it carries the overridden decision's HCP)
         "h_overridden": _Part(
             (("COUNT(DISTINCT t.overrides_event_id)", "i"),),
             "FROM touches t JOIN decisions d ON d.event_id=t.overrides_event_id"
-            " WHERE t.overrides_event_id IS NOT NULL AND d.hcp_id=? AND t.ts_us>=? AND t.ts_us<?",
+            " WHERE t.overrides_hcp_id=? AND t.ts_us>=? AND t.ts_us<?",
             "1",
             (hcp_id, lo_us, end_us),
         ),
@@ -1089,6 +1104,12 @@ class EventStore(StoreExport):
                 "CREATE INDEX IF NOT EXISTS touches_overrides ON touches (overrides_event_id)"
                 " WHERE overrides_event_id IS NOT NULL"
             )
+            # the touches overriding an HCP's decisions by time (schema version 5)
+            c.execute(
+                "CREATE INDEX IF NOT EXISTS touches_overrides_hcp ON touches"
+                " (overrides_hcp_id, ts_us) WHERE overrides_hcp_id IS NOT NULL"
+            )
+            self._fill_copied_hcps(c)
             if row is None:
                 c.execute(
                     "INSERT INTO meta (key, value) VALUES ('schema_version', ?)",
@@ -1097,6 +1118,27 @@ class EventStore(StoreExport):
 
     def _after_ddl(self, c: Connection) -> None:
         """Backend-specific schema steps after the DDL and the added columns."""
+
+    @staticmethod
+    def _fill_copied_hcps(c: Connection) -> None:
+        """Copy each decision's ``hcp_id`` onto its outcomes (``hcp_id``) and onto the
+        touches overriding it (``overrides_hcp_id``) that lack it: every such row of a
+        file migrated from a version before 5, and any that a process of an older
+        version still running stored after the migration (each open fills those;
+        finding no outcome is one search of ``outcomes_hcp_ts``, whose NULLs come
+        first, and no touch one walk of the override touches' own index). A row
+        whose decision is gone stays null, and is not written again (no read joins it)."""
+        c.execute(
+            "UPDATE outcomes SET hcp_id=(SELECT d.hcp_id FROM decisions d"
+            " WHERE d.event_id=outcomes.event_id) WHERE hcp_id IS NULL"
+            " AND EXISTS (SELECT 1 FROM decisions d WHERE d.event_id=outcomes.event_id)"
+        )
+        c.execute(
+            "UPDATE touches SET overrides_hcp_id=(SELECT d.hcp_id FROM decisions d"
+            " WHERE d.event_id=touches.overrides_event_id)"
+            " WHERE overrides_event_id IS NOT NULL AND overrides_hcp_id IS NULL"
+            " AND EXISTS (SELECT 1 FROM decisions d WHERE d.event_id=touches.overrides_event_id)"
+        )
 
     def _add_columns(self, c: Connection) -> None:
         """Add each column of :data:`_ADDED_COLUMNS` the database's tables lack."""
@@ -1967,7 +2009,8 @@ class EventStore(StoreExport):
             raise StoreError(f"{where}: action '{target}': {problem}")
         cur = c.execute(
             "INSERT OR IGNORE INTO outcomes (event_id, ts_us, type, value, source, source_id,"
-            " kind, late, received_us, action_id) VALUES (?,?,?,?,?,?,?,?,?,?) RETURNING id",
+            " kind, late, received_us, action_id, hcp_id) VALUES (?,?,?,?,?,?,?,?,?,?,?)"
+            " RETURNING id",
             (
                 outcome.event_id,
                 ts_us,
@@ -1979,6 +2022,7 @@ class EventStore(StoreExport):
                 int(ts_us - d_us > window_us),
                 _to_us(datetime.now(UTC)),
                 outcome.action_id,
+                hcp_id,  # the decision's (schema version 5): see outcomes_hcp_ts
             ),
         )
         inserted = cur.fetchone()

@@ -449,9 +449,9 @@ def add_override_touch(store: EventStore, touch: Touch, event_id: str) -> None:
                 "response to its chosen action; it was not overridden"
             )
         c.execute(
-            f"INSERT INTO touches ({EventStore._TOUCH_COLS}, overrides_event_id)"
-            " VALUES (?,?,?,?,?,?,?,?,?,?)",
-            (*row, event_id),
+            f"INSERT INTO touches ({EventStore._TOUCH_COLS}, overrides_event_id,"
+            " overrides_hcp_id) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+            (*row, event_id, d[0]),  # the decision's HCP (schema version 5)
         )
 
 

@@ -165,12 +165,12 @@ class SQLiteStore(EventStore):
 
     #: the history's ``h_overridden`` part (its parameters ``(hcp_id, lo_us, end_us)``):
     #: the HCP's decisions that a touch in the range overrides, counted once each.
-    #: The part's ``COUNT(DISTINCT t.overrides_event_id)`` over the join counts the
-    #: same decisions (``event_id`` is the decisions' key) but sorts the ids in a
-    #: temporary B-tree; this walks the HCP's decisions in the index and tests each
+    #: The touches of the range that override the HCP's decisions are one range of
+    #: ``touches_overrides_hcp`` (schema version 5), each joined to its decision by
+    #: the key; the distinct decisions are the part's ``COUNT(DISTINCT ...)``
     _OVERRIDDEN = (
-        "SELECT COUNT(*) FROM decisions d WHERE d.hcp_id=? AND EXISTS (SELECT 1 FROM touches t"
-        " WHERE t.overrides_event_id=d.event_id AND t.ts_us>=? AND t.ts_us<?)"
+        "SELECT COUNT(*) FROM decisions d WHERE d.event_id IN (SELECT t.overrides_event_id"
+        " FROM touches t WHERE t.overrides_hcp_id=? AND t.ts_us>=? AND t.ts_us<?)"
     )
 
     #: the history's parts on outcomes joined to the HCP's decisions (always there);
@@ -217,7 +217,7 @@ class SQLiteStore(EventStore):
             built = (
                 "SELECT o.event_id, COALESCE(o.action_id, d.chosen_action_id), o.type, o.ts_us"
                 " FROM outcomes o JOIN decisions d ON d.event_id=o.event_id"
-                f" WHERE d.hcp_id=? AND +o.type IN ({','.join('?' * len(types))})"
+                f" WHERE o.hcp_id=? AND +o.type IN ({','.join('?' * len(types))})"
                 " AND o.ts_us>=? AND o.ts_us<=?",
                 tuple(types),
                 tuple(frozenset(t) for t in shape),
@@ -548,9 +548,9 @@ class SQLiteStore(EventStore):
                     rows[r[0]]["suppressions"].append(r[1:])
                 outcomes: dict[str, list[tuple[Any, ...]]] = {}
                 for r in con.execute(
-                    "SELECT d.hcp_id, o.event_id, COALESCE(o.action_id, d.chosen_action_id),"
+                    "SELECT o.hcp_id, o.event_id, COALESCE(o.action_id, d.chosen_action_id),"
                     " o.type, o.ts_us FROM outcomes o JOIN decisions d ON d.event_id=o.event_id"
-                    f" WHERE d.hcp_id IN ({marks})"
+                    f" WHERE o.hcp_id IN ({marks})"
                     f" AND +o.type IN ({','.join('?' * len(types_))})"  # see _outcome_plan
                     " AND o.ts_us>=? AND o.ts_us<=?",
                     (*known, *types_, o_lo, o_hi),
@@ -559,10 +559,10 @@ class SQLiteStore(EventStore):
                 overridden = dict(
                     con.execute(
                         # as _OVERRIDDEN, per HCP
-                        "SELECT d.hcp_id, COUNT(*) FROM decisions d"
-                        f" WHERE d.hcp_id IN ({marks}) AND EXISTS (SELECT 1 FROM touches t"
-                        " WHERE t.overrides_event_id=d.event_id AND t.ts_us>=? AND t.ts_us<?)"
-                        " GROUP BY d.hcp_id",
+                        "SELECT t.overrides_hcp_id, COUNT(DISTINCT t.overrides_event_id)"
+                        " FROM touches t JOIN decisions d ON d.event_id=t.overrides_event_id"
+                        f" WHERE t.overrides_hcp_id IN ({marks}) AND t.ts_us>=? AND t.ts_us<?"
+                        " GROUP BY t.overrides_hcp_id",
                         (*known, *over_args),
                     ).fetchall()
                 )

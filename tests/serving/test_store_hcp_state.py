@@ -96,9 +96,9 @@ def _populate(store: EventStore, catalog: Catalog, seed: int) -> None:
         with store._write() as c:
             c.execute(
                 "INSERT INTO touches (hcp_id, ts_us, channel, content_id, origin, kind, topics,"
-                " content_ids, overrides_event_id) VALUES (?,?,?,?,?,?,?,?,?)",
+                " content_ids, overrides_event_id, overrides_hcp_id) VALUES (?,?,?,?,?,?,?,?,?,?)",
                 (h, _to_us(NOW - timedelta(days=2)), "rep_visit", "VEL-EFF-01", "external",
-                 "contact", "[]", "[]", first),
+                 "contact", "[]", "[]", first, h),
             )  # fmt: skip
             for k, (lo, hi) in enumerate(((-5, 5), (-20, -10))):
                 c.execute(

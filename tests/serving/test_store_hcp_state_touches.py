@@ -191,17 +191,45 @@ def test_statements_run_per_state(tmp_path: Path) -> None:
         con.set_trace_callback(None)  # type: ignore[attr-defined]
 
 
-def test_outcomes_searched_once_per_decision(tmp_path: Path) -> None:
-    # the merged outcome statement tests the type on each outcome row of a decision
-    # instead of searching the (event_id, type, source_id) index once per type
+def test_outcomes_searched_as_one_range_of_the_window(tmp_path: Path) -> None:
+    # the outcome statements read the HCP's outcomes of the window as one range of
+    # the (hcp_id, ts_us) index, each joined to its decision by the decision's key:
+    # not all the HCP's decisions ever made (schema version 5); the merged one tests
+    # the type on each row instead of searching the (event_id, type, source_id)
+    # index once per type
     store = EventStore(tmp_path / "s.db")
     assert isinstance(store, SQLiteStore)
     parts = store._state_parts("a", NOW, NOW - timedelta(days=90), evidence=True)
     sql, types_, _spans, lo, hi = SQLiteStore._outcome_plan("a", parts)
     con = store._conn()
-    plan = [r[3] for r in con.execute("EXPLAIN QUERY PLAN " + sql, ("a", *types_, lo, hi))]
-    searches = [p for p in plan if p.startswith("SEARCH o ")]
-    assert searches and all(p.endswith("(event_id=?)") for p in searches), plan
+    statements = [(sql, ("a", *types_, lo, hi))] + [
+        (parts[n].sql(), parts[n].args) for n in ("outcomes", "h_engaged", "h_engaged_at")
+    ]
+    for text, args in statements:
+        plan = [r[3] for r in con.execute("EXPLAIN QUERY PLAN " + text, args)]
+        searches = [p for p in plan if p.startswith(("SEARCH", "SCAN"))]
+        assert searches == [
+            "SEARCH o USING INDEX outcomes_hcp_ts (hcp_id=? AND ts_us>? AND ts_us<?)",
+            "SEARCH d USING INDEX sqlite_autoindex_decisions_1 (event_id=?)",
+        ], plan
+
+
+def test_overridden_searched_as_one_range_of_the_window(tmp_path: Path) -> None:
+    # the count of overridden decisions reads the touches of the window that override
+    # the HCP's decisions as one range of (overrides_hcp_id, ts_us), each joined to
+    # its decision by the key: not all the HCP's decisions ever made (schema version 5)
+    store = EventStore(tmp_path / "s.db")
+    assert isinstance(store, SQLiteStore)
+    part = store._state_parts("a", NOW, NOW - timedelta(days=90), evidence=True)["h_overridden"]
+    con = store._conn()
+    for text in (SQLiteStore._OVERRIDDEN, part.sql()):
+        plan = [r[3] for r in con.execute("EXPLAIN QUERY PLAN " + text, part.args)]
+        searches = sorted(p for p in plan if p.startswith(("SEARCH", "SCAN")))
+        assert searches == [
+            "SEARCH d USING COVERING INDEX sqlite_autoindex_decisions_1 (event_id=?)",
+            "SEARCH t USING INDEX touches_overrides_hcp"
+            " (overrides_hcp_id=? AND ts_us>? AND ts_us<?)",
+        ], plan
 
 
 def test_overridden_decisions_counted_once_each(tmp_path: Path) -> None:
@@ -234,11 +262,13 @@ def test_overridden_decisions_counted_once_each(tmp_path: Path) -> None:
     ]
     with store._write() as c:
         for event_id, ts in overrides:
+            # as add_override_touch writes it: with the overridden decision's HCP
             c.execute(
                 "INSERT INTO touches (hcp_id, ts_us, channel, content_id, origin, kind,"
-                " overrides_event_id) VALUES (?,?,?,?,?,?,?)",
-                ("c", _to_us(ts), "rep_visit", "VEL-EFF-01", "external", "contact", event_id),
-            )
+                " overrides_event_id, overrides_hcp_id) VALUES (?,?,?,?,?,?,?,?)",
+                ("c", _to_us(ts), "rep_visit", "VEL-EFF-01", "external", "contact", event_id,
+                 "b" if event_id == "E4" else "a"),
+            )  # fmt: skip
     since = NOW - timedelta(days=30)
     many = store.hcp_states(["a", "b", "c"], NOW, since, cat)
     counts = {}

@@ -86,6 +86,8 @@ def test_version_1_file_is_migrated_and_keeps_every_outcome(tmp_path: Path) -> N
     assert con.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone() == (
         str(SCHEMA_VERSION),
     )
+    # version 5: each outcome carries its decision's HCP, copied in by the migration
+    assert con.execute("SELECT DISTINCT hcp_id FROM outcomes").fetchall() == [("h1",)]
     by_sid = {o.outcome.source_id: o.outcome for o in store.outcomes_of("E1")}
     assert {sid: o.action_id for sid, o in by_sid.items()} == {
         "msg-1": None,

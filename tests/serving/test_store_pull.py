@@ -73,7 +73,7 @@ def test_version_1_file_is_migrated_and_keeps_its_rows(tmp_path: Path) -> None:
     con = sqlite3.connect(db)
     version = con.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()[0]
     con.close()
-    assert int(version) == SCHEMA_VERSION == 4
+    assert int(version) == SCHEMA_VERSION == 5
     assert "action_id" in columns(db, "outcomes")  # the version-2 step too
     # the old touch reads as a plain contact, the old profile with no attributes
     (old,) = store.recent_touches("h1", T0 - timedelta(days=30))
@@ -107,7 +107,9 @@ def test_version_2_file_gains_the_interest_columns_and_keeps_its_action_ids(
     assert old.kind == "contact"
     store.close()
     con = sqlite3.connect(db)
-    assert con.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone() == ("4",)
+    assert con.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone() == (
+        str(SCHEMA_VERSION),
+    )
     con.close()
 
 
@@ -133,7 +135,9 @@ def test_newer_file_is_refused_untouched(tmp_path: Path) -> None:
     con.execute("UPDATE meta SET value='99' WHERE key='schema_version'")
     con.commit()
     con.close()
-    with pytest.raises(StoreError, match="has schema version 99, this code reads version 4"):
+    with pytest.raises(
+        StoreError, match=f"has schema version 99, this code reads version {SCHEMA_VERSION}"
+    ):
         EventStore(db)
 
 
@@ -242,5 +246,5 @@ def test_version_3_file_gains_the_version_4_tables_and_columns(tmp_path: Path) -
     finally:
         con.close()
     assert set(V4_TABLES) | {"rules_versions"} <= have
-    assert version == ("4",)
+    assert version == (str(SCHEMA_VERSION),)
     store.close()
