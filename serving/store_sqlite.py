@@ -327,21 +327,8 @@ class SQLiteStore(EventStore):
                 # the HCP's row once per statement in the window (at least once)
                 out["profile"] = [rows[0][:width]] if rows else []
                 out["extras"] = [r[width:] for r in rows]
-            wide = con.execute(self._WIDE_TOUCHES, (hcp_id, min(since_us, lo_us))).fetchall()
-            # columns: id, hcp_id, ts_us, channel, content_id, origin, kind, topics, ...
-            contacts = [r for r in wide if r[6] == "contact" and r[2] < end_us]
-            if contacts:
-                latest = [(contacts[-1][4],)]  # (ts_us, id) order: the last is the latest
-            else:
-                p = parts["h_latest"]
-                latest = con.execute(p.sql(), p.args).fetchall()
-        out["touches"] = [r[1:] for r in wide if r[2] >= since_us]
-        out["h_touches"] = [(r[2], r[3], r[4]) for r in contacts if r[2] >= lo_us]
-        # kind is NOT NULL: "kind != 'contact'" is every other kind
-        out["h_pulls"] = [
-            (r[2], r[7]) for r in wide if r[6] != "contact" and lo_us <= r[2] < end_us
-        ]
-        out["h_latest"] = latest
+            p = parts["h_latest"]
+            out.update(self._touch_rows(con, hcp_id, since_us, lo_us, end_us, p.sql(), p.args))
         return out
 
     def hcp_state(
@@ -420,21 +407,41 @@ class SQLiteStore(EventStore):
             # the HCP's row once per statement in the window (at least once)
             out["profile"] = [rows[0][:width]] if rows else []
             out["extras"] = [r[width:] for r in rows]
-            wide = con.execute(self._WIDE_TOUCHES, (hcp_id, min(since_us, lo_us))).fetchall()
-            # columns: id, hcp_id, ts_us, channel, content_id, origin, kind, topics, ...
-            contacts = [r for r in wide if r[6] == "contact" and r[2] < end_us]
-            if contacts:
-                latest = [(contacts[-1][4],)]  # (ts_us, id) order: the last is the latest
-            else:
-                latest = con.execute(plan.latest, (hcp_id, end_us)).fetchall()
-        out["touches"] = [r[1:] for r in wide if r[2] >= since_us]
-        out["h_touches"] = [(r[2], r[3], r[4]) for r in contacts if r[2] >= lo_us]
-        # kind is NOT NULL: "kind != 'contact'" is every other kind
-        out["h_pulls"] = [
-            (r[2], r[7]) for r in wide if r[6] != "contact" and lo_us <= r[2] < end_us
-        ]
-        out["h_latest"] = latest
+            out.update(
+                self._touch_rows(
+                    con, hcp_id, since_us, lo_us, end_us, plan.latest, (hcp_id, end_us)
+                )
+            )
         return out
+
+    def _touch_rows(
+        self,
+        con: sqlite3.Connection,
+        hcp_id: str,
+        since_us: int,
+        lo_us: int,
+        end_us: int,
+        latest_sql: str,
+        latest_args: tuple[Any, ...],
+    ) -> dict[str, Sequence[tuple[Any, ...]]]:
+        """The touch parts (``touches``, ``h_touches``, ``h_pulls``, ``h_latest``) from
+        one statement over the HCP's touches since the earlier of ``since_us`` and
+        ``lo_us``; the latest contact before it by ``latest_sql`` only when that range
+        holds none. Runs on ``con`` (inside the caller's read snapshot)."""
+        wide = con.execute(self._WIDE_TOUCHES, (hcp_id, min(since_us, lo_us))).fetchall()
+        # columns: id, hcp_id, ts_us, channel, content_id, origin, kind, topics, ...
+        contacts = [r for r in wide if r[6] == "contact" and r[2] < end_us]
+        if contacts:
+            latest = [(contacts[-1][4],)]  # (ts_us, id) order: the last is the latest
+        else:
+            latest = con.execute(latest_sql, latest_args).fetchall()
+        return {
+            "touches": [r[1:] for r in wide if r[2] >= since_us],
+            "h_touches": [(r[2], r[3], r[4]) for r in contacts if r[2] >= lo_us],
+            # kind is NOT NULL: "kind != 'contact'" is every other kind
+            "h_pulls": [(r[2], r[7]) for r in wide if r[6] != "contact" and lo_us <= r[2] < end_us],
+            "h_latest": latest,
+        }
 
     #: HCPs per set-based statement of :meth:`hcp_states` (SQLite's parameter limit
     #: is far above; a few statement texts are kept in the connection's cache)
